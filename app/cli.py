@@ -1,0 +1,106 @@
+"""The ``gamesched`` command: workers, the controller, the database, status and the demo."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from app.errors import ConfigError, GameschedError, InvalidRequest
+from app.settings import Settings, load_settings
+
+cli = typer.Typer(help="gamesched: a durable task scheduler for multiplayer game servers.",
+                  no_args_is_help=True, add_completion=False)
+db_cli = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+console = Console()
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        console.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def worker(
+    role: Annotated[str, typer.Option(help="player|physics|ai|transactions|background|all")],
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Pool size.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
+    hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Start a Celery worker with the role's queues, pool and prefetch."""
+    from app import workercmd
+
+    settings = _settings()
+    try:
+        argv = workercmd.worker_argv(settings, role, concurrency, hostname, loglevel)
+    except InvalidRequest as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    workercmd.run_worker(settings, argv, metrics_port)
+
+
+@cli.command()
+def controller(
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Start the controller: beat plus the worker that runs its tick (queue ``control``)."""
+    from app import workercmd
+
+    settings = _settings()
+    schedule = os.path.join(tempfile.gettempdir(), f"gamesched-beat-{settings.instance_id}")
+    argv = workercmd.controller_argv(settings, schedule, loglevel)
+    workercmd.run_worker(settings, argv, metrics_port)
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Bring the database schema up to REVISION (default: head)."""
+    from app.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    console.print(f"database at {settings.database_url} is at {revision}")
+
+
+@cli.command()
+def status() -> None:
+    """Show queue depths, the workers that answer, and the controller's last decision."""
+    from app import statuscmd
+
+    statuscmd.show(console, _settings())
+
+
+@cli.command()
+def demo(
+    sessions: Annotated[int, typer.Option(min=1, max=5000, help="Simulated sessions.")] = 300,
+    duration: Annotated[float, typer.Option(min=1, max=600, help="Seconds of load.")] = 10.0,
+) -> None:
+    """Run a few hundred simulated sessions for a few seconds and print latency per queue."""
+    from app import democmd
+
+    settings = _settings()
+    ok = democmd.show(console, settings, sessions, duration)
+    raise typer.Exit(0 if ok else 1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli()
+    except GameschedError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

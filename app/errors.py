@@ -1,0 +1,34 @@
+"""The one error hierarchy of gamesched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GameschedError(Exception):
+    """Base of every error gamesched raises on purpose."""
+
+
+class ConfigError(GameschedError):
+    """A setting is unknown or invalid; raised at start-up, names the variable and value."""
+
+    def __init__(self, variable: str, value: Any, reason: str) -> None:
+        self.variable = variable
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{variable}={value!r}: {reason}")
+
+
+class InvalidRequest(GameschedError):
+    """A client call was given bad input; names the field and the value, nothing was enqueued."""
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid {field}={_short(value)}: {reason}")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

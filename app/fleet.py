@@ -1,0 +1,142 @@
+"""Worker fleets for the demo and the simulator.
+
+``EmbeddedFleet`` runs one Celery worker per role in threads of this process, on kombu's
+in-memory transport.  ``ProcessFleet`` starts ``gamesched worker`` subprocesses on a real
+broker.  Both are context managers that return once every worker consumes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from celery.worker import WorkController
+from celery.worker import state as worker_state
+
+from app.broker import live_workers
+from app.celery_app import GameschedCelery, create_app
+from app.errors import GameschedError
+from app.roles import ROLES, WORKER_ROLES
+from app.settings import Settings
+
+
+class _Worker(WorkController):  # type: ignore[misc]
+    """A WorkController that signals when its consumer is ready."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.ready = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def on_consumer_ready(self, consumer: Any) -> None:
+        """Mark the worker as consuming."""
+        self.ready.set()
+
+
+class EmbeddedFleet:
+    """One thread-pool worker per role inside this process (each with its own app)."""
+
+    def __init__(self, settings: Settings, roles: Sequence[str] = (*WORKER_ROLES, "control")):
+        self.settings = settings
+        self.roles = tuple(roles)
+        self._workers: list[_Worker] = []
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> EmbeddedFleet:
+        # Celery's pool threads run tasks from the default app, not the consuming worker's
+        # (one app per process is its model).  Every role's app has the same settings, so
+        # one of them serves as the default; each role keeps its own queue selection.
+        runner = create_app(self.settings)
+        runner.finalize()
+        runner.set_default()
+        runner.set_current()
+        for name in self.roles:
+            self._start(name)
+        for worker in self._workers:
+            if not worker.ready.wait(timeout=30):
+                raise GameschedError(f"embedded worker {worker.hostname} did not start")
+        return self
+
+    def _start(self, name: str) -> None:
+        role = ROLES[name]
+        app: GameschedCelery = create_app(self.settings)
+        app.finalize()
+        concurrency = self.settings.budget(name).concurrency if name != "control" else 1
+        worker = _Worker(
+            app=app, hostname=f"{name}@embedded", pool="threads", concurrency=concurrency,
+            queues=[q.value for q in role.queues], loglevel="WARNING",
+            without_heartbeat=True, without_mingle=True, without_gossip=True,
+        )
+        thread = threading.Thread(target=worker.start, name=f"worker-{name}", daemon=True)
+        thread.start()
+        self._workers.append(worker)
+        self._threads.append(thread)
+
+    def __exit__(self, *exc: object) -> None:
+        worker_state.should_terminate = 0
+        for thread in self._threads:
+            thread.join(timeout=15)
+        worker_state.should_terminate = None
+
+
+class ProcessFleet:
+    """``gamesched worker`` subprocesses, one per role, on the configured broker."""
+
+    def __init__(self, settings: Settings, roles: Sequence[str] = WORKER_ROLES,
+                 env: dict[str, str] | None = None, log_dir: str | None = None):
+        self.settings = settings
+        self.roles = tuple(roles)
+        self.env = {**os.environ, **(env or {})}
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def __enter__(self) -> ProcessFleet:
+        for name in self.roles:
+            self.procs[name] = self.spawn(name)
+        self.wait_ready()
+        return self
+
+    def spawn(self, name: str) -> subprocess.Popen[bytes]:
+        """Start the worker of role `name` (again, after a kill)."""
+        cmd = [sys.executable, "-m", "app.cli", "worker", "--role", name,
+               "--hostname", f"{name}@{self.settings.instance_id}-{os.getpid()}"]
+        if self.log_dir is None:
+            return subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        with open(os.path.join(self.log_dir, f"{name}.log"), "ab") as out:
+            return subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until every role's worker answers the broker, or raise."""
+        app = create_app(self.settings)
+        deadline = time.monotonic() + timeout
+        wanted = {f"{n}@{self.settings.instance_id}-{os.getpid()}" for n in self.roles}
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if wanted <= set(live_workers(app, timeout=0.5)):
+                return
+        raise GameschedError(f"workers did not start within {timeout:.0f}s: {sorted(wanted)}")
+
+    def _check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise GameschedError(f"worker {name} exited with code {proc.returncode}")
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -1,0 +1,59 @@
+"""Prometheus metrics per queue: enqueued, started, succeeded, failed, retried, latencies.
+
+Metrics are created once, on first use.  Prefork workers share them through
+prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``), set up by the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The per-queue task metrics."""
+
+    enqueued: Counter
+    started: Counter
+    succeeded: Counter
+    failed: Counter
+    retried: Counter
+    wait_seconds: Histogram
+    latency_seconds: Histogram
+
+
+@lru_cache(maxsize=1)
+def metrics() -> Metrics:
+    """The process's metrics, created on first use."""
+
+    def counter(name: str, doc: str) -> Counter:
+        return Counter(f"gamesched_tasks_{name}", doc, ["queue"])
+
+    def histogram(name: str, doc: str) -> Histogram:
+        return Histogram(f"gamesched_task_{name}_seconds", doc, ["queue"], buckets=_BUCKETS)
+
+    return Metrics(
+        enqueued=counter("enqueued", "Tasks handed to the broker by the client API."),
+        started=counter("started", "Tasks a worker started."),
+        succeeded=counter("succeeded", "Tasks that finished without error."),
+        failed=counter("failed", "Tasks that raised."),
+        retried=counter("retried", "Tasks scheduled for a retry."),
+        wait_seconds=histogram("wait", "From hand-off to a worker starting the task."),
+        latency_seconds=histogram("latency", "From hand-off to the task being applied."),
+    )
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on `port`, aggregating prefork children when multiprocess mode is on."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        start_http_server(port, registry=registry)
+    else:
+        start_http_server(port)

@@ -1,0 +1,98 @@
+"""Validated request shapes for the client API.  Bad input raises InvalidRequest naming the
+field and the value; nothing is enqueued."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
+
+from app.errors import InvalidRequest
+
+Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
+SessionType = Literal["ranked", "casual", "coop", "spectator", "lobby"]
+Number = StrictInt | StrictFloat
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class OpenSession(_Request):
+    """Open a session on this instance."""
+
+    session_id: str = Id
+    session_type: SessionType = "casual"
+    players: StrictInt = Field(default=1, ge=1, le=1000)
+    region: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class CloseSession(_Request):
+    """Close a session."""
+
+    session_id: str = Id
+
+
+class StateUpdate(_Request):
+    """One player's state change; `seq` grows per session."""
+
+    session_id: str = Id
+    seq: StrictInt = Field(ge=1)
+    state: dict[str, Any]
+    position: tuple[Number, Number] | None = None
+
+
+class PhysicsStep(_Request):
+    """One frame of one region."""
+
+    region: str = Id
+    frame: StrictInt = Field(ge=0)
+    dt_ms: Number = Field(default=16.0, gt=0, le=100)
+    bodies: StrictInt = Field(default=0, ge=0, le=5000)
+
+
+class AiDecision(_Request):
+    """One NPC decision."""
+
+    npc_id: str = Id
+    position: tuple[Number, Number]
+    players: list[tuple[Number, Number]] = Field(default_factory=list, max_length=256)
+
+
+class Purchase(_Request):
+    """A purchase: the player pays `price` of `currency` for `sku`."""
+
+    player_id: str = Id
+    sku: str = Id
+    price: StrictInt = Field(gt=0, le=10**9)
+    currency: str = Field(min_length=1, max_length=16)
+    idempotency_key: str = Field(min_length=1, max_length=128)
+
+
+class BackgroundJob(_Request):
+    """Background work: a snapshot of sessions or a batch of analytics events."""
+
+    kind: Literal["snapshot", "analytics"]
+    payload: list[Any] = Field(max_length=10_000)
+
+
+R = TypeVar("R", bound=_Request)
+
+
+def parse(model: type[R], data: dict[str, Any]) -> R:
+    """Build `model` from `data`, or raise InvalidRequest naming the first bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or model.__name__
+        raise InvalidRequest(field, error.get("input"), error["msg"]) from None
+
+
+def check_position(field: str, position: tuple[float, float] | None, world: float) -> None:
+    """Raise InvalidRequest unless `position` lies inside the square world."""
+    if position is None:
+        return
+    if not all(math.isfinite(c) and 0.0 <= c <= world for c in position):
+        raise InvalidRequest(field, position, f"outside the world [0, {world}]")

@@ -1,0 +1,65 @@
+"""Queues and worker roles: which queue holds which work, and how each role consumes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Queue(StrEnum):
+    """The Celery queues; each kind of work has its own."""
+
+    PLAYER = "player"
+    PHYSICS = "physics"
+    AI = "ai"
+    TRANSACTIONS = "transactions"
+    BACKGROUND = "background"
+    CONTROL = "control"
+
+
+@dataclass(frozen=True)
+class Role:
+    """How a worker role consumes its queues."""
+
+    name: str
+    queues: tuple[Queue, ...]
+    pool: str
+    latency_bound: bool
+
+
+ROLES: dict[str, Role] = {
+    "player": Role("player", (Queue.PLAYER,), "threads", latency_bound=True),
+    "physics": Role("physics", (Queue.PHYSICS,), "prefork", latency_bound=True),
+    "ai": Role("ai", (Queue.AI,), "prefork", latency_bound=False),
+    "transactions": Role("transactions", (Queue.TRANSACTIONS,), "prefork", latency_bound=True),
+    "background": Role("background", (Queue.BACKGROUND,), "prefork", latency_bound=False),
+    "control": Role("control", (Queue.CONTROL,), "solo", latency_bound=False),
+    "all": Role("all", tuple(Queue), "threads", latency_bound=True),
+}
+
+WORKER_ROLES: tuple[str, ...] = ("player", "physics", "ai", "transactions", "background")
+
+# Task name -> queue.  Task names are the wire contract between game servers and workers:
+# the client sends by name, so a game server never imports worker code.
+TASK_QUEUES: dict[str, Queue] = {
+    "gamesched.player.apply_updates": Queue.PLAYER,
+    "gamesched.player.session_op": Queue.PLAYER,
+    "gamesched.physics.step_region": Queue.PHYSICS,
+    "gamesched.ai.decide": Queue.AI,
+    "gamesched.transactions.apply": Queue.TRANSACTIONS,
+    "gamesched.background.snapshot": Queue.BACKGROUND,
+    "gamesched.background.analytics": Queue.BACKGROUND,
+    "gamesched.control.tick": Queue.CONTROL,
+}
+
+PLAYER_FACING: frozenset[Queue] = frozenset({Queue.PLAYER, Queue.TRANSACTIONS})
+
+
+def role(name: str) -> Role:
+    """Return the role called `name`, or raise InvalidRequest naming it."""
+    from app.errors import InvalidRequest
+
+    try:
+        return ROLES[name]
+    except KeyError:
+        raise InvalidRequest("role", name, f"expected one of {', '.join(ROLES)}") from None

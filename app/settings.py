@@ -1,0 +1,124 @@
+"""Typed settings: the only source of configuration (environment prefix ``GAMESCHED_``).
+
+Nested values use ``__``: ``GAMESCHED_PLAYER__CONCURRENCY=8``.  An invalid or unknown value
+stops start-up with a ConfigError naming the variable and the value.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.errors import ConfigError
+
+ENV_PREFIX = "GAMESCHED_"
+
+
+class RoleBudget(BaseModel):
+    """Concurrency and memory budget of one worker role."""
+
+    concurrency: int = Field(ge=1, le=256)
+    memory_mb: int = Field(ge=32, le=65536)
+
+
+class Settings(BaseSettings):
+    """Everything gamesched can be told, with defaults that run on a fresh machine."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    broker_url: str = "memory://"
+    result_backend: str | None = None
+    database_url: str = "sqlite:///gamesched.db"
+    instance_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=64)
+
+    player: RoleBudget = RoleBudget(concurrency=4, memory_mb=256)
+    physics: RoleBudget = RoleBudget(concurrency=2, memory_mb=512)
+    ai: RoleBudget = RoleBudget(concurrency=2, memory_mb=384)
+    transactions: RoleBudget = RoleBudget(concurrency=2, memory_mb=256)
+    background: RoleBudget = RoleBudget(concurrency=1, memory_mb=256)
+
+    cpu_cap: float = Field(default=0.80, gt=0.0, le=1.0)
+    tick_ms: float = Field(default=5.0, gt=0.0, le=1000.0)
+    controller_period_s: float = Field(default=1.0, ge=0.5, le=60.0)
+    visibility_timeout_s: int = Field(default=120, ge=10, le=86400)
+    default_priority: int = Field(default=5, ge=0, le=9)
+    world_size: float = Field(default=10_000.0, gt=0.0)
+    record_latency: bool = False
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0]
+        if scheme not in {"memory", "redis", "rediss", "sqla+sqlite", "sqla+postgresql"}:
+            raise ValueError("expected memory://, redis://, rediss:// or sqla+<database url>")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("expected sqlite:///PATH or postgresql+psycopg://...")
+        return value
+
+    @property
+    def uses_redis(self) -> bool:
+        """True when the broker is Redis (real worker subprocesses, Redis hot state)."""
+        return self.broker_url.startswith(("redis://", "rediss://"))
+
+    @property
+    def embedded(self) -> bool:
+        """True on the embedded default: in-process broker and workers."""
+        return self.broker_url.startswith("memory://")
+
+    def budget(self, role: str) -> RoleBudget:
+        """The concurrency and memory budget of a worker role."""
+        budget = getattr(self, role, None)
+        if not isinstance(budget, RoleBudget):
+            raise ConfigError(f"{ENV_PREFIX}{role.upper()}__CONCURRENCY", role, "no such role")
+        return budget
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (and `overrides`), or raise ConfigError."""
+    _reject_unknown_variables()
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
+
+
+def _reject_unknown_variables() -> None:
+    fields = {name.upper() for name in Settings.model_fields}
+    for name, value in os.environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        head = name[len(ENV_PREFIX) :].split("__", 1)[0]
+        if head not in fields:
+            raise ConfigError(name, value, "unknown setting")
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    variable = ENV_PREFIX + "__".join(part.upper() for part in loc)
+    value = first.get("input")
+    env_value = os.environ.get(variable)
+    if env_value is not None and not isinstance(value, str | int | float):
+        value = env_value
+    return ConfigError(variable, value, first["msg"])

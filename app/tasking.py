@@ -1,0 +1,79 @@
+"""The Task base class: timing, metrics and execution records for every gamesched task."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from celery import Task
+
+from app.metrics import metrics
+from app.recorder import Execution
+
+if TYPE_CHECKING:
+    from app.celery_app import GameschedCelery
+    from app.runtime import Runtime
+
+HANDOFF_HEADER = "gs_handoff"
+
+
+class GameTask(Task):  # type: ignore[misc]
+    """Base of every gamesched task; task bodies stay free of cross-cutting code."""
+
+    abstract = True
+    typing = True
+
+    @property
+    def runtime(self) -> Runtime:
+        """The worker process's runtime (settings, SQL, hot store)."""
+        app: GameschedCelery = self.app
+        return app.runtime
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        queue = _queue_of(self.request)
+        handoff = _handoff_of(self.request)
+        started = time.time()
+        m = metrics()
+        m.started.labels(queue).inc()
+        m.wait_seconds.labels(queue).observe(max(0.0, started - handoff))
+        ok = False
+        try:
+            result = self.run(*args, **kwargs)
+            ok = True
+            return result
+        finally:
+            done = time.time()
+            (m.succeeded if ok else m.failed).labels(queue).inc()
+            m.latency_seconds.labels(queue).observe(max(0.0, done - handoff))
+            if self.runtime.settings.record_latency:
+                self._record(queue, handoff, started, done, ok)
+
+    def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Count the retry."""
+        metrics().retried.labels(_queue_of(self.request)).inc()
+
+    def _record(self, queue: str, handoff: float, started: float, done: float, ok: bool) -> None:
+        self.runtime.recorder.record(
+            Execution(
+                task_id=str(self.request.id),
+                task=self.name,
+                queue=queue,
+                hostname=str(self.request.hostname or ""),
+                handoff=handoff,
+                started=started,
+                done=done,
+                ok=ok,
+            )
+        )
+
+
+def _queue_of(request: Any) -> str:
+    info = getattr(request, "delivery_info", None) or {}
+    return str(info.get("routing_key") or "eager")
+
+
+def _handoff_of(request: Any) -> float:
+    value = getattr(request, HANDOFF_HEADER, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(HANDOFF_HEADER)
+    return float(value) if value is not None else time.time()

@@ -1,0 +1,63 @@
+"""Build and run ``celery worker`` command lines for gamesched roles."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+from app.celery_app import create_app
+from app.roles import Role, role
+from app.settings import Settings
+
+
+def worker_argv(settings: Settings, role_name: str, concurrency: int | None,
+                hostname: str | None, loglevel: str) -> list[str]:
+    """The Celery worker arguments of role `role_name`."""
+    spec = role(role_name)
+    budget = None if role_name == "all" else settings.budget(role_name)
+    size = concurrency or (budget.concurrency if budget else 4)
+    argv = [
+        "worker", "-Q", ",".join(q.value for q in spec.queues), "-P", spec.pool,
+        "-c", str(size), "-n", hostname or f"{role_name}@{settings.instance_id}",
+        "-l", loglevel, "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",
+    ]
+    if budget and spec.pool == "prefork":
+        argv += ["--max-memory-per-child", str(budget.memory_mb * 1024)]
+    if _disable_prefetch(settings, spec):
+        argv.append("--disable-prefetch")
+    return argv
+
+
+def controller_argv(settings: Settings, schedule: str, loglevel: str) -> list[str]:
+    """The Celery arguments of the controller: beat embedded in a solo ``control`` worker."""
+    return [
+        "worker", "-B", "-s", schedule, "-Q", "control", "-P", "solo", "-c", "1",
+        "-n", f"controller@{settings.instance_id}", "-l", loglevel,
+        "--without-gossip", "--without-mingle",
+    ]
+
+
+def _disable_prefetch(settings: Settings, spec: Role) -> bool:
+    return settings.uses_redis and spec.latency_bound
+
+
+def run_worker(settings: Settings, argv: list[str], metrics_port: int | None) -> None:
+    """Run Celery's worker in this process, serving metrics on `metrics_port` if given."""
+    if metrics_port is not None:
+        _ensure_multiprocess_metrics()
+        from app.metrics import serve
+
+        serve(metrics_port)
+    app = create_app(settings)
+    app.worker_main(argv=argv)
+
+
+def _ensure_multiprocess_metrics() -> None:
+    """Prefork children share metrics through files; the variable must be set before
+    prometheus-client is first imported, so re-execute this command with it set."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    directory = tempfile.mkdtemp(prefix="gamesched-metrics-")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": directory}
+    os.execve(sys.executable, [sys.executable, "-m", "app.cli", *sys.argv[1:]], env)

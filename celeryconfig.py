@@ -1,0 +1,85 @@
+"""The Celery configuration of gamesched, built from the typed settings.
+
+``build(settings)`` returns the dict the app factory hands to ``app.conf``.  Nothing here
+runs at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Exchange
+from kombu import Queue as KombuQueue
+
+from app.roles import TASK_QUEUES, Queue
+from app.settings import Settings
+
+PRIORITY_STEPS = list(range(10))  # 0 is the highest on Redis
+WORKER_MODULES = [
+    "workers.player",
+    "workers.physics",
+    "workers.ai",
+    "workers.transactions",
+    "workers.background",
+    "workers.control",
+]
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    """Return the Celery configuration for `settings`."""
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_ignore_result": settings.result_backend is None,
+        "broker_transport_options": _transport_options(settings),
+        "broker_connection_retry_on_startup": True,
+        "task_queues": [_queue(q) for q in Queue],
+        "task_default_queue": Queue.BACKGROUND.value,
+        "task_routes": {name: {"queue": q.value} for name, q in TASK_QUEUES.items()},
+        "task_default_priority": settings.default_priority,
+        "task_inherit_parent_priority": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json", "msgpack"],
+        "event_serializer": "json",
+        "worker_prefetch_multiplier": 1,
+        "task_acks_late": False,
+        "task_track_started": False,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "result_expires": 3600,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "include": WORKER_MODULES,
+        "beat_schedule": _beat_schedule(settings),
+    }
+
+
+def _queue(queue: Queue) -> KombuQueue:
+    return KombuQueue(queue.value, Exchange(queue.value, type="direct"), routing_key=queue.value)
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.embedded:
+        # The in-memory transport polls; a short interval keeps hand-off latency low.
+        return {"polling_interval": 0.002}
+    options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout_s}
+    if settings.uses_redis:
+        options |= {
+            "priority_steps": PRIORITY_STEPS,
+            "sep": ":",
+            "queue_order_strategy": "priority",
+        }
+    else:
+        options["polling_interval"] = 0.05
+    return options
+
+
+def _beat_schedule(settings: Settings) -> dict[str, Any]:
+    return {
+        "controller-tick": {
+            "task": "gamesched.control.tick",
+            "schedule": settings.controller_period_s,
+            "options": {"queue": Queue.CONTROL.value, "expires": settings.controller_period_s * 2},
+        },
+    }

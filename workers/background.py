@@ -1,0 +1,25 @@
+"""Background role: snapshots and analytics (queue ``background``), shed first under load."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from app import background
+from app.db import transaction
+from app.tasking import GameTask
+
+
+@shared_task(base=GameTask, bind=True, name="gamesched.background.snapshot")
+def snapshot(self: GameTask, session_ids: list[str]) -> int:
+    """Persist the hot state of `session_ids` to SQL.  Idempotent; not retried (the next
+    snapshot covers it)."""
+    with transaction(self.runtime.sessions) as db:
+        return background.snapshot(db, self.runtime.hot, session_ids)
+
+
+@shared_task(base=GameTask, bind=True, name="gamesched.background.analytics")
+def analytics(self: GameTask, events: list[dict[str, Any]]) -> dict[str, int]:
+    """Roll up a batch of analytics events.  Pure and idempotent; not retried."""
+    return background.analytics(events)

@@ -1,0 +1,21 @@
+"""Control role: the controller's tick, sent by beat about once a second (queue ``control``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from celery import shared_task
+
+from app import controller
+from app.broker import queue_depths
+from app.tasking import GameTask
+
+
+@shared_task(base=GameTask, bind=True, name="gamesched.control.tick", ignore_result=True)
+def tick(self: GameTask) -> dict[str, Any]:
+    """Read load, decide, publish the decision.  Idempotent; a missed tick is not retried."""
+    load = controller.Load(depths=queue_depths(self.app), cpu=controller.measure_cpu())
+    decision = controller.decide(load, self.runtime.settings.cpu_cap)
+    controller.write_decision(self.runtime.hot, decision)
+    return asdict(decision)

@@ -25,8 +25,32 @@ WORKER_MODULES = [
 ]
 
 
+NAIVE_QUEUE = "celery"
+
+
 def build(settings: Settings) -> dict[str, Any]:
     """Return the Celery configuration for `settings`."""
+    config = _gamesched(settings)
+    if settings.naive:
+        config |= _naive(settings)
+    return config
+
+
+def _naive(settings: Settings) -> dict[str, Any]:
+    """The baseline: Celery's defaults, one shared queue, no priorities, default prefetch."""
+    return {
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "task_queues": [KombuQueue(NAIVE_QUEUE)],
+        "task_default_queue": NAIVE_QUEUE,
+        "task_routes": {},
+        "task_default_priority": None,
+        "task_inherit_parent_priority": False,
+        "worker_prefetch_multiplier": 4,
+        "beat_schedule": {},
+    }
+
+
+def _gamesched(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,

@@ -96,10 +96,12 @@ class GameClient:
         return self._send(route(f"gamesched.background.{req.kind}"), [req.payload])
 
     def _send(self, where: Route, args: list[Any], handoff: float | None = None) -> AsyncResult:
-        result = self.app.send_task(
-            where.task, args=args, queue=where.queue.value, priority=where.priority,
-            headers={HANDOFF_HEADER: handoff or time.time()},
-        )
+        headers = {HANDOFF_HEADER: handoff or time.time()}
+        if self.settings.naive:  # the baseline sends as plain Celery would
+            result = self.app.send_task(where.task, args=args, headers=headers)
+        else:
+            result = self.app.send_task(where.task, args=args, queue=where.queue.value,
+                                        priority=where.priority, headers=headers)
         metrics().enqueued.labels(where.queue.value).inc()
         with self._count_lock:
             self.tasks_sent += 1

@@ -17,6 +17,12 @@ class HotStore(Protocol):
     def set(self, key: str, value: bytes) -> None:
         """Store `value` at `key`."""
 
+    def incr(self, key: str, amount: int = 1) -> int:
+        """Add `amount` to the counter at `key`; returns the new value."""
+
+    def delete(self, key: str) -> None:
+        """Remove `key`."""
+
 
 class MemoryHotStore:
     """Hot state in this process, for the embedded default and fast tests."""
@@ -35,6 +41,18 @@ class MemoryHotStore:
         with self._lock:
             self._data[key] = value
 
+    def incr(self, key: str, amount: int = 1) -> int:
+        """Add `amount` to the counter at `key`; returns the new value."""
+        with self._lock:
+            value = int(self._data.get(key, b"0")) + amount
+            self._data[key] = str(value).encode()
+            return value
+
+    def delete(self, key: str) -> None:
+        """Remove `key`."""
+        with self._lock:
+            self._data.pop(key, None)
+
 
 class RedisHotStore:
     """Hot state in Redis, shared by every worker and the controller."""
@@ -50,6 +68,14 @@ class RedisHotStore:
     def set(self, key: str, value: bytes) -> None:
         """Store `value` at `key`."""
         self._client.set(key, value)
+
+    def incr(self, key: str, amount: int = 1) -> int:
+        """Add `amount` to the counter at `key`; returns the new value."""
+        return int(self._client.incrby(key, amount))
+
+    def delete(self, key: str) -> None:
+        """Remove `key`."""
+        self._client.delete(key)
 
 
 MEMORY_HOT_STORE = MemoryHotStore()

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     default_priority: int = Field(default=5, ge=0, le=9)
     world_size: float = Field(default=10_000.0, gt=0.0)
     record_latency: bool = False
+    naive: bool = False  # the baseline: Celery as configured by default (one queue, no priority)
 
     @field_validator("broker_url")
     @classmethod

@@ -7,21 +7,25 @@ import sys
 import tempfile
 
 from app.celery_app import create_app
-from app.roles import Role, role
+from app.roles import WORKER_ROLES, Role, role
 from app.settings import Settings
+from celeryconfig import NAIVE_QUEUE
 
 
 def worker_argv(settings: Settings, role_name: str, concurrency: int | None,
                 hostname: str | None, loglevel: str) -> list[str]:
     """The Celery worker arguments of role `role_name`."""
     spec = role(role_name)
-    budget = None if role_name == "all" else settings.budget(role_name)
-    size = concurrency or (budget.concurrency if budget else 4)
+    budget = settings.budget(role_name) if role_name in WORKER_ROLES else None
+    size = concurrency or (budget.concurrency if budget else len(spec.queues))
     argv = [
-        "worker", "-Q", ",".join(q.value for q in spec.queues), "-P", spec.pool,
-        "-c", str(size), "-n", hostname or f"{role_name}@{settings.instance_id}",
-        "-l", loglevel, "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",
+        "worker", "-P", spec.pool, "-c", str(size),
+        "-n", hostname or f"{role_name}@{settings.instance_id}",
+        "-l", loglevel, "--without-gossip", "--without-mingle",
     ]
+    if settings.naive:  # the baseline: same processes, Celery's defaults, one shared queue
+        return [*argv, "-Q", NAIVE_QUEUE]
+    argv += ["-Q", ",".join(q.value for q in spec.queues), "--prefetch-multiplier", "1"]
     if budget and spec.pool == "prefork":
         argv += ["--max-memory-per-child", str(budget.memory_mb * 1024)]
     if _disable_prefetch(settings, spec):

@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgpack
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.hotstore import HotStore
 from app.models import GameSession
-from app.sessions import read_state
+from app.sessions import HotState, state_key
 
 
-def snapshot(db: Session, hot: HotStore, session_ids: Iterable[str]) -> int:
-    """Copy each known session's hot state into SQL.  Idempotent; returns rows written."""
+def read_states(hot: HotStore, session_ids: Sequence[str]) -> dict[str, HotState]:
+    """The hot states of `session_ids` that exist, in one round trip."""
+    raw = hot.get_many([state_key(s) for s in session_ids])
+    return {s: HotState.unpack(r) for s, r in zip(session_ids, raw, strict=True) if r}
+
+
+def snapshot(db: Session, states: Mapping[str, HotState]) -> int:
+    """Write hot states newer than their SQL snapshot.  Idempotent; returns rows written."""
+    rows = db.scalars(select(GameSession).where(GameSession.id.in_(list(states))))
     written = 0
-    for session_id in session_ids:
-        state = read_state(hot, session_id)
-        row = db.get(GameSession, session_id)
-        if state is None or row is None or state.seq <= row.snapshot_seq:
-            continue
-        row.snapshot_seq, row.snapshot = state.seq, msgpack.packb(state.fields)
-        written += 1
+    for row in rows:
+        state = states[row.id]
+        if state.seq > row.snapshot_seq:
+            row.snapshot_seq = state.seq
+            row.snapshot = msgpack.packb(state.fields, use_bin_type=True)
+            written += 1
     return written
 
 

@@ -1,33 +1,55 @@
 """The client API a game server imports: sessions, state updates, physics, AI, purchases.
 
 Every call validates its input (InvalidRequest names the field; nothing is enqueued),
-classifies the work and routes it to its queue at its priority.
+classifies the work, computes its priority from the session's factors and routes it.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
 from celery.result import AsyncResult
 
+from app import sessions
 from app.coalesce import Coalescer
+from app.delta import POSITION_FIELD, quantise
+from app.errors import InvalidRequest
 from app.metrics import metrics
-from app.priority import Route, route
+from app.priority import Factors, Route, inherit, route
+from app.registry import ACTIVE_HZ, SessionRegistry
 from app.requests import (
     AiDecision,
     BackgroundJob,
     CloseSession,
     OpenSession,
     PhysicsStep,
-    StateUpdate,
+    SessionChange,
     check_position,
     parse,
 )
+from app.roles import Queue
 from app.settings import Settings
-from app.tasking import HANDOFF_HEADER
+from app.tasking import CLAIM_HEADER, HANDOFF_HEADER
+
+UPDATE_TASK = "gamesched.player.apply_updates"
+SESSION_TASK = "gamesched.player.session_op"
+INFLIGHT_LIMIT = 50_000
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What the client needs to send a task again at a higher step."""
+
+    route: Route
+    args: list[Any]
+    handoff: float
 
 
 class GameClient:
@@ -36,8 +58,10 @@ class GameClient:
     def __init__(self, app: Celery, settings: Settings | None = None) -> None:
         self.app = app
         self.settings: Settings = settings or app.runtime.settings
+        self.sessions = SessionRegistry()
         self.tasks_sent = 0
-        self._count_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._inflight: OrderedDict[str, _Sent] = OrderedDict()
         self._updates = Coalescer(self._send_updates, self.settings.tick_ms / 1000.0)
 
     def close(self) -> None:
@@ -48,61 +72,158 @@ class GameClient:
         """Send the buffered state updates now; returns how many went."""
         return self._updates.flush()
 
+    # sessions ---------------------------------------------------------------------------
+
     def open_session(self, session_id: str, **spec: Any) -> AsyncResult:
-        """Open a session on this instance (idempotent on the worker)."""
+        """Open a session on this instance: it accepts updates at once; the worker records
+        it in SQL and restores its last snapshot.  Idempotent."""
         req = parse(OpenSession, {"session_id": session_id, **spec})
+        sessions.ensure_state(self.app.runtime.hot, session_id)
+        self.sessions.open(session_id, req.session_type, req.players, req.region)
         body = req.model_dump(exclude={"session_id"}) | {"instance_id": self.settings.instance_id}
-        return self._send(route("gamesched.player.session_op"), ["open", session_id, body])
+        where = route(SESSION_TASK, self.sessions.factors(session_id), weights=self._weights)
+        return self._send(where, ["open", session_id, body])
+
+    def update_session(self, session_id: str, **changes: Any) -> AsyncResult:
+        """Change a session's type, players or region; its next work gets the new priority."""
+        req = parse(SessionChange, {"session_id": session_id, **changes})
+        body = req.model_dump(exclude={"session_id"}, exclude_none=True)
+        self.sessions.change(session_id, **body)
+        where = route(SESSION_TASK, self.sessions.factors(session_id), weights=self._weights)
+        return self._send(where, ["update", session_id, body])
 
     def close_session(self, session_id: str) -> AsyncResult:
-        """Close a session (idempotent on the worker)."""
+        """Close a session; later updates to it are refused.  Idempotent on the worker."""
         parse(CloseSession, {"session_id": session_id})
-        return self._send(route("gamesched.player.session_op"), ["close", session_id, {}])
+        factors = self.sessions.factors(session_id)
+        self.sessions.close(session_id)
+        return self._send(route(SESSION_TASK, factors, weights=self._weights),
+                          ["close", session_id, {}])
+
+    def priority_of_update(self, session_id: str) -> int:
+        """The step a state update of this session would be sent at now."""
+        return self._update_route(self.sessions.factors(session_id)).priority
+
+    # state updates ----------------------------------------------------------------------
 
     def submit_update(self, session_id: str, seq: int, state: dict[str, Any],
                       position: tuple[float, float] | None = None) -> None:
-        """Accept one state update of a session; it leaves with this tick's batch and is
-        applied in `seq` order per session."""
-        req = parse(StateUpdate, {"session_id": session_id, "seq": seq, "state": state,
-                                  "position": position})
-        check_position("position", req.position, self.settings.world_size)
-        self._updates.add({"session": req.session_id, "seq": req.seq, "state": req.state})
+        """Accept one state update; it leaves with this tick's batch for its priority step
+        and is applied in `seq` order per session."""
+        fields = _check_update(seq, state)
+        if position is not None:
+            fields[POSITION_FIELD] = quantise(self._position("position", position))
+        factors = self.sessions.accept(session_id, seq)
+        step = self._update_route(factors).priority
+        self._updates.add(step, {"session": session_id, "seq": seq, "state": fields})
 
-    def _send_updates(self, batch: list[dict[str, Any]], oldest: float) -> None:
-        self._send(route("gamesched.player.apply_updates", critical=True), [batch], oldest)
+    def _update_route(self, factors: Factors) -> Route:
+        critical = factors.activity_hz >= ACTIVE_HZ
+        return route(UPDATE_TASK, factors, critical=critical, weights=self._weights)
 
-    def submit_physics(self, region: str, frame: int, dt_ms: float = 16.0,
-                       bodies: int = 0) -> AsyncResult:
-        """Send one frame of one region to the physics fleet."""
+    def _send_updates(self, step: int, batch: list[dict[str, Any]], oldest: float) -> None:
+        where = Route(UPDATE_TASK, Queue.PLAYER, step)
+        self._send(where, [batch], handoff=oldest)
+
+    # physics, AI, background ----------------------------------------------------------
+
+    def submit_physics(self, region: str, frame: int, dt_ms: float = 16.0, bodies: int = 0,
+                       depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
+        """Send one frame of one region; an occupied region's step is critical-path."""
         req = parse(PhysicsStep, {"region": region, "frame": frame, "dt_ms": dt_ms,
                                   "bodies": bodies})
+        players = self.sessions.region_players(req.region)
+        factors = Factors(players=players, activity_hz=10.0 if players else 0.0)
+        where = route("gamesched.physics.step_region", factors, critical=players > 0,
+                      weights=self._weights)
         args = [req.region, req.frame, float(req.dt_ms), req.bodies]
-        return self._send(route("gamesched.physics.step_region"), args)
+        return self._send(where, args, depends_on=depends_on)
 
     def submit_ai(self, npc_id: str, position: tuple[float, float],
-                  players: list[tuple[float, float]] | None = None) -> AsyncResult:
+                  players: list[tuple[float, float]] | None = None,
+                  depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
         """Send one NPC decision to the AI fleet."""
         req = parse(AiDecision, {"npc_id": npc_id, "position": position,
                                  "players": players or []})
-        check_position("position", req.position, self.settings.world_size)
+        self._position("position", req.position)
         for i, p in enumerate(req.players):
-            check_position(f"players.{i}", p, self.settings.world_size)
+            self._position(f"players.{i}", p)
+        factors = Factors(players=len(req.players))
         args = [req.npc_id, list(req.position), [list(p) for p in req.players]]
-        return self._send(route("gamesched.ai.decide"), args)
+        return self._send(route("gamesched.ai.decide", factors, weights=self._weights), args,
+                          depends_on=depends_on)
 
-    def submit_background(self, kind: str, payload: list[Any]) -> AsyncResult:
+    def submit_background(self, kind: str, payload: list[Any],
+                          depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
         """Send background work (``snapshot`` of session ids, or ``analytics`` events)."""
         req = parse(BackgroundJob, {"kind": kind, "payload": payload})
-        return self._send(route(f"gamesched.background.{req.kind}"), [req.payload])
+        return self._send(route(f"gamesched.background.{req.kind}"), [req.payload],
+                          depends_on=depends_on)
 
-    def _send(self, where: Route, args: list[Any], handoff: float | None = None) -> AsyncResult:
-        headers = {HANDOFF_HEADER: handoff or time.time()}
+    # sending --------------------------------------------------------------------------
+
+    def _send(self, where: Route, args: list[Any], handoff: float | None = None,
+              depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
+        for dependency in depends_on:
+            self._raise(str(dependency.id), where)
+        sent = _Sent(where, args, handoff or time.time())
+        result = self._publish(sent)
+        with self._lock:
+            self._inflight[str(result.id)] = sent
+            if len(self._inflight) > INFLIGHT_LIMIT:
+                self._inflight.popitem(last=False)
+        return result
+
+    def _raise(self, task_id: str, dependent: Route) -> None:
+        """Priority inheritance: a dependency queued at a lower step is sent again at its
+        dependent's step under the same id; whichever copy starts first runs, the other is
+        skipped."""
+        with self._lock:
+            sent = self._inflight.get(task_id)
+            if sent is None or sent.route.priority <= dependent.priority:
+                return
+            raised = _Sent(inherit(sent.route, dependent), sent.args, sent.handoff)
+            self._inflight[task_id] = raised
+        self._publish(raised, task_id=task_id)
+
+    def _publish(self, sent: _Sent, task_id: str | None = None) -> AsyncResult:
+        where = sent.route
+        headers: dict[str, Any] = {HANDOFF_HEADER: sent.handoff}
+        if where.queue is not Queue.TRANSACTIONS:  # SQL, not claims, dedupes transactions
+            headers[CLAIM_HEADER] = 1
         if self.settings.naive:  # the baseline sends as plain Celery would
-            result = self.app.send_task(where.task, args=args, headers=headers)
+            result = self.app.send_task(where.task, args=sent.args, headers=headers,
+                                        task_id=task_id)
         else:
-            result = self.app.send_task(where.task, args=args, queue=where.queue.value,
-                                        priority=where.priority, headers=headers)
+            result = self.app.send_task(where.task, args=sent.args, queue=where.queue.value,
+                                        priority=where.priority, headers=headers,
+                                        task_id=task_id)
         metrics().enqueued.labels(where.queue.value).inc()
-        with self._count_lock:
+        with self._lock:
             self.tasks_sent += 1
         return result
+
+    # helpers --------------------------------------------------------------------------
+
+    @property
+    def _weights(self) -> dict[str, float]:
+        return self.settings.session_weights
+
+    def _position(self, name: str, position: Any) -> tuple[float, float]:
+        check_position(name, position, self.settings.world_size)
+        return (float(position[0]), float(position[1]))
+
+
+def _check_update(seq: Any, state: Any) -> dict[str, Any]:
+    """Fast validation of the hot path (no model object per update)."""
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise InvalidRequest("seq", seq, "expected an integer >= 1")
+    if not isinstance(state, dict):
+        raise InvalidRequest("state", state, "expected a mapping of fields")
+    for key, value in state.items():
+        if not isinstance(key, str) or key == POSITION_FIELD:
+            raise InvalidRequest(f"state.{key}", value, "field names are strings other "
+                                 f"than {POSITION_FIELD!r} (use position=)")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRequest(f"state.{key}", value, "expected a finite number")
+    return dict(state)

@@ -1,4 +1,5 @@
-"""Per-tick coalescing: state updates handed over during one tick leave as one batch task."""
+"""Per-tick coalescing: state updates handed over during one tick leave as one batch task
+per priority step."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 Batch = list[dict[str, Any]]
-SendBatch = Callable[[Batch, float], None]
+SendBatch = Callable[[int, Batch, float], None]
 
 
 class Coalescer:
-    """Buffers items and hands them to `send` once per tick, with the oldest hand-off time.
+    """Buffers items by priority step and hands each step's batch to `send` once per tick,
+    with the oldest hand-off time in it.
 
     A background thread flushes every `tick_s`; `flush()` sends at once; `close()` flushes
     and stops the thread.  Thread-safe.
@@ -23,30 +25,32 @@ class Coalescer:
         self._tick_s = tick_s
         self._max_batch = max_batch
         self._lock = threading.Lock()
-        self._items: Batch = []
-        self._oldest = 0.0
+        self._items: dict[int, Batch] = {}
+        self._oldest: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, item: dict[str, Any]) -> None:
-        """Queue `item` for the next batch."""
+    def add(self, step: int, item: dict[str, Any]) -> None:
+        """Queue `item` for the next batch of priority `step`."""
         with self._lock:
-            if not self._items:
-                self._oldest = time.time()
-            self._items.append(item)
-            full = len(self._items) >= self._max_batch
-        self._ensure_thread()
+            batch = self._items.setdefault(step, [])
+            if not batch:
+                self._oldest[step] = time.time()
+            batch.append(item)
+            full = len(batch) >= self._max_batch
+            if self._thread is None:
+                self._start()
         if full:
             self.flush()
 
     def flush(self) -> int:
-        """Send what is buffered now; returns how many items went."""
+        """Send what is buffered now, most urgent step first; returns how many items went."""
         with self._lock:
-            items, self._items = self._items, []
-            oldest = self._oldest
-        if items:
-            self._send(items, oldest)
-        return len(items)
+            items, self._items = self._items, {}
+            oldest, self._oldest = self._oldest, {}
+        for step in sorted(items):
+            self._send(step, items[step], oldest[step])
+        return sum(len(batch) for batch in items.values())
 
     def close(self) -> None:
         """Flush and stop the background thread."""
@@ -55,13 +59,10 @@ class Coalescer:
             self._thread.join(timeout=5)
         self.flush()
 
-    def _ensure_thread(self) -> None:
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="gamesched-coalescer", daemon=True)
-                    self._thread.start()
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gamesched-coalescer",
+                                        daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self._tick_s):

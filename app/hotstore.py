@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import redis
 
+# Given the current values of some keys, return the values to write (None = leave as is).
+Updater = Callable[[list[bytes | None]], dict[str, bytes]]
+
 
 class HotStore(Protocol):
-    """A key-value store for hot state and control records."""
+    """A key-value store for hot state, counters and control records."""
 
     def get(self, key: str) -> bytes | None:
         """The value at `key`, or None."""
@@ -17,8 +22,20 @@ class HotStore(Protocol):
     def set(self, key: str, value: bytes) -> None:
         """Store `value` at `key`."""
 
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values at `keys`, in order (None where absent)."""
+
+    def update(self, keys: Sequence[str], updater: Updater) -> dict[str, bytes]:
+        """Atomically read `keys`, call `updater`, write what it returns; returns the writes."""
+
     def incr(self, key: str, amount: int = 1) -> int:
         """Add `amount` to the counter at `key`; returns the new value."""
+
+    def claim(self, key: str, ttl_s: int) -> bool:
+        """Set `key` if absent (expiring after `ttl_s`); True when this call set it."""
+
+    def publish(self, channel: str, payload: bytes) -> None:
+        """Send `payload` to the subscribers of `channel`."""
 
     def delete(self, key: str) -> None:
         """Remove `key`."""
@@ -27,9 +44,10 @@ class HotStore(Protocol):
 class MemoryHotStore:
     """Hot state in this process, for the embedded default and fast tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_published: int = 10_000) -> None:
         self._lock = threading.Lock()
         self._data: dict[str, bytes] = {}
+        self.published: deque[tuple[str, bytes]] = deque(maxlen=keep_published)
 
     def get(self, key: str) -> bytes | None:
         """The value at `key`, or None."""
@@ -41,12 +59,36 @@ class MemoryHotStore:
         with self._lock:
             self._data[key] = value
 
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values at `keys`, in order (None where absent)."""
+        with self._lock:
+            return [self._data.get(k) for k in keys]
+
+    def update(self, keys: Sequence[str], updater: Updater) -> dict[str, bytes]:
+        """Atomically read `keys`, call `updater`, write what it returns."""
+        with self._lock:
+            writes = updater([self._data.get(k) for k in keys])
+            self._data.update(writes)
+            return writes
+
     def incr(self, key: str, amount: int = 1) -> int:
         """Add `amount` to the counter at `key`; returns the new value."""
         with self._lock:
             value = int(self._data.get(key, b"0")) + amount
             self._data[key] = str(value).encode()
             return value
+
+    def publish(self, channel: str, payload: bytes) -> None:
+        """Keep the last messages in `published` (no subscribers in process memory)."""
+        self.published.append((channel, payload))
+
+    def claim(self, key: str, ttl_s: int) -> bool:
+        """Set `key` if absent; True when this call set it (no expiry in memory)."""
+        with self._lock:
+            if key in self._data:
+                return False
+            self._data[key] = b"1"
+            return True
 
     def delete(self, key: str) -> None:
         """Remove `key`."""
@@ -69,13 +111,47 @@ class RedisHotStore:
         """Store `value` at `key`."""
         self._client.set(key, value)
 
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values at `keys`, in order (None where absent), in one round trip."""
+        if not keys:
+            return []
+        return _as_bytes(self._client.mget(keys))
+
+    def update(self, keys: Sequence[str], updater: Updater) -> dict[str, bytes]:
+        """Optimistic transaction: WATCH the keys, compute, MULTI/EXEC; retried on a race."""
+        writes: dict[str, bytes] = {}
+
+        def attempt(pipe: redis.client.Pipeline) -> None:
+            nonlocal writes
+            current = pipe.mget(keys) if keys else []
+            writes = updater(_as_bytes(current))
+            pipe.multi()
+            if writes:
+                pipe.mset(writes)
+
+        if keys:
+            self._client.transaction(attempt, *keys)
+        return writes
+
     def incr(self, key: str, amount: int = 1) -> int:
         """Add `amount` to the counter at `key`; returns the new value."""
         return int(self._client.incrby(key, amount))
 
+    def publish(self, channel: str, payload: bytes) -> None:
+        """PUBLISH `payload` on `channel`."""
+        self._client.publish(channel, payload)
+
+    def claim(self, key: str, ttl_s: int) -> bool:
+        """Set `key` if absent (expiring after `ttl_s`); True when this call set it."""
+        return bool(self._client.set(key, b"1", nx=True, ex=ttl_s))
+
     def delete(self, key: str) -> None:
         """Remove `key`."""
         self._client.delete(key)
+
+
+def _as_bytes(values: Sequence[bytes | str | None]) -> list[bytes | None]:
+    return [v.encode() if isinstance(v, str) else v for v in values]
 
 
 MEMORY_HOT_STORE = MemoryHotStore()

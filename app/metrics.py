@@ -24,6 +24,7 @@ class Metrics:
     succeeded: Counter
     failed: Counter
     retried: Counter
+    skipped: Counter
     wait_seconds: Histogram
     latency_seconds: Histogram
 
@@ -44,6 +45,7 @@ def metrics() -> Metrics:
         succeeded=counter("succeeded", "Tasks that finished without error."),
         failed=counter("failed", "Tasks that raised."),
         retried=counter("retried", "Tasks scheduled for a retry."),
+        skipped=counter("skipped", "Stale copies skipped after a priority raise."),
         wait_seconds=histogram("wait", "From hand-off to a worker starting the task."),
         latency_seconds=histogram("latency", "From hand-off to the task being applied."),
     )

@@ -28,6 +28,15 @@ class OpenSession(_Request):
     region: str | None = Field(default=None, min_length=1, max_length=64)
 
 
+class SessionChange(_Request):
+    """Change a session's priority factors: a match starts, players join or leave."""
+
+    session_id: str = Id
+    session_type: SessionType | None = None
+    players: StrictInt | None = Field(default=None, ge=1, le=1000)
+    region: str | None = Field(default=None, min_length=1, max_length=64)
+
+
 class CloseSession(_Request):
     """Close a session."""
 
@@ -90,9 +99,13 @@ def parse(model: type[R], data: dict[str, Any]) -> R:
         raise InvalidRequest(field, error.get("input"), error["msg"]) from None
 
 
-def check_position(field: str, position: tuple[float, float] | None, world: float) -> None:
-    """Raise InvalidRequest unless `position` lies inside the square world."""
+def check_position(field: str, position: Any, world: float) -> None:
+    """Raise InvalidRequest unless `position` is an (x, y) pair inside the square world."""
     if position is None:
         return
+    if not isinstance(position, tuple | list) or len(position) != 2 or not all(
+        isinstance(c, int | float) and not isinstance(c, bool) for c in position
+    ):
+        raise InvalidRequest(field, position, "expected an (x, y) pair of numbers")
     if not all(math.isfinite(c) and 0.0 <= c <= world for c in position):
         raise InvalidRequest(field, position, f"outside the world [0, {world}]")

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(default=120, ge=10, le=86400)
     default_priority: int = Field(default=5, ge=0, le=9)
     world_size: float = Field(default=10_000.0, gt=0.0)
+    session_weights: dict[str, float] = Field(
+        default_factory=lambda: {"ranked": 1.0, "coop": 0.8, "casual": 0.6,
+                                 "spectator": 0.3, "lobby": 0.2})
     record_latency: bool = False
     naive: bool = False  # the baseline: Celery as configured by default (one queue, no priority)
 
@@ -62,6 +65,16 @@ class Settings(BaseSettings):
         scheme = value.split("://", 1)[0]
         if scheme not in {"memory", "redis", "rediss", "sqla+sqlite", "sqla+postgresql"}:
             raise ValueError("expected memory://, redis://, rediss:// or sqla+<database url>")
+        return value
+
+    @field_validator("session_weights")
+    @classmethod
+    def _weights_cover_types(cls, value: dict[str, float]) -> dict[str, float]:
+        missing = {"ranked", "coop", "casual", "spectator", "lobby"} - set(value)
+        if missing:
+            raise ValueError(f"missing weights for {', '.join(sorted(missing))}")
+        if not all(0.0 <= w <= 1.0 for w in value.values()):
+            raise ValueError("weights lie in 0..1")
         return value
 
     @field_validator("database_url")

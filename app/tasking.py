@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from app.runtime import Runtime
 
 HANDOFF_HEADER = "gs_handoff"
+CLAIM_HEADER = "gs_claim"
+CLAIM_TTL_S = 3600
 
 
 class GameTask(Task):  # type: ignore[misc]
@@ -30,6 +32,17 @@ class GameTask(Task):  # type: ignore[misc]
         return app.runtime
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _header(self.request, CLAIM_HEADER) and not self._claim():
+            return None  # another copy of this task id (raised in priority) ran first
+        return self._timed(args, kwargs)
+
+    def _claim(self) -> bool:
+        claimed = self.runtime.hot.claim(f"gamesched:claim:{self.request.id}", CLAIM_TTL_S)
+        if not claimed:
+            metrics().skipped.labels(_queue_of(self.request)).inc()
+        return claimed
+
+    def _timed(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         queue = _queue_of(self.request)
         handoff = _handoff_of(self.request)
         started = time.time()
@@ -72,8 +85,13 @@ def _queue_of(request: Any) -> str:
     return str(info.get("routing_key") or "eager")
 
 
-def _handoff_of(request: Any) -> float:
-    value = getattr(request, HANDOFF_HEADER, None)
+def _header(request: Any, name: str) -> Any:
+    value = getattr(request, name, None)
     if value is None:
-        value = (getattr(request, "headers", None) or {}).get(HANDOFF_HEADER)
+        value = (getattr(request, "headers", None) or {}).get(name)
+    return value
+
+
+def _handoff_of(request: Any) -> float:
+    value = _header(request, HANDOFF_HEADER)
     return float(value) if value is not None else time.time()

@@ -15,8 +15,11 @@ from app.tasking import GameTask
 def snapshot(self: GameTask, session_ids: list[str]) -> int:
     """Persist the hot state of `session_ids` to SQL.  Idempotent; not retried (the next
     snapshot covers it)."""
+    states = background.read_states(self.runtime.hot, session_ids)
+    if not states:
+        return 0
     with transaction(self.runtime.sessions) as db:
-        return background.snapshot(db, self.runtime.hot, session_ids)
+        return background.snapshot(db, states)
 
 
 @shared_task(base=GameTask, bind=True, name="gamesched.background.analytics")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
@@ -10,22 +11,33 @@ from app import sessions
 from app.db import transaction
 from app.tasking import GameTask
 
+log = logging.getLogger(__name__)
+
 
 @shared_task(base=GameTask, bind=True, name="gamesched.player.apply_updates")
-def apply_updates(self: GameTask, updates: list[dict[str, Any]]) -> int:
-    """Apply a batch of state updates in per-session sequence order.
+def apply_updates(self: GameTask, updates: list[dict[str, Any]]) -> dict[str, int]:
+    """Apply a batch of state updates in per-session sequence order and publish deltas.
 
-    Idempotent: an update at or below a session's applied sequence is skipped.  No retries:
-    a newer update supersedes a lost one.
+    Idempotent: an update at or below a session's applied sequence is skipped as stale.
+    Malformed updates and unknown sessions are rejected one by one (logged at info); the
+    rest of the batch still applies.  Not retried: a newer update supersedes a lost one.
     """
-    return sessions.apply_updates(self.runtime.hot, updates)
+    result = sessions.apply_updates(self.runtime.hot, updates)
+    for index, field, reason in result.rejected:
+        log.info("update %d rejected: %s: %s", index, field, reason)
+    sessions.publish_deltas(self.runtime.hot, result.deltas)
+    return {"applied": result.applied, "stale": result.stale, "rejected": len(result.rejected)}
 
 
 @shared_task(base=GameTask, bind=True, name="gamesched.player.session_op")
 def session_op(self: GameTask, op: str, session_id: str, spec: dict[str, Any]) -> bool:
-    """Open or close a session in SQL.  Idempotent; retried on operational errors."""
+    """Open, update or close a session in SQL; opening restores the last snapshot into hot
+    state when it is newer.  Idempotent; not retried (the client may send it again)."""
     with transaction(self.runtime.sessions) as db:
         if op == "open":
-            sessions.open_session(db, session_id, **spec)
+            row = sessions.open_session(db, session_id, **spec)
+            sessions.restore(self.runtime.hot, row)
             return True
+        if op == "update":
+            return sessions.change_session(db, session_id, **spec)
         return sessions.close_session(db, session_id)

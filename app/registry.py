@@ -1,0 +1,98 @@
+"""The sessions a client instance owns, with the factors their priority comes from."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from app.errors import InvalidRequest
+from app.priority import ActivityMeter, Factors
+
+ACTIVE_HZ = 1.0  # at or above this input rate a player counts as active
+
+
+@dataclass
+class SessionInfo:
+    """One open session as its owning instance sees it."""
+
+    session_type: str
+    players: int
+    region: str | None
+    last_seq: int = 0
+    activity: ActivityMeter = field(default_factory=ActivityMeter)
+
+
+class SessionRegistry:
+    """Open sessions, their last accepted sequence numbers and players per region."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[str, SessionInfo] = {}
+        self._region_players: dict[str, int] = {}
+
+    def open(self, session_id: str, session_type: str, players: int, region: str | None) -> None:
+        """Register a session (again: its factors are replaced, its sequence kept)."""
+        with self._lock:
+            old = self._sessions.get(session_id)
+            if old is not None:
+                self._move_players(old.region, -old.players)
+            info = SessionInfo(session_type, players, region, last_seq=old.last_seq if old else 0)
+            self._sessions[session_id] = info
+            self._move_players(region, players)
+
+    def change(self, session_id: str, *, session_type: str | None = None,
+               players: int | None = None, region: str | None = None) -> SessionInfo:
+        """Change a session's factors; its next work is prioritised by the new ones."""
+        with self._lock:
+            info = self._get(session_id)
+            self._move_players(info.region, -info.players)
+            info.session_type = session_type or info.session_type
+            info.players = info.players if players is None else players
+            info.region = info.region if region is None else region
+            self._move_players(info.region, info.players)
+            return info
+
+    def close(self, session_id: str) -> None:
+        """Forget a session."""
+        with self._lock:
+            info = self._get(session_id)
+            self._move_players(info.region, -info.players)
+            del self._sessions[session_id]
+
+    def accept(self, session_id: str, seq: int) -> Factors:
+        """Accept update `seq` of a session; returns the factors to prioritise it by.
+
+        Raises InvalidRequest for an unknown session or a sequence that does not grow.
+        """
+        with self._lock:
+            info = self._get(session_id)
+            if seq <= info.last_seq:
+                raise InvalidRequest("seq", seq, f"must exceed {info.last_seq}, the last sent")
+            info.last_seq = seq
+            info.activity.hit()
+            return self._factors(info)
+
+    def factors(self, session_id: str) -> Factors:
+        """A session's current factors."""
+        with self._lock:
+            return self._factors(self._get(session_id))
+
+    def region_players(self, region: str) -> int:
+        """Players in a region across this instance's sessions."""
+        with self._lock:
+            return self._region_players.get(region, 0)
+
+    def _factors(self, info: SessionInfo) -> Factors:
+        region_players = self._region_players.get(info.region, 0) if info.region else 0
+        return Factors(session_type=info.session_type, players=info.players,
+                       region_players=region_players, activity_hz=info.activity.value())
+
+    def _get(self, session_id: str) -> SessionInfo:
+        info = self._sessions.get(session_id)
+        if info is None:
+            raise InvalidRequest("session_id", session_id, "no open session with this id")
+        return info
+
+    def _move_players(self, region: str | None, players: int) -> None:
+        if region is not None:
+            self._region_players[region] = self._region_players.get(region, 0) + players

@@ -92,7 +92,7 @@ class ProcessFleet:
                  env: dict[str, str] | None = None, log_dir: str | None = None):
         self.settings = settings
         self.roles = tuple(roles)
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, **settings.to_env(), **(env or {})}
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 

@@ -6,6 +6,7 @@ stops start-up with a ConfigError naming the variable and the value.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from functools import lru_cache
@@ -32,6 +33,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
+        nested_model_default_partial_update=True,
         extra="forbid",
         frozen=True,
     )
@@ -93,6 +95,21 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True on the embedded default: in-process broker and workers."""
         return self.broker_url.startswith("memory://")
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as GAMESCHED_ variables, so subprocesses run with the same."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            if isinstance(value, dict) and name != "session_weights":
+                for key, inner in value.items():
+                    env[f"{ENV_PREFIX}{name.upper()}__{key.upper()}"] = str(inner)
+            elif isinstance(value, dict | list | bool):
+                env[f"{ENV_PREFIX}{name.upper()}"] = json.dumps(value)
+            else:
+                env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+        return env
 
     def budget(self, role: str) -> RoleBudget:
         """The concurrency and memory budget of a worker role."""

@@ -1,0 +1,69 @@
+"""The Celery configuration built from settings: queues, routes, priorities, delivery."""
+
+from __future__ import annotations
+
+import celeryconfig
+from app.celery_app import create_app
+from app.roles import TASK_QUEUES, Queue
+from app.settings import load_settings
+
+REDIS = "redis://127.0.0.1:6379/9"
+
+
+def test_every_queue_is_declared_and_every_task_routed() -> None:
+    config = celeryconfig.build(load_settings(broker_url=REDIS))
+    assert {q.name for q in config["task_queues"]} == {q.value for q in Queue}
+    assert config["task_routes"] == {t: {"queue": q.value} for t, q in TASK_QUEUES.items()}
+
+
+def test_redis_priority_steps_are_emulated_with_a_middle_default() -> None:
+    config = celeryconfig.build(load_settings(broker_url=REDIS, visibility_timeout_s=300))
+    options = config["broker_transport_options"]
+    assert options["priority_steps"] == list(range(10))
+    assert options["sep"] == ":"
+    assert options["queue_order_strategy"] == "priority"
+    assert options["visibility_timeout"] == 300
+    assert config["task_default_priority"] == 5
+    assert config["worker_prefetch_multiplier"] == 1
+
+
+def test_never_pickle() -> None:
+    config = celeryconfig.build(load_settings(broker_url=REDIS))
+    assert config["task_serializer"] == "json"
+    assert "pickle" not in config["accept_content"]
+
+
+def test_transactions_ack_late_and_reject_on_worker_lost() -> None:
+    app = create_app(load_settings())
+    app.loader.import_default_modules()
+    task = app.tasks["gamesched.transactions.apply"]
+    assert task.acks_late and task.reject_on_worker_lost
+
+
+def test_every_routed_task_exists_in_a_worker_module() -> None:
+    app = create_app(load_settings())
+    app.loader.import_default_modules()
+    assert set(TASK_QUEUES) <= set(app.tasks)
+
+
+def test_naive_baseline_is_one_queue_default_prefetch_no_priorities() -> None:
+    config = celeryconfig.build(load_settings(broker_url=REDIS, naive=True))
+    assert [q.name for q in config["task_queues"]] == ["celery"]
+    assert config["task_routes"] == {}
+    assert config["worker_prefetch_multiplier"] == 4
+    assert "priority_steps" not in config["broker_transport_options"]
+
+
+def test_controller_tick_is_scheduled_about_once_a_second() -> None:
+    config = celeryconfig.build(load_settings())
+    tick = config["beat_schedule"]["controller-tick"]
+    assert tick["task"] == "gamesched.control.tick"
+    assert tick["schedule"] == 1.0
+    assert tick["options"]["queue"] == "control"
+
+
+def test_factory_has_no_global_side_effects() -> None:
+    from celery import current_app
+
+    app = create_app(load_settings())
+    assert current_app._get_current_object() is not app

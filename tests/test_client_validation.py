@@ -1,0 +1,87 @@
+"""Bad input to every client call: InvalidRequest naming the field, and nothing enqueued."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from app.broker import queue_depths
+from app.celery_app import GameschedCelery, create_app
+from app.client import GameClient
+from app.errors import InvalidRequest
+from app.settings import Settings
+
+
+@pytest.fixture
+def app(eager_settings: Settings) -> GameschedCelery:
+    """An app on the in-memory broker; nothing consumes, so queued work stays visible."""
+    return create_app(eager_settings)
+
+
+@pytest.fixture
+def client(app: GameschedCelery) -> Iterator[GameClient]:
+    client = GameClient(app)
+    client.open_session("s1", session_type="ranked", players=4, region="r1")
+    yield client
+    client.close()
+
+
+Call = Callable[[GameClient], Any]
+
+CASES: list[tuple[str, Call, str]] = [
+    ("open: wrong type", lambda c: c.open_session(42), "session_id"),
+    ("open: bad id", lambda c: c.open_session("has space"), "session_id"),
+    ("open: players type", lambda c: c.open_session("s2", players="3"), "players"),
+    ("open: players range", lambda c: c.open_session("s2", players=0), "players"),
+    ("open: session type", lambda c: c.open_session("s2", session_type="raid"), "session_type"),
+    ("open: unknown field", lambda c: c.open_session("s2", colour="red"), "colour"),
+    ("update_session: players", lambda c: c.update_session("s1", players=-1), "players"),
+    ("update_session: unknown", lambda c: c.update_session("nope", players=2), "session_id"),
+    ("close: wrong type", lambda c: c.close_session(None), "session_id"),
+    ("close: unknown", lambda c: c.close_session("nope"), "session_id"),
+    ("update: unknown session", lambda c: c.submit_update("nope", 1, {}), "session_id"),
+    ("update: seq type", lambda c: c.submit_update("s1", "1", {}), "seq"),
+    ("update: seq range", lambda c: c.submit_update("s1", 0, {}), "seq"),
+    ("update: state type", lambda c: c.submit_update("s1", 1, ["hp", 3]), "state"),
+    ("update: state nan", lambda c: c.submit_update("s1", 1, {"hp": float("nan")}), "state.hp"),
+    ("update: position out", lambda c: c.submit_update("s1", 1, {}, (5.0, -1.0)), "position"),
+    ("update: position shape", lambda c: c.submit_update("s1", 1, {}, (5.0,)), "position"),
+    ("physics: region type", lambda c: c.submit_physics(7, 1), "region"),
+    ("physics: missing frame", lambda c: c.submit_physics("r1", None), "frame"),
+    ("physics: frame range", lambda c: c.submit_physics("r1", -1), "frame"),
+    ("physics: dt range", lambda c: c.submit_physics("r1", 1, dt_ms=0), "dt_ms"),
+    ("physics: bodies range", lambda c: c.submit_physics("r1", 1, bodies=10**6), "bodies"),
+    ("ai: npc type", lambda c: c.submit_ai(3, (1.0, 1.0)), "npc_id"),
+    ("ai: missing position", lambda c: c.submit_ai("n1", None), "position"),
+    ("ai: position out", lambda c: c.submit_ai("n1", (1e9, 1.0)), "position"),
+    ("ai: player out", lambda c: c.submit_ai("n1", (1.0, 1.0), [(1.0, 1e9)]), "players.0"),
+    ("background: kind", lambda c: c.submit_background("mining", []), "kind"),
+    ("background: payload", lambda c: c.submit_background("snapshot", "s1"), "payload"),
+]
+
+
+@pytest.mark.parametrize(("name", "call", "field"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_names_the_field_and_enqueues_nothing(
+    client: GameClient, app: GameschedCelery, name: str, call: Call, field: str
+) -> None:
+    depths, sent = queue_depths(app), client.tasks_sent
+    with pytest.raises(InvalidRequest) as caught:
+        call(client)
+    assert caught.value.field == field, caught.value
+    assert field in str(caught.value)
+    assert client.flush() == 0
+    assert client.tasks_sent == sent
+    assert queue_depths(app) == depths
+
+
+def test_sequence_going_backwards_is_refused_and_later_updates_still_go(
+    client: GameClient,
+) -> None:
+    client.submit_update("s1", 5, {"hp": 90})
+    with pytest.raises(InvalidRequest) as caught:
+        client.submit_update("s1", 4, {"hp": 95})
+    assert caught.value.field == "seq" and caught.value.value == 4
+    client.submit_update("s1", 6, {"hp": 80})
+    assert client.flush() == 2

@@ -1,0 +1,65 @@
+"""Settings: defaults that run anywhere, and start-up errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.errors import ConfigError
+from app.settings import load_settings
+
+
+def test_defaults_need_no_service() -> None:
+    settings = load_settings()
+    assert settings.embedded
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.cpu_cap == 0.80
+    assert settings.player.concurrency >= 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("GAMESCHED_CPU_CAP", "1.5"),
+        ("GAMESCHED_CPU_CAP", "lots"),
+        ("GAMESCHED_TICK_MS", "0"),
+        ("GAMESCHED_PLAYER__CONCURRENCY", "zero"),
+        ("GAMESCHED_AI__MEMORY_MB", "1"),
+        ("GAMESCHED_BROKER_URL", "ftp://example"),
+        ("GAMESCHED_DATABASE_URL", "mysql://x"),
+        ("GAMESCHED_INSTANCE_ID", ""),
+    ],
+)
+def test_invalid_value_names_variable_and_value(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.variable == variable
+    assert str(caught.value.value) == value
+    assert variable in str(caught.value)
+
+
+def test_unknown_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAMESCHED_CPU_CAPP", "0.5")
+    with pytest.raises(ConfigError, match="GAMESCHED_CPU_CAPP"):
+        load_settings()
+
+
+def test_nested_role_budget_reads_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAMESCHED_PHYSICS__CONCURRENCY", "6")
+    assert load_settings().physics.concurrency == 6
+
+
+def test_to_env_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = load_settings(record_latency=True, broker_url="redis://127.0.0.1:6379/4",
+                             session_weights={"ranked": 0.9, "coop": 0.8, "casual": 0.5,
+                                              "spectator": 0.1, "lobby": 0.0})
+    for name, value in original.to_env().items():
+        monkeypatch.setenv(name, value)
+    assert load_settings() == original
+
+
+def test_session_weights_must_cover_every_type() -> None:
+    with pytest.raises(ConfigError, match="GAMESCHED_SESSION_WEIGHTS"):
+        load_settings(session_weights={"ranked": 1.0})

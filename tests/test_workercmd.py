@@ -1,0 +1,70 @@
+"""Worker command lines per role: queues, pool, prefetch, memory budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.errors import InvalidRequest
+from app.settings import load_settings
+from app.workercmd import controller_argv, worker_argv
+
+REDIS = "redis://127.0.0.1:6379/9"
+
+
+def _opt(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+@pytest.mark.parametrize(
+    ("role", "queues", "pool"),
+    [
+        ("player", "player", "threads"),
+        ("physics", "physics", "prefork"),
+        ("ai", "ai", "prefork"),
+        ("transactions", "transactions", "prefork"),
+        ("background", "background", "prefork"),
+        ("all", "player,physics,ai,transactions,background,control", "threads"),
+    ],
+)
+def test_role_consumes_its_queues_with_its_pool(role: str, queues: str, pool: str) -> None:
+    argv = worker_argv(load_settings(broker_url=REDIS), role, None, None, "INFO")
+    assert _opt(argv, "-Q") == queues
+    assert _opt(argv, "-P") == pool
+    assert _opt(argv, "--prefetch-multiplier") == "1"
+
+
+def test_latency_bound_roles_disable_prefetch_on_redis_only() -> None:
+    redis = load_settings(broker_url=REDIS)
+    assert "--disable-prefetch" in worker_argv(redis, "player", None, None, "INFO")
+    assert "--disable-prefetch" in worker_argv(redis, "transactions", None, None, "INFO")
+    assert "--disable-prefetch" not in worker_argv(redis, "ai", None, None, "INFO")
+    memory = load_settings()
+    assert "--disable-prefetch" not in worker_argv(memory, "player", None, None, "INFO")
+
+
+def test_concurrency_and_memory_budget_come_from_settings() -> None:
+    settings = load_settings(physics={"concurrency": 3, "memory_mb": 300})
+    argv = worker_argv(settings, "physics", None, "p@h", "INFO")
+    assert _opt(argv, "-c") == "3"
+    assert _opt(argv, "--max-memory-per-child") == str(300 * 1024)
+    assert _opt(argv, "-n") == "p@h"
+    assert _opt(worker_argv(settings, "physics", 7, None, "INFO"), "-c") == "7"
+
+
+def test_unknown_role_names_the_field() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        worker_argv(load_settings(), "graphics", None, None, "INFO")
+    assert caught.value.field == "role" and caught.value.value == "graphics"
+
+
+def test_naive_baseline_workers_share_one_queue() -> None:
+    argv = worker_argv(load_settings(broker_url=REDIS, naive=True), "player", None, None, "INFO")
+    assert _opt(argv, "-Q") == "celery"
+    assert "--prefetch-multiplier" not in argv and "--disable-prefetch" not in argv
+
+
+def test_controller_embeds_beat_in_a_solo_control_worker() -> None:
+    argv = controller_argv(load_settings(), "/tmp/schedule", "INFO")
+    assert "-B" in argv
+    assert _opt(argv, "-Q") == "control"
+    assert _opt(argv, "-P") == "solo"

@@ -46,10 +46,12 @@ class Band:
     high: int
 
 
+# Player-facing bands end above where background bands begin, so a worker that consumes
+# several queues (role "all") still takes any player-facing message first.
 BANDS: dict[Queue, Band] = {
-    Queue.PLAYER: Band(0, 4),
+    Queue.PLAYER: Band(0, 3),
     Queue.TRANSACTIONS: Band(1, 3),
-    Queue.PHYSICS: Band(1, 6),
+    Queue.PHYSICS: Band(2, 6),
     Queue.AI: Band(4, 8),
     Queue.BACKGROUND: Band(7, 9),
     Queue.CONTROL: Band(0, 0),

@@ -7,7 +7,7 @@ import sys
 import tempfile
 
 from app.celery_app import create_app
-from app.roles import WORKER_ROLES, Role, role
+from app.roles import WORKER_ROLES, role
 from app.settings import Settings
 from celeryconfig import NAIVE_QUEUE
 
@@ -28,8 +28,6 @@ def worker_argv(settings: Settings, role_name: str, concurrency: int | None,
     argv += ["-Q", ",".join(q.value for q in spec.queues), "--prefetch-multiplier", "1"]
     if budget and spec.pool == "prefork":
         argv += ["--max-memory-per-child", str(budget.memory_mb * 1024)]
-    if _disable_prefetch(settings, spec):
-        argv.append("--disable-prefetch")
     return argv
 
 
@@ -40,10 +38,6 @@ def controller_argv(settings: Settings, schedule: str, loglevel: str) -> list[st
         "-n", f"controller@{settings.instance_id}", "-l", loglevel,
         "--without-gossip", "--without-mingle",
     ]
-
-
-def _disable_prefetch(settings: Settings, spec: Role) -> bool:
-    return settings.uses_redis and spec.latency_bound
 
 
 def run_worker(settings: Settings, argv: list[str], metrics_port: int | None) -> None:

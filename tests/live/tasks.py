@@ -1,0 +1,28 @@
+"""Test-only tasks, loaded into live workers with Celery's ``-I tests.live.tasks``."""
+
+from __future__ import annotations
+
+import os
+
+import redis
+from celery import shared_task
+
+from tests.services import REDIS_URL
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ.get("GAMESCHED_BROKER_URL", REDIS_URL))
+
+
+@shared_task(name="tests.block", acks_late=True)  # as player tasks are
+def block(started_key: str, release_key: str) -> None:
+    """Say it started, then hold the worker until the test releases it (or 60 s pass)."""
+    client = _redis()
+    client.rpush(started_key, b"1")
+    client.blpop([release_key], timeout=60)
+
+
+@shared_task(name="tests.mark", acks_late=True)
+def mark(order_key: str, label: str) -> None:
+    """Append `label` to the list at `order_key`: the order tasks ran in."""
+    _redis().rpush(order_key, label.encode())

@@ -1,0 +1,32 @@
+"""`gamesched demo` as a new user runs it: a subprocess with nothing configured."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.live.conftest import ROOT
+
+
+def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GAMESCHED_")}
+    env["COLUMNS"] = "120"
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "demo", "--sessions", "100", "--duration", "3"],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        timeout=180, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "embedded in-memory broker" in out
+    for queue in ("player", "physics", "ai", "background", "control"):
+        row = re.search(rf"│ {queue}\s+│\s+(\d+) │\s+(\d+) │\s+([\d.]+) │\s+([\d.]+) │", out)
+        assert row, f"no row for {queue} in:\n{out}"
+        tasks, failed, p50, p99 = int(row[1]), int(row[2]), float(row[3]), float(row[4])
+        assert tasks > 0 and failed == 0 and 0 <= p50 <= p99
+    sent, applied = map(int, re.search(r"sent (\d+) tasks, (\d+) applied", out).groups())
+    assert sent == applied
+    assert (tmp_path / "gamesched.db").exists()

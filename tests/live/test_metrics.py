@@ -1,0 +1,66 @@
+"""`gamesched worker --metrics-port` serves per-queue Prometheus metrics from a real worker."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from app.celery_app import create_app
+from app.client import GameClient
+from app.settings import Settings
+from tests.live.conftest import ROOT
+from tests.waiting import wait_for
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _scrape(port: int) -> str | None:
+    """The metrics text (empty before the first task), or None while nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            return str(r.read().decode())
+    except OSError:
+        return None
+
+
+def _value(text: str, name: str, queue: str) -> float:
+    match = re.search(rf'^{name}{{queue="{queue}"}} ([\d.e+]+)$', text, re.MULTILINE)
+    return float(match[1]) if match else 0.0
+
+
+def test_worker_serves_counters_and_latency_histograms_per_queue(
+    live_settings: Settings, tmp_path: Path
+) -> None:
+    port = _free_port()
+    env = {**os.environ, **live_settings.to_env()}
+    cmd = [sys.executable, "-m", "app.cli", "worker", "--role", "ai", "--metrics-port",
+           str(port), "--hostname", "metrics@live"]
+    with open(tmp_path / "worker.log", "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        wait_for(lambda: _scrape(port) is not None, timeout=60, what="the metrics endpoint")
+        client = GameClient(create_app(live_settings))
+        for i in range(12):
+            client.submit_ai(f"npc-{i}", (1.0, 1.0), [(2.0, 2.0)])
+        text = wait_for(
+            lambda: (t := _scrape(port) or "")
+            and _value(t, "gamesched_tasks_succeeded_total", "ai") >= 12 and t,
+            timeout=60, what="12 succeeded AI tasks in /metrics")
+        assert _value(text, "gamesched_tasks_started_total", "ai") >= 12
+        assert _value(text, "gamesched_task_latency_seconds_count", "ai") >= 12
+        assert _value(text, "gamesched_task_wait_seconds_count", "ai") >= 12
+        assert _value(text, "gamesched_tasks_failed_total", "ai") == 0
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -1,0 +1,138 @@
+"""Session service: ordered application, rejection one by one, deltas, snapshots, restore."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import background, delta, sessions
+from app.db import make_engine, make_sessionmaker, transaction
+from app.hotstore import MemoryHotStore
+from app.models import GameSession
+
+
+def _open(hot: MemoryHotStore, *ids: str) -> None:
+    for session_id in ids:
+        sessions.ensure_state(hot, session_id)
+
+
+def test_updates_apply_in_sequence_order_and_older_never_overwrites_newer() -> None:
+    hot = MemoryHotStore()
+    _open(hot, "a")
+    batch = [
+        {"session": "a", "seq": 3, "state": {"hp": 70}},
+        {"session": "a", "seq": 1, "state": {"hp": 90, "mana": 5}},
+        {"session": "a", "seq": 2, "state": {"hp": 80}},
+    ]
+    result = sessions.apply_updates(hot, batch)
+    assert result.applied == 3
+    assert sessions.read_state(hot, "a") == sessions.HotState(3, {"hp": 70, "mana": 5})
+    late = sessions.apply_updates(hot, [{"session": "a", "seq": 2, "state": {"hp": 1}}])
+    assert late.applied == 0 and late.stale == 1
+    assert sessions.read_state(hot, "a").fields["hp"] == 70  # type: ignore[union-attr]
+
+
+def test_bad_updates_are_rejected_by_field_and_the_rest_still_apply() -> None:
+    hot = MemoryHotStore()
+    _open(hot, "a")
+    batch: list[object] = [
+        {"session": "a", "seq": 1, "state": {"hp": 1}},
+        {"session": "ghost", "seq": 1, "state": {}},
+        {"session": "a", "seq": "two", "state": {}},
+        {"session": "a", "seq": 2, "state": "hp=3"},
+        "garbage",
+        {"seq": 3, "state": {}},
+        {"session": "a", "seq": 4, "state": {"hp": 4}},
+    ]
+    result = sessions.apply_updates(hot, batch)
+    assert result.applied == 2
+    assert sorted((i, f) for i, f, _ in result.rejected) == [
+        (1, "session"), (2, "seq"), (3, "state"), (4, "update"), (5, "session"),
+    ]
+    assert sessions.read_state(hot, "a") == sessions.HotState(4, {"hp": 4})
+
+
+def test_deltas_applied_to_the_old_state_give_the_new_state_exactly() -> None:
+    rng = random.Random(3)
+    hot = MemoryHotStore()
+    _open(hot, "a")
+    client_view: dict[str, object] = {}
+    for seq in range(1, 200):
+        fields = {f"f{rng.randrange(6)}": rng.choice([1, 2.5, "x", None, [1, 2]])}
+        if rng.random() < 0.5:
+            fields[delta.POSITION_FIELD] = delta.quantise((rng.uniform(0, 1e4),
+                                                            rng.uniform(0, 1e4)))
+        result = sessions.apply_updates(hot, [{"session": "a", "seq": seq, "state": fields}])
+        if "a" in result.deltas:
+            client_view = delta.apply(client_view, result.deltas["a"])
+        assert client_view == sessions.read_state(hot, "a").fields  # type: ignore[union-attr]
+
+
+def test_delta_carries_only_changed_fields_and_removals() -> None:
+    raw = delta.encode(7, delta.diff({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 5}))
+    seq, changes = delta.decode(raw)
+    assert seq == 7 and changes == {"b": 5, "-": ["c"]}
+    assert delta.apply({"a": 1, "b": 2, "c": 3}, raw) == {"a": 1, "b": 5}
+
+
+def test_network_counters_compare_deltas_with_full_state() -> None:
+    hot = MemoryHotStore()
+    _open(hot, "a")
+    state = {"hp": 100, "mana": 50, "name": "aria", "class": "ranger", "level": 30}
+    sessions.apply_updates(hot, [{"session": "a", "seq": 1, "state": state}])
+    sessions.reset_network_totals(hot)
+    for seq in range(2, 52):
+        pos = delta.quantise((100.0 + seq, 200.0))
+        sessions.apply_updates(hot, [{"session": "a", "seq": seq, "state": {"pos": pos}}])
+    totals = sessions.network_totals(hot)
+    assert totals.updates == 50
+    assert 0 < totals.bytes_per_update < 0.25 * totals.full_bytes_per_update
+
+
+@pytest.fixture
+def db_factory(sqlite_url: str) -> sessionmaker[Session]:
+    return make_sessionmaker(make_engine(sqlite_url))
+
+
+def test_open_is_idempotent_and_close_marks_closed(db_factory: sessionmaker[Session]) -> None:
+    factory = db_factory
+    for _ in range(2):
+        with transaction(factory) as db:
+            sessions.open_session(db, "s", instance_id="i1", session_type="ranked",
+                                  players=2, region="r")
+    with transaction(factory) as db:
+        assert sessions.change_session(db, "s", players=5)
+        assert sessions.close_session(db, "s")
+        assert not sessions.close_session(db, "nobody")
+        assert not sessions.change_session(db, "nobody", players=1)
+    with factory() as db:
+        row = db.get(GameSession, "s")
+        assert (row.status, row.players, row.closed_at is not None) == ("closed", 5, True)
+
+
+def test_snapshot_then_restore_brings_back_the_last_state(db_factory: sessionmaker[Session]) -> None:
+    factory = db_factory
+    hot = MemoryHotStore()
+    with transaction(factory) as db:
+        sessions.open_session(db, "s", instance_id="i", session_type="coop", players=1,
+                              region=None)
+    _open(hot, "s")
+    sessions.apply_updates(hot, [{"session": "s", "seq": 9, "state": {"hp": 12}}])
+    with transaction(factory) as db:
+        assert background.snapshot(db, background.read_states(hot, ["s", "gone"])) == 1
+        assert background.snapshot(db, background.read_states(hot, ["s"])) == 0
+    fresh = MemoryHotStore()  # hot state lost, as after a Redis restart
+    with factory() as db:
+        row = db.get(GameSession, "s")
+        sessions.restore(fresh, row)
+    assert sessions.read_state(fresh, "s") == sessions.HotState(9, {"hp": 12})
+
+
+def test_restore_never_lowers_newer_hot_state() -> None:
+    hot = MemoryHotStore()
+    _open(hot, "s")
+    sessions.apply_updates(hot, [{"session": "s", "seq": 20, "state": {"hp": 1}}])
+    sessions.ensure_state(hot, "s", sessions.HotState(5, {"hp": 99}))
+    assert sessions.read_state(hot, "s") == sessions.HotState(20, {"hp": 1})

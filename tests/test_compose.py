@@ -1,0 +1,81 @@
+"""docker-compose.yml cannot run here (no Docker engine), so its wiring is checked as data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import typer
+import yaml
+from typer.exceptions import TyperException
+
+from app.cli import cli
+from app.roles import WORKER_ROLES
+from app.settings import ENV_PREFIX, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text()))
+
+
+def _ours(service: dict[str, Any]) -> bool:
+    return service.get("image") == "gamesched:latest"
+
+
+def _resolve(command: list[str]) -> Any:
+    """Walk the real CLI with `command`'s words; fails on any word it does not know."""
+    assert command[0] == "gamesched"
+    node: Any = typer.main.get_command(cli)
+    words = command[1:]
+    while hasattr(node, "get_command"):  # a group: the next word names a subcommand
+        assert words, "a group needs a subcommand"
+        sub = node.get_command(click.Context(node), words[0])
+        assert sub is not None, f"unknown command {words[0]!r}"
+        node, words = sub, words[1:]
+    node.make_context(node.name or "", list(words))  # parses options: unknown ones fail
+    return node
+
+
+def test_every_gamesched_service_runs_a_real_command(compose: dict[str, Any]) -> None:
+    ours = {name: s for name, s in compose["services"].items() if _ours(s)}
+    assert len(ours) >= 7
+    for service in ours.values():
+        _resolve(service["command"])
+
+
+@pytest.mark.parametrize("command", [
+    ["gamesched", "nope"],
+    ["gamesched", "worker", "--role", "ai", "--bogus", "1"],
+    ["gamesched", "db"],
+    ["celery", "worker"],
+])
+def test_a_wrong_command_is_caught(command: list[str]) -> None:
+    with pytest.raises((AssertionError, click.UsageError, TyperException)):
+        _resolve(command)
+
+
+def test_one_worker_service_per_role_and_a_controller(compose: dict[str, Any]) -> None:
+    commands = [s["command"] for s in compose["services"].values() if _ours(s)]
+    roles = [c[c.index("--role") + 1] for c in commands if c[1] == "worker"]
+    assert sorted(roles) == sorted(WORKER_ROLES)
+    assert any(c[:2] == ["gamesched", "controller"] for c in commands)
+
+
+def test_services_share_only_known_settings(compose: dict[str, Any]) -> None:
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    for service in compose["services"].values():
+        for variable in service.get("environment", {}):
+            if variable.startswith(ENV_PREFIX):
+                assert variable in known, variable
+
+
+def test_redis_is_durable_and_never_evicts(compose: dict[str, Any]) -> None:
+    command = " ".join(compose["services"]["redis"]["command"])
+    assert "--appendonly yes" in command
+    assert "--maxmemory-policy noeviction" in command
+    assert {"postgres", "flower"} <= set(compose["services"])

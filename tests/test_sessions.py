@@ -112,7 +112,9 @@ def test_open_is_idempotent_and_close_marks_closed(db_factory: sessionmaker[Sess
         assert (row.status, row.players, row.closed_at is not None) == ("closed", 5, True)
 
 
-def test_snapshot_then_restore_brings_back_the_last_state(db_factory: sessionmaker[Session]) -> None:
+def test_snapshot_then_restore_brings_back_the_last_state(
+    db_factory: sessionmaker[Session],
+) -> None:
     factory = db_factory
     hot = MemoryHotStore()
     with transaction(factory) as db:

@@ -106,4 +106,9 @@ def _beat_schedule(settings: Settings) -> dict[str, Any]:
             "schedule": settings.controller_period_s,
             "options": {"queue": Queue.CONTROL.value, "expires": settings.controller_period_s * 2},
         },
+        "transactions-sweep": {
+            "task": "gamesched.transactions.sweep",
+            "schedule": settings.controller_period_s,
+            "options": {"queue": Queue.CONTROL.value, "expires": settings.controller_period_s * 2},
+        },
     }

@@ -93,6 +93,16 @@ def demo(
     raise typer.Exit(0 if ok else 1)
 
 
+@cli.command()
+def audit() -> None:
+    """Verify the ledger with SQL: entries balance, wallets match their entries, no key
+    applied twice, nothing pending longer than 2 s.  Exits 1 on any violation."""
+    from app.ledger import auditcmd
+
+    ok = auditcmd.show(console, _settings())
+    raise typer.Exit(0 if ok else 1)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

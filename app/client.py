@@ -21,6 +21,9 @@ from app import sessions
 from app.coalesce import Coalescer
 from app.delta import POSITION_FIELD, quantise
 from app.errors import InvalidRequest
+from app.ledger.handle import TransactionHandle
+from app.ledger.policy import APPLY_TASK
+from app.ledger.submit import submit_purchase, submit_reward
 from app.metrics import metrics
 from app.priority import Factors, Route, inherit, route
 from app.registry import ACTIVE_HZ, SessionRegistry
@@ -159,6 +162,30 @@ class GameClient:
         req = parse(BackgroundJob, {"kind": kind, "payload": payload})
         return self._send(route(f"gamesched.background.{req.kind}"), [req.payload],
                           depends_on=depends_on)
+
+    # transactions ---------------------------------------------------------------------
+
+    def purchase(self, player_id: str, sku: str, price: int, currency: str,
+                 idempotency_key: str) -> TransactionHandle:
+        """Charge a known player `price` of `currency` for `sku`, exactly once per key.
+
+        The intent row is committed before the task is sent; the returned handle reads its
+        status from SQL.  The same key with the same parameters returns the same
+        transaction; with other parameters it raises InvalidRequest and changes nothing.
+        """
+        return submit_purchase(
+            self.app.runtime.sessions, lambda tid: self._send(route(APPLY_TASK), [tid]),
+            self.settings.currencies, player_id=player_id, sku=sku, price=price,
+            currency=currency, idempotency_key=idempotency_key)
+
+    def grant_reward(self, player_id: str, amount: int, currency: str, idempotency_key: str,
+                     reason: str = "reward") -> TransactionHandle:
+        """Credit `amount` of `currency` to a player (registering a new one), exactly once
+        per key; idempotent as `purchase`."""
+        return submit_reward(
+            self.app.runtime.sessions, lambda tid: self._send(route(APPLY_TASK), [tid]),
+            self.settings.currencies, player_id=player_id, amount=amount, currency=currency,
+            idempotency_key=idempotency_key, reason=reason)
 
     # sending --------------------------------------------------------------------------
 

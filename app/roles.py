@@ -47,6 +47,7 @@ TASK_QUEUES: dict[str, Queue] = {
     "gamesched.physics.step_region": Queue.PHYSICS,
     "gamesched.ai.decide": Queue.AI,
     "gamesched.transactions.apply": Queue.TRANSACTIONS,
+    "gamesched.transactions.sweep": Queue.CONTROL,  # beat-driven, beside the controller
     "gamesched.background.snapshot": Queue.BACKGROUND,
     "gamesched.background.analytics": Queue.BACKGROUND,
     "gamesched.control.tick": Queue.CONTROL,

@@ -10,9 +10,9 @@ import json
 import os
 import socket
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigError
@@ -60,6 +60,9 @@ class Settings(BaseSettings):
                                  "spectator": 0.3, "lobby": 0.2})
     record_latency: bool = False
     naive: bool = False  # the baseline: Celery as configured by default (one queue, no priority)
+    # Currencies the ledger accepts (GAMESCHED_CURRENCIES='["gold", "gems"]').
+    currencies: tuple[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,15}$")], ...] = (
+        Field(default=("gold", "gems"), min_length=1))
 
     @field_validator("broker_url")
     @classmethod

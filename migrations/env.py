@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import app.ledger.models  # noqa: F401 - registers the ledger tables on Base.metadata
 from app.db import make_engine
 from app.models import Base
 from app.settings import get_settings

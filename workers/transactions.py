@@ -1,16 +1,71 @@
-"""Transactions role: purchases and rewards (queue ``transactions``)."""
+"""Transactions role: purchases, rewards and refunds (queue ``transactions``), and the
+sweeper that re-sends intents left pending (queue ``control``, sent by the controller's
+beat).  Both are thin adapters over ``app.ledger``; SQL is the source of truth."""
 
 from __future__ import annotations
 
-from celery import shared_task
+import time
+from functools import partial
 
-from app.tasking import GameTask
+from celery import Celery, shared_task
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
+from app.broker import queue_depths
+from app.db import transaction
+from app.ledger.apply import apply_transaction, note_failure
+from app.ledger.policy import APPLY_TASK, MAX_RETRIES, SWEEP_TASK, retry_delay
+from app.ledger.sweeper import sweep as sweep_intents
+from app.priority import route
+from app.roles import Queue
+from app.tasking import HANDOFF_HEADER, GameTask
+
+# Operational errors (a lost connection, a lock timeout, a serialisation failure, a
+# database restarting) and driver disconnects: the transaction did not commit; try again.
+RETRYABLE = (OperationalError, InterfaceError, DisconnectionError)
 
 
 @shared_task(
-    base=GameTask, bind=True, name="gamesched.transactions.apply",
-    acks_late=True, reject_on_worker_lost=True,
+    base=GameTask, bind=True, name=APPLY_TASK,
+    acks_late=True, reject_on_worker_lost=True, max_retries=MAX_RETRIES,
 )
 def apply(self: GameTask, transaction_id: int) -> str:
-    """Apply one transaction intent in a single SQL transaction."""
-    raise NotImplementedError("the ledger lands with the transactions issue")
+    """Apply one transaction intent in a single SQL transaction; returns its status.
+
+    Idempotent: an intent already committed or rejected is left as it is, so a redelivered,
+    re-sent or duplicated message settles it once.  Insufficient funds is a final
+    ``rejected``, never retried.  Retry policy: operational errors and driver disconnects
+    are counted on the row and retried with exponential backoff and full jitter (50 ms
+    doubling up to 5 s, at most MAX_RETRIES times); after that the sweeper re-sends the
+    intent.  acks_late with reject_on_worker_lost: a worker killed mid-task gives its message
+    back.
+    """
+    try:
+        with transaction(self.runtime.sessions) as db:
+            return apply_transaction(db, transaction_id).status
+    except RETRYABLE as exc:
+        note_failure(self.runtime.sessions, transaction_id, exc)
+        raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
+
+
+@shared_task(base=GameTask, bind=True, name=SWEEP_TASK, ignore_result=True)
+def sweep(self: GameTask) -> int:
+    """Re-send intents left pending past their re-send time and publish the stale-intent
+    alarm; returns how many were re-sent.
+
+    Idempotent (a re-sent intent still applies once).  Not retried: beat sends it again
+    every controller period.
+    """
+    backlog = queue_depths(self.app).get(Queue.TRANSACTIONS.value, 0)
+    report = sweep_intents(self.runtime.sessions, partial(send_apply, self.app), backlog)
+    return len(report.resent)
+
+
+def send_apply(app: Celery, transaction_id: int) -> None:
+    """Send ``gamesched.transactions.apply`` for one intent to its queue and step."""
+    headers = {HANDOFF_HEADER: time.time()}
+    if app.runtime.settings.naive:  # the baseline has one shared queue and no priorities
+        app.send_task(APPLY_TASK, args=[transaction_id], headers=headers)
+        return
+    where = route(APPLY_TASK)
+    app.send_task(APPLY_TASK, args=[transaction_id], queue=where.queue.value,
+                  priority=where.priority, headers=headers)

@@ -1,0 +1,162 @@
+"""Recording intents: one row per idempotency key, written before any message is sent.
+
+The same key with the same parameters yields the same transaction, from any number of
+processes at once; the same key with other parameters raises InvalidRequest and changes
+nothing.  Concurrent writers meet on the unique key index: ``INSERT ... ON CONFLICT DO
+NOTHING`` lets exactly one of them insert, the others read the winner's row.
+
+Who may transact: a reward registers its player (a game server grants a starting reward
+when an account is created); purchases and refunds need a known player.  A known player
+buying in a currency they have never held gets an empty wallet, so the purchase is
+rejected for insufficient funds rather than refused as bad input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
+
+from app.errors import InvalidRequest
+from app.ledger.models import Kind, Player, Status, Wallet
+from app.ledger.policy import RESEND_AFTER
+from app.ledger.requests import Purchase, Refund, Reward
+from app.ledger.view import TRANSACTIONS, TransactionView, by_key
+from app.models import utcnow
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What a transaction will do; two requests with one key must agree on all of it."""
+
+    kind: Kind
+    player_id: str
+    amount: int
+    currency: str
+    sku: str | None = None
+    reason: str | None = None
+    refund_of: int | None = None
+
+    def differences(self, view: TransactionView) -> list[str]:
+        """Names of the parameters where `view` differs from this intent."""
+        return [f.name for f in fields(self) if getattr(view, f.name) != getattr(self, f.name)]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The transaction a request resolved to, and whether this request created it."""
+
+    transaction: TransactionView
+    created: bool
+
+
+def purchase_intent(db: Session, req: Purchase, now: datetime | None = None) -> Recorded:
+    """Record a purchase intent (idempotent per key); the player must be known."""
+    intent = Intent(Kind.PURCHASE, req.player_id, req.price, req.currency, sku=req.sku)
+    return _record(db, req.idempotency_key, intent, register=False, now=now or utcnow())
+
+
+def reward_intent(db: Session, req: Reward, now: datetime | None = None) -> Recorded:
+    """Record a reward intent (idempotent per key); registers the player if new."""
+    intent = Intent(Kind.REWARD, req.player_id, req.amount, req.currency, reason=req.reason)
+    return _record(db, req.idempotency_key, intent, register=True, now=now or utcnow())
+
+
+def refund_intent(db: Session, req: Refund, now: datetime | None = None) -> Recorded:
+    """Record a refund of a committed purchase (idempotent per key; one refund a purchase)."""
+    purchase = _refundable(db, req)
+    intent = Intent(Kind.REFUND, req.player_id, purchase.amount, purchase.currency,
+                    sku=purchase.sku, reason=req.reason, refund_of=purchase.id)
+    return _record(db, req.idempotency_key, intent, register=False, now=now or utcnow(),
+                   purchase_key=req.purchase_key)
+
+
+def _refundable(db: Session, req: Refund) -> TransactionView:
+    purchase = by_key(db, req.purchase_key)
+    if purchase is None or purchase.kind != Kind.PURCHASE:
+        raise InvalidRequest("purchase_key", req.purchase_key, "no purchase holds this key")
+    if purchase.player_id != req.player_id:
+        raise InvalidRequest("player_id", req.player_id,
+                             f"purchase {req.purchase_key!r} belongs to another player")
+    if purchase.status != Status.COMMITTED:
+        raise InvalidRequest("purchase_key", req.purchase_key,
+                             f"only a committed purchase can be refunded; it is {purchase.status}")
+    return purchase
+
+
+def _record(db: Session, key: str, intent: Intent, *, register: bool, now: datetime,
+            purchase_key: str | None = None) -> Recorded:
+    existing = by_key(db, key)
+    if existing is not None:
+        return Recorded(_same(key, intent, existing), created=False)
+    if register:
+        _register(db, intent.player_id, now)
+    elif db.get(Player, intent.player_id) is None:
+        raise InvalidRequest("player_id", intent.player_id,
+                             "unknown player (a reward registers a player)")
+    wallet_id = _wallet_id(db, intent.player_id, intent.currency, now)
+    insert = _insert_ignoring_conflicts(db, TRANSACTIONS, _values(key, intent, wallet_id, now))
+    row = db.execute(insert.returning(*TRANSACTIONS.c)).first()
+    if row is None:
+        return Recorded(_after_conflict(db, key, intent, purchase_key), created=False)
+    return Recorded(TransactionView.from_row(row), created=True)
+
+
+def _same(key: str, intent: Intent, existing: TransactionView) -> TransactionView:
+    differences = intent.differences(existing)
+    if differences:
+        raise InvalidRequest("idempotency_key", key, "already used for a transaction with "
+                             f"different {', '.join(differences)}")
+    return existing
+
+
+def _after_conflict(db: Session, key: str, intent: Intent,
+                    purchase_key: str | None) -> TransactionView:
+    """Another writer holds a unique index: the key's (compare with its row) or, for a
+    refund, the one-refund-per-purchase index."""
+    existing = by_key(db, key)
+    if existing is None:
+        raise InvalidRequest("purchase_key", purchase_key,
+                             "already refunded by another transaction")
+    return _same(key, intent, existing)
+
+
+def _register(db: Session, player_id: str, now: datetime) -> None:
+    if db.get(Player, player_id) is None:
+        db.execute(_insert_ignoring_conflicts(db, Player.__table__,
+                                              {"id": player_id, "created_at": now}))
+
+
+def _wallet_id(db: Session, player_id: str, currency: str, now: datetime) -> int:
+    query = select(Wallet.id).where(Wallet.player_id == player_id, Wallet.currency == currency)
+    found = db.execute(query).scalar_one_or_none()
+    if found is not None:
+        return found
+    db.execute(_insert_ignoring_conflicts(db, Wallet.__table__, {
+        "player_id": player_id, "currency": currency, "balance": 0,
+        "created_at": now, "updated_at": now,
+    }))
+    return db.execute(query).scalar_one()
+
+
+def _values(key: str, intent: Intent, wallet_id: int, now: datetime) -> dict[str, Any]:
+    return {
+        "idempotency_key": key, "kind": intent.kind.value, "player_id": intent.player_id,
+        "wallet_id": wallet_id, "sku": intent.sku, "reason": intent.reason,
+        "amount": intent.amount, "currency": intent.currency, "refund_of": intent.refund_of,
+        "status": Status.PENDING.value, "attempts": 0, "resends": 0, "created_at": now,
+        "resend_at": now + RESEND_AFTER,
+    }
+
+
+def _insert_ignoring_conflicts(db: Session, table: Any, values: dict[str, Any]) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` in the session's dialect."""
+    if db.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
+    return sqlite.insert(table).values(**values).on_conflict_do_nothing()
+

@@ -1,0 +1,80 @@
+"""The client side of the ledger: validate, commit the intent, then send the task.
+
+The intent row is committed before anything is sent, so a worker never sees a transaction
+SQL does not hold, and a message lost after the commit is re-sent by the sweeper.  When the
+broker refuses the message, the call still succeeds: the transaction is recorded and
+pending, and the sweeper sends it once the broker is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import transaction
+from app.ledger.handle import TransactionHandle
+from app.ledger.intents import Recorded, purchase_intent, refund_intent, reward_intent
+from app.ledger.models import Status
+from app.ledger.requests import Purchase, Refund, Reward, check_currency, validate
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[int], object]
+
+
+def submit_purchase(sessions: sessionmaker[Session], send: Send, currencies: Sequence[str], *,
+                    player_id: str, sku: str, price: int, currency: str,
+                    idempotency_key: str) -> TransactionHandle:
+    """Record a purchase and send it to the transactions queue.
+
+    Idempotent per key: the same key and parameters return the same transaction, other
+    parameters raise InvalidRequest (field ``idempotency_key``).  Bad input raises
+    InvalidRequest naming the field; nothing is written or sent.  Not retried here: a caller
+    that sees an error may call again with the same key.
+    """
+    req = validate(Purchase, {"player_id": player_id, "sku": sku, "price": price,
+                              "currency": currency, "idempotency_key": idempotency_key})
+    check_currency(req.currency, currencies)
+    return _submit(sessions, send, lambda db: purchase_intent(db, req))
+
+
+def submit_reward(sessions: sessionmaker[Session], send: Send, currencies: Sequence[str], *,
+                  player_id: str, amount: int, currency: str, idempotency_key: str,
+                  reason: str = "reward") -> TransactionHandle:
+    """Record a reward (registering a new player) and send it.  Idempotent per key, as
+    `submit_purchase`."""
+    req = validate(Reward, {"player_id": player_id, "amount": amount, "currency": currency,
+                            "idempotency_key": idempotency_key, "reason": reason})
+    check_currency(req.currency, currencies)
+    return _submit(sessions, send, lambda db: reward_intent(db, req))
+
+
+def submit_refund(sessions: sessionmaker[Session], send: Send, *, player_id: str,
+                  purchase_key: str, idempotency_key: str,
+                  reason: str = "refund") -> TransactionHandle:
+    """Record a refund of a committed purchase and send it.  Idempotent per key; a purchase
+    is refunded at most once."""
+    req = validate(Refund, {"player_id": player_id, "purchase_key": purchase_key,
+                            "idempotency_key": idempotency_key, "reason": reason})
+    return _submit(sessions, send, lambda db: refund_intent(db, req))
+
+
+def _submit(sessions: sessionmaker[Session], send: Send,
+            record: Callable[[Session], Recorded]) -> TransactionHandle:
+    with transaction(sessions) as db:
+        recorded = record(db)
+    view = recorded.transaction
+    if view.status == Status.PENDING:  # a duplicate of a pending intent is sent again too
+        _deliver(send, view.id)
+    return TransactionHandle(view.id, view.idempotency_key, recorded.created, sessions)
+
+
+def _deliver(send: Send, transaction_id: int) -> None:
+    try:
+        send(transaction_id)
+    except BrokerError as exc:
+        log.warning("transaction %s is recorded but its message was not sent (%s); "
+                    "the sweeper will send it", transaction_id, exc)

@@ -1,0 +1,89 @@
+"""The sweeper: re-sends intents left pending, so that a message lost in the broker or a
+worker killed mid-task still ends in a settled transaction.
+
+Run by beat (``gamesched.transactions.sweep`` on the ``control`` queue, once per controller
+period).  An intent is due once ``resend_at`` has passed: one second after it was recorded,
+then 2, 4, ... up to 30 seconds after each re-send, so a long outage adds only a few
+duplicate messages per intent, each a cheap no-op for the worker.  The oldest due intents go
+first, and a sweep re-sends at most ``SWEEP_BATCH`` minus the messages already waiting in
+the transactions queue: when the broker lost its messages the queue is empty and
+everything due goes out; when a backlog is draining, little is duplicated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import transaction
+from app.ledger import alarm
+from app.ledger.models import LedgerTransaction, Status
+from app.ledger.policy import STALE_AFTER, SWEEP_BATCH, resend_interval
+from app.ledger.view import as_utc
+from app.models import utcnow
+
+Send = Callable[[int], object]
+
+
+@dataclass(frozen=True)
+class Health:
+    """Pending intents right now: how many are stale, and the oldest one's age."""
+
+    pending: int
+    stale: int
+    oldest_seconds: float
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep saw and re-sent."""
+
+    health: Health
+    resent: list[int]
+
+
+def pending_health(db: Session, now: datetime) -> Health:
+    """Count pending intents and the stale ones among them (older than STALE_AFTER)."""
+    t = LedgerTransaction
+    cutoff = now - STALE_AFTER
+    stale_expr = func.sum(case((t.created_at < cutoff, 1), else_=0))
+    row = db.execute(select(func.count(), stale_expr, func.min(t.created_at))
+                     .where(t.status == Status.PENDING.value)).one()
+    oldest = 0.0 if row[2] is None else max(0.0, (now - as_utc(row[2])).total_seconds())
+    return Health(pending=row[0], stale=int(row[1] or 0), oldest_seconds=oldest)
+
+
+def claim_due(db: Session, now: datetime, limit: int) -> list[int]:
+    """Take up to `limit` due intents, oldest first, and move each one's ``resend_at`` on.
+
+    Rows another session holds locked (being applied right now) are skipped.
+    """
+    t = LedgerTransaction
+    due = db.execute(select(t).where(t.status == Status.PENDING.value, t.resend_at <= now)
+                     .order_by(t.resend_at).limit(limit)
+                     .with_for_update(skip_locked=True)).scalars().all()
+    for txn in due:
+        txn.resends += 1
+        txn.resend_at = now + resend_interval(txn.resends)
+    return [txn.id for txn in due]
+
+
+def sweep(factory: sessionmaker[Session], send: Send, backlog: int = 0,
+          now: datetime | None = None) -> SweepReport:
+    """Publish the alarm gauges and re-send due intents through `send`.
+
+    `backlog` is the number of messages waiting in the transactions queue.  Idempotent:
+    a re-sent intent is applied at most once.  Not retried; beat runs it again next period.
+    """
+    now = now or utcnow()
+    with transaction(factory) as db:
+        health = pending_health(db, now)
+        due = claim_due(db, now, max(0, SWEEP_BATCH - backlog))
+    alarm.publish(health.stale, health.oldest_seconds)
+    for transaction_id in due:
+        send(transaction_id)
+    return SweepReport(health=health, resent=due)

@@ -1,0 +1,75 @@
+"""Ledger fixtures: a clean database per test on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import make_engine, make_sessionmaker
+from app.migrate import upgrade
+from tests.services import private_postgres_database
+
+LEDGER_TABLES = "ledger_entries, ledger_transactions, ledger_wallets, ledger_players"
+
+
+@pytest.fixture(scope="session")
+def ledger_postgres_url() -> Iterator[str]:
+    """A migrated PostgreSQL database for the ledger's service tests alone."""
+    with private_postgres_database() as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (cheaper than migrating each time)."""
+    path = tmp_path_factory.mktemp("ledger-template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """An empty, migrated ledger on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "ledger.db"
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("ledger_postgres_url")
+    return empty_ledger(url)
+
+
+def empty_ledger(url: str) -> str:
+    """Remove every ledger row from the database at `url`; returns `url`."""
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {LEDGER_TABLES} RESTART IDENTITY"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
+    """A session factory on the test's ledger."""
+    engine = make_engine(db_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url(ledger_postgres_url: str) -> str:
+    """The empty PostgreSQL ledger, for tests of row locking between sessions."""
+    return empty_ledger(ledger_postgres_url)
+
+
+@pytest.fixture
+def pg_sessions(pg_url: str) -> Iterator[sessionmaker[Session]]:
+    """A session factory on the empty PostgreSQL ledger."""
+    engine = make_engine(pg_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()

@@ -1,0 +1,219 @@
+"""Applying intents: one SQL transaction, exactly once, final rejections, row locks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import transaction
+from app.ledger import apply_transaction
+from app.ledger.apply import Outcome, note_failure, record_failure
+from app.ledger.faults import FAULT_MESSAGE, sql_faults
+from app.ledger.models import LedgerEntry
+from tests.ledger.helpers import (
+    assert_ledger_holds,
+    balance,
+    buy,
+    fund,
+    lock_waiters,
+    row_counts,
+    settle,
+)
+from tests.waiting import wait_for
+
+
+def entries_of(sessions: sessionmaker[Session], transaction_id: int) -> list[tuple[Any, ...]]:
+    with transaction(sessions) as db:
+        rows = db.execute(select(LedgerEntry.account, LedgerEntry.amount, LedgerEntry.currency)
+                          .where(LedgerEntry.transaction_id == transaction_id)
+                          .order_by(LedgerEntry.account)).all()
+    return [tuple(row) for row in rows]
+
+
+def test_a_purchase_debits_the_wallet_with_two_balancing_entries(
+        sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 100)
+    handle = buy(sessions, "p1", 30, "order-1")
+    outcome = settle(sessions, handle.transaction_id)
+    assert outcome == Outcome(handle.transaction_id, "committed", settled=True)
+    assert entries_of(sessions, handle.transaction_id) == [("house", 30, "gold"),
+                                                           ("player", -30, "gold")]
+    view = handle.fetch()
+    assert view.committed_at is not None and view.committed_at >= view.created_at
+    assert (view.attempts, view.rejected_at) == (1, None)
+    assert balance(sessions, "p1") == 70
+    assert_ledger_holds(sessions)
+
+
+def test_applying_again_changes_nothing(sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 100)
+    handle = buy(sessions, "p1", 30, "order-1")
+    settle(sessions, handle.transaction_id)
+    before = row_counts(sessions)
+    again = settle(sessions, handle.transaction_id)
+    assert again == Outcome(handle.transaction_id, "committed", settled=False)
+    assert row_counts(sessions) == before and balance(sessions, "p1") == 70
+    assert handle.fetch().attempts == 1
+
+
+def test_spending_the_whole_balance_is_allowed(sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 30)
+    assert settle(sessions, buy(sessions, "p1", 30, "all-in").transaction_id).status == "committed"
+    assert balance(sessions, "p1") == 0
+
+
+def test_insufficient_funds_is_a_final_rejection(sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 20)
+    handle = buy(sessions, "p1", 30, "too-dear")
+    outcome = settle(sessions, handle.transaction_id)
+    assert outcome.status == "rejected" and outcome.settled
+    assert outcome.reason == "insufficient funds: balance 20 gold, price 30"
+    assert entries_of(sessions, handle.transaction_id) == []
+    fund(sessions, "p1", 100, key="top-up")
+    again = settle(sessions, handle.transaction_id)  # more money later changes nothing
+    assert (again.status, again.settled, again.reason) == ("rejected", False, outcome.reason)
+    view = handle.fetch()
+    assert view.rejected_at is not None and view.committed_at is None and view.attempts == 1
+    assert balance(sessions, "p1") == 120
+    assert_ledger_holds(sessions)
+
+
+def test_an_unknown_transaction_id_is_reported_missing(sessions: sessionmaker[Session],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="app.ledger.apply"):
+        assert settle(sessions, 4242) == Outcome(4242, "missing", settled=False)
+    assert "4242 does not exist" in caplog.text
+
+
+def test_record_failure_counts_attempts_on_pending_transactions_only(
+        sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 100)
+    pending = buy(sessions, "p1", 10, "pending")
+    done = buy(sessions, "p1", 10, "done")
+    settle(sessions, done.transaction_id)
+    with transaction(sessions) as db:
+        assert record_failure(db, pending.transaction_id, "x" * 900)
+        assert not record_failure(db, done.transaction_id, "too late")
+    view = pending.fetch()
+    assert view.attempts == 1 and view.last_error == "x" * 500
+    assert done.fetch().last_error is None
+
+
+def test_note_failure_writes_in_its_own_transaction_and_never_raises(
+        db_url: str, sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture) -> None:
+    fund(sessions, "p1", 100)
+    handle = buy(sessions, "p1", 10, "k")
+    assert note_failure(sessions, handle.transaction_id, RuntimeError("boom"))
+    assert handle.fetch().last_error == "RuntimeError: boom"
+    engine = sessions.kw["bind"]
+    with sql_faults(engine, rate=1.0), caplog.at_level(logging.INFO, "app.ledger.apply"):
+        assert not note_failure(sessions, handle.transaction_id, RuntimeError("again"))
+    assert "could not note the failure" in caplog.text
+    assert handle.fetch().attempts == 1
+
+
+def test_rewards_and_refunds_credit_the_player(sessions: sessionmaker[Session]) -> None:
+    handle = fund(sessions, "p1", 40)
+    assert entries_of(sessions, handle.transaction_id) == [("house", -40, "gold"),
+                                                           ("player", 40, "gold")]
+    assert balance(sessions, "p1") == 40
+
+
+def test_a_failure_at_any_statement_leaves_no_trace_and_the_retry_commits(
+        sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 100)
+    handle = buy(sessions, "p1", 30, "order-1")
+    engine = sessions.kw["bind"]
+    failed_at = 0
+    while True:  # fail the apply at its first statement, then its second, ...
+        with sql_faults(engine, rate=1.0, limit=1, after=failed_at) as faults:
+            try:
+                settle(sessions, handle.transaction_id)
+            except OperationalError as exc:
+                assert FAULT_MESSAGE in str(exc)
+        if not faults.injected:
+            break  # every statement went through: the apply committed
+        failed_at += 1
+        assert handle.status() == "pending" and balance(sessions, "p1") == 100
+        assert row_counts(sessions)["ledger_entries"] == 2  # the funding reward's only
+    assert failed_at >= 5  # lock, lock, entries, balance, status: each one failed once
+    assert handle.status() == "committed" and balance(sessions, "p1") == 70
+    assert_ledger_holds(sessions)
+
+
+# row locks (PostgreSQL: one session holds a lock while another waits on it) -------------
+
+def _in_thread(target: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = target()
+        except Exception as exc:  # noqa: BLE001 - handed to the test thread to assert on
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_two_workers_applying_one_transaction_settle_it_once(
+        pg_sessions: sessionmaker[Session]) -> None:
+    fund(pg_sessions, "p1", 100)
+    handle = buy(pg_sessions, "p1", 30, "order-1")
+    with transaction(pg_sessions) as first:
+        assert apply_transaction(first, handle.transaction_id).settled
+        thread, second = _in_thread(lambda: settle(pg_sessions, handle.transaction_id))
+        wait_for(lambda: lock_waiters(pg_sessions) >= 1, timeout=10,
+                 what="the second applier to wait on the transaction row")
+    thread.join(timeout=10)
+    assert second["value"] == Outcome(handle.transaction_id, "committed", settled=False)
+    assert len(entries_of(pg_sessions, handle.transaction_id)) == 2
+    assert balance(pg_sessions, "p1") == 70
+
+
+def test_the_wallet_lock_makes_a_second_purchase_see_the_first(
+        pg_sessions: sessionmaker[Session]) -> None:
+    fund(pg_sessions, "p1", 50)
+    one = buy(pg_sessions, "p1", 30, "one")
+    two = buy(pg_sessions, "p1", 30, "two")
+    with transaction(pg_sessions) as first:
+        assert apply_transaction(first, one.transaction_id).status == "committed"
+        thread, second = _in_thread(lambda: settle(pg_sessions, two.transaction_id))
+        wait_for(lambda: lock_waiters(pg_sessions) >= 1, timeout=10,
+                 what="the second purchase to wait on the wallet row")
+    thread.join(timeout=10)
+    assert second["value"].status == "rejected"
+    assert second["value"].reason == "insufficient funds: balance 20 gold, price 30"
+    assert balance(pg_sessions, "p1") == 20
+    assert_ledger_holds(pg_sessions)
+
+
+def test_a_racing_duplicate_intent_waits_and_returns_the_winner(
+        pg_sessions: sessionmaker[Session]) -> None:
+    from app.ledger.intents import purchase_intent
+    from app.ledger.requests import Purchase
+
+    fund(pg_sessions, "p1", 50)
+    req = Purchase(player_id="p1", sku="sword", price=30, currency="gold",
+                   idempotency_key="race")
+    with transaction(pg_sessions) as first:
+        won = purchase_intent(first, req)
+        same, same_result = _in_thread(lambda: buy(pg_sessions, "p1", 30, "race"))
+        other, other_result = _in_thread(lambda: buy(pg_sessions, "p1", 31, "race"))
+        wait_for(lambda: lock_waiters(pg_sessions) >= 2, timeout=10,
+                 what="both late writers to wait on the key")
+    same.join(timeout=10)
+    other.join(timeout=10)
+    assert won.created
+    assert same_result["value"].transaction_id == won.transaction.id
+    assert not same_result["value"].created
+    assert other_result["error"].field == "idempotency_key"
+    assert row_counts(pg_sessions)["ledger_transactions"] == 2
+

@@ -1,0 +1,43 @@
+"""`gamesched controller` runs beat and its tick; `gamesched status` shows the result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app.celery_app import create_app
+from app.controller import read_decision
+from app.settings import Settings
+from tests.live.conftest import ROOT
+from tests.waiting import wait_for
+
+
+def test_controller_ticks_and_status_reports_it(live_settings: Settings, tmp_path: Path) -> None:
+    env = {**os.environ, **live_settings.to_env(), "TMPDIR": str(tmp_path)}
+    app = create_app(live_settings)
+    started = time.time()
+    with open(tmp_path / "controller.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "controller"], cwd=ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        first = wait_for(lambda: read_decision(app.runtime.hot), timeout=60,
+                         what="the controller's first decision")
+        assert first.at >= started
+        later = wait_for(lambda: (d := read_decision(app.runtime.hot)) and d.at > first.at
+                         and d, timeout=30, what="a second tick")
+        assert later.at - first.at < 5.0
+        status = subprocess.run([sys.executable, "-m", "app.cli", "status"], cwd=ROOT,
+                                env={**env, "COLUMNS": "120"}, capture_output=True,
+                                text=True, timeout=60, check=True)
+        assert "controller@live-test" in status.stdout
+        assert "controller (" in status.stdout and "ai_level=" in status.stdout
+        for queue in ("player", "physics", "ai", "transactions", "background", "control"):
+            assert queue in status.stdout
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -1,0 +1,32 @@
+"""The first controller: AI throttle from CPU over the cap, down to a floor."""
+
+from __future__ import annotations
+
+from app.controller import AI_FLOOR, Load, decide, read_decision, write_decision
+from app.hotstore import MemoryHotStore
+
+
+def test_below_the_cap_ai_runs_at_full_rate() -> None:
+    decision = decide(Load(depths={}, cpu=0.5), cpu_cap=0.8)
+    assert decision.ai_level == 1.0 and not decision.shed_background
+
+
+def test_over_the_cap_ai_is_throttled_in_proportion() -> None:
+    decision = decide(Load(depths={}, cpu=0.9), cpu_cap=0.8)
+    assert decision.ai_level == 0.5 and decision.shed_background
+
+
+def test_throttle_never_goes_below_the_floor() -> None:
+    assert decide(Load(depths={}, cpu=1.0), cpu_cap=0.8).ai_level == AI_FLOOR
+
+
+def test_player_backlog_sheds_background_work() -> None:
+    assert decide(Load(depths={"player": 3}, cpu=0.1), cpu_cap=0.8).shed_background
+
+
+def test_decision_round_trips_through_the_hot_store() -> None:
+    hot = MemoryHotStore()
+    assert read_decision(hot) is None
+    decision = decide(Load(depths={"ai": 7}, cpu=0.2), cpu_cap=0.8)
+    write_decision(hot, decision)
+    assert read_decision(hot) == decision

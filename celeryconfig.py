@@ -26,6 +26,12 @@ WORKER_MODULES = [
 
 
 NAIVE_QUEUE = "celery"
+# Acked after they run: with prefetch 1 a busy worker then reserves nothing, so a message
+# sent later at a higher priority is fetched first.
+LATENCY_BOUND_TASKS = [
+    name for name, queue in TASK_QUEUES.items()
+    if queue in (Queue.PLAYER, Queue.PHYSICS, Queue.TRANSACTIONS)
+]
 
 
 def build(settings: Settings) -> dict[str, Any]:
@@ -44,6 +50,7 @@ def _naive(settings: Settings) -> dict[str, Any]:
         "task_default_queue": NAIVE_QUEUE,
         "task_routes": {},
         "task_default_priority": None,
+        "task_annotations": None,
         "task_inherit_parent_priority": False,
         "worker_prefetch_multiplier": 4,
         "beat_schedule": {},
@@ -68,6 +75,7 @@ def _gamesched(settings: Settings) -> dict[str, Any]:
         "event_serializer": "json",
         "worker_prefetch_multiplier": 1,
         "task_acks_late": False,
+        "task_annotations": {name: {"acks_late": True} for name in LATENCY_BOUND_TASKS},
         "task_track_started": False,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,

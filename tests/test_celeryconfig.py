@@ -27,6 +27,14 @@ def test_redis_priority_steps_are_emulated_with_a_middle_default() -> None:
     assert config["worker_prefetch_multiplier"] == 1
 
 
+def test_latency_bound_tasks_ack_late_so_a_busy_worker_reserves_nothing() -> None:
+    app = create_app(load_settings(broker_url=REDIS))
+    app.loader.import_default_modules()
+    for name, queue in TASK_QUEUES.items():
+        late = queue in (Queue.PLAYER, Queue.PHYSICS, Queue.TRANSACTIONS)
+        assert app.tasks[name].acks_late is late, name
+
+
 def test_never_pickle() -> None:
     config = celeryconfig.build(load_settings(broker_url=REDIS))
     assert config["task_serializer"] == "json"
@@ -52,6 +60,7 @@ def test_naive_baseline_is_one_queue_default_prefetch_no_priorities() -> None:
     assert config["task_routes"] == {}
     assert config["worker_prefetch_multiplier"] == 4
     assert "priority_steps" not in config["broker_transport_options"]
+    assert config["task_annotations"] is None
 
 
 def test_controller_tick_is_scheduled_about_once_a_second() -> None:

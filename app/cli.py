@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -78,6 +79,31 @@ def status() -> None:
     from app import statuscmd
 
     statuscmd.show(console, _settings())
+
+
+@cli.command()
+def simulate(
+    *,
+    scenario: Annotated[str, typer.Option(help="steady|influx|physics-peak|world-event|"
+                                               "promo-spike|purchase-surge")],
+    players: Annotated[int, typer.Option(min=1, max=100_000, help="Sessions.")] = 5000,
+    duration: Annotated[float, typer.Option(min=1, max=3600, help="Seconds of load.")] = 20.0,
+    baseline: Annotated[str | None, typer.Option(help="Also run it on naive Celery.")] = None,
+    faults: Annotated[str | None, typer.Option(help="kill-worker,restart-broker")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of latency and load.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generated load.")] = 1,
+) -> None:
+    """Drive simulated players against a worker fleet; print and write the report."""
+    from app.simulate import command
+
+    options = command.Options(scenario, players, duration, seed, baseline, faults, json_path,
+                              plot)
+    try:
+        command.simulate(console, _settings(), options)
+    except InvalidRequest as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
 
 
 @cli.command()

@@ -1,0 +1,213 @@
+"""The load driver: hands each tick's planned work to the public client API, in real time.
+
+Tick `k` is due at ``start + k * tick_s``.  When the driver falls behind it emits the late
+ticks at once (the schedule stays the same) and reports how late it ran; it stops at the
+wall-clock end of the run whether or not every tick went out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from kombu.exceptions import OperationalError
+from redis import RedisError
+
+from app.client import GameClient
+from app.errors import InvalidRequest
+from app.priority import route
+from app.simulate.population import SessionSpec, Update
+from app.simulate.schedule import BackgroundJob, Schedule, TickPlan
+from app.tasking import HANDOFF_HEADER
+
+OPEN_THREADS = 8
+PROGRESS_EVERY_S = 0.25
+SEND_ERRORS = (OperationalError, RedisError, ConnectionError)
+
+Progress = Callable[[float], None]
+
+
+@dataclass
+class DriveStats:
+    """What the driver handed over, counted by kind, and how well it kept to time."""
+
+    updates: int = 0
+    opens: int = 0
+    moves: int = 0
+    physics: int = 0
+    ai: int = 0
+    background: int = 0
+    purchases: int = 0
+    purchase_sends: int = 0
+    control: int = 0
+    rejected: int = 0
+    send_errors: int = 0
+    first_error: str = ""
+    tasks_sent: int = 0  # every task the client sent during the run
+    ticks_planned: int = 0
+    ticks_emitted: int = 0
+    started: float = 0.0  # wall clock, seconds since the epoch
+    ended: float = 0.0
+    lag_s: list[float] = field(default_factory=list)
+
+    @property
+    def elapsed_s(self) -> float:
+        """Wall time of the load window."""
+        return self.ended - self.started
+
+    @property
+    def kept_up(self) -> bool:
+        """True when every planned tick went out within the run."""
+        return self.ticks_emitted >= self.ticks_planned
+
+    @property
+    def batches(self) -> int:
+        """State-update batch tasks sent: every task that was not another kind of work."""
+        others = (self.opens + self.moves + self.physics + self.ai + self.background
+                  + self.purchase_sends + self.control)
+        return self.tasks_sent - others
+
+
+class LoadDriver:
+    """Drives one Schedule through one GameClient."""
+
+    def __init__(self, client: GameClient, schedule: Schedule, tag: str,
+                 control_ticks: bool = False) -> None:
+        self.client = client
+        self.schedule = schedule
+        self.tag = tag
+        self.control_ticks = control_ticks
+        self.ids = [f"sim-{tag}-{i}" for i in range(schedule.size)]
+        self.stats = DriveStats()
+        self._update_session: Callable[..., Any] | None = getattr(client, "update_session", None)
+        self._purchase: Callable[..., Any] | None = getattr(client, "purchase", None)
+
+    @property
+    def purchases_enabled(self) -> bool:
+        """True when the client API offers purchases (the ledger has landed)."""
+        return self._purchase is not None
+
+    # before play ------------------------------------------------------------------------
+
+    def open_sessions(self, specs: list[SessionSpec], progress: Progress) -> None:
+        """Open `specs` through the client API, several at a time (as players log in)."""
+        with ThreadPoolExecutor(OPEN_THREADS, thread_name_prefix="sim-open") as pool:
+            for _ in pool.map(self._open, specs):
+                progress(1)
+
+    def submit_first_updates(self, updates: list[Update]) -> None:
+        """Send each session's first, full update and flush them."""
+        for update in updates:
+            self._submit(update)
+        self.client.flush()
+
+    def send_background(self, job: BackgroundJob) -> None:
+        """Hand one background job to the client API."""
+        if job.kind == "snapshot":
+            self.client.submit_background("snapshot", [self.ids[i] for i in job.sessions])
+        else:
+            self.client.submit_background("analytics", job.events)
+        self.stats.background += 1
+
+    # play -------------------------------------------------------------------------------
+
+    def run(self, duration_s: float, progress: Progress) -> DriveStats:
+        """Emit the schedule's ticks in real time for `duration_s` seconds."""
+        stats = self.stats = DriveStats()
+        tick_s, sent_before = self.schedule.tick_s, self.client.tasks_sent
+        stats.ticks_planned = self.schedule.ticks
+        stats.started = time.time()
+        start = time.monotonic()
+        k, next_progress, next_control = 0, start, start
+        while k < stats.ticks_planned and (now := time.monotonic() - start) < duration_s:
+            due = min(stats.ticks_planned, int(now / tick_s) + 1)
+            while k < due and time.monotonic() - start < duration_s:
+                stats.lag_s.append(max(0.0, time.monotonic() - start - k * tick_s))
+                self.emit(self.schedule.plan(k))
+                k += 1
+            stats.ticks_emitted = k
+            clock = time.monotonic()
+            if clock >= next_progress:
+                progress(clock - start)
+                next_progress = clock + PROGRESS_EVERY_S
+            if self.control_ticks and clock >= next_control:
+                self._control_tick()
+                next_control += 1.0
+            time.sleep(max(0.0, start + k * tick_s - time.monotonic()))
+        self.client.flush()
+        stats.ended = time.time()
+        stats.tasks_sent = self.client.tasks_sent - sent_before
+        progress(min(duration_s, time.monotonic() - start))
+        return stats
+
+    def emit(self, plan: TickPlan) -> None:
+        """Hand one tick's work to the client API."""
+        for spec in plan.opens:
+            self._open(spec)
+        for update in plan.updates:
+            self._submit(update)
+        self._moves(plan.moves)
+        for frame in plan.physics:
+            self.stats.physics += self._call(self.client.submit_physics, frame.region,
+                                             frame.frame, frame.dt_ms, frame.bodies)
+        for decision in plan.ai:
+            self.stats.ai += self._call(self.client.submit_ai, f"npc-{decision.npc}",
+                                        decision.position, decision.players)
+        for job in plan.background:
+            self._call(self.send_background, job)
+        self._purchases(plan)
+
+    def _submit(self, update: Update) -> None:
+        self.stats.updates += self._call(self.client.submit_update, self.ids[update.index],
+                                         update.seq, update.state, update.position)
+
+    def _open(self, spec: SessionSpec) -> None:
+        self.stats.opens += self._call(self.client.open_session, self.ids[spec.index],
+                                       session_type=spec.session_type, players=spec.players,
+                                       region=spec.region)
+
+    def _moves(self, moves: list[tuple[int, str]]) -> None:
+        if self._update_session is None:
+            return
+        for index, region in moves:
+            self.stats.moves += self._call(self._update_session, self.ids[index], region=region)
+
+    def _purchases(self, plan: TickPlan) -> None:
+        if self._purchase is None:
+            return
+        for p in plan.purchases:
+            for _ in range(p.copies):
+                self.stats.purchase_sends += self._call(
+                    self._purchase, player_id=self.ids[p.index], sku=p.sku, price=p.price,
+                    currency="gold", idempotency_key=f"sim-{self.tag}-buy-{p.number}")
+            self.stats.purchases += 1
+
+    def _control_tick(self) -> None:
+        """Stand in for beat: the simulated fleet runs the control worker without beat."""
+        tick = route("gamesched.control.tick")
+        self.stats.control += self._call(
+            self.client.app.send_task, tick.task, queue=tick.queue.value,
+            priority=tick.priority, headers={HANDOFF_HEADER: time.time()})
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+        """Call the client API; 1 if it accepted the work, 0 if it refused or failed."""
+        try:
+            fn(*args, **kwargs)
+        except InvalidRequest as exc:
+            self._rejected(exc)
+        except SEND_ERRORS as exc:
+            self._send_failed(exc)
+        else:
+            return 1
+        return 0
+
+    def _rejected(self, exc: InvalidRequest) -> None:
+        self.stats.rejected += 1
+        self.stats.first_error = self.stats.first_error or str(exc)
+
+    def _send_failed(self, exc: Exception) -> None:
+        self.stats.send_errors += 1
+        self.stats.first_error = self.stats.first_error or f"{type(exc).__name__}: {exc}"

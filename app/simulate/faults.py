@@ -1,0 +1,147 @@
+"""``--faults``: what goes wrong during a run, at seeded times.
+
+``kill-worker`` SIGKILLs the worker of each role twice (its whole process group) and
+starts it again; ``restart-broker`` stops and restarts the private redis-server once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+from redis import RedisError
+
+from app.broker import live_workers
+from app.errors import InvalidRequest
+from app.fleet import ProcessFleet
+from app.roles import WORKER_ROLES
+from app.simulate.redisserver import PrivateRedis
+
+KNOWN = ("kill-worker", "restart-broker", "db-errors", "partition")
+AVAILABLE = ("kill-worker", "restart-broker")
+KILLS_PER_ROLE = 2
+RECOVERY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One planned fault: `kind` on `target` at `at_s` seconds into the run."""
+
+    at_s: float
+    kind: str
+    target: str
+
+
+@dataclass(frozen=True)
+class FaultEvent:
+    """A fault as it happened: when, and how long until the target answered again."""
+
+    kind: str
+    target: str
+    at_s: float
+    recovered_s: float | None
+
+
+def parse_faults(text: str | None) -> tuple[str, ...]:
+    """The fault names of a comma list, or InvalidRequest naming the bad one."""
+    names = tuple(dict.fromkeys(n.strip() for n in (text or "").split(",") if n.strip()))
+    for name in names:
+        if name not in KNOWN:
+            raise InvalidRequest("faults", name, f"expected a comma list of {', '.join(KNOWN)}")
+        if name not in AVAILABLE:
+            raise InvalidRequest("faults", name, "not available yet; available: "
+                                 + ", ".join(AVAILABLE))
+    return names
+
+
+def plan_faults(names: tuple[str, ...], duration_s: float, seed: int) -> list[Fault]:
+    """The seeded fault times of a run (the same for the baseline and for us)."""
+    rng = random.Random(f"faults:{seed}")
+    plan: list[Fault] = []
+    if "kill-worker" in names:
+        plan += [Fault(rng.uniform(0.1, 0.9) * duration_s, "kill-worker", role)
+                 for role in WORKER_ROLES for _ in range(KILLS_PER_ROLE)]
+    if "restart-broker" in names:
+        plan.append(Fault(rng.uniform(0.3, 0.7) * duration_s, "restart-broker", "redis"))
+    return sorted(plan, key=lambda f: f.at_s)
+
+
+@dataclass
+class FaultInjector:
+    """Runs a fault plan in a thread, relative to `start()`."""
+
+    plan: list[Fault]
+    fleet: ProcessFleet
+    app: Celery
+    redis_server: PrivateRedis | None = None
+    events: list[FaultEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if any(f.kind == "restart-broker" for f in self.plan) and self.redis_server is None:
+            raise InvalidRequest("faults", "restart-broker", "needs the simulator's private "
+                                 "redis-server: unset GAMESCHED_BROKER_URL")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sim-faults", daemon=True)
+
+    def start(self) -> None:
+        """Start the clock of the plan."""
+        self._started = time.monotonic()
+        if self.plan:
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Skip the faults not yet due and wait for the one in progress."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=RECOVERY_TIMEOUT_S + 10)
+
+    def _run(self) -> None:
+        for fault in self.plan:
+            if self._stop.wait(max(0.0, self._started + fault.at_s - time.monotonic())):
+                return
+            at = time.monotonic() - self._started
+            if fault.kind == "kill-worker":
+                self._kill(fault.target)
+                recovered = self._answering(_role_answers(fault.target))
+            else:
+                self._restart_broker()
+                recovered = self._answering(_all_answer(len(self.fleet.procs)))
+            self.events.append(FaultEvent(fault.kind, fault.target, round(at, 3),
+                                          None if recovered is None else round(recovered, 3)))
+
+    def _kill(self, role: str) -> None:
+        proc = self.fleet.procs[role]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        self.fleet.procs[role] = self.fleet.spawn(role)
+
+    def _restart_broker(self) -> None:
+        assert self.redis_server is not None
+        self.redis_server.stop()
+        self.redis_server.start()
+
+    def _answering(self, ready: Callable[[set[str]], bool]) -> float | None:
+        """Seconds until `ready(worker names)` holds, or None after the timeout."""
+        begin = time.monotonic()
+        while time.monotonic() - begin < RECOVERY_TIMEOUT_S:
+            try:
+                if ready(set(live_workers(self.app, timeout=0.5))):
+                    return time.monotonic() - begin
+            except (OperationalError, RedisError, OSError):
+                time.sleep(0.2)
+        return None
+
+
+def _role_answers(role: str) -> Callable[[set[str]], bool]:
+    return lambda names: any(name.startswith(f"{role}@") for name in names)
+
+
+def _all_answer(count: int) -> Callable[[set[str]], bool]:
+    return lambda names: len(names) >= count

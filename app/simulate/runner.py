@@ -1,0 +1,248 @@
+"""One simulation run: a fresh worker fleet, sessions opened, background capacity measured,
+the seeded load driven for the run's duration, the latency-bound work drained."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rich.progress import Progress, TaskID
+from sqlalchemy import delete
+
+from app.celery_app import GameschedCelery, create_app
+from app.client import GameClient
+from app.errors import GameschedError
+from app.fleet import ProcessFleet
+from app.models import GameSession
+from app.recorder import Execution, Recorder
+from app.roles import WORKER_ROLES, Queue
+from app.sessions import NetworkTotals, network_totals, reset_network_totals
+from app.settings import Settings
+from app.simulate.driver import DriveStats, LoadDriver
+from app.simulate.environment import (
+    Services,
+    clear_broker,
+    depth_reader,
+    worker_env,
+)
+from app.simulate.faults import FaultEvent, FaultInjector, plan_faults
+from app.simulate.sampler import Sample, Sampler
+from app.simulate.scenarios import Scenario
+from app.simulate.schedule import Schedule
+from celeryconfig import NAIVE_QUEUE
+
+SETUP_TIMEOUT_S = 180.0
+DRAIN_TIMEOUT_S = 60.0
+QUIET_S = 5.0
+CALIBRATION_PER_SLOT = 8
+BACKGROUND_TASKS = frozenset({"gamesched.background.snapshot", "gamesched.background.analytics"})
+OPEN_TASK = "gamesched.player.session_op"
+UPDATE_TASK = "gamesched.player.apply_updates"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to simulate; the same for the baseline and for us."""
+
+    scenario: Scenario
+    players: int
+    duration_s: float
+    seed: int
+    faults: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Background work the background workers can run, measured: `concurrency` slots, each
+    taking `run_ms` per task on average."""
+
+    concurrency: int
+    run_ms: float
+    tasks: int
+
+    @property
+    def per_s(self) -> float:
+        """Background tasks per second."""
+        return self.concurrency * 1000.0 / self.run_ms
+
+
+@dataclass
+class RunResult:
+    """Everything one run measured."""
+
+    naive: bool
+    drive: DriveStats
+    samples: list[Sample]
+    executions: list[Execution]
+    network: NetworkTotals
+    capacity: Capacity
+    background_rate: float
+    sessions: int
+    drained: bool
+    roles: tuple[str, ...]
+    faults: list[FaultEvent] = field(default_factory=list)
+    sampler_errors: int = 0
+    phases_s: dict[str, float] = field(default_factory=dict)  # wall time of each phase
+
+
+class Run:
+    """One run of `spec` in one mode (naive baseline or gamesched)."""
+
+    def __init__(self, spec: RunSpec, base: Settings, services: Services, naive: bool,
+                 progress: Progress) -> None:
+        self.spec, self.services, self.naive, self.progress = spec, services, naive, progress
+        self.tag = uuid.uuid4().hex[:6]
+        self.settings = base.model_copy(update={
+            "broker_url": services.broker_url, "database_url": services.database_url,
+            "record_latency": True, "naive": naive, "instance_id": f"sim-{self.tag}"})
+        self.roles: tuple[str, ...] = WORKER_ROLES if naive else (*WORKER_ROLES, "control")
+        self.label = "naive Celery" if naive else "gamesched"
+        self.phases_s: dict[str, float] = {}
+        self._phase_started = time.monotonic()
+
+    def _phase(self, name: str) -> None:
+        """Close the phase in progress, naming it `name`."""
+        now = time.monotonic()
+        self.phases_s[name] = round(now - self._phase_started, 3)
+        self._phase_started = now
+
+    def execute(self, capacity: Capacity | None) -> RunResult:
+        """Run; `capacity` from an earlier run keeps the offered background rate the same."""
+        clear_broker(self.services.broker_url)
+        app = create_app(self.settings)
+        self._phase_started = time.monotonic()
+        try:
+            with tempfile.TemporaryDirectory(prefix="gamesched-sim-logs-") as logs, ProcessFleet(
+                    self.settings, roles=self.roles, env=worker_env(self.settings),
+                    log_dir=logs) as fleet:
+                client = GameClient(app, self.settings)
+                try:
+                    return self._play(app, fleet, client, capacity)
+                finally:
+                    client.close()
+                    # The backlog goes before the workers stop, so they stop at once.
+                    clear_broker(self.services.broker_url, include_state=False)
+        finally:
+            clear_broker(self.services.broker_url)
+
+    def _play(self, app: GameschedCelery, fleet: ProcessFleet, client: GameClient,
+              capacity: Capacity | None) -> RunResult:
+        spec, recorder = self.spec, app.runtime.recorder
+        self._phase("fleet_start")
+        schedule = Schedule(spec.scenario, spec.players, spec.seed, spec.duration_s,
+                            world_size=self.settings.world_size)
+        driver = LoadDriver(client, schedule, self.tag, control_ticks=not self.naive)
+        self._join(driver, schedule, recorder)
+        self._phase("join")
+        capacity = capacity or self._calibrate(driver, schedule, recorder)
+        self._phase("calibration")
+        schedule.background_rate = spec.scenario.background_factor * capacity.per_s
+        reset_network_totals(app.runtime.hot)
+        recorder.drain()
+        sampler = Sampler(lambda: {r: p.pid for r, p in fleet.procs.items()},
+                          lambda: depth_reader(app, self._queue_names()), recorder,
+                          self.services.pids)
+        injector = FaultInjector(plan_faults(spec.faults, spec.duration_s, spec.seed), fleet,
+                                 app, self.services.private_redis)
+        sampler.start()
+        injector.start()
+        drive = self._drive(driver)
+        injector.stop()
+        self._phase("load")
+        drained = self._drain(sampler, drive)
+        sampler.stop()
+        self._phase("drain")
+        network = network_totals(app.runtime.hot)
+        self._forget_sessions(app)
+        return RunResult(
+            naive=self.naive, drive=drive, samples=sampler.samples,
+            executions=[e for e in sampler.executions if e.handoff >= drive.started],
+            network=network, capacity=capacity, background_rate=schedule.background_rate,
+            sessions=int(schedule.population.opened.sum()), drained=drained, roles=self.roles,
+            faults=injector.events, sampler_errors=sampler.errors, phases_s=self.phases_s)
+
+    def _queue_names(self) -> list[str]:
+        return [NAIVE_QUEUE] if self.naive else [q.value for q in Queue]
+
+    # phases -----------------------------------------------------------------------------
+
+    def _join(self, driver: LoadDriver, schedule: Schedule, recorder: Recorder) -> None:
+        """Players log in: open every initial session, then send each one's full state."""
+        specs = schedule.initial_sessions()
+        task = self.progress.add_task(f"{self.label}: opening sessions", total=len(specs))
+        driver.open_sessions(specs, lambda n: self.progress.advance(task, n))
+        self._await(recorder, lambda e: e.task == OPEN_TASK, driver.stats.opens, task,
+                    "sessions opened")
+        before = driver.client.tasks_sent
+        driver.submit_first_updates(schedule.join_updates())
+        batches = driver.client.tasks_sent - before
+        self._await(recorder, lambda e: e.task == UPDATE_TASK, batches, task, "first states")
+        self.progress.remove_task(task)
+
+    def _calibrate(self, driver: LoadDriver, schedule: Schedule,
+                   recorder: Recorder) -> Capacity:
+        """Saturate the background workers briefly and time what they run."""
+        slots = self.settings.budget("background").concurrency
+        count = CALIBRATION_PER_SLOT * slots + slots
+        task = self.progress.add_task(f"{self.label}: measuring background capacity",
+                                      total=count)
+        for number in range(count):
+            driver.send_background(schedule.background_job(number))
+        done = self._await(recorder, lambda e: e.task in BACKGROUND_TASKS, count, task,
+                           "background calibration")
+        self.progress.remove_task(task)
+        runs = sorted(done, key=lambda e: e.started)[slots:]  # the first ones warm up
+        run_ms = sum((e.done - e.started) * 1000.0 for e in runs) / len(runs)
+        return Capacity(concurrency=slots, run_ms=run_ms, tasks=len(runs))
+
+    def _drive(self, driver: LoadDriver) -> DriveStats:
+        duration = self.spec.duration_s
+        task = self.progress.add_task(f"{self.label}: {self.spec.scenario.name}",
+                                      total=duration)
+        stats = driver.run(duration, lambda s: self.progress.update(task, completed=s))
+        self.progress.remove_task(task)
+        return stats
+
+    def _drain(self, sampler: Sampler, drive: DriveStats) -> bool:
+        """Wait until every latency-bound task handed over has run, or the queues went quiet,
+        or the deadline passed; True when all ran."""
+        expected = drive.tasks_sent - drive.background
+        task = self.progress.add_task(f"{self.label}: draining", total=expected)
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        count, last_count, last_change = 0, -1, time.monotonic()
+        while time.monotonic() < deadline:
+            sampler.collect()
+            count = sum(1 for e in sampler.snapshot()
+                        if e.handoff >= drive.started and e.task not in BACKGROUND_TASKS)
+            self.progress.update(task, completed=count)
+            if count >= expected:
+                break
+            if count != last_count:
+                last_count, last_change = count, time.monotonic()
+            elif time.monotonic() - last_change > QUIET_S:
+                break
+            time.sleep(0.1)
+        self.progress.remove_task(task)
+        return count >= expected
+
+    def _await(self, recorder: Recorder, match: Callable[[Execution], bool], expected: int,
+               task: TaskID, what: str) -> list[Execution]:
+        got: list[Execution] = []
+        self.progress.update(task, total=expected, completed=0)
+        deadline = time.monotonic() + SETUP_TIMEOUT_S
+        while len(got) < expected:
+            if time.monotonic() > deadline:
+                raise GameschedError(f"{self.label}: {what}: {len(got)} of {expected} tasks ran "
+                                   f"within {SETUP_TIMEOUT_S:.0f}s")
+            got.extend(e for e in recorder.drain() if match(e))
+            self.progress.update(task, completed=len(got))
+            time.sleep(0.05)
+        return got
+
+    def _forget_sessions(self, app: GameschedCelery) -> None:
+        """Delete this run's session rows; the simulator leaves no data behind."""
+        with app.runtime.sessions() as db, db.begin():
+            db.execute(delete(GameSession).where(GameSession.id.like(f"sim-{self.tag}-%")))

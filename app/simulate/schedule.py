@@ -1,0 +1,224 @@
+"""The seeded schedule: what the simulated game servers hand over in each tick.
+
+``Schedule.plan(k)`` returns the work of tick `k` (sim time ``k * tick_s``).  The plans are
+a pure function of the scenario, the player count, the seed and the background rate: the
+driver may emit them late when it falls behind, but never different ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from app.simulate.population import Ints, Population, SessionSpec, Update, World
+from app.simulate.scenarios import Scenario
+
+TICK_S = 0.005
+SNAPSHOT_SESSIONS = 250  # sessions per snapshot task (few, heavy tasks: each send costs ~2 ms)
+ANALYTICS_EVENTS = 2000  # events per analytics task
+NPC_SIGHT = 8  # players an NPC decision considers
+MEMBERS_REFRESH_S = 0.05
+EVENT_KINDS = ("kill", "death", "loot", "quest", "chat", "trade", "level_up")
+SKUS = (("sword", 500), ("shield", 350), ("potion", 20), ("skin", 1200), ("mount", 3000))
+
+
+@dataclass(frozen=True)
+class PhysicsFrame:
+    """One frame of one occupied region."""
+
+    region: str
+    frame: int
+    dt_ms: float
+    bodies: int
+
+
+@dataclass(frozen=True)
+class AiRequest:
+    """One NPC decision and the players it sees."""
+
+    npc: int
+    position: tuple[float, float]
+    players: list[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class BackgroundJob:
+    """A snapshot of some sessions, or a batch of analytics events."""
+
+    number: int
+    kind: str
+    sessions: list[int] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PurchaseRequest:
+    """A purchase by session `index`, sent `copies` times with the same key."""
+
+    number: int
+    index: int
+    sku: str
+    price: int
+    copies: int
+
+
+@dataclass
+class TickPlan:
+    """Everything handed to the client API in one tick."""
+
+    tick: int
+    at: float
+    opens: list[SessionSpec] = field(default_factory=list)
+    updates: list[Update] = field(default_factory=list)
+    moves: list[tuple[int, str]] = field(default_factory=list)
+    physics: list[PhysicsFrame] = field(default_factory=list)
+    ai: list[AiRequest] = field(default_factory=list)
+    background: list[BackgroundJob] = field(default_factory=list)
+    purchases: list[PurchaseRequest] = field(default_factory=list)
+
+
+class Npcs:
+    """NPCs that wander their region and decide at `hz`, each seeing nearby players."""
+
+    def __init__(self, count: int, hz: float, world: World, rng: np.random.Generator) -> None:
+        self.world, self.rng, self.hz = world, rng, hz
+        self.x = rng.uniform(0.0, world.size, count)
+        self.y = rng.uniform(0.0, world.size, count)
+        self.next_t = rng.uniform(0.0, 1.0, count) / hz if count else np.zeros(0)
+
+    def due(self, until: float, members: list[Ints], population: Population) -> list[AiRequest]:
+        """The decisions falling before `until`."""
+        idx = np.flatnonzero(self.next_t < until)
+        if not len(idx):
+            return []
+        size = self.world.size
+        self.x[idx] = np.clip(self.x[idx] + self.rng.normal(0.0, 15.0, len(idx)), 0.0, size)
+        self.y[idx] = np.clip(self.y[idx] + self.rng.normal(0.0, 15.0, len(idx)), 0.0, size)
+        self.next_t[idx] += self.rng.uniform(0.9, 1.1, len(idx)) / self.hz
+        regions = self.world.region_of(self.x[idx], self.y[idx]).tolist()
+        return [AiRequest(i, (x, y), self._seen(members[r], population))
+                for i, x, y, r in zip(idx.tolist(), self.x[idx].tolist(), self.y[idx].tolist(),
+                                      regions, strict=True)]
+
+    def _seen(self, members: Ints, population: Population) -> list[tuple[float, float]]:
+        if not len(members):
+            return []
+        seen = self.rng.choice(members, size=min(NPC_SIGHT, len(members)), replace=False)
+        return list(zip(population.x[seen].tolist(), population.y[seen].tolist(), strict=True))
+
+
+class Schedule:
+    """The seeded workload of one scenario; call `plan(k)` for k = 0, 1, 2, ... in order."""
+
+    def __init__(self, scenario: Scenario, players: int, seed: int, duration_s: float, *,
+                 world_size: float = 10_000.0, tick_s: float = TICK_S) -> None:
+        self.scenario, self.duration_s, self.tick_s = scenario, duration_s, tick_s
+        self.rng = np.random.default_rng(seed)
+        self.world = World(world_size, scenario.regions_per_side)
+        surge_at = scenario.surge.at * duration_s if scenario.surge else 0.0
+        self.population = Population(scenario, players, self.rng, self.world, surge_at)
+        npcs = round(players * scenario.npcs_per_player * scenario.ai_factor)
+        self.npcs = Npcs(npcs, scenario.npc_hz, self.world, self.rng)
+        self.background_rate = 0.0
+        self._background_sent = 0
+        self._purchase_credit = 0.0
+        self._purchases_sent = 0
+        self._members: list[Ints] = []
+        self._members_at = -math.inf
+        self._next_tick = 0
+
+    @property
+    def size(self) -> int:
+        """Sessions over the whole run (initial and joining)."""
+        return self.population.size
+
+    @property
+    def ticks(self) -> int:
+        """Ticks in the run."""
+        return math.ceil(self.duration_s / self.tick_s - 1e-9)
+
+    def initial_sessions(self) -> list[SessionSpec]:
+        """The sessions open when play starts (marks them open)."""
+        return self.population.specs(self.population.joining(0.0 + 1e-12))
+
+    def join_updates(self) -> list[Update]:
+        """The first update (the whole profile) of every session open before play."""
+        return self.population.first_updates(np.flatnonzero(self.population.opened))
+
+    def background_job(self, number: int) -> BackgroundJob:
+        """Background job `number`: snapshots and analytics alternate.  Pure."""
+        if number % 2 == 0:
+            start = (number // 2 * SNAPSHOT_SESSIONS) % max(1, self.population.initial)
+            sessions = [(start + j) % max(1, self.population.initial)
+                        for j in range(min(SNAPSHOT_SESSIONS, self.population.initial))]
+            return BackgroundJob(number, "snapshot", sessions=sessions)
+        events = [{"kind": EVENT_KINDS[(number + j) % len(EVENT_KINDS)], "n": j}
+                  for j in range(ANALYTICS_EVENTS)]
+        return BackgroundJob(number, "analytics", events=events)
+
+    def plan(self, k: int) -> TickPlan:
+        """The work of tick `k`; ticks must be planned in order."""
+        if k != self._next_tick:
+            raise ValueError(f"tick {k} planned out of order (expected {self._next_tick})")
+        self._next_tick += 1
+        t0, t1 = k * self.tick_s, (k + 1) * self.tick_s
+        plan = TickPlan(tick=k, at=t0)
+        self._world_events(t0, t1)
+        pop = self.population
+        plan.opens = pop.specs(pop.joining(t1))
+        plan.updates, plan.moves = pop.advance(pop.due(t1))
+        plan.physics = self._physics(t0, t1)
+        plan.ai = self.npcs.due(t1, self._region_members(t0), pop) if len(self.npcs.x) else []
+        plan.background = self._background(t1)
+        plan.purchases = self._purchases()
+        return plan
+
+    def _world_events(self, t0: float, t1: float) -> None:
+        if self.scenario.activity_churn and math.floor(t1) > math.floor(t0) and t0 > 0:
+            self.population.churn(self.scenario.activity_churn)
+        influx = self.scenario.influx
+        if influx is not None and t0 <= influx.at * self.duration_s < t1:
+            centre = self.world.per_side // 2
+            region = centre * self.world.per_side + centre
+            self.population.start_influx(t0, influx.within_s, influx.share, region)
+
+    def _physics(self, t0: float, t1: float) -> list[PhysicsFrame]:
+        hz = self.scenario.physics_hz
+        frames = range(math.ceil(t0 * hz - 1e-9), math.ceil(t1 * hz - 1e-9))
+        if not frames or hz <= 0:
+            return []
+        occupied = self.population.occupancy()
+        base, per = self.scenario.bodies_base, self.scenario.bodies_per_player
+        return [PhysicsFrame(self.world.name(r), f, 1000.0 / hz,
+                             min(5000, base + int(per * players)))
+                for f in frames for r, players in enumerate(occupied.tolist()) if players]
+
+    def _region_members(self, t0: float) -> list[Ints]:
+        if t0 - self._members_at >= MEMBERS_REFRESH_S:
+            self._members, self._members_at = self.population.members(), t0
+        return self._members
+
+    def _background(self, t1: float) -> list[BackgroundJob]:
+        due = math.floor(self.background_rate * t1) - self._background_sent
+        jobs = [self.background_job(self._background_sent + j) for j in range(max(0, due))]
+        self._background_sent += len(jobs)
+        return jobs
+
+    def _purchases(self) -> list[PurchaseRequest]:
+        open_idx = np.flatnonzero(self.population.opened)
+        rate = self.scenario.purchases_per_player_s * len(open_idx)
+        self._purchase_credit += rate * self.tick_s
+        due = int(self._purchase_credit)
+        self._purchase_credit -= due
+        requests = []
+        for _ in range(due):
+            sku, price = SKUS[int(self.rng.integers(len(SKUS)))]
+            twice = self.rng.random() < self.scenario.duplicate_share
+            copies = int(self.rng.integers(2, 4)) if twice else 1
+            index = int(open_idx[int(self.rng.integers(len(open_idx)))])
+            requests.append(PurchaseRequest(self._purchases_sent, index, sku, price, copies))
+            self._purchases_sent += 1
+        return requests

@@ -1,0 +1,177 @@
+"""Player experience on the live broker: priorities across and inside queues, inheritance,
+reprioritisation, ordered updates, exact deltas, bad input that spares the rest."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+import redis
+
+from app import delta, sessions
+from app.celery_app import GameschedCelery, create_app
+from app.client import GameClient
+from app.recorder import Execution
+from app.settings import Settings
+from tests.live.conftest import StartWorker
+from tests.waiting import wait_for
+
+UPDATE = "gamesched.player.apply_updates"
+
+
+@pytest.fixture
+def app(live_settings: Settings) -> GameschedCelery:
+    return create_app(live_settings)
+
+
+@pytest.fixture
+def client(app: GameschedCelery) -> Iterator[GameClient]:
+    client = GameClient(app)
+    yield client
+    client.close()
+
+
+class Blocker:
+    """Holds a worker's only slot until released, so messages pile up behind it."""
+
+    def __init__(self, app: GameschedCelery, r: redis.Redis, queue: str) -> None:
+        run = uuid.uuid4().hex[:8]
+        self.r, self.started, self.release = r, f"{run}:started", f"{run}:release"
+        app.send_task("tests.block", args=[self.started, self.release], queue=queue,
+                      priority=0)
+        wait_for(lambda: r.llen(self.started), what=f"the {queue} worker to be busy")
+
+    def open(self) -> None:
+        self.r.rpush(self.release, b"go")
+
+
+def _collect(app: GameschedCelery, count: int, timeout: float = 60) -> list[Execution]:
+    got: list[Execution] = []
+
+    def enough() -> bool:
+        got.extend(app.runtime.recorder.drain())
+        return len(got) >= count
+
+    wait_for(enough, timeout=timeout, what=f"{count} executions")
+    return sorted(got, key=lambda e: e.started)
+
+
+def test_player_batch_sent_after_a_background_flood_is_applied_before_it(
+    app: GameschedCelery, client: GameClient, start_worker: StartWorker,
+    redis_client: redis.Redis,
+) -> None:
+    start_worker("all", "shared", concurrency=1)  # one slot for every queue
+    client.open_session("flooded", session_type="casual")
+    _collect(app, 1)
+    blocker = Blocker(app, redis_client, "background")
+    for i in range(100):
+        client.submit_background("analytics", [{"kind": f"k{i}"}])
+    client.submit_update("flooded", 1, {"hp": 99})
+    client.flush()
+    blocker.open()
+    ran = [e for e in _collect(app, 101) if e.task != "tests.block"]
+    assert ran[0].task == UPDATE, [e.task for e in ran[:5]]
+    assert sessions.read_state(app.runtime.hot, "flooded") == sessions.HotState(1, {"hp": 99})
+
+
+def test_dependency_is_raised_to_its_dependents_step_and_its_stale_copy_skipped(
+    app: GameschedCelery, client: GameClient, start_worker: StartWorker,
+    redis_client: redis.Redis,
+) -> None:
+    start_worker("ai", "ai-one", concurrency=1)
+    blocker = Blocker(app, redis_client, "ai")
+    queued = [client.submit_ai(f"npc-{i}", (10.0, 10.0)) for i in range(20)]
+    dependency = queued[12]
+    client.open_session("watcher", session_type="ranked", players=8, region="arena")
+    # A player-facing physics step of an occupied region waits on NPC 12's decision.
+    client.submit_physics("arena", frame=1, bodies=5, depends_on=[dependency])
+    blocker.open()
+    ai = _collect(app, 20)  # only an AI worker runs: the session and physics work waits
+    assert ai[0].task_id == dependency.id, "the raised dependency did not run first"
+    assert [e.task_id for e in ai].count(dependency.id) == 1, "the stale copy also ran"
+    assert len(ai) == 20 and {e.queue for e in ai} == {"ai"}
+
+
+def test_a_session_that_becomes_ranked_is_served_first_at_once(
+    app: GameschedCelery, client: GameClient, start_worker: StartWorker,
+    redis_client: redis.Redis,
+) -> None:
+    start_worker("player", "player-one", concurrency=1)
+    client.open_session("idler", session_type="lobby")
+    client.open_session("riser", session_type="lobby")
+    _collect(app, 2)
+    before = client.priority_of_update("riser")
+    blocker = Blocker(app, redis_client, "player")
+    client.submit_update("idler", 1, {"ready": False})
+    client.flush()
+    client.update_session("riser", session_type="ranked", players=10)  # the match starts
+    assert client.priority_of_update("riser") < before
+    client.submit_update("riser", 1, {"ready": True})
+    client.flush()
+    blocker.open()
+    ran = [e for e in _collect(app, 3) if e.task == UPDATE]
+    updates = [sessions.read_state(app.runtime.hot, s) for s in ("idler", "riser")]
+    assert all(u is not None and u.seq == 1 for u in updates)
+    first, second = ran
+    assert first.handoff > second.handoff, "the later, higher-priority batch ran first"
+
+
+def test_concurrent_workers_never_let_an_older_update_overwrite_a_newer_one(
+    app: GameschedCelery, start_worker: StartWorker, redis_client: redis.Redis,
+) -> None:
+    start_worker("player", "p1", concurrency=4)
+    start_worker("player", "p2", concurrency=4)
+    ids = [f"order-{i}" for i in range(10)]
+    for s in ids:
+        sessions.ensure_state(app.runtime.hot, s)
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(sessions.DELTA_CHANNEL)
+    wait_for(lambda: pubsub.get_message(timeout=0.1), what="the delta subscription")
+    batches = [[{"session": s, "seq": seq, "state": _state(s, seq)} for s in ids]
+               for seq in range(1, 41)]
+    random.Random(5).shuffle(batches)  # later sequences often arrive first
+    for batch in batches:
+        app.send_task(UPDATE, args=[batch], queue="player", priority=1)
+    _collect(app, len(batches))
+    for s in ids:
+        assert sessions.read_state(app.runtime.hot, s) == sessions.HotState(40, _state(s, 40))
+    _check_deltas_rebuild_state(app, pubsub, ids)
+
+
+def _state(session: str, seq: int) -> dict[str, Any]:
+    return {"hp": 100 - seq, "pos": delta.quantise((seq * 1.5, 7.25)), "tag": session}
+
+
+def _check_deltas_rebuild_state(app: GameschedCelery, pubsub: Any, ids: list[str]) -> None:
+    per_session: dict[str, list[bytes]] = {s: [] for s in ids}
+    while (message := pubsub.get_message(timeout=1.0)) is not None:
+        if message["type"] == "message":
+            for s, raw in msgpack.unpackb(message["data"], raw=False).items():
+                per_session[s].append(raw)
+    for s in ids:
+        view: dict[str, Any] = {}
+        for raw in sorted(per_session[s], key=lambda r: delta.decode(r)[0]):
+            view = delta.apply(view, raw)
+        assert view == sessions.read_state(app.runtime.hot, s).fields  # type: ignore[union-attr]
+
+
+def test_bad_updates_in_a_batch_are_refused_and_the_rest_applied(
+    app: GameschedCelery, start_worker: StartWorker,
+) -> None:
+    start_worker("player", "player-bad", concurrency=1)
+    sessions.ensure_state(app.runtime.hot, "good")
+    batch = [
+        {"session": "good", "seq": 1, "state": {"hp": 1}},
+        {"session": "nobody", "seq": 1, "state": {"hp": 1}},
+        {"session": "good", "seq": -4, "state": {}},
+        {"session": "good", "seq": 2, "state": "oops"},
+        {"session": "good", "seq": 3, "state": {"hp": 3}},
+    ]
+    result = app.send_task(UPDATE, args=[batch], queue="player", priority=1)
+    (execution,) = _collect(app, 1)
+    assert execution.ok and execution.task_id == result.id
+    assert sessions.read_state(app.runtime.hot, "good") == sessions.HotState(3, {"hp": 3})

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from kombu.transport.memory import Channel
 
 from app.broker import queue_depths
 from app.celery_app import GameschedCelery, create_app
@@ -26,6 +27,7 @@ def client(app: GameschedCelery) -> Iterator[GameClient]:
     client.open_session("s1", session_type="ranked", players=4, region="r1")
     yield client
     client.close()
+    Channel.queues.clear()  # nothing consumed these; leave the in-memory broker empty
 
 
 Call = Callable[[GameClient], Any]

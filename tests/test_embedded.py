@@ -19,8 +19,11 @@ from tests.waiting import wait_for
 
 @pytest.fixture(scope="module")
 def fleet_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    from kombu.transport.memory import Channel
+
     from app.migrate import upgrade
 
+    Channel.queues.clear()  # no leftovers from other tests' in-memory brokers
     url = f"sqlite:///{tmp_path_factory.mktemp('embedded') / 'gs.db'}"
     upgrade(url)
     settings = load_settings(database_url=url, record_latency=True, instance_id="embedded")

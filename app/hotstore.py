@@ -31,6 +31,9 @@ class HotStore(Protocol):
     def incr(self, key: str, amount: int = 1) -> int:
         """Add `amount` to the counter at `key`; returns the new value."""
 
+    def incr_many(self, amounts: dict[str, int]) -> None:
+        """Add each amount to its counter, in one round trip where the store has them."""
+
     def claim(self, key: str, ttl_s: int) -> bool:
         """Set `key` if absent (expiring after `ttl_s`); True when this call set it."""
 
@@ -90,6 +93,11 @@ class MemoryHotStore:
             self._data[key] = b"1"
             return True
 
+    def incr_many(self, amounts: dict[str, int]) -> None:
+        """Add each amount to its counter."""
+        for key, amount in amounts.items():
+            self.incr(key, amount)
+
     def delete(self, key: str) -> None:
         """Remove `key`."""
         with self._lock:
@@ -136,6 +144,13 @@ class RedisHotStore:
     def incr(self, key: str, amount: int = 1) -> int:
         """Add `amount` to the counter at `key`; returns the new value."""
         return int(self._client.incrby(key, amount))
+
+    def incr_many(self, amounts: dict[str, int]) -> None:
+        """INCRBY each counter, pipelined in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for key, amount in amounts.items():
+            pipe.incrby(key, amount)
+        pipe.execute()
 
     def publish(self, channel: str, payload: bytes) -> None:
         """PUBLISH `payload` on `channel`."""

@@ -221,9 +221,11 @@ def _malformed(update: Any) -> tuple[str, str] | None:
 def _count_network(hot: HotStore, result: ApplyResult) -> None:
     if result.applied == 0:
         return
-    hot.incr(NET_UPDATES, result.applied)
-    hot.incr(NET_DELTA_BYTES, sum(len(d) for d in result.deltas.values()))
-    hot.incr(NET_FULL_BYTES, result.full_bytes)
+    hot.incr_many({
+        NET_UPDATES: result.applied,
+        NET_DELTA_BYTES: sum(len(d) for d in result.deltas.values()),
+        NET_FULL_BYTES: result.full_bytes,
+    })
 
 
 @dataclass(frozen=True)

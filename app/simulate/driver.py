@@ -15,17 +15,19 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 from redis import RedisError
+from sqlalchemy.exc import OperationalError as SqlError
 
 from app.client import GameClient
 from app.errors import InvalidRequest
 from app.priority import route
 from app.simulate.population import SessionSpec, Update
+from app.simulate.purchases import Store
 from app.simulate.schedule import BackgroundJob, Schedule, TickPlan
 from app.tasking import HANDOFF_HEADER
 
 OPEN_THREADS = 8
 PROGRESS_EVERY_S = 0.25
-SEND_ERRORS = (OperationalError, RedisError, ConnectionError)
+SEND_ERRORS = (OperationalError, RedisError, ConnectionError, SqlError)
 
 Progress = Callable[[float], None]
 
@@ -65,30 +67,29 @@ class DriveStats:
 
     @property
     def batches(self) -> int:
-        """State-update batch tasks sent: every task that was not another kind of work."""
-        others = (self.opens + self.moves + self.physics + self.ai + self.background
-                  + self.purchase_sends + self.control)
-        return self.tasks_sent - others
+        """State-update batch tasks sent: every task of the client that was not another
+        kind of work (purchases leave through the store's own client)."""
+        return self.tasks_sent - (self.opens + self.moves + self.physics + self.ai
+                                  + self.background)
+
+    @property
+    def latency_bound(self) -> int:
+        """Tasks sent whose latency is measured: all but background work and purchases
+        (whose outcome the ledger reports)."""
+        return self.tasks_sent - self.background + self.control
 
 
 class LoadDriver:
     """Drives one Schedule through one GameClient."""
 
-    def __init__(self, client: GameClient, schedule: Schedule, tag: str,
-                 control_ticks: bool = False) -> None:
+    def __init__(self, client: GameClient, schedule: Schedule, ids: list[str],
+                 store: Store | None = None, control_ticks: bool = False) -> None:
         self.client = client
         self.schedule = schedule
-        self.tag = tag
+        self.ids = ids
+        self.store = store
         self.control_ticks = control_ticks
-        self.ids = [f"sim-{tag}-{i}" for i in range(schedule.size)]
         self.stats = DriveStats()
-        self._update_session: Callable[..., Any] | None = getattr(client, "update_session", None)
-        self._purchase: Callable[..., Any] | None = getattr(client, "purchase", None)
-
-    @property
-    def purchases_enabled(self) -> bool:
-        """True when the client API offers purchases (the ledger has landed)."""
-        return self._purchase is not None
 
     # before play ------------------------------------------------------------------------
 
@@ -170,19 +171,15 @@ class LoadDriver:
                                        region=spec.region)
 
     def _moves(self, moves: list[tuple[int, str]]) -> None:
-        if self._update_session is None:
-            return
         for index, region in moves:
-            self.stats.moves += self._call(self._update_session, self.ids[index], region=region)
+            self.stats.moves += self._call(self.client.update_session, self.ids[index],
+                                           region=region)
 
     def _purchases(self, plan: TickPlan) -> None:
-        if self._purchase is None:
+        if self.store is None:
             return
-        for p in plan.purchases:
-            for _ in range(p.copies):
-                self.stats.purchase_sends += self._call(
-                    self._purchase, player_id=self.ids[p.index], sku=p.sku, price=p.price,
-                    currency="gold", idempotency_key=f"sim-{self.tag}-buy-{p.number}")
+        for request in plan.purchases:
+            self.stats.purchase_sends += self.store.submit(request)
             self.stats.purchases += 1
 
     def _control_tick(self) -> None:

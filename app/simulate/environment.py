@@ -135,18 +135,6 @@ def depth_reader(app: Celery, names: Sequence[str]) -> dict[str, int]:
     return depths
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    """Environment for worker subprocesses running `settings`."""
-    return {
-        f"{ENV_PREFIX}BROKER_URL": settings.broker_url,
-        f"{ENV_PREFIX}DATABASE_URL": settings.database_url,
-        f"{ENV_PREFIX}RECORD_LATENCY": "true",
-        f"{ENV_PREFIX}NAIVE": "true" if settings.naive else "false",
-        f"{ENV_PREFIX}INSTANCE_ID": settings.instance_id,
-        f"{ENV_PREFIX}TICK_MS": str(settings.tick_ms),
-    }
-
-
 def machine() -> dict[str, float]:
     """Cores and memory of this machine."""
     return {"cores": psutil.cpu_count() or 1,

@@ -169,13 +169,17 @@ def _background(run: RunResult, jobs: list[Execution]) -> Section:
 
 
 def _transactions(run: RunResult, applied: list[Execution]) -> Section:
-    if not run.drive.purchases:
+    ledger = run.transactions
+    if ledger is None or not run.drive.purchases:
         return {}
-    ok = [e.latency_ms for e in applied if e.ok]
-    section: Section = {"submitted": run.drive.purchases, "sends": run.drive.purchase_sends,
-                        "tasks_ok": len(ok), "tasks_failed": len(applied) - len(ok)}
-    if ok:
-        section["p99_commit_ms"] = _ms(percentile(ok, 99))
+    section: Section = {
+        "submitted": ledger.submitted, "sends": ledger.sends, "committed": ledger.committed,
+        "rejected": ledger.rejected, "applied_twice": ledger.applied_twice,
+        "lost": ledger.lost, "success_ratio": round(ledger.success_ratio, 4),
+        "tasks_run": len(applied),
+    }
+    if ledger.p99_commit_ms is not None:
+        section["p99_commit_ms"] = _ms(ledger.p99_commit_ms)
     return section
 
 
@@ -206,6 +210,7 @@ def _simulator(run: RunResult) -> Section:
         "rejected": drive.rejected,
         "send_errors": drive.send_errors,
         "drained": run.drained,
+        "repeated_runs": run.repeated_runs,
         "phases_s": run.phases_s,
     }
     if samples:

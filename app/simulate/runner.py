@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from rich.progress import Progress, TaskID
@@ -16,6 +16,7 @@ from app.celery_app import GameschedCelery, create_app
 from app.client import GameClient
 from app.errors import GameschedError
 from app.fleet import ProcessFleet
+from app.ledger.surge import SurgeSummary
 from app.models import GameSession
 from app.recorder import Execution, Recorder
 from app.roles import WORKER_ROLES, Queue
@@ -26,9 +27,9 @@ from app.simulate.environment import (
     Services,
     clear_broker,
     depth_reader,
-    worker_env,
 )
 from app.simulate.faults import FaultEvent, FaultInjector, plan_faults
+from app.simulate.purchases import Store
 from app.simulate.sampler import Sample, Sampler
 from app.simulate.scenarios import Scenario
 from app.simulate.schedule import Schedule
@@ -37,8 +38,11 @@ from celeryconfig import NAIVE_QUEUE
 SETUP_TIMEOUT_S = 180.0
 DRAIN_TIMEOUT_S = 60.0
 QUIET_S = 5.0
-CALIBRATION_PER_SLOT = 8
+CALIBRATION_PER_SLOT = 8  # two cycles of background jobs per slot
 BACKGROUND_TASKS = frozenset({"gamesched.background.snapshot", "gamesched.background.analytics"})
+LEDGER_TASKS = frozenset({"gamesched.transactions.apply", "gamesched.transactions.sweep"})
+UNMEASURED = BACKGROUND_TASKS | LEDGER_TASKS  # latency not awaited: backlog, or the ledger's
+BUYERS = 200  # players with a wallet; purchases are spread over them
 OPEN_TASK = "gamesched.player.session_op"
 UPDATE_TASK = "gamesched.player.apply_updates"
 
@@ -84,8 +88,20 @@ class RunResult:
     drained: bool
     roles: tuple[str, ...]
     faults: list[FaultEvent] = field(default_factory=list)
+    transactions: SurgeSummary | None = None
     sampler_errors: int = 0
+    repeated_runs: int = 0  # executions of a task id that had already run
     phases_s: dict[str, float] = field(default_factory=dict)  # wall time of each phase
+
+
+def first_runs(executions: Iterable[Execution]) -> list[Execution]:
+    """Each task once (its first finished run): a redelivered message runs again under the
+    same task id, and the work was applied when the first run finished."""
+    first: dict[str, Execution] = {}
+    for e in executions:
+        if e.task_id not in first or e.done < first[e.task_id].done:
+            first[e.task_id] = e
+    return sorted(first.values(), key=lambda e: e.done)
 
 
 class Run:
@@ -116,7 +132,7 @@ class Run:
         self._phase_started = time.monotonic()
         try:
             with tempfile.TemporaryDirectory(prefix="gamesched-sim-logs-") as logs, ProcessFleet(
-                    self.settings, roles=self.roles, env=worker_env(self.settings),
+                    self.settings, roles=self.roles, env=self.settings.to_env(),
                     log_dir=logs) as fleet:
                 client = GameClient(app, self.settings)
                 try:
@@ -134,8 +150,15 @@ class Run:
         self._phase("fleet_start")
         schedule = Schedule(spec.scenario, spec.players, spec.seed, spec.duration_s,
                             world_size=self.settings.world_size)
-        driver = LoadDriver(client, schedule, self.tag, control_ticks=not self.naive)
+        ids = [f"sim-{self.tag}-{i}" for i in range(schedule.size)]
+        store = None
+        if spec.scenario.purchases_per_player_s > 0:
+            store = Store(app, ids, min(BUYERS, spec.players), self.tag)
+        driver = LoadDriver(client, schedule, ids, store, control_ticks=not self.naive)
         self._join(driver, schedule, recorder)
+        if store is not None and not store.fund():
+            raise GameschedError(f"{self.label}: the buyers' starting rewards were not "
+                                 "applied in time")
         self._phase("join")
         capacity = capacity or self._calibrate(driver, schedule, recorder)
         self._phase("calibration")
@@ -151,18 +174,22 @@ class Run:
         injector.start()
         drive = self._drive(driver)
         injector.stop()
+        submissions = store.finish() if store else []
         self._phase("load")
         drained = self._drain(sampler, drive)
+        ledger = store.summary(submissions) if store else None
         sampler.stop()
         self._phase("drain")
         network = network_totals(app.runtime.hot)
         self._forget_sessions(app)
         return RunResult(
             naive=self.naive, drive=drive, samples=sampler.samples,
-            executions=[e for e in sampler.executions if e.handoff >= drive.started],
+            executions=first_runs(e for e in sampler.executions if e.handoff >= drive.started),
             network=network, capacity=capacity, background_rate=schedule.background_rate,
             sessions=int(schedule.population.opened.sum()), drained=drained, roles=self.roles,
-            faults=injector.events, sampler_errors=sampler.errors, phases_s=self.phases_s)
+            faults=injector.events, transactions=ledger, sampler_errors=sampler.errors,
+            repeated_runs=len(sampler.executions) - len({e.task_id for e in sampler.executions}),
+            phases_s=self.phases_s)
 
     def _queue_names(self) -> list[str]:
         return [NAIVE_QUEUE] if self.naive else [q.value for q in Queue]
@@ -209,14 +236,14 @@ class Run:
     def _drain(self, sampler: Sampler, drive: DriveStats) -> bool:
         """Wait until every latency-bound task handed over has run, or the queues went quiet,
         or the deadline passed; True when all ran."""
-        expected = drive.tasks_sent - drive.background
+        expected = drive.latency_bound
         task = self.progress.add_task(f"{self.label}: draining", total=expected)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         count, last_count, last_change = 0, -1, time.monotonic()
         while time.monotonic() < deadline:
             sampler.collect()
             count = sum(1 for e in sampler.snapshot()
-                        if e.handoff >= drive.started and e.task not in BACKGROUND_TASKS)
+                        if e.handoff >= drive.started and e.task not in UNMEASURED)
             self.progress.update(task, completed=count)
             if count >= expected:
                 break

@@ -37,30 +37,28 @@ class CpuMeter:
     """CPU seconds used by a changing set of processes between two calls of `measure`."""
 
     def __init__(self) -> None:
-        self._seen: dict[int, tuple[psutil.Process, float]] = {}
-        self._last = time.time()
+        self._seen: dict[tuple[int, float], float] = {}
+        self._baseline = True
 
     def measure(self, procs: Iterable[psutil.Process]) -> tuple[float, float]:
         """(CPU seconds since the last call, resident MB now) of `procs`.
 
-        A process first seen now counts in full if it started after the last call, and
-        from now on otherwise (its earlier CPU belongs to no interval we measured).
+        The first call takes the baseline.  Later, a process not seen at the last call
+        started since (a child of a measured tree, or a restarted worker) and counts in full.
         """
-        now, cpu, rss, seen = time.time(), 0.0, 0.0, {}
+        cpu, rss, seen = 0.0, 0.0, {}
         for proc in procs:
             try:
+                key = (proc.pid, proc.create_time())
                 times = proc.cpu_times()
                 total = times.user + times.system
                 rss += proc.memory_info().rss / MB
-                previous = self._seen.get(proc.pid)
-                if previous is not None and previous[0].create_time() == proc.create_time():
-                    cpu += total - previous[1]
-                elif proc.create_time() >= self._last:
-                    cpu += total
-                seen[proc.pid] = (proc, total)
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-        self._seen, self._last = seen, now
+            if not self._baseline:
+                cpu += total - self._seen.get(key, 0.0)
+            seen[key] = total
+        self._seen, self._baseline = seen, False
         return max(0.0, cpu), rss
 
 

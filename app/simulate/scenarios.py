@@ -66,11 +66,11 @@ class Scenario:
     activity: tuple[ActivityClass, ...] = STEADY_ACTIVITY
     session_types: tuple[tuple[str, float], ...] = SESSION_TYPES
     activity_churn: float = 0.01  # share of sessions that change activity class per second
-    regions_per_side: int = 4
+    regions_per_side: int = 3
     physics_hz: float = 20.0
     bodies_base: int = 20
     bodies_per_player: float = 0.05
-    npcs_per_player: float = 0.04
+    npcs_per_player: float = 0.02
     npc_hz: float = 1.0
     ai_factor: float = 1.0
     background_factor: float = 1.5  # offered background work / measured capacity

@@ -17,8 +17,11 @@ from app.simulate.population import Ints, Population, SessionSpec, Update, World
 from app.simulate.scenarios import Scenario
 
 TICK_S = 0.005
-SNAPSHOT_SESSIONS = 250  # sessions per snapshot task (few, heavy tasks: each send costs ~2 ms)
+# A snapshot covers an eighth of the sessions (25..500): each session's turn comes every
+# eight snapshots, so the calibration's snapshots all find state to write, as in play.
+SNAPSHOT_TURNS, SNAPSHOT_MIN, SNAPSHOT_MAX = 8, 25, 500
 ANALYTICS_EVENTS = 2000  # events per analytics task
+SNAPSHOTS_PER_ANALYTICS_BATCH = 4  # the cycle: three snapshots, then one analytics batch
 NPC_SIGHT = 8  # players an NPC decision considers
 MEMBERS_REFRESH_S = 0.05
 EVENT_KINDS = ("kill", "death", "loot", "quest", "chat", "trade", "level_up")
@@ -149,15 +152,20 @@ class Schedule:
         return self.population.first_updates(np.flatnonzero(self.population.opened))
 
     def background_job(self, number: int) -> BackgroundJob:
-        """Background job `number`: snapshots and analytics alternate.  Pure."""
-        if number % 2 == 0:
-            start = (number // 2 * SNAPSHOT_SESSIONS) % max(1, self.population.initial)
-            sessions = [(start + j) % max(1, self.population.initial)
-                        for j in range(min(SNAPSHOT_SESSIONS, self.population.initial))]
-            return BackgroundJob(number, "snapshot", sessions=sessions)
-        events = [{"kind": EVENT_KINDS[(number + j) % len(EVENT_KINDS)], "n": j}
-                  for j in range(ANALYTICS_EVENTS)]
-        return BackgroundJob(number, "analytics", events=events)
+        """Background job `number`: three snapshots, then one analytics batch.  Pure.
+
+        Jobs are few and heavy (each send costs the game server a few milliseconds whatever
+        its size), and snapshots take turns over the sessions."""
+        if number % SNAPSHOTS_PER_ANALYTICS_BATCH == SNAPSHOTS_PER_ANALYTICS_BATCH - 1:
+            events = [{"kind": EVENT_KINDS[(number + j) % len(EVENT_KINDS)], "n": j}
+                      for j in range(ANALYTICS_EVENTS)]
+            return BackgroundJob(number, "analytics", events=events)
+        sessions = max(1, self.population.initial)
+        size = min(sessions, max(SNAPSHOT_MIN, min(SNAPSHOT_MAX, sessions // SNAPSHOT_TURNS)))
+        turn = number - number // SNAPSHOTS_PER_ANALYTICS_BATCH
+        start = turn * size % sessions
+        return BackgroundJob(number, "snapshot",
+                             sessions=[(start + j) % sessions for j in range(size)])
 
     def plan(self, k: int) -> TickPlan:
         """The work of tick `k`; ticks must be planned in order."""

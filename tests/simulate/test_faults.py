@@ -1,0 +1,35 @@
+"""--faults: names are checked, and the fault times are seeded."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from app.errors import InvalidRequest
+from app.roles import WORKER_ROLES
+from app.simulate.faults import parse_faults, plan_faults
+
+
+def test_fault_names_are_checked() -> None:
+    assert parse_faults("kill-worker, restart-broker,kill-worker") == (
+        "kill-worker", "restart-broker")
+    assert parse_faults(None) == ()
+    with pytest.raises(InvalidRequest, match="faults"):
+        parse_faults("kill-workers")
+    with pytest.raises(InvalidRequest, match="not available yet"):
+        parse_faults("partition")
+
+
+def test_kill_worker_kills_each_role_twice_at_seeded_times_inside_the_run() -> None:
+    plan = plan_faults(("kill-worker",), duration_s=20.0, seed=3)
+    assert Counter(f.target for f in plan) == dict.fromkeys(WORKER_ROLES, 2)
+    assert all(2.0 <= f.at_s <= 18.0 for f in plan)
+    assert [f.at_s for f in plan] == sorted(f.at_s for f in plan)
+    assert plan == plan_faults(("kill-worker",), duration_s=20.0, seed=3)
+    assert plan != plan_faults(("kill-worker",), duration_s=20.0, seed=4)
+
+
+def test_restart_broker_happens_once_mid_run() -> None:
+    (fault,) = plan_faults(("restart-broker",), duration_s=10.0, seed=1)
+    assert fault.kind == "restart-broker" and 3.0 <= fault.at_s <= 7.0

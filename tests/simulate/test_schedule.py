@@ -1,0 +1,153 @@
+"""The simulator's schedule: seeded, reproducible, and faithful to the scenario's rates."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from app.errors import InvalidRequest
+from app.simulate.scenarios import SCENARIOS, STEADY, scenario
+from app.simulate.schedule import Schedule, TickPlan
+
+
+def plans(schedule: Schedule, seconds: float) -> list[TickPlan]:
+    schedule.initial_sessions()
+    schedule.join_updates()
+    return [schedule.plan(k) for k in range(round(seconds / schedule.tick_s))]
+
+
+def test_the_same_seed_gives_the_same_schedule() -> None:
+    first = Schedule(STEADY, 300, seed=7, duration_s=10.0)
+    second = Schedule(STEADY, 300, seed=7, duration_s=10.0)
+    for schedule in (first, second):
+        schedule.background_rate = 12.5
+    assert first.initial_sessions() == second.initial_sessions()
+    assert first.join_updates() == second.join_updates()
+    a = [first.plan(k) for k in range(600)]
+    b = [second.plan(k) for k in range(600)]
+    assert a == b
+    assert sum(len(p.updates) for p in a) > 1000  # the comparison covered real work
+
+
+def test_another_seed_gives_another_schedule() -> None:
+    a = plans(Schedule(STEADY, 300, seed=1, duration_s=10.0), 1.0)
+    b = plans(Schedule(STEADY, 300, seed=2, duration_s=10.0), 1.0)
+    assert [p.updates for p in a] != [p.updates for p in b]
+
+
+def test_activity_classes_and_session_types_have_the_scenario_shares() -> None:
+    schedule = Schedule(STEADY, 1000, seed=3, duration_s=10.0)
+    population = schedule.population
+    assert Counter(population.activity.tolist()) == {0: 400, 1: 400, 2: 200}
+    kinds = Counter(population.type_names[k] for k in population.kind.tolist())
+    assert kinds == {"ranked": 200, "casual": 400, "coop": 150, "spectator": 100, "lobby": 150}
+    specs = schedule.initial_sessions()
+    assert len(specs) == 1000
+    assert all(s.players == 1 or s.session_type == "coop" for s in specs)
+
+
+def test_updates_arrive_at_the_scenario_rate() -> None:
+    players, seconds = 1000, 10.0
+    schedule = Schedule(STEADY, players, seed=4, duration_s=seconds)
+    # 40 % at 10/s, 40 % at 1/s, 20 % at 0.2/s; 1 % of sessions change class each second.
+    expected = players * (0.4 * 10 + 0.4 * 1 + 0.2 * 0.2) * seconds
+    sent = sum(len(p.updates) for p in plans(schedule, seconds))
+    assert sent == pytest.approx(expected, rel=0.03)
+
+
+def test_each_session_counts_its_updates_up_by_one_inside_the_world() -> None:
+    schedule = Schedule(STEADY, 200, seed=5, duration_s=5.0)
+    first = schedule.population.first_updates(np.arange(0))  # nothing, but allowed
+    assert first == []
+    last: dict[int, int] = dict.fromkeys(range(200), 0)
+    schedule.initial_sessions()
+    for update in schedule.join_updates():
+        last[update.index] = update.seq
+        assert "name" in update.state  # the first update carries the whole profile
+    for plan in [schedule.plan(k) for k in range(1000)]:
+        for update in plan.updates:
+            assert update.seq == last[update.index] + 1
+            last[update.index] = update.seq
+            assert 0 <= update.position[0] <= 10_000 and 0 <= update.position[1] <= 10_000
+            assert set(update.state) == {"hp", "stamina", "ammo", "facing", "action"}
+
+
+def test_physics_steps_every_occupied_region_at_its_rate() -> None:
+    schedule = Schedule(STEADY, 2000, seed=6, duration_s=5.0)
+    frames = [f for p in plans(schedule, 2.0) for f in p.physics]
+    regions = STEADY.regions_per_side ** 2  # 2,000 players occupy every region
+    assert len(frames) == regions * STEADY.physics_hz * 2
+    per_frame = Counter(f.frame for f in frames)
+    assert set(per_frame.values()) == {regions}
+    assert all(STEADY.bodies_base < f.bodies <= 5000 for f in frames)
+
+
+def test_background_work_follows_the_rate_it_is_given() -> None:
+    schedule = Schedule(STEADY, 500, seed=8, duration_s=10.0)
+    schedule.background_rate = 7.5
+    jobs = [j for p in plans(schedule, 4.0) for j in p.background]
+    assert len(jobs) == math.floor(7.5 * 4.0)
+    assert [j.number for j in jobs] == list(range(len(jobs)))
+    assert {j.kind for j in jobs} == {"snapshot", "analytics"}
+    assert jobs[0] == schedule.background_job(0)
+
+
+def test_an_influx_brings_half_the_players_into_one_region_within_two_seconds() -> None:
+    influx = SCENARIOS["influx"]
+    schedule = Schedule(influx, 1000, seed=9, duration_s=10.0)
+    assert influx.influx is not None
+    start = influx.influx.at * 10.0
+    plans(schedule, start + influx.influx.within_s + 0.3)
+    occupancy = schedule.population.occupancy()
+    assert occupancy.max() >= 0.5 * 1000
+    before = Schedule(influx, 1000, seed=9, duration_s=10.0)
+    plans(before, start - 0.1)
+    assert before.population.occupancy().max() < 0.25 * 1000
+
+
+def test_a_promo_spike_triples_the_sessions_within_five_seconds() -> None:
+    spike = SCENARIOS["promo-spike"]
+    assert spike.surge is not None
+    schedule = Schedule(spike, 100, seed=10, duration_s=10.0)
+    assert schedule.size == 300
+    opened = [(p.at, s.index) for p in plans(schedule, 10.0) for s in p.opens]
+    assert len(opened) == 200
+    start = spike.surge.at * 10.0
+    assert all(start <= at <= start + spike.surge.within_s for at, _ in opened)
+    assert sorted(i for _, i in opened) == list(range(100, 300))
+
+
+def test_world_event_triples_ai_work() -> None:
+    steady = plans(Schedule(STEADY, 1000, seed=11, duration_s=5.0), 3.0)
+    event = plans(Schedule(SCENARIOS["world-event"], 1000, seed=11, duration_s=5.0), 3.0)
+    calm = sum(len(p.ai) for p in steady)
+    busy = sum(len(p.ai) for p in event)
+    assert busy == pytest.approx(3 * calm, rel=0.1)
+
+
+def test_purchases_trickle_and_surge_with_duplicates() -> None:
+    trickle = [r for p in plans(Schedule(STEADY, 2000, seed=12, duration_s=10.0), 10.0)
+               for r in p.purchases]
+    assert len(trickle) == pytest.approx(2000 * STEADY.purchases_per_player_s * 10, abs=1)
+    assert all(r.copies == 1 for r in trickle)
+    surge = SCENARIOS["purchase-surge"]
+    many = [r for p in plans(Schedule(surge, 1000, seed=12, duration_s=10.0), 5.0)
+            for r in p.purchases]
+    twice = [r for r in many if r.copies > 1]
+    assert len(twice) / len(many) == pytest.approx(surge.duplicate_share, abs=0.04)
+    assert {r.copies for r in twice} == {2, 3}
+
+
+def test_ticks_are_planned_in_order_only() -> None:
+    schedule = Schedule(STEADY, 10, seed=1, duration_s=1.0)
+    schedule.plan(0)
+    with pytest.raises(ValueError, match="out of order"):
+        schedule.plan(2)
+
+
+def test_an_unknown_scenario_names_the_choices() -> None:
+    with pytest.raises(InvalidRequest, match="steady"):
+        scenario("stedy")

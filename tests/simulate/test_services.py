@@ -1,0 +1,101 @@
+"""The simulator's services: a private redis-server, the broker and database it picks, and
+clearing its keys between runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+
+from app.errors import GameschedError
+from app.settings import load_settings
+from app.simulate.environment import clear_broker, redact, services
+from app.simulate.redisserver import PrivateRedis
+
+needs_redis_server = pytest.mark.skipif(shutil.which("redis-server") is None,
+                                        reason="redis-server is not installed")
+
+
+@needs_redis_server
+def test_private_redis_answers_and_is_gone_after_the_block() -> None:
+    with PrivateRedis() as server:
+        pid = server.pid
+        client = redis.Redis.from_url(server.url)
+        assert client.ping()
+        assert client.config_get("save") == {"save": ""}
+        assert client.config_get("appendonly") == {"appendonly": "no"}
+        client.close()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(server.url, socket_connect_timeout=1).ping()
+
+
+@needs_redis_server
+def test_private_redis_restarts_on_the_same_port_empty() -> None:
+    with PrivateRedis() as server:
+        url = server.url
+        redis.Redis.from_url(url).set("k", b"v")
+        server.stop()
+        server.start()
+        assert server.url == url
+        assert redis.Redis.from_url(url).get("k") is None
+
+
+def test_a_missing_redis_server_binary_is_a_clear_error() -> None:
+    with pytest.raises(GameschedError, match="GAMESCHED_BROKER_URL"):
+        PrivateRedis(binary="no-such-redis-server-binary")
+
+
+@needs_redis_server
+def test_nothing_configured_means_private_redis_and_a_temporary_sqlite() -> None:
+    with services(load_settings()) as env:
+        assert env.private_redis is not None
+        assert env.broker_label.startswith("private redis-server redis://127.0.0.1:")
+        assert redis.Redis.from_url(env.broker_url).ping()
+        path = Path(env.database_url.removeprefix("sqlite:///"))
+        assert path.exists()  # migrated
+    assert not path.exists()
+
+
+def test_a_configured_broker_that_is_not_redis_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAMESCHED_BROKER_URL", "memory://")
+    with pytest.raises(GameschedError, match="needs a Redis broker"), services(load_settings()):
+        pass
+
+
+def test_a_configured_redis_and_database_are_used_as_they_are(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'mine.db'}"
+    monkeypatch.setenv("GAMESCHED_BROKER_URL", "redis://127.0.0.1:6379/5")
+    monkeypatch.setenv("GAMESCHED_DATABASE_URL", database)
+    with services(load_settings()) as env:
+        assert env.private_redis is None
+        assert env.broker_url == "redis://127.0.0.1:6379/5"
+        assert env.database_url == database
+    assert (tmp_path / "mine.db").exists()  # migrated, and left in place
+
+
+@needs_redis_server
+def test_clearing_removes_queues_and_state_but_not_other_keys() -> None:
+    with PrivateRedis() as server:
+        client = redis.Redis.from_url(server.url)
+        ours = ["player", "player:3", "celery", "celery\x06\x169", "gamesched:state:s1",
+                "_kombu.binding.player", "unacked"]
+        theirs = ["players", "my:player", "celeryish", "other"]
+        for key in ours + theirs:
+            client.rpush(key, b"x")
+        assert clear_broker(server.url, include_state=False) == len(ours) - 1
+        assert client.exists("gamesched:state:s1")
+        clear_broker(server.url)
+        assert sorted(k.decode() for k in client.keys("*")) == sorted(theirs)
+
+
+def test_passwords_stay_out_of_the_report() -> None:
+    assert redact("redis://:secret@host:6379/5") == "redis://:***@host:6379/5"
+    assert redact("postgresql+psycopg://u:pw@db/test") == "postgresql+psycopg://u:***@db/test"
+    assert redact("sqlite:///x.db") == "sqlite:///x.db"
+

@@ -1,0 +1,117 @@
+"""`gamesched simulate` end to end on real services, and its faults on a real fleet."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from app.celery_app import create_app
+from app.client import GameClient
+from app.fleet import ProcessFleet
+from app.settings import load_settings
+from app.simulate.faults import Fault, FaultInjector
+from app.simulate.redisserver import PrivateRedis
+from tests.services import unavailable
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.live
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def redis_server_binary() -> None:
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server", FileNotFoundError("not on PATH"))
+
+
+def simulate(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GAMESCHED_")}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "simulate", *args], cwd=tmp_path,
+        env={**clean, **env, "PYTHONPATH": str(ROOT), "COLUMNS": "120"},
+        capture_output=True, text=True, timeout=240, check=False)
+
+
+def check_run(part: dict[str, Any]) -> None:
+    player = part["player"]
+    assert player["updates"] > 0 and player["batches_applied"] > 0
+    assert 0 <= player["p50_ms"] <= player["p99_ms"] <= player["max_ms"]
+    assert part["physics"]["frames"] > 0
+    assert 0.0 <= part["physics"]["within_budget_ratio"] <= 1.0
+    assert part["ai"]["decisions"] > 0
+    assert part["background"]["capacity_per_s"] > 0
+    assert part["background"]["offered_per_s"] > 0
+    assert 0 < part["fleet"]["cpu_p95"] <= 1.0 and part["fleet"]["peak_rss_mb"] > 50
+    assert 0 < part["simulator"]["cpu_p95"] <= 1.0
+    assert "cpu_p95" in part["services"]
+    network = part["network"]
+    assert 0 < network["bytes_per_update"] < network["bytes_per_update_full_state"]
+    ledger = part["transactions"]
+    assert ledger["committed"] + ledger["rejected"] == ledger["submitted"] > 0
+    assert ledger["applied_twice"] == 0 and ledger["lost"] == 0
+    for absent in ("balance", "sessions", "faults"):  # subsystems that did not run
+        assert absent not in part
+
+
+def test_simulate_with_the_naive_baseline_writes_the_report_and_the_plot(
+        tmp_path: Path, postgres_url: str, redis_server_binary: None) -> None:
+    proc = simulate(tmp_path, {"GAMESCHED_DATABASE_URL": postgres_url},
+                    "--scenario", "purchase-surge", "--players", "200", "--duration", "3",
+                    "--baseline", "naive", "--json", "r.json", "--plot", "r.png")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    # purchase-surge is steady play plus enough purchases (some sent two or three times with
+    # one key) that a three-second run exercises the ledger too.
+    assert report["scenario"] == "purchase-surge" and report["players"] == 200
+    assert 2.5 <= report["duration_s"] <= 6.0
+    assert report["broker"].startswith("private redis-server redis://127.0.0.1:")
+    assert report["database"] == postgres_url
+    assert report["machine"]["cores"] >= 1 and report["machine"]["memory_mb"] > 0
+    assert report["mode"] == "gamesched" and report["baseline"]["mode"] == "naive"
+    check_run(report)
+    check_run(report["baseline"])
+    assert report["baseline"]["background"]["capacity_per_s"] == (
+        report["background"]["capacity_per_s"])  # the same offered background work
+    assert report["comparison"]["player_p99_ratio"] > 0
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "player p99 ms" in proc.stdout and "naive Celery" in proc.stdout
+
+
+def test_a_bad_option_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    proc = simulate(tmp_path, {}, "--scenario", "steady", "--faults", "meteor")
+    assert proc.returncode == 2
+    assert "faults" in proc.stdout and "meteor" in proc.stdout
+
+
+def test_faults_kill_a_worker_and_restart_the_broker_and_the_fleet_recovers(
+        tmp_path: Path, redis_server_binary: None) -> None:
+    with PrivateRedis() as server:
+        settings = load_settings(broker_url=server.url, record_latency=True,
+                                 database_url=f"sqlite:///{tmp_path / 'g.db'}",
+                                 instance_id="sim-faults")
+        app = create_app(settings)
+        with ProcessFleet(settings, roles=("ai",), env=settings.to_env(),
+                          log_dir=str(tmp_path)) as fleet:
+            killed = fleet.procs["ai"].pid
+            plan = [Fault(0.0, "kill-worker", "ai"), Fault(0.0, "restart-broker", "redis")]
+            injector = FaultInjector(plan, fleet, app, server)
+            injector.start()
+            wait_for(lambda: len(injector.events) == 2, timeout=90, what="both faults")
+            injector.stop()
+            assert [e.kind for e in injector.events] == ["kill-worker", "restart-broker"]
+            assert all(e.recovered_s is not None for e in injector.events)
+            assert fleet.procs["ai"].pid != killed and fleet.procs["ai"].poll() is None
+            assert not psutil.pid_exists(killed)
+            client = GameClient(app, settings)
+            client.submit_ai("npc-1", (1.0, 1.0), [])
+            client.close()
+            wait_for(lambda: [e for e in app.runtime.recorder.drain() if e.ok], timeout=30,
+                     what="the restarted worker to run a task on the restarted broker")

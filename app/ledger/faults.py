@@ -109,12 +109,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    install(Engine, SqlFaults(args.sql_error_rate, args.seed))
     from app import cli
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     sys.argv = ["gamesched", *command]
-    cli.main()
+    with sql_faults(Engine, args.sql_error_rate, args.seed):
+        cli.main()
 
 
 if __name__ == "__main__":

@@ -90,19 +90,25 @@ def plan_surge(players: Sequence[str], n: int, duplicate_ratio: float = 0.1, *,
 
 
 def run_purchase_surge(settings: Settings, plan: Sequence[PlannedPurchase],
-                       processes: int = 2, sql_error_rate: float = 0.0) -> list[Submission]:
+                       processes: int = 2, sql_error_rate: float = 0.0,
+                       start_method: str = "spawn") -> list[Submission]:
     """Send every copy of every planned purchase through the client API from `processes`
-    processes (1: this process), with `sql_error_rate` of their SQL statements failing."""
+    processes (1: this process), with `sql_error_rate` of their SQL statements failing.
+
+    Processes start with `start_method` (``spawn``: nothing inherited from this process)."""
     shares: list[list[PlannedPurchase]] = [[] for _ in range(processes)]
     for i, purchase in enumerate(plan):
         for copy in range(purchase.copies):
             shares[(i + copy) % processes].append(purchase)
     if processes == 1:
         return submit_share(settings, shares[0], sql_error_rate)
-    context = multiprocessing.get_context("spawn")
-    start = context.Barrier(processes)
+    context = multiprocessing.get_context(start_method)
+    start = context.Barrier(processes + 1)  # every submitting process, and this one
     with context.Pool(processes, initializer=_wait_for_all, initargs=(start,)) as pool:
-        results = pool.starmap(submit_share, [(settings, s, sql_error_rate) for s in shares])
+        pending = pool.starmap_async(submit_share, [(settings, s, sql_error_rate)
+                                                    for s in shares])
+        _wait_for_all(start)  # released together once every process has started
+        results = pending.get()
     return [submission for result in results for submission in result]
 
 

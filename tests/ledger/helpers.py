@@ -89,3 +89,23 @@ def lock_waiters(sessions: sessionmaker[Session]) -> int:
         return int(db.execute(text(
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE datname = current_database() AND wait_event_type = 'Lock'")).scalar_one())
+
+
+def racing_purchases(url: str, keys: list[str], price: int, start: Any) -> list[tuple[str, Any]]:
+    """In a child process: wait at `start`, then buy each key once; returns (key, outcome),
+    the outcome being (transaction id, created) or the InvalidRequest field."""
+    from app.db import make_engine, make_sessionmaker
+    from app.errors import InvalidRequest
+
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    start.wait(timeout=60)
+    results: list[tuple[str, Any]] = []
+    for key in keys:
+        try:
+            handle = buy(sessions, "p1", price, key)
+            results.append((key, (handle.transaction_id, handle.created)))
+        except InvalidRequest as exc:
+            results.append((key, exc.field))
+    engine.dispose()
+    return results

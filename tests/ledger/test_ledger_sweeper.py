@@ -1,0 +1,102 @@
+"""The sweeper re-sends intents left pending, backs off per intent, yields to a backlog,
+and raises the stale alarm."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+from prometheus_client import REGISTRY
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import transaction
+from app.ledger import sweep
+from app.ledger.apply import apply_transaction
+from app.ledger.policy import (
+    RESEND_MAX,
+    RETRY_BASE_S,
+    RETRY_MAX_S,
+    SWEEP_BATCH,
+    resend_interval,
+    retry_delay,
+)
+from app.models import utcnow
+from tests.ledger.helpers import Outbox, buy, fund, settle
+
+
+def test_an_intent_is_re_sent_after_a_second_then_less_and_less_often(
+        sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 100)
+    handle = buy(sessions, "p1", 10, "k")
+    created = handle.fetch().created_at
+    sent: list[float] = []
+    for offset in (0.5, 1.0, 1.5, 2.9, 3.0, 6.9, 7.0, 15.0):
+        outbox = Outbox()
+        sweep(sessions, outbox, now=created + timedelta(seconds=offset))
+        sent += [offset] * len(outbox.sent)
+    assert sent == [1.0, 3.0, 7.0, 15.0]
+    assert handle.fetch().resends == 4
+
+
+def test_settled_intents_are_never_re_sent(sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 100)
+    handle = buy(sessions, "p1", 10, "k")
+    settle(sessions, handle.transaction_id)
+    outbox = Outbox()
+    report = sweep(sessions, outbox, now=utcnow() + timedelta(minutes=5))
+    assert outbox.sent == [] and report.resent == []
+    assert report.health.pending == 0
+
+
+def test_a_backlog_in_the_queue_shrinks_the_batch_oldest_first(
+        sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 100)
+    ids = [buy(sessions, "p1", 1, f"k{i}").transaction_id for i in range(4)]
+    later = utcnow() + timedelta(seconds=5)
+    outbox = Outbox()
+    assert sweep(sessions, outbox, backlog=SWEEP_BATCH, now=later).resent == []
+    assert sweep(sessions, outbox, backlog=SWEEP_BATCH + 7, now=later).resent == []
+    assert sweep(sessions, outbox, backlog=SWEEP_BATCH - 2, now=later).resent == ids[:2]
+    assert sweep(sessions, outbox, backlog=0, now=later).resent == ids[2:]
+    assert outbox.sent == ids
+
+
+def test_health_counts_stale_intents_and_sets_the_alarm(sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 100)
+    first = buy(sessions, "p1", 1, "first").fetch().created_at
+    buy(sessions, "p1", 1, "second")
+    report = sweep(sessions, Outbox(), now=first + timedelta(seconds=1))
+    assert (report.health.pending, report.health.stale) == (2, 0)
+    assert REGISTRY.get_sample_value("gamesched_ledger_pending_stale") == 0
+    report = sweep(sessions, Outbox(), now=first + timedelta(seconds=60))
+    assert (report.health.pending, report.health.stale) == (2, 2)
+    assert 59 < report.health.oldest_seconds <= 60
+    assert REGISTRY.get_sample_value("gamesched_ledger_pending_stale") == 2
+    assert REGISTRY.get_sample_value("gamesched_ledger_pending_oldest_seconds") == (
+        report.health.oldest_seconds)
+
+
+def test_an_intent_being_applied_is_skipped(pg_sessions: sessionmaker[Session]) -> None:
+    fund(pg_sessions, "p1", 100)
+    busy = buy(pg_sessions, "p1", 1, "busy").transaction_id
+    idle = buy(pg_sessions, "p1", 1, "idle").transaction_id
+    later = utcnow() + timedelta(seconds=5)
+    with transaction(pg_sessions) as worker:  # holds the row lock of `busy` meanwhile
+        apply_transaction(worker, busy)
+        report = sweep(pg_sessions, Outbox(), now=later)
+    assert report.resent == [idle]
+
+
+def test_retry_delays_grow_exponentially_with_full_jitter() -> None:
+    rng = random.Random(7)
+    for retries in range(40):
+        cap = min(RETRY_MAX_S, RETRY_BASE_S * 2**retries)
+        delays = [retry_delay(retries, rng) for _ in range(200)]
+        assert all(0.0 <= d <= cap for d in delays)
+        assert max(delays) > cap * 0.8 and min(delays) < cap * 0.2  # spread over the range
+    assert 0.0 <= retry_delay(3) <= RETRY_BASE_S * 8
+
+
+def test_re_send_intervals_double_up_to_the_cap() -> None:
+    assert [resend_interval(n).total_seconds() for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert resend_interval(10_000) == RESEND_MAX

@@ -3,7 +3,11 @@ report and the plot."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +54,7 @@ def spec_of(options: Options) -> RunSpec:
 def simulate(console: Console, settings: Settings, options: Options) -> dict[str, Any]:
     """Run the simulation, print its table, write what was asked; returns the report."""
     spec = spec_of(options)
-    with services(settings) as env:
+    with _stopped_cleanly_on_sigterm(), services(settings) as env:
         console.print(f"gamesched simulate: {spec.scenario.name} ({spec.scenario.summary}); "
                       f"{spec.players} players for {spec.duration_s:g}s, seed {spec.seed}; "
                       f"broker {env.broker_label}, database {env.database_label}")
@@ -66,6 +70,22 @@ def simulate(console: Console, settings: Settings, options: Options) -> dict[str
     _warn(console, report)
     _write(console, options, report, ours, baseline)
     return report
+
+
+@contextlib.contextmanager
+def _stopped_cleanly_on_sigterm() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the worker fleet and the private Redis stop too."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _progress(console: Console) -> Progress:

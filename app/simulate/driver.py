@@ -99,8 +99,8 @@ class LoadDriver:
             for _ in pool.map(self._open, specs):
                 progress(1)
 
-    def submit_first_updates(self, updates: list[Update]) -> None:
-        """Send each session's first, full update and flush them."""
+    def submit_updates(self, updates: list[Update]) -> None:
+        """Send `updates` (before play: first states, refreshes) and flush them."""
         for update in updates:
             self._submit(update)
         self.client.flush()

@@ -6,6 +6,7 @@ starts it again; ``restart-broker`` stops and restarts the private redis-server 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -19,9 +20,11 @@ from kombu.exceptions import OperationalError
 from redis import RedisError
 
 from app.broker import live_workers
+from app.celery_app import create_app
 from app.errors import InvalidRequest
 from app.fleet import ProcessFleet
 from app.roles import WORKER_ROLES
+from app.settings import Settings
 from app.simulate.redisserver import PrivateRedis
 
 KNOWN = ("kill-worker", "restart-broker", "db-errors", "partition")
@@ -74,12 +77,24 @@ def plan_faults(names: tuple[str, ...], duration_s: float, seed: int) -> list[Fa
 
 
 @dataclass
+class _Pending:
+    """A fault whose target has not answered again yet."""
+
+    fault: Fault
+    at_s: float
+    since: float
+    ready: Callable[[set[str]], bool]
+
+
+@dataclass
 class FaultInjector:
-    """Runs a fault plan in a thread, relative to `start()`."""
+    """Runs a fault plan in a thread, relative to `start()`; one watcher thread times every
+    recovery (one broadcast at a time: concurrent broadcasts exhaust kombu's shared
+    connection pool, each holding a connection while it acquires another)."""
 
     plan: list[Fault]
     fleet: ProcessFleet
-    app: Celery
+    settings: Settings
     redis_server: PrivateRedis | None = None
     events: list[FaultEvent] = field(default_factory=list)
 
@@ -88,19 +103,34 @@ class FaultInjector:
             raise InvalidRequest("faults", "restart-broker", "needs the simulator's private "
                                  "redis-server: unset GAMESCHED_BROKER_URL")
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sim-faults", daemon=True)
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: list[_Pending] = []
+        self._injector = threading.Thread(target=self._run, name="sim-faults", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name="sim-fault-recovery",
+                                         daemon=True)
 
     def start(self) -> None:
         """Start the clock of the plan."""
         self._started = time.monotonic()
         if self.plan:
-            self._thread.start()
+            self._injector.start()
+            self._watcher.start()
 
     def stop(self) -> None:
-        """Skip the faults not yet due and wait for the one in progress."""
+        """Skip the faults not yet due."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=RECOVERY_TIMEOUT_S + 10)
+        if self._injector.is_alive():
+            self._injector.join()
+
+    def finish(self) -> list[FaultEvent]:
+        """Wait (bounded) until every injected fault recovered or timed out; the events in
+        time order."""
+        self.stop()
+        self._done.set()
+        if self._watcher.is_alive():
+            self._watcher.join(timeout=RECOVERY_TIMEOUT_S + 10)
+        return sorted(self.events, key=lambda e: e.at_s)
 
     def _run(self) -> None:
         for fault in self.plan:
@@ -109,16 +139,54 @@ class FaultInjector:
             at = time.monotonic() - self._started
             if fault.kind == "kill-worker":
                 self._kill(fault.target)
-                recovered = self._answering(_role_answers(fault.target))
+                ready = _role_answers(fault.target)
             else:
                 self._restart_broker()
-                recovered = self._answering(_all_answer(len(self.fleet.procs)))
-            self.events.append(FaultEvent(fault.kind, fault.target, round(at, 3),
-                                          None if recovered is None else round(recovered, 3)))
+                ready = _all_answer(len(self.fleet.procs))
+            with self._lock:
+                self._pending.append(_Pending(fault, at, time.monotonic(), ready))
+
+    def _watch(self) -> None:
+        app = create_app(self.settings)
+        try:
+            while True:
+                finished = self._done.is_set() or self._injector_finished()
+                with self._lock:
+                    pending = list(self._pending)
+                if not pending and finished:
+                    return
+                if pending:
+                    self._resolve(pending, self._answering(app))
+                else:
+                    time.sleep(0.1)
+        finally:
+            app.close()
+
+    def _injector_finished(self) -> bool:
+        return self._stop.is_set() or not self._injector.is_alive()
+
+    def _answering(self, app: Celery) -> set[str] | None:
+        try:
+            return set(live_workers(app, timeout=0.5))
+        except (OperationalError, RedisError, OSError):
+            time.sleep(0.2)
+            return None
+
+    def _resolve(self, pending: list[_Pending], names: set[str] | None) -> None:
+        now = time.monotonic()
+        for item in pending:
+            recovered = names is not None and item.ready(names)
+            if recovered or now - item.since > RECOVERY_TIMEOUT_S:
+                self.events.append(FaultEvent(item.fault.kind, item.fault.target,
+                                              round(item.at_s, 3),
+                                              round(now - item.since, 3) if recovered else None))
+                with self._lock:
+                    self._pending.remove(item)
 
     def _kill(self, role: str) -> None:
         proc = self.fleet.procs[role]
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have died on its own
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         self.fleet.procs[role] = self.fleet.spawn(role)
 
@@ -126,17 +194,6 @@ class FaultInjector:
         assert self.redis_server is not None
         self.redis_server.stop()
         self.redis_server.start()
-
-    def _answering(self, ready: Callable[[set[str]], bool]) -> float | None:
-        """Seconds until `ready(worker names)` holds, or None after the timeout."""
-        begin = time.monotonic()
-        while time.monotonic() - begin < RECOVERY_TIMEOUT_S:
-            try:
-                if ready(set(live_workers(self.app, timeout=0.5))):
-                    return time.monotonic() - begin
-            except (OperationalError, RedisError, OSError):
-                time.sleep(0.2)
-        return None
 
 
 def _role_answers(role: str) -> Callable[[set[str]], bool]:

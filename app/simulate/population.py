@@ -146,6 +146,14 @@ class Population:
         return [Update(i, 1, self._state(hp, st, am, fa, ac) | self._profile(i), (x, y))
                 for i, hp, st, am, fa, ac, x, y in self._columns(idx)]
 
+    def refresh_updates(self, idx: Ints) -> list[Update]:
+        """One more update of each of `idx` where it stands (its volatile fields as they
+        are): new state for a snapshot to find, without moving the world on."""
+        self.seq[idx] += 1
+        return [Update(i, s, self._state(hp, st, am, fa, ac), (x, y))
+                for (i, hp, st, am, fa, ac, x, y), s in zip(
+                    self._columns(idx), self.seq[idx].tolist(), strict=True)]
+
     # playing ----------------------------------------------------------------------------
 
     def due(self, until: float) -> Ints:

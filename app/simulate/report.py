@@ -158,6 +158,7 @@ def _background(run: RunResult, jobs: list[Execution]) -> Section:
     section: Section = {
         "capacity_per_s": round(run.capacity.per_s, 3),
         "calibration_run_ms": _ms(run.capacity.run_ms),
+        "scheduled_per_s": round(run.background_rate, 3),
         "offered_per_s": _rate(drive.background, drive.elapsed_s),
         "completed_per_s": _rate(len(in_window), drive.elapsed_s),
         **latency_summary([e.latency_ms for e in jobs]),

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 from rich.progress import Progress, TaskID
 from sqlalchemy import delete
 
@@ -38,7 +39,7 @@ from celeryconfig import NAIVE_QUEUE
 SETUP_TIMEOUT_S = 180.0
 DRAIN_TIMEOUT_S = 60.0
 QUIET_S = 5.0
-CALIBRATION_PER_SLOT = 8  # two cycles of background jobs per slot
+CALIBRATION_JOBS = 8  # two cycles: six snapshots, two analytics batches
 BACKGROUND_TASKS = frozenset({"gamesched.background.snapshot", "gamesched.background.analytics"})
 LEDGER_TASKS = frozenset({"gamesched.transactions.apply", "gamesched.transactions.sweep"})
 UNMEASURED = BACKGROUND_TASKS | LEDGER_TASKS  # latency not awaited: backlog, or the ledger's
@@ -126,7 +127,9 @@ class Run:
         self._phase_started = now
 
     def execute(self, capacity: Capacity | None) -> RunResult:
-        """Run; `capacity` from an earlier run keeps the offered background rate the same."""
+        """Run.  Background work is offered at the scenario's factor times `capacity` (from
+        an earlier run, so that both runs get the same work) or else the capacity measured
+        here."""
         clear_broker(self.services.broker_url)
         app = create_app(self.settings)
         self._phase_started = time.monotonic()
@@ -160,16 +163,17 @@ class Run:
             raise GameschedError(f"{self.label}: the buyers' starting rewards were not "
                                  "applied in time")
         self._phase("join")
-        capacity = capacity or self._calibrate(driver, schedule, recorder)
+        measured = self._calibrate(driver, schedule, recorder)
         self._phase("calibration")
-        schedule.background_rate = spec.scenario.background_factor * capacity.per_s
+        offered = (capacity or measured).per_s * spec.scenario.background_factor
+        schedule.background_rate = offered
         reset_network_totals(app.runtime.hot)
         recorder.drain()
         sampler = Sampler(lambda: {r: p.pid for r, p in fleet.procs.items()},
                           lambda: depth_reader(app, self._queue_names()), recorder,
                           self.services.pids)
         injector = FaultInjector(plan_faults(spec.faults, spec.duration_s, spec.seed), fleet,
-                                 app, self.services.private_redis)
+                                 self.settings, self.services.private_redis)
         sampler.start()
         injector.start()
         drive = self._drive(driver)
@@ -178,6 +182,7 @@ class Run:
         self._phase("load")
         drained = self._drain(sampler, drive)
         ledger = store.summary(submissions) if store else None
+        faults = injector.finish()
         sampler.stop()
         self._phase("drain")
         network = network_totals(app.runtime.hot)
@@ -185,9 +190,9 @@ class Run:
         return RunResult(
             naive=self.naive, drive=drive, samples=sampler.samples,
             executions=first_runs(e for e in sampler.executions if e.handoff >= drive.started),
-            network=network, capacity=capacity, background_rate=schedule.background_rate,
+            network=network, capacity=measured, background_rate=schedule.background_rate,
             sessions=int(schedule.population.opened.sum()), drained=drained, roles=self.roles,
-            faults=injector.events, transactions=ledger, sampler_errors=sampler.errors,
+            faults=faults, transactions=ledger, sampler_errors=sampler.errors,
             repeated_runs=len(sampler.executions) - len({e.task_id for e in sampler.executions}),
             phases_s=self.phases_s)
 
@@ -204,24 +209,34 @@ class Run:
         self._await(recorder, lambda e: e.task == OPEN_TASK, driver.stats.opens, task,
                     "sessions opened")
         before = driver.client.tasks_sent
-        driver.submit_first_updates(schedule.join_updates())
+        driver.submit_updates(schedule.join_updates())
         batches = driver.client.tasks_sent - before
         self._await(recorder, lambda e: e.task == UPDATE_TASK, batches, task, "first states")
         self.progress.remove_task(task)
 
     def _calibrate(self, driver: LoadDriver, schedule: Schedule,
                    recorder: Recorder) -> Capacity:
-        """Saturate the background workers briefly and time what they run."""
+        """Time the background jobs the run will offer, one after another, each snapshot
+        finding fresh state to write as it does in play."""
         slots = self.settings.budget("background").concurrency
-        count = CALIBRATION_PER_SLOT * slots + slots
+        count = CALIBRATION_JOBS + slots  # the first `slots` jobs warm the workers up
         task = self.progress.add_task(f"{self.label}: measuring background capacity",
                                       total=count)
+        done: list[Execution] = []
         for number in range(count):
-            driver.send_background(schedule.background_job(number))
-        done = self._await(recorder, lambda e: e.task in BACKGROUND_TASKS, count, task,
-                           "background calibration")
+            job = schedule.background_job(number)
+            if job.kind == "snapshot":
+                before = driver.client.tasks_sent
+                driver.submit_updates(schedule.population.refresh_updates(
+                    np.asarray(job.sessions, dtype=np.int64)))
+                self._await(recorder, lambda e: e.task == UPDATE_TASK,
+                            driver.client.tasks_sent - before, None, "fresh states")
+            driver.send_background(job)
+            done += self._await(recorder, lambda e: e.task in BACKGROUND_TASKS, 1, None,
+                                "background calibration")
+            self.progress.advance(task, 1)
         self.progress.remove_task(task)
-        runs = sorted(done, key=lambda e: e.started)[slots:]  # the first ones warm up
+        runs = done[slots:]
         run_ms = sum((e.done - e.started) * 1000.0 for e in runs) / len(runs)
         return Capacity(concurrency=slots, run_ms=run_ms, tasks=len(runs))
 
@@ -256,17 +271,19 @@ class Run:
         return count >= expected
 
     def _await(self, recorder: Recorder, match: Callable[[Execution], bool], expected: int,
-               task: TaskID, what: str) -> list[Execution]:
+               task: TaskID | None, what: str) -> list[Execution]:
         got: list[Execution] = []
-        self.progress.update(task, total=expected, completed=0)
+        if task is not None:
+            self.progress.update(task, total=expected, completed=0)
         deadline = time.monotonic() + SETUP_TIMEOUT_S
         while len(got) < expected:
             if time.monotonic() > deadline:
                 raise GameschedError(f"{self.label}: {what}: {len(got)} of {expected} tasks ran "
-                                   f"within {SETUP_TIMEOUT_S:.0f}s")
+                                     f"within {SETUP_TIMEOUT_S:.0f}s")
             got.extend(e for e in recorder.drain() if match(e))
-            self.progress.update(task, completed=len(got))
-            time.sleep(0.05)
+            if task is not None:
+                self.progress.update(task, completed=len(got))
+            time.sleep(0.02)
         return got
 
     def _forget_sessions(self, app: GameschedCelery) -> None:

@@ -17,9 +17,7 @@ from app.simulate.population import Ints, Population, SessionSpec, Update, World
 from app.simulate.scenarios import Scenario
 
 TICK_S = 0.005
-# A snapshot covers an eighth of the sessions (25..500): each session's turn comes every
-# eight snapshots, so the calibration's snapshots all find state to write, as in play.
-SNAPSHOT_TURNS, SNAPSHOT_MIN, SNAPSHOT_MAX = 8, 25, 500
+SNAPSHOT_SESSIONS = 500  # sessions per snapshot task: few, heavy background tasks
 ANALYTICS_EVENTS = 2000  # events per analytics task
 SNAPSHOTS_PER_ANALYTICS_BATCH = 4  # the cycle: three snapshots, then one analytics batch
 NPC_SIGHT = 8  # players an NPC decision considers
@@ -154,14 +152,14 @@ class Schedule:
     def background_job(self, number: int) -> BackgroundJob:
         """Background job `number`: three snapshots, then one analytics batch.  Pure.
 
-        Jobs are few and heavy (each send costs the game server a few milliseconds whatever
-        its size), and snapshots take turns over the sessions."""
+        Jobs are few and heavy (each send costs the game server about as much whatever its
+        size), and snapshots take turns over the sessions."""
         if number % SNAPSHOTS_PER_ANALYTICS_BATCH == SNAPSHOTS_PER_ANALYTICS_BATCH - 1:
             events = [{"kind": EVENT_KINDS[(number + j) % len(EVENT_KINDS)], "n": j}
                       for j in range(ANALYTICS_EVENTS)]
             return BackgroundJob(number, "analytics", events=events)
         sessions = max(1, self.population.initial)
-        size = min(sessions, max(SNAPSHOT_MIN, min(SNAPSHOT_MAX, sessions // SNAPSHOT_TURNS)))
+        size = min(sessions, SNAPSHOT_SESSIONS)
         turn = number - number // SNAPSHOTS_PER_ANALYTICS_BATCH
         start = turn * size % sessions
         return BackgroundJob(number, "snapshot",

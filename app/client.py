@@ -116,9 +116,11 @@ class GameClient:
         fields = _check_update(seq, state)
         if position is not None:
             fields[POSITION_FIELD] = quantise(self._position("position", position))
-        factors = self.sessions.accept(session_id, seq)
-        step = self._update_route(factors).priority
+        step = self.sessions.accept(session_id, seq, self._update_step)
         self._updates.add(step, {"session": session_id, "seq": seq, "state": fields})
+
+    def _update_step(self, factors: Factors) -> int:
+        return self._update_route(factors).priority
 
     def _update_route(self, factors: Factors) -> Route:
         critical = factors.activity_hz >= ACTIVE_HZ

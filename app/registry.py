@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.errors import InvalidRequest
 from app.priority import ActivityMeter, Factors
 
 ACTIVE_HZ = 1.0  # at or above this input rate a player counts as active
+STEP_TTL_S = 0.1  # a session's update step is recomputed at least this often
 
 
 @dataclass
@@ -20,6 +23,8 @@ class SessionInfo:
     region: str | None
     last_seq: int = 0
     activity: ActivityMeter = field(default_factory=ActivityMeter)
+    step: int | None = None  # cached priority step of its updates, None when stale
+    step_until: float = 0.0
 
 
 class SessionRegistry:
@@ -49,6 +54,7 @@ class SessionRegistry:
             info.session_type = session_type or info.session_type
             info.players = info.players if players is None else players
             info.region = info.region if region is None else region
+            info.step = None  # the next update is prioritised by the new factors
             self._move_players(info.region, info.players)
             return info
 
@@ -59,18 +65,23 @@ class SessionRegistry:
             self._move_players(info.region, -info.players)
             del self._sessions[session_id]
 
-    def accept(self, session_id: str, seq: int) -> Factors:
-        """Accept update `seq` of a session; returns the factors to prioritise it by.
+    def accept(self, session_id: str, seq: int, step_of: Callable[[Factors], int]) -> int:
+        """Accept update `seq` of a session; returns the priority step to send it at.
 
-        Raises InvalidRequest for an unknown session or a sequence that does not grow.
+        The step is `step_of(factors)`, cached for STEP_TTL_S (activity changes slowly) and
+        recomputed at once after a change of factors.  Raises InvalidRequest for an unknown
+        session or a sequence that does not grow.
         """
+        now = time.monotonic()
         with self._lock:
             info = self._get(session_id)
             if seq <= info.last_seq:
                 raise InvalidRequest("seq", seq, f"must exceed {info.last_seq}, the last sent")
             info.last_seq = seq
-            info.activity.hit()
-            return self._factors(info)
+            info.activity.hit(now)
+            if info.step is None or now >= info.step_until:
+                info.step, info.step_until = step_of(self._factors(info, now)), now + STEP_TTL_S
+            return info.step
 
     def factors(self, session_id: str) -> Factors:
         """A session's current factors."""
@@ -82,10 +93,10 @@ class SessionRegistry:
         with self._lock:
             return self._region_players.get(region, 0)
 
-    def _factors(self, info: SessionInfo) -> Factors:
+    def _factors(self, info: SessionInfo, now: float | None = None) -> Factors:
         region_players = self._region_players.get(info.region, 0) if info.region else 0
         return Factors(session_type=info.session_type, players=info.players,
-                       region_players=region_players, activity_hz=info.activity.value())
+                       region_players=region_players, activity_hz=info.activity.value(now))
 
     def _get(self, session_id: str) -> SessionInfo:
         info = self._sessions.get(session_id)

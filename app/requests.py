@@ -3,7 +3,6 @@ field and the value; nothing is enqueued."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
@@ -103,9 +102,11 @@ def check_position(field: str, position: Any, world: float) -> None:
     """Raise InvalidRequest unless `position` is an (x, y) pair inside the square world."""
     if position is None:
         return
-    if not isinstance(position, tuple | list) or len(position) != 2 or not all(
-        isinstance(c, int | float) and not isinstance(c, bool) for c in position
-    ):
+    try:
+        x, y = position
+    except (TypeError, ValueError):
+        raise InvalidRequest(field, position, "expected an (x, y) pair of numbers") from None
+    if type(x) not in (int, float) or type(y) not in (int, float):
         raise InvalidRequest(field, position, "expected an (x, y) pair of numbers")
-    if not all(math.isfinite(c) and 0.0 <= c <= world for c in position):
+    if not (0.0 <= x <= world and 0.0 <= y <= world):  # NaN fails both comparisons
         raise InvalidRequest(field, position, f"outside the world [0, {world}]")

@@ -179,16 +179,20 @@ def _merge_session(session_id: str, items: list[tuple[int, Mapping[str, Any]]],
         return None
     old = HotState.unpack(raw)
     seq, fields = old.seq, dict(old.fields)
+    applied = 0
     for _, item in sorted(items, key=lambda pair: int(pair[1]["seq"])):
         if int(item["seq"]) <= seq:
             out.stale += 1
             continue
         fields.update(item["state"])
         seq = int(item["seq"])
-        out.applied += 1
-        out.full_bytes += delta.full_state_size(seq, fields)
-    if seq == old.seq:
+        applied += 1
+    if applied == 0:
         return None
+    out.applied += applied
+    # What full-state JSON would have cost: one message per update, sized on the session's
+    # state after the batch (a session rarely has more than one update in a tick's batch).
+    out.full_bytes += applied * delta.full_state_size(seq, fields)
     out.deltas[session_id] = delta.encode(seq, delta.diff(old.fields, fields))
     return HotState(seq=seq, fields=fields)
 

@@ -120,14 +120,28 @@ def test_registry_tracks_players_per_region_and_refuses_unknown_sessions() -> No
         registry.factors("b")
 
 
+def _step(factors: Factors) -> int:
+    return route(UPDATE, factors).priority
+
+
 def test_registry_accepts_growing_sequences_only_and_counts_activity() -> None:
     registry = SessionRegistry()
     registry.open("a", "casual", 1, None)
-    first = registry.accept("a", 1)
-    registry.accept("a", 2)
+    registry.accept("a", 1, _step)
+    quiet = registry.factors("a").activity_hz
+    registry.accept("a", 2, _step)
     with pytest.raises(InvalidRequest, match="seq"):
-        registry.accept("a", 2)
-    assert registry.factors("a").activity_hz > first.activity_hz
+        registry.accept("a", 2, _step)
+    assert registry.factors("a").activity_hz > quiet
     registry.open("a", "ranked", 1, None)  # reopening keeps the sequence
     with pytest.raises(InvalidRequest, match="seq"):
-        registry.accept("a", 1)
+        registry.accept("a", 1, _step)
+
+
+def test_cached_update_step_is_dropped_the_moment_factors_change() -> None:
+    registry = SessionRegistry()
+    registry.open("a", "lobby", 1, None)
+    lobby = registry.accept("a", 1, _step)
+    assert registry.accept("a", 2, lambda f: -1) == lobby  # cached within its time to live
+    registry.change("a", session_type="ranked", players=20)
+    assert registry.accept("a", 3, _step) < lobby

@@ -208,6 +208,7 @@ def _simulator(run: RunResult) -> Section:
         "ticks_emitted": drive.ticks_emitted,
         "updates_per_s": _rate(drive.updates, drive.elapsed_s),
         "tasks_per_s": _rate(drive.tasks_sent, drive.elapsed_s),
+        "sessions_joined_in_play": run.sessions_total - run.sessions,
         "rejected": drive.rejected,
         "send_errors": drive.send_errors,
         "drained": run.drained,

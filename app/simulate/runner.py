@@ -85,7 +85,8 @@ class RunResult:
     network: NetworkTotals
     capacity: Capacity
     background_rate: float
-    sessions: int
+    sessions: int  # opened before play
+    sessions_total: int  # with those that joined during play
     drained: bool
     roles: tuple[str, ...]
     faults: list[FaultEvent] = field(default_factory=list)
@@ -159,6 +160,7 @@ class Run:
             store = Store(app, ids, min(BUYERS, spec.players), self.tag)
         driver = LoadDriver(client, schedule, ids, store, control_ticks=not self.naive)
         self._join(driver, schedule, recorder)
+        sessions = driver.stats.opens
         if store is not None and not store.fund():
             raise GameschedError(f"{self.label}: the buyers' starting rewards were not "
                                  "applied in time")
@@ -191,7 +193,8 @@ class Run:
             naive=self.naive, drive=drive, samples=sampler.samples,
             executions=first_runs(e for e in sampler.executions if e.handoff >= drive.started),
             network=network, capacity=measured, background_rate=schedule.background_rate,
-            sessions=int(schedule.population.opened.sum()), drained=drained, roles=self.roles,
+            sessions=sessions, sessions_total=sessions + drive.opens, drained=drained,
+            roles=self.roles,
             faults=faults, transactions=ledger, sampler_errors=sampler.errors,
             repeated_runs=len(sampler.executions) - len({e.task_id for e in sampler.executions}),
             phases_s=self.phases_s)

@@ -52,7 +52,8 @@ def run(executions: list[Execution], stats: DriveStats, naive: bool = False,
         naive=naive, drive=stats, samples=[sample(float(i), 0.1 * i) for i in range(1, 11)],
         executions=executions, network=network or NetworkTotals(0, 0, 0),
         capacity=Capacity(concurrency=1, run_ms=50.0, tasks=8), background_rate=30.0,
-        sessions=100, drained=True, roles=("player",), transactions=transactions)
+        sessions=100, sessions_total=100, drained=True, roles=("player",),
+        transactions=transactions)
 
 
 def test_latency_summary_is_nearest_rank() -> None:

@@ -1,9 +1,12 @@
 """Applying an intent: one SQL transaction that settles it exactly once.
 
-Inside the caller's transaction: lock the transaction row, then the wallet row (``SELECT
-... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds the one write
-lock), check the status, write both ledger entries, update the balance and mark the
-transaction committed.  A transaction that is no longer pending is left alone, so applying
+Inside the caller's transaction: lock the transaction row, then the wallet row, check the
+status, write both ledger entries, update the balance and mark the transaction committed.
+On PostgreSQL the locks are ``SELECT ... FOR NO KEY UPDATE``: the ``FOR UPDATE`` variant for
+an update that changes no key, which serialises appliers of one wallet exactly like ``FOR
+UPDATE`` but does not make a game server's new intent (whose foreign key points at the
+wallet) wait for an apply in progress.  SQLite's ``BEGIN IMMEDIATE`` already holds its one
+write lock.  A transaction that is no longer pending is left alone, so applying
 twice, or from two workers at once, settles it once.  Insufficient funds is final: the
 transaction is rejected with a reason and never retried.
 
@@ -59,14 +62,14 @@ def apply_transaction(db: Session, transaction_id: int,
     what the database raises (the caller retries operational errors).
     """
     txn = db.execute(select(LedgerTransaction).where(LedgerTransaction.id == transaction_id)
-                     .with_for_update()).scalar_one_or_none()
+                     .with_for_update(key_share=True)).scalar_one_or_none()
     if txn is None:
         log.info("transaction %s does not exist; nothing to apply", transaction_id)
         return Outcome(transaction_id, MISSING, settled=False)
     if txn.status != Status.PENDING:
         return Outcome(txn.id, txn.status, settled=False, reason=txn.reject_reason)
     wallet = db.execute(select(Wallet).where(Wallet.id == txn.wallet_id)
-                        .with_for_update()).scalar_one()
+                        .with_for_update(key_share=True)).scalar_one()
     now = now or utcnow()
     txn.attempts += 1
     delta = txn.amount if Kind(txn.kind) in CREDITS_PLAYER else -txn.amount

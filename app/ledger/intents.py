@@ -91,15 +91,8 @@ def _refundable(db: Session, req: Refund) -> TransactionView:
 
 def _record(db: Session, key: str, intent: Intent, *, register: bool, now: datetime,
             purchase_key: str | None = None) -> Recorded:
-    existing = by_key(db, key)
-    if existing is not None:
-        return Recorded(_same(key, intent, existing), created=False)
-    if register:
-        _register(db, intent.player_id, now)
-    elif db.get(Player, intent.player_id) is None:
-        raise InvalidRequest("player_id", intent.player_id,
-                             "unknown player (a reward registers a player)")
-    wallet_id = _wallet_id(db, intent.player_id, intent.currency, now)
+    """Insert the intent unless its key exists; a new key costs one lookup and one insert."""
+    wallet_id = _wallet_id(db, intent.player_id, intent.currency, register, now)
     insert = _insert_ignoring_conflicts(db, TRANSACTIONS, _values(key, intent, wallet_id, now))
     row = db.execute(insert.returning(*TRANSACTIONS.c)).first()
     if row is None:
@@ -126,17 +119,20 @@ def _after_conflict(db: Session, key: str, intent: Intent,
     return _same(key, intent, existing)
 
 
-def _register(db: Session, player_id: str, now: datetime) -> None:
-    if db.get(Player, player_id) is None:
-        db.execute(_insert_ignoring_conflicts(db, Player.__table__,
-                                              {"id": player_id, "created_at": now}))
-
-
-def _wallet_id(db: Session, player_id: str, currency: str, now: datetime) -> int:
+def _wallet_id(db: Session, player_id: str, currency: str, register: bool,
+               now: datetime) -> int:
+    """The player's wallet in `currency`; a player with any wallet is known.  A new wallet
+    is created empty, registering the player first when `register`."""
     query = select(Wallet.id).where(Wallet.player_id == player_id, Wallet.currency == currency)
     found = db.execute(query).scalar_one_or_none()
     if found is not None:
         return found
+    if register:
+        db.execute(_insert_ignoring_conflicts(db, Player.__table__,
+                                              {"id": player_id, "created_at": now}))
+    elif db.get(Player, player_id) is None:
+        raise InvalidRequest("player_id", player_id,
+                             "unknown player (a reward registers a player)")
     db.execute(_insert_ignoring_conflicts(db, Wallet.__table__, {
         "player_id": player_id, "currency": currency, "balance": 0,
         "created_at": now, "updated_at": now,

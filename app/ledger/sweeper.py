@@ -4,10 +4,14 @@ worker killed mid-task still ends in a settled transaction.
 Run by beat (``gamesched.transactions.sweep`` on the ``control`` queue, once per controller
 period).  An intent is due once ``resend_at`` has passed: one second after it was recorded,
 then 2, 4, ... up to 30 seconds after each re-send, so a long outage adds only a few
-duplicate messages per intent, each a cheap no-op for the worker.  The oldest due intents go
-first, and a sweep re-sends at most ``SWEEP_BATCH`` minus the messages already waiting in
-the transactions queue: when the broker lost its messages the queue is empty and
-everything due goes out; when a backlog is draining, little is duplicated.
+duplicate messages per intent, each a cheap no-op for the worker.
+
+How many to re-send: every message waiting in the transactions queue belongs to a pending
+intent, so at least ``pending - waiting`` pending intents have no message in the queue (they
+are being applied, or their message was lost).  A sweep re-sends that many of the due
+intents, oldest first (the oldest are the ones lost), at most ``SWEEP_BATCH``: after the
+broker lost its messages everything due goes out; while a backlog drains, little is
+duplicated.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ def claim_due(db: Session, now: datetime, limit: int) -> list[int]:
     t = LedgerTransaction
     due = db.execute(select(t).where(t.status == Status.PENDING.value, t.resend_at <= now)
                      .order_by(t.resend_at).limit(limit)
-                     .with_for_update(skip_locked=True)).scalars().all()
+                     .with_for_update(skip_locked=True, key_share=True)).scalars().all()
     for txn in due:
         txn.resends += 1
         txn.resend_at = now + resend_interval(txn.resends)
@@ -82,7 +86,7 @@ def sweep(factory: sessionmaker[Session], send: Send, backlog: int = 0,
     now = now or utcnow()
     with transaction(factory) as db:
         health = pending_health(db, now)
-        due = claim_due(db, now, max(0, SWEEP_BATCH - backlog))
+        due = claim_due(db, now, min(SWEEP_BATCH, max(0, health.pending - backlog)))
     alarm.publish(health.stale, health.oldest_seconds)
     for transaction_id in due:
         send(transaction_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,14 @@ from app.migrate import upgrade
 from tests.services import private_postgres_database
 
 LEDGER_TABLES = "ledger_entries, ledger_transactions, ledger_wallets, ledger_players"
+# Processes the ledger tests start fork from a server that has imported these once.
+FORKSERVER_PRELOAD = ["tests.ledger.helpers", "app.ledger.surge", "app.celery_app",
+                      "app.client"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _forkserver_preload() -> None:
+    multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
 
 
 @pytest.fixture(scope="session")

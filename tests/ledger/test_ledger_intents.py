@@ -105,6 +105,17 @@ def test_a_reward_key_reused_for_a_purchase_is_a_conflict(
     assert "kind" in caught.value.reason
 
 
+def test_a_reward_key_reused_for_a_new_player_registers_nobody(
+        sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 100, key="grant-1")
+    before = row_counts(sessions)
+    with pytest.raises(InvalidRequest) as caught:
+        submit_reward(sessions, Outbox(), CURRENCIES, player_id="newcomer", amount=100,
+                      currency="gold", idempotency_key="grant-1")
+    assert caught.value.field == "idempotency_key" and "player_id" in caught.value.reason
+    assert row_counts(sessions) == before
+
+
 @pytest.mark.parametrize(("change", "field"), [
     ({"price": 0}, "price"),
     ({"price": -5}, "price"),

@@ -19,8 +19,7 @@ def race(url: str, jobs: list[tuple[list[str], int]]) -> list[tuple[str, Any]]:
 
     Children fork from a forkserver that has imported the ledger once, so they start fast;
     none of them inherits this process's threads or connections."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["tests.ledger.helpers"])
+    context = multiprocessing.get_context("forkserver")  # preloaded in conftest
     start = context.Barrier(len(jobs))
     results = context.Queue()
     procs = [context.Process(target=_run_job, args=(url, keys, price, start, results))
@@ -41,7 +40,7 @@ def _run_job(url: str, keys: list[str], price: int, start: Any, results: Any) ->
 def test_one_key_from_several_processes_is_one_transaction(
         db_url: str, sessions: sessionmaker[Session]) -> None:
     fund(sessions, "p1", 10_000)
-    keys = [f"order-{i}" for i in range(25)]
+    keys = [f"order-{i}" for i in range(12)]
     outcomes: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     for key, outcome in race(db_url, [(keys, 7)] * PROCESSES):
         outcomes[key].append(outcome)
@@ -59,7 +58,7 @@ def test_one_key_from_several_processes_is_one_transaction(
 def test_one_key_with_different_prices_from_two_processes_lets_one_win(
         db_url: str, sessions: sessionmaker[Session]) -> None:
     fund(sessions, "p1", 10_000)
-    keys = [f"contested-{i}" for i in range(25)]
+    keys = [f"contested-{i}" for i in range(12)]
     per_key: dict[str, list[Any]] = defaultdict(list)
     for key, outcome in race(db_url, [(keys, 5), (keys, 6)]):
         per_key[key].append(outcome)

@@ -78,7 +78,7 @@ def test_duplicates_race_from_two_processes(pg_url: str,
                                             pg_sessions: sessionmaker[Session]) -> None:
     for player in PLAYERS:
         fund(pg_sessions, player, 300)
-    plan = plan_surge(PLAYERS, 60, duplicate_ratio=1.0, seed=2)
+    plan = plan_surge(PLAYERS, 20, duplicate_ratio=1.0, seed=2)
     submissions = run_purchase_surge(settings_for(pg_url), plan, processes=2,
                                      start_method="forkserver")
     created = Counter(s.key for s in submissions if s.created)

@@ -7,11 +7,13 @@ import random
 from datetime import timedelta
 
 from prometheus_client import REGISTRY
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
 from app.ledger import sweep
 from app.ledger.apply import apply_transaction
+from app.ledger.models import LedgerTransaction
 from app.ledger.policy import (
     RESEND_MAX,
     RETRY_BASE_S,
@@ -48,17 +50,36 @@ def test_settled_intents_are_never_re_sent(sessions: sessionmaker[Session]) -> N
     assert report.health.pending == 0
 
 
-def test_a_backlog_in_the_queue_shrinks_the_batch_oldest_first(
+def test_only_intents_without_a_queued_message_are_re_sent_oldest_first(
         sessions: sessionmaker[Session]) -> None:
     fund(sessions, "p1", 100)
     ids = [buy(sessions, "p1", 1, f"k{i}").transaction_id for i in range(4)]
     later = utcnow() + timedelta(seconds=5)
     outbox = Outbox()
-    assert sweep(sessions, outbox, backlog=SWEEP_BATCH, now=later).resent == []
-    assert sweep(sessions, outbox, backlog=SWEEP_BATCH + 7, now=later).resent == []
-    assert sweep(sessions, outbox, backlog=SWEEP_BATCH - 2, now=later).resent == ids[:2]
-    assert sweep(sessions, outbox, backlog=0, now=later).resent == ids[2:]
+    assert sweep(sessions, outbox, backlog=4, now=later).resent == []  # all still queued
+    assert sweep(sessions, outbox, backlog=9, now=later).resent == []
+    assert sweep(sessions, outbox, backlog=2, now=later).resent == ids[:2]  # two were lost
+    assert sweep(sessions, outbox, backlog=0, now=later).resent == ids[2:]  # the rest too
     assert outbox.sent == ids
+
+
+def test_a_sweep_re_sends_at_most_a_batch(sessions: sessionmaker[Session]) -> None:
+    template = buy_first(sessions)
+    with transaction(sessions) as db:  # many more intents like it, in one statement
+        db.execute(insert(LedgerTransaction), [
+            template | {"idempotency_key": f"k{i}"} for i in range(SWEEP_BATCH + 2)])
+    report = sweep(sessions, Outbox(), now=utcnow() + timedelta(seconds=5))
+    assert len(report.resent) == SWEEP_BATCH and report.health.pending == SWEEP_BATCH + 3
+
+
+def buy_first(sessions: sessionmaker[Session]) -> dict[str, object]:
+    """Record one purchase; return its row's values without the id and key."""
+    fund(sessions, "p1", 100)
+    handle = buy(sessions, "p1", 1, "first")
+    with transaction(sessions) as db:
+        row = db.execute(select(LedgerTransaction.__table__).where(
+            LedgerTransaction.id == handle.transaction_id)).one()
+    return {k: v for k, v in row._mapping.items() if k not in {"id", "idempotency_key"}}
 
 
 def test_health_counts_stale_intents_and_sets_the_alarm(sessions: sessionmaker[Session]) -> None:

@@ -7,6 +7,7 @@ wall-clock end of the run whether or not every tick went out.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -90,13 +91,15 @@ class LoadDriver:
         self.store = store
         self.control_ticks = control_ticks
         self.stats = DriveStats()
+        self._errors_lock = threading.Lock()
 
     # before play ------------------------------------------------------------------------
 
     def open_sessions(self, specs: list[SessionSpec], progress: Progress) -> None:
         """Open `specs` through the client API, several at a time (as players log in)."""
         with ThreadPoolExecutor(OPEN_THREADS, thread_name_prefix="sim-open") as pool:
-            for _ in pool.map(self._open, specs):
+            for opened in pool.map(self._open_one, specs):
+                self.stats.opens += opened  # counted here: `+=` across threads loses counts
                 progress(1)
 
     def submit_updates(self, updates: list[Update]) -> None:
@@ -166,9 +169,12 @@ class LoadDriver:
                                          update.seq, update.state, update.position)
 
     def _open(self, spec: SessionSpec) -> None:
-        self.stats.opens += self._call(self.client.open_session, self.ids[spec.index],
-                                       session_type=spec.session_type, players=spec.players,
-                                       region=spec.region)
+        self.stats.opens += self._open_one(spec)
+
+    def _open_one(self, spec: SessionSpec) -> int:
+        return self._call(self.client.open_session, self.ids[spec.index],
+                          session_type=spec.session_type, players=spec.players,
+                          region=spec.region)
 
     def _moves(self, moves: list[tuple[int, str]]) -> None:
         for index, region in moves:
@@ -202,9 +208,11 @@ class LoadDriver:
         return 0
 
     def _rejected(self, exc: InvalidRequest) -> None:
-        self.stats.rejected += 1
-        self.stats.first_error = self.stats.first_error or str(exc)
+        with self._errors_lock:  # sessions are opened from several threads
+            self.stats.rejected += 1
+            self.stats.first_error = self.stats.first_error or str(exc)
 
     def _send_failed(self, exc: Exception) -> None:
-        self.stats.send_errors += 1
-        self.stats.first_error = self.stats.first_error or f"{type(exc).__name__}: {exc}"
+        with self._errors_lock:
+            self.stats.send_errors += 1
+            self.stats.first_error = self.stats.first_error or f"{type(exc).__name__}: {exc}"

@@ -30,6 +30,7 @@ from app.simulate.environment import (
     depth_reader,
 )
 from app.simulate.faults import FaultEvent, FaultInjector, plan_faults
+from app.simulate.population import Update
 from app.simulate.purchases import Store
 from app.simulate.sampler import Sample, Sampler
 from app.simulate.scenarios import Scenario
@@ -211,11 +212,27 @@ class Run:
         driver.open_sessions(specs, lambda n: self.progress.advance(task, n))
         self._await(recorder, lambda e: e.task == OPEN_TASK, driver.stats.opens, task,
                     "sessions opened")
-        before = driver.client.tasks_sent
-        driver.submit_updates(schedule.join_updates())
-        batches = driver.client.tasks_sent - before
-        self._await(recorder, lambda e: e.task == UPDATE_TASK, batches, task, "first states")
+        self._send_applied(driver, schedule.join_updates(), task, "first states")
         self.progress.remove_task(task)
+
+    def _send_applied(self, driver: LoadDriver, updates: list[Update], task: TaskID | None,
+                      what: str) -> None:
+        """Send `updates` and wait until the workers applied every one.  Counting applied
+        updates, not batches: a batch may still be leaving the coalescer when flush returns."""
+        hot = driver.client.app.runtime.hot
+        target = network_totals(hot).updates + len(updates)
+        driver.submit_updates(updates)
+        if task is not None:
+            self.progress.update(task, total=len(updates), completed=0)
+        deadline = time.monotonic() + SETUP_TIMEOUT_S
+        while (applied := network_totals(hot).updates) < target:
+            if time.monotonic() > deadline:
+                raise GameschedError(f"{self.label}: {what}: {len(updates) - target + applied}"
+                                     f" of {len(updates)} updates applied within "
+                                     f"{SETUP_TIMEOUT_S:.0f}s")
+            if task is not None:
+                self.progress.update(task, completed=len(updates) - target + applied)
+            time.sleep(0.02)
 
     def _calibrate(self, driver: LoadDriver, schedule: Schedule,
                    recorder: Recorder) -> Capacity:
@@ -229,11 +246,9 @@ class Run:
         for number in range(count):
             job = schedule.background_job(number)
             if job.kind == "snapshot":
-                before = driver.client.tasks_sent
-                driver.submit_updates(schedule.population.refresh_updates(
-                    np.asarray(job.sessions, dtype=np.int64)))
-                self._await(recorder, lambda e: e.task == UPDATE_TASK,
-                            driver.client.tasks_sent - before, None, "fresh states")
+                fresh = schedule.population.refresh_updates(
+                    np.asarray(job.sessions, dtype=np.int64))
+                self._send_applied(driver, fresh, None, "fresh states")
             driver.send_background(job)
             done += self._await(recorder, lambda e: e.task in BACKGROUND_TASKS, 1, None,
                                 "background calibration")

@@ -1,0 +1,64 @@
+"""The load driver hands the schedule to the real client API and counts what it sent."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from app.celery_app import GameschedCelery, create_app
+from app.client import GameClient
+from app.settings import load_settings
+from app.simulate.driver import LoadDriver
+from app.simulate.environment import depth_reader
+from app.simulate.redisserver import PrivateRedis
+from app.simulate.scenarios import STEADY
+from app.simulate.schedule import Schedule
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
+                                reason="redis-server is not installed")
+
+
+@pytest.fixture
+def app() -> Iterator[GameschedCelery]:
+    """A client app on a private Redis with no workers: what is sent stays queued."""
+    with PrivateRedis() as server:
+        yield create_app(load_settings(broker_url=server.url, instance_id="sim-driver"))
+
+
+def test_every_session_opened_from_several_threads_is_counted(app: GameschedCelery) -> None:
+    client = GameClient(app)
+    schedule = Schedule(STEADY, 600, seed=1, duration_s=1.0)
+    driver = LoadDriver(client, schedule, [f"s-{i}" for i in range(schedule.size)])
+    driver.open_sessions(schedule.initial_sessions(), lambda n: None)
+    client.close()
+    assert driver.stats.opens == 600
+    assert depth_reader(app, ["player"])["player"] == 600  # one session op each
+
+
+def test_a_run_sends_what_it_counts(app: GameschedCelery) -> None:
+    client = GameClient(app)
+    schedule = Schedule(STEADY, 100, seed=2, duration_s=1.0)
+    driver = LoadDriver(client, schedule, [f"s-{i}" for i in range(schedule.size)])
+    driver.open_sessions(schedule.initial_sessions(), lambda n: None)
+    driver.submit_updates(schedule.join_updates())
+    schedule.background_rate = 6.0
+    stats = driver.run(1.0, lambda elapsed: None)
+    client.close()
+    assert 0 < stats.ticks_emitted <= stats.ticks_planned == 200
+    twin = Schedule(STEADY, 100, seed=2, duration_s=1.0)  # the same plans, to count them
+    twin.initial_sessions()
+    twin.join_updates()
+    twin.background_rate = 6.0
+    planned = [twin.plan(k) for k in range(stats.ticks_emitted)]
+    assert stats.updates == sum(len(p.updates) for p in planned) > 0
+    depths = depth_reader(app, ["player", "physics", "ai", "background"])
+    assert depths["physics"] == stats.physics > 0
+    assert depths["ai"] == stats.ai > 0
+    assert depths["background"] == stats.background == sum(len(p.background) for p in planned)
+    assert stats.batches > 0
+    # Everything else the client sent is on the player queue: session ops and batches.
+    others = stats.physics + stats.ai + stats.background
+    assert depths["player"] == client.tasks_sent - others
+    assert stats.rejected == 0 and stats.send_errors == 0

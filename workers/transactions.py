@@ -1,6 +1,10 @@
 """Transactions role: purchases, rewards and refunds (queue ``transactions``), and the
 sweeper that re-sends intents left pending (queue ``control``, sent by the controller's
-beat).  Both are thin adapters over ``app.ledger``; SQL is the source of truth."""
+beat).  Both are thin adapters over ``app.ledger``; SQL is the source of truth.
+
+The transactions queue has its own workers and is never throttled, shed or dilated by the
+controller.  The sweeper runs beside the controller's tick so that it keeps running while
+every transactions worker is down."""
 
 from __future__ import annotations
 
@@ -34,10 +38,12 @@ def apply(self: GameTask, transaction_id: int) -> str:
     Idempotent: an intent already committed or rejected is left as it is, so a redelivered,
     re-sent or duplicated message settles it once.  Insufficient funds is a final
     ``rejected``, never retried.  Retry policy: operational errors and driver disconnects
-    are counted on the row and retried with exponential backoff and full jitter (50 ms
-    doubling up to 5 s, at most MAX_RETRIES times); after that the sweeper re-sends the
-    intent.  acks_late with reject_on_worker_lost: a worker killed mid-task gives its message
-    back.
+    are counted on the row and retried with exponential backoff and full jitter (up to
+    50 ms, doubling to at most 5 s; 100 retries).  Celery's own ``retry_backoff`` counts in
+    whole seconds, hence the explicit retry.  Past the last retry, or when the broker refuses
+    the retry message, the intent stays pending and the sweeper re-sends it.  acks_late with
+    reject_on_worker_lost: a worker killed mid-task gives its message back (after the broker's
+    visibility timeout; the sweeper is sooner).
     """
     try:
         with transaction(self.runtime.sessions) as db:

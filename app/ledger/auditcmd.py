@@ -39,5 +39,5 @@ def print_report(console: Console, report: AuditReport, where: str) -> None:
     console.print(table)
     for result in report.results:
         for violation in result.violations[:SHOWN_PER_CHECK]:
-            console.print(f"[red]{violation}[/]", markup=False, highlight=False)
+            console.print(str(violation), style="red", markup=False, highlight=False)
     console.print("[green]ledger holds[/]" if report.ok else "[red]ledger audit failed[/]")

@@ -139,5 +139,6 @@ def test_the_audit_command_prints_what_it_checked_and_exits_by_the_result(
     execute(ledger, "UPDATE ledger_wallets SET balance = 999 WHERE player_id = 'p2'")
     damaged = runner.invoke(cli, ["audit"], terminal_width=200)
     assert damaged.exit_code == 1
-    assert "wallets-match-entries: id=" in damaged.output and "balance=999" in damaged.output
+    assert "\nwallets-match-entries: id=" in damaged.output and "balance=999" in damaged.output
+    assert "[red]" not in damaged.output
     assert "1 violation(s)" in damaged.output and "ledger audit failed" in damaged.output

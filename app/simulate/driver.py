@@ -3,10 +3,15 @@
 Tick `k` is due at ``start + k * tick_s``.  When the driver falls behind it emits the late
 ticks at once (the schedule stays the same) and reports how late it ran; it stops at the
 wall-clock end of the run whether or not every tick went out.
+
+Background jobs follow the wall clock instead, at `background_rate` per second: they stand
+for work the servers do whatever the players do, offered above what the background workers
+can run so that their queue always has a backlog, even when the driver falls behind.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -83,13 +88,15 @@ class DriveStats:
 class LoadDriver:
     """Drives one Schedule through one GameClient."""
 
-    def __init__(self, client: GameClient, schedule: Schedule, ids: list[str],
-                 store: Store | None = None, control_ticks: bool = False) -> None:
+    def __init__(self, client: GameClient, schedule: Schedule, ids: list[str], *,
+                 store: Store | None = None, control_ticks: bool = False,
+                 background_rate: float = 0.0) -> None:
         self.client = client
         self.schedule = schedule
         self.ids = ids
         self.store = store
         self.control_ticks = control_ticks
+        self.background_rate = background_rate
         self.stats = DriveStats()
         self._errors_lock = threading.Lock()
 
@@ -121,6 +128,7 @@ class LoadDriver:
     def run(self, duration_s: float, progress: Progress) -> DriveStats:
         """Emit the schedule's ticks in real time for `duration_s` seconds."""
         stats = self.stats = DriveStats()
+        self._background_next = 0
         tick_s, sent_before = self.schedule.tick_s, self.client.tasks_sent
         stats.ticks_planned = self.schedule.ticks
         stats.started = time.time()
@@ -133,6 +141,7 @@ class LoadDriver:
                 self.emit(self.schedule.plan(k))
                 k += 1
             stats.ticks_emitted = k
+            self._background(time.monotonic() - start)
             clock = time.monotonic()
             if clock >= next_progress:
                 progress(clock - start)
@@ -160,9 +169,13 @@ class LoadDriver:
         for decision in plan.ai:
             self.stats.ai += self._call(self.client.submit_ai, f"npc-{decision.npc}",
                                         decision.position, decision.players)
-        for job in plan.background:
-            self._call(self.send_background, job)
         self._purchases(plan)
+
+    def _background(self, elapsed: float) -> None:
+        """Send the background jobs due by `elapsed` seconds of wall time."""
+        while self._background_next < math.floor(self.background_rate * elapsed):
+            self._call(self.send_background, self.schedule.background_job(self._background_next))
+            self._background_next += 1
 
     def _submit(self, update: Update) -> None:
         self.stats.updates += self._call(self.client.submit_update, self.ids[update.index],

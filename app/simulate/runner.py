@@ -159,7 +159,7 @@ class Run:
         store = None
         if spec.scenario.purchases_per_player_s > 0:
             store = Store(app, ids, min(BUYERS, spec.players), self.tag)
-        driver = LoadDriver(client, schedule, ids, store, control_ticks=not self.naive)
+        driver = LoadDriver(client, schedule, ids, store=store, control_ticks=not self.naive)
         self._join(driver, schedule, recorder)
         sessions = driver.stats.opens
         if store is not None and not store.fund():
@@ -168,8 +168,7 @@ class Run:
         self._phase("join")
         measured = self._calibrate(driver, schedule, recorder)
         self._phase("calibration")
-        offered = (capacity or measured).per_s * spec.scenario.background_factor
-        schedule.background_rate = offered
+        driver.background_rate = (capacity or measured).per_s * spec.scenario.background_factor
         reset_network_totals(app.runtime.hot)
         recorder.drain()
         sampler = Sampler(lambda: {r: p.pid for r, p in fleet.procs.items()},
@@ -193,7 +192,7 @@ class Run:
         return RunResult(
             naive=self.naive, drive=drive, samples=sampler.samples,
             executions=first_runs(e for e in sampler.executions if e.handoff >= drive.started),
-            network=network, capacity=measured, background_rate=schedule.background_rate,
+            network=network, capacity=measured, background_rate=driver.background_rate,
             sessions=sessions, sessions_total=sessions + drive.opens, drained=drained,
             roles=self.roles,
             faults=faults, transactions=ledger, sampler_errors=sampler.errors,

@@ -1,8 +1,9 @@
 """The seeded schedule: what the simulated game servers hand over in each tick.
 
 ``Schedule.plan(k)`` returns the work of tick `k` (sim time ``k * tick_s``).  The plans are
-a pure function of the scenario, the player count, the seed and the background rate: the
-driver may emit them late when it falls behind, but never different ones.
+a pure function of the scenario, the player count and the seed: the driver may emit them
+late when it falls behind, but never different ones.  Background jobs are pure functions
+of their number; the driver offers them by the wall clock (see driver).
 """
 
 from __future__ import annotations
@@ -77,7 +78,6 @@ class TickPlan:
     moves: list[tuple[int, str]] = field(default_factory=list)
     physics: list[PhysicsFrame] = field(default_factory=list)
     ai: list[AiRequest] = field(default_factory=list)
-    background: list[BackgroundJob] = field(default_factory=list)
     purchases: list[PurchaseRequest] = field(default_factory=list)
 
 
@@ -123,8 +123,6 @@ class Schedule:
         self.population = Population(scenario, players, self.rng, self.world, surge_at)
         npcs = round(players * scenario.npcs_per_player * scenario.ai_factor)
         self.npcs = Npcs(npcs, scenario.npc_hz, self.world, self.rng)
-        self.background_rate = 0.0
-        self._background_sent = 0
         self._purchase_credit = 0.0
         self._purchases_sent = 0
         self._members: list[Ints] = []
@@ -178,7 +176,6 @@ class Schedule:
         plan.updates, plan.moves = pop.advance(pop.due(t1))
         plan.physics = self._physics(t0, t1)
         plan.ai = self.npcs.due(t1, self._region_members(t0), pop) if len(self.npcs.x) else []
-        plan.background = self._background(t1)
         plan.purchases = self._purchases()
         return plan
 
@@ -206,12 +203,6 @@ class Schedule:
         if t0 - self._members_at >= MEMBERS_REFRESH_S:
             self._members, self._members_at = self.population.members(), t0
         return self._members
-
-    def _background(self, t1: float) -> list[BackgroundJob]:
-        due = math.floor(self.background_rate * t1) - self._background_sent
-        jobs = [self.background_job(self._background_sent + j) for j in range(max(0, due))]
-        self._background_sent += len(jobs)
-        return jobs
 
     def _purchases(self) -> list[PurchaseRequest]:
         open_idx = np.flatnonzero(self.population.opened)

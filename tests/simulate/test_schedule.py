@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import numpy as np
@@ -22,8 +21,6 @@ def plans(schedule: Schedule, seconds: float) -> list[TickPlan]:
 def test_the_same_seed_gives_the_same_schedule() -> None:
     first = Schedule(STEADY, 300, seed=7, duration_s=10.0)
     second = Schedule(STEADY, 300, seed=7, duration_s=10.0)
-    for schedule in (first, second):
-        schedule.background_rate = 12.5
     assert first.initial_sessions() == second.initial_sessions()
     assert first.join_updates() == second.join_updates()
     a = [first.plan(k) for k in range(600)]
@@ -85,14 +82,17 @@ def test_physics_steps_every_occupied_region_at_its_rate() -> None:
     assert all(STEADY.bodies_base < f.bodies <= 5000 for f in frames)
 
 
-def test_background_work_follows_the_rate_it_is_given() -> None:
-    schedule = Schedule(STEADY, 500, seed=8, duration_s=10.0)
-    schedule.background_rate = 7.5
-    jobs = [j for p in plans(schedule, 4.0) for j in p.background]
-    assert len(jobs) == math.floor(7.5 * 4.0)
-    assert [j.number for j in jobs] == list(range(len(jobs)))
-    assert {j.kind for j in jobs} == {"snapshot", "analytics"}
-    assert jobs[0] == schedule.background_job(0)
+def test_background_jobs_cycle_three_snapshots_then_analytics_over_all_sessions() -> None:
+    schedule = Schedule(STEADY, 1200, seed=8, duration_s=10.0)
+    jobs = [schedule.background_job(n) for n in range(8)]
+    assert [j.kind for j in jobs] == ["snapshot"] * 3 + ["analytics"] + ["snapshot"] * 3 + [
+        "analytics"]
+    covered = [i for j in jobs if j.kind == "snapshot" for i in j.sessions]
+    assert sorted(set(covered)) == list(range(1200))  # every session takes its turn
+    assert all(len(j.sessions) == 500 for j in jobs if j.kind == "snapshot")
+    assert all(len(j.events) == 2000 for j in jobs if j.kind == "analytics")
+    assert jobs == [Schedule(STEADY, 1200, seed=9, duration_s=1.0).background_job(n)
+                    for n in range(8)]  # a pure function of the number
 
 
 def test_an_influx_brings_half_the_players_into_one_region_within_two_seconds() -> None:

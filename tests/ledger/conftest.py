@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kombu.transport.memory import Channel
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,6 +20,15 @@ LEDGER_TABLES = "ledger_entries, ledger_transactions, ledger_wallets, ledger_pla
 # Processes the ledger tests start fork from a server that has imported these once.
 FORKSERVER_PRELOAD = ["tests.ledger.helpers", "app.ledger.surge", "app.celery_app",
                       "app.client"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_memory_broker() -> Iterator[None]:
+    """Each ledger test starts and ends with kombu's in-memory broker empty, so no message
+    sent here reaches another test's embedded workers (or the other way round)."""
+    Channel.queues.clear()
+    yield
+    Channel.queues.clear()
 
 
 @pytest.fixture(scope="session", autouse=True)

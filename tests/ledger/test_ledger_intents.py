@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import make_engine, make_sessionmaker, transaction
 from app.errors import InvalidRequest
 from app.ledger import submit_purchase, submit_refund, submit_reward
+from app.ledger.submit import Send
 from app.ledger.models import LedgerTransaction, Player, Wallet
 from tests.ledger.helpers import (
     CURRENCIES,
@@ -22,11 +23,11 @@ from tests.ledger.helpers import (
     settle,
 )
 
-PURCHASE = {"player_id": "p1", "sku": "sword", "price": 30, "currency": "gold",
+PURCHASE: dict[str, Any] = {"player_id": "p1", "sku": "sword", "price": 30, "currency": "gold",
             "idempotency_key": "order-1"}
 
 
-def purchase(sessions: sessionmaker[Session], outbox: Outbox | None = None,
+def purchase(sessions: sessionmaker[Session], outbox: Send | None = None,
              **changes: Any) -> Any:
     return submit_purchase(sessions, outbox or Outbox(), CURRENCIES, **(PURCHASE | changes))
 
@@ -155,7 +156,8 @@ def test_bad_purchase_input_names_the_field_and_writes_nothing(
 ])
 def test_bad_reward_input_names_the_field_and_writes_nothing(
         sessions: sessionmaker[Session], change: dict[str, Any], field: str) -> None:
-    args = {"player_id": "p1", "amount": 10, "currency": "gold", "idempotency_key": "r-1"}
+    args: dict[str, Any] = {"player_id": "p1", "amount": 10, "currency": "gold",
+                            "idempotency_key": "r-1"}
     with pytest.raises(InvalidRequest) as caught:
         submit_reward(sessions, Outbox(), CURRENCIES, **(args | change))
     assert caught.value.field == field
@@ -203,7 +205,7 @@ def test_the_intent_is_committed_before_the_task_is_sent(db_url: str,
 # refunds ---------------------------------------------------------------------------------
 
 def refund(sessions: sessionmaker[Session], key: str = "refund-1", purchase_key: str = "order-1",
-           player_id: str = "p1", outbox: Outbox | None = None) -> Any:
+           player_id: str = "p1", outbox: Send | None = None) -> Any:
     return submit_refund(sessions, outbox or Outbox(), player_id=player_id,
                          purchase_key=purchase_key, idempotency_key=key)
 
@@ -235,7 +237,7 @@ def test_refunds_need_a_committed_purchase_of_the_same_player(
     pending = purchase(sessions, idempotency_key="pending-order", price=5)
     rejected = purchase(sessions, idempotency_key="rejected-order", price=50)
     settle(sessions, rejected.transaction_id)
-    cases = [
+    cases: list[tuple[dict[str, Any], str, str]] = [
         ({"purchase_key": "no-such-order"}, "purchase_key", "no purchase"),
         ({"purchase_key": "fund-p1"}, "purchase_key", "no purchase"),
         ({"purchase_key": "pending-order"}, "purchase_key", "it is pending"),

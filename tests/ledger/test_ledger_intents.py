@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import make_engine, make_sessionmaker, transaction
 from app.errors import InvalidRequest
 from app.ledger import submit_purchase, submit_refund, submit_reward
-from app.ledger.submit import Send
 from app.ledger.models import LedgerTransaction, Player, Wallet
+from app.ledger.submit import Send
 from tests.ledger.helpers import (
     CURRENCIES,
     Outbox,

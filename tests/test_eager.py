@@ -11,7 +11,9 @@ from app.controller import read_decision
 
 def _run(app: GameschedCelery, name: str, *args: object) -> object:
     app.loader.import_default_modules()
-    return app.tasks[name].apply(args=list(args)).get()
+    result = app.tasks[name].apply(args=list(args))
+    assert result.successful(), result.traceback
+    return result.result
 
 
 def test_ai_task_calls_the_decision_service(eager_app: GameschedCelery) -> None:

@@ -85,7 +85,7 @@ class BackgroundJob(_Request):
     payload: list[Any] = Field(max_length=10_000)
 
 
-R = TypeVar("R", bound=_Request)
+R = TypeVar("R", bound=BaseModel)
 
 
 def parse(model: type[R], data: dict[str, Any]) -> R:

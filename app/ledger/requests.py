@@ -4,15 +4,14 @@ field and the value, before any SQL runs."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from app.errors import InvalidRequest
 from app.ledger.models import KEY_MAX, REASON_MAX
 from app.requests import Id, Purchase
 
-__all__ = ["Purchase", "Refund", "Reward", "check_currency", "validate"]
+__all__ = ["Purchase", "Refund", "Reward", "check_currency"]
 
 MAX_AMOUNT = 10**9
 Key = Field(min_length=1, max_length=KEY_MAX)
@@ -39,19 +38,6 @@ class Refund(_LedgerRequest):
     purchase_key: str = Key
     idempotency_key: str = Key
     reason: str = Field(default="refund", min_length=1, max_length=REASON_MAX)
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def validate(model: type[M], data: dict[str, Any]) -> M:
-    """Build `model` from `data`, or raise InvalidRequest naming the first bad field."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"]) or model.__name__
-        raise InvalidRequest(field, error.get("input"), error["msg"]) from None
 
 
 def check_currency(currency: str, allowed: Sequence[str]) -> None:

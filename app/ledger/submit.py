@@ -18,7 +18,8 @@ from app.db import transaction
 from app.ledger.handle import TransactionHandle
 from app.ledger.intents import Recorded, purchase_intent, refund_intent, reward_intent
 from app.ledger.models import Status
-from app.ledger.requests import Purchase, Refund, Reward, check_currency, validate
+from app.ledger.requests import Purchase, Refund, Reward, check_currency
+from app.requests import parse
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def submit_purchase(sessions: sessionmaker[Session], send: Send, currencies: Seq
     InvalidRequest naming the field; nothing is written or sent.  Not retried here: a caller
     that sees an error may call again with the same key.
     """
-    req = validate(Purchase, {"player_id": player_id, "sku": sku, "price": price,
+    req = parse(Purchase, {"player_id": player_id, "sku": sku, "price": price,
                               "currency": currency, "idempotency_key": idempotency_key})
     check_currency(req.currency, currencies)
     return _submit(sessions, send, lambda db: purchase_intent(db, req))
@@ -46,7 +47,7 @@ def submit_reward(sessions: sessionmaker[Session], send: Send, currencies: Seque
                   reason: str = "reward") -> TransactionHandle:
     """Record a reward (registering a new player) and send it.  Idempotent per key, as
     `submit_purchase`."""
-    req = validate(Reward, {"player_id": player_id, "amount": amount, "currency": currency,
+    req = parse(Reward, {"player_id": player_id, "amount": amount, "currency": currency,
                             "idempotency_key": idempotency_key, "reason": reason})
     check_currency(req.currency, currencies)
     return _submit(sessions, send, lambda db: reward_intent(db, req))
@@ -57,7 +58,7 @@ def submit_refund(sessions: sessionmaker[Session], send: Send, *, player_id: str
                   reason: str = "refund") -> TransactionHandle:
     """Record a refund of a committed purchase and send it.  Idempotent per key; a purchase
     is refunded at most once."""
-    req = validate(Refund, {"player_id": player_id, "purchase_key": purchase_key,
+    req = parse(Refund, {"player_id": player_id, "purchase_key": purchase_key,
                             "idempotency_key": idempotency_key, "reason": reason})
     return _submit(sessions, send, lambda db: refund_intent(db, req))
 

@@ -113,6 +113,8 @@ def _player(run: RunResult, batches: list[Execution]) -> Section:
     section: Section = {
         "updates": drive.updates,
         "offered_per_s": _rate(drive.updates, drive.elapsed_s),
+        "applied": run.network.updates,  # the rest were stale (a newer one was applied
+        # first) or refused by the worker
         "batches_sent": drive.batches,
         "batches_applied": len(batches),
         "failed_batches": sum(not e.ok for e in batches),

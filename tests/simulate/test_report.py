@@ -83,6 +83,7 @@ def test_only_subsystems_that_ran_have_a_section() -> None:
     assert sections["player"]["updates"] == 5000
     assert sections["player"]["p99_ms"] == 99.0
     assert sections["player"]["batches_applied"] == 100
+    assert sections["player"]["applied"] == 0  # what the workers counted, not what was sent
     for absent in ("physics", "ai", "background", "transactions", "network", "faults"):
         assert absent not in sections, absent
     assert sections["fleet"]["cpu_p95"] == pytest.approx(1.0)

@@ -44,6 +44,7 @@ from app.tasking import CLAIM_HEADER, HANDOFF_HEADER
 UPDATE_TASK = "gamesched.player.apply_updates"
 SESSION_TASK = "gamesched.player.session_op"
 INFLIGHT_LIMIT = 50_000
+_ARGSREPR = "(...)"
 
 
 @dataclass(frozen=True)
@@ -223,10 +224,10 @@ class GameClient:
         if self.settings.naive:  # the baseline sends as plain Celery would
             result = self.app.send_task(where.task, args=sent.args, headers=headers,
                                         task_id=task_id)
-        else:
+        else:  # argsrepr: a batch's arguments are not rendered for display on every send
             result = self.app.send_task(where.task, args=sent.args, queue=where.queue.value,
                                         priority=where.priority, headers=headers,
-                                        task_id=task_id)
+                                        task_id=task_id, argsrepr=_ARGSREPR, kwargsrepr="{}")
         metrics().enqueued.labels(where.queue.value).inc()
         with self._lock:
             self.tasks_sent += 1

@@ -97,9 +97,13 @@ class ProcessFleet:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def __enter__(self) -> ProcessFleet:
-        for name in self.roles:
-            self.procs[name] = self.spawn(name)
-        self.wait_ready()
+        try:
+            for name in self.roles:
+                self.procs[name] = self.spawn(name)
+            self.wait_ready()
+        except BaseException:
+            self.__exit__(None, None, None)  # never leave workers behind a failed start
+            raise
         return self
 
     def spawn(self, name: str) -> subprocess.Popen[bytes]:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.broker import live_workers, queue_depths
 from app.celery_app import create_app
 from app.db import make_engine, make_sessionmaker, transaction
+from app.fleet import stop_process_groups
 from app.ledger import audit
 from app.ledger.models import LedgerEntry, LedgerTransaction, Status, Wallet
 from app.ledger.surge import PlannedPurchase, Submission, summarize
@@ -161,15 +162,7 @@ class Fleet:
 
     def stop(self) -> None:
         """Stop every worker this fleet started: SIGTERM, then SIGKILL if need be."""
-        running = [p for p in self.procs if p.poll() is None]
-        for proc in running:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in running:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_groups(self.procs)
 
 
 @dataclass

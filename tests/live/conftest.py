@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -13,6 +12,7 @@ import pytest
 
 from app.broker import live_workers
 from app.celery_app import create_app
+from app.fleet import stop_process_groups
 from app.settings import Settings
 from app.workercmd import worker_argv
 from tests.waiting import wait_for
@@ -49,11 +49,4 @@ def start_worker(live_settings: Settings, tmp_path: Path) -> Iterator[StartWorke
         return node
 
     yield start
-    for proc in procs:
-        os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_process_groups(procs)

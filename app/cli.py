@@ -52,14 +52,16 @@ def worker(
 @cli.command()
 def controller(
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
+    hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
-    """Start the controller: beat plus the worker that runs its tick (queue ``control``)."""
+    """Start the controller: beat plus the worker that runs its tick and the ledger's
+    sweeper (queue ``control``)."""
     from app import workercmd
 
     settings = _settings()
     schedule = os.path.join(tempfile.gettempdir(), f"gamesched-beat-{settings.instance_id}")
-    argv = workercmd.controller_argv(settings, schedule, loglevel)
+    argv = workercmd.controller_argv(settings, schedule, loglevel, hostname)
     workercmd.run_worker(settings, argv, metrics_port)
 
 

@@ -108,7 +108,10 @@ class ProcessFleet:
 
     def spawn(self, name: str) -> subprocess.Popen[bytes]:
         """Start the worker of role `name` (again, after a kill)."""
-        cmd = [sys.executable, "-m", "app.cli", "worker", "--role", name,
+        # The control role runs as the controller: beat drives its tick and the ledger's
+        # sweeper, which re-sends intents whose messages a broker restart lost.
+        command = ["controller"] if name == "control" else ["worker", "--role", name]
+        cmd = [sys.executable, "-m", "app.cli", *command,
                "--hostname", f"{name}@{self.settings.instance_id}-{os.getpid()}"]
         if self.log_dir is None:
             return subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,

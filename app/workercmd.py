@@ -31,11 +31,12 @@ def worker_argv(settings: Settings, role_name: str, concurrency: int | None,
     return argv
 
 
-def controller_argv(settings: Settings, schedule: str, loglevel: str) -> list[str]:
+def controller_argv(settings: Settings, schedule: str, loglevel: str,
+                    hostname: str | None = None) -> list[str]:
     """The Celery arguments of the controller: beat embedded in a solo ``control`` worker."""
     return [
         "worker", "-B", "-s", schedule, "-Q", "control", "-P", "solo", "-c", "1",
-        "-n", f"controller@{settings.instance_id}", "-l", loglevel,
+        "-n", hostname or f"controller@{settings.instance_id}", "-l", loglevel,
         "--without-gossip", "--without-mingle",
     ]
 

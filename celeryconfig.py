@@ -11,7 +11,7 @@ from typing import Any
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from app.roles import TASK_QUEUES, Queue
+from app.roles import LATENCY_BOUND, TASK_QUEUES, Queue
 from app.settings import Settings
 
 PRIORITY_STEPS = list(range(10))  # 0 is the highest on Redis
@@ -26,12 +26,7 @@ WORKER_MODULES = [
 
 
 NAIVE_QUEUE = "celery"
-# Acked after they run: with prefetch 1 a busy worker then reserves nothing, so a message
-# sent later at a higher priority is fetched first.
-LATENCY_BOUND_TASKS = [
-    name for name, queue in TASK_QUEUES.items()
-    if queue in (Queue.PLAYER, Queue.PHYSICS, Queue.TRANSACTIONS)
-]
+LATENCY_BOUND_TASKS = [name for name, queue in TASK_QUEUES.items() if queue in LATENCY_BOUND]
 
 
 def build(settings: Settings) -> dict[str, Any]:

@@ -24,17 +24,16 @@ class Role:
     name: str
     queues: tuple[Queue, ...]
     pool: str
-    latency_bound: bool
 
 
 ROLES: dict[str, Role] = {
-    "player": Role("player", (Queue.PLAYER,), "threads", latency_bound=True),
-    "physics": Role("physics", (Queue.PHYSICS,), "prefork", latency_bound=True),
-    "ai": Role("ai", (Queue.AI,), "prefork", latency_bound=False),
-    "transactions": Role("transactions", (Queue.TRANSACTIONS,), "prefork", latency_bound=True),
-    "background": Role("background", (Queue.BACKGROUND,), "prefork", latency_bound=False),
-    "control": Role("control", (Queue.CONTROL,), "solo", latency_bound=False),
-    "all": Role("all", tuple(Queue), "threads", latency_bound=True),
+    "player": Role("player", (Queue.PLAYER,), "threads"),
+    "physics": Role("physics", (Queue.PHYSICS,), "prefork"),
+    "ai": Role("ai", (Queue.AI,), "prefork"),
+    "transactions": Role("transactions", (Queue.TRANSACTIONS,), "prefork"),
+    "background": Role("background", (Queue.BACKGROUND,), "prefork"),
+    "control": Role("control", (Queue.CONTROL,), "solo"),
+    "all": Role("all", tuple(Queue), "threads"),
 }
 
 WORKER_ROLES: tuple[str, ...] = ("player", "physics", "ai", "transactions", "background")
@@ -54,6 +53,9 @@ TASK_QUEUES: dict[str, Queue] = {
 }
 
 PLAYER_FACING: frozenset[Queue] = frozenset({Queue.PLAYER, Queue.TRANSACTIONS})
+# Queues whose tasks are acked after they run, so a busy prefetch-1 worker reserves nothing
+# and a message sent later at a higher priority is fetched first.
+LATENCY_BOUND: frozenset[Queue] = frozenset({Queue.PLAYER, Queue.PHYSICS, Queue.TRANSACTIONS})
 
 
 def role(name: str) -> Role:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -89,16 +89,25 @@ class ProcessFleet:
     """``gamesched worker`` subprocesses, one per role, on the configured broker."""
 
     def __init__(self, settings: Settings, roles: Sequence[str] = WORKER_ROLES,
-                 env: dict[str, str] | None = None, log_dir: str | None = None):
+                 env: dict[str, str] | None = None, log_dir: str | None = None, *,
+                 launchers: Mapping[str, Sequence[str]] | None = None,
+                 replicas: Mapping[str, int] | None = None):
         self.settings = settings
         self.roles = tuple(roles)
         self.env = {**os.environ, **settings.to_env(), **(env or {})}
         self.log_dir = log_dir
+        # Python arguments that run ``gamesched`` per role (``-m app.cli`` when absent),
+        # e.g. the simulator's SQL fault wrapper.
+        self.launchers = dict(launchers or {})
+        # Nodes per role: `replicas` of a role run as "role", "role-2", ... on its queues, so
+        # that killing one leaves the role served.
+        self.nodes = [name if n == 1 else f"{name}-{n}" for name in self.roles
+                      for n in range(1, (replicas or {}).get(name, 1) + 1)]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def __enter__(self) -> ProcessFleet:
         try:
-            for name in self.roles:
+            for name in self.nodes:
                 self.procs[name] = self.spawn(name)
             self.wait_ready()
         except BaseException:
@@ -107,11 +116,14 @@ class ProcessFleet:
         return self
 
     def spawn(self, name: str) -> subprocess.Popen[bytes]:
-        """Start the worker of role `name` (again, after a kill)."""
+        """Start the worker node `name` (a role, or a role's replica "role-N"), again after
+        a kill."""
+        role = name.partition("-")[0]
         # The control role runs as the controller: beat drives its tick and the ledger's
         # sweeper, which re-sends intents whose messages a broker restart lost.
-        command = ["controller"] if name == "control" else ["worker", "--role", name]
-        cmd = [sys.executable, "-m", "app.cli", *command,
+        command = ["controller"] if role == "control" else ["worker", "--role", role]
+        launcher = self.launchers.get(role, ("-m", "app.cli"))
+        cmd = [sys.executable, *launcher, *command,
                "--hostname", f"{name}@{self.settings.instance_id}-{os.getpid()}"]
         if self.log_dir is None:
             return subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
@@ -124,7 +136,7 @@ class ProcessFleet:
         """Block until every role's worker answers the broker, or raise."""
         app = create_app(self.settings)
         deadline = time.monotonic() + timeout
-        wanted = {f"{n}@{self.settings.instance_id}-{os.getpid()}" for n in self.roles}
+        wanted = {f"{n}@{self.settings.instance_id}-{os.getpid()}" for n in self.nodes}
         while time.monotonic() < deadline:
             self._check_alive()
             if wanted <= set(live_workers(app, timeout=0.5)):

@@ -17,7 +17,7 @@ RETRY_MAX_S = 5.0  # retries never wait longer than this
 MAX_RETRIES = 100  # about eight minutes of retries; after that the sweeper re-sends
 
 RESEND_AFTER = timedelta(seconds=1)  # an intent still pending this long is re-sent
-RESEND_MAX = timedelta(seconds=30)  # re-sends of one intent back off up to this interval
+RESEND_MAX = timedelta(seconds=5)  # re-sends of one intent back off up to this interval
 SWEEP_BATCH = 1000  # at most this many re-sends per sweep, fewer when the queue holds work
 STALE_AFTER = timedelta(seconds=2)  # pending longer than this raises the alarm and fails audit
 

@@ -3,8 +3,10 @@ worker killed mid-task still ends in a settled transaction.
 
 Run by beat (``gamesched.transactions.sweep`` on the ``control`` queue, once per controller
 period).  An intent is due once ``resend_at`` has passed: one second after it was recorded,
-then 2, 4, ... up to 30 seconds after each re-send, so a long outage adds only a few
-duplicate messages per intent, each a cheap no-op for the worker.
+then 2, 4 and at most 5 seconds after each re-send: a re-send lost in its turn (sent while
+the broker restarts, taken by a worker killed next) is tried again within seconds, and a
+long outage adds one duplicate message per intent every few seconds at most, each a cheap
+no-op for the worker (fewer while messages wait in the queue).
 
 How many to re-send: every message waiting in the transactions queue belongs to a pending
 intent, so at least ``pending - waiting`` pending intents have no message in the queue (they

@@ -1,7 +1,10 @@
 """``--faults``: what goes wrong during a run, at seeded times.
 
 ``kill-worker`` SIGKILLs the worker of each role twice (its whole process group) and
-starts it again; ``restart-broker`` stops and restarts the private redis-server once.
+starts it again; ``restart-broker`` stops and restarts the private redis-server once;
+``db-errors`` makes 1 % of the SQL statements of the ledger's processes (the transactions
+worker and the controller, which runs the sweeper) fail with an operational error, for the
+whole run: their workers start under ``python -m app.ledger.faults``.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from app.settings import Settings
 from app.simulate.redisserver import PrivateRedis
 
 KNOWN = ("kill-worker", "restart-broker", "db-errors", "partition")
-AVAILABLE = ("kill-worker", "restart-broker")
+AVAILABLE = ("kill-worker", "restart-broker", "db-errors")
 KILLS_PER_ROLE = 2
+SQL_ERROR_RATE = 0.01
+SQL_FAULT_ROLES = ("transactions", "control")  # the ledger's processes
 RECOVERY_TIMEOUT_S = 30.0
 
 
@@ -74,6 +79,17 @@ def plan_faults(names: tuple[str, ...], duration_s: float, seed: int) -> list[Fa
     if "restart-broker" in names:
         plan.append(Fault(rng.uniform(0.3, 0.7) * duration_s, "restart-broker", "redis"))
     return sorted(plan, key=lambda f: f.at_s)
+
+
+def launchers(names: tuple[str, ...], seed: int) -> dict[str, list[str]]:
+    """How the fleet starts each role's worker when the run's faults need another launcher
+    than ``python -m app.cli`` (``db-errors``: the SQL fault wrapper); roles absent here
+    start as usual."""
+    if "db-errors" not in names:
+        return {}
+    wrapper = ["-m", "app.ledger.faults", "--sql-error-rate", str(SQL_ERROR_RATE),
+               "--seed", str(seed), "--"]
+    return dict.fromkeys(SQL_FAULT_ROLES, wrapper)
 
 
 @dataclass

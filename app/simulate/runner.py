@@ -29,7 +29,7 @@ from app.simulate.environment import (
     clear_broker,
     depth_reader,
 )
-from app.simulate.faults import FaultEvent, FaultInjector, plan_faults
+from app.simulate.faults import FaultEvent, FaultInjector, launchers, plan_faults
 from app.simulate.population import Update
 from app.simulate.purchases import Store
 from app.simulate.sampler import Sample, Sampler
@@ -45,6 +45,7 @@ BACKGROUND_TASKS = frozenset({"gamesched.background.snapshot", "gamesched.backgr
 LEDGER_TASKS = frozenset({"gamesched.transactions.apply", "gamesched.transactions.sweep"})
 UNMEASURED = BACKGROUND_TASKS | LEDGER_TASKS  # latency not awaited: backlog, or the ledger's
 BUYERS = 200  # players with a wallet; purchases are spread over them
+REPLICAS = {"transactions": 2}  # nodes per role (one by default): a killed node's twin serves
 OPEN_TASK = "gamesched.player.session_op"
 UPDATE_TASK = "gamesched.player.apply_updates"
 
@@ -137,8 +138,9 @@ class Run:
         self._phase_started = time.monotonic()
         try:
             with tempfile.TemporaryDirectory(prefix="gamesched-sim-logs-") as logs, ProcessFleet(
-                    self.settings, roles=self.roles, env=self.settings.to_env(),
-                    log_dir=logs) as fleet:
+                    self.settings, roles=self.roles, env=self.settings.to_env(), log_dir=logs,
+                    launchers=launchers(self.spec.faults, self.spec.seed),
+                    replicas=REPLICAS) as fleet:
                 client = GameClient(app, self.settings)
                 try:
                     return self._play(app, fleet, client, capacity)

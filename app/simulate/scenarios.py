@@ -110,8 +110,9 @@ SCENARIOS: dict[str, Scenario] = {
                 "for the whole run", ai_factor=3.0),
         replace(STEADY, name="promo-spike", summary="sessions and purchases triple within "
                 "5 s", surge=Surge(at=0.3, within_s=5.0, factor=3.0)),
-        replace(STEADY, name="purchase-surge", summary="many concurrent purchases, 10 % sent "
-                "two or three times with the same key", purchases_per_player_s=0.02,
+        replace(STEADY, name="purchase-surge", summary="many concurrent purchases (350/s for "
+                "5,000 players), 10 % sent two or three times with the same key",
+                purchases_per_player_s=0.07,
                 duplicate_share=0.10, needs_purchases=True),
     )
 }

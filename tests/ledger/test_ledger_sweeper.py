@@ -119,5 +119,5 @@ def test_retry_delays_grow_exponentially_with_full_jitter() -> None:
 
 
 def test_re_send_intervals_double_up_to_the_cap() -> None:
-    assert [resend_interval(n).total_seconds() for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert [resend_interval(n).total_seconds() for n in range(7)] == [1, 2, 4, 5, 5, 5, 5]
     assert resend_interval(10_000) == RESEND_MAX

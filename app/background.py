@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgpack
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.hotstore import HotStore
 from app.models import GameSession
-from app.sessions import HotState, state_key
+from app.sessions import HotState, read_states
 
-
-def read_states(hot: HotStore, session_ids: Sequence[str]) -> dict[str, HotState]:
-    """The hot states of `session_ids` that exist, in one round trip."""
-    raw = hot.get_many([state_key(s) for s in session_ids])
-    return {s: HotState.unpack(r) for s, r in zip(session_ids, raw, strict=True) if r}
+__all__ = ["analytics", "read_states", "snapshot"]
 
 
 def snapshot(db: Session, states: Mapping[str, HotState]) -> int:

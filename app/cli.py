@@ -46,6 +46,7 @@ def worker(
     except InvalidRequest as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
+    workercmd.lower_cpu_priority(settings, role)
     workercmd.run_worker(settings, argv, metrics_port)
 
 

@@ -128,8 +128,10 @@ class GameClient:
         return route(UPDATE_TASK, factors, critical=critical, weights=self._weights)
 
     def _send_updates(self, step: int, batch: list[dict[str, Any]], oldest: float) -> None:
+        # A batch is never a dependency (no handle leaves the client), so it is never raised
+        # and needs no claim: it goes out once, without joining the in-flight table.
         where = Route(UPDATE_TASK, Queue.PLAYER, step)
-        self._send(where, [batch], handoff=oldest)
+        self._publish(_Sent(where, [batch], oldest), claim=False)
 
     # physics, AI, background ----------------------------------------------------------
 
@@ -216,10 +218,11 @@ class GameClient:
             self._inflight[task_id] = raised
         self._publish(raised, task_id=task_id)
 
-    def _publish(self, sent: _Sent, task_id: str | None = None) -> AsyncResult:
+    def _publish(self, sent: _Sent, task_id: str | None = None,
+                 claim: bool = True) -> AsyncResult:
         where = sent.route
         headers: dict[str, Any] = {HANDOFF_HEADER: sent.handoff}
-        if where.queue is not Queue.TRANSACTIONS:  # SQL, not claims, dedupes transactions
+        if claim and where.queue is not Queue.TRANSACTIONS:  # SQL dedupes transactions
             headers[CLAIM_HEADER] = 1
         if self.settings.naive:  # the baseline sends as plain Celery would
             result = self.app.send_task(where.task, args=sent.args, headers=headers,

@@ -1,5 +1,5 @@
-"""Per-tick coalescing: state updates handed over during one tick leave as one batch task
-per priority step."""
+"""Per-tick coalescing: the state updates handed over during one tick leave as one batch
+task, at the most urgent priority step among them."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ SendBatch = Callable[[int, Batch, float], None]
 
 
 class Coalescer:
-    """Buffers items by priority step and hands each step's batch to `send` once per tick,
-    with the oldest hand-off time in it.
+    """Buffers items and hands them to `send` as one batch once per tick, at the most urgent
+    (lowest) step any of them asked for, with the oldest hand-off time in it.
+
+    One batch per tick keeps the task rate at one per tick whatever the mix of priorities:
+    every update is player-facing, and per-task overhead, not ordering inside the player
+    queue, is what costs latency at thousands of updates a second.
 
     A background thread flushes every `tick_s`; `flush()` sends at once; `close()` flushes
     and stops the thread.  Thread-safe.
@@ -25,32 +29,34 @@ class Coalescer:
         self._tick_s = tick_s
         self._max_batch = max_batch
         self._lock = threading.Lock()
-        self._items: dict[int, Batch] = {}
-        self._oldest: dict[int, float] = {}
+        self._items: Batch = []
+        self._step = 0
+        self._oldest = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def add(self, step: int, item: dict[str, Any]) -> None:
-        """Queue `item` for the next batch of priority `step`."""
+        """Queue `item` for the next batch; the batch leaves at `step` or a more urgent one."""
         with self._lock:
-            batch = self._items.setdefault(step, [])
-            if not batch:
-                self._oldest[step] = time.time()
-            batch.append(item)
-            full = len(batch) >= self._max_batch
+            if not self._items:
+                self._oldest, self._step = time.time(), step
+            elif step < self._step:
+                self._step = step
+            self._items.append(item)
+            full = len(self._items) >= self._max_batch
             if self._thread is None:
                 self._start()
         if full:
             self.flush()
 
     def flush(self) -> int:
-        """Send what is buffered now, most urgent step first; returns how many items went."""
+        """Send what is buffered now as one batch; returns how many items went."""
         with self._lock:
-            items, self._items = self._items, {}
-            oldest, self._oldest = self._oldest, {}
-        for step in sorted(items):
-            self._send(step, items[step], oldest[step])
-        return sum(len(batch) for batch in items.values())
+            items, self._items = self._items, []
+            step, oldest = self._step, self._oldest
+        if items:
+            self._send(step, items, oldest)
+        return len(items)
 
     def close(self) -> None:
         """Flush and stop the background thread."""

@@ -36,6 +36,24 @@ def encode(seq: int, changes: dict[str, Any]) -> bytes:
     return bytes(msgpack.packb([seq, changes], use_bin_type=True))
 
 
+def encode_packed(seq: int, changes: dict[str, bytes]) -> bytes:
+    """`encode` of changes whose values are msgpack-packed already (as the state store keeps
+    them): the same bytes, without unpacking and packing each value again."""
+    parts = [b"\x92", msgpack.packb(seq), map_header(len(changes))]
+    for name, value in changes.items():
+        parts += [msgpack.packb(name), value]
+    return b"".join(parts)
+
+
+def map_header(size: int) -> bytes:
+    """The msgpack header of a map of `size` entries."""
+    if size < 16:
+        return bytes([0x80 | size])
+    if size < 1 << 16:
+        return b"\xde" + size.to_bytes(2, "big")
+    return b"\xdf" + size.to_bytes(4, "big")
+
+
 def decode(raw: bytes) -> tuple[int, dict[str, Any]]:
     """The sequence number and changes of an encoded delta."""
     seq, changes = msgpack.unpackb(raw, raw=False)

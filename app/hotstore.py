@@ -9,12 +9,16 @@ from typing import Protocol
 
 import redis
 
+from app.statestore import MemoryStateStore, RedisStateStore, StateStore
+
 # Given the current values of some keys, return the values to write (None = leave as is).
 Updater = Callable[[list[bytes | None]], dict[str, bytes]]
 
 
 class HotStore(Protocol):
     """A key-value store for hot state, counters and control records."""
+
+    states: StateStore  # sessions' state, applied atomically per batch
 
     def get(self, key: str) -> bytes | None:
         """The value at `key`, or None."""
@@ -40,6 +44,9 @@ class HotStore(Protocol):
     def publish(self, channel: str, payload: bytes) -> None:
         """Send `payload` to the subscribers of `channel`."""
 
+    def publish_and_incr(self, channel: str, payload: bytes, amounts: dict[str, int]) -> None:
+        """Publish `payload` and add to counters, in one round trip where the store can."""
+
     def delete(self, key: str) -> None:
         """Remove `key`."""
 
@@ -50,6 +57,7 @@ class MemoryHotStore:
     def __init__(self, keep_published: int = 10_000) -> None:
         self._lock = threading.Lock()
         self._data: dict[str, bytes] = {}
+        self.states: StateStore = MemoryStateStore()
         self.published: deque[tuple[str, bytes]] = deque(maxlen=keep_published)
 
     def get(self, key: str) -> bytes | None:
@@ -85,6 +93,11 @@ class MemoryHotStore:
         """Keep the last messages in `published` (no subscribers in process memory)."""
         self.published.append((channel, payload))
 
+    def publish_and_incr(self, channel: str, payload: bytes, amounts: dict[str, int]) -> None:
+        """Publish, then add to the counters."""
+        self.publish(channel, payload)
+        self.incr_many(amounts)
+
     def claim(self, key: str, ttl_s: int) -> bool:
         """Set `key` if absent; True when this call set it (no expiry in memory)."""
         with self._lock:
@@ -109,6 +122,7 @@ class RedisHotStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
+        self.states: StateStore = RedisStateStore(client)
 
     def get(self, key: str) -> bytes | None:
         """The value at `key`, or None."""
@@ -155,6 +169,14 @@ class RedisHotStore:
     def publish(self, channel: str, payload: bytes) -> None:
         """PUBLISH `payload` on `channel`."""
         self._client.publish(channel, payload)
+
+    def publish_and_incr(self, channel: str, payload: bytes, amounts: dict[str, int]) -> None:
+        """PUBLISH and INCRBY, pipelined in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.publish(channel, payload)
+        for key, amount in amounts.items():
+            pipe.incrby(key, amount)
+        pipe.execute()
 
     def claim(self, key: str, ttl_s: int) -> bool:
         """Set `key` if absent (expiring after `ttl_s`); True when this call set it."""

@@ -6,6 +6,7 @@ Celery.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +17,12 @@ from sqlalchemy.orm import Session
 from app import delta
 from app.hotstore import HotStore
 from app.models import GameSession, utcnow
+from app.statestore import Outcome, SessionUpdates
 
 NET_DELTA_BYTES = "gamesched:net:delta_bytes"
 NET_FULL_BYTES = "gamesched:net:full_bytes"
 NET_UPDATES = "gamesched:net:updates"
+NET_FULL_UPDATES = "gamesched:net:full_updates"  # the updates whose full state was sized
 
 
 def open_session(
@@ -73,38 +76,23 @@ class HotState:
     seq: int
     fields: dict[str, Any]
 
-    def pack(self) -> bytes:
-        """The stored form."""
-        return bytes(msgpack.packb([self.seq, self.fields], use_bin_type=True))
-
-    @classmethod
-    def unpack(cls, raw: bytes) -> HotState:
-        """Read the stored form."""
-        seq, fields = msgpack.unpackb(raw, raw=False)
-        return cls(seq=int(seq), fields=dict(fields))
-
-
-def state_key(session_id: str) -> str:
-    """The hot-store key of a session's state."""
-    return f"gamesched:state:{session_id}"
-
 
 def read_state(hot: HotStore, session_id: str) -> HotState | None:
     """A session's hot state, or None if the session is unknown to the hot store."""
-    raw = hot.get(state_key(session_id))
-    return HotState.unpack(raw) if raw is not None else None
+    return read_states(hot, [session_id]).get(session_id)
+
+
+def read_states(hot: HotStore, session_ids: Sequence[str]) -> dict[str, HotState]:
+    """The hot states of `session_ids` that exist, in one round trip."""
+    stored = hot.states.read(list(session_ids))
+    return {s: HotState(st.seq, _unpack_fields(st.fields))
+            for s, st in zip(session_ids, stored, strict=True) if st is not None}
 
 
 def ensure_state(hot: HotStore, session_id: str, restored: HotState | None = None) -> None:
     """Create a session's hot state, or raise it to `restored` if that is newer."""
     start = restored or HotState(seq=0, fields={})
-
-    def keep_newest(current: list[bytes | None]) -> dict[str, bytes]:
-        if current[0] is not None and HotState.unpack(current[0]).seq >= start.seq:
-            return {}
-        return {state_key(session_id): start.pack()}
-
-    hot.update([state_key(session_id)], keep_newest)
+    hot.states.put_if_newer(session_id, start.seq, _pack_fields(start.fields))
 
 
 def restore(hot: HotStore, row: GameSession) -> None:
@@ -118,12 +106,24 @@ def restore(hot: HotStore, row: GameSession) -> None:
 
 
 DELTA_CHANNEL = "gamesched:deltas"
+# The full-state JSON an update would have cost is measured on every FULL_STATE_SAMPLE-th
+# batch a process applies (it needs the whole state read back); deltas are counted on all.
+FULL_STATE_SAMPLE = 8
+_batches = itertools.count()
 
 
 def publish_deltas(hot: HotStore, deltas: Mapping[str, bytes]) -> None:
     """Publish one batch's deltas as one message: msgpack ``{session: delta}``."""
     if deltas:
-        hot.publish(DELTA_CHANNEL, bytes(msgpack.packb(dict(deltas), use_bin_type=True)))
+        hot.publish(DELTA_CHANNEL, _deltas_message(deltas))
+
+
+def _deltas_message(deltas: Mapping[str, bytes]) -> bytes:
+    # The deltas are msgpack already: a map of session id -> delta, written around them.
+    parts = [delta.map_header(len(deltas))]
+    for session_id, raw in deltas.items():
+        parts += [msgpack.packb(session_id), raw]
+    return b"".join(parts)
 
 
 @dataclass
@@ -135,66 +135,40 @@ class ApplyResult:
     stale: int = 0
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
     deltas: dict[str, bytes] = field(default_factory=dict)
-    full_bytes: int = 0
+    per_session: dict[str, int] = field(default_factory=dict)  # applied, by session
 
 
-def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]]) -> ApplyResult:
+def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]],
+                  publish: bool = False) -> ApplyResult:
     """Apply a batch in per-session sequence order; an older update never overwrites a newer.
 
     Each update is ``{"session": id, "seq": n, "state": {...}}``.  A malformed update or one
     for an unknown session is rejected (index, field, reason) and the rest still apply.
     Idempotent: updates at or below a session's applied sequence are skipped as stale.
+    With `publish`, the deltas go out on DELTA_CHANNEL with the network counters.
     """
-    invalid = ApplyResult()
-    grouped = _group_valid(updates, invalid)
-    merge = _Merge(grouped, invalid.rejected)
-    hot.update([state_key(s) for s in grouped], merge)
-    _count_network(hot, merge.result)
-    return merge.result
+    result = ApplyResult()
+    grouped = _group_valid(updates, result)
+    batch = [SessionUpdates(s, [(int(u["seq"]), _pack_fields(u["state"])) for _, u in
+                                sorted(items, key=lambda pair: int(pair[1]["seq"]))])
+             for s, items in grouped.items()]
+    for (session_id, items), outcome in zip(grouped.items(), hot.states.apply(batch),
+                                            strict=True):
+        _record(session_id, items, outcome, result)
+    _count_network(hot, result, publish)
+    return result
 
 
-class _Merge:
-    """The read-modify-write of one batch; may run more than once if a write races it."""
-
-    def __init__(self, grouped: dict[str, list[tuple[int, Mapping[str, Any]]]],
-                 rejected: list[tuple[int, str, str]]) -> None:
-        self.grouped = grouped
-        self.rejected = rejected
-        self.result = ApplyResult(rejected=list(rejected))
-
-    def __call__(self, current: list[bytes | None]) -> dict[str, bytes]:
-        self.result = ApplyResult(rejected=list(self.rejected))
-        writes = {}
-        for (session_id, items), raw in zip(self.grouped.items(), current, strict=True):
-            new = _merge_session(session_id, items, raw, self.result)
-            if new is not None:
-                writes[state_key(session_id)] = new.pack()
-        return writes
-
-
-def _merge_session(session_id: str, items: list[tuple[int, Mapping[str, Any]]],
-                   raw: bytes | None, out: ApplyResult) -> HotState | None:
-    if raw is None:
+def _record(session_id: str, items: list[tuple[int, Mapping[str, Any]]], outcome: Outcome,
+            out: ApplyResult) -> None:
+    if outcome.applied is None:
         out.rejected += [(i, "session", f"unknown session {session_id!r}") for i, _ in items]
-        return None
-    old = HotState.unpack(raw)
-    seq, fields = old.seq, dict(old.fields)
-    applied = 0
-    for _, item in sorted(items, key=lambda pair: int(pair[1]["seq"])):
-        if int(item["seq"]) <= seq:
-            out.stale += 1
-            continue
-        fields.update(item["state"])
-        seq = int(item["seq"])
-        applied += 1
-    if applied == 0:
-        return None
-    out.applied += applied
-    # What full-state JSON would have cost: one message per update, sized on the session's
-    # state after the batch (a session rarely has more than one update in a tick's batch).
-    out.full_bytes += applied * delta.full_state_size(seq, fields)
-    out.deltas[session_id] = delta.encode(seq, delta.diff(old.fields, fields))
-    return HotState(seq=seq, fields=fields)
+        return
+    out.stale += outcome.stale
+    if outcome.applied:
+        out.applied += outcome.applied
+        out.per_session[session_id] = outcome.applied
+        out.deltas[session_id] = delta.encode_packed(outcome.seq, outcome.changed)
 
 
 def _group_valid(updates: Iterable[Mapping[str, Any]],
@@ -222,22 +196,47 @@ def _malformed(update: Any) -> tuple[str, str] | None:
     return None
 
 
-def _count_network(hot: HotStore, result: ApplyResult) -> None:
+def _pack_fields(fields: Mapping[str, Any]) -> dict[str, bytes]:
+    return {str(k): msgpack.packb(v, use_bin_type=True) for k, v in fields.items()}
+
+
+def _unpack_fields(fields: Mapping[str, bytes]) -> dict[str, Any]:
+    return {k: msgpack.unpackb(v, raw=False) for k, v in fields.items()}
+
+
+def _count_network(hot: HotStore, result: ApplyResult, publish: bool) -> None:
     if result.applied == 0:
         return
-    hot.incr_many({
-        NET_UPDATES: result.applied,
-        NET_DELTA_BYTES: sum(len(d) for d in result.deltas.values()),
-        NET_FULL_BYTES: result.full_bytes,
-    })
+    amounts = {NET_UPDATES: result.applied,
+               NET_DELTA_BYTES: sum(len(d) for d in result.deltas.values())}
+    if next(_batches) % FULL_STATE_SAMPLE == 0:
+        amounts |= _full_state_cost(hot, result)
+    if publish:
+        hot.publish_and_incr(DELTA_CHANNEL, _deltas_message(result.deltas), amounts)
+    else:
+        hot.incr_many(amounts)
+
+
+def _full_state_cost(hot: HotStore, result: ApplyResult) -> dict[str, int]:
+    """What full-state JSON would have cost for this batch: one message per applied update,
+    sized on its session's state after the batch."""
+    states = read_states(hot, list(result.deltas))
+    full, updates = 0, 0
+    for session_id, state in states.items():
+        applied = result.per_session[session_id]
+        full += applied * delta.full_state_size(state.seq, state.fields)
+        updates += applied
+    return {NET_FULL_BYTES: full, NET_FULL_UPDATES: updates}
 
 
 @dataclass(frozen=True)
 class NetworkTotals:
-    """Bytes sent as deltas versus what full-state JSON would have cost, per update."""
+    """Bytes sent as deltas versus what full-state JSON would have cost, per update.  The
+    full-state cost is measured on a sample of the batches (`full_updates` of them)."""
 
     updates: int
     delta_bytes: int
+    full_updates: int
     full_bytes: int
 
     @property
@@ -247,18 +246,21 @@ class NetworkTotals:
 
     @property
     def full_bytes_per_update(self) -> float:
-        """Full-state JSON bytes per applied update."""
-        return self.full_bytes / self.updates if self.updates else 0.0
+        """Full-state JSON bytes per sized update."""
+        return self.full_bytes / self.full_updates if self.full_updates else 0.0
+
+
+_NET_KEYS = (NET_UPDATES, NET_DELTA_BYTES, NET_FULL_UPDATES, NET_FULL_BYTES)
 
 
 def network_totals(hot: HotStore) -> NetworkTotals:
     """The network counters since the last reset."""
-    raw = hot.get_many([NET_UPDATES, NET_DELTA_BYTES, NET_FULL_BYTES])
-    updates, delta_bytes, full_bytes = (int(v) if v is not None else 0 for v in raw)
-    return NetworkTotals(updates=updates, delta_bytes=delta_bytes, full_bytes=full_bytes)
+    updates, delta_bytes, full_updates, full_bytes = (
+        int(v) if v is not None else 0 for v in hot.get_many(list(_NET_KEYS)))
+    return NetworkTotals(updates, delta_bytes, full_updates, full_bytes)
 
 
 def reset_network_totals(hot: HotStore) -> None:
     """Zero the network counters."""
-    for key in (NET_UPDATES, NET_DELTA_BYTES, NET_FULL_BYTES):
+    for key in _NET_KEYS:
         hot.delete(key)

@@ -21,10 +21,16 @@ ENV_PREFIX = "GAMESCHED_"
 
 
 class RoleBudget(BaseModel):
-    """Concurrency and memory budget of one worker role."""
+    """Concurrency, memory budget and CPU niceness of one worker role.
+
+    `nice` is added to the worker's OS scheduling niceness: when the machine runs out of
+    CPU, the kernel gives it to the player-facing roles (nice 0) before the AI and
+    background roles, so background work never delays a player's update for CPU.
+    """
 
     concurrency: int = Field(ge=1, le=256)
     memory_mb: int = Field(ge=32, le=65536)
+    nice: int = Field(default=0, ge=0, le=19)
 
 
 class Settings(BaseSettings):
@@ -45,9 +51,9 @@ class Settings(BaseSettings):
 
     player: RoleBudget = RoleBudget(concurrency=4, memory_mb=256)
     physics: RoleBudget = RoleBudget(concurrency=2, memory_mb=512)
-    ai: RoleBudget = RoleBudget(concurrency=2, memory_mb=384)
+    ai: RoleBudget = RoleBudget(concurrency=2, memory_mb=384, nice=5)
     transactions: RoleBudget = RoleBudget(concurrency=2, memory_mb=256)
-    background: RoleBudget = RoleBudget(concurrency=1, memory_mb=256)
+    background: RoleBudget = RoleBudget(concurrency=1, memory_mb=256, nice=10)
 
     cpu_cap: float = Field(default=0.80, gt=0.0, le=1.0)
     tick_ms: float = Field(default=5.0, gt=0.0, le=1000.0)

@@ -31,6 +31,16 @@ def worker_argv(settings: Settings, role_name: str, concurrency: int | None,
     return argv
 
 
+def lower_cpu_priority(settings: Settings, role_name: str) -> int:
+    """Raise this process's niceness by the role's `nice` budget (children inherit it);
+    returns the increment.  The naive baseline keeps the OS default, as plain Celery."""
+    budget = settings.budget(role_name) if role_name in WORKER_ROLES else None
+    if budget is None or settings.naive or budget.nice == 0:
+        return 0
+    os.nice(budget.nice)
+    return budget.nice
+
+
 def controller_argv(settings: Settings, schedule: str, loglevel: str,
                     hostname: str | None = None) -> list[str]:
     """The Celery arguments of the controller: beat embedded in a solo ``control`` worker."""

@@ -1,4 +1,4 @@
-"""Per-tick coalescing: one batch per priority step per tick, oldest hand-off kept."""
+"""Per-tick coalescing: one batch per tick at its most urgent step, oldest hand-off kept."""
 
 from __future__ import annotations
 
@@ -18,15 +18,20 @@ class Sink:
         self.arrived.set()
 
 
-def test_flush_sends_one_batch_per_step_most_urgent_first() -> None:
+def test_flush_sends_one_batch_at_the_most_urgent_step_asked_for() -> None:
     sink = Sink()
     coalescer = Coalescer(sink, tick_s=3600)
     for i in range(5):
         coalescer.add(3, {"i": i})
     coalescer.add(0, {"i": 99})
-    assert coalescer.flush() == 6
-    assert [(s, len(b)) for s, b, _ in sink.batches] == [(0, 1), (3, 5)]
+    coalescer.add(2, {"i": 100})
+    assert coalescer.flush() == 7
+    assert [(s, [x["i"] for x in b]) for s, b, _ in sink.batches] == [
+        (0, [0, 1, 2, 3, 4, 99, 100])]
     assert coalescer.flush() == 0
+    coalescer.add(3, {"i": 7})
+    coalescer.flush()
+    assert sink.batches[-1][0] == 3  # the next tick starts from its own items
     coalescer.close()
 
 

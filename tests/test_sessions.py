@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import msgpack
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -88,6 +89,8 @@ def test_network_counters_compare_deltas_with_full_state() -> None:
         sessions.apply_updates(hot, [{"session": "a", "seq": seq, "state": {"pos": pos}}])
     totals = sessions.network_totals(hot)
     assert totals.updates == 50
+    sampled = 50 // sessions.FULL_STATE_SAMPLE
+    assert sampled <= totals.full_updates <= sampled + 1
     assert 0 < totals.bytes_per_update < 0.25 * totals.full_bytes_per_update
 
 
@@ -138,3 +141,22 @@ def test_restore_never_lowers_newer_hot_state() -> None:
     sessions.apply_updates(hot, [{"session": "s", "seq": 20, "state": {"hp": 1}}])
     sessions.ensure_state(hot, "s", sessions.HotState(5, {"hp": 99}))
     assert sessions.read_state(hot, "s") == sessions.HotState(20, {"hp": 1})
+
+
+def test_encode_packed_gives_the_bytes_of_encode() -> None:
+    changes = {f"f{i}": [i, "x", None, 2.5] for i in range(20)}
+    packed = {k: bytes(msgpack.packb(v, use_bin_type=True)) for k, v in changes.items()}
+    assert delta.encode_packed(12, packed) == delta.encode(12, changes)
+    assert delta.encode_packed(3, {}) == delta.encode(3, {})
+    assert delta.map_header(70_000) == b"\xdf" + (70_000).to_bytes(4, "big")
+
+
+def test_published_message_is_a_map_of_session_deltas() -> None:
+    hot = MemoryHotStore()
+    _open(hot, "a", "b")
+    sessions.apply_updates(hot, [{"session": "a", "seq": 1, "state": {"hp": 1}},
+                                 {"session": "b", "seq": 2, "state": {"hp": 2}}], publish=True)
+    channel, payload = hot.published[-1]
+    message = msgpack.unpackb(payload, raw=False)
+    assert channel == sessions.DELTA_CHANNEL
+    assert message == {"a": [1, {"hp": 1}], "b": [2, {"hp": 2}]}  # the deltas inline

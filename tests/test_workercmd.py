@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from app.errors import InvalidRequest
@@ -67,3 +70,19 @@ def test_controller_embeds_beat_in_a_solo_control_worker() -> None:
     assert "-B" in argv
     assert _opt(argv, "-Q") == "control"
     assert _opt(argv, "-P") == "solo"
+
+
+@pytest.mark.parametrize(("role", "naive", "expected"), [
+    ("background", False, 10), ("ai", False, 5), ("player", False, 0), ("all", False, 0),
+    ("background", True, 0),
+])
+def test_background_roles_run_at_a_lower_cpu_priority(role: str, naive: bool,
+                                                      expected: int) -> None:
+    """Measured in a child process: the niceness the kernel reports after the call."""
+    code = ("import os; from app.settings import load_settings; "
+            "from app.workercmd import lower_cpu_priority; "
+            f"before = os.nice(0); lower_cpu_priority(load_settings(naive={naive}), {role!r}); "
+            "print(os.nice(0) - before)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert int(out.stdout) == expected

@@ -22,10 +22,9 @@ def apply_updates(self: GameTask, updates: list[dict[str, Any]]) -> dict[str, in
     Malformed updates and unknown sessions are rejected one by one (logged at info); the
     rest of the batch still applies.  Not retried: a newer update supersedes a lost one.
     """
-    result = sessions.apply_updates(self.runtime.hot, updates)
+    result = sessions.apply_updates(self.runtime.hot, updates, publish=True)
     for index, field, reason in result.rejected:
         log.info("update %d rejected: %s: %s", index, field, reason)
-    sessions.publish_deltas(self.runtime.hot, result.deltas)
     return {"applied": result.applied, "stale": result.stale, "rejected": len(result.rejected)}
 
 

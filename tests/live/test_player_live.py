@@ -150,8 +150,9 @@ def _check_deltas_rebuild_state(app: GameschedCelery, pubsub: Any, ids: list[str
     per_session: dict[str, list[bytes]] = {s: [] for s in ids}
     while (message := pubsub.get_message(timeout=1.0)) is not None:
         if message["type"] == "message":
-            for s, raw in msgpack.unpackb(message["data"], raw=False).items():
-                per_session[s].append(raw)
+            # One message per batch: {session: [seq, changes]}, the deltas inline.
+            for s, (seq, changes) in msgpack.unpackb(message["data"], raw=False).items():
+                per_session[s].append(delta.encode(seq, changes))
     for s in ids:
         view: dict[str, Any] = {}
         for raw in sorted(per_session[s], key=lambda r: delta.decode(r)[0]):

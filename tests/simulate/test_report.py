@@ -50,7 +50,7 @@ def run(executions: list[Execution], stats: DriveStats, naive: bool = False,
         transactions: SurgeSummary | None = None) -> RunResult:
     return RunResult(
         naive=naive, drive=stats, samples=[sample(float(i), 0.1 * i) for i in range(1, 11)],
-        executions=executions, network=network or NetworkTotals(0, 0, 0),
+        executions=executions, network=network or NetworkTotals(0, 0, 0, 0),
         capacity=Capacity(concurrency=1, run_ms=50.0, tasks=8), background_rate=30.0,
         sessions=100, sessions_total=100, drained=True, roles=("player",),
         transactions=transactions)
@@ -100,7 +100,7 @@ def test_physics_budget_ai_background_network_and_transactions_when_they_ran() -
     sections = run_sections(run(
         frames + decisions + jobs, drive(updates=10, physics=4, ai=1, background=3,
                                          purchases=10, purchase_sends=11),
-        network=NetworkTotals(updates=10, delta_bytes=400, full_bytes=2000),
+        network=NetworkTotals(updates=10, delta_bytes=400, full_updates=10, full_bytes=2000),
         transactions=ledger))
     assert sections["physics"]["frames"] == 4
     assert sections["physics"]["within_budget_ratio"] == 0.75

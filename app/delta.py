@@ -45,6 +45,21 @@ def encode_packed(seq: int, changes: dict[str, bytes]) -> bytes:
     return b"".join(parts)
 
 
+def message(deltas: dict[str, bytes]) -> bytes:
+    """One batch's deltas on the wire: msgpack ``{session: [seq, changes]}``, written around
+    the encoded deltas."""
+    parts = [map_header(len(deltas))]
+    for session_id, raw in deltas.items():
+        parts += [msgpack.packb(session_id), raw]
+    return b"".join(parts)
+
+
+def split(raw_message: bytes) -> dict[str, bytes]:
+    """The encoded delta of each session in a batch's message (the inverse of `message`)."""
+    return {session: encode(seq, changes)
+            for session, (seq, changes) in msgpack.unpackb(raw_message, raw=False).items()}
+
+
 def map_header(size: int) -> bytes:
     """The msgpack header of a map of `size` entries."""
     if size < 16:

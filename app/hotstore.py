@@ -57,7 +57,7 @@ class MemoryHotStore:
     def __init__(self, keep_published: int = 10_000) -> None:
         self._lock = threading.Lock()
         self._data: dict[str, bytes] = {}
-        self.states: StateStore = MemoryStateStore()
+        self.states: StateStore = MemoryStateStore(self.publish, self.incr_many)
         self.published: deque[tuple[str, bytes]] = deque(maxlen=keep_published)
 
     def get(self, key: str) -> bytes | None:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app import delta
 from app.hotstore import HotStore
 from app.models import GameSession, utcnow
-from app.statestore import Outcome, SessionUpdates
+from app.statestore import Emit, SessionUpdates
 
 NET_DELTA_BYTES = "gamesched:net:delta_bytes"
 NET_FULL_BYTES = "gamesched:net:full_bytes"
@@ -112,30 +112,21 @@ FULL_STATE_SAMPLE = 8
 _batches = itertools.count()
 
 
-def publish_deltas(hot: HotStore, deltas: Mapping[str, bytes]) -> None:
-    """Publish one batch's deltas as one message: msgpack ``{session: delta}``."""
-    if deltas:
-        hot.publish(DELTA_CHANNEL, _deltas_message(deltas))
-
-
-def _deltas_message(deltas: Mapping[str, bytes]) -> bytes:
-    # The deltas are msgpack already: a map of session id -> delta, written around them.
-    parts = [delta.map_header(len(deltas))]
-    for session_id, raw in deltas.items():
-        parts += [msgpack.packb(session_id), raw]
-    return b"".join(parts)
-
-
 @dataclass
 class ApplyResult:
-    """What one batch did: applied updates, stale ones skipped, rejected ones and why,
-    and the per-session deltas to publish."""
+    """What one batch did: applied updates, stale ones skipped, rejected ones and why, and
+    the delta message (msgpack ``{session: [seq, {changed fields}]}``)."""
 
     applied: int = 0
     stale: int = 0
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
-    deltas: dict[str, bytes] = field(default_factory=dict)
+    message: bytes = b"\x80"
     per_session: dict[str, int] = field(default_factory=dict)  # applied, by session
+
+    @property
+    def deltas(self) -> dict[str, bytes]:
+        """Each changed session's encoded delta (decoded from the message)."""
+        return delta.split(self.message)
 
 
 def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]],
@@ -145,30 +136,30 @@ def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]],
     Each update is ``{"session": id, "seq": n, "state": {...}}``.  A malformed update or one
     for an unknown session is rejected (index, field, reason) and the rest still apply.
     Idempotent: updates at or below a session's applied sequence are skipped as stale.
-    With `publish`, the deltas go out on DELTA_CHANNEL with the network counters.
+    The network counters count the deltas; with `publish` they go out on DELTA_CHANNEL.
     """
     result = ApplyResult()
     grouped = _group_valid(updates, result)
-    batch = [SessionUpdates(s, [(int(u["seq"]), _pack_fields(u["state"])) for _, u in
-                                sorted(items, key=lambda pair: int(pair[1]["seq"]))])
+    batch = [SessionUpdates(s, [(u["seq"], _pack_fields(u["state"])) for _, u in
+                                sorted(items, key=_by_seq)])
              for s, items in grouped.items()]
-    for (session_id, items), outcome in zip(grouped.items(), hot.states.apply(batch),
-                                            strict=True):
-        _record(session_id, items, outcome, result)
-    _count_network(hot, result, publish)
+    emit = Emit(DELTA_CHANNEL if publish else None, NET_UPDATES, NET_DELTA_BYTES)
+    outcome = hot.states.apply(batch, emit)
+    result.stale, result.message = outcome.stale, outcome.message
+    for (session_id, items), applied in zip(grouped.items(), outcome.applied, strict=True):
+        if applied is None:
+            result.rejected += [(i, "session", f"unknown session {session_id!r}")
+                                for i, _ in items]
+        elif applied:
+            result.applied += applied
+            result.per_session[session_id] = applied
+    if result.applied and next(_batches) % FULL_STATE_SAMPLE == 0:
+        hot.incr_many(_full_state_cost(hot, result))
     return result
 
 
-def _record(session_id: str, items: list[tuple[int, Mapping[str, Any]]], outcome: Outcome,
-            out: ApplyResult) -> None:
-    if outcome.applied is None:
-        out.rejected += [(i, "session", f"unknown session {session_id!r}") for i, _ in items]
-        return
-    out.stale += outcome.stale
-    if outcome.applied:
-        out.applied += outcome.applied
-        out.per_session[session_id] = outcome.applied
-        out.deltas[session_id] = delta.encode_packed(outcome.seq, outcome.changed)
+def _by_seq(pair: tuple[int, Mapping[str, Any]]) -> int:
+    return int(pair[1]["seq"])
 
 
 def _group_valid(updates: Iterable[Mapping[str, Any]],
@@ -204,23 +195,10 @@ def _unpack_fields(fields: Mapping[str, bytes]) -> dict[str, Any]:
     return {k: msgpack.unpackb(v, raw=False) for k, v in fields.items()}
 
 
-def _count_network(hot: HotStore, result: ApplyResult, publish: bool) -> None:
-    if result.applied == 0:
-        return
-    amounts = {NET_UPDATES: result.applied,
-               NET_DELTA_BYTES: sum(len(d) for d in result.deltas.values())}
-    if next(_batches) % FULL_STATE_SAMPLE == 0:
-        amounts |= _full_state_cost(hot, result)
-    if publish:
-        hot.publish_and_incr(DELTA_CHANNEL, _deltas_message(result.deltas), amounts)
-    else:
-        hot.incr_many(amounts)
-
-
 def _full_state_cost(hot: HotStore, result: ApplyResult) -> dict[str, int]:
     """What full-state JSON would have cost for this batch: one message per applied update,
     sized on its session's state after the batch."""
-    states = read_states(hot, list(result.deltas))
+    states = read_states(hot, list(result.per_session))
     full, updates = 0, 0
     for session_id, state in states.items():
         applied = result.per_session[session_id]

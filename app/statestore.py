@@ -3,23 +3,29 @@
 A session's state is a hash of field name -> msgpack-packed value, plus its sequence number.
 Applying a batch is one atomic step per store (a Lua script on Redis, a lock in memory):
 updates at or below the stored sequence are skipped as stale, newer ones are merged in
-sequence order, and only the fields whose packed value changed are written and returned.
-No read-modify-write crosses the network, so concurrent batches that share sessions never
+sequence order, and only the fields whose packed value changed are written.  The same
+step builds the batch's delta message, msgpack ``{session: [seq, {changed fields}]}``,
+publishes it and counts it, so a batch costs one round trip on Redis.  No
+read-modify-write crosses the network: concurrent batches that share sessions never
 conflict or retry.
 
 Values stay packed end to end: the store compares bytes and never decodes them.
 
-Redis layout: ``gamesched:state:<session>`` is a hash with ``seq`` and one ``.<name>`` field
-per state field.
+Redis layout: ``gamesched:state:<session>`` is a hash with ``seq`` and one field per state
+field, named by the msgpack-packed field name.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
+import msgpack
 import redis
+
+from app import delta
 
 Packed = dict[str, bytes]  # field name -> msgpack-packed value
 
@@ -32,15 +38,25 @@ class SessionUpdates:
     updates: list[tuple[int, Packed]]
 
 
-@dataclass
-class Outcome:
-    """What applying one session's updates did.  `applied` is None for an unknown session;
-    `changed` holds the fields whose value differs from the state before the batch."""
+@dataclass(frozen=True)
+class Emit:
+    """Where a batch's deltas go: the channel to publish them on (None: not published), and
+    the counters of applied updates and of delta bytes."""
 
-    applied: int | None
-    stale: int = 0
-    seq: int = 0
-    changed: Packed = field(default_factory=dict)
+    channel: str | None
+    updates_counter: str
+    bytes_counter: str
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What applying a batch did.  `applied` has one entry per session of the batch: the
+    updates applied, or None for an unknown session.  `message` is the delta message."""
+
+    applied: list[int | None]
+    stale: int
+    message: bytes
+    delta_bytes: int
 
 
 @dataclass(frozen=True)
@@ -54,8 +70,8 @@ class StoredState:
 class StateStore(Protocol):
     """Where sessions' hot state lives."""
 
-    def apply(self, batch: list[SessionUpdates]) -> list[Outcome]:
-        """Apply each session's updates atomically; one outcome per entry of `batch`."""
+    def apply(self, batch: list[SessionUpdates], emit: Emit) -> BatchOutcome:
+        """Apply each session's updates atomically, then publish and count the deltas."""
 
     def read(self, session_ids: list[str]) -> list[StoredState | None]:
         """The stored states of `session_ids` (None for an unknown session)."""
@@ -64,31 +80,59 @@ class StateStore(Protocol):
         """Create the session's state, or replace it when `seq` is newer; True if written."""
 
 
+KEY_PREFIX = "gamesched:state:"
+
+
 def state_key(session_id: str) -> str:
     """The Redis key of a session's state hash."""
-    return f"gamesched:state:{session_id}"
+    return KEY_PREFIX + session_id
 
 
 SEQ = b"seq"
-PREFIX = "."
+_NAMES: dict[str, bytes] = {}  # field name -> packed name; state fields are few and repeat
+_NAMES_LIMIT = 4096
+
+
+def packed_name(name: str) -> bytes:
+    """A field's name as its hash field: msgpack-packed, so the script writes it into a delta
+    as it is, and no name can collide with ``seq``."""
+    packed = _NAMES.get(name)
+    if packed is None:
+        if len(_NAMES) >= _NAMES_LIMIT:
+            _NAMES.clear()
+        packed = _NAMES[name] = msgpack.packb(name)
+    return packed
+
+
+Publish = Callable[[str, bytes], None]
+Count = Callable[[dict[str, int]], None]
 
 
 class MemoryStateStore:
     """Session state in this process (the embedded default and fast tests)."""
 
-    def __init__(self) -> None:
+    def __init__(self, publish: Publish, count: Count) -> None:
         self._lock = threading.Lock()
         self._states: dict[str, tuple[int, Packed]] = {}
+        self._publish = publish
+        self._count = count
 
-    def apply(self, batch: list[SessionUpdates]) -> list[Outcome]:
-        """Apply each session's updates under one lock."""
+    def apply(self, batch: list[SessionUpdates], emit: Emit) -> BatchOutcome:
+        """Apply each session's updates under one lock, then publish and count."""
+        deltas: dict[str, bytes] = {}
         with self._lock:
-            return [self._apply_one(entry) for entry in batch]
+            results = [self._apply_one(entry, deltas) for entry in batch]
+        message = delta.message(deltas)
+        outcome = BatchOutcome([a for a, _ in results], sum(s for _, s in results), message,
+                               sum(len(d) for d in deltas.values()))
+        _emit(outcome, emit, self._publish, self._count)
+        return outcome
 
-    def _apply_one(self, entry: SessionUpdates) -> Outcome:
+    def _apply_one(self, entry: SessionUpdates, deltas: dict[str, bytes]
+                   ) -> tuple[int | None, int]:
         current = self._states.get(entry.session_id)
         if current is None:
-            return Outcome(applied=None)
+            return None, 0
         seq, fields = current
         applied, stale, newest = 0, 0, {}
         for update_seq, values in entry.updates:
@@ -97,11 +141,11 @@ class MemoryStateStore:
                 continue
             newest.update(values)
             seq, applied = update_seq, applied + 1
-        if not applied:
-            return Outcome(applied=0, stale=stale, seq=seq)
-        changed = {k: v for k, v in newest.items() if fields.get(k) != v}
-        self._states[entry.session_id] = (seq, {**fields, **changed})
-        return Outcome(applied=applied, stale=stale, seq=seq, changed=changed)
+        if applied:
+            changed = {k: v for k, v in newest.items() if fields.get(k) != v}
+            self._states[entry.session_id] = (seq, {**fields, **changed})
+            deltas[entry.session_id] = delta.encode_packed(seq, changed)
+        return applied, stale
 
     def read(self, session_ids: list[str]) -> list[StoredState | None]:
         """The stored states of `session_ids`."""
@@ -119,20 +163,61 @@ class MemoryStateStore:
             return True
 
 
-# ARGV, per session in KEYS order: the number of updates, then per update its seq, its
-# number of fields and the (".name", packed value) pairs.  Reply, per session: {-1} when
-# unknown, else {applied, stale, seq, ".name", value, ...} with only the changed fields.
+def _emit(outcome: BatchOutcome, emit: Emit, publish: Publish, count: Count) -> None:
+    applied = sum(a for a in outcome.applied if a)
+    if not applied:
+        return
+    if emit.channel is not None:
+        publish(emit.channel, outcome.message)
+    count({emit.updates_counter: applied, emit.bytes_counter: outcome.delta_bytes})
+
+
+# KEYS: the sessions' state hashes, then the two counters.  ARGV: the channel ('' for none),
+# the length of the state keys' prefix, then per session in KEYS order the number of
+# updates and per update its seq, its number of fields and the (packed name, packed value)
+# pairs.  Reply: {stale, message, delta bytes, applied per session (-1: unknown)...}.
+# Each delta is assembled from packed names and values: 0x92 opens [seq, changes], then the
+# seq as a msgpack int, a map header and the pairs; the session ids are msgpack strings.
 _APPLY = """
-local out, a = {}, 1
-for i, key in ipairs(KEYS) do
+local function maphead(n)
+  if n < 16 then return string.char(0x80 + n) end
+  if n < 65536 then return string.char(0xde, math.floor(n / 256), n % 256) end
+  return string.char(0xdf, math.floor(n / 16777216), math.floor(n / 65536) % 256,
+                     math.floor(n / 256) % 256, n % 256)
+end
+local function bytes_of(n, width)
+  local out = {}
+  for k = width, 1, -1 do out[k] = string.char(n % 256); n = math.floor(n / 256) end
+  return table.concat(out)
+end
+local function packint(n)
+  if n < 128 then return string.char(n) end
+  if n < 256 then return '\\204' .. string.char(n) end
+  if n < 65536 then return '\\205' .. bytes_of(n, 2) end
+  if n < 4294967296 then return '\\206' .. bytes_of(n, 4) end
+  return '\\207' .. bytes_of(n, 8)
+end
+local function packstr(text)
+  local n = #text
+  if n < 32 then return string.char(0xa0 + n) .. text end
+  if n < 256 then return '\\217' .. string.char(n) .. text end
+  if n < 65536 then return '\\218' .. bytes_of(n, 2) .. text end
+  return '\\219' .. bytes_of(n, 4) .. text
+end
+local sessions = #KEYS - 2
+local channel, skip = ARGV[1], tonumber(ARGV[2])
+local a, stale, total, bytes = 3, 0, 0, 0
+local applied_by, parts, nparts = {}, {}, 0
+for i = 1, sessions do
+  local key = KEYS[i]
   local count = tonumber(ARGV[a]); a = a + 1
   local current = redis.call('HGET', key, 'seq')
   if not current then
     for u = 1, count do a = a + 2 + 2 * tonumber(ARGV[a + 1]) end
-    out[i] = {-1}
+    applied_by[i] = -1
   else
     local seq, seqtext = tonumber(current), current
-    local applied, stale, newest, names = 0, 0, {}, {}
+    local applied, newest, names = 0, {}, {}
     for u = 1, count do
       local useq, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
       if useq <= seq then
@@ -149,24 +234,37 @@ for i, key in ipairs(KEYS) do
         end
       end
     end
-    local reply = {applied, stale, seqtext}
+    applied_by[i] = applied
     if applied > 0 then
-      local write = {'seq', seqtext}
+      local write, changes = {'seq', seqtext}, {}
       if #names > 0 then
         local old = redis.call('HMGET', key, unpack(names))
         for j, name in ipairs(names) do
-          if old[j] ~= newest[name] then
-            write[#write + 1] = name; write[#write + 1] = newest[name]
-            reply[#reply + 1] = name; reply[#reply + 1] = newest[name]
+          local value = newest[name]
+          if old[j] ~= value then
+            write[#write + 1] = name; write[#write + 1] = value
+            changes[#changes + 1] = name .. value
           end
         end
       end
       redis.call('HSET', key, unpack(write))
+      local d = '\\146' .. packint(seq) .. maphead(#changes) .. table.concat(changes)
+      bytes = bytes + #d
+      total = total + applied
+      nparts = nparts + 1
+      parts[nparts] = packstr(string.sub(key, skip + 1)) .. d
     end
-    out[i] = reply
   end
 end
-return out
+local message = maphead(nparts) .. table.concat(parts)
+if total > 0 then
+  if channel ~= '' then redis.call('PUBLISH', channel, message) end
+  redis.call('INCRBY', KEYS[sessions + 1], total)
+  redis.call('INCRBY', KEYS[sessions + 2], bytes)
+end
+local reply = {stale, message, bytes}
+for i = 1, sessions do reply[i + 3] = applied_by[i] end
+return reply
 """
 
 # KEYS[1]: the state hash; ARGV: seq, then (".name", packed value) pairs.
@@ -187,19 +285,22 @@ class RedisStateStore:
         self._apply = client.register_script(_APPLY)
         self._put = client.register_script(_PUT_IF_NEWER)
 
-    def apply(self, batch: list[SessionUpdates]) -> list[Outcome]:
-        """Apply the batch in one script call."""
+    def apply(self, batch: list[SessionUpdates], emit: Emit) -> BatchOutcome:
+        """Apply the batch, publish and count its deltas: one script call."""
         if not batch:
-            return []
-        args: list[bytes | str | int] = []
+            return BatchOutcome([], 0, delta.message({}), 0)
+        args: list[bytes | str | int] = [emit.channel or "", len(KEY_PREFIX)]
         for entry in batch:
             args.append(len(entry.updates))
             for seq, values in entry.updates:
                 args += [seq, len(values)]
                 for name, value in values.items():
-                    args += [PREFIX + name, value]
-        replies = self._apply(keys=[state_key(e.session_id) for e in batch], args=args)
-        return [_outcome(reply) for reply in replies]
+                    args += [packed_name(name), value]
+        keys = [state_key(e.session_id) for e in batch]
+        reply = self._apply(keys=[*keys, emit.updates_counter, emit.bytes_counter], args=args)
+        stale, message, delta_bytes, *applied = reply
+        return BatchOutcome([None if a == -1 else int(a) for a in applied], int(stale),
+                            bytes(message), int(delta_bytes))
 
     def read(self, session_ids: list[str]) -> list[StoredState | None]:
         """HGETALL each session, pipelined in one round trip."""
@@ -212,20 +313,9 @@ class RedisStateStore:
         """Create or replace the hash when `seq` is newer, atomically."""
         args: list[bytes | str | int] = [seq]
         for name, value in fields.items():
-            args += [PREFIX + name, value]
+            args += [packed_name(name), value]
         # The script's HSET takes 'seq' and ARGV, so ARGV[1] is the seq's value.
         return bool(self._put(keys=[state_key(session_id)], args=args))
-
-
-def _outcome(reply: list[bytes | int]) -> Outcome:
-    """Read one session's part of the apply script's reply (strings as bytes)."""
-    if reply[0] == -1:
-        return Outcome(applied=None)
-    applied, stale, seq = int(reply[0]), int(reply[1]), int(reply[2])
-    pairs = reply[3:]
-    changed = {_name(pairs[i]): bytes(pairs[i + 1])
-               for i in range(0, len(pairs), 2)}
-    return Outcome(applied=applied, stale=stale, seq=seq, changed=changed)
 
 
 def _stored(raw: dict[bytes, bytes]) -> StoredState | None:
@@ -235,6 +325,5 @@ def _stored(raw: dict[bytes, bytes]) -> StoredState | None:
     return StoredState(int(raw[SEQ]), fields)
 
 
-def _name(raw: object) -> str:
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    return text[len(PREFIX):]
+def _name(raw: bytes) -> str:
+    return str(msgpack.unpackb(raw, raw=False))

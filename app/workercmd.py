@@ -31,13 +31,25 @@ def worker_argv(settings: Settings, role_name: str, concurrency: int | None,
     return argv
 
 
+AUTOGROUP = "/proc/self/autogroup"
+SWITCH_INTERVAL_S = 0.0005
+
+
 def lower_cpu_priority(settings: Settings, role_name: str) -> int:
     """Raise this process's niceness by the role's `nice` budget (children inherit it);
-    returns the increment.  The naive baseline keeps the OS default, as plain Celery."""
+    returns the increment.  The naive baseline keeps the OS default, as plain Celery.
+
+    Linux with autogroup scheduling shares CPU between sessions first and applies a
+    process's nice only inside its session, so a worker that leads its own session (as
+    fleets start them) also lowers its session's autogroup niceness.
+    """
     budget = settings.budget(role_name) if role_name in WORKER_ROLES else None
     if budget is None or settings.naive or budget.nice == 0:
         return 0
     os.nice(budget.nice)
+    if os.getsid(0) == os.getpid() and os.path.exists(AUTOGROUP):
+        with open(AUTOGROUP, "w") as group:
+            group.write(str(budget.nice))
     return budget.nice
 
 
@@ -58,6 +70,9 @@ def run_worker(settings: Settings, argv: list[str], metrics_port: int | None) ->
         from app.metrics import serve
 
         serve(metrics_port)
+    # The consumer loop and the pool threads share one interpreter lock: a thread back from
+    # the broker waits for the running one to yield it, 5 ms by default, on every message.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = create_app(settings)
     app.worker_main(argv=argv)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import msgpack
 import pytest
@@ -12,7 +12,7 @@ import redis
 
 from app import delta, sessions
 from app.hotstore import HotStore, MemoryHotStore, RedisHotStore
-from app.statestore import SessionUpdates, StateStore
+from app.statestore import BatchOutcome, Emit, SessionUpdates, StateStore
 
 
 def _p(value: object) -> bytes:
@@ -28,39 +28,92 @@ def hot(request: pytest.FixtureRequest) -> Iterator[HotStore]:
     yield RedisHotStore(client)
 
 
+EMIT = Emit("test:deltas", "test:updates", "test:bytes")
+
+
+def _message(outcome: BatchOutcome) -> dict[str, list[object]]:
+    """The delta message, values unpacked: {session: [seq, {changed field: value}]}."""
+    return dict(msgpack.unpackb(outcome.message, raw=False))
+
+
 def test_unknown_session_is_reported_and_others_apply(hot: HotStore) -> None:
     store: StateStore = hot.states
     assert store.put_if_newer("a", 0, {})
-    ghost, known = store.apply([SessionUpdates("ghost", [(1, {"hp": _p(1)})]),
-                                SessionUpdates("a", [(1, {"hp": _p(1)})])])
-    assert ghost.applied is None
-    assert (known.applied, known.stale, known.seq, known.changed) == (1, 0, 1, {"hp": _p(1)})
+    outcome = store.apply([SessionUpdates("ghost", [(1, {"hp": _p(1)})]),
+                           SessionUpdates("a", [(1, {"hp": _p(1)})])], EMIT)
+    assert (outcome.applied, outcome.stale) == ([None, 1], 0)
+    assert _message(outcome) == {"a": [1, {"hp": 1}]}
     assert store.read(["a", "ghost"])[1] is None
 
 
-def test_newest_value_wins_stale_ones_are_skipped_and_only_changes_return(
+def test_newest_value_wins_stale_ones_are_skipped_and_only_changes_go_out(
     hot: HotStore,
 ) -> None:
     store = hot.states
     store.put_if_newer("a", 5, {"hp": _p(10), "name": _p("aria")})
-    (outcome,) = store.apply([SessionUpdates("a", [
+    outcome = store.apply([SessionUpdates("a", [
         (4, {"hp": _p(1)}),  # stale: at or below the stored 5
         (6, {"hp": _p(20), "name": _p("aria")}),
         (7, {"hp": _p(30), "pos": _p([1, 2])}),
-    ])])
-    assert (outcome.applied, outcome.stale, outcome.seq) == (2, 1, 7)
-    assert outcome.changed == {"hp": _p(30), "pos": _p([1, 2])}  # the name did not change
+    ])], EMIT)
+    assert (outcome.applied, outcome.stale) == ([2], 1)
+    assert _message(outcome) == {"a": [7, {"hp": 30, "pos": [1, 2]}]}  # the name is the same
     (stored,) = store.read(["a"])
     assert stored is not None and stored.seq == 7
     assert stored.fields == {"hp": _p(30), "name": _p("aria"), "pos": _p([1, 2])}
 
 
-def test_a_batch_entirely_stale_writes_nothing(hot: HotStore) -> None:
+def test_a_batch_entirely_stale_writes_publishes_and_counts_nothing(hot: HotStore) -> None:
     store = hot.states
     store.put_if_newer("a", 9, {"hp": _p(9)})
-    (outcome,) = store.apply([SessionUpdates("a", [(3, {"hp": _p(3)}), (9, {"hp": _p(1)})])])
-    assert (outcome.applied, outcome.stale, outcome.seq, outcome.changed) == (0, 2, 9, {})
+    outcome = store.apply([SessionUpdates("a", [(3, {"hp": _p(3)}), (9, {"hp": _p(1)})])],
+                          EMIT)
+    assert (outcome.applied, outcome.stale, _message(outcome)) == ([0], 2, {})
     assert store.read(["a"])[0].fields == {"hp": _p(9)}  # type: ignore[union-attr]
+    assert hot.get_many(["test:updates", "test:bytes"]) == [None, None]
+
+
+def test_the_message_is_published_and_counted(hot: HotStore) -> None:
+    """On Redis the script publishes; the subscriber gets the very bytes of the outcome."""
+    store = hot.states
+    for s in ("a", "b"):
+        store.put_if_newer(s, 0, {})
+    subscriber = _subscribe(hot)
+    outcome = store.apply([SessionUpdates("a", [(1, {"hp": _p(1)}), (2, {"hp": _p(2)})]),
+                           SessionUpdates("b", [(1, {"x": _p("long " * 40)})])], EMIT)
+    assert _message(outcome) == {"a": [2, {"hp": 2}], "b": [1, {"x": "long " * 40}]}
+    assert subscriber() == outcome.message
+    assert outcome.delta_bytes == sum(len(d) for d in delta.split(outcome.message).values())
+    assert [int(v or 0) for v in hot.get_many(["test:updates", "test:bytes"])] == [
+        3, outcome.delta_bytes]
+
+
+def test_many_changed_fields_and_sessions_use_long_map_headers(hot: HotStore) -> None:
+    store = hot.states
+    ids = [f"s{i}" for i in range(20)]
+    for s in ids:
+        store.put_if_newer(s, 0, {})
+    fields = {f"f{i}": _p(i) for i in range(300)}
+    outcome = store.apply([SessionUpdates(s, [(1, fields)]) for s in ids], EMIT)
+    message = _message(outcome)
+    assert sorted(message) == sorted(ids)
+    assert message["s3"] == [1, {f"f{i}": i for i in range(300)}]
+
+
+def _subscribe(hot: HotStore) -> Callable[[], bytes]:
+    if isinstance(hot, MemoryHotStore):
+        return lambda: hot.published[-1][1]
+    assert isinstance(hot, RedisHotStore)
+    pubsub = hot._client.pubsub()
+    pubsub.subscribe(EMIT.channel)
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
+
+    def receive() -> bytes:
+        message = pubsub.get_message(timeout=5)
+        assert message is not None and message["type"] == "message"
+        return bytes(message["data"])
+
+    return receive
 
 
 def test_put_if_newer_replaces_only_with_a_newer_sequence(hot: HotStore) -> None:

@@ -78,11 +78,15 @@ def test_controller_embeds_beat_in_a_solo_control_worker() -> None:
 ])
 def test_background_roles_run_at_a_lower_cpu_priority(role: str, naive: bool,
                                                       expected: int) -> None:
-    """Measured in a child process: the niceness the kernel reports after the call."""
+    """Measured in a child process leading its own session, as fleets start workers: the
+    niceness the kernel reports after the call, and its autogroup's where Linux has them."""
     code = ("import os; from app.settings import load_settings; "
-            "from app.workercmd import lower_cpu_priority; "
+            "from app.workercmd import AUTOGROUP, lower_cpu_priority; "
             f"before = os.nice(0); lower_cpu_priority(load_settings(naive={naive}), {role!r}); "
-            "print(os.nice(0) - before)")
+            "group = open(AUTOGROUP).read().split()[-1] if os.path.exists(AUTOGROUP) else '-';"
+            "print(os.nice(0) - before, group)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert int(out.stdout) == expected
+                         check=True, start_new_session=True)
+    nice, group = out.stdout.split()
+    assert int(nice) == expected
+    assert group in ("-", str(expected))

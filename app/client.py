@@ -17,7 +17,7 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
-from app import sessions
+from app import sessions, wire
 from app.coalesce import Coalescer
 from app.delta import POSITION_FIELD, quantise
 from app.errors import InvalidRequest
@@ -118,7 +118,7 @@ class GameClient:
         if position is not None:
             fields[POSITION_FIELD] = quantise(self._position("position", position))
         step = self.sessions.accept(session_id, seq, self._update_step)
-        self._updates.add(step, {"session": session_id, "seq": seq, "state": fields})
+        self._updates.add(step, wire.entry(session_id, seq, fields))
 
     def _update_step(self, factors: Factors) -> int:
         return self._update_route(factors).priority
@@ -127,11 +127,14 @@ class GameClient:
         critical = factors.activity_hz >= ACTIVE_HZ
         return route(UPDATE_TASK, factors, critical=critical, weights=self._weights)
 
-    def _send_updates(self, step: int, batch: list[dict[str, Any]], oldest: float) -> None:
+    def _send_updates(self, step: int, batch: list[wire.Entry], oldest: float) -> None:
         # A batch is never a dependency (no handle leaves the client), so it is never raised
         # and needs no claim: it goes out once, without joining the in-flight table.
+        # The batch travels in its wire form, msgpack: the worker hands it to the state
+        # store as it arrives.
         where = Route(UPDATE_TASK, Queue.PLAYER, step)
-        self._publish(_Sent(where, [batch], oldest), claim=False)
+        self._publish(_Sent(where, [wire.pack_batch(batch)], oldest), claim=False,
+                      serializer="msgpack")
 
     # physics, AI, background ----------------------------------------------------------
 
@@ -218,19 +221,20 @@ class GameClient:
             self._inflight[task_id] = raised
         self._publish(raised, task_id=task_id)
 
-    def _publish(self, sent: _Sent, task_id: str | None = None,
-                 claim: bool = True) -> AsyncResult:
+    def _publish(self, sent: _Sent, task_id: str | None = None, claim: bool = True,
+                 serializer: str | None = None) -> AsyncResult:
         where = sent.route
         headers: dict[str, Any] = {HANDOFF_HEADER: sent.handoff}
         if claim and where.queue is not Queue.TRANSACTIONS:  # SQL dedupes transactions
             headers[CLAIM_HEADER] = 1
         if self.settings.naive:  # the baseline sends as plain Celery would
             result = self.app.send_task(where.task, args=sent.args, headers=headers,
-                                        task_id=task_id)
+                                        task_id=task_id, serializer=serializer)
         else:  # argsrepr: a batch's arguments are not rendered for display on every send
             result = self.app.send_task(where.task, args=sent.args, queue=where.queue.value,
                                         priority=where.priority, headers=headers,
-                                        task_id=task_id, argsrepr=_ARGSREPR, kwargsrepr="{}")
+                                        task_id=task_id, argsrepr=_ARGSREPR, kwargsrepr="{}",
+                                        serializer=serializer)
         metrics().enqueued.labels(where.queue.value).inc()
         with self._lock:
             self.tasks_sent += 1

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-Batch = list[dict[str, Any]]
+Batch = list[Any]
 SendBatch = Callable[[int, Batch, float], None]
 
 
@@ -35,7 +35,7 @@ class Coalescer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, step: int, item: dict[str, Any]) -> None:
+    def add(self, step: int, item: Any) -> None:
         """Queue `item` for the next batch; the batch leaves at `step` or a more urgent one."""
         with self._lock:
             if not self._items:

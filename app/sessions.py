@@ -7,17 +7,17 @@ Celery.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 from sqlalchemy.orm import Session
 
-from app import delta
+from app import delta, wire
 from app.hotstore import HotStore
 from app.models import GameSession, utcnow
-from app.statestore import Emit, SessionUpdates
+from app.statestore import Emit
 
 NET_DELTA_BYTES = "gamesched:net:delta_bytes"
 NET_FULL_BYTES = "gamesched:net:full_bytes"
@@ -121,7 +121,6 @@ class ApplyResult:
     stale: int = 0
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
     message: bytes = b"\x80"
-    per_session: dict[str, int] = field(default_factory=dict)  # applied, by session
 
     @property
     def deltas(self) -> dict[str, bytes]:
@@ -129,49 +128,42 @@ class ApplyResult:
         return delta.split(self.message)
 
 
+def apply_batch(hot: HotStore, batch: bytes, publish: bool = False) -> ApplyResult:
+    """Apply a batch in its wire form (`app.wire`) in per-session sequence order; an older
+    update never overwrites a newer.
+
+    A malformed entry or one for an unknown session is rejected (index, field, reason) and
+    the rest still apply.  Idempotent: updates at or below a session's applied sequence are
+    skipped as stale.  The network counters count the deltas; with `publish` they go out
+    on DELTA_CHANNEL.  A `batch` that is not msgpack raises ValueError.
+    """
+    emit = Emit(DELTA_CHANNEL if publish else None, NET_UPDATES, NET_DELTA_BYTES)
+    sample = next(_batches) % FULL_STATE_SAMPLE == 0
+    outcome = hot.states.apply(batch, emit, per_session=sample)
+    if outcome.per_session:
+        hot.incr_many(_full_state_cost(hot, outcome.per_session))
+    return ApplyResult(outcome.applied, outcome.stale, outcome.rejected, outcome.message)
+
+
 def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]],
                   publish: bool = False) -> ApplyResult:
-    """Apply a batch in per-session sequence order; an older update never overwrites a newer.
+    """`apply_batch` for updates given as ``{"session": id, "seq": n, "state": {...}}``.
 
-    Each update is ``{"session": id, "seq": n, "state": {...}}``.  A malformed update or one
-    for an unknown session is rejected (index, field, reason) and the rest still apply.
-    Idempotent: updates at or below a session's applied sequence are skipped as stale.
-    The network counters count the deltas; with `publish` they go out on DELTA_CHANNEL.
+    A malformed update is rejected here, by its index; the rest go on in wire form.
     """
-    result = ApplyResult()
-    grouped = _group_valid(updates, result)
-    batch = [SessionUpdates(s, [(u["seq"], _pack_fields(u["state"])) for _, u in
-                                sorted(items, key=_by_seq)])
-             for s, items in grouped.items()]
-    emit = Emit(DELTA_CHANNEL if publish else None, NET_UPDATES, NET_DELTA_BYTES)
-    outcome = hot.states.apply(batch, emit)
-    result.stale, result.message = outcome.stale, outcome.message
-    for (session_id, items), applied in zip(grouped.items(), outcome.applied, strict=True):
-        if applied is None:
-            result.rejected += [(i, "session", f"unknown session {session_id!r}")
-                                for i, _ in items]
-        elif applied:
-            result.applied += applied
-            result.per_session[session_id] = applied
-    if result.applied and next(_batches) % FULL_STATE_SAMPLE == 0:
-        hot.incr_many(_full_state_cost(hot, result))
-    return result
-
-
-def _by_seq(pair: tuple[int, Mapping[str, Any]]) -> int:
-    return int(pair[1]["seq"])
-
-
-def _group_valid(updates: Iterable[Mapping[str, Any]],
-                 result: ApplyResult) -> dict[str, list[tuple[int, Mapping[str, Any]]]]:
-    grouped: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
+    rejected: list[tuple[int, str, str]] = []
+    valid: list[int] = []
     for index, update in enumerate(updates):
         problem = _malformed(update)
         if problem:
-            result.rejected.append((index, *problem))
-            continue
-        grouped.setdefault(str(update["session"]), []).append((index, update))
-    return grouped
+            rejected.append((index, *problem))
+        else:
+            valid.append(index)
+    batch = wire.pack_batch(wire.entry(updates[i]["session"], updates[i]["seq"],
+                                       updates[i]["state"]) for i in valid)
+    result = apply_batch(hot, batch, publish)
+    result.rejected = rejected + [(valid[i], name, reason) for i, name, reason in result.rejected]
+    return result
 
 
 def _malformed(update: Any) -> tuple[str, str] | None:
@@ -188,20 +180,20 @@ def _malformed(update: Any) -> tuple[str, str] | None:
 
 
 def _pack_fields(fields: Mapping[str, Any]) -> dict[str, bytes]:
-    return {str(k): msgpack.packb(v, use_bin_type=True) for k, v in fields.items()}
+    return {str(k): wire.pack_value(v) for k, v in fields.items()}
 
 
 def _unpack_fields(fields: Mapping[str, bytes]) -> dict[str, Any]:
     return {k: msgpack.unpackb(v, raw=False) for k, v in fields.items()}
 
 
-def _full_state_cost(hot: HotStore, result: ApplyResult) -> dict[str, int]:
-    """What full-state JSON would have cost for this batch: one message per applied update,
+def _full_state_cost(hot: HotStore, per_session: dict[str, int]) -> dict[str, int]:
+    """What full-state JSON would have cost for a batch: one message per applied update,
     sized on its session's state after the batch."""
-    states = read_states(hot, list(result.per_session))
+    states = read_states(hot, list(per_session))
     full, updates = 0, 0
     for session_id, state in states.items():
-        applied = result.per_session[session_id]
+        applied = per_session[session_id]
         full += applied * delta.full_state_size(state.seq, state.fields)
         updates += applied
     return {NET_FULL_BYTES: full, NET_FULL_UPDATES: updates}

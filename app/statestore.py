@@ -1,41 +1,34 @@
 """Session state storage: per-session fields with the newest applied sequence number.
 
-A session's state is a hash of field name -> msgpack-packed value, plus its sequence number.
-Applying a batch is one atomic step per store (a Lua script on Redis, a lock in memory):
-updates at or below the stored sequence are skipped as stale, newer ones are merged in
-sequence order, and only the fields whose packed value changed are written.  The same
-step builds the batch's delta message, msgpack ``{session: [seq, {changed fields}]}``,
-publishes it and counts it, so a batch costs one round trip on Redis.  No
-read-modify-write crosses the network: concurrent batches that share sessions never
-conflict or retry.
+A session's state is a hash of field name -> packed value (see `app.wire`), plus its
+sequence number.  Applying a batch is one atomic step per store (a Lua script on Redis, a
+lock in memory) that takes the batch in its wire form: entries are checked one by one
+(a malformed one is rejected, the rest still apply), grouped by session and sorted by
+sequence; updates at or below the stored sequence are skipped as stale, newer ones merged
+in order, and only the fields whose packed value changed are written.  The same step
+builds the batch's delta message, msgpack ``{session: [seq, {changed fields}]}``, publishes
+it and counts it, so a batch costs one round trip on Redis and no state value is unpacked
+anywhere.  No read-modify-write crosses the network: concurrent batches that share
+sessions never conflict or retry.
 
-Values stay packed end to end: the store compares bytes and never decodes them.
-
-Redis layout: ``gamesched:state:<session>`` is a hash with ``seq`` and one field per state
-field, named by the msgpack-packed field name.
+Redis layout: ``gamesched:state:<session>`` is a hash with ``seq`` and one ``.<name>``
+field per state field.  The script computes these keys from the session ids, so it runs on
+a single Redis, not on a cluster.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-import msgpack
 import redis
 
 from app import delta
+from app.wire import unpack_batch
 
 Packed = dict[str, bytes]  # field name -> msgpack-packed value
-
-
-@dataclass(frozen=True)
-class SessionUpdates:
-    """The valid updates of one session in a batch, in ascending sequence order."""
-
-    session_id: str
-    updates: list[tuple[int, Packed]]
 
 
 @dataclass(frozen=True)
@@ -48,15 +41,18 @@ class Emit:
     bytes_counter: str
 
 
-@dataclass(frozen=True)
+@dataclass
 class BatchOutcome:
-    """What applying a batch did.  `applied` has one entry per session of the batch: the
-    updates applied, or None for an unknown session.  `message` is the delta message."""
+    """What applying a batch did.  `rejected` holds (entry index, field, reason);
+    `message` is the delta message; `per_session` (when asked for) the updates applied to
+    each changed session."""
 
-    applied: list[int | None]
-    stale: int
-    message: bytes
-    delta_bytes: int
+    applied: int = 0
+    stale: int = 0
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    message: bytes = b"\x80"
+    delta_bytes: int = 0
+    per_session: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,8 +66,8 @@ class StoredState:
 class StateStore(Protocol):
     """Where sessions' hot state lives."""
 
-    def apply(self, batch: list[SessionUpdates], emit: Emit) -> BatchOutcome:
-        """Apply each session's updates atomically, then publish and count the deltas."""
+    def apply(self, batch: bytes, emit: Emit, per_session: bool = False) -> BatchOutcome:
+        """Apply a batch in its wire form atomically, then publish and count its deltas."""
 
     def read(self, session_ids: list[str]) -> list[StoredState | None]:
         """The stored states of `session_ids` (None for an unknown session)."""
@@ -89,19 +85,7 @@ def state_key(session_id: str) -> str:
 
 
 SEQ = b"seq"
-_NAMES: dict[str, bytes] = {}  # field name -> packed name; state fields are few and repeat
-_NAMES_LIMIT = 4096
-
-
-def packed_name(name: str) -> bytes:
-    """A field's name as its hash field: msgpack-packed, so the script writes it into a delta
-    as it is, and no name can collide with ``seq``."""
-    packed = _NAMES.get(name)
-    if packed is None:
-        if len(_NAMES) >= _NAMES_LIMIT:
-            _NAMES.clear()
-        packed = _NAMES[name] = msgpack.packb(name)
-    return packed
+PREFIX = "."
 
 
 Publish = Callable[[str, bytes], None]
@@ -109,7 +93,8 @@ Count = Callable[[dict[str, int]], None]
 
 
 class MemoryStateStore:
-    """Session state in this process (the embedded default and fast tests)."""
+    """Session state in this process (the embedded default and fast tests); the same rules
+    as the Redis script, in Python."""
 
     def __init__(self, publish: Publish, count: Count) -> None:
         self._lock = threading.Lock()
@@ -117,35 +102,44 @@ class MemoryStateStore:
         self._publish = publish
         self._count = count
 
-    def apply(self, batch: list[SessionUpdates], emit: Emit) -> BatchOutcome:
-        """Apply each session's updates under one lock, then publish and count."""
+    def apply(self, batch: bytes, emit: Emit, per_session: bool = False) -> BatchOutcome:
+        """Apply a batch under one lock, then publish and count its deltas."""
+        outcome = BatchOutcome()
+        entries = unpack_batch(batch)
+        groups = _group(entries, outcome.rejected)
         deltas: dict[str, bytes] = {}
         with self._lock:
-            results = [self._apply_one(entry, deltas) for entry in batch]
-        message = delta.message(deltas)
-        outcome = BatchOutcome([a for a, _ in results], sum(s for _, s in results), message,
-                               sum(len(d) for d in deltas.values()))
+            for session_id, indices in groups.items():
+                self._apply_session(session_id, [entries[i] for i in indices], indices,
+                                    outcome, deltas)
+        outcome.message = delta.message(deltas)
+        outcome.delta_bytes = sum(len(d) for d in deltas.values())
+        if not per_session:
+            outcome.per_session = {}
         _emit(outcome, emit, self._publish, self._count)
         return outcome
 
-    def _apply_one(self, entry: SessionUpdates, deltas: dict[str, bytes]
-                   ) -> tuple[int | None, int]:
-        current = self._states.get(entry.session_id)
+    def _apply_session(self, session_id: str, updates: list[Any], indices: list[int],
+                       out: BatchOutcome, deltas: dict[str, bytes]) -> None:
+        current = self._states.get(session_id)
         if current is None:
-            return None, 0
+            out.rejected += [(i, "session", f"unknown session {session_id!r}")
+                             for i in indices]
+            return
         seq, fields = current
-        applied, stale, newest = 0, 0, {}
-        for update_seq, values in entry.updates:
-            if update_seq <= seq:
-                stale += 1
+        applied, newest = 0, dict[str, bytes]()
+        for update in updates:
+            if update[1] <= seq:
+                out.stale += 1
                 continue
-            newest.update(values)
-            seq, applied = update_seq, applied + 1
+            newest.update(zip((n.decode() for n in update[2::2]), update[3::2], strict=True))
+            seq, applied = update[1], applied + 1
         if applied:
             changed = {k: v for k, v in newest.items() if fields.get(k) != v}
-            self._states[entry.session_id] = (seq, {**fields, **changed})
-            deltas[entry.session_id] = delta.encode_packed(seq, changed)
-        return applied, stale
+            self._states[session_id] = (seq, {**fields, **changed})
+            deltas[session_id] = delta.encode_packed(seq, changed)
+            out.applied += applied
+            out.per_session[session_id] = applied
 
     def read(self, session_ids: list[str]) -> list[StoredState | None]:
         """The stored states of `session_ids`."""
@@ -163,21 +157,47 @@ class MemoryStateStore:
             return True
 
 
+def _group(entries: list[Any], rejected: list[tuple[int, str, str]]) -> dict[str, list[int]]:
+    """Check each entry; the valid ones' indices by session, in ascending sequence order."""
+    groups: dict[str, list[int]] = {}
+    for index, entry in enumerate(entries):
+        problem = _malformed(entry)
+        if problem:
+            rejected.append((index, *problem))
+            continue
+        groups.setdefault(entry[0].decode(), []).append(index)
+    for indices in groups.values():
+        indices.sort(key=lambda i: entries[i][1])
+    return groups
+
+
+def _malformed(entry: Any) -> tuple[str, str] | None:
+    if not isinstance(entry, list) or len(entry) < 2:
+        return ("update", "expected an array entry")
+    if not isinstance(entry[0], bytes):
+        return ("session", "expected a session id string")
+    seq = entry[1]
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        return ("seq", "expected an integer >= 1")
+    if len(entry) % 2 or not all(isinstance(x, bytes) for x in entry[2:]):
+        return ("state", "expected field names and packed values")
+    return None
+
+
 def _emit(outcome: BatchOutcome, emit: Emit, publish: Publish, count: Count) -> None:
-    applied = sum(a for a in outcome.applied if a)
-    if not applied:
+    if not outcome.applied:
         return
     if emit.channel is not None:
         publish(emit.channel, outcome.message)
-    count({emit.updates_counter: applied, emit.bytes_counter: outcome.delta_bytes})
+    count({emit.updates_counter: outcome.applied, emit.bytes_counter: outcome.delta_bytes})
 
 
-# KEYS: the sessions' state hashes, then the two counters.  ARGV: the channel ('' for none),
-# the length of the state keys' prefix, then per session in KEYS order the number of
-# updates and per update its seq, its number of fields and the (packed name, packed value)
-# pairs.  Reply: {stale, message, delta bytes, applied per session (-1: unknown)...}.
-# Each delta is assembled from packed names and values: 0x92 opens [seq, changes], then the
-# seq as a msgpack int, a map header and the pairs; the session ids are msgpack strings.
+# KEYS: the two counters.  ARGV: the channel ('' for none), the state keys' prefix, '1' to
+# report the updates applied per session, the batch in its wire form.  Reply: {stale,
+# message, delta bytes, applied, {index, field, reason, ...}, {session, applied, ...}}.
+# Each delta is assembled from packed values: 0x92 opens [seq, changes], then the seq as a
+# msgpack int, a map header and the (name, value) pairs; the session ids are msgpack
+# strings.  Indices in the reply count from 0.
 _APPLY = """
 local function maphead(n)
   if n < 16 then return string.char(0x80 + n) end
@@ -204,46 +224,73 @@ local function packstr(text)
   if n < 65536 then return '\\218' .. bytes_of(n, 2) .. text end
   return '\\219' .. bytes_of(n, 4) .. text
 end
-local sessions = #KEYS - 2
-local channel, skip = ARGV[1], tonumber(ARGV[2])
-local a, stale, total, bytes = 3, 0, 0, 0
-local applied_by, parts, nparts = {}, {}, 0
-for i = 1, sessions do
-  local key = KEYS[i]
-  local count = tonumber(ARGV[a]); a = a + 1
+
+local channel, prefix, want_sizes = ARGV[1], ARGV[2], ARGV[3] == '1'
+local entries = cmsgpack.unpack(ARGV[4])
+if type(entries) ~= 'table' or (#entries == 0 and next(entries) ~= nil) then
+  return redis.error_reply('Bad data format: not an array of update entries')
+end
+local rejected, groups, order = {}, {}, {}
+local function reject(i, field, reason)
+  rejected[#rejected + 1] = i - 1
+  rejected[#rejected + 1] = field
+  rejected[#rejected + 1] = reason
+end
+local function pairs_ok(e)
+  if #e % 2 == 1 then return false end
+  for k = 3, #e do if type(e[k]) ~= 'string' then return false end end
+  return true
+end
+
+for i = 1, #entries do
+  local e = entries[i]
+  if type(e) ~= 'table' or #e < 2 then reject(i, 'update', 'expected an array entry')
+  elseif type(e[1]) ~= 'string' then reject(i, 'session', 'expected a session id string')
+  elseif type(e[2]) ~= 'number' or e[2] < 1 or e[2] ~= math.floor(e[2]) then
+    reject(i, 'seq', 'expected an integer >= 1')
+  elseif not pairs_ok(e) then reject(i, 'state', 'expected field names and packed values')
+  else
+    local g = groups[e[1]]
+    if not g then g = {}; groups[e[1]] = g; order[#order + 1] = e[1] end
+    g[#g + 1] = i
+  end
+end
+
+local by_seq = function(x, y) return entries[x][2] < entries[y][2] end
+local stale, total, bytes, parts, sizes = 0, 0, 0, {}, {}
+for _, sid in ipairs(order) do
+  local g = groups[sid]
+  if #g > 1 then table.sort(g, by_seq) end
+  local key = prefix .. sid
   local current = redis.call('HGET', key, 'seq')
   if not current then
-    for u = 1, count do a = a + 2 + 2 * tonumber(ARGV[a + 1]) end
-    applied_by[i] = -1
+    for _, i in ipairs(g) do reject(i, 'session', "unknown session '" .. sid .. "'") end
   else
-    local seq, seqtext = tonumber(current), current
-    local applied, newest, names = 0, {}, {}
-    for u = 1, count do
-      local useq, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-      if useq <= seq then
+    local seq, applied, newest, names = tonumber(current), 0, {}, {}
+    for _, i in ipairs(g) do
+      local e = entries[i]
+      if e[2] <= seq then
         stale = stale + 1
-        a = a + 2 + 2 * n
       else
-        seq, seqtext, applied = useq, ARGV[a], applied + 1
-        a = a + 2
-        for f = 1, n do
-          local name = ARGV[a]
+        seq, applied = e[2], applied + 1
+        for f = 3, #e, 2 do
+          local name = e[f]
           if newest[name] == nil then names[#names + 1] = name end
-          newest[name] = ARGV[a + 1]
-          a = a + 2
+          newest[name] = e[f + 1]
         end
       end
     end
-    applied_by[i] = applied
     if applied > 0 then
-      local write, changes = {'seq', seqtext}, {}
+      local write, changes, fields = {'seq', string.format('%d', seq)}, {}, {}
+      for j, name in ipairs(names) do fields[j] = '.' .. name end
       if #names > 0 then
-        local old = redis.call('HMGET', key, unpack(names))
+        local old = redis.call('HMGET', key, unpack(fields))
         for j, name in ipairs(names) do
           local value = newest[name]
           if old[j] ~= value then
-            write[#write + 1] = name; write[#write + 1] = value
-            changes[#changes + 1] = name .. value
+            write[#write + 1] = fields[j]
+            write[#write + 1] = value
+            changes[#changes + 1] = packstr(name) .. value
           end
         end
       end
@@ -251,20 +298,22 @@ for i = 1, sessions do
       local d = '\\146' .. packint(seq) .. maphead(#changes) .. table.concat(changes)
       bytes = bytes + #d
       total = total + applied
-      nparts = nparts + 1
-      parts[nparts] = packstr(string.sub(key, skip + 1)) .. d
+      parts[#parts + 1] = packstr(sid) .. d
+      if want_sizes then
+        sizes[#sizes + 1] = sid
+        sizes[#sizes + 1] = applied
+      end
     end
   end
 end
-local message = maphead(nparts) .. table.concat(parts)
+
+local message = maphead(#parts) .. table.concat(parts)
 if total > 0 then
   if channel ~= '' then redis.call('PUBLISH', channel, message) end
-  redis.call('INCRBY', KEYS[sessions + 1], total)
-  redis.call('INCRBY', KEYS[sessions + 2], bytes)
+  redis.call('INCRBY', KEYS[1], total)
+  redis.call('INCRBY', KEYS[2], bytes)
 end
-local reply = {stale, message, bytes}
-for i = 1, sessions do reply[i + 3] = applied_by[i] end
-return reply
+return {stale, message, bytes, total, rejected, sizes}
 """
 
 # KEYS[1]: the state hash; ARGV: seq, then (".name", packed value) pairs.
@@ -285,22 +334,22 @@ class RedisStateStore:
         self._apply = client.register_script(_APPLY)
         self._put = client.register_script(_PUT_IF_NEWER)
 
-    def apply(self, batch: list[SessionUpdates], emit: Emit) -> BatchOutcome:
-        """Apply the batch, publish and count its deltas: one script call."""
-        if not batch:
-            return BatchOutcome([], 0, delta.message({}), 0)
-        args: list[bytes | str | int] = [emit.channel or "", len(KEY_PREFIX)]
-        for entry in batch:
-            args.append(len(entry.updates))
-            for seq, values in entry.updates:
-                args += [seq, len(values)]
-                for name, value in values.items():
-                    args += [packed_name(name), value]
-        keys = [state_key(e.session_id) for e in batch]
-        reply = self._apply(keys=[*keys, emit.updates_counter, emit.bytes_counter], args=args)
-        stale, message, delta_bytes, *applied = reply
-        return BatchOutcome([None if a == -1 else int(a) for a in applied], int(stale),
-                            bytes(message), int(delta_bytes))
+    def apply(self, batch: bytes, emit: Emit, per_session: bool = False) -> BatchOutcome:
+        """Apply a batch, publish and count its deltas: one script call."""
+        args = [emit.channel or "", KEY_PREFIX, "1" if per_session else "0", batch]
+        try:
+            reply = self._apply(keys=[emit.updates_counter, emit.bytes_counter], args=args)
+        except redis.ResponseError as exc:
+            if "cmsgpack" not in str(exc) and "Bad data format" not in str(exc):
+                raise
+            raise ValueError(f"not a batch in wire form: {exc}") from None
+        stale, message, delta_bytes, applied, rejected, sizes = reply
+        return BatchOutcome(
+            applied=int(applied), stale=int(stale),
+            rejected=[(int(rejected[k]), rejected[k + 1].decode(), rejected[k + 2].decode())
+                      for k in range(0, len(rejected), 3)],
+            message=bytes(message), delta_bytes=int(delta_bytes),
+            per_session={sizes[k].decode(): int(sizes[k + 1]) for k in range(0, len(sizes), 2)})
 
     def read(self, session_ids: list[str]) -> list[StoredState | None]:
         """HGETALL each session, pipelined in one round trip."""
@@ -313,7 +362,7 @@ class RedisStateStore:
         """Create or replace the hash when `seq` is newer, atomically."""
         args: list[bytes | str | int] = [seq]
         for name, value in fields.items():
-            args += [packed_name(name), value]
+            args += [PREFIX + name, value]
         # The script's HSET takes 'seq' and ARGV, so ARGV[1] is the seq's value.
         return bool(self._put(keys=[state_key(session_id)], args=args))
 
@@ -326,4 +375,4 @@ def _stored(raw: dict[bytes, bytes]) -> StoredState | None:
 
 
 def _name(raw: bytes) -> str:
-    return str(msgpack.unpackb(raw, raw=False))
+    return raw.decode()[len(PREFIX):]

@@ -10,13 +10,17 @@ import msgpack
 import pytest
 import redis
 
-from app import delta, sessions
+from app import delta, sessions, wire
 from app.hotstore import HotStore, MemoryHotStore, RedisHotStore
-from app.statestore import BatchOutcome, Emit, SessionUpdates, StateStore
+from app.statestore import BatchOutcome, Emit, StateStore
 
 
 def _p(value: object) -> bytes:
-    return bytes(msgpack.packb(value, use_bin_type=True))
+    return wire.pack_value(value)
+
+
+def _batch(*updates: tuple[str, int, dict[str, object]]) -> bytes:
+    return wire.pack_batch(wire.entry(s, n, fields) for s, n, fields in updates)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -39,11 +43,31 @@ def _message(outcome: BatchOutcome) -> dict[str, list[object]]:
 def test_unknown_session_is_reported_and_others_apply(hot: HotStore) -> None:
     store: StateStore = hot.states
     assert store.put_if_newer("a", 0, {})
-    outcome = store.apply([SessionUpdates("ghost", [(1, {"hp": _p(1)})]),
-                           SessionUpdates("a", [(1, {"hp": _p(1)})])], EMIT)
-    assert (outcome.applied, outcome.stale) == ([None, 1], 0)
+    outcome = store.apply(_batch(("ghost", 1, {"hp": 1}), ("a", 1, {"hp": 1})), EMIT)
+    assert (outcome.applied, outcome.stale) == (1, 0)
+    assert outcome.rejected == [(0, "session", "unknown session 'ghost'")]
     assert _message(outcome) == {"a": [1, {"hp": 1}]}
     assert store.read(["a", "ghost"])[1] is None
+
+
+def test_malformed_entries_are_rejected_by_field_and_the_rest_apply(hot: HotStore) -> None:
+    store = hot.states
+    store.put_if_newer("a", 0, {})
+    good = wire.entry("a", 2, {"hp": 2})
+    blob = msgpack.packb([
+        "not an entry", [7, 1], ["a", 0], ["a", 1.5], ["a", 3, "hp"], ["a", 4, "hp", 5], good,
+    ], use_bin_type=False)
+    outcome = store.apply(blob, EMIT)
+    assert [(i, f) for i, f, _ in outcome.rejected] == [
+        (0, "update"), (1, "session"), (2, "seq"), (3, "seq"), (4, "state"), (5, "state")]
+    assert (outcome.applied, _message(outcome)) == (1, {"a": [2, {"hp": 2}]})
+
+
+def test_a_batch_that_is_not_msgpack_raises_value_error(hot: HotStore) -> None:
+    with pytest.raises(ValueError, match="batch"):
+        hot.states.apply(b"\xc1 not msgpack", EMIT)
+    with pytest.raises(ValueError, match="batch"):
+        hot.states.apply(msgpack.packb({"a": 1}), EMIT)
 
 
 def test_newest_value_wins_stale_ones_are_skipped_and_only_changes_go_out(
@@ -51,12 +75,12 @@ def test_newest_value_wins_stale_ones_are_skipped_and_only_changes_go_out(
 ) -> None:
     store = hot.states
     store.put_if_newer("a", 5, {"hp": _p(10), "name": _p("aria")})
-    outcome = store.apply([SessionUpdates("a", [
-        (4, {"hp": _p(1)}),  # stale: at or below the stored 5
-        (6, {"hp": _p(20), "name": _p("aria")}),
-        (7, {"hp": _p(30), "pos": _p([1, 2])}),
-    ])], EMIT)
-    assert (outcome.applied, outcome.stale) == ([2], 1)
+    outcome = store.apply(_batch(
+        ("a", 7, {"hp": 30, "pos": [1, 2]}),  # out of order: sorted by seq in the store
+        ("a", 4, {"hp": 1}),  # stale: at or below the stored 5
+        ("a", 6, {"hp": 20, "name": "aria"}),
+    ), EMIT, per_session=True)
+    assert (outcome.applied, outcome.stale, outcome.per_session) == (2, 1, {"a": 2})
     assert _message(outcome) == {"a": [7, {"hp": 30, "pos": [1, 2]}]}  # the name is the same
     (stored,) = store.read(["a"])
     assert stored is not None and stored.seq == 7
@@ -66,9 +90,8 @@ def test_newest_value_wins_stale_ones_are_skipped_and_only_changes_go_out(
 def test_a_batch_entirely_stale_writes_publishes_and_counts_nothing(hot: HotStore) -> None:
     store = hot.states
     store.put_if_newer("a", 9, {"hp": _p(9)})
-    outcome = store.apply([SessionUpdates("a", [(3, {"hp": _p(3)}), (9, {"hp": _p(1)})])],
-                          EMIT)
-    assert (outcome.applied, outcome.stale, _message(outcome)) == ([0], 2, {})
+    outcome = store.apply(_batch(("a", 3, {"hp": 3}), ("a", 9, {"hp": 1})), EMIT)
+    assert (outcome.applied, outcome.stale, _message(outcome)) == (0, 2, {})
     assert store.read(["a"])[0].fields == {"hp": _p(9)}  # type: ignore[union-attr]
     assert hot.get_many(["test:updates", "test:bytes"]) == [None, None]
 
@@ -79,8 +102,8 @@ def test_the_message_is_published_and_counted(hot: HotStore) -> None:
     for s in ("a", "b"):
         store.put_if_newer(s, 0, {})
     subscriber = _subscribe(hot)
-    outcome = store.apply([SessionUpdates("a", [(1, {"hp": _p(1)}), (2, {"hp": _p(2)})]),
-                           SessionUpdates("b", [(1, {"x": _p("long " * 40)})])], EMIT)
+    outcome = store.apply(_batch(("a", 1, {"hp": 1}), ("a", 2, {"hp": 2}),
+                                 ("b", 1, {"x": "long " * 40})), EMIT)
     assert _message(outcome) == {"a": [2, {"hp": 2}], "b": [1, {"x": "long " * 40}]}
     assert subscriber() == outcome.message
     assert outcome.delta_bytes == sum(len(d) for d in delta.split(outcome.message).values())
@@ -88,16 +111,19 @@ def test_the_message_is_published_and_counted(hot: HotStore) -> None:
         3, outcome.delta_bytes]
 
 
-def test_many_changed_fields_and_sessions_use_long_map_headers(hot: HotStore) -> None:
+@pytest.mark.parametrize("seq", [1, 200, 70_000, 5_000_000_000])
+def test_long_headers_and_large_sequence_numbers_encode_as_msgpack(hot: HotStore,
+                                                                   seq: int) -> None:
     store = hot.states
-    ids = [f"s{i}" for i in range(20)]
+    ids = [f"session-with-a-rather-long-identifier-{i:04d}" for i in range(20)]
     for s in ids:
         store.put_if_newer(s, 0, {})
-    fields = {f"f{i}": _p(i) for i in range(300)}
-    outcome = store.apply([SessionUpdates(s, [(1, fields)]) for s in ids], EMIT)
+    fields: dict[str, object] = {f"f{i}": i for i in range(300)}
+    outcome = store.apply(_batch(*[(s, seq, fields) for s in ids]), EMIT)
     message = _message(outcome)
     assert sorted(message) == sorted(ids)
-    assert message["s3"] == [1, {f"f{i}": i for i in range(300)}]
+    assert message[ids[3]] == [seq, fields]
+    assert store.read([ids[3]])[0].seq == seq  # type: ignore[union-attr]
 
 
 def _subscribe(hot: HotStore) -> Callable[[], bytes]:

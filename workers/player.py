@@ -15,14 +15,20 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(base=GameTask, bind=True, name="gamesched.player.apply_updates")
-def apply_updates(self: GameTask, updates: list[dict[str, Any]]) -> dict[str, int]:
+def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict[str, int]:
     """Apply a batch of state updates in per-session sequence order and publish deltas.
 
-    Idempotent: an update at or below a session's applied sequence is skipped as stale.
-    Malformed updates and unknown sessions are rejected one by one (logged at info); the
-    rest of the batch still applies.  Not retried: a newer update supersedes a lost one.
+    `updates` is a batch in wire form (``app.wire``, as the client sends it) or a list of
+    ``{"session", "seq", "state"}`` mappings.  Idempotent: an update at or below a
+    session's applied sequence is skipped as stale.  Malformed updates and unknown sessions
+    are rejected one by one (logged at info); the rest of the batch still applies.  Not
+    retried: a newer update supersedes a lost one.
     """
-    result = sessions.apply_updates(self.runtime.hot, updates, publish=True)
+    hot = self.runtime.hot
+    if isinstance(updates, bytes | bytearray):
+        result = sessions.apply_batch(hot, bytes(updates), publish=True)
+    else:
+        result = sessions.apply_updates(hot, updates, publish=True)
     for index, field, reason in result.rejected:
         log.info("update %d rejected: %s: %s", index, field, reason)
     return {"applied": result.applied, "stale": result.stale, "rejected": len(result.rejected)}

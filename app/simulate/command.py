@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,9 +52,15 @@ def spec_of(options: Options) -> RunSpec:
                    faults=parse_faults(options.faults))
 
 
+SWITCH_INTERVAL_S = 0.0005
+
+
 def simulate(console: Console, settings: Settings, options: Options) -> dict[str, Any]:
     """Run the simulation, print its table, write what was asked; returns the report."""
     spec = spec_of(options)
+    # The tick loop keeps this process busy; the client's coalescing thread must still get
+    # the interpreter every tick to hand each batch over on time.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     with _stopped_cleanly_on_sigterm(), services(settings) as env:
         console.print(f"gamesched simulate: {spec.scenario.name} ({spec.scenario.summary}); "
                       f"{spec.players} players for {spec.duration_s:g}s, seed {spec.seed}; "

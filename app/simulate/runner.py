@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rich.progress import Progress, TaskID
 from sqlalchemy import delete
+from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from app.celery_app import GameschedCelery, create_app
 from app.client import GameClient
@@ -44,6 +45,7 @@ CALIBRATION_JOBS = 8  # two cycles: six snapshots, two analytics batches
 BACKGROUND_TASKS = frozenset({"gamesched.background.snapshot", "gamesched.background.analytics"})
 LEDGER_TASKS = frozenset({"gamesched.transactions.apply", "gamesched.transactions.sweep"})
 UNMEASURED = BACKGROUND_TASKS | LEDGER_TASKS  # latency not awaited: backlog, or the ledger's
+FORGET_ATTEMPTS = 5
 BUYERS = 200  # players with a wallet; purchases are spread over them
 REPLICAS = {"transactions": 2}  # nodes per role (one by default): a killed node's twin serves
 OPEN_TASK = "gamesched.player.session_op"
@@ -306,6 +308,15 @@ class Run:
         return got
 
     def _forget_sessions(self, app: GameschedCelery) -> None:
-        """Delete this run's session rows; the simulator leaves no data behind."""
-        with app.runtime.sessions() as db, db.begin():
-            db.execute(delete(GameSession).where(GameSession.id.like(f"sim-{self.tag}-%")))
+        """Delete this run's session rows; the simulator leaves no data behind.  Snapshots of
+        the background backlog still write these rows, so a deadlock is tried again."""
+        for attempt in range(FORGET_ATTEMPTS):
+            try:
+                with app.runtime.sessions() as db, db.begin():
+                    db.execute(delete(GameSession)
+                               .where(GameSession.id.like(f"sim-{self.tag}-%")))
+                return
+            except SqlOperationalError:
+                if attempt == FORGET_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))

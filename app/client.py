@@ -39,7 +39,7 @@ from app.requests import (
 )
 from app.roles import Queue
 from app.settings import Settings
-from app.tasking import CLAIM_HEADER, HANDOFF_HEADER
+from app.tasking import CLAIM_HEADER, HANDOFF_HEADER, SENT_HEADER
 
 UPDATE_TASK = "gamesched.player.apply_updates"
 SESSION_TASK = "gamesched.player.session_op"
@@ -66,7 +66,8 @@ class GameClient:
         self.tasks_sent = 0
         self._lock = threading.Lock()
         self._inflight: OrderedDict[str, _Sent] = OrderedDict()
-        self._updates = Coalescer(self._send_updates, self.settings.tick_ms / 1000.0)
+        self._updates = Coalescer(self._send_updates, self.settings.tick_ms / 1000.0,
+                                  self.settings.batch_max_updates)
 
     def close(self) -> None:
         """Send the updates still buffered and stop the coalescing thread."""
@@ -224,7 +225,7 @@ class GameClient:
     def _publish(self, sent: _Sent, task_id: str | None = None, claim: bool = True,
                  serializer: str | None = None) -> AsyncResult:
         where = sent.route
-        headers: dict[str, Any] = {HANDOFF_HEADER: sent.handoff}
+        headers: dict[str, Any] = {HANDOFF_HEADER: sent.handoff, SENT_HEADER: time.time()}
         if claim and where.queue is not Queue.TRANSACTIONS:  # SQL dedupes transactions
             headers[CLAIM_HEADER] = 1
         if self.settings.naive:  # the baseline sends as plain Celery would

@@ -29,6 +29,12 @@ class Execution:
     started: float
     done: float
     ok: bool
+    sent: float = 0.0  # when the client published it (0: unknown)
+
+    @property
+    def client_ms(self) -> float:
+        """From hand-off to the client publishing it (coalescing and sending)."""
+        return max(0.0, self.sent - self.handoff) * 1000.0 if self.sent else 0.0
 
     @property
     def wait_ms(self) -> float:

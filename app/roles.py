@@ -28,8 +28,8 @@ class Role:
 
 ROLES: dict[str, Role] = {
     "player": Role("player", (Queue.PLAYER,), "threads"),
-    "physics": Role("physics", (Queue.PHYSICS,), "prefork"),
-    "ai": Role("ai", (Queue.AI,), "prefork"),
+    "physics": Role("physics", (Queue.PHYSICS,), "threads"),
+    "ai": Role("ai", (Queue.AI,), "threads"),
     "transactions": Role("transactions", (Queue.TRANSACTIONS,), "prefork"),
     "background": Role("background", (Queue.BACKGROUND,), "prefork"),
     "control": Role("control", (Queue.CONTROL,), "solo"),

@@ -262,36 +262,41 @@ for _, sid in ipairs(order) do
   local g = groups[sid]
   if #g > 1 then table.sort(g, by_seq) end
   local key = prefix .. sid
-  local current = redis.call('HGET', key, 'seq')
-  if not current then
+  -- Every field any update of the session names, read with its seq in one call.
+  local names, fields, seen = {}, {'seq'}, {}
+  for _, i in ipairs(g) do
+    local e = entries[i]
+    for f = 3, #e, 2 do
+      local name = e[f]
+      if not seen[name] then
+        seen[name] = true
+        names[#names + 1] = name
+        fields[#fields + 1] = '.' .. name
+      end
+    end
+  end
+  local old = redis.call('HMGET', key, unpack(fields))
+  if not old[1] then
     for _, i in ipairs(g) do reject(i, 'session', "unknown session '" .. sid .. "'") end
   else
-    local seq, applied, newest, names = tonumber(current), 0, {}, {}
+    local seq, applied, newest = tonumber(old[1]), 0, {}
     for _, i in ipairs(g) do
       local e = entries[i]
       if e[2] <= seq then
         stale = stale + 1
       else
         seq, applied = e[2], applied + 1
-        for f = 3, #e, 2 do
-          local name = e[f]
-          if newest[name] == nil then names[#names + 1] = name end
-          newest[name] = e[f + 1]
-        end
+        for f = 3, #e, 2 do newest[e[f]] = e[f + 1] end
       end
     end
     if applied > 0 then
-      local write, changes, fields = {'seq', string.format('%d', seq)}, {}, {}
-      for j, name in ipairs(names) do fields[j] = '.' .. name end
-      if #names > 0 then
-        local old = redis.call('HMGET', key, unpack(fields))
-        for j, name in ipairs(names) do
-          local value = newest[name]
-          if old[j] ~= value then
-            write[#write + 1] = fields[j]
-            write[#write + 1] = value
-            changes[#changes + 1] = packstr(name) .. value
-          end
+      local write, changes = {'seq', string.format('%d', seq)}, {}
+      for j, name in ipairs(names) do
+        local value = newest[name]
+        if value ~= nil and old[j + 1] ~= value then
+          write[#write + 1] = fields[j + 1]
+          write[#write + 1] = value
+          changes[#changes + 1] = packstr(name) .. value
         end
       end
       redis.call('HSET', key, unpack(write))

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from app.runtime import Runtime
 
 HANDOFF_HEADER = "gs_handoff"
+SENT_HEADER = "gs_sent"
 CLAIM_HEADER = "gs_claim"
 CLAIM_TTL_S = 3600
 
@@ -76,6 +77,7 @@ class GameTask(Task):  # type: ignore[misc]
                 started=started,
                 done=done,
                 ok=ok,
+                sent=float(_header(self.request, SENT_HEADER) or 0.0),
             )
         )
 

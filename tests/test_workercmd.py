@@ -22,8 +22,8 @@ def _opt(argv: list[str], flag: str) -> str:
     ("role", "queues", "pool"),
     [
         ("player", "player", "threads"),
-        ("physics", "physics", "prefork"),
-        ("ai", "ai", "prefork"),
+        ("physics", "physics", "threads"),
+        ("ai", "ai", "threads"),
         ("transactions", "transactions", "prefork"),
         ("background", "background", "prefork"),
         ("all", "player,physics,ai,transactions,background,control", "threads"),
@@ -45,12 +45,12 @@ def test_no_role_uses_disable_prefetch() -> None:
 
 
 def test_concurrency_and_memory_budget_come_from_settings() -> None:
-    settings = load_settings(physics={"concurrency": 3, "memory_mb": 300})
-    argv = worker_argv(settings, "physics", None, "p@h", "INFO")
+    settings = load_settings(background={"concurrency": 3, "memory_mb": 300})
+    argv = worker_argv(settings, "background", None, "b@h", "INFO")
     assert _opt(argv, "-c") == "3"
     assert _opt(argv, "--max-memory-per-child") == str(300 * 1024)
-    assert _opt(argv, "-n") == "p@h"
-    assert _opt(worker_argv(settings, "physics", 7, None, "INFO"), "-c") == "7"
+    assert _opt(argv, "-n") == "b@h"
+    assert _opt(worker_argv(settings, "background", 7, None, "INFO"), "-c") == "7"
 
 
 def test_unknown_role_names_the_field() -> None:

@@ -87,14 +87,17 @@ def queue_stats(executions: Iterable[Execution]) -> Section:
         grouped.setdefault(queue, []).append(e)
     return {queue: {"tasks": len(items), "failed": sum(not e.ok for e in items),
                     **latency_summary([e.latency_ms for e in items]),
-                    **_split([e.wait_ms for e in items], [e.latency_ms - e.wait_ms for e in items])}
+                    **_split(items)}
             for queue, items in sorted(grouped.items())}
 
 
-def _split(waits: list[float], runs: list[float]) -> Section:
-    """Where the latency went: waiting for a worker, and running."""
-    return {"wait_p50_ms": _ms(percentile(waits, 50)), "wait_p99_ms": _ms(percentile(waits, 99)),
-            "run_p50_ms": _ms(percentile(runs, 50)), "run_p99_ms": _ms(percentile(runs, 99))}
+def _split(items: list[Execution]) -> Section:
+    """Where the latency went: in the client (coalescing, sending), waiting for a worker
+    (the client's part included), and running."""
+    parts = {"client": [e.client_ms for e in items], "wait": [e.wait_ms for e in items],
+             "run": [e.latency_ms - e.wait_ms for e in items]}
+    return {f"{name}_p{p}_ms": _ms(percentile(values, p))
+            for name, values in parts.items() for p in (50, 99)}
 
 
 def window(run: RunResult) -> list[Sample]:

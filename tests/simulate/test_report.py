@@ -24,11 +24,13 @@ T0 = 1024.0  # small, so float timestamps keep sub-microsecond precision
 
 
 def execution(task: str, latency_ms: float, at: float = 1.0, *, queue: str = "x",
-              task_id: str | None = None, wait_ms: float = 0.0) -> Execution:
+              task_id: str | None = None, wait_ms: float = 0.0,
+              client_ms: float = 0.0) -> Execution:
     handoff = T0 + at
     return Execution(task_id=task_id or f"{task}-{at}-{latency_ms}", task=task, queue=queue,
                      hostname="w@h", handoff=handoff, started=handoff + wait_ms / 1000.0,
-                     done=handoff + latency_ms / 1000.0, ok=True)
+                     done=handoff + latency_ms / 1000.0, ok=True,
+                     sent=handoff + client_ms / 1000.0)
 
 
 def sample(at: float, fleet: float) -> Sample:
@@ -66,7 +68,8 @@ def test_latency_summary_is_nearest_rank() -> None:
 
 
 def test_queue_stats_group_by_the_task_queue_even_on_one_shared_queue() -> None:
-    shared = [execution("gamesched.player.apply_updates", 10.0, queue="celery", wait_ms=4.0),
+    shared = [execution("gamesched.player.apply_updates", 10.0, queue="celery", wait_ms=4.0,
+                        client_ms=1.5),
               execution("gamesched.physics.step_region", 3.0, queue="celery"),
               execution("custom.task", 1.0, queue="celery")]
     stats = queue_stats(shared)
@@ -74,6 +77,7 @@ def test_queue_stats_group_by_the_task_queue_even_on_one_shared_queue() -> None:
     assert stats["player"]["tasks"] == 1
     assert stats["player"]["wait_p99_ms"] == pytest.approx(4.0)
     assert stats["player"]["run_p99_ms"] == pytest.approx(6.0)
+    assert stats["player"]["client_p99_ms"] == pytest.approx(1.5)
 
 
 def test_only_subsystems_that_ran_have_a_section() -> None:

@@ -90,3 +90,15 @@ def test_background_roles_run_at_a_lower_cpu_priority(role: str, naive: bool,
     nice, group = out.stdout.split()
     assert int(nice) == expected
     assert group in ("-", str(expected))
+
+
+def test_start_up_objects_are_frozen_out_of_the_collector() -> None:
+    import gc
+
+    from app.workercmd import freeze_startup_objects
+
+    try:
+        assert freeze_startup_objects() > 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///gamesched.db"
     instance_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=64)
 
-    player: RoleBudget = RoleBudget(concurrency=2, memory_mb=256)
+    player: RoleBudget = RoleBudget(concurrency=4, memory_mb=256)
     physics: RoleBudget = RoleBudget(concurrency=2, memory_mb=512)
     ai: RoleBudget = RoleBudget(concurrency=2, memory_mb=384, nice=5)
     transactions: RoleBudget = RoleBudget(concurrency=4, memory_mb=256)  # applies wait on commits

@@ -7,11 +7,12 @@ Celery.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import delta, wire
@@ -143,6 +144,47 @@ def apply_batch(hot: HotStore, batch: bytes, publish: bool = False) -> ApplyResu
     if outcome.per_session:
         hot.incr_many(_full_state_cost(hot, outcome.per_session))
     return ApplyResult(outcome.applied, outcome.stale, outcome.rejected, outcome.message)
+
+
+UNKNOWN_SESSION = "unknown session"
+
+
+def apply_batch_restoring(hot: HotStore, db_factory: Callable[[], Session], batch: bytes,
+                          publish: bool = False) -> ApplyResult:
+    """`apply_batch`, and when sessions are missing from hot state but open in SQL (hot
+    state lost with a Redis restart), restore them from their snapshots and apply their
+    updates again: a session survives the restart at its last snapshot, and the updates
+    newer than the snapshot land on top of it."""
+    result = apply_batch(hot, batch, publish)
+    missing = [i for i, name, reason in result.rejected
+               if name == "session" and reason.startswith(UNKNOWN_SESSION)]
+    if not missing:
+        return result
+    entries = wire.unpack_batch(batch)
+    with db_factory() as db, db.begin():
+        restored = restore_open(db, hot, {entries[i][0].decode() for i in missing})
+    retry = [i for i in missing if entries[i][0].decode() in restored]
+    if not retry:
+        return result
+    again = apply_batch(hot, wire.pack_batch(entries[i] for i in retry), publish)
+    retried = set(retry)
+    return ApplyResult(
+        applied=result.applied + again.applied, stale=result.stale + again.stale,
+        rejected=[r for r in result.rejected if r[0] not in retried]
+        + [(retry[i], name, reason) for i, name, reason in again.rejected],
+        message=delta.message(result.deltas | again.deltas))
+
+
+def restore_open(db: Session, hot: HotStore, session_ids: set[str]) -> set[str]:
+    """Restore the open sessions among `session_ids` from their SQL snapshots; returns
+    their ids."""
+    rows = db.scalars(select(GameSession).where(GameSession.id.in_(sorted(session_ids)),
+                                                GameSession.status == "open"))
+    restored = set()
+    for row in rows:
+        restore(hot, row)
+        restored.add(row.id)
+    return restored
 
 
 def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]],

@@ -8,7 +8,7 @@ import msgpack
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import background, delta, sessions
+from app import background, delta, sessions, wire
 from app.db import make_engine, make_sessionmaker, transaction
 from app.hotstore import MemoryHotStore
 from app.models import GameSession
@@ -160,3 +160,57 @@ def test_published_message_is_a_map_of_session_deltas() -> None:
     message = msgpack.unpackb(payload, raw=False)
     assert channel == sessions.DELTA_CHANNEL
     assert message == {"a": [1, {"hp": 1}], "b": [2, {"hp": 2}]}  # the deltas inline
+
+
+def _snapshot_row(factory: sessionmaker[Session], session_id: str, seq: int,
+                  fields: dict[str, object], status: str = "open") -> None:
+    with transaction(factory) as db:
+        row = sessions.open_session(db, session_id, instance_id="i", session_type="coop",
+                                    players=1, region=None)
+        row.snapshot_seq, row.snapshot = seq, msgpack.packb(fields, use_bin_type=True)
+        if status == "closed":
+            sessions.close_session(db, session_id)
+
+
+def test_sessions_lost_from_hot_state_come_back_from_their_snapshot(
+    db_factory: sessionmaker[Session],
+) -> None:
+    """A fresh hot store stands for Redis after a restart: the open session is restored at
+    its snapshot and only the updates newer than it apply."""
+    _snapshot_row(db_factory, "s", 9, {"hp": 12, "name": "aria"})
+    hot = MemoryHotStore()
+    batch = wire.pack_batch([wire.entry("s", 8, {"hp": 1}), wire.entry("s", 10, {"hp": 5})])
+    result = sessions.apply_batch_restoring(hot, db_factory, batch)
+    assert (result.applied, result.stale, result.rejected) == (1, 1, [])
+    assert sessions.read_state(hot, "s") == sessions.HotState(10, {"hp": 5, "name": "aria"})
+    assert delta.decode(result.deltas["s"]) == (10, {"hp": 5})
+
+
+def test_unknown_and_closed_sessions_stay_rejected_and_the_rest_apply(
+    db_factory: sessionmaker[Session],
+) -> None:
+    _snapshot_row(db_factory, "gone", 3, {"hp": 1}, status="closed")
+    _snapshot_row(db_factory, "lost", 3, {"hp": 1})
+    hot = MemoryHotStore()
+    _open(hot, "here")
+    batch = wire.pack_batch([wire.entry("gone", 4, {"hp": 2}), wire.entry("here", 1, {"x": 1}),
+                             wire.entry("nobody", 1, {"x": 1}), wire.entry("lost", 4, {"hp": 4})])
+    result = sessions.apply_batch_restoring(hot, db_factory, batch)
+    assert result.applied == 2
+    assert sorted((i, f) for i, f, _ in result.rejected) == [(0, "session"), (2, "session")]
+    assert set(result.deltas) == {"here", "lost"}
+    assert sessions.read_state(hot, "gone") is None
+    alone = sessions.apply_batch_restoring(hot, db_factory,
+                                           wire.pack_batch([wire.entry("nobody", 2, {})]))
+    assert [(i, f) for i, f, _ in alone.rejected] == [(0, "session")]
+
+
+def test_a_batch_with_every_session_known_never_touches_sql() -> None:
+    hot = MemoryHotStore()
+    _open(hot, "a")
+
+    def no_database() -> Session:
+        raise AssertionError("SQL was read")
+
+    batch = wire.pack_batch([wire.entry("a", 1, {"hp": 1})])
+    assert sessions.apply_batch_restoring(hot, no_database, batch).applied == 1

@@ -25,8 +25,9 @@ def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict
     retried: a newer update supersedes a lost one.
     """
     hot = self.runtime.hot
-    if isinstance(updates, bytes | bytearray):
-        result = sessions.apply_batch(hot, bytes(updates), publish=True)
+    if isinstance(updates, bytes | bytearray):  # sessions lost from hot state are restored
+        result = sessions.apply_batch_restoring(hot, self.runtime.sessions, bytes(updates),
+                                                publish=True)
     else:
         result = sessions.apply_updates(hot, updates, publish=True)
     for index, field, reason in result.rejected:

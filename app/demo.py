@@ -22,7 +22,7 @@ from app.priority import route
 from app.recorder import Execution, Recorder
 from app.roles import WORKER_ROLES
 from app.settings import Settings
-from app.stats import QueueStats, by_queue
+from app.stats import QueueStats, by_queue, by_task
 from app.tasking import HANDOFF_HEADER
 
 REGION_SIZE = 1000.0
@@ -30,6 +30,8 @@ PHYSICS_HZ = 20
 AI_HZ = 2
 UPDATE_HZ = 2.0
 SNAPSHOT_EVERY_S = 1.0
+PLAYER_PARTS = {"gamesched.player.apply_updates": "player: updates",
+                "gamesched.player.session_op": "player: sessions"}
 
 
 @dataclass
@@ -44,6 +46,12 @@ class DemoResult:
     def stats(self) -> dict[str, QueueStats]:
         """Per-queue counts and latencies."""
         return by_queue(self.executions)
+
+    @property
+    def player_parts(self) -> list[QueueStats]:
+        """The player queue split: state-update batches apart from session open and close
+        (which commit to SQL, all at once as the demo's players join and leave)."""
+        return by_task(self.executions, PLAYER_PARTS)
 
 
 @contextlib.contextmanager

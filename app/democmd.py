@@ -19,7 +19,7 @@ def show(console: Console, settings: Settings, sessions: int, duration: float) -
     table = Table(title="tasks and latency per queue (hand-off to applied)")
     for column in ("queue", "tasks", "failed", "p50 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="left" if column == "queue" else "right")
-    for s in result.stats.values():
+    for s in [*result.stats.values(), *result.player_parts]:
         table.add_row(s.queue, str(s.tasks), str(s.failed), f"{s.p50_ms:.1f}",
                       f"{s.p99_ms:.1f}", f"{s.max_ms:.1f}")
     console.print(table)

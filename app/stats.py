@@ -35,10 +35,21 @@ def by_queue(executions: Iterable[Execution]) -> dict[str, QueueStats]:
     grouped: dict[str, list[Execution]] = {}
     for ex in executions:
         grouped.setdefault(ex.queue, []).append(ex)
-    return {queue: _summarise(queue, items) for queue, items in sorted(grouped.items())}
+    return {queue: summarise(queue, items) for queue, items in sorted(grouped.items())}
 
 
-def _summarise(queue: str, items: list[Execution]) -> QueueStats:
+def by_task(executions: Iterable[Execution], labels: dict[str, str]) -> list[QueueStats]:
+    """Summarise the executions of each task named in `labels`, under its label (tasks
+    with no execution are left out)."""
+    grouped: dict[str, list[Execution]] = {}
+    for ex in executions:
+        if ex.task in labels:
+            grouped.setdefault(ex.task, []).append(ex)
+    return [summarise(label, grouped[task]) for task, label in labels.items() if task in grouped]
+
+
+def summarise(queue: str, items: list[Execution]) -> QueueStats:
+    """Counts and latencies of `items` (at least one) under the name `queue`."""
     latencies = [ex.latency_ms for ex in items]
     return QueueStats(
         queue=queue, tasks=len(items), failed=sum(not ex.ok for ex in items),

@@ -22,11 +22,15 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "embedded in-memory broker" in out
-    for queue in ("player", "physics", "ai", "background", "control"):
+    rows = {}
+    for queue in ("player", "physics", "ai", "background", "control", "player: updates",
+                  "player: sessions"):
         row = re.search(rf"│ {queue}\s+│\s+(\d+) │\s+(\d+) │\s+([\d.]+) │\s+([\d.]+) │", out)
         assert row, f"no row for {queue} in:\n{out}"
         tasks, failed, p50, p99 = int(row[1]), int(row[2]), float(row[3]), float(row[4])
         assert tasks > 0 and failed == 0 and 0 <= p50 <= p99
+        rows[queue] = tasks
+    assert rows["player: updates"] + rows["player: sessions"] == rows["player"]
     sent, applied = map(int, re.search(r"sent (\d+) tasks, (\d+) applied", out).groups())
     assert sent == applied
     assert (tmp_path / "gamesched.db").exists()

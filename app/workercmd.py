@@ -39,21 +39,25 @@ SWITCH_INTERVAL_S = 0.0005
 
 
 def lower_cpu_priority(settings: Settings, role_name: str) -> int:
-    """Raise this process's niceness by the role's `nice` budget (children inherit it);
-    returns the increment.  The naive baseline keeps the OS default, as plain Celery.
+    """Raise this process's niceness to at least the role's `nice` budget (children inherit
+    it; calling again, as after the metrics re-exec, changes nothing); returns the
+    increment.  The naive baseline keeps the OS default, as plain Celery.
 
     Linux with autogroup scheduling shares CPU between sessions first and applies a
     process's nice only inside its session, so a worker that leads its own session (as
     fleets start them) also lowers its session's autogroup niceness.
     """
     budget = settings.budget(role_name) if role_name in WORKER_ROLES else None
-    if budget is None or settings.naive or budget.nice == 0:
+    if budget is None or settings.naive:
         return 0
-    os.nice(budget.nice)
+    increment = budget.nice - os.nice(0)
+    if increment <= 0:
+        return 0
+    os.nice(increment)
     if os.getsid(0) == os.getpid() and os.path.exists(AUTOGROUP):
         with open(AUTOGROUP, "w") as group:
             group.write(str(budget.nice))
-    return budget.nice
+    return increment
 
 
 def controller_argv(settings: Settings, schedule: str, loglevel: str,

@@ -82,7 +82,9 @@ def test_background_roles_run_at_a_lower_cpu_priority(role: str, naive: bool,
     niceness the kernel reports after the call, and its autogroup's where Linux has them."""
     code = ("import os; from app.settings import load_settings; "
             "from app.workercmd import AUTOGROUP, lower_cpu_priority; "
-            f"before = os.nice(0); lower_cpu_priority(load_settings(naive={naive}), {role!r}); "
+            f"before = os.nice(0); settings = load_settings(naive={naive}); "
+            f"lower_cpu_priority(settings, {role!r}); "
+            f"assert lower_cpu_priority(settings, {role!r}) == 0; "
             "group = open(AUTOGROUP).read().split()[-1] if os.path.exists(AUTOGROUP) else '-';"
             "print(os.nice(0) - before, group)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

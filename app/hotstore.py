@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import redis
 
 from app.statestore import MemoryStateStore, RedisStateStore, StateStore
-
-# Given the current values of some keys, return the values to write (None = leave as is).
-Updater = Callable[[list[bytes | None]], dict[str, bytes]]
 
 
 class HotStore(Protocol):
@@ -29,9 +26,6 @@ class HotStore(Protocol):
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """The values at `keys`, in order (None where absent)."""
 
-    def update(self, keys: Sequence[str], updater: Updater) -> dict[str, bytes]:
-        """Atomically read `keys`, call `updater`, write what it returns; returns the writes."""
-
     def incr(self, key: str, amount: int = 1) -> int:
         """Add `amount` to the counter at `key`; returns the new value."""
 
@@ -43,9 +37,6 @@ class HotStore(Protocol):
 
     def publish(self, channel: str, payload: bytes) -> None:
         """Send `payload` to the subscribers of `channel`."""
-
-    def publish_and_incr(self, channel: str, payload: bytes, amounts: dict[str, int]) -> None:
-        """Publish `payload` and add to counters, in one round trip where the store can."""
 
     def delete(self, key: str) -> None:
         """Remove `key`."""
@@ -75,13 +66,6 @@ class MemoryHotStore:
         with self._lock:
             return [self._data.get(k) for k in keys]
 
-    def update(self, keys: Sequence[str], updater: Updater) -> dict[str, bytes]:
-        """Atomically read `keys`, call `updater`, write what it returns."""
-        with self._lock:
-            writes = updater([self._data.get(k) for k in keys])
-            self._data.update(writes)
-            return writes
-
     def incr(self, key: str, amount: int = 1) -> int:
         """Add `amount` to the counter at `key`; returns the new value."""
         with self._lock:
@@ -92,11 +76,6 @@ class MemoryHotStore:
     def publish(self, channel: str, payload: bytes) -> None:
         """Keep the last messages in `published` (no subscribers in process memory)."""
         self.published.append((channel, payload))
-
-    def publish_and_incr(self, channel: str, payload: bytes, amounts: dict[str, int]) -> None:
-        """Publish, then add to the counters."""
-        self.publish(channel, payload)
-        self.incr_many(amounts)
 
     def claim(self, key: str, ttl_s: int) -> bool:
         """Set `key` if absent; True when this call set it (no expiry in memory)."""
@@ -139,22 +118,6 @@ class RedisHotStore:
             return []
         return _as_bytes(self._client.mget(keys))
 
-    def update(self, keys: Sequence[str], updater: Updater) -> dict[str, bytes]:
-        """Optimistic transaction: WATCH the keys, compute, MULTI/EXEC; retried on a race."""
-        writes: dict[str, bytes] = {}
-
-        def attempt(pipe: redis.client.Pipeline) -> None:
-            nonlocal writes
-            current = pipe.mget(keys) if keys else []
-            writes = updater(_as_bytes(current))
-            pipe.multi()
-            if writes:
-                pipe.mset(writes)
-
-        if keys:
-            self._client.transaction(attempt, *keys)
-        return writes
-
     def incr(self, key: str, amount: int = 1) -> int:
         """Add `amount` to the counter at `key`; returns the new value."""
         return int(self._client.incrby(key, amount))
@@ -169,14 +132,6 @@ class RedisHotStore:
     def publish(self, channel: str, payload: bytes) -> None:
         """PUBLISH `payload` on `channel`."""
         self._client.publish(channel, payload)
-
-    def publish_and_incr(self, channel: str, payload: bytes, amounts: dict[str, int]) -> None:
-        """PUBLISH and INCRBY, pipelined in one round trip."""
-        pipe = self._client.pipeline(transaction=False)
-        pipe.publish(channel, payload)
-        for key, amount in amounts.items():
-            pipe.incrby(key, amount)
-        pipe.execute()
 
     def claim(self, key: str, ttl_s: int) -> bool:
         """Set `key` if absent (expiring after `ttl_s`); True when this call set it."""

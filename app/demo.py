@@ -82,14 +82,14 @@ def run_demo(settings: Settings, sessions: int = 300, duration: float = 10.0,
         opened, _ = _drain(recorder, load.client.tasks_sent, timeout=60.0)
         load.run(duration)
         sent = load.client.tasks_sent
-        played, drained = _drain(recorder, sent - _counted(opened), timeout=30.0)
+        played, drained = _drain(recorder, sent - counted(opened), timeout=30.0)
     return DemoResult(sent=sent, executions=opened + played, drained=drained)
 
 
 TICK = "gamesched.control.tick"
 
 
-def _counted(executions: list[Execution]) -> int:
+def counted(executions: list[Execution]) -> int:
     """Executions of the work the demo sent (controller ticks come from beat too)."""
     return sum(e.task != TICK for e in executions)
 
@@ -97,10 +97,10 @@ def _counted(executions: list[Execution]) -> int:
 def _drain(recorder: Recorder, expected: int, timeout: float) -> tuple[list[Execution], bool]:
     got: list[Execution] = []
     deadline = time.monotonic() + timeout
-    while _counted(got) < expected and time.monotonic() < deadline:
+    while counted(got) < expected and time.monotonic() < deadline:
         got.extend(recorder.drain())
         time.sleep(0.05)
-    return got, _counted(got) >= expected
+    return got, counted(got) >= expected
 
 
 class _DemoLoad:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from app.demo import TICK, run_demo
+from app.demo import counted, run_demo
 from app.settings import Settings
 
 
@@ -23,6 +23,6 @@ def show(console: Console, settings: Settings, sessions: int, duration: float) -
         table.add_row(s.queue, str(s.tasks), str(s.failed), f"{s.p50_ms:.1f}",
                       f"{s.p99_ms:.1f}", f"{s.max_ms:.1f}")
     console.print(table)
-    applied = sum(e.task != TICK for e in result.executions)
+    applied = counted(result.executions)
     console.print(f"sent {result.sent} tasks, {applied} applied")
     return result.drained and all(s.failed == 0 for s in result.stats.values())

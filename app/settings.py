@@ -23,7 +23,7 @@ ENV_PREFIX = "GAMESCHED_"
 class RoleBudget(BaseModel):
     """Concurrency, memory budget and CPU niceness of one worker role.
 
-    `nice` is added to the worker's OS scheduling niceness: when the machine runs out of
+    The worker's OS scheduling niceness is raised to `nice`: when the machine runs out of
     CPU, the kernel gives it to the player-facing roles (nice 0) before the AI and
     background roles, so background work never delays a player's update for CPU.
     """

@@ -161,9 +161,10 @@ def apply_batch_restoring(hot: HotStore, db_factory: Callable[[], Session], batc
     if not missing:
         return result
     entries = wire.unpack_batch(batch)
+    session_of = {i: entries[i][0].decode() for i in missing}
     with db_factory() as db, db.begin():
-        restored = restore_open(db, hot, {entries[i][0].decode() for i in missing})
-    retry = [i for i in missing if entries[i][0].decode() in restored]
+        restored = restore_open(db, hot, set(session_of.values()))
+    retry = [i for i in missing if session_of[i] in restored]
     if not retry:
         return result
     again = apply_batch(hot, wire.pack_batch(entries[i] for i in retry), publish)

@@ -6,6 +6,7 @@ classifies the work, computes its priority from the session's factors and routes
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -16,13 +17,14 @@ from typing import Any
 
 from celery import Celery
 from celery.result import AsyncResult
+from kombu.exceptions import OperationalError as BrokerError
 
 from app import sessions, wire
 from app.coalesce import Coalescer
 from app.delta import POSITION_FIELD, quantise
 from app.errors import InvalidRequest
 from app.ledger.handle import TransactionHandle
-from app.ledger.policy import APPLY_TASK
+from app.ledger.policy import APPLY_BATCH_MAX, APPLY_BATCH_TASK
 from app.ledger.submit import submit_purchase, submit_reward
 from app.metrics import metrics
 from app.priority import Factors, Route, inherit, route
@@ -44,6 +46,7 @@ from app.tasking import CLAIM_HEADER, HANDOFF_HEADER, SENT_HEADER
 UPDATE_TASK = "gamesched.player.apply_updates"
 SESSION_TASK = "gamesched.player.session_op"
 INFLIGHT_LIMIT = 50_000
+log = logging.getLogger(__name__)
 _ARGSREPR = "(...)"
 
 
@@ -68,14 +71,19 @@ class GameClient:
         self._inflight: OrderedDict[str, _Sent] = OrderedDict()
         self._updates = Coalescer(self._send_updates, self.settings.tick_ms / 1000.0,
                                   self.settings.batch_max_updates)
+        self._applies = Coalescer(self._send_applies, self.settings.tick_ms / 1000.0,
+                                  APPLY_BATCH_MAX)
 
     def close(self) -> None:
-        """Send the updates still buffered and stop the coalescing thread."""
+        """Send the updates and transaction messages still buffered and stop the coalescing
+        threads."""
         self._updates.close()
+        self._applies.close()
 
     def flush(self) -> int:
-        """Send the buffered state updates now; returns how many went."""
-        return self._updates.flush()
+        """Send the buffered state updates and transaction messages now; returns how many
+        updates and transactions went."""
+        return self._updates.flush() + self._applies.flush()
 
     # sessions ---------------------------------------------------------------------------
 
@@ -178,23 +186,38 @@ class GameClient:
                  idempotency_key: str) -> TransactionHandle:
         """Charge a known player `price` of `currency` for `sku`, exactly once per key.
 
-        The intent row is committed before the task is sent; the returned handle reads its
-        status from SQL.  The same key with the same parameters returns the same
-        transaction; with other parameters it raises InvalidRequest and changes nothing.
+        The intent row is committed before its message is sent: the intents committed
+        during one tick leave as one ``apply_batch`` message, which a worker settles in one
+        SQL transaction.  The returned handle reads the status from SQL.  The same key with
+        the same parameters returns the same transaction; with other parameters it raises
+        InvalidRequest and changes nothing.
         """
         return submit_purchase(
-            self.app.runtime.sessions, lambda tid: self._send(route(APPLY_TASK), [tid]),
-            self.settings.currencies, player_id=player_id, sku=sku, price=price,
-            currency=currency, idempotency_key=idempotency_key)
+            self.app.runtime.sessions, self._queue_apply, self.settings.currencies,
+            player_id=player_id, sku=sku, price=price, currency=currency,
+            idempotency_key=idempotency_key)
 
     def grant_reward(self, player_id: str, amount: int, currency: str, idempotency_key: str,
                      reason: str = "reward") -> TransactionHandle:
         """Credit `amount` of `currency` to a player (registering a new one), exactly once
         per key; idempotent as `purchase`."""
         return submit_reward(
-            self.app.runtime.sessions, lambda tid: self._send(route(APPLY_TASK), [tid]),
-            self.settings.currencies, player_id=player_id, amount=amount, currency=currency,
+            self.app.runtime.sessions, self._queue_apply, self.settings.currencies,
+            player_id=player_id, amount=amount, currency=currency,
             idempotency_key=idempotency_key, reason=reason)
+
+    def _queue_apply(self, transaction_id: int) -> None:
+        self._applies.add(route(APPLY_BATCH_TASK).priority, transaction_id)
+
+    def _send_applies(self, step: int, ids: list[int], oldest: float) -> None:
+        # SQL holds every intent, so a message the broker refuses is not lost: the sweeper
+        # re-sends what stays pending.
+        try:
+            self._publish(_Sent(Route(APPLY_BATCH_TASK, Queue.TRANSACTIONS, step), [ids],
+                                oldest), claim=False)
+        except BrokerError as exc:
+            log.warning("%d transactions are recorded but their message was not sent (%s); "
+                        "the sweeper will send them", len(ids), exc)
 
     # sending --------------------------------------------------------------------------
 

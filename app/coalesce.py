@@ -3,6 +3,7 @@ task, at the most urgent priority step among them."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Any
 
 Batch = list[Any]
 SendBatch = Callable[[int, Batch, float], None]
+log = logging.getLogger(__name__)
 
 
 class Coalescer:
@@ -20,8 +22,9 @@ class Coalescer:
     every update is player-facing, and per-task overhead, not ordering inside the player
     queue, is what costs latency at thousands of updates a second.
 
-    A background thread flushes every `tick_s`; `flush()` sends at once; `close()` flushes
-    and stops the thread.  Thread-safe.
+    A background thread flushes every `tick_s` (a batch its `send` raises on is logged and
+    dropped: the thread keeps going); `flush()` sends at once; `close()` flushes and stops
+    the thread.  Thread-safe.
     """
 
     def __init__(self, send: SendBatch, tick_s: float, max_batch: int = 2000) -> None:
@@ -72,4 +75,7 @@ class Coalescer:
 
     def _run(self) -> None:
         while not self._stop.wait(self._tick_s):
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # a batch the send refused is dropped; the next tick goes on
+                log.exception("a coalesced batch could not be sent")

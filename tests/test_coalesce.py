@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
+import pytest
+
 from app.coalesce import Coalescer
+from tests.waiting import wait_for
 
 
 class Sink:
@@ -62,3 +66,25 @@ def test_a_full_batch_leaves_at_once() -> None:
         coalescer.add(4, {"i": i})
     assert [len(b) for _, b, _ in sink.batches] == [3]
     coalescer.close()
+
+
+def test_a_send_that_raises_drops_its_batch_and_the_ticks_go_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    sink = Sink()
+    calls: list[int] = []
+
+    def flaky(step: int, batch: list[dict[str, Any]], oldest: float) -> None:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise ConnectionError("broker gone")
+        sink(step, batch, oldest)
+
+    coalescer = Coalescer(flaky, tick_s=0.01)
+    with caplog.at_level(logging.ERROR, logger="app.coalesce"):
+        coalescer.add(1, {"i": 1})
+        wait_for(lambda: calls, timeout=5, what="the first tick's send")
+        coalescer.add(1, {"i": 2})
+        assert sink.arrived.wait(timeout=5)
+    coalescer.close()
+    assert [[x["i"] for x in b] for _, b, _ in sink.batches] == [[2]]
+    assert "could not be sent" in caplog.text

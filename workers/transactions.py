@@ -9,6 +9,7 @@ every transactions worker is down."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from functools import partial
 
 from celery import Celery, shared_task
@@ -16,8 +17,15 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from app.broker import queue_depths
 from app.db import transaction
-from app.ledger.apply import apply_transaction, note_failure
-from app.ledger.policy import APPLY_TASK, MAX_RETRIES, SWEEP_TASK, retry_delay
+from app.ledger.apply import Outcome, apply_transactions, note_failure
+from app.ledger.policy import (
+    APPLY_BATCH_MAX,
+    APPLY_BATCH_TASK,
+    APPLY_TASK,
+    MAX_RETRIES,
+    SWEEP_TASK,
+    retry_delay,
+)
 from app.ledger.sweeper import sweep as sweep_intents
 from app.priority import route
 from app.roles import Queue
@@ -45,12 +53,33 @@ def apply(self: GameTask, transaction_id: int) -> str:
     reject_on_worker_lost: a worker killed mid-task gives its message back (after the broker's
     visibility timeout; the sweeper is sooner).
     """
+    return _settle(self, [transaction_id])[transaction_id].status
+
+
+@shared_task(
+    base=GameTask, bind=True, name=APPLY_BATCH_TASK,
+    acks_late=True, reject_on_worker_lost=True, max_retries=MAX_RETRIES,
+)
+def apply_batch(self: GameTask, transaction_ids: list[int]) -> dict[str, int]:
+    """Apply many intents in one SQL transaction (what the client and the sweeper send);
+    returns how many ended in each status (``missing`` for unknown ids).
+
+    Idempotent, retried and acknowledged as `apply`; an operational error retries the whole
+    batch, and nothing of it is settled until the retry commits.
+    """
+    counts: dict[str, int] = {}
+    for outcome in _settle(self, transaction_ids).values():
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return counts
+
+
+def _settle(task: GameTask, transaction_ids: Sequence[int]) -> dict[int, Outcome]:
     try:
-        with transaction(self.runtime.sessions) as db:
-            return apply_transaction(db, transaction_id).status
+        with transaction(task.runtime.sessions) as db:
+            return apply_transactions(db, transaction_ids)
     except RETRYABLE as exc:
-        note_failure(self.runtime.sessions, transaction_id, exc)
-        raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
+        note_failure(task.runtime.sessions, transaction_ids, exc)
+        raise task.retry(exc=exc, countdown=retry_delay(task.request.retries)) from exc
 
 
 @shared_task(base=GameTask, bind=True, name=SWEEP_TASK, ignore_result=True)
@@ -66,12 +95,15 @@ def sweep(self: GameTask) -> int:
     return len(report.resent)
 
 
-def send_apply(app: Celery, transaction_id: int) -> None:
-    """Send ``gamesched.transactions.apply`` for one intent to its queue and step."""
-    headers = {HANDOFF_HEADER: time.time()}
-    if app.runtime.settings.naive:  # the baseline has one shared queue and no priorities
-        app.send_task(APPLY_TASK, args=[transaction_id], headers=headers)
-        return
-    where = route(APPLY_TASK)
-    app.send_task(APPLY_TASK, args=[transaction_id], queue=where.queue.value,
-                  priority=where.priority, headers=headers)
+def send_apply(app: Celery, transaction_ids: Sequence[int]) -> None:
+    """Send ``gamesched.transactions.apply_batch`` for `transaction_ids` to its queue and
+    step, in messages of at most APPLY_BATCH_MAX intents."""
+    for start in range(0, len(transaction_ids), APPLY_BATCH_MAX):
+        chunk = list(transaction_ids[start:start + APPLY_BATCH_MAX])
+        headers = {HANDOFF_HEADER: time.time()}
+        if app.runtime.settings.naive:  # the baseline has one shared queue and no priorities
+            app.send_task(APPLY_BATCH_TASK, args=[chunk], headers=headers)
+            continue
+        where = route(APPLY_BATCH_TASK)
+        app.send_task(APPLY_BATCH_TASK, args=[chunk], queue=where.queue.value,
+                      priority=where.priority, headers=headers)

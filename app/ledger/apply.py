@@ -1,27 +1,31 @@
-"""Applying an intent: one SQL transaction that settles it exactly once.
+"""Applying intents: one SQL transaction that settles a batch of them, each exactly once.
 
-Inside the caller's transaction: lock the transaction row, then the wallet row, check the
-status, write both ledger entries, update the balance and mark the transaction committed.
-On PostgreSQL the locks are ``SELECT ... FOR NO KEY UPDATE``: the ``FOR UPDATE`` variant for
-an update that changes no key, which serialises appliers of one wallet exactly like ``FOR
-UPDATE`` but does not make a game server's new intent (whose foreign key points at the
-wallet) wait for an apply in progress.  SQLite's ``BEGIN IMMEDIATE`` already holds its one
-write lock.  A transaction that is no longer pending is left alone, so applying
-twice, or from two workers at once, settles it once.  Insufficient funds is final: the
-transaction is rejected with a reason and never retried.
+Inside the caller's transaction: lock the batch's transaction rows, then their wallets'
+rows, check each status, write each one's two ledger entries, update the balances and mark
+the transactions settled: five statements for the whole batch, however large, so one commit
+settles many purchases.  On PostgreSQL the locks are ``SELECT ... FOR NO KEY UPDATE``: the
+``FOR UPDATE`` variant for an update that changes no key, which serialises appliers of one
+wallet exactly like ``FOR UPDATE`` but does not make a game server's new intent (whose
+foreign key points at the wallet) wait for an apply in progress.  SQLite's ``BEGIN
+IMMEDIATE`` already holds its one write lock.  A transaction that is no longer pending is
+left alone, so applying twice, or from two workers at once, settles it once.  Insufficient
+funds is final: the transaction is rejected with a reason and never retried.
 
-Every applier locks one transaction row and then one wallet row, always in that order, so
-appliers cannot deadlock one another.
+Lock order: every applier locks its transaction rows in id order, then its wallet rows in
+id order; nobody waits for a transaction row while holding a wallet row, so appliers cannot
+deadlock one another.  Inside a batch, transactions of one wallet settle in id order
+against the running balance.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,6 +46,15 @@ log = logging.getLogger(__name__)
 MISSING = "missing"
 ERROR_MAX = 500
 
+_T = cast(Table, LedgerTransaction.__table__)
+_W = cast(Table, Wallet.__table__)
+_SETTLE = (update(_T).where(_T.c.id == bindparam("tid"))
+           .values(status=bindparam("new_status"), attempts=_T.c.attempts + 1,
+                   committed_at=bindparam("committed"), rejected_at=bindparam("rejected"),
+                   reject_reason=bindparam("why")))
+_BALANCE = (update(_W).where(_W.c.id == bindparam("wid"))
+            .values(balance=bindparam("new_balance"), updated_at=bindparam("at")))
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -61,71 +74,114 @@ def apply_transaction(db: Session, transaction_id: int,
     Idempotent: a committed or rejected transaction is returned as it is.  Raises only
     what the database raises (the caller retries operational errors).
     """
-    txn = db.execute(select(LedgerTransaction).where(LedgerTransaction.id == transaction_id)
-                     .with_for_update(key_share=True)).scalar_one_or_none()
-    if txn is None:
-        log.info("transaction %s does not exist; nothing to apply", transaction_id)
-        return Outcome(transaction_id, MISSING, settled=False)
-    if txn.status != Status.PENDING:
-        return Outcome(txn.id, txn.status, settled=False, reason=txn.reject_reason)
-    wallet = db.execute(select(Wallet).where(Wallet.id == txn.wallet_id)
-                        .with_for_update(key_share=True)).scalar_one()
-    now = now or utcnow()
-    txn.attempts += 1
-    delta = txn.amount if Kind(txn.kind) in CREDITS_PLAYER else -txn.amount
-    if wallet.balance + delta < 0:
-        return _reject(txn, wallet, now)
-    _post(db, txn, wallet, delta, now)
-    return Outcome(txn.id, txn.status, settled=True)
+    return apply_transactions(db, [transaction_id], now)[transaction_id]
 
 
-def _reject(txn: LedgerTransaction, wallet: Wallet, now: datetime) -> Outcome:
-    txn.status, txn.rejected_at = Status.REJECTED.value, now
-    txn.reject_reason = (f"insufficient funds: balance {wallet.balance} {wallet.currency}, "
-                         f"price {txn.amount}")
-    log.info("transaction %s rejected: %s", txn.id, txn.reject_reason)
-    return Outcome(txn.id, txn.status, settled=True, reason=txn.reject_reason)
+def apply_transactions(db: Session, transaction_ids: Iterable[int],
+                       now: datetime | None = None) -> dict[int, Outcome]:
+    """Settle every pending transaction of `transaction_ids` inside the caller's SQL
+    transaction; the outcome of each id (duplicates count once).
+
+    Idempotent per transaction, as `apply_transaction`.  Raises only what the database
+    raises; then nothing of the batch is settled.
+    """
+    ids = sorted(set(transaction_ids))
+    rows = db.execute(select(_T.c.id, _T.c.status, _T.c.reject_reason, _T.c.wallet_id,
+                             _T.c.kind, _T.c.amount, _T.c.currency)
+                      .where(_T.c.id.in_(ids)).order_by(_T.c.id)
+                      .with_for_update(key_share=True)).all()
+    outcomes = {i: Outcome(i, MISSING, settled=False) for i in ids}
+    for row in rows:
+        outcomes[row.id] = Outcome(row.id, row.status, settled=False, reason=row.reject_reason)
+    for missing in (i for i, o in outcomes.items() if o.status == MISSING):
+        log.info("transaction %s does not exist; nothing to apply", missing)
+    pending = [row for row in rows if row.status == Status.PENDING]
+    if pending:
+        outcomes |= _settle(db, pending, now or utcnow())
+    return outcomes
 
 
-def _post(db: Session, txn: LedgerTransaction, wallet: Wallet, delta: int,
-          now: datetime) -> None:
-    db.add_all([
-        LedgerEntry(transaction_id=txn.id, account=Account.PLAYER.value, wallet_id=wallet.id,
-                    currency=txn.currency, amount=delta, created_at=now),
-        LedgerEntry(transaction_id=txn.id, account=Account.HOUSE.value, wallet_id=None,
-                    currency=txn.currency, amount=-delta, created_at=now),
-    ])
-    wallet.balance += delta
-    wallet.updated_at = now
-    txn.status, txn.committed_at = Status.COMMITTED.value, now
+def _settle(db: Session, pending: Sequence[Any], now: datetime) -> dict[int, Outcome]:
+    """Post or reject each pending row against its wallet's running balance."""
+    wallet_ids = sorted({row.wallet_id for row in pending})
+    balances: dict[int, int] = dict(db.execute(
+        select(_W.c.id, _W.c.balance).where(_W.c.id.in_(wallet_ids)).order_by(_W.c.id)
+        .with_for_update(key_share=True)).all())
+    outcomes: dict[int, Outcome] = {}
+    entries: list[dict[str, Any]] = []
+    settles: list[dict[str, Any]] = []
+    for row in pending:
+        delta = row.amount if Kind(row.kind) in CREDITS_PLAYER else -row.amount
+        balance = balances[row.wallet_id]
+        if balance + delta < 0:
+            why = (f"insufficient funds: balance {balance} {row.currency}, "
+                   f"price {row.amount}")
+            log.info("transaction %s rejected: %s", row.id, why)
+            settles.append(_settled(row.id, Status.REJECTED, now, why))
+            outcomes[row.id] = Outcome(row.id, Status.REJECTED.value, settled=True, reason=why)
+            continue
+        balances[row.wallet_id] = balance + delta
+        entries += _entries(row, delta, now)
+        settles.append(_settled(row.id, Status.COMMITTED, now))
+        outcomes[row.id] = Outcome(row.id, Status.COMMITTED.value, settled=True)
+    _write(db, entries, settles, balances, now)
+    return outcomes
 
 
-def record_failure(db: Session, transaction_id: int, error: str) -> bool:
-    """Count a failed attempt and keep its error on a still-pending transaction.
+def _entries(row: Any, delta: int, now: datetime) -> list[dict[str, Any]]:
+    """The two sides of one posting: the player's wallet and the house."""
+    common = {"transaction_id": row.id, "currency": row.currency, "created_at": now}
+    return [common | {"account": Account.PLAYER.value, "wallet_id": row.wallet_id,
+                      "amount": delta},
+            common | {"account": Account.HOUSE.value, "wallet_id": None, "amount": -delta}]
 
-    Idempotent in effect (a settled transaction is not touched); returns whether a row
+
+def _settled(transaction_id: int, status: Status, now: datetime,
+             why: str | None = None) -> dict[str, Any]:
+    committed = status == Status.COMMITTED
+    return {"tid": transaction_id, "new_status": status.value, "why": why,
+            "committed": now if committed else None, "rejected": None if committed else now}
+
+
+def _write(db: Session, entries: list[dict[str, Any]], settles: list[dict[str, Any]],
+           balances: dict[int, int], now: datetime) -> None:
+    """Entries, the balances they moved, then statuses: one statement each for the whole
+    batch."""
+    if entries:
+        moved = sorted({e["wallet_id"] for e in entries if e["wallet_id"] is not None})
+        db.execute(insert(LedgerEntry), entries)
+        db.execute(_BALANCE, [{"wid": w, "new_balance": balances[w], "at": now}
+                              for w in moved])
+    db.execute(_SETTLE, settles)
+
+
+def record_failure(db: Session, transaction_ids: Iterable[int], error: str) -> int:
+    """Count a failed attempt and keep its error on each still-pending transaction.
+
+    Idempotent in effect (a settled transaction is not touched); returns how many rows
     changed.
     """
     result = cast("CursorResult[Any]", db.execute(
         update(LedgerTransaction)
-        .where(LedgerTransaction.id == transaction_id,
+        .where(LedgerTransaction.id.in_(sorted(set(transaction_ids))),
                LedgerTransaction.status == Status.PENDING.value)
         .values(attempts=LedgerTransaction.attempts + 1, last_error=error[:ERROR_MAX])
     ))
-    return result.rowcount > 0
+    return result.rowcount
 
 
-def note_failure(factory: sessionmaker[Session], transaction_id: int,
+def note_failure(factory: sessionmaker[Session], transaction_ids: Iterable[int],
                  error: BaseException) -> bool:
-    """Best effort: record a failed attempt in a transaction of its own.
+    """Best effort: record a failed attempt of a batch in a transaction of its own.
 
     Never raises for a database error (the database may be what failed); returns whether
     the note was written.  Not retried.
     """
+    ids = sorted(set(transaction_ids))
     text = f"{error.__class__.__name__}: {error}"
     try:
         with transaction(factory) as db:
-            return record_failure(db, transaction_id, text)
+            return record_failure(db, ids, text) > 0
     except SQLAlchemyError as exc:
-        log.info("could not note the failure of transaction %s: %s", transaction_id, exc)
+        log.info("could not note the failure of transactions %s: %s", ids, exc)
         return False

@@ -17,10 +17,10 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.dml import Insert, ReturningInsert
 
 from app.errors import InvalidRequest
 from app.ledger.models import Kind, Player, Status, Wallet
@@ -91,10 +91,15 @@ def _refundable(db: Session, req: Refund) -> TransactionView:
 
 def _record(db: Session, key: str, intent: Intent, *, register: bool, now: datetime,
             purchase_key: str | None = None) -> Recorded:
-    """Insert the intent unless its key exists; a new key costs one lookup and one insert."""
-    wallet_id = _wallet_id(db, intent.player_id, intent.currency, register, now)
-    insert = _insert_ignoring_conflicts(db, TRANSACTIONS, _values(key, intent, wallet_id, now))
-    row = db.execute(insert.returning(*TRANSACTIONS.c)).first()
+    """Insert the intent unless its key exists.  A new key of a player with a wallet in the
+    currency costs one statement, the wallet looked up inside it; a new wallet or a taken
+    key costs a lookup and a second insert."""
+    params = _values(key, intent, now)
+    dialect = db.get_bind().dialect.name
+    row = db.execute(_inserts(dialect).with_wallet, params).first()
+    if row is None:  # the wallet (or the player) is new, or a unique index is taken
+        params["wallet_id"] = _wallet_id(db, intent.player_id, intent.currency, register, now)
+        row = db.execute(_inserts(dialect).plain, params).first()
     if row is None:
         return Recorded(_after_conflict(db, key, intent, purchase_key), created=False)
     return Recorded(TransactionView.from_row(row), created=True)
@@ -140,19 +145,54 @@ def _wallet_id(db: Session, player_id: str, currency: str, register: bool,
     return db.execute(query).scalar_one()
 
 
-def _values(key: str, intent: Intent, wallet_id: int, now: datetime) -> dict[str, Any]:
+def _values(key: str, intent: Intent, now: datetime) -> dict[str, Any]:
     return {
         "idempotency_key": key, "kind": intent.kind.value, "player_id": intent.player_id,
-        "wallet_id": wallet_id, "sku": intent.sku, "reason": intent.reason,
+        "sku": intent.sku, "reason": intent.reason,
         "amount": intent.amount, "currency": intent.currency, "refund_of": intent.refund_of,
         "status": Status.PENDING.value, "attempts": 0, "resends": 0, "created_at": now,
         "resend_at": now + RESEND_AFTER,
     }
 
 
+@dataclass(frozen=True)
+class _Inserts:
+    """An intent's INSERT statements, built once per dialect and run with parameters (so
+    SQLAlchemy compiles each once): `with_wallet` looks the wallet up itself (and inserts
+    nothing when there is none), `plain` takes ``wallet_id``.  Both skip a taken key."""
+
+    with_wallet: ReturningInsert[Any]
+    plain: ReturningInsert[Any]
+
+
+_INSERTS: dict[str, _Inserts] = {}
+_VALUE_COLUMNS = ("idempotency_key", "kind", "player_id", "sku", "reason", "amount",
+                  "currency", "refund_of", "status", "attempts", "resends", "created_at",
+                  "resend_at")
+
+
+def _inserts(dialect: str) -> _Inserts:
+    if dialect not in _INSERTS:
+        table = TRANSACTIONS
+        binds = [bindparam(name, type_=table.c[name].type) for name in _VALUE_COLUMNS]
+        wallet = (select(*binds, Wallet.id)
+                  .where(Wallet.player_id == bindparam("player_id"),
+                         Wallet.currency == bindparam("currency")))
+        with_wallet = (_dialect_insert(dialect, table)
+                       .from_select([*_VALUE_COLUMNS, "wallet_id"], wallet)
+                       .on_conflict_do_nothing().returning(*table.c))
+        plain = (_dialect_insert(dialect, table)
+                 .values({name: bindparam(name) for name in (*_VALUE_COLUMNS, "wallet_id")})
+                 .on_conflict_do_nothing().returning(*table.c))
+        _INSERTS[dialect] = _Inserts(with_wallet, plain)
+    return _INSERTS[dialect]
+
+
+def _dialect_insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
 def _insert_ignoring_conflicts(db: Session, table: Any, values: dict[str, Any]) -> Insert:
     """``INSERT ... ON CONFLICT DO NOTHING`` in the session's dialect."""
-    if db.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table).values(**values).on_conflict_do_nothing()
-    return sqlite.insert(table).values(**values).on_conflict_do_nothing()
-
+    insert = _dialect_insert(db.get_bind().dialect.name, table)
+    return insert.values(**values).on_conflict_do_nothing()

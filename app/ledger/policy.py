@@ -9,7 +9,8 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-APPLY_TASK = "gamesched.transactions.apply"
+APPLY_TASK = "gamesched.transactions.apply"  # one intent: args [transaction_id]
+APPLY_BATCH_TASK = "gamesched.transactions.apply_batch"  # args [[transaction_id, ...]]
 SWEEP_TASK = "gamesched.transactions.sweep"
 
 RETRY_BASE_S = 0.05  # first retry of a failed apply after up to 50 ms
@@ -18,6 +19,7 @@ MAX_RETRIES = 100  # about eight minutes of retries; after that the sweeper re-s
 
 RESEND_AFTER = timedelta(seconds=1)  # an intent still pending this long is re-sent
 RESEND_MAX = timedelta(seconds=5)  # re-sends of one intent back off up to this interval
+APPLY_BATCH_MAX = 200  # intents per apply_batch message (client sends and sweeper re-sends)
 SWEEP_BATCH = 1000  # at most this many re-sends per sweep, fewer when the queue holds work
 STALE_AFTER = timedelta(seconds=2)  # pending longer than this raises the alarm and fails audit
 

@@ -1,17 +1,16 @@
 """The client side of the ledger: validate, commit the intent, then send the task.
 
 The intent row is committed before anything is sent, so a worker never sees a transaction
-SQL does not hold, and a message lost after the commit is re-sent by the sweeper.  When the
-broker refuses the message, the call still succeeds: the transaction is recorded and
-pending, and the sweeper sends it once the broker is back.
+SQL does not hold, and a message lost after the commit is re-sent by the sweeper.  `send`
+hands the id on for sending (the client queues it for its next ``apply_batch`` message);
+when the broker refuses that message the call has already succeeded: the transaction is
+recorded and pending, and the sweeper sends it once the broker is back.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
-from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
@@ -20,8 +19,6 @@ from app.ledger.intents import Recorded, purchase_intent, refund_intent, reward_
 from app.ledger.models import Status
 from app.ledger.requests import Purchase, Refund, Reward, check_currency
 from app.requests import parse
-
-log = logging.getLogger(__name__)
 
 Send = Callable[[int], object]
 
@@ -69,13 +66,5 @@ def _submit(sessions: sessionmaker[Session], send: Send,
         recorded = record(db)
     view = recorded.transaction
     if view.status == Status.PENDING:  # a duplicate of a pending intent is sent again too
-        _deliver(send, view.id)
+        send(view.id)
     return TransactionHandle(view.id, view.idempotency_key, recorded.created, sessions)
-
-
-def _deliver(send: Send, transaction_id: int) -> None:
-    try:
-        send(transaction_id)
-    except BrokerError as exc:
-        log.warning("transaction %s is recorded but its message was not sent (%s); "
-                    "the sweeper will send it", transaction_id, exc)

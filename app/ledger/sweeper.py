@@ -8,12 +8,13 @@ the broker restarts, taken by a worker killed next) is tried again within second
 long outage adds one duplicate message per intent every few seconds at most, each a cheap
 no-op for the worker (fewer while messages wait in the queue).
 
-How many to re-send: every message waiting in the transactions queue belongs to a pending
-intent, so at least ``pending - waiting`` pending intents have no message in the queue (they
-are being applied, or their message was lost).  A sweep re-sends that many of the due
-intents, oldest first (the oldest are the ones lost), at most ``SWEEP_BATCH``: after the
-broker lost its messages everything due goes out; while a backlog drains, little is
-duplicated.
+How many to re-send: every message waiting in the transactions queue holds at least one
+pending intent, so at least ``pending - waiting`` pending intents have no message in the
+queue (they are being applied, or their message was lost).  A sweep re-sends that many of
+the due intents, oldest first (the oldest are the ones lost), at most ``SWEEP_BATCH``: after
+the broker lost its messages everything due goes out; while a backlog drains, little is
+duplicated (a message holding many intents makes the count an over-estimate, never an
+under-estimate: a duplicate is a cheap no-op, a missed intent would wait).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from app.ledger.policy import STALE_AFTER, SWEEP_BATCH, resend_interval
 from app.ledger.view import as_utc
 from app.models import utcnow
 
-Send = Callable[[int], object]
+SendMany = Callable[[list[int]], object]
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,10 @@ def claim_due(db: Session, now: datetime, limit: int) -> list[int]:
     return [txn.id for txn in due]
 
 
-def sweep(factory: sessionmaker[Session], send: Send, backlog: int = 0,
+def sweep(factory: sessionmaker[Session], send: SendMany, backlog: int = 0,
           now: datetime | None = None) -> SweepReport:
-    """Publish the alarm gauges and re-send due intents through `send`.
+    """Publish the alarm gauges and re-send due intents through `send` (one call with
+    every due id, when there are any).
 
     `backlog` is the number of messages waiting in the transactions queue.  Idempotent:
     a re-sent intent is applied at most once.  Not retried; beat runs it again next period.
@@ -90,6 +92,6 @@ def sweep(factory: sessionmaker[Session], send: Send, backlog: int = 0,
         health = pending_health(db, now)
         due = claim_due(db, now, min(SWEEP_BATCH, max(0, health.pending - backlog)))
     alarm.publish(health.stale, health.oldest_seconds)
-    for transaction_id in due:
-        send(transaction_id)
+    if due:
+        send(due)
     return SweepReport(health=health, resent=due)

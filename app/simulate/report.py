@@ -20,7 +20,7 @@ FRAME_BUDGET_MS = 16.0
 UPDATE_TASK = "gamesched.player.apply_updates"
 PHYSICS_TASK = "gamesched.physics.step_region"
 AI_TASK = "gamesched.ai.decide"
-PURCHASE_TASK = "gamesched.transactions.apply"
+PURCHASE_TASK = "gamesched.transactions.apply_batch"  # what the client sends
 BACKGROUND_TASKS = ("gamesched.background.snapshot", "gamesched.background.analytics")
 
 Section = dict[str, Any]

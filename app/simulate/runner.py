@@ -43,7 +43,8 @@ DRAIN_TIMEOUT_S = 60.0
 QUIET_S = 5.0
 CALIBRATION_JOBS = 8  # two cycles: six snapshots, two analytics batches
 BACKGROUND_TASKS = frozenset({"gamesched.background.snapshot", "gamesched.background.analytics"})
-LEDGER_TASKS = frozenset({"gamesched.transactions.apply", "gamesched.transactions.sweep"})
+LEDGER_TASKS = frozenset({"gamesched.transactions.apply", "gamesched.transactions.apply_batch",
+                          "gamesched.transactions.sweep"})
 UNMEASURED = BACKGROUND_TASKS | LEDGER_TASKS  # latency not awaited: backlog, or the ledger's
 FORGET_ATTEMPTS = 5
 BUYERS = 200  # players with a wallet; purchases are spread over them

@@ -18,13 +18,17 @@ CURRENCIES = ("gold", "gems")
 
 
 class Outbox:
-    """A `send` callable that keeps what was sent, in order."""
+    """A `send` callable that keeps what was sent, in order: one id (the client side's
+    send) or a list of them (the sweeper's)."""
 
     def __init__(self) -> None:
         self.sent: list[int] = []
 
-    def __call__(self, transaction_id: int) -> None:
-        self.sent.append(transaction_id)
+    def __call__(self, transaction_ids: int | list[int]) -> None:
+        if isinstance(transaction_ids, int):
+            self.sent.append(transaction_ids)
+        else:
+            self.sent += transaction_ids
 
 
 def settle(sessions: sessionmaker[Session], transaction_id: int) -> Outcome:

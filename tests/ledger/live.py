@@ -3,6 +3,8 @@ their own, and worker subprocesses killed by their own process ids."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import signal
@@ -26,6 +28,7 @@ from app.db import make_engine, make_sessionmaker, transaction
 from app.fleet import stop_process_groups
 from app.ledger import audit
 from app.ledger.models import LedgerEntry, LedgerTransaction, Status, Wallet
+from app.ledger.policy import APPLY_BATCH_TASK
 from app.ledger.surge import PlannedPurchase, Submission, summarize
 from app.migrate import upgrade
 from app.settings import Settings, load_settings
@@ -190,6 +193,22 @@ class LiveLedger:
     def queued(self) -> int:
         """Messages waiting in the transactions queue of the private broker."""
         return queue_depths(create_app(self.settings)).get("transactions", 0)
+
+    def queued_intents(self) -> int:
+        """Intents named by the messages waiting in the transactions queue (a batch message
+        names many), read from the broker's lists: one per priority step."""
+        client = redis.Redis.from_url(self.settings.broker_url)
+        try:
+            return sum(_intents(raw) for key in client.scan_iter(match="transactions*")
+                       if client.type(key) == b"list" for raw in client.lrange(key, 0, -1))
+        finally:
+            client.close()
+
+
+def _intents(raw: bytes) -> int:
+    message = json.loads(raw)
+    args = json.loads(base64.b64decode(message["body"]))[0]
+    return len(args[0]) if message["headers"]["task"] == APPLY_BATCH_TASK else 1
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
 from app.ledger import apply_transaction
-from app.ledger.apply import Outcome, note_failure, record_failure
+from app.ledger.apply import Outcome, apply_transactions, note_failure, record_failure
 from app.ledger.faults import FAULT_MESSAGE, sql_faults
 from app.ledger.models import LedgerEntry
 from tests.ledger.helpers import (
@@ -98,8 +98,8 @@ def test_record_failure_counts_attempts_on_pending_transactions_only(
     done = buy(sessions, "p1", 10, "done")
     settle(sessions, done.transaction_id)
     with transaction(sessions) as db:
-        assert record_failure(db, pending.transaction_id, "x" * 900)
-        assert not record_failure(db, done.transaction_id, "too late")
+        assert record_failure(db, [pending.transaction_id, done.transaction_id], "x" * 900) == 1
+        assert record_failure(db, [done.transaction_id], "too late") == 0
     view = pending.fetch()
     assert view.attempts == 1 and view.last_error == "x" * 500
     assert done.fetch().last_error is None
@@ -109,11 +109,11 @@ def test_note_failure_writes_in_its_own_transaction_and_never_raises(
         db_url: str, sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture) -> None:
     fund(sessions, "p1", 100)
     handle = buy(sessions, "p1", 10, "k")
-    assert note_failure(sessions, handle.transaction_id, RuntimeError("boom"))
+    assert note_failure(sessions, [handle.transaction_id], RuntimeError("boom"))
     assert handle.fetch().last_error == "RuntimeError: boom"
     engine = sessions.kw["bind"]
     with sql_faults(engine, rate=1.0), caplog.at_level(logging.INFO, "app.ledger.apply"):
-        assert not note_failure(sessions, handle.transaction_id, RuntimeError("again"))
+        assert not note_failure(sessions, [handle.transaction_id], RuntimeError("again"))
     assert "could not note the failure" in caplog.text
     assert handle.fetch().attempts == 1
 
@@ -144,6 +144,64 @@ def test_a_failure_at_any_statement_leaves_no_trace_and_the_retry_commits(
         assert row_counts(sessions)["ledger_entries"] == 2  # the funding reward's only
     assert failed_at >= 5  # lock, lock, entries, balance, status: each one failed once
     assert handle.status() == "committed" and balance(sessions, "p1") == 70
+    assert_ledger_holds(sessions)
+
+
+# batches ------------------------------------------------------------------------------
+
+def settle_batch(sessions: sessionmaker[Session], ids: list[int]) -> dict[int, Outcome]:
+    with transaction(sessions) as db:
+        return apply_transactions(db, ids)
+
+
+def test_a_batch_settles_each_wallet_in_id_order_against_its_running_balance(
+        sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 50)
+    fund(sessions, "p2", 10)
+    one, two, three = (buy(sessions, "p1", 30, k).transaction_id for k in ("a", "b", "c"))
+    poor = buy(sessions, "p2", 16, "d").transaction_id
+    reward = fund(sessions, "p2", 5, key="late-reward")  # applied already: left as it is
+    before = row_counts(sessions)["ledger_entries"]
+    outcomes = settle_batch(sessions, [three, poor, one, two, one, reward.transaction_id])
+    assert [(o.status, o.settled) for o in (outcomes[one], outcomes[two], outcomes[three])] == [
+        ("committed", True), ("rejected", True), ("rejected", True)]
+    assert outcomes[two].reason == "insufficient funds: balance 20 gold, price 30"
+    assert outcomes[poor].reason == "insufficient funds: balance 15 gold, price 16"
+    assert outcomes[reward.transaction_id] == Outcome(reward.transaction_id, "committed",
+                                                      settled=False)
+    assert len(outcomes) == 5  # the duplicate id counts once
+    assert balance(sessions, "p1") == 20
+    assert row_counts(sessions)["ledger_entries"] == before + 2  # one posting, two sides
+    assert_ledger_holds(sessions)
+
+
+def test_a_batch_with_unknown_ids_settles_the_rest(sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 50)
+    known = buy(sessions, "p1", 10, "k").transaction_id
+    outcomes = settle_batch(sessions, [987_654, known])
+    assert outcomes == {987_654: Outcome(987_654, "missing", settled=False),
+                        known: Outcome(known, "committed", settled=True)}
+    assert settle_batch(sessions, []) == {}
+
+
+def test_a_batch_of_rejections_only_moves_no_balance(sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 5)
+    ids = [buy(sessions, "p1", 10, k).transaction_id for k in ("x", "y")]
+    entries = row_counts(sessions)["ledger_entries"]
+    assert {o.status for o in settle_batch(sessions, ids).values()} == {"rejected"}
+    assert row_counts(sessions)["ledger_entries"] == entries and balance(sessions, "p1") == 5
+
+
+def test_a_failed_batch_settles_none_of_it_and_its_retry_settles_all(
+        sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 100)
+    ids = [buy(sessions, "p1", 10, f"k{i}").transaction_id for i in range(3)]
+    engine = sessions.kw["bind"]
+    with sql_faults(engine, rate=1.0, limit=1, after=3), pytest.raises(OperationalError):
+        settle_batch(sessions, ids)
+    assert balance(sessions, "p1") == 100
+    assert {o.status for o in settle_batch(sessions, ids).values()} == {"committed"}
+    assert balance(sessions, "p1") == 70
     assert_ledger_holds(sessions)
 
 

@@ -66,7 +66,8 @@ def test_restarting_redis_loses_the_queued_messages_but_no_purchase(
         plan = plan_surge(PLAYERS, 550, duplicate_ratio=0.1, seed=21, prefix="redis")
         sends = run_purchase_surge(ledger.settings, plan, processes=1)
         ready()  # the workers are consuming when the broker goes away
-        wait_for(lambda: ledger.queued() >= 500, timeout=30, what="a backlog in Redis")
+        wait_for(lambda: ledger.queued_intents() >= 500, timeout=30,
+                 what="a backlog of 500 intents in Redis")
         ledger.broker.restart()
         assert ledger.queued() == 0  # the queued messages are gone
     later = plan_surge(PLAYERS, 60, duplicate_ratio=0.1, seed=22, prefix="after-restart")

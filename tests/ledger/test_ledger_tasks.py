@@ -25,7 +25,7 @@ from app.errors import InvalidRequest
 from app.fleet import EmbeddedFleet
 from app.ledger.faults import FAULT_MESSAGE, sql_faults
 from app.ledger.models import LedgerTransaction
-from app.ledger.policy import APPLY_TASK, MAX_RETRIES, SWEEP_TASK
+from app.ledger.policy import APPLY_BATCH_MAX, APPLY_BATCH_TASK, APPLY_TASK, MAX_RETRIES, SWEEP_TASK
 from app.models import utcnow
 from app.priority import route
 from app.roles import TASK_QUEUES, Queue
@@ -146,9 +146,9 @@ def test_the_sweep_task_re_sends_due_intents_to_the_transactions_queue(
     age(app, 1)
     assert run(app, SWEEP_TASK) == 1
     (message,) = take_messages(app, Queue.TRANSACTIONS.value)
-    assert message.headers["task"] == APPLY_TASK
-    assert message.payload[0] == [handle.transaction_id]
-    assert message.properties["priority"] == route(APPLY_TASK).priority
+    assert message.headers["task"] == APPLY_BATCH_TASK
+    assert message.payload[0] == [[handle.transaction_id]]
+    assert message.properties["priority"] == route(APPLY_BATCH_TASK).priority
 
 
 def test_the_sweep_task_yields_to_a_backlog_in_the_queue(app: GameschedCelery) -> None:
@@ -157,20 +157,54 @@ def test_the_sweep_task_yields_to_a_backlog_in_the_queue(app: GameschedCelery) -
     buy(sessions, "p1", 30, "k")
     take_messages(app, Queue.TRANSACTIONS.value)
     age(app, 1)
-    for _ in range(1000):  # a full batch already waits in the queue
-        send_apply(app, 0)
+    for _ in range(1000):  # a full sweep's worth of messages already waits in the queue
+        send_apply(app, [0])
     assert run(app, SWEEP_TASK) == 0
 
 
 def test_the_naive_baseline_sends_to_its_one_shared_queue(db_url: str) -> None:
     app = make_app(db_url, naive=True)
-    send_apply(app, 7)
+    send_apply(app, [7])
     (message,) = take_messages(app, "celery")
-    assert (message.headers["task"], message.payload[0]) == (APPLY_TASK, [7])
+    assert (message.headers["task"], message.payload[0]) == (APPLY_BATCH_TASK, [[7]])
     app.runtime.engine.dispose()
 
 
-def test_the_client_commits_then_sends_and_the_task_applies(app: GameschedCelery) -> None:
+def test_large_re_sends_leave_in_messages_of_at_most_the_batch_limit(
+        app: GameschedCelery) -> None:
+    send_apply(app, list(range(1, 2 * APPLY_BATCH_MAX + 2)))
+    sizes = [len(m.payload[0][0]) for m in take_messages(app, Queue.TRANSACTIONS.value)]
+    assert sizes == [APPLY_BATCH_MAX, APPLY_BATCH_MAX, 1]
+
+
+def test_the_batch_task_settles_each_intent_once_and_counts_the_outcomes(
+        app: GameschedCelery) -> None:
+    sessions = app.runtime.sessions
+    fund(sessions, "p1", 50)
+    ids = [buy(sessions, "p1", 30, k).transaction_id for k in ("a", "b")]
+    assert run(app, APPLY_BATCH_TASK, [*ids, 999_999]) == {
+        "committed": 1, "rejected": 1, "missing": 1}
+    assert run(app, APPLY_BATCH_TASK, ids) == {"committed": 1, "rejected": 1}
+    assert balance(sessions, "p1") == 20
+
+
+def test_a_failed_batch_is_noted_on_each_intent_and_retried_whole(
+        app: GameschedCelery) -> None:
+    sessions = app.runtime.sessions
+    fund(sessions, "p1", 100)
+    handles = [buy(sessions, "p1", 10, k) for k in ("a", "b")]
+    with sql_faults(app.runtime.engine, rate=1.0, limit=1) as faults:
+        assert run(app, APPLY_BATCH_TASK, [h.transaction_id for h in handles]) == {
+            "committed": 2}
+    assert faults.injected == 1
+    for handle in handles:
+        view = handle.fetch()
+        assert view.attempts == 2 and FAULT_MESSAGE in (view.last_error or "")
+    assert_ledger_holds(sessions)
+
+
+def test_the_client_commits_then_sends_and_the_task_applies(db_url: str) -> None:
+    app = make_app(db_url, tick_ms=1000.0)  # nothing leaves before close() within the test
     client = GameClient(app)
     try:
         reward = client.grant_reward("p1", 100, "gold", "signup-p1", reason="signup")
@@ -181,15 +215,16 @@ def test_the_client_commits_then_sends_and_the_task_applies(app: GameschedCelery
         assert (caught.value.field, caught.value.value) == ("currency", "silver")
     finally:
         client.close()
-    messages = take_messages(app, Queue.TRANSACTIONS.value)
-    ids = [m.payload[0][0] for m in messages]
+    (message,) = take_messages(app, Queue.TRANSACTIONS.value)  # one tick, one message
+    assert message.headers["task"] == APPLY_BATCH_TASK
+    ids = message.payload[0][0]
     assert ids == [reward.transaction_id, bought.transaction_id, bought.transaction_id]
     assert again.transaction_id == bought.transaction_id and not again.created
-    for transaction_id in ids:
-        run(app, APPLY_TASK, transaction_id)
+    assert run(app, APPLY_BATCH_TASK, ids) == {"committed": 2}
     assert bought.wait(timeout=1).status == "committed"
     assert reward.fetch().reason == "signup"
     assert balance(app.runtime.sessions, "p1") == 70
+    app.runtime.engine.dispose()
 
 
 def test_currencies_come_from_the_settings(db_url: str) -> None:
@@ -217,13 +252,14 @@ def test_a_broker_that_refuses_the_message_leaves_a_pending_intent_for_the_sweep
                                    broker_url=f"redis://127.0.0.1:{closed_port()}/0"))
     client = GameClient(app)
     try:
-        with caplog.at_level(logging.WARNING, logger="app.ledger.submit"):
+        with caplog.at_level(logging.WARNING, logger="app.client"):
             handle = client.grant_reward("p1", 5, "gold", "r")
+            client.flush()
     finally:
         client.close()
         app.runtime.engine.dispose()
     assert handle.created and handle.status() == "pending"
-    assert "the sweeper will send it" in caplog.text
+    assert "the sweeper will send them" in caplog.text
 
 
 def test_a_purchase_runs_end_to_end_on_the_embedded_default(sqlite_url: str) -> None:

@@ -7,8 +7,8 @@ prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``), set up by 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
 
@@ -29,9 +29,21 @@ class Metrics:
     latency_seconds: Histogram
 
 
-@lru_cache(maxsize=1)
+_LOCK = threading.Lock()
+_METRICS: list[Metrics] = []
+
+
 def metrics() -> Metrics:
-    """The process's metrics, created on first use."""
+    """The process's metrics, created on first use (once, however many threads ask at
+    once: the registry refuses a second copy)."""
+    if not _METRICS:
+        with _LOCK:
+            if not _METRICS:
+                _METRICS.append(_create())
+    return _METRICS[0]
+
+
+def _create() -> Metrics:
 
     def counter(name: str, doc: str) -> Counter:
         return Counter(f"gamesched_tasks_{name}", doc, ["queue"])

@@ -76,4 +76,3 @@ def test_factory_has_no_global_side_effects() -> None:
 
     app = create_app(load_settings())
     assert current_app._get_current_object() is not app
-

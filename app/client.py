@@ -71,8 +71,8 @@ class GameClient:
         self._inflight: OrderedDict[str, _Sent] = OrderedDict()
         self._updates = Coalescer(self._send_updates, self.settings.tick_ms / 1000.0,
                                   self.settings.batch_max_updates)
-        self._applies = Coalescer(self._send_applies, self.settings.tick_ms / 1000.0,
-                                  APPLY_BATCH_MAX)
+        self._applies = Coalescer(self._send_applies,
+                                  self.settings.transaction_tick_ms / 1000.0, APPLY_BATCH_MAX)
 
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing

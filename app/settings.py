@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     # A batch leaves early when it holds this many updates: Redis runs one batch's script at
     # a time and serves nobody else meanwhile (about 3 ms per 256 updates).
     batch_max_updates: int = Field(default=256, ge=1, le=10_000)
+    # Purchases and rewards committed during one transaction tick leave as one apply_batch
+    # message: a longer tick than the state updates' so that a surge settles in few large
+    # SQL transactions (a Celery message costs a worker milliseconds of CPU, an intent in a
+    # batch a fraction of one).
+    transaction_tick_ms: float = Field(default=20.0, gt=0.0, le=1000.0)
     controller_period_s: float = Field(default=1.0, ge=0.5, le=60.0)
     visibility_timeout_s: int = Field(default=120, ge=10, le=86400)
     default_priority: int = Field(default=5, ge=0, le=9)

@@ -53,6 +53,12 @@ PEAK_ACTIVITY = (
     ActivityClass("idle", 0.25, 1.0, 0.5),
     ActivityClass("away", 0.05, 0.2, 0.0),
 )
+# A store event: most players are in menus and the shop, few are in a match.
+STORE_ACTIVITY = (
+    ActivityClass("active", 0.10, 10.0, 6.0),
+    ActivityClass("idle", 0.55, 1.0, 0.5),
+    ActivityClass("away", 0.35, 0.2, 0.0),
+)
 SESSION_TYPES = (("ranked", 0.20), ("casual", 0.40), ("coop", 0.15), ("spectator", 0.10),
                  ("lobby", 0.15))
 
@@ -110,9 +116,10 @@ SCENARIOS: dict[str, Scenario] = {
                 "for the whole run", ai_factor=3.0),
         replace(STEADY, name="promo-spike", summary="sessions and purchases triple within "
                 "5 s", surge=Surge(at=0.3, within_s=5.0, factor=3.0)),
-        replace(STEADY, name="purchase-surge", summary="many concurrent purchases (350/s for "
-                "5,000 players), 10 % sent two or three times with the same key",
-                purchases_per_player_s=0.07,
+        replace(STEADY, name="purchase-surge", summary="a store event: many concurrent "
+                "purchases (350/s for 5,000 players), 10 % sent two or three times with the "
+                "same key; 10 % of the players active, 55 % idle, 35 % away",
+                activity=STORE_ACTIVITY, purchases_per_player_s=0.07,
                 duplicate_share=0.10, needs_purchases=True),
     )
 }

@@ -204,7 +204,7 @@ def test_a_failed_batch_is_noted_on_each_intent_and_retried_whole(
 
 
 def test_the_client_commits_then_sends_and_the_task_applies(db_url: str) -> None:
-    app = make_app(db_url, tick_ms=1000.0)  # nothing leaves before close() within the test
+    app = make_app(db_url, transaction_tick_ms=1000.0)  # nothing leaves before close()
     client = GameClient(app)
     try:
         reward = client.grant_reward("p1", 100, "gold", "signup-p1", reason="signup")

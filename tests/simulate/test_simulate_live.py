@@ -68,8 +68,8 @@ def test_simulate_with_the_naive_baseline_writes_the_report_and_the_plot(
                     "--baseline", "naive", "--json", "r.json", "--plot", "r.png")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "r.json").read_text())
-    # purchase-surge is steady play plus enough purchases (some sent two or three times with
-    # one key) that a three-second run exercises the ledger too.
+    # purchase-surge is a store event: lighter play and enough purchases (some sent two or
+    # three times with one key) that a three-second run exercises the ledger too.
     assert report["scenario"] == "purchase-surge" and report["players"] == 200
     assert 2.5 <= report["duration_s"] <= 6.0
     assert report["broker"].startswith("private redis-server redis://127.0.0.1:")

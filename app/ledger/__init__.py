@@ -2,23 +2,24 @@
 
 - ``submit``: the client side (validate, commit the intent, then send the task);
 - ``intents``: recording intents idempotently by key;
-- ``apply``: settling one intent in one SQL transaction;
+- ``apply``: settling a batch of intents (or one) in one SQL transaction;
 - ``sweeper``: re-sending intents left pending, and the stale-intent alarm;
 - ``audit``: the SQL checks behind ``gamesched audit``;
 - ``surge``: many concurrent purchases with duplicate keys, for the simulator and tests;
 - ``faults``: SQL fault injection for fault tests.
 """
 
-from app.ledger.apply import Outcome, apply_transaction
+from app.ledger.apply import Outcome, apply_transaction, apply_transactions
 from app.ledger.audit import AuditReport, Violation, audit, run_audit
 from app.ledger.handle import TransactionHandle, TransactionTimeout
 from app.ledger.models import Kind, Status
-from app.ledger.policy import APPLY_TASK, SWEEP_TASK
+from app.ledger.policy import APPLY_BATCH_TASK, APPLY_TASK, SWEEP_TASK
 from app.ledger.submit import submit_purchase, submit_refund, submit_reward
 from app.ledger.sweeper import sweep
 from app.ledger.view import TransactionView
 
 __all__ = [
+    "APPLY_BATCH_TASK",
     "APPLY_TASK",
     "SWEEP_TASK",
     "AuditReport",
@@ -30,6 +31,7 @@ __all__ = [
     "TransactionView",
     "Violation",
     "apply_transaction",
+    "apply_transactions",
     "audit",
     "run_audit",
     "submit_purchase",

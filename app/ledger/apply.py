@@ -11,10 +11,12 @@ IMMEDIATE`` already holds its one write lock.  A transaction that is no longer p
 left alone, so applying twice, or from two workers at once, settles it once.  Insufficient
 funds is final: the transaction is rejected with a reason and never retried.
 
-Lock order: every applier locks its transaction rows in id order, then its wallet rows in
-id order; nobody waits for a transaction row while holding a wallet row, so appliers cannot
-deadlock one another.  Inside a batch, transactions of one wallet settle in id order
-against the running balance.
+Locks: an applier takes its transaction rows in id order and skips the ones another applier
+holds (``SKIP LOCKED``: that one settles them, or they stay pending for its retry or the
+sweeper), so overlapping batches never wait on each other's transactions; then it locks
+their wallet rows in id order.  Nobody waits for a transaction row while holding a wallet
+row, so appliers cannot deadlock one another.  Inside a batch, transactions of one wallet
+settle in id order against the running balance.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ ERROR_MAX = 500
 
 _T = cast(Table, LedgerTransaction.__table__)
 _W = cast(Table, Wallet.__table__)
+_E = cast(Table, LedgerEntry.__table__)  # Core, not ORM: the ORM inserts row by row here
 _SETTLE = (update(_T).where(_T.c.id == bindparam("tid"))
            .values(status=bindparam("new_status"), attempts=_T.c.attempts + 1,
                    committed_at=bindparam("committed"), rejected_at=bindparam("rejected"),
@@ -80,7 +83,8 @@ def apply_transaction(db: Session, transaction_id: int,
 def apply_transactions(db: Session, transaction_ids: Iterable[int],
                        now: datetime | None = None) -> dict[int, Outcome]:
     """Settle every pending transaction of `transaction_ids` inside the caller's SQL
-    transaction; the outcome of each id (duplicates count once).
+    transaction; the outcome of each id (duplicates count once).  A transaction another
+    applier holds right now is left to it: ``pending``, not settled here.
 
     Idempotent per transaction, as `apply_transaction`.  Raises only what the database
     raises; then nothing of the batch is settled.
@@ -89,16 +93,26 @@ def apply_transactions(db: Session, transaction_ids: Iterable[int],
     rows = db.execute(select(_T.c.id, _T.c.status, _T.c.reject_reason, _T.c.wallet_id,
                              _T.c.kind, _T.c.amount, _T.c.currency)
                       .where(_T.c.id.in_(ids)).order_by(_T.c.id)
-                      .with_for_update(key_share=True)).all()
-    outcomes = {i: Outcome(i, MISSING, settled=False) for i in ids}
-    for row in rows:
-        outcomes[row.id] = Outcome(row.id, row.status, settled=False, reason=row.reject_reason)
-    for missing in (i for i, o in outcomes.items() if o.status == MISSING):
-        log.info("transaction %s does not exist; nothing to apply", missing)
+                      .with_for_update(key_share=True, skip_locked=True)).all()
+    outcomes = {row.id: Outcome(row.id, row.status, settled=False, reason=row.reject_reason)
+                for row in rows}
+    skipped = [i for i in ids if i not in outcomes]
+    if skipped:
+        outcomes |= _absent(db, skipped)
     pending = [row for row in rows if row.status == Status.PENDING]
     if pending:
         outcomes |= _settle(db, pending, now or utcnow())
     return outcomes
+
+
+def _absent(db: Session, ids: list[int]) -> dict[int, Outcome]:
+    """Ids the locking read did not return: another applier holds them (left to it, still
+    pending here), or they do not exist."""
+    held = set(db.execute(select(_T.c.id).where(_T.c.id.in_(ids))).scalars())
+    for missing in (i for i in ids if i not in held):
+        log.info("transaction %s does not exist; nothing to apply", missing)
+    return {i: Outcome(i, Status.PENDING.value if i in held else MISSING, settled=False)
+            for i in ids}
 
 
 def _settle(db: Session, pending: Sequence[Any], now: datetime) -> dict[int, Outcome]:
@@ -149,7 +163,7 @@ def _write(db: Session, entries: list[dict[str, Any]], settles: list[dict[str, A
     batch."""
     if entries:
         moved = sorted({e["wallet_id"] for e in entries if e["wallet_id"] is not None})
-        db.execute(insert(LedgerEntry), entries)
+        db.execute(insert(_E), entries)
         db.execute(_BALANCE, [{"wid": w, "new_balance": balances[w], "at": now}
                               for w in moved])
     db.execute(_SETTLE, settles)
@@ -158,14 +172,16 @@ def _write(db: Session, entries: list[dict[str, Any]], settles: list[dict[str, A
 def record_failure(db: Session, transaction_ids: Iterable[int], error: str) -> int:
     """Count a failed attempt and keep its error on each still-pending transaction.
 
-    Idempotent in effect (a settled transaction is not touched); returns how many rows
-    changed.
+    Rows are locked in id order and the ones an applier holds are skipped (a note never
+    waits for, or deadlocks with, an apply).  Idempotent in effect (a settled transaction
+    is not touched); returns how many rows changed.
     """
+    free = (select(_T.c.id).where(_T.c.id.in_(sorted(set(transaction_ids))),
+                                  _T.c.status == Status.PENDING.value)
+            .order_by(_T.c.id).with_for_update(key_share=True, skip_locked=True))
     result = cast("CursorResult[Any]", db.execute(
-        update(LedgerTransaction)
-        .where(LedgerTransaction.id.in_(sorted(set(transaction_ids))),
-               LedgerTransaction.status == Status.PENDING.value)
-        .values(attempts=LedgerTransaction.attempts + 1, last_error=error[:ERROR_MAX])
+        update(_T).where(_T.c.id.in_(free))
+        .values(attempts=_T.c.attempts + 1, last_error=error[:ERROR_MAX])
     ))
     return result.rowcount
 

@@ -41,7 +41,8 @@ RETRYABLE = (OperationalError, InterfaceError, DisconnectionError)
     acks_late=True, reject_on_worker_lost=True, max_retries=MAX_RETRIES,
 )
 def apply(self: GameTask, transaction_id: int) -> str:
-    """Apply one transaction intent in a single SQL transaction; returns its status.
+    """Apply one transaction intent in a single SQL transaction; returns its status
+    (``pending`` when another worker is settling it at this moment: it is left to that one).
 
     Idempotent: an intent already committed or rejected is left as it is, so a redelivered,
     re-sent or duplicated message settles it once.  Insufficient funds is a final

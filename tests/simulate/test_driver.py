@@ -62,3 +62,19 @@ def test_a_run_sends_what_it_counts(app: GameschedCelery) -> None:
     others = stats.physics + stats.ai + stats.background
     assert depths["player"] == client.tasks_sent - others
     assert stats.rejected == 0 and stats.send_errors == 0
+
+
+def test_control_ticks_stand_in_for_beat_and_are_not_awaited_at_the_end(
+        app: GameschedCelery) -> None:
+    client = GameClient(app)
+    schedule = Schedule(STEADY, 50, seed=3, duration_s=1.5)
+    driver = LoadDriver(client, schedule, [f"s-{i}" for i in range(schedule.size)],
+                        control_ticks=True)
+    driver.open_sessions(schedule.initial_sessions(), lambda n: None)
+    stats = driver.run(1.5, lambda elapsed: None)
+    client.close()
+    assert stats.control >= 1
+    assert depth_reader(app, ["control"])["control"] == stats.control
+    # the controller's beat keeps sending ticks after the run, so the drain awaits only
+    # what the client sent
+    assert stats.latency_bound == client.tasks_sent - stats.background

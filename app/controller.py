@@ -14,6 +14,7 @@ import psutil
 
 from app.hotstore import HotStore
 
+TICK_TASK = "gamesched.control.tick"  # sent by beat every controller period
 DECISION_KEY = "gamesched:control:decision"
 
 

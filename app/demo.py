@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from app.celery_app import create_app
 from app.client import GameClient
+from app.controller import TICK_TASK
 from app.fleet import EmbeddedFleet, ProcessFleet
 from app.migrate import upgrade
 from app.priority import route
@@ -86,12 +87,9 @@ def run_demo(settings: Settings, sessions: int = 300, duration: float = 10.0,
     return DemoResult(sent=sent, executions=opened + played, drained=drained)
 
 
-TICK = "gamesched.control.tick"
-
-
 def counted(executions: list[Execution]) -> int:
     """Executions of the work the demo sent (controller ticks come from beat too)."""
-    return sum(e.task != TICK for e in executions)
+    return sum(e.task != TICK_TASK for e in executions)
 
 
 def _drain(recorder: Recorder, expected: int, timeout: float) -> tuple[list[Execution], bool]:
@@ -156,7 +154,7 @@ class _DemoLoad:
 
     def _control_tick(self) -> None:
         """Stand in for beat: the demo's fleet has a control worker but no scheduler."""
-        tick = route("gamesched.control.tick")
+        tick = route(TICK_TASK)
         self.client.app.send_task(tick.task, queue=tick.queue.value, priority=tick.priority,
                                   headers={HANDOFF_HEADER: time.time()})
 

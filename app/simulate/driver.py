@@ -24,6 +24,7 @@ from redis import RedisError
 from sqlalchemy.exc import OperationalError as SqlError
 
 from app.client import GameClient
+from app.controller import TICK_TASK
 from app.errors import InvalidRequest
 from app.priority import route
 from app.simulate.population import SessionSpec, Update
@@ -204,7 +205,7 @@ class LoadDriver:
 
     def _control_tick(self) -> None:
         """Stand in for beat: the simulated fleet runs the control worker without beat."""
-        tick = route("gamesched.control.tick")
+        tick = route(TICK_TASK)
         self.stats.control += self._call(
             self.client.app.send_task, tick.task, queue=tick.queue.value,
             priority=tick.priority, headers={HANDOFF_HEADER: time.time()})

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from app.celery_app import GameschedCelery, create_app
 from app.client import GameClient
+from app.controller import TICK_TASK
 from app.errors import GameschedError
 from app.fleet import ProcessFleet
 from app.ledger.surge import SurgeSummary
@@ -45,7 +46,7 @@ CALIBRATION_JOBS = 8  # two cycles: six snapshots, two analytics batches
 BACKGROUND_TASKS = frozenset({"gamesched.background.snapshot", "gamesched.background.analytics"})
 LEDGER_TASKS = frozenset({"gamesched.transactions.apply", "gamesched.transactions.apply_batch",
                           "gamesched.transactions.sweep"})
-CONTROL_TASKS = frozenset({"gamesched.control.tick"})  # beat sends them after the run too
+CONTROL_TASKS = frozenset({TICK_TASK})  # beat sends them after the run too
 # latency not awaited at the end: backlog, the ledger's, or the controller's
 UNMEASURED = BACKGROUND_TASKS | LEDGER_TASKS | CONTROL_TASKS
 FORGET_ATTEMPTS = 5

@@ -25,6 +25,7 @@ from app.simulate.plot import write_plot
 from app.simulate.report import build_report
 from app.simulate.runner import Run, RunResult, RunSpec
 from app.simulate.scenarios import scenario
+from app.workercmd import SWITCH_INTERVAL_S
 
 BASELINES = ("naive",)
 
@@ -50,9 +51,6 @@ def spec_of(options: Options) -> RunSpec:
     return RunSpec(scenario=scenario(options.scenario), players=options.players,
                    duration_s=options.duration_s, seed=options.seed,
                    faults=parse_faults(options.faults))
-
-
-SWITCH_INTERVAL_S = 0.0005
 
 
 def simulate(console: Console, settings: Settings, options: Options) -> dict[str, Any]:

@@ -73,6 +73,7 @@ class GameClient:
                                   self.settings.batch_max_updates)
         self._applies = Coalescer(self._send_applies,
                                   self.settings.transaction_tick_ms / 1000.0, APPLY_BATCH_MAX)
+        self._apply_step = route(APPLY_BATCH_TASK).priority  # no session factors: fixed
 
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing
@@ -207,7 +208,7 @@ class GameClient:
             idempotency_key=idempotency_key, reason=reason)
 
     def _queue_apply(self, transaction_id: int) -> None:
-        self._applies.add(route(APPLY_BATCH_TASK).priority, transaction_id)
+        self._applies.add(self._apply_step, transaction_id)
 
     def _send_applies(self, step: int, ids: list[int], oldest: float) -> None:
         # SQL holds every intent, so a message the broker refuses is not lost: the sweeper

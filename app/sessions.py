@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app import delta, wire
 from app.hotstore import HotStore
 from app.models import GameSession, utcnow
-from app.statestore import Emit
+from app.statestore import UNKNOWN_SESSION, Emit
 
 NET_DELTA_BYTES = "gamesched:net:delta_bytes"
 NET_FULL_BYTES = "gamesched:net:full_bytes"
@@ -144,9 +144,6 @@ def apply_batch(hot: HotStore, batch: bytes, publish: bool = False) -> ApplyResu
     if outcome.per_session:
         hot.incr_many(_full_state_cost(hot, outcome.per_session))
     return ApplyResult(outcome.applied, outcome.stale, outcome.rejected, outcome.message)
-
-
-UNKNOWN_SESSION = "unknown session"
 
 
 def apply_batch_restoring(hot: HotStore, db_factory: Callable[[], Session], batch: bytes,

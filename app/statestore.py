@@ -84,6 +84,9 @@ def state_key(session_id: str) -> str:
     return KEY_PREFIX + session_id
 
 
+# The reason given for an update of a session hot state does not hold (the Lua script
+# spells it the same way); callers restore such sessions by it.
+UNKNOWN_SESSION = "unknown session"
 SEQ = b"seq"
 PREFIX = "."
 
@@ -123,7 +126,7 @@ class MemoryStateStore:
                        out: BatchOutcome, deltas: dict[str, bytes]) -> None:
         current = self._states.get(session_id)
         if current is None:
-            out.rejected += [(i, "session", f"unknown session {session_id!r}")
+            out.rejected += [(i, "session", f"{UNKNOWN_SESSION} {session_id!r}")
                              for i in indices]
             return
         seq, fields = current

@@ -1,12 +1,15 @@
-"""Broker inspection: queue depths and the workers that answer."""
+"""Broker inspection: queue depths, the oldest waiting message, the workers that answer."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from celery import Celery
 
 from app.roles import Queue
+from app.tasking import HANDOFF_HEADER
+from celeryconfig import PRIORITY_STEPS
 
 
 def queue_depths(app: Celery) -> dict[str, int]:
@@ -20,6 +23,36 @@ def queue_depths(app: Celery) -> dict[str, int]:
             except Exception:  # noqa: BLE001 - a queue nobody declared yet is empty
                 depths[queue.value] = 0
     return depths
+
+
+def oldest_handoff(app: Celery, queue: str) -> float | None:
+    """When the oldest message waiting in `queue` was handed over (its ``gs_handoff``
+    header, seconds since the epoch); None when nothing waits, when a message waits without
+    the header, or when the broker is not Redis.
+
+    Redis keeps one list per priority step (``queue``, ``queue:1`` ... ``queue:9``); a list
+    is pushed on the left and popped on the right, so its oldest message is its last."""
+    if not app.runtime.settings.uses_redis:
+        return None
+    keys = [queue if step == 0 else f"{queue}:{step}" for step in PRIORITY_STEPS]
+    with app.connection_for_read() as conn:
+        client = conn.default_channel.client
+        with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.lindex(key, -1)
+            raws = pipe.execute()
+    times = [_handoff(raw) for raw in raws if raw is not None]
+    if not times or None in times:  # nothing waits, or a message without the header
+        return None
+    return min(t for t in times if t is not None)
+
+
+def _handoff(raw: bytes) -> float | None:
+    try:
+        value = json.loads(raw).get("headers", {}).get(HANDOFF_HEADER)
+        return float(value) if value is not None else None
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def live_workers(app: Celery, timeout: float = 1.0) -> dict[str, Any]:

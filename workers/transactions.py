@@ -15,7 +15,7 @@ from functools import partial
 from celery import Celery, shared_task
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
-from app.broker import queue_depths
+from app.broker import oldest_handoff, queue_depths
 from app.db import transaction
 from app.ledger.apply import Outcome, apply_transactions, note_failure
 from app.ledger.policy import (
@@ -26,6 +26,7 @@ from app.ledger.policy import (
     SWEEP_TASK,
     retry_delay,
 )
+from app.ledger.sweeper import Backlog
 from app.ledger.sweeper import sweep as sweep_intents
 from app.priority import route
 from app.roles import Queue
@@ -91,7 +92,8 @@ def sweep(self: GameTask) -> int:
     Idempotent (a re-sent intent still applies once).  Not retried: beat sends it again
     every controller period.
     """
-    backlog = queue_depths(self.app).get(Queue.TRANSACTIONS.value, 0)
+    queue = Queue.TRANSACTIONS.value
+    backlog = Backlog(queue_depths(self.app).get(queue, 0), oldest_handoff(self.app, queue))
     report = sweep_intents(self.runtime.sessions, partial(send_apply, self.app), backlog)
     return len(report.resent)
 

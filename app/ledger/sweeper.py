@@ -8,20 +8,23 @@ the broker restarts, taken by a worker killed next) is tried again within second
 long outage adds one duplicate message per intent every few seconds at most, each a cheap
 no-op for the worker (fewer while messages wait in the queue).
 
-How many to re-send: every message waiting in the transactions queue holds at least one
-pending intent, so at least ``pending - waiting`` pending intents have no message in the
-queue (they are being applied, or their message was lost).  A sweep re-sends that many of
-the due intents, oldest first (the oldest are the ones lost), at most ``SWEEP_BATCH``: after
-the broker lost its messages everything due goes out; while a backlog drains, little is
-duplicated (a message holding many intents makes the count an over-estimate, never an
-under-estimate: a duplicate is a cheap no-op, a missed intent would wait).
+Which to re-send: an intent with a message waiting in the transactions queue needs no
+other.  On Redis the sweeper reads when the oldest waiting message was handed over: the
+queue is first in, first out (one priority step), so an intent recorded, or last re-sent,
+more than RESEND_AFTER before that has no message left in the queue (it is being applied
+right now, or its message was lost) and is re-sent; the newer ones wait their turn.  While
+a backlog drains nothing is duplicated, and after the broker lost its messages everything
+due goes out.  Every message waiting holds at least one pending intent, so at most
+``pending - waiting`` intents lack a message: a sweep re-sends no more than that (the only
+rule when the broker cannot tell the oldest message, as in memory), oldest first, at most
+``SWEEP_BATCH``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,6 +49,23 @@ class Health:
 
 
 @dataclass(frozen=True)
+class Backlog:
+    """What waits in the transactions queue: `messages`, and when the oldest of them was
+    handed over (seconds since the epoch; None when nothing waits or the broker cannot
+    tell)."""
+
+    messages: int = 0
+    oldest_handoff: float | None = None
+
+    def horizon(self, now: datetime) -> datetime:
+        """Intents due at or before this may lack a message: `now`, or the oldest waiting
+        message's hand-over if earlier (an intent is due RESEND_AFTER after it was sent)."""
+        if self.oldest_handoff is None:
+            return now
+        return min(now, datetime.fromtimestamp(self.oldest_handoff, UTC))
+
+
+@dataclass(frozen=True)
 class SweepReport:
     """What one sweep saw and re-sent."""
 
@@ -64,13 +84,16 @@ def pending_health(db: Session, now: datetime) -> Health:
     return Health(pending=row[0], stale=int(row[1] or 0), oldest_seconds=oldest)
 
 
-def claim_due(db: Session, now: datetime, limit: int) -> list[int]:
-    """Take up to `limit` due intents, oldest first, and move each one's ``resend_at`` on.
+def claim_due(db: Session, now: datetime, limit: int,
+              horizon: datetime | None = None) -> list[int]:
+    """Take up to `limit` intents due by `horizon` (default `now`), oldest first, and move
+    each one's ``resend_at`` on from `now`.
 
     Rows another session holds locked (being applied right now) are skipped.
     """
     t = LedgerTransaction
-    due = db.execute(select(t).where(t.status == Status.PENDING.value, t.resend_at <= now)
+    due = db.execute(select(t).where(t.status == Status.PENDING.value,
+                                     t.resend_at <= (horizon or now))
                      .order_by(t.resend_at).limit(limit)
                      .with_for_update(skip_locked=True, key_share=True)).scalars().all()
     for txn in due:
@@ -79,18 +102,19 @@ def claim_due(db: Session, now: datetime, limit: int) -> list[int]:
     return [txn.id for txn in due]
 
 
-def sweep(factory: sessionmaker[Session], send: SendMany, backlog: int = 0,
+def sweep(factory: sessionmaker[Session], send: SendMany, backlog: Backlog = Backlog(),
           now: datetime | None = None) -> SweepReport:
     """Publish the alarm gauges and re-send due intents through `send` (one call with
     every due id, when there are any).
 
-    `backlog` is the number of messages waiting in the transactions queue.  Idempotent:
-    a re-sent intent is applied at most once.  Not retried; beat runs it again next period.
+    `backlog` is what waits in the transactions queue.  Idempotent: a re-sent intent is
+    applied at most once.  Not retried; beat runs it again next period.
     """
     now = now or utcnow()
     with transaction(factory) as db:
         health = pending_health(db, now)
-        due = claim_due(db, now, min(SWEEP_BATCH, max(0, health.pending - backlog)))
+        limit = min(SWEEP_BATCH, max(0, health.pending - backlog.messages))
+        due = claim_due(db, now, limit, backlog.horizon(now))
     alarm.publish(health.stale, health.oldest_seconds)
     if due:
         send(due)

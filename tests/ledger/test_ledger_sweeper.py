@@ -15,6 +15,7 @@ from app.ledger import sweep
 from app.ledger.apply import apply_transaction
 from app.ledger.models import LedgerTransaction
 from app.ledger.policy import (
+    RESEND_AFTER,
     RESEND_MAX,
     RETRY_BASE_S,
     RETRY_MAX_S,
@@ -22,6 +23,7 @@ from app.ledger.policy import (
     resend_interval,
     retry_delay,
 )
+from app.ledger.sweeper import Backlog
 from app.models import utcnow
 from tests.ledger.helpers import Outbox, buy, fund, settle
 
@@ -56,11 +58,34 @@ def test_only_intents_without_a_queued_message_are_re_sent_oldest_first(
     ids = [buy(sessions, "p1", 1, f"k{i}").transaction_id for i in range(4)]
     later = utcnow() + timedelta(seconds=5)
     outbox = Outbox()
-    assert sweep(sessions, outbox, backlog=4, now=later).resent == []  # all still queued
-    assert sweep(sessions, outbox, backlog=9, now=later).resent == []
-    assert sweep(sessions, outbox, backlog=2, now=later).resent == ids[:2]  # two were lost
-    assert sweep(sessions, outbox, backlog=0, now=later).resent == ids[2:]  # the rest too
+    assert sweep(sessions, outbox, backlog=Backlog(4), now=later).resent == []  # all still queued
+    assert sweep(sessions, outbox, backlog=Backlog(9), now=later).resent == []
+    assert sweep(sessions, outbox, backlog=Backlog(2), now=later).resent == ids[:2]  # two were lost
+    assert sweep(sessions, outbox, backlog=Backlog(0), now=later).resent == ids[2:]  # the rest too
     assert outbox.sent == ids
+
+
+def test_intents_recorded_after_the_oldest_waiting_message_are_left_to_the_queue(
+        sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 100)
+    handles = [buy(sessions, "p1", 1, f"k{i}") for i in range(3)]
+    ids = [h.transaction_id for h in handles]
+    created = [h.fetch().created_at for h in handles]
+    later = max(created) + timedelta(seconds=30)
+    second_sent = created[1] + RESEND_AFTER  # the oldest waiting message left then
+    outbox = Outbox()
+    backlog = Backlog(messages=1, oldest_handoff=second_sent.timestamp())
+    assert sweep(sessions, outbox, backlog=backlog, now=later).resent == ids[:2]
+    nothing_waits = Backlog(messages=0, oldest_handoff=None)
+    assert sweep(sessions, outbox, backlog=nothing_waits, now=later).resent == ids[2:]
+
+
+def test_the_horizon_is_now_when_nothing_waits_or_the_wait_is_newer() -> None:
+    now = utcnow()
+    assert Backlog().horizon(now) == now
+    assert Backlog(3, (now + timedelta(seconds=1)).timestamp()).horizon(now) == now
+    earlier = now - timedelta(seconds=4)
+    assert Backlog(3, earlier.timestamp()).horizon(now) == earlier
 
 
 def test_a_sweep_re_sends_at_most_a_batch(sessions: sessionmaker[Session]) -> None:

@@ -7,6 +7,9 @@ wall-clock end of the run whether or not every tick went out.
 Background jobs follow the wall clock instead, at `background_rate` per second: they stand
 for work the servers do whatever the players do, offered above what the background workers
 can run so that their queue always has a backlog, even when the driver falls behind.
+Purchases follow the wall clock too, from a thread of their own at the scenario's rate per
+open session: a store front takes orders beside the game loop, whether or not that loop
+keeps up, and hands them to the store processes (a put on a pipe each).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from app.tasking import HANDOFF_HEADER
 
 OPEN_THREADS = 8
 PROGRESS_EVERY_S = 0.25
+STORE_STEP_S = 0.005  # the store front hands over the purchases due this often
 SEND_ERRORS = (OperationalError, RedisError, ConnectionError, SqlError)
 
 Progress = Callable[[float], None]
@@ -135,6 +139,7 @@ class LoadDriver:
         stats.ticks_planned = self.schedule.ticks
         stats.started = time.time()
         start = time.monotonic()
+        store_front = self._open_store(start, duration_s)
         k, next_progress, next_control = 0, start, start
         while k < stats.ticks_planned and (now := time.monotonic() - start) < duration_s:
             due = min(stats.ticks_planned, int(now / tick_s) + 1)
@@ -152,6 +157,8 @@ class LoadDriver:
                 self._control_tick()
                 next_control += 1.0
             time.sleep(max(0.0, start + k * tick_s - time.monotonic()))
+        if store_front is not None:
+            store_front.join()
         self.client.flush()
         stats.ended = time.time()
         stats.tasks_sent = self.client.tasks_sent - sent_before
@@ -171,7 +178,6 @@ class LoadDriver:
         for decision in plan.ai:
             self.stats.ai += self._call(self.client.submit_ai, f"npc-{decision.npc}",
                                         decision.position, decision.players)
-        self._purchases(plan)
 
     def _background(self, elapsed: float) -> None:
         """Send the background jobs due by `elapsed` seconds of wall time."""
@@ -196,12 +202,27 @@ class LoadDriver:
             self.stats.moves += self._call(self.client.update_session, self.ids[index],
                                            region=region)
 
-    def _purchases(self, plan: TickPlan) -> None:
+    def _open_store(self, start: float, duration_s: float) -> threading.Thread | None:
         if self.store is None:
-            return
-        for request in plan.purchases:
-            self.stats.purchase_sends += self.store.submit(request)
-            self.stats.purchases += 1
+            return None
+        front = threading.Thread(target=self._store_front, args=(self.store, start, duration_s),
+                                 name="sim-store-front", daemon=True)
+        front.start()
+        return front
+
+    def _store_front(self, store: Store, start: float, duration_s: float) -> None:
+        """Hand over the purchases due by the wall clock until the run's end."""
+        end = start + duration_s
+        credit, last, number = 0.0, start, 0
+        while last < end:
+            time.sleep(STORE_STEP_S)
+            now = min(end, time.monotonic())
+            credit += self.schedule.purchase_rate() * (now - last)
+            last = now
+            while number < int(credit):
+                self.stats.purchase_sends += store.submit(self.schedule.purchase(number))
+                self.stats.purchases += 1
+                number += 1
 
     def _control_tick(self) -> None:
         """Stand in for beat: the simulated fleet runs the control worker without beat."""

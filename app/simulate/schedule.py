@@ -2,8 +2,8 @@
 
 ``Schedule.plan(k)`` returns the work of tick `k` (sim time ``k * tick_s``).  The plans are
 a pure function of the scenario, the player count and the seed: the driver may emit them
-late when it falls behind, but never different ones.  Background jobs are pure functions
-of their number; the driver offers them by the wall clock (see driver).
+late when it falls behind, but never different ones.  Background jobs and purchases are
+pure functions of their number; the driver offers them by the wall clock (see driver).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ SNAPSHOTS_PER_ANALYTICS_BATCH = 4  # the cycle: three snapshots, then one analyt
 NPC_SIGHT = 8  # players an NPC decision considers
 MEMBERS_REFRESH_S = 0.05
 EVENT_KINDS = ("kill", "death", "loot", "quest", "chat", "trade", "level_up")
+PURCHASE_STREAM = 7  # seeds each purchase's generator beside the run's seed and its number
 SKUS = (("sword", 500), ("shield", 350), ("potion", 20), ("skin", 1200), ("mount", 3000))
 
 
@@ -78,7 +79,6 @@ class TickPlan:
     moves: list[tuple[int, str]] = field(default_factory=list)
     physics: list[PhysicsFrame] = field(default_factory=list)
     ai: list[AiRequest] = field(default_factory=list)
-    purchases: list[PurchaseRequest] = field(default_factory=list)
 
 
 class Npcs:
@@ -123,8 +123,7 @@ class Schedule:
         self.population = Population(scenario, players, self.rng, self.world, surge_at)
         npcs = round(players * scenario.npcs_per_player * scenario.ai_factor)
         self.npcs = Npcs(npcs, scenario.npc_hz, self.world, self.rng)
-        self._purchase_credit = 0.0
-        self._purchases_sent = 0
+        self.seed = seed
         self._members: list[Ints] = []
         self._members_at = -math.inf
         self._next_tick = 0
@@ -176,8 +175,21 @@ class Schedule:
         plan.updates, plan.moves = pop.advance(pop.due(t1))
         plan.physics = self._physics(t0, t1)
         plan.ai = self.npcs.due(t1, self._region_members(t0), pop) if len(self.npcs.x) else []
-        plan.purchases = self._purchases()
         return plan
+
+    def purchase_rate(self) -> float:
+        """Purchases per second now: the scenario's rate per open session (a surge of
+        sessions brings a surge of purchases)."""
+        return self.scenario.purchases_per_player_s * int(
+            np.count_nonzero(self.population.opened))
+
+    def purchase(self, number: int) -> PurchaseRequest:
+        """Purchase `number` of the run, by one of its sessions.  Pure."""
+        rng = np.random.default_rng([self.seed, PURCHASE_STREAM, number])
+        sku, price = SKUS[int(rng.integers(len(SKUS)))]
+        twice = rng.random() < self.scenario.duplicate_share
+        copies = int(rng.integers(2, 4)) if twice else 1
+        return PurchaseRequest(number, int(rng.integers(self.size)), sku, price, copies)
 
     def _world_events(self, t0: float, t1: float) -> None:
         if self.scenario.activity_churn and math.floor(t1) > math.floor(t0) and t0 > 0:
@@ -203,19 +215,3 @@ class Schedule:
         if t0 - self._members_at >= MEMBERS_REFRESH_S:
             self._members, self._members_at = self.population.members(), t0
         return self._members
-
-    def _purchases(self) -> list[PurchaseRequest]:
-        open_idx = np.flatnonzero(self.population.opened)
-        rate = self.scenario.purchases_per_player_s * len(open_idx)
-        self._purchase_credit += rate * self.tick_s
-        due = int(self._purchase_credit)
-        self._purchase_credit -= due
-        requests = []
-        for _ in range(due):
-            sku, price = SKUS[int(self.rng.integers(len(SKUS)))]
-            twice = self.rng.random() < self.scenario.duplicate_share
-            copies = int(self.rng.integers(2, 4)) if twice else 1
-            index = int(open_idx[int(self.rng.integers(len(open_idx)))])
-            requests.append(PurchaseRequest(self._purchases_sent, index, sku, price, copies))
-            self._purchases_sent += 1
-        return requests

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from app.celery_app import GameschedCelery, create_app
 from app.client import GameClient
+from app.migrate import upgrade
 from app.settings import load_settings
 from app.simulate.driver import LoadDriver
 from app.simulate.environment import depth_reader
+from app.simulate.purchases import Store
 from app.simulate.redisserver import PrivateRedis
-from app.simulate.scenarios import STEADY
+from app.simulate.scenarios import SCENARIOS, STEADY
 from app.simulate.schedule import Schedule
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
@@ -78,3 +81,27 @@ def test_control_ticks_stand_in_for_beat_and_are_not_awaited_at_the_end(
     # the controller's beat keeps sending ticks after the run, so the drain awaits only
     # what the client sent during the run (not the 50 session opens before it)
     assert stats.latency_bound == client.tasks_sent - 50 - stats.background
+
+
+def test_a_store_front_hands_over_purchases_by_the_wall_clock_at_the_scenario_rate(
+        app: GameschedCelery, tmp_path: Path) -> None:
+    surge = SCENARIOS["purchase-surge"]
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    upgrade(url)
+    store_app = create_app(load_settings(broker_url=app.runtime.settings.broker_url,
+                                         database_url=url, instance_id="sim-store"))
+    client = GameClient(app)
+    schedule = Schedule(surge, 3000, seed=4, duration_s=1.0)
+    ids = [f"s-{i}" for i in range(schedule.size)]
+    store = Store(store_app, ids, 10, "wall", processes=1, threads=2)
+    driver = LoadDriver(client, schedule, ids, store=store)
+    driver.open_sessions(schedule.initial_sessions(), lambda n: None)
+    driver.submit_updates(schedule.join_updates())
+    stats = driver.run(1.0, lambda elapsed: None)
+    client.close()
+    submissions = store.finish()  # nothing funded: each send is refused, and reported
+    expected = surge.purchases_per_player_s * 3000 * 1.0
+    assert expected - 10 <= stats.purchases <= expected
+    assert stats.purchase_sends == len(submissions) > stats.purchases
+    assert [s.key for s in submissions[:1]] == ["sim-wall-buy-0"]
+    assert {p.key for p in store.planned} == {s.key for s in submissions}

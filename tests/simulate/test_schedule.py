@@ -9,7 +9,7 @@ import pytest
 
 from app.errors import InvalidRequest
 from app.simulate.scenarios import SCENARIOS, STEADY, scenario
-from app.simulate.schedule import Schedule, TickPlan
+from app.simulate.schedule import SKUS, Schedule, TickPlan
 
 
 def plans(schedule: Schedule, seconds: float) -> list[TickPlan]:
@@ -129,16 +129,36 @@ def test_world_event_triples_ai_work() -> None:
 
 
 def test_purchases_trickle_and_surge_with_duplicates() -> None:
-    trickle = [r for p in plans(Schedule(STEADY, 2000, seed=12, duration_s=10.0), 10.0)
-               for r in p.purchases]
-    assert len(trickle) == pytest.approx(2000 * STEADY.purchases_per_player_s * 10, abs=1)
-    assert all(r.copies == 1 for r in trickle)
+    steady = Schedule(STEADY, 2000, seed=12, duration_s=10.0)
+    steady.initial_sessions()
+    assert steady.purchase_rate() == pytest.approx(2000 * STEADY.purchases_per_player_s)
+    assert all(steady.purchase(n).copies == 1 for n in range(500))
     surge = SCENARIOS["purchase-surge"]
-    many = [r for p in plans(Schedule(surge, 1000, seed=12, duration_s=10.0), 5.0)
-            for r in p.purchases]
+    schedule = Schedule(surge, 1000, seed=12, duration_s=10.0)
+    many = [schedule.purchase(n) for n in range(3000)]
     twice = [r for r in many if r.copies > 1]
-    assert len(twice) / len(many) == pytest.approx(surge.duplicate_share, abs=0.04)
+    assert len(twice) / len(many) == pytest.approx(surge.duplicate_share, abs=0.02)
     assert {r.copies for r in twice} == {2, 3}
+    assert {r.sku for r in many} == {sku for sku, _ in SKUS}
+    assert all(0 <= r.index < schedule.size for r in many)
+
+
+def test_a_purchase_is_a_pure_function_of_the_seed_and_its_number() -> None:
+    one, two = (Schedule(STEADY, 100, seed=5, duration_s=1.0) for _ in range(2))
+    for k in range(50):  # ticks planned on one only do not change its purchases
+        one.plan(k)
+    assert [one.purchase(n) for n in (9, 3, 0)] == [two.purchase(n) for n in (9, 3, 0)]
+    other = Schedule(STEADY, 100, seed=6, duration_s=1.0)
+    assert [one.purchase(n) for n in range(20)] != [other.purchase(n) for n in range(20)]
+
+
+def test_purchases_grow_with_the_sessions_open() -> None:
+    schedule = Schedule(SCENARIOS["promo-spike"], 1000, seed=2, duration_s=10.0)
+    schedule.initial_sessions()
+    before = schedule.purchase_rate()
+    for k in range(schedule.ticks):
+        schedule.plan(k)
+    assert schedule.purchase_rate() == pytest.approx(3 * before, rel=0.05)
 
 
 def test_ticks_are_planned_in_order_only() -> None:

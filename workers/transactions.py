@@ -32,6 +32,10 @@ from app.priority import route
 from app.roles import Queue
 from app.tasking import HANDOFF_HEADER, GameTask
 
+# Intents re-sent by the sweeper, and batches retried after an operational error, are the
+# oldest pending: their players have waited longest, so they go ahead of new purchases.
+LATE = route(APPLY_BATCH_TASK, critical=True)
+
 # Operational errors (a lost connection, a lock timeout, a serialisation failure, a
 # database restarting) and driver disconnects: the transaction did not commit; try again.
 RETRYABLE = (OperationalError, InterfaceError, DisconnectionError)
@@ -81,7 +85,9 @@ def _settle(task: GameTask, transaction_ids: Sequence[int]) -> dict[int, Outcome
             return apply_transactions(db, transaction_ids)
     except RETRYABLE as exc:
         note_failure(task.runtime.sessions, transaction_ids, exc)
-        raise task.retry(exc=exc, countdown=retry_delay(task.request.retries)) from exc
+        options = {} if task.runtime.settings.naive else {"priority": LATE.priority}
+        raise task.retry(exc=exc, countdown=retry_delay(task.request.retries),
+                         **options) from exc
 
 
 @shared_task(base=GameTask, bind=True, name=SWEEP_TASK, ignore_result=True)
@@ -99,14 +105,14 @@ def sweep(self: GameTask) -> int:
 
 
 def send_apply(app: Celery, transaction_ids: Sequence[int]) -> None:
-    """Send ``gamesched.transactions.apply_batch`` for `transaction_ids` to its queue and
-    step, in messages of at most APPLY_BATCH_MAX intents."""
+    """Send ``gamesched.transactions.apply_batch`` for `transaction_ids` (the sweeper's
+    re-sends) to its queue at the critical step, in messages of at most APPLY_BATCH_MAX
+    intents."""
     for start in range(0, len(transaction_ids), APPLY_BATCH_MAX):
         chunk = list(transaction_ids[start:start + APPLY_BATCH_MAX])
         headers = {HANDOFF_HEADER: time.time()}
         if app.runtime.settings.naive:  # the baseline has one shared queue and no priorities
             app.send_task(APPLY_BATCH_TASK, args=[chunk], headers=headers)
             continue
-        where = route(APPLY_BATCH_TASK)
-        app.send_task(APPLY_BATCH_TASK, args=[chunk], queue=where.queue.value,
-                      priority=where.priority, headers=headers)
+        app.send_task(APPLY_BATCH_TASK, args=[chunk], queue=LATE.queue.value,
+                      priority=LATE.priority, headers=headers)

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from celery.exceptions import Retry
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
@@ -31,7 +32,7 @@ from app.priority import route
 from app.roles import TASK_QUEUES, Queue
 from app.settings import load_settings
 from tests.ledger.helpers import assert_ledger_holds, balance, buy, fund
-from workers.transactions import send_apply
+from workers.transactions import LATE, send_apply
 
 # send_task always publishes, eager or not: the messages are read back from their queue.
 pytestmark = pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored")
@@ -148,7 +149,8 @@ def test_the_sweep_task_re_sends_due_intents_to_the_transactions_queue(
     (message,) = take_messages(app, Queue.TRANSACTIONS.value)
     assert message.headers["task"] == APPLY_BATCH_TASK
     assert message.payload[0] == [[handle.transaction_id]]
-    assert message.properties["priority"] == route(APPLY_BATCH_TASK).priority
+    # a re-sent intent is among the oldest pending: it goes ahead of new purchases
+    assert message.properties["priority"] == LATE.priority < route(APPLY_BATCH_TASK).priority
 
 
 def test_the_sweep_task_yields_to_a_backlog_in_the_queue(app: GameschedCelery) -> None:
@@ -201,6 +203,28 @@ def test_a_failed_batch_is_noted_on_each_intent_and_retried_whole(
         view = handle.fetch()
         assert view.attempts == 2 and FAULT_MESSAGE in (view.last_error or "")
     assert_ledger_holds(sessions)
+
+
+def test_a_failed_batch_is_retried_ahead_of_new_purchases(db_url: str) -> None:
+    app = create_app(load_settings(database_url=db_url))  # not eager: the retry is sent
+    app.loader.import_default_modules()
+    sessions = app.runtime.sessions
+    fund(sessions, "p1", 100)
+    ids = [buy(sessions, "p1", 10, k).transaction_id for k in ("a", "b")]
+    task = app.tasks[APPLY_BATCH_TASK]
+    task.push_request(id="batch-1", args=[ids], kwargs={}, retries=0, headers={},
+                      is_eager=False, called_directly=False,  # as a worker runs it
+                      delivery_info={"exchange": "transactions", "routing_key": "transactions"})
+    try:
+        with sql_faults(app.runtime.engine, rate=1.0, limit=1), pytest.raises(Retry):
+            task.run(ids)
+    finally:
+        task.pop_request()
+    (message,) = take_messages(app, Queue.TRANSACTIONS.value)
+    assert message.headers["id"] == "batch-1" and message.headers["retries"] == 1
+    assert message.payload[0] == [ids]
+    assert message.properties["priority"] == LATE.priority < route(APPLY_BATCH_TASK).priority
+    app.runtime.engine.dispose()
 
 
 def test_the_client_commits_then_sends_and_the_task_applies(db_url: str) -> None:

@@ -196,19 +196,28 @@ class LiveLedger:
 
     def queued_intents(self) -> int:
         """Intents named by the messages waiting in the transactions queue (a batch message
-        names many), read from the broker's lists: one per priority step."""
+        names many; an intent sent twice counts twice)."""
+        return sum(len(ids) for ids in self._queued())
+
+    def queued_ids(self) -> set[int]:
+        """The distinct intents named by the messages waiting in the transactions queue."""
+        return {i for ids in self._queued() for i in ids}
+
+    def _queued(self) -> list[list[int]]:
+        """The intent ids of each waiting message, read from the broker's lists: one per
+        priority step."""
         client = redis.Redis.from_url(self.settings.broker_url)
         try:
-            return sum(_intents(raw) for key in client.scan_iter(match="transactions*")
-                       if client.type(key) == b"list" for raw in client.lrange(key, 0, -1))
+            return [_intents(raw) for key in client.scan_iter(match="transactions*")
+                    if client.type(key) == b"list" for raw in client.lrange(key, 0, -1)]
         finally:
             client.close()
 
 
-def _intents(raw: bytes) -> int:
+def _intents(raw: bytes) -> list[int]:
     message = json.loads(raw)
     args = json.loads(base64.b64decode(message["body"]))[0]
-    return len(args[0]) if message["headers"]["task"] == APPLY_BATCH_TASK else 1
+    return list(args[0]) if message["headers"]["task"] == APPLY_BATCH_TASK else [args[0]]
 
 
 @contextmanager

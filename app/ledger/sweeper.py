@@ -10,9 +10,10 @@ no-op for the worker (fewer while messages wait in the queue).
 
 Which to re-send: an intent with a message waiting in the transactions queue needs no
 other.  On Redis the sweeper reads when the oldest waiting message was handed over: the
-queue is first in, first out (one priority step), so an intent recorded, or last re-sent,
-more than RESEND_AFTER before that has no message left in the queue (it is being applied
-right now, or its message was lost) and is re-sent; the newer ones wait their turn.  While
+queue is first in, first out (one priority step), so an intent that fell due (RESEND_AFTER
+after it was recorded, longer after each re-send) before that has no message left in the
+queue (it is being applied right now, or its message was lost) and is re-sent; the newer
+ones wait their turn.  While
 a backlog drains nothing is duplicated, and after the broker lost its messages everything
 due goes out.  Every message waiting holds at least one pending intent, so at most
 ``pending - waiting`` intents lack a message: a sweep re-sends no more than that (the only

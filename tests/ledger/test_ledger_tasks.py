@@ -211,19 +211,21 @@ def test_a_failed_batch_is_retried_ahead_of_new_purchases(db_url: str) -> None:
     sessions = app.runtime.sessions
     fund(sessions, "p1", 100)
     ids = [buy(sessions, "p1", 10, k).transaction_id for k in ("a", "b")]
+    queue = Queue.TRANSACTIONS.value
     task = app.tasks[APPLY_BATCH_TASK]
     task.push_request(id="batch-1", args=[ids], kwargs={}, retries=0, headers={},
                       is_eager=False, called_directly=False,  # as a worker runs it
-                      delivery_info={"exchange": "transactions", "routing_key": "transactions"})
+                      delivery_info={"exchange": queue, "routing_key": queue})
     try:
         with sql_faults(app.runtime.engine, rate=1.0, limit=1), pytest.raises(Retry):
             task.run(ids)
     finally:
         task.pop_request()
-    (message,) = take_messages(app, Queue.TRANSACTIONS.value)
+    (message,) = take_messages(app, queue)
     assert message.headers["id"] == "batch-1" and message.headers["retries"] == 1
     assert message.payload[0] == [ids]
     assert message.properties["priority"] == LATE.priority < route(APPLY_BATCH_TASK).priority
+    assert LATE.priority == 0  # the step of a message sent without one: the naive queue's
     app.runtime.engine.dispose()
 
 

@@ -230,7 +230,9 @@ def live_ledger(tmp_path: Path, players: Sequence[str],
     with private_postgres_database() as url:
         upgrade(url)
         broker.start()
-        settings = load_settings(broker_url=broker.url, database_url=url, instance_id=instance)
+        # a short transaction tick: many small batches, many statements for faults to hit
+        settings = load_settings(broker_url=broker.url, database_url=url, instance_id=instance,
+                                 transaction_tick_ms=5.0)
         fleet = Fleet(settings, tmp_path, sql_error_rate)
         engine = make_engine(url)
         sessions = make_sessionmaker(engine)

@@ -13,12 +13,11 @@ other.  On Redis the sweeper reads when the oldest waiting message was handed ov
 queue is first in, first out (one priority step), so an intent that fell due (RESEND_AFTER
 after it was recorded, longer after each re-send) before that has no message left in the
 queue (it is being applied right now, or its message was lost) and is re-sent; the newer
-ones wait their turn.  While
-a backlog drains nothing is duplicated, and after the broker lost its messages everything
-due goes out.  Every message waiting holds at least one pending intent, so at most
-``pending - waiting`` intents lack a message: a sweep re-sends no more than that (the only
-rule when the broker cannot tell the oldest message, as in memory), oldest first, at most
-``SWEEP_BATCH``.
+ones wait their turn.  While a backlog drains nothing is duplicated, and after the broker
+lost its messages everything due goes out.  Every message waiting holds at least one
+pending intent, so at most ``pending - waiting`` intents lack a message: a sweep re-sends
+no more than that (the only rule when the broker cannot tell the oldest message, as in
+memory), oldest first, at most ``SWEEP_BATCH``.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from app.ledger.policy import APPLY_BATCH_TASK
 from app.recorder import Execution
 from app.roles import TASK_QUEUES
 from app.simulate.environment import Services, machine
@@ -20,7 +21,7 @@ FRAME_BUDGET_MS = 16.0
 UPDATE_TASK = "gamesched.player.apply_updates"
 PHYSICS_TASK = "gamesched.physics.step_region"
 AI_TASK = "gamesched.ai.decide"
-PURCHASE_TASK = "gamesched.transactions.apply_batch"  # what the client sends
+PURCHASE_TASK = APPLY_BATCH_TASK  # what the client sends
 BACKGROUND_TASKS = ("gamesched.background.snapshot", "gamesched.background.analytics")
 
 Section = dict[str, Any]

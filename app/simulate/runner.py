@@ -19,6 +19,7 @@ from app.client import GameClient
 from app.controller import TICK_TASK
 from app.errors import GameschedError
 from app.fleet import ProcessFleet
+from app.ledger.policy import APPLY_BATCH_TASK, APPLY_TASK, SWEEP_TASK
 from app.ledger.surge import SurgeSummary
 from app.models import GameSession
 from app.recorder import Execution, Recorder
@@ -44,8 +45,7 @@ DRAIN_TIMEOUT_S = 60.0
 QUIET_S = 5.0
 CALIBRATION_JOBS = 8  # two cycles: six snapshots, two analytics batches
 BACKGROUND_TASKS = frozenset({"gamesched.background.snapshot", "gamesched.background.analytics"})
-LEDGER_TASKS = frozenset({"gamesched.transactions.apply", "gamesched.transactions.apply_batch",
-                          "gamesched.transactions.sweep"})
+LEDGER_TASKS = frozenset({APPLY_TASK, APPLY_BATCH_TASK, SWEEP_TASK})
 CONTROL_TASKS = frozenset({TICK_TASK})  # beat sends them after the run too
 # latency not awaited at the end: backlog, the ledger's, or the controller's
 UNMEASURED = BACKGROUND_TASKS | LEDGER_TASKS | CONTROL_TASKS

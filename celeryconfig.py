@@ -13,6 +13,7 @@ from kombu import Queue as KombuQueue
 
 from app.roles import LATENCY_BOUND, TASK_QUEUES, Queue
 from app.settings import Settings
+from app.transport import NAME as TRANSPORT
 
 PRIORITY_STEPS = list(range(10))  # 0 is the highest on Redis
 WORKER_MODULES = [
@@ -55,6 +56,7 @@ def _naive(settings: Settings) -> dict[str, Any]:
 def _gamesched(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
+        "broker_transport": TRANSPORT if settings.uses_redis else None,
         "result_backend": settings.result_backend,
         "task_ignore_result": settings.result_backend is None,
         "broker_transport_options": _transport_options(settings),

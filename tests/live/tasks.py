@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import redis
 from celery import shared_task
@@ -26,3 +28,13 @@ def block(started_key: str, release_key: str) -> None:
 def mark(order_key: str, label: str) -> None:
     """Append `label` to the list at `order_key`: the order tasks ran in."""
     _redis().rpush(order_key, label.encode())
+
+
+@shared_task(name="tests.hold", acks_late=True)
+def hold(started_path: str, release_path: str) -> None:
+    """Create `started_path`, then hold the worker until `release_path` exists (or 60 s
+    pass), with no broker connection of its own: it outlives the broker going away."""
+    Path(started_path).touch()
+    deadline = time.monotonic() + 60
+    while not Path(release_path).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -1,0 +1,47 @@
+"""kombu's Redis transport, with closed channels failing as connection errors.
+
+When Redis goes away while a worker holds an unacknowledged message and waits on BRPOP for
+the next, Celery 5.7 collects the broken connection and then closes it.  Collecting releases
+the transport's client but leaves the channel open (its pending BRPOP could not be read);
+the close then drops the channel's connection pools and tries to put the unacknowledged
+messages back.  From then on, anything the channel does (that restore, or the late
+acknowledgement of the task still running) rebuilds a pool from the released client and
+raises ``AttributeError``.  That is not a connection error, so the worker stops with
+"Unrecoverable error" instead of reconnecting: every worker holding a message at that moment
+is gone until something restarts it.
+
+Here such a channel raises ``redis.ConnectionError``, which kombu and Celery already treat
+as a lost connection: the close ends, the late acknowledgement is logged and dropped, and the
+worker reconnects.  The messages the channel could not put back stay unacknowledged in Redis,
+which returns them to their queue after the visibility timeout (if Redis kept its data);
+a ledger intent is sent again sooner by the sweeper.
+
+Celery uses this transport for ``redis://`` and ``rediss://`` brokers (``broker_transport``
+in ``celeryconfig``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from kombu.transport import redis as kombu_redis
+
+NAME = "app.transport:Transport"
+
+
+class Channel(kombu_redis.Channel):  # type: ignore[misc]  # kombu ships no type hints
+    """kombu's Redis channel; once its transport let go of the connection, it fails as a
+    lost connection does."""
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection.client is None:
+            raise redis.ConnectionError("the broker connection of this channel was closed")
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)
+        return params
+
+
+class Transport(kombu_redis.Transport):  # type: ignore[misc]
+    """kombu's Redis transport with `Channel`."""
+
+    Channel = Channel

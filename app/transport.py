@@ -30,18 +30,19 @@ from kombu.transport import redis as kombu_redis
 NAME = "app.transport:Transport"
 
 
-class Channel(kombu_redis.Channel):  # type: ignore[misc]  # kombu ships no type hints
+class Channel(kombu_redis.Channel):
     """kombu's Redis channel; once its transport let go of the connection, it fails as a
     lost connection does."""
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         if self.connection.client is None:
             raise redis.ConnectionError("the broker connection of this channel was closed")
-        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)
+        params: dict[str, Any] = super()._connparams(  # type: ignore[no-untyped-call]
+            asynchronous=asynchronous)
         return params
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
+class Transport(kombu_redis.Transport):
     """kombu's Redis transport with `Channel`."""
 
     Channel = Channel

@@ -16,8 +16,7 @@ from celery import Celery, shared_task
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from app.broker import oldest_handoff, queue_depths
-from app.db import transaction
-from app.ledger.apply import Outcome, apply_transactions, note_failure
+from app.ledger.apply import Outcome, note_failure, settle_batch
 from app.ledger.policy import (
     APPLY_BATCH_MAX,
     APPLY_BATCH_TASK,
@@ -81,8 +80,7 @@ def apply_batch(self: GameTask, transaction_ids: list[int]) -> dict[str, int]:
 
 def _settle(task: GameTask, transaction_ids: Sequence[int]) -> dict[int, Outcome]:
     try:
-        with transaction(task.runtime.sessions) as db:
-            return apply_transactions(db, transaction_ids)
+        return settle_batch(task.runtime.sessions, transaction_ids)
     except RETRYABLE as exc:
         note_failure(task.runtime.sessions, transaction_ids, exc)
         # The critical step is the top one (0), where Redis also puts a message sent with

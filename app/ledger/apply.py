@@ -17,6 +17,12 @@ sweeper), so overlapping batches never wait on each other's transactions; then i
 their wallet rows in id order.  Nobody waits for a transaction row while holding a wallet
 row, so appliers cannot deadlock one another.  Inside a batch, transactions of one wallet
 settle in id order against the running balance.
+
+A worker settles a batch with `settle_batch`: first every transaction whose wallet is free
+(the busy wallets skipped too), then, in a second SQL transaction, the few whose wallet
+another applier held, waiting for it.  A batch never holds its other wallets while it waits
+for one, so one slow commit delays the purchases of its own wallets only, instead of every
+batch that shares a wallet with it, and every batch that shares one with those.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ class Outcome:
     status: str
     settled: bool
     reason: str | None = None
+    busy: bool = False  # left pending because another applier held its wallet
 
 
 def apply_transaction(db: Session, transaction_id: int,
@@ -81,10 +88,13 @@ def apply_transaction(db: Session, transaction_id: int,
 
 
 def apply_transactions(db: Session, transaction_ids: Iterable[int],
-                       now: datetime | None = None) -> dict[int, Outcome]:
+                       now: datetime | None = None, *,
+                       wait_for_wallets: bool = True) -> dict[int, Outcome]:
     """Settle every pending transaction of `transaction_ids` inside the caller's SQL
     transaction; the outcome of each id (duplicates count once).  A transaction another
-    applier holds right now is left to it: ``pending``, not settled here.
+    applier holds right now is left to it: ``pending``, not settled here.  Without
+    `wait_for_wallets`, a transaction whose wallet another applier holds is left ``pending``
+    and ``busy``, for the caller to settle later.
 
     Idempotent per transaction, as `apply_transaction`.  Raises only what the database
     raises; then nothing of the batch is settled.
@@ -101,7 +111,23 @@ def apply_transactions(db: Session, transaction_ids: Iterable[int],
         outcomes |= _absent(db, skipped)
     pending = [row for row in rows if row.status == Status.PENDING]
     if pending:
-        outcomes |= _settle(db, pending, now or utcnow())
+        outcomes |= _settle(db, pending, now or utcnow(), wait_for_wallets)
+    return outcomes
+
+
+def settle_batch(factory: sessionmaker[Session],
+                 transaction_ids: Sequence[int]) -> dict[int, Outcome]:
+    """Settle `transaction_ids` in one SQL transaction, then the ones whose wallet another
+    applier held in a second one that waits for it; the outcome of each id.
+
+    Raises only what the database raises; what the first transaction committed stays
+    committed (settling it again changes nothing)."""
+    with transaction(factory) as db:
+        outcomes = apply_transactions(db, transaction_ids, wait_for_wallets=False)
+    busy = [i for i, outcome in outcomes.items() if outcome.busy]
+    if busy:
+        with transaction(factory) as db:
+            outcomes |= apply_transactions(db, busy)
     return outcomes
 
 
@@ -115,16 +141,21 @@ def _absent(db: Session, ids: list[int]) -> dict[int, Outcome]:
             for i in ids}
 
 
-def _settle(db: Session, pending: Sequence[Any], now: datetime) -> dict[int, Outcome]:
-    """Post or reject each pending row against its wallet's running balance."""
+def _settle(db: Session, pending: Sequence[Any], now: datetime,
+            wait_for_wallets: bool) -> dict[int, Outcome]:
+    """Post or reject each pending row against its wallet's running balance (rows whose
+    wallet is busy are left pending when not `wait_for_wallets`)."""
     wallet_ids = sorted({row.wallet_id for row in pending})
     balances: dict[int, int] = dict(db.execute(
         select(_W.c.id, _W.c.balance).where(_W.c.id.in_(wallet_ids)).order_by(_W.c.id)
-        .with_for_update(key_share=True)).all())
+        .with_for_update(key_share=True, skip_locked=not wait_for_wallets)).all())
     outcomes: dict[int, Outcome] = {}
     entries: list[dict[str, Any]] = []
     settles: list[dict[str, Any]] = []
     for row in pending:
+        if row.wallet_id not in balances:
+            outcomes[row.id] = Outcome(row.id, Status.PENDING.value, settled=False, busy=True)
+            continue
         delta = row.amount if Kind(row.kind) in CREDITS_PLAYER else -row.amount
         balance = balances[row.wallet_id]
         if balance + delta < 0:
@@ -166,7 +197,8 @@ def _write(db: Session, entries: list[dict[str, Any]], settles: list[dict[str, A
         db.execute(insert(_E), entries)
         db.execute(_BALANCE, [{"wid": w, "new_balance": balances[w], "at": now}
                               for w in moved])
-    db.execute(_SETTLE, settles)
+    if settles:  # empty when every wallet of the batch was busy
+        db.execute(_SETTLE, settles)
 
 
 def record_failure(db: Session, transaction_ids: Iterable[int], error: str) -> int:

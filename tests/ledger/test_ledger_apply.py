@@ -13,7 +13,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
 from app.ledger import apply_transaction
-from app.ledger.apply import Outcome, apply_transactions, note_failure, record_failure
+from app.ledger.apply import (
+    Outcome,
+    apply_transactions,
+    note_failure,
+    record_failure,
+    settle_batch,
+)
 from app.ledger.faults import FAULT_MESSAGE, sql_faults
 from app.ledger.models import LedgerEntry
 from tests.ledger.helpers import (
@@ -149,7 +155,7 @@ def test_a_failure_at_any_statement_leaves_no_trace_and_the_retry_commits(
 
 # batches ------------------------------------------------------------------------------
 
-def settle_batch(sessions: sessionmaker[Session], ids: list[int]) -> dict[int, Outcome]:
+def apply_in_one(sessions: sessionmaker[Session], ids: list[int]) -> dict[int, Outcome]:
     with transaction(sessions) as db:
         return apply_transactions(db, ids)
 
@@ -162,7 +168,7 @@ def test_a_batch_settles_each_wallet_in_id_order_against_its_running_balance(
     poor = buy(sessions, "p2", 16, "d").transaction_id
     reward = fund(sessions, "p2", 5, key="late-reward")  # applied already: left as it is
     before = row_counts(sessions)["ledger_entries"]
-    outcomes = settle_batch(sessions, [three, poor, one, two, one, reward.transaction_id])
+    outcomes = apply_in_one(sessions, [three, poor, one, two, one, reward.transaction_id])
     assert [(o.status, o.settled) for o in (outcomes[one], outcomes[two], outcomes[three])] == [
         ("committed", True), ("rejected", True), ("rejected", True)]
     assert outcomes[two].reason == "insufficient funds: balance 20 gold, price 30"
@@ -188,7 +194,7 @@ def test_a_batch_costs_five_statements_however_large(sessions: sessionmaker[Sess
     for name in ("do_execute", "do_execute_no_params", "do_executemany"):
         event.listen(engine, name, seen)
     try:
-        outcomes = settle_batch(sessions, ids)
+        outcomes = apply_in_one(sessions, ids)
     finally:
         for name in ("do_execute", "do_execute_no_params", "do_executemany"):
             event.remove(engine, name, seen)
@@ -203,17 +209,17 @@ def test_a_batch_costs_five_statements_however_large(sessions: sessionmaker[Sess
 def test_a_batch_with_unknown_ids_settles_the_rest(sessions: sessionmaker[Session]) -> None:
     fund(sessions, "p1", 50)
     known = buy(sessions, "p1", 10, "k").transaction_id
-    outcomes = settle_batch(sessions, [987_654, known])
+    outcomes = apply_in_one(sessions, [987_654, known])
     assert outcomes == {987_654: Outcome(987_654, "missing", settled=False),
                         known: Outcome(known, "committed", settled=True)}
-    assert settle_batch(sessions, []) == {}
+    assert apply_in_one(sessions, []) == {}
 
 
 def test_a_batch_of_rejections_only_moves_no_balance(sessions: sessionmaker[Session]) -> None:
     fund(sessions, "p1", 5)
     ids = [buy(sessions, "p1", 10, k).transaction_id for k in ("x", "y")]
     entries = row_counts(sessions)["ledger_entries"]
-    assert {o.status for o in settle_batch(sessions, ids).values()} == {"rejected"}
+    assert {o.status for o in apply_in_one(sessions, ids).values()} == {"rejected"}
     assert row_counts(sessions)["ledger_entries"] == entries and balance(sessions, "p1") == 5
 
 
@@ -223,9 +229,9 @@ def test_a_failed_batch_settles_none_of_it_and_its_retry_settles_all(
     ids = [buy(sessions, "p1", 10, f"k{i}").transaction_id for i in range(3)]
     engine = sessions.kw["bind"]
     with sql_faults(engine, rate=1.0, limit=1, after=3), pytest.raises(OperationalError):
-        settle_batch(sessions, ids)
+        apply_in_one(sessions, ids)
     assert balance(sessions, "p1") == 100
-    assert {o.status for o in settle_batch(sessions, ids).values()} == {"committed"}
+    assert {o.status for o in apply_in_one(sessions, ids).values()} == {"committed"}
     assert balance(sessions, "p1") == 70
     assert_ledger_holds(sessions)
 
@@ -280,6 +286,32 @@ def test_the_wallet_lock_makes_a_second_purchase_see_the_first(
     assert second["value"].status == "rejected"
     assert second["value"].reason == "insufficient funds: balance 20 gold, price 30"
     assert balance(pg_sessions, "p1") == 20
+    assert_ledger_holds(pg_sessions)
+
+
+def test_a_batch_settles_free_wallets_first_and_waits_for_a_busy_one_holding_none(
+        pg_sessions: sessionmaker[Session]) -> None:
+    fund(pg_sessions, "p1", 100)
+    fund(pg_sessions, "p2", 100)
+    first = buy(pg_sessions, "p1", 30, "first").transaction_id
+    later = buy(pg_sessions, "p1", 80, "later").transaction_id  # waits for p1's wallet
+    free = buy(pg_sessions, "p2", 10, "free").transaction_id
+    with transaction(pg_sessions) as holder:
+        assert apply_transaction(holder, first).settled
+        with transaction(pg_sessions) as busy_only:  # same thread: it would hang if it waited
+            assert apply_transactions(busy_only, [later], wait_for_wallets=False) == {
+                later: Outcome(later, "pending", settled=False, busy=True)}
+        thread, batch = _in_thread(lambda: settle_batch(pg_sessions, [later, free]))
+        wait_for(lambda: lock_waiters(pg_sessions) >= 1, timeout=10,
+                 what="the batch to wait on the busy wallet")
+        # p2 committed while p1 is still held: the batch waits holding no wallet
+        assert balance(pg_sessions, "p2") == 90
+    thread.join(timeout=10)
+    assert batch["value"] == {
+        later: Outcome(later, "rejected", settled=True,
+                       reason="insufficient funds: balance 70 gold, price 80"),
+        free: Outcome(free, "committed", settled=True)}
+    assert (balance(pg_sessions, "p1"), balance(pg_sessions, "p2")) == (70, 90)
     assert_ledger_holds(pg_sessions)
 
 

@@ -10,11 +10,13 @@ from celery.signals import worker_process_init
 import celeryconfig
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
+from app.transport import AMQP_NAME
 
 
 class GameschedCelery(Celery):  # type: ignore[misc]
     """A Celery app that carries the gamesched runtime for its tasks."""
 
+    amqp_cls = AMQP_NAME  # reconnects sooner after the broker went away
     runtime: Runtime
 
 

@@ -47,7 +47,7 @@ def worker(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     workercmd.lower_cpu_priority(settings, role)
-    workercmd.run_worker(settings, argv, metrics_port)
+    workercmd.run_worker(settings, argv, metrics_port, workercmd.memory_budget(settings, role))
 
 
 @cli.command()

@@ -30,7 +30,7 @@ ROLES: dict[str, Role] = {
     "player": Role("player", (Queue.PLAYER,), "threads"),
     "physics": Role("physics", (Queue.PHYSICS,), "threads"),
     "ai": Role("ai", (Queue.AI,), "threads"),
-    "transactions": Role("transactions", (Queue.TRANSACTIONS,), "prefork"),
+    "transactions": Role("transactions", (Queue.TRANSACTIONS,), "threads"),
     "background": Role("background", (Queue.BACKGROUND,), "prefork"),
     "control": Role("control", (Queue.CONTROL,), "solo"),
     "all": Role("all", tuple(Queue), "threads"),

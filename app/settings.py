@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     player: RoleBudget = RoleBudget(concurrency=4, memory_mb=256)
     physics: RoleBudget = RoleBudget(concurrency=2, memory_mb=512)
     ai: RoleBudget = RoleBudget(concurrency=2, memory_mb=384, nice=5)
-    transactions: RoleBudget = RoleBudget(concurrency=4, memory_mb=256)  # applies wait on commits
+    transactions: RoleBudget = RoleBudget(concurrency=8, memory_mb=256)  # applies wait on commits
     background: RoleBudget = RoleBudget(concurrency=1, memory_mb=256, nice=10)
 
     cpu_cap: float = Field(default=0.80, gt=0.0, le=1.0)

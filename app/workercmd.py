@@ -10,6 +10,7 @@ import tempfile
 from celery.signals import worker_process_init, worker_ready
 
 from app.celery_app import create_app
+from app.memoryguard import MemoryGuard
 from app.roles import WORKER_ROLES, role
 from app.settings import Settings
 from celeryconfig import NAIVE_QUEUE
@@ -70,8 +71,19 @@ def controller_argv(settings: Settings, schedule: str, loglevel: str,
     ]
 
 
-def run_worker(settings: Settings, argv: list[str], metrics_port: int | None) -> None:
-    """Run Celery's worker in this process, serving metrics on `metrics_port` if given."""
+def memory_budget(settings: Settings, role_name: str) -> int | None:
+    """The MiB a thread-pool worker of `role_name` keeps itself under (None for prefork
+    roles, whose children Celery replaces, and for roles without a budget)."""
+    if role_name not in WORKER_ROLES or role(role_name).pool != "threads":
+        return None
+    return settings.budget(role_name).memory_mb
+
+
+def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,
+               memory_mb: int | None = None) -> None:
+    """Run Celery's worker in this process, serving metrics on `metrics_port` if given.
+    With `memory_mb`, past that much resident memory the worker finishes its tasks and
+    starts again as a fresh process (`app.memoryguard`)."""
     if metrics_port is not None:
         _ensure_multiprocess_metrics()
         from app.metrics import serve
@@ -82,8 +94,15 @@ def run_worker(settings: Settings, argv: list[str], metrics_port: int | None) ->
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     worker_ready.connect(freeze_startup_objects, weak=False)
     worker_process_init.connect(freeze_startup_objects, weak=False)
+    guard = MemoryGuard(memory_mb) if memory_mb else None
+    if guard is not None:
+        worker_ready.connect(guard.start, weak=False)
     app = create_app(settings)
-    app.worker_main(argv=argv)
+    try:
+        app.worker_main(argv=argv)
+    finally:
+        if guard is not None and guard.tripped.is_set():
+            os.execv(sys.executable, sys.orig_argv)  # the same command, as a fresh process
 
 
 def freeze_startup_objects(**_: object) -> int:

@@ -9,7 +9,7 @@ import pytest
 
 from app.errors import InvalidRequest
 from app.settings import load_settings
-from app.workercmd import controller_argv, worker_argv
+from app.workercmd import controller_argv, memory_budget, worker_argv
 
 REDIS = "redis://127.0.0.1:6379/9"
 
@@ -24,7 +24,7 @@ def _opt(argv: list[str], flag: str) -> str:
         ("player", "player", "threads"),
         ("physics", "physics", "threads"),
         ("ai", "ai", "threads"),
-        ("transactions", "transactions", "prefork"),
+        ("transactions", "transactions", "threads"),
         ("background", "background", "prefork"),
         ("all", "player,physics,ai,transactions,background,control", "threads"),
     ],
@@ -51,6 +51,15 @@ def test_concurrency_and_memory_budget_come_from_settings() -> None:
     assert _opt(argv, "--max-memory-per-child") == str(300 * 1024)
     assert _opt(argv, "-n") == "b@h"
     assert _opt(worker_argv(settings, "background", 7, None, "INFO"), "-c") == "7"
+
+
+def test_thread_pool_roles_keep_their_own_memory_budget() -> None:
+    settings = load_settings(broker_url=REDIS, player={"concurrency": 4, "memory_mb": 200})
+    assert memory_budget(settings, "player") == 200
+    assert memory_budget(settings, "transactions") == settings.transactions.memory_mb
+    assert "--max-memory-per-child" not in worker_argv(settings, "player", None, None, "INFO")
+    assert memory_budget(settings, "background") is None  # prefork: Celery replaces children
+    assert memory_budget(settings, "all") is None
 
 
 def test_unknown_role_names_the_field() -> None:

@@ -10,10 +10,9 @@ no-op for the worker (fewer while messages wait in the queue).
 
 Which to re-send: an intent with a message waiting in the transactions queue needs no
 other.  On Redis the sweeper reads when the oldest waiting message was handed over: the
-queue is first in, first out (one priority step), so an intent that fell due (RESEND_AFTER
-after it was recorded, longer after each re-send) before that has no message left in the
-queue (it is being applied right now, or its message was lost) and is re-sent; the newer
-ones wait their turn.  While a backlog drains nothing is duplicated, and after the broker
+queue is first in, first out (one priority step), so a due intent last sent before that has
+no message left in the queue (it is being applied right now, its worker was killed, or its
+message was lost) and is re-sent; the newer ones wait their turn.  While a backlog drains nothing is duplicated, and after the broker
 lost its messages everything due goes out.  Every message waiting holds at least one
 pending intent, so at most ``pending - waiting`` intents lack a message: a sweep re-sends
 no more than that (the only rule when the broker cannot tell the oldest message, as in
@@ -26,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
@@ -58,8 +57,8 @@ class Backlog:
     oldest_handoff: float | None = None
 
     def horizon(self, now: datetime) -> datetime:
-        """Intents due at or before this may lack a message: `now`, or the oldest waiting
-        message's hand-over if earlier (an intent is due RESEND_AFTER after it was sent)."""
+        """Intents last sent before this have no message waiting: `now`, or the oldest
+        waiting message's hand-over if earlier."""
         if self.oldest_handoff is None:
             return now
         return min(now, datetime.fromtimestamp(self.oldest_handoff, UTC))
@@ -86,14 +85,18 @@ def pending_health(db: Session, now: datetime) -> Health:
 
 def claim_due(db: Session, now: datetime, limit: int,
               horizon: datetime | None = None) -> list[int]:
-    """Take up to `limit` intents due by `horizon` (default `now`), oldest first, and move
-    each one's ``resend_at`` on from `now`.
+    """Take up to `limit` intents due by `now` and last sent before `horizon` (default
+    `now`), oldest first, and move each one's ``resend_at`` on from `now`.
 
+    An intent never re-sent was sent when it was recorded; one re-sent is counted as last
+    sent when it fell due (its ``resend_at`` is later than the re-send: on the safe side).
     Rows another session holds locked (being applied right now) are skipped.
     """
     t = LedgerTransaction
-    due = db.execute(select(t).where(t.status == Status.PENDING.value,
-                                     t.resend_at <= (horizon or now))
+    horizon = horizon or now
+    sent_before = or_(and_(t.resends == 0, t.created_at < horizon), t.resend_at <= horizon)
+    due = db.execute(select(t).where(t.status == Status.PENDING.value, t.resend_at <= now,
+                                     sent_before)
                      .order_by(t.resend_at).limit(limit)
                      .with_for_update(skip_locked=True, key_share=True)).scalars().all()
     for txn in due:

@@ -71,13 +71,19 @@ def test_intents_recorded_after_the_oldest_waiting_message_are_left_to_the_queue
     handles = [buy(sessions, "p1", 1, f"k{i}") for i in range(3)]
     ids = [h.transaction_id for h in handles]
     created = [h.fetch().created_at for h in handles]
-    later = max(created) + timedelta(seconds=30)
-    second_sent = created[1] + RESEND_AFTER  # the oldest waiting message left then
+    # the oldest waiting message left between the second and third intents: the first two
+    # were taken by a worker killed since, and are due although they fell due after it left
+    left = created[1] + (created[2] - created[1]) / 2
+    due = created[1] + RESEND_AFTER
     outbox = Outbox()
-    backlog = Backlog(messages=1, oldest_handoff=second_sent.timestamp())
-    assert sweep(sessions, outbox, backlog=backlog, now=later).resent == ids[:2]
+    backlog = Backlog(messages=1, oldest_handoff=left.timestamp())
+    assert sweep(sessions, outbox, backlog=backlog, now=due).resent == ids[:2]
+    # re-sent ones count as sent when they fell due: they wait while that is after `left`
+    later = max(created) + timedelta(seconds=30)
+    assert sweep(sessions, outbox, backlog=backlog, now=later).resent == []
     nothing_waits = Backlog(messages=0, oldest_handoff=None)
-    assert sweep(sessions, outbox, backlog=nothing_waits, now=later).resent == ids[2:]
+    assert sweep(sessions, outbox, backlog=nothing_waits, now=later).resent == [
+        ids[2], *ids[:2]]  # oldest due first
 
 
 def test_the_horizon_is_now_when_nothing_waits_or_the_wait_is_newer() -> None:

@@ -12,11 +12,11 @@ Which to re-send: an intent with a message waiting in the transactions queue nee
 other.  On Redis the sweeper reads when the oldest waiting message was handed over: the
 queue is first in, first out (one priority step), so a due intent last sent before that has
 no message left in the queue (it is being applied right now, its worker was killed, or its
-message was lost) and is re-sent; the newer ones wait their turn.  While a backlog drains nothing is duplicated, and after the broker
-lost its messages everything due goes out.  Every message waiting holds at least one
-pending intent, so at most ``pending - waiting`` intents lack a message: a sweep re-sends
-no more than that (the only rule when the broker cannot tell the oldest message, as in
-memory), oldest first, at most ``SWEEP_BATCH``.
+message was lost) and is re-sent; the newer ones wait their turn.  While a backlog drains
+nothing is duplicated, and after the broker lost its messages everything due goes out.
+Every message waiting holds at least one pending intent, so at most ``pending - waiting``
+intents lack a message: a sweep re-sends no more than that (the only rule when the broker
+cannot tell the oldest message, as in memory), oldest first, at most ``SWEEP_BATCH``.
 """
 
 from __future__ import annotations

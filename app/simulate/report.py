@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from app.client import UPDATE_TASK
 from app.ledger.policy import APPLY_BATCH_TASK
 from app.recorder import Execution
 from app.roles import TASK_QUEUES
@@ -18,7 +19,6 @@ from app.simulate.sampler import Sample
 from app.stats import percentile
 
 FRAME_BUDGET_MS = 16.0
-UPDATE_TASK = "gamesched.player.apply_updates"
 PHYSICS_TASK = "gamesched.physics.step_region"
 AI_TASK = "gamesched.ai.decide"
 PURCHASE_TASK = APPLY_BATCH_TASK  # what the client sends

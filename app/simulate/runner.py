@@ -15,7 +15,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from app.celery_app import GameschedCelery, create_app
-from app.client import GameClient
+from app.client import SESSION_TASK, GameClient
 from app.controller import TICK_TASK
 from app.errors import GameschedError
 from app.fleet import ProcessFleet
@@ -54,8 +54,6 @@ BUYERS = 200  # players with a wallet; purchases are spread over them
 # Nodes per role (one by default): a killed node's twin serves.  Two player processes also
 # get twice the CPU share of one under contention (player p99 64-74 ms against 133-185).
 REPLICAS = {"transactions": 2, "player": 2}
-OPEN_TASK = "gamesched.player.session_op"
-UPDATE_TASK = "gamesched.player.apply_updates"
 
 
 @dataclass(frozen=True)
@@ -219,7 +217,7 @@ class Run:
         specs = schedule.initial_sessions()
         task = self.progress.add_task(f"{self.label}: opening sessions", total=len(specs))
         driver.open_sessions(specs, lambda n: self.progress.advance(task, n))
-        self._await(recorder, lambda e: e.task == OPEN_TASK, driver.stats.opens, task,
+        self._await(recorder, lambda e: e.task == SESSION_TASK, driver.stats.opens, task,
                     "sessions opened")
         self._send_applied(driver, schedule.join_updates(), task, "first states")
         self.progress.remove_task(task)

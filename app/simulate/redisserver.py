@@ -89,6 +89,19 @@ class PrivateRedis:
                 self.proc.wait()
         self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL the server: its queued messages die with it."""
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        """Kill the server and start an empty one on the same port."""
+        self.kill()
+        self.start()
+
     def _wait_ready(self, port: int) -> str:
         client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)
         deadline = time.monotonic() + START_TIMEOUT_S

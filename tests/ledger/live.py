@@ -6,9 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,64 +30,11 @@ from app.ledger.policy import APPLY_BATCH_TASK
 from app.ledger.surge import PlannedPurchase, Submission, summarize
 from app.migrate import upgrade
 from app.settings import Settings, load_settings
-from tests.services import private_postgres_database, unavailable
+from app.simulate.redisserver import PrivateRedis
+from tests.services import private_postgres_database
 from tests.waiting import wait_for
 
 FUNDS = 400  # gold granted to each player before a surge
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, without persistence: a restart loses every
-    queued message."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            unavailable("redis-server", FileNotFoundError("not on PATH"))
-        self.binary = str(binary)
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """The broker URL of this server."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        """Start the server and wait until it answers."""
-        cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", str(self.workdir)]
-        with open(self.workdir / "redis.log", "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        wait_for(lambda: _pings(client), timeout=20, what=f"redis-server on {self.port}")
-        client.close()
-
-    def kill(self) -> None:
-        """SIGKILL the server (its queued messages die with it)."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=20)
-
-    def restart(self) -> None:
-        """Kill the server and start an empty one on the same port."""
-        self.kill()
-        self.start()
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 @dataclass
@@ -226,10 +171,9 @@ def live_ledger(tmp_path: Path, players: Sequence[str],
     """Start a private redis-server and database, fund `players`, and yield; everything
     started here is stopped afterwards (workers are started by the test)."""
     instance = f"ledger-live-{uuid.uuid4().hex[:8]}"
-    broker = PrivateRedis(tmp_path)
-    with private_postgres_database() as url:
+    broker = PrivateRedis()
+    with private_postgres_database() as url, broker:
         upgrade(url)
-        broker.start()
         # a short transaction tick: many small batches, many statements for faults to hit
         settings = load_settings(broker_url=broker.url, database_url=url, instance_id=instance,
                                  transaction_tick_ms=5.0)
@@ -241,7 +185,6 @@ def live_ledger(tmp_path: Path, players: Sequence[str],
             yield LiveLedger(settings, sessions, broker, fleet)
         finally:
             fleet.stop()
-            broker.kill()
             engine.dispose()
             for leftover in Path(tempfile.gettempdir()).glob(f"gamesched-beat-{instance}*"):
                 leftover.unlink()

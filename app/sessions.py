@@ -186,8 +186,10 @@ def restore_open(db: Session, hot: HotStore, session_ids: set[str]) -> set[str]:
 
 
 def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]],
-                  publish: bool = False) -> ApplyResult:
-    """`apply_batch` for updates given as ``{"session": id, "seq": n, "state": {...}}``.
+                  publish: bool = False,
+                  db_factory: Callable[[], Session] | None = None) -> ApplyResult:
+    """`apply_batch` for updates given as ``{"session": id, "seq": n, "state": {...}}``
+    (`apply_batch_restoring` with `db_factory`).
 
     A malformed update is rejected here, by its index; the rest go on in wire form.
     """
@@ -201,7 +203,8 @@ def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]],
             valid.append(index)
     batch = wire.pack_batch(wire.entry(updates[i]["session"], updates[i]["seq"],
                                        updates[i]["state"]) for i in valid)
-    result = apply_batch(hot, batch, publish)
+    result = (apply_batch(hot, batch, publish) if db_factory is None
+              else apply_batch_restoring(hot, db_factory, batch, publish))
     result.rejected = rejected + [(valid[i], name, reason) for i, name, reason in result.rejected]
     return result
 

@@ -186,6 +186,20 @@ def test_sessions_lost_from_hot_state_come_back_from_their_snapshot(
     assert delta.decode(result.deltas["s"]) == (10, {"hp": 5})
 
 
+def test_updates_given_as_mappings_restore_lost_sessions_too(
+    db_factory: sessionmaker[Session],
+) -> None:
+    _snapshot_row(db_factory, "s", 9, {"hp": 12, "name": "aria"})
+    hot = MemoryHotStore()
+    result = sessions.apply_updates(hot, [{"session": "s", "seq": 10, "state": {"hp": 5}},
+                                          {"session": "s", "seq": "x", "state": {}}],
+                                    db_factory=db_factory)
+    assert (result.applied, [(i, f) for i, f, _ in result.rejected]) == (1, [(1, "seq")])
+    assert sessions.read_state(hot, "s") == sessions.HotState(10, {"hp": 5, "name": "aria"})
+    lost = sessions.apply_updates(MemoryHotStore(), [{"session": "s", "seq": 11, "state": {}}])
+    assert [(i, f) for i, f, _ in lost.rejected] == [(0, "session")]  # without SQL: unknown
+
+
 def test_unknown_and_closed_sessions_stay_rejected_and_the_rest_apply(
     db_factory: sessionmaker[Session],
 ) -> None:

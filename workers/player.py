@@ -24,12 +24,11 @@ def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict
     are rejected one by one (logged at info); the rest of the batch still applies.  Not
     retried: a newer update supersedes a lost one.
     """
-    hot = self.runtime.hot
-    if isinstance(updates, bytes | bytearray):  # sessions lost from hot state are restored
-        result = sessions.apply_batch_restoring(hot, self.runtime.sessions, bytes(updates),
-                                                publish=True)
+    hot, factory = self.runtime.hot, self.runtime.sessions  # lost sessions are restored
+    if isinstance(updates, bytes | bytearray):
+        result = sessions.apply_batch_restoring(hot, factory, bytes(updates), publish=True)
     else:
-        result = sessions.apply_updates(hot, updates, publish=True)
+        result = sessions.apply_updates(hot, updates, publish=True, db_factory=factory)
     for index, field, reason in result.rejected:
         log.info("update %d rejected: %s: %s", index, field, reason)
     return {"applied": result.applied, "stale": result.stale, "rejected": len(result.rejected)}

@@ -11,8 +11,11 @@ import time
 from dataclasses import asdict, dataclass
 
 import psutil
+from celery import Celery
 
 from app.hotstore import HotStore
+from app.priority import route
+from app.tasking import HANDOFF_HEADER
 
 TICK_TASK = "gamesched.control.tick"  # sent by beat every controller period
 DECISION_KEY = "gamesched:control:decision"
@@ -38,6 +41,14 @@ class Decision:
 
 
 AI_FLOOR = 0.25
+
+
+def send_tick(app: Celery) -> None:
+    """Send the controller's tick now, as beat does each period: for fleets that run the
+    control worker without beat (the demo, the simulator)."""
+    tick = route(TICK_TASK)
+    app.send_task(tick.task, queue=tick.queue.value, priority=tick.priority,
+                  headers={HANDOFF_HEADER: time.time()})
 
 
 def decide(load: Load, cpu_cap: float) -> Decision:

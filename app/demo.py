@@ -16,15 +16,13 @@ from dataclasses import dataclass, field
 
 from app.celery_app import create_app
 from app.client import GameClient
-from app.controller import TICK_TASK
+from app.controller import TICK_TASK, send_tick
 from app.fleet import EmbeddedFleet, ProcessFleet
 from app.migrate import upgrade
-from app.priority import route
 from app.recorder import Execution, Recorder
 from app.roles import WORKER_ROLES
 from app.settings import Settings
 from app.stats import QueueStats, by_queue, by_task
-from app.tasking import HANDOFF_HEADER
 
 REGION_SIZE = 1000.0
 PHYSICS_HZ = 20
@@ -147,16 +145,11 @@ class _DemoLoad:
                 self.client.submit_ai(f"npc-{npc}", self._somewhere(),
                                       list(self.positions.values())[:8])
         if snapshot and self.tick_itself:
-            self._control_tick()
+            send_tick(self.client.app)
         if snapshot:
             self.client.submit_background("snapshot", self.sessions[:100])
             self.client.submit_background("analytics", [{"kind": "tick"}] * 50)
 
-    def _control_tick(self) -> None:
-        """Stand in for beat: the demo's fleet has a control worker but no scheduler."""
-        tick = route(TICK_TASK)
-        self.client.app.send_task(tick.task, queue=tick.queue.value, priority=tick.priority,
-                                  headers={HANDOFF_HEADER: time.time()})
 
     def _update(self, session: str) -> None:
         x, y = self.positions[session]

@@ -27,13 +27,11 @@ from redis import RedisError
 from sqlalchemy.exc import OperationalError as SqlError
 
 from app.client import GameClient
-from app.controller import TICK_TASK
+from app.controller import send_tick
 from app.errors import InvalidRequest
-from app.priority import route
 from app.simulate.population import SessionSpec, Update
 from app.simulate.purchases import Store
 from app.simulate.schedule import BackgroundJob, Schedule, TickPlan
-from app.tasking import HANDOFF_HEADER
 
 OPEN_THREADS = 8
 PROGRESS_EVERY_S = 0.25
@@ -226,10 +224,7 @@ class LoadDriver:
 
     def _control_tick(self) -> None:
         """Stand in for beat: the simulated fleet runs the control worker without beat."""
-        tick = route(TICK_TASK)
-        self.stats.control += self._call(
-            self.client.app.send_task, tick.task, queue=tick.queue.value,
-            priority=tick.priority, headers={HANDOFF_HEADER: time.time()})
+        self.stats.control += self._call(send_tick, self.client.app)
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
         """Call the client API; 1 if it accepted the work, 0 if it refused or failed."""

@@ -11,6 +11,9 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
+from app.errors import GameschedError
+from app.simulate.redisserver import PrivateRedis
+
 REDIS_URL = os.environ.get("GAMESCHED_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 POSTGRES_URL = os.environ.get(
     "GAMESCHED_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -38,6 +41,15 @@ def require_redis(url: str = REDIS_URL) -> redis.Redis:
     except redis.RedisError as exc:
         unavailable(f"Redis at {url}", exc)
     return client
+
+
+def private_redis() -> PrivateRedis:
+    """A private redis-server (not started yet), or skip/fail when there is none to run."""
+    try:
+        return PrivateRedis()
+    except GameschedError as exc:
+        unavailable("redis-server", exc)
+        raise
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from app.ledger.surge import PlannedPurchase, Submission, summarize
 from app.migrate import upgrade
 from app.settings import Settings, load_settings
 from app.simulate.redisserver import PrivateRedis
-from tests.services import private_postgres_database
+from tests.services import private_postgres_database, private_redis
 from tests.waiting import wait_for
 
 FUNDS = 400  # gold granted to each player before a surge
@@ -171,7 +171,7 @@ def live_ledger(tmp_path: Path, players: Sequence[str],
     """Start a private redis-server and database, fund `players`, and yield; everything
     started here is stopped afterwards (workers are started by the test)."""
     instance = f"ledger-live-{uuid.uuid4().hex[:8]}"
-    broker = PrivateRedis()
+    broker = private_redis()
     with private_postgres_database() as url, broker:
         upgrade(url)
         # a short transaction tick: many small batches, many statements for faults to hit

@@ -19,6 +19,7 @@ from app.fleet import stop_process_groups
 from app.settings import Settings, load_settings
 from app.simulate.redisserver import PrivateRedis
 from app.workercmd import worker_argv
+from tests.services import private_redis
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ LOST = "Connection to broker lost"
 
 @pytest.fixture
 def broker() -> Iterator[PrivateRedis]:
-    with PrivateRedis() as server:
+    with private_redis() as server:
         yield server
 
 

@@ -53,12 +53,13 @@ def test_worker_serves_counters_and_latency_histograms_per_queue(
         client = GameClient(create_app(live_settings))
         for i in range(12):
             client.submit_ai(f"npc-{i}", (1.0, 1.0), [(2.0, 2.0)])
+        # a task counts its success, then observes its latency: wait for the last of them
         text = wait_for(
             lambda: (t := _scrape(port) or "")
-            and _value(t, "gamesched_tasks_succeeded_total", "ai") >= 12 and t,
-            timeout=60, what="12 succeeded AI tasks in /metrics")
+            and _value(t, "gamesched_task_latency_seconds_count", "ai") >= 12 and t,
+            timeout=60, what="12 AI task latencies in /metrics")
         assert _value(text, "gamesched_tasks_started_total", "ai") >= 12
-        assert _value(text, "gamesched_task_latency_seconds_count", "ai") >= 12
+        assert _value(text, "gamesched_tasks_succeeded_total", "ai") >= 12
         assert _value(text, "gamesched_task_wait_seconds_count", "ai") >= 12
         assert _value(text, "gamesched_tasks_failed_total", "ai") == 0
     finally:

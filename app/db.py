@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+import fcntl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-# SQLite takes one writer at a time; threads of one process queue on a lock instead of
-# SQLite's sleeping busy handler.  Processes still rely on the busy timeout.
-_SQLITE_WRITE_LOCKS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
+
+
+class SQLiteWriteLock:
+    """One SQLite writer at a time, queued instead of polling: threads of this process wait
+    on a lock, processes on an ``flock`` of a file beside the database, which the kernel
+    hands to the next waiter at once (SQLite's busy handler sleeps up to 100 ms between
+    tries, so under many writing processes some waited seconds).  In-memory databases have
+    one process and only the thread lock."""
+
+    def __init__(self, database: str | None) -> None:
+        self.path = None if database in (None, "", ":memory:") else f"{database}.lock"
+        self._threads = threading.Lock()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the lock for the block."""
+        with self._threads:
+            if self.path is None:
+                yield
+                return
+            with open(self.path, "a") as lock:  # opened per use: a forked child has its own
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                yield  # closing the file releases the flock
+
+
+_SQLITE_WRITE_LOCKS: WeakKeyDictionary[Engine, SQLiteWriteLock] = WeakKeyDictionary()
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -47,7 +71,7 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
-    _SQLITE_WRITE_LOCKS[engine] = threading.Lock()
+    _SQLITE_WRITE_LOCKS[engine] = SQLiteWriteLock(make_url(url).database)
     return engine
 
 
@@ -61,5 +85,5 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session inside one transaction: committed on success, rolled back on error."""
     bind = factory.kw.get("bind")
     lock = _SQLITE_WRITE_LOCKS.get(bind) if isinstance(bind, Engine) else None
-    with lock or nullcontext(), factory() as session, session.begin():
+    with lock.held() if lock else nullcontext(), factory() as session, session.begin():
         yield session

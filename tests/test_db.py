@@ -1,0 +1,41 @@
+"""SQLite writers queue on a lock: threads on a thread lock, processes on a lock file."""
+
+from __future__ import annotations
+
+import fcntl
+from pathlib import Path
+
+from sqlalchemy import text
+
+from app.db import SQLiteWriteLock, make_engine, make_sessionmaker, transaction
+
+
+def _free(lock_file: Path) -> bool:
+    """Whether another holder (another open file, as another process has) gets the lock."""
+    with open(lock_file, "a") as other:
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+def test_a_sqlite_transaction_holds_the_lock_file_other_processes_wait_on(
+        tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'game.db'}")
+    factory = make_sessionmaker(engine)
+    try:
+        with transaction(factory) as db:
+            db.execute(text("CREATE TABLE t (x INTEGER)"))
+            assert not _free(tmp_path / "game.db.lock")
+        assert _free(tmp_path / "game.db.lock")
+        with transaction(factory) as db:  # the lock is taken again and again
+            db.execute(text("INSERT INTO t VALUES (1)"))
+    finally:
+        engine.dispose()
+
+
+def test_an_in_memory_database_has_no_lock_file() -> None:
+    assert SQLiteWriteLock(":memory:").path is None
+    assert SQLiteWriteLock(None).path is None
+    assert SQLiteWriteLock("/data/game.db").path == "/data/game.db.lock"

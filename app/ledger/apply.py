@@ -111,7 +111,7 @@ def apply_transactions(db: Session, transaction_ids: Iterable[int],
         outcomes |= _absent(db, skipped)
     pending = [row for row in rows if row.status == Status.PENDING]
     if pending:
-        outcomes |= _settle(db, pending, now or utcnow(), wait_for_wallets)
+        outcomes |= _settle(db, pending, now, wait_for_wallets)
     return outcomes
 
 
@@ -141,14 +141,16 @@ def _absent(db: Session, ids: list[int]) -> dict[int, Outcome]:
             for i in ids}
 
 
-def _settle(db: Session, pending: Sequence[Any], now: datetime,
+def _settle(db: Session, pending: Sequence[Any], now: datetime | None,
             wait_for_wallets: bool) -> dict[int, Outcome]:
     """Post or reject each pending row against its wallet's running balance (rows whose
-    wallet is busy are left pending when not `wait_for_wallets`)."""
+    wallet is busy are left pending when not `wait_for_wallets`), stamped `now` or, by
+    default, once every lock is held: only the writes and the commit come later."""
     wallet_ids = sorted({row.wallet_id for row in pending})
     balances: dict[int, int] = dict(db.execute(
         select(_W.c.id, _W.c.balance).where(_W.c.id.in_(wallet_ids)).order_by(_W.c.id)
         .with_for_update(key_share=True, skip_locked=not wait_for_wallets)).all())
+    now = now or utcnow()
     outcomes: dict[int, Outcome] = {}
     entries: list[dict[str, Any]] = []
     settles: list[dict[str, Any]] = []

@@ -21,7 +21,8 @@ from app.ledger.apply import (
     settle_batch,
 )
 from app.ledger.faults import FAULT_MESSAGE, sql_faults
-from app.ledger.models import LedgerEntry
+from app.ledger.models import LedgerEntry, LedgerTransaction
+from app.models import utcnow
 from tests.ledger.helpers import (
     assert_ledger_holds,
     balance,
@@ -306,7 +307,10 @@ def test_a_batch_settles_free_wallets_first_and_waits_for_a_busy_one_holding_non
                  what="the batch to wait on the busy wallet")
         # p2 committed while p1 is still held: the batch waits holding no wallet
         assert balance(pg_sessions, "p2") == 90
+        released = utcnow()  # the holder commits right after this
     thread.join(timeout=10)
+    with transaction(pg_sessions) as db:  # stamped once it held the wallet, not before
+        assert db.get(LedgerTransaction, later).rejected_at >= released
     assert batch["value"] == {
         later: Outcome(later, "rejected", settled=True,
                        reason="insufficient funds: balance 70 gold, price 80"),

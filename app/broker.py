@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import Celery
 
@@ -25,26 +25,35 @@ def queue_depths(app: Celery) -> dict[str, int]:
     return depths
 
 
-def oldest_handoff(app: Celery, queue: str) -> float | None:
-    """When the oldest message waiting in `queue` was handed over (its ``gs_handoff``
-    header, seconds since the epoch); None when nothing waits, when a message waits without
-    the header, or when the broker is not Redis.
+class Waiting(NamedTuple):
+    """What waits in one queue: how many messages, and when the oldest of them was handed
+    over (its ``gs_handoff`` header, seconds since the epoch; None when nothing waits, when a
+    message waits without the header, or when the broker is not Redis)."""
+
+    messages: int
+    oldest_handoff: float | None
+
+
+def waiting(app: Celery, queue: str) -> Waiting:
+    """What waits in `queue`, read in one round trip on Redis.
 
     Redis keeps one list per priority step (``queue``, ``queue:1`` ... ``queue:9``); a list
     is pushed on the left and popped on the right, so its oldest message is its last."""
     if not app.runtime.settings.uses_redis:
-        return None
+        return Waiting(queue_depths(app).get(queue, 0), None)
     keys = [queue if step == 0 else f"{queue}:{step}" for step in PRIORITY_STEPS]
     with app.connection_for_read() as conn:
         client = conn.default_channel.client
         with client.pipeline(transaction=False) as pipe:
             for key in keys:
+                pipe.llen(key)
                 pipe.lindex(key, -1)
-            raws = pipe.execute()
+            replies = pipe.execute()
+    sizes, raws = replies[0::2], replies[1::2]
     times = [_handoff(raw) for raw in raws if raw is not None]
     if not times or None in times:  # nothing waits, or a message without the header
-        return None
-    return min(t for t in times if t is not None)
+        return Waiting(sum(sizes), None)
+    return Waiting(sum(sizes), min(t for t in times if t is not None))
 
 
 def _handoff(raw: bytes) -> float | None:

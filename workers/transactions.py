@@ -15,7 +15,7 @@ from functools import partial
 from celery import Celery, shared_task
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
-from app.broker import oldest_handoff, queue_depths
+from app.broker import waiting
 from app.ledger.apply import Outcome, note_failure, settle_batch
 from app.ledger.policy import (
     APPLY_BATCH_MAX,
@@ -97,8 +97,7 @@ def sweep(self: GameTask) -> int:
     Idempotent (a re-sent intent still applies once).  Not retried: beat sends it again
     every controller period.
     """
-    queue = Queue.TRANSACTIONS.value
-    backlog = Backlog(queue_depths(self.app).get(queue, 0), oldest_handoff(self.app, queue))
+    backlog = Backlog(*waiting(self.app, Queue.TRANSACTIONS.value))
     report = sweep_intents(self.runtime.sessions, partial(send_apply, self.app), backlog)
     return len(report.resent)
 

@@ -1,5 +1,5 @@
-"""The sweeper's view of the transactions queue on the live broker: when the oldest message
-waiting there was handed over, whatever its priority step."""
+"""The sweeper's view of the transactions queue on the live broker: how many messages wait
+there and when the oldest of them was handed over, whatever its priority step."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from app.broker import oldest_handoff, queue_depths
+from app.broker import queue_depths, waiting
 from app.celery_app import create_app
 from app.ledger.policy import APPLY_BATCH_TASK
 from app.settings import Settings, load_settings
@@ -18,13 +18,13 @@ QUEUE = "transactions"
 
 def test_the_oldest_waiting_message_gives_its_handoff_time(live_settings: Settings) -> None:
     app = create_app(live_settings)
-    assert oldest_handoff(app, QUEUE) is None  # nothing waits
+    assert waiting(app, QUEUE) == (0, None)  # nothing waits
     now = time.time()
     for handoff, step in ((now - 3.0, 5), (now - 9.0, 2), (now - 1.0, 2)):
         app.send_task(APPLY_BATCH_TASK, args=[[1]], queue=QUEUE, priority=step,
                       headers={HANDOFF_HEADER: handoff})
     assert queue_depths(app)[QUEUE] == 3
-    assert oldest_handoff(app, QUEUE) == now - 9.0
+    assert waiting(app, QUEUE) == (3, now - 9.0)  # every step counted, in one round trip
 
 
 def test_a_waiting_message_without_the_header_leaves_it_unknown(
@@ -33,14 +33,14 @@ def test_a_waiting_message_without_the_header_leaves_it_unknown(
     app.send_task(APPLY_BATCH_TASK, args=[[1]], queue=QUEUE, priority=5)
     app.send_task(APPLY_BATCH_TASK, args=[[2]], queue=QUEUE, priority=5,
                   headers={HANDOFF_HEADER: time.time()})
-    assert oldest_handoff(app, QUEUE) is None
+    assert waiting(app, QUEUE) == (2, None)
     redis_client.delete(f"{QUEUE}:5")
     app.send_task(APPLY_BATCH_TASK, args=[[3]], queue=QUEUE, priority=5,
                   headers={HANDOFF_HEADER: time.time()})
     redis_client.rpush(f"{QUEUE}:5", b"not a message")  # the oldest end of the list
-    assert oldest_handoff(app, QUEUE) is None
+    assert waiting(app, QUEUE).oldest_handoff is None
 
 
 def test_a_broker_other_than_redis_cannot_tell(sqlite_url: str) -> None:
     app = create_app(load_settings(database_url=sqlite_url))
-    assert oldest_handoff(app, QUEUE) is None
+    assert waiting(app, QUEUE).oldest_handoff is None

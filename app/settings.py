@@ -10,7 +10,7 @@ import json
 import os
 import socket
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,17 +20,24 @@ from app.errors import ConfigError
 ENV_PREFIX = "GAMESCHED_"
 
 
+CpuPolicy = Literal["normal", "batch", "idle"]
+
+
 class RoleBudget(BaseModel):
-    """Concurrency, memory budget and CPU niceness of one worker role.
+    """Concurrency, memory budget, CPU niceness and CPU scheduling policy of one role.
 
     The worker's OS scheduling niceness is raised to `nice`: when the machine runs out of
     CPU, the kernel gives it to the player-facing roles (nice 0) before the AI and
-    background roles, so background work never delays a player's update for CPU.
+    background roles.  `cpu_policy` is the Linux scheduling policy: ``batch`` never
+    preempts a running process when it wakes; ``idle`` runs only on CPU time nothing else
+    wants and gives the CPU up at once when a normal process wakes, so background work
+    never delays a player's update for CPU.
     """
 
     concurrency: int = Field(ge=1, le=256)
     memory_mb: int = Field(ge=32, le=65536)
     nice: int = Field(default=0, ge=0, le=19)
+    cpu_policy: CpuPolicy = "normal"
 
 
 class Settings(BaseSettings):
@@ -51,9 +58,10 @@ class Settings(BaseSettings):
 
     player: RoleBudget = RoleBudget(concurrency=4, memory_mb=256)
     physics: RoleBudget = RoleBudget(concurrency=2, memory_mb=512)
-    ai: RoleBudget = RoleBudget(concurrency=2, memory_mb=384, nice=5)
+    ai: RoleBudget = RoleBudget(concurrency=2, memory_mb=384, nice=5, cpu_policy="batch")
     transactions: RoleBudget = RoleBudget(concurrency=8, memory_mb=256)  # applies wait on commits
-    background: RoleBudget = RoleBudget(concurrency=1, memory_mb=256, nice=10)
+    background: RoleBudget = RoleBudget(concurrency=1, memory_mb=256, nice=10,
+                                        cpu_policy="idle")
 
     cpu_cap: float = Field(default=0.80, gt=0.0, le=1.0)
     tick_ms: float = Field(default=5.0, gt=0.0, le=1000.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 import tempfile
@@ -12,8 +13,10 @@ from celery.signals import worker_process_init, worker_ready
 from app.celery_app import create_app
 from app.memoryguard import MemoryGuard
 from app.roles import WORKER_ROLES, role
-from app.settings import Settings
+from app.settings import CpuPolicy, Settings
 from celeryconfig import NAIVE_QUEUE
+
+log = logging.getLogger(__name__)
 
 
 def worker_argv(settings: Settings, role_name: str, concurrency: int | None,
@@ -36,13 +39,19 @@ def worker_argv(settings: Settings, role_name: str, concurrency: int | None,
 
 
 AUTOGROUP = "/proc/self/autogroup"
+_POLICIES: dict[str, int | None] = {
+    "normal": getattr(os, "SCHED_OTHER", None),
+    "batch": getattr(os, "SCHED_BATCH", None),
+    "idle": getattr(os, "SCHED_IDLE", None),
+}
 SWITCH_INTERVAL_S = 0.0005
 
 
 def lower_cpu_priority(settings: Settings, role_name: str) -> int:
-    """Raise this process's niceness to at least the role's `nice` budget (children inherit
-    it; calling again, as after the metrics re-exec, changes nothing); returns the
-    increment.  The naive baseline keeps the OS default, as plain Celery.
+    """Raise this process's niceness to at least the role's `nice` budget and put it under
+    the role's CPU scheduling policy (children inherit both; calling again, as after the
+    metrics re-exec, changes nothing); returns the niceness increment.  The naive baseline
+    keeps the OS defaults, as plain Celery.
 
     Linux with autogroup scheduling shares CPU between sessions first and applies a
     process's nice only inside its session, so a worker that leads its own session (as
@@ -51,6 +60,7 @@ def lower_cpu_priority(settings: Settings, role_name: str) -> int:
     budget = settings.budget(role_name) if role_name in WORKER_ROLES else None
     if budget is None or settings.naive:
         return 0
+    set_cpu_policy(budget.cpu_policy)
     increment = budget.nice - os.nice(0)
     if increment <= 0:
         return 0
@@ -59,6 +69,22 @@ def lower_cpu_priority(settings: Settings, role_name: str) -> int:
         with open(AUTOGROUP, "w") as group:
             group.write(str(budget.nice))
     return increment
+
+
+def set_cpu_policy(policy: CpuPolicy) -> bool:
+    """Put this process (and the children it starts later) under the Linux scheduling
+    `policy`; True if it was changed.  Where the OS has no such policy, nothing changes."""
+    wanted = _POLICIES.get(policy)
+    if wanted is None or not hasattr(os, "sched_setscheduler"):
+        return False
+    if os.sched_getscheduler(0) == wanted:
+        return False
+    try:
+        os.sched_setscheduler(0, wanted, os.sched_param(0))
+    except OSError as exc:  # leaving idle or batch may need a privilege the process lacks
+        log.warning("CPU policy %s not set: %s", policy, exc)
+        return False
+    return True
 
 
 def controller_argv(settings: Settings, schedule: str, loglevel: str,

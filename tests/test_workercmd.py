@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -81,26 +82,38 @@ def test_controller_embeds_beat_in_a_solo_control_worker() -> None:
     assert _opt(argv, "-P") == "solo"
 
 
-@pytest.mark.parametrize(("role", "naive", "expected"), [
-    ("background", False, 10), ("ai", False, 5), ("player", False, 0), ("all", False, 0),
-    ("background", True, 0),
+@pytest.mark.parametrize(("role", "naive", "expected", "policy"), [
+    ("background", False, 10, "SCHED_IDLE"), ("ai", False, 5, "SCHED_BATCH"),
+    ("player", False, 0, "SCHED_OTHER"), ("all", False, 0, "SCHED_OTHER"),
+    ("background", True, 0, "SCHED_OTHER"),
 ])
-def test_background_roles_run_at_a_lower_cpu_priority(role: str, naive: bool,
-                                                      expected: int) -> None:
+def test_background_roles_run_at_a_lower_cpu_priority(role: str, naive: bool, expected: int,
+                                                      policy: str) -> None:
     """Measured in a child process leading its own session, as fleets start workers: the
-    niceness the kernel reports after the call, and its autogroup's where Linux has them."""
+    niceness and scheduling policy the kernel reports after the call, and its autogroup's
+    niceness where Linux has them."""
     code = ("import os; from app.settings import load_settings; "
             "from app.workercmd import AUTOGROUP, lower_cpu_priority; "
             f"before = os.nice(0); settings = load_settings(naive={naive}); "
             f"lower_cpu_priority(settings, {role!r}); "
             f"assert lower_cpu_priority(settings, {role!r}) == 0; "
             "group = open(AUTOGROUP).read().split()[-1] if os.path.exists(AUTOGROUP) else '-';"
-            "print(os.nice(0) - before, group)")
+            "print(os.nice(0) - before, group, os.sched_getscheduler(0))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, start_new_session=True)
-    nice, group = out.stdout.split()
+    nice, group, got = out.stdout.split()
     assert int(nice) == expected
     assert group in ("-", str(expected))
+    assert int(got) == getattr(os, policy)
+
+
+def test_a_cpu_policy_the_process_already_has_is_left_alone() -> None:
+    code = ("import os; from app.workercmd import set_cpu_policy; "
+            "print(set_cpu_policy('batch'), set_cpu_policy('batch'), set_cpu_policy('idle'), "
+            "os.sched_getscheduler(0) == os.SCHED_IDLE)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["True", "False", "True", "True"]
 
 
 def test_start_up_objects_are_frozen_out_of_the_collector() -> None:

@@ -116,12 +116,15 @@ _batches = itertools.count()
 @dataclass
 class ApplyResult:
     """What one batch did: applied updates, stale ones skipped, rejected ones and why, and
-    the delta message (msgpack ``{session: [seq, {changed fields}]}``)."""
+    the delta message (msgpack ``{session: [seq, {changed fields}]}``).  `unsized` holds,
+    for a sampled batch whose full-state cost is still to be measured, the updates applied
+    per session (see `size_full_state`)."""
 
     applied: int = 0
     stale: int = 0
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
     message: bytes = b"\x80"
+    unsized: dict[str, int] = field(default_factory=dict)
 
     @property
     def deltas(self) -> dict[str, bytes]:
@@ -129,7 +132,8 @@ class ApplyResult:
         return delta.split(self.message)
 
 
-def apply_batch(hot: HotStore, batch: bytes, publish: bool = False) -> ApplyResult:
+def apply_batch(hot: HotStore, batch: bytes, publish: bool = False,
+                size_later: bool = False) -> ApplyResult:
     """Apply a batch in its wire form (`app.wire`) in per-session sequence order; an older
     update never overwrites a newer.
 
@@ -137,22 +141,37 @@ def apply_batch(hot: HotStore, batch: bytes, publish: bool = False) -> ApplyResu
     the rest still apply.  Idempotent: updates at or below a session's applied sequence are
     skipped as stale.  The network counters count the deltas; with `publish` they go out
     on DELTA_CHANNEL.  A `batch` that is not msgpack raises ValueError.
+
+    The full-state cost of a sampled batch is measured here, or with `size_later` left in
+    the result's `unsized` for the caller to pass to `size_full_state` once the players'
+    work is done: the measure reads every changed session back, which a player need not
+    wait for.
     """
     emit = Emit(DELTA_CHANNEL if publish else None, NET_UPDATES, NET_DELTA_BYTES)
     sample = next(_batches) % FULL_STATE_SAMPLE == 0
     outcome = hot.states.apply(batch, emit, per_session=sample)
-    if outcome.per_session:
-        hot.incr_many(_full_state_cost(hot, outcome.per_session))
-    return ApplyResult(outcome.applied, outcome.stale, outcome.rejected, outcome.message)
+    result = ApplyResult(outcome.applied, outcome.stale, outcome.rejected, outcome.message,
+                         outcome.per_session)
+    if not size_later:
+        size_full_state(hot, result)
+    return result
+
+
+def size_full_state(hot: HotStore, result: ApplyResult) -> None:
+    """Count what full-state JSON would have cost for the updates of `result` still
+    unsized (one message per applied update, sized on its session's state now)."""
+    if result.unsized:
+        hot.incr_many(_full_state_cost(hot, result.unsized))
+        result.unsized = {}
 
 
 def apply_batch_restoring(hot: HotStore, db_factory: Callable[[], Session], batch: bytes,
-                          publish: bool = False) -> ApplyResult:
+                          publish: bool = False, size_later: bool = False) -> ApplyResult:
     """`apply_batch`, and when sessions are missing from hot state but open in SQL (hot
     state lost with a Redis restart), restore them from their snapshots and apply their
     updates again: a session survives the restart at its last snapshot, and the updates
     newer than the snapshot land on top of it."""
-    result = apply_batch(hot, batch, publish)
+    result = apply_batch(hot, batch, publish, size_later)
     missing = [i for i, name, reason in result.rejected
                if name == "session" and reason.startswith(UNKNOWN_SESSION)]
     if not missing:
@@ -164,13 +183,14 @@ def apply_batch_restoring(hot: HotStore, db_factory: Callable[[], Session], batc
     retry = [i for i in missing if session_of[i] in restored]
     if not retry:
         return result
-    again = apply_batch(hot, wire.pack_batch(entries[i] for i in retry), publish)
+    again = apply_batch(hot, wire.pack_batch(entries[i] for i in retry), publish, size_later)
     retried = set(retry)
     return ApplyResult(
         applied=result.applied + again.applied, stale=result.stale + again.stale,
         rejected=[r for r in result.rejected if r[0] not in retried]
         + [(retry[i], name, reason) for i, name, reason in again.rejected],
-        message=delta.message(result.deltas | again.deltas))
+        message=delta.message(result.deltas | again.deltas),
+        unsized=_added(result.unsized, again.unsized))
 
 
 def restore_open(db: Session, hot: HotStore, session_ids: set[str]) -> set[str]:
@@ -187,7 +207,8 @@ def restore_open(db: Session, hot: HotStore, session_ids: set[str]) -> set[str]:
 
 def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]],
                   publish: bool = False,
-                  db_factory: Callable[[], Session] | None = None) -> ApplyResult:
+                  db_factory: Callable[[], Session] | None = None,
+                  size_later: bool = False) -> ApplyResult:
     """`apply_batch` for updates given as ``{"session": id, "seq": n, "state": {...}}``
     (`apply_batch_restoring` with `db_factory`).
 
@@ -203,10 +224,14 @@ def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]],
             valid.append(index)
     batch = wire.pack_batch(wire.entry(updates[i]["session"], updates[i]["seq"],
                                        updates[i]["state"]) for i in valid)
-    result = (apply_batch(hot, batch, publish) if db_factory is None
-              else apply_batch_restoring(hot, db_factory, batch, publish))
+    result = (apply_batch(hot, batch, publish, size_later) if db_factory is None
+              else apply_batch_restoring(hot, db_factory, batch, publish, size_later))
     result.rejected = rejected + [(valid[i], name, reason) for i, name, reason in result.rejected]
     return result
+
+
+def _added(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in a.keys() | b.keys()}
 
 
 def _malformed(update: Any) -> tuple[str, str] | None:

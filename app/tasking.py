@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
@@ -18,6 +20,8 @@ HANDOFF_HEADER = "gs_handoff"
 SENT_HEADER = "gs_sent"
 CLAIM_HEADER = "gs_claim"
 CLAIM_TTL_S = 3600
+_AFTER_DONE = "gs_after_done"
+log = logging.getLogger(__name__)
 
 
 class GameTask(Task):  # type: ignore[misc]
@@ -36,6 +40,17 @@ class GameTask(Task):  # type: ignore[misc]
         if _header(self.request, CLAIM_HEADER) and not self._claim():
             return None  # another copy of this task id (raised in priority) ran first
         return self._timed(args, kwargs)
+
+    def after_done(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once this run is stamped done and recorded: follow-up work that whoever
+        waits for the task's effect need not wait for (a measurement, say).  It runs in
+        the same worker thread, before the message is acknowledged; an error in it is
+        logged, not raised."""
+        pending: list[Callable[[], None]] | None = getattr(self.request, _AFTER_DONE, None)
+        if pending is None:
+            pending = []
+            setattr(self.request, _AFTER_DONE, pending)
+        pending.append(fn)
 
     def _claim(self) -> bool:
         claimed = self.runtime.hot.claim(f"gamesched:claim:{self.request.id}", CLAIM_TTL_S)
@@ -61,6 +76,16 @@ class GameTask(Task):  # type: ignore[misc]
             m.latency_seconds.labels(queue).observe(max(0.0, done - handoff))
             if self.runtime.settings.record_latency:
                 self._record(queue, handoff, started, done, ok)
+            self._run_after_done()
+
+    def _run_after_done(self) -> None:
+        pending = getattr(self.request, _AFTER_DONE, None) or []
+        setattr(self.request, _AFTER_DONE, None)
+        for fn in pending:
+            try:
+                fn()
+            except Exception:
+                log.exception("follow-up of task %s failed", self.request.id)
 
     def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Count the retry."""

@@ -5,8 +5,12 @@ Eager mode is an emulation; routing, priority, acks and retries are proven in te
 
 from __future__ import annotations
 
-from app.celery_app import GameschedCelery
+from app import sessions
+from app.celery_app import GameschedCelery, create_app
 from app.controller import read_decision
+from app.recorder import MemoryRecorder
+from app.settings import Settings
+from app.tasking import GameTask
 
 
 def _run(app: GameschedCelery, name: str, *args: object) -> object:
@@ -44,3 +48,39 @@ def test_session_op_and_updates_wire_through(eager_app: GameschedCelery) -> None
     assert _run(eager_app, "gamesched.player.session_op", "update", "eager-s",
                 {"players": 3}) is True
     assert _run(eager_app, "gamesched.player.session_op", "close", "eager-s", {}) is True
+
+
+def test_follow_up_work_runs_after_the_task_is_stamped_done(eager_settings: Settings) -> None:
+    app = create_app(eager_settings.model_copy(update={"record_latency": True}),
+                     task_always_eager=True)
+    recorder = app.runtime.recorder
+    assert isinstance(recorder, MemoryRecorder)
+    seen: list[object] = []
+
+    @app.task(base=GameTask, bind=True, name="tests.follow_up")
+    def follow_up(self: GameTask, fail: bool) -> str:
+        def later() -> None:
+            seen.append([e.task for e in recorder.drain()])
+            if fail:
+                raise RuntimeError("the follow-up broke")
+        self.after_done(later)
+        return "done"
+
+    assert follow_up.apply(args=[False]).result == "done"
+    assert seen == [["tests.follow_up"]]  # the run was recorded before the follow-up ran
+    assert follow_up.apply(args=[True]).result == "done"  # logged, not raised
+    assert seen[-1] == ["tests.follow_up"]
+    assert len(seen) == 2  # each run's follow-ups run once
+
+
+def test_player_batches_size_full_state_after_they_are_done(eager_app: GameschedCelery) -> None:
+    spec = {"instance_id": "i", "session_type": "casual", "players": 1, "region": None}
+    _run(eager_app, "gamesched.player.session_op", "open", "eager-f", spec)
+    hot = eager_app.runtime.hot
+    sessions.reset_network_totals(hot)
+    for seq in range(1, 2 * sessions.FULL_STATE_SAMPLE + 1):
+        _run(eager_app, "gamesched.player.apply_updates",
+             [{"session": "eager-f", "seq": seq, "state": {"hp": seq}}])
+    totals = sessions.network_totals(hot)
+    assert totals.updates == 2 * sessions.FULL_STATE_SAMPLE
+    assert totals.full_updates == 2 and totals.full_bytes > 0

@@ -94,6 +94,23 @@ def test_network_counters_compare_deltas_with_full_state() -> None:
     assert 0 < totals.bytes_per_update < 0.25 * totals.full_bytes_per_update
 
 
+def test_a_batch_can_leave_its_full_state_measure_for_later() -> None:
+    hot = MemoryHotStore()
+    _open(hot, "a")
+    sessions.reset_network_totals(hot)
+    results = [sessions.apply_updates(hot, [{"session": "a", "seq": seq, "state": {"hp": seq}}],
+                                      size_later=True)
+               for seq in range(1, sessions.FULL_STATE_SAMPLE + 1)]
+    sampled = [r for r in results if r.unsized]
+    assert [r.unsized for r in sampled] == [{"a": 1}]
+    assert sessions.network_totals(hot).full_updates == 0  # nothing sized yet
+    sessions.size_full_state(hot, sampled[0])
+    sessions.size_full_state(hot, sampled[0])  # sized once only
+    totals = sessions.network_totals(hot)
+    assert totals.updates == sessions.FULL_STATE_SAMPLE
+    assert totals.full_updates == 1 and totals.full_bytes > 0
+
+
 @pytest.fixture
 def db_factory(sqlite_url: str) -> sessionmaker[Session]:
     return make_sessionmaker(make_engine(sqlite_url))

@@ -26,9 +26,13 @@ def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict
     """
     hot, factory = self.runtime.hot, self.runtime.sessions  # lost sessions are restored
     if isinstance(updates, bytes | bytearray):
-        result = sessions.apply_batch_restoring(hot, factory, bytes(updates), publish=True)
+        result = sessions.apply_batch_restoring(hot, factory, bytes(updates), publish=True,
+                                                size_later=True)
     else:
-        result = sessions.apply_updates(hot, updates, publish=True, db_factory=factory)
+        result = sessions.apply_updates(hot, updates, publish=True, db_factory=factory,
+                                        size_later=True)
+    if result.unsized:  # the bandwidth measure is not the players' wait
+        self.after_done(lambda: sessions.size_full_state(hot, result))
     for index, field, reason in result.rejected:
         log.info("update %d rejected: %s: %s", index, field, reason)
     return {"applied": result.applied, "stale": result.stale, "rejected": len(result.rejected)}

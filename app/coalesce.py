@@ -23,8 +23,9 @@ class Coalescer:
     queue, is what costs latency at thousands of updates a second.
 
     A background thread flushes every `tick_s` (a batch its `send` raises on is logged and
-    dropped: the thread keeps going); `flush()` sends at once; `close()` flushes and stops
-    the thread.  Thread-safe.
+    dropped: the thread keeps going), and `add` sends a batch whose oldest item is a tick
+    old itself; `flush()` sends at once; `close()` flushes and stops the thread.
+    Thread-safe.
     """
 
     def __init__(self, send: SendBatch, tick_s: float, max_batch: int = 2000) -> None:
@@ -39,17 +40,22 @@ class Coalescer:
         self._thread: threading.Thread | None = None
 
     def add(self, step: int, item: Any) -> None:
-        """Queue `item` for the next batch; the batch leaves at `step` or a more urgent one."""
+        """Queue `item` for the next batch; the batch leaves at `step` or a more urgent one.
+
+        When the batch is full, or its oldest item has waited a tick already, it leaves
+        from this call: a busy caller need not wait for the tick thread to be scheduled.
+        """
+        now = time.time()
         with self._lock:
             if not self._items:
-                self._oldest, self._step = time.time(), step
+                self._oldest, self._step = now, step
             elif step < self._step:
                 self._step = step
             self._items.append(item)
-            full = len(self._items) >= self._max_batch
+            due = len(self._items) >= self._max_batch or now - self._oldest >= self._tick_s
             if self._thread is None:
                 self._start()
-        if full:
+        if due:
             self.flush()
 
     def flush(self) -> int:

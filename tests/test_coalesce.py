@@ -88,3 +88,15 @@ def test_a_send_that_raises_drops_its_batch_and_the_ticks_go_on(
     coalescer.close()
     assert [[x["i"] for x in b] for _, b, _ in sink.batches] == [[2]]
     assert "could not be sent" in caplog.text
+
+
+def test_an_add_sends_a_batch_whose_oldest_item_waited_a_tick() -> None:
+    sink = Sink()
+    coalescer = Coalescer(sink, tick_s=0.05)
+    coalescer._stop.set()  # no tick thread: only the adds can send
+    coalescer.add(1, {"i": 0})
+    assert sink.batches == []
+    threading.Event().wait(0.06)
+    coalescer.add(1, {"i": 1})  # the first item is a tick old: both leave now
+    assert [[x["i"] for x in b] for _, b, _ in sink.batches] == [[0, 1]]
+    coalescer.close()

@@ -1,4 +1,5 @@
-"""How gamesched talks to its broker: kombu's, with two changes for outages.
+"""How gamesched talks to its broker: kombu's, with two changes for outages and one for
+speed.
 
 **Reconnecting.**  `Connection` (Celery's ``amqp_cls`` is `AMQP`, which uses it) tries again
 0.1 s after it lost the broker, then 0.3, 0.5 ... and at most every 2 s; kombu's own waits
@@ -24,6 +25,9 @@ as a lost connection: the close ends, the late acknowledgement is logged and dro
 worker reconnects.  The messages the channel could not put back stay unacknowledged in Redis,
 which returns them to their queue after the visibility timeout (if Redis kept its data);
 a ledger intent is sent again sooner by the sweeper.
+
+**Shared clients.**  Each channel keeps one Redis client per connection pool instead of
+building one per publish and per acknowledgement.
 
 Celery uses this transport for ``redis://`` and ``rediss://`` brokers (``broker_transport``
 in ``celeryconfig``).
@@ -61,7 +65,21 @@ class AMQP(CeleryAMQP):  # type: ignore[misc]
 
 class Channel(kombu_redis.Channel):
     """kombu's Redis channel; once its transport let go of the connection, it fails as a
-    lost connection does."""
+    lost connection does.  It also keeps one Redis client per connection pool, where kombu
+    builds a new one (about 70 us) for every publish and every acknowledgement: a client
+    only borrows pooled connections per command and is safe to share between threads."""
+
+    _shared_client: redis.Redis | None = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        if asynchronous:
+            return super()._create_client(asynchronous=True)  # type: ignore[no-untyped-call]
+        pool = self.pool  # a closed channel raises here, as `_connparams` says
+        client = self._shared_client
+        if client is None or client.connection_pool is not pool:
+            client = super()._create_client()  # type: ignore[no-untyped-call]
+            self._shared_client = client
+        return client
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         if self.connection.client is None:

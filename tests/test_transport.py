@@ -27,3 +27,17 @@ def test_the_apps_connections_reconnect_sooner() -> None:
         assert conn.transport_cls == "app.transport:Transport"
     with create_app(load_settings()).connection_for_write() as conn:  # the embedded default
         assert isinstance(conn, Connection) and conn.transport_cls == "memory"
+
+
+def test_a_channel_reuses_one_redis_client_until_its_pool_is_replaced() -> None:
+    app = create_app(load_settings(broker_url="redis://127.0.0.1:6379/0"))
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second
+            assert first.ping()
+        channel._pool.disconnect()
+        channel._pool = None  # what closing or reconnecting the channel does
+        with channel.conn_or_acquire() as third:
+            assert third is not first
+            assert third.connection_pool is channel.pool and third.ping()

@@ -1,8 +1,11 @@
-"""SQLite writers queue on a lock: threads on a thread lock, processes on a lock file."""
+"""SQLite writers queue on a lock: threads on a thread lock, processes on a lock file.
+PostgreSQL engines keep a pool as large as a worker's threads."""
 
 from __future__ import annotations
 
 import fcntl
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import text
@@ -39,3 +42,25 @@ def test_an_in_memory_database_has_no_lock_file() -> None:
     assert SQLiteWriteLock(":memory:").path is None
     assert SQLiteWriteLock(None).path is None
     assert SQLiteWriteLock("/data/game.db").path == "/data/game.db.lock"
+
+
+def test_worker_threads_keep_their_postgresql_connections_between_bursts(
+        postgres_url: str) -> None:
+    """Eight threads (the transactions role's pool) busy at once, then idle, five times over,
+    keep to eight server processes: none is closed when it comes back and opened again for
+    the next burst, which costs PostgreSQL a process start each time."""
+    factory = make_sessionmaker(make_engine(postgres_url))
+    together = threading.Barrier(8, timeout=30)
+
+    def bursts(_: int) -> set[int]:
+        seen = set()
+        for _ in range(5):
+            with transaction(factory) as db:
+                seen.add(int(db.execute(text("SELECT pg_backend_pid()")).scalar_one()))
+                together.wait()  # all eight hold a connection at once
+            together.wait()  # and all eight gave it back
+        return seen
+
+    with ThreadPoolExecutor(8) as pool:
+        seen = set().union(*pool.map(bursts, range(8)))
+    assert len(seen) == 8

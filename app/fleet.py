@@ -91,8 +91,11 @@ class ProcessFleet:
     def __init__(self, settings: Settings, roles: Sequence[str] = WORKER_ROLES,
                  env: dict[str, str] | None = None, log_dir: str | None = None, *,
                  launchers: Mapping[str, Sequence[str]] | None = None,
-                 replicas: Mapping[str, int] | None = None):
+                 replicas: Mapping[str, int] | None = None, loglevel: str = "WARNING"):
         self.settings = settings
+        # Warnings and errors only: Celery's two INFO lines per task cost the workers CPU
+        # at thousands of tasks a second.
+        self.loglevel = loglevel
         self.roles = tuple(roles)
         self.env = {**os.environ, **settings.to_env(), **(env or {})}
         self.log_dir = log_dir
@@ -124,7 +127,8 @@ class ProcessFleet:
         command = ["controller"] if role == "control" else ["worker", "--role", role]
         launcher = self.launchers.get(role, ("-m", "app.cli"))
         cmd = [sys.executable, *launcher, *command,
-               "--hostname", f"{name}@{self.settings.instance_id}-{os.getpid()}"]
+               "--hostname", f"{name}@{self.settings.instance_id}-{os.getpid()}",
+               "--loglevel", self.loglevel]
         if self.log_dir is None:
             return subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.STDOUT, start_new_session=True)

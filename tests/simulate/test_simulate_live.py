@@ -110,3 +110,6 @@ def test_faults_kill_a_worker_and_restart_the_broker_and_the_fleet_recovers(
             client.close()
             wait_for(lambda: [e for e in app.runtime.recorder.drain() if e.ok], timeout=30,
                      what="the restarted worker to run a task on the restarted broker")
+            # the fleet's workers log warnings only: no line per task received and done
+            assert "--loglevel" in psutil.Process(fleet.procs["ai"].pid).cmdline()
+            assert "gamesched.ai.decide" not in (tmp_path / "ai.log").read_text()

@@ -149,8 +149,9 @@ def _as_bytes(values: Sequence[bytes | str | None]) -> list[bytes | None]:
 MEMORY_HOT_STORE = MemoryHotStore()
 
 
-def hot_store_for(broker_url: str) -> HotStore:
-    """The hot store shared by every process using `broker_url`."""
-    if broker_url.startswith(("redis://", "rediss://")):
-        return RedisHotStore(redis.Redis.from_url(broker_url))
+def hot_store_for(url: str) -> HotStore:
+    """The hot store shared by every process using `url` (a Redis URL; anything else is
+    the embedded default's memory)."""
+    if url.startswith(("redis://", "rediss://")):
+        return RedisHotStore(redis.Redis.from_url(url))
     return MEMORY_HOT_STORE

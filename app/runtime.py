@@ -32,7 +32,7 @@ class Runtime:
     @cached_property
     def hot(self) -> HotStore:
         """The hot-state store."""
-        return hot_store_for(self.settings.broker_url)
+        return hot_store_for(self.settings.hot_store_url)
 
     @cached_property
     def recorder(self) -> Recorder:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     )
 
     broker_url: str = "memory://"
+    # The Redis of hot session state, control decisions, claims and counters; the broker's
+    # when unset.  A Redis of its own runs the state scripts without delaying deliveries.
+    hot_url: str | None = None
     result_backend: str | None = None
     database_url: str = "sqlite:///gamesched.db"
     instance_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=64)
@@ -95,6 +98,13 @@ class Settings(BaseSettings):
             raise ValueError("expected memory://, redis://, rediss:// or sqla+<database url>")
         return value
 
+    @field_validator("hot_url")
+    @classmethod
+    def _redis_hot_store(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("expected redis:// or rediss://, or unset for the broker's")
+        return value
+
     @field_validator("session_weights")
     @classmethod
     def _weights_cover_types(cls, value: dict[str, float]) -> dict[str, float]:
@@ -116,6 +126,11 @@ class Settings(BaseSettings):
     def uses_redis(self) -> bool:
         """True when the broker is Redis (real worker subprocesses, Redis hot state)."""
         return self.broker_url.startswith(("redis://", "rediss://"))
+
+    @property
+    def hot_store_url(self) -> str:
+        """Where hot state lives: `hot_url`, or else the broker."""
+        return self.hot_url or self.broker_url
 
     @property
     def embedded(self) -> bool:

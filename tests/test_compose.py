@@ -74,8 +74,19 @@ def test_services_share_only_known_settings(compose: dict[str, Any]) -> None:
                 assert variable in known, variable
 
 
-def test_redis_is_durable_and_never_evicts(compose: dict[str, Any]) -> None:
-    command = " ".join(compose["services"]["redis"]["command"])
+@pytest.mark.parametrize("name", ["redis", "redis-hot"])
+def test_redis_is_durable_and_never_evicts(compose: dict[str, Any], name: str) -> None:
+    command = " ".join(compose["services"][name]["command"])
     assert "--appendonly yes" in command
     assert "--maxmemory-policy noeviction" in command
     assert {"postgres", "flower"} <= set(compose["services"])
+    assert f"{name}-data:/data" in compose["services"][name]["volumes"]
+
+
+def test_hot_state_has_a_redis_of_its_own(compose: dict[str, Any]) -> None:
+    for service in compose["services"].values():
+        if _ours(service) and service["command"][1] in ("worker", "controller"):
+            env = service["environment"]
+            assert env["GAMESCHED_HOT_URL"] == "redis://redis-hot:6379/0"
+            assert env["GAMESCHED_BROKER_URL"] == "redis://redis:6379/0"
+            assert "redis-hot" in service["depends_on"]

@@ -26,6 +26,7 @@ def test_defaults_need_no_service() -> None:
         ("GAMESCHED_AI__MEMORY_MB", "1"),
         ("GAMESCHED_BROKER_URL", "ftp://example"),
         ("GAMESCHED_DATABASE_URL", "mysql://x"),
+        ("GAMESCHED_HOT_URL", "memory://"),
         ("GAMESCHED_INSTANCE_ID", ""),
     ],
 )
@@ -63,3 +64,12 @@ def test_to_env_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_session_weights_must_cover_every_type() -> None:
     with pytest.raises(ConfigError, match="GAMESCHED_SESSION_WEIGHTS"):
         load_settings(session_weights={"ranked": 1.0})
+
+
+def test_hot_state_lives_on_the_broker_unless_given_a_redis_of_its_own() -> None:
+    on_broker = load_settings(broker_url="redis://127.0.0.1:6379/0")
+    assert on_broker.hot_url is None and on_broker.hot_store_url == "redis://127.0.0.1:6379/0"
+    apart = load_settings(broker_url="redis://127.0.0.1:6379/0",
+                          hot_url="redis://127.0.0.1:6380/0")
+    assert apart.hot_store_url == "redis://127.0.0.1:6380/0"
+    assert apart.to_env()["GAMESCHED_HOT_URL"] == "redis://127.0.0.1:6380/0"

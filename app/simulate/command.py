@@ -62,7 +62,8 @@ def simulate(console: Console, settings: Settings, options: Options) -> dict[str
     with _stopped_cleanly_on_sigterm(), services(settings) as env:
         console.print(f"gamesched simulate: {spec.scenario.name} ({spec.scenario.summary}); "
                       f"{spec.players} players for {spec.duration_s:g}s, seed {spec.seed}; "
-                      f"broker {env.broker_label}, database {env.database_label}")
+                      f"broker {env.broker_label}, hot state {env.hot_label}, "
+                      f"database {env.database_label}")
         with _progress(console) as progress:
             ours = Run(spec, settings, env, naive=False, progress=progress).execute(None)
             baseline = None

@@ -25,21 +25,33 @@ from celeryconfig import NAIVE_QUEUE
 QUEUE_NAMES = (*(q.value for q in Queue), NAIVE_QUEUE)
 KOMBU_KEYS = ("_kombu.binding.*", "unacked", "unacked_index", "unacked_mutex")
 PRIORITY_SEPARATORS = (":", "\x06\x16")  # ours, and kombu's default (the baseline's)
+STATE_KEYS = "gamesched:*"  # hot state, counters, claims and execution records
 
 
 @dataclass
 class Services:
-    """The broker and database of a simulation, and the private Redis if we started one."""
+    """The broker, hot-state Redis and database of a simulation, and the private Redis
+    servers we started (`hot_url` None: hot state lives on the broker)."""
 
     broker_url: str
     database_url: str
     private_redis: PrivateRedis | None
+    hot_url: str | None = None
+    private_hot: PrivateRedis | None = None
 
     @property
     def broker_label(self) -> str:
         """The broker, for the report (no password)."""
         kind = "private redis-server" if self.private_redis else "redis"
         return f"{kind} {redact(self.broker_url)}"
+
+    @property
+    def hot_label(self) -> str:
+        """Where hot state lives, for the report (no password)."""
+        if self.hot_url is None:
+            return "the broker"
+        kind = "private redis-server" if self.private_hot else "redis"
+        return f"{kind} {redact(self.hot_url)}"
 
     @property
     def database_label(self) -> str:
@@ -49,7 +61,8 @@ class Services:
     @property
     def pids(self) -> tuple[int, ...]:
         """Service processes we own."""
-        return (self.private_redis.pid,) if self.private_redis else ()
+        return tuple(server.pid for server in (self.private_redis, self.private_hot)
+                     if server is not None)
 
 
 def redact(url: str) -> str:
@@ -70,9 +83,14 @@ def configured(name: str) -> bool:
 @contextlib.contextmanager
 def services(settings: Settings) -> Iterator[Services]:
     """Use the configured Redis broker or start a private one; use the configured database
-    or a SQLite file in a temporary folder; migrate it."""
+    or a SQLite file in a temporary folder; migrate it.
+
+    Hot state goes to the configured `hot_url`; else, beside a private broker, to a second
+    private redis-server (as a fleet should run it: the state scripts of player batches
+    then never hold up the broker's deliveries), and beside a configured broker, to it."""
     with contextlib.ExitStack() as stack:
         private: PrivateRedis | None = None
+        private_hot: PrivateRedis | None = None
         if settings.uses_redis:
             broker = settings.broker_url
         elif configured("broker_url"):
@@ -82,22 +100,31 @@ def services(settings: Settings) -> Iterator[Services]:
         else:
             private = stack.enter_context(PrivateRedis())
             broker = private.url
+        hot = settings.hot_url
+        if hot is None and private is not None:
+            private_hot = stack.enter_context(PrivateRedis())
+            hot = private_hot.url
         if configured("database_url"):
             database = settings.database_url
         else:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="gamesched-sim-"))
             database = f"sqlite:///{os.path.join(folder, 'gamesched.db')}"
         upgrade(database)
-        yield Services(broker_url=broker, database_url=database, private_redis=private)
+        yield Services(broker_url=broker, database_url=database, private_redis=private,
+                       hot_url=hot, private_hot=private_hot)
 
 
 def clear_broker(url: str, include_state: bool = True) -> int:
     """Delete gamesched's queues (every priority step), kombu's bookkeeping and, with
     `include_state`, gamesched's hot state and records.  Returns keys deleted."""
-    client = redis.Redis.from_url(url)
     patterns = [*KOMBU_KEYS, *(gamesched_queue_keys())]
     if include_state:
-        patterns.append("gamesched:*")
+        patterns.append(STATE_KEYS)
+    return _delete(url, patterns)
+
+
+def _delete(url: str, patterns: Sequence[str]) -> int:
+    client = redis.Redis.from_url(url)
     try:
         deleted = 0
         for pattern in patterns:
@@ -107,6 +134,12 @@ def clear_broker(url: str, include_state: bool = True) -> int:
         return deleted
     finally:
         client.close()
+
+
+def clear_state(url: str) -> int:
+    """Delete gamesched's hot state and records on the Redis at `url`; returns keys
+    deleted."""
+    return _delete(url, [STATE_KEYS])
 
 
 def gamesched_queue_keys() -> list[str]:

@@ -36,6 +36,7 @@ def build_report(spec: RunSpec, services: Services, ours: RunResult,
         "duration_s": round(ours.drive.elapsed_s, 3),
         "seed": spec.seed,
         "broker": services.broker_label,
+        "hot_state": services.hot_label,
         "database": services.database_label,
         "machine": machine(),
     }

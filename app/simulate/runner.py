@@ -32,6 +32,7 @@ from app.simulate.driver import DriveStats, LoadDriver
 from app.simulate.environment import (
     Services,
     clear_broker,
+    clear_state,
     depth_reader,
 )
 from app.simulate.faults import FaultEvent, FaultInjector, launchers, plan_faults
@@ -138,6 +139,7 @@ class Run:
         self.tag = uuid.uuid4().hex[:6]
         self.settings = base.model_copy(update={
             "broker_url": services.broker_url, "database_url": services.database_url,
+            "hot_url": services.hot_url,
             "record_latency": True, "naive": naive, "instance_id": f"sim-{self.tag}"})
         self.roles: tuple[str, ...] = WORKER_ROLES if naive else (*WORKER_ROLES, "control")
         self.label = "naive Celery" if naive else "gamesched"
@@ -154,7 +156,7 @@ class Run:
         """Run.  Background work is offered at the scenario's factor times `capacity` (from
         an earlier run, so that both runs get the same work) or else the capacity measured
         here."""
-        clear_broker(self.services.broker_url)
+        self._clear()
         app = create_app(self.settings)
         self._phase_started = time.monotonic()
         try:
@@ -170,7 +172,12 @@ class Run:
                     # The backlog goes before the workers stop, so they stop at once.
                     clear_broker(self.services.broker_url, include_state=False)
         finally:
-            clear_broker(self.services.broker_url)
+            self._clear()
+
+    def _clear(self) -> None:
+        clear_broker(self.services.broker_url)
+        if self.services.hot_url is not None:
+            clear_state(self.services.hot_url)
 
     def _play(self, app: GameschedCelery, fleet: ProcessFleet, client: GameClient,
               capacity: Capacity | None) -> RunResult:

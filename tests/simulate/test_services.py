@@ -12,7 +12,7 @@ import redis
 
 from app.errors import GameschedError
 from app.settings import load_settings
-from app.simulate.environment import clear_broker, redact, services
+from app.simulate.environment import clear_broker, clear_state, redact, services
 from app.simulate.redisserver import PrivateRedis
 
 needs_redis_server = pytest.mark.skipif(shutil.which("redis-server") is None,
@@ -52,9 +52,14 @@ def test_a_missing_redis_server_binary_is_a_clear_error() -> None:
 @needs_redis_server
 def test_nothing_configured_means_private_redis_and_a_temporary_sqlite() -> None:
     with services(load_settings()) as env:
-        assert env.private_redis is not None
+        assert env.private_redis is not None and env.private_hot is not None
         assert env.broker_label.startswith("private redis-server redis://127.0.0.1:")
         assert redis.Redis.from_url(env.broker_url).ping()
+        # hot state gets a redis-server of its own, beside the broker's
+        assert env.hot_url is not None and env.hot_url != env.broker_url
+        assert env.hot_label.startswith("private redis-server redis://127.0.0.1:")
+        assert redis.Redis.from_url(env.hot_url).ping()
+        assert len(set(env.pids)) == 2
         path = Path(env.database_url.removeprefix("sqlite:///"))
         assert path.exists()  # migrated
     assert not path.exists()
@@ -75,8 +80,12 @@ def test_a_configured_redis_and_database_are_used_as_they_are(
     with services(load_settings()) as env:
         assert env.private_redis is None
         assert env.broker_url == "redis://127.0.0.1:6379/5"
+        assert env.hot_url is None and env.hot_label == "the broker"  # as configured
         assert env.database_url == database
     assert (tmp_path / "mine.db").exists()  # migrated, and left in place
+    monkeypatch.setenv("GAMESCHED_HOT_URL", "redis://127.0.0.1:6379/6")
+    with services(load_settings()) as env:
+        assert env.hot_url == "redis://127.0.0.1:6379/6" and env.private_hot is None
 
 
 @needs_redis_server
@@ -92,6 +101,10 @@ def test_clearing_removes_queues_and_state_but_not_other_keys() -> None:
         assert client.exists("gamesched:state:s1")
         clear_broker(server.url)
         assert sorted(k.decode() for k in client.keys("*")) == sorted(theirs)
+        client.rpush("gamesched:state:s2", b"x")
+        client.rpush("player", b"x")
+        assert clear_state(server.url) == 1  # hot state only: a hot-state Redis has no queues
+        assert client.exists("player") and not client.exists("gamesched:state:s2")
 
 
 def test_passwords_stay_out_of_the_report() -> None:

@@ -38,12 +38,16 @@ class Coalescer:
         self._oldest = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failing = False  # the last send raised: only the tick thread sends
 
     def add(self, step: int, item: Any) -> None:
         """Queue `item` for the next batch; the batch leaves at `step` or a more urgent one.
 
         When the batch is full, or its oldest item has waited a tick already, it leaves
         from this call: a busy caller need not wait for the tick thread to be scheduled.
+        Never raises for the send: a batch the send refuses is logged and dropped, and
+        while sends fail (the broker is away) only the tick thread tries, so the caller
+        never waits on an outage's retries.
         """
         now = time.time()
         with self._lock:
@@ -55,8 +59,8 @@ class Coalescer:
             due = len(self._items) >= self._max_batch or now - self._oldest >= self._tick_s
             if self._thread is None:
                 self._start()
-        if due:
-            self.flush()
+        if due and not self._failing:
+            self._flush_logged()
 
     def flush(self) -> int:
         """Send what is buffered now as one batch; returns how many items went."""
@@ -81,7 +85,13 @@ class Coalescer:
 
     def _run(self) -> None:
         while not self._stop.wait(self._tick_s):
-            try:
-                self.flush()
-            except Exception:  # a batch the send refused is dropped; the next tick goes on
-                log.exception("a coalesced batch could not be sent")
+            self._flush_logged()
+
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # a batch the send refused is dropped; the next tick goes on
+            self._failing = True
+            log.exception("a coalesced batch could not be sent")
+        else:
+            self._failing = False

@@ -100,3 +100,30 @@ def test_an_add_sends_a_batch_whose_oldest_item_waited_a_tick() -> None:
     coalescer.add(1, {"i": 1})  # the first item is a tick old: both leave now
     assert [[x["i"] for x in b] for _, b, _ in sink.batches] == [[0, 1]]
     coalescer.close()
+
+
+def test_an_add_never_raises_for_a_send_and_leaves_an_outage_to_the_tick_thread(
+        caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[list[int]] = []
+    broker_up = threading.Event()
+
+    def send(step: int, batch: list[dict[str, Any]], oldest: float) -> None:
+        calls.append([x["i"] for x in batch])
+        if not broker_up.is_set():
+            raise ConnectionError("broker gone")
+
+    coalescer = Coalescer(send, tick_s=3600, max_batch=2)  # the tick thread never fires
+    with caplog.at_level(logging.ERROR, logger="app.coalesce"):
+        coalescer.add(1, {"i": 0})
+        coalescer.add(1, {"i": 1})  # full: this add sends, the send raises, the add does not
+    assert calls == [[0, 1]] and "could not be sent" in caplog.text
+    for i in range(2, 6):
+        coalescer.add(1, {"i": i})  # full again and again, but sends are failing: no tries
+    assert calls == [[0, 1]]
+    broker_up.set()
+    coalescer._flush_logged()  # what the tick thread does next
+    assert calls[-1] == [2, 3, 4, 5]
+    coalescer.add(1, {"i": 6})
+    coalescer.add(1, {"i": 7})  # the broker is back: adds send again
+    assert calls[-1] == [6, 7]
+    coalescer.close()

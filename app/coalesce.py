@@ -46,8 +46,8 @@ class Coalescer:
         When the batch is full, or its oldest item has waited a tick already, it leaves
         from this call: a busy caller need not wait for the tick thread to be scheduled.
         Never raises for the send: a batch the send refuses is logged and dropped, and
-        while sends fail (the broker is away) only the tick thread tries, so the caller
-        never waits on an outage's retries.
+        while sends fail (the broker is away) only the tick thread tries, so a caller waits
+        on an outage at most once, in the send that finds it.
         """
         now = time.time()
         with self._lock:

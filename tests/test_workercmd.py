@@ -126,3 +126,17 @@ def test_start_up_objects_are_frozen_out_of_the_collector() -> None:
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_a_cpu_policy_the_kernel_refuses_is_logged_and_the_worker_goes_on(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from app import workercmd
+
+    def refuse(pid: int, policy: int, param: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(workercmd.os, "sched_getscheduler", lambda pid: os.SCHED_IDLE)
+    monkeypatch.setattr(workercmd.os, "sched_setscheduler", refuse)
+    with caplog.at_level("WARNING", logger="app.workercmd"):
+        assert workercmd.set_cpu_policy("normal") is False
+    assert "CPU policy normal not set" in caplog.text

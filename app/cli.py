@@ -55,13 +55,17 @@ def controller(
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
     hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    schedule: Annotated[str | None, typer.Option(
+        help="Beat's schedule file (default: gamesched-beat-<instance> in the temp folder).",
+    )] = None,
 ) -> None:
     """Start the controller: beat plus the worker that runs its tick and the ledger's
     sweeper (queue ``control``)."""
     from app import workercmd
 
     settings = _settings()
-    schedule = os.path.join(tempfile.gettempdir(), f"gamesched-beat-{settings.instance_id}")
+    schedule = schedule or os.path.join(tempfile.gettempdir(),
+                                        f"gamesched-beat-{settings.instance_id}")
     argv = workercmd.controller_argv(settings, schedule, loglevel, hostname)
     workercmd.run_worker(settings, argv, metrics_port)
 

@@ -125,6 +125,8 @@ class ProcessFleet:
         # The control role runs as the controller: beat drives its tick and the ledger's
         # sweeper, which re-sends intents whose messages a broker restart lost.
         command = ["controller"] if role == "control" else ["worker", "--role", role]
+        if role == "control" and self.log_dir is not None:  # beat's files go with the logs
+            command += ["--schedule", os.path.join(self.log_dir, "beat-schedule")]
         launcher = self.launchers.get(role, ("-m", "app.cli"))
         cmd = [sys.executable, *launcher, *command,
                "--hostname", f"{name}@{self.settings.instance_id}-{os.getpid()}",

@@ -10,6 +10,7 @@ import signal
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import select
 
@@ -63,6 +64,9 @@ def test_store_processes_send_every_copy_and_each_purchase_settles_once_while_sq
                           log_dir=str(tmp_path), launchers={"transactions": faulty},
                           replicas={"transactions": 2}) as fleet:
             assert set(fleet.procs) == {"transactions", "transactions-2", "control"}
+            # beat keeps its schedule with the fleet's logs, not in the shared temp folder
+            controller = psutil.Process(fleet.procs["control"].pid).cmdline()
+            assert controller[controller.index("--schedule") + 1].startswith(str(tmp_path))
             store = Store(app, [f"buyer-{i}" for i in range(20)], 20, "t", processes=2,
                           threads=3)
             assert store.fund()

@@ -34,3 +34,24 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
     sent, applied = map(int, re.search(r"sent (\d+) tasks, (\d+) applied", out).groups())
     assert sent == applied
     assert (tmp_path / "gamesched.db").exists()
+
+
+def test_demo_on_redis_counts_only_its_own_work(tmp_path: Path) -> None:
+    """On Redis the fleet's controller runs beat, whose ticks and ledger sweeps are not the
+    demo's work: every task the demo sent is applied, and nothing else is counted."""
+    from tests.services import private_redis
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GAMESCHED_")}
+    with private_redis() as server:
+        proc = subprocess.run(
+            [sys.executable, "-m", "app.cli", "demo", "--sessions", "50", "--duration", "4"],
+            cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT), "COLUMNS": "120",
+                               "GAMESCHED_BROKER_URL": server.url},
+            capture_output=True, text=True, timeout=240, check=False,
+        )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sent, applied = map(int, re.search(r"sent (\d+) tasks, (\d+) applied",
+                                       proc.stdout).groups())
+    assert sent == applied
+    control = re.search(r"│ control\s+│\s+(\d+) │", proc.stdout)
+    assert control and int(control[1]) > 0  # beat did run, and was left out of the count

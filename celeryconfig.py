@@ -11,6 +11,8 @@ from typing import Any
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
+from app.controller import TICK_TASK
+from app.ledger.policy import SWEEP_TASK
 from app.roles import LATENCY_BOUND, TASK_QUEUES, Queue
 from app.settings import Settings
 from app.transport import NAME as TRANSPORT
@@ -27,6 +29,9 @@ WORKER_MODULES = [
 
 
 NAIVE_QUEUE = "celery"
+# What beat sends every controller period, by schedule entry: the controller's tick and the
+# ledger's sweep.
+BEAT_TASKS = {"controller-tick": TICK_TASK, "transactions-sweep": SWEEP_TASK}
 LATENCY_BOUND_TASKS = [name for name, queue in TASK_QUEUES.items() if queue in LATENCY_BOUND]
 
 
@@ -105,15 +110,7 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
 
 
 def _beat_schedule(settings: Settings) -> dict[str, Any]:
-    return {
-        "controller-tick": {
-            "task": "gamesched.control.tick",
-            "schedule": settings.controller_period_s,
-            "options": {"queue": Queue.CONTROL.value, "expires": settings.controller_period_s * 2},
-        },
-        "transactions-sweep": {
-            "task": "gamesched.transactions.sweep",
-            "schedule": settings.controller_period_s,
-            "options": {"queue": Queue.CONTROL.value, "expires": settings.controller_period_s * 2},
-        },
-    }
+    every = settings.controller_period_s
+    return {name: {"task": task, "schedule": every,
+                   "options": {"queue": Queue.CONTROL.value, "expires": every * 2}}
+            for name, task in BEAT_TASKS.items()}

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 
 from app.celery_app import create_app
 from app.client import GameClient
-from app.controller import TICK_TASK, send_tick
+from app.controller import send_tick
 from app.fleet import EmbeddedFleet, ProcessFleet
-from app.ledger.policy import SWEEP_TASK
 from app.migrate import upgrade
 from app.recorder import Execution, Recorder
 from app.roles import WORKER_ROLES
 from app.settings import Settings
 from app.stats import QueueStats, by_queue, by_task
+from celeryconfig import BEAT_TASKS
 
 REGION_SIZE = 1000.0
 PHYSICS_HZ = 20
@@ -86,14 +86,11 @@ def run_demo(settings: Settings, sessions: int = 300, duration: float = 10.0,
     return DemoResult(sent=sent, executions=opened + played, drained=drained)
 
 
-# What beat sends on its own on a Redis fleet: not the demo's work.
-BEAT_TASKS = frozenset({TICK_TASK, SWEEP_TASK})
-
-
 def counted(executions: list[Execution]) -> int:
-    """Executions of the work the demo sent (the controller's ticks and the ledger's sweeps
-    come from beat too)."""
-    return sum(e.task not in BEAT_TASKS for e in executions)
+    """Executions of the work the demo sent (on a Redis fleet beat sends the controller's
+    ticks and the ledger's sweeps too)."""
+    beat = frozenset(BEAT_TASKS.values())
+    return sum(e.task not in beat for e in executions)
 
 
 def _drain(recorder: Recorder, expected: int, timeout: float) -> tuple[list[Execution], bool]:

@@ -153,7 +153,6 @@ class _DemoLoad:
             self.client.submit_background("snapshot", self.sessions[:100])
             self.client.submit_background("analytics", [{"kind": "tick"}] * 50)
 
-
     def _update(self, session: str) -> None:
         x, y = self.positions[session]
         x = min(REGION_SIZE, max(0.0, x + self.rng.uniform(-5, 5)))

@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from app.requests import (
     AiDecision,
     BackgroundJob,
     CloseSession,
+    FrameStep,
     OpenSession,
     PhysicsStep,
     SessionChange,
@@ -158,6 +159,21 @@ class GameClient:
         where = route("gamesched.physics.step_region", factors, critical=players > 0,
                       weights=self._weights)
         args = [req.region, req.frame, float(req.dt_ms), req.bodies]
+        return self._send(where, args, depends_on=depends_on)
+
+    def submit_physics_frame(self, frame: int, regions: Mapping[str, int], dt_ms: float = 16.0,
+                             depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
+        """Send one frame of several regions (region -> bodies) as one task, at the step
+        of its most urgent region: critical-path when any of them has players.  Send the
+        empty regions in a frame of their own to keep them in the background band."""
+        if not isinstance(regions, Mapping):
+            raise InvalidRequest("regions", regions, "expected a mapping of region to bodies")
+        req = parse(FrameStep, {"frame": frame, "dt_ms": dt_ms, "regions": dict(regions)})
+        players = max(self.sessions.region_players(r) for r in req.regions)
+        factors = Factors(players=players, activity_hz=10.0 if players else 0.0)
+        where = route("gamesched.physics.step_frame", factors, critical=players > 0,
+                      weights=self._weights)
+        args = [req.frame, float(req.dt_ms), [[r, b] for r, b in req.regions.items()]]
         return self._send(where, args, depends_on=depends_on)
 
     def submit_ai(self, npc_id: str, position: tuple[float, float],

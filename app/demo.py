@@ -141,8 +141,8 @@ class _DemoLoad:
         for session in self.sessions:
             if self.rng.random() < UPDATE_HZ / PHYSICS_HZ:
                 self._update(session)
-        for region in self.regions:
-            self.client.submit_physics(region, frame, 1000 / PHYSICS_HZ, 40)
+        self.client.submit_physics_frame(frame, dict.fromkeys(self.regions, 40),
+                                         1000 / PHYSICS_HZ)
         if frame % (PHYSICS_HZ // AI_HZ) == 0:
             for npc in range(len(self.regions) * 10):
                 self.client.submit_ai(f"npc-{npc}", self._somewhere(),

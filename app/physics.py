@@ -1,13 +1,16 @@
-"""Physics service: step a region's pymunk space by one frame.
+"""Physics service: step a region's pymunk space by one frame, or every region of a frame.
 
 Each worker process keeps the spaces of the regions it has stepped, so a region's bodies
-persist between frames on the unit that owns it.
+persist between frames on the unit that owns it.  A frame of many regions is one task: a
+Celery task costs a worker about a millisecond of CPU however little it does, several times
+what stepping a region of a few dozen bodies costs.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pymunk
@@ -37,6 +40,12 @@ def step_region(region: str, frame: int, dt_ms: float, bodies: int) -> StepResul
         _top_up(space, region, bodies)
         space.step(dt_ms / 1000.0)
         return StepResult(region=region, frame=frame, bodies=len(space.bodies))
+
+
+def step_regions(regions: Iterable[tuple[str, int]], frame: int,
+                 dt_ms: float) -> list[StepResult]:
+    """Advance each ``(region, bodies)`` by `dt_ms` in turn, as `step_region`."""
+    return [step_region(region, frame, dt_ms, bodies) for region, bodies in regions]
 
 
 def _new_space(region: str) -> pymunk.Space:

@@ -3,13 +3,23 @@ field and the value; nothing is enqueued."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+)
 
 from app.errors import InvalidRequest
 
-Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+Id = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+RegionId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
 SessionType = Literal["ranked", "casual", "coop", "spectator", "lobby"]
 Number = StrictInt | StrictFloat
 
@@ -58,6 +68,15 @@ class PhysicsStep(_Request):
     frame: StrictInt = Field(ge=0)
     dt_ms: Number = Field(default=16.0, gt=0, le=100)
     bodies: StrictInt = Field(default=0, ge=0, le=5000)
+
+
+class FrameStep(_Request):
+    """One frame of several regions: region -> bodies."""
+
+    frame: StrictInt = Field(ge=0)
+    dt_ms: Number = Field(default=16.0, gt=0, le=100)
+    regions: dict[RegionId, Annotated[StrictInt, Field(ge=0, le=5000)]] = Field(
+        min_length=1, max_length=1024)
 
 
 class AiDecision(_Request):

@@ -44,6 +44,7 @@ TASK_QUEUES: dict[str, Queue] = {
     "gamesched.player.apply_updates": Queue.PLAYER,
     "gamesched.player.session_op": Queue.PLAYER,
     "gamesched.physics.step_region": Queue.PHYSICS,
+    "gamesched.physics.step_frame": Queue.PHYSICS,
     "gamesched.ai.decide": Queue.AI,
     "gamesched.transactions.apply": Queue.TRANSACTIONS,
     "gamesched.transactions.apply_batch": Queue.TRANSACTIONS,

@@ -31,6 +31,13 @@ def test_physics_task_steps_a_persistent_region(eager_app: GameschedCelery) -> N
     assert _run(eager_app, "gamesched.physics.step_region", "eager-r", 2, 16.0, 10) == 25
 
 
+def test_physics_frame_task_steps_each_of_its_regions(eager_app: GameschedCelery) -> None:
+    frame = [["eager-f1", 12], ["eager-f2", 30]]
+    assert _run(eager_app, "gamesched.physics.step_frame", 1, 16.0, frame) == 42
+    assert _run(eager_app, "gamesched.physics.step_frame", 2, 16.0, [["eager-f1", 5]]) == 12
+    assert _run(eager_app, "gamesched.physics.step_region", "eager-f2", 3, 16.0, 0) == 30
+
+
 def test_control_tick_publishes_a_decision(eager_app: GameschedCelery) -> None:
     decision = _run(eager_app, "gamesched.control.tick")
     assert isinstance(decision, dict) and 0.25 <= decision["ai_level"] <= 1.0

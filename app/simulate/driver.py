@@ -171,8 +171,8 @@ class LoadDriver:
             self._submit(update)
         self._moves(plan.moves)
         for frame in plan.physics:
-            self.stats.physics += self._call(self.client.submit_physics, frame.region,
-                                             frame.frame, frame.dt_ms, frame.bodies)
+            self.stats.physics += self._call(self.client.submit_physics_frame, frame.frame,
+                                             frame.regions, frame.dt_ms)
         for decision in plan.ai:
             self.stats.ai += self._call(self.client.submit_ai, f"npc-{decision.npc}",
                                         decision.position, decision.players)

@@ -19,7 +19,7 @@ from app.simulate.sampler import Sample
 from app.stats import percentile
 
 FRAME_BUDGET_MS = 16.0
-PHYSICS_TASK = "gamesched.physics.step_region"
+PHYSICS_TASKS = ("gamesched.physics.step_frame", "gamesched.physics.step_region")
 AI_TASK = "gamesched.ai.decide"
 PURCHASE_TASK = APPLY_BATCH_TASK  # what the client sends
 BACKGROUND_TASKS = ("gamesched.background.snapshot", "gamesched.background.analytics")
@@ -57,7 +57,7 @@ def run_sections(run: RunResult) -> dict[str, Any]:
     sections: dict[str, Any] = {"mode": "naive" if run.naive else "gamesched"}
     candidates = {
         "player": _player(run, by_task.get(UPDATE_TASK, [])),
-        "physics": _physics(run, by_task.get(PHYSICS_TASK, [])),
+        "physics": _physics(run, [e for t in PHYSICS_TASKS for e in by_task.get(t, [])]),
         "ai": _ai(run, by_task.get(AI_TASK, [])),
         "background": _background(run, [e for t in BACKGROUND_TASKS for e in by_task.get(t, [])]),
         "transactions": _transactions(run, by_task.get(PURCHASE_TASK, [])),

@@ -30,12 +30,11 @@ SKUS = (("sword", 500), ("shield", 350), ("potion", 20), ("skin", 1200), ("mount
 
 @dataclass(frozen=True)
 class PhysicsFrame:
-    """One frame of one occupied region."""
+    """One frame of the occupied regions: region -> bodies."""
 
-    region: str
     frame: int
     dt_ms: float
-    bodies: int
+    regions: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -207,9 +206,9 @@ class Schedule:
             return []
         occupied = self.population.occupancy()
         base, per = self.scenario.bodies_base, self.scenario.bodies_per_player
-        return [PhysicsFrame(self.world.name(r), f, 1000.0 / hz,
-                             min(5000, base + int(per * players)))
-                for f in frames for r, players in enumerate(occupied.tolist()) if players]
+        regions = {self.world.name(r): min(5000, base + int(per * players))
+                   for r, players in enumerate(occupied.tolist()) if players}
+        return [PhysicsFrame(f, 1000.0 / hz, regions) for f in frames] if regions else []
 
     def _region_members(self, t0: float) -> list[Ints]:
         if t0 - self._members_at >= MEMBERS_REFRESH_S:

@@ -96,7 +96,8 @@ def test_only_subsystems_that_ran_have_a_section() -> None:
 
 
 def test_physics_budget_ai_background_network_and_transactions_when_they_ran() -> None:
-    frames = [execution("gamesched.physics.step_region", v) for v in (5.0, 10.0, 15.5, 40.0)]
+    frames = [execution("gamesched.physics.step_frame", v) for v in (5.0, 10.0, 15.5)]
+    frames.append(execution("gamesched.physics.step_region", 40.0))
     decisions = [execution("gamesched.ai.decide", 2.0)]
     jobs = [execution("gamesched.background.snapshot", 900.0, at=0.5)]
     ledger = SurgeSummary(submitted=10, sends=11, committed=10, rejected=0, lost=0,

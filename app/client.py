@@ -47,6 +47,8 @@ from app.tasking import CLAIM_HEADER, HANDOFF_HEADER, SENT_HEADER
 UPDATE_TASK = "gamesched.player.apply_updates"
 SESSION_TASK = "gamesched.player.session_op"
 INFLIGHT_LIMIT = 50_000
+AI_BATCH_MAX = 4096  # decisions per submit_ai_batch
+AiCall = tuple[str, tuple[float, float], Sequence[tuple[float, float]]]
 log = logging.getLogger(__name__)
 _ARGSREPR = "(...)"
 
@@ -180,15 +182,47 @@ class GameClient:
                   players: list[tuple[float, float]] | None = None,
                   depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
         """Send one NPC decision to the AI fleet."""
+        args = self._decision(npc_id, position, players)
+        factors = Factors(players=len(args[2]))
+        return self._send(route("gamesched.ai.decide", factors, weights=self._weights), args,
+                          depends_on=depends_on)
+
+    def submit_ai_batch(self, decisions: Sequence[AiCall],
+                        depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
+        """Send the decisions of one AI tick, ``(npc_id, position, players)`` each, as one
+        task, at the step of the NPC that sees the most players.  A bad decision raises
+        InvalidRequest naming it (``decisions.3.position``); nothing is sent."""
+        if isinstance(decisions, (str, bytes)) or not isinstance(decisions, Sequence):
+            raise InvalidRequest("decisions", decisions, "expected a sequence of decisions")
+        if not 1 <= len(decisions) <= AI_BATCH_MAX:
+            raise InvalidRequest("decisions", len(decisions),
+                                 f"expected 1 to {AI_BATCH_MAX} decisions")
+        batch = [self._decision_at(i, call) for i, call in enumerate(decisions)]
+        factors = Factors(players=max(len(args[2]) for args in batch))
+        return self._send(route("gamesched.ai.decide_batch", factors, weights=self._weights),
+                          [batch], depends_on=depends_on)
+
+    def _decision_at(self, index: int, call: Any) -> list[Any]:
+        try:
+            npc_id, position, players = call
+        except (TypeError, ValueError):
+            raise InvalidRequest(f"decisions.{index}", call,
+                                 "expected (npc_id, position, players)") from None
+        try:
+            return self._decision(npc_id, position, players)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"decisions.{index}.{exc.field}", exc.value,
+                                 exc.reason) from None
+
+    def _decision(self, npc_id: str, position: tuple[float, float],
+                  players: Sequence[tuple[float, float]] | None) -> list[Any]:
+        """One decision's task arguments, checked: ``[npc_id, position, players]``."""
         req = parse(AiDecision, {"npc_id": npc_id, "position": position,
                                  "players": players or []})
         self._position("position", req.position)
         for i, p in enumerate(req.players):
             self._position(f"players.{i}", p)
-        factors = Factors(players=len(req.players))
-        args = [req.npc_id, list(req.position), [list(p) for p in req.players]]
-        return self._send(route("gamesched.ai.decide", factors, weights=self._weights), args,
-                          depends_on=depends_on)
+        return [req.npc_id, list(req.position), [list(p) for p in req.players]]
 
     def submit_background(self, kind: str, payload: list[Any],
                           depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:

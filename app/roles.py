@@ -46,6 +46,7 @@ TASK_QUEUES: dict[str, Queue] = {
     "gamesched.physics.step_region": Queue.PHYSICS,
     "gamesched.physics.step_frame": Queue.PHYSICS,
     "gamesched.ai.decide": Queue.AI,
+    "gamesched.ai.decide_batch": Queue.AI,
     "gamesched.transactions.apply": Queue.TRANSACTIONS,
     "gamesched.transactions.apply_batch": Queue.TRANSACTIONS,
     "gamesched.transactions.sweep": Queue.CONTROL,  # beat-driven, beside the controller

@@ -26,6 +26,12 @@ def test_ai_task_calls_the_decision_service(eager_app: GameschedCelery) -> None:
     assert _run(eager_app, "gamesched.ai.decide", "n", [0.0, 0.0], []) == "patrol"
 
 
+def test_ai_batch_task_decides_each_npc_in_order(eager_app: GameschedCelery) -> None:
+    batch = [["a", [0.0, 0.0], [[10.0, 0.0]]], ["b", [0.0, 0.0], []],
+             ["c", [0.0, 0.0], [[100.0, 0.0], [900.0, 0.0]]]]
+    assert _run(eager_app, "gamesched.ai.decide_batch", batch) == ["attack", "patrol", "chase"]
+
+
 def test_physics_task_steps_a_persistent_region(eager_app: GameschedCelery) -> None:
     assert _run(eager_app, "gamesched.physics.step_region", "eager-r", 1, 16.0, 25) == 25
     assert _run(eager_app, "gamesched.physics.step_region", "eager-r", 2, 16.0, 10) == 25

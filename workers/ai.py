@@ -1,6 +1,8 @@
-"""AI role: NPC decisions (queue ``ai``)."""
+"""AI role: NPC decisions, one or a tick's batch (queue ``ai``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from celery import shared_task
 
@@ -12,3 +14,10 @@ from app.tasking import GameTask
 def decide(self: GameTask, npc: str, position: list[float], players: list[list[float]]) -> str:
     """Decide one NPC's next action.  Pure and idempotent; not retried."""
     return ai.decide(position, players)
+
+
+@shared_task(base=GameTask, bind=True, name="gamesched.ai.decide_batch")
+def decide_batch(self: GameTask, decisions: list[list[Any]]) -> list[str]:
+    """Decide each ``[npc, position, players]`` of one AI tick; the actions in order.
+    Pure and idempotent; not retried."""
+    return [ai.decide(position, players) for _npc, position, players in decisions]

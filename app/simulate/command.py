@@ -109,7 +109,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("physics frames", "physics", "frames"),
     ("physics within 16 ms", "physics", "within_budget_ratio"),
     ("physics p95 frame ms", "physics", "p95_frame_ms"),
-    ("ai decisions", "ai", "decisions"),
+    ("ai decisions", "ai", "decisions_sent"),
     ("ai p99 ms", "ai", "p99_ms"),
     ("background capacity/s", "background", "capacity_per_s"),
     ("background offered/s", "background", "offered_per_s"),

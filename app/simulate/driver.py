@@ -49,7 +49,8 @@ class DriveStats:
     opens: int = 0
     moves: int = 0
     physics: int = 0
-    ai: int = 0
+    ai: int = 0  # AI tasks: one per AI tick with decisions due
+    ai_decisions: int = 0
     background: int = 0
     purchases: int = 0
     purchase_sends: int = 0
@@ -173,9 +174,11 @@ class LoadDriver:
         for frame in plan.physics:
             self.stats.physics += self._call(self.client.submit_physics_frame, frame.frame,
                                              frame.regions, frame.dt_ms)
-        for decision in plan.ai:
-            self.stats.ai += self._call(self.client.submit_ai, f"npc-{decision.npc}",
-                                        decision.position, decision.players)
+        if plan.ai:
+            sent = self._call(self.client.submit_ai_batch,
+                              [(f"npc-{d.npc}", d.position, d.players) for d in plan.ai])
+            self.stats.ai += sent
+            self.stats.ai_decisions += sent * len(plan.ai)
 
     def _background(self, elapsed: float) -> None:
         """Send the background jobs due by `elapsed` seconds of wall time."""

@@ -20,7 +20,7 @@ from app.stats import percentile
 
 FRAME_BUDGET_MS = 16.0
 PHYSICS_TASKS = ("gamesched.physics.step_frame", "gamesched.physics.step_region")
-AI_TASK = "gamesched.ai.decide"
+AI_TASKS = ("gamesched.ai.decide_batch", "gamesched.ai.decide")
 PURCHASE_TASK = APPLY_BATCH_TASK  # what the client sends
 BACKGROUND_TASKS = ("gamesched.background.snapshot", "gamesched.background.analytics")
 
@@ -58,7 +58,7 @@ def run_sections(run: RunResult) -> dict[str, Any]:
     candidates = {
         "player": _player(run, by_task.get(UPDATE_TASK, [])),
         "physics": _physics(run, [e for t in PHYSICS_TASKS for e in by_task.get(t, [])]),
-        "ai": _ai(run, by_task.get(AI_TASK, [])),
+        "ai": _ai(run, [e for t in AI_TASKS for e in by_task.get(t, [])]),
         "background": _background(run, [e for t in BACKGROUND_TASKS for e in by_task.get(t, [])]),
         "transactions": _transactions(run, by_task.get(PURCHASE_TASK, [])),
         "fleet": _fleet(run),
@@ -144,12 +144,14 @@ def _physics(run: RunResult, frames: list[Execution]) -> Section:
     return section
 
 
-def _ai(run: RunResult, decisions: list[Execution]) -> Section:
+def _ai(run: RunResult, batches: list[Execution]) -> Section:
     if not run.drive.ai:
         return {}
-    section: Section = {"decisions_sent": run.drive.ai, "decisions": len(decisions),
-                        "offered_per_s": _rate(run.drive.ai, run.drive.elapsed_s),
-                        **latency_summary([e.latency_ms for e in decisions])}
+    drive = run.drive
+    section: Section = {"decisions_sent": drive.ai_decisions, "batches_sent": drive.ai,
+                        "batches": len(batches),
+                        "offered_per_s": _rate(drive.ai_decisions, drive.elapsed_s),
+                        **latency_summary([e.latency_ms for e in batches])}
     if not run.naive:  # only here does the ai worker run nothing but AI
         cpu = [s.role_cpu_s.get("ai", 0.0) for s in window(run)]
         if cpu:

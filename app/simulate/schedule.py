@@ -18,6 +18,7 @@ from app.simulate.population import Ints, Population, SessionSpec, Update, World
 from app.simulate.scenarios import Scenario
 
 TICK_S = 0.005
+AI_TICK_S = 0.1  # a game server's AI thinks at 10 Hz: the NPCs due since go as one task
 SNAPSHOT_SESSIONS = 500  # sessions per snapshot task: few, heavy background tasks
 ANALYTICS_EVENTS = 2000  # events per analytics task
 SNAPSHOTS_PER_ANALYTICS_BATCH = 4  # the cycle: three snapshots, then one analytics batch
@@ -173,7 +174,8 @@ class Schedule:
         plan.opens = pop.specs(pop.joining(t1))
         plan.updates, plan.moves = pop.advance(pop.due(t1))
         plan.physics = self._physics(t0, t1)
-        plan.ai = self.npcs.due(t1, self._region_members(t0), pop) if len(self.npcs.x) else []
+        if len(self.npcs.x) and _crosses(t0, t1, AI_TICK_S):
+            plan.ai = self.npcs.due(t1, self._region_members(t0), pop)
         return plan
 
     def purchase_rate(self) -> float:
@@ -214,3 +216,8 @@ class Schedule:
         if t0 - self._members_at >= MEMBERS_REFRESH_S:
             self._members, self._members_at = self.population.members(), t0
         return self._members
+
+
+def _crosses(t0: float, t1: float, period: float) -> bool:
+    """True when a multiple of `period` falls in ``[t0, t1)``."""
+    return math.ceil(t0 / period - 1e-9) < math.ceil(t1 / period - 1e-9)

@@ -58,6 +58,7 @@ def test_a_run_sends_what_it_counts(app: GameschedCelery) -> None:
     depths = depth_reader(app, ["player", "physics", "ai", "background"])
     assert depths["physics"] == stats.physics > 0
     assert depths["ai"] == stats.ai > 0
+    assert stats.ai_decisions == sum(len(p.ai) for p in planned) >= stats.ai
     assert depths["background"] == stats.background
     assert 5 <= stats.background <= 6  # 6/s by the wall clock, for one second
     assert stats.batches > 0

@@ -98,19 +98,19 @@ def test_only_subsystems_that_ran_have_a_section() -> None:
 def test_physics_budget_ai_background_network_and_transactions_when_they_ran() -> None:
     frames = [execution("gamesched.physics.step_frame", v) for v in (5.0, 10.0, 15.5)]
     frames.append(execution("gamesched.physics.step_region", 40.0))
-    decisions = [execution("gamesched.ai.decide", 2.0)]
+    decisions = [execution("gamesched.ai.decide_batch", 2.0)]
     jobs = [execution("gamesched.background.snapshot", 900.0, at=0.5)]
     ledger = SurgeSummary(submitted=10, sends=11, committed=10, rejected=0, lost=0,
                           applied_twice=0, success_ratio=1.0, p99_commit_ms=42.0)
     sections = run_sections(run(
-        frames + decisions + jobs, drive(updates=10, physics=4, ai=1, background=3,
+        frames + decisions + jobs, drive(updates=10, physics=4, ai=1, ai_decisions=7, background=3,
                                          purchases=10, purchase_sends=11),
         network=NetworkTotals(updates=10, delta_bytes=400, full_updates=10, full_bytes=2000),
         transactions=ledger))
     assert sections["physics"]["frames"] == 4
     assert sections["physics"]["within_budget_ratio"] == 0.75
     assert sections["physics"]["p95_frame_ms"] == 40.0
-    assert sections["ai"]["decisions"] == 1
+    assert sections["ai"]["batches"] == 1 and sections["ai"]["decisions_sent"] == 7
     assert sections["ai"]["cpu_s_per_s"] == pytest.approx(0.1)
     assert sections["background"]["capacity_per_s"] == pytest.approx(20.0)
     assert sections["background"]["offered_per_s"] == pytest.approx(0.3)

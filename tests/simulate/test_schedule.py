@@ -9,7 +9,7 @@ import pytest
 
 from app.errors import InvalidRequest
 from app.simulate.scenarios import SCENARIOS, STEADY, scenario
-from app.simulate.schedule import SKUS, Schedule, TickPlan
+from app.simulate.schedule import AI_TICK_S, SKUS, Schedule, TickPlan
 
 
 def plans(schedule: Schedule, seconds: float) -> list[TickPlan]:
@@ -125,6 +125,19 @@ def test_world_event_triples_ai_work() -> None:
     calm = sum(len(p.ai) for p in steady)
     busy = sum(len(p.ai) for p in event)
     assert busy == pytest.approx(3 * calm, rel=0.1)
+
+
+def test_ai_decisions_leave_on_ai_ticks_each_npc_at_its_rate() -> None:
+    schedule = Schedule(STEADY, 2000, seed=13, duration_s=5.0)
+    planned = plans(schedule, 3.0)
+    thinking = [p for p in planned if p.ai]
+    per_ai_tick = round(AI_TICK_S / schedule.tick_s)
+    assert all(p.tick % per_ai_tick == 0 for p in thinking)
+    assert len(thinking) >= 3.0 / AI_TICK_S - 1
+    npcs = len(schedule.npcs.x)
+    decided = Counter(d.npc for p in planned for d in p.ai)
+    assert set(decided) == set(range(npcs))  # every NPC thinks about once a second
+    assert set(decided.values()) <= {2, 3, 4}
 
 
 def test_purchases_trickle_and_surge_with_duplicates() -> None:

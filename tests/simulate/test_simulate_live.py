@@ -46,7 +46,7 @@ def check_run(part: dict[str, Any]) -> None:
     assert 0 <= player["p50_ms"] <= player["p99_ms"] <= player["max_ms"]
     assert part["physics"]["frames"] > 0
     assert 0.0 <= part["physics"]["within_budget_ratio"] <= 1.0
-    assert part["ai"]["decisions"] > 0
+    assert part["ai"]["batches"] > 0
     assert part["background"]["capacity_per_s"] > 0
     assert part["background"]["offered_per_s"] > 0
     assert 0 < part["fleet"]["cpu_p95"] <= 1.0 and part["fleet"]["peak_rss_mb"] > 50

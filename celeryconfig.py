@@ -11,10 +11,9 @@ from typing import Any
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from app.controller import TICK_TASK
-from app.ledger.policy import SWEEP_TASK
 from app.roles import LATENCY_BOUND, TASK_QUEUES, Queue
 from app.settings import Settings
+from app.tasknames import SWEEP_TASK, TICK_TASK
 from app.transport import NAME as TRANSPORT
 
 PRIORITY_STEPS = list(range(10))  # 0 is the highest on Redis

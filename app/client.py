@@ -24,7 +24,7 @@ from app.coalesce import Coalescer
 from app.delta import POSITION_FIELD, quantise
 from app.errors import InvalidRequest
 from app.ledger.handle import TransactionHandle
-from app.ledger.policy import APPLY_BATCH_MAX, APPLY_BATCH_TASK
+from app.ledger.policy import APPLY_BATCH_MAX
 from app.ledger.submit import submit_purchase, submit_reward
 from app.metrics import metrics
 from app.priority import Factors, Route, inherit, route
@@ -43,9 +43,16 @@ from app.requests import (
 from app.roles import Queue
 from app.settings import Settings
 from app.tasking import CLAIM_HEADER, HANDOFF_HEADER, SENT_HEADER
+from app.tasknames import (
+    AI_BATCH_TASK,
+    AI_TASK,
+    APPLY_BATCH_TASK,
+    PHYSICS_FRAME_TASK,
+    PHYSICS_REGION_TASK,
+    SESSION_TASK,
+    UPDATE_TASK,
+)
 
-UPDATE_TASK = "gamesched.player.apply_updates"
-SESSION_TASK = "gamesched.player.session_op"
 INFLIGHT_LIMIT = 50_000
 AI_BATCH_MAX = 4096  # decisions per submit_ai_batch
 AiCall = tuple[str, tuple[float, float], Sequence[tuple[float, float]]]
@@ -158,7 +165,7 @@ class GameClient:
                                   "bodies": bodies})
         players = self.sessions.region_players(req.region)
         factors = Factors(players=players, activity_hz=10.0 if players else 0.0)
-        where = route("gamesched.physics.step_region", factors, critical=players > 0,
+        where = route(PHYSICS_REGION_TASK, factors, critical=players > 0,
                       weights=self._weights)
         args = [req.region, req.frame, float(req.dt_ms), req.bodies]
         return self._send(where, args, depends_on=depends_on)
@@ -173,7 +180,7 @@ class GameClient:
         req = parse(FrameStep, {"frame": frame, "dt_ms": dt_ms, "regions": dict(regions)})
         players = max(self.sessions.region_players(r) for r in req.regions)
         factors = Factors(players=players, activity_hz=10.0 if players else 0.0)
-        where = route("gamesched.physics.step_frame", factors, critical=players > 0,
+        where = route(PHYSICS_FRAME_TASK, factors, critical=players > 0,
                       weights=self._weights)
         args = [req.frame, float(req.dt_ms), [[r, b] for r, b in req.regions.items()]]
         return self._send(where, args, depends_on=depends_on)
@@ -184,7 +191,7 @@ class GameClient:
         """Send one NPC decision to the AI fleet."""
         args = self._decision(npc_id, position, players)
         factors = Factors(players=len(args[2]))
-        return self._send(route("gamesched.ai.decide", factors, weights=self._weights), args,
+        return self._send(route(AI_TASK, factors, weights=self._weights), args,
                           depends_on=depends_on)
 
     def submit_ai_batch(self, decisions: Sequence[AiCall],
@@ -199,7 +206,7 @@ class GameClient:
                                  f"expected 1 to {AI_BATCH_MAX} decisions")
         batch = [self._decision_at(i, call) for i, call in enumerate(decisions)]
         factors = Factors(players=max(len(args[2]) for args in batch))
-        return self._send(route("gamesched.ai.decide_batch", factors, weights=self._weights),
+        return self._send(route(AI_BATCH_TASK, factors, weights=self._weights),
                           [batch], depends_on=depends_on)
 
     def _decision_at(self, index: int, call: Any) -> list[Any]:

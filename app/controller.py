@@ -16,8 +16,8 @@ from celery import Celery
 from app.hotstore import HotStore
 from app.priority import route
 from app.tasking import HANDOFF_HEADER
+from app.tasknames import TICK_TASK
 
-TICK_TASK = "gamesched.control.tick"  # sent by beat every controller period
 DECISION_KEY = "gamesched:control:decision"
 
 

@@ -23,6 +23,7 @@ from app.recorder import Execution, Recorder
 from app.roles import WORKER_ROLES
 from app.settings import Settings
 from app.stats import QueueStats, by_queue, by_task
+from app.tasknames import SESSION_TASK, UPDATE_TASK
 from celeryconfig import BEAT_TASKS
 
 REGION_SIZE = 1000.0
@@ -30,8 +31,7 @@ PHYSICS_HZ = 20
 AI_HZ = 2
 UPDATE_HZ = 2.0
 SNAPSHOT_EVERY_S = 1.0
-PLAYER_PARTS = {"gamesched.player.apply_updates": "player: updates",
-                "gamesched.player.session_op": "player: sessions"}
+PLAYER_PARTS = {UPDATE_TASK: "player: updates", SESSION_TASK: "player: sessions"}
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from app import tasknames
+
 
 class Queue(StrEnum):
     """The Celery queues; each kind of work has its own."""
@@ -38,21 +40,20 @@ ROLES: dict[str, Role] = {
 
 WORKER_ROLES: tuple[str, ...] = ("player", "physics", "ai", "transactions", "background")
 
-# Task name -> queue.  Task names are the wire contract between game servers and workers:
-# the client sends by name, so a game server never imports worker code.
+# Task name -> queue (the names are the wire contract: `app.tasknames`).
 TASK_QUEUES: dict[str, Queue] = {
-    "gamesched.player.apply_updates": Queue.PLAYER,
-    "gamesched.player.session_op": Queue.PLAYER,
-    "gamesched.physics.step_region": Queue.PHYSICS,
-    "gamesched.physics.step_frame": Queue.PHYSICS,
-    "gamesched.ai.decide": Queue.AI,
-    "gamesched.ai.decide_batch": Queue.AI,
-    "gamesched.transactions.apply": Queue.TRANSACTIONS,
-    "gamesched.transactions.apply_batch": Queue.TRANSACTIONS,
-    "gamesched.transactions.sweep": Queue.CONTROL,  # beat-driven, beside the controller
-    "gamesched.background.snapshot": Queue.BACKGROUND,
-    "gamesched.background.analytics": Queue.BACKGROUND,
-    "gamesched.control.tick": Queue.CONTROL,
+    tasknames.UPDATE_TASK: Queue.PLAYER,
+    tasknames.SESSION_TASK: Queue.PLAYER,
+    tasknames.PHYSICS_REGION_TASK: Queue.PHYSICS,
+    tasknames.PHYSICS_FRAME_TASK: Queue.PHYSICS,
+    tasknames.AI_TASK: Queue.AI,
+    tasknames.AI_BATCH_TASK: Queue.AI,
+    tasknames.APPLY_TASK: Queue.TRANSACTIONS,
+    tasknames.APPLY_BATCH_TASK: Queue.TRANSACTIONS,
+    tasknames.SWEEP_TASK: Queue.CONTROL,  # beat-driven, beside the controller
+    tasknames.SNAPSHOT_TASK: Queue.BACKGROUND,
+    tasknames.ANALYTICS_TASK: Queue.BACKGROUND,
+    tasknames.TICK_TASK: Queue.CONTROL,
 }
 
 PLAYER_FACING: frozenset[Queue] = frozenset({Queue.PLAYER, Queue.TRANSACTIONS})

@@ -9,9 +9,10 @@ from celery import shared_task
 from app import background
 from app.db import transaction
 from app.tasking import GameTask
+from app.tasknames import ANALYTICS_TASK, SNAPSHOT_TASK
 
 
-@shared_task(base=GameTask, bind=True, name="gamesched.background.snapshot")
+@shared_task(base=GameTask, bind=True, name=SNAPSHOT_TASK)
 def snapshot(self: GameTask, session_ids: list[str]) -> int:
     """Persist the hot state of `session_ids` to SQL.  Idempotent; not retried (the next
     snapshot covers it)."""
@@ -22,7 +23,7 @@ def snapshot(self: GameTask, session_ids: list[str]) -> int:
         return background.snapshot(db, states)
 
 
-@shared_task(base=GameTask, bind=True, name="gamesched.background.analytics")
+@shared_task(base=GameTask, bind=True, name=ANALYTICS_TASK)
 def analytics(self: GameTask, events: list[dict[str, Any]]) -> dict[str, int]:
     """Roll up a batch of analytics events.  Pure and idempotent; not retried."""
     return background.analytics(events)

@@ -10,9 +10,10 @@ from celery import shared_task
 from app import controller
 from app.broker import queue_depths
 from app.tasking import GameTask
+from app.tasknames import TICK_TASK
 
 
-@shared_task(base=GameTask, bind=True, name="gamesched.control.tick", ignore_result=True)
+@shared_task(base=GameTask, bind=True, name=TICK_TASK, ignore_result=True)
 def tick(self: GameTask) -> dict[str, Any]:
     """Read load, decide, publish the decision.  Idempotent; a missed tick is not retried."""
     load = controller.Load(depths=queue_depths(self.app), cpu=controller.measure_cpu())

@@ -10,11 +10,12 @@ from celery import shared_task
 from app import sessions
 from app.db import transaction
 from app.tasking import GameTask
+from app.tasknames import SESSION_TASK, UPDATE_TASK
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(base=GameTask, bind=True, name="gamesched.player.apply_updates")
+@shared_task(base=GameTask, bind=True, name=UPDATE_TASK)
 def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict[str, int]:
     """Apply a batch of state updates in per-session sequence order and publish deltas.
 
@@ -38,7 +39,7 @@ def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict
     return {"applied": result.applied, "stale": result.stale, "rejected": len(result.rejected)}
 
 
-@shared_task(base=GameTask, bind=True, name="gamesched.player.session_op")
+@shared_task(base=GameTask, bind=True, name=SESSION_TASK)
 def session_op(self: GameTask, op: str, session_id: str, spec: dict[str, Any]) -> bool:
     """Open, update or close a session in SQL; opening restores the last snapshot into hot
     state when it is newer.  Idempotent; not retried (the client may send it again)."""

@@ -17,19 +17,13 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from app.broker import waiting
 from app.ledger.apply import Outcome, note_failure, settle_batch
-from app.ledger.policy import (
-    APPLY_BATCH_MAX,
-    APPLY_BATCH_TASK,
-    APPLY_TASK,
-    MAX_RETRIES,
-    SWEEP_TASK,
-    retry_delay,
-)
+from app.ledger.policy import APPLY_BATCH_MAX, MAX_RETRIES, retry_delay
 from app.ledger.sweeper import Backlog
 from app.ledger.sweeper import sweep as sweep_intents
 from app.priority import route
 from app.roles import Queue
 from app.tasking import HANDOFF_HEADER, GameTask
+from app.tasknames import APPLY_BATCH_TASK, APPLY_TASK, SWEEP_TASK
 
 # Intents re-sent by the sweeper, and batches retried after an operational error, are the
 # oldest pending: their players have waited longest, so they go ahead of new purchases.

@@ -13,10 +13,10 @@ from app.ledger.apply import Outcome, apply_transaction, apply_transactions
 from app.ledger.audit import AuditReport, Violation, audit, run_audit
 from app.ledger.handle import TransactionHandle, TransactionTimeout
 from app.ledger.models import Kind, Status
-from app.ledger.policy import APPLY_BATCH_TASK, APPLY_TASK, SWEEP_TASK
 from app.ledger.submit import submit_purchase, submit_refund, submit_reward
 from app.ledger.sweeper import sweep
 from app.ledger.view import TransactionView
+from app.tasknames import APPLY_BATCH_TASK, APPLY_TASK, SWEEP_TASK
 
 __all__ = [
     "APPLY_BATCH_TASK",

@@ -9,10 +9,6 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-APPLY_TASK = "gamesched.transactions.apply"  # one intent: args [transaction_id]
-APPLY_BATCH_TASK = "gamesched.transactions.apply_batch"  # args [[transaction_id, ...]]
-SWEEP_TASK = "gamesched.transactions.sweep"
-
 RETRY_BASE_S = 0.05  # first retry of a failed apply after up to 50 ms
 RETRY_MAX_S = 5.0  # retries never wait longer than this
 MAX_RETRIES = 100  # about eight minutes of retries; after that the sweeper re-sends

@@ -9,20 +9,28 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from app.client import UPDATE_TASK
-from app.ledger.policy import APPLY_BATCH_TASK
 from app.recorder import Execution
 from app.roles import TASK_QUEUES
 from app.simulate.environment import Services, machine
 from app.simulate.runner import RunResult, RunSpec
 from app.simulate.sampler import Sample
 from app.stats import percentile
+from app.tasknames import (
+    AI_BATCH_TASK,
+    AI_TASK,
+    ANALYTICS_TASK,
+    APPLY_BATCH_TASK,
+    PHYSICS_FRAME_TASK,
+    PHYSICS_REGION_TASK,
+    SNAPSHOT_TASK,
+    UPDATE_TASK,
+)
 
 FRAME_BUDGET_MS = 16.0
-PHYSICS_TASKS = ("gamesched.physics.step_frame", "gamesched.physics.step_region")
-AI_TASKS = ("gamesched.ai.decide_batch", "gamesched.ai.decide")
+PHYSICS_TASKS = (PHYSICS_FRAME_TASK, PHYSICS_REGION_TASK)
+AI_TASKS = (AI_BATCH_TASK, AI_TASK)
 PURCHASE_TASK = APPLY_BATCH_TASK  # what the client sends
-BACKGROUND_TASKS = ("gamesched.background.snapshot", "gamesched.background.analytics")
+BACKGROUND_TASKS = (SNAPSHOT_TASK, ANALYTICS_TASK)
 
 Section = dict[str, Any]
 

@@ -17,11 +17,9 @@ from sqlalchemy import delete
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from app.celery_app import GameschedCelery, create_app
-from app.client import SESSION_TASK, GameClient
-from app.controller import TICK_TASK
+from app.client import GameClient
 from app.errors import GameschedError
 from app.fleet import ProcessFleet
-from app.ledger.policy import APPLY_BATCH_TASK, APPLY_TASK, SWEEP_TASK
 from app.ledger.surge import SurgeSummary
 from app.models import GameSession
 from app.recorder import Execution, Recorder
@@ -41,13 +39,22 @@ from app.simulate.purchases import Store
 from app.simulate.sampler import Sample, Sampler
 from app.simulate.scenarios import Scenario
 from app.simulate.schedule import Schedule
+from app.tasknames import (
+    ANALYTICS_TASK,
+    APPLY_BATCH_TASK,
+    APPLY_TASK,
+    SESSION_TASK,
+    SNAPSHOT_TASK,
+    SWEEP_TASK,
+    TICK_TASK,
+)
 from celeryconfig import NAIVE_QUEUE
 
 SETUP_TIMEOUT_S = 180.0
 DRAIN_TIMEOUT_S = 60.0
 QUIET_S = 5.0
 CALIBRATION_JOBS = 8  # two cycles: six snapshots, two analytics batches
-BACKGROUND_TASKS = frozenset({"gamesched.background.snapshot", "gamesched.background.analytics"})
+BACKGROUND_TASKS = frozenset({SNAPSHOT_TASK, ANALYTICS_TASK})
 LEDGER_TASKS = frozenset({APPLY_TASK, APPLY_BATCH_TASK, SWEEP_TASK})
 CONTROL_TASKS = frozenset({TICK_TASK})  # beat sends them after the run too
 # latency not awaited at the end: backlog, the ledger's, or the controller's

@@ -26,11 +26,11 @@ from app.db import make_engine, make_sessionmaker, transaction
 from app.fleet import stop_process_groups
 from app.ledger import audit
 from app.ledger.models import LedgerEntry, LedgerTransaction, Status, Wallet
-from app.ledger.policy import APPLY_BATCH_TASK
 from app.ledger.surge import PlannedPurchase, Submission, summarize
 from app.migrate import upgrade
 from app.settings import Settings, load_settings
 from app.simulate.redisserver import PrivateRedis
+from app.tasknames import APPLY_BATCH_TASK
 from tests.services import private_postgres_database, private_redis
 from tests.waiting import wait_for
 

@@ -26,11 +26,12 @@ from app.errors import InvalidRequest
 from app.fleet import EmbeddedFleet
 from app.ledger.faults import FAULT_MESSAGE, sql_faults
 from app.ledger.models import LedgerTransaction
-from app.ledger.policy import APPLY_BATCH_MAX, APPLY_BATCH_TASK, APPLY_TASK, MAX_RETRIES, SWEEP_TASK
+from app.ledger.policy import APPLY_BATCH_MAX, MAX_RETRIES
 from app.models import utcnow
 from app.priority import route
 from app.roles import TASK_QUEUES, Queue
 from app.settings import load_settings
+from app.tasknames import APPLY_BATCH_TASK, APPLY_TASK, SWEEP_TASK
 from tests.ledger.helpers import assert_ledger_holds, balance, buy, fund
 from workers.transactions import LATE, send_apply
 

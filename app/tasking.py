@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Task
 
+from app import dilation
 from app.metrics import metrics
 from app.recorder import Execution
 
@@ -25,10 +26,16 @@ log = logging.getLogger(__name__)
 
 
 class GameTask(Task):  # type: ignore[misc]
-    """Base of every gamesched task; task bodies stay free of cross-cutting code."""
+    """Base of every gamesched task; task bodies stay free of cross-cutting code.
+
+    Task options: ``tracks_latency`` counts runs later than the player target for the
+    controller, ``dilatable`` pauses after each run at the controller's background level
+    (`app.dilation`)."""
 
     abstract = True
     typing = True
+    tracks_latency = False
+    dilatable = False
 
     @property
     def runtime(self) -> Runtime:
@@ -77,6 +84,7 @@ class GameTask(Task):  # type: ignore[misc]
             if self.runtime.settings.record_latency:
                 self._record(queue, handoff, started, done, ok)
             self._run_after_done()
+            self._settle(done - handoff, done - started)
 
     def _run_after_done(self) -> None:
         pending = getattr(self.request, _AFTER_DONE, None) or []
@@ -86,6 +94,21 @@ class GameTask(Task):  # type: ignore[misc]
                 fn()
             except Exception:
                 log.exception("follow-up of task %s failed", self.request.id)
+
+    def _settle(self, latency_s: float, run_s: float) -> None:
+        """Feed the controller, then slow down as it asked (after done: nobody waits)."""
+        try:
+            if self.tracks_latency:
+                target_s = self.runtime.settings.player_target_ms / 1000.0
+                dilation.note_latency(self.runtime.hot, latency_s, target_s)
+            if self.dilatable:
+                from app.controller import read_decision  # the controller imports this module
+
+                decision = read_decision(self.runtime.hot)
+                dilation.dilate(run_s, decision.background_level if decision else 1.0)
+        except Exception:  # the hot store may be away; the task's work is done
+            log.warning("task %s could not reach the controller's state", self.request.id,
+                        exc_info=True)
 
     def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Count the retry."""

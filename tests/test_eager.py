@@ -5,7 +5,7 @@ Eager mode is an emulation; routing, priority, acks and retries are proven in te
 
 from __future__ import annotations
 
-from app import sessions
+from app import dilation, sessions
 from app.celery_app import GameschedCelery, create_app
 from app.controller import read_decision
 from app.recorder import MemoryRecorder
@@ -97,3 +97,24 @@ def test_player_batches_size_full_state_after_they_are_done(eager_app: Gamesched
     totals = sessions.network_totals(hot)
     assert totals.updates == 2 * sessions.FULL_STATE_SAMPLE
     assert totals.full_updates == 2 and totals.full_bytes > 0
+
+
+def test_late_player_batches_slow_background_work_at_the_next_tick(
+        eager_settings: Settings) -> None:
+    app = create_app(eager_settings.model_copy(update={"player_target_ms": 1e-6}),
+                     task_always_eager=True, task_eager_propagates=True)
+    spec = {"instance_id": "i", "session_type": "casual", "players": 1, "region": None}
+    _run(app, "gamesched.player.session_op", "open", "eager-late", spec)
+    first = _run(app, "gamesched.control.tick")
+    assert isinstance(first, dict)
+    before = dilation.slow_total(app.runtime.hot)
+    for seq in range(1, dilation.SLOW_ALLOWED + 3):  # every batch misses a 1 ns target
+        _run(app, "gamesched.player.apply_updates",
+             [{"session": "eager-late", "seq": seq, "state": {"hp": seq}}])
+    assert dilation.slow_total(app.runtime.hot) == before + dilation.SLOW_ALLOWED + 2
+    second = _run(app, "gamesched.control.tick")
+    assert isinstance(second, dict)
+    assert second["background_level"] == dilation.next_level(first["background_level"],
+                                                             dilation.SLOW_ALLOWED + 2)
+    assert second["background_level"] < first["background_level"] or (
+        first["background_level"] == dilation.BACKGROUND_FLOOR)

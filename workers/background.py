@@ -12,7 +12,7 @@ from app.tasking import GameTask
 from app.tasknames import ANALYTICS_TASK, SNAPSHOT_TASK
 
 
-@shared_task(base=GameTask, bind=True, name=SNAPSHOT_TASK)
+@shared_task(base=GameTask, bind=True, name=SNAPSHOT_TASK, dilatable=True)
 def snapshot(self: GameTask, session_ids: list[str]) -> int:
     """Persist the hot state of `session_ids` to SQL.  Idempotent; not retried (the next
     snapshot covers it)."""
@@ -23,7 +23,7 @@ def snapshot(self: GameTask, session_ids: list[str]) -> int:
         return background.snapshot(db, states)
 
 
-@shared_task(base=GameTask, bind=True, name=ANALYTICS_TASK)
+@shared_task(base=GameTask, bind=True, name=ANALYTICS_TASK, dilatable=True)
 def analytics(self: GameTask, events: list[dict[str, Any]]) -> dict[str, int]:
     """Roll up a batch of analytics events.  Pure and idempotent; not retried."""
     return background.analytics(events)

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from app import controller
+from app import controller, dilation
 from app.broker import queue_depths
 from app.tasking import GameTask
 from app.tasknames import TICK_TASK
@@ -16,7 +16,10 @@ from app.tasknames import TICK_TASK
 @shared_task(base=GameTask, bind=True, name=TICK_TASK, ignore_result=True)
 def tick(self: GameTask) -> dict[str, Any]:
     """Read load, decide, publish the decision.  Idempotent; a missed tick is not retried."""
-    load = controller.Load(depths=queue_depths(self.app), cpu=controller.measure_cpu())
-    decision = controller.decide(load, self.runtime.settings.cpu_cap)
-    controller.write_decision(self.runtime.hot, decision)
+    hot = self.runtime.hot
+    load = controller.Load(depths=queue_depths(self.app), cpu=controller.measure_cpu(),
+                           slow_total=dilation.slow_total(hot))
+    decision = controller.decide(load, self.runtime.settings.cpu_cap,
+                                 controller.read_decision(hot))
+    controller.write_decision(hot, decision)
     return asdict(decision)

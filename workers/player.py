@@ -15,7 +15,7 @@ from app.tasknames import SESSION_TASK, UPDATE_TASK
 log = logging.getLogger(__name__)
 
 
-@shared_task(base=GameTask, bind=True, name=UPDATE_TASK)
+@shared_task(base=GameTask, bind=True, name=UPDATE_TASK, tracks_latency=True)
 def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict[str, int]:
     """Apply a batch of state updates in per-session sequence order and publish deltas.
 

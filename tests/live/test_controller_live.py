@@ -36,6 +36,7 @@ def test_controller_ticks_and_status_reports_it(live_settings: Settings, tmp_pat
                                 text=True, timeout=60, check=True)
         assert "controller@live-test" in status.stdout
         assert "controller (" in status.stdout and "ai_level=" in status.stdout
+        assert "background_level=" in status.stdout
         for queue in ("player", "physics", "ai", "transactions", "background", "control"):
             assert queue in status.stdout
     finally:

@@ -1,0 +1,43 @@
+"""Background dilation on a live worker: a background task pauses after it runs for as long
+as the controller's background level asks, so the next one starts that much later."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from app import dilation
+from app.celery_app import create_app
+from app.client import GameClient
+from app.controller import Decision, write_decision
+from app.recorder import Execution
+from app.settings import Settings
+from tests.live.conftest import StartWorker
+from tests.waiting import wait_for
+
+LEVEL = 0.1
+
+
+def test_background_work_pauses_at_the_controllers_level(live_settings: Settings,
+                                                         start_worker: StartWorker) -> None:
+    app = create_app(live_settings)
+    start_worker("background", "dilated", concurrency=1)
+    write_decision(app.runtime.hot, Decision(at=time.time(), cpu=0.5, depths={}, ai_level=1.0,
+                                             shed_background=False, background_level=LEVEL))
+    app.runtime.recorder.drain()
+    client = GameClient(app)
+    for _ in range(3):
+        client.submit_background("analytics", [{"kind": "match"}] * 5000)
+    client.close()
+    runs: list[Execution] = []
+
+    def three() -> bool:
+        runs.extend(app.runtime.recorder.drain())
+        return len(runs) >= 3
+
+    wait_for(three, timeout=60, what="three background runs")
+    runs.sort(key=lambda e: e.started)
+    for ran, following in itertools.pairwise(runs):
+        pause = dilation.pause_after(ran.done - ran.started, LEVEL)
+        assert pause > 0
+        assert following.started - ran.done >= pause - 0.001, (ran, following)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import time
 
-from app import dilation
+from app import dilation, sessions
 from app.celery_app import create_app
 from app.client import GameClient
 from app.controller import Decision, write_decision
@@ -15,7 +15,7 @@ from app.settings import Settings
 from tests.live.conftest import StartWorker
 from tests.waiting import wait_for
 
-LEVEL = 0.1
+LEVEL = dilation.BACKGROUND_FLOOR
 
 
 def test_background_work_pauses_at_the_controllers_level(live_settings: Settings,
@@ -25,9 +25,12 @@ def test_background_work_pauses_at_the_controllers_level(live_settings: Settings
     write_decision(app.runtime.hot, Decision(at=time.time(), cpu=0.5, depths={}, ai_level=1.0,
                                              shed_background=False, background_level=LEVEL))
     app.runtime.recorder.drain()
+    ids = [f"dilated-{i}" for i in range(200)]
+    for session_id in ids:  # hot states to read: each snapshot costs a round trip and SQL
+        sessions.ensure_state(app.runtime.hot, session_id)
     client = GameClient(app)
     for _ in range(3):
-        client.submit_background("analytics", [{"kind": "match"}] * 5000)
+        client.submit_background("snapshot", ids)
     client.close()
     runs: list[Execution] = []
 

@@ -33,6 +33,7 @@ class Coalescer:
         self._tick_s = tick_s
         self._max_batch = max_batch
         self._lock = threading.Lock()
+        self._sending = threading.Lock()  # one send at a time, in the order batches formed
         self._items: Batch = []
         self._step = 0
         self._oldest = 0.0
@@ -63,12 +64,15 @@ class Coalescer:
             self._flush_logged()
 
     def flush(self) -> int:
-        """Send what is buffered now as one batch; returns how many items went."""
-        with self._lock:
-            items, self._items = self._items, []
-            step, oldest = self._step, self._oldest
-        if items:
-            self._send(step, items, oldest)
+        """Send what is buffered now as one batch; returns how many items went.  Returns
+        once every item added before the call has been handed to `send`, by this call or
+        by another thread's send in progress."""
+        with self._sending:
+            with self._lock:
+                items, self._items = self._items, []
+                step, oldest = self._step, self._oldest
+            if items:
+                self._send(step, items, oldest)
         return len(items)
 
     def close(self) -> None:

@@ -127,3 +127,28 @@ def test_an_add_never_raises_for_a_send_and_leaves_an_outage_to_the_tick_thread(
     coalescer.add(1, {"i": 7})  # the broker is back: adds send again
     assert calls[-1] == [6, 7]
     coalescer.close()
+
+
+def test_flush_returns_only_once_a_send_in_progress_elsewhere_is_done() -> None:
+    in_send, release = threading.Event(), threading.Event()
+    sent: list[list[Any]] = []
+
+    def send(step: int, items: list[Any], oldest: float) -> None:
+        in_send.set()
+        assert release.wait(10)
+        sent.append(items)
+
+    coalescer = Coalescer(send, tick_s=3600.0)
+    coalescer.add(1, "a")
+    first = threading.Thread(target=coalescer.flush)
+    first.start()
+    assert in_send.wait(10)  # the first flush holds the batch, mid-send
+    flushed = threading.Event()
+    second = threading.Thread(target=lambda: (coalescer.flush(), flushed.set()))
+    second.start()
+    assert not flushed.wait(0.2)  # it found nothing to send, yet waits for that send
+    release.set()
+    assert flushed.wait(10) and sent == [["a"]]
+    first.join(10)
+    second.join(10)
+    coalescer.close()

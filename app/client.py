@@ -163,10 +163,7 @@ class GameClient:
         """Send one frame of one region; an occupied region's step is critical-path."""
         req = parse(PhysicsStep, {"region": region, "frame": frame, "dt_ms": dt_ms,
                                   "bodies": bodies})
-        players = self.sessions.region_players(req.region)
-        factors = Factors(players=players, activity_hz=10.0 if players else 0.0)
-        where = route(PHYSICS_REGION_TASK, factors, critical=players > 0,
-                      weights=self._weights)
+        where = self._physics_route(PHYSICS_REGION_TASK, [req.region])
         args = [req.region, req.frame, float(req.dt_ms), req.bodies]
         return self._send(where, args, depends_on=depends_on)
 
@@ -178,12 +175,16 @@ class GameClient:
         if not isinstance(regions, Mapping):
             raise InvalidRequest("regions", regions, "expected a mapping of region to bodies")
         req = parse(FrameStep, {"frame": frame, "dt_ms": dt_ms, "regions": dict(regions)})
-        players = max(self.sessions.region_players(r) for r in req.regions)
-        factors = Factors(players=players, activity_hz=10.0 if players else 0.0)
-        where = route(PHYSICS_FRAME_TASK, factors, critical=players > 0,
-                      weights=self._weights)
+        where = self._physics_route(PHYSICS_FRAME_TASK, list(req.regions))
         args = [req.frame, float(req.dt_ms), [[r, b] for r, b in req.regions.items()]]
         return self._send(where, args, depends_on=depends_on)
+
+    def _physics_route(self, task: str, regions: Sequence[str]) -> Route:
+        """Physics goes at the step of its most crowded region, critical-path when that
+        region has players."""
+        players = max(self.sessions.region_players(r) for r in regions)
+        factors = Factors(players=players, activity_hz=10.0 if players else 0.0)
+        return route(task, factors, critical=players > 0, weights=self._weights)
 
     def submit_ai(self, npc_id: str, position: tuple[float, float],
                   players: list[tuple[float, float]] | None = None,

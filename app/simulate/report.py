@@ -65,9 +65,9 @@ def run_sections(run: RunResult) -> dict[str, Any]:
     sections: dict[str, Any] = {"mode": "naive" if run.naive else "gamesched"}
     candidates = {
         "player": _player(run, by_task.get(UPDATE_TASK, [])),
-        "physics": _physics(run, [e for t in PHYSICS_TASKS for e in by_task.get(t, [])]),
-        "ai": _ai(run, [e for t in AI_TASKS for e in by_task.get(t, [])]),
-        "background": _background(run, [e for t in BACKGROUND_TASKS for e in by_task.get(t, [])]),
+        "physics": _physics(run, _runs_of(by_task, PHYSICS_TASKS)),
+        "ai": _ai(run, _runs_of(by_task, AI_TASKS)),
+        "background": _background(run, _runs_of(by_task, BACKGROUND_TASKS)),
         "transactions": _transactions(run, by_task.get(PURCHASE_TASK, [])),
         "fleet": _fleet(run),
         "simulator": _simulator(run),
@@ -276,6 +276,11 @@ def _faults(run: RunResult) -> Section:
 
 
 # helpers --------------------------------------------------------------------------------
+
+def _runs_of(by_task: dict[str, list[Execution]], names: Iterable[str]) -> list[Execution]:
+    """The executions of every task in `names`."""
+    return [e for name in names for e in by_task.get(name, [])]
+
 
 def _by_task(executions: Iterable[Execution]) -> dict[str, list[Execution]]:
     grouped: dict[str, list[Execution]] = {}

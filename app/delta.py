@@ -12,6 +12,8 @@ from typing import Any
 
 import msgpack
 
+from app.wire import packer
+
 POSITION_SCALE = 100  # centi-units: 0.01 world units
 POSITION_FIELD = "pos"
 _REMOVED = "-"
@@ -39,18 +41,20 @@ def encode(seq: int, changes: dict[str, Any]) -> bytes:
 def encode_packed(seq: int, changes: dict[str, bytes]) -> bytes:
     """`encode` of changes whose values are msgpack-packed already (as the state store keeps
     them): the same bytes, without unpacking and packing each value again."""
-    parts = [b"\x92", msgpack.packb(seq), map_header(len(changes))]
+    pack = packer().pack
+    parts = [b"\x92", pack(seq), map_header(len(changes))]
     for name, value in changes.items():
-        parts += [msgpack.packb(name), value]
+        parts += [pack(name), value]
     return b"".join(parts)
 
 
 def message(deltas: dict[str, bytes]) -> bytes:
     """One batch's deltas on the wire: msgpack ``{session: [seq, changes]}``, written around
     the encoded deltas."""
+    pack = packer().pack
     parts = [map_header(len(deltas))]
     for session_id, raw in deltas.items():
-        parts += [msgpack.packb(session_id), raw]
+        parts += [pack(session_id), raw]
     return b"".join(parts)
 
 

@@ -13,30 +13,46 @@ string, which the Lua interpreter inside Redis reads as bytes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgpack
 
 Entry = list[Any]
+_packers = threading.local()
+
+
+def packer(bin_type: bool = True) -> msgpack.Packer:
+    """This thread's msgpack Packer (`use_bin_type=bin_type`), made once per thread.
+
+    `msgpack.packb` makes a Packer, and its buffer, on every call: on the hot path, a
+    state value at a time, that was a third of the client's cost per update."""
+    name = "bin" if bin_type else "raw"
+    found: msgpack.Packer | None = getattr(_packers, name, None)
+    if found is None:
+        found = msgpack.Packer(use_bin_type=bin_type)
+        setattr(_packers, name, found)
+    return found
 
 
 def pack_value(value: Any) -> bytes:
     """One state value as it is stored and sent in deltas."""
-    return bytes(msgpack.packb(value, use_bin_type=True))
+    return bytes(packer().pack(value))
 
 
 def entry(session_id: str, seq: int, fields: Mapping[str, Any]) -> Entry:
     """One update's entry: its values packed one by one."""
+    pack = packer().pack
     out: Entry = [session_id, seq]
     for name, value in fields.items():
-        out += (name, pack_value(value))
+        out += (name, pack(value))
     return out
 
 
 def pack_batch(entries: Iterable[Entry]) -> bytes:
     """A batch on the wire."""
-    return bytes(msgpack.packb(list(entries), use_bin_type=False))
+    return bytes(packer(bin_type=False).pack(list(entries)))
 
 
 def unpack_batch(blob: bytes) -> list[Any]:

@@ -259,63 +259,90 @@ for i = 1, #entries do
   end
 end
 
-local by_seq = function(x, y) return entries[x][2] < entries[y][2] end
-local stale, total, bytes, parts, sizes = 0, 0, 0, {}, {}
-for _, sid in ipairs(order) do
-  local g = groups[sid]
+-- Sequence order, and batch order between equal sequence numbers (table.sort is not stable):
+-- of two updates with one number, the first in the batch applies and the other is stale.
+local by_seq = function(x, y)
+  local a, b = entries[x][2], entries[y][2]
+  return a < b or (a == b and x < y)
+end
+-- Strings made from field names are made once per script run, not once per session.
+local dotted, named = {}, {}
+local function dot(name)
+  local d = dotted[name]
+  if not d then d = '.' .. name; dotted[name] = d; named[name] = packstr(name) end
+  return d
+end
+-- The tables of one session are reused for the next, sized by a count and cleared after
+-- it: tables grown from empty for every session were most of the script's cost.
+local fields, names, values, slot = {'seq'}, {}, {}, {}
+local write = {'seq', ''}
+
+-- Every field any update of the session `g` names; returns how many.  `slot` maps a name
+-- to its place in `names`, `values` and (one further on) `fields`.
+local function collect(g)
   if #g > 1 then table.sort(g, by_seq) end
-  local key = prefix .. sid
-  -- Every field any update of the session names, read with its seq in one call.
-  local names, fields, seen = {}, {'seq'}, {}
+  local n = 0
   for _, i in ipairs(g) do
     local e = entries[i]
     for f = 3, #e, 2 do
       local name = e[f]
-      if not seen[name] then
-        seen[name] = true
-        names[#names + 1] = name
-        fields[#fields + 1] = '.' .. name
+      if not slot[name] then
+        n = n + 1
+        slot[name], names[n], fields[n + 1] = n, name, dot(name)
       end
     end
   end
-  local old = redis.call('HMGET', key, unpack(fields))
+  return n
+end
+
+local stale, total, bytes, sessions, parts, p, sizes = 0, 0, 0, 0, {''}, 1, {}
+for _, sid in ipairs(order) do
+  local g = groups[sid]
+  local key = prefix .. sid
+  local n = collect(g)
+  local old = redis.call('HMGET', key, unpack(fields, 1, n + 1))
   if not old[1] then
     for _, i in ipairs(g) do reject(i, 'session', "unknown session '" .. sid .. "'") end
   else
-    local seq, applied, newest = tonumber(old[1]), 0, {}
+    local seq, applied = tonumber(old[1]), 0
     for _, i in ipairs(g) do
       local e = entries[i]
       if e[2] <= seq then
         stale = stale + 1
       else
         seq, applied = e[2], applied + 1
-        for f = 3, #e, 2 do newest[e[f]] = e[f + 1] end
+        for f = 3, #e, 2 do values[slot[e[f]]] = e[f + 1] end
       end
     end
     if applied > 0 then
-      local write, changes = {'seq', string.format('%d', seq)}, {}
-      for j, name in ipairs(names) do
-        local value = newest[name]
+      -- The delta goes into `parts` piece by piece, its header once its size is known.
+      write[2] = string.format('%d', seq)
+      local w, c, head, size = 2, 0, p + 2, 0
+      parts[p + 1], p = packstr(sid), p + 2
+      for j = 1, n do
+        local value = values[j]
         if value ~= nil and old[j + 1] ~= value then
-          write[#write + 1] = fields[j + 1]
-          write[#write + 1] = value
-          changes[#changes + 1] = packstr(name) .. value
+          local name = named[names[j]]
+          write[w + 1], write[w + 2], w = fields[j + 1], value, w + 2
+          parts[p + 1], parts[p + 2], p = name, value, p + 2
+          c, size = c + 1, size + #name + #value
         end
       end
-      redis.call('HSET', key, unpack(write))
-      local d = '\\146' .. packint(seq) .. maphead(#changes) .. table.concat(changes)
-      bytes = bytes + #d
-      total = total + applied
-      parts[#parts + 1] = packstr(sid) .. d
+      redis.call('HSET', key, unpack(write, 1, w))
+      parts[head] = '\\146' .. packint(seq) .. maphead(c)
+      bytes = bytes + size + #parts[head]
+      total, sessions = total + applied, sessions + 1
       if want_sizes then
         sizes[#sizes + 1] = sid
         sizes[#sizes + 1] = applied
       end
     end
   end
+  for j = 1, n do slot[names[j]], values[j] = nil, nil end
 end
 
-local message = maphead(#parts) .. table.concat(parts)
+parts[1] = maphead(sessions)
+local message = table.concat(parts, '', 1, p)
 if total > 0 then
   if channel ~= '' then redis.call('PUBLISH', channel, message) end
   redis.call('INCRBY', KEYS[1], total)

@@ -182,3 +182,37 @@ def test_concurrent_batches_sharing_sessions_keep_sequence_order(hot: HotStore) 
         for raw in sorted(deltas[s], key=lambda r: delta.decode(r)[0]):
             view = delta.apply(view, raw)
         assert view == {"hp": 40, "tag": 1}
+
+
+def _random_entry(rng: random.Random, seqs: dict[str, int]) -> list[object]:
+    """An update entry: a known or unknown session, a fresh, repeated or stale sequence
+    number, and a random subset of fields (a name may come twice)."""
+    session = rng.choice([*seqs, "ghost"])
+    seqs[session] = seq = max(1, seqs.get(session, 0) + rng.choice([-2, 0, 1, 1, 1, 2]))
+    names = rng.sample(["hp", "ammo", "pos", "act", "a-much-longer-field-name"], rng.randint(0, 4))
+    names += rng.sample(names, min(len(names), rng.randint(0, 1)))
+    return wire.entry(session, seq, {}) + [
+        x for name in names for x in (name, _p(rng.choice([1, 2, "x", [3, 4], None])))]
+
+
+def test_the_redis_script_and_the_memory_store_agree_on_random_batches(
+        redis_client: redis.Redis) -> None:
+    """The Lua script and its Python twin give the same outcome, message, counts and final
+    states for batches that mix sessions, repeat and reorder sequences, and name fields
+    twice or not at all."""
+    stores = [MemoryHotStore().states, RedisHotStore(redis_client).states]
+    ids = [f"s{i}" for i in range(12)]
+    for store in stores:
+        for s in ids:
+            store.put_if_newer(s, 0, {"hp": _p(0)})
+    rng, seqs = random.Random(11), dict.fromkeys(ids, 0)
+    for _ in range(150):
+        blob = msgpack.packb([_random_entry(rng, seqs) for _ in range(rng.randint(1, 30))],
+                             use_bin_type=False)
+        memory, on_redis = (store.apply(blob, EMIT, per_session=True) for store in stores)
+        assert (on_redis.applied, on_redis.stale, sorted(on_redis.rejected)) == (
+            memory.applied, memory.stale, sorted(memory.rejected))
+        assert _message(on_redis) == _message(memory)
+        assert (on_redis.delta_bytes, on_redis.per_session) == (
+            memory.delta_bytes, memory.per_session)
+    assert stores[1].read(ids) == stores[0].read(ids)

@@ -10,9 +10,7 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
@@ -23,11 +21,12 @@ from app import sessions, wire
 from app.coalesce import Coalescer
 from app.delta import POSITION_FIELD, quantise
 from app.errors import InvalidRequest
+from app.inflight import InflightTable, Sent, pack_args
 from app.ledger.handle import TransactionHandle
 from app.ledger.policy import APPLY_BATCH_MAX
 from app.ledger.submit import submit_purchase, submit_reward
 from app.metrics import metrics
-from app.priority import Factors, Route, inherit, route
+from app.priority import Factors, Route, route
 from app.registry import ACTIVE_HZ, SessionRegistry
 from app.requests import (
     AiDecision,
@@ -53,21 +52,10 @@ from app.tasknames import (
     UPDATE_TASK,
 )
 
-INFLIGHT_LIMIT = 50_000
 AI_BATCH_MAX = 4096  # decisions per submit_ai_batch
 AiCall = tuple[str, tuple[float, float], Sequence[tuple[float, float]]]
 log = logging.getLogger(__name__)
 _ARGSREPR = "(...)"
-
-
-@dataclass(frozen=True)
-class _Sent:
-    """What the client needs to send a task again at a higher step."""
-
-    route: Route
-    args: list[Any]
-    handoff: float
-    serializer: str | None = None  # None: the app's default (JSON)
 
 
 class GameClient:
@@ -79,7 +67,7 @@ class GameClient:
         self.sessions = SessionRegistry()
         self.tasks_sent = 0
         self._lock = threading.Lock()
-        self._inflight: OrderedDict[str, _Sent] = OrderedDict()
+        self._inflight = InflightTable()
         self._updates = Coalescer(self._send_updates, self.settings.tick_ms / 1000.0,
                                   self.settings.batch_max_updates)
         self._applies = Coalescer(self._send_applies,
@@ -154,7 +142,8 @@ class GameClient:
         # The batch travels in its wire form, msgpack: the worker hands it to the state
         # store as it arrives.
         where = Route(UPDATE_TASK, Queue.PLAYER, step)
-        self._publish(_Sent(where, [wire.pack_batch(batch)], oldest, "msgpack"), claim=False)
+        self._publish(where, [wire.pack_batch(batch)], oldest, serializer="msgpack",
+                      claim=False)
 
     # physics, AI, background ----------------------------------------------------------
 
@@ -236,9 +225,14 @@ class GameClient:
                           depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
         """Send background work (``snapshot`` of session ids, or ``analytics`` events)."""
         req = parse(BackgroundJob, {"kind": kind, "payload": payload})
+        try:
+            packed = pack_args([req.payload])
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidRequest("payload", payload, "expected plain data: strings, numbers, "
+                                 f"booleans, None, lists and maps ({exc})") from None
         # msgpack: payloads of thousands of events cost a third of the time of JSON to send
         return self._send(route(f"gamesched.background.{req.kind}"), [req.payload],
-                          depends_on=depends_on, serializer="msgpack")
+                          depends_on=depends_on, serializer="msgpack", packed=packed)
 
     # transactions ---------------------------------------------------------------------
 
@@ -273,51 +267,46 @@ class GameClient:
         # SQL holds every intent, so a message the broker refuses is not lost: the sweeper
         # re-sends what stays pending.
         try:
-            self._publish(_Sent(Route(APPLY_BATCH_TASK, Queue.TRANSACTIONS, step), [ids],
-                                oldest), claim=False)
+            self._publish(Route(APPLY_BATCH_TASK, Queue.TRANSACTIONS, step), [ids], oldest,
+                          claim=False)
         except BrokerError as exc:
             log.warning("%d transactions are recorded but their message was not sent (%s); "
                         "the sweeper will send them", len(ids), exc)
 
     # sending --------------------------------------------------------------------------
 
-    def _send(self, where: Route, args: list[Any], handoff: float | None = None,
-              depends_on: Sequence[AsyncResult] = (),
-              serializer: str | None = None) -> AsyncResult:
+    def _send(self, where: Route, args: list[Any], *, depends_on: Sequence[AsyncResult] = (),
+              serializer: str | None = None, packed: bytes | None = None) -> AsyncResult:
+        """Send a task and keep it (`packed`: its arguments packed already) so that a later
+        dependent can raise it."""
         for dependency in depends_on:
             self._raise(str(dependency.id), where)
-        sent = _Sent(where, args, handoff or time.time(), serializer)
-        result = self._publish(sent)
-        with self._lock:
-            self._inflight[str(result.id)] = sent
-            if len(self._inflight) > INFLIGHT_LIMIT:
-                self._inflight.popitem(last=False)
+        handoff = time.time()
+        packed = pack_args(args) if packed is None else packed
+        result = self._publish(where, args, handoff, serializer=serializer)
+        self._inflight.add(str(result.id), Sent(where, packed, handoff, serializer))
         return result
 
     def _raise(self, task_id: str, dependent: Route) -> None:
         """Priority inheritance: a dependency queued at a lower step is sent again at its
         dependent's step under the same id; whichever copy starts first runs, the other is
         skipped."""
-        with self._lock:
-            sent = self._inflight.get(task_id)
-            if sent is None or sent.route.priority <= dependent.priority:
-                return
-            raised = _Sent(inherit(sent.route, dependent), sent.args, sent.handoff,
-                           sent.serializer)
-            self._inflight[task_id] = raised
-        self._publish(raised, task_id=task_id)
+        raised = self._inflight.raised(task_id, dependent)
+        if raised is not None:
+            self._publish(raised.route, raised.args, raised.handoff,
+                          serializer=raised.serializer, task_id=task_id)
 
-    def _publish(self, sent: _Sent, task_id: str | None = None,
+    def _publish(self, where: Route, args: list[Any], handoff: float, *,
+                 serializer: str | None = None, task_id: str | None = None,
                  claim: bool = True) -> AsyncResult:
-        where, serializer = sent.route, sent.serializer
-        headers: dict[str, Any] = {HANDOFF_HEADER: sent.handoff, SENT_HEADER: time.time()}
+        headers: dict[str, Any] = {HANDOFF_HEADER: handoff, SENT_HEADER: time.time()}
         if claim and where.queue is not Queue.TRANSACTIONS:  # SQL dedupes transactions
             headers[CLAIM_HEADER] = 1
         if self.settings.naive:  # the baseline sends as plain Celery would
-            result = self.app.send_task(where.task, args=sent.args, headers=headers,
+            result = self.app.send_task(where.task, args=args, headers=headers,
                                         task_id=task_id, serializer=serializer)
         else:  # argsrepr: a batch's arguments are not rendered for display on every send
-            result = self.app.send_task(where.task, args=sent.args, queue=where.queue.value,
+            result = self.app.send_task(where.task, args=args, queue=where.queue.value,
                                         priority=where.priority, headers=headers,
                                         task_id=task_id, argsrepr=_ARGSREPR, kwargsrepr="{}",
                                         serializer=serializer)

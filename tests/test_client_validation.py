@@ -78,6 +78,8 @@ CASES: list[tuple[str, Call, str]] = [
      "decisions.0.players.0"),
     ("background: kind", lambda c: c.submit_background("mining", []), "kind"),
     ("background: payload", lambda c: c.submit_background("snapshot", "s1"), "payload"),
+    ("background: not plain data", lambda c: c.submit_background("analytics", [{1, 2}]),
+     "payload"),
 ]
 
 

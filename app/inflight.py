@@ -18,6 +18,7 @@ from typing import Any
 import msgpack
 
 from app.priority import Route, inherit
+from app.wire import packer
 
 MAX_ENTRIES = 50_000
 MAX_BYTES = 64 * 1024 * 1024
@@ -40,7 +41,7 @@ class Sent:
 
 def pack_args(args: list[Any]) -> bytes:
     """Arguments as the table keeps them; TypeError for a value msgpack cannot carry."""
-    return bytes(msgpack.packb(args, use_bin_type=True))
+    return bytes(packer().pack(args))
 
 
 class InflightTable:

@@ -22,6 +22,7 @@ Id = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
 RegionId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
 SessionType = Literal["ranked", "casual", "coop", "spectator", "lobby"]
 Number = StrictInt | StrictFloat
+FRAME_MAX = 2**63 - 1  # a frame counter is a signed 64-bit integer on the wire
 
 
 class _Request(BaseModel):
@@ -65,7 +66,7 @@ class PhysicsStep(_Request):
     """One frame of one region."""
 
     region: str = Id
-    frame: StrictInt = Field(ge=0)
+    frame: StrictInt = Field(ge=0, le=FRAME_MAX)
     dt_ms: Number = Field(default=16.0, gt=0, le=100)
     bodies: StrictInt = Field(default=0, ge=0, le=5000)
 
@@ -73,7 +74,7 @@ class PhysicsStep(_Request):
 class FrameStep(_Request):
     """One frame of several regions: region -> bodies."""
 
-    frame: StrictInt = Field(ge=0)
+    frame: StrictInt = Field(ge=0, le=FRAME_MAX)
     dt_ms: Number = Field(default=16.0, gt=0, le=100)
     regions: dict[RegionId, Annotated[StrictInt, Field(ge=0, le=5000)]] = Field(
         min_length=1, max_length=1024)

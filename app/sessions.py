@@ -109,7 +109,7 @@ def restore(hot: HotStore, row: GameSession) -> None:
 DELTA_CHANNEL = "gamesched:deltas"
 # The full-state JSON an update would have cost is measured on every FULL_STATE_SAMPLE-th
 # batch a process applies (it needs the whole state read back); deltas are counted on all.
-FULL_STATE_SAMPLE = 32
+FULL_STATE_SAMPLE = 8
 _batches = itertools.count()
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import fcntl
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -95,7 +95,26 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session inside one transaction: committed on success, rolled back on error."""
+    with _write_lock(factory), factory() as session, session.begin():
+        yield session
+
+
+@contextmanager
+def statement(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A Core connection for one statement that is a transaction by itself: in autocommit
+    on PostgreSQL (no BEGIN and COMMIT round trips); on SQLite inside BEGIN IMMEDIATE under
+    the write lock, committed when the block ends.  Statements run here commit one by one
+    on PostgreSQL, so run one, or only ones that stand alone."""
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        with _write_lock(factory), engine.begin() as connection:
+            yield connection
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        yield connection
+
+
+def _write_lock(factory: sessionmaker[Session]) -> AbstractContextManager[None]:
     bind = factory.kw.get("bind")
     lock = _SQLITE_WRITE_LOCKS.get(bind) if isinstance(bind, Engine) else None
-    with lock.held() if lock else nullcontext(), factory() as session, session.begin():
-        yield session
+    return lock.held() if lock else nullcontext()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from app.ledger.models import LedgerTransaction
@@ -71,7 +71,7 @@ def by_id(db: Session, transaction_id: int) -> TransactionView | None:
     return None if row is None else TransactionView.from_row(row)
 
 
-def by_key(db: Session, key: str) -> TransactionView | None:
+def by_key(db: Session | Connection, key: str) -> TransactionView | None:
     """The transaction holding idempotency key `key`, or None."""
     row = db.execute(select(TRANSACTIONS).where(TRANSACTIONS.c.idempotency_key == key)).first()
     return None if row is None else TransactionView.from_row(row)

@@ -1,5 +1,6 @@
 """SQLite writers queue on a lock: threads on a thread lock, processes on a lock file.
-PostgreSQL engines keep a pool as large as a worker's threads."""
+PostgreSQL engines keep a pool as large as a worker's threads.  `statement` commits a
+statement by itself on PostgreSQL and holds the write lock on SQLite."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from app.db import SQLiteWriteLock, make_engine, make_sessionmaker, transaction
+from app.db import SQLiteWriteLock, make_engine, make_sessionmaker, statement, transaction
 
 
 def _free(lock_file: Path) -> bool:
@@ -64,3 +65,45 @@ def test_worker_threads_keep_their_postgresql_connections_between_bursts(
     with ThreadPoolExecutor(8) as pool:
         seen = set().union(*pool.map(bursts, range(8)))
     assert len(seen) == 8
+
+
+def test_a_postgresql_statement_is_committed_before_the_block_ends(postgres_url: str) -> None:
+    """Autocommit: another connection sees the row while the block is still open, and a
+    failure after the statement does not take it back."""
+    engine = make_engine(postgres_url)
+    factory = make_sessionmaker(engine)
+    table = f"statement_{threading.get_ident()}"
+    try:
+        with transaction(factory) as db:
+            db.execute(text(f"CREATE TABLE {table} (x INTEGER)"))
+        try:
+            with statement(factory) as connection:
+                connection.execute(text(f"INSERT INTO {table} VALUES (7)"))
+                with transaction(factory) as other:
+                    seen = other.execute(text(f"SELECT x FROM {table}")).scalars().all()
+                raise RuntimeError("after the statement")
+        except RuntimeError:
+            pass
+        assert seen == [7]
+        with transaction(factory) as db:
+            assert db.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 1
+            db.execute(text(f"DROP TABLE {table}"))
+    finally:
+        engine.dispose()
+
+
+def test_a_sqlite_statement_holds_the_write_lock_and_commits_at_the_end(
+        tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'game.db'}")
+    factory = make_sessionmaker(engine)
+    try:
+        with transaction(factory) as db:
+            db.execute(text("CREATE TABLE t (x INTEGER)"))
+        with statement(factory) as connection:
+            connection.execute(text("INSERT INTO t VALUES (1)"))
+            assert not _free(tmp_path / "game.db.lock")
+        assert _free(tmp_path / "game.db.lock")
+        with transaction(factory) as db:
+            assert db.execute(text("SELECT x FROM t")).scalars().all() == [1]
+    finally:
+        engine.dispose()

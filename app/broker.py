@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 from celery import Celery
 
 from app.roles import Queue
-from app.tasking import HANDOFF_HEADER
+from app.tasknames import HANDOFF_HEADER
 from celeryconfig import PRIORITY_STEPS
 
 

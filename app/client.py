@@ -41,14 +41,16 @@ from app.requests import (
 )
 from app.roles import Queue
 from app.settings import Settings
-from app.tasking import CLAIM_HEADER, HANDOFF_HEADER, SENT_HEADER
 from app.tasknames import (
     AI_BATCH_TASK,
     AI_TASK,
     ANALYTICS_TASK,
     APPLY_BATCH_TASK,
+    CLAIM_HEADER,
+    HANDOFF_HEADER,
     PHYSICS_FRAME_TASK,
     PHYSICS_REGION_TASK,
+    SENT_HEADER,
     SESSION_TASK,
     SNAPSHOT_TASK,
     UPDATE_TASK,

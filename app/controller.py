@@ -17,8 +17,7 @@ from celery import Celery
 from app import dilation
 from app.hotstore import HotStore
 from app.priority import route
-from app.tasking import HANDOFF_HEADER
-from app.tasknames import TICK_TASK
+from app.tasknames import HANDOFF_HEADER, TICK_TASK
 
 DECISION_KEY = "gamesched:control:decision"
 

@@ -10,16 +10,15 @@ from typing import TYPE_CHECKING, Any
 from celery import Task
 
 from app import dilation
+from app.controller import read_decision
 from app.metrics import metrics
 from app.recorder import Execution
+from app.tasknames import CLAIM_HEADER, HANDOFF_HEADER, SENT_HEADER
 
 if TYPE_CHECKING:
     from app.celery_app import GameschedCelery
     from app.runtime import Runtime
 
-HANDOFF_HEADER = "gs_handoff"
-SENT_HEADER = "gs_sent"
-CLAIM_HEADER = "gs_claim"
 CLAIM_TTL_S = 3600
 _AFTER_DONE = "gs_after_done"
 log = logging.getLogger(__name__)
@@ -102,8 +101,6 @@ class GameTask(Task):  # type: ignore[misc]
                 target_s = self.runtime.settings.player_target_ms / 1000.0
                 dilation.note_latency(self.runtime.hot, latency_s, target_s)
             if self.dilatable:
-                from app.controller import read_decision  # the controller imports this module
-
                 decision = read_decision(self.runtime.hot)
                 dilation.dilate(run_s, decision.background_level if decision else 1.0)
         except Exception:  # the hot store may be away; the task's work is done

@@ -1,4 +1,4 @@
-"""Task names: the wire contract between game servers and workers.
+"""Task and header names: the wire contract between game servers and workers.
 
 The client sends by name, so a game server never imports worker code; each worker module
 registers its tasks under these names, and `app.roles.TASK_QUEUES` routes them.
@@ -18,3 +18,8 @@ SWEEP_TASK = "gamesched.transactions.sweep"  # beat-driven, beside the controlle
 SNAPSHOT_TASK = "gamesched.background.snapshot"
 ANALYTICS_TASK = "gamesched.background.analytics"
 TICK_TASK = "gamesched.control.tick"  # sent by beat every controller period
+
+# Message headers the client sets and workers read.
+HANDOFF_HEADER = "gs_handoff"  # when the game server handed the work over (epoch seconds)
+SENT_HEADER = "gs_sent"  # when the client sent the message
+CLAIM_HEADER = "gs_claim"  # set on a copy raised in priority: the first copy to start runs

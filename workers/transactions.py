@@ -22,8 +22,8 @@ from app.ledger.sweeper import Backlog
 from app.ledger.sweeper import sweep as sweep_intents
 from app.priority import route
 from app.roles import Queue
-from app.tasking import HANDOFF_HEADER, GameTask
-from app.tasknames import APPLY_BATCH_TASK, APPLY_TASK, SWEEP_TASK
+from app.tasking import GameTask
+from app.tasknames import APPLY_BATCH_TASK, APPLY_TASK, HANDOFF_HEADER, SWEEP_TASK
 
 # Intents re-sent by the sweeper, and batches retried after an operational error, are the
 # oldest pending: their players have waited longest, so they go ahead of new purchases.

@@ -10,8 +10,7 @@ import redis
 from app.broker import queue_depths, waiting
 from app.celery_app import create_app
 from app.settings import Settings, load_settings
-from app.tasking import HANDOFF_HEADER
-from app.tasknames import APPLY_BATCH_TASK
+from app.tasknames import APPLY_BATCH_TASK, HANDOFF_HEADER
 
 QUEUE = "transactions"
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import fcntl
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import SQLiteWriteLock, make_engine, make_sessionmaker, statement, transaction
 
@@ -24,19 +28,27 @@ def _free(lock_file: Path) -> bool:
         return True
 
 
-def test_a_sqlite_transaction_holds_the_lock_file_other_processes_wait_on(
-        tmp_path: Path) -> None:
+@pytest.fixture
+def sqlite_factory(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """Sessions of a SQLite file holding table ``t (x INTEGER)``."""
     engine = make_engine(f"sqlite:///{tmp_path / 'game.db'}")
     factory = make_sessionmaker(engine)
-    try:
-        with transaction(factory) as db:
-            db.execute(text("CREATE TABLE t (x INTEGER)"))
+    with transaction(factory) as db:
+        db.execute(text("CREATE TABLE t (x INTEGER)"))
+    yield factory
+    engine.dispose()
+
+
+@pytest.mark.parametrize("writes", [transaction, statement])
+def test_sqlite_writes_hold_the_lock_file_other_processes_wait_on_and_commit_at_the_end(
+        tmp_path: Path, sqlite_factory: sessionmaker[Session], writes: Any) -> None:
+    for x in (1, 2):  # the lock is taken again and again
+        with writes(sqlite_factory) as db:
+            db.execute(text(f"INSERT INTO t VALUES ({x})"))
             assert not _free(tmp_path / "game.db.lock")
         assert _free(tmp_path / "game.db.lock")
-        with transaction(factory) as db:  # the lock is taken again and again
-            db.execute(text("INSERT INTO t VALUES (1)"))
-    finally:
-        engine.dispose()
+    with transaction(sqlite_factory) as db:
+        assert db.execute(text("SELECT x FROM t ORDER BY x")).scalars().all() == [1, 2]
 
 
 def test_an_in_memory_database_has_no_lock_file() -> None:
@@ -88,22 +100,5 @@ def test_a_postgresql_statement_is_committed_before_the_block_ends(postgres_url:
         with transaction(factory) as db:
             assert db.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 1
             db.execute(text(f"DROP TABLE {table}"))
-    finally:
-        engine.dispose()
-
-
-def test_a_sqlite_statement_holds_the_write_lock_and_commits_at_the_end(
-        tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'game.db'}")
-    factory = make_sessionmaker(engine)
-    try:
-        with transaction(factory) as db:
-            db.execute(text("CREATE TABLE t (x INTEGER)"))
-        with statement(factory) as connection:
-            connection.execute(text("INSERT INTO t VALUES (1)"))
-            assert not _free(tmp_path / "game.db.lock")
-        assert _free(tmp_path / "game.db.lock")
-        with transaction(factory) as db:
-            assert db.execute(text("SELECT x FROM t")).scalars().all() == [1]
     finally:
         engine.dispose()

@@ -11,8 +11,8 @@ buying in a currency they have never held gets an empty wallet, so the purchase 
 rejected for insufficient funds rather than refused as bad input.
 
 The client tries `known_wallet_intent` first, outside any transaction: a new key of a player
-with a wallet, or a repeated key, costs one statement there (on PostgreSQL one round trip,
-against three with BEGIN and COMMIT).  Only a new wallet or player takes the transaction.
+with a wallet, or a repeated key, costs one statement there (on PostgreSQL without the
+round trips of BEGIN and COMMIT).  Only a new wallet or player takes the transaction.
 """
 
 from __future__ import annotations

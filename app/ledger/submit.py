@@ -75,8 +75,8 @@ def _submit(sessions: sessionmaker[Session], send: Send,
             record: Callable[[Session], Recorded],
             first: tuple[str, Intent] | None = None) -> TransactionHandle:
     """Record the intent, then send it unless it is settled already.  With `first` (its key
-    and intent), try the one-statement cases outside a transaction first (on PostgreSQL an
-    intent then costs one round trip, not three); `record` runs in a transaction when they
+    and intent), try the one-statement cases outside a transaction first (on PostgreSQL
+    without the BEGIN and COMMIT round trips); `record` runs in a transaction when they
     do not apply."""
     recorded = None
     if first is not None:

@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 
 from app.priority import Route, inherit
-from app.wire import packer
+from app.wire import pack_value
 
 MAX_ENTRIES = 50_000
 MAX_BYTES = 64 * 1024 * 1024
@@ -40,8 +40,9 @@ class Sent:
 
 
 def pack_args(args: list[Any]) -> bytes:
-    """Arguments as the table keeps them; TypeError for a value msgpack cannot carry."""
-    return bytes(packer().pack(args))
+    """Arguments as the table keeps them (packed as a state value is); TypeError for a
+    value msgpack cannot carry."""
+    return pack_value(args)
 
 
 class InflightTable:

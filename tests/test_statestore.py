@@ -207,8 +207,7 @@ def test_the_redis_script_and_the_memory_store_agree_on_random_batches(
             store.put_if_newer(s, 0, {"hp": _p(0)})
     rng, seqs = random.Random(11), dict.fromkeys(ids, 0)
     for _ in range(150):
-        blob = msgpack.packb([_random_entry(rng, seqs) for _ in range(rng.randint(1, 30))],
-                             use_bin_type=False)
+        blob = wire.pack_batch(_random_entry(rng, seqs) for _ in range(rng.randint(1, 30)))
         memory, on_redis = (store.apply(blob, EMIT, per_session=True) for store in stores)
         assert (on_redis.applied, on_redis.stale, sorted(on_redis.rejected)) == (
             memory.applied, memory.stale, sorted(memory.rejected))

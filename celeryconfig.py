@@ -11,12 +11,13 @@ from typing import Any
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from app.roles import LATENCY_BOUND, TASK_QUEUES, Queue
+from app.protocol.names import BEAT_TASKS
+from app.protocol.queues import LATENCY_BOUND, NAIVE_QUEUE, PRIORITY_STEPS, TASK_QUEUES, Queue
 from app.settings import Settings
-from app.tasknames import SWEEP_TASK, TICK_TASK
-from app.transport import NAME as TRANSPORT
 
-PRIORITY_STEPS = list(range(10))  # 0 is the highest on Redis
+# kombu's Redis transport with gamesched's changes (`app.tasking.transport`), named as a
+# string so that this module does not import the Celery glue that imports it.
+TRANSPORT = "app.tasking.transport:Transport"
 WORKER_MODULES = [
     "workers.player",
     "workers.physics",
@@ -26,11 +27,6 @@ WORKER_MODULES = [
     "workers.control",
 ]
 
-
-NAIVE_QUEUE = "celery"
-# What beat sends every controller period, by schedule entry: the controller's tick and the
-# ledger's sweep.
-BEAT_TASKS = {"controller-tick": TICK_TASK, "transactions-sweep": SWEEP_TASK}
 LATENCY_BOUND_TASKS = [name for name, queue in TASK_QUEUES.items() if queue in LATENCY_BOUND]
 
 

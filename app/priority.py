@@ -22,15 +22,10 @@ import time
 from dataclasses import dataclass, field
 
 from app.errors import InvalidRequest
-from app.roles import PLAYER_FACING, TASK_QUEUES, Queue
+from app.protocol.queues import PLAYER_FACING, TASK_QUEUES, Queue
+from app.protocol.vocab import SessionType
+from app.settings import DEFAULT_SESSION_WEIGHTS
 
-SESSION_TYPES: dict[str, float] = {
-    "ranked": 1.0,
-    "coop": 0.8,
-    "casual": 0.6,
-    "spectator": 0.3,
-    "lobby": 0.2,
-}
 CRITICAL_BOOST = 2
 SLACK_URGENT_MS = 100.0
 ACTIVITY_HALF_LIFE_S = 2.0
@@ -77,7 +72,7 @@ class Factors:
     """What decides urgency: the session's type, its players, its region's players,
     its recent activity, and how much time is left before the result is due."""
 
-    session_type: str = "casual"
+    session_type: str = SessionType.CASUAL
     players: int = 1
     region_players: int = 0
     activity_hz: float = 0.0
@@ -86,7 +81,7 @@ class Factors:
 
 def urgency(factors: Factors, weights: dict[str, float] | None = None) -> float:
     """A 0..1 urgency from session factors (1 = most urgent)."""
-    weights = weights or SESSION_TYPES
+    weights = weights or DEFAULT_SESSION_WEIGHTS
     if factors.session_type not in weights:
         raise InvalidRequest("session_type", factors.session_type,
                              f"expected one of {', '.join(weights)}")

@@ -10,17 +10,23 @@ import json
 import os
 import socket
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigError
+from app.protocol.vocab import CpuPolicy, SessionType
 
 ENV_PREFIX = "GAMESCHED_"
-
-
-CpuPolicy = Literal["normal", "batch", "idle"]
+# How much a session of each type weighs in its work's priority (GAMESCHED_SESSION_WEIGHTS).
+DEFAULT_SESSION_WEIGHTS: dict[str, float] = {
+    SessionType.RANKED.value: 1.0,
+    SessionType.COOP.value: 0.8,
+    SessionType.CASUAL.value: 0.6,
+    SessionType.SPECTATOR.value: 0.3,
+    SessionType.LOBBY.value: 0.2,
+}
 
 
 class RoleBudget(BaseModel):
@@ -37,7 +43,7 @@ class RoleBudget(BaseModel):
     concurrency: int = Field(ge=1, le=256)
     memory_mb: int = Field(ge=32, le=65536)
     nice: int = Field(default=0, ge=0, le=19)
-    cpu_policy: CpuPolicy = "normal"
+    cpu_policy: CpuPolicy = CpuPolicy.NORMAL
 
 
 class Settings(BaseSettings):
@@ -84,8 +90,7 @@ class Settings(BaseSettings):
     default_priority: int = Field(default=5, ge=0, le=9)
     world_size: float = Field(default=10_000.0, gt=0.0)
     session_weights: dict[str, float] = Field(
-        default_factory=lambda: {"ranked": 1.0, "coop": 0.8, "casual": 0.6,
-                                 "spectator": 0.3, "lobby": 0.2})
+        default_factory=lambda: dict(DEFAULT_SESSION_WEIGHTS))
     record_latency: bool = False
     naive: bool = False  # the baseline: Celery as configured by default (one queue, no priority)
     # Currencies the ledger accepts (GAMESCHED_CURRENCIES='["gold", "gems"]').
@@ -110,7 +115,7 @@ class Settings(BaseSettings):
     @field_validator("session_weights")
     @classmethod
     def _weights_cover_types(cls, value: dict[str, float]) -> dict[str, float]:
-        missing = {"ranked", "coop", "casual", "spectator", "lobby"} - set(value)
+        missing = {t.value for t in SessionType} - set(value)
         if missing:
             raise ValueError(f"missing weights for {', '.join(sorted(missing))}")
         if not all(0.0 <= w <= 1.0 for w in value.values()):

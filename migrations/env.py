@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-import app.ledger.models  # noqa: F401 - registers the ledger tables on Base.metadata
-from app.db import make_engine
-from app.models import Base
+import app.ledger.models
+import app.players.models  # noqa: F401 - registers the session table on Base.metadata
+from app.db import Base, make_engine
 from app.settings import get_settings
 
 config = context.config

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.celery_app import GameschedCelery, create_app
-from app.migrate import upgrade
+from app.db.migrate import upgrade
 from app.settings import Settings, load_settings
+from app.tasking.factory import GameschedCelery, create_app
 from tests.services import REDIS_URL, private_postgres_database, require_redis
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import celeryconfig
-from app.celery_app import create_app
-from app.roles import TASK_QUEUES, Queue
+from app.protocol.queues import TASK_QUEUES, Queue
 from app.settings import load_settings
+from app.tasking.factory import create_app
 
 REDIS = "redis://127.0.0.1:6379/9"
 

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from kombu.transport.memory import Channel
 
-from app.broker import queue_depths
-from app.celery_app import GameschedCelery, create_app
-from app.client import GameClient
+from app.client.api import GameClient
 from app.errors import InvalidRequest
 from app.settings import Settings
+from app.tasking.broker import queue_depths
+from app.tasking.factory import GameschedCelery, create_app
 
 
 @pytest.fixture

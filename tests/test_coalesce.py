@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.coalesce import Coalescer
+from app.client.coalesce import Coalescer
 from tests.waiting import wait_for
 
 
@@ -80,7 +80,7 @@ def test_a_send_that_raises_drops_its_batch_and_the_ticks_go_on(
         sink(step, batch, oldest)
 
     coalescer = Coalescer(flaky, tick_s=0.01)
-    with caplog.at_level(logging.ERROR, logger="app.coalesce"):
+    with caplog.at_level(logging.ERROR, logger="app.client.coalesce"):
         coalescer.add(1, {"i": 1})
         wait_for(lambda: calls, timeout=5, what="the first tick's send")
         coalescer.add(1, {"i": 2})
@@ -113,7 +113,7 @@ def test_an_add_never_raises_for_a_send_and_leaves_an_outage_to_the_tick_thread(
             raise ConnectionError("broker gone")
 
     coalescer = Coalescer(send, tick_s=3600, max_batch=2)  # the tick thread never fires
-    with caplog.at_level(logging.ERROR, logger="app.coalesce"):
+    with caplog.at_level(logging.ERROR, logger="app.client.coalesce"):
         coalescer.add(1, {"i": 0})
         coalescer.add(1, {"i": 1})  # full: this add sends, the send raises, the add does not
     assert calls == [[0, 1]] and "could not be sent" in caplog.text

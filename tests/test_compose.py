@@ -11,8 +11,8 @@ import typer
 import yaml
 from typer.exceptions import TyperException
 
-from app.cli import cli
-from app.roles import WORKER_ROLES
+from app.cli.main import cli
+from app.fleet.roles import WORKER_ROLES
 from app.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[1]

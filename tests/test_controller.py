@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.controller import AI_FLOOR, Load, decide, read_decision, write_decision
-from app.hotstore import MemoryHotStore
+from app.control.controller import AI_FLOOR, Load, decide, read_decision, write_decision
+from app.players.hotstore import MemoryHotStore
 
 
 def test_below_the_cap_ai_runs_at_full_rate() -> None:

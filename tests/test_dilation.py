@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.controller import Load, decide
-from app.dilation import (
+from app.control.controller import Load, decide
+from app.control.dilation import (
     BACKGROUND_FLOOR,
     MAX_PAUSE_S,
     SLOW_ALLOWED,
@@ -15,7 +15,7 @@ from app.dilation import (
     pause_after,
     slow_total,
 )
-from app.hotstore import MemoryHotStore
+from app.players.hotstore import MemoryHotStore
 
 
 def test_late_batches_halve_the_level_down_to_the_floor() -> None:

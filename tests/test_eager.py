@@ -5,12 +5,13 @@ Eager mode is an emulation; routing, priority, acks and retries are proven in te
 
 from __future__ import annotations
 
-from app import dilation, sessions
-from app.celery_app import GameschedCelery, create_app
-from app.controller import read_decision
-from app.recorder import MemoryRecorder
+from app.control import dilation
+from app.control.controller import read_decision
+from app.observe.recorder import MemoryRecorder
+from app.players import sessions
 from app.settings import Settings
-from app.tasking import GameTask
+from app.tasking.base import GameTask
+from app.tasking.factory import GameschedCelery, create_app
 
 
 def _run(app: GameschedCelery, name: str, *args: object) -> object:

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from app import sessions
-from app.celery_app import GameschedCelery, create_app
-from app.client import GameClient
-from app.fleet import EmbeddedFleet
-from app.models import GameSession
-from app.recorder import Execution
+from app.client.api import GameClient
+from app.fleet.fleets import EmbeddedFleet
+from app.observe.recorder import Execution
+from app.players import sessions
+from app.players.models import GameSession
 from app.settings import Settings, load_settings
+from app.tasking.factory import GameschedCelery, create_app
 from tests.waiting import wait_for
 
 
@@ -21,7 +21,7 @@ from tests.waiting import wait_for
 def fleet_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     from kombu.transport.memory import Channel
 
-    from app.migrate import upgrade
+    from app.db.migrate import upgrade
 
     Channel.queues.clear()  # no leftovers from other tests' in-memory brokers
     url = f"sqlite:///{tmp_path_factory.mktemp('embedded') / 'gs.db'}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.inflight import InflightTable, Sent, pack_args
+from app.client.inflight import InflightTable, Sent, pack_args
 from app.priority import Route
-from app.roles import Queue
+from app.protocol.queues import Queue
 
 LOW = Route("gamesched.background.snapshot", Queue.BACKGROUND, 9)
 HIGH = Route("gamesched.physics.step", Queue.PHYSICS, 2)

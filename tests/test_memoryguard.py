@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.fleet import stop_process_groups
-from app.memoryguard import MemoryGuard, resident_mb
+from app.fleet.fleets import stop_process_groups
+from app.fleet.memoryguard import MemoryGuard, resident_mb
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import prometheus_client
 
-import app.metrics as module
+import app.observe.metrics as module
 
 
 def _forget_metrics() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.client.registry import SessionRegistry
 from app.errors import InvalidRequest
 from app.priority import (
     ACTIVITY_HALF_LIFE_S,
@@ -15,8 +16,7 @@ from app.priority import (
     route,
     urgency,
 )
-from app.registry import SessionRegistry
-from app.roles import TASK_QUEUES, Queue
+from app.protocol.queues import TASK_QUEUES, Queue
 
 UPDATE = "gamesched.player.apply_updates"
 

@@ -8,10 +8,10 @@ import msgpack
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import background, delta, sessions, wire
 from app.db import make_engine, make_sessionmaker, transaction
-from app.hotstore import MemoryHotStore
-from app.models import GameSession
+from app.players import background, delta, sessions, wire
+from app.players.hotstore import MemoryHotStore
+from app.players.models import GameSession
 
 
 def _open(hot: MemoryHotStore, *ids: str) -> None:

@@ -10,9 +10,9 @@ import msgpack
 import pytest
 import redis
 
-from app import delta, sessions, wire
-from app.hotstore import HotStore, MemoryHotStore, RedisHotStore
-from app.statestore import BatchOutcome, Emit, StateStore
+from app.players import delta, sessions, wire
+from app.players.hotstore import HotStore, MemoryHotStore, RedisHotStore
+from app.players.statestore import BatchOutcome, Emit, StateStore
 
 
 def _p(value: object) -> bytes:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from kombu.exceptions import OperationalError
 
-from app.celery_app import create_app
 from app.settings import load_settings
 from app.simulate.redisserver import free_port
-from app.transport import Connection
+from app.tasking.factory import create_app
+from app.tasking.transport import Connection
 
 
 def test_a_lost_broker_is_tried_again_within_a_fraction_of_a_second() -> None:
@@ -24,7 +24,7 @@ def test_the_apps_connections_reconnect_sooner() -> None:
     app = create_app(load_settings(broker_url="redis://127.0.0.1:6379/0"))
     with app.connection_for_read() as conn:
         assert isinstance(conn, Connection)
-        assert conn.transport_cls == "app.transport:Transport"
+        assert conn.transport_cls == "app.tasking.transport:Transport"
     with create_app(load_settings()).connection_for_write() as conn:  # the embedded default
         assert isinstance(conn, Connection) and conn.transport_cls == "memory"
 

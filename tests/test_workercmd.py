@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from app.errors import InvalidRequest
+from app.fleet.worker import controller_argv, memory_budget, worker_argv
 from app.settings import load_settings
-from app.workercmd import controller_argv, memory_budget, worker_argv
 
 REDIS = "redis://127.0.0.1:6379/9"
 
@@ -93,7 +93,7 @@ def test_background_roles_run_at_a_lower_cpu_priority(role: str, naive: bool, ex
     niceness and scheduling policy the kernel reports after the call, and its autogroup's
     niceness where Linux has them."""
     code = ("import os; from app.settings import load_settings; "
-            "from app.workercmd import AUTOGROUP, lower_cpu_priority; "
+            "from app.fleet.worker import AUTOGROUP, lower_cpu_priority; "
             f"before = os.nice(0); settings = load_settings(naive={naive}); "
             f"lower_cpu_priority(settings, {role!r}); "
             f"assert lower_cpu_priority(settings, {role!r}) == 0; "
@@ -108,7 +108,7 @@ def test_background_roles_run_at_a_lower_cpu_priority(role: str, naive: bool, ex
 
 
 def test_a_cpu_policy_the_process_already_has_is_left_alone() -> None:
-    code = ("import os; from app.workercmd import set_cpu_policy; "
+    code = ("import os; from app.fleet.worker import set_cpu_policy; "
             "print(set_cpu_policy('batch'), set_cpu_policy('batch'), set_cpu_policy('idle'), "
             "os.sched_getscheduler(0) == os.SCHED_IDLE)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -119,7 +119,7 @@ def test_a_cpu_policy_the_process_already_has_is_left_alone() -> None:
 def test_start_up_objects_are_frozen_out_of_the_collector() -> None:
     import gc
 
-    from app.workercmd import freeze_startup_objects
+    from app.fleet.worker import freeze_startup_objects
 
     try:
         assert freeze_startup_objects() > 0
@@ -130,13 +130,13 @@ def test_start_up_objects_are_frozen_out_of_the_collector() -> None:
 
 def test_a_cpu_policy_the_kernel_refuses_is_logged_and_the_worker_goes_on(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    from app import workercmd
+    from app.fleet import worker as workercmd
 
     def refuse(pid: int, policy: int, param: object) -> None:
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(workercmd.os, "sched_getscheduler", lambda pid: os.SCHED_IDLE)
     monkeypatch.setattr(workercmd.os, "sched_setscheduler", refuse)
-    with caplog.at_level("WARNING", logger="app.workercmd"):
+    with caplog.at_level("WARNING", logger="app.fleet.worker"):
         assert workercmd.set_cpu_policy("normal") is False
     assert "CPU policy normal not set" in caplog.text

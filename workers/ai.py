@@ -7,8 +7,8 @@ from typing import Any
 from celery import shared_task
 
 from app import ai
-from app.tasking import GameTask
-from app.tasknames import AI_BATCH_TASK, AI_TASK
+from app.protocol.names import AI_BATCH_TASK, AI_TASK
+from app.tasking.base import GameTask
 
 
 @shared_task(base=GameTask, bind=True, name=AI_TASK)

@@ -6,10 +6,10 @@ from typing import Any
 
 from celery import shared_task
 
-from app import background
 from app.db import transaction
-from app.tasking import GameTask
-from app.tasknames import ANALYTICS_TASK, SNAPSHOT_TASK
+from app.players import background
+from app.protocol.names import ANALYTICS_TASK, SNAPSHOT_TASK
+from app.tasking.base import GameTask
 
 
 @shared_task(base=GameTask, bind=True, name=SNAPSHOT_TASK, dilatable=True)

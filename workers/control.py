@@ -7,10 +7,10 @@ from typing import Any
 
 from celery import shared_task
 
-from app import controller, dilation
-from app.broker import queue_depths
-from app.tasking import GameTask
-from app.tasknames import TICK_TASK
+from app.control import controller, dilation
+from app.protocol.names import TICK_TASK
+from app.tasking.base import GameTask
+from app.tasking.broker import queue_depths
 
 
 @shared_task(base=GameTask, bind=True, name=TICK_TASK, ignore_result=True)

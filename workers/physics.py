@@ -7,8 +7,8 @@ from typing import Any
 from celery import shared_task
 
 from app import physics
-from app.tasking import GameTask
-from app.tasknames import PHYSICS_FRAME_TASK, PHYSICS_REGION_TASK
+from app.protocol.names import PHYSICS_FRAME_TASK, PHYSICS_REGION_TASK
+from app.tasking.base import GameTask
 
 
 @shared_task(base=GameTask, bind=True, name=PHYSICS_REGION_TASK)

@@ -7,10 +7,10 @@ from typing import Any
 
 from celery import shared_task
 
-from app import sessions
 from app.db import transaction
-from app.tasking import GameTask
-from app.tasknames import SESSION_TASK, UPDATE_TASK
+from app.players import sessions
+from app.protocol.names import SESSION_TASK, UPDATE_TASK
+from app.tasking.base import GameTask
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict[str, int]:
     """Apply a batch of state updates in per-session sequence order and publish deltas.
 
-    `updates` is a batch in wire form (``app.wire``, as the client sends it) or a list of
+    `updates` is a batch in wire form (``app.players.wire``, as the client sends it) or a list of
     ``{"session", "seq", "state"}`` mappings.  Idempotent: an update at or below a
     session's applied sequence is skipped as stale.  Malformed updates and unknown sessions
     are rejected one by one (logged at info); the rest of the batch still applies.  Not
@@ -42,12 +42,7 @@ def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict
 @shared_task(base=GameTask, bind=True, name=SESSION_TASK)
 def session_op(self: GameTask, op: str, session_id: str, spec: dict[str, Any]) -> bool:
     """Open, update or close a session in SQL; opening restores the last snapshot into hot
-    state when it is newer.  Idempotent; not retried (the client may send it again)."""
+    state when it is newer.  Idempotent; not retried (the client may send it again).  An
+    unknown `op` is refused (InvalidRequest naming ``op``) and changes nothing."""
     with transaction(self.runtime.sessions) as db:
-        if op == "open":
-            row = sessions.open_session(db, session_id, **spec)
-            sessions.restore(self.runtime.hot, row)
-            return True
-        if op == "update":
-            return sessions.change_session(db, session_id, **spec)
-        return sessions.close_session(db, session_id)
+        return sessions.session_op(db, self.runtime.hot, op, session_id, spec)

@@ -12,18 +12,19 @@ import time
 from collections.abc import Sequence
 from functools import partial
 
-from celery import Celery, shared_task
+from celery import shared_task
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
-from app.broker import waiting
 from app.ledger.apply import Outcome, note_failure, settle_batch
 from app.ledger.policy import APPLY_BATCH_MAX, MAX_RETRIES, retry_delay
 from app.ledger.sweeper import Backlog
 from app.ledger.sweeper import sweep as sweep_intents
 from app.priority import route
-from app.roles import Queue
-from app.tasking import GameTask
-from app.tasknames import APPLY_BATCH_TASK, APPLY_TASK, HANDOFF_HEADER, SWEEP_TASK
+from app.protocol.names import APPLY_BATCH_TASK, APPLY_TASK, HANDOFF_HEADER, SWEEP_TASK
+from app.protocol.queues import Queue
+from app.tasking.base import GameTask
+from app.tasking.broker import waiting
+from app.tasking.factory import GameschedCelery
 
 # Intents re-sent by the sweeper, and batches retried after an operational error, are the
 # oldest pending: their players have waited longest, so they go ahead of new purchases.
@@ -96,15 +97,10 @@ def sweep(self: GameTask) -> int:
     return len(report.resent)
 
 
-def send_apply(app: Celery, transaction_ids: Sequence[int]) -> None:
+def send_apply(app: GameschedCelery, transaction_ids: Sequence[int]) -> None:
     """Send ``gamesched.transactions.apply_batch`` for `transaction_ids` (the sweeper's
     re-sends) to its queue at the critical step, in messages of at most APPLY_BATCH_MAX
     intents."""
     for start in range(0, len(transaction_ids), APPLY_BATCH_MAX):
         chunk = list(transaction_ids[start:start + APPLY_BATCH_MAX])
-        headers = {HANDOFF_HEADER: time.time()}
-        if app.runtime.settings.naive:  # the baseline has one shared queue and no priorities
-            app.send_task(APPLY_BATCH_TASK, args=[chunk], headers=headers)
-            continue
-        app.send_task(APPLY_BATCH_TASK, args=[chunk], queue=LATE.queue.value,
-                      priority=LATE.priority, headers=headers)
+        app.publisher.send(LATE, [chunk], {HANDOFF_HEADER: time.time()})

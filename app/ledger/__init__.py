@@ -4,9 +4,9 @@
 - ``intents``: recording intents idempotently by key;
 - ``apply``: settling a batch of intents (or one) in one SQL transaction;
 - ``sweeper``: re-sending intents left pending, and the stale-intent alarm;
-- ``audit``: the SQL checks behind ``gamesched audit``;
-- ``surge``: many concurrent purchases with duplicate keys, for the simulator and tests;
-- ``faults``: SQL fault injection for fault tests.
+- ``audit``: the SQL checks behind ``gamesched audit``.
+
+The ledger imports nothing above it: no Celery, no client, no command line.
 """
 
 from app.ledger.apply import Outcome, apply_transaction, apply_transactions
@@ -16,12 +16,8 @@ from app.ledger.models import Kind, Status
 from app.ledger.submit import submit_purchase, submit_refund, submit_reward
 from app.ledger.sweeper import sweep
 from app.ledger.view import TransactionView
-from app.tasknames import APPLY_BATCH_TASK, APPLY_TASK, SWEEP_TASK
 
 __all__ = [
-    "APPLY_BATCH_TASK",
-    "APPLY_TASK",
-    "SWEEP_TASK",
     "AuditReport",
     "Kind",
     "Outcome",

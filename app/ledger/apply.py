@@ -37,7 +37,7 @@ from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import transaction
+from app.db import transaction, utcnow
 from app.ledger.models import (
     CREDITS_PLAYER,
     Account,
@@ -47,7 +47,6 @@ from app.ledger.models import (
     Status,
     Wallet,
 )
-from app.models import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import DateTime, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
+from app.db import utcnow
 from app.ledger.models import LedgerEntry, LedgerTransaction, Wallet
 from app.ledger.policy import STALE_AFTER
-from app.models import utcnow
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert, ReturningInsert
 
+from app.db import utcnow
 from app.errors import InvalidRequest
 from app.ledger.models import Kind, Player, Status, Wallet
 from app.ledger.policy import RESEND_AFTER
 from app.ledger.requests import Purchase, Refund, Reward
 from app.ledger.view import TRANSACTIONS, TransactionView, by_key
-from app.models import utcnow
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import Field, StrictInt
 
 from app.errors import InvalidRequest
 from app.ledger.models import KEY_MAX, REASON_MAX
-from app.requests import Id, Purchase
+from app.validation import Id, StrictRequest
 
 __all__ = ["Purchase", "Refund", "Reward", "check_currency"]
 
@@ -17,11 +17,17 @@ MAX_AMOUNT = 10**9
 Key = Field(min_length=1, max_length=KEY_MAX)
 
 
-class _LedgerRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+class Purchase(StrictRequest):
+    """A purchase: the player pays `price` of `currency` for `sku`."""
+
+    player_id: str = Id
+    sku: str = Id
+    price: StrictInt = Field(gt=0, le=10**9)
+    currency: str = Field(min_length=1, max_length=16)
+    idempotency_key: str = Field(min_length=1, max_length=128)
 
 
-class Reward(_LedgerRequest):
+class Reward(StrictRequest):
     """A reward: the house credits `amount` of `currency` to the player."""
 
     player_id: str = Id
@@ -31,7 +37,7 @@ class Reward(_LedgerRequest):
     reason: str = Field(default="reward", min_length=1, max_length=REASON_MAX)
 
 
-class Refund(_LedgerRequest):
+class Refund(StrictRequest):
     """A refund of a committed purchase, named by the purchase's idempotency key."""
 
     player_id: str = Id

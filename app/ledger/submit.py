@@ -27,7 +27,7 @@ from app.ledger.intents import (
 )
 from app.ledger.models import Status
 from app.ledger.requests import Purchase, Refund, Reward, check_currency
-from app.requests import parse
+from app.validation import parse
 
 Send = Callable[[int], object]
 

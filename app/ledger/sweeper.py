@@ -28,12 +28,11 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import transaction
+from app.db import transaction, utcnow
 from app.ledger import alarm
 from app.ledger.models import LedgerTransaction, Status
 from app.ledger.policy import STALE_AFTER, SWEEP_BATCH, resend_interval
 from app.ledger.view import as_utc
-from app.models import utcnow
 
 SendMany = Callable[[list[int]], object]
 

@@ -26,12 +26,13 @@ from kombu.exceptions import OperationalError
 from redis import RedisError
 from sqlalchemy.exc import OperationalError as SqlError
 
-from app.client import GameClient
-from app.controller import send_tick
+from app.client.api import GameClient
 from app.errors import InvalidRequest
+from app.protocol.vocab import BackgroundKind
 from app.simulate.population import SessionSpec, Update
 from app.simulate.purchases import Store
 from app.simulate.schedule import BackgroundJob, Schedule, TickPlan
+from app.tasking.publish import send_tick
 
 OPEN_THREADS = 8
 PROGRESS_EVERY_S = 0.25
@@ -122,10 +123,11 @@ class LoadDriver:
 
     def send_background(self, job: BackgroundJob) -> None:
         """Hand one background job to the client API."""
-        if job.kind == "snapshot":
-            self.client.submit_background("snapshot", [self.ids[i] for i in job.sessions])
+        if job.kind == BackgroundKind.SNAPSHOT:
+            self.client.submit_background(BackgroundKind.SNAPSHOT,
+                                          [self.ids[i] for i in job.sessions])
         else:
-            self.client.submit_background("analytics", job.events)
+            self.client.submit_background(BackgroundKind.ANALYTICS, job.events)
         self.stats.background += 1
 
     # play -------------------------------------------------------------------------------

@@ -15,17 +15,16 @@ import redis
 from celery import Celery
 from kombu.exceptions import ChannelError
 
+from app.db.migrate import upgrade
 from app.errors import GameschedError
-from app.migrate import upgrade
-from app.roles import Queue
+from app.protocol import keys
+from app.protocol.queues import NAIVE_QUEUE, Queue
 from app.settings import ENV_PREFIX, Settings
 from app.simulate.redisserver import PrivateRedis
-from celeryconfig import NAIVE_QUEUE
 
 QUEUE_NAMES = (*(q.value for q in Queue), NAIVE_QUEUE)
 KOMBU_KEYS = ("_kombu.binding.*", "unacked", "unacked_index", "unacked_mutex")
 PRIORITY_SEPARATORS = (":", "\x06\x16")  # ours, and kombu's default (the baseline's)
-STATE_KEYS = "gamesched:*"  # hot state, counters, claims and execution records
 
 
 @dataclass
@@ -119,7 +118,7 @@ def clear_broker(url: str, include_state: bool = True) -> int:
     `include_state`, gamesched's hot state and records.  Returns keys deleted."""
     patterns = [*KOMBU_KEYS, *(gamesched_queue_keys())]
     if include_state:
-        patterns.append(STATE_KEYS)
+        patterns.append(keys.ALL)
     return _delete(url, patterns)
 
 
@@ -139,7 +138,7 @@ def _delete(url: str, patterns: Sequence[str]) -> int:
 def clear_state(url: str) -> int:
     """Delete gamesched's hot state and records on the Redis at `url`; returns keys
     deleted."""
-    return _delete(url, [STATE_KEYS])
+    return _delete(url, [keys.ALL])
 
 
 def gamesched_queue_keys() -> list[str]:

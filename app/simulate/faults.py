@@ -4,7 +4,7 @@
 starts it again; ``restart-broker`` stops and restarts the private redis-server once;
 ``db-errors`` makes 1 % of the SQL statements of the ledger's processes (the transactions
 worker and the controller, which runs the sweeper) fail with an operational error, for the
-whole run: their workers start under ``python -m app.ledger.faults``.
+whole run: their workers start under ``python -m app.cli.sqlfaults``.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from redis import RedisError
 
-from app.broker import live_workers
-from app.celery_app import create_app
 from app.errors import InvalidRequest
-from app.fleet import ProcessFleet
-from app.roles import WORKER_ROLES
+from app.fleet.fleets import ProcessFleet
+from app.fleet.roles import WORKER_ROLES
 from app.settings import Settings
 from app.simulate.redisserver import PrivateRedis
+from app.tasking.broker import live_workers
+from app.tasking.factory import create_app
 
 KNOWN = ("kill-worker", "restart-broker", "db-errors", "partition")
 AVAILABLE = ("kill-worker", "restart-broker", "db-errors")
@@ -87,7 +87,7 @@ def launchers(names: tuple[str, ...], seed: int) -> dict[str, list[str]]:
     start as usual."""
     if "db-errors" not in names:
         return {}
-    wrapper = ["-m", "app.ledger.faults", "--sql-error-rate", str(SQL_ERROR_RATE),
+    wrapper = ["-m", "app.cli.sqlfaults", "--sql-error-rate", str(SQL_ERROR_RATE),
                "--seed", str(seed), "--"]
     return dict.fromkeys(SQL_FAULT_ROLES, wrapper)
 

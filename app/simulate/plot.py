@@ -9,10 +9,10 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from app.recorder import Execution
-from app.roles import TASK_QUEUES
+from app.observe.recorder import Execution
+from app.observe.stats import percentile
+from app.protocol.queues import TASK_QUEUES
 from app.simulate.runner import RunResult
-from app.stats import percentile
 
 
 def write_plot(path: Path, runs: list[tuple[str, RunResult]]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from app.protocol.vocab import SessionType
 from app.simulate.scenarios import Scenario
 
 Floats = npt.NDArray[np.float64]
@@ -100,7 +101,8 @@ class Population:
         self.activity_shares = [a.share for a in scenario.activity]
         self.activity = assign(self.activity_shares, n, rng)
         self.kind = assign([share for _, share in scenario.session_types], n, rng)
-        coop = self.type_names.index("coop") if "coop" in self.type_names else -1
+        coop = (self.type_names.index(SessionType.COOP) if SessionType.COOP in self.type_names
+                else -1)
         self.players = np.where(self.kind == coop, rng.integers(2, 5, n), 1)
         self.x, self.y = rng.uniform(0.0, world.size, n), rng.uniform(0.0, world.size, n)
         self.heading = rng.uniform(0.0, 2 * math.pi, n)

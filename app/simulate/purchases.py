@@ -18,13 +18,13 @@ from multiprocessing.queues import Queue
 
 from sqlalchemy.exc import OperationalError
 
-from app.celery_app import GameschedCelery, create_app
-from app.client import GameClient
+from app.client.api import GameClient
 from app.db import transaction
 from app.errors import GameschedError, InvalidRequest
-from app.ledger.surge import PlannedPurchase, Submission, SurgeSummary, drain, summarize
 from app.settings import Settings
 from app.simulate.schedule import PurchaseRequest
+from app.simulate.surge import PlannedPurchase, Submission, SurgeSummary, drain, summarize
+from app.tasking.factory import GameschedCelery, create_app
 
 CURRENCY = "gold"
 STARTING_GOLD = 1_000_000

@@ -9,13 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from app.recorder import Execution
-from app.roles import TASK_QUEUES
-from app.simulate.environment import Services, machine
-from app.simulate.runner import RunResult, RunSpec
-from app.simulate.sampler import Sample
-from app.stats import percentile
-from app.tasknames import (
+from app.observe.recorder import Execution
+from app.observe.stats import percentile
+from app.protocol.names import (
     AI_BATCH_TASK,
     AI_TASK,
     ANALYTICS_TASK,
@@ -25,6 +21,10 @@ from app.tasknames import (
     SNAPSHOT_TASK,
     UPDATE_TASK,
 )
+from app.protocol.queues import TASK_QUEUES
+from app.simulate.environment import Services, machine
+from app.simulate.runner import RunResult, RunSpec
+from app.simulate.sampler import Sample
 
 FRAME_BUDGET_MS = 16.0
 PHYSICS_TASKS = (PHYSICS_FRAME_TASK, PHYSICS_REGION_TASK)

@@ -16,15 +16,24 @@ from rich.progress import Progress, TaskID
 from sqlalchemy import delete
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
-from app.celery_app import GameschedCelery, create_app
-from app.client import GameClient
+from app.client.api import GameClient
 from app.errors import GameschedError
-from app.fleet import ProcessFleet
-from app.ledger.surge import SurgeSummary
-from app.models import GameSession
-from app.recorder import Execution, Recorder
-from app.roles import WORKER_ROLES, Queue
-from app.sessions import NetworkTotals, network_totals, reset_network_totals
+from app.fleet.fleets import ProcessFleet
+from app.fleet.roles import WORKER_ROLES
+from app.observe.recorder import Execution, Recorder
+from app.players.models import GameSession
+from app.players.sessions import NetworkTotals, network_totals, reset_network_totals
+from app.protocol.names import (
+    ANALYTICS_TASK,
+    APPLY_BATCH_TASK,
+    APPLY_TASK,
+    SESSION_TASK,
+    SNAPSHOT_TASK,
+    SWEEP_TASK,
+    TICK_TASK,
+)
+from app.protocol.queues import NAIVE_QUEUE, Queue
+from app.protocol.vocab import BackgroundKind
 from app.settings import Settings
 from app.simulate.driver import DriveStats, LoadDriver
 from app.simulate.environment import (
@@ -39,16 +48,8 @@ from app.simulate.purchases import Store
 from app.simulate.sampler import Sample, Sampler
 from app.simulate.scenarios import Scenario
 from app.simulate.schedule import Schedule
-from app.tasknames import (
-    ANALYTICS_TASK,
-    APPLY_BATCH_TASK,
-    APPLY_TASK,
-    SESSION_TASK,
-    SNAPSHOT_TASK,
-    SWEEP_TASK,
-    TICK_TASK,
-)
-from celeryconfig import NAIVE_QUEUE
+from app.simulate.surge import SurgeSummary
+from app.tasking.factory import GameschedCelery, create_app
 
 SETUP_TIMEOUT_S = 180.0
 DRAIN_TIMEOUT_S = 60.0
@@ -282,7 +283,7 @@ class Run:
         done: list[Execution] = []
         for number in range(count):
             job = schedule.background_job(number)
-            if job.kind == "snapshot":
+            if job.kind == BackgroundKind.SNAPSHOT:
                 fresh = schedule.population.refresh_updates(
                     np.asarray(job.sessions, dtype=np.int64))
                 self._send_applied(driver, fresh, None, "fresh states")

@@ -13,7 +13,7 @@ import psutil
 from kombu.exceptions import OperationalError
 from redis import RedisError
 
-from app.recorder import Execution, Recorder
+from app.observe.recorder import Execution, Recorder
 
 SERVICE_NAMES = frozenset({"redis-server", "postgres", "postmaster"})
 INTERVAL_S = 1.0

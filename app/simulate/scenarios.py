@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from app.errors import InvalidRequest
+from app.protocol.vocab import SessionType
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ STORE_ACTIVITY = (
     ActivityClass("idle", 0.55, 1.0, 0.5),
     ActivityClass("away", 0.35, 0.2, 0.0),
 )
-SESSION_TYPES = (("ranked", 0.20), ("casual", 0.40), ("coop", 0.15), ("spectator", 0.10),
-                 ("lobby", 0.15))
+SESSION_TYPES = ((SessionType.RANKED, 0.20), (SessionType.CASUAL, 0.40), (SessionType.COOP, 0.15),
+                 (SessionType.SPECTATOR, 0.10), (SessionType.LOBBY, 0.15))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from app.protocol.vocab import BackgroundKind
 from app.simulate.population import Ints, Population, SessionSpec, Update, World
 from app.simulate.scenarios import Scenario
 
@@ -52,7 +53,7 @@ class BackgroundJob:
     """A snapshot of some sessions, or a batch of analytics events."""
 
     number: int
-    kind: str
+    kind: BackgroundKind
     sessions: list[int] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -154,12 +155,12 @@ class Schedule:
         if number % SNAPSHOTS_PER_ANALYTICS_BATCH == SNAPSHOTS_PER_ANALYTICS_BATCH - 1:
             events = [{"kind": EVENT_KINDS[(number + j) % len(EVENT_KINDS)], "n": j}
                       for j in range(ANALYTICS_EVENTS)]
-            return BackgroundJob(number, "analytics", events=events)
+            return BackgroundJob(number, BackgroundKind.ANALYTICS, events=events)
         sessions = max(1, self.population.initial)
         size = min(sessions, SNAPSHOT_SESSIONS)
         turn = number - number // SNAPSHOTS_PER_ANALYTICS_BATCH
         start = turn * size % sessions
-        return BackgroundJob(number, "snapshot",
+        return BackgroundJob(number, BackgroundKind.SNAPSHOT,
                              sessions=[(start + j) % sessions for j in range(size)])
 
     def plan(self, k: int) -> TickPlan:

@@ -13,13 +13,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_sessionmaker
-from app.migrate import upgrade
+from app.db.migrate import upgrade
 from tests.services import private_postgres_database
 
 LEDGER_TABLES = "ledger_entries, ledger_transactions, ledger_wallets, ledger_players"
 # Processes the ledger tests start fork from a server that has imported these once.
-FORKSERVER_PRELOAD = ["tests.ledger.helpers", "app.ledger.surge", "app.celery_app",
-                      "app.client"]
+FORKSERVER_PRELOAD = ["tests.ledger.helpers", "app.simulate.surge", "app.tasking.factory",
+                      "app.client.api"]
 
 
 @pytest.fixture(autouse=True)

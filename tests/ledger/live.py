@@ -20,17 +20,17 @@ import redis
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.broker import live_workers, queue_depths
-from app.celery_app import create_app
 from app.db import make_engine, make_sessionmaker, transaction
-from app.fleet import stop_process_groups
+from app.db.migrate import upgrade
+from app.fleet.fleets import stop_process_groups
 from app.ledger import audit
 from app.ledger.models import LedgerEntry, LedgerTransaction, Status, Wallet
-from app.ledger.surge import PlannedPurchase, Submission, summarize
-from app.migrate import upgrade
+from app.protocol.names import APPLY_BATCH_TASK
 from app.settings import Settings, load_settings
 from app.simulate.redisserver import PrivateRedis
-from app.tasknames import APPLY_BATCH_TASK
+from app.simulate.surge import PlannedPurchase, Submission, summarize
+from app.tasking.broker import live_workers, queue_depths
+from app.tasking.factory import create_app
 from tests.services import private_postgres_database, private_redis
 from tests.waiting import wait_for
 
@@ -49,7 +49,7 @@ class Fleet:
     def _spawn(self, name: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
         prefix = ["-m", "app.cli"]
         if self.sql_error_rate:
-            prefix = ["-m", "app.ledger.faults", "--sql-error-rate", str(self.sql_error_rate),
+            prefix = ["-m", "app.cli.sqlfaults", "--sql-error-rate", str(self.sql_error_rate),
                       "--"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("GAMESCHED_")}
         env |= self.settings.to_env()

@@ -11,7 +11,7 @@ from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import transaction
+from app.db import transaction, utcnow
 from app.ledger import apply_transaction
 from app.ledger.apply import (
     Outcome,
@@ -20,9 +20,8 @@ from app.ledger.apply import (
     record_failure,
     settle_batch,
 )
-from app.ledger.faults import FAULT_MESSAGE, sql_faults
 from app.ledger.models import LedgerEntry, LedgerTransaction
-from app.models import utcnow
+from app.simulate.sqlfaults import FAULT_MESSAGE, sql_faults
 from tests.ledger.helpers import (
     assert_ledger_holds,
     balance,

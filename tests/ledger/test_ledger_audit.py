@@ -9,12 +9,11 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from app.cli import cli
-from app.db import transaction
+from app.cli.main import cli
+from app.db import transaction, utcnow
 from app.ledger import run_audit
 from app.ledger.audit import CHECKS
 from app.ledger.view import by_key
-from app.models import utcnow
 from tests.ledger.helpers import buy, execute, fund, settle
 
 

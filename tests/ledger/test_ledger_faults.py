@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
+from app.cli.sqlfaults import main
 from app.db import make_engine
-from app.ledger.faults import FAULT_MESSAGE, SqlFaults, main, sql_faults
+from app.simulate.sqlfaults import FAULT_MESSAGE, SqlFaults, sql_faults
 
 
 def draws(faults: SqlFaults, n: int) -> list[bool]:
@@ -95,7 +96,7 @@ def test_the_wrapper_runs_a_gamesched_command_with_faults(
 @pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
 def test_the_module_runs_as_a_program(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GAMESCHED_DATABASE_URL", sqlite_url)
-    monkeypatch.setattr(sys, "argv", ["app.ledger.faults", "--sql-error-rate", "0", "audit"])
+    monkeypatch.setattr(sys, "argv", ["app.cli.sqlfaults", "--sql-error-rate", "0", "audit"])
     with pytest.raises(SystemExit) as done:
-        runpy.run_module("app.ledger.faults", run_name="__main__")
+        runpy.run_module("app.cli.sqlfaults", run_name="__main__")
     assert done.value.code == 0

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import transaction
-from app.ledger.faults import FAULT_MESSAGE
 from app.ledger.models import LedgerTransaction
-from app.ledger.surge import drain, plan_surge, run_purchase_surge
+from app.simulate.sqlfaults import FAULT_MESSAGE
+from app.simulate.surge import drain, plan_surge, run_purchase_surge
 from tests.ledger.live import (
     LiveLedger,
     assert_each_purchase_settled_once,

@@ -12,9 +12,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 import app.ledger.models  # noqa: F401 - the models under test
-from app.db import make_engine
-from app.migrate import alembic_config, upgrade
-from app.models import Base
+from app.db import Base, make_engine
+from app.db.migrate import alembic_config, upgrade
 
 LEDGER_TABLES = ("ledger_players", "ledger_wallets", "ledger_transactions", "ledger_entries")
 
@@ -60,7 +59,7 @@ def test_alembic_check_in_a_fresh_process_sees_the_ledger_models(tmp_path: Path)
     env.py itself imports the ledger models (this process has imported them already)."""
     url = f"sqlite:///{tmp_path}/check.db"
     upgrade(url)
-    code = ("from alembic import command; from app.migrate import alembic_config; "
+    code = ("from alembic import command; from app.db.migrate import alembic_config; "
             f"command.check(alembic_config({url!r}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=False)

@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
-from app.ledger import surge
-from app.ledger.faults import FAULT_MESSAGE
 from app.ledger.handle import TransactionTimeout
-from app.ledger.surge import (
+from app.settings import Settings, load_settings
+from app.simulate import surge
+from app.simulate.sqlfaults import FAULT_MESSAGE
+from app.simulate.surge import (
     PlannedPurchase,
     Submission,
     drain,
@@ -21,7 +22,6 @@ from app.ledger.surge import (
     run_purchase_surge,
     summarize,
 )
-from app.settings import Settings, load_settings
 from tests.ledger.helpers import assert_ledger_holds, buy, fund, settle
 
 PLAYERS = ["p1", "p2", "p3"]

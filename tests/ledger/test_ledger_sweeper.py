@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import transaction
+from app.db import transaction, utcnow
 from app.ledger import sweep
 from app.ledger.apply import apply_transaction
 from app.ledger.models import LedgerTransaction
@@ -24,7 +24,6 @@ from app.ledger.policy import (
     retry_delay,
 )
 from app.ledger.sweeper import Backlog
-from app.models import utcnow
 from tests.ledger.helpers import Outbox, buy, fund, settle
 
 

@@ -19,19 +19,18 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 import workers.transactions  # noqa: F401 - registers the tasks with every app
-from app.celery_app import GameschedCelery, create_app
-from app.client import GameClient
-from app.db import transaction
+from app.client.api import GameClient
+from app.db import transaction, utcnow
 from app.errors import InvalidRequest
-from app.fleet import EmbeddedFleet
-from app.ledger.faults import FAULT_MESSAGE, sql_faults
+from app.fleet.fleets import EmbeddedFleet
 from app.ledger.models import LedgerTransaction
 from app.ledger.policy import APPLY_BATCH_MAX, MAX_RETRIES
-from app.models import utcnow
 from app.priority import route
-from app.roles import TASK_QUEUES, Queue
+from app.protocol.names import APPLY_BATCH_TASK, APPLY_TASK, SWEEP_TASK
+from app.protocol.queues import TASK_QUEUES, Queue
 from app.settings import load_settings
-from app.tasknames import APPLY_BATCH_TASK, APPLY_TASK, SWEEP_TASK
+from app.simulate.sqlfaults import FAULT_MESSAGE, sql_faults
+from app.tasking.factory import GameschedCelery, create_app
 from tests.ledger.helpers import assert_ledger_holds, balance, buy, fund
 from workers.transactions import LATE, send_apply
 
@@ -279,7 +278,7 @@ def test_a_broker_that_refuses_the_message_leaves_a_pending_intent_for_the_sweep
                                    broker_url=f"redis://127.0.0.1:{closed_port()}/0"))
     client = GameClient(app)
     try:
-        with caplog.at_level(logging.WARNING, logger="app.client"):
+        with caplog.at_level(logging.WARNING, logger="app.client.api"):
             handle = client.grant_reward("p1", 5, "gold", "r")
             client.flush()
     finally:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from app.broker import live_workers
-from app.celery_app import create_app
-from app.fleet import stop_process_groups
+from app.fleet.fleets import stop_process_groups
+from app.fleet.worker import worker_argv
 from app.settings import Settings
-from app.workercmd import worker_argv
+from app.tasking.broker import live_workers
+from app.tasking.factory import create_app
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ def start_worker(live_settings: Settings, tmp_path: Path) -> Iterator[StartWorke
     def start(role: str, name: str, concurrency: int | None = None) -> str:
         node = f"{name}@live"
         argv = worker_argv(live_settings, role, concurrency, node, "INFO")
-        cmd = [sys.executable, "-m", "celery", "-A", "app.celery_entry", *argv,
+        cmd = [sys.executable, "-m", "celery", "-A", "app.tasking.entry", *argv,
                "-I", "tests.live.tasks"]
         with open(tmp_path / f"{name}.log", "ab") as log:
             procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,

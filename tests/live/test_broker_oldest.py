@@ -7,10 +7,10 @@ import time
 
 import redis
 
-from app.broker import queue_depths, waiting
-from app.celery_app import create_app
+from app.protocol.names import APPLY_BATCH_TASK, HANDOFF_HEADER
 from app.settings import Settings, load_settings
-from app.tasknames import APPLY_BATCH_TASK, HANDOFF_HEADER
+from app.tasking.broker import queue_depths, waiting
+from app.tasking.factory import create_app
 
 QUEUE = "transactions"
 

@@ -13,12 +13,12 @@ import pytest
 import redis
 from kombu.exceptions import OperationalError
 
-from app.broker import live_workers
-from app.celery_app import create_app
-from app.fleet import stop_process_groups
+from app.fleet.fleets import stop_process_groups
+from app.fleet.worker import worker_argv
 from app.settings import Settings, load_settings
 from app.simulate.redisserver import PrivateRedis
-from app.workercmd import worker_argv
+from app.tasking.broker import live_workers
+from app.tasking.factory import create_app
 from tests.services import private_redis
 from tests.waiting import wait_for
 
@@ -35,7 +35,7 @@ def broker() -> Iterator[PrivateRedis]:
 
 def _start(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     argv = worker_argv(settings, "background", 2, "outage@live", "INFO")
-    cmd = [sys.executable, "-m", "celery", "-A", "app.celery_entry", *argv,
+    cmd = [sys.executable, "-m", "celery", "-A", "app.tasking.entry", *argv,
            "-I", "tests.live.tasks"]
     with open(log, "ab") as out:
         return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **settings.to_env()},

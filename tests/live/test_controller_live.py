@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from app.celery_app import create_app
-from app.controller import read_decision
+from app.control.controller import read_decision
 from app.settings import Settings
+from app.tasking.factory import create_app
 from tests.live.conftest import ROOT
 from tests.waiting import wait_for
 

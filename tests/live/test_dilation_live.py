@@ -6,12 +6,13 @@ from __future__ import annotations
 import itertools
 import time
 
-from app import dilation, sessions
-from app.celery_app import create_app
-from app.client import GameClient
-from app.controller import Decision, write_decision
-from app.recorder import Execution
+from app.client.api import GameClient
+from app.control import dilation
+from app.control.controller import Decision, write_decision
+from app.observe.recorder import Execution
+from app.players import sessions
 from app.settings import Settings
+from app.tasking.factory import create_app
 from tests.live.conftest import StartWorker
 from tests.waiting import wait_for
 

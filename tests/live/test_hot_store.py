@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from app import sessions
-from app.celery_app import create_app
-from app.client import GameClient
+from app.client.api import GameClient
+from app.players import sessions
+from app.protocol.keys import state as state_key
 from app.settings import Settings
 from app.simulate.redisserver import PrivateRedis
-from app.statestore import state_key
+from app.tasking.factory import create_app
 from tests.live.conftest import StartWorker
 from tests.services import private_redis
 from tests.waiting import wait_for

@@ -11,9 +11,9 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from app.celery_app import create_app
-from app.client import GameClient
+from app.client.api import GameClient
 from app.settings import Settings
+from app.tasking.factory import create_app
 from tests.live.conftest import ROOT
 from tests.waiting import wait_for
 

@@ -12,11 +12,11 @@ import msgpack
 import pytest
 import redis
 
-from app import delta, sessions
-from app.celery_app import GameschedCelery, create_app
-from app.client import GameClient
-from app.recorder import Execution
+from app.client.api import GameClient
+from app.observe.recorder import Execution
+from app.players import delta, sessions
 from app.settings import Settings
+from app.tasking.factory import GameschedCelery, create_app
 from tests.live.conftest import StartWorker
 from tests.waiting import wait_for
 

@@ -6,8 +6,8 @@ import uuid
 
 import redis
 
-from app.celery_app import create_app
 from app.settings import Settings
+from app.tasking.factory import create_app
 from tests.live.conftest import StartWorker
 from tests.waiting import wait_for
 

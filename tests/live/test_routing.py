@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from app.celery_app import create_app
-from app.client import GameClient
-from app.recorder import Execution
+from app.client.api import GameClient
+from app.observe.recorder import Execution
 from app.settings import Settings
+from app.tasking.factory import create_app
 from tests.live.conftest import StartWorker
 from tests.waiting import wait_for
 

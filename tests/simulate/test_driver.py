@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.celery_app import GameschedCelery, create_app
-from app.client import GameClient
-from app.migrate import upgrade
+from app.client.api import GameClient
+from app.db.migrate import upgrade
 from app.settings import load_settings
 from app.simulate.driver import LoadDriver
 from app.simulate.environment import depth_reader
@@ -18,6 +17,7 @@ from app.simulate.purchases import Store
 from app.simulate.redisserver import PrivateRedis
 from app.simulate.scenarios import SCENARIOS, STEADY
 from app.simulate.schedule import Schedule
+from app.tasking.factory import GameschedCelery, create_app
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server is not installed")

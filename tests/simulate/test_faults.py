@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from app.errors import InvalidRequest
-from app.roles import WORKER_ROLES
+from app.fleet.roles import WORKER_ROLES
 from app.simulate.faults import parse_faults, plan_faults
 
 

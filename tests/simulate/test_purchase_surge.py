@@ -14,18 +14,18 @@ import psutil
 import pytest
 from sqlalchemy import select
 
-from app.celery_app import create_app
 from app.db import transaction
-from app.fleet import ProcessFleet
-from app.ledger.faults import FAULT_MESSAGE
+from app.db.migrate import upgrade
+from app.fleet.fleets import ProcessFleet
 from app.ledger.models import LedgerTransaction
-from app.migrate import upgrade
 from app.settings import load_settings
 from app.simulate.faults import SQL_ERROR_RATE, SQL_FAULT_ROLES, launchers, parse_faults
 from app.simulate.purchases import Store
 from app.simulate.redisserver import PrivateRedis
 from app.simulate.scenarios import SCENARIOS
 from app.simulate.schedule import PurchaseRequest, Schedule
+from app.simulate.sqlfaults import FAULT_MESSAGE
+from app.tasking.factory import create_app
 from tests.services import private_postgres_database, unavailable
 
 SURGE = SCENARIOS["purchase-surge"]
@@ -43,7 +43,7 @@ def test_db_errors_starts_the_ledgers_workers_under_the_sql_fault_wrapper() -> N
     wrapped = launchers(("db-errors",), seed=7)
     assert set(wrapped) == set(SQL_FAULT_ROLES) == {"transactions", "control"}
     for argv in wrapped.values():
-        assert argv[:2] == ["-m", "app.ledger.faults"] and argv[-1] == "--"
+        assert argv[:2] == ["-m", "app.cli.sqlfaults"] and argv[-1] == "--"
         assert argv[argv.index("--sql-error-rate") + 1] == str(SQL_ERROR_RATE)
         assert argv[argv.index("--seed") + 1] == "7"
 

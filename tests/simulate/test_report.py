@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.ledger.surge import SurgeSummary
-from app.recorder import Execution
-from app.sessions import NetworkTotals
-from app.simulate.command import summary_table
+from app.cli.simulate import summary_table
+from app.observe.recorder import Execution
+from app.players.sessions import NetworkTotals
 from app.simulate.driver import DriveStats
 from app.simulate.environment import Services
 from app.simulate.plot import latency_series, write_plot
@@ -19,6 +18,7 @@ from app.simulate.report import build_report, latency_summary, queue_stats, run_
 from app.simulate.runner import Capacity, RunResult, RunSpec, first_runs
 from app.simulate.sampler import Sample
 from app.simulate.scenarios import STEADY
+from app.simulate.surge import SurgeSummary
 
 T0 = 1024.0  # small, so float timestamps keep sub-microsecond precision
 

@@ -13,12 +13,12 @@ from typing import Any
 import psutil
 import pytest
 
-from app.celery_app import create_app
-from app.client import GameClient
-from app.fleet import ProcessFleet
+from app.client.api import GameClient
+from app.fleet.fleets import ProcessFleet
 from app.settings import load_settings
 from app.simulate.faults import Fault, FaultInjector
 from app.simulate.redisserver import PrivateRedis
+from app.tasking.factory import create_app
 from tests.services import unavailable
 from tests.waiting import wait_for
 

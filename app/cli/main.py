@@ -1,0 +1,165 @@
+"""The ``gamesched`` command: workers, the controller, the database, status and the demo."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from app.cli import failures
+from app.errors import ConfigError, GameschedError, InvalidRequest
+from app.settings import Settings, load_settings
+
+cli = typer.Typer(help="gamesched: a durable task scheduler for multiplayer game servers.",
+                  no_args_is_help=True, add_completion=False)
+db_cli = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+console = Console()
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        console.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def worker(
+    role: Annotated[str, typer.Option(help="player|physics|ai|transactions|background|all")],
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Pool size.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
+    hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Start a Celery worker with the role's queues, pool and prefetch."""
+    from app.fleet import worker as workercmd
+
+    settings = _settings()
+    try:
+        argv = workercmd.worker_argv(settings, role, concurrency, hostname, loglevel)
+    except InvalidRequest as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    failures.require_redis(settings)  # once: later outages are Celery's to ride out
+    workercmd.lower_cpu_priority(settings, role)
+    workercmd.run_worker(settings, argv, metrics_port, workercmd.memory_budget(settings, role))
+
+
+@cli.command()
+def controller(
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
+    hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    schedule: Annotated[str | None, typer.Option(
+        help="Beat's schedule file (default: gamesched-beat-<instance> in the temp folder).",
+    )] = None,
+) -> None:
+    """Start the controller: beat plus the worker that runs its tick and the ledger's
+    sweeper (queue ``control``)."""
+    from app.fleet import worker as workercmd
+
+    settings = _settings()
+    schedule = schedule or os.path.join(tempfile.gettempdir(),
+                                        f"gamesched-beat-{settings.instance_id}")
+    argv = workercmd.controller_argv(settings, schedule, loglevel, hostname)
+    failures.require_redis(settings)  # once: later outages are Celery's to ride out
+    workercmd.run_worker(settings, argv, metrics_port)
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Bring the database schema up to REVISION (default: head)."""
+    from app.db.migrate import upgrade
+
+    settings = _settings()
+    failures.require_database(settings.database_url)
+    upgrade(settings.database_url, revision)
+    console.print(f"database at {failures.redact(settings.database_url)} is at {revision}",
+                  markup=False, highlight=False)
+
+
+@cli.command()
+def status() -> None:
+    """Show queue depths, the workers that answer, and the controller's last decision."""
+    from app.cli import status as statuscmd
+
+    statuscmd.show(console, _settings())
+
+
+@cli.command()
+def simulate(
+    *,
+    scenario: Annotated[str, typer.Option(help="steady|influx|physics-peak|world-event|"
+                                               "promo-spike|purchase-surge")],
+    players: Annotated[int, typer.Option(min=1, max=100_000, help="Sessions.")] = 5000,
+    duration: Annotated[float, typer.Option(min=1, max=3600, help="Seconds of load.")] = 20.0,
+    baseline: Annotated[str | None, typer.Option(help="Also run it on naive Celery.")] = None,
+    faults: Annotated[str | None, typer.Option(help="kill-worker,restart-broker")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of latency and load.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generated load.")] = 1,
+) -> None:
+    """Drive simulated players against a worker fleet; print and write the report."""
+    from app.cli import simulate as command
+
+    options = command.Options(scenario, players, duration, seed, baseline, faults, json_path,
+                              plot)
+    try:
+        command.simulate(console, _settings(), options)
+    except InvalidRequest as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def demo(
+    sessions: Annotated[int, typer.Option(min=1, max=5000, help="Simulated sessions.")] = 300,
+    duration: Annotated[float, typer.Option(min=1, max=600, help="Seconds of load.")] = 10.0,
+) -> None:
+    """Run a few hundred simulated sessions for a few seconds and print latency per queue."""
+    from app.cli import demo as democmd
+
+    settings = _settings()
+    ok = democmd.show(console, settings, sessions, duration)
+    raise typer.Exit(0 if ok else 1)
+
+
+@cli.command()
+def audit() -> None:
+    """Verify the ledger with SQL: entries balance, wallets match their entries, no key
+    applied twice, nothing pending longer than 2 s.  Exits 1 on any violation."""
+    from app.cli import audit as auditcmd
+
+    ok = auditcmd.show(console, _settings())
+    raise typer.Exit(0 if ok else 1)
+
+
+def main() -> None:
+    """Console-script entry point.  A service the command cannot use ends it with one line
+    on stderr and exit code 2 (`app.cli.failures`); gamesched's other errors exit 2 too;
+    anything else propagates unchanged."""
+    try:
+        cli()
+    except failures.ServiceUnavailable as exc:
+        _unavailable(exc)
+    except GameschedError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    except failures.SERVICE_ERRORS as exc:
+        problem = failures.classify(exc)
+        if problem is None:
+            raise
+        _unavailable(problem)
+
+
+def _unavailable(problem: failures.ServiceUnavailable) -> NoReturn:
+    print(f"gamesched: {problem}", file=sys.stderr)
+    sys.exit(2)
+

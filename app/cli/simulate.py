@@ -1,0 +1,185 @@
+"""``gamesched simulate``: run the scenario (and the baseline), print a table, write the JSON
+report and the plot."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from app.cli.failures import require_database, require_redis
+from app.errors import InvalidRequest
+from app.fleet.worker import SWITCH_INTERVAL_S
+from app.settings import Settings
+from app.simulate.environment import configured, services
+from app.simulate.faults import parse_faults
+from app.simulate.plot import write_plot
+from app.simulate.report import build_report
+from app.simulate.runner import Run, RunResult, RunSpec
+from app.simulate.scenarios import scenario
+
+BASELINES = ("naive",)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The command line of ``gamesched simulate``."""
+
+    scenario: str
+    players: int
+    duration_s: float
+    seed: int = 1
+    baseline: str | None = None
+    faults: str | None = None
+    json_path: Path | None = None
+    plot_path: Path | None = None
+
+
+def spec_of(options: Options) -> RunSpec:
+    """Validate `options` into a run spec, or raise InvalidRequest naming the option."""
+    if options.baseline is not None and options.baseline not in BASELINES:
+        raise InvalidRequest("baseline", options.baseline, f"expected {', '.join(BASELINES)}")
+    return RunSpec(scenario=scenario(options.scenario), players=options.players,
+                   duration_s=options.duration_s, seed=options.seed,
+                   faults=parse_faults(options.faults))
+
+
+def simulate(console: Console, settings: Settings, options: Options) -> dict[str, Any]:
+    """Run the simulation, print its table, write what was asked; returns the report.
+    Raises ServiceUnavailable when a configured Redis or database does not answer."""
+    spec = spec_of(options)
+    require_redis(settings)
+    if configured("database_url"):  # else the simulation makes a SQLite file of its own
+        require_database(settings.database_url)
+    # The tick loop keeps this process busy; the client's coalescing thread must still get
+    # the interpreter every tick to hand each batch over on time.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    with _stopped_cleanly_on_sigterm(), services(settings) as env:
+        console.print(f"gamesched simulate: {spec.scenario.name} ({spec.scenario.summary}); "
+                      f"{spec.players} players for {spec.duration_s:g}s, seed {spec.seed}; "
+                      f"broker {env.broker_label}, hot state {env.hot_label}, "
+                      f"database {env.database_label}")
+        with _progress(console) as progress:
+            ours = Run(spec, settings, env, naive=False, progress=progress).execute(None)
+            baseline = None
+            if options.baseline:
+                # The baseline is offered exactly the background rate we were.
+                baseline = Run(spec, settings, env, naive=True, progress=progress).execute(
+                    ours.capacity)
+        report = build_report(spec, env, ours, baseline)
+    console.print(summary_table(report))
+    _warn(console, report)
+    _write(console, options, report, ours, baseline)
+    return report
+
+
+@contextlib.contextmanager
+def _stopped_cleanly_on_sigterm() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the worker fleet and the private Redis stop too."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed:.0f}/{task.total:.0f}"), TimeElapsedColumn(),
+                    console=console, refresh_per_second=4, transient=True)
+
+
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("player updates", "player", "updates"),
+    ("player updates/s offered", "player", "offered_per_s"),
+    ("player p50 ms", "player", "p50_ms"),
+    ("player p99 ms", "player", "p99_ms"),
+    ("player max ms", "player", "max_ms"),
+    ("physics frames", "physics", "frames"),
+    ("physics within 16 ms", "physics", "within_budget_ratio"),
+    ("physics p95 frame ms", "physics", "p95_frame_ms"),
+    ("ai decisions", "ai", "decisions_sent"),
+    ("ai p99 ms", "ai", "p99_ms"),
+    ("background capacity/s", "background", "capacity_per_s"),
+    ("background offered/s", "background", "offered_per_s"),
+    ("background completed/s", "background", "completed_per_s"),
+    ("transactions submitted", "transactions", "submitted"),
+    ("fleet cpu p95", "fleet", "cpu_p95"),
+    ("fleet peak rss MB", "fleet", "peak_rss_mb"),
+    ("simulator cpu p95", "simulator", "cpu_p95"),
+    ("simulator kept up", "simulator", "kept_up"),
+    ("services cpu p95", "services", "cpu_p95"),
+    ("network bytes/update", "network", "bytes_per_update"),
+    ("network full-state bytes/update", "network", "bytes_per_update_full_state"),
+)
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    """The short table printed at the end: our figures and the baseline's side by side."""
+    baseline = report.get("baseline")
+    table = Table(title=f"{report['scenario']}: {report['players']} players, "
+                        f"{report['duration_s']:.1f}s")
+    table.add_column("measure")
+    table.add_column("gamesched", justify="right")
+    if baseline is not None:
+        table.add_column("naive Celery", justify="right")
+    for label, section, key in ROWS:
+        values = [_cell(report, section, key)]
+        if baseline is not None:
+            values.append(_cell(baseline, section, key))
+        if any(v != "-" for v in values):
+            table.add_row(label, *values)
+    return table
+
+
+def _cell(report: dict[str, Any], section: str, key: str) -> str:
+    value = report.get(section, {}).get(key)
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def _warn(console: Console, report: dict[str, Any]) -> None:
+    for label, part in (("gamesched", report), ("naive", report.get("baseline") or {})):
+        sim = part.get("simulator", {})
+        if sim and not sim.get("kept_up", True):
+            console.print(f"[yellow]{label}: the load generator fell behind; it handed over "
+                          f"{sim['updates_per_s']:,.0f} updates/s (see simulator.*)[/]")
+        if sim and not sim.get("drained", True):
+            console.print(f"[yellow]{label}: some latency-bound tasks never ran "
+                          f"(see player.unapplied_batches)[/]")
+        if sim.get("first_error"):
+            console.print(f"[yellow]{label}: {sim['rejected']} refused, {sim['send_errors']} "
+                          f"send errors; first: {sim['first_error']}[/]")
+    ratio = report.get("comparison", {}).get("player_p99_ratio")
+    if ratio is not None:
+        console.print(f"naive player p99 / gamesched player p99 = {ratio:g}x")
+
+
+def _write(console: Console, options: Options, report: dict[str, Any], ours: RunResult,
+           baseline: RunResult | None) -> None:
+    if options.json_path is not None:
+        options.json_path.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"report written to {options.json_path}")
+    if options.plot_path is not None:
+        runs = [("gamesched", ours)] + ([("naive Celery", baseline)] if baseline else [])
+        write_plot(options.plot_path, runs)
+        console.print(f"plot written to {options.plot_path}")

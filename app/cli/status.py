@@ -1,0 +1,44 @@
+"""``gamesched status``: queue depths, live workers, the controller's last decision."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from app.cli.failures import redact, require_redis
+from app.control.controller import read_decision
+from app.settings import Settings
+from app.tasking.broker import live_workers, queue_depths
+from app.tasking.factory import create_app
+
+
+def show(console: Console, settings: Settings) -> None:
+    """Print the fleet's state as seen through the configured broker.  Raises
+    ServiceUnavailable when the broker or the hot-state Redis does not answer."""
+    if settings.embedded:
+        console.print("The embedded broker lives inside one process; set "
+                      "GAMESCHED_BROKER_URL=redis://... to inspect a running fleet.")
+        return
+    require_redis(settings)
+    app = create_app(settings)
+    depths = queue_depths(app)
+    table = Table(title=f"queues on {redact(settings.broker_url)}")
+    table.add_column("queue")
+    table.add_column("waiting", justify="right")
+    for queue, depth in depths.items():
+        table.add_row(queue, str(depth))
+    console.print(table)
+    workers = live_workers(app)
+    console.print(f"workers answering: {len(workers)}")
+    for name, queues in sorted(workers.items()):
+        console.print(f"  {name}: {', '.join(queues)}")
+    decision = read_decision(app.runtime.hot)
+    if decision is None:
+        console.print("controller: no decision yet")
+    else:
+        age = time.time() - decision.at
+        console.print(f"controller ({age:.1f}s ago): ai_level={decision.ai_level} "
+                      f"background_level={decision.background_level} "
+                      f"cpu={decision.cpu:.2f} shed_background={decision.shed_background}")

@@ -1,0 +1,1 @@
+"""The controller: it reads load every tick and decides what the fleet slows down."""

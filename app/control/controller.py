@@ -1,0 +1,82 @@
+"""The controller: every tick it reads load and writes a decision workers act on.
+
+This first controller measures queue depths, machine CPU and the player batches that ran
+late; it sets the AI throttle level from CPU and the background level (`app.control.dilation`)
+from the late batches.  Later work adds prediction and level of detail.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+
+import psutil
+
+from app.control import dilation
+from app.players.hotstore import HotStore
+from app.protocol import keys
+
+
+@dataclass(frozen=True)
+class Load:
+    """What the controller reads each tick."""
+
+    depths: dict[str, int]
+    cpu: float
+    slow_total: int = 0  # late player batches counted so far (`app.control.dilation`)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the controller decided: AI runs at `ai_level` of its full rate and background
+    work at `background_level` of its speed (floors included)."""
+
+    at: float
+    cpu: float
+    depths: dict[str, int]
+    ai_level: float
+    shed_background: bool
+    background_level: float = 1.0
+    slow_total: int = 0
+
+
+AI_FLOOR = 0.25
+
+
+def decide(load: Load, cpu_cap: float, previous: Decision | None = None) -> Decision:
+    """Throttle AI in proportion to how far CPU is over the cap, never below the floor;
+    slow background work while player batches run late (compared with `previous`)."""
+    over = max(0.0, load.cpu - cpu_cap) / max(1e-9, 1.0 - cpu_cap)
+    ai_level = max(AI_FLOOR, 1.0 - over)
+    backlog = load.depths.get("player", 0) + load.depths.get("transactions", 0)
+    return Decision(
+        at=time.time(), cpu=load.cpu, depths=load.depths, ai_level=round(ai_level, 3),
+        shed_background=load.cpu > cpu_cap or backlog > 0,
+        background_level=_background_level(load, previous), slow_total=load.slow_total,
+    )
+
+
+def _background_level(load: Load, previous: Decision | None) -> float:
+    if previous is None:
+        return 1.0
+    late = load.slow_total - previous.slow_total
+    if late < 0:  # the hot store restarted and lost the count
+        late = load.slow_total
+    return dilation.next_level(previous.background_level, late)
+
+
+def measure_cpu() -> float:
+    """Machine CPU utilisation since the previous call, 0..1."""
+    return psutil.cpu_percent(interval=None) / 100.0
+
+
+def write_decision(hot: HotStore, decision: Decision) -> None:
+    """Publish `decision` for workers and `gamesched status`."""
+    hot.set(keys.CONTROL_DECISION, json.dumps(asdict(decision)).encode())
+
+
+def read_decision(hot: HotStore) -> Decision | None:
+    """The last published decision, or None before the first tick."""
+    raw = hot.get(keys.CONTROL_DECISION)
+    return Decision(**json.loads(raw)) if raw else None

@@ -1,0 +1,1 @@
+"""Running workers: roles, worker command lines, fleets of processes, the memory guard."""

@@ -1,0 +1,173 @@
+"""Worker fleets for the demo and the simulator.
+
+``EmbeddedFleet`` runs one Celery worker per role in threads of this process, on kombu's
+in-memory transport.  ``ProcessFleet`` starts ``gamesched worker`` subprocesses on a real
+broker.  Both are context managers that return once every worker consumes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from celery.worker import WorkController
+from celery.worker import state as worker_state
+
+from app.errors import GameschedError
+from app.fleet.roles import ROLES, WORKER_ROLES
+from app.settings import Settings
+from app.tasking.broker import live_workers
+from app.tasking.factory import GameschedCelery, create_app
+
+
+class _Worker(WorkController):  # type: ignore[misc]
+    """A WorkController that signals when its consumer is ready."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.ready = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def on_consumer_ready(self, consumer: Any) -> None:
+        """Mark the worker as consuming."""
+        self.ready.set()
+
+
+class EmbeddedFleet:
+    """One thread-pool worker per role inside this process (each with its own app)."""
+
+    def __init__(self, settings: Settings, roles: Sequence[str] = (*WORKER_ROLES, "control")):
+        self.settings = settings
+        self.roles = tuple(roles)
+        self._workers: list[_Worker] = []
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> EmbeddedFleet:
+        # Celery's pool threads run tasks from the default app, not the consuming worker's
+        # (one app per process is its model).  Every role's app has the same settings, so
+        # one of them serves as the default; each role keeps its own queue selection.
+        runner = create_app(self.settings)
+        runner.finalize()
+        runner.set_default()
+        runner.set_current()
+        for name in self.roles:
+            self._start(name)
+        for worker in self._workers:
+            if not worker.ready.wait(timeout=30):
+                raise GameschedError(f"embedded worker {worker.hostname} did not start")
+        return self
+
+    def _start(self, name: str) -> None:
+        role = ROLES[name]
+        app: GameschedCelery = create_app(self.settings)
+        app.finalize()
+        concurrency = self.settings.budget(name).concurrency if name != "control" else 1
+        worker = _Worker(
+            app=app, hostname=f"{name}@embedded", pool="threads", concurrency=concurrency,
+            queues=[q.value for q in role.queues], loglevel="WARNING",
+            without_heartbeat=True, without_mingle=True, without_gossip=True,
+        )
+        thread = threading.Thread(target=worker.start, name=f"worker-{name}", daemon=True)
+        thread.start()
+        self._workers.append(worker)
+        self._threads.append(thread)
+
+    def __exit__(self, *exc: object) -> None:
+        worker_state.should_terminate = 0
+        for thread in self._threads:
+            thread.join(timeout=15)
+        worker_state.should_terminate = None
+
+
+class ProcessFleet:
+    """``gamesched worker`` subprocesses, one per role, on the configured broker."""
+
+    def __init__(self, settings: Settings, roles: Sequence[str] = WORKER_ROLES,
+                 env: dict[str, str] | None = None, log_dir: str | None = None, *,
+                 launchers: Mapping[str, Sequence[str]] | None = None,
+                 replicas: Mapping[str, int] | None = None, loglevel: str = "WARNING"):
+        self.settings = settings
+        # Warnings and errors only: Celery's two INFO lines per task cost the workers CPU
+        # at thousands of tasks a second.
+        self.loglevel = loglevel
+        self.roles = tuple(roles)
+        self.env = {**os.environ, **settings.to_env(), **(env or {})}
+        self.log_dir = log_dir
+        # Python arguments that run ``gamesched`` per role (``-m app.cli`` when absent),
+        # e.g. the simulator's SQL fault wrapper.
+        self.launchers = dict(launchers or {})
+        # Nodes per role: `replicas` of a role run as "role", "role-2", ... on its queues, so
+        # that killing one leaves the role served.
+        self.nodes = [name if n == 1 else f"{name}-{n}" for name in self.roles
+                      for n in range(1, (replicas or {}).get(name, 1) + 1)]
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def __enter__(self) -> ProcessFleet:
+        try:
+            for name in self.nodes:
+                self.procs[name] = self.spawn(name)
+            self.wait_ready()
+        except BaseException:
+            self.__exit__(None, None, None)  # never leave workers behind a failed start
+            raise
+        return self
+
+    def spawn(self, name: str) -> subprocess.Popen[bytes]:
+        """Start the worker node `name` (a role, or a role's replica "role-N"), again after
+        a kill."""
+        role = name.partition("-")[0]
+        # The control role runs as the controller: beat drives its tick and the ledger's
+        # sweeper, which re-sends intents whose messages a broker restart lost.
+        command = ["controller"] if role == "control" else ["worker", "--role", role]
+        if role == "control" and self.log_dir is not None:  # beat's files go with the logs
+            command += ["--schedule", os.path.join(self.log_dir, "beat-schedule")]
+        launcher = self.launchers.get(role, ("-m", "app.cli"))
+        cmd = [sys.executable, *launcher, *command,
+               "--hostname", f"{name}@{self.settings.instance_id}-{os.getpid()}",
+               "--loglevel", self.loglevel]
+        if self.log_dir is None:
+            return subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        with open(os.path.join(self.log_dir, f"{name}.log"), "ab") as out:
+            return subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until every role's worker answers the broker, or raise."""
+        app = create_app(self.settings)
+        deadline = time.monotonic() + timeout
+        wanted = {f"{n}@{self.settings.instance_id}-{os.getpid()}" for n in self.nodes}
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if wanted <= set(live_workers(app, timeout=0.5)):
+                return
+        raise GameschedError(f"workers did not start within {timeout:.0f}s: {sorted(wanted)}")
+
+    def _check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise GameschedError(f"worker {name} exited with code {proc.returncode}")
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        stop_process_groups(self.procs.values())
+
+
+def stop_process_groups(procs: Iterable[subprocess.Popen[bytes]], grace_s: float = 20) -> None:
+    """Stop processes started with ``start_new_session=True``, their children included:
+    SIGTERM (a warm shutdown), then SIGKILL for any still running after `grace_s`."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        os.killpg(proc.pid, signal.SIGTERM)
+    for proc in running:
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -1,0 +1,170 @@
+"""Build and run ``celery worker`` command lines for gamesched roles."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from celery.signals import worker_process_init, worker_ready
+
+from app.fleet.memoryguard import MemoryGuard
+from app.fleet.roles import WORKER_ROLES, role
+from app.protocol.queues import NAIVE_QUEUE
+from app.protocol.vocab import CpuPolicy
+from app.settings import Settings
+from app.tasking.factory import create_app
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Consumption:
+    """How a role's worker consumes (queues, Celery options) and whether it runs under the
+    role's CPU niceness and policy.  The naive baseline's workers differ from gamesched's
+    here and nowhere else."""
+
+    queues: tuple[str, ...]
+    options: tuple[str, ...]
+    lowers_cpu: bool
+
+
+def consumption(settings: Settings, role_name: str) -> Consumption:
+    """How a worker of `role_name` consumes under `settings`."""
+    spec = role(role_name)
+    if settings.naive:  # the baseline: Celery's defaults, one shared queue, OS scheduling
+        return Consumption((NAIVE_QUEUE,), (), lowers_cpu=False)
+    options = ["--prefetch-multiplier", "1"]
+    if role_name in WORKER_ROLES and spec.pool == "prefork":
+        options += ["--max-memory-per-child", str(settings.budget(role_name).memory_mb * 1024)]
+    return Consumption(tuple(q.value for q in spec.queues), tuple(options), lowers_cpu=True)
+
+
+def worker_argv(settings: Settings, role_name: str, concurrency: int | None,
+                hostname: str | None, loglevel: str) -> list[str]:
+    """The Celery worker arguments of role `role_name`."""
+    spec = role(role_name)
+    budget = settings.budget(role_name) if role_name in WORKER_ROLES else None
+    size = concurrency or (budget.concurrency if budget else len(spec.queues))
+    consumes = consumption(settings, role_name)
+    return [
+        "worker", "-P", spec.pool, "-c", str(size),
+        "-n", hostname or f"{role_name}@{settings.instance_id}",
+        "-l", loglevel, "--without-gossip", "--without-mingle",
+        "-Q", ",".join(consumes.queues), *consumes.options,
+    ]
+
+
+AUTOGROUP = "/proc/self/autogroup"
+_POLICIES: dict[CpuPolicy, int | None] = {
+    CpuPolicy.NORMAL: getattr(os, "SCHED_OTHER", None),
+    CpuPolicy.BATCH: getattr(os, "SCHED_BATCH", None),
+    CpuPolicy.IDLE: getattr(os, "SCHED_IDLE", None),
+}
+SWITCH_INTERVAL_S = 0.0005
+
+
+def lower_cpu_priority(settings: Settings, role_name: str) -> int:
+    """Raise this process's niceness to at least the role's `nice` budget and put it under
+    the role's CPU scheduling policy (children inherit both; calling again, as after the
+    metrics re-exec, changes nothing); returns the niceness increment.  The naive baseline
+    keeps the OS defaults, as plain Celery.
+
+    Linux with autogroup scheduling shares CPU between sessions first and applies a
+    process's nice only inside its session, so a worker that leads its own session (as
+    fleets start them) also lowers its session's autogroup niceness.
+    """
+    if role_name not in WORKER_ROLES or not consumption(settings, role_name).lowers_cpu:
+        return 0
+    budget = settings.budget(role_name)
+    set_cpu_policy(budget.cpu_policy)
+    increment = budget.nice - os.nice(0)
+    if increment <= 0:
+        return 0
+    os.nice(increment)
+    if os.getsid(0) == os.getpid() and os.path.exists(AUTOGROUP):
+        with open(AUTOGROUP, "w") as group:
+            group.write(str(budget.nice))
+    return increment
+
+
+def set_cpu_policy(policy: CpuPolicy) -> bool:
+    """Put this process (and the children it starts later) under the Linux scheduling
+    `policy`; True if it was changed.  Where the OS has no such policy, nothing changes."""
+    wanted = _POLICIES.get(policy)
+    if wanted is None or not hasattr(os, "sched_setscheduler"):
+        return False
+    if os.sched_getscheduler(0) == wanted:
+        return False
+    try:
+        os.sched_setscheduler(0, wanted, os.sched_param(0))
+    except OSError as exc:  # leaving idle or batch may need a privilege the process lacks
+        log.warning("CPU policy %s not set: %s", policy, exc)
+        return False
+    return True
+
+
+def controller_argv(settings: Settings, schedule: str, loglevel: str,
+                    hostname: str | None = None) -> list[str]:
+    """The Celery arguments of the controller: beat embedded in a solo ``control`` worker."""
+    return [
+        "worker", "-B", "-s", schedule, "-Q", "control", "-P", "solo", "-c", "1",
+        "-n", hostname or f"controller@{settings.instance_id}", "-l", loglevel,
+        "--without-gossip", "--without-mingle",
+    ]
+
+
+def memory_budget(settings: Settings, role_name: str) -> int | None:
+    """The MiB a thread-pool worker of `role_name` keeps itself under (None for prefork
+    roles, whose children Celery replaces, and for roles without a budget)."""
+    if role_name not in WORKER_ROLES or role(role_name).pool != "threads":
+        return None
+    return settings.budget(role_name).memory_mb
+
+
+def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,
+               memory_mb: int | None = None) -> None:
+    """Run Celery's worker in this process, serving metrics on `metrics_port` if given.
+    With `memory_mb`, past that much resident memory the worker finishes its tasks and
+    starts again as a fresh process (`app.fleet.memoryguard`)."""
+    if metrics_port is not None:
+        _ensure_multiprocess_metrics()
+        from app.observe.metrics import serve
+
+        serve(metrics_port)
+    # The consumer loop and the pool threads share one interpreter lock: a thread back from
+    # the broker waits for the running one to yield it, 5 ms by default, on every message.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    worker_ready.connect(freeze_startup_objects, weak=False)
+    worker_process_init.connect(freeze_startup_objects, weak=False)
+    guard = MemoryGuard(memory_mb) if memory_mb else None
+    if guard is not None:
+        worker_ready.connect(guard.start, weak=False)
+    app = create_app(settings)
+    try:
+        app.worker_main(argv=argv)
+    finally:
+        if guard is not None and guard.tripped.is_set():
+            os.execv(sys.executable, sys.orig_argv)  # the same command, as a fresh process
+
+
+def freeze_startup_objects(**_: object) -> int:
+    """Move what start-up allocated (modules, app, connections) out of the collector's
+    reach, so that its full collections, which pause every thread, stay short; returns how
+    many objects are frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+def _ensure_multiprocess_metrics() -> None:
+    """Prefork children share metrics through files; the variable must be set before
+    prometheus-client is first imported, so re-execute this command with it set."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    directory = tempfile.mkdtemp(prefix="gamesched-metrics-")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": directory}
+    os.execve(sys.executable, [sys.executable, "-m", "app.cli", *sys.argv[1:]], env)

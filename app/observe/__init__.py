@@ -1,0 +1,1 @@
+"""Observation: Prometheus metrics, execution records, percentiles over them."""

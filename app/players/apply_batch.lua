@@ -1,0 +1,155 @@
+-- Apply one batch of state updates (its msgpack wire form) to the sessions' state hashes,
+-- then publish and count the deltas (`app.players.statestore.RedisStateStore.apply`).
+-- KEYS: the two counters.  ARGV: the channel ('' for none), the state keys' prefix, '1' to
+-- report the updates applied per session, the batch in its wire form.  Reply: {stale,
+-- message, delta bytes, applied, {index, field, reason, ...}, {session, applied, ...}}.
+-- Each delta is assembled from packed values: 0x92 opens [seq, changes], then the seq as a
+-- msgpack int, a map header and the (name, value) pairs; the session ids are msgpack
+-- strings.  Indices in the reply count from 0.
+local function maphead(n)
+  if n < 16 then return string.char(0x80 + n) end
+  if n < 65536 then return string.char(0xde, math.floor(n / 256), n % 256) end
+  return string.char(0xdf, math.floor(n / 16777216), math.floor(n / 65536) % 256,
+                     math.floor(n / 256) % 256, n % 256)
+end
+local function bytes_of(n, width)
+  local out = {}
+  for k = width, 1, -1 do out[k] = string.char(n % 256); n = math.floor(n / 256) end
+  return table.concat(out)
+end
+local function packint(n)
+  if n < 128 then return string.char(n) end
+  if n < 256 then return '\204' .. string.char(n) end
+  if n < 65536 then return '\205' .. bytes_of(n, 2) end
+  if n < 4294967296 then return '\206' .. bytes_of(n, 4) end
+  return '\207' .. bytes_of(n, 8)
+end
+local function packstr(text)
+  local n = #text
+  if n < 32 then return string.char(0xa0 + n) .. text end
+  if n < 256 then return '\217' .. string.char(n) .. text end
+  if n < 65536 then return '\218' .. bytes_of(n, 2) .. text end
+  return '\219' .. bytes_of(n, 4) .. text
+end
+
+local channel, prefix, want_sizes = ARGV[1], ARGV[2], ARGV[3] == '1'
+local entries = cmsgpack.unpack(ARGV[4])
+if type(entries) ~= 'table' or (#entries == 0 and next(entries) ~= nil) then
+  return redis.error_reply('Bad data format: not an array of update entries')
+end
+local rejected, groups, order = {}, {}, {}
+local function reject(i, field, reason)
+  rejected[#rejected + 1] = i - 1
+  rejected[#rejected + 1] = field
+  rejected[#rejected + 1] = reason
+end
+local function pairs_ok(e)
+  if #e % 2 == 1 then return false end
+  for k = 3, #e do if type(e[k]) ~= 'string' then return false end end
+  return true
+end
+
+for i = 1, #entries do
+  local e = entries[i]
+  if type(e) ~= 'table' or #e < 2 then reject(i, 'update', 'expected an array entry')
+  elseif type(e[1]) ~= 'string' then reject(i, 'session', 'expected a session id string')
+  elseif type(e[2]) ~= 'number' or e[2] < 1 or e[2] ~= math.floor(e[2]) then
+    reject(i, 'seq', 'expected an integer >= 1')
+  elseif not pairs_ok(e) then reject(i, 'state', 'expected field names and packed values')
+  else
+    local g = groups[e[1]]
+    if not g then g = {}; groups[e[1]] = g; order[#order + 1] = e[1] end
+    g[#g + 1] = i
+  end
+end
+
+-- Sequence order, and batch order between equal sequence numbers (table.sort is not stable):
+-- of two updates with one number, the first in the batch applies and the other is stale.
+local by_seq = function(x, y)
+  local a, b = entries[x][2], entries[y][2]
+  return a < b or (a == b and x < y)
+end
+-- Strings made from field names are made once per script run, not once per session.
+local dotted, named = {}, {}
+local function dot(name)
+  local d = dotted[name]
+  if not d then d = '.' .. name; dotted[name] = d; named[name] = packstr(name) end
+  return d
+end
+-- The tables of one session are reused for the next, sized by a count and cleared after
+-- it: tables grown from empty for every session were most of the script's cost.
+local fields, names, values, slot = {'seq'}, {}, {}, {}
+local write = {'seq', ''}
+
+-- Every field any update of the session `g` names; returns how many.  `slot` maps a name
+-- to its place in `names`, `values` and (one further on) `fields`.
+local function collect(g)
+  if #g > 1 then table.sort(g, by_seq) end
+  local n = 0
+  for _, i in ipairs(g) do
+    local e = entries[i]
+    for f = 3, #e, 2 do
+      local name = e[f]
+      if not slot[name] then
+        n = n + 1
+        slot[name], names[n], fields[n + 1] = n, name, dot(name)
+      end
+    end
+  end
+  return n
+end
+
+local stale, total, bytes, sessions, parts, p, sizes = 0, 0, 0, 0, {''}, 1, {}
+for _, sid in ipairs(order) do
+  local g = groups[sid]
+  local key = prefix .. sid
+  local n = collect(g)
+  local old = redis.call('HMGET', key, unpack(fields, 1, n + 1))
+  if not old[1] then
+    for _, i in ipairs(g) do reject(i, 'session', "unknown session '" .. sid .. "'") end
+  else
+    local seq, applied = tonumber(old[1]), 0
+    for _, i in ipairs(g) do
+      local e = entries[i]
+      if e[2] <= seq then
+        stale = stale + 1
+      else
+        seq, applied = e[2], applied + 1
+        for f = 3, #e, 2 do values[slot[e[f]]] = e[f + 1] end
+      end
+    end
+    if applied > 0 then
+      -- The delta goes into `parts` piece by piece, its header once its size is known.
+      write[2] = string.format('%d', seq)
+      local w, c, head, size = 2, 0, p + 2, 0
+      parts[p + 1], p = packstr(sid), p + 2
+      for j = 1, n do
+        local value = values[j]
+        if value ~= nil and old[j + 1] ~= value then
+          local name = named[names[j]]
+          write[w + 1], write[w + 2], w = fields[j + 1], value, w + 2
+          parts[p + 1], parts[p + 2], p = name, value, p + 2
+          c, size = c + 1, size + #name + #value
+        end
+      end
+      redis.call('HSET', key, unpack(write, 1, w))
+      parts[head] = '\146' .. packint(seq) .. maphead(c)
+      bytes = bytes + size + #parts[head]
+      total, sessions = total + applied, sessions + 1
+      if want_sizes then
+        sizes[#sizes + 1] = sid
+        sizes[#sizes + 1] = applied
+      end
+    end
+  end
+  for j = 1, n do slot[names[j]], values[j] = nil, nil end
+end
+
+parts[1] = maphead(sessions)
+local message = table.concat(parts, '', 1, p)
+if total > 0 then
+  if channel ~= '' then redis.call('PUBLISH', channel, message) end
+  redis.call('INCRBY', KEYS[1], total)
+  redis.call('INCRBY', KEYS[2], bytes)
+end
+return {stale, message, bytes, total, rejected, sizes}

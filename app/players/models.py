@@ -1,0 +1,28 @@
+"""The session table.  Alembic owns the schema: every change here comes with a migration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base, utcnow
+from app.protocol.vocab import SessionStatus
+
+
+class GameSession(Base):
+    """A game session as durable state: where it runs and its last acknowledged snapshot."""
+
+    __tablename__ = "game_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(64), index=True)
+    session_type: Mapped[str] = mapped_column(String(16))
+    players: Mapped[int] = mapped_column(Integer)
+    region: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(8), default=SessionStatus.OPEN.value)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    snapshot_seq: Mapped[int] = mapped_column(Integer, default=0)
+    snapshot: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

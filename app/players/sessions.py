@@ -1,0 +1,323 @@
+"""Session service: sessions in SQL, state updates applied to hot state, deltas out.
+
+Services take plain values and a SQLAlchemy Session or a HotStore; they know nothing of
+Celery.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.players import delta, wire
+from app.players.hotstore import HotStore
+from app.players.models import GameSession
+from app.players.statestore import UNKNOWN_SESSION, Emit
+from app.protocol.keys import (
+    DELTA_CHANNEL,
+    NET_DELTA_BYTES,
+    NET_FULL_BYTES,
+    NET_FULL_UPDATES,
+    NET_UPDATES,
+)
+from app.protocol.vocab import SessionOp, SessionStatus, parse_name
+
+
+def open_session(
+    db: Session,
+    session_id: str,
+    *,
+    instance_id: str,
+    session_type: str,
+    players: int,
+    region: str | None,
+) -> GameSession:
+    """Record a session as open.  Idempotent: opening an open session changes nothing."""
+    row = db.get(GameSession, session_id)
+    if row is None:
+        row = GameSession(
+            id=session_id, instance_id=instance_id, session_type=session_type,
+            players=players, region=region, status=SessionStatus.OPEN.value, opened_at=utcnow(),
+            snapshot_seq=0,
+        )
+        db.add(row)
+    elif row.status == SessionStatus.CLOSED:
+        row.status, row.closed_at = SessionStatus.OPEN.value, None
+    return row
+
+
+def change_session(db: Session, session_id: str, **changes: Any) -> bool:
+    """Record new session factors (type, players, region).  Idempotent; False if unknown."""
+    row = db.get(GameSession, session_id)
+    if row is None:
+        return False
+    for name in ("session_type", "players", "region"):
+        if changes.get(name) is not None:
+            setattr(row, name, changes[name])
+    return True
+
+
+def close_session(db: Session, session_id: str) -> bool:
+    """Mark a session closed.  Idempotent; returns False when the session is unknown."""
+    row = db.get(GameSession, session_id)
+    if row is None:
+        return False
+    if row.status != SessionStatus.CLOSED:
+        row.status, row.closed_at = SessionStatus.CLOSED.value, utcnow()
+    return True
+
+
+def session_op(db: Session, hot: HotStore, op: str, session_id: str,
+               spec: Mapping[str, Any]) -> bool:
+    """Carry out a session operation sent by the client: open (recording the session and
+    restoring its last snapshot into hot state when that is newer), update or close.
+    Idempotent.  An unknown `op` raises InvalidRequest naming ``op`` and changes nothing."""
+    match parse_name(SessionOp, "op", op):
+        case SessionOp.OPEN:
+            row = open_session(db, session_id, **spec)
+            restore(hot, row)
+            return True
+        case SessionOp.UPDATE:
+            return change_session(db, session_id, **spec)
+        case SessionOp.CLOSE:
+            return close_session(db, session_id)
+
+
+@dataclass(frozen=True)
+class HotState:
+    """A session's hot state: the newest sequence number applied and the merged fields."""
+
+    seq: int
+    fields: dict[str, Any]
+
+
+def read_state(hot: HotStore, session_id: str) -> HotState | None:
+    """A session's hot state, or None if the session is unknown to the hot store."""
+    return read_states(hot, [session_id]).get(session_id)
+
+
+def read_states(hot: HotStore, session_ids: Sequence[str]) -> dict[str, HotState]:
+    """The hot states of `session_ids` that exist, in one round trip."""
+    stored = hot.states.read(list(session_ids))
+    return {s: HotState(st.seq, _unpack_fields(st.fields))
+            for s, st in zip(session_ids, stored, strict=True) if st is not None}
+
+
+def ensure_state(hot: HotStore, session_id: str, restored: HotState | None = None) -> None:
+    """Create a session's hot state, or raise it to `restored` if that is newer."""
+    start = restored or HotState(seq=0, fields={})
+    hot.states.put_if_newer(session_id, start.seq, _pack_fields(start.fields))
+
+
+def restore(hot: HotStore, row: GameSession) -> None:
+    """Put a session's SQL snapshot back into hot state if hot state is older or gone
+    (after a Redis restart, say)."""
+    if row.snapshot is None:
+        ensure_state(hot, row.id)
+        return
+    fields = msgpack.unpackb(row.snapshot, raw=False)
+    ensure_state(hot, row.id, HotState(seq=row.snapshot_seq, fields=dict(fields)))
+
+
+# The full-state JSON an update would have cost is measured on every FULL_STATE_SAMPLE-th
+# batch a process applies (it needs the whole state read back); deltas are counted on all.
+FULL_STATE_SAMPLE = 8
+_batches = itertools.count()
+
+
+@dataclass
+class ApplyResult:
+    """What one batch did: applied updates, stale ones skipped, rejected ones and why, and
+    the delta message (msgpack ``{session: [seq, {changed fields}]}``).  `unsized` holds,
+    for a sampled batch whose full-state cost is still to be measured, the updates applied
+    per session (see `size_full_state`)."""
+
+    applied: int = 0
+    stale: int = 0
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    message: bytes = b"\x80"
+    unsized: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def deltas(self) -> dict[str, bytes]:
+        """Each changed session's encoded delta (decoded from the message)."""
+        return delta.split(self.message)
+
+
+def apply_batch(hot: HotStore, batch: bytes, publish: bool = False,
+                size_later: bool = False) -> ApplyResult:
+    """Apply a batch in its wire form (`app.players.wire`) in per-session sequence order; an older
+    update never overwrites a newer.
+
+    A malformed entry or one for an unknown session is rejected (index, field, reason) and
+    the rest still apply.  Idempotent: updates at or below a session's applied sequence are
+    skipped as stale.  The network counters count the deltas; with `publish` they go out
+    on DELTA_CHANNEL.  A `batch` that is not msgpack raises ValueError.
+
+    The full-state cost of a sampled batch is measured here, or with `size_later` left in
+    the result's `unsized` for the caller to pass to `size_full_state` once the players'
+    work is done: the measure reads every changed session back, which a player need not
+    wait for.
+    """
+    emit = Emit(DELTA_CHANNEL if publish else None, NET_UPDATES, NET_DELTA_BYTES)
+    sample = next(_batches) % FULL_STATE_SAMPLE == 0
+    outcome = hot.states.apply(batch, emit, per_session=sample)
+    result = ApplyResult(outcome.applied, outcome.stale, outcome.rejected, outcome.message,
+                         outcome.per_session)
+    if not size_later:
+        size_full_state(hot, result)
+    return result
+
+
+def size_full_state(hot: HotStore, result: ApplyResult) -> None:
+    """Count what full-state JSON would have cost for the updates of `result` still
+    unsized (one message per applied update, sized on its session's state now)."""
+    if result.unsized:
+        hot.incr_many(_full_state_cost(hot, result.unsized))
+        result.unsized = {}
+
+
+def apply_batch_restoring(hot: HotStore, db_factory: Callable[[], Session], batch: bytes,
+                          publish: bool = False, size_later: bool = False) -> ApplyResult:
+    """`apply_batch`, and when sessions are missing from hot state but open in SQL (hot
+    state lost with a Redis restart), restore them from their snapshots and apply their
+    updates again: a session survives the restart at its last snapshot, and the updates
+    newer than the snapshot land on top of it."""
+    result = apply_batch(hot, batch, publish, size_later)
+    missing = [i for i, name, reason in result.rejected
+               if name == "session" and reason.startswith(UNKNOWN_SESSION)]
+    if not missing:
+        return result
+    entries = wire.unpack_batch(batch)
+    session_of = {i: entries[i][0].decode() for i in missing}
+    with db_factory() as db, db.begin():
+        restored = restore_open(db, hot, set(session_of.values()))
+    retry = [i for i in missing if session_of[i] in restored]
+    if not retry:
+        return result
+    again = apply_batch(hot, wire.pack_batch(entries[i] for i in retry), publish, size_later)
+    retried = set(retry)
+    return ApplyResult(
+        applied=result.applied + again.applied, stale=result.stale + again.stale,
+        rejected=[r for r in result.rejected if r[0] not in retried]
+        + [(retry[i], name, reason) for i, name, reason in again.rejected],
+        message=delta.message(result.deltas | again.deltas),
+        unsized=_added(result.unsized, again.unsized))
+
+
+def restore_open(db: Session, hot: HotStore, session_ids: set[str]) -> set[str]:
+    """Restore the open sessions among `session_ids` from their SQL snapshots; returns
+    their ids."""
+    rows = db.scalars(select(GameSession).where(GameSession.id.in_(sorted(session_ids)),
+                                                GameSession.status == SessionStatus.OPEN))
+    restored = set()
+    for row in rows:
+        restore(hot, row)
+        restored.add(row.id)
+    return restored
+
+
+def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]],
+                  publish: bool = False,
+                  db_factory: Callable[[], Session] | None = None,
+                  size_later: bool = False) -> ApplyResult:
+    """`apply_batch` for updates given as ``{"session": id, "seq": n, "state": {...}}``
+    (`apply_batch_restoring` with `db_factory`).
+
+    A malformed update is rejected here, by its index; the rest go on in wire form.
+    """
+    rejected: list[tuple[int, str, str]] = []
+    valid: list[int] = []
+    for index, update in enumerate(updates):
+        problem = _malformed(update)
+        if problem:
+            rejected.append((index, *problem))
+        else:
+            valid.append(index)
+    batch = wire.pack_batch(wire.entry(updates[i]["session"], updates[i]["seq"],
+                                       updates[i]["state"]) for i in valid)
+    result = (apply_batch(hot, batch, publish, size_later) if db_factory is None
+              else apply_batch_restoring(hot, db_factory, batch, publish, size_later))
+    result.rejected = rejected + [(valid[i], name, reason) for i, name, reason in result.rejected]
+    return result
+
+
+def _added(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in a.keys() | b.keys()}
+
+
+def _malformed(update: Any) -> tuple[str, str] | None:
+    if not isinstance(update, Mapping):
+        return ("update", "expected a mapping")
+    if not isinstance(update.get("session"), str):
+        return ("session", "expected a session id string")
+    seq = update.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        return ("seq", "expected an integer >= 1")
+    if not isinstance(update.get("state"), dict):
+        return ("state", "expected a mapping of fields")
+    return None
+
+
+def _pack_fields(fields: Mapping[str, Any]) -> dict[str, bytes]:
+    return {str(k): wire.pack_value(v) for k, v in fields.items()}
+
+
+def _unpack_fields(fields: Mapping[str, bytes]) -> dict[str, Any]:
+    return {k: msgpack.unpackb(v, raw=False) for k, v in fields.items()}
+
+
+def _full_state_cost(hot: HotStore, per_session: dict[str, int]) -> dict[str, int]:
+    """What full-state JSON would have cost for a batch: one message per applied update,
+    sized on its session's state after the batch."""
+    states = read_states(hot, list(per_session))
+    full, updates = 0, 0
+    for session_id, state in states.items():
+        applied = per_session[session_id]
+        full += applied * delta.full_state_size(state.seq, state.fields)
+        updates += applied
+    return {NET_FULL_BYTES: full, NET_FULL_UPDATES: updates}
+
+
+@dataclass(frozen=True)
+class NetworkTotals:
+    """Bytes sent as deltas versus what full-state JSON would have cost, per update.  The
+    full-state cost is measured on a sample of the batches (`full_updates` of them)."""
+
+    updates: int
+    delta_bytes: int
+    full_updates: int
+    full_bytes: int
+
+    @property
+    def bytes_per_update(self) -> float:
+        """Delta bytes per applied update."""
+        return self.delta_bytes / self.updates if self.updates else 0.0
+
+    @property
+    def full_bytes_per_update(self) -> float:
+        """Full-state JSON bytes per sized update."""
+        return self.full_bytes / self.full_updates if self.full_updates else 0.0
+
+
+_NET_KEYS = (NET_UPDATES, NET_DELTA_BYTES, NET_FULL_UPDATES, NET_FULL_BYTES)
+
+
+def network_totals(hot: HotStore) -> NetworkTotals:
+    """The network counters since the last reset."""
+    updates, delta_bytes, full_updates, full_bytes = (
+        int(v) if v is not None else 0 for v in hot.get_many(list(_NET_KEYS)))
+    return NetworkTotals(updates, delta_bytes, full_updates, full_bytes)
+
+
+def reset_network_totals(hot: HotStore) -> None:
+    """Zero the network counters."""
+    for key in _NET_KEYS:
+        hot.delete(key)

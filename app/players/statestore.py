@@ -1,0 +1,251 @@
+"""Session state storage: per-session fields with the newest applied sequence number.
+
+A session's state is a hash of field name -> packed value (see `app.players.wire`), plus its
+sequence number.  Applying a batch is one atomic step per store (a Lua script on Redis, a
+lock in memory) that takes the batch in its wire form: entries are checked one by one
+(a malformed one is rejected, the rest still apply), grouped by session and sorted by
+sequence; updates at or below the stored sequence are skipped as stale, newer ones merged
+in order, and only the fields whose packed value changed are written.  The same step
+builds the batch's delta message, msgpack ``{session: [seq, {changed fields}]}``, publishes
+it and counts it, so a batch costs one round trip on Redis and no state value is unpacked
+anywhere.  No read-modify-write crosses the network: concurrent batches that share
+sessions never conflict or retry.
+
+Redis layout: ``gamesched:state:<session>`` is a hash with ``seq`` and one ``.<name>``
+field per state field.  The script computes these keys from the session ids, so it runs on
+a single Redis, not on a cluster.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Protocol
+
+import redis
+
+from app.players import delta
+from app.players.wire import unpack_batch
+from app.protocol import keys
+
+Packed = dict[str, bytes]  # field name -> msgpack-packed value
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Where a batch's deltas go: the channel to publish them on (None: not published), and
+    the counters of applied updates and of delta bytes."""
+
+    channel: str | None
+    updates_counter: str
+    bytes_counter: str
+
+
+@dataclass
+class BatchOutcome:
+    """What applying a batch did.  `rejected` holds (entry index, field, reason);
+    `message` is the delta message; `per_session` (when asked for) the updates applied to
+    each changed session."""
+
+    applied: int = 0
+    stale: int = 0
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    message: bytes = b"\x80"
+    delta_bytes: int = 0
+    per_session: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """A session's stored sequence number and packed fields."""
+
+    seq: int
+    fields: Packed
+
+
+class StateStore(Protocol):
+    """Where sessions' hot state lives."""
+
+    def apply(self, batch: bytes, emit: Emit, per_session: bool = False) -> BatchOutcome:
+        """Apply a batch in its wire form atomically, then publish and count its deltas."""
+
+    def read(self, session_ids: list[str]) -> list[StoredState | None]:
+        """The stored states of `session_ids` (None for an unknown session)."""
+
+    def put_if_newer(self, session_id: str, seq: int, fields: Packed) -> bool:
+        """Create the session's state, or replace it when `seq` is newer; True if written."""
+
+
+
+# The reason given for an update of a session hot state does not hold (the Lua script
+# spells it the same way); callers restore such sessions by it.
+UNKNOWN_SESSION = "unknown session"
+SEQ = b"seq"
+PREFIX = "."
+
+
+Publish = Callable[[str, bytes], None]
+Count = Callable[[dict[str, int]], None]
+
+
+class MemoryStateStore:
+    """Session state in this process (the embedded default and fast tests); the same rules
+    as the Redis script, in Python."""
+
+    def __init__(self, publish: Publish, count: Count) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[str, tuple[int, Packed]] = {}
+        self._publish = publish
+        self._count = count
+
+    def apply(self, batch: bytes, emit: Emit, per_session: bool = False) -> BatchOutcome:
+        """Apply a batch under one lock, then publish and count its deltas."""
+        outcome = BatchOutcome()
+        entries = unpack_batch(batch)
+        groups = _group(entries, outcome.rejected)
+        deltas: dict[str, bytes] = {}
+        with self._lock:
+            for session_id, indices in groups.items():
+                self._apply_session(session_id, [entries[i] for i in indices], indices,
+                                    outcome, deltas)
+        outcome.message = delta.message(deltas)
+        outcome.delta_bytes = sum(len(d) for d in deltas.values())
+        if not per_session:
+            outcome.per_session = {}
+        _emit(outcome, emit, self._publish, self._count)
+        return outcome
+
+    def _apply_session(self, session_id: str, updates: list[Any], indices: list[int],
+                       out: BatchOutcome, deltas: dict[str, bytes]) -> None:
+        current = self._states.get(session_id)
+        if current is None:
+            out.rejected += [(i, "session", f"{UNKNOWN_SESSION} {session_id!r}")
+                             for i in indices]
+            return
+        seq, fields = current
+        applied, newest = 0, dict[str, bytes]()
+        for update in updates:
+            if update[1] <= seq:
+                out.stale += 1
+                continue
+            newest.update(zip((n.decode() for n in update[2::2]), update[3::2], strict=True))
+            seq, applied = update[1], applied + 1
+        if applied:
+            changed = {k: v for k, v in newest.items() if fields.get(k) != v}
+            self._states[session_id] = (seq, {**fields, **changed})
+            deltas[session_id] = delta.encode_packed(seq, changed)
+            out.applied += applied
+            out.per_session[session_id] = applied
+
+    def read(self, session_ids: list[str]) -> list[StoredState | None]:
+        """The stored states of `session_ids`."""
+        with self._lock:
+            found = [self._states.get(s) for s in session_ids]
+        return [StoredState(c[0], dict(c[1])) if c else None for c in found]
+
+    def put_if_newer(self, session_id: str, seq: int, fields: Packed) -> bool:
+        """Create or replace the state when `seq` is newer than the stored one."""
+        with self._lock:
+            current = self._states.get(session_id)
+            if current is not None and (current[0] >= seq):
+                return False
+            self._states[session_id] = (seq, dict(fields))
+            return True
+
+
+def _group(entries: list[Any], rejected: list[tuple[int, str, str]]) -> dict[str, list[int]]:
+    """Check each entry; the valid ones' indices by session, in ascending sequence order."""
+    groups: dict[str, list[int]] = {}
+    for index, entry in enumerate(entries):
+        problem = _malformed(entry)
+        if problem:
+            rejected.append((index, *problem))
+            continue
+        groups.setdefault(entry[0].decode(), []).append(index)
+    for indices in groups.values():
+        indices.sort(key=lambda i: entries[i][1])
+    return groups
+
+
+def _malformed(entry: Any) -> tuple[str, str] | None:
+    if not isinstance(entry, list) or len(entry) < 2:
+        return ("update", "expected an array entry")
+    if not isinstance(entry[0], bytes):
+        return ("session", "expected a session id string")
+    seq = entry[1]
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        return ("seq", "expected an integer >= 1")
+    if len(entry) % 2 or not all(isinstance(x, bytes) for x in entry[2:]):
+        return ("state", "expected field names and packed values")
+    return None
+
+
+def _emit(outcome: BatchOutcome, emit: Emit, publish: Publish, count: Count) -> None:
+    if not outcome.applied:
+        return
+    if emit.channel is not None:
+        publish(emit.channel, outcome.message)
+    count({emit.updates_counter: outcome.applied, emit.bytes_counter: outcome.delta_bytes})
+
+
+def _script(name: str) -> str:
+    """The text of a Lua script shipped beside this module."""
+    return resources.files("app.players").joinpath(name).read_text(encoding="utf-8")
+
+
+_APPLY = _script("apply_batch.lua")  # one batch: merge, write changed fields, build deltas
+_PUT_IF_NEWER = _script("put_if_newer.lua")  # create or replace a state when newer
+
+
+class RedisStateStore:
+    """Session state in Redis hashes, applied by Lua scripts (one round trip per batch)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._apply = client.register_script(_APPLY)
+        self._put = client.register_script(_PUT_IF_NEWER)
+
+    def apply(self, batch: bytes, emit: Emit, per_session: bool = False) -> BatchOutcome:
+        """Apply a batch, publish and count its deltas: one script call."""
+        args = [emit.channel or "", keys.STATE_PREFIX, "1" if per_session else "0", batch]
+        try:
+            reply = self._apply(keys=[emit.updates_counter, emit.bytes_counter], args=args)
+        except redis.ResponseError as exc:
+            if "cmsgpack" not in str(exc) and "Bad data format" not in str(exc):
+                raise
+            raise ValueError(f"not a batch in wire form: {exc}") from None
+        stale, message, delta_bytes, applied, rejected, sizes = reply
+        return BatchOutcome(
+            applied=int(applied), stale=int(stale),
+            rejected=[(int(rejected[k]), rejected[k + 1].decode(), rejected[k + 2].decode())
+                      for k in range(0, len(rejected), 3)],
+            message=bytes(message), delta_bytes=int(delta_bytes),
+            per_session={sizes[k].decode(): int(sizes[k + 1]) for k in range(0, len(sizes), 2)})
+
+    def read(self, session_ids: list[str]) -> list[StoredState | None]:
+        """HGETALL each session, pipelined in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for session_id in session_ids:
+            pipe.hgetall(keys.state(session_id))
+        return [_stored(raw) for raw in pipe.execute()]
+
+    def put_if_newer(self, session_id: str, seq: int, fields: Packed) -> bool:
+        """Create or replace the hash when `seq` is newer, atomically."""
+        args: list[bytes | str | int] = [seq]
+        for name, value in fields.items():
+            args += [PREFIX + name, value]
+        # The script's HSET takes 'seq' and ARGV, so ARGV[1] is the seq's value.
+        return bool(self._put(keys=[keys.state(session_id)], args=args))
+
+
+def _stored(raw: dict[bytes, bytes]) -> StoredState | None:
+    if SEQ not in raw:
+        return None
+    fields = {_name(k): v for k, v in raw.items() if k != SEQ}
+    return StoredState(int(raw[SEQ]), fields)
+
+
+def _name(raw: bytes) -> str:
+    return raw.decode()[len(PREFIX):]

@@ -1,0 +1,36 @@
+"""Every Redis key and channel gamesched writes in the hot store, in one place.
+
+All of them start with ``gamesched:``, so one pattern finds (and the simulator clears) them.
+"""
+
+from __future__ import annotations
+
+PREFIX = "gamesched:"
+ALL = PREFIX + "*"  # every key below: hot state, counters, claims and execution records
+
+# Sessions' hot state: a hash per session with ``seq`` and one ``.<name>`` field per state
+# field (the state script computes these keys from the session ids).
+STATE_PREFIX = PREFIX + "state:"
+DELTA_CHANNEL = PREFIX + "deltas"  # each applied batch's delta message is published here
+
+# Network counters: applied updates, their delta bytes, and the full-state cost of a sample.
+NET_UPDATES = PREFIX + "net:updates"
+NET_DELTA_BYTES = PREFIX + "net:delta_bytes"
+NET_FULL_UPDATES = PREFIX + "net:full_updates"  # the updates whose full state was sized
+NET_FULL_BYTES = PREFIX + "net:full_bytes"
+
+# The controller's last decision, and the late player batches it reads each tick.
+CONTROL_DECISION = PREFIX + "control:decision"
+CONTROL_PLAYER_SLOW = PREFIX + "control:player-slow"
+
+EXECUTIONS = PREFIX + "executions"  # execution records (demo, simulator, tests)
+
+
+def state(session_id: str) -> str:
+    """The key of a session's state hash."""
+    return STATE_PREFIX + session_id
+
+
+def claim(task_id: str) -> str:
+    """The key a task copy sets to claim its run (the first copy of a raised task runs)."""
+    return f"{PREFIX}claim:{task_id}"

@@ -1,0 +1,34 @@
+"""The queues: which queue holds which task, and which queues are player-facing or
+latency-bound.  Queue names are part of the wire contract, as task names are."""
+
+from __future__ import annotations
+
+from app.protocol import names
+from app.protocol.vocab import Queue
+
+__all__ = ["LATENCY_BOUND", "NAIVE_QUEUE", "PLAYER_FACING", "PRIORITY_STEPS", "TASK_QUEUES",
+           "Queue"]
+
+PRIORITY_STEPS = list(range(10))  # 0 is the highest on Redis
+NAIVE_QUEUE = "celery"  # Celery's default queue: the baseline sends everything there
+
+# Task name -> queue.
+TASK_QUEUES: dict[str, Queue] = {
+    names.UPDATE_TASK: Queue.PLAYER,
+    names.SESSION_TASK: Queue.PLAYER,
+    names.PHYSICS_REGION_TASK: Queue.PHYSICS,
+    names.PHYSICS_FRAME_TASK: Queue.PHYSICS,
+    names.AI_TASK: Queue.AI,
+    names.AI_BATCH_TASK: Queue.AI,
+    names.APPLY_TASK: Queue.TRANSACTIONS,
+    names.APPLY_BATCH_TASK: Queue.TRANSACTIONS,
+    names.SWEEP_TASK: Queue.CONTROL,  # beat-driven, beside the controller
+    names.SNAPSHOT_TASK: Queue.BACKGROUND,
+    names.ANALYTICS_TASK: Queue.BACKGROUND,
+    names.TICK_TASK: Queue.CONTROL,
+}
+
+PLAYER_FACING: frozenset[Queue] = frozenset({Queue.PLAYER, Queue.TRANSACTIONS})
+# Queues whose tasks are acked after they run, so a busy prefetch-1 worker reserves nothing
+# and a message sent later at a higher priority is fetched first.
+LATENCY_BOUND: frozenset[Queue] = frozenset({Queue.PLAYER, Queue.PHYSICS, Queue.TRANSACTIONS})

@@ -1,0 +1,145 @@
+"""The Task base class: timing, metrics and execution records for every gamesched task."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from celery import Task
+
+from app.control import dilation
+from app.control.controller import read_decision
+from app.observe.metrics import metrics
+from app.observe.recorder import Execution
+from app.protocol import keys
+from app.protocol.names import CLAIM_HEADER, HANDOFF_HEADER, SENT_HEADER
+
+if TYPE_CHECKING:
+    from app.tasking.factory import GameschedCelery
+    from app.tasking.runtime import Runtime
+
+CLAIM_TTL_S = 3600
+_AFTER_DONE = "gs_after_done"
+log = logging.getLogger(__name__)
+
+
+class GameTask(Task):  # type: ignore[misc]
+    """Base of every gamesched task; task bodies stay free of cross-cutting code.
+
+    Task options: ``tracks_latency`` counts runs later than the player target for the
+    controller, ``dilatable`` pauses after each run at the controller's background level
+    (`app.control.dilation`)."""
+
+    abstract = True
+    typing = True
+    tracks_latency = False
+    dilatable = False
+
+    @property
+    def runtime(self) -> Runtime:
+        """The worker process's runtime (settings, SQL, hot store)."""
+        app: GameschedCelery = self.app
+        return app.runtime
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _header(self.request, CLAIM_HEADER) and not self._claim():
+            return None  # another copy of this task id (raised in priority) ran first
+        return self._timed(args, kwargs)
+
+    def after_done(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once this run is stamped done and recorded: follow-up work that whoever
+        waits for the task's effect need not wait for (a measurement, say).  It runs in
+        the same worker thread, before the message is acknowledged; an error in it is
+        logged, not raised."""
+        pending: list[Callable[[], None]] | None = getattr(self.request, _AFTER_DONE, None)
+        if pending is None:
+            pending = []
+            setattr(self.request, _AFTER_DONE, pending)
+        pending.append(fn)
+
+    def _claim(self) -> bool:
+        claimed = self.runtime.hot.claim(keys.claim(str(self.request.id)), CLAIM_TTL_S)
+        if not claimed:
+            metrics().skipped.labels(_queue_of(self.request)).inc()
+        return claimed
+
+    def _timed(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        queue = _queue_of(self.request)
+        handoff = _handoff_of(self.request)
+        started = time.time()
+        m = metrics()
+        m.started.labels(queue).inc()
+        m.wait_seconds.labels(queue).observe(max(0.0, started - handoff))
+        ok = False
+        try:
+            result = self.run(*args, **kwargs)
+            ok = True
+            return result
+        finally:
+            done = time.time()
+            (m.succeeded if ok else m.failed).labels(queue).inc()
+            m.latency_seconds.labels(queue).observe(max(0.0, done - handoff))
+            if self.runtime.settings.record_latency:
+                self._record(queue, handoff, started, done, ok)
+            self._run_after_done()
+            self._settle(done - handoff, done - started)
+
+    def _run_after_done(self) -> None:
+        pending = getattr(self.request, _AFTER_DONE, None) or []
+        setattr(self.request, _AFTER_DONE, None)
+        for fn in pending:
+            try:
+                fn()
+            except Exception:
+                log.exception("follow-up of task %s failed", self.request.id)
+
+    def _settle(self, latency_s: float, run_s: float) -> None:
+        """Feed the controller, then slow down as it asked (after done: nobody waits)."""
+        try:
+            if self.tracks_latency:
+                target_s = self.runtime.settings.player_target_ms / 1000.0
+                dilation.note_latency(self.runtime.hot, latency_s, target_s)
+            if self.dilatable:
+                decision = read_decision(self.runtime.hot)
+                dilation.dilate(run_s, decision.background_level if decision else 1.0)
+        except Exception:  # the hot store may be away; the task's work is done
+            log.warning("task %s could not reach the controller's state", self.request.id,
+                        exc_info=True)
+
+    def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Count the retry."""
+        metrics().retried.labels(_queue_of(self.request)).inc()
+
+    def _record(self, queue: str, handoff: float, started: float, done: float, ok: bool) -> None:
+        self.runtime.recorder.record(
+            Execution(
+                task_id=str(self.request.id),
+                task=self.name,
+                queue=queue,
+                hostname=str(self.request.hostname or ""),
+                handoff=handoff,
+                started=started,
+                done=done,
+                ok=ok,
+                sent=float(_header(self.request, SENT_HEADER) or 0.0),
+            )
+        )
+
+
+def _queue_of(request: Any) -> str:
+    info = getattr(request, "delivery_info", None) or {}
+    return str(info.get("routing_key") or "eager")
+
+
+def _header(request: Any, name: str) -> Any:
+    value = getattr(request, name, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(name)
+    return value
+
+
+def _handoff_of(request: Any) -> float:
+    value = _header(request, HANDOFF_HEADER)
+    return float(value) if value is not None else time.time()

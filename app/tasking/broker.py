@@ -1,0 +1,69 @@
+"""Broker inspection: queue depths, the oldest waiting message, the workers that answer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+from celery import Celery
+
+from app.protocol.names import HANDOFF_HEADER
+from app.protocol.queues import PRIORITY_STEPS, Queue
+
+
+def queue_depths(app: Celery) -> dict[str, int]:
+    """Messages waiting in each gamesched queue (every priority step summed on Redis)."""
+    depths: dict[str, int] = {}
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        for queue in Queue:
+            try:
+                depths[queue.value] = int(channel.queue_declare(queue.value, passive=True)[1])
+            except Exception:  # noqa: BLE001 - a queue nobody declared yet is empty
+                depths[queue.value] = 0
+    return depths
+
+
+class Waiting(NamedTuple):
+    """What waits in one queue: how many messages, and when the oldest of them was handed
+    over (its ``gs_handoff`` header, seconds since the epoch; None when nothing waits, when a
+    message waits without the header, or when the broker is not Redis)."""
+
+    messages: int
+    oldest_handoff: float | None
+
+
+def waiting(app: Celery, queue: str) -> Waiting:
+    """What waits in `queue`, read in one round trip on Redis.
+
+    Redis keeps one list per priority step (``queue``, ``queue:1`` ... ``queue:9``); a list
+    is pushed on the left and popped on the right, so its oldest message is its last."""
+    if not app.runtime.settings.uses_redis:
+        return Waiting(queue_depths(app).get(queue, 0), None)
+    keys = [queue if step == 0 else f"{queue}:{step}" for step in PRIORITY_STEPS]
+    with app.connection_for_read() as conn:
+        client = conn.default_channel.client
+        with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.llen(key)
+                pipe.lindex(key, -1)
+            replies = pipe.execute()
+    sizes, raws = replies[0::2], replies[1::2]
+    times = [_handoff(raw) for raw in raws if raw is not None]
+    if not times or None in times:  # nothing waits, or a message without the header
+        return Waiting(sum(sizes), None)
+    return Waiting(sum(sizes), min(t for t in times if t is not None))
+
+
+def _handoff(raw: bytes) -> float | None:
+    try:
+        value = json.loads(raw).get("headers", {}).get(HANDOFF_HEADER)
+        return float(value) if value is not None else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def live_workers(app: Celery, timeout: float = 1.0) -> dict[str, Any]:
+    """Workers that answer a ping within `timeout`, with the queues each consumes."""
+    replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    return {name: sorted(q["name"] for q in queues) for name, queues in replies.items()}

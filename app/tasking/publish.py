@@ -1,0 +1,58 @@
+"""The one place that decides how a message is published.
+
+`Publisher` sends each message to its queue at its priority step.  The naive baseline
+(``GAMESCHED_NAIVE``) is `SharedQueuePublisher`: what plain Celery does with a task
+sent by name, Celery's default queue and no priority.  Everything that sends (the client,
+the sweeper's re-sends, the controller's tick) goes through the app's publisher, so the
+baseline is a matter of configuration, never a branch in a caller.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery
+from celery.result import AsyncResult
+
+from app.priority import Route, route
+from app.protocol.names import HANDOFF_HEADER, TICK_TASK
+from app.settings import Settings
+
+ARGSREPR = "(...)"  # a batch's arguments are not rendered for display on every send
+
+
+class Publisher:
+    """Sends a message to its route's queue at its route's priority step."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def send(self, where: Route, args: list[Any], headers: dict[str, Any], *,
+             task_id: str | None = None, serializer: str | None = None) -> AsyncResult:
+        """Publish `where.task` with `args` and `headers`; returns the task's handle."""
+        return self.app.send_task(where.task, args=args, queue=where.queue.value,
+                                  priority=where.priority, headers=headers, task_id=task_id,
+                                  argsrepr=ARGSREPR, kwargsrepr="{}", serializer=serializer)
+
+
+class SharedQueuePublisher(Publisher):
+    """The baseline: every message to Celery's default queue, without a priority, as a
+    team sending tasks by name with Celery's defaults would."""
+
+    def send(self, where: Route, args: list[Any], headers: dict[str, Any], *,
+             task_id: str | None = None, serializer: str | None = None) -> AsyncResult:
+        """Publish `where.task` to the default queue, ignoring its route."""
+        return self.app.send_task(where.task, args=args, headers=headers, task_id=task_id,
+                                  serializer=serializer)
+
+
+def publisher_for(app: Celery, settings: Settings) -> Publisher:
+    """The publisher `settings` ask for."""
+    return SharedQueuePublisher(app) if settings.naive else Publisher(app)
+
+
+def send_tick(app: Celery) -> None:
+    """Send the controller's tick now, as beat does each period: for fleets that run the
+    control worker without beat (the demo, the simulator)."""
+    app.publisher.send(route(TICK_TASK), [], {HANDOFF_HEADER: time.time()})

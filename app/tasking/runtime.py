@@ -1,0 +1,47 @@
+"""What a worker process needs at run time, created lazily (after any fork)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import make_engine, make_sessionmaker
+from app.observe.recorder import Recorder, recorder_for
+from app.players.hotstore import HotStore, hot_store_for
+from app.settings import Settings
+
+
+class Runtime:
+    """Settings plus the connections built from them, one set per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The SQL engine."""
+        return make_engine(self.settings.database_url)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        """The SQL session factory."""
+        return make_sessionmaker(self.engine)
+
+    @cached_property
+    def hot(self) -> HotStore:
+        """The hot-state store."""
+        return hot_store_for(self.settings.hot_store_url)
+
+    @cached_property
+    def recorder(self) -> Recorder:
+        """Where execution records go."""
+        return recorder_for(self.settings.broker_url)
+
+    def after_fork(self) -> None:
+        """Drop connections inherited from a parent process."""
+        if "engine" in self.__dict__:
+            self.engine.dispose(close=False)
+        for name in ("engine", "sessions", "hot", "recorder"):
+            self.__dict__.pop(name, None)

@@ -36,8 +36,8 @@ class RoleBudget(BaseModel):
     CPU, the kernel gives it to the player-facing roles (nice 0) before the AI and
     background roles.  `cpu_policy` is the Linux scheduling policy: ``batch`` never
     preempts a running process when it wakes; ``idle`` runs only on CPU time nothing else
-    wants and gives the CPU up at once when a normal process wakes, so background work
-    never delays a player's update for CPU.
+    wants and gives the CPU up when a normal process wakes, so background work yields to
+    the players' (it still shares caches, memory bandwidth and the hot store with them).
     """
 
     concurrency: int = Field(ge=1, le=256)
@@ -77,13 +77,13 @@ class Settings(BaseSettings):
     player_target_ms: float = Field(default=20.0, gt=0.0, le=10_000.0)
     tick_ms: float = Field(default=5.0, gt=0.0, le=1000.0)
     # A batch leaves early when it holds this many updates: Redis runs one batch's script at
-    # a time and serves nobody else meanwhile (about 3 ms per 256 updates).
+    # a time and serves nobody else meanwhile, so a bounded batch bounds that wait.
     batch_max_updates: int = Field(default=256, ge=1, le=10_000)
     # Purchases and rewards committed during one transaction tick leave as one apply_batch
     # message: a longer tick than the state updates' so that a surge settles in few large
-    # SQL transactions (a Celery message costs a worker milliseconds of CPU and its wallet
-    # locks, an intent in a batch a fraction of that).  On two cores, a surge of 350
-    # purchases/s kept up at 100 ms (about 20 intents a message) and fell behind at 20 ms.
+    # SQL transactions (a Celery message costs a worker CPU and its wallet locks, an intent
+    # in a batch a fraction of that), and the workers keep up with a store surge that a
+    # shorter tick fell behind (docs/measurements.md).
     transaction_tick_ms: float = Field(default=100.0, gt=0.0, le=1000.0)
     controller_period_s: float = Field(default=1.0, ge=0.5, le=60.0)
     visibility_timeout_s: int = Field(default=120, ge=10, le=86400)

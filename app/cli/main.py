@@ -13,6 +13,7 @@ from rich.console import Console
 
 from app.cli import failures
 from app.errors import ConfigError, GameschedError, InvalidRequest
+from app.protocol.vocab import RoleName
 from app.settings import Settings, load_settings
 
 cli = typer.Typer(help="gamesched: a durable task scheduler for multiplayer game servers.",
@@ -32,7 +33,7 @@ def _settings() -> Settings:
 
 @cli.command()
 def worker(
-    role: Annotated[str, typer.Option(help="player|physics|ai|transactions|background|all")],
+    role: Annotated[str, typer.Option(help="|".join(r for r in RoleName if r != "control"))],
     concurrency: Annotated[int | None, typer.Option(min=1, help="Pool size.")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
     hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,

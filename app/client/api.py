@@ -235,7 +235,8 @@ class GameClient:
         except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidRequest("payload", payload, "expected plain data: strings, numbers, "
                                  f"booleans, None, lists and maps ({exc})") from None
-        # msgpack: 2,000 events take a quarter of the time to send that JSON takes
+        # msgpack: a large batch of events takes a fraction of JSON's time to send
+        # (docs/measurements.md)
         return self._send(route(BACKGROUND_TASKS[req.kind]), [req.payload],
                           depends_on=depends_on, serializer="msgpack", packed=packed)
 

@@ -2,8 +2,8 @@
 (priority inheritance): the route, the hand-off time, and the arguments packed with msgpack.
 
 Packed, a task's arguments are one bytes object, which the garbage collector never walks
-and whose size is known: kept as Python objects, an analytics job of 2,000 events held
-thousands of dicts for minutes, with no bound on their memory.  The table is bounded by
+and whose size is known: kept as Python objects, an analytics job held a dict per event
+until its entry left the table, with no bound on their memory.  The table is bounded by
 entries and by packed bytes; the oldest entries leave first, and a dependency that left
 can no longer be raised (it runs at the step it was sent at).
 """

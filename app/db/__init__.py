@@ -23,8 +23,8 @@ class SQLiteWriteLock:
     """One SQLite writer at a time, queued instead of polling: threads of this process wait
     on a lock, processes on an ``flock`` of a file beside the database, which the kernel
     hands to the next waiter at once (SQLite's busy handler sleeps up to 100 ms between
-    tries, so under many writing processes some waited seconds).  In-memory databases have
-    one process and only the thread lock."""
+    tries, so under many writing processes a writer slept on after the lock was free).
+    In-memory databases have one process and only the thread lock."""
 
     def __init__(self, database: str | None) -> None:
         self.path = None if database in (None, "", ":memory:") else f"{database}.lock"
@@ -48,8 +48,8 @@ _SQLITE_WRITE_LOCKS: WeakKeyDictionary[Engine, SQLiteWriteLock] = WeakKeyDiction
 # Connections a PostgreSQL engine keeps open: as many as a worker or game server has busy
 # threads (the transactions role runs 8) and a few more.  SQLAlchemy's default keeps 5 and
 # closes each connection beyond them when it comes back to a full pool, so threads busy in
-# bursts opened and closed server processes about 20 times a second under a purchase
-# surge, each costing PostgreSQL a process start.
+# bursts kept opening and closing server processes under a purchase surge, each costing
+# PostgreSQL a process start.
 POOL_SIZE = 12
 POOL_OVERFLOW = 12
 

@@ -1,9 +1,9 @@
 """Physics service: step a region's pymunk space by one frame, or every region of a frame.
 
 Each worker process keeps the spaces of the regions it has stepped, so a region's bodies
-persist between frames on the unit that owns it.  A frame of many regions is one task: a
-Celery task costs a worker about a millisecond of CPU however little it does, several times
-what stepping a region of a few dozen bodies costs.
+persist between frames on the unit that owns it.  A frame of many regions is one task: what
+a Celery task costs a worker however little it does (delivery, claim, acknowledgement)
+outweighs stepping a region of a few dozen bodies (docs/measurements.md).
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ local function dot(name)
   return d
 end
 -- The tables of one session are reused for the next, sized by a count and cleared after
--- it: tables grown from empty for every session were most of the script's cost.
+-- it: growing tables from empty for every session slowed the script (docs/measurements.md).
 local fields, names, values, slot = {'seq'}, {}, {}, {}
 local write = {'seq', ''}
 

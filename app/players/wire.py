@@ -27,7 +27,8 @@ def packer(bin_type: bool = True) -> msgpack.Packer:
     """This thread's msgpack Packer (`use_bin_type=bin_type`), made once per thread.
 
     `msgpack.packb` makes a Packer, and its buffer, on every call: on the hot path, a
-    state value at a time, that was a third of the client's cost per update."""
+    state value at a time, that was a large share of the client's cost per update
+    (docs/measurements.md)."""
     name = "bin" if bin_type else "raw"
     found: msgpack.Packer | None = getattr(_packers, name, None)
     if found is None:

@@ -63,7 +63,8 @@ UNMEASURED = BACKGROUND_TASKS | LEDGER_TASKS | CONTROL_TASKS
 FORGET_ATTEMPTS = 5
 BUYERS = 200  # players with a wallet; purchases are spread over them
 # Nodes per role (one by default): a killed node's twin serves.  Two player processes also
-# get twice the CPU share of one under contention (player p99 64-74 ms against 133-185).
+# get twice the CPU share of one under contention, and players wait less
+# (docs/measurements.md).
 REPLICAS = {"transactions": 2, "player": 2}
 
 
@@ -119,7 +120,8 @@ class RunResult:
 def _frozen_heap() -> Iterator[None]:
     """Keep what this process built before the load (sessions, the schedule, the client's
     tables) out of the garbage collector while the load runs: a full collection over it
-    stopped the game loop and the client's sends for 130-280 ms at a time."""
+    stopped the game loop and the client's sends for as long as it took to walk that heap
+    (docs/measurements.md)."""
     gc.collect()
     gc.freeze()
     try:

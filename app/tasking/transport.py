@@ -3,9 +3,9 @@ speed.
 
 **Reconnecting.**  `Connection` (Celery's ``amqp_cls`` is `AMQP`, which uses it) tries again
 0.1 s after it lost the broker, then 0.3, 0.5 ... and at most every 2 s; kombu's own waits
-2 s, then 4, 6 ... up to 30.  A Redis restart of half a second kept every worker and the
-sweeper away for two seconds or more; now they are back within a few hundred milliseconds
-of the broker.
+2 s, then 4, 6 ... up to 30.  kombu's first wait alone outlasts a short Redis restart; the
+shorter waits bring every worker and the sweeper back soon after the broker
+(docs/measurements.md).
 
 **Closed channels.**  kombu's Redis transport, with closed channels failing as connection
 errors.
@@ -66,8 +66,9 @@ class AMQP(CeleryAMQP):  # type: ignore[misc]
 class Channel(kombu_redis.Channel):
     """kombu's Redis channel; once its transport let go of the connection, it fails as a
     lost connection does.  It also keeps one Redis client per connection pool, where kombu
-    builds a new one (about 70 us) for every publish and every acknowledgement: a client
-    only borrows pooled connections per command and is safe to share between threads."""
+    builds a new one for every publish and every acknowledgement, a cost paid on every
+    message (docs/measurements.md): a client only borrows pooled connections per command and
+    is safe to share between threads."""
 
     _shared_client: redis.Redis | None = None
 

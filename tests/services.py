@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import pytest
 import redis
 from sqlalchemy import create_engine, text
-
-from app.errors import GameschedError
-from app.simulate.redisserver import PrivateRedis
 
 REDIS_URL = os.environ.get("GAMESCHED_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 POSTGRES_URL = os.environ.get(
@@ -25,7 +24,7 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def unavailable(what: str, error: Exception) -> None:
+def unavailable(what: str, error: Exception) -> NoReturn:
     """Skip (locally) or fail (CI) because `what` cannot be reached."""
     message = f"{what} is not reachable ({error.__class__.__name__}: {error})"
     if in_ci():
@@ -39,17 +38,31 @@ def require_redis(url: str = REDIS_URL) -> redis.Redis:
     try:
         client.ping()
     except redis.RedisError as exc:
+        client.close()
         unavailable(f"Redis at {url}", exc)
     return client
 
 
-def private_redis() -> PrivateRedis:
-    """A private redis-server (not started yet), or skip/fail when there is none to run."""
+def require_postgres(url: str = POSTGRES_URL) -> str:
+    """`url` once the PostgreSQL server there answers, or skip/fail."""
+    engine = create_engine(url)
     try:
-        return PrivateRedis()
-    except GameschedError as exc:
-        unavailable("redis-server", exc)
-        raise
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach PostgreSQL is reported
+        unavailable(f"PostgreSQL at {url}", exc)
+    finally:
+        engine.dispose()
+    return url
+
+
+def require_redis_server(binary: str = "redis-server") -> str:
+    """The path of the redis-server program that tests start private servers with, or
+    skip/fail."""
+    path = shutil.which(binary)
+    if path is None:
+        unavailable(binary, FileNotFoundError("not on PATH"))
+    return path
 
 
 @contextmanager

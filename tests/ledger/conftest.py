@@ -37,9 +37,9 @@ def _forkserver_preload() -> None:
 
 
 @pytest.fixture(scope="session")
-def ledger_postgres_url() -> Iterator[str]:
+def ledger_postgres_url(postgres_server: str) -> Iterator[str]:
     """A migrated PostgreSQL database for the ledger's service tests alone."""
-    with private_postgres_database() as url:
+    with private_postgres_database(postgres_server) as url:
         upgrade(url)
         yield url
 
@@ -54,7 +54,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
-    """An empty, migrated ledger on each backend."""
+    """An empty, migrated ledger on each backend (the "postgresql" param makes a test live)."""
     if request.param == "sqlite":
         path = tmp_path / "ledger.db"
         shutil.copyfile(sqlite_template, path)

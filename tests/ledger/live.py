@@ -31,7 +31,7 @@ from app.simulate.redisserver import PrivateRedis
 from app.simulate.surge import PlannedPurchase, Submission, summarize
 from app.tasking.broker import live_workers, queue_depths
 from app.tasking.factory import create_app
-from tests.services import private_postgres_database, private_redis
+from tests.services import private_postgres_database
 from tests.waiting import wait_for
 
 FUNDS = 400  # gold granted to each player before a surge
@@ -166,13 +166,14 @@ def _intents(raw: bytes) -> list[int]:
 
 
 @contextmanager
-def live_ledger(tmp_path: Path, players: Sequence[str],
-                sql_error_rate: float = 0.0) -> Iterator[LiveLedger]:
-    """Start a private redis-server and database, fund `players`, and yield; everything
-    started here is stopped afterwards (workers are started by the test)."""
+def live_ledger(tmp_path: Path, players: Sequence[str], *, postgres_server: str,
+                redis_server_binary: str, sql_error_rate: float = 0.0) -> Iterator[LiveLedger]:
+    """Start a private redis-server (with `redis_server_binary`) and a database of its own
+    (on `postgres_server`), fund `players`, and yield; everything started here is stopped
+    afterwards (workers are started by the test)."""
     instance = f"ledger-live-{uuid.uuid4().hex[:8]}"
-    broker = private_redis()
-    with private_postgres_database() as url, broker:
+    broker = PrivateRedis(redis_server_binary)
+    with private_postgres_database(postgres_server) as url, broker:
         upgrade(url)
         # a short transaction tick: many small batches, many statements for faults to hit
         settings = load_settings(broker_url=broker.url, database_url=url, instance_id=instance,

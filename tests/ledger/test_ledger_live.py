@@ -26,15 +26,15 @@ from tests.ledger.live import (
 )
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.live
-
 PLAYERS = [f"player-{i}" for i in range(40)]
 DRAIN_S = 120.0
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[LiveLedger]:
-    with live_ledger(tmp_path, PLAYERS) as ledger:
+def ledger(tmp_path: Path, postgres_server: str,
+           redis_server_binary: str) -> Iterator[LiveLedger]:
+    with live_ledger(tmp_path, PLAYERS, postgres_server=postgres_server,
+                     redis_server_binary=redis_server_binary) as ledger:
         yield ledger
 
 
@@ -85,8 +85,10 @@ def test_restarting_redis_loses_the_queued_messages_but_no_purchase(
     assert len(lost) > 400 and len(never_resent) <= 2
 
 
-def test_one_percent_of_sql_statements_failing_loses_nothing(tmp_path: Path) -> None:
-    with live_ledger(tmp_path, PLAYERS, sql_error_rate=0.01) as ledger:
+def test_one_percent_of_sql_statements_failing_loses_nothing(
+        tmp_path: Path, postgres_server: str, redis_server_binary: str) -> None:
+    with live_ledger(tmp_path, PLAYERS, postgres_server=postgres_server,
+                     redis_server_binary=redis_server_binary, sql_error_rate=0.01) as ledger:
         ready = ledger.fleet.start_all()
         plan = plan_surge(PLAYERS, 400, duplicate_ratio=0.1, seed=31, prefix="db-errors")
         sends = run_purchase_surge(ledger.settings, plan, processes=1, sql_error_rate=0.01)

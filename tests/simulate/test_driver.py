@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,14 +18,11 @@ from app.simulate.scenarios import SCENARIOS, STEADY
 from app.simulate.schedule import Schedule
 from app.tasking.factory import GameschedCelery, create_app
 
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
-                                reason="redis-server is not installed")
-
 
 @pytest.fixture
-def app() -> Iterator[GameschedCelery]:
+def app(redis_server_binary: str) -> Iterator[GameschedCelery]:
     """A client app on a private Redis with no workers: what is sent stays queued."""
-    with PrivateRedis() as server:
+    with PrivateRedis(redis_server_binary) as server:
         yield create_app(load_settings(broker_url=server.url, instance_id="sim-driver"))
 
 

@@ -5,7 +5,6 @@ controller) on a real broker and PostgreSQL."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import uuid
 from pathlib import Path
@@ -26,7 +25,7 @@ from app.simulate.scenarios import SCENARIOS
 from app.simulate.schedule import PurchaseRequest, Schedule
 from app.simulate.sqlfaults import FAULT_MESSAGE
 from app.tasking.factory import create_app
-from tests.services import private_postgres_database, unavailable
+from tests.services import private_postgres_database
 
 SURGE = SCENARIOS["purchase-surge"]
 
@@ -48,14 +47,12 @@ def test_db_errors_starts_the_ledgers_workers_under_the_sql_fault_wrapper() -> N
         assert argv[argv.index("--seed") + 1] == "7"
 
 
-@pytest.mark.live
 def test_store_processes_send_every_copy_and_each_purchase_settles_once_while_sql_fails_and_a_node_dies(  # noqa: E501
-        tmp_path: Path) -> None:
-    if shutil.which("redis-server") is None:
-        unavailable("redis-server", FileNotFoundError("not on PATH"))
+        tmp_path: Path, postgres_server: str, redis_server_binary: str) -> None:
     faulty = [*launchers(("db-errors",), seed=5)["transactions"]]
     faulty[faulty.index("--sql-error-rate") + 1] = "0.2"  # many faults in a short run
-    with PrivateRedis() as server, private_postgres_database() as url:
+    with (PrivateRedis(redis_server_binary) as server,
+          private_postgres_database(postgres_server) as url):
         upgrade(url)
         settings = load_settings(broker_url=server.url, database_url=url,
                                  instance_id=f"surge-{uuid.uuid4().hex[:6]}")

@@ -3,7 +3,6 @@ clearing its keys between runs."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import psutil
@@ -15,13 +14,9 @@ from app.settings import load_settings
 from app.simulate.environment import clear_broker, clear_state, redact, services
 from app.simulate.redisserver import PrivateRedis
 
-needs_redis_server = pytest.mark.skipif(shutil.which("redis-server") is None,
-                                        reason="redis-server is not installed")
 
-
-@needs_redis_server
-def test_private_redis_answers_and_is_gone_after_the_block() -> None:
-    with PrivateRedis() as server:
+def test_private_redis_answers_and_is_gone_after_the_block(redis_server_binary: str) -> None:
+    with PrivateRedis(redis_server_binary) as server:
         pid = server.pid
         client = redis.Redis.from_url(server.url)
         assert client.ping()
@@ -33,9 +28,8 @@ def test_private_redis_answers_and_is_gone_after_the_block() -> None:
         redis.Redis.from_url(server.url, socket_connect_timeout=1).ping()
 
 
-@needs_redis_server
-def test_private_redis_restarts_on_the_same_port_empty() -> None:
-    with PrivateRedis() as server:
+def test_private_redis_restarts_on_the_same_port_empty(redis_server_binary: str) -> None:
+    with PrivateRedis(redis_server_binary) as server:
         url = server.url
         redis.Redis.from_url(url).set("k", b"v")
         server.stop()
@@ -49,8 +43,9 @@ def test_a_missing_redis_server_binary_is_a_clear_error() -> None:
         PrivateRedis(binary="no-such-redis-server-binary")
 
 
-@needs_redis_server
-def test_nothing_configured_means_private_redis_and_a_temporary_sqlite() -> None:
+def test_nothing_configured_means_private_redis_and_a_temporary_sqlite(
+        redis_server_binary: str) -> None:
+    """`services` starts two redis-servers (found on PATH, as the fixture found it)."""
     with services(load_settings()) as env:
         assert env.private_redis is not None and env.private_hot is not None
         assert env.broker_label.startswith("private redis-server redis://127.0.0.1:")
@@ -88,9 +83,8 @@ def test_a_configured_redis_and_database_are_used_as_they_are(
         assert env.hot_url == "redis://127.0.0.1:6379/6" and env.private_hot is None
 
 
-@needs_redis_server
-def test_clearing_removes_queues_and_state_but_not_other_keys() -> None:
-    with PrivateRedis() as server:
+def test_clearing_removes_queues_and_state_but_not_other_keys(redis_server_binary: str) -> None:
+    with PrivateRedis(redis_server_binary) as server:
         client = redis.Redis.from_url(server.url)
         ours = ["player", "player:3", "celery", "celery\x06\x169", "gamesched:state:s1",
                 "_kombu.binding.player", "unacked"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,17 +18,8 @@ from app.settings import load_settings
 from app.simulate.faults import Fault, FaultInjector
 from app.simulate.redisserver import PrivateRedis
 from app.tasking.factory import create_app
-from tests.services import unavailable
+from tests.subprocesses import ROOT
 from tests.waiting import wait_for
-
-pytestmark = pytest.mark.live
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def redis_server_binary() -> None:
-    if shutil.which("redis-server") is None:
-        unavailable("redis-server", FileNotFoundError("not on PATH"))
 
 
 def simulate(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -62,7 +52,7 @@ def check_run(part: dict[str, Any]) -> None:
 
 
 def test_simulate_with_the_naive_baseline_writes_the_report_and_the_plot(
-        tmp_path: Path, postgres_url: str, redis_server_binary: None) -> None:
+        tmp_path: Path, postgres_url: str, redis_server_binary: str) -> None:
     proc = simulate(tmp_path, {"GAMESCHED_DATABASE_URL": postgres_url},
                     "--scenario", "purchase-surge", "--players", "200", "--duration", "3",
                     "--baseline", "naive", "--json", "r.json", "--plot", "r.png")
@@ -86,8 +76,8 @@ def test_simulate_with_the_naive_baseline_writes_the_report_and_the_plot(
 
 
 def test_faults_kill_a_worker_and_restart_the_broker_and_the_fleet_recovers(
-        tmp_path: Path, redis_server_binary: None) -> None:
-    with PrivateRedis() as server:
+        tmp_path: Path, redis_server_binary: str) -> None:
+    with PrivateRedis(redis_server_binary) as server:
         settings = load_settings(broker_url=server.url, record_latency=True,
                                  database_url=f"sqlite:///{tmp_path / 'g.db'}",
                                  instance_id="sim-faults")

@@ -6,6 +6,9 @@ from __future__ import annotations
 import itertools
 import time
 
+import pytest
+from celery.worker import WorkController
+
 from app.client.api import GameClient
 from app.control import dilation
 from app.control.controller import Decision, write_decision
@@ -13,16 +16,15 @@ from app.observe.recorder import Execution
 from app.players import sessions
 from app.settings import Settings
 from app.tasking.factory import create_app
-from tests.live.conftest import StartWorker
 from tests.waiting import wait_for
 
 LEVEL = dilation.BACKGROUND_FLOOR
 
 
+@pytest.mark.worker_role("background")
 def test_background_work_pauses_at_the_controllers_level(live_settings: Settings,
-                                                         start_worker: StartWorker) -> None:
+                                                         celery_worker: WorkController) -> None:
     app = create_app(live_settings)
-    start_worker("background", "dilated", concurrency=1)
     write_decision(app.runtime.hot, Decision(at=time.time(), cpu=0.5, depths={}, ai_level=1.0,
                                              shed_background=False, background_level=LEVEL))
     app.runtime.recorder.drain()

@@ -14,14 +14,13 @@ from app.protocol.keys import state as state_key
 from app.settings import Settings
 from app.simulate.redisserver import PrivateRedis
 from app.tasking.factory import create_app
-from tests.live.conftest import StartWorker
-from tests.services import private_redis
+from tests.subprocesses import StartWorker
 from tests.waiting import wait_for
 
 
 @pytest.fixture
-def hot_server() -> Iterator[PrivateRedis]:
-    with private_redis() as server:
+def hot_server(redis_server_binary: str) -> Iterator[PrivateRedis]:
+    with PrivateRedis(redis_server_binary) as server:
         yield server
 
 

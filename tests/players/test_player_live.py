@@ -1,5 +1,8 @@
 """Player experience on the live broker: priorities across and inside queues, inheritance,
-reprioritisation, ordered updates, exact deltas, bad input that spares the rest."""
+reprioritisation, ordered updates, exact deltas, bad input that spares the rest.
+
+One worker with one slot runs in this process (`celery_worker`, consuming the queues of the
+role named by ``worker_role``); two worker processes race for the ordered updates."""
 
 from __future__ import annotations
 
@@ -11,13 +14,14 @@ from typing import Any
 import msgpack
 import pytest
 import redis
+from celery.worker import WorkController
 
 from app.client.api import GameClient
 from app.observe.recorder import Execution
 from app.players import delta, sessions
 from app.settings import Settings
 from app.tasking.factory import GameschedCelery, create_app
-from tests.live.conftest import StartWorker
+from tests.subprocesses import StartWorker
 from tests.waiting import wait_for
 
 UPDATE = "gamesched.player.apply_updates"
@@ -60,11 +64,11 @@ def _collect(app: GameschedCelery, count: int, timeout: float = 60) -> list[Exec
     return sorted(got, key=lambda e: e.started)
 
 
+@pytest.mark.worker_role("all")  # one slot for every queue
 def test_player_batch_sent_after_a_background_flood_is_applied_before_it(
-    app: GameschedCelery, client: GameClient, start_worker: StartWorker,
+    app: GameschedCelery, client: GameClient, celery_worker: WorkController,
     redis_client: redis.Redis,
 ) -> None:
-    start_worker("all", "shared", concurrency=1)  # one slot for every queue
     client.open_session("flooded", session_type="casual")
     _collect(app, 1)
     blocker = Blocker(app, redis_client, "background")
@@ -78,11 +82,11 @@ def test_player_batch_sent_after_a_background_flood_is_applied_before_it(
     assert sessions.read_state(app.runtime.hot, "flooded") == sessions.HotState(1, {"hp": 99})
 
 
+@pytest.mark.worker_role("ai")
 def test_dependency_is_raised_to_its_dependents_step_and_its_stale_copy_skipped(
-    app: GameschedCelery, client: GameClient, start_worker: StartWorker,
+    app: GameschedCelery, client: GameClient, celery_worker: WorkController,
     redis_client: redis.Redis,
 ) -> None:
-    start_worker("ai", "ai-one", concurrency=1)
     blocker = Blocker(app, redis_client, "ai")
     queued = [client.submit_ai(f"npc-{i}", (10.0, 10.0)) for i in range(20)]
     dependency = queued[12]
@@ -96,11 +100,11 @@ def test_dependency_is_raised_to_its_dependents_step_and_its_stale_copy_skipped(
     assert len(ai) == 20 and {e.queue for e in ai} == {"ai"}
 
 
+@pytest.mark.worker_role("player")
 def test_a_session_that_becomes_ranked_is_served_first_at_once(
-    app: GameschedCelery, client: GameClient, start_worker: StartWorker,
+    app: GameschedCelery, client: GameClient, celery_worker: WorkController,
     redis_client: redis.Redis,
 ) -> None:
-    start_worker("player", "player-one", concurrency=1)
     client.open_session("idler", session_type="lobby")
     client.open_session("riser", session_type="lobby")
     _collect(app, 2)
@@ -160,10 +164,10 @@ def _check_deltas_rebuild_state(app: GameschedCelery, pubsub: Any, ids: list[str
         assert view == sessions.read_state(app.runtime.hot, s).fields  # type: ignore[union-attr]
 
 
+@pytest.mark.worker_role("player")
 def test_bad_updates_in_a_batch_are_refused_and_the_rest_applied(
-    app: GameschedCelery, start_worker: StartWorker,
+    app: GameschedCelery, celery_worker: WorkController,
 ) -> None:
-    start_worker("player", "player-bad", concurrency=1)
     sessions.ensure_state(app.runtime.hot, "good")
     batch = [
         {"session": "good", "seq": 1, "state": {"hp": 1}},

@@ -6,7 +6,7 @@ from app.client.api import GameClient
 from app.observe.recorder import Execution
 from app.settings import Settings
 from app.tasking.factory import create_app
-from tests.live.conftest import StartWorker
+from tests.subprocesses import StartWorker
 from tests.waiting import wait_for
 
 

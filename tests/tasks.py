@@ -1,4 +1,5 @@
-"""Test-only tasks, loaded into live workers with Celery's ``-I tests.live.tasks``."""
+"""Test-only tasks, loaded into worker subprocesses with Celery's ``-I tests.tasks`` and into
+the in-process `celery_worker` through `celery_includes`."""
 
 from __future__ import annotations
 

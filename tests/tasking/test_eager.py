@@ -1,6 +1,7 @@
 """Eager wiring only: each task decodes its arguments and calls its service.
 
-Eager mode is an emulation; routing, priority, acks and retries are proven in tests/live.
+Eager mode is an emulation; routing, priority, acks and retries are proven by the live
+tier (marker ``live``) on a real broker.
 """
 
 from __future__ import annotations

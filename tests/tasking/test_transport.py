@@ -29,8 +29,8 @@ def test_the_apps_connections_reconnect_sooner() -> None:
         assert isinstance(conn, Connection) and conn.transport_cls == "memory"
 
 
-def test_a_channel_reuses_one_redis_client_until_its_pool_is_replaced() -> None:
-    app = create_app(load_settings(broker_url="redis://127.0.0.1:6379/0"))
+def test_a_channel_reuses_one_redis_client_until_its_pool_is_replaced(redis_url: str) -> None:
+    app = create_app(load_settings(broker_url=redis_url))
     with app.connection_for_write() as conn:
         channel = conn.default_channel
         with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 import redis
+from celery.worker import WorkController
 
 from app.settings import Settings
 from app.tasking.factory import create_app
-from tests.live.conftest import StartWorker
 from tests.waiting import wait_for
 
 
+@pytest.mark.worker_role("player")
 def test_priority_zero_sent_after_fifty_low_ones_runs_before_them(
-    live_settings: Settings, start_worker: StartWorker, redis_client: redis.Redis
+    live_settings: Settings, celery_worker: WorkController, redis_client: redis.Redis
 ) -> None:
-    start_worker("player", "busy-player", concurrency=1)
     app = create_app(live_settings)
     run = uuid.uuid4().hex[:8]
     started, release, order = f"{run}:started", f"{run}:release", f"{run}:order"

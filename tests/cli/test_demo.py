@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.live.conftest import ROOT
+from app.simulate.redisserver import PrivateRedis
+from tests.subprocesses import ROOT
 
 
 def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
@@ -36,13 +37,12 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
     assert (tmp_path / "gamesched.db").exists()
 
 
-def test_demo_on_redis_counts_only_its_own_work(tmp_path: Path) -> None:
+def test_demo_on_redis_counts_only_its_own_work(tmp_path: Path,
+                                                redis_server_binary: str) -> None:
     """On Redis the fleet's controller runs beat, whose ticks and ledger sweeps are not the
     demo's work: every task the demo sent is applied, and nothing else is counted."""
-    from tests.services import private_redis
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("GAMESCHED_")}
-    with private_redis() as server:
+    with PrivateRedis(redis_server_binary) as server:
         proc = subprocess.run(
             [sys.executable, "-m", "app.cli", "demo", "--sessions", "50", "--duration", "4"],
             cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT), "COLUMNS": "120",

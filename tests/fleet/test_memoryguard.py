@@ -10,9 +10,8 @@ from pathlib import Path
 
 from app.fleet.fleets import stop_process_groups
 from app.fleet.memoryguard import MemoryGuard, resident_mb
+from tests.subprocesses import ROOT
 from tests.waiting import wait_for
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_guard_acts_once_past_the_budget_only() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from app.client.api import GameClient
 from app.settings import Settings
 from app.tasking.factory import create_app
-from tests.live.conftest import ROOT
+from tests.subprocesses import ROOT
 from tests.waiting import wait_for
 
 

@@ -25,6 +25,7 @@ def _batch(*updates: tuple[str, int, dict[str, object]]) -> bytes:
 
 @pytest.fixture(params=["memory", "redis"])
 def hot(request: pytest.FixtureRequest) -> Iterator[HotStore]:
+    """Each hot store: process memory, and the test Redis (the "redis" param is live)."""
     if request.param == "memory":
         yield MemoryHotStore()
         return

@@ -19,24 +19,23 @@ from app.settings import Settings, load_settings
 from app.simulate.redisserver import PrivateRedis
 from app.tasking.broker import live_workers
 from app.tasking.factory import create_app
-from tests.services import private_redis
+from tests.subprocesses import ROOT, TEST_TASKS
 from tests.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 OUTAGES = 3
 LOST = "Connection to broker lost"
 
 
 @pytest.fixture
-def broker() -> Iterator[PrivateRedis]:
-    with private_redis() as server:
+def broker(redis_server_binary: str) -> Iterator[PrivateRedis]:
+    with PrivateRedis(redis_server_binary) as server:
         yield server
 
 
 def _start(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     argv = worker_argv(settings, "background", 2, "outage@live", "INFO")
     cmd = [sys.executable, "-m", "celery", "-A", "app.tasking.entry", *argv,
-           "-I", "tests.live.tasks"]
+           "-I", TEST_TASKS]
     with open(log, "ab") as out:
         return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **settings.to_env()},
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

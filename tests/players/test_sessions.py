@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_sessionmaker, transaction
+from app.errors import InvalidRequest
 from app.players import background, delta, sessions, wire
 from app.players.hotstore import MemoryHotStore
 from app.players.models import GameSession
@@ -130,6 +131,26 @@ def test_open_is_idempotent_and_close_marks_closed(db_factory: sessionmaker[Sess
     with factory() as db:
         row = db.get(GameSession, "s")
         assert (row.status, row.players, row.closed_at is not None) == ("closed", 5, True)
+
+
+def test_session_ops_open_update_and_close_and_an_unknown_op_is_refused(
+        db_factory: sessionmaker[Session]) -> None:
+    hot = MemoryHotStore()
+    spec = {"instance_id": "i1", "session_type": "coop", "players": 3, "region": "r"}
+    with transaction(db_factory) as db:
+        assert sessions.session_op(db, hot, "open", "s", spec)
+        assert sessions.session_op(db, hot, "update", "s", {"players": 4})
+    with pytest.raises(InvalidRequest) as refused, transaction(db_factory) as db:
+        sessions.session_op(db, hot, "reopen", "s", {})
+    assert refused.value.field == "op" and refused.value.value == "reopen"
+    assert "open, update, close" in refused.value.reason
+    with db_factory() as db:  # the refused op changed nothing (it used to close the session)
+        row = db.get(GameSession, "s")
+        assert (row.status, row.players) == ("open", 4)
+    with transaction(db_factory) as db:
+        assert sessions.session_op(db, hot, "close", "s", {})
+    with db_factory() as db:
+        assert db.get(GameSession, "s").status == "closed"
 
 
 def test_snapshot_then_restore_brings_back_the_last_state(

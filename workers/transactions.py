@@ -16,6 +16,7 @@ from celery import shared_task
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from app.ledger.apply import Outcome, note_failure, settle_batch
+from app.ledger.models import Status
 from app.ledger.policy import APPLY_BATCH_MAX, MAX_RETRIES, retry_delay
 from app.ledger.sweeper import Backlog
 from app.ledger.sweeper import sweep as sweep_intents
@@ -75,13 +76,16 @@ def apply_batch(self: GameTask, transaction_ids: list[int]) -> dict[str, int]:
 
 def _settle(task: GameTask, transaction_ids: Sequence[int]) -> dict[int, Outcome]:
     try:
-        return settle_batch(task.runtime.sessions, transaction_ids)
+        outcomes = settle_batch(task.runtime.sessions, transaction_ids)
     except RETRYABLE as exc:
         note_failure(task.runtime.sessions, transaction_ids, exc)
         # The critical step is the top one (0), where Redis also puts a message sent with
         # no priority, so the naive baseline's single queue takes it as it takes any other.
         raise task.retry(exc=exc, countdown=retry_delay(task.request.retries),
                          priority=LATE.priority) from exc
+    task.note_items([o.transaction_id for o in outcomes.values()
+                     if o.settled and o.status == Status.COMMITTED])
+    return outcomes
 
 
 @shared_task(base=GameTask, bind=True, name=SWEEP_TASK, ignore_result=True)

@@ -80,6 +80,8 @@ def simulate(console: Console, settings: Settings, options: Options) -> dict[str
     console.print(summary_table(report))
     _warn(console, report)
     _write(console, options, report, ours, baseline)
+    line = verdict(report)
+    console.print(line, style="red" if line.startswith("NOT") else "bold", soft_wrap=True)
     return report
 
 
@@ -108,25 +110,36 @@ def _progress(console: Console) -> Progress:
 ROWS: tuple[tuple[str, str, str], ...] = (
     ("player updates", "player", "updates"),
     ("player updates/s offered", "player", "offered_per_s"),
-    ("player p50 ms", "player", "p50_ms"),
-    ("player p99 ms", "player", "p99_ms"),
-    ("player max ms", "player", "max_ms"),
-    ("physics frames", "physics", "frames"),
+    ("player p50 ms (from acted)", "player", "p50_ms"),
+    ("player p99 ms (from acted)", "player", "p99_ms"),
+    ("player p99.9 ms (from acted)", "player", "p999_ms"),
+    ("player max ms (from acted)", "player", "max_ms"),
+    ("player p99 ms (hand-off, per batch)", "player", "service_p99_ms"),
+    ("state batches sent", "player_batches", "sent"),
+    ("updates per batch", "player_batches", "updates_per_batch"),
+    ("physics frames due", "physics", "frames"),
     ("physics within 16 ms", "physics", "within_budget_ratio"),
-    ("physics p95 frame ms", "physics", "p95_frame_ms"),
+    ("physics p99 frame ms", "physics", "frame_p99_ms"),
     ("ai decisions", "ai", "decisions_sent"),
     ("ai p99 ms", "ai", "p99_ms"),
     ("background capacity/s", "background", "capacity_per_s"),
     ("background offered/s", "background", "offered_per_s"),
     ("background completed/s", "background", "completed_per_s"),
     ("transactions submitted", "transactions", "submitted"),
-    ("fleet cpu p95", "fleet", "cpu_p95"),
+    ("transactions success ratio", "transactions", "success_ratio"),
+    ("transactions wallets off (arithmetic)", "transactions", "balance_drift"),
+    ("transactions p99 commit ms", "transactions", "p99_commit_ms"),
+    ("server cpu p95 (workers, Redis, PostgreSQL)", "server", "cpu_p95"),
+    ("fleet cpu p95 (workers)", "fleet", "cpu_p95"),
     ("fleet peak rss MB", "fleet", "peak_rss_mb"),
     ("simulator cpu p95", "simulator", "cpu_p95"),
+    ("simulator lag p99 ms", "simulator", "lag_p99_ms"),
+    ("simulator ticks dropped", "simulator", "ticks_dropped"),
     ("simulator kept up", "simulator", "kept_up"),
     ("services cpu p95", "services", "cpu_p95"),
     ("network bytes/update", "network", "bytes_per_update"),
-    ("network full-state bytes/update", "network", "bytes_per_update_full_state"),
+    ("network full-state bytes/update (msgpack)", "network", "bytes_per_update_full_state"),
+    ("network full-state bytes/update (JSON)", "network", "bytes_per_update_full_state_json"),
 )
 
 
@@ -160,18 +173,32 @@ def _cell(report: dict[str, Any], section: str, key: str) -> str:
 def _warn(console: Console, report: dict[str, Any]) -> None:
     for label, part in (("gamesched", report), ("naive", report.get("baseline") or {})):
         sim = part.get("simulator", {})
-        if sim and not sim.get("kept_up", True):
-            console.print(f"[yellow]{label}: the load generator fell behind; it handed over "
-                          f"{sim['updates_per_s']:,.0f} updates/s (see simulator.*)[/]")
         if sim and not sim.get("drained", True):
             console.print(f"[yellow]{label}: some latency-bound tasks never ran "
-                          f"(see player.unapplied_batches)[/]")
+                          f"(see player_batches.unapplied and player.unapplied)[/]")
         if sim.get("first_error"):
             console.print(f"[yellow]{label}: {sim['rejected']} refused, {sim['send_errors']} "
                           f"send errors; first: {sim['first_error']}[/]")
+    for error in report.get("errors", []):
+        console.print(f"[red]{error}[/]")
     ratio = report.get("comparison", {}).get("player_p99_ratio")
     if ratio is not None:
         console.print(f"naive player p99 / gamesched player p99 = {ratio:g}x")
+
+
+def verdict(report: dict[str, Any]) -> str:
+    """The command's last line: whether the game servers kept to the schedule, without
+    which the figures do not describe the planned load."""
+    behind = []
+    for label, part in (("gamesched", report), ("naive", report.get("baseline") or {})):
+        sim = part.get("simulator")
+        if sim and not sim.get("kept_up"):
+            behind.append(f"{label} (lag p99 {sim.get('lag_p99_ms')} ms, "
+                          f"{sim.get('ticks_dropped')} ticks dropped)")
+    if behind:
+        return ("NOT A VALID RUN: the game servers fell behind the schedule in "
+                + ", ".join(behind) + "; its figures do not describe the planned load")
+    return "valid run: the game servers kept to the schedule (lag p99 <= 10 ms, no tick dropped)"
 
 
 def _write(console: Console, options: Options, report: dict[str, Any], ours: RunResult,

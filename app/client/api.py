@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from celery.result import AsyncResult
@@ -71,6 +71,9 @@ class GameClient:
         self.settings: Settings = settings or app.runtime.settings
         self.sessions = SessionRegistry()
         self.tasks_sent = 0
+        # Called with each state batch's task id and entries once it is sent (from the
+        # coalescing thread): a load generator times every update by it.
+        self.batch_listener: Callable[[str, list[wire.Entry]], None] | None = None
         self._lock = threading.Lock()
         self._inflight = InflightTable()
         self._updates = Coalescer(self._send_updates, self.settings.tick_ms / 1000.0,
@@ -147,8 +150,11 @@ class GameClient:
         # The batch travels in its wire form, msgpack: the worker hands it to the state
         # store as it arrives.
         where = Route(UPDATE_TASK, Queue.PLAYER, step)
-        self._publish(where, [wire.pack_batch(batch)], oldest, serializer="msgpack",
-                      claim=False)
+        result = self._publish(where, [wire.pack_batch(batch)], oldest, serializer="msgpack",
+                               claim=False)
+        listener = self.batch_listener
+        if listener is not None:
+            listener(str(result.id), batch)
 
     # physics, AI, background ----------------------------------------------------------
 

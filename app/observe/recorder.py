@@ -8,8 +8,8 @@ on the embedded default.
 from __future__ import annotations
 
 import threading
-from dataclasses import astuple, dataclass
-from typing import Protocol
+from dataclasses import astuple, dataclass, replace
+from typing import Any, Protocol
 
 import msgpack
 import redis
@@ -30,6 +30,7 @@ class Execution:
     done: float
     ok: bool
     sent: float = 0.0  # when the client published it (0: unknown)
+    items: tuple[int, ...] = ()  # what the run made durable (the transactions it committed)
 
     @property
     def client_ms(self) -> float:
@@ -93,7 +94,12 @@ class RedisRecorder:
         pipe.lrange(self._key, 0, -1)
         pipe.delete(self._key)
         raw, _ = pipe.execute()
-        return [Execution(*msgpack.unpackb(item)) for item in raw]
+        return [_execution(msgpack.unpackb(item)) for item in raw]
+
+
+def _execution(fields: list[Any]) -> Execution:
+    record = Execution(*fields)
+    return replace(record, items=tuple(record.items)) if record.items else record
 
 
 MEMORY_RECORDER = MemoryRecorder()

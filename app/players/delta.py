@@ -88,6 +88,12 @@ def apply(old: dict[str, Any], raw: bytes) -> dict[str, Any]:
     return merged
 
 
+def full_state_msgpack_size(seq: int, state: dict[str, Any]) -> int:
+    """Bytes of the same state sent whole in the deltas' own encoding: the delta of an
+    update that changed every field (like for like with `encode`)."""
+    return len(encode(seq, state))
+
+
 def full_state_size(seq: int, state: dict[str, Any]) -> int:
     """Bytes of the same state sent whole as JSON, with float positions (the comparison)."""
     shown = dict(state)

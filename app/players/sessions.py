@@ -24,6 +24,7 @@ from app.protocol.keys import (
     DELTA_CHANNEL,
     NET_DELTA_BYTES,
     NET_FULL_BYTES,
+    NET_FULL_MSGPACK_BYTES,
     NET_FULL_UPDATES,
     NET_UPDATES,
 )
@@ -275,26 +276,30 @@ def _unpack_fields(fields: Mapping[str, bytes]) -> dict[str, Any]:
 
 
 def _full_state_cost(hot: HotStore, per_session: dict[str, int]) -> dict[str, int]:
-    """What full-state JSON would have cost for a batch: one message per applied update,
-    sized on its session's state after the batch."""
+    """What sending the full state would have cost for a batch, in msgpack (the deltas'
+    encoding) and as JSON: one message per applied update, sized on its session's state
+    after the batch."""
     states = read_states(hot, list(per_session))
-    full, updates = 0, 0
+    full, packed, updates = 0, 0, 0
     for session_id, state in states.items():
         applied = per_session[session_id]
         full += applied * delta.full_state_size(state.seq, state.fields)
+        packed += applied * delta.full_state_msgpack_size(state.seq, state.fields)
         updates += applied
-    return {NET_FULL_BYTES: full, NET_FULL_UPDATES: updates}
+    return {NET_FULL_BYTES: full, NET_FULL_MSGPACK_BYTES: packed, NET_FULL_UPDATES: updates}
 
 
 @dataclass(frozen=True)
 class NetworkTotals:
-    """Bytes sent as deltas versus what full-state JSON would have cost, per update.  The
-    full-state cost is measured on a sample of the batches (`full_updates` of them)."""
+    """Bytes sent as deltas versus what the full state would have cost, per update, as JSON
+    (`full_bytes`) and in the deltas' msgpack (`full_msgpack_bytes`).  The full-state cost
+    is measured on a sample of the batches (`full_updates` of them)."""
 
     updates: int
     delta_bytes: int
     full_updates: int
     full_bytes: int
+    full_msgpack_bytes: int = 0
 
     @property
     def bytes_per_update(self) -> float:
@@ -306,15 +311,21 @@ class NetworkTotals:
         """Full-state JSON bytes per sized update."""
         return self.full_bytes / self.full_updates if self.full_updates else 0.0
 
+    @property
+    def full_msgpack_bytes_per_update(self) -> float:
+        """Full-state msgpack bytes per sized update."""
+        return self.full_msgpack_bytes / self.full_updates if self.full_updates else 0.0
 
-_NET_KEYS = (NET_UPDATES, NET_DELTA_BYTES, NET_FULL_UPDATES, NET_FULL_BYTES)
+
+_NET_KEYS = (NET_UPDATES, NET_DELTA_BYTES, NET_FULL_UPDATES, NET_FULL_BYTES,
+             NET_FULL_MSGPACK_BYTES)
 
 
 def network_totals(hot: HotStore) -> NetworkTotals:
     """The network counters since the last reset."""
-    updates, delta_bytes, full_updates, full_bytes = (
+    updates, delta_bytes, full_updates, full_bytes, packed = (
         int(v) if v is not None else 0 for v in hot.get_many(list(_NET_KEYS)))
-    return NetworkTotals(updates, delta_bytes, full_updates, full_bytes)
+    return NetworkTotals(updates, delta_bytes, full_updates, full_bytes, packed)
 
 
 def reset_network_totals(hot: HotStore) -> None:

@@ -17,7 +17,8 @@ DELTA_CHANNEL = PREFIX + "deltas"  # each applied batch's delta message is publi
 NET_UPDATES = PREFIX + "net:updates"
 NET_DELTA_BYTES = PREFIX + "net:delta_bytes"
 NET_FULL_UPDATES = PREFIX + "net:full_updates"  # the updates whose full state was sized
-NET_FULL_BYTES = PREFIX + "net:full_bytes"
+NET_FULL_BYTES = PREFIX + "net:full_bytes"  # as JSON
+NET_FULL_MSGPACK_BYTES = PREFIX + "net:full_msgpack_bytes"  # in the deltas' encoding
 
 # The controller's last decision, and the late player batches it reads each tick.
 CONTROL_DECISION = PREFIX + "control:decision"

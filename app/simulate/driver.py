@@ -1,8 +1,15 @@
 """The load driver: hands each tick's planned work to the public client API, in real time.
 
-Tick `k` is due at ``start + k * tick_s``.  When the driver falls behind it emits the late
-ticks at once (the schedule stays the same) and reports how late it ran; it stops at the
-wall-clock end of the run whether or not every tick went out.
+Tick `k` covers ``[k * tick_s, (k + 1) * tick_s)`` of the run and is handed over at its end,
+as a game server's loop handles the inputs of a tick once it is over.  When the driver falls
+behind it emits the late ticks at once (the schedule stays the same) and reports how late it
+ran; ticks still due when the run's wall-clock end passes are dropped and counted.
+
+Every update carries the moment its player acted and every frame its scheduled start
+(`intended` times, seconds since the epoch).  The client tells the driver which updates
+left in which batch task, so that each update's latency can later run from its intended
+time to the moment its batch was applied: a driver that falls behind adds its lag to the
+latency of what it sent late instead of hiding it.
 
 Background jobs follow the wall clock instead, at `background_rate` per second: they stand
 for work the servers do whatever the players do, offered above what the background workers
@@ -17,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from array import array
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,15 +39,34 @@ from app.errors import InvalidRequest
 from app.protocol.vocab import BackgroundKind
 from app.simulate.population import SessionSpec, Update
 from app.simulate.purchases import Store
-from app.simulate.schedule import BackgroundJob, Schedule, TickPlan
+from app.simulate.schedule import BackgroundJob, PhysicsFrame, Schedule, TickPlan
 from app.tasking.publish import send_tick
 
 OPEN_THREADS = 8
 PROGRESS_EVERY_S = 0.25
+KEPT_UP_LAG_MS = 10.0  # a run whose tick lag p99 is above this did not keep to schedule
 STORE_STEP_S = 0.005  # the store front hands over the purchases due this often
 SEND_ERRORS = (OperationalError, RedisError, ConnectionError, SqlError)
 
 Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class SentBatch:
+    """A state batch the client sent: its task id, when it left, and the intended time of
+    each of its updates that was handed over during the load (epoch seconds)."""
+
+    task_id: str
+    sent: float
+    intended: array[float]
+
+
+@dataclass(frozen=True)
+class SentFrame:
+    """A physics frame the client sent: its task id and its scheduled start."""
+
+    task_id: str
+    intended: float
 
 
 @dataclass
@@ -62,9 +89,12 @@ class DriveStats:
     tasks_sent: int = 0  # every task the client sent during the run
     ticks_planned: int = 0
     ticks_emitted: int = 0
+    frames_due: int = 0  # frames scheduled in the run, those of dropped ticks included
     started: float = 0.0  # wall clock, seconds since the epoch
     ended: float = 0.0
     lag_s: list[float] = field(default_factory=list)
+    batches: list[SentBatch] = field(default_factory=list)
+    frames: list[SentFrame] = field(default_factory=list)
 
     @property
     def elapsed_s(self) -> float:
@@ -72,12 +102,27 @@ class DriveStats:
         return self.ended - self.started
 
     @property
-    def kept_up(self) -> bool:
-        """True when every planned tick went out within the run."""
-        return self.ticks_emitted >= self.ticks_planned
+    def ticks_dropped(self) -> int:
+        """Ticks due within the run that never went out."""
+        return self.ticks_planned - self.ticks_emitted
 
     @property
-    def batches(self) -> int:
+    def lag_p99_ms(self) -> float | None:
+        """How late the ticks went out (99th percentile, ms); None when none went."""
+        if not self.lag_s:
+            return None
+        ordered = sorted(self.lag_s)
+        return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] * 1000.0
+
+    @property
+    def kept_up(self) -> bool:
+        """True when every planned tick went out and their lag p99 stayed within
+        KEPT_UP_LAG_MS: only then do the run's figures describe the load it planned."""
+        lag = self.lag_p99_ms
+        return self.ticks_dropped == 0 and lag is not None and lag <= KEPT_UP_LAG_MS
+
+    @property
+    def batches_sent(self) -> int:
         """State-update batch tasks sent: every task of the client that was not another
         kind of work (purchases leave through the store's own client)."""
         return self.tasks_sent - (self.opens + self.moves + self.physics + self.ai
@@ -105,6 +150,8 @@ class LoadDriver:
         self.background_rate = background_rate
         self.stats = DriveStats()
         self._errors_lock = threading.Lock()
+        self._epoch: float | None = None
+        self._pending: dict[tuple[str, int], float] | None = None
 
     # before play ------------------------------------------------------------------------
 
@@ -133,38 +180,50 @@ class LoadDriver:
     # play -------------------------------------------------------------------------------
 
     def run(self, duration_s: float, progress: Progress) -> DriveStats:
-        """Emit the schedule's ticks in real time for `duration_s` seconds."""
+        """Emit the schedule's ticks in real time for `duration_s` seconds, each at its
+        tick's end; ticks still due one tick after the end are dropped."""
         stats = self.stats = DriveStats()
         self._background_next = 0
-        tick_s, sent_before = self.schedule.tick_s, self.client.tasks_sent
+        sent_before = self.client.tasks_sent
         stats.ticks_planned = self.schedule.ticks
-        stats.started = time.time()
-        start = time.monotonic()
+        stats.started, start = time.time(), time.monotonic()
+        self._measure(stats.started)
         store_front = self._open_store(start, duration_s)
-        k, next_progress, next_control = 0, start, start
-        while k < stats.ticks_planned and (now := time.monotonic() - start) < duration_s:
-            due = min(stats.ticks_planned, int(now / tick_s) + 1)
-            while k < due and time.monotonic() - start < duration_s:
-                stats.lag_s.append(max(0.0, time.monotonic() - start - k * tick_s))
-                self.emit(self.schedule.plan(k))
-                k += 1
-            stats.ticks_emitted = k
-            self._background(time.monotonic() - start)
-            clock = time.monotonic()
-            if clock >= next_progress:
-                progress(clock - start)
-                next_progress = clock + PROGRESS_EVERY_S
-            if self.control_ticks and clock >= next_control:
-                self._control_tick()
-                next_control += 1.0
-            time.sleep(max(0.0, start + k * tick_s - time.monotonic()))
+        emitted = self._loop(start, duration_s, progress)
+        schedule = self.schedule  # the frames of dropped ticks are due all the same
+        stats.frames_due += schedule.frames_due(stats.ticks_planned) - schedule.frames_due(emitted)
         if store_front is not None:
             store_front.join()
         self.client.flush()
+        self._measure(None)
         stats.ended = time.time()
         stats.tasks_sent = self.client.tasks_sent - sent_before
         progress(min(duration_s, time.monotonic() - start))
         return stats
+
+    def _loop(self, start: float, duration_s: float, progress: Progress) -> int:
+        """The game loop: hand each tick over at its end, late ones at once; returns the
+        ticks emitted."""
+        stats, tick_s = self.stats, self.schedule.tick_s
+        k, next_progress, next_control = 0, start, start
+        stop_at = duration_s + tick_s
+        while k < stats.ticks_planned and (now := time.monotonic() - start) < stop_at:
+            due = min(stats.ticks_planned, int(now / tick_s + 1e-9))
+            while k < due and time.monotonic() - start < stop_at:
+                stats.lag_s.append(max(0.0, time.monotonic() - start - (k + 1) * tick_s))
+                self.emit(self.schedule.plan(k))
+                k += 1
+            stats.ticks_emitted = k
+            self._background(min(duration_s, time.monotonic() - start))
+            clock = time.monotonic()
+            if clock >= next_progress:
+                progress(min(duration_s, clock - start))
+                next_progress = clock + PROGRESS_EVERY_S
+            if self.control_ticks and clock >= next_control:
+                self._control_tick()
+                next_control += 1.0
+            time.sleep(max(0.0, start + (k + 1) * tick_s - time.monotonic()))
+        return k
 
     def emit(self, plan: TickPlan) -> None:
         """Hand one tick's work to the client API."""
@@ -173,14 +232,43 @@ class LoadDriver:
         for update in plan.updates:
             self._submit(update)
         self._moves(plan.moves)
+        self.stats.frames_due += len(plan.physics)
         for frame in plan.physics:
-            self.stats.physics += self._call(self.client.submit_physics_frame, frame.frame,
-                                             frame.regions, frame.dt_ms)
+            self._frame(frame)
         if plan.ai:
             sent = self._call(self.client.submit_ai_batch,
                               [(f"npc-{d.npc}", d.position, d.players) for d in plan.ai])
             self.stats.ai += sent
             self.stats.ai_decisions += sent * len(plan.ai)
+
+    # intended times ---------------------------------------------------------------------
+
+    def _measure(self, epoch: float | None) -> None:
+        """Start timing what is handed over, play starting at `epoch`; None stops."""
+        self._epoch = epoch
+        self._pending = {} if epoch is not None else None
+        self.client.batch_listener = self._batch_sent if epoch is not None else None
+
+    def _batch_sent(self, task_id: str, entries: list[Any]) -> None:
+        """The client sent a batch: note each timed update's intended time under it."""
+        pending = self._pending
+        if pending is None:
+            return
+        times = array("d")
+        for entry in entries:
+            intended = pending.pop((entry[0], entry[1]), None)
+            if intended is not None:
+                times.append(intended)
+        if times:
+            self.stats.batches.append(SentBatch(task_id, time.time(), times))
+
+    def _frame(self, frame: PhysicsFrame) -> None:
+        ok, result = self._attempt(self.client.submit_physics_frame, frame.frame,
+                                   frame.regions, frame.dt_ms)
+        if ok:
+            self.stats.physics += 1
+            if self._epoch is not None:
+                self.stats.frames.append(SentFrame(str(result.id), self._epoch + frame.at))
 
     def _background(self, elapsed: float) -> None:
         """Send the background jobs due by `elapsed` seconds of wall time."""
@@ -189,8 +277,15 @@ class LoadDriver:
             self._background_next += 1
 
     def _submit(self, update: Update) -> None:
-        self.stats.updates += self._call(self.client.submit_update, self.ids[update.index],
-                                         update.seq, update.state, update.position)
+        session = self.ids[update.index]
+        pending = self._pending
+        if pending is not None and self._epoch is not None:
+            pending[(session, update.seq)] = self._epoch + update.at
+        sent = self._call(self.client.submit_update, session, update.seq, update.state,
+                          update.position)
+        if not sent and pending is not None:
+            pending.pop((session, update.seq), None)
+        self.stats.updates += sent
 
     def _open(self, spec: SessionSpec) -> None:
         self.stats.opens += self._open_one(spec)
@@ -214,18 +309,22 @@ class LoadDriver:
         return front
 
     def _store_front(self, store: Store, start: float, duration_s: float) -> None:
-        """Hand over the purchases due by the wall clock until the run's end."""
-        end = start + duration_s
+        """Hand over the purchases due by the wall clock until the run's end, each with the
+        moment it fell due (when the player bought)."""
+        end, epoch = start + duration_s, self.stats.started - start
         credit, last, number = 0.0, start, 0
         while last < end:
             time.sleep(STORE_STEP_S)
             now = min(end, time.monotonic())
-            credit += self.schedule.purchase_rate() * (now - last)
-            last = now
+            rate = self.schedule.purchase_rate()
+            due_from, credit = credit, credit + rate * (now - last)
             while number < int(credit):
-                self.stats.purchase_sends += store.submit(self.schedule.purchase(number))
+                bought = last + (number + 1 - due_from) / rate  # credit reached number + 1
+                self.stats.purchase_sends += store.submit(self.schedule.purchase(number),
+                                                          epoch + bought)
                 self.stats.purchases += 1
                 number += 1
+            last = now
 
     def _control_tick(self) -> None:
         """Stand in for beat: the simulated fleet runs the control worker without beat."""
@@ -233,15 +332,19 @@ class LoadDriver:
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
         """Call the client API; 1 if it accepted the work, 0 if it refused or failed."""
+        return 1 if self._attempt(fn, *args, **kwargs)[0] else 0
+
+    def _attempt(self, fn: Callable[..., Any], *args: Any,
+                 **kwargs: Any) -> tuple[bool, Any]:
+        """Call the client API: (True, what it returned), or (False, None) when it refused
+        the work or could not send it (counted)."""
         try:
-            fn(*args, **kwargs)
+            return True, fn(*args, **kwargs)
         except InvalidRequest as exc:
             self._rejected(exc)
         except SEND_ERRORS as exc:
             self._send_failed(exc)
-        else:
-            return 1
-        return 0
+        return False, None
 
     def _rejected(self, exc: InvalidRequest) -> None:
         with self._errors_lock:  # sessions are opened from several threads

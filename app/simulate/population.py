@@ -28,12 +28,14 @@ HEADING_NOISE = 0.35  # radians of random turn per update
 
 @dataclass(frozen=True)
 class Update:
-    """One state update of session `index`."""
+    """One state update of session `index`; `at` is when the player acted, in seconds of
+    simulated time (0 for updates before play)."""
 
     index: int
     seq: int
     state: dict[str, Any]
     position: tuple[float, float]
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -176,9 +178,9 @@ class Population:
         crossed = np.flatnonzero(region != self.region[idx])
         self.region[idx] = region
         moves = [(int(idx[j]), self.world.name(int(region[j]))) for j in crossed.tolist()]
-        updates = [Update(i, s, self._state(hp, st, am, fa, ac), (x, y))
-                   for (i, hp, st, am, fa, ac, x, y), s in zip(
-                       self._columns(idx), self.seq[idx].tolist(), strict=True)]
+        updates = [Update(i, s, self._state(hp, st, am, fa, ac), (x, y), when)
+                   for (i, hp, st, am, fa, ac, x, y), s, when in zip(
+                       self._columns(idx), self.seq[idx].tolist(), at.tolist(), strict=True)]
         return updates, moves
 
     def _move(self, idx: Ints, at: Floats) -> None:

@@ -65,11 +65,12 @@ class Store:
                                      f"sim-{self.tag}-grant-{i}", reason="starting gold")
         return drain(self.app.runtime.sessions, timeout=LEDGER_DRAIN_S)
 
-    def submit(self, request: PurchaseRequest) -> int:
-        """Hand every copy of `request` to the store processes; returns the copies."""
+    def submit(self, request: PurchaseRequest, bought: float = 0.0) -> int:
+        """Hand every copy of `request`, which the player made at `bought` (epoch seconds),
+        to the store processes; returns the copies."""
         planned = PlannedPurchase(f"sim-{self.tag}-buy-{request.number}",
                                   self.buyers[request.index % len(self.buyers)], request.sku,
-                                  request.price, CURRENCY, request.copies)
+                                  request.price, CURRENCY, request.copies, bought)
         self.planned.append(planned)
         for copy in range(request.copies):
             self._inboxes[(request.number + copy) % len(self._inboxes)].put(planned)
@@ -91,8 +92,9 @@ class Store:
         """What became of each planned purchase, once nothing is pending (or after the
         deadline), read from the ledger."""
         drain(self.app.runtime.sessions, timeout=LEDGER_DRAIN_S)
+        grants = dict.fromkeys(self.buyers, STARTING_GOLD)  # what `fund` granted each
         with transaction(self.app.runtime.sessions) as db:
-            return summarize(db, self.planned, submissions)
+            return summarize(db, self.planned, submissions, grants)
 
     def _result(self) -> list[Submission]:
         deadline = time.monotonic() + RESULT_TIMEOUT_S

@@ -1,7 +1,11 @@
 """The simulation report: every figure measured during the run, grouped by subsystem.
 
-A subsystem that did not run has no section (absent, not zero).  Latencies run from the
-hand-off to the client API to the worker having applied the work.
+A subsystem that did not run has no section (absent, not zero).  A figure of a subsystem
+that ran but whose sample is empty is None, with the reason under the section's ``why``.
+Player latency runs from the moment the player acted, and a frame's from its scheduled
+start, to the worker having applied the work, every update counted once
+(`app.simulate.latency`); per-queue and per-batch figures run from the hand-off to the
+client API.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from app.protocol.names import (
 )
 from app.protocol.queues import TASK_QUEUES
 from app.simulate.environment import Services, machine
+from app.simulate.latency import Latencies, outcome
 from app.simulate.runner import RunResult, RunSpec
 from app.simulate.sampler import Sample
 
@@ -53,9 +58,11 @@ def build_report(spec: RunSpec, services: Services, ours: RunResult,
         report["baseline"] = {"players": baseline.sessions,
                               "duration_s": round(baseline.drive.elapsed_s, 3),
                               **run_sections(baseline)}
-        ratio = _ratio(baseline, ours)
-        if ratio is not None:
-            report["comparison"] = {"player_p99_ratio": ratio}
+        report["comparison"] = _comparison(report["baseline"], report)
+    errors = [f"{label}: {error}" for label, run in (("gamesched", ours), ("baseline", baseline))
+              if run is not None for error in _errors(run)]
+    if errors:
+        report["errors"] = errors
     return report
 
 
@@ -63,12 +70,15 @@ def run_sections(run: RunResult) -> dict[str, Any]:
     """The measured sections of one run."""
     by_task = _by_task(run.executions)
     sections: dict[str, Any] = {"mode": "naive" if run.naive else "gamesched"}
+    done = {e.task_id: e.done for e in run.executions}
     candidates = {
-        "player": _player(run, by_task.get(UPDATE_TASK, [])),
-        "physics": _physics(run, _runs_of(by_task, PHYSICS_TASKS)),
+        "player": _player(run, done),
+        "player_batches": _player_batches(run, by_task.get(UPDATE_TASK, [])),
+        "physics": _physics(run, done),
         "ai": _ai(run, _runs_of(by_task, AI_TASKS)),
         "background": _background(run, _runs_of(by_task, BACKGROUND_TASKS)),
         "transactions": _transactions(run, by_task.get(PURCHASE_TASK, [])),
+        "server": _server(run),
         "fleet": _fleet(run),
         "simulator": _simulator(run),
         "services": _services(run),
@@ -110,45 +120,82 @@ def _split(items: list[Execution]) -> Section:
             for name, values in parts.items() for p in (50, 99)}
 
 
+NO_CPU_SAMPLE = "no CPU sample fell inside the load window"
+
+
 def window(run: RunResult) -> list[Sample]:
-    """The samples taken while the load ran (all of them if the run was too short)."""
-    inside = [s for s in run.samples if s.at <= run.drive.elapsed_s + 0.5]
-    return inside or run.samples
+    """The samples taken while the load ran (empty when none was: an error of the run)."""
+    return [s for s in run.samples if s.at <= run.drive.elapsed_s + 0.5]
+
+
+def _errors(run: RunResult) -> list[str]:
+    """What makes this run's figures incomplete."""
+    errors = []
+    if not window(run):
+        errors.append(NO_CPU_SAMPLE)
+    if run.sampler_errors:
+        errors.append(f"the sampler failed to read the broker {run.sampler_errors} time(s)")
+    return errors
 
 
 # sections -------------------------------------------------------------------------------
 
-def _player(run: RunResult, batches: list[Execution]) -> Section:
+def _player(run: RunResult, done: dict[str, float]) -> Section:
     drive = run.drive
     if not drive.updates:
         return {}
-    latencies = [e.latency_ms for e in batches]
+    timed = outcome(((b.task_id, b.intended) for b in drive.batches), done, run.drain_ended)
     section: Section = {
         "updates": drive.updates,
         "offered_per_s": _rate(drive.updates, drive.elapsed_s),
-        "applied": run.network.updates,  # the rest were stale (a newer one was applied
-        # first) or refused by the worker
-        "batches_sent": drive.batches,
-        "batches_applied": len(batches),
-        "failed_batches": sum(not e.ok for e in batches),
-        **{k: v for k, v in latency_summary(latencies).items() if k != "p95_ms"},
+        "applied": run.network.updates,  # counted by the workers; the rest were stale
+        "timed": timed.applied + timed.unapplied,
+        "unapplied": timed.unapplied,
     }
-    if drive.batches > len(batches):
-        section["unapplied_batches"] = drive.batches - len(batches)
+    _put(section, timed.latencies.summary("no update handed over during the load was timed"))
+    service = [e.latency_ms for e in run.executions if e.task == UPDATE_TASK]
+    _put(section, {"service_p99_ms": _ms(percentile(service, 99)) if service else None},
+         "no state batch ran")
     return section
 
 
-def _physics(run: RunResult, frames: list[Execution]) -> Section:
-    if not run.drive.physics:
+def _player_batches(run: RunResult, batches: list[Execution]) -> Section:
+    """State batches as tasks: how many, how full, and their latency from the hand-off of
+    their oldest update (the client's coalescing included) to applied."""
+    drive = run.drive
+    if not drive.updates:
         return {}
-    latencies = [e.latency_ms for e in frames]
-    within = sum(1 for v in latencies if v <= FRAME_BUDGET_MS)
-    section: Section = {"frames_sent": run.drive.physics, "frames": len(frames),
-                        "offered_per_s": _rate(run.drive.physics, run.drive.elapsed_s)}
-    if latencies:
-        section |= {"within_budget_ratio": round(within / len(latencies), 4),
-                    "p95_frame_ms": _ms(percentile(latencies, 95)),
-                    "p99_frame_ms": _ms(percentile(latencies, 99))}
+    timed = sum(len(b.intended) for b in drive.batches)
+    section: Section = {
+        "sent": drive.batches_sent,
+        "applied": len(batches),
+        "failed": sum(not e.ok for e in batches),
+        "unapplied": max(0, drive.batches_sent - len(batches)),
+        "updates_per_batch": round(timed / len(drive.batches), 2) if drive.batches else None,
+    }
+    summary = latency_summary([e.latency_ms for e in batches])
+    _put(section, {k: summary.get(k) for k in ("p50_ms", "p99_ms", "max_ms")},
+         "no state batch ran")
+    return section
+
+
+def _physics(run: RunResult, done: dict[str, float]) -> Section:
+    drive = run.drive
+    if not drive.frames_due:
+        return {}
+    frames = outcome(((f.task_id, (f.intended,)) for f in drive.frames), done,
+                     run.drain_ended, FRAME_BUDGET_MS)
+    section: Section = {
+        "frames": drive.frames_due,
+        "frames_sent": drive.physics,
+        "frames_run": frames.applied,
+        "frames_within_budget": frames.within,
+        "within_budget_ratio": round(frames.within / drive.frames_due, 4),
+        "offered_per_s": _rate(drive.physics, drive.elapsed_s),
+    }
+    summary = frames.latencies.summary("no frame was sent during the load")
+    _put(section, {f"frame_{k}": v for k, v in summary.items() if k != "why"},
+         "no frame was sent during the load")
     return section
 
 
@@ -158,12 +205,14 @@ def _ai(run: RunResult, batches: list[Execution]) -> Section:
     drive = run.drive
     section: Section = {"decisions_sent": drive.ai_decisions, "batches_sent": drive.ai,
                         "batches": len(batches),
-                        "offered_per_s": _rate(drive.ai_decisions, drive.elapsed_s),
-                        **latency_summary([e.latency_ms for e in batches])}
+                        "offered_per_s": _rate(drive.ai_decisions, drive.elapsed_s)}
+    summary = latency_summary([e.latency_ms for e in batches])
+    _put(section, {k: summary.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
+         "no AI task ran")
     if not run.naive:  # only here does the ai worker run nothing but AI
         cpu = [s.role_cpu_s.get("ai", 0.0) for s in window(run)]
-        if cpu:
-            section["cpu_s_per_s"] = round(sum(cpu) / len(cpu), 4)
+        _put(section, {"cpu_s_per_s": round(sum(cpu) / len(cpu), 4) if cpu else None},
+             NO_CPU_SAMPLE)
     return section
 
 
@@ -178,8 +227,10 @@ def _background(run: RunResult, jobs: list[Execution]) -> Section:
         "scheduled_per_s": round(run.background_rate, 3),
         "offered_per_s": _rate(drive.background, drive.elapsed_s),
         "completed_per_s": _rate(len(in_window), drive.elapsed_s),
-        **latency_summary([e.latency_ms for e in jobs]),
     }
+    summary = latency_summary([e.latency_ms for e in jobs])
+    _put(section, {k: summary.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
+         "no background task ran")
     depths = [s.depths["background"] for s in window(run) if "background" in s.depths]
     if depths:
         section |= {"backlog_end": depths[-1], "backlog_max": max(depths)}
@@ -192,28 +243,62 @@ def _transactions(run: RunResult, applied: list[Execution]) -> Section:
         return {}
     section: Section = {
         "submitted": ledger.submitted, "sends": ledger.sends, "committed": ledger.committed,
-        "rejected": ledger.rejected, "applied_twice": ledger.applied_twice,
-        "lost": ledger.lost, "success_ratio": round(ledger.success_ratio, 4),
-        "tasks_run": len(applied),
+        "rejected": ledger.rejected, "rejected_for_funds": ledger.rejected_for_funds,
+        "reject_reasons": ledger.reject_reasons, "lost": ledger.lost,
+        "success_ratio": round(ledger.success_ratio, 4), "tasks_run": len(applied),
     }
-    if ledger.p99_commit_ms is not None:
-        section["p99_commit_ms"] = _ms(ledger.p99_commit_ms)
+    _put(section, {"balance_drift": ledger.balance_drift,
+                   "applied_twice": ledger.applied_twice},
+         "the grants before the surge are not known")
+    latencies, from_sql = _commit_latencies(run)
+    section["commit_timed_from_sql"] = from_sql  # their committing run left no record
+    summary = latencies.summary("no purchase committed")
+    _put(section, {"p50_commit_ms": summary["p50_ms"], "p99_commit_ms": summary["p99_ms"],
+                   "max_commit_ms": summary["max_ms"]}, "no purchase committed")
     return section
 
 
+def _commit_latencies(run: RunResult) -> tuple[Latencies, int]:
+    """From the moment each committed purchase was bought to the end of the worker's run
+    that committed it (after the COMMIT); and how many are timed to their SQL committed_at
+    instead, because the run that committed them left no record (its worker was killed
+    right after the COMMIT)."""
+    ledger = run.transactions
+    done: dict[int, float] = {}
+    for e in run.executions:
+        for item in e.items:
+            done[item] = min(e.done, done.get(item, e.done))
+    latencies, from_sql = Latencies(), 0
+    for transaction_id, (bought, committed_at) in (ledger.committed_clock if ledger
+                                                    else {}).items():
+        visible = done.get(transaction_id)
+        if visible is None:
+            visible, from_sql = committed_at, from_sql + 1
+        latencies.record((visible - bought) * 1000.0)
+    return latencies, from_sql
+
+
 def _fleet(run: RunResult) -> Section:
-    samples = window(run)
-    if not samples:
+    if not run.samples:
         return {}
-    cpu = [s.fleet_cpu for s in samples]
+    samples = window(run)
     roles = sorted({r for s in samples for r in s.role_cpu_s})
-    return {
-        "cpu_p95": round(percentile(cpu, 95), 4),
-        "cpu_mean": round(sum(cpu) / len(cpu), 4),
+    section = _cpu([s.fleet_cpu for s in samples])
+    section |= {
         "peak_rss_mb": round(max(s.fleet_rss_mb for s in run.samples), 1),
         "role_cpu_s_per_s": {r: round(sum(s.role_cpu_s.get(r, 0.0) for s in samples)
                                       / len(samples), 4) for r in roles},
     }
+    return section
+
+
+def _cpu(values: list[float]) -> Section:
+    """p95 and mean of CPU shares over the load window's samples (None when empty)."""
+    section: Section = {}
+    _put(section, {"cpu_p95": round(percentile(values, 95), 4) if values else None,
+                   "cpu_mean": round(sum(values) / len(values), 4) if values else None},
+         NO_CPU_SAMPLE)
+    return section
 
 
 def _simulator(run: RunResult) -> Section:
@@ -223,6 +308,7 @@ def _simulator(run: RunResult) -> Section:
         "kept_up": drive.kept_up,
         "ticks_planned": drive.ticks_planned,
         "ticks_emitted": drive.ticks_emitted,
+        "ticks_dropped": drive.ticks_dropped,
         "updates_per_s": _rate(drive.updates, drive.elapsed_s),
         "tasks_per_s": _rate(drive.tasks_sent, drive.elapsed_s),
         "sessions_joined_in_play": run.sessions_total - run.sessions,
@@ -230,37 +316,57 @@ def _simulator(run: RunResult) -> Section:
         "send_errors": drive.send_errors,
         "drained": run.drained,
         "repeated_runs": run.repeated_runs,
+        "sampler_errors": run.sampler_errors,
         "phases_s": run.phases_s,
     }
-    if samples:
-        cpu = [s.simulator_cpu for s in samples]
-        section |= {"cpu_p95": round(percentile(cpu, 95), 4),
-                    "cpu_mean": round(sum(cpu) / len(cpu), 4)}
-    if lag:
-        section |= {"lag_p99_ms": _ms(percentile(lag, 99)), "lag_max_ms": _ms(max(lag))}
+    section |= _cpu([s.simulator_cpu for s in samples])
+    _put(section, {"lag_p99_ms": _ms(percentile(lag, 99)) if lag else None,
+                   "lag_max_ms": _ms(max(lag)) if lag else None}, "no tick went out")
     if drive.first_error:
         section["first_error"] = drive.first_error
     return section
 
 
 def _services(run: RunResult) -> Section:
-    cpu = [s.services_cpu for s in window(run)]
-    if not cpu:
+    if not run.samples:
         return {}
-    return {"cpu_p95": round(percentile(cpu, 95), 4), "cpu_mean": round(sum(cpu) / len(cpu), 4)}
+    return _cpu([s.services_cpu for s in window(run)])
+
+
+def _server(run: RunResult) -> Section:
+    """The server side's whole CPU (workers, Redis, PostgreSQL, by their own process ids;
+    the simulated game servers excluded), and its mean per kind of process."""
+    if not run.samples:
+        return {}
+    samples = window(run)
+    section = _cpu([s.server_cpu for s in samples])
+    kinds = sorted({k for s in samples for k in s.service_cpu})
+    if samples:
+        section["cpu_mean_by_kind"] = {
+            "workers": round(sum(s.fleet_cpu for s in samples) / len(samples), 4),
+            **{k: round(sum(s.service_cpu.get(k, 0.0) for s in samples) / len(samples), 4)
+               for k in kinds}}
+    unmeasured = sorted({k for s in samples for k in s.unmeasured})
+    if unmeasured:
+        section["unmeasured"] = unmeasured  # on another machine: its CPU is not in cpu_*
+    return section
 
 
 def _network(run: RunResult) -> Section:
     net = run.network
     if not net.updates:
         return {}
-    return {
+    section: Section = {
         "updates_applied": net.updates,
         "bytes_per_update": round(net.bytes_per_update, 2),
-        "bytes_per_update_full_state": round(net.full_bytes_per_update, 2),
-        "ratio": round(net.bytes_per_update / net.full_bytes_per_update, 4)
-        if net.full_bytes_per_update else None,
     }
+    full, json_full = net.full_msgpack_bytes_per_update, net.full_bytes_per_update
+    _put(section, {"bytes_per_update_full_state": round(full, 2) if full else None,
+                   "bytes_per_update_full_state_json": round(json_full, 2) if json_full
+                   else None,
+                   "ratio": round(net.bytes_per_update / full, 4) if full else None},
+         "no batch was sampled for its full-state cost")
+    return section
 
 
 def _faults(run: RunResult) -> Section:
@@ -289,15 +395,26 @@ def _by_task(executions: Iterable[Execution]) -> dict[str, list[Execution]]:
     return grouped
 
 
-def _ratio(baseline: RunResult, ours: RunResult) -> float | None:
-    def p99(run: RunResult) -> float | None:
-        lat = [e.latency_ms for e in run.executions if e.task == UPDATE_TASK]
-        return percentile(lat, 99) if lat else None
+def _comparison(baseline: Section, ours: Section) -> Section:
+    """The baseline's player p99 over ours (both from intended time)."""
+    theirs = (baseline.get("player") or {}).get("p99_ms")
+    mine = (ours.get("player") or {}).get("p99_ms")
+    section: Section = {}
+    _put(section, {"player_p99_ratio": round(theirs / mine, 2) if theirs and mine else None},
+         "a player p99 is missing or zero")
+    return section
 
-    theirs, mine = p99(baseline), p99(ours)
-    if theirs is None or not mine:
-        return None
-    return round(theirs / mine, 2)
+
+def _put(section: Section, values: dict[str, Any], why: str = "") -> None:
+    """Add `values` to `section`; a None value (a figure whose sample is empty) gets
+    `why` under the section's ``why``, and a ``why`` in `values` is merged."""
+    reasons = dict(values.pop("why", None) or {})
+    for key, value in values.items():
+        section[key] = value
+        if value is None:
+            reasons.setdefault(key, why)
+    if reasons:
+        section.setdefault("why", {}).update(reasons)
 
 
 def _rate(count: int, seconds: float) -> float:

@@ -48,6 +48,7 @@ from app.simulate.purchases import Store
 from app.simulate.sampler import Sample, Sampler
 from app.simulate.scenarios import Scenario
 from app.simulate.schedule import Schedule
+from app.simulate.serverprocs import ServerProcesses
 from app.simulate.surge import SurgeSummary
 from app.tasking.factory import GameschedCelery, create_app
 
@@ -113,6 +114,7 @@ class RunResult:
     transactions: SurgeSummary | None = None
     sampler_errors: int = 0
     repeated_runs: int = 0  # executions of a task id that had already run
+    drain_ended: float = 0.0  # epoch seconds: work not applied by then counts as this old
     phases_s: dict[str, float] = field(default_factory=dict)  # wall time of each phase
 
 
@@ -131,11 +133,13 @@ def _frozen_heap() -> Iterator[None]:
 
 
 def first_runs(executions: Iterable[Execution]) -> list[Execution]:
-    """Each task once (its first finished run): a redelivered message runs again under the
-    same task id, and the work was applied when the first run finished."""
+    """Each task once, at its first run that succeeded (else its first finished run): a
+    redelivered or retried message runs again under the same task id, and the work was
+    applied when the first successful run finished."""
     first: dict[str, Execution] = {}
     for e in executions:
-        if e.task_id not in first or e.done < first[e.task_id].done:
+        seen = first.get(e.task_id)
+        if seen is None or (e.ok, -e.done) > (seen.ok, -seen.done):
             first[e.task_id] = e
     return sorted(first.values(), key=lambda e: e.done)
 
@@ -211,9 +215,11 @@ class Run:
         driver.background_rate = (capacity or measured).per_s * spec.scenario.background_factor
         reset_network_totals(app.runtime.hot)
         recorder.drain()
+        servers = ServerProcesses(self.services.broker_url, self.services.hot_url,
+                                  self.services.database_url)
         sampler = Sampler(lambda: {r: p.pid for r, p in fleet.procs.items()},
                           lambda: depth_reader(app, self._queue_names()), recorder,
-                          self.services.pids)
+                          servers.current)
         injector = FaultInjector(plan_faults(spec.faults, spec.duration_s, spec.seed), fleet,
                                  self.settings, self.services.private_redis)
         sampler.start()
@@ -224,6 +230,7 @@ class Run:
         submissions = store.finish() if store else []
         self._phase("load")
         drained = self._drain(sampler, drive)
+        drain_ended = time.time()
         ledger = store.summary(submissions) if store else None
         faults = injector.finish()
         sampler.stop()
@@ -238,7 +245,7 @@ class Run:
             roles=self.roles,
             faults=faults, transactions=ledger, sampler_errors=sampler.errors,
             repeated_runs=len(sampler.executions) - len({e.task_id for e in sampler.executions}),
-            phases_s=self.phases_s)
+            phases_s=self.phases_s, drain_ended=drain_ended)
 
     def _queue_names(self) -> list[str]:
         return [NAIVE_QUEUE] if self.naive else [q.value for q in Queue]

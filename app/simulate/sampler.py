@@ -1,4 +1,5 @@
-"""Once a second: CPU and memory of the worker processes, the simulator and the services,
+"""Once a second: CPU and memory of the worker processes, of the server's Redis and
+PostgreSQL (found by their own process ids, `app.simulate.serverprocs`), of the simulator,
 queue depths, and the execution records the workers wrote since the last sample."""
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from redis import RedisError
 
 from app.observe.recorder import Execution, Recorder
 
-SERVICE_NAMES = frozenset({"redis-server", "postgres", "postmaster"})
 INTERVAL_S = 1.0
 MB = 1024 * 1024
 
@@ -27,10 +27,18 @@ class Sample:
     at: float  # seconds since the sampler started
     fleet_cpu: float
     simulator_cpu: float
-    services_cpu: float
+    services_cpu: float  # the server's Redis servers and PostgreSQL, by their process ids
     fleet_rss_mb: float
     role_cpu_s: dict[str, float]  # CPU seconds per second of each role's process tree
     depths: dict[str, int]
+    service_cpu: dict[str, float] = field(default_factory=dict)  # share per service kind
+    unmeasured: tuple[str, ...] = ()  # services with no process on this machine
+
+    @property
+    def server_cpu(self) -> float:
+        """The whole server side: workers, Redis and PostgreSQL (the game servers
+        excluded)."""
+        return self.fleet_cpu + self.services_cpu
 
 
 class CpuMeter:
@@ -71,15 +79,6 @@ def tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def service_processes(pids: Iterable[int] = ()) -> list[psutil.Process]:
-    """Redis and PostgreSQL processes on this machine, plus `pids` and their children."""
-    found = {p.pid: p for p in psutil.process_iter(["name"])
-             if (p.info.get("name") or "") in SERVICE_NAMES}
-    for pid in pids:
-        found |= {p.pid: p for p in tree(pid)}
-    return list(found.values())
-
-
 @dataclass
 class Sampler:
     """A thread that samples once per `interval_s` until stopped."""
@@ -87,7 +86,7 @@ class Sampler:
     fleet_pids: Callable[[], dict[str, int]]  # role -> worker pid, read at every sample
     depths: Callable[[], dict[str, int]]
     recorder: Recorder
-    service_pids: tuple[int, ...] = ()
+    service_pids: Callable[[], dict[str, int | None]] = dict  # kind -> root pid
     interval_s: float = INTERVAL_S
     samples: list[Sample] = field(default_factory=list)
     executions: list[Execution] = field(default_factory=list)
@@ -138,14 +137,26 @@ class Sampler:
             fleet_cpu, fleet_rss = fleet_cpu + cpu, fleet_rss + rss
             roles[role] = cpu / elapsed if elapsed else 0.0
         sim_cpu, _ = self._meter("simulator").measure([self._me])
-        svc_cpu, _ = self._meter("services").measure(service_processes(self.service_pids))
+        pids = self._service_pids()
+        services = {kind: self._meter(kind).measure(tree(pid))[0]
+                    for kind, pid in pids.items() if pid}
         depths = self._depths()
         if elapsed <= 0:
             return None
         share = 1.0 / (elapsed * self.cores)
         return Sample(at=time.monotonic() - self.started, fleet_cpu=fleet_cpu * share,
-                      simulator_cpu=sim_cpu * share, services_cpu=svc_cpu * share,
-                      fleet_rss_mb=fleet_rss, role_cpu_s=roles, depths=depths)
+                      simulator_cpu=sim_cpu * share,
+                      services_cpu=sum(services.values()) * share,
+                      fleet_rss_mb=fleet_rss, role_cpu_s=roles, depths=depths,
+                      service_cpu={k: v * share for k, v in services.items()},
+                      unmeasured=tuple(sorted(k for k, pid in pids.items() if not pid)))
+
+    def _service_pids(self) -> dict[str, int | None]:
+        try:
+            return self.service_pids()
+        except (RedisError, OSError):
+            self.errors += 1
+            return {}
 
     def _meter(self, name: str) -> CpuMeter:
         return self._meters.setdefault(name, CpuMeter())

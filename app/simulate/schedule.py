@@ -32,11 +32,13 @@ SKUS = (("sword", 500), ("shield", 350), ("potion", 20), ("skin", 1200), ("mount
 
 @dataclass(frozen=True)
 class PhysicsFrame:
-    """One frame of the occupied regions: region -> bodies."""
+    """One frame of the occupied regions: region -> bodies; `at` is its scheduled start in
+    seconds of simulated time."""
 
     frame: int
     dt_ms: float
     regions: dict[str, int]
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -71,10 +73,13 @@ class PurchaseRequest:
 
 @dataclass
 class TickPlan:
-    """Everything handed to the client API in one tick."""
+    """Everything handed to the client API in one tick: what happened during it (the
+    players' updates, with the moment each acted) and the frames that start by its end.
+    The driver hands it over at `due`, the tick's end."""
 
     tick: int
     at: float
+    due: float = 0.0
     opens: list[SessionSpec] = field(default_factory=list)
     updates: list[Update] = field(default_factory=list)
     moves: list[tuple[int, str]] = field(default_factory=list)
@@ -169,7 +174,7 @@ class Schedule:
             raise ValueError(f"tick {k} planned out of order (expected {self._next_tick})")
         self._next_tick += 1
         t0, t1 = k * self.tick_s, (k + 1) * self.tick_s
-        plan = TickPlan(tick=k, at=t0)
+        plan = TickPlan(tick=k, at=t0, due=t1)
         self._world_events(t0, t1)
         pop = self.population
         plan.opens = pop.specs(pop.joining(t1))
@@ -202,21 +207,36 @@ class Schedule:
             region = centre * self.world.per_side + centre
             self.population.start_influx(t0, influx.within_s, influx.share, region)
 
+    def frames_due(self, ticks: int) -> int:
+        """Physics frames scheduled in the first `ticks` ticks (each starts by its tick's
+        end: frames 1, 2, ... at ``frame / physics_hz`` seconds)."""
+        return len(_frames_in(0.0, ticks * self.tick_s, self.scenario.physics_hz))
+
     def _physics(self, t0: float, t1: float) -> list[PhysicsFrame]:
         hz = self.scenario.physics_hz
-        frames = range(math.ceil(t0 * hz - 1e-9), math.ceil(t1 * hz - 1e-9))
-        if not frames or hz <= 0:
+        frames = _frames_in(t0, t1, hz)
+        if not frames:
             return []
         occupied = self.population.occupancy()
         base, per = self.scenario.bodies_base, self.scenario.bodies_per_player
         regions = {self.world.name(r): min(5000, base + int(per * players))
                    for r, players in enumerate(occupied.tolist()) if players}
-        return [PhysicsFrame(f, 1000.0 / hz, regions) for f in frames] if regions else []
+        if not regions:
+            return []
+        return [PhysicsFrame(f, 1000.0 / hz, regions, f / hz) for f in frames]
 
     def _region_members(self, t0: float) -> list[Ints]:
         if t0 - self._members_at >= MEMBERS_REFRESH_S:
             self._members, self._members_at = self.population.members(), t0
         return self._members
+
+
+def _frames_in(t0: float, t1: float, hz: float) -> range:
+    """The frames whose start ``frame / hz`` lies in ``(t0, t1]``: a frame is handed over
+    at the end of the tick it starts in, which is its start when it falls on a tick."""
+    if hz <= 0:
+        return range(0)
+    return range(math.floor(t0 * hz + 1e-9) + 1, math.floor(t1 * hz + 1e-9) + 1)
 
 
 def _crosses(t0: float, t1: float, period: float) -> bool:

@@ -18,9 +18,10 @@ import math
 import multiprocessing
 import random
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -28,7 +29,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
-from app.ledger.models import LedgerEntry, LedgerTransaction, Status
+from app.ledger.models import LedgerTransaction, Status, Wallet
 from app.ledger.view import as_utc
 from app.settings import Settings
 from app.simulate.sqlfaults import sql_faults
@@ -46,6 +47,7 @@ class PlannedPurchase:
     price: int
     currency: str
     copies: int
+    bought: float = 0.0  # when the player bought (epoch seconds; 0: at its first send)
 
 
 @dataclass(frozen=True)
@@ -62,16 +64,27 @@ class Submission:
 
 @dataclass(frozen=True)
 class SurgeSummary:
-    """The outcome per unique purchase (report keys of the simulator's ``transactions``)."""
+    """The outcome per unique purchase (report keys of the simulator's ``transactions``).
+
+    `balance_drift` and `applied_twice` come from arithmetic: each wallet must hold its
+    grants minus the prices of its committed purchases, counted once per key (None when the
+    grants are not known).  `success_ratio` is committed over submitted less those rejected
+    for insufficient funds (a final, correct answer to the player, not a failure)."""
 
     submitted: int
     sends: int
     committed: int
     rejected: int
     lost: int
-    applied_twice: int
+    applied_twice: int | None
     success_ratio: float
     p99_commit_ms: float | None
+    balance_drift: int | None = None
+    rejected_for_funds: int = 0
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+    # each committed purchase's transaction id -> (when the player bought it, the
+    # committed_at its worker stamped before the COMMIT), epoch seconds
+    committed_clock: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
 def plan_surge(players: Sequence[str], n: int, duplicate_ratio: float = 0.1, *,
@@ -159,36 +172,96 @@ def drain(sessions: sessionmaker[Session], timeout: float, interval: float = 0.0
 
 
 def summarize(db: Session, plan: Sequence[PlannedPurchase],
-              submissions: Sequence[Submission]) -> SurgeSummary:
-    """What became of each planned purchase, read from SQL."""
+              submissions: Sequence[Submission],
+              grants: Mapping[str, int] | None = None) -> SurgeSummary:
+    """What became of each planned purchase, read from SQL, and whether each wallet holds
+    what `grants` (player -> amount granted before the surge) minus its committed purchases
+    say it must."""
     keys = [p.key for p in plan]
     t = LedgerTransaction
-    rows = db.execute(select(t.id, t.idempotency_key, t.status, t.committed_at)
-                      .where(t.idempotency_key.in_(keys))).all()
+    rows = db.execute(select(t.id, t.idempotency_key, t.status, t.committed_at,
+                             t.reject_reason).where(t.idempotency_key.in_(keys))).all()
     status = {row.idempotency_key: row.status for row in rows}
     committed = sum(1 for s in status.values() if s == Status.COMMITTED)
-    rejected = sum(1 for s in status.values() if s == Status.REJECTED)
+    reasons = Counter(_reason(row.reject_reason) for row in rows
+                      if row.status == Status.REJECTED)
+    rejected = sum(reasons.values())
+    funds = reasons.get(FUNDS, 0)
+    drift, twice = (None, None) if grants is None else balance_check(
+        db, plan, {k for k, s in status.items() if s == Status.COMMITTED}, grants)
     return SurgeSummary(
         submitted=len(plan), sends=len(submissions), committed=committed, rejected=rejected,
-        lost=len(plan) - committed - rejected,
-        applied_twice=_applied_twice(db, [row.id for row in rows]),
-        success_ratio=(committed + rejected) / len(plan) if plan else 1.0,
-        p99_commit_ms=_p99_commit_ms(rows, submissions),
+        lost=len(plan) - committed - rejected, applied_twice=twice,
+        success_ratio=committed / (len(plan) - funds) if len(plan) > funds else 1.0,
+        p99_commit_ms=_p99_commit_ms(rows, submissions), balance_drift=drift,
+        rejected_for_funds=funds, reject_reasons=dict(reasons),
+        committed_clock=_committed_clock(rows, plan, submissions),
     )
 
 
-def _applied_twice(db: Session, transaction_ids: list[int]) -> int:
-    e = LedgerEntry
-    per_transaction = (select(e.transaction_id).where(e.transaction_id.in_(transaction_ids),
-                                                      e.account == "player")
-                       .group_by(e.transaction_id).having(func.count() > 1).subquery())
-    return int(db.execute(select(func.count()).select_from(per_transaction)).scalar_one())
+def _committed_clock(rows: Sequence[Any], plan: Sequence[PlannedPurchase],
+                     submissions: Sequence[Submission]) -> dict[int, tuple[float, float]]:
+    """Each committed purchase: (when the player bought it, or else its first send; the
+    worker's committed_at)."""
+    started = _first_sent(submissions) | {p.key: p.bought for p in plan if p.bought}
+    return {row.id: (started[row.idempotency_key], as_utc(row.committed_at).timestamp())
+            for row in rows
+            if row.committed_at is not None and row.idempotency_key in started}
+
+
+def _first_sent(submissions: Sequence[Submission]) -> dict[str, float]:
+    first: dict[str, float] = {}
+    for s in submissions:
+        first[s.key] = min(s.sent_at, first.get(s.key, s.sent_at))
+    return first
+
+
+FUNDS = "insufficient funds"
+
+
+def _reason(text: str | None) -> str:
+    """A rejection's reason without its figures (``insufficient funds: balance 3 ...``)."""
+    return (text or "no reason").split(":", 1)[0]
+
+
+def balance_check(db: Session, plan: Sequence[PlannedPurchase], committed: set[str],
+                  grants: Mapping[str, int]) -> tuple[int, int]:
+    """(wallets whose balance differs from their grants minus the prices of their committed
+    purchases, counted once per key; purchases whose debit those wallets show more than
+    once).  A wallet debited once too often is short by that purchase's price."""
+    currency = {p.currency for p in plan} or {"gold"}
+    expected = dict(grants)
+    prices: dict[str, list[int]] = {}
+    for p in plan:
+        if p.key in committed:
+            expected[p.player_id] = expected.get(p.player_id, 0) - p.price
+            prices.setdefault(p.player_id, []).append(p.price)
+    w = Wallet
+    actual = {row.player_id: row.balance for row in db.execute(
+        select(w.player_id, w.balance).where(w.player_id.in_(list(expected)),
+                                             w.currency.in_(currency)))}
+    off = {player: value - actual.get(player, 0) for player, value in expected.items()
+           if actual.get(player, 0) != value}
+    return len(off), sum(_extra_debits(short, prices.get(player, []))
+                         for player, short in off.items())
+
+
+def _extra_debits(short: int, prices: list[int]) -> int:
+    """How many of a wallet's purchase prices add up to what it is `short` of (at least
+    one when it is short at all: a debit nothing planned explains)."""
+    if short <= 0:
+        return 0
+    count = 0
+    for price in sorted(prices, reverse=True):
+        if price <= short:
+            short, count = short - price, count + 1
+    return max(count, 1)
 
 
 def _p99_commit_ms(rows: Sequence[Any], submissions: Sequence[Submission]) -> float | None:
-    first_sent: dict[str, float] = {}
-    for s in submissions:
-        first_sent[s.key] = min(s.sent_at, first_sent.get(s.key, s.sent_at))
+    """From each key's first send to the committed_at its worker stamped (the figure of
+    the ledger's own tests; the simulator reports commit time after the COMMIT)."""
+    first_sent = _first_sent(submissions)
     latencies = sorted(
         (as_utc(row.committed_at).timestamp() - first_sent[row.idempotency_key]) * 1000.0
         for row in rows if row.committed_at is not None and row.idempotency_key in first_sent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 CLAIM_TTL_S = 3600
 _AFTER_DONE = "gs_after_done"
+_ITEMS = "gs_items"
 log = logging.getLogger(__name__)
 
 
@@ -58,6 +59,12 @@ class GameTask(Task):  # type: ignore[misc]
             pending = []
             setattr(self.request, _AFTER_DONE, pending)
         pending.append(fn)
+
+    def note_items(self, items: Sequence[int]) -> None:
+        """Name what this run made durable (the transactions it committed), for its
+        execution record: the simulator times each purchase to the end of the run that
+        committed it, after the COMMIT."""
+        setattr(self.request, _ITEMS, tuple(items))
 
     def _claim(self) -> bool:
         claimed = self.runtime.hot.claim(keys.claim(str(self.request.id)), CLAIM_TTL_S)
@@ -124,6 +131,7 @@ class GameTask(Task):  # type: ignore[misc]
                 done=done,
                 ok=ok,
                 sent=float(_header(self.request, SENT_HEADER) or 0.0),
+                items=getattr(self.request, _ITEMS, None) or (),
             )
         )
 

@@ -222,13 +222,14 @@ def assert_each_purchase_settled_once(ledger: LiveLedger, plan: Sequence[Planned
     applied twice, every balance equals its ledger sum and its grants minus its spending."""
     assert all(s.transaction_id is not None for s in submissions), "a send never recorded"
     with transaction(ledger.sessions) as db:
-        summary = summarize(db, plan, submissions)
+        grants = dict.fromkeys({p.player_id for p in plan}, FUNDS)  # what `_fund` granted
+        summary = summarize(db, plan, submissions, grants)
         violations = audit(db)
         outcomes = _outcomes(db, [p.key for p in plan])
         balances = {row.player_id: row.balance
                     for row in db.execute(select(Wallet.player_id, Wallet.balance))}
     assert violations == [], "\n".join(map(str, violations[:20]))
-    assert (summary.lost, summary.applied_twice) == (0, 0), summary
+    assert (summary.lost, summary.applied_twice, summary.balance_drift) == (0, 0, 0), summary
     assert summary.committed + summary.rejected == len(plan) == len(outcomes)
     for key, (status, entries, reason) in outcomes.items():
         assert (status, entries) in {("committed", 2), ("rejected", 0)}, key

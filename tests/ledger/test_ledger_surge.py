@@ -7,10 +7,12 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
 from app.ledger.handle import TransactionTimeout
+from app.ledger.models import Wallet
 from app.settings import Settings, load_settings
 from app.simulate import surge
 from app.simulate.sqlfaults import FAULT_MESSAGE
@@ -25,6 +27,7 @@ from app.simulate.surge import (
 from tests.ledger.helpers import assert_ledger_holds, buy, fund, settle
 
 PLAYERS = ["p1", "p2", "p3"]
+GRANTS = dict.fromkeys(PLAYERS, 300)  # what `funded` grants each
 
 
 @pytest.fixture
@@ -66,10 +69,12 @@ def test_a_surge_in_this_process_resolves_every_copy_to_one_transaction(
     assert sum(s.created for s in submissions) == len(plan)
     settle_pending(funded, submissions)
     with transaction(funded) as db:
-        summary = summarize(db, plan, submissions)
+        summary = summarize(db, plan, submissions, GRANTS)
     assert (summary.submitted, summary.sends) == (40, len(submissions))
     assert summary.committed + summary.rejected == 40
-    assert (summary.lost, summary.applied_twice, summary.success_ratio) == (0, 0, 1.0)
+    assert summary.rejected == summary.rejected_for_funds  # the only reason a price is refused
+    assert (summary.lost, summary.balance_drift, summary.applied_twice) == (0, 0, 0)
+    assert summary.success_ratio == 1.0  # committed, of all that funds could pay for
     assert summary.p99_commit_ms is not None and summary.p99_commit_ms > 0
     assert_ledger_holds(funded)
 
@@ -116,6 +121,46 @@ def test_the_summary_counts_lost_purchases(funded: sessionmaker[Session]) -> Non
     assert summary.success_ratio == 0.0 and summary.p99_commit_ms is None
     with transaction(funded) as db:
         assert summarize(db, [], []).success_ratio == 1.0
+
+
+def test_a_wallet_debited_twice_shows_as_drift_and_as_applied_twice(
+        funded: sessionmaker[Session]) -> None:
+    plan = [PlannedPurchase("a", "p1", "sword", 40, "gold", 1),
+            PlannedPurchase("b", "p2", "shield", 25, "gold", 1)]
+    sends = [Submission(p.key, buy(funded, p.player_id, p.price, p.key).transaction_id, True,
+                        0.0) for p in plan]
+    settle_pending(funded, sends)
+    with transaction(funded) as db:
+        clean = summarize(db, plan, sends, GRANTS)
+    assert (clean.committed, clean.balance_drift, clean.applied_twice) == (2, 0, 0)
+    with transaction(funded) as db:  # p1's purchase takes effect a second time
+        wallet = db.scalars(select(Wallet).where(Wallet.player_id == "p1")).one()
+        wallet.balance -= 40
+    with transaction(funded) as db:
+        twice = summarize(db, plan, sends, GRANTS)
+    assert (twice.balance_drift, twice.applied_twice) == (1, 1)
+    with transaction(funded) as db:  # and a credit nothing planned
+        wallet = db.scalars(select(Wallet).where(Wallet.player_id == "p2")).one()
+        wallet.balance += 7
+    with transaction(funded) as db:
+        off = summarize(db, plan, sends, GRANTS)
+    assert (off.balance_drift, off.applied_twice) == (2, 1)
+    with transaction(funded) as db:
+        assert summarize(db, plan, sends).balance_drift is None  # grants unknown: no claim
+
+
+def test_a_purchase_refused_for_funds_is_an_answer_not_a_failure(
+        funded: sessionmaker[Session]) -> None:
+    plan = [PlannedPurchase("fits", "p1", "sword", 200, "gold", 1),
+            PlannedPurchase("too-dear", "p1", "castle", 250, "gold", 1)]
+    sends = [Submission(p.key, buy(funded, p.player_id, p.price, p.key).transaction_id, True,
+                        0.0) for p in plan]
+    settle_pending(funded, sends)
+    with transaction(funded) as db:
+        summary = summarize(db, plan, sends, GRANTS)
+    assert (summary.committed, summary.rejected, summary.rejected_for_funds) == (1, 1, 1)
+    assert summary.reject_reasons == {"insufficient funds": 1}
+    assert summary.success_ratio == 1.0 and summary.balance_drift == 0
 
 
 def test_drain_waits_for_nothing_pending(funded: sessionmaker[Session]) -> None:

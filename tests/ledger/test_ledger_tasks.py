@@ -190,6 +190,20 @@ def test_the_batch_task_settles_each_intent_once_and_counts_the_outcomes(
     assert balance(sessions, "p1") == 20
 
 
+def test_a_batch_run_records_the_transactions_it_committed(db_url: str) -> None:
+    app = make_app(db_url, record_latency=True)
+    sessions = app.runtime.sessions
+    fund(sessions, "p1", 50)
+    ids = [buy(sessions, "p1", 30, k).transaction_id for k in ("a", "b")]
+    app.runtime.recorder.drain()
+    run(app, APPLY_BATCH_TASK, ids)
+    run(app, APPLY_BATCH_TASK, ids)  # settled already: commits nothing more
+    first, again = [e for e in app.runtime.recorder.drain() if e.task == APPLY_BATCH_TASK]
+    assert first.items == (ids[0],)  # the rejected one is not made durable as a purchase
+    assert again.items == ()
+    app.runtime.engine.dispose()
+
+
 def test_a_failed_batch_is_noted_on_each_intent_and_retried_whole(
         app: GameschedCelery) -> None:
     sessions = app.runtime.sessions

@@ -57,7 +57,8 @@ def test_a_run_sends_what_it_counts(app: GameschedCelery) -> None:
     assert stats.ai_decisions == sum(len(p.ai) for p in planned) >= stats.ai
     assert depths["background"] == stats.background
     assert 5 <= stats.background <= 6  # 6/s by the wall clock, for one second
-    assert stats.batches > 0
+    assert stats.batches_sent > 0 and stats.batches  # every batch noted with its updates
+    assert sum(len(b.intended) for b in stats.batches) == stats.updates
     # Everything else the client sent is on the player queue: session ops and batches.
     others = stats.physics + stats.ai + stats.background
     assert depths["player"] == client.tasks_sent - others

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+from array import array
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.cli.simulate import summary_table
 from app.observe.recorder import Execution
 from app.players.sessions import NetworkTotals
-from app.simulate.driver import DriveStats
+from app.simulate.driver import DriveStats, SentBatch, SentFrame
 from app.simulate.environment import Services
 from app.simulate.plot import latency_series, write_plot
 from app.simulate.report import build_report, latency_summary, queue_stats, run_sections
@@ -39,12 +42,19 @@ def sample(at: float, fleet: float) -> Sample:
                   depths={"player": 0, "background": int(at)})
 
 
-def drive(**counts: int) -> DriveStats:
+def drive(**counts: Any) -> DriveStats:
     stats = DriveStats(started=T0, ended=T0 + 10.0, ticks_planned=2000, ticks_emitted=2000,
                        lag_s=[0.001, 0.002])
     for name, value in counts.items():
         setattr(stats, name, value)
     return stats
+
+
+def sent(batch: Execution, updates: int, acted_ms_before: float = 0.0) -> SentBatch:
+    """The client's note of `batch`: `updates` updates whose players acted
+    `acted_ms_before` its hand-off."""
+    return SentBatch(batch.task_id, batch.sent,
+                     array("d", [batch.handoff - acted_ms_before / 1000.0] * updates))
 
 
 def run(executions: list[Execution], stats: DriveStats, naive: bool = False,
@@ -83,10 +93,15 @@ def test_queue_stats_group_by_the_task_queue_even_on_one_shared_queue() -> None:
 def test_only_subsystems_that_ran_have_a_section() -> None:
     batches = [execution("gamesched.player.apply_updates", float(v), at=v / 10)
                for v in range(1, 101)]
-    sections = run_sections(run(batches, drive(updates=5000, tasks_sent=100)))
+    notes = [sent(b, 50, acted_ms_before=3.0) for b in batches]
+    sections = run_sections(run(batches, drive(updates=5000, tasks_sent=100, batches=notes)))
     assert sections["player"]["updates"] == 5000
-    assert sections["player"]["p99_ms"] == 99.0
-    assert sections["player"]["batches_applied"] == 100
+    assert sections["player"]["timed"] == 5000 and sections["player"]["unapplied"] == 0
+    # from the moment the players acted (3 ms before the hand-off), every update counted
+    assert sections["player"]["p99_ms"] == pytest.approx(102.0, rel=0.002)
+    assert sections["player"]["service_p99_ms"] == 99.0  # hand-off to applied, per batch
+    assert sections["player_batches"]["applied"] == 100
+    assert sections["player_batches"]["updates_per_batch"] == 50.0
     assert sections["player"]["applied"] == 0  # what the workers counted, not what was sent
     for absent in ("physics", "ai", "background", "transactions", "network", "faults"):
         assert absent not in sections, absent
@@ -96,41 +111,46 @@ def test_only_subsystems_that_ran_have_a_section() -> None:
 
 
 def test_physics_budget_ai_background_network_and_transactions_when_they_ran() -> None:
-    frames = [execution("gamesched.physics.step_frame", v) for v in (5.0, 10.0, 15.5)]
-    frames.append(execution("gamesched.physics.step_region", 40.0))
+    frames = [execution("gamesched.physics.step_frame", v) for v in (5.0, 10.0, 15.5, 40.0)]
+    planned = [SentFrame(f.task_id, f.handoff) for f in frames]  # handed over at their start
     decisions = [execution("gamesched.ai.decide_batch", 2.0)]
     jobs = [execution("gamesched.background.snapshot", 900.0, at=0.5)]
     ledger = SurgeSummary(submitted=10, sends=11, committed=10, rejected=0, lost=0,
                           applied_twice=0, success_ratio=1.0, p99_commit_ms=42.0)
     sections = run_sections(run(
         frames + decisions + jobs, drive(updates=10, physics=4, ai=1, ai_decisions=7, background=3,
-                                         purchases=10, purchase_sends=11),
-        network=NetworkTotals(updates=10, delta_bytes=400, full_updates=10, full_bytes=2000),
+                                         purchases=10, purchase_sends=11, frames=planned,
+                                         frames_due=5),
+        network=NetworkTotals(updates=10, delta_bytes=400, full_updates=10, full_bytes=2000,
+                              full_msgpack_bytes=1000),
         transactions=ledger))
-    assert sections["physics"]["frames"] == 4
-    assert sections["physics"]["within_budget_ratio"] == 0.75
-    assert sections["physics"]["p95_frame_ms"] == 40.0
+    # five frames were due: one never went out, one ran past 16 ms
+    assert sections["physics"]["frames"] == 5 and sections["physics"]["frames_run"] == 4
+    assert sections["physics"]["within_budget_ratio"] == 0.6
+    assert sections["physics"]["frame_p99_ms"] == pytest.approx(40.0, rel=0.002)
     assert sections["ai"]["batches"] == 1 and sections["ai"]["decisions_sent"] == 7
     assert sections["ai"]["cpu_s_per_s"] == pytest.approx(0.1)
     assert sections["background"]["capacity_per_s"] == pytest.approx(20.0)
     assert sections["background"]["offered_per_s"] == pytest.approx(0.3)
     assert sections["background"]["backlog_max"] == 10
     assert sections["network"] == {"updates_applied": 10, "bytes_per_update": 40.0,
-                                   "bytes_per_update_full_state": 200.0, "ratio": 0.2}
+                                   "bytes_per_update_full_state": 100.0,
+                                   "bytes_per_update_full_state_json": 200.0, "ratio": 0.4}
     assert sections["transactions"]["committed"] == 10
-    assert sections["transactions"]["p99_commit_ms"] == 42.0
+    assert sections["transactions"]["p99_commit_ms"] is None  # no committed purchase timed
 
 
 def test_the_baseline_nests_under_baseline_with_the_same_keys(tmp_path: Path) -> None:
-    ours = run([execution("gamesched.player.apply_updates", 4.0)], drive(updates=10))
-    theirs = run([execution("gamesched.player.apply_updates", 400.0)], drive(updates=10),
-                 naive=True)
+    mine, slow = (execution("gamesched.player.apply_updates", 4.0),
+                  execution("gamesched.player.apply_updates", 400.0))
+    ours = run([mine], drive(updates=10, batches=[sent(mine, 10)]))
+    theirs = run([slow], drive(updates=10, batches=[sent(slow, 10)]), naive=True)
     services = Services("redis://127.0.0.1:1/0", "sqlite:///x.db", None)
     spec = RunSpec(STEADY, players=100, duration_s=10.0, seed=1)
     report = build_report(spec, services, ours, theirs)
     assert report["mode"] == "gamesched" and report["baseline"]["mode"] == "naive"
     assert report["comparison"] == {"player_p99_ratio": 100.0}
-    assert report["baseline"]["player"]["p99_ms"] == 400.0
+    assert report["baseline"]["player"]["p99_ms"] == pytest.approx(400.0, rel=0.002)
     assert "ai" not in report["baseline"]  # the naive ai worker runs everything: no AI CPU
     assert report["machine"]["cores"] >= 1
     json.dumps(report, allow_nan=False)  # valid JSON: no NaN anywhere
@@ -155,3 +175,77 @@ def test_latency_series_bins_per_second_by_finish_time() -> None:
     flat = [v for point in series["player"] for v in point]
     assert flat == pytest.approx([0.5, 10.0, 30.0, 1.5, 50.0, 50.0])
     assert not any(math.isnan(v) for point in series["player"] for v in point)
+
+
+def test_an_empty_sample_is_null_with_a_reason_not_absent() -> None:
+    never_ran = execution("gamesched.player.apply_updates", 1.0)
+    sections = run_sections(run([], drive(updates=10, physics=2, frames_due=2,
+                                          batches=[sent(never_ran, 10)]),
+                                network=NetworkTotals(updates=10, delta_bytes=300,
+                                                      full_updates=0, full_bytes=0)))
+    player = sections["player"]
+    assert player["unapplied"] == 10  # timed with their age at the end of the drain
+    assert player["service_p99_ms"] is None and player["why"]["service_p99_ms"]
+    assert sections["player_batches"]["p99_ms"] is None
+    physics = sections["physics"]
+    assert physics["within_budget_ratio"] == 0.0  # frames due that never ran are over budget
+    assert physics["frame_p99_ms"] is None and "frame_p99_ms" in physics["why"]
+    network = sections["network"]
+    assert network["bytes_per_update_full_state"] is None and network["ratio"] is None
+    assert set(network["why"]) == {"bytes_per_update_full_state",
+                                   "bytes_per_update_full_state_json", "ratio"}
+
+
+def test_a_run_without_a_cpu_sample_in_its_window_reports_an_error() -> None:
+    late = run([], drive(updates=0))
+    late.samples = [sample(60.0, 0.5)]  # taken after the load window ended
+    sections = run_sections(late)
+    assert sections["fleet"]["cpu_p95"] is None and sections["fleet"]["why"]["cpu_p95"]
+    assert sections["server"]["cpu_p95"] is None
+    services = Services("redis://127.0.0.1:1/0", "sqlite:///x.db", None)
+    report = build_report(RunSpec(STEADY, players=1, duration_s=10.0, seed=1), services,
+                          late, None)
+    assert any("no CPU sample" in error for error in report["errors"])
+
+
+def test_a_run_that_dropped_a_tick_or_lagged_did_not_keep_up() -> None:
+    assert drive().kept_up
+    assert not drive(ticks_emitted=1999).kept_up
+    assert not drive(lag_s=[0.001] * 98 + [0.05, 0.05]).kept_up  # lag p99 50 ms
+    assert run_sections(run([], drive(ticks_emitted=1990)))["simulator"]["ticks_dropped"] == 10
+
+
+def test_the_server_cpu_adds_redis_and_postgres_to_the_workers() -> None:
+    busy = run([], drive(updates=0))
+    busy.samples = [Sample(at=float(i), fleet_cpu=0.3, simulator_cpu=0.2, services_cpu=0.15,
+                           fleet_rss_mb=100.0, role_cpu_s={}, depths={},
+                           service_cpu={"broker_redis": 0.05, "hot_redis": 0.1})
+                    for i in range(1, 6)]
+    server = run_sections(busy)["server"]
+    assert server["cpu_p95"] == pytest.approx(0.45)
+    assert server["cpu_mean_by_kind"] == {"workers": 0.3, "broker_redis": 0.05,
+                                          "hot_redis": 0.1}
+
+
+def test_a_retried_task_counts_at_its_first_successful_run() -> None:
+    failed = replace(execution("gamesched.transactions.apply_batch", 5.0, task_id="t"),
+                     ok=False)
+    retried = execution("gamesched.transactions.apply_batch", 50.0, task_id="t")
+    assert first_runs([failed, retried]) == [retried]
+
+
+def test_purchases_are_timed_from_when_they_were_bought_to_after_their_commit() -> None:
+    settled = replace(execution("gamesched.transactions.apply_batch", 500.0, at=0.5),
+                      items=(1,))  # done at T0 + 1.0
+    ledger = SurgeSummary(submitted=2, sends=2, committed=2, rejected=0, lost=0,
+                          applied_twice=0, success_ratio=1.0, p99_commit_ms=None,
+                          balance_drift=0,
+                          committed_clock={1: (T0, T0 + 0.9), 2: (T0, T0 + 0.2)})
+    section = run_sections(run([settled], drive(purchases=2), transactions=ledger))[
+        "transactions"]
+    # 1: bought at T0, its committing run ended at T0 + 1.0 (its SQL stamp, 0.9, came
+    # before the COMMIT); 2: no record of the run that committed it, so its SQL stamp
+    assert section["max_commit_ms"] == pytest.approx(1000.0)
+    assert section["p50_commit_ms"] == pytest.approx(200.0, rel=0.002)
+    assert section["commit_timed_from_sql"] == 1
+    assert (section["balance_drift"], section["applied_twice"]) == (0, 0)

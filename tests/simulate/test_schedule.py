@@ -72,11 +72,22 @@ def test_each_session_counts_its_updates_up_by_one_inside_the_world() -> None:
             assert set(update.state) == {"hp", "stamina", "ammo", "facing", "action"}
 
 
+def test_updates_carry_the_moment_their_player_acted_inside_their_tick() -> None:
+    schedule = Schedule(STEADY, 500, seed=8, duration_s=1.0)
+    schedule.initial_sessions()
+    for plan in plans(schedule, 1.0):
+        assert plan.due == pytest.approx(plan.at + schedule.tick_s)
+        assert all(plan.at <= u.at < plan.due for u in plan.updates)
+
+
 def test_physics_frames_step_every_occupied_region_at_its_rate() -> None:
     schedule = Schedule(STEADY, 2000, seed=6, duration_s=5.0)
     frames = [f for p in plans(schedule, 2.0) for f in p.physics]
     regions = STEADY.regions_per_side ** 2  # 2,000 players occupy every region
-    assert [f.frame for f in frames] == list(range(int(STEADY.physics_hz * 2)))
+    # frames 1, 2, ... each handed over at the end of the tick it starts in
+    assert [f.frame for f in frames] == list(range(1, int(STEADY.physics_hz * 2) + 1))
+    assert all(f.at == pytest.approx(f.frame / STEADY.physics_hz) for f in frames)
+    assert schedule.frames_due(round(2.0 / schedule.tick_s)) == len(frames)
     assert {len(f.regions) for f in frames} == {regions}
     assert all(STEADY.bodies_base < b <= 5000 for f in frames for b in f.regions.values())
 

@@ -32,21 +32,30 @@ def simulate(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Comp
 
 def check_run(part: dict[str, Any]) -> None:
     player = part["player"]
-    assert player["updates"] > 0 and player["batches_applied"] > 0
-    assert 0 <= player["p50_ms"] <= player["p99_ms"] <= player["max_ms"]
-    assert part["physics"]["frames"] > 0
+    assert player["updates"] > 0 and part["player_batches"]["applied"] > 0
+    assert player["timed"] == player["updates"]  # every update handed over is timed
+    assert 0 <= player["p50_ms"] <= player["p99_ms"] <= player["p999_ms"] <= player["max_ms"]
+    assert player["service_p99_ms"] > 0
+    assert part["physics"]["frames"] >= part["physics"]["frames_run"] > 0
     assert 0.0 <= part["physics"]["within_budget_ratio"] <= 1.0
     assert part["ai"]["batches"] > 0
     assert part["background"]["capacity_per_s"] > 0
     assert part["background"]["offered_per_s"] > 0
     assert 0 < part["fleet"]["cpu_p95"] <= 1.0 and part["fleet"]["peak_rss_mb"] > 50
     assert 0 < part["simulator"]["cpu_p95"] <= 1.0
+    assert isinstance(part["simulator"]["kept_up"], bool)
     assert "cpu_p95" in part["services"]
+    server = part["server"]  # the private Redis servers are found by their own process ids
+    assert server["cpu_p95"] >= part["fleet"]["cpu_p95"]
+    assert {"workers", "broker_redis", "hot_redis"} <= set(server["cpu_mean_by_kind"])
     network = part["network"]
     assert 0 < network["bytes_per_update"] < network["bytes_per_update_full_state"]
+    assert network["bytes_per_update_full_state"] < network["bytes_per_update_full_state_json"]
     ledger = part["transactions"]
     assert ledger["committed"] + ledger["rejected"] == ledger["submitted"] > 0
     assert ledger["applied_twice"] == 0 and ledger["lost"] == 0
+    assert ledger["balance_drift"] == 0 and ledger["success_ratio"] == 1.0
+    assert 0 < ledger["p99_commit_ms"] <= ledger["max_commit_ms"]
     for absent in ("balance", "sessions", "faults"):  # subsystems that did not run
         assert absent not in part
 
@@ -72,7 +81,9 @@ def test_simulate_with_the_naive_baseline_writes_the_report_and_the_plot(
         1.5 * report["background"]["capacity_per_s"], rel=1e-3)  # the same background work
     assert report["comparison"]["player_p99_ratio"] > 0
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "player p99 ms" in proc.stdout and "naive Celery" in proc.stdout
+    assert "player p99 ms (from acted)" in proc.stdout and "naive Celery" in proc.stdout
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith(("valid run", "NOT A VALID RUN")), last
 
 
 def test_faults_kill_a_worker_and_restart_the_broker_and_the_fleet_recovers(

@@ -171,8 +171,9 @@ def _player_batches(run: RunResult, batches: list[Execution]) -> Section:
         "applied": len(batches),
         "failed": sum(not e.ok for e in batches),
         "unapplied": max(0, drive.batches_sent - len(batches)),
-        "updates_per_batch": round(timed / len(drive.batches), 2) if drive.batches else None,
     }
+    _put(section, {"updates_per_batch": round(timed / len(drive.batches), 2)
+                   if drive.batches else None}, "no batch was noted during the load")
     summary = latency_summary([e.latency_ms for e in batches])
     _put(section, {k: summary.get(k) for k in ("p50_ms", "p99_ms", "max_ms")},
          "no state batch ran")

@@ -11,9 +11,12 @@ import os
 import socket
 from functools import lru_cache
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 from app.errors import ConfigError
 from app.protocol.vocab import CpuPolicy, SessionType
@@ -201,3 +204,23 @@ def _config_error(exc: ValidationError) -> ConfigError:
     if env_value is not None and not isinstance(value, str | int | float):
         value = env_value
     return ConfigError(variable, value, first["msg"])
+
+
+def redact(url: str) -> str:
+    """`url` with its password shown as ``***`` (SQLAlchemy's rendering for databases)."""
+    if url.startswith("sqla+"):
+        return "sqla+" + redact(url.removeprefix("sqla+"))
+    if url.startswith(("sqlite", "postgresql")):
+        try:
+            return make_url(url).render_as_string(hide_password=True)
+        except ArgumentError:
+            pass
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostport}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        hidden = [(k, "***" if k == "password" else v) for k, v in query]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+    return urlunsplit(parts)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from app.cli.failures import redact, require_schema
+from app.cli.failures import require_schema
 from app.db import make_engine, make_sessionmaker, transaction
 from app.ledger.audit import AuditReport, run_audit
 from app.ledger.models import LedgerEntry, LedgerTransaction, Player, Wallet
-from app.settings import Settings
+from app.settings import Settings, redact
 
 SHOWN_PER_CHECK = 20
 LEDGER_TABLES = tuple(model.__tablename__

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from app.cli.failures import redact, require_database, require_redis
-from app.settings import Settings
+from app.cli.failures import require_database, require_redis
+from app.settings import Settings, redact
 from app.simulate.demo import counted, run_demo
 
 

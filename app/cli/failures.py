@@ -11,16 +11,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import Connection, Engine, inspect, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import DBAPIError
 
 from app.db import make_engine
 from app.errors import ConfigError, GameschedError
-from app.settings import Settings, load_settings
+from app.settings import Settings, load_settings, redact
 
 CONNECT_TIMEOUT_S = 3
 VERSION_TABLE = "alembic_version"
@@ -41,26 +41,6 @@ class RedisService(NamedTuple):
     url: str
     name: str
     variable: str
-
-
-def redact(url: str) -> str:
-    """`url` with its password shown as ``***`` (SQLAlchemy's rendering for databases)."""
-    if url.startswith("sqla+"):
-        return "sqla+" + redact(url.removeprefix("sqla+"))
-    if url.startswith(("sqlite", "postgresql")):
-        try:
-            return make_url(url).render_as_string(hide_password=True)
-        except ArgumentError:
-            pass
-    parts = urlsplit(url)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
-        parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostport}")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key == "password" for key, _ in query):
-        hidden = [(k, "***" if k == "password" else v) for k, v in query]
-        parts = parts._replace(query=urlencode(hidden, safe="*"))
-    return urlunsplit(parts)
 
 
 def reason(exc: BaseException, url: str) -> str:

@@ -14,7 +14,7 @@ from rich.console import Console
 from app.cli import failures
 from app.errors import ConfigError, GameschedError, InvalidRequest
 from app.protocol.vocab import RoleName
-from app.settings import Settings, load_settings
+from app.settings import Settings, load_settings, redact
 
 cli = typer.Typer(help="gamesched: a durable task scheduler for multiplayer game servers.",
                   no_args_is_help=True, add_completion=False)
@@ -82,7 +82,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     settings = _settings()
     failures.require_database(settings.database_url)
     upgrade(settings.database_url, revision)
-    console.print(f"database at {failures.redact(settings.database_url)} is at {revision}",
+    console.print(f"database at {redact(settings.database_url)} is at {revision}",
                   markup=False, highlight=False)
 
 

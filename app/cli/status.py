@@ -7,9 +7,9 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from app.cli.failures import redact, require_redis
+from app.cli.failures import require_redis
 from app.control.controller import read_decision
-from app.settings import Settings
+from app.settings import Settings, redact
 from app.tasking.broker import live_workers, queue_depths
 from app.tasking.factory import create_app
 

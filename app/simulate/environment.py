@@ -8,7 +8,6 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import redis
@@ -19,7 +18,7 @@ from app.db.migrate import upgrade
 from app.errors import GameschedError
 from app.protocol import keys
 from app.protocol.queues import NAIVE_QUEUE, Queue
-from app.settings import ENV_PREFIX, Settings
+from app.settings import ENV_PREFIX, Settings, redact
 from app.simulate.redisserver import PrivateRedis
 
 QUEUE_NAMES = (*(q.value for q in Queue), NAIVE_QUEUE)
@@ -62,16 +61,6 @@ class Services:
         """Service processes we own."""
         return tuple(server.pid for server in (self.private_redis, self.private_hot)
                      if server is not None)
-
-
-def redact(url: str) -> str:
-    """`url` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def configured(name: str) -> bool:

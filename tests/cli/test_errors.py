@@ -7,7 +7,6 @@ files, so no service needs to run."""
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,15 +21,6 @@ PASSWORD = "s3cret-pw"
 REDIS_FIX = "and that Redis runs"
 DATABASE_FIX = "check GAMESCHED_DATABASE_URL and that the server runs"
 MIGRATE_FIX = "run: gamesched db upgrade"
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A local port nothing listens on: bound, then closed again."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def gamesched(cwd: Path, *args: str, **variables: str) -> tuple[int, str]:

@@ -3,25 +3,15 @@ command mean a service is unusable (real engines and clients, closed local ports
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import redis
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from app.cli.failures import ServiceUnavailable, classify, redact
+from app.cli.failures import ServiceUnavailable, classify
 from app.db import make_engine
+from app.settings import redact
 from app.simulate.sqlfaults import FAULT_MESSAGE, sql_faults
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A local port nothing listens on: bound, then closed again."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.mark.parametrize(("url", "shown"), [

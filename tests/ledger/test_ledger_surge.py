@@ -123,13 +123,19 @@ def test_the_summary_counts_lost_purchases(funded: sessionmaker[Session]) -> Non
         assert summarize(db, [], []).success_ratio == 1.0
 
 
+def bought(sessions: sessionmaker[Session], plan: list[PlannedPurchase]) -> list[Submission]:
+    """Buy and settle each of `plan` once; the sends."""
+    sends = [Submission(p.key, buy(sessions, p.player_id, p.price, p.key).transaction_id,
+                        True, 0.0) for p in plan]
+    settle_pending(sessions, sends)
+    return sends
+
+
 def test_a_wallet_debited_twice_shows_as_drift_and_as_applied_twice(
         funded: sessionmaker[Session]) -> None:
     plan = [PlannedPurchase("a", "p1", "sword", 40, "gold", 1),
             PlannedPurchase("b", "p2", "shield", 25, "gold", 1)]
-    sends = [Submission(p.key, buy(funded, p.player_id, p.price, p.key).transaction_id, True,
-                        0.0) for p in plan]
-    settle_pending(funded, sends)
+    sends = bought(funded, plan)
     with transaction(funded) as db:
         clean = summarize(db, plan, sends, GRANTS)
     assert (clean.committed, clean.balance_drift, clean.applied_twice) == (2, 0, 0)
@@ -153,9 +159,7 @@ def test_a_purchase_refused_for_funds_is_an_answer_not_a_failure(
         funded: sessionmaker[Session]) -> None:
     plan = [PlannedPurchase("fits", "p1", "sword", 200, "gold", 1),
             PlannedPurchase("too-dear", "p1", "castle", 250, "gold", 1)]
-    sends = [Submission(p.key, buy(funded, p.player_id, p.price, p.key).transaction_id, True,
-                        0.0) for p in plan]
-    settle_pending(funded, sends)
+    sends = bought(funded, plan)
     with transaction(funded) as db:
         summary = summarize(db, plan, sends, GRANTS)
     assert (summary.committed, summary.rejected, summary.rejected_for_funds) == (1, 1, 1)

@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from app.errors import GameschedError
-from app.settings import load_settings
-from app.simulate.environment import clear_broker, clear_state, redact, services
+from app.settings import load_settings, redact
+from app.simulate.environment import clear_broker, clear_state, services
 from app.simulate.redisserver import PrivateRedis
 
 

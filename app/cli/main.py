@@ -106,12 +106,15 @@ def simulate(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of latency and load.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated load.")] = 1,
+    repeat: Annotated[int, typer.Option(min=1, max=20, help="Runs of the same seed; the "
+                                        "report adds the median and range of each "
+                                        "headline figure.")] = 1,
 ) -> None:
     """Drive simulated players against a worker fleet; print and write the report."""
     from app.cli import simulate as command
 
     options = command.Options(scenario, players, duration, seed, baseline, faults, json_path,
-                              plot)
+                              plot, repeat)
     try:
         command.simulate(console, _settings(), options)
     except InvalidRequest as exc:

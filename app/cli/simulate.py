@@ -21,10 +21,10 @@ from app.cli.failures import require_database, require_redis
 from app.errors import InvalidRequest
 from app.fleet.worker import SWITCH_INTERVAL_S
 from app.settings import Settings
-from app.simulate.environment import configured, services
+from app.simulate.environment import Services, configured, services
 from app.simulate.faults import parse_faults
 from app.simulate.plot import write_plot
-from app.simulate.report import build_report
+from app.simulate.report import build_report, repeat_summary
 from app.simulate.runner import Run, RunResult, RunSpec
 from app.simulate.scenarios import scenario
 
@@ -43,6 +43,7 @@ class Options:
     faults: str | None = None
     json_path: Path | None = None
     plot_path: Path | None = None
+    repeat: int = 1
 
 
 def spec_of(options: Options) -> RunSpec:
@@ -70,19 +71,42 @@ def simulate(console: Console, settings: Settings, options: Options) -> dict[str
                       f"broker {env.broker_label}, hot state {env.hot_label}, "
                       f"database {env.database_label}")
         with _progress(console) as progress:
-            ours = Run(spec, settings, env, naive=False, progress=progress).execute(None)
-            baseline = None
-            if options.baseline:
-                # The baseline is offered exactly the background rate we were.
-                baseline = Run(spec, settings, env, naive=True, progress=progress).execute(
-                    ours.capacity)
-        report = build_report(spec, env, ours, baseline)
+            results = [_runs(spec, settings, env, progress, options.baseline is not None)
+                       for _ in range(options.repeat)]
+        reports = [build_report(spec, env, ours, baseline) | {"run_order": order}
+                   for ours, baseline, order in results]
+    report = reports[0]  # the first run in full; the others in the repeat summary
+    if options.repeat > 1:
+        report["repeat"] = repeat_summary(reports)
+    ours, baseline, _ = results[0]
     console.print(summary_table(report))
     _warn(console, report)
     _write(console, options, report, ours, baseline)
     line = verdict(report)
     console.print(line, style="red" if line.startswith("NOT") else "bold", soft_wrap=True)
     return report
+
+
+def run_order(seed: int, with_baseline: bool) -> list[str]:
+    """Which system runs first: ours on even seeds, the baseline on odd ones."""
+    if not with_baseline:
+        return ["gamesched"]
+    return ["gamesched", "naive"] if seed % 2 == 0 else ["naive", "gamesched"]
+
+
+def _runs(spec: RunSpec, settings: Settings, env: Services, progress: Progress,
+          with_baseline: bool) -> tuple[RunResult, RunResult | None, list[str]]:
+    """Our run and the baseline's, in an order that alternates with the seed (a machine
+    that drifts during a command then favours neither); the second is offered exactly the
+    background rate the first measured."""
+    order = run_order(spec.seed, with_baseline)
+    runs: dict[str, RunResult] = {}
+    capacity = None
+    for label in order:
+        runs[label] = Run(spec, settings, env, naive=label == "naive",
+                          progress=progress).execute(capacity)
+        capacity = capacity or runs[label].capacity
+    return runs["gamesched"], runs.get("naive"), order
 
 
 @contextlib.contextmanager
@@ -195,6 +219,9 @@ def verdict(report: dict[str, Any]) -> str:
         if sim and not sim.get("kept_up"):
             behind.append(f"{label} (lag p99 {sim.get('lag_p99_ms')} ms, "
                           f"{sim.get('ticks_dropped')} ticks dropped)")
+    repeat = report.get("repeat")
+    if repeat and repeat["kept_up"] < repeat["runs"]:
+        behind.append(f"{repeat['runs'] - repeat['kept_up']} of {repeat['runs']} repeated runs")
     if behind:
         return ("NOT A VALID RUN: the game servers fell behind the schedule in "
                 + ", ".join(behind) + "; its figures do not describe the planned load")

@@ -10,6 +10,7 @@ client API.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -424,3 +425,32 @@ def _rate(count: int, seconds: float) -> float:
 
 def _ms(value: float) -> float:
     return round(value, 3)
+
+
+# Headline figures summarised over repeated runs (dotted paths into the report).
+HEADLINE = ("player.p50_ms", "player.p99_ms", "player.p999_ms", "player.service_p99_ms",
+            "physics.within_budget_ratio", "physics.frame_p99_ms", "server.cpu_p95",
+            "fleet.cpu_p95", "simulator.lag_p99_ms", "transactions.p99_commit_ms",
+            "network.bytes_per_update", "baseline.player.p99_ms",
+            "comparison.player_p99_ratio")
+
+
+def repeat_summary(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Median, min and max of each headline figure over `reports` (runs of one seed), and
+    how many of them kept to the schedule: how noisy the machine is, as a figure."""
+    summary: dict[str, Any] = {"runs": len(reports),
+                               "kept_up": sum(bool(_at(r, "simulator.kept_up"))
+                                              for r in reports)}
+    for path in HEADLINE:
+        values = sorted(v for r in reports if isinstance(v := _at(r, path), int | float))
+        if values:
+            summary[path] = {"median": round(float(statistics.median(values)), 4),
+                             "min": values[0], "max": values[-1], "runs": len(values)}
+    return summary
+
+
+def _at(report: dict[str, Any], path: str) -> Any:
+    value: Any = report
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value

@@ -11,13 +11,19 @@ from typing import Any
 
 import pytest
 
-from app.cli.simulate import summary_table
+from app.cli.simulate import run_order, summary_table
 from app.observe.recorder import Execution
 from app.players.sessions import NetworkTotals
 from app.simulate.driver import DriveStats, SentBatch, SentFrame
 from app.simulate.environment import Services
 from app.simulate.plot import latency_series, write_plot
-from app.simulate.report import build_report, latency_summary, queue_stats, run_sections
+from app.simulate.report import (
+    build_report,
+    latency_summary,
+    queue_stats,
+    repeat_summary,
+    run_sections,
+)
 from app.simulate.runner import Capacity, RunResult, RunSpec, first_runs
 from app.simulate.sampler import Sample
 from app.simulate.scenarios import STEADY
@@ -249,3 +255,18 @@ def test_purchases_are_timed_from_when_they_were_bought_to_after_their_commit() 
     assert section["p50_commit_ms"] == pytest.approx(200.0, rel=0.002)
     assert section["commit_timed_from_sql"] == 1
     assert (section["balance_drift"], section["applied_twice"]) == (0, 0)
+
+
+def test_repeated_runs_report_the_median_and_range_of_each_headline_figure() -> None:
+    reports = [{"player": {"p99_ms": v}, "simulator": {"kept_up": v < 30},
+                "physics": {"within_budget_ratio": None}} for v in (20.0, 40.0, 25.0)]
+    summary = repeat_summary(reports)
+    assert summary["runs"] == 3 and summary["kept_up"] == 2
+    assert summary["player.p99_ms"] == {"median": 25.0, "min": 20.0, "max": 40.0, "runs": 3}
+    assert "physics.within_budget_ratio" not in summary  # no run had the figure
+
+
+def test_the_run_order_alternates_with_the_seed() -> None:
+    assert run_order(2, with_baseline=True) == ["gamesched", "naive"]
+    assert run_order(3, with_baseline=True) == ["naive", "gamesched"]
+    assert run_order(3, with_baseline=False) == ["gamesched"]

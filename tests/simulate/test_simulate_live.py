@@ -75,15 +75,33 @@ def test_simulate_with_the_naive_baseline_writes_the_report_and_the_plot(
     assert report["database"] == postgres_url
     assert report["machine"]["cores"] >= 1 and report["machine"]["memory_mb"] > 0
     assert report["mode"] == "gamesched" and report["baseline"]["mode"] == "naive"
+    assert report["run_order"] == ["naive", "gamesched"]  # seed 1: the baseline first
     check_run(report)
     check_run(report["baseline"])
-    assert report["baseline"]["background"]["scheduled_per_s"] == pytest.approx(
-        1.5 * report["background"]["capacity_per_s"], rel=1e-3)  # the same background work
+    # the same background work: 1.5 times what the first run (the baseline's) measured
+    assert report["background"]["scheduled_per_s"] == pytest.approx(
+        report["baseline"]["background"]["scheduled_per_s"], rel=1e-9)
+    assert report["background"]["scheduled_per_s"] == pytest.approx(
+        1.5 * report["baseline"]["background"]["capacity_per_s"], rel=1e-3)
     assert report["comparison"]["player_p99_ratio"] > 0
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "player p99 ms (from acted)" in proc.stdout and "naive Celery" in proc.stdout
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith(("valid run", "NOT A VALID RUN")), last
+
+
+def test_repeat_runs_the_same_seed_again_and_reports_the_spread(
+        tmp_path: Path, redis_server_binary: str) -> None:
+    proc = simulate(tmp_path, {}, "--scenario", "steady", "--players", "100", "--duration",
+                    "2", "--seed", "4", "--repeat", "2", "--json", "r.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    repeat = report["repeat"]
+    assert repeat["runs"] == 2 and 0 <= repeat["kept_up"] <= 2
+    p99 = repeat["player.p99_ms"]
+    assert p99["runs"] == 2 and p99["min"] <= p99["median"] <= p99["max"]
+    assert report["player"]["p99_ms"] in (p99["min"], p99["max"])  # the first run in full
+    assert report["run_order"] == ["gamesched"]
 
 
 def test_faults_kill_a_worker_and_restart_the_broker_and_the_fleet_recovers(

@@ -157,6 +157,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("fleet cpu p95 (workers)", "fleet", "cpu_p95"),
     ("fleet peak rss MB", "fleet", "peak_rss_mb"),
     ("simulator cpu p95", "simulator", "cpu_p95"),
+    ("game servers cpu p95 (simulator, store)", "client", "cpu_p95"),
     ("simulator lag p99 ms", "simulator", "lag_p99_ms"),
     ("simulator ticks dropped", "simulator", "ticks_dropped"),
     ("simulator kept up", "simulator", "kept_up"),

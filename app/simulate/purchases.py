@@ -58,6 +58,11 @@ class Store:
         for proc in self._procs:
             proc.start()
 
+    @property
+    def pids(self) -> list[int]:
+        """The store processes' ids (game-server processes, for the CPU they use)."""
+        return [p.pid for p in self._procs if p.pid is not None]
+
     def fund(self) -> bool:
         """Grant every buyer a starting reward and wait until the ledger applied them."""
         for i, player in enumerate(self.buyers):

@@ -80,6 +80,7 @@ def run_sections(run: RunResult) -> dict[str, Any]:
         "background": _background(run, _runs_of(by_task, BACKGROUND_TASKS)),
         "transactions": _transactions(run, by_task.get(PURCHASE_TASK, [])),
         "server": _server(run),
+        "client": _client(run),
         "fleet": _fleet(run),
         "simulator": _simulator(run),
         "services": _services(run),
@@ -333,6 +334,14 @@ def _services(run: RunResult) -> Section:
     if not run.samples:
         return {}
     return _cpu([s.services_cpu for s in window(run)])
+
+
+def _client(run: RunResult) -> Section:
+    """The simulated game servers' CPU: the simulator's process and its store processes
+    (the workers and services it started are the server's, not theirs)."""
+    if not run.samples:
+        return {}
+    return _cpu([s.client_cpu for s in window(run)])
 
 
 def _server(run: RunResult) -> Section:

@@ -219,7 +219,7 @@ class Run:
                                   self.services.database_url)
         sampler = Sampler(lambda: {r: p.pid for r, p in fleet.procs.items()},
                           lambda: depth_reader(app, self._queue_names()), recorder,
-                          servers.current)
+                          servers.current, client_pids=lambda: store.pids if store else [])
         injector = FaultInjector(plan_faults(spec.faults, spec.duration_s, spec.seed), fleet,
                                  self.settings, self.services.private_redis)
         sampler.start()

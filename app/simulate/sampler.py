@@ -33,6 +33,7 @@ class Sample:
     depths: dict[str, int]
     service_cpu: dict[str, float] = field(default_factory=dict)  # share per service kind
     unmeasured: tuple[str, ...] = ()  # services with no process on this machine
+    client_cpu: float = 0.0  # the simulated game servers: this process and its store's
 
     @property
     def server_cpu(self) -> float:
@@ -87,6 +88,7 @@ class Sampler:
     depths: Callable[[], dict[str, int]]
     recorder: Recorder
     service_pids: Callable[[], dict[str, int | None]] = dict  # kind -> root pid
+    client_pids: Callable[[], list[int]] = list  # game-server processes besides this one
     interval_s: float = INTERVAL_S
     samples: list[Sample] = field(default_factory=list)
     executions: list[Execution] = field(default_factory=list)
@@ -137,6 +139,8 @@ class Sampler:
             fleet_cpu, fleet_rss = fleet_cpu + cpu, fleet_rss + rss
             roles[role] = cpu / elapsed if elapsed else 0.0
         sim_cpu, _ = self._meter("simulator").measure([self._me])
+        others = [p for pid in self.client_pids() for p in tree(pid)]
+        client_cpu = sim_cpu + self._meter("client").measure(others)[0]
         pids = self._service_pids()
         services = {kind: self._meter(kind).measure(tree(pid))[0]
                     for kind, pid in pids.items() if pid}
@@ -145,7 +149,7 @@ class Sampler:
             return None
         share = 1.0 / (elapsed * self.cores)
         return Sample(at=time.monotonic() - self.started, fleet_cpu=fleet_cpu * share,
-                      simulator_cpu=sim_cpu * share,
+                      simulator_cpu=sim_cpu * share, client_cpu=client_cpu * share,
                       services_cpu=sum(services.values()) * share,
                       fleet_rss_mb=fleet_rss, role_cpu_s=roles, depths=depths,
                       service_cpu={k: v * share for k, v in services.items()},

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from app.simulate.sampler import CpuMeter, tree
+from app.simulate.sampler import CpuMeter, Sampler, tree
+from tests.simulate.norecords import NoRecords
 from tests.waiting import wait_for
 
 SPIN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
@@ -84,3 +85,16 @@ def test_a_vanished_process_is_skipped() -> None:
     procs = tree(proc.pid)
     proc.wait()
     assert CpuMeter().measure(procs) == (0.0, 0.0)
+
+
+def test_a_busy_game_server_process_counts_as_client_cpu_not_server_cpu(
+        spinning_tree: subprocess.Popen[bytes]) -> None:
+    sampler = Sampler(dict, dict, NoRecords(),  # type: ignore[arg-type]
+                      client_pids=lambda: [spinning_tree.pid])
+    sampler.cores, sampler.started = 1, 0.0
+    sampler._measure(0.0)  # the baseline
+    time.sleep(0.5)
+    sample = sampler._measure(0.5)
+    assert sample is not None
+    assert sample.client_cpu > 0.5  # the spinning child, for most of the half second
+    assert sample.server_cpu == sample.fleet_cpu == 0.0

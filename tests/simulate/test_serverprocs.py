@@ -11,22 +11,12 @@ import redis
 from app.simulate.redisserver import PrivateRedis
 from app.simulate.sampler import Sampler
 from app.simulate.serverprocs import ServerProcesses, postgres_pid, redis_pid
+from tests.simulate.norecords import NoRecords
 
 # A script that keeps the Redis server itself busy for about half a second.
 BUSY = "local t = redis.call('TIME'); local n = 0\n" \
        "repeat n = n + 1; local now = redis.call('TIME')\n" \
        "until (now[1] - t[1]) * 1000000 + (now[2] - t[2]) > 500000\nreturn n"
-
-
-class NoRecords:
-    """The sampler's recorder, with nothing recorded."""
-
-    def record(self, execution: object) -> None:
-        """Nothing to keep."""
-
-    def drain(self) -> list[object]:
-        """Nothing recorded."""
-        return []
 
 
 def test_a_busy_redis_is_found_by_its_pid_and_counted_as_server_cpu(

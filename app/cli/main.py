@@ -109,12 +109,16 @@ def simulate(
     repeat: Annotated[int, typer.Option(min=1, max=20, help="Runs of the same seed; the "
                                         "report adds the median and range of each "
                                         "headline figure.")] = 1,
+    find_capacity: Annotated[bool, typer.Option(
+        "--find-capacity", help="Bisect the player count (from a twentieth to twice "
+        "--players) for the largest that gamesched and the naive baseline each serve at "
+        "player p99 < 50 ms with the game servers keeping up.")] = False,
 ) -> None:
     """Drive simulated players against a worker fleet; print and write the report."""
     from app.cli import simulate as command
 
     options = command.Options(scenario, players, duration, seed, baseline, faults, json_path,
-                              plot, repeat)
+                              plot, repeat, find_capacity)
     try:
         command.simulate(console, _settings(), options)
     except InvalidRequest as exc:

@@ -8,8 +8,8 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from app.cli.failures import require_database, require_redis
 from app.errors import InvalidRequest
 from app.fleet.worker import SWITCH_INTERVAL_S
 from app.settings import Settings
+from app.simulate.capacity import TARGET_P99_MS, passes, search
 from app.simulate.environment import Services, configured, services
 from app.simulate.faults import parse_faults
 from app.simulate.plot import write_plot
@@ -44,6 +45,7 @@ class Options:
     json_path: Path | None = None
     plot_path: Path | None = None
     repeat: int = 1
+    find_capacity: bool = False
 
 
 def spec_of(options: Options) -> RunSpec:
@@ -70,6 +72,8 @@ def simulate(console: Console, settings: Settings, options: Options) -> dict[str
                       f"{spec.players} players for {spec.duration_s:g}s, seed {spec.seed}; "
                       f"broker {env.broker_label}, hot state {env.hot_label}, "
                       f"database {env.database_label}")
+        if options.find_capacity:
+            return _find_capacity(console, options, spec, settings, env)
         with _progress(console) as progress:
             results = [_runs(spec, settings, env, progress, options.baseline is not None)
                        for _ in range(options.repeat)]
@@ -85,6 +89,48 @@ def simulate(console: Console, settings: Settings, options: Options) -> dict[str
     line = verdict(report)
     console.print(line, style="red" if line.startswith("NOT") else "bold", soft_wrap=True)
     return report
+
+
+def _find_capacity(console: Console, options: Options, spec: RunSpec, settings: Settings,
+                   env: Services) -> dict[str, Any]:
+    """Bisect the player count, between a twentieth and twice `spec.players`, for the
+    largest that gamesched and then the naive baseline serve at the target; print and
+    write the answer."""
+    low, high = max(50, spec.players // 20), spec.players * 2
+
+    def runner(naive: bool, progress: Progress) -> Callable[[int], dict[str, Any]]:
+        def run(players: int) -> dict[str, Any]:
+            probe = replace(spec, players=players)
+            result = Run(probe, settings, env, naive=naive, progress=progress).execute(None)
+            report = build_report(probe, env, result, None)
+            console.print(f"  {'naive' if naive else 'gamesched'} at {players} players: "
+                          f"{verdict_of(report)}")
+            return report
+        return run
+
+    with _progress(console) as progress:
+        ours = search(runner(False, progress), low, high)
+        theirs = search(runner(True, progress), low, high)
+    ratio = (round(ours.sessions / theirs.sessions, 2)
+             if ours.sessions and theirs.sessions else None)
+    report = {"scenario": spec.scenario.name, "duration_s": spec.duration_s,
+              "seed": spec.seed, "bounds": [low, high],
+              "capacity": ours.as_report() | {"ratio": ratio},
+              "baseline": {"capacity": theirs.as_report()}}
+    console.print(f"capacity at player p99 < {TARGET_P99_MS:g} ms with the game servers "
+                  f"keeping up: gamesched {ours.sessions}, naive {theirs.sessions}, "
+                  f"ratio {ratio}", soft_wrap=True)
+    if options.json_path is not None:
+        options.json_path.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"report written to {options.json_path}")
+    return report
+
+
+def verdict_of(report: dict[str, Any]) -> str:
+    """One probe's figures, in a few words."""
+    probe = passes(report)
+    return (f"p99 {probe.p99_ms} ms, {'kept up' if probe.kept_up else 'fell behind'}: "
+            f"{'holds' if probe.passed else 'misses'} the target")
 
 
 def run_order(seed: int, with_baseline: bool) -> list[str]:

@@ -104,6 +104,24 @@ def test_repeat_runs_the_same_seed_again_and_reports_the_spread(
     assert report["run_order"] == ["gamesched"]
 
 
+def test_find_capacity_bisects_for_gamesched_and_the_baseline_in_one_command(
+        tmp_path: Path, redis_server_binary: str) -> None:
+    proc = simulate(tmp_path, {}, "--scenario", "steady", "--players", "100", "--duration",
+                    "1.5", "--find-capacity", "--json", "r.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["bounds"] == [50, 200]
+    for part in (report["capacity"], report["baseline"]["capacity"]):
+        assert part["target_p99_ms"] == 50.0 and part["probes"]
+        assert part["probes"][0]["players"] == 50  # the search starts at the lower bound
+        passed = [p["players"] for p in part["probes"] if p["passed"]]
+        assert part["sessions"] == (max(passed) if passed else None)
+    ours, theirs = report["capacity"]["sessions"], report["baseline"]["capacity"]["sessions"]
+    assert report["capacity"]["ratio"] == (round(ours / theirs, 2) if ours and theirs
+                                           else None)
+    assert "capacity at player p99 < 50 ms" in proc.stdout
+
+
 def test_faults_kill_a_worker_and_restart_the_broker_and_the_fleet_recovers(
         tmp_path: Path, redis_server_binary: str) -> None:
     with PrivateRedis(redis_server_binary) as server:

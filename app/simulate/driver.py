@@ -189,9 +189,11 @@ class LoadDriver:
         stats.started, start = time.time(), time.monotonic()
         self._measure(stats.started)
         store_front = self._open_store(start, duration_s)
+        back_office = self._front(self._background_front, "sim-background", start, duration_s)
         emitted = self._loop(start, duration_s, progress)
         schedule = self.schedule  # the frames of dropped ticks are due all the same
         stats.frames_due += schedule.frames_due(stats.ticks_planned) - schedule.frames_due(emitted)
+        back_office.join()
         if store_front is not None:
             store_front.join()
         self.client.flush()
@@ -214,7 +216,6 @@ class LoadDriver:
                 self.emit(self.schedule.plan(k))
                 k += 1
             stats.ticks_emitted = k
-            self._background(min(duration_s, time.monotonic() - start))
             clock = time.monotonic()
             if clock >= next_progress:
                 progress(min(duration_s, clock - start))
@@ -270,11 +271,30 @@ class LoadDriver:
             if self._epoch is not None:
                 self.stats.frames.append(SentFrame(str(result.id), self._epoch + frame.at))
 
-    def _background(self, elapsed: float) -> None:
+    def _background_front(self, start: float, duration_s: float) -> None:
+        """Send the background jobs due by the wall clock until the run's end, from a thread
+        of its own: the servers' background work (large snapshot and analytics payloads to
+        pack and send) does not hold up the game loop's ticks."""
+        end = start + duration_s
+        while True:
+            now = min(end, time.monotonic())
+            self._background_due(now - start)
+            if now >= end:
+                return
+            time.sleep(STORE_STEP_S)
+
+    def _background_due(self, elapsed: float) -> None:
         """Send the background jobs due by `elapsed` seconds of wall time."""
         while self._background_next < math.floor(self.background_rate * elapsed):
             self._call(self.send_background, self.schedule.background_job(self._background_next))
             self._background_next += 1
+
+    def _front(self, target: Callable[[float, float], None], name: str, start: float,
+               duration_s: float) -> threading.Thread:
+        thread = threading.Thread(target=target, args=(start, duration_s), name=name,
+                                  daemon=True)
+        thread.start()
+        return thread
 
     def _submit(self, update: Update) -> None:
         session = self.ids[update.index]

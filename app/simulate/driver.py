@@ -11,9 +11,10 @@ left in which batch task, so that each update's latency can later run from its i
 time to the moment its batch was applied: a driver that falls behind adds its lag to the
 latency of what it sent late instead of hiding it.
 
-Background jobs follow the wall clock instead, at `background_rate` per second: they stand
-for work the servers do whatever the players do, offered above what the background workers
-can run so that their queue always has a backlog, even when the driver falls behind.
+Background jobs follow the wall clock instead, at `background_rate` per second, from a
+thread of their own: they stand for work the servers do whatever the players do, offered
+above what the background workers can run so that their queue always has a backlog, even
+when the driver falls behind.
 Purchases follow the wall clock too, from a thread of their own at the scenario's rate per
 open session: a store front takes orders beside the game loop, whether or not that loop
 keeps up, and hands them to the store processes (a put on a pipe each).

@@ -120,9 +120,7 @@ def _find_capacity(console: Console, options: Options, spec: RunSpec, settings: 
     console.print(f"capacity at player p99 < {TARGET_P99_MS:g} ms with the game servers "
                   f"keeping up: gamesched {ours.sessions}, naive {theirs.sessions}, "
                   f"ratio {ratio}", soft_wrap=True)
-    if options.json_path is not None:
-        options.json_path.write_text(json.dumps(report, indent=2) + "\n")
-        console.print(f"report written to {options.json_path}")
+    _write_json(console, options.json_path, report)
     return report
 
 
@@ -277,10 +275,14 @@ def verdict(report: dict[str, Any]) -> str:
 
 def _write(console: Console, options: Options, report: dict[str, Any], ours: RunResult,
            baseline: RunResult | None) -> None:
-    if options.json_path is not None:
-        options.json_path.write_text(json.dumps(report, indent=2) + "\n")
-        console.print(f"report written to {options.json_path}")
+    _write_json(console, options.json_path, report)
     if options.plot_path is not None:
         runs = [("gamesched", ours)] + ([("naive Celery", baseline)] if baseline else [])
         write_plot(options.plot_path, runs)
         console.print(f"plot written to {options.plot_path}")
+
+
+def _write_json(console: Console, path: Path | None, report: dict[str, Any]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"report written to {path}")

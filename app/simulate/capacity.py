@@ -9,7 +9,7 @@ passes and one that fails, assuming that more players never make things better.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 TARGET_P99_MS = 50.0
@@ -55,8 +55,8 @@ def search(run: Callable[[int], dict[str, Any]], low: int, high: int,
     found = Capacity()
 
     def ok(players: int) -> bool:
-        probe = passes(run(players))
-        found.probes.append(Probe(players, probe.p99_ms, probe.kept_up, probe.passed))
+        probe = replace(passes(run(players)), players=players)  # the count asked for
+        found.probes.append(probe)
         return probe.passed
 
     if not ok(low):

@@ -37,6 +37,7 @@ from sqlalchemy.exc import OperationalError as SqlError
 
 from app.client.api import GameClient
 from app.errors import InvalidRequest
+from app.observe.stats import percentile
 from app.protocol.vocab import BackgroundKind
 from app.simulate.population import SessionSpec, Update
 from app.simulate.purchases import Store
@@ -110,10 +111,7 @@ class DriveStats:
     @property
     def lag_p99_ms(self) -> float | None:
         """How late the ticks went out (99th percentile, ms); None when none went."""
-        if not self.lag_s:
-            return None
-        ordered = sorted(self.lag_s)
-        return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] * 1000.0
+        return percentile(self.lag_s, 99) * 1000.0 if self.lag_s else None
 
     @property
     def kept_up(self) -> bool:

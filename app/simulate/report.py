@@ -73,7 +73,7 @@ def run_sections(run: RunResult) -> dict[str, Any]:
     sections: dict[str, Any] = {"mode": "naive" if run.naive else "gamesched"}
     done = {e.task_id: e.done for e in run.executions}
     candidates = {
-        "player": _player(run, done),
+        "player": _player(run, done, by_task.get(UPDATE_TASK, [])),
         "player_batches": _player_batches(run, by_task.get(UPDATE_TASK, [])),
         "physics": _physics(run, done),
         "ai": _ai(run, _runs_of(by_task, AI_TASKS)),
@@ -142,7 +142,7 @@ def _errors(run: RunResult) -> list[str]:
 
 # sections -------------------------------------------------------------------------------
 
-def _player(run: RunResult, done: dict[str, float]) -> Section:
+def _player(run: RunResult, done: dict[str, float], batches: list[Execution]) -> Section:
     drive = run.drive
     if not drive.updates:
         return {}
@@ -155,7 +155,7 @@ def _player(run: RunResult, done: dict[str, float]) -> Section:
         "unapplied": timed.unapplied,
     }
     _put(section, timed.latencies.summary("no update handed over during the load was timed"))
-    service = [e.latency_ms for e in run.executions if e.task == UPDATE_TASK]
+    service = [e.latency_ms for e in batches]
     _put(section, {"service_p99_ms": _ms(percentile(service, 99)) if service else None},
          "no state batch ran")
     return section
@@ -306,7 +306,6 @@ def _cpu(values: list[float]) -> Section:
 
 def _simulator(run: RunResult) -> Section:
     drive, samples = run.drive, window(run)
-    lag = [v * 1000.0 for v in drive.lag_s]
     section: Section = {
         "kept_up": drive.kept_up,
         "ticks_planned": drive.ticks_planned,
@@ -323,8 +322,10 @@ def _simulator(run: RunResult) -> Section:
         "phases_s": run.phases_s,
     }
     section |= _cpu([s.simulator_cpu for s in samples])
-    _put(section, {"lag_p99_ms": _ms(percentile(lag, 99)) if lag else None,
-                   "lag_max_ms": _ms(max(lag)) if lag else None}, "no tick went out")
+    lag_p99 = drive.lag_p99_ms
+    _put(section, {"lag_p99_ms": _ms(lag_p99) if lag_p99 is not None else None,
+                   "lag_max_ms": _ms(max(drive.lag_s) * 1000.0) if drive.lag_s else None},
+         "no tick went out")
     if drive.first_error:
         section["first_error"] = drive.first_error
     return section

@@ -14,7 +14,6 @@ operational SQL error calls again with the same key, as a game server should.
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import random
 import time
@@ -31,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import transaction
 from app.ledger.models import LedgerTransaction, Status, Wallet
 from app.ledger.view import as_utc
+from app.observe.stats import percentile
 from app.settings import Settings
 from app.simulate.sqlfaults import sql_faults
 
@@ -187,15 +187,15 @@ def summarize(db: Session, plan: Sequence[PlannedPurchase],
                       if row.status == Status.REJECTED)
     rejected = sum(reasons.values())
     funds = reasons.get(FUNDS, 0)
+    clock = _committed_clock(rows, plan, submissions)
     drift, twice = (None, None) if grants is None else balance_check(
         db, plan, {k for k, s in status.items() if s == Status.COMMITTED}, grants)
     return SurgeSummary(
         submitted=len(plan), sends=len(submissions), committed=committed, rejected=rejected,
         lost=len(plan) - committed - rejected, applied_twice=twice,
         success_ratio=committed / (len(plan) - funds) if len(plan) > funds else 1.0,
-        p99_commit_ms=_p99_commit_ms(rows, submissions), balance_drift=drift,
-        rejected_for_funds=funds, reject_reasons=dict(reasons),
-        committed_clock=_committed_clock(rows, plan, submissions),
+        p99_commit_ms=_p99_commit_ms(clock), balance_drift=drift,
+        rejected_for_funds=funds, reject_reasons=dict(reasons), committed_clock=clock,
     )
 
 
@@ -258,14 +258,9 @@ def _extra_debits(short: int, prices: list[int]) -> int:
     return max(count, 1)
 
 
-def _p99_commit_ms(rows: Sequence[Any], submissions: Sequence[Submission]) -> float | None:
-    """From each key's first send to the committed_at its worker stamped (the figure of
-    the ledger's own tests; the simulator reports commit time after the COMMIT)."""
-    first_sent = _first_sent(submissions)
-    latencies = sorted(
-        (as_utc(row.committed_at).timestamp() - first_sent[row.idempotency_key]) * 1000.0
-        for row in rows if row.committed_at is not None and row.idempotency_key in first_sent
-    )
-    if not latencies:
-        return None
-    return latencies[max(0, math.ceil(0.99 * len(latencies)) - 1)]
+def _p99_commit_ms(clock: dict[int, tuple[float, float]]) -> float | None:
+    """From when each committed purchase was bought (its first send, unless the plan says)
+    to the committed_at its worker stamped (the figure of the ledger's own tests; the
+    simulator reports commit time after the COMMIT)."""
+    latencies = [(committed - bought) * 1000.0 for bought, committed in clock.values()]
+    return percentile(latencies, 99) if latencies else None

@@ -33,7 +33,7 @@ def _settings() -> Settings:
 
 @cli.command()
 def worker(
-    role: Annotated[str, typer.Option(help="|".join(r for r in RoleName if r != "control"))],
+    role: Annotated[str, typer.Option(help="|".join(r for r in RoleName if r != RoleName.CONTROL))],
     concurrency: Annotated[int | None, typer.Option(min=1, help="Pool size.")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
     hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,

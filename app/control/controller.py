@@ -16,6 +16,7 @@ import psutil
 from app.control import dilation
 from app.players.hotstore import HotStore
 from app.protocol import keys
+from app.protocol.vocab import Queue
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def decide(load: Load, cpu_cap: float, previous: Decision | None = None) -> Deci
     slow background work while player batches run late (compared with `previous`)."""
     over = max(0.0, load.cpu - cpu_cap) / max(1e-9, 1.0 - cpu_cap)
     ai_level = max(AI_FLOOR, 1.0 - over)
-    backlog = load.depths.get("player", 0) + load.depths.get("transactions", 0)
+    backlog = load.depths.get(Queue.PLAYER, 0) + load.depths.get(Queue.TRANSACTIONS, 0)
     return Decision(
         at=time.time(), cpu=load.cpu, depths=load.depths, ai_level=round(ai_level, 3),
         shed_background=load.cpu > cpu_cap or backlog > 0,

@@ -14,7 +14,7 @@ from celery.signals import worker_process_init, worker_ready
 from app.fleet.memoryguard import MemoryGuard
 from app.fleet.roles import WORKER_ROLES, role
 from app.protocol.queues import NAIVE_QUEUE
-from app.protocol.vocab import CpuPolicy
+from app.protocol.vocab import CpuPolicy, Queue
 from app.settings import Settings
 from app.tasking.factory import create_app
 
@@ -111,7 +111,7 @@ def controller_argv(settings: Settings, schedule: str, loglevel: str,
                     hostname: str | None = None) -> list[str]:
     """The Celery arguments of the controller: beat embedded in a solo ``control`` worker."""
     return [
-        "worker", "-B", "-s", schedule, "-Q", "control", "-P", "solo", "-c", "1",
+        "worker", "-B", "-s", schedule, "-Q", Queue.CONTROL.value, "-P", "solo", "-c", "1",
         "-n", hostname or f"controller@{settings.instance_id}", "-l", loglevel,
         "--without-gossip", "--without-mingle",
     ]

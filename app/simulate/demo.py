@@ -21,6 +21,7 @@ from app.fleet.roles import WORKER_ROLES
 from app.observe.recorder import Execution, Recorder
 from app.observe.stats import QueueStats, by_queue, by_task
 from app.protocol.names import BEAT_TASKS, SESSION_TASK, UPDATE_TASK
+from app.protocol.vocab import RoleName
 from app.settings import Settings
 from app.tasking.factory import create_app
 from app.tasking.publish import send_tick
@@ -60,7 +61,7 @@ def _fleet(settings: Settings) -> Iterator[None]:
             yield
     else:
         env = {"GAMESCHED_RECORD_LATENCY": "true"}
-        roles = (*WORKER_ROLES, "control")
+        roles = (*WORKER_ROLES, RoleName.CONTROL)
         with tempfile.TemporaryDirectory(prefix="gamesched-demo-") as logs, ProcessFleet(
             settings, roles=roles, env=env, log_dir=logs,
         ):

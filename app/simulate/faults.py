@@ -25,6 +25,7 @@ from redis import RedisError
 from app.errors import InvalidRequest
 from app.fleet.fleets import ProcessFleet
 from app.fleet.roles import WORKER_ROLES
+from app.protocol.vocab import RoleName
 from app.settings import Settings
 from app.simulate.redisserver import PrivateRedis
 from app.tasking.broker import live_workers
@@ -34,7 +35,7 @@ KNOWN = ("kill-worker", "restart-broker", "db-errors", "partition")
 AVAILABLE = ("kill-worker", "restart-broker", "db-errors")
 KILLS_PER_ROLE = 2
 SQL_ERROR_RATE = 0.01
-SQL_FAULT_ROLES = ("transactions", "control")  # the ledger's processes
+SQL_FAULT_ROLES = (RoleName.TRANSACTIONS, RoleName.CONTROL)  # the ledger's processes
 RECOVERY_TIMEOUT_S = 30.0
 
 

@@ -33,7 +33,7 @@ from app.protocol.names import (
     TICK_TASK,
 )
 from app.protocol.queues import NAIVE_QUEUE, Queue
-from app.protocol.vocab import BackgroundKind
+from app.protocol.vocab import BackgroundKind, RoleName
 from app.settings import Settings
 from app.simulate.driver import DriveStats, LoadDriver
 from app.simulate.environment import (
@@ -66,7 +66,7 @@ BUYERS = 200  # players with a wallet; purchases are spread over them
 # Nodes per role (one by default): a killed node's twin serves.  Two player processes also
 # get twice the CPU share of one under contention, and players wait less
 # (docs/measurements.md).
-REPLICAS = {"transactions": 2, "player": 2}
+REPLICAS = {RoleName.TRANSACTIONS.value: 2, RoleName.PLAYER.value: 2}
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ class Run:
             "broker_url": services.broker_url, "database_url": services.database_url,
             "hot_url": services.hot_url,
             "record_latency": True, "naive": naive, "instance_id": f"sim-{self.tag}"})
-        self.roles: tuple[str, ...] = WORKER_ROLES if naive else (*WORKER_ROLES, "control")
+        self.roles: tuple[str, ...] = WORKER_ROLES if naive else (*WORKER_ROLES, RoleName.CONTROL)
         self.label = "naive Celery" if naive else "gamesched"
         self.phases_s: dict[str, float] = {}
         self._phase_started = time.monotonic()
@@ -285,7 +285,7 @@ class Run:
                    recorder: Recorder) -> Capacity:
         """Time the background jobs the run will offer, one after another, each snapshot
         finding fresh state to write as it does in play."""
-        slots = self.settings.budget("background").concurrency
+        slots = self.settings.budget(RoleName.BACKGROUND).concurrency
         count = CALIBRATION_JOBS + slots  # the first `slots` jobs warm the workers up
         task = self.progress.add_task(f"{self.label}: measuring background capacity",
                                       total=count)

@@ -113,12 +113,15 @@ def simulate(
         "--find-capacity", help="Bisect the player count (from a twentieth to twice "
         "--players) for the largest that gamesched and the naive baseline each serve at "
         "player p99 < 50 ms with the game servers keeping up.")] = False,
+    game_servers: Annotated[int | None, typer.Option(
+        min=1, max=64, help="Game-server processes, each driving its share of the sessions "
+        "(default: half the cores, at least 2).")] = None,
 ) -> None:
     """Drive simulated players against a worker fleet; print and write the report."""
     from app.cli import simulate as command
 
     options = command.Options(scenario, players, duration, seed, baseline, faults, json_path,
-                              plot, repeat, find_capacity)
+                              plot, repeat, find_capacity, game_servers)
     try:
         command.simulate(console, _settings(), options)
     except InvalidRequest as exc:

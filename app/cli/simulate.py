@@ -24,6 +24,7 @@ from app.settings import Settings
 from app.simulate.capacity import TARGET_P99_MS, passes, search
 from app.simulate.environment import Services, configured, services
 from app.simulate.faults import parse_faults
+from app.simulate.gameservers import default_count
 from app.simulate.plot import write_plot
 from app.simulate.report import build_report, repeat_summary
 from app.simulate.runner import Run, RunResult, RunSpec
@@ -46,6 +47,7 @@ class Options:
     plot_path: Path | None = None
     repeat: int = 1
     find_capacity: bool = False
+    game_servers: int | None = None  # None: sized to the machine
 
 
 def spec_of(options: Options) -> RunSpec:
@@ -54,7 +56,8 @@ def spec_of(options: Options) -> RunSpec:
         raise InvalidRequest("baseline", options.baseline, f"expected {', '.join(BASELINES)}")
     return RunSpec(scenario=scenario(options.scenario), players=options.players,
                    duration_s=options.duration_s, seed=options.seed,
-                   faults=parse_faults(options.faults))
+                   faults=parse_faults(options.faults),
+                   game_servers=options.game_servers or default_count())
 
 
 def simulate(console: Console, settings: Settings, options: Options) -> dict[str, Any]:

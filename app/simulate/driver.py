@@ -71,6 +71,19 @@ class SentFrame:
     intended: float
 
 
+@dataclass(frozen=True)
+class ServerLag:
+    """How well one game-server process kept to the schedule."""
+
+    server: int
+    pid: int
+    ticks_planned: int
+    ticks_emitted: int
+    lag_p99_ms: float | None
+    lag_max_ms: float | None
+    kept_up: bool
+
+
 @dataclass
 class DriveStats:
     """What the driver handed over, counted by kind, and how well it kept to time."""
@@ -97,6 +110,7 @@ class DriveStats:
     lag_s: list[float] = field(default_factory=list)
     batches: list[SentBatch] = field(default_factory=list)
     frames: list[SentFrame] = field(default_factory=list)
+    servers: list[ServerLag] = field(default_factory=list)  # the game servers' own, when many
 
     @property
     def elapsed_s(self) -> float:
@@ -116,9 +130,17 @@ class DriveStats:
     @property
     def kept_up(self) -> bool:
         """True when every planned tick went out and their lag p99 stayed within
-        KEPT_UP_LAG_MS: only then do the run's figures describe the load it planned."""
+        KEPT_UP_LAG_MS (in every game server, when several played): only then do the run's
+        figures describe the load it planned."""
+        if self.servers:
+            return all(server.kept_up for server in self.servers)
         lag = self.lag_p99_ms
         return self.ticks_dropped == 0 and lag is not None and lag <= KEPT_UP_LAG_MS
+
+    def lag(self, server: int, pid: int) -> ServerLag:
+        """This drive's lag as game server `server` (process `pid`)."""
+        return ServerLag(server, pid, self.ticks_planned, self.ticks_emitted, self.lag_p99_ms,
+                         max(self.lag_s) * 1000.0 if self.lag_s else None, self.kept_up)
 
     @property
     def batches_sent(self) -> int:
@@ -135,13 +157,37 @@ class DriveStats:
         return self.tasks_sent - self.background
 
 
+COUNTS = ("updates", "opens", "moves", "physics", "ai", "ai_decisions", "background",
+          "purchases", "purchase_sends", "control", "rejected", "send_errors", "tasks_sent",
+          "ticks_planned", "ticks_emitted", "frames_due")
+
+
+def combine(front: DriveStats, servers: list[tuple[int, DriveStats]]) -> DriveStats:
+    """One drive from the front's (background, purchases, control) and each game server's
+    ``(pid, stats)``: counts added, sent work and tick lags pooled, each server's lag kept."""
+    whole = DriveStats(started=front.started, ended=front.ended, first_error=front.first_error)
+    for part in [front] + [stats for _, stats in servers]:
+        for name in COUNTS:
+            setattr(whole, name, getattr(whole, name) + getattr(part, name))
+        whole.first_error = whole.first_error or part.first_error
+        whole.ended = max(whole.ended, part.ended)
+        whole.lag_s += part.lag_s
+        whole.batches += part.batches
+        whole.frames += part.frames
+    whole.servers = [stats.lag(n, pid) for n, (pid, stats) in enumerate(servers)]
+    return whole
+
+
 class LoadDriver:
-    """Drives one Schedule through one GameClient."""
+    """Drives one Schedule through one client.  A driver that does not `play` runs only the
+    fronts beside the game loops of other processes: background work, the store and the
+    controller's ticks."""
 
     def __init__(self, client: GameClient, schedule: Schedule, ids: list[str], *,
                  store: Store | None = None, control_ticks: bool = False,
-                 background_rate: float = 0.0) -> None:
+                 background_rate: float = 0.0, plays: bool = True) -> None:
         self.client = client
+        self.plays = plays
         self.schedule = schedule
         self.ids = ids
         self.store = store
@@ -178,18 +224,22 @@ class LoadDriver:
 
     # play -------------------------------------------------------------------------------
 
-    def run(self, duration_s: float, progress: Progress) -> DriveStats:
+    def run(self, duration_s: float, progress: Progress,
+            start_at: float | None = None) -> DriveStats:
         """Emit the schedule's ticks in real time for `duration_s` seconds, each at its
-        tick's end; ticks still due one tick after the end are dropped."""
+        tick's end; ticks still due one tick after the end are dropped.  Play starts at
+        `start_at` (epoch seconds: several processes start together) or now."""
         stats = self.stats = DriveStats()
         self._background_next = 0
         sent_before = self.client.tasks_sent
-        stats.ticks_planned = self.schedule.ticks
+        stats.ticks_planned = self.schedule.ticks if self.plays else 0
+        if start_at is not None:
+            time.sleep(max(0.0, start_at - time.time()))
         stats.started, start = time.time(), time.monotonic()
         self._measure(stats.started)
         store_front = self._open_store(start, duration_s)
         back_office = self._front(self._background_front, "sim-background", start, duration_s)
-        emitted = self._loop(start, duration_s, progress)
+        emitted = (self._loop if self.plays else self._idle)(start, duration_s, progress)
         schedule = self.schedule  # the frames of dropped ticks are due all the same
         stats.frames_due += schedule.frames_due(stats.ticks_planned) - schedule.frames_due(emitted)
         back_office.join()
@@ -224,6 +274,18 @@ class LoadDriver:
                 next_control += 1.0
             time.sleep(max(0.0, start + (k + 1) * tick_s - time.monotonic()))
         return k
+
+    def _idle(self, start: float, duration_s: float, progress: Progress) -> int:
+        """Beside game loops in other processes: show progress and stand in for beat until
+        the run's end; no tick is emitted here."""
+        next_control = start
+        while (now := time.monotonic()) < start + duration_s:
+            progress(now - start)
+            if self.control_ticks and now >= next_control:
+                self._control_tick()
+                next_control += 1.0
+            time.sleep(min(PROGRESS_EVERY_S, max(0.0, start + duration_s - now)))
+        return 0
 
     def emit(self, plan: TickPlan) -> None:
         """Hand one tick's work to the client API."""

@@ -39,6 +39,27 @@ class Update:
 
 
 @dataclass(frozen=True)
+class Share:
+    """The part of the world one of `count` game servers hands over: the sessions whose
+    index, and the frames and AI ticks whose number, is `index` modulo `count`."""
+
+    index: int = 0
+    count: int = 1
+
+    def owns(self, number: int) -> bool:
+        """True when work number `number` is this server's."""
+        return number % self.count == self.index
+
+    def of(self, idx: Ints) -> Ints:
+        """This server's sessions among `idx`."""
+        mine: Ints = idx[idx % self.count == self.index]
+        return mine
+
+
+WHOLE = Share()
+
+
+@dataclass(frozen=True)
 class SessionSpec:
     """A session as it is opened."""
 
@@ -164,9 +185,12 @@ class Population:
         """Open sessions whose next update falls before `until`."""
         return np.flatnonzero(self.opened & (self.next_t < until))
 
-    def advance(self, idx: Ints) -> tuple[list[Update], list[tuple[int, str]]]:
-        """Move each of `idx` to its update time, change its volatile fields, and return its
-        update plus the sessions that crossed into another region."""
+    def advance(self, idx: Ints,
+                share: Share = WHOLE) -> tuple[list[Update], list[tuple[int, str]]]:
+        """Move each of `idx` to its update time, change its volatile fields, and return the
+        updates of those in `share` plus those of them that crossed into another region.
+        Every session of `idx` moves whatever the share: each game server keeps the whole
+        world as the others see it, and draws the same numbers from the generator."""
         at = self.next_t[idx]
         self._move(idx, at)
         self._change_volatile(idx)
@@ -175,9 +199,12 @@ class Population:
         self.last_t[idx] = at
         self.seq[idx] += 1
         region = self.world.region_of(self.x[idx], self.y[idx])
-        crossed = np.flatnonzero(region != self.region[idx])
+        crossed = region != self.region[idx]
         self.region[idx] = region
-        moves = [(int(idx[j]), self.world.name(int(region[j]))) for j in crossed.tolist()]
+        mine = np.flatnonzero(idx % share.count == share.index)
+        idx, at, region, crossed = idx[mine], at[mine], region[mine], crossed[mine]
+        moves = [(int(idx[j]), self.world.name(int(region[j])))
+                 for j in np.flatnonzero(crossed).tolist()]
         updates = [Update(i, s, self._state(hp, st, am, fa, ac), (x, y), when)
                    for (i, hp, st, am, fa, ac, x, y), s, when in zip(
                        self._columns(idx), self.seq[idx].tolist(), at.tolist(), strict=True)]
@@ -270,6 +297,10 @@ class Population:
         """Players per region among the open sessions."""
         return np.bincount(self.region[self.opened], weights=self.players[self.opened],
                            minlength=self.world.regions).astype(np.int64)
+
+    def open_specs(self, share: Share = WHOLE) -> list[SessionSpec]:
+        """The open sessions of `share` as they stand (region where they are now)."""
+        return self.specs(share.of(np.flatnonzero(self.opened)))
 
     def members(self) -> list[Ints]:
         """The open sessions of each region."""

@@ -326,6 +326,12 @@ def _simulator(run: RunResult) -> Section:
     _put(section, {"lag_p99_ms": _ms(lag_p99) if lag_p99 is not None else None,
                    "lag_max_ms": _ms(max(drive.lag_s) * 1000.0) if drive.lag_s else None},
          "no tick went out")
+    section["game_servers"] = [
+        {"server": g.server, "pid": g.pid, "kept_up": g.kept_up, "ticks_planned": g.ticks_planned,
+         "ticks_dropped": g.ticks_planned - g.ticks_emitted,
+         "lag_p99_ms": _ms(g.lag_p99_ms) if g.lag_p99_ms is not None else None,
+         "lag_max_ms": _ms(g.lag_max_ms) if g.lag_max_ms is not None else None}
+        for g in drive.servers]
     if drive.first_error:
         section["first_error"] = drive.first_error
     return section

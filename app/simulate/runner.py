@@ -3,12 +3,10 @@ the seeded load driven for the run's duration, the latency-bound work drained.""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,7 +33,7 @@ from app.protocol.names import (
 from app.protocol.queues import NAIVE_QUEUE, Queue
 from app.protocol.vocab import BackgroundKind, RoleName
 from app.settings import Settings
-from app.simulate.driver import DriveStats, LoadDriver
+from app.simulate.driver import DriveStats, LoadDriver, combine
 from app.simulate.environment import (
     Services,
     clear_broker,
@@ -43,6 +41,7 @@ from app.simulate.environment import (
     depth_reader,
 )
 from app.simulate.faults import FaultEvent, FaultInjector, launchers, plan_faults
+from app.simulate.gameservers import GameServers, default_count
 from app.simulate.population import Update
 from app.simulate.purchases import Store
 from app.simulate.sampler import Sample, Sampler
@@ -55,6 +54,7 @@ from app.tasking.factory import GameschedCelery, create_app
 SETUP_TIMEOUT_S = 180.0
 DRAIN_TIMEOUT_S = 60.0
 QUIET_S = 5.0
+START_MARGIN_S = 0.25  # the game servers get the start time this long before it
 CALIBRATION_JOBS = 8  # two cycles: six snapshots, two analytics batches
 BACKGROUND_TASKS = frozenset({SNAPSHOT_TASK, ANALYTICS_TASK})
 LEDGER_TASKS = frozenset({APPLY_TASK, APPLY_BATCH_TASK, SWEEP_TASK})
@@ -78,6 +78,7 @@ class RunSpec:
     duration_s: float
     seed: int
     faults: tuple[str, ...] = ()
+    game_servers: int = field(default_factory=default_count)
 
 
 @dataclass(frozen=True)
@@ -116,20 +117,6 @@ class RunResult:
     repeated_runs: int = 0  # executions of a task id that had already run
     drain_ended: float = 0.0  # epoch seconds: work not applied by then counts as this old
     phases_s: dict[str, float] = field(default_factory=dict)  # wall time of each phase
-
-
-@contextlib.contextmanager
-def _frozen_heap() -> Iterator[None]:
-    """Keep what this process built before the load (sessions, the schedule, the client's
-    tables) out of the garbage collector while the load runs: a full collection over it
-    stopped the game loop and the client's sends for as long as it took to walk that heap
-    (docs/measurements.md)."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def first_runs(executions: Iterable[Execution]) -> list[Execution]:
@@ -203,7 +190,8 @@ class Run:
         store = None
         if spec.scenario.purchases_per_player_s > 0:
             store = Store(app, ids, min(BUYERS, spec.players), self.tag)
-        driver = LoadDriver(client, schedule, ids, store=store, control_ticks=not self.naive)
+        driver = LoadDriver(client, schedule, ids, store=store, control_ticks=not self.naive,
+                            plays=False)
         self._join(driver, schedule, recorder)
         sessions = driver.stats.opens
         if store is not None and not store.fund():
@@ -213,19 +201,33 @@ class Run:
         measured = self._calibrate(driver, schedule, recorder)
         self._phase("calibration")
         driver.background_rate = (capacity or measured).per_s * spec.scenario.background_factor
+        game = GameServers(self.settings, schedule, ids, spec.game_servers, spec.duration_s)
+        try:
+            return self._load(app, fleet, driver, game=game, store=store, sessions=sessions,
+                              measured=measured)
+        finally:
+            game.close()
+
+    def _load(self, app: GameschedCelery, fleet: ProcessFleet, driver: LoadDriver, *,
+              game: GameServers, store: Store | None, sessions: int,
+              measured: Capacity) -> RunResult:
+        """Play the load from the game servers, drain, and gather what was measured."""
+        spec, recorder = self.spec, app.runtime.recorder
+        game.wait_ready()
+        self._phase("game_servers")
         reset_network_totals(app.runtime.hot)
         recorder.drain()
         servers = ServerProcesses(self.services.broker_url, self.services.hot_url,
                                   self.services.database_url)
         sampler = Sampler(lambda: {r: p.pid for r, p in fleet.procs.items()},
                           lambda: depth_reader(app, self._queue_names()), recorder,
-                          servers.current, client_pids=lambda: store.pids if store else [])
+                          servers.current,
+                          client_pids=lambda: game.pids + (store.pids if store else []))
         injector = FaultInjector(plan_faults(spec.faults, spec.duration_s, spec.seed), fleet,
                                  self.settings, self.services.private_redis)
         sampler.start()
         injector.start()
-        with _frozen_heap():
-            drive = self._drive(driver)
+        drive = self._drive(driver, game)
         injector.stop()
         submissions = store.finish() if store else []
         self._phase("load")
@@ -305,13 +307,17 @@ class Run:
         run_ms = sum((e.done - e.started) * 1000.0 for e in runs) / len(runs)
         return Capacity(concurrency=slots, run_ms=run_ms, tasks=len(runs))
 
-    def _drive(self, driver: LoadDriver) -> DriveStats:
+    def _drive(self, driver: LoadDriver, game: GameServers) -> DriveStats:
+        """Play: the game servers run their loops, this process the fronts beside them."""
         duration = self.spec.duration_s
         task = self.progress.add_task(f"{self.label}: {self.spec.scenario.name}",
                                       total=duration)
-        stats = driver.run(duration, lambda s: self.progress.update(task, completed=s))
+        start_at = time.time() + START_MARGIN_S
+        game.start(start_at)
+        front = driver.run(duration, lambda s: self.progress.update(task, completed=s),
+                           start_at=start_at)
         self.progress.remove_task(task)
-        return stats
+        return combine(front, game.results(duration))
 
     def _drain(self, sampler: Sampler, drive: DriveStats) -> bool:
         """Wait until every latency-bound task handed over has run, or the queues went quiet,

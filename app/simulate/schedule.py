@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from app.protocol.vocab import BackgroundKind
-from app.simulate.population import Ints, Population, SessionSpec, Update, World
+from app.simulate.population import WHOLE, Ints, Population, SessionSpec, Share, Update, World
 from app.simulate.scenarios import Scenario
 
 TICK_S = 0.005
@@ -118,10 +118,15 @@ class Npcs:
 
 
 class Schedule:
-    """The seeded workload of one scenario; call `plan(k)` for k = 0, 1, 2, ... in order."""
+    """The seeded workload of one scenario; call `plan(k)` for k = 0, 1, 2, ... in order.
+
+    With a `share`, the plans hold only that game server's part of the work (its sessions,
+    its frames, its AI ticks); the world moves on whole in every share, so that the shares
+    of one seed partition the whole plan."""
 
     def __init__(self, scenario: Scenario, players: int, seed: int, duration_s: float, *,
-                 world_size: float = 10_000.0, tick_s: float = TICK_S) -> None:
+                 world_size: float = 10_000.0, tick_s: float = TICK_S,
+                 share: Share = WHOLE) -> None:
         self.scenario, self.duration_s, self.tick_s = scenario, duration_s, tick_s
         self.rng = np.random.default_rng(seed)
         self.world = World(world_size, scenario.regions_per_side)
@@ -130,6 +135,7 @@ class Schedule:
         npcs = round(players * scenario.npcs_per_player * scenario.ai_factor)
         self.npcs = Npcs(npcs, scenario.npc_hz, self.world, self.rng)
         self.seed = seed
+        self.share = share
         self._members: list[Ints] = []
         self._members_at = -math.inf
         self._next_tick = 0
@@ -176,12 +182,14 @@ class Schedule:
         t0, t1 = k * self.tick_s, (k + 1) * self.tick_s
         plan = TickPlan(tick=k, at=t0, due=t1)
         self._world_events(t0, t1)
-        pop = self.population
-        plan.opens = pop.specs(pop.joining(t1))
-        plan.updates, plan.moves = pop.advance(pop.due(t1))
-        plan.physics = self._physics(t0, t1)
-        if len(self.npcs.x) and _crosses(t0, t1, AI_TICK_S):
-            plan.ai = self.npcs.due(t1, self._region_members(t0), pop)
+        pop, share = self.population, self.share
+        plan.opens = pop.specs(share.of(pop.joining(t1)))
+        plan.updates, plan.moves = pop.advance(pop.due(t1), share)
+        plan.physics = [f for f in self._physics(t0, t1) if share.owns(f.frame)]
+        ai_tick = _crosses(t0, t1, AI_TICK_S)
+        if len(self.npcs.x) and ai_tick is not None:
+            decisions = self.npcs.due(t1, self._region_members(t0), pop)  # moves every NPC
+            plan.ai = decisions if share.owns(ai_tick) else []
         return plan
 
     def purchase_rate(self) -> float:
@@ -208,9 +216,10 @@ class Schedule:
             self.population.start_influx(t0, influx.within_s, influx.share, region)
 
     def frames_due(self, ticks: int) -> int:
-        """Physics frames scheduled in the first `ticks` ticks (each starts by its tick's
-        end: frames 1, 2, ... at ``frame / physics_hz`` seconds)."""
-        return len(_frames_in(0.0, ticks * self.tick_s, self.scenario.physics_hz))
+        """Physics frames of this share scheduled in the first `ticks` ticks (each starts by
+        its tick's end: frames 1, 2, ... at ``frame / physics_hz`` seconds)."""
+        frames = _frames_in(0.0, ticks * self.tick_s, self.scenario.physics_hz)
+        return sum(1 for f in frames if self.share.owns(f))
 
     def _physics(self, t0: float, t1: float) -> list[PhysicsFrame]:
         hz = self.scenario.physics_hz
@@ -239,6 +248,7 @@ def _frames_in(t0: float, t1: float, hz: float) -> range:
     return range(math.floor(t0 * hz + 1e-9) + 1, math.floor(t1 * hz + 1e-9) + 1)
 
 
-def _crosses(t0: float, t1: float, period: float) -> bool:
-    """True when a multiple of `period` falls in ``[t0, t1)``."""
-    return math.ceil(t0 / period - 1e-9) < math.ceil(t1 / period - 1e-9)
+def _crosses(t0: float, t1: float, period: float) -> int | None:
+    """The number `n` of the multiple ``n * period`` falling in ``[t0, t1)``, or None."""
+    first = math.ceil(t0 / period - 1e-9)
+    return first if first < math.ceil(t1 / period - 1e-9) else None

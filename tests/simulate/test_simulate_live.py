@@ -43,7 +43,11 @@ def check_run(part: dict[str, Any]) -> None:
     assert part["background"]["offered_per_s"] > 0
     assert 0 < part["fleet"]["cpu_p95"] <= 1.0 and part["fleet"]["peak_rss_mb"] > 50
     assert 0 < part["simulator"]["cpu_p95"] <= 1.0
-    assert isinstance(part["simulator"]["kept_up"], bool)
+    simulator = part["simulator"]
+    servers = simulator["game_servers"]  # the load came from game-server processes
+    assert len({g["pid"] for g in servers}) == len(servers) >= 2
+    assert sum(g["ticks_planned"] for g in servers) == simulator["ticks_planned"]
+    assert simulator["kept_up"] == all(g["kept_up"] for g in servers)
     assert "cpu_p95" in part["services"]
     server = part["server"]  # the private Redis servers are found by their own process ids
     assert server["cpu_p95"] >= part["fleet"]["cpu_p95"]
@@ -64,9 +68,11 @@ def test_simulate_with_the_naive_baseline_writes_the_report_and_the_plot(
         tmp_path: Path, postgres_url: str, redis_server_binary: str) -> None:
     proc = simulate(tmp_path, {"GAMESCHED_DATABASE_URL": postgres_url},
                     "--scenario", "purchase-surge", "--players", "200", "--duration", "3",
-                    "--baseline", "naive", "--json", "r.json", "--plot", "r.png")
+                    "--baseline", "naive", "--json", "r.json", "--plot", "r.png",
+                    "--game-servers", "3")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "r.json").read_text())
+    assert len(report["simulator"]["game_servers"]) == 3
     # purchase-surge is a store event: lighter play and enough purchases (some sent two or
     # three times with one key) that a three-second run exercises the ledger too.
     assert report["scenario"] == "purchase-surge" and report["players"] == 200

@@ -25,6 +25,7 @@ WORKER_MODULES = [
     "workers.transactions",
     "workers.background",
     "workers.control",
+    "workers.textbook",
 ]
 
 LATENCY_BOUND_TASKS = [name for name, queue in TASK_QUEUES.items() if queue in LATENCY_BOUND]
@@ -39,13 +40,16 @@ def build(settings: Settings) -> dict[str, Any]:
 
 
 def _naive(settings: Settings) -> dict[str, Any]:
-    """The baseline: Celery's defaults, one shared queue, no priorities, default prefetch."""
+    """The baselines (the textbook one too): Celery's defaults, one shared queue, no
+    priorities, JSON, default prefetch, tasks acknowledged as they start."""
     return {
         "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "task_queues": [KombuQueue(NAIVE_QUEUE)],
         "task_default_queue": NAIVE_QUEUE,
         "task_routes": {},
         "task_default_priority": None,
+        "task_serializer": "json",
+        "task_acks_late": False,
         "task_annotations": None,
         "task_inherit_parent_priority": False,
         "worker_prefetch_multiplier": 4,

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_SESSION_WEIGHTS))
     record_latency: bool = False
     naive: bool = False  # the baseline: Celery as configured by default (one queue, no priority)
+    # With `naive`, the textbook plain-Celery baseline: one task per state update, physics
+    # region and NPC decision, sent as JSON to the default queue and applied in Python, one
+    # prefork worker of the machine's cores at Celery's default prefetch and early acks
+    # (`app.client.textbook`, `workers.textbook`).  Ignored without `naive`.
+    textbook: bool = False
     # Currencies the ledger accepts (GAMESCHED_CURRENCIES='["gold", "gems"]').
     currencies: tuple[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,15}$")], ...] = (
         Field(default=("gold", "gems"), min_length=1))

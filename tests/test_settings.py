@@ -73,3 +73,16 @@ def test_hot_state_lives_on_the_broker_unless_given_a_redis_of_its_own() -> None
                           hot_url="redis://127.0.0.1:6380/0")
     assert apart.hot_store_url == "redis://127.0.0.1:6380/0"
     assert apart.to_env()["GAMESCHED_HOT_URL"] == "redis://127.0.0.1:6380/0"
+
+
+def test_the_textbook_baseline_travels_to_worker_processes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    textbook = load_settings(naive=True, textbook=True)
+    env = textbook.to_env()
+    assert (env["GAMESCHED_NAIVE"], env["GAMESCHED_TEXTBOOK"]) == ("true", "true")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings() == textbook
+    monkeypatch.setenv("GAMESCHED_TEXTBOOK", "1")  # as a shell sets it
+    assert load_settings().textbook is True
+    assert load_settings(textbook=False).textbook is False

@@ -7,7 +7,6 @@ classifies the work, computes its priority from the session's factors and routes
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,13 +19,16 @@ from app.client.coalesce import Coalescer
 from app.client.inflight import InflightTable, Sent, pack_args
 from app.client.registry import ACTIVE_HZ, SessionRegistry
 from app.client.requests import (
-    AiDecision,
+    AiCall,
     BackgroundJob,
     CloseSession,
     FrameStep,
     OpenSession,
     PhysicsStep,
     SessionChange,
+    check_decision,
+    check_decisions,
+    check_update,
 )
 from app.errors import InvalidRequest
 from app.ledger.handle import TransactionHandle
@@ -56,8 +58,6 @@ from app.settings import Settings
 from app.tasking.factory import GameschedCelery
 from app.validation import check_position, parse
 
-AI_BATCH_MAX = 4096  # decisions per submit_ai_batch
-AiCall = tuple[str, tuple[float, float], Sequence[tuple[float, float]]]
 log = logging.getLogger(__name__)
 BACKGROUND_TASKS = {BackgroundKind.SNAPSHOT: SNAPSHOT_TASK,  # kind -> task
                     BackgroundKind.ANALYTICS: ANALYTICS_TASK}
@@ -131,7 +131,7 @@ class GameClient:
                       position: tuple[float, float] | None = None) -> None:
         """Accept one state update; it leaves with this tick's batch for its priority step
         and is applied in `seq` order per session."""
-        fields = _check_update(seq, state)
+        fields = check_update(seq, state)
         if position is not None:
             fields[POSITION_FIELD] = quantise(self._position("position", position))
         step = self.sessions.accept(session_id, seq, self._update_step)
@@ -190,7 +190,7 @@ class GameClient:
                   players: list[tuple[float, float]] | None = None,
                   depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
         """Send one NPC decision to the AI fleet."""
-        args = self._decision(npc_id, position, players)
+        args = check_decision(npc_id, position, players, self.settings.world_size)
         factors = Factors(players=len(args[2]))
         return self._send(route(AI_TASK, factors, weights=self._weights), args,
                           depends_on=depends_on)
@@ -200,37 +200,10 @@ class GameClient:
         """Send the decisions of one AI tick, ``(npc_id, position, players)`` each, as one
         task, at the step of the NPC that sees the most players.  A bad decision raises
         InvalidRequest naming it (``decisions.3.position``); nothing is sent."""
-        if isinstance(decisions, (str, bytes)) or not isinstance(decisions, Sequence):
-            raise InvalidRequest("decisions", decisions, "expected a sequence of decisions")
-        if not 1 <= len(decisions) <= AI_BATCH_MAX:
-            raise InvalidRequest("decisions", len(decisions),
-                                 f"expected 1 to {AI_BATCH_MAX} decisions")
-        batch = [self._decision_at(i, call) for i, call in enumerate(decisions)]
+        batch = check_decisions(decisions, self.settings.world_size)
         factors = Factors(players=max(len(args[2]) for args in batch))
         return self._send(route(AI_BATCH_TASK, factors, weights=self._weights),
                           [batch], depends_on=depends_on)
-
-    def _decision_at(self, index: int, call: Any) -> list[Any]:
-        try:
-            npc_id, position, players = call
-        except (TypeError, ValueError):
-            raise InvalidRequest(f"decisions.{index}", call,
-                                 "expected (npc_id, position, players)") from None
-        try:
-            return self._decision(npc_id, position, players)
-        except InvalidRequest as exc:
-            raise InvalidRequest(f"decisions.{index}.{exc.field}", exc.value,
-                                 exc.reason) from None
-
-    def _decision(self, npc_id: str, position: tuple[float, float],
-                  players: Sequence[tuple[float, float]] | None) -> list[Any]:
-        """One decision's task arguments, checked: ``[npc_id, position, players]``."""
-        req = parse(AiDecision, {"npc_id": npc_id, "position": position,
-                                 "players": players or []})
-        self._position("position", req.position)
-        for i, p in enumerate(req.players):
-            self._position(f"players.{i}", p)
-        return [req.npc_id, list(req.position), [list(p) for p in req.players]]
 
     def submit_background(self, kind: str, payload: list[Any],
                           depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
@@ -330,18 +303,3 @@ class GameClient:
     def _position(self, name: str, position: Any) -> tuple[float, float]:
         check_position(name, position, self.settings.world_size)
         return (float(position[0]), float(position[1]))
-
-
-def _check_update(seq: Any, state: Any) -> dict[str, Any]:
-    """Fast validation of the hot path (no model object per update)."""
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-        raise InvalidRequest("seq", seq, "expected an integer >= 1")
-    if not isinstance(state, dict):
-        raise InvalidRequest("state", state, "expected a mapping of fields")
-    for key, value in state.items():
-        if not isinstance(key, str) or key == POSITION_FIELD:
-            raise InvalidRequest(f"state.{key}", value, "field names are strings other "
-                                 f"than {POSITION_FIELD!r} (use position=)")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidRequest(f"state.{key}", value, "expected a finite number")
-    return dict(state)

@@ -4,12 +4,19 @@ is enqueued."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import Field, Strict, StrictInt
 
+from app.errors import InvalidRequest
+from app.players.delta import POSITION_FIELD
 from app.protocol.vocab import BackgroundKind, SessionType
-from app.validation import FRAME_MAX, Id, Number, RegionId, StrictRequest
+from app.validation import FRAME_MAX, Id, Number, RegionId, StrictRequest, check_position, parse
+
+AI_BATCH_MAX = 4096  # decisions per AI batch
+AiCall = tuple[str, tuple[float, float], Sequence[tuple[float, float]]]
 
 
 class OpenSession(StrictRequest):
@@ -76,3 +83,53 @@ class BackgroundJob(StrictRequest):
 
     kind: Annotated[BackgroundKind, Strict(False)]
     payload: list[Any] = Field(max_length=10_000)
+
+
+def check_update(seq: Any, state: Any) -> dict[str, Any]:
+    """A state update's fields (a copy of `state`), or InvalidRequest naming ``seq`` or
+    ``state.<field>``: fast validation of the hot path (no model object per update)."""
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise InvalidRequest("seq", seq, "expected an integer >= 1")
+    if not isinstance(state, dict):
+        raise InvalidRequest("state", state, "expected a mapping of fields")
+    for key, value in state.items():
+        if not isinstance(key, str) or key == POSITION_FIELD:
+            raise InvalidRequest(f"state.{key}", value, "field names are strings other "
+                                 f"than {POSITION_FIELD!r} (use position=)")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRequest(f"state.{key}", value, "expected a finite number")
+    return dict(state)
+
+
+def check_decision(npc_id: Any, position: Any, players: Any, world: float) -> list[Any]:
+    """One NPC decision's task arguments, ``[npc_id, [x, y], [[x, y], ...]]``, every
+    position inside the square `world`; or InvalidRequest naming the field."""
+    req = parse(AiDecision, {"npc_id": npc_id, "position": position, "players": players or []})
+    check_position("position", req.position, world)
+    for i, p in enumerate(req.players):
+        check_position(f"players.{i}", p, world)
+    return [req.npc_id, list(req.position), [list(p) for p in req.players]]
+
+
+def check_decisions(decisions: Any, world: float) -> list[list[Any]]:
+    """The task arguments of each ``(npc_id, position, players)`` of one AI tick (1 to
+    AI_BATCH_MAX of them); a bad one raises InvalidRequest naming it
+    (``decisions.3.position``)."""
+    if isinstance(decisions, (str, bytes)) or not isinstance(decisions, Sequence):
+        raise InvalidRequest("decisions", decisions, "expected a sequence of decisions")
+    if not 1 <= len(decisions) <= AI_BATCH_MAX:
+        raise InvalidRequest("decisions", len(decisions),
+                             f"expected 1 to {AI_BATCH_MAX} decisions")
+    return [_decision_at(i, call, world) for i, call in enumerate(decisions)]
+
+
+def _decision_at(index: int, call: Any, world: float) -> list[Any]:
+    try:
+        npc_id, position, players = call
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"decisions.{index}", call,
+                             "expected (npc_id, position, players)") from None
+    try:
+        return check_decision(npc_id, position, players, world)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"decisions.{index}.{exc.field}", exc.value, exc.reason) from None

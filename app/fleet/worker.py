@@ -23,18 +23,24 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Consumption:
-    """How a role's worker consumes (queues, Celery options) and whether it runs under the
-    role's CPU niceness and policy.  The naive baseline's workers differ from gamesched's
-    here and nowhere else."""
+    """How a role's worker consumes (queues, Celery options, and a pool and concurrency of
+    its own where the role's are not used) and whether it runs under the role's CPU
+    niceness and policy.  The baselines' workers differ from gamesched's here and nowhere
+    else."""
 
     queues: tuple[str, ...]
     options: tuple[str, ...]
     lowers_cpu: bool
+    pool: str | None = None  # None: the role's pool
+    concurrency: int | None = None  # None: the role's budget
 
 
 def consumption(settings: Settings, role_name: str) -> Consumption:
     """How a worker of `role_name` consumes under `settings`."""
     spec = role(role_name)
+    if settings.naive and settings.textbook:  # Celery's defaults, pool and size included
+        return Consumption((NAIVE_QUEUE,), (), lowers_cpu=False, pool="prefork",
+                           concurrency=os.cpu_count() or 1)
     if settings.naive:  # the baseline: Celery's defaults, one shared queue, OS scheduling
         return Consumption((NAIVE_QUEUE,), (), lowers_cpu=False)
     options = ["--prefetch-multiplier", "1"]
@@ -45,13 +51,15 @@ def consumption(settings: Settings, role_name: str) -> Consumption:
 
 def worker_argv(settings: Settings, role_name: str, concurrency: int | None,
                 hostname: str | None, loglevel: str) -> list[str]:
-    """The Celery worker arguments of role `role_name`."""
+    """The Celery worker arguments of role `role_name` (`concurrency`: the pool size, when
+    not the role's or the baseline's)."""
     spec = role(role_name)
     budget = settings.budget(role_name) if role_name in WORKER_ROLES else None
-    size = concurrency or (budget.concurrency if budget else len(spec.queues))
     consumes = consumption(settings, role_name)
+    size = (concurrency or consumes.concurrency
+            or (budget.concurrency if budget else len(spec.queues)))
     return [
-        "worker", "-P", spec.pool, "-c", str(size),
+        "worker", "-P", consumes.pool or spec.pool, "-c", str(size),
         "-n", hostname or f"{role_name}@{settings.instance_id}",
         "-l", loglevel, "--without-gossip", "--without-mingle",
         "-Q", ",".join(consumes.queues), *consumes.options,
@@ -119,8 +127,11 @@ def controller_argv(settings: Settings, schedule: str, loglevel: str,
 
 def memory_budget(settings: Settings, role_name: str) -> int | None:
     """The MiB a thread-pool worker of `role_name` keeps itself under (None for prefork
-    roles, whose children Celery replaces, and for roles without a budget)."""
-    if role_name not in WORKER_ROLES or role(role_name).pool != "threads":
+    roles and the textbook baseline's prefork workers, whose children Celery replaces, and
+    for roles without a budget)."""
+    if role_name not in WORKER_ROLES:
+        return None
+    if (consumption(settings, role_name).pool or role(role_name).pool) != "threads":
         return None
     return settings.budget(role_name).memory_mb
 

@@ -103,6 +103,12 @@ class RedisHotStore:
         self._client = client
         self.states: StateStore = RedisStateStore(client)
 
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client, for services that issue their own commands
+        (`app.players.pystate`)."""
+        return self._client
+
     def get(self, key: str) -> bytes | None:
         """The value at `key`, or None."""
         value = self._client.get(key)

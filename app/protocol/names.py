@@ -8,6 +8,8 @@ from __future__ import annotations
 
 UPDATE_TASK = "gamesched.player.apply_updates"  # a coalesced batch of state updates
 SESSION_TASK = "gamesched.player.session_op"  # open, update or close a session
+# One state update applied in Python: the textbook baseline's (`workers.textbook`).
+STATE_TASK = "gamesched.textbook.apply_state"
 PHYSICS_REGION_TASK = "gamesched.physics.step_region"  # one region, one frame
 PHYSICS_FRAME_TASK = "gamesched.physics.step_frame"  # many regions, one frame
 AI_TASK = "gamesched.ai.decide"  # one NPC decision

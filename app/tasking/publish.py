@@ -4,7 +4,9 @@
 (``GAMESCHED_NAIVE``) is `SharedQueuePublisher`: what plain Celery does with a task
 sent by name, Celery's default queue and no priority.  Everything that sends (the client,
 the sweeper's re-sends, the controller's tick) goes through the app's publisher, so the
-baseline is a matter of configuration, never a branch in a caller.
+baseline is a matter of configuration, never a branch in a caller.  The textbook baseline
+(``GAMESCHED_TEXTBOOK``) has a client of its own instead, `app.client.textbook`, that sends
+with ``send_task`` as plain Celery code does.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from app.errors import InvalidRequest
-from app.fleet.worker import controller_argv, memory_budget, worker_argv
+from app.fleet.worker import consumption, controller_argv, memory_budget, worker_argv
 from app.settings import load_settings
 
 REDIS = "redis://127.0.0.1:6379/9"
@@ -73,6 +73,25 @@ def test_naive_baseline_workers_share_one_queue() -> None:
     argv = worker_argv(load_settings(broker_url=REDIS, naive=True), "player", None, None, "INFO")
     assert _opt(argv, "-Q") == "celery"
     assert "--prefetch-multiplier" not in argv and "--disable-prefetch" not in argv
+
+
+def test_the_textbook_baseline_runs_celerys_default_worker() -> None:
+    """Prefork with a child per core, the default queue, Celery's default prefetch (no
+    option: the configuration's 4), no memory budget of gamesched's, OS scheduling."""
+    textbook = load_settings(broker_url=REDIS, naive=True, textbook=True)
+    argv = worker_argv(textbook, "all", None, "all@h", "INFO")
+    assert (_opt(argv, "-P"), _opt(argv, "-c"), _opt(argv, "-Q")) == (
+        "prefork", str(os.cpu_count()), "celery")
+    assert "--prefetch-multiplier" not in argv and "--max-memory-per-child" not in argv
+    assert _opt(worker_argv(textbook, "all", 3, None, "INFO"), "-c") == "3"
+    assert _opt(worker_argv(textbook, "player", None, None, "INFO"), "-P") == "prefork"
+    assert memory_budget(textbook, "player") is None
+    assert consumption(textbook, "background").lowers_cpu is False
+    unscheduled = worker_argv(load_settings(broker_url=REDIS, naive=True), "all", None, None,
+                              "INFO")
+    assert _opt(unscheduled, "-P") == "threads"  # without `naive`, `textbook` is ignored
+    ignored = load_settings(broker_url=REDIS, textbook=True)
+    assert _opt(worker_argv(ignored, "all", None, None, "INFO"), "-Q") != "celery"
 
 
 def test_controller_embeds_beat_in_a_solo_control_worker() -> None:

@@ -63,6 +63,22 @@ def test_naive_baseline_is_one_queue_default_prefetch_no_priorities() -> None:
     assert config["task_annotations"] is None
 
 
+def test_textbook_baseline_sends_json_with_default_prefetch_and_early_acks() -> None:
+    settings = load_settings(broker_url=REDIS, naive=True, textbook=True)
+    config = celeryconfig.build(settings)
+    assert [q.name for q in config["task_queues"]] == ["celery"]
+    assert config["task_default_queue"] == "celery" and config["task_routes"] == {}
+    assert config["task_serializer"] == "json"
+    assert config["worker_prefetch_multiplier"] == 4
+    assert config["task_acks_late"] is False and config["task_annotations"] is None
+    app = create_app(settings)
+    app.loader.import_default_modules()
+    sent = ["gamesched.textbook.apply_state", "gamesched.player.session_op",
+            "gamesched.physics.step_region", "gamesched.ai.decide",
+            "gamesched.background.snapshot", "gamesched.background.analytics"]
+    assert [app.tasks[name].acks_late for name in sent] == [False] * len(sent)
+
+
 def test_controller_tick_is_scheduled_about_once_a_second() -> None:
     config = celeryconfig.build(load_settings())
     tick = config["beat_schedule"]["controller-tick"]

@@ -65,6 +65,26 @@ def test_session_op_and_updates_wire_through(eager_app: GameschedCelery) -> None
     assert _run(eager_app, "gamesched.player.session_op", "close", "eager-s", {}) is True
 
 
+def test_textbook_state_task_applies_one_update_and_records_its_run(
+        eager_settings: Settings) -> None:
+    app = create_app(eager_settings.model_copy(update={"record_latency": True}),
+                     task_always_eager=True, task_eager_propagates=True)
+    app.runtime.recorder.drain()
+    hot = app.runtime.hot
+    sessions.ensure_state(hot, "eager-t")
+    args = ["eager-t", 2, {"hp": 5}, [1.0, 2.5]]
+    assert _run(app, "gamesched.textbook.apply_state", *args) == {
+        "applied": 1, "stale": 0, "rejected": 0}
+    assert _run(app, "gamesched.textbook.apply_state", "eager-t", 1, {"hp": 9}, None) == {
+        "applied": 0, "stale": 1, "rejected": 0}
+    assert _run(app, "gamesched.textbook.apply_state", "eager-none", 1, {}, None) == {
+        "applied": 0, "stale": 0, "rejected": 1}
+    assert sessions.read_state(hot, "eager-t") == sessions.HotState(
+        2, {"hp": 5, "pos": [100, 250]})
+    assert [e.task for e in app.runtime.recorder.drain()] == [
+        "gamesched.textbook.apply_state"] * 3
+
+
 def test_follow_up_work_runs_after_the_task_is_stamped_done(eager_settings: Settings) -> None:
     app = create_app(eager_settings.model_copy(update={"record_latency": True}),
                      task_always_eager=True)

@@ -16,7 +16,7 @@ from app.tasking.base import GameTask
 log = logging.getLogger(__name__)
 
 
-@shared_task(base=GameTask, bind=True, name=STATE_TASK, tracks_latency=True)
+@shared_task(base=GameTask, bind=True, name=STATE_TASK)
 def apply_state(self: GameTask, session_id: str, seq: int, state: dict[str, Any],
                 position: list[float] | None = None) -> dict[str, int]:
     """Apply one state update of a session (`position` stored quantised as ``pos``) with

@@ -101,7 +101,9 @@ def simulate(
                                                "promo-spike|purchase-surge")],
     players: Annotated[int, typer.Option(min=1, max=100_000, help="Sessions.")] = 5000,
     duration: Annotated[float, typer.Option(min=1, max=3600, help="Seconds of load.")] = 20.0,
-    baseline: Annotated[str | None, typer.Option(help="Also run it on naive Celery.")] = None,
+    baseline: Annotated[str | None, typer.Option(
+        help="Also run it on a baseline: naive (Celery as its documentation leads a team to "
+        "write it) or unscheduled (gamesched without its scheduling).")] = None,
     faults: Annotated[str | None, typer.Option(help="kill-worker,restart-broker")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of latency and load.")] = None,
@@ -111,7 +113,8 @@ def simulate(
                                         "headline figure.")] = 1,
     find_capacity: Annotated[bool, typer.Option(
         "--find-capacity", help="Bisect the player count (from a twentieth to twice "
-        "--players) for the largest that gamesched and the naive baseline each serve at "
+        "--players) for the largest that gamesched and the baseline (naive unless "
+        "--baseline names another) each serve at "
         "player p99 < 50 ms with the game servers keeping up.")] = False,
     game_servers: Annotated[int | None, typer.Option(
         min=1, max=64, help="Game-server processes, each driving its share of the sessions "

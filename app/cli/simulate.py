@@ -25,12 +25,11 @@ from app.simulate.capacity import TARGET_P99_MS, passes, search
 from app.simulate.environment import Services, configured, services
 from app.simulate.faults import parse_faults
 from app.simulate.gameservers import default_count
+from app.simulate.modes import BASELINES, MODES
 from app.simulate.plot import write_plot
 from app.simulate.report import build_report, repeat_summary
 from app.simulate.runner import Run, RunResult, RunSpec
 from app.simulate.scenarios import scenario
-
-BASELINES = ("naive",)
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ def simulate(console: Console, settings: Settings, options: Options) -> dict[str
         if options.find_capacity:
             return _find_capacity(console, options, spec, settings, env)
         with _progress(console) as progress:
-            results = [_runs(spec, settings, env, progress, options.baseline is not None)
+            results = [_runs(spec, settings, env, progress, options.baseline)
                        for _ in range(options.repeat)]
         reports = [build_report(spec, env, ours, baseline) | {"run_order": order}
                    for ours, baseline, order in results]
@@ -97,31 +96,31 @@ def simulate(console: Console, settings: Settings, options: Options) -> dict[str
 def _find_capacity(console: Console, options: Options, spec: RunSpec, settings: Settings,
                    env: Services) -> dict[str, Any]:
     """Bisect the player count, between a twentieth and twice `spec.players`, for the
-    largest that gamesched and then the naive baseline serve at the target; print and
-    write the answer."""
+    largest that gamesched and then the baseline (naive unless another is named) serve at
+    the target; print and write the answer."""
     low, high = max(50, spec.players // 20), spec.players * 2
+    baseline = options.baseline or "naive"
 
-    def runner(naive: bool, progress: Progress) -> Callable[[int], dict[str, Any]]:
+    def runner(mode: str, progress: Progress) -> Callable[[int], dict[str, Any]]:
         def run(players: int) -> dict[str, Any]:
             probe = replace(spec, players=players)
-            result = Run(probe, settings, env, naive=naive, progress=progress).execute(None)
+            result = Run(probe, settings, env, mode, progress=progress).execute(None)
             report = build_report(probe, env, result, None)
-            console.print(f"  {'naive' if naive else 'gamesched'} at {players} players: "
-                          f"{verdict_of(report)}")
+            console.print(f"  {mode} at {players} players: {verdict_of(report)}")
             return report
         return run
 
     with _progress(console) as progress:
-        ours = search(runner(False, progress), low, high)
-        theirs = search(runner(True, progress), low, high)
+        ours = search(runner("gamesched", progress), low, high)
+        theirs = search(runner(baseline, progress), low, high)
     ratio = (round(ours.sessions / theirs.sessions, 2)
              if ours.sessions and theirs.sessions else None)
     report = {"scenario": spec.scenario.name, "duration_s": spec.duration_s,
               "seed": spec.seed, "bounds": [low, high],
               "capacity": ours.as_report() | {"ratio": ratio},
-              "baseline": {"capacity": theirs.as_report()}}
+              "baseline": {"mode": baseline, "capacity": theirs.as_report()}}
     console.print(f"capacity at player p99 < {TARGET_P99_MS:g} ms with the game servers "
-                  f"keeping up: gamesched {ours.sessions}, naive {theirs.sessions}, "
+                  f"keeping up: gamesched {ours.sessions}, {baseline} {theirs.sessions}, "
                   f"ratio {ratio}", soft_wrap=True)
     _write_json(console, options.json_path, report)
     return report
@@ -134,26 +133,25 @@ def verdict_of(report: dict[str, Any]) -> str:
             f"{'holds' if probe.passed else 'misses'} the target")
 
 
-def run_order(seed: int, with_baseline: bool) -> list[str]:
+def run_order(seed: int, baseline: str | None) -> list[str]:
     """Which system runs first: ours on even seeds, the baseline on odd ones."""
-    if not with_baseline:
+    if baseline is None:
         return ["gamesched"]
-    return ["gamesched", "naive"] if seed % 2 == 0 else ["naive", "gamesched"]
+    return ["gamesched", baseline] if seed % 2 == 0 else [baseline, "gamesched"]
 
 
 def _runs(spec: RunSpec, settings: Settings, env: Services, progress: Progress,
-          with_baseline: bool) -> tuple[RunResult, RunResult | None, list[str]]:
+          baseline: str | None) -> tuple[RunResult, RunResult | None, list[str]]:
     """Our run and the baseline's, in an order that alternates with the seed (a machine
     that drifts during a command then favours neither); the second is offered exactly the
     background rate the first measured."""
-    order = run_order(spec.seed, with_baseline)
+    order = run_order(spec.seed, baseline)
     runs: dict[str, RunResult] = {}
     capacity = None
-    for label in order:
-        runs[label] = Run(spec, settings, env, naive=label == "naive",
-                          progress=progress).execute(capacity)
-        capacity = capacity or runs[label].capacity
-    return runs["gamesched"], runs.get("naive"), order
+    for mode in order:
+        runs[mode] = Run(spec, settings, env, mode, progress=progress).execute(capacity)
+        capacity = capacity or runs[mode].capacity
+    return runs["gamesched"], runs.get(baseline) if baseline else None, order
 
 
 @contextlib.contextmanager
@@ -223,7 +221,7 @@ def summary_table(report: dict[str, Any]) -> Table:
     table.add_column("measure")
     table.add_column("gamesched", justify="right")
     if baseline is not None:
-        table.add_column("naive Celery", justify="right")
+        table.add_column(MODES[baseline["mode"]].label, justify="right")
     for label, section, key in ROWS:
         values = [_cell(report, section, key)]
         if baseline is not None:
@@ -243,7 +241,7 @@ def _cell(report: dict[str, Any], section: str, key: str) -> str:
 
 
 def _warn(console: Console, report: dict[str, Any]) -> None:
-    for label, part in (("gamesched", report), ("naive", report.get("baseline") or {})):
+    for label, part in _parts(report):
         sim = part.get("simulator", {})
         if sim and not sim.get("drained", True):
             console.print(f"[yellow]{label}: some latency-bound tasks never ran "
@@ -255,14 +253,21 @@ def _warn(console: Console, report: dict[str, Any]) -> None:
         console.print(f"[red]{error}[/]")
     ratio = report.get("comparison", {}).get("player_p99_ratio")
     if ratio is not None:
-        console.print(f"naive player p99 / gamesched player p99 = {ratio:g}x")
+        console.print(f"{report['baseline']['mode']} player p99 / gamesched player p99 = "
+                      f"{ratio:g}x")
+
+
+def _parts(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Ours and the baseline's part of `report`, by system name."""
+    baseline = report.get("baseline")
+    return [("gamesched", report)] + ([(baseline["mode"], baseline)] if baseline else [])
 
 
 def verdict(report: dict[str, Any]) -> str:
     """The command's last line: whether the game servers kept to the schedule, without
     which the figures do not describe the planned load."""
     behind = []
-    for label, part in (("gamesched", report), ("naive", report.get("baseline") or {})):
+    for label, part in _parts(report):
         sim = part.get("simulator")
         if sim and not sim.get("kept_up"):
             behind.append(f"{label} (lag p99 {sim.get('lag_p99_ms')} ms, "
@@ -280,7 +285,8 @@ def _write(console: Console, options: Options, report: dict[str, Any], ours: Run
            baseline: RunResult | None) -> None:
     _write_json(console, options.json_path, report)
     if options.plot_path is not None:
-        runs = [("gamesched", ours)] + ([("naive Celery", baseline)] if baseline else [])
+        runs = [("gamesched", ours)] + ([(MODES[baseline.mode].label, baseline)]
+                                        if baseline else [])
         write_plot(options.plot_path, runs)
         console.print(f"plot written to {options.plot_path}")
 

@@ -105,6 +105,14 @@ class GameClient:
         where = route(SESSION_TASK, self.sessions.factors(session_id), weights=self._weights)
         return self._send(where, [SessionOp.OPEN.value, session_id, body])
 
+    def adopt_session(self, session_id: str, **spec: Any) -> None:
+        """Take over a session already open on the fleet (opened by another process of this
+        game server, or before this one restarted): its updates are accepted and
+        prioritised here from now on.  Sends nothing; the next update's `seq` only has to
+        be positive."""
+        req = parse(OpenSession, {"session_id": session_id, **spec})
+        self.sessions.open(session_id, req.session_type, req.players, req.region)
+
     def update_session(self, session_id: str, **changes: Any) -> AsyncResult:
         """Change a session's type, players or region; its next work gets the new priority."""
         req = parse(SessionChange, {"session_id": session_id, **changes})

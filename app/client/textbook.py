@@ -79,6 +79,11 @@ class TextbookClient:
         body = req.model_dump(exclude={"session_id"}) | {"instance_id": self.settings.instance_id}
         return self._send(SESSION_TASK, [SessionOp.OPEN.value, session_id, body])
 
+    def adopt_session(self, session_id: str, **spec: Any) -> None:
+        """Take over a session already open on the fleet: nothing to track or send here
+        (this client keeps no session table); the spec is checked as `open_session` does."""
+        parse(OpenSession, {"session_id": session_id, **spec})
+
     def update_session(self, session_id: str, **changes: Any) -> AsyncResult:
         """Change a session's type, players or region in SQL."""
         req = parse(SessionChange, {"session_id": session_id, **changes})

@@ -36,6 +36,7 @@ from redis import RedisError
 from sqlalchemy.exc import OperationalError as SqlError
 
 from app.client.api import GameClient
+from app.client.textbook import TextbookClient
 from app.errors import InvalidRequest
 from app.observe.stats import percentile
 from app.protocol.vocab import BackgroundKind
@@ -51,6 +52,7 @@ STORE_STEP_S = 0.005  # the store front hands over the purchases due this often
 SEND_ERRORS = (OperationalError, RedisError, ConnectionError, SqlError)
 
 Progress = Callable[[float], None]
+Client = GameClient | TextbookClient  # gamesched's, or the textbook baseline's
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,10 @@ class SentBatch:
 
 @dataclass(frozen=True)
 class SentFrame:
-    """A physics frame the client sent: its task id and its scheduled start."""
+    """A physics frame the client sent: its tasks (one, or one per region) and its
+    scheduled start; it ran when all of them did."""
 
-    task_id: str
+    task_ids: tuple[str, ...]
     intended: float
 
 
@@ -91,7 +94,8 @@ class DriveStats:
     updates: int = 0
     opens: int = 0
     moves: int = 0
-    physics: int = 0
+    physics: int = 0  # frames sent
+    physics_tasks: int = 0  # the tasks they went as
     ai: int = 0  # AI tasks: one per AI tick with decisions due
     ai_decisions: int = 0
     background: int = 0
@@ -146,7 +150,7 @@ class DriveStats:
     def batches_sent(self) -> int:
         """State-update batch tasks sent: every task of the client that was not another
         kind of work (purchases leave through the store's own client)."""
-        return self.tasks_sent - (self.opens + self.moves + self.physics + self.ai
+        return self.tasks_sent - (self.opens + self.moves + self.physics_tasks + self.ai
                                   + self.background)
 
     @property
@@ -157,9 +161,9 @@ class DriveStats:
         return self.tasks_sent - self.background
 
 
-COUNTS = ("updates", "opens", "moves", "physics", "ai", "ai_decisions", "background",
-          "purchases", "purchase_sends", "control", "rejected", "send_errors", "tasks_sent",
-          "ticks_planned", "ticks_emitted", "frames_due")
+COUNTS = ("updates", "opens", "moves", "physics", "physics_tasks", "ai", "ai_decisions",
+          "background", "purchases", "purchase_sends", "control", "rejected", "send_errors",
+          "tasks_sent", "ticks_planned", "ticks_emitted", "frames_due")
 
 
 def combine(front: DriveStats, servers: list[tuple[int, DriveStats]]) -> DriveStats:
@@ -183,7 +187,7 @@ class LoadDriver:
     fronts beside the game loops of other processes: background work, the store and the
     controller's ticks."""
 
-    def __init__(self, client: GameClient, schedule: Schedule, ids: list[str], *,
+    def __init__(self, client: Client, schedule: Schedule, ids: list[str], *,
                  store: Store | None = None, control_ticks: bool = False,
                  background_rate: float = 0.0, plays: bool = True) -> None:
         self.client = client
@@ -298,10 +302,11 @@ class LoadDriver:
         for frame in plan.physics:
             self._frame(frame)
         if plan.ai:
-            sent = self._call(self.client.submit_ai_batch,
-                              [(f"npc-{d.npc}", d.position, d.players) for d in plan.ai])
-            self.stats.ai += sent
-            self.stats.ai_decisions += sent * len(plan.ai)
+            ok, result = self._attempt(self.client.submit_ai_batch,
+                                       [(f"npc-{d.npc}", d.position, d.players) for d in plan.ai])
+            if ok:
+                self.stats.ai += len(_handles(result))
+                self.stats.ai_decisions += len(plan.ai)
 
     # intended times ---------------------------------------------------------------------
 
@@ -328,9 +333,12 @@ class LoadDriver:
         ok, result = self._attempt(self.client.submit_physics_frame, frame.frame,
                                    frame.regions, frame.dt_ms)
         if ok:
+            handles = _handles(result)
             self.stats.physics += 1
+            self.stats.physics_tasks += len(handles)
             if self._epoch is not None:
-                self.stats.frames.append(SentFrame(str(result.id), self._epoch + frame.at))
+                self.stats.frames.append(SentFrame(tuple(str(h.id) for h in handles),
+                                                   self._epoch + frame.at))
 
     def _background_front(self, start: float, duration_s: float) -> None:
         """Send the background jobs due by the wall clock until the run's end, from a thread
@@ -436,3 +444,9 @@ class LoadDriver:
         with self._errors_lock:
             self.stats.send_errors += 1
             self.stats.first_error = self.stats.first_error or f"{type(exc).__name__}: {exc}"
+
+
+def _handles(result: Any) -> list[Any]:
+    """The task handles a client call returned: one, or a list (one task per region or per
+    decision, as the textbook baseline sends them)."""
+    return list(result) if isinstance(result, list) else [result]

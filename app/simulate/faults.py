@@ -15,7 +15,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from celery import Celery
@@ -70,27 +70,30 @@ def parse_faults(text: str | None) -> tuple[str, ...]:
     return names
 
 
-def plan_faults(names: tuple[str, ...], duration_s: float, seed: int) -> list[Fault]:
-    """The seeded fault times of a run (the same for the baseline and for us)."""
+def plan_faults(names: tuple[str, ...], duration_s: float, seed: int,
+                roles: Sequence[str] = WORKER_ROLES) -> list[Fault]:
+    """The seeded fault times of a run over the fleet's worker `roles` (the same times for
+    the baseline and for us)."""
     rng = random.Random(f"faults:{seed}")
     plan: list[Fault] = []
     if "kill-worker" in names:
         plan += [Fault(rng.uniform(0.1, 0.9) * duration_s, "kill-worker", role)
-                 for role in WORKER_ROLES for _ in range(KILLS_PER_ROLE)]
+                 for role in roles for _ in range(KILLS_PER_ROLE)]
     if "restart-broker" in names:
         plan.append(Fault(rng.uniform(0.3, 0.7) * duration_s, "restart-broker", "redis"))
     return sorted(plan, key=lambda f: f.at_s)
 
 
-def launchers(names: tuple[str, ...], seed: int) -> dict[str, list[str]]:
-    """How the fleet starts each role's worker when the run's faults need another launcher
-    than ``python -m app.cli`` (``db-errors``: the SQL fault wrapper); roles absent here
-    start as usual."""
+def launchers(names: tuple[str, ...], seed: int,
+              roles: Sequence[str] = (*WORKER_ROLES, RoleName.CONTROL)) -> dict[str, list[str]]:
+    """How the fleet of `roles` starts each role's worker when the run's faults need
+    another launcher than ``python -m app.cli`` (``db-errors``: the SQL fault wrapper, on
+    the roles that write the ledger); roles absent here start as usual."""
     if "db-errors" not in names:
         return {}
     wrapper = ["-m", "app.cli.sqlfaults", "--sql-error-rate", str(SQL_ERROR_RATE),
                "--seed", str(seed), "--"]
-    return dict.fromkeys(SQL_FAULT_ROLES, wrapper)
+    return {str(role): wrapper for role in (*SQL_FAULT_ROLES, RoleName.ALL) if role in roles}
 
 
 @dataclass

@@ -23,10 +23,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from app.client.api import GameClient
 from app.errors import GameschedError
 from app.settings import Settings
-from app.simulate.driver import DriveStats, LoadDriver
+from app.simulate.driver import Client, DriveStats, LoadDriver
+from app.simulate.modes import Mode
 from app.simulate.population import Share
 from app.simulate.schedule import Schedule
 from app.tasking.factory import create_app
@@ -46,6 +46,7 @@ def default_count() -> int:
 class ServerJob:
     """What one game server plays."""
 
+    mode: Mode
     settings: Settings
     schedule: Schedule
     ids: list[str]
@@ -54,15 +55,16 @@ class ServerJob:
 
 
 class GameServers:
-    """`count` game-server processes over `schedule`, started at once; `play` runs them."""
+    """`count` game-server processes over `schedule`, started at once; `start` sets them
+    playing, `results` gathers what they sent."""
 
-    def __init__(self, settings: Settings, schedule: Schedule, ids: list[str], count: int,
-                 duration_s: float) -> None:
+    def __init__(self, mode: Mode, settings: Settings, schedule: Schedule, ids: list[str], *,
+                 count: int, duration_s: float) -> None:
         context = multiprocessing.get_context("spawn")
         self._pipes: list[Connection] = []
         self._procs: list[BaseProcess] = []
         for index in range(count):
-            job = ServerJob(settings, schedule, ids, Share(index, count), duration_s)
+            job = ServerJob(mode, settings, schedule, ids, Share(index, count), duration_s)
             ours, theirs = context.Pipe()
             proc = context.Process(target=serve, args=(job, theirs), daemon=True,
                                    name=f"sim-game-server-{index}")
@@ -149,12 +151,13 @@ def serve(job: ServerJob, pipe: Connection) -> None:
         pipe.close()
 
 
-def _prepare(job: ServerJob) -> tuple[GameClient, LoadDriver]:
-    client = GameClient(create_app(job.settings), job.settings)
+def _prepare(job: ServerJob) -> tuple[Client, LoadDriver]:
+    client = job.mode.client(create_app(job.settings), job.settings)
     schedule = job.schedule
     schedule.share = job.share
     for spec in schedule.population.open_specs(job.share):
-        client.sessions.open(job.ids[spec.index], spec.session_type, spec.players, spec.region)
+        client.adopt_session(job.ids[spec.index], session_type=spec.session_type,
+                             players=spec.players, region=spec.region)
     return client, LoadDriver(client, schedule, job.ids)
 
 

@@ -24,9 +24,11 @@ from app.protocol.names import (
     PHYSICS_FRAME_TASK,
     PHYSICS_REGION_TASK,
     SNAPSHOT_TASK,
+    STATE_TASK,
     UPDATE_TASK,
 )
 from app.protocol.queues import TASK_QUEUES
+from app.simulate.driver import SentFrame
 from app.simulate.environment import Services, machine
 from app.simulate.latency import Latencies, outcome
 from app.simulate.runner import RunResult, RunSpec
@@ -34,6 +36,7 @@ from app.simulate.sampler import Sample
 
 FRAME_BUDGET_MS = 16.0
 PHYSICS_TASKS = (PHYSICS_FRAME_TASK, PHYSICS_REGION_TASK)
+UPDATE_TASKS = (UPDATE_TASK, STATE_TASK)  # a batch of updates, or one (textbook baseline)
 AI_TASKS = (AI_BATCH_TASK, AI_TASK)
 PURCHASE_TASK = APPLY_BATCH_TASK  # what the client sends
 BACKGROUND_TASKS = (SNAPSHOT_TASK, ANALYTICS_TASK)
@@ -70,11 +73,11 @@ def build_report(spec: RunSpec, services: Services, ours: RunResult,
 def run_sections(run: RunResult) -> dict[str, Any]:
     """The measured sections of one run."""
     by_task = _by_task(run.executions)
-    sections: dict[str, Any] = {"mode": "naive" if run.naive else "gamesched"}
+    sections: dict[str, Any] = {"mode": run.mode}
     done = {e.task_id: e.done for e in run.executions}
     candidates = {
-        "player": _player(run, done, by_task.get(UPDATE_TASK, [])),
-        "player_batches": _player_batches(run, by_task.get(UPDATE_TASK, [])),
+        "player": _player(run, done, _runs_of(by_task, UPDATE_TASKS)),
+        "player_batches": _player_batches(run, _runs_of(by_task, UPDATE_TASKS)),
         "physics": _physics(run, done),
         "ai": _ai(run, _runs_of(by_task, AI_TASKS)),
         "background": _background(run, _runs_of(by_task, BACKGROUND_TASKS)),
@@ -186,8 +189,8 @@ def _physics(run: RunResult, done: dict[str, float]) -> Section:
     drive = run.drive
     if not drive.frames_due:
         return {}
-    frames = outcome(((f.task_id, (f.intended,)) for f in drive.frames), done,
-                     run.drain_ended, FRAME_BUDGET_MS)
+    frames = outcome(((f.task_ids[0], (f.intended,)) for f in drive.frames),
+                     _frames_done(drive.frames, done), run.drain_ended, FRAME_BUDGET_MS)
     section: Section = {
         "frames": drive.frames_due,
         "frames_sent": drive.physics,
@@ -202,6 +205,16 @@ def _physics(run: RunResult, done: dict[str, float]) -> Section:
     return section
 
 
+def _frames_done(frames: list[SentFrame], done: dict[str, float]) -> dict[str, float]:
+    """When each frame ran, under its first task's id: when the last of its tasks ran."""
+    ran: dict[str, float] = {}
+    for frame in frames:
+        times = [done.get(task_id) for task_id in frame.task_ids]
+        if frame.task_ids and None not in times:
+            ran[frame.task_ids[0]] = max(t for t in times if t is not None)
+    return ran
+
+
 def _ai(run: RunResult, batches: list[Execution]) -> Section:
     if not run.drive.ai:
         return {}
@@ -212,7 +225,7 @@ def _ai(run: RunResult, batches: list[Execution]) -> Section:
     summary = latency_summary([e.latency_ms for e in batches])
     _put(section, {k: summary.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
          "no AI task ran")
-    if not run.naive:  # only here does the ai worker run nothing but AI
+    if run.mode == "gamesched":  # only here does the ai worker run nothing but AI
         cpu = [s.role_cpu_s.get("ai", 0.0) for s in window(run)]
         _put(section, {"cpu_s_per_s": round(sum(cpu) / len(cpu), 4) if cpu else None},
              NO_CPU_SAMPLE)

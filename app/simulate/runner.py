@@ -14,10 +14,8 @@ from rich.progress import Progress, TaskID
 from sqlalchemy import delete
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
-from app.client.api import GameClient
 from app.errors import GameschedError
 from app.fleet.fleets import ProcessFleet
-from app.fleet.roles import WORKER_ROLES
 from app.observe.recorder import Execution, Recorder
 from app.players.models import GameSession
 from app.players.sessions import NetworkTotals, network_totals, reset_network_totals
@@ -33,7 +31,7 @@ from app.protocol.names import (
 from app.protocol.queues import NAIVE_QUEUE, Queue
 from app.protocol.vocab import BackgroundKind, RoleName
 from app.settings import Settings
-from app.simulate.driver import DriveStats, LoadDriver, combine
+from app.simulate.driver import Client, DriveStats, LoadDriver, combine
 from app.simulate.environment import (
     Services,
     clear_broker,
@@ -42,6 +40,7 @@ from app.simulate.environment import (
 )
 from app.simulate.faults import FaultEvent, FaultInjector, launchers, plan_faults
 from app.simulate.gameservers import GameServers, default_count
+from app.simulate.modes import MODES
 from app.simulate.population import Update
 from app.simulate.purchases import Store
 from app.simulate.sampler import Sample, Sampler
@@ -63,10 +62,6 @@ CONTROL_TASKS = frozenset({TICK_TASK})  # beat sends them after the run too
 UNMEASURED = BACKGROUND_TASKS | LEDGER_TASKS | CONTROL_TASKS
 FORGET_ATTEMPTS = 5
 BUYERS = 200  # players with a wallet; purchases are spread over them
-# Nodes per role (one by default): a killed node's twin serves.  Two player processes also
-# get twice the CPU share of one under contention, and players wait less
-# (docs/measurements.md).
-REPLICAS = {RoleName.TRANSACTIONS.value: 2, RoleName.PLAYER.value: 2}
 
 
 @dataclass(frozen=True)
@@ -100,7 +95,7 @@ class Capacity:
 class RunResult:
     """Everything one run measured."""
 
-    naive: bool
+    mode: str
     drive: DriveStats
     samples: list[Sample]
     executions: list[Execution]
@@ -132,18 +127,19 @@ def first_runs(executions: Iterable[Execution]) -> list[Execution]:
 
 
 class Run:
-    """One run of `spec` in one mode (naive baseline or gamesched)."""
+    """One run of `spec` on one system (gamesched or a baseline, `modes.MODES`)."""
 
-    def __init__(self, spec: RunSpec, base: Settings, services: Services, naive: bool,
+    def __init__(self, spec: RunSpec, base: Settings, services: Services, mode: str,
                  progress: Progress) -> None:
-        self.spec, self.services, self.naive, self.progress = spec, services, naive, progress
+        self.spec, self.services, self.progress = spec, services, progress
+        self.mode = MODES[mode]
+        self.naive = self.mode.naive
         self.tag = uuid.uuid4().hex[:6]
-        self.settings = base.model_copy(update={
-            "broker_url": services.broker_url, "database_url": services.database_url,
-            "hot_url": services.hot_url,
-            "record_latency": True, "naive": naive, "instance_id": f"sim-{self.tag}"})
-        self.roles: tuple[str, ...] = WORKER_ROLES if naive else (*WORKER_ROLES, RoleName.CONTROL)
-        self.label = "naive Celery" if naive else "gamesched"
+        self.settings = self.mode.settings(
+            base, broker_url=services.broker_url, database_url=services.database_url,
+            hot_url=services.hot_url, record_latency=True, instance_id=f"sim-{self.tag}")
+        self.roles = self.mode.roles
+        self.label = self.mode.label
         self.phases_s: dict[str, float] = {}
         self._phase_started = time.monotonic()
 
@@ -163,9 +159,9 @@ class Run:
         try:
             with tempfile.TemporaryDirectory(prefix="gamesched-sim-logs-") as logs, ProcessFleet(
                     self.settings, roles=self.roles, env=self.settings.to_env(), log_dir=logs,
-                    launchers=launchers(self.spec.faults, self.spec.seed),
-                    replicas=REPLICAS) as fleet:
-                client = GameClient(app, self.settings)
+                    launchers=launchers(self.spec.faults, self.spec.seed, self.roles),
+                    replicas=self.mode.replicas) as fleet:
+                client = self.mode.client(app, self.settings)
                 try:
                     return self._play(app, fleet, client, capacity)
                 finally:
@@ -180,7 +176,7 @@ class Run:
         if self.services.hot_url is not None:
             clear_state(self.services.hot_url)
 
-    def _play(self, app: GameschedCelery, fleet: ProcessFleet, client: GameClient,
+    def _play(self, app: GameschedCelery, fleet: ProcessFleet, client: Client,
               capacity: Capacity | None) -> RunResult:
         spec, recorder = self.spec, app.runtime.recorder
         self._phase("fleet_start")
@@ -201,7 +197,8 @@ class Run:
         measured = self._calibrate(driver, schedule, recorder)
         self._phase("calibration")
         driver.background_rate = (capacity or measured).per_s * spec.scenario.background_factor
-        game = GameServers(self.settings, schedule, ids, spec.game_servers, spec.duration_s)
+        game = GameServers(self.mode, self.settings, schedule, ids, count=spec.game_servers,
+                           duration_s=spec.duration_s)
         try:
             return self._load(app, fleet, driver, game=game, store=store, sessions=sessions,
                               measured=measured)
@@ -223,7 +220,9 @@ class Run:
                           lambda: depth_reader(app, self._queue_names()), recorder,
                           servers.current,
                           client_pids=lambda: game.pids + (store.pids if store else []))
-        injector = FaultInjector(plan_faults(spec.faults, spec.duration_s, spec.seed), fleet,
+        worker_roles = [r for r in self.roles if r != RoleName.CONTROL]
+        injector = FaultInjector(plan_faults(spec.faults, spec.duration_s, spec.seed,
+                                             worker_roles), fleet,
                                  self.settings, self.services.private_redis)
         sampler.start()
         injector.start()
@@ -240,7 +239,7 @@ class Run:
         network = network_totals(app.runtime.hot)
         self._forget_sessions(app)
         return RunResult(
-            naive=self.naive, drive=drive, samples=sampler.samples,
+            mode=self.mode.name, drive=drive, samples=sampler.samples,
             executions=first_runs(e for e in sampler.executions if e.handoff >= drive.started),
             network=network, capacity=measured, background_rate=driver.background_rate,
             sessions=sessions, sessions_total=sessions + drive.opens, drained=drained,

@@ -94,6 +94,7 @@ Call = Callable[[TextbookClient], Any]
 CASES: list[tuple[str, Call, str]] = [
     ("open: bad id", lambda c: c.open_session("has space"), "session_id"),
     ("open: players range", lambda c: c.open_session("s2", players=0), "players"),
+    ("adopt: players range", lambda c: c.adopt_session("s2", players=0), "players"),
     ("update_session: players", lambda c: c.update_session("s1", players=-1), "players"),
     ("close: wrong type", lambda c: c.close_session(None), "session_id"),
     ("update: bad id", lambda c: c.submit_update("a b", 1, {}), "session_id"),

@@ -39,6 +39,9 @@ CASES: list[tuple[str, Call, str]] = [
     ("open: players range", lambda c: c.open_session("s2", players=0), "players"),
     ("open: session type", lambda c: c.open_session("s2", session_type="raid"), "session_type"),
     ("open: unknown field", lambda c: c.open_session("s2", colour="red"), "colour"),
+    ("adopt: players", lambda c: c.adopt_session("s2", players=0), "players"),
+    ("adopt: session type", lambda c: c.adopt_session("s2", session_type="raid"),
+     "session_type"),
     ("update_session: players", lambda c: c.update_session("s1", players=-1), "players"),
     ("update_session: unknown", lambda c: c.update_session("nope", players=2), "session_id"),
     ("close: wrong type", lambda c: c.close_session(None), "session_id"),
@@ -108,3 +111,14 @@ def test_sequence_going_backwards_is_refused_and_later_updates_still_go(
     assert caught.value.field == "seq" and caught.value.value == 4
     client.submit_update("s1", 6, {"hp": 80})
     assert client.flush() == 2
+
+
+def test_an_adopted_session_takes_updates_here_without_a_message_of_its_own(
+    client: GameClient, app: GameschedCelery,
+) -> None:
+    depths, sent = queue_depths(app), client.tasks_sent
+    client.adopt_session("s9", session_type="coop", players=3, region="r2")
+    assert client.tasks_sent == sent and queue_depths(app) == depths  # adopting sends nothing
+    assert client.sessions.region_players("r2") == 3  # its players count where it plays
+    client.submit_update("s9", 41, {"hp": 70})  # where another process left its sequence
+    assert client.flush() == 1

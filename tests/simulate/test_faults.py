@@ -8,7 +8,7 @@ import pytest
 
 from app.errors import InvalidRequest
 from app.fleet.roles import WORKER_ROLES
-from app.simulate.faults import parse_faults, plan_faults
+from app.simulate.faults import launchers, parse_faults, plan_faults
 
 
 def test_fault_names_are_checked() -> None:
@@ -33,3 +33,11 @@ def test_kill_worker_kills_each_role_twice_at_seeded_times_inside_the_run() -> N
 def test_restart_broker_happens_once_mid_run() -> None:
     (fault,) = plan_faults(("restart-broker",), duration_s=10.0, seed=1)
     assert fault.kind == "restart-broker" and 3.0 <= fault.at_s <= 7.0
+
+
+def test_faults_follow_the_roles_of_the_fleet_they_hit() -> None:
+    # the textbook baseline runs one worker node of every task ("all")
+    plan = plan_faults(("kill-worker",), duration_s=20.0, seed=3, roles=("all",))
+    assert {f.target for f in plan} == {"all"} and len(plan) == 2
+    assert set(launchers(("db-errors",), seed=1, roles=("all",))) == {"all"}
+    assert set(launchers(("db-errors",), seed=1)) == {"transactions", "control"}

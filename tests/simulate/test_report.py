@@ -63,11 +63,11 @@ def sent(batch: Execution, updates: int, acted_ms_before: float = 0.0) -> SentBa
                      array("d", [batch.handoff - acted_ms_before / 1000.0] * updates))
 
 
-def run(executions: list[Execution], stats: DriveStats, naive: bool = False,
+def run(executions: list[Execution], stats: DriveStats, mode: str = "gamesched",
         network: NetworkTotals | None = None,
         transactions: SurgeSummary | None = None) -> RunResult:
     return RunResult(
-        naive=naive, drive=stats, samples=[sample(float(i), 0.1 * i) for i in range(1, 11)],
+        mode=mode, drive=stats, samples=[sample(float(i), 0.1 * i) for i in range(1, 11)],
         executions=executions, network=network or NetworkTotals(0, 0, 0, 0),
         capacity=Capacity(concurrency=1, run_ms=50.0, tasks=8), background_rate=30.0,
         sessions=100, sessions_total=100, drained=True, roles=("player",),
@@ -118,7 +118,7 @@ def test_only_subsystems_that_ran_have_a_section() -> None:
 
 def test_physics_budget_ai_background_network_and_transactions_when_they_ran() -> None:
     frames = [execution("gamesched.physics.step_frame", v) for v in (5.0, 10.0, 15.5, 40.0)]
-    planned = [SentFrame(f.task_id, f.handoff) for f in frames]  # handed over at their start
+    planned = [SentFrame((f.task_id,), f.handoff) for f in frames]  # handed over at their start
     decisions = [execution("gamesched.ai.decide_batch", 2.0)]
     jobs = [execution("gamesched.background.snapshot", 900.0, at=0.5)]
     ledger = SurgeSummary(submitted=10, sends=11, committed=10, rejected=0, lost=0,
@@ -150,7 +150,7 @@ def test_the_baseline_nests_under_baseline_with_the_same_keys(tmp_path: Path) ->
     mine, slow = (execution("gamesched.player.apply_updates", 4.0),
                   execution("gamesched.player.apply_updates", 400.0))
     ours = run([mine], drive(updates=10, batches=[sent(mine, 10)]))
-    theirs = run([slow], drive(updates=10, batches=[sent(slow, 10)]), naive=True)
+    theirs = run([slow], drive(updates=10, batches=[sent(slow, 10)]), mode="naive")
     services = Services("redis://127.0.0.1:1/0", "sqlite:///x.db", None)
     spec = RunSpec(STEADY, players=100, duration_s=10.0, seed=1)
     report = build_report(spec, services, ours, theirs)
@@ -267,6 +267,18 @@ def test_repeated_runs_report_the_median_and_range_of_each_headline_figure() -> 
 
 
 def test_the_run_order_alternates_with_the_seed() -> None:
-    assert run_order(2, with_baseline=True) == ["gamesched", "naive"]
-    assert run_order(3, with_baseline=True) == ["naive", "gamesched"]
-    assert run_order(3, with_baseline=False) == ["gamesched"]
+    assert run_order(2, "naive") == ["gamesched", "naive"]
+    assert run_order(3, "unscheduled") == ["unscheduled", "gamesched"]
+    assert run_order(3, None) == ["gamesched"]
+
+
+def test_a_frame_sent_as_one_task_per_region_ran_when_its_last_region_did() -> None:
+    regions = [execution("gamesched.physics.step_region", v) for v in (4.0, 12.0, 30.0)]
+    whole = SentFrame(tuple(e.task_id for e in regions[:2]), regions[0].handoff)  # 4 and 12
+    late = SentFrame((regions[2].task_id,), regions[2].handoff)
+    lost = SentFrame(("never-ran", regions[1].task_id), regions[1].handoff)  # one region ran
+    sections = run_sections(run(regions, drive(updates=10, physics=3, frames_due=3,
+                                               frames=[whole, late, lost])))
+    physics = sections["physics"]
+    assert physics["frames_run"] == 2 and physics["frames_within_budget"] == 1
+    assert physics["frame_max_ms"] == pytest.approx(30.0, rel=0.002)

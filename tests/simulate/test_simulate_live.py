@@ -113,10 +113,10 @@ def test_repeat_runs_the_same_seed_again_and_reports_the_spread(
 def test_find_capacity_bisects_for_gamesched_and_the_baseline_in_one_command(
         tmp_path: Path, redis_server_binary: str) -> None:
     proc = simulate(tmp_path, {}, "--scenario", "steady", "--players", "100", "--duration",
-                    "1.5", "--find-capacity", "--json", "r.json")
+                    "1.5", "--find-capacity", "--baseline", "unscheduled", "--json", "r.json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["bounds"] == [50, 200]
+    assert report["bounds"] == [50, 200] and report["baseline"]["mode"] == "unscheduled"
     for part in (report["capacity"], report["baseline"]["capacity"]):
         assert part["target_p99_ms"] == 50.0 and part["probes"]
         assert part["probes"][0]["players"] == 50  # the search starts at the lower bound

@@ -11,24 +11,24 @@ the simulator hands all of them at once.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import multiprocessing
 import os
+import sys
 import time
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from app.errors import GameschedError
+from app.fleet.worker import SWITCH_INTERVAL_S
 from app.settings import Settings
 from app.simulate.driver import Client, DriveStats, LoadDriver
 from app.simulate.modes import Mode
 from app.simulate.population import Share
 from app.simulate.schedule import Schedule
+from app.simulate.spawned import frozen_heap, own_session
 from app.tasking.factory import create_app
 
 READY_TIMEOUT_S = 120.0  # spawning imports the client's stack
@@ -118,23 +118,13 @@ class GameServers:
         return body
 
 
-@contextlib.contextmanager
-def frozen_heap() -> Iterator[None]:
-    """Keep what this process built before the load (sessions, the schedule, the client's
-    tables) out of the garbage collector while the load runs: a full collection over it
-    stopped the game loop and the client's sends for as long as it took to walk that heap
-    (docs/measurements.md)."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def serve(job: ServerJob, pipe: Connection) -> None:
     """A game server: take over its share of the open sessions, say ready, play from the
     start time it is given, and send back its stats."""
+    own_session()
+    # The tick loop keeps this process busy; the client's coalescing thread must still get
+    # the interpreter every tick to hand each batch over on time.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         client, driver = _prepare(job)
         pipe.send(("ready", os.getpid()))

@@ -23,6 +23,7 @@ from app.db import transaction
 from app.errors import GameschedError, InvalidRequest
 from app.settings import Settings
 from app.simulate.schedule import PurchaseRequest
+from app.simulate.spawned import own_session
 from app.simulate.surge import PlannedPurchase, Submission, SurgeSummary, drain, summarize
 from app.tasking.factory import GameschedCelery, create_app
 
@@ -117,6 +118,7 @@ def serve(settings: Settings, inbox: Queue[PlannedPurchase | None],
           results: Queue[list[Submission]], threads: int) -> None:
     """A store process: send what `inbox` hands over from `threads` senders through a
     client of its own, until None; then put every send's outcome on `results`."""
+    own_session()
     client = GameClient(create_app(settings), settings)
     sends: list[Future[Submission]] = []
     with ThreadPoolExecutor(threads, thread_name_prefix="sim-store") as pool:

@@ -42,6 +42,7 @@ PURCHASE_TASK = APPLY_BATCH_TASK  # what the client sends
 BACKGROUND_TASKS = (SNAPSHOT_TASK, ANALYTICS_TASK)
 
 Section = dict[str, Any]
+CLIENT_KINDS = ("game_servers", "simulator")  # the sampler's kinds of the game's side
 
 
 def build_report(spec: RunSpec, services: Services, ours: RunResult,
@@ -357,11 +358,13 @@ def _services(run: RunResult) -> Section:
 
 
 def _client(run: RunResult) -> Section:
-    """The simulated game servers' CPU: the simulator's process and its store processes
-    (the workers and services it started are the server's, not theirs)."""
+    """The simulated game servers' CPU: their processes, the store's and the simulator's
+    (the workers and services it started are the server's, not theirs), and what they
+    spent per update applied."""
     if not run.samples:
         return {}
-    return _cpu([s.client_cpu for s in window(run)])
+    section = _cpu([s.client_cpu for s in window(run)])
+    return section | _per_update(run, CLIENT_KINDS)
 
 
 def _server(run: RunResult) -> Section:
@@ -377,9 +380,27 @@ def _server(run: RunResult) -> Section:
             "workers": round(sum(s.fleet_cpu for s in samples) / len(samples), 4),
             **{k: round(sum(s.service_cpu.get(k, 0.0) for s in samples) / len(samples), 4)
                for k in kinds}}
+    section |= _per_update(run, sorted({k for s in run.samples for k in s.cpu_s}
+                                       - set(CLIENT_KINDS)) or ["workers"])
     unmeasured = sorted({k for s in samples for k in s.unmeasured})
     if unmeasured:
         section["unmeasured"] = unmeasured  # on another machine: its CPU is not in cpu_*
+    return section
+
+
+def _per_update(run: RunResult, kinds: Sequence[str]) -> Section:
+    """CPU microseconds per update applied of the processes of `kinds`, in all and per
+    kind: their CPU from the start of the load to the end of the drain over the updates
+    the workers applied in that time (`network.updates_applied`)."""
+    samples, applied = run.samples, run.network.updates
+    spent = {k: sum(s.cpu_s.get(k, 0.0) for s in samples) for k in kinds}
+    section: Section = {}
+    _put(section, {"cpu_us_per_update": round(sum(spent.values()) * 1e6 / applied, 1)
+                   if applied and samples else None},
+         "no update was applied" if not applied else NO_CPU_SAMPLE)
+    if applied and samples:
+        section["cpu_us_per_update_by_kind"] = {k: round(v * 1e6 / applied, 1)
+                                                for k, v in spent.items()}
     return section
 
 

@@ -34,6 +34,9 @@ class Sample:
     service_cpu: dict[str, float] = field(default_factory=dict)  # share per service kind
     unmeasured: tuple[str, ...] = ()  # services with no process on this machine
     client_cpu: float = 0.0  # the simulated game servers: this process and its store's
+    # CPU seconds in the interval per kind of process: "workers", each service kind,
+    # "game_servers" (their processes and the store's) and "simulator" (this process)
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def server_cpu(self) -> float:
@@ -140,7 +143,8 @@ class Sampler:
             roles[role] = cpu / elapsed if elapsed else 0.0
         sim_cpu, _ = self._meter("simulator").measure([self._me])
         others = [p for pid in self.client_pids() for p in tree(pid)]
-        client_cpu = sim_cpu + self._meter("client").measure(others)[0]
+        game_cpu = self._meter("client").measure(others)[0]
+        client_cpu = sim_cpu + game_cpu
         pids = self._service_pids()
         services = {kind: self._meter(kind).measure(tree(pid))[0]
                     for kind, pid in pids.items() if pid}
@@ -153,7 +157,9 @@ class Sampler:
                       services_cpu=sum(services.values()) * share,
                       fleet_rss_mb=fleet_rss, role_cpu_s=roles, depths=depths,
                       service_cpu={k: v * share for k, v in services.items()},
-                      unmeasured=tuple(sorted(k for k, pid in pids.items() if not pid)))
+                      unmeasured=tuple(sorted(k for k, pid in pids.items() if not pid)),
+                      cpu_s={"workers": fleet_cpu, **services, "game_servers": game_cpu,
+                             "simulator": sim_cpu})
 
     def _service_pids(self) -> dict[str, int | None]:
         try:

@@ -233,6 +233,22 @@ def test_the_server_cpu_adds_redis_and_postgres_to_the_workers() -> None:
                                           "hot_redis": 0.1}
 
 
+def test_cpu_per_update_is_the_cpu_of_load_and_drain_over_the_updates_applied() -> None:
+    spent = {"workers": 0.4, "hot_redis": 0.1, "postgres": 0.05, "game_servers": 0.3,
+             "simulator": 0.02}
+    played = run([], drive(updates=2000), network=NetworkTotals(2000, 0, 0, 0))
+    played.samples = [replace(s, cpu_s=spent) for s in played.samples]  # ten samples
+    sections = run_sections(played)
+    assert sections["server"]["cpu_us_per_update"] == pytest.approx(2750.0)  # 5.5 s / 2000
+    assert sections["server"]["cpu_us_per_update_by_kind"] == {
+        "hot_redis": 500.0, "postgres": 250.0, "workers": 2000.0}
+    assert sections["client"]["cpu_us_per_update_by_kind"] == {
+        "game_servers": 1500.0, "simulator": 100.0}
+    assert sections["client"]["cpu_us_per_update"] == pytest.approx(1600.0)
+    idle = run_sections(run([], drive(updates=10)))  # nothing applied: null, with a reason
+    assert idle["server"]["cpu_us_per_update"] is None and idle["server"]["why"]
+
+
 def test_a_retried_task_counts_at_its_first_successful_run() -> None:
     failed = replace(execution("gamesched.transactions.apply_batch", 5.0, task_id="t"),
                      ok=False)

@@ -51,6 +51,8 @@ class CpuMeter:
     def __init__(self) -> None:
         self._seen: dict[tuple[int, float], float] = {}
         self._baseline = True
+        self._at = 0.0
+        self.interval_s = 0.0  # wall time between the last two calls of `measure`
 
     def measure(self, procs: Iterable[psutil.Process]) -> tuple[float, float]:
         """(CPU seconds since the last call, resident MB now) of `procs`.
@@ -70,8 +72,15 @@ class CpuMeter:
             if not self._baseline:
                 cpu += total - self._seen.get(key, 0.0)
             seen[key] = total
-        self._seen, self._baseline = seen, False
+        now = time.monotonic()
+        self.interval_s = now - self._at if self._at else 0.0
+        self._seen, self._baseline, self._at = seen, False, now
         return max(0.0, cpu), rss
+
+    def share(self, cpu_s: float, cores: int) -> float:
+        """`cpu_s` (from the last call) as a share of `cores` over this meter's own interval:
+        under load the sampler runs late, and a meter read late has more CPU to report."""
+        return cpu_s / (self.interval_s * cores) if self.interval_s > 0 else 0.0
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -136,29 +145,32 @@ class Sampler:
         self.collect()
 
     def _measure(self, elapsed: float) -> Sample | None:
-        fleet_cpu, fleet_rss, roles = 0.0, 0.0, {}
+        fleet_cpu_s, fleet_cpu, fleet_rss, roles = 0.0, 0.0, 0.0, {}
         for role, pid in self.fleet_pids().items():
-            cpu, rss = self._meter(role).measure(tree(pid))
-            fleet_cpu, fleet_rss = fleet_cpu + cpu, fleet_rss + rss
-            roles[role] = cpu / elapsed if elapsed else 0.0
+            meter = self._meter(role)
+            cpu, rss = meter.measure(tree(pid))
+            fleet_cpu_s, fleet_rss = fleet_cpu_s + cpu, fleet_rss + rss
+            fleet_cpu += meter.share(cpu, self.cores)
+            roles[role] = meter.share(cpu, 1)
         sim_cpu, _ = self._meter("simulator").measure([self._me])
         others = [p for pid in self.client_pids() for p in tree(pid)]
         game_cpu = self._meter("client").measure(others)[0]
-        client_cpu = sim_cpu + game_cpu
         pids = self._service_pids()
         services = {kind: self._meter(kind).measure(tree(pid))[0]
                     for kind, pid in pids.items() if pid}
         depths = self._depths()
         if elapsed <= 0:
             return None
-        share = 1.0 / (elapsed * self.cores)
-        return Sample(at=time.monotonic() - self.started, fleet_cpu=fleet_cpu * share,
-                      simulator_cpu=sim_cpu * share, client_cpu=client_cpu * share,
-                      services_cpu=sum(services.values()) * share,
+        shares = {k: self._meter(k).share(v, self.cores) for k, v in services.items()}
+        sim_share = self._meter("simulator").share(sim_cpu, self.cores)
+        return Sample(at=time.monotonic() - self.started, fleet_cpu=fleet_cpu,
+                      simulator_cpu=sim_share,
+                      client_cpu=sim_share + self._meter("client").share(game_cpu, self.cores),
+                      services_cpu=sum(shares.values()),
                       fleet_rss_mb=fleet_rss, role_cpu_s=roles, depths=depths,
-                      service_cpu={k: v * share for k, v in services.items()},
+                      service_cpu=shares,
                       unmeasured=tuple(sorted(k for k, pid in pids.items() if not pid)),
-                      cpu_s={"workers": fleet_cpu, **services, "game_servers": game_cpu,
+                      cpu_s={"workers": fleet_cpu_s, **services, "game_servers": game_cpu,
                              "simulator": sim_cpu})
 
     def _service_pids(self) -> dict[str, int | None]:

@@ -51,6 +51,19 @@ def test_a_busy_child_is_measured_through_its_parent(
     assert used <= (time.monotonic() - begin) * (psutil.cpu_count() or 1) + 0.1
 
 
+def test_a_meter_read_late_reports_its_share_over_its_own_interval(
+        spinning_tree: subprocess.Popen[bytes]) -> None:
+    meter = CpuMeter()
+    meter.measure(tree(spinning_tree.pid))
+    time.sleep(0.6)  # the interval to measure (a sampler running late), not a wait
+    cpu, _ = meter.measure(tree(spinning_tree.pid))
+    assert meter.interval_s >= 0.6
+    # one spinning child is at most one core over the meter's interval, however late
+    # the sampler that asked came round
+    assert 0.0 < meter.share(cpu, 1) <= 1.05
+    assert meter.share(cpu, 2) == meter.share(cpu, 1) / 2
+
+
 def test_an_idle_process_uses_next_to_nothing() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

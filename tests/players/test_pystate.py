@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
-import pytest
 import redis
 
 from app.players import delta, pystate, sessions, wire
@@ -17,16 +16,6 @@ from app.players.hotstore import HotStore, MemoryHotStore, RedisHotStore
 from app.players.pystate import PythonStateWriter
 from app.players.statestore import BatchOutcome, Emit, RedisStateStore
 from app.protocol import keys
-
-
-@pytest.fixture(params=["memory", "redis"])
-def hot(request: pytest.FixtureRequest) -> Iterator[HotStore]:
-    """Each hot store: process memory, and the test Redis (the "redis" param is live)."""
-    if request.param == "memory":
-        yield MemoryHotStore()
-        return
-    client: redis.Redis = request.getfixturevalue("redis_client")
-    yield RedisHotStore(client)
 
 
 def _subscribe(hot: HotStore, ids: set[str]) -> Callable[[], dict[str, Any]]:

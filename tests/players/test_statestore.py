@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import msgpack
 import pytest
@@ -21,16 +21,6 @@ def _p(value: object) -> bytes:
 
 def _batch(*updates: tuple[str, int, dict[str, object]]) -> bytes:
     return wire.pack_batch(wire.entry(s, n, fields) for s, n, fields in updates)
-
-
-@pytest.fixture(params=["memory", "redis"])
-def hot(request: pytest.FixtureRequest) -> Iterator[HotStore]:
-    """Each hot store: process memory, and the test Redis (the "redis" param is live)."""
-    if request.param == "memory":
-        yield MemoryHotStore()
-        return
-    client: redis.Redis = request.getfixturevalue("redis_client")
-    yield RedisHotStore(client)
 
 
 EMIT = Emit("test:deltas", "test:updates", "test:bytes")

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # A batch leaves early when it holds this many updates: Redis runs one batch's script at
     # a time and serves nobody else meanwhile, so a bounded batch bounds that wait.
     batch_max_updates: int = Field(default=256, ge=1, le=10_000)
+    # While the player queue has batches waiting, a client's batch waits longer for more
+    # updates, its window doubling from the tick up to this; it halves back to the tick
+    # once a send finds the queue empty.  Fewer, fuller tasks when the workers are behind.
+    batch_window_max_ms: float = Field(default=20.0, gt=0.0, le=1000.0)
     # Purchases and rewards committed during one transaction tick leave as one apply_batch
     # message: a longer tick than the state updates' so that a surge settles in few large
     # SQL transactions (a Celery message costs a worker CPU and its wallet locks, an intent

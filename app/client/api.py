@@ -56,6 +56,7 @@ from app.protocol.queues import Queue
 from app.protocol.vocab import BackgroundKind, SessionOp
 from app.settings import Settings
 from app.tasking.factory import GameschedCelery
+from app.tasking.transport import published_depth
 from app.validation import check_position, parse
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,8 @@ class GameClient:
         self._lock = threading.Lock()
         self._inflight = InflightTable()
         self._updates = Coalescer(self._send_updates, self.settings.tick_ms / 1000.0,
-                                  self.settings.batch_max_updates)
+                                  self.settings.batch_max_updates,
+                                  max_window_s=self.settings.batch_window_max_ms / 1000.0)
         self._applies = Coalescer(self._send_applies,
                                   self.settings.transaction_tick_ms / 1000.0, APPLY_BATCH_MAX)
         self._apply_step = route(APPLY_BATCH_TASK).priority  # no session factors: fixed
@@ -87,6 +89,12 @@ class GameClient:
         threads."""
         self._updates.close()
         self._applies.close()
+
+    @property
+    def update_window_s(self) -> float:
+        """How long a state batch now waits for more updates before it leaves: the tick
+        while the player queue keeps up, longer while batches wait in it."""
+        return self._updates.window_s
 
     def flush(self) -> int:
         """Send the buffered state updates and transaction messages now; returns how many
@@ -160,6 +168,8 @@ class GameClient:
         where = Route(UPDATE_TASK, Queue.PLAYER, step)
         result = self._publish(where, [wire.pack_batch(batch)], oldest, serializer="msgpack",
                                claim=False)
+        depth = published_depth()  # the batches waiting at its step, this one included
+        self._updates.waiting(None if depth is None else depth - 1)
         listener = self.batch_listener
         if listener is not None:
             listener(str(result.id), batch)

@@ -1,5 +1,6 @@
-"""Per-tick coalescing: the state updates handed over during one tick leave as one batch
-task, at the most urgent priority step among them."""
+"""Per-tick coalescing: the state updates handed over during one window leave as one batch
+task, at the most urgent priority step among them.  The window is the tick while the
+queue the batches go to is keeping up, and grows while batches are waiting in it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 Batch = list[Any]
 SendBatch = Callable[[int, Batch, float], None]
+Clock = Callable[[], float]
 log = logging.getLogger(__name__)
 
 
@@ -22,15 +24,27 @@ class Coalescer:
     every update is player-facing, and per-task overhead, not ordering inside the player
     queue, is what costs latency at thousands of updates a second.
 
-    A background thread flushes every `tick_s` (a batch its `send` raises on is logged and
-    dropped: the thread keeps going), and `add` sends a batch whose oldest item is a tick
-    old itself; `flush()` sends at once; `close()` flushes and stops the thread.
-    Thread-safe.
+    A batch leaves once its oldest item has waited the window: a background thread looks
+    every `tick_s` and sends a batch that would be past its window by the next look (at
+    the tick's window, every batch it finds; a batch its `send` raises on is logged and
+    dropped: the thread keeps going), and `add` sends a batch that is full or has waited
+    its window itself; `flush()` sends at
+    once; `close()` flushes and stops the thread.  Thread-safe.
+
+    The window starts at `tick_s`.  After each send the caller says how many messages were
+    already waiting in the queue (`waiting`): while some were, the window doubles, up to
+    `max_window_s`, since a batch sent sooner would only wait behind them; once none were,
+    it halves back towards the tick.  Fewer, fuller tasks under load, the tick's latency
+    when the workers keep up.
     """
 
-    def __init__(self, send: SendBatch, tick_s: float, max_batch: int = 2000) -> None:
+    def __init__(self, send: SendBatch, tick_s: float, max_batch: int = 2000, *,
+                 max_window_s: float = 0.0, clock: Clock = time.time) -> None:
         self._send = send
         self._tick_s = tick_s
+        self._max_window_s = max(tick_s, max_window_s)
+        self._window_s = tick_s
+        self._clock = clock
         self._max_batch = max_batch
         self._lock = threading.Lock()
         self._sending = threading.Lock()  # one send at a time, in the order batches formed
@@ -50,18 +64,38 @@ class Coalescer:
         while sends fail (the broker is away) only the tick thread tries, so a caller waits
         on an outage at most once, in the send that finds it.
         """
-        now = time.time()
+        now = self._clock()
         with self._lock:
             if not self._items:
                 self._oldest, self._step = now, step
             elif step < self._step:
                 self._step = step
             self._items.append(item)
-            due = len(self._items) >= self._max_batch or now - self._oldest >= self._tick_s
+            due = len(self._items) >= self._max_batch or self._old_enough(now)
             if self._thread is None:
                 self._start()
         if due and not self._failing:
             self._flush_logged()
+
+    @property
+    def window_s(self) -> float:
+        """How long a batch now waits for more items before it leaves."""
+        return self._window_s
+
+    def waiting(self, count: int | None) -> None:
+        """The last send found `count` messages waiting before it in its queue (None:
+        unknown, the window stays): while some were, the window doubles up to its
+        maximum; when none were, it halves towards the tick."""
+        if count is None:
+            return
+        with self._lock:
+            if count > 0:
+                self._window_s = min(self._max_window_s, self._window_s * 2)
+            else:
+                self._window_s = max(self._tick_s, self._window_s / 2)
+
+    def _old_enough(self, now: float) -> bool:
+        return bool(self._items) and now - self._oldest >= self._window_s - 1e-9
 
     def flush(self) -> int:
         """Send what is buffered now as one batch; returns how many items went.  Returns
@@ -89,7 +123,10 @@ class Coalescer:
 
     def _run(self) -> None:
         while not self._stop.wait(self._tick_s):
-            self._flush_logged()
+            with self._lock:  # by the next tick the oldest item would wait past the window
+                due = self._old_enough(self._clock() + self._tick_s)
+            if due:
+                self._flush_logged()
 
     def _flush_logged(self) -> None:
         try:

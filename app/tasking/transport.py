@@ -29,18 +29,24 @@ a ledger intent is sent again sooner by the sweeper.
 **Shared clients.**  Each channel keeps one Redis client per connection pool instead of
 building one per publish and per acknowledgement.
 
+**Depth on publish.**  A publish keeps what Redis answers to its LPUSH, the length of the
+list it pushed to: how many messages were waiting in that queue (at that priority step)
+with it.  `published_depth()` reads it in the thread that published, for free.
+
 Celery uses this transport for ``redis://`` and ``rediss://`` brokers (``broker_transport``
 in ``celeryconfig``).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import redis
 from celery.app.amqp import AMQP as CeleryAMQP
 from kombu.connection import Connection as KombuConnection
 from kombu.transport import redis as kombu_redis
+from kombu.utils.json import dumps
 
 NAME = "app.tasking.transport:Transport"
 AMQP_NAME = "app.tasking.transport:AMQP"
@@ -63,6 +69,18 @@ class AMQP(CeleryAMQP):  # type: ignore[misc]
     BrokerConnection = Connection
 
 
+_published = threading.local()
+
+
+def published_depth() -> int | None:
+    """The length of the queue list this thread's last publish pushed to, its message
+    included, and forget it; None when no publish on this transport came since the last
+    call (other transports say nothing)."""
+    depth: int | None = getattr(_published, "depth", None)
+    _published.depth = None
+    return depth
+
+
 class Channel(kombu_redis.Channel):
     """kombu's Redis channel; once its transport let go of the connection, it fails as a
     lost connection does.  It also keeps one Redis client per connection pool, where kombu
@@ -81,6 +99,18 @@ class Channel(kombu_redis.Channel):
             client = super()._create_client()  # type: ignore[no-untyped-call]
             self._shared_client = client
         return client
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        """kombu's publish, keeping the list's length that LPUSH answers (`published_depth`);
+        batched and expiring publishes go kombu's way and keep nothing."""
+        if kwargs.get("_publish_batch") is not None or (self._expires and queue in self._expires):
+            _published.depth = None
+            super()._put(queue, message, **kwargs)  # type: ignore[no-untyped-call]
+            return
+        step = self._get_message_priority(message, reverse=False)  # type: ignore[no-untyped-call]
+        key = self._q_for_pri(queue, step)  # type: ignore[no-untyped-call]
+        with self.conn_or_acquire() as client:
+            _published.depth = int(client.lpush(key, dumps(message)))  # type: ignore[no-untyped-call]
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         if self.connection.client is None:

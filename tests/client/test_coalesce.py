@@ -152,3 +152,53 @@ def test_flush_returns_only_once_a_send_in_progress_elsewhere_is_done() -> None:
     first.join(10)
     second.join(10)
     coalescer.close()
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_window_doubles_while_batches_wait_and_halves_back_once_none_do() -> None:
+    coalescer = Coalescer(Sink(), tick_s=0.005, max_window_s=0.02)
+    assert coalescer.window_s == 0.005
+    coalescer.waiting(3)
+    assert coalescer.window_s == 0.01
+    for _ in range(5):
+        coalescer.waiting(1)
+    assert coalescer.window_s == 0.02  # never past its maximum
+    coalescer.waiting(None)  # unknown: it stays
+    assert coalescer.window_s == 0.02
+    coalescer.waiting(0)
+    assert coalescer.window_s == 0.01
+    for _ in range(5):
+        coalescer.waiting(0)
+    assert coalescer.window_s == 0.005  # never under the tick
+    coalescer.close()
+
+
+def test_a_longer_window_keeps_a_batch_open_for_the_updates_that_follow() -> None:
+    sink, clock = Sink(), Clock()
+    # ticks of 100 s on a hand-moved clock: the tick thread never wakes during the test
+    coalescer = Coalescer(sink, tick_s=100.0, max_window_s=400.0, clock=clock)
+    coalescer.add(1, {"i": 0})
+    clock.now += 120  # past the tick: at the tick's window it leaves with this add
+    coalescer.add(1, {"i": 1})
+    assert [len(b) for _, b, _ in sink.batches] == [2]
+    coalescer.waiting(2)
+    coalescer.waiting(2)  # batches waited in the queue: a four-tick window
+    coalescer.add(1, {"i": 2})
+    clock.now += 120
+    coalescer.add(1, {"i": 3})
+    clock.now += 120
+    coalescer.add(1, {"i": 4})
+    assert [len(b) for _, b, _ in sink.batches] == [2]  # 240 s old: still open
+    clock.now += 170
+    coalescer.add(1, {"i": 5})  # 410 s old: it leaves, one task for four updates
+    assert [len(b) for _, b, _ in sink.batches] == [2, 4]
+    coalescer.close()

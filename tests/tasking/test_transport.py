@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import redis
 from kombu.exceptions import OperationalError
 
 from app.settings import load_settings
 from app.simulate.redisserver import free_port
 from app.tasking.factory import create_app
-from app.tasking.transport import Connection
+from app.tasking.transport import Connection, published_depth
 
 
 def test_a_lost_broker_is_tried_again_within_a_fraction_of_a_second() -> None:
@@ -41,3 +42,22 @@ def test_a_channel_reuses_one_redis_client_until_its_pool_is_replaced(redis_url:
         with channel.conn_or_acquire() as third:
             assert third is not first
             assert third.connection_pool is channel.pool and third.ping()
+
+
+def test_a_publish_learns_how_many_messages_wait_in_its_queue(
+        redis_url: str, redis_client: redis.Redis) -> None:
+    app = create_app(load_settings(broker_url=redis_url))
+    depths = []
+    for _ in range(3):  # nobody consumes: each one lands behind the ones before it
+        app.send_task("gamesched.player.apply_updates", args=[[]], queue="player", priority=3)
+        depths.append(published_depth())
+    assert depths == [1, 2, 3]
+    assert published_depth() is None  # read once; nothing published since
+    app.send_task("gamesched.player.apply_updates", args=[[]], queue="player", priority=0)
+    assert published_depth() == 1  # another step's list: nothing waits there
+
+
+def test_the_embedded_broker_says_nothing_of_depth() -> None:
+    app = create_app(load_settings())
+    app.send_task("gamesched.player.apply_updates", args=[[]], queue="player")
+    assert published_depth() is None

@@ -1,0 +1,31 @@
+"""The client's batch window on a real broker: it widens while batches wait in the player
+queue and comes back to the tick once the queue is empty."""
+
+from __future__ import annotations
+
+import redis
+
+from app.client.api import GameClient
+from app.settings import Settings
+from app.tasking.factory import create_app
+
+
+def test_batches_waiting_in_the_player_queue_widen_the_window_and_an_empty_one_narrows_it(
+        live_settings: Settings, redis_client: redis.Redis) -> None:
+    client = GameClient(create_app(live_settings))
+    try:
+        client.open_session("w1", session_type="casual", players=1, region="r1")
+        tick = live_settings.tick_ms / 1000.0
+        assert client.update_window_s == tick
+        for seq in range(1, 5):  # no worker runs: each batch finds the earlier ones waiting
+            client.submit_update("w1", seq, {"hp": seq})
+            client.flush()
+        assert client.update_window_s == live_settings.batch_window_max_ms / 1000.0
+        for seq in range(5, 8):  # the workers keep up: each batch finds the queue empty
+            for key in redis_client.scan_iter("player:*"):
+                redis_client.delete(key)
+            client.submit_update("w1", seq, {"hp": seq})
+            client.flush()
+        assert client.update_window_s == tick
+    finally:
+        client.close()

@@ -128,8 +128,11 @@ def restore(hot: HotStore, row: GameSession) -> None:
 
 
 # The full-state JSON an update would have cost is measured on every FULL_STATE_SAMPLE-th
-# batch a process applies (it needs the whole state read back); deltas are counted on all.
+# batch a process applies, on at most FULL_STATE_SESSIONS of its sessions (it needs each
+# one's whole state read back and encoded twice: sizing every session of a sampled batch
+# took a quarter of a player worker's time); deltas are counted on all.
 FULL_STATE_SAMPLE = 8
+FULL_STATE_SESSIONS = 8
 _batches = itertools.count()
 
 
@@ -170,8 +173,9 @@ def apply_batch(hot: HotStore, batch: bytes, publish: bool = False,
     emit = Emit(DELTA_CHANNEL if publish else None, NET_UPDATES, NET_DELTA_BYTES)
     sample = next(_batches) % FULL_STATE_SAMPLE == 0
     outcome = hot.states.apply(batch, emit, per_session=sample)
+    sized = dict(itertools.islice(outcome.per_session.items(), FULL_STATE_SESSIONS))
     result = ApplyResult(outcome.applied, outcome.stale, outcome.rejected, outcome.message,
-                         outcome.per_session)
+                         sized)
     if not size_later:
         size_full_state(hot, result)
     return result

@@ -266,3 +266,18 @@ def test_a_batch_with_every_session_known_never_touches_sql() -> None:
 
     batch = wire.pack_batch([wire.entry("a", 1, {"hp": 1})])
     assert sessions.apply_batch_restoring(hot, no_database, batch).applied == 1
+
+
+def test_a_sampled_batch_is_sized_on_a_few_of_its_sessions_only() -> None:
+    hot = MemoryHotStore()
+    many = 3 * sessions.FULL_STATE_SESSIONS
+    for i in range(many):
+        _open(hot, f"s{i}")
+    sized = []
+    for seq in range(1, sessions.FULL_STATE_SAMPLE + 1):  # one of these batches is sampled
+        result = sessions.apply_updates(
+            hot, [{"session": f"s{i}", "seq": seq, "state": {"hp": seq}} for i in range(many)],
+            size_later=True)
+        assert result.applied == many
+        sized += [result.unsized] if result.unsized else []
+    assert len(sized) == 1 and len(sized[0]) == sessions.FULL_STATE_SESSIONS

@@ -14,6 +14,7 @@ from typer.exceptions import TyperException
 from app.cli.main import cli
 from app.fleet.roles import WORKER_ROLES
 from app.settings import ENV_PREFIX, Settings
+from app.simulate.modes import REPLICAS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,6 +65,14 @@ def test_one_worker_service_per_role_and_a_controller(compose: dict[str, Any]) -
     roles = [c[c.index("--role") + 1] for c in commands if c[1] == "worker"]
     assert sorted(roles) == sorted(WORKER_ROLES)
     assert any(c[:2] == ["gamesched", "controller"] for c in commands)
+
+
+def test_the_player_and_transactions_roles_run_the_measured_replicas(
+        compose: dict[str, Any]) -> None:
+    replicas = {c["command"][c["command"].index("--role") + 1]: c.get("deploy", {}).get(
+        "replicas", 1) for c in compose["services"].values()
+        if _ours(c) and c["command"][1] == "worker"}
+    assert replicas == {role: REPLICAS.get(role, 1) for role in WORKER_ROLES}
 
 
 def test_services_share_only_known_settings(compose: dict[str, Any]) -> None:

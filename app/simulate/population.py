@@ -134,6 +134,7 @@ class Population:
             late = rng.uniform(0.0, scenario.surge.within_s, n - initial)
             self.join_t[initial:] = surge_at_s + late
         self.opened = np.zeros(n, dtype=bool)
+        self._next_join = float(self.join_t.min()) if n else math.inf
         self.next_t = self.join_t + rng.uniform(0.0, 1.0, n) / self.hz[self.activity]
         self.last_t = self.join_t.copy()
         self.seq = np.zeros(n, dtype=np.int64)
@@ -155,8 +156,12 @@ class Population:
 
     def joining(self, until: float) -> Ints:
         """Sessions that join before `until` and are not open yet; marks them open."""
+        if until <= self._next_join:  # most ticks: nobody joins (a game server plans 200/s)
+            return np.zeros(0, dtype=np.int64)
         idx = np.flatnonzero(~self.opened & (self.join_t < until))
         self.opened[idx] = True
+        waiting = self.join_t[~self.opened]
+        self._next_join = float(waiting.min()) if len(waiting) else math.inf
         return idx
 
     def specs(self, idx: Ints) -> list[SessionSpec]:
@@ -191,6 +196,8 @@ class Population:
         updates of those in `share` plus those of them that crossed into another region.
         Every session of `idx` moves whatever the share: each game server keeps the whole
         world as the others see it, and draws the same numbers from the generator."""
+        if not len(idx):
+            return [], []
         at = self.next_t[idx]
         self._move(idx, at)
         self._change_volatile(idx)

@@ -37,15 +37,19 @@ def postgres_pid(url: str) -> int | None:
         return None
     engine = make_engine(url)
     try:
-        with engine.connect() as conn:
+        with engine.connect() as conn:  # the backend's parent, read while it still runs
             backend = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            postmaster = _parent(backend)
     finally:
         engine.dispose()
+    return postmaster if postmaster is not None and _local(postmaster, "postgres") else None
+
+
+def _parent(pid: int) -> int | None:
     try:
-        postmaster = psutil.Process(backend).ppid()
-    except psutil.Error:
+        return psutil.Process(pid).ppid()
+    except psutil.Error:  # not on this machine
         return None
-    return postmaster if _local(postmaster, "postgres") else None
 
 
 def _local(pid: int, name: str) -> bool:

@@ -19,6 +19,7 @@ from app.client.coalesce import Coalescer
 from app.client.inflight import InflightTable, Sent, pack_args
 from app.client.registry import ACTIVE_HZ, SessionRegistry
 from app.client.requests import (
+    BACKGROUND_TASKS,
     AiCall,
     BackgroundJob,
     CloseSession,
@@ -41,7 +42,6 @@ from app.priority import Factors, Route, route
 from app.protocol.names import (
     AI_BATCH_TASK,
     AI_TASK,
-    ANALYTICS_TASK,
     APPLY_BATCH_TASK,
     CLAIM_HEADER,
     HANDOFF_HEADER,
@@ -49,19 +49,16 @@ from app.protocol.names import (
     PHYSICS_REGION_TASK,
     SENT_HEADER,
     SESSION_TASK,
-    SNAPSHOT_TASK,
     UPDATE_TASK,
 )
 from app.protocol.queues import Queue
-from app.protocol.vocab import BackgroundKind, SessionOp
+from app.protocol.vocab import SessionOp
 from app.settings import Settings
 from app.tasking.factory import GameschedCelery
 from app.tasking.transport import published_depth
 from app.validation import check_position, parse
 
 log = logging.getLogger(__name__)
-BACKGROUND_TASKS = {BackgroundKind.SNAPSHOT: SNAPSHOT_TASK,  # kind -> task
-                    BackgroundKind.ANALYTICS: ANALYTICS_TASK}
 
 
 class GameClient:

@@ -28,8 +28,8 @@ class Coalescer:
     every `tick_s` and sends a batch that would be past its window by the next look (at
     the tick's window, every batch it finds; a batch its `send` raises on is logged and
     dropped: the thread keeps going), and `add` sends a batch that is full or has waited
-    its window itself; `flush()` sends at
-    once; `close()` flushes and stops the thread.  Thread-safe.
+    its window itself; `flush()` sends at once; `close()` flushes and stops the thread.
+    Thread-safe.
 
     The window starts at `tick_s`.  After each send the caller says how many messages were
     already waiting in the queue (`waiting`): while some were, the window doubles, up to

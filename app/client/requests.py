@@ -12,10 +12,13 @@ from pydantic import Field, Strict, StrictInt
 
 from app.errors import InvalidRequest
 from app.players.delta import POSITION_FIELD
+from app.protocol.names import ANALYTICS_TASK, SNAPSHOT_TASK
 from app.protocol.vocab import BackgroundKind, SessionType
 from app.validation import FRAME_MAX, Id, Number, RegionId, StrictRequest, check_position, parse
 
 AI_BATCH_MAX = 4096  # decisions per AI batch
+BACKGROUND_TASKS = {BackgroundKind.SNAPSHOT: SNAPSHOT_TASK,  # kind -> task
+                    BackgroundKind.ANALYTICS: ANALYTICS_TASK}
 AiCall = tuple[str, tuple[float, float], Sequence[tuple[float, float]]]
 
 

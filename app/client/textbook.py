@@ -20,6 +20,7 @@ from celery.result import AsyncResult
 from kombu.exceptions import EncodeError
 
 from app.client.requests import (
+    BACKGROUND_TASKS,
     AiCall,
     BackgroundJob,
     CloseSession,
@@ -33,21 +34,16 @@ from app.errors import InvalidRequest
 from app.players import sessions, wire
 from app.protocol.names import (
     AI_TASK,
-    ANALYTICS_TASK,
     HANDOFF_HEADER,
     PHYSICS_REGION_TASK,
     SENT_HEADER,
     SESSION_TASK,
-    SNAPSHOT_TASK,
     STATE_TASK,
 )
-from app.protocol.vocab import BackgroundKind, SessionOp
+from app.protocol.vocab import SessionOp
 from app.settings import Settings
 from app.tasking.factory import GameschedCelery
 from app.validation import check_position, parse
-
-BACKGROUND_TASKS = {BackgroundKind.SNAPSHOT: SNAPSHOT_TASK,  # kind -> task
-                    BackgroundKind.ANALYTICS: ANALYTICS_TASK}
 
 
 class TextbookClient:

@@ -132,6 +132,11 @@ class DriveStats:
         return percentile(self.lag_s, 99) * 1000.0 if self.lag_s else None
 
     @property
+    def lag_max_ms(self) -> float | None:
+        """How late the latest tick went out (ms); None when none went."""
+        return max(self.lag_s) * 1000.0 if self.lag_s else None
+
+    @property
     def kept_up(self) -> bool:
         """True when every planned tick went out and their lag p99 stayed within
         KEPT_UP_LAG_MS (in every game server, when several played): only then do the run's
@@ -144,7 +149,7 @@ class DriveStats:
     def lag(self, server: int, pid: int) -> ServerLag:
         """This drive's lag as game server `server` (process `pid`)."""
         return ServerLag(server, pid, self.ticks_planned, self.ticks_emitted, self.lag_p99_ms,
-                         max(self.lag_s) * 1000.0 if self.lag_s else None, self.kept_up)
+                         self.lag_max_ms, self.kept_up)
 
     @property
     def batches_sent(self) -> int:
@@ -169,7 +174,7 @@ COUNTS = ("updates", "opens", "moves", "physics", "physics_tasks", "ai", "ai_dec
 def combine(front: DriveStats, servers: list[tuple[int, DriveStats]]) -> DriveStats:
     """One drive from the front's (background, purchases, control) and each game server's
     ``(pid, stats)``: counts added, sent work and tick lags pooled, each server's lag kept."""
-    whole = DriveStats(started=front.started, ended=front.ended, first_error=front.first_error)
+    whole = DriveStats(started=front.started, ended=front.ended)
     for part in [front] + [stats for _, stats in servers]:
         for name in COUNTS:
             setattr(whole, name, getattr(whole, name) + getattr(part, name))

@@ -149,5 +149,3 @@ def _prepare(job: ServerJob) -> tuple[Client, LoadDriver]:
         client.adopt_session(job.ids[spec.index], session_type=spec.session_type,
                              players=spec.players, region=spec.region)
     return client, LoadDriver(client, schedule, job.ids)
-
-

@@ -133,13 +133,10 @@ class Run:
                  progress: Progress) -> None:
         self.spec, self.services, self.progress = spec, services, progress
         self.mode = MODES[mode]
-        self.naive = self.mode.naive
         self.tag = uuid.uuid4().hex[:6]
         self.settings = self.mode.settings(
             base, broker_url=services.broker_url, database_url=services.database_url,
             hot_url=services.hot_url, record_latency=True, instance_id=f"sim-{self.tag}")
-        self.roles = self.mode.roles
-        self.label = self.mode.label
         self.phases_s: dict[str, float] = {}
         self._phase_started = time.monotonic()
 
@@ -158,8 +155,8 @@ class Run:
         self._phase_started = time.monotonic()
         try:
             with tempfile.TemporaryDirectory(prefix="gamesched-sim-logs-") as logs, ProcessFleet(
-                    self.settings, roles=self.roles, env=self.settings.to_env(), log_dir=logs,
-                    launchers=launchers(self.spec.faults, self.spec.seed, self.roles),
+                    self.settings, roles=self.mode.roles, env=self.settings.to_env(), log_dir=logs,
+                    launchers=launchers(self.spec.faults, self.spec.seed, self.mode.roles),
                     replicas=self.mode.replicas) as fleet:
                 client = self.mode.client(app, self.settings)
                 try:
@@ -186,12 +183,12 @@ class Run:
         store = None
         if spec.scenario.purchases_per_player_s > 0:
             store = Store(app, ids, min(BUYERS, spec.players), self.tag)
-        driver = LoadDriver(client, schedule, ids, store=store, control_ticks=not self.naive,
+        driver = LoadDriver(client, schedule, ids, store=store, control_ticks=not self.mode.naive,
                             plays=False)
         self._join(driver, schedule, recorder)
         sessions = driver.stats.opens
         if store is not None and not store.fund():
-            raise GameschedError(f"{self.label}: the buyers' starting rewards were not "
+            raise GameschedError(f"{self.mode.label}: the buyers' starting rewards were not "
                                  "applied in time")
         self._phase("join")
         measured = self._calibrate(driver, schedule, recorder)
@@ -220,7 +217,7 @@ class Run:
                           lambda: depth_reader(app, self._queue_names()), recorder,
                           servers.current,
                           client_pids=lambda: game.pids + (store.pids if store else []))
-        worker_roles = [r for r in self.roles if r != RoleName.CONTROL]
+        worker_roles = [r for r in self.mode.roles if r != RoleName.CONTROL]
         injector = FaultInjector(plan_faults(spec.faults, spec.duration_s, spec.seed,
                                              worker_roles), fleet,
                                  self.settings, self.services.private_redis)
@@ -243,20 +240,20 @@ class Run:
             executions=first_runs(e for e in sampler.executions if e.handoff >= drive.started),
             network=network, capacity=measured, background_rate=driver.background_rate,
             sessions=sessions, sessions_total=sessions + drive.opens, drained=drained,
-            roles=self.roles,
+            roles=self.mode.roles,
             faults=faults, transactions=ledger, sampler_errors=sampler.errors,
             repeated_runs=len(sampler.executions) - len({e.task_id for e in sampler.executions}),
             phases_s=self.phases_s, drain_ended=drain_ended)
 
     def _queue_names(self) -> list[str]:
-        return [NAIVE_QUEUE] if self.naive else [q.value for q in Queue]
+        return [NAIVE_QUEUE] if self.mode.naive else [q.value for q in Queue]
 
     # phases -----------------------------------------------------------------------------
 
     def _join(self, driver: LoadDriver, schedule: Schedule, recorder: Recorder) -> None:
         """Players log in: open every initial session, then send each one's full state."""
         specs = schedule.initial_sessions()
-        task = self.progress.add_task(f"{self.label}: opening sessions", total=len(specs))
+        task = self.progress.add_task(f"{self.mode.label}: opening sessions", total=len(specs))
         driver.open_sessions(specs, lambda n: self.progress.advance(task, n))
         self._await(recorder, lambda e: e.task == SESSION_TASK, driver.stats.opens, task,
                     "sessions opened")
@@ -275,7 +272,7 @@ class Run:
         deadline = time.monotonic() + SETUP_TIMEOUT_S
         while (applied := network_totals(hot).updates) < target:
             if time.monotonic() > deadline:
-                raise GameschedError(f"{self.label}: {what}: {len(updates) - target + applied}"
+                raise GameschedError(f"{self.mode.label}: {what}: {len(updates) - target + applied}"
                                      f" of {len(updates)} updates applied within "
                                      f"{SETUP_TIMEOUT_S:.0f}s")
             if task is not None:
@@ -288,7 +285,7 @@ class Run:
         finding fresh state to write as it does in play."""
         slots = self.settings.budget(RoleName.BACKGROUND).concurrency
         count = CALIBRATION_JOBS + slots  # the first `slots` jobs warm the workers up
-        task = self.progress.add_task(f"{self.label}: measuring background capacity",
+        task = self.progress.add_task(f"{self.mode.label}: measuring background capacity",
                                       total=count)
         done: list[Execution] = []
         for number in range(count):
@@ -309,7 +306,7 @@ class Run:
     def _drive(self, driver: LoadDriver, game: GameServers) -> DriveStats:
         """Play: the game servers run their loops, this process the fronts beside them."""
         duration = self.spec.duration_s
-        task = self.progress.add_task(f"{self.label}: {self.spec.scenario.name}",
+        task = self.progress.add_task(f"{self.mode.label}: {self.spec.scenario.name}",
                                       total=duration)
         start_at = time.time() + START_MARGIN_S
         game.start(start_at)
@@ -322,7 +319,7 @@ class Run:
         """Wait until every latency-bound task handed over has run, or the queues went quiet,
         or the deadline passed; True when all ran."""
         expected = drive.latency_bound
-        task = self.progress.add_task(f"{self.label}: draining", total=expected)
+        task = self.progress.add_task(f"{self.mode.label}: draining", total=expected)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         count, last_count, last_change = 0, -1, time.monotonic()
         while time.monotonic() < deadline:
@@ -348,8 +345,8 @@ class Run:
         deadline = time.monotonic() + SETUP_TIMEOUT_S
         while len(got) < expected:
             if time.monotonic() > deadline:
-                raise GameschedError(f"{self.label}: {what}: {len(got)} of {expected} tasks ran "
-                                     f"within {SETUP_TIMEOUT_S:.0f}s")
+                raise GameschedError(f"{self.mode.label}: {what}: {len(got)} of {expected} "
+                                     f"tasks ran within {SETUP_TIMEOUT_S:.0f}s")
             got.extend(e for e in recorder.drain() if match(e))
             if task is not None:
                 self.progress.update(task, completed=len(got))

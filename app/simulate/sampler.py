@@ -117,7 +117,7 @@ class Sampler:
     def start(self) -> None:
         """Take the baseline and start sampling."""
         self.started = time.monotonic()
-        self._measure(0.0)
+        self._measure()
         self._thread.start()
 
     def stop(self) -> None:
@@ -134,17 +134,18 @@ class Sampler:
     def _run(self) -> None:
         last = time.monotonic()
         while not self._stop.wait(max(0.0, last + self.interval_s - time.monotonic())):
-            now = time.monotonic()
-            self._sample(now - last)
-            last = now
+            last = time.monotonic()
+            self._sample()
 
-    def _sample(self, elapsed: float) -> None:
-        sample = self._measure(elapsed)
+    def _sample(self) -> None:
+        sample = self._measure()
         if sample is not None:
             self.samples.append(sample)
         self.collect()
 
-    def _measure(self, elapsed: float) -> Sample | None:
+    def _measure(self) -> Sample | None:
+        """Read every meter; the sample since the last call, or None for the first call
+        (the baseline: each meter divides by its own interval)."""
         fleet_cpu_s, fleet_cpu, fleet_rss, roles = 0.0, 0.0, 0.0, {}
         for role, pid in self.fleet_pids().items():
             meter = self._meter(role)
@@ -159,7 +160,7 @@ class Sampler:
         services = {kind: self._meter(kind).measure(tree(pid))[0]
                     for kind, pid in pids.items() if pid}
         depths = self._depths()
-        if elapsed <= 0:
+        if self._meter("simulator").interval_s <= 0:  # the first call took the baseline
             return None
         shares = {k: self._meter(k).share(v, self.cores) for k, v in services.items()}
         sim_share = self._meter("simulator").share(sim_cpu, self.cores)

@@ -105,9 +105,9 @@ def test_a_busy_game_server_process_counts_as_client_cpu_not_server_cpu(
     sampler = Sampler(dict, dict, NoRecords(),  # type: ignore[arg-type]
                       client_pids=lambda: [spinning_tree.pid])
     sampler.cores, sampler.started = 1, 0.0
-    sampler._measure(0.0)  # the baseline
+    sampler._measure()  # the baseline
     time.sleep(0.5)
-    sample = sampler._measure(0.5)
+    sample = sampler._measure()
     assert sample is not None
     assert sample.client_cpu > 0.5  # the spinning child, for most of the half second
     assert sample.server_cpu == sample.fleet_cpu == 0.0

@@ -29,12 +29,12 @@ def test_a_busy_redis_is_found_by_its_pid_and_counted_as_server_cpu(
         sampler = Sampler(dict, dict, NoRecords(), servers.current)  # type: ignore[arg-type]
         sampler.cores = 1
         sampler.started = 0.0
-        sampler._measure(0.0)  # the baseline
+        sampler._measure()  # the baseline
         client = redis.Redis.from_url(server.url)
         busy = threading.Thread(target=client.eval, args=(BUSY, 0))
         busy.start()
         busy.join()
-        sample = sampler._measure(1.0)
+        sample = sampler._measure()
         assert sample is not None
         assert sample.service_cpu["broker_redis"] > 0.2  # about half a second of its CPU
         assert sample.server_cpu == sample.fleet_cpu + sample.services_cpu > 0.2

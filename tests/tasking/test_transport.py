@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis
 from kombu.exceptions import OperationalError
@@ -61,3 +63,64 @@ def test_the_embedded_broker_says_nothing_of_depth() -> None:
     app = create_app(load_settings())
     app.send_task("gamesched.player.apply_updates", args=[[]], queue="player")
     assert published_depth() is None
+
+
+# Unacknowledged messages: recorded in Redis only once held (app.tasking.transport.QoS).
+
+def _delivered(redis_url: str) -> tuple[Any, Any]:
+    """A gamesched channel on the test Redis and one player message delivered on it."""
+    app = create_app(load_settings(broker_url=redis_url))
+    app.send_task("gamesched.player.apply_updates", args=[[]], queue="player", priority=2)
+    channel = app.connection_for_read().default_channel
+    message = channel.basic_get("player", no_ack=False)
+    assert message is not None
+    return channel, message
+
+
+def _unacked(client: redis.Redis, channel: Any) -> tuple[int, int]:
+    return client.hlen(channel.unacked_key), client.zcard(channel.unacked_index_key)
+
+
+def _waiting(client: redis.Redis) -> int:
+    return sum(client.llen(key) for key in client.keys("player*"))
+
+
+def test_a_message_acknowledged_soon_never_reaches_the_unacknowledged_set(
+        redis_url: str, redis_client: redis.Redis) -> None:
+    channel, message = _delivered(redis_url)
+    channel.qos.can_consume()  # the consumer loop's turn, well within RECORD_AFTER_S
+    assert _unacked(redis_client, channel) == (0, 0)
+    message.ack()
+    assert _unacked(redis_client, channel) == (0, 0) and _waiting(redis_client) == 0
+
+
+def test_a_message_held_long_is_recorded_and_given_back_to_its_queue(
+        redis_url: str, redis_client: redis.Redis) -> None:
+    channel, message = _delivered(redis_url)
+    channel.qos.record_after_s = 0.0  # held long enough already
+    channel.qos.can_consume()  # the consumer loop's turn records it
+    assert _unacked(redis_client, channel) == (1, 1)
+    channel.qos.restore_unacked()  # what a worker's shutdown, or Redis's timeout, does
+    assert _unacked(redis_client, channel) == (0, 0) and _waiting(redis_client) == 1
+    again = channel.basic_get("player", no_ack=True)
+    assert again is not None and again.headers["id"] == message.headers["id"]
+
+
+def test_a_recorded_message_acknowledged_leaves_the_unacknowledged_set(
+        redis_url: str, redis_client: redis.Redis) -> None:
+    channel, message = _delivered(redis_url)
+    channel.qos.record_after_s = 0.0
+    assert channel.qos.record_held() == 1 and channel.qos.record_held() == 0
+    message.ack()
+    assert _unacked(redis_client, channel) == (0, 0) and _waiting(redis_client) == 0
+
+
+def test_a_message_not_yet_recorded_is_still_given_back_on_shutdown_or_reject(
+        redis_url: str, redis_client: redis.Redis) -> None:
+    channel, message = _delivered(redis_url)
+    channel.qos.restore_unacked()
+    assert _waiting(redis_client) == 1 and _unacked(redis_client, channel) == (0, 0)
+    again = channel.basic_get("player", no_ack=False)
+    assert again is not None and _waiting(redis_client) == 0
+    again.reject(requeue=True)
+    assert _waiting(redis_client) == 1 and _unacked(redis_client, channel) == (0, 0)

@@ -13,7 +13,14 @@ from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
@@ -82,9 +89,13 @@ class Settings(BaseSettings):
     # A batch leaves early when it holds this many updates: Redis runs one batch's script at
     # a time and serves nobody else meanwhile, so a bounded batch bounds that wait.
     batch_max_updates: int = Field(default=256, ge=1, le=10_000)
-    # While the player queue has batches waiting, a client's batch waits longer for more
-    # updates, its window doubling from the tick up to this; it halves back to the tick
-    # once a send finds the queue empty.  Fewer, fuller tasks when the workers are behind.
+    # A client's batch waits at least this long for more updates (never less than a tick):
+    # a batch task costs the workers and the game server about as much for ten updates as
+    # for a hundred, so fewer, fuller tasks leave CPU to everything else
+    # (docs/measurements.md#headroom-issue-17-where-an-updates-microseconds-go).
+    batch_window_min_ms: float = Field(default=20.0, ge=0.0, le=1000.0)
+    # While the player queue has batches waiting, the window doubles from its floor up to
+    # this; it halves back once a send finds the queue empty.
     batch_window_max_ms: float = Field(default=20.0, gt=0.0, le=1000.0)
     # Purchases and rewards committed during one transaction tick leave as one apply_batch
     # message: a longer tick than the state updates' so that a surge settles in few large
@@ -108,6 +119,15 @@ class Settings(BaseSettings):
     # Currencies the ledger accepts (GAMESCHED_CURRENCIES='["gold", "gems"]').
     currencies: tuple[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,15}$")], ...] = (
         Field(default=("gold", "gems"), min_length=1))
+
+    @field_validator("batch_window_max_ms")
+    @classmethod
+    def _window_max_over_min(cls, value: float, info: ValidationInfo) -> float:
+        floor = info.data.get("batch_window_min_ms")
+        if floor is not None and value < floor:
+            raise ValueError(f"must be at least the window's floor, batch_window_min_ms "
+                             f"({floor:g})")
+        return value
 
     @field_validator("broker_url")
     @classmethod

@@ -86,3 +86,14 @@ def test_the_textbook_baseline_travels_to_worker_processes(
     monkeypatch.setenv("GAMESCHED_TEXTBOOK", "1")  # as a shell sets it
     assert load_settings().textbook is True
     assert load_settings(textbook=False).textbook is False
+
+
+def test_a_batch_window_maximum_under_its_floor_is_refused_naming_both(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAMESCHED_BATCH_WINDOW_MAX_MS", "10")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.variable == "GAMESCHED_BATCH_WINDOW_MAX_MS"
+    assert str(caught.value.value) == "10" and "batch_window_min_ms (20)" in caught.value.reason
+    monkeypatch.setenv("GAMESCHED_BATCH_WINDOW_MIN_MS", "5")
+    assert load_settings().batch_window_max_ms == 10.0

@@ -76,7 +76,8 @@ class GameClient:
         self._inflight = InflightTable()
         self._updates = Coalescer(self._send_updates, self.settings.tick_ms / 1000.0,
                                   self.settings.batch_max_updates,
-                                  max_window_s=self.settings.batch_window_max_ms / 1000.0)
+                                  max_window_s=self.settings.batch_window_max_ms / 1000.0,
+                                  min_window_s=self.settings.batch_window_min_ms / 1000.0)
         self._applies = Coalescer(self._send_applies,
                                   self.settings.transaction_tick_ms / 1000.0, APPLY_BATCH_MAX)
         self._apply_step = route(APPLY_BATCH_TASK).priority  # no session factors: fixed

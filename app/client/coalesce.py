@@ -1,5 +1,5 @@
-"""Per-tick coalescing: the state updates handed over during one window leave as one batch
-task, at the most urgent priority step among them.  The window is the tick while the
+"""Per-window coalescing: the state updates handed over during one window leave as one batch
+task, at the most urgent priority step among them.  The window is its floor while the
 queue the batches go to is keeping up, and grows while batches are waiting in it."""
 
 from __future__ import annotations
@@ -31,19 +31,21 @@ class Coalescer:
     its window itself; `flush()` sends at once; `close()` flushes and stops the thread.
     Thread-safe.
 
-    The window starts at `tick_s`.  After each send the caller says how many messages were
-    already waiting in the queue (`waiting`): while some were, the window doubles, up to
-    `max_window_s`, since a batch sent sooner would only wait behind them; once none were,
-    it halves back towards the tick.  Fewer, fuller tasks under load, the tick's latency
-    when the workers keep up.
+    The window starts at its floor, `min_window_s` (never less than `tick_s`).  After each
+    send the caller says how many messages were already waiting in the queue (`waiting`):
+    while some were, the window doubles, up to `max_window_s`, since a batch sent sooner
+    would only wait behind them; once none were, it halves back towards the floor.  A
+    floor above the tick trades that much latency for fewer, fuller tasks at any load.
     """
 
     def __init__(self, send: SendBatch, tick_s: float, max_batch: int = 2000, *,
-                 max_window_s: float = 0.0, clock: Clock = time.time) -> None:
+                 max_window_s: float = 0.0, min_window_s: float = 0.0,
+                 clock: Clock = time.time) -> None:
         self._send = send
         self._tick_s = tick_s
-        self._max_window_s = max(tick_s, max_window_s)
-        self._window_s = tick_s
+        self._min_window_s = max(tick_s, min_window_s)
+        self._max_window_s = max(self._min_window_s, max_window_s)
+        self._window_s = self._min_window_s
         self._clock = clock
         self._max_batch = max_batch
         self._lock = threading.Lock()
@@ -92,7 +94,7 @@ class Coalescer:
             if count > 0:
                 self._window_s = min(self._max_window_s, self._window_s * 2)
             else:
-                self._window_s = max(self._tick_s, self._window_s / 2)
+                self._window_s = max(self._min_window_s, self._window_s / 2)
 
     def _old_enough(self, now: float) -> bool:
         return bool(self._items) and now - self._oldest >= self._window_s - 1e-9

@@ -202,3 +202,22 @@ def test_a_longer_window_keeps_a_batch_open_for_the_updates_that_follow() -> Non
     coalescer.add(1, {"i": 5})  # 410 s old: it leaves, one task for four updates
     assert [len(b) for _, b, _ in sink.batches] == [2, 4]
     coalescer.close()
+
+
+def test_a_window_floor_holds_a_batch_past_the_tick_even_while_the_queue_is_empty() -> None:
+    sink, clock = Sink(), Clock()
+    coalescer = Coalescer(sink, tick_s=100.0, max_window_s=400.0, min_window_s=200.0,
+                          clock=clock)
+    assert coalescer.window_s == 200.0
+    coalescer.add(1, {"i": 0})
+    clock.now += 120  # past the tick, within the floor: the batch stays open
+    coalescer.add(1, {"i": 1})
+    assert sink.batches == []
+    clock.now += 90
+    coalescer.add(1, {"i": 2})  # 210 s old: it leaves
+    assert [len(b) for _, b, _ in sink.batches] == [3]
+    coalescer.waiting(0)  # the queue was empty: the window halves, never under the floor
+    assert coalescer.window_s == 200.0
+    coalescer.waiting(1)
+    assert coalescer.window_s == 400.0
+    coalescer.close()

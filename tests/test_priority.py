@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.client import registry as registry_module
 from app.client.registry import SessionRegistry
 from app.errors import InvalidRequest
 from app.priority import (
@@ -145,3 +146,23 @@ def test_cached_update_step_is_dropped_the_moment_factors_change() -> None:
     assert registry.accept("a", 2, lambda f: -1) == lobby  # cached within its time to live
     registry.change("a", session_type="ranked", players=20)
     assert registry.accept("a", 3, _step) < lobby
+
+
+def test_cached_update_step_is_recomputed_once_its_time_to_live_is_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("time.monotonic", lambda: now[0])  # the registry's clock, by hand
+    registry = SessionRegistry()
+    registry.open("a", "casual", 1, None)
+    calls: list[Factors] = []
+
+    def step_of(factors: Factors) -> int:
+        calls.append(factors)
+        return len(calls)
+
+    assert registry.accept("a", 1, step_of) == 1
+    now[0] += registry_module.STEP_TTL_S * 0.9
+    assert registry.accept("a", 2, step_of) == 1 and len(calls) == 1
+    now[0] += registry_module.STEP_TTL_S * 0.2  # past its time to live
+    assert registry.accept("a", 3, step_of) == 2
+    assert calls[1].activity_hz > calls[0].activity_hz  # priced with the activity since

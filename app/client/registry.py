@@ -11,7 +11,7 @@ from app.errors import InvalidRequest
 from app.priority import ActivityMeter, Factors
 
 ACTIVE_HZ = 1.0  # at or above this input rate a player counts as active
-STEP_TTL_S = 0.25  # a session's update step is recomputed at least this often
+STEP_TTL_S = 1.0  # a session's update step is recomputed at least this often
 
 
 @dataclass

@@ -36,11 +36,11 @@ gamesched's tasks are done within milliseconds, so here a delivered message is k
 worker's memory and written to the unacknowledged set only once it has been held
 `RECORD_AFTER_S` (from the consumer's loop, which turns at least once a second), or
 before the worker gives its messages back (shutdown, reject, recover).  What a worker
-killed outright held for less than that is not redelivered by Redis's visibility
-timeout: a state batch is superseded by the session's next update, a ledger intent is
-sent again by the sweeper, and a physics frame or AI tick that late would be stale.
-Measured, a player worker's CPU per batch task fell by about a fifth
-(docs/measurements.md).
+killed outright had held for less than that and not finished is not redelivered after
+Redis's visibility timeout: the updates of such a state batch are not applied, a ledger
+intent is sent again by the sweeper, and a physics frame or AI tick that late would be
+stale (docs/operations.md#broker-outages).  Measured, a player worker's CPU per batch
+task fell by about a fifth (docs/measurements.md).
 
 **Depth on publish.**  A publish keeps what Redis answers to its LPUSH, the length of the
 list it pushed to: how many messages were waiting in that queue (at that priority step)

@@ -121,6 +121,7 @@ def test_a_message_not_yet_recorded_is_still_given_back_on_shutdown_or_reject(
     channel.qos.restore_unacked()
     assert _waiting(redis_client) == 1 and _unacked(redis_client, channel) == (0, 0)
     again = channel.basic_get("player", no_ack=False)
-    assert again is not None and _waiting(redis_client) == 0
+    assert again is not None and again.headers["id"] == message.headers["id"]
+    assert _waiting(redis_client) == 0
     again.reject(requeue=True)
     assert _waiting(redis_client) == 1 and _unacked(redis_client, channel) == (0, 0)

@@ -1,5 +1,6 @@
-"""Physics: stepping regions of the world on pymunk."""
+"""Physics: the world's partition into regions, and stepping regions on pymunk."""
 
 from app.physics.engine import StepResult, step_region, step_regions
+from app.physics.partition import Bounds, Changes, Partition
 
-__all__ = ["StepResult", "step_region", "step_regions"]
+__all__ = ["Bounds", "Changes", "Partition", "StepResult", "step_region", "step_regions"]

@@ -1,6 +1,9 @@
-"""Physics: the world's partition into regions, and stepping regions on pymunk."""
+"""Physics: the world's partition into regions, their owners among the physics units, and
+stepping regions on pymunk."""
 
 from app.physics.engine import StepResult, step_region, step_regions
+from app.physics.ownership import Assignment, assign, curve_order, max_over_mean, rebalance
 from app.physics.partition import Bounds, Changes, Partition
 
-__all__ = ["Bounds", "Changes", "Partition", "StepResult", "step_region", "step_regions"]
+__all__ = ["Assignment", "Bounds", "Changes", "Partition", "StepResult", "assign",
+           "curve_order", "max_over_mean", "rebalance", "step_region", "step_regions"]

@@ -2,8 +2,10 @@
 stepping regions on pymunk."""
 
 from app.physics.engine import StepResult, step_region, step_regions
+from app.physics.handover import move_body, pack_space, put_body, take_body, unpack_space
 from app.physics.ownership import Assignment, assign, curve_order, max_over_mean, rebalance
 from app.physics.partition import Bounds, Changes, Partition
 
 __all__ = ["Assignment", "Bounds", "Changes", "Partition", "StepResult", "assign",
-           "curve_order", "max_over_mean", "rebalance", "step_region", "step_regions"]
+           "curve_order", "max_over_mean", "move_body", "pack_space", "put_body", "rebalance",
+           "step_region", "step_regions", "take_body", "unpack_space"]

@@ -26,6 +26,11 @@ CONTROL_PLAYER_SLOW = PREFIX + "control:player-slow"
 
 EXECUTIONS = PREFIX + "executions"  # execution records (demo, simulator, tests)
 
+# Which physics unit owns each region (a hash, region to unit), and the owner map's epoch,
+# raised by every publish (app.physics.owners).
+PHYSICS_OWNERS = PREFIX + "physics:owners"
+PHYSICS_EPOCH = PREFIX + "physics:epoch"
+
 
 def state(session_id: str) -> str:
     """The key of a session's state hash."""

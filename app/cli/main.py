@@ -20,6 +20,8 @@ cli = typer.Typer(help="gamesched: a durable task scheduler for multiplayer game
                   no_args_is_help=True, add_completion=False)
 db_cli = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+physics_cli = typer.Typer(help="Physics scenarios.", no_args_is_help=True)
+cli.add_typer(physics_cli, name="physics")
 console = Console()
 
 
@@ -153,6 +155,19 @@ def audit() -> None:
 
     ok = auditcmd.show(console, _settings())
     raise typer.Exit(0 if ok else 1)
+
+
+@physics_cli.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="A scenario file (JSON; see docs/scenarios/).")],
+    seed: Annotated[int, typer.Option(help="Seed of the scenario's spawns.")] = 1,
+) -> None:
+    """Step a physics scenario to its end and print its final state's hash (same file and seed, same hash)."""  # noqa: E501 - one line: --help keeps docstring line breaks
+    from app.physics import scenario
+
+    result = scenario.run(scenario.load(file), seed)
+    console.print(f"{result.hash}  ({result.bodies} bodies, {result.frames} frames, seed {seed})",
+                  highlight=False, soft_wrap=True)
 
 
 def main() -> None:

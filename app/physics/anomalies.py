@@ -1,0 +1,107 @@
+"""Anomalies in a region's space, found after a step and contained so the frame goes on.
+
+Three kinds are found on the bodies, and one on the step:
+
+- ``non_finite``: a position, velocity, angle or spin that is NaN or infinite.  The body
+  is removed: nothing useful can be recovered from it.
+- ``escaped``: a body beyond the world's edge by more than its margin (tunnelled through a
+  wall, or flung out).  The body is removed.
+- ``too_fast``: a body faster than `Limits.max_speed`.  Its velocity is clamped to that
+  speed, direction kept (a fast projectile that would tunnel next step).
+- ``over_budget``: the step itself took longer than `Limits.step_budget_ms` (a pile-up of
+  contacts).  Reported; lowering the region's rate or splitting it is the caller's call.
+
+Each anomaly is logged at warning with its region and returned to the caller, which counts
+it.  Static and kinematic bodies are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import pymunk
+
+from app.errors import InvalidRequest
+from app.physics.partition import Bounds
+
+log = logging.getLogger(__name__)
+NON_FINITE, ESCAPED, TOO_FAST, OVER_BUDGET = "non_finite", "escaped", "too_fast", "over_budget"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a region's bodies and steps may do."""
+
+    max_speed: float = 5000.0  # world units per second
+    margin: float = 50.0  # how far past the world's edge a body may stray
+    step_budget_ms: float = 16.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_speed", "margin", "step_budget_ms"):
+            value = getattr(self, name)
+            if not value > 0 or math.isinf(value):
+                raise InvalidRequest(name, value, "expected a positive finite number")
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """One anomaly found and contained."""
+
+    region: str
+    kind: str
+    body: str | None
+    detail: str
+
+
+def step_contained(space: pymunk.Space, dt: float, region: str, world: Bounds,
+                   limits: Limits) -> list[Anomaly]:
+    """Step `space` by `dt`, then find and contain its anomalies (see the module)."""
+    started = time.perf_counter()
+    space.step(dt)
+    took_ms = (time.perf_counter() - started) * 1000.0
+    found = contain(space, region, world, limits)
+    if took_ms > limits.step_budget_ms:
+        found.append(_report(Anomaly(region, OVER_BUDGET, None,
+                                     f"step took {took_ms:.1f} ms of {limits.step_budget_ms:g}")))
+    return found
+
+
+def contain(space: pymunk.Space, region: str, world: Bounds, limits: Limits) -> list[Anomaly]:
+    """Remove the non-finite and escaped bodies of `space`, clamp the too fast ones."""
+    found = []
+    for body in list(space.bodies):
+        if body.body_type != pymunk.Body.DYNAMIC:
+            continue
+        anomaly = _inspect(body, region, world, limits)
+        if anomaly is None:
+            continue
+        if anomaly.kind == TOO_FAST:
+            body.velocity = body.velocity.scale_to_length(limits.max_speed)
+        else:
+            space.remove(body, *body.shapes)
+        found.append(_report(anomaly))
+    return found
+
+
+def _inspect(body: pymunk.Body, region: str, world: Bounds, limits: Limits) -> Anomaly | None:
+    name = str(getattr(body, "gs_id", id(body)))
+    state = (*body.position, *body.velocity, body.angle, body.angular_velocity)
+    if not all(math.isfinite(v) for v in state):
+        return Anomaly(region, NON_FINITE, name, f"state {state}")
+    x, y = body.position
+    m = limits.margin
+    if not (world.x0 - m <= x <= world.x1 + m and world.y0 - m <= y <= world.y1 + m):
+        return Anomaly(region, ESCAPED, name, f"at ({x:.1f}, {y:.1f})")
+    speed = body.velocity.length
+    if speed > limits.max_speed:
+        return Anomaly(region, TOO_FAST, name, f"speed {speed:.1f} clamped to {limits.max_speed:g}")
+    return None
+
+
+def _report(anomaly: Anomaly) -> Anomaly:
+    log.warning("physics anomaly in region %s: %s %s: %s", anomaly.region, anomaly.kind,
+                anomaly.body or "", anomaly.detail)
+    return anomaly

@@ -90,8 +90,8 @@ class GameClient:
 
     @property
     def update_window_s(self) -> float:
-        """How long a state batch now waits for more updates before it leaves: the tick
-        while the player queue keeps up, longer while batches wait in it."""
+        """How long a state batch now waits for more updates before it leaves: the
+        window's floor while the player queue keeps up, longer while batches wait in it."""
         return self._updates.window_s
 
     def flush(self) -> int:

@@ -87,7 +87,7 @@ class Coalescer:
     def waiting(self, count: int | None) -> None:
         """The last send found `count` messages waiting before it in its queue (None:
         unknown, the window stays): while some were, the window doubles up to its
-        maximum; when none were, it halves towards the tick."""
+        maximum; when none were, it halves towards its floor."""
         if count is None:
             return
         with self._lock:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.errors import InvalidRequest
-from app.protocol.queues import PLAYER_FACING, TASK_QUEUES, Queue
+from app.protocol.queues import PLAYER_FACING, TASK_QUEUES, Queue, unit_queue
 from app.protocol.vocab import SessionType
 from app.settings import DEFAULT_SESSION_WEIGHTS
 
@@ -55,11 +55,18 @@ BANDS: dict[Queue, Band] = {
 
 @dataclass(frozen=True)
 class Route:
-    """Where a task goes: its queue and Celery priority step."""
+    """Where a task goes: its queue and Celery priority step (for physics, its unit's
+    queue when `unit` is set)."""
 
     task: str
     queue: Queue
     priority: int
+    unit: int | None = None
+
+    @property
+    def queue_name(self) -> str:
+        """The name of the queue it goes to."""
+        return self.queue.value if self.unit is None else unit_queue(self.unit)
 
     @property
     def player_facing(self) -> bool:
@@ -108,7 +115,7 @@ def route(task: str, factors: Factors | None = None, *, critical: bool = False,
 
 def inherit(dependency: Route, dependent: Route) -> Route:
     """The dependency raised to its dependent's step when that is higher (lower number)."""
-    return Route(dependency.task, dependency.queue, min(dependency.priority, dependent.priority))
+    return replace(dependency, priority=min(dependency.priority, dependent.priority))
 
 
 @dataclass

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
 
     player: RoleBudget = RoleBudget(concurrency=4, memory_mb=256)
     physics: RoleBudget = RoleBudget(concurrency=2, memory_mb=512)
+    # Physics units: worker processes with a queue each (physics.0, physics.1, ...), among
+    # which the owner map shares the world's regions; a region's space lives on its unit.
+    physics_units: int = Field(default=2, ge=1, le=64)
     ai: RoleBudget = RoleBudget(concurrency=2, memory_mb=384, nice=5, cpu_policy="batch")
     transactions: RoleBudget = RoleBudget(concurrency=8, memory_mb=256)  # applies wait on commits
     background: RoleBudget = RoleBudget(concurrency=1, memory_mb=256, nice=10,

@@ -183,9 +183,10 @@ def start_worker(live_settings: Settings, tmp_path: Path) -> Iterator[StartWorke
     procs: list[subprocess.Popen[bytes]] = []
     env = {**os.environ, **live_settings.to_env()}
 
-    def start(role: str, name: str, concurrency: int | None = None) -> str:
+    def start(role: str, name: str, concurrency: int | None = None,
+              unit: int | None = None) -> str:
         node = f"{name}@live"
-        argv = worker_argv(live_settings, role, concurrency, node, "INFO")
+        argv = worker_argv(live_settings, role, concurrency, node, "INFO", unit)
         cmd = [sys.executable, "-m", "celery", "-A", "app.tasking.entry", *argv,
                "-I", TEST_TASKS]
         with open(tmp_path / f"{name}.log", "ab") as log:

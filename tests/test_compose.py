@@ -60,10 +60,15 @@ def test_a_wrong_command_is_caught(command: list[str]) -> None:
         _resolve(command)
 
 
-def test_one_worker_service_per_role_and_a_controller(compose: dict[str, Any]) -> None:
+def test_one_worker_service_per_role_and_per_physics_unit_and_a_controller(
+        compose: dict[str, Any]) -> None:
     commands = [s["command"] for s in compose["services"].values() if _ours(s)]
-    roles = [c[c.index("--role") + 1] for c in commands if c[1] == "worker"]
-    assert sorted(roles) == sorted(WORKER_ROLES)
+    workers = [c for c in commands if c[1] == "worker"]
+    roles = [c[c.index("--role") + 1] for c in workers]
+    assert sorted(set(roles)) == sorted(WORKER_ROLES)
+    units = [int(c[c.index("--unit") + 1]) for c in workers if "--unit" in c]
+    assert roles.count("physics") == len(units)
+    assert sorted(units) == list(range(Settings.model_fields["physics_units"].default))
     assert any(c[:2] == ["gamesched", "controller"] for c in commands)
 
 

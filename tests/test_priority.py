@@ -87,6 +87,13 @@ def test_inheritance_raises_a_dependency_to_its_dependent_and_never_lowers_it() 
     assert inherit(high, low) == high
 
 
+def test_a_physics_task_raised_in_priority_stays_on_its_units_queue() -> None:
+    frame = Route("gamesched.physics.step_frame", Queue.PHYSICS, 6, unit=3)
+    raised = inherit(frame, Route(UPDATE, Queue.PLAYER, 1))
+    assert (raised.priority, raised.unit, raised.queue_name) == (1, 3, "physics.3")
+    assert Route(UPDATE, Queue.PLAYER, 1).queue_name == "player"
+
+
 def test_activity_decays_with_its_half_life() -> None:
     meter = ActivityMeter(at=0.0)
     for i in range(100):

@@ -1,4 +1,4 @@
-"""Physics role: region steps and frames of many regions (queue ``physics``)."""
+"""Physics role: frames of a unit's regions (queue ``physics.<unit>``, one worker per unit)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,40 @@ from typing import Any
 
 from celery import shared_task
 
-from app import physics
+from app.observe.metrics import metrics
+from app.physics.units import FrameWork, UnitFrame, unit
 from app.protocol.names import PHYSICS_FRAME_TASK, PHYSICS_REGION_TASK
 from app.tasking.base import GameTask
 
 
 @shared_task(base=GameTask, bind=True, name=PHYSICS_REGION_TASK)
-def step_region(self: GameTask, region: str, frame: int, dt_ms: float, bodies: int) -> int:
-    """Step one region by one frame; returns its body count.  Not retried: the next frame
-    supersedes a lost one."""
-    return physics.step_region(region, frame, dt_ms, bodies).bodies
+def step_region(self: GameTask, region: str, frame: int, dt_ms: float,  # noqa: PLR0917
+                bodies: int, unit_number: int = 0, epoch: int = 0) -> int:  # wire form
+    """Step one region of unit `unit_number` by one frame; returns its body count (0 when
+    the unit could not step it).  Not retried: the next frame supersedes a lost one."""
+    done = _run(self, FrameWork(frame, dt_ms, [(region, bodies)], epoch), unit_number)
+    return sum(step.bodies for step in done.stepped)
 
 
 @shared_task(base=GameTask, bind=True, name=PHYSICS_FRAME_TASK)
-def step_frame(self: GameTask, frame: int, dt_ms: float, regions: list[list[Any]]) -> int:
-    """Step every ``[region, bodies]`` of `regions` by one frame; returns their bodies.
-    Not retried, as `step_region`."""
-    steps = physics.step_regions(((str(r), int(b)) for r, b in regions), frame, dt_ms)
-    return sum(step.bodies for step in steps)
+def step_frame(self: GameTask, frame: int, dt_ms: float,  # noqa: PLR0917 - wire form
+               regions: list[list[Any]], unit_number: int = 0, epoch: int = 0) -> int:
+    """Step unit `unit_number`'s ``[region, bodies]`` of `regions` by one frame (after
+    handing over what a newer owner map `epoch` moved away); returns their bodies.  A
+    region the unit could not step leaves the run not done.  Not retried, as `step_region`."""
+    work = FrameWork(frame, dt_ms, [(str(r), int(b)) for r, b in regions], epoch)
+    return sum(step.bodies for step in _run(self, work, unit_number).stepped)
+
+
+def _run(task: GameTask, work: FrameWork, unit_number: int) -> UnitFrame:
+    done = unit(unit_number).step(work, task.runtime.physics)
+    m = metrics()
+    for step in done.stepped:
+        for anomaly in step.anomalies:
+            m.physics_anomalies.labels(anomaly.kind).inc()
+    if done.released:
+        m.physics_handed_over.inc(len(done.released))
+    if done.skipped:
+        m.physics_skipped.inc(len(done.skipped))
+        task.note_incomplete()
+    return done

@@ -35,18 +35,22 @@ def _settings() -> Settings:
 
 @cli.command()
 def worker(
+    *,
     role: Annotated[str, typer.Option(help="|".join(r for r in RoleName if r != RoleName.CONTROL))],
     concurrency: Annotated[int | None, typer.Option(min=1, help="Pool size.")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics.")] = None,
     hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    unit: Annotated[int | None, typer.Option(
+        help="Physics only: the unit this worker is (queue physics.<unit>); "
+             "without it, one worker runs every unit.")] = None,
 ) -> None:
     """Start a Celery worker with the role's queues, pool and prefetch."""
     from app.fleet import worker as workercmd
 
     settings = _settings()
     try:
-        argv = workercmd.worker_argv(settings, role, concurrency, hostname, loglevel)
+        argv = workercmd.worker_argv(settings, role, concurrency, hostname, loglevel, unit)
     except InvalidRequest as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None

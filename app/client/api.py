@@ -10,12 +10,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError as BrokerError
 
 from app.client.coalesce import Coalescer
+from app.client.frames import FrameRouter
 from app.client.inflight import InflightTable, Sent, pack_args
 from app.client.registry import ACTIVE_HZ, SessionRegistry
 from app.client.requests import (
@@ -81,6 +83,8 @@ class GameClient:
         self._applies = Coalescer(self._send_applies,
                                   self.settings.transaction_tick_ms / 1000.0, APPLY_BATCH_MAX)
         self._apply_step = route(APPLY_BATCH_TASK).priority  # no session factors: fixed
+        physics = app.runtime.physics
+        self._frames = FrameRouter(physics.owners, physics.units)
 
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing
@@ -176,29 +180,43 @@ class GameClient:
 
     def submit_physics(self, region: str, frame: int, dt_ms: float = 16.0, bodies: int = 0,
                        depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
-        """Send one frame of one region; an occupied region's step is critical-path."""
+        """Send one frame of one region to the physics unit that owns it; an occupied
+        region's step is critical-path."""
         req = parse(PhysicsStep, {"region": region, "frame": frame, "dt_ms": dt_ms,
                                   "bodies": bodies})
-        where = self._physics_route(PHYSICS_REGION_TASK, [req.region])
-        args = [req.region, req.frame, float(req.dt_ms), req.bodies]
-        return self._send(where, args, depends_on=depends_on)
+        epoch, by_unit = self._frames.split({req.region: req.bodies})
+        unit = next(u for u, regions in by_unit.items() if regions)
+        where = replace(self._physics_route(PHYSICS_REGION_TASK, [req.region]), unit=unit)
+        handle = self._send(where, [req.region, req.frame, float(req.dt_ms), req.bodies, unit,
+                                    epoch], depends_on=depends_on)
+        for other in (u for u, regions in by_unit.items() if not regions):
+            self._send_frame(other, epoch, {}, frame=req.frame, dt_ms=float(req.dt_ms))
+        return handle
 
     def submit_physics_frame(self, frame: int, regions: Mapping[str, int], dt_ms: float = 16.0,
-                             depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
-        """Send one frame of several regions (region -> bodies) as one task, at the step
-        of its most urgent region: critical-path when any of them has players.  Send the
-        empty regions in a frame of their own to keep them in the background band."""
+                             depends_on: Sequence[AsyncResult] = ()) -> list[AsyncResult]:
+        """Send one frame of several regions (region -> bodies): one task per physics unit
+        owning any of them, at the step of its most urgent region (critical-path when any
+        has players); returns the tasks.  Send the empty regions in a frame of their own
+        to keep them in the background band."""
         if not isinstance(regions, Mapping):
             raise InvalidRequest("regions", regions, "expected a mapping of region to bodies")
         req = parse(FrameStep, {"frame": frame, "dt_ms": dt_ms, "regions": dict(regions)})
-        where = self._physics_route(PHYSICS_FRAME_TASK, list(req.regions))
-        args = [req.frame, float(req.dt_ms), [[r, b] for r, b in req.regions.items()]]
+        epoch, by_unit = self._frames.split(req.regions)
+        return [self._send_frame(unit, epoch, unit_regions, frame=req.frame,
+                                 dt_ms=float(req.dt_ms), depends_on=depends_on)
+                for unit, unit_regions in sorted(by_unit.items())]
+
+    def _send_frame(self, unit: int, epoch: int, regions: Mapping[str, int], *, frame: int,
+                    dt_ms: float, depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
+        where = replace(self._physics_route(PHYSICS_FRAME_TASK, list(regions)), unit=unit)
+        args = [frame, dt_ms, [[r, b] for r, b in regions.items()], unit, epoch]
         return self._send(where, args, depends_on=depends_on)
 
     def _physics_route(self, task: str, regions: Sequence[str]) -> Route:
         """Physics goes at the step of its most crowded region, critical-path when that
         region has players."""
-        players = max(self.sessions.region_players(r) for r in regions)
+        players = max((self.sessions.region_players(r) for r in regions), default=0)
         factors = Factors(players=players, activity_hz=10.0 if players else 0.0)
         return route(task, factors, critical=players > 0, weights=self._weights)
 

@@ -22,6 +22,8 @@ from celery.worker import state as worker_state
 
 from app.errors import GameschedError
 from app.fleet.roles import ROLES, WORKER_ROLES
+from app.fleet.worker import consumption, node_name
+from app.protocol.vocab import RoleName
 from app.settings import Settings
 from app.tasking.broker import live_workers
 from app.tasking.factory import GameschedCelery, create_app
@@ -57,20 +59,26 @@ class EmbeddedFleet:
         runner.set_default()
         runner.set_current()
         for name in self.roles:
-            self._start(name)
+            if name == RoleName.PHYSICS:
+                for unit in range(self.settings.physics_units):
+                    self._start(name, unit)
+            else:
+                self._start(name)
         for worker in self._workers:
             if not worker.ready.wait(timeout=30):
                 raise GameschedError(f"embedded worker {worker.hostname} did not start")
         return self
 
-    def _start(self, name: str) -> None:
-        role = ROLES[name]
+    def _start(self, name: str, unit: int | None = None) -> None:
         app: GameschedCelery = create_app(self.settings)
         app.finalize()
-        concurrency = self.settings.budget(name).concurrency if name != "control" else 1
+        queues = (consumption(self.settings, name, unit).queues if name != "control"
+                  else [q.value for q in ROLES[name].queues])
+        concurrency = (1 if name == "control" or unit is not None
+                       else self.settings.budget(name).concurrency)
         worker = _Worker(
-            app=app, hostname=f"{name}@embedded", pool="threads", concurrency=concurrency,
-            queues=[q.value for q in role.queues], loglevel="WARNING",
+            app=app, hostname=f"{node_name(name, unit)}@embedded", pool="threads",
+            concurrency=concurrency, queues=list(queues), loglevel="WARNING",
             without_heartbeat=True, without_mingle=True, without_gossip=True,
         )
         thread = threading.Thread(target=worker.start, name=f"worker-{name}", daemon=True)
@@ -103,9 +111,9 @@ class ProcessFleet:
         # e.g. the simulator's SQL fault wrapper.
         self.launchers = dict(launchers or {})
         # Nodes per role: `replicas` of a role run as "role", "role-2", ... on its queues, so
-        # that killing one leaves the role served.
-        self.nodes = [name if n == 1 else f"{name}-{n}" for name in self.roles
-                      for n in range(1, (replicas or {}).get(name, 1) + 1)]
+        # that killing one leaves the role served; the physics role runs as its units,
+        # "physics-u0", "physics-u1", ..., each on its own queue.
+        self.nodes = [node for name in self.roles for node in _nodes(settings, name, replicas)]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def __enter__(self) -> ProcessFleet:
@@ -121,10 +129,12 @@ class ProcessFleet:
     def spawn(self, name: str) -> subprocess.Popen[bytes]:
         """Start the worker node `name` (a role, or a role's replica "role-N"), again after
         a kill."""
-        role = name.partition("-")[0]
+        role, _, suffix = name.partition("-")
         # The control role runs as the controller: beat drives its tick and the ledger's
         # sweeper, which re-sends intents whose messages a broker restart lost.
         command = ["controller"] if role == "control" else ["worker", "--role", role]
+        if suffix.startswith("u"):
+            command += ["--unit", suffix[1:]]
         if role == "control" and self.log_dir is not None:  # beat's files go with the logs
             command += ["--schedule", os.path.join(self.log_dir, "beat-schedule")]
         launcher = self.launchers.get(role, ("-m", "app.cli"))
@@ -157,6 +167,14 @@ class ProcessFleet:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         stop_process_groups(self.procs.values())
+
+
+def _nodes(settings: Settings, role: str, replicas: Mapping[str, int] | None) -> list[str]:
+    """The worker nodes of `role`: its units (physics, unless the baseline's shared queue
+    makes units meaningless), else its replicas."""
+    if role == RoleName.PHYSICS and not settings.naive:
+        return [node_name(role, unit) for unit in range(settings.physics_units)]
+    return [role if n == 1 else f"{role}-{n}" for n in range(1, (replicas or {}).get(role, 1) + 1)]
 
 
 def stop_process_groups(procs: Iterable[subprocess.Popen[bytes]], grace_s: float = 20) -> None:

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 from celery.signals import worker_process_init, worker_ready
 
+from app.errors import InvalidRequest
 from app.fleet.memoryguard import MemoryGuard
 from app.fleet.roles import WORKER_ROLES, role
-from app.protocol.queues import NAIVE_QUEUE
-from app.protocol.vocab import CpuPolicy, Queue
+from app.protocol.queues import NAIVE_QUEUE, unit_queue, unit_queues
+from app.protocol.vocab import CpuPolicy, Queue, RoleName
 from app.settings import Settings
 from app.tasking.factory import create_app
 
@@ -35,9 +36,11 @@ class Consumption:
     concurrency: int | None = None  # None: the role's budget
 
 
-def consumption(settings: Settings, role_name: str) -> Consumption:
-    """How a worker of `role_name` consumes under `settings`."""
+def consumption(settings: Settings, role_name: str, unit: int | None = None) -> Consumption:
+    """How a worker of `role_name` consumes under `settings` (`unit`: the one physics unit
+    it is, else every unit's queue)."""
     spec = role(role_name)
+    check_unit(settings, role_name, unit)
     if settings.naive and settings.textbook:  # Celery's defaults, pool and size included
         return Consumption((NAIVE_QUEUE,), (), lowers_cpu=False, pool="prefork",
                            concurrency=os.cpu_count() or 1)
@@ -46,21 +49,49 @@ def consumption(settings: Settings, role_name: str) -> Consumption:
     options = ["--prefetch-multiplier", "1"]
     if role_name in WORKER_ROLES and spec.pool == "prefork":
         options += ["--max-memory-per-child", str(settings.budget(role_name).memory_mb * 1024)]
-    return Consumption(tuple(q.value for q in spec.queues), tuple(options), lowers_cpu=True)
+    queues = tuple(name for q in spec.queues for name in _queue_names(settings, q, unit))
+    return Consumption(queues, tuple(options), lowers_cpu=True,
+                       concurrency=1 if unit is not None else None)
 
 
-def worker_argv(settings: Settings, role_name: str, concurrency: int | None,
-                hostname: str | None, loglevel: str) -> list[str]:
+def _queue_names(settings: Settings, queue: Queue, unit: int | None) -> list[str]:
+    """The queues behind `queue`: physics is one queue per unit, ``physics.<unit>``; the
+    plain ``physics`` queue (a task sent by name without a route) goes with unit 0."""
+    if queue is not Queue.PHYSICS:
+        return [queue.value]
+    if unit is None:
+        return [queue.value, *unit_queues(settings.physics_units)]
+    return [queue.value, unit_queue(unit)] if unit == 0 else [unit_queue(unit)]
+
+
+def check_unit(settings: Settings, role_name: str, unit: int | None) -> None:
+    """Refuse a physics unit on another role or past GAMESCHED_PHYSICS_UNITS."""
+    if unit is None:
+        return
+    if role_name != RoleName.PHYSICS:
+        raise InvalidRequest("unit", unit, f"only the physics role has units, not {role_name}")
+    if not 0 <= unit < settings.physics_units:
+        raise InvalidRequest("unit", unit, f"expected 0 to {settings.physics_units - 1} "
+                             f"(GAMESCHED_PHYSICS_UNITS={settings.physics_units})")
+
+
+def node_name(role_name: str, unit: int | None) -> str:
+    """A worker's node name before the ``@``: its role, and its unit if it has one."""
+    return role_name if unit is None else f"{role_name}-u{unit}"
+
+
+def worker_argv(settings: Settings, role_name: str, concurrency: int | None,  # noqa: PLR0917
+                hostname: str | None, loglevel: str, unit: int | None = None) -> list[str]:
     """The Celery worker arguments of role `role_name` (`concurrency`: the pool size, when
-    not the role's or the baseline's)."""
+    not the role's or the baseline's; `unit`: the physics unit it is)."""
     spec = role(role_name)
     budget = settings.budget(role_name) if role_name in WORKER_ROLES else None
-    consumes = consumption(settings, role_name)
+    consumes = consumption(settings, role_name, unit)
     size = (concurrency or consumes.concurrency
             or (budget.concurrency if budget else len(spec.queues)))
     return [
         "worker", "-P", consumes.pool or spec.pool, "-c", str(size),
-        "-n", hostname or f"{role_name}@{settings.instance_id}",
+        "-n", hostname or f"{node_name(role_name, unit)}@{settings.instance_id}",
         "-l", loglevel, "--without-gossip", "--without-mingle",
         "-Q", ",".join(consumes.queues), *consumes.options,
     ]

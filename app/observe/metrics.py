@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
 
+# The kinds of `app.physics.anomalies` (named here: metrics sit below the domain).
+ANOMALY_KINDS = ("non_finite", "escaped", "too_fast", "over_budget")
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
@@ -27,6 +29,9 @@ class Metrics:
     skipped: Counter
     wait_seconds: Histogram
     latency_seconds: Histogram
+    physics_anomalies: Counter  # by kind
+    physics_skipped: Counter  # regions a unit could not step (not its own, or in transit)
+    physics_handed_over: Counter  # regions a unit handed over to another
 
 
 _LOCK = threading.Lock()
@@ -60,7 +65,21 @@ def _create() -> Metrics:
         skipped=counter("skipped", "Stale copies skipped after a priority raise."),
         wait_seconds=histogram("wait", "From hand-off to a worker starting the task."),
         latency_seconds=histogram("latency", "From hand-off to the task being applied."),
+        physics_anomalies=_zeroed(Counter(
+            "gamesched_physics_anomalies", "Physics anomalies contained, by kind.", ["kind"]),
+            ANOMALY_KINDS),
+        physics_skipped=Counter("gamesched_physics_regions_skipped",
+                                "Due regions a physics unit could not step in their frame."),
+        physics_handed_over=Counter("gamesched_physics_regions_handed_over",
+                                    "Regions a physics unit handed over to another."),
     )
+
+
+def _zeroed(counter: Counter, labels: tuple[str, ...]) -> Counter:
+    """`counter` with a series for each of `labels` from the start, at zero."""
+    for label in labels:
+        counter.labels(label)
+    return counter
 
 
 def serve(port: int) -> None:

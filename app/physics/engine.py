@@ -1,67 +1,75 @@
-"""Physics service: step a region's pymunk space by one frame, or every region of a frame.
+"""A region's pymunk space: how it starts, how the caller's body count tops it up, and
+how one frame steps it with its anomalies contained.
 
-Each worker process keeps the spaces of the regions it has stepped, so a region's bodies
-persist between frames on the unit that owns it.  A frame of many regions is one task: what
-a Celery task costs a worker however little it does (delivery, claim, acknowledgement)
-outweighs stepping a region of a few dozen bodies (docs/measurements.md).
+A space counts its own steps (``gs_steps``), and the count travels with it when the region
+moves to another unit, so a region's history is one sequence wherever it runs.
 """
 
 from __future__ import annotations
 
 import random
-import threading
-from collections.abc import Iterable
+import time
 from dataclasses import dataclass
 
 import pymunk
 
-_SPACES: dict[str, pymunk.Space] = {}
-_LOCK = threading.Lock()  # pymunk spaces are not thread-safe; thread pools share them
+from app.physics.anomalies import Anomaly, Limits, step_contained
+from app.physics.partition import Bounds
+
 REGION_SIZE = 1000.0
+SPACE_BOUNDS = Bounds(0.0, 0.0, REGION_SIZE, REGION_SIZE)  # a space's own frame
 
 
 @dataclass(frozen=True)
 class StepResult:
-    """What one step did."""
+    """What one step of one region did: its bodies after it, the steps its space has
+    taken in all (on every unit it ran on), how long it took, what had to be contained."""
 
     region: str
     frame: int
     bodies: int
+    steps: int = 0
+    step_ms: float = 0.0
+    anomalies: tuple[Anomaly, ...] = ()
 
 
-def step_region(region: str, frame: int, dt_ms: float, bodies: int) -> StepResult:
-    """Advance `region` by `dt_ms`, topping its space up to `bodies` dynamic bodies.
-
-    Idempotent per frame only in effect: stepping a frame twice advances the space twice.
-    """
-    with _LOCK:
-        space = _SPACES.get(region) or _new_space(region)
-        _SPACES[region] = space
-        _top_up(space, region, bodies)
-        space.step(dt_ms / 1000.0)
-        return StepResult(region=region, frame=frame, bodies=len(space.bodies))
-
-
-def step_regions(regions: Iterable[tuple[str, int]], frame: int,
-                 dt_ms: float) -> list[StepResult]:
-    """Advance each ``(region, bodies)`` by `dt_ms` in turn, as `step_region`."""
-    return [step_region(region, frame, dt_ms, bodies) for region, bodies in regions]
-
-
-def _new_space(region: str) -> pymunk.Space:
+def new_space() -> pymunk.Space:
+    """A region's empty space: gravity and a floor."""
     space = pymunk.Space()
     space.gravity = (0.0, -900.0)
+    space.gs_steps = 0  # type: ignore[attr-defined]  # travels with the pickled space
     floor = pymunk.Segment(space.static_body, (0.0, 0.0), (REGION_SIZE, 0.0), 5.0)
     floor.friction = 0.8
     space.add(floor)
     return space
 
 
-def _top_up(space: pymunk.Space, region: str, bodies: int) -> None:
-    rng = random.Random(f"{region}:{len(space.bodies)}")
-    for _ in range(max(0, bodies - len(space.bodies))):
+def step_space(space: pymunk.Space, region: str, *, frame: int, dt_ms: float, bodies: int,
+               limits: Limits) -> StepResult:
+    """Top `space` up to `bodies` dynamic bodies, then advance it by `dt_ms` with its
+    anomalies contained (`app.physics.anomalies`).  Stepping a frame twice advances the
+    space twice: a frame's task is not retried."""
+    top_up(space, region, bodies)
+    started = time.perf_counter()
+    found = step_contained(space, dt_ms / 1000.0, region, SPACE_BOUNDS, limits)
+    took_ms = (time.perf_counter() - started) * 1000.0
+    steps = getattr(space, "gs_steps", 0) + 1
+    space.gs_steps = steps  # type: ignore[attr-defined]
+    return StepResult(region, frame, _dynamic(space), steps, took_ms, tuple(found))
+
+
+def top_up(space: pymunk.Space, region: str, bodies: int) -> None:
+    """Add dynamic bodies until `space` has `bodies`, at places seeded by the region and
+    the count (the same region tops up the same way in every process)."""
+    count = _dynamic(space)
+    rng = random.Random(f"{region}:{count}")
+    for _ in range(max(0, bodies - count)):
         body = pymunk.Body(1.0, pymunk.moment_for_circle(1.0, 0.0, 10.0))
         body.position = (rng.uniform(20.0, REGION_SIZE - 20.0), rng.uniform(20.0, 400.0))
         shape = pymunk.Circle(body, 10.0)
         shape.friction = 0.5
         space.add(body, shape)
+
+
+def _dynamic(space: pymunk.Space) -> int:
+    return sum(1 for body in space.bodies if body.body_type == pymunk.Body.DYNAMIC)

@@ -30,6 +30,17 @@ EXECUTIONS = PREFIX + "executions"  # execution records (demo, simulator, tests)
 # raised by every publish (app.physics.owners).
 PHYSICS_OWNERS = PREFIX + "physics:owners"
 PHYSICS_EPOCH = PREFIX + "physics:epoch"
+# Regions in transit between units (a hash, region to the unit it leaves), written with the
+# owner map and cleared by the receiving unit; a region's packed space waits in a list of
+# its own until its new owner takes it; each region's last step, as its unit saw it.
+PHYSICS_MOVING = PREFIX + "physics:moving"
+PHYSICS_HANDOVER_PREFIX = PREFIX + "physics:handover:"
+PHYSICS_REGIONS = PREFIX + "physics:regions"
+
+
+def physics_handover(region: str) -> str:
+    """The list where `region`'s packed space waits for its new owner."""
+    return PHYSICS_HANDOVER_PREFIX + region
 
 
 def state(session_id: str) -> str:

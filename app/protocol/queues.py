@@ -7,7 +7,7 @@ from app.protocol import names
 from app.protocol.vocab import Queue
 
 __all__ = ["LATENCY_BOUND", "NAIVE_QUEUE", "PLAYER_FACING", "PRIORITY_STEPS", "TASK_QUEUES",
-           "Queue"]
+           "Queue", "unit_queue", "unit_queues"]
 
 PRIORITY_STEPS = list(range(10))  # 0 is the highest on Redis
 NAIVE_QUEUE = "celery"  # Celery's default queue: the baseline sends everything there
@@ -33,3 +33,13 @@ PLAYER_FACING: frozenset[Queue] = frozenset({Queue.PLAYER, Queue.TRANSACTIONS})
 # Queues whose tasks are acked after they run, so a busy prefetch-1 worker reserves nothing
 # and a message sent later at a higher priority is fetched first.
 LATENCY_BOUND: frozenset[Queue] = frozenset({Queue.PLAYER, Queue.PHYSICS, Queue.TRANSACTIONS})
+
+
+def unit_queue(unit: int) -> str:
+    """The queue of physics unit `unit`: ``physics.<unit>``."""
+    return f"{Queue.PHYSICS.value}.{unit}"
+
+
+def unit_queues(units: int) -> list[str]:
+    """The queues of `units` physics units."""
+    return [unit_queue(unit) for unit in range(units)]

@@ -136,7 +136,7 @@ def gamesched_queue_keys() -> list[str]:
     for name in QUEUE_NAMES:
         patterns.append(_escape(name))
         patterns += [_escape(name + sep) + "[0-9]" for sep in PRIORITY_SEPARATORS]
-    return patterns
+    return [*patterns, _escape(f"{Queue.PHYSICS.value}.") + "*"]  # the units' queues, all steps
 
 
 def _escape(text: str) -> str:

@@ -158,8 +158,7 @@ class FaultInjector:
                 return
             at = time.monotonic() - self._started
             if fault.kind == "kill-worker":
-                self._kill(fault.target)
-                ready = _role_answers(fault.target)
+                ready = _role_answers(self._kill(fault.target))
             else:
                 self._restart_broker()
                 ready = _all_answer(len(self.fleet.procs))
@@ -203,12 +202,17 @@ class FaultInjector:
                 with self._lock:
                     self._pending.remove(item)
 
-    def _kill(self, role: str) -> None:
-        proc = self.fleet.procs[role]
+    def _kill(self, role: str) -> str:
+        """SIGKILL the first node of `role` (the role's own, or its first unit) and start it
+        again; returns the node."""
+        node = role if role in self.fleet.procs else next(
+            n for n in self.fleet.procs if n.startswith(f"{role}-"))
+        proc = self.fleet.procs[node]
         with contextlib.suppress(ProcessLookupError):  # it may have died on its own
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        self.fleet.procs[role] = self.fleet.spawn(role)
+        self.fleet.procs[node] = self.fleet.spawn(node)
+        return node
 
     def _restart_broker(self) -> None:
         assert self.redis_server is not None
@@ -216,8 +220,8 @@ class FaultInjector:
         self.redis_server.start()
 
 
-def _role_answers(role: str) -> Callable[[set[str]], bool]:
-    return lambda names: any(name.startswith(f"{role}@") for name in names)
+def _role_answers(node: str) -> Callable[[set[str]], bool]:
+    return lambda names: any(name.startswith(f"{node}@") for name in names)
 
 
 def _all_answer(count: int) -> Callable[[set[str]], bool]:

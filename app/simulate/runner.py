@@ -28,7 +28,7 @@ from app.protocol.names import (
     SWEEP_TASK,
     TICK_TASK,
 )
-from app.protocol.queues import NAIVE_QUEUE, Queue
+from app.protocol.queues import NAIVE_QUEUE
 from app.protocol.vocab import BackgroundKind, RoleName
 from app.settings import Settings
 from app.simulate.driver import Client, DriveStats, LoadDriver, combine
@@ -48,6 +48,7 @@ from app.simulate.scenarios import Scenario
 from app.simulate.schedule import Schedule
 from app.simulate.serverprocs import ServerProcesses
 from app.simulate.surge import SurgeSummary
+from app.tasking.broker import queue_names
 from app.tasking.factory import GameschedCelery, create_app
 
 SETUP_TIMEOUT_S = 180.0
@@ -214,7 +215,7 @@ class Run:
         servers = ServerProcesses(self.services.broker_url, self.services.hot_url,
                                   self.services.database_url)
         sampler = Sampler(lambda: {r: p.pid for r, p in fleet.procs.items()},
-                          lambda: depth_reader(app, self._queue_names()), recorder,
+                          lambda: depth_reader(app, self._queue_names(app)), recorder,
                           servers.current,
                           client_pids=lambda: game.pids + (store.pids if store else []))
         worker_roles = [r for r in self.mode.roles if r != RoleName.CONTROL]
@@ -245,8 +246,8 @@ class Run:
             repeated_runs=len(sampler.executions) - len({e.task_id for e in sampler.executions}),
             phases_s=self.phases_s, drain_ended=drain_ended)
 
-    def _queue_names(self) -> list[str]:
-        return [NAIVE_QUEUE] if self.mode.naive else [q.value for q in Queue]
+    def _queue_names(self, app: GameschedCelery) -> list[str]:
+        return [NAIVE_QUEUE] if self.mode.naive else queue_names(app)
 
     # phases -----------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 CLAIM_TTL_S = 3600
 _AFTER_DONE = "gs_after_done"
 _ITEMS = "gs_items"
+_INCOMPLETE = "gs_incomplete"
 log = logging.getLogger(__name__)
 
 
@@ -66,6 +67,12 @@ class GameTask(Task):  # type: ignore[misc]
         committed it, after the COMMIT."""
         setattr(self.request, _ITEMS, tuple(items))
 
+    def note_incomplete(self) -> None:
+        """This run did part of its work and returns normally (a physics frame with a region
+        still in transit): it is counted failed and recorded as not done, so nobody takes
+        it for the whole."""
+        setattr(self.request, _INCOMPLETE, True)
+
     def _claim(self) -> bool:
         claimed = self.runtime.hot.claim(keys.claim(str(self.request.id)), CLAIM_TTL_S)
         if not claimed:
@@ -82,7 +89,7 @@ class GameTask(Task):  # type: ignore[misc]
         ok = False
         try:
             result = self.run(*args, **kwargs)
-            ok = True
+            ok = not getattr(self.request, _INCOMPLETE, False)
             return result
         finally:
             done = time.time()

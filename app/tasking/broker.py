@@ -8,7 +8,12 @@ from typing import Any, NamedTuple
 from celery import Celery
 
 from app.protocol.names import HANDOFF_HEADER
-from app.protocol.queues import PRIORITY_STEPS, Queue
+from app.protocol.queues import PRIORITY_STEPS, Queue, unit_queues
+
+
+def queue_names(app: Celery) -> list[str]:
+    """Every gamesched queue: one per kind of work, and one per physics unit."""
+    return [q.value for q in Queue] + unit_queues(app.runtime.settings.physics_units)
 
 
 def queue_depths(app: Celery) -> dict[str, int]:
@@ -16,11 +21,11 @@ def queue_depths(app: Celery) -> dict[str, int]:
     depths: dict[str, int] = {}
     with app.connection_for_read() as conn:
         channel = conn.default_channel
-        for queue in Queue:
+        for name in queue_names(app):
             try:
-                depths[queue.value] = int(channel.queue_declare(queue.value, passive=True)[1])
+                depths[name] = int(channel.queue_declare(name, passive=True)[1])
             except Exception:  # noqa: BLE001 - a queue nobody declared yet is empty
-                depths[queue.value] = 0
+                depths[name] = 0
     return depths
 
 

@@ -33,7 +33,7 @@ class Publisher:
     def send(self, where: Route, args: list[Any], headers: dict[str, Any], *,
              task_id: str | None = None, serializer: str | None = None) -> AsyncResult:
         """Publish `where.task` with `args` and `headers`; returns the task's handle."""
-        return self.app.send_task(where.task, args=args, queue=where.queue.value,
+        return self.app.send_task(where.task, args=args, queue=where.queue_name,
                                   priority=where.priority, headers=headers, task_id=task_id,
                                   argsrepr=ARGSREPR, kwargsrepr="{}", serializer=serializer)
 

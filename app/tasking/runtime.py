@@ -9,7 +9,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_sessionmaker
 from app.observe.recorder import Recorder, recorder_for
-from app.players.hotstore import HotStore, hot_store_for
+from app.physics.owners import MEMORY_OWNER_MAP, OwnerMap, RedisOwnerMap
+from app.physics.units import (
+    MEMORY_HANDOVER,
+    MEMORY_REGION_NOTES,
+    Handover,
+    Links,
+    RedisHandover,
+    RedisRegionNotes,
+    RegionNotes,
+)
+from app.players.hotstore import HotStore, RedisHotStore, hot_store_for
 from app.settings import Settings
 
 
@@ -35,6 +45,21 @@ class Runtime:
         return hot_store_for(self.settings.hot_store_url)
 
     @cached_property
+    def physics(self) -> Links:
+        """What this process's physics units share: the owner map and the hand-over place
+        (in the hot store's Redis, or in this process on the embedded default).  The
+        baselines' shared queue has no units: any worker steps any region, as unit 0."""
+        hot = self.hot
+        owners: OwnerMap = MEMORY_OWNER_MAP
+        handover: Handover = MEMORY_HANDOVER
+        notes: RegionNotes = MEMORY_REGION_NOTES
+        if isinstance(hot, RedisHotStore):
+            owners, handover = RedisOwnerMap(hot.client), RedisHandover(hot.client)
+            notes = RedisRegionNotes(hot.client)
+        units = 1 if self.settings.naive else self.settings.physics_units
+        return Links(owners, handover, notes, units)
+
+    @cached_property
     def recorder(self) -> Recorder:
         """Where execution records go."""
         return recorder_for(self.settings.broker_url)
@@ -43,5 +68,5 @@ class Runtime:
         """Drop connections inherited from a parent process."""
         if "engine" in self.__dict__:
             self.engine.dispose(close=False)
-        for name in ("engine", "sessions", "hot", "recorder"):
+        for name in ("engine", "sessions", "hot", "physics", "recorder"):
             self.__dict__.pop(name, None)

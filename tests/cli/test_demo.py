@@ -24,8 +24,8 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
     out = proc.stdout
     assert "embedded in-memory broker" in out
     rows = {}
-    for queue in ("player", "physics", "ai", "background", "control", "player: updates",
-                  "player: sessions"):
+    for queue in ("player", "physics.0", "physics.1", "ai", "background", "control",
+                  "player: updates", "player: sessions"):  # physics: one queue per unit
         row = re.search(rf"│ {queue}\s+│\s+(\d+) │\s+(\d+) │\s+([\d.]+) │\s+([\d.]+) │", out)
         assert row, f"no row for {queue} in:\n{out}"
         tasks, failed, p50, p99 = int(row[1]), int(row[2]), float(row[3]), float(row[4])

@@ -59,7 +59,8 @@ def test_every_kind_of_work_reaches_its_queue_and_runs(app: GameschedCelery) -> 
     client.submit_background("analytics", [{"kind": "kill"}])
     client.close_session("e1")
     done = _collect(app, client.tasks_sent)
-    assert {e.queue for e in done} == {"player", "physics", "ai", "background"}
+    # physics goes to the unit owning r1, and the first frame of an owner map to every unit
+    assert {e.queue for e in done} == {"player", "physics.0", "physics.1", "ai", "background"}
     assert all(e.ok for e in done)
     assert sessions.read_state(app.runtime.hot, "e1") == sessions.HotState(
         1, {"hp": 5, "pos": [1000, 2000]})

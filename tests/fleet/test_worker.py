@@ -23,11 +23,12 @@ def _opt(argv: list[str], flag: str) -> str:
     ("role", "queues", "pool"),
     [
         ("player", "player", "threads"),
-        ("physics", "physics", "threads"),
+        ("physics", "physics,physics.0,physics.1", "threads"),  # every unit in one
         ("ai", "ai", "threads"),
         ("transactions", "transactions", "threads"),
         ("background", "background", "prefork"),
-        ("all", "player,physics,ai,transactions,background,control", "threads"),
+        ("all", "player,physics,physics.0,physics.1,ai,transactions,background,control",
+         "threads"),
     ],
 )
 def test_role_consumes_its_queues_with_its_pool(role: str, queues: str, pool: str) -> None:
@@ -61,6 +62,27 @@ def test_thread_pool_roles_keep_their_own_memory_budget() -> None:
     assert "--max-memory-per-child" not in worker_argv(settings, "player", None, None, "INFO")
     assert memory_budget(settings, "background") is None  # prefork: Celery replaces children
     assert memory_budget(settings, "all") is None
+
+
+def test_a_physics_unit_consumes_its_own_queue_alone() -> None:
+    settings = load_settings(broker_url=REDIS, physics_units=3)
+    argv = worker_argv(settings, "physics", None, None, "INFO", unit=2)
+    assert (_opt(argv, "-Q"), _opt(argv, "-c")) == ("physics.2", "1")
+    assert _opt(argv, "-n") == f"physics-u2@{settings.instance_id}"
+    # unit 0 also takes what a plain Celery client sends to "physics" by name
+    assert _opt(worker_argv(settings, "physics", None, None, "INFO", unit=0), "-Q") == (
+        "physics,physics.0")
+
+
+@pytest.mark.parametrize(("role", "unit", "why"), [
+    ("physics", 3, "expected 0 to 2"), ("physics", -1, "expected 0 to 2"),
+    ("player", 0, "only the physics role has units")])
+def test_a_unit_the_fleet_does_not_have_is_refused_naming_it(role: str, unit: int,
+                                                             why: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        worker_argv(load_settings(physics_units=3), role, None, None, "INFO", unit=unit)
+    assert (caught.value.field, caught.value.value) == ("unit", unit)
+    assert why in str(caught.value)
 
 
 def test_unknown_role_names_the_field() -> None:

@@ -10,7 +10,13 @@ import pytest
 import redis
 
 from app.errors import InvalidRequest
-from app.physics.owners import MemoryOwnerMap, OwnerMap, OwnerView, RedisOwnerMap
+from app.physics.owners import (
+    MemoryOwnerMap,
+    OwnerMap,
+    OwnerView,
+    RedisOwnerMap,
+    fallback_unit,
+)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -69,6 +75,35 @@ def test_a_read_never_mixes_two_publishes(owner_map: OwnerMap) -> None:
 
 
 def test_the_redis_map_lives_under_the_projects_prefix(redis_client: redis.Redis) -> None:
-    RedisOwnerMap(redis_client).publish({"w": 0})
+    RedisOwnerMap(redis_client).publish({"w": 0}, moving={"w": 1})
     assert sorted(k.decode() for k in redis_client.keys("*")) == [
-        "gamesched:physics:epoch", "gamesched:physics:owners"]
+        "gamesched:physics:epoch", "gamesched:physics:moving", "gamesched:physics:owners"]
+
+
+def test_regions_in_transit_are_published_with_the_map_and_settled_one_by_one(
+        owner_map: OwnerMap) -> None:
+    owner_map.publish({"w0": 1, "w1": 1, "w2": 0}, moving={"w0": 0, "w1": 0})
+    assert owner_map.read().moving == {"w0": 0, "w1": 0}
+    owner_map.settle("w0")
+    owner_map.settle("w3")  # never in transit: nothing to do
+    assert owner_map.read() == OwnerView(1, {"w0": 1, "w1": 1, "w2": 0}, {"w1": 0})
+    owner_map.publish({"w0": 1})  # a publish replaces the transit list with its own
+    assert owner_map.read().moving == {}
+
+
+def test_a_bad_unit_in_transit_is_refused_naming_it(owner_map: OwnerMap) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        owner_map.publish({"w0": 1}, moving={"w0": -1})
+    assert caught.value.field == "moving.w0"
+    assert owner_map.read().epoch == 0
+
+
+def test_every_region_has_one_owner_before_any_publish() -> None:
+    view = OwnerView(0)
+    regions = [f"r{i}" for i in range(200)]
+    owners = [view.owner_of(r, 4) for r in regions]
+    assert owners == [fallback_unit(r, 4) for r in regions]  # fixed by the name alone
+    assert set(owners) == {0, 1, 2, 3}
+    published = OwnerView(1, {"r0": 3, "r1": 9})
+    assert published.owner_of("r0", 4) == 3
+    assert published.owner_of("r1", 4) == fallback_unit("r1", 4)  # past the units: not it

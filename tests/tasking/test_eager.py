@@ -6,9 +6,16 @@ tier (marker ``live``) on a real broker.
 
 from __future__ import annotations
 
+import math
+
+import prometheus_client
+
 from app.control import dilation
 from app.control.controller import read_decision
+from app.observe.metrics import ANOMALY_KINDS, metrics
 from app.observe.recorder import MemoryRecorder
+from app.physics.owners import fallback_unit
+from app.physics.units import unit
 from app.players import sessions
 from app.settings import Settings
 from app.tasking.base import GameTask
@@ -35,15 +42,55 @@ def test_ai_batch_task_decides_each_npc_in_order(eager_app: GameschedCelery) -> 
 
 
 def test_physics_task_steps_a_persistent_region(eager_app: GameschedCelery) -> None:
-    assert _run(eager_app, "gamesched.physics.step_region", "eager-r", 1, 16.0, 25) == 25
-    assert _run(eager_app, "gamesched.physics.step_region", "eager-r", 2, 16.0, 10) == 25
+    unit = fallback_unit("eager-r", eager_app.runtime.settings.physics_units)
+    step = "gamesched.physics.step_region"
+    assert _run(eager_app, step, "eager-r", 1, 16.0, 25, unit) == 25
+    assert _run(eager_app, step, "eager-r", 2, 16.0, 10, unit) == 25
+    assert _run(eager_app, step, "eager-r", 3, 16.0, 10, 1 - unit) == 0  # not that unit's
 
 
 def test_physics_frame_task_steps_each_of_its_regions(eager_app: GameschedCelery) -> None:
-    frame = [["eager-f1", 12], ["eager-f2", 30]]
+    units = eager_app.runtime.settings.physics_units
+    mine = [r for r in (f"eager-f{i}" for i in range(20)) if fallback_unit(r, units) == 0]
+    frame = [[mine[0], 12], [mine[1], 30]]
     assert _run(eager_app, "gamesched.physics.step_frame", 1, 16.0, frame) == 42
-    assert _run(eager_app, "gamesched.physics.step_frame", 2, 16.0, [["eager-f1", 5]]) == 12
-    assert _run(eager_app, "gamesched.physics.step_region", "eager-f2", 3, 16.0, 0) == 30
+    assert _run(eager_app, "gamesched.physics.step_frame", 2, 16.0, [[mine[0], 5]]) == 12
+    assert _run(eager_app, "gamesched.physics.step_region", mine[1], 3, 16.0, 0) == 30
+
+
+def test_a_frame_with_a_region_it_could_not_step_is_recorded_not_done(
+        eager_settings: Settings) -> None:
+    """A frame partly run is no frame: the simulator counts it over budget."""
+    app = create_app(eager_settings.model_copy(update={"record_latency": True}),
+                     task_always_eager=True, task_eager_propagates=True)
+    app.runtime.recorder.drain()
+    units = app.runtime.settings.physics_units
+    mine, other = ([r for r in (f"eager-p{i}" for i in range(20)) if fallback_unit(r, units) == u]
+                   for u in (0, 1))
+    assert _run(app, "gamesched.physics.step_frame", 1, 16.0, [[mine[0], 4]], 0) == 4
+    assert _run(app, "gamesched.physics.step_frame", 2, 16.0, [[mine[0], 4], [other[0], 4]],
+                0) == 4
+    assert [e.ok for e in app.runtime.recorder.drain()] == [True, False]
+
+
+def test_a_units_anomalies_are_counted_by_kind_from_zero(eager_app: GameschedCelery) -> None:
+    registry = prometheus_client.REGISTRY
+    metrics()  # created: every kind has its series before the first anomaly
+
+    def count(kind: str) -> float:
+        value = registry.get_sample_value("gamesched_physics_anomalies_total", {"kind": kind})
+        assert value is not None, kind
+        return value
+
+    before = {kind: count(kind) for kind in ANOMALY_KINDS}
+    region = next(r for r in (f"eager-a{i}" for i in range(20))
+                  if fallback_unit(r, eager_app.runtime.settings.physics_units) == 0)
+    assert _run(eager_app, "gamesched.physics.step_frame", 1, 16.0, [[region, 3]], 0) == 3
+    body = next(iter(unit(0).spaces[region].bodies))
+    body.velocity = (math.nan, 0.0)  # a solver blow-up
+    assert _run(eager_app, "gamesched.physics.step_frame", 2, 16.0, [[region, 0]], 0) == 2
+    assert count("non_finite") == before["non_finite"] + 1
+    assert all(count(k) == before[k] for k in ANOMALY_KINDS if k != "non_finite")
 
 
 def test_control_tick_publishes_a_decision(eager_app: GameschedCelery) -> None:

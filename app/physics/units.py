@@ -1,0 +1,281 @@
+"""Physics units: each keeps the spaces of the regions it owns, steps them, and hands a
+region over whole when the owner map moves it to another unit.
+
+A unit is one worker process consuming a queue of its own (``physics.<unit>``); a frame
+reaches it as one task carrying its due regions and the owner map's epoch its sender read.
+A region's space lives on one unit only:
+
+- a unit steps only the regions the owner map gives it (a task sent before a move, for a
+  region that has left, steps nothing there: the region is reported skipped);
+- when a task carries a newer epoch, the unit reads the map and hands every space it no
+  longer owns over (`Handover.put`), and the sender's first frame of a new epoch reaches
+  every unit, so a unit left with nothing still hands over;
+- a unit asked to step a region it does not hold takes the space handed over when the map
+  says the region is in transit, waiting up to `HANDOVER_WAIT_S` for it; if it has not
+  arrived, the region is skipped this frame and taken at the next.  A region in nobody's
+  hands before starts empty, and so does one whose space has not come within
+  `HANDOVER_GIVE_UP_S` (the unit it left died before handing it over), with a warning.
+
+A skipped region makes the frame partly run, which the frame's task reports as not done
+(``docs/architecture.md``, the world's partition).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import msgpack
+import pymunk
+import redis
+
+from app.physics.anomalies import Limits
+from app.physics.engine import StepResult, new_space, step_space
+from app.physics.handover import pack_space, unpack_space
+from app.physics.owners import OwnerMap, OwnerView
+from app.protocol import keys
+
+HANDOVER_WAIT_S = 0.010  # past this, the region waits for the next frame
+HANDOVER_GIVE_UP_S = 5.0  # past this, the space is taken as lost (its unit died) and restarted
+HANDOVER_TTL_S = 600  # a packed space nobody took is dropped after this
+log = logging.getLogger(__name__)
+
+
+class Handover(Protocol):
+    """Where a region's packed space waits between the unit it leaves and its new owner."""
+
+    def put(self, region: str, blob: bytes) -> None:
+        """Leave `region`'s packed space for its new owner."""
+
+    def take(self, region: str, wait_s: float) -> bytes | None:
+        """`region`'s packed space, waiting up to `wait_s` for it; None if it has not come."""
+
+
+class MemoryHandover:
+    """Hand-overs inside this process (the embedded default, fast tests)."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition()
+        self._blobs: dict[str, bytes] = {}
+
+    def put(self, region: str, blob: bytes) -> None:
+        """Leave `region`'s packed space for its new owner."""
+        with self._ready:
+            self._blobs[region] = blob
+            self._ready.notify_all()
+
+    def take(self, region: str, wait_s: float) -> bytes | None:
+        """`region`'s packed space, waiting up to `wait_s` for it."""
+        with self._ready:
+            self._ready.wait_for(lambda: region in self._blobs, timeout=wait_s)
+            return self._blobs.pop(region, None)
+
+
+class RedisHandover:
+    """Hand-overs through Redis: a list per region, pushed by the unit it leaves and popped,
+    blocking, by its new owner."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def put(self, region: str, blob: bytes) -> None:
+        """Leave `region`'s packed space for its new owner."""
+        key = keys.physics_handover(region)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(key)  # a stale copy from an abandoned move never outlives a newer one
+        pipe.rpush(key, blob)
+        pipe.expire(key, HANDOVER_TTL_S)
+        pipe.execute()
+
+    def take(self, region: str, wait_s: float) -> bytes | None:
+        """`region`'s packed space, waiting up to `wait_s` for it (BLPOP)."""
+        reply = self._client.blpop([keys.physics_handover(region)], timeout=wait_s)
+        if reply is None:
+            return None
+        blob = reply[1]
+        return blob if isinstance(blob, bytes) else blob.encode()
+
+
+@dataclass(frozen=True)
+class RegionNote:
+    """A region's last step, as the unit that ran it saw it: the director's cost input."""
+
+    unit: int
+    frame: int
+    bodies: int
+    steps: int
+    step_ms: float
+
+
+class RegionNotes(Protocol):
+    """Where units leave each region's last step."""
+
+    def note(self, unit: int, steps: Sequence[StepResult]) -> None:
+        """Record `steps`, run by `unit`."""
+
+    def read(self) -> dict[str, RegionNote]:
+        """Every region's last step."""
+
+
+class MemoryRegionNotes:
+    """Region notes in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._notes: dict[str, RegionNote] = {}
+
+    def note(self, unit: int, steps: Sequence[StepResult]) -> None:
+        """Record `steps`, run by `unit`."""
+        with self._lock:
+            self._notes.update({s.region: _note(unit, s) for s in steps})
+
+    def read(self) -> dict[str, RegionNote]:
+        """Every region's last step."""
+        with self._lock:
+            return dict(self._notes)
+
+
+class RedisRegionNotes:
+    """Region notes in a Redis hash, region to its packed note, one HSET per unit frame."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def note(self, unit: int, steps: Sequence[StepResult]) -> None:
+        """Record `steps`, run by `unit`."""
+        if steps:
+            packed = {s.region: msgpack.packb(list(vars(_note(unit, s)).values()))
+                      for s in steps}
+            self._client.hset(keys.PHYSICS_REGIONS, mapping=packed)  # type: ignore[arg-type]
+
+    def read(self) -> dict[str, RegionNote]:
+        """Every region's last step."""
+        raw = self._client.hgetall(keys.PHYSICS_REGIONS)
+        return {_text(region): RegionNote(*msgpack.unpackb(value))
+                for region, value in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _note(unit: int, step: StepResult) -> RegionNote:
+    return RegionNote(unit, step.frame, step.bodies, step.steps, round(step.step_ms, 3))
+
+
+@dataclass(frozen=True)
+class Links:
+    """What a unit shares with the others: the owner map, the hand-over place, where it
+    notes each region's step, how many units there are, and the limits it contains
+    anomalies within."""
+
+    owners: OwnerMap
+    handover: Handover
+    notes: RegionNotes
+    units: int
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True)
+class FrameWork:
+    """One frame's work for one unit: ``(region, bodies)`` each, and the owner map's epoch
+    its sender read."""
+
+    frame: int
+    dt_ms: float
+    regions: Sequence[tuple[str, int]]
+    epoch: int = 0
+
+
+@dataclass(frozen=True)
+class UnitFrame:
+    """What a unit did with a frame: the regions it stepped, those it could not (not its
+    own, or still in transit), and those it handed over first."""
+
+    unit: int
+    stepped: tuple[StepResult, ...]
+    skipped: tuple[str, ...]
+    released: tuple[str, ...]
+
+
+class Unit:
+    """One physics unit's regions and their spaces (see the module)."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.spaces: dict[str, pymunk.Space] = {}
+        self.view = OwnerView(0)
+        self._awaited: dict[str, float] = {}  # region in transit -> when it was first awaited
+        self._lock = threading.Lock()  # pymunk spaces are not thread-safe
+
+    def step(self, work: FrameWork, links: Links) -> UnitFrame:
+        """Step this unit's regions of `work`, handing over first what it no longer owns."""
+        with self._lock:
+            released = self._follow(links) if work.epoch > self.view.epoch else ()
+            stepped, skipped = [], []
+            for region, bodies in work.regions:
+                space = self._space(region, links)
+                if space is None:
+                    skipped.append(region)
+                    continue
+                stepped.append(step_space(space, region, frame=work.frame, dt_ms=work.dt_ms,
+                                          bodies=bodies, limits=links.limits))
+            links.notes.note(self.number, stepped)
+            return UnitFrame(self.number, tuple(stepped), tuple(skipped), released)
+
+    def _follow(self, links: Links) -> tuple[str, ...]:
+        """Read the newer owner map; hand over every space it gives to another unit."""
+        self.view = links.owners.read()
+        leaving = [r for r in self.spaces if self.view.owner_of(r, links.units) != self.number]
+        for region in leaving:
+            links.handover.put(region, pack_space(self.spaces.pop(region)))
+        return tuple(leaving)
+
+    def _space(self, region: str, links: Links) -> pymunk.Space | None:
+        """The space of `region` if this unit owns it: held, handed over, or new."""
+        if self.view.owner_of(region, links.units) != self.number:
+            return None
+        space = self.spaces.get(region)
+        if space is not None:
+            return space
+        source = self.view.moving.get(region)
+        if source is not None and source != self.number:
+            space = self._take(region, source, links)
+            if space is None:
+                return None
+        else:
+            space = new_space()
+        self.spaces[region] = space
+        return space
+
+    def _take(self, region: str, source: int, links: Links) -> pymunk.Space | None:
+        """The space handed over from unit `source`, None while it is still on its way."""
+        blob = links.handover.take(region, HANDOVER_WAIT_S)
+        first = self._awaited.setdefault(region, time.monotonic())
+        if blob is not None:
+            space = unpack_space(blob)
+        elif time.monotonic() - first > HANDOVER_GIVE_UP_S:
+            log.warning("region %s never came from physics unit %d: restarted empty on unit %d",
+                        region, source, self.number)
+            space = new_space()
+        else:
+            return None
+        del self._awaited[region]
+        links.owners.settle(region)
+        return space
+
+
+MEMORY_HANDOVER = MemoryHandover()  # the embedded default's, shared by its units
+MEMORY_REGION_NOTES = MemoryRegionNotes()
+_UNITS: dict[int, Unit] = {}
+_UNITS_LOCK = threading.Lock()
+
+
+def unit(number: int) -> Unit:
+    """This process's unit `number` (a unit's worker holds one; the embedded fleet, all)."""
+    with _UNITS_LOCK:
+        return _UNITS.setdefault(number, Unit(number))

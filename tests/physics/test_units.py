@@ -1,0 +1,152 @@
+"""Physics units: each steps only the regions it owns, and a region moved to another unit
+arrives whole and steps on from where it was, in memory and through Redis."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pymunk
+import pytest
+import redis
+
+from app.physics import units as units_module
+from app.physics.anomalies import Limits
+from app.physics.engine import new_space, step_space
+from app.physics.handover import pack_space, unpack_space
+from app.physics.owners import MemoryOwnerMap, RedisOwnerMap
+from app.physics.units import (
+    FrameWork,
+    Links,
+    MemoryHandover,
+    MemoryRegionNotes,
+    RedisHandover,
+    RedisRegionNotes,
+    Unit,
+)
+from app.protocol import keys
+
+DT_MS = 1000 / 60
+
+
+@pytest.fixture(params=["memory", "redis"])
+def links(request: pytest.FixtureRequest) -> Iterator[Links]:
+    if request.param == "memory":
+        yield Links(MemoryOwnerMap(), MemoryHandover(), MemoryRegionNotes(), units=2)
+    else:
+        client: redis.Redis = request.getfixturevalue("redis_client")
+        yield Links(RedisOwnerMap(client), RedisHandover(client), RedisRegionNotes(client),
+                    units=2)
+
+
+def _frames(unit: Unit, links: Links, frames: range, regions: dict[str, int],
+            epoch: int = 0) -> list[str]:
+    """Step `frames` on `unit`; returns the regions skipped in any of them."""
+    skipped = []
+    for frame in frames:
+        done = unit.step(FrameWork(frame, DT_MS, list(regions.items()), epoch), links)
+        skipped += done.skipped
+    return skipped
+
+
+def _positions(space: pymunk.Space) -> list[tuple[float, float]]:
+    return sorted((b.position.x, b.position.y) for b in space.bodies)
+
+
+def test_a_unit_steps_only_the_regions_the_owner_map_gives_it(links: Links) -> None:
+    links.owners.publish({"arena": 0, "docks": 1})
+    unit0 = Unit(0)
+    done = unit0.step(FrameWork(1, DT_MS, [("arena", 5), ("docks", 5)], epoch=1), links)
+    assert [s.region for s in done.stepped] == ["arena"] and done.skipped == ("docks",)
+    assert set(unit0.spaces) == {"arena"}  # docks never started here
+    assert (done.stepped[0].bodies, done.stepped[0].steps) == (5, 1)
+    note = links.notes.read()["arena"]
+    assert (note.unit, note.frame, note.bodies, note.steps) == (0, 1, 5, 1)
+
+
+def test_a_moved_region_steps_on_at_its_new_unit_exactly_where_it_left_off(
+        links: Links) -> None:
+    links.owners.publish({"arena": 0})
+    unit0, unit1 = Unit(0), Unit(1)
+    regions = {"arena": 12}
+    assert _frames(unit0, links, range(1, 31), regions, epoch=1) == []
+    reference = unit0.spaces["arena"].copy()  # the same space, stepped on in one place
+
+    epoch = links.owners.publish({"arena": 1}, moving={"arena": 0})
+    done = unit0.step(FrameWork(31, DT_MS, [], epoch), links)  # the new epoch reaches unit 0
+    assert done.released == ("arena",) and unit0.spaces == {}
+    assert _frames(unit1, links, range(31, 61), regions, epoch) == []
+
+    for frame in range(31, 61):
+        step_space(reference, "arena", frame=frame, dt_ms=DT_MS, bodies=12, limits=Limits())
+    moved = unit1.spaces["arena"]
+    assert moved.gs_steps == reference.gs_steps == 60  # one history, not a restart
+    assert len(moved.bodies) == 12
+    for (x, y), (rx, ry) in zip(_positions(moved), _positions(reference), strict=True):
+        # the contact solver's cached impulses do not travel (app.physics.handover)
+        assert abs(x - rx) < 1e-2 and abs(y - ry) < 1e-2
+    assert links.owners.read().moving == {}  # settled
+    assert links.notes.read()["arena"].unit == 1
+
+
+def test_a_task_sent_before_the_move_steps_nothing_at_the_unit_left(links: Links) -> None:
+    links.owners.publish({"arena": 0})
+    unit0 = Unit(0)
+    _frames(unit0, links, range(1, 4), {"arena": 4}, epoch=1)
+    epoch = links.owners.publish({"arena": 1}, moving={"arena": 0})
+    unit0.step(FrameWork(4, DT_MS, [], epoch), links)
+    late = unit0.step(FrameWork(4, DT_MS, [("arena", 4)], epoch=1), links)  # the old epoch
+    assert late.stepped == () and late.skipped == ("arena",)
+    assert "arena" not in unit0.spaces  # not restarted behind the new owner's back
+
+
+def test_the_new_owner_waits_for_the_space_and_never_starts_it_empty(links: Links) -> None:
+    links.owners.publish({"arena": 0})
+    unit0, unit1 = Unit(0), Unit(1)
+    _frames(unit0, links, range(1, 6), {"arena": 4}, epoch=1)
+    epoch = links.owners.publish({"arena": 1}, moving={"arena": 0})
+    # unit 1 comes first: the space has not been handed over yet
+    assert _frames(unit1, links, range(6, 8), {"arena": 4}, epoch) == ["arena", "arena"]
+    assert "arena" not in unit1.spaces
+    unit0.step(FrameWork(6, DT_MS, [], epoch), links)
+    assert _frames(unit1, links, range(8, 9), {"arena": 4}, epoch) == []
+    assert unit1.spaces["arena"].gs_steps == 6  # five on unit 0, then this one
+
+
+def test_the_new_owner_takes_a_space_handed_over_while_it_waits(links: Links) -> None:
+    links.owners.publish({"arena": 0})
+    unit0, unit1 = Unit(0), Unit(1)
+    _frames(unit0, links, range(1, 3), {"arena": 4}, epoch=1)
+    epoch = links.owners.publish({"arena": 1}, moving={"arena": 0})
+    waiting = threading.Thread(target=unit0.step, args=(FrameWork(3, DT_MS, [], epoch), links))
+    waiting.start()  # unit 0 hands over while unit 1 may already be waiting
+    skipped = _frames(unit1, links, range(3, 4), {"arena": 4}, epoch)
+    waiting.join()
+    skipped += _frames(unit1, links, range(4, 5), {"arena": 4}, epoch)
+    assert len(skipped) <= 1 and unit1.spaces["arena"].gs_steps == 4 - len(skipped)
+
+
+def test_a_space_that_never_comes_is_restarted_after_the_give_up_time(
+        links: Links, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit it left died before handing it over: the region steps again, empty."""
+    monkeypatch.setattr(units_module, "HANDOVER_GIVE_UP_S", 0.05)
+    epoch = links.owners.publish({"arena": 1}, moving={"arena": 0})
+    unit1 = Unit(1)
+    skipped = 0
+    while _frames(unit1, links, range(1, 2), {"arena": 3}, epoch):
+        skipped += 1
+    assert skipped >= 1
+    assert unit1.spaces["arena"].gs_steps == 1 and links.owners.read().moving == {}
+
+
+def test_a_space_left_twice_keeps_only_the_latest(redis_client: redis.Redis) -> None:
+    handover = RedisHandover(redis_client)
+    older, newer = new_space(), new_space()
+    older.gs_steps, newer.gs_steps = 3, 9
+    handover.put("arena", pack_space(older))
+    handover.put("arena", pack_space(newer))
+    blob = handover.take("arena", 0.01)
+    assert blob is not None and unpack_space(blob).gs_steps == 9
+    assert handover.take("arena", 0.01) is None
+    handover.put("docks", pack_space(older))  # nobody takes it: it expires
+    assert 0 < redis_client.ttl(keys.physics_handover("docks")) <= units_module.HANDOVER_TTL_S

@@ -1,0 +1,51 @@
+"""Two physics units as real worker processes on Redis: each frame goes to the unit owning
+its region, and a region moved between them mid-run carries its bodies on."""
+
+from __future__ import annotations
+
+import redis
+
+from app.client import GameClient
+from app.physics.owners import RedisOwnerMap
+from app.physics.units import RedisRegionNotes, RegionNote
+from app.protocol import keys
+from app.settings import Settings
+from app.tasking.factory import create_app
+from tests.subprocesses import StartWorker
+from tests.waiting import wait_for
+
+BODIES = 12
+
+
+def _noted(notes: RedisRegionNotes, region: str, unit: int, frame: int) -> RegionNote | None:
+    note = notes.read().get(region)
+    return note if note is not None and note.unit == unit and note.frame >= frame else None
+
+
+def test_a_region_moves_between_two_units_mid_run_and_its_bodies_carry_on(
+        live_settings: Settings, redis_client: redis.Redis, start_worker: StartWorker) -> None:
+    for unit in (0, 1):
+        start_worker("physics", f"physics-u{unit}", unit=unit)
+    owners, notes = RedisOwnerMap(redis_client), RedisRegionNotes(redis_client)
+    owners.publish({"arena": 0, "docks": 1})
+    client = GameClient(create_app(live_settings))
+    for frame in range(1, 11):
+        client.submit_physics_frame(frame, {"arena": BODIES, "docks": 3})
+    before = wait_for(lambda: _noted(notes, "arena", 0, 10), what="arena's frame 10 on unit 0")
+    assert (before.steps, before.bodies) == (10, BODIES)
+    assert _noted(notes, "docks", 1, 1) is not None  # the other region on the other unit
+
+    owners.publish({"arena": 1, "docks": 1}, moving={"arena": 0})
+    frame = 10
+    while _noted(notes, "arena", 1, 11) is None:  # until unit 1 has stepped it
+        frame += 1
+        client.submit_physics_frame(frame, {"arena": BODIES, "docks": 3})
+        wait_for(lambda f=frame: _noted(notes, "docks", 1, f), what=f"frame {frame}")
+    after = notes.read()["arena"]
+    # unit 1 stepped it once (each frame is awaited), on the space unit 0 left after ten
+    # steps: a restart would count from one
+    assert (after.unit, after.frame, after.bodies, after.steps) == (1, frame, BODIES, 11)
+    assert owners.read().moving == {}
+    assert not redis_client.exists(keys.physics_handover("arena"))
+    client.close()
+

@@ -79,7 +79,8 @@ def run_sections(run: RunResult) -> dict[str, Any]:
     candidates = {
         "player": _player(run, done, _runs_of(by_task, UPDATE_TASKS)),
         "player_batches": _player_batches(run, _runs_of(by_task, UPDATE_TASKS)),
-        "physics": _physics(run, done),
+        # a frame task that left a region unstepped (in transit) did not run the frame
+        "physics": _physics(run, {e.task_id: e.done for e in run.executions if e.ok}),
         "ai": _ai(run, _runs_of(by_task, AI_TASKS)),
         "background": _background(run, _runs_of(by_task, BACKGROUND_TASKS)),
         "transactions": _transactions(run, by_task.get(PURCHASE_TASK, [])),

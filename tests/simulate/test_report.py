@@ -298,3 +298,14 @@ def test_a_frame_sent_as_one_task_per_region_ran_when_its_last_region_did() -> N
     physics = sections["physics"]
     assert physics["frames_run"] == 2 and physics["frames_within_budget"] == 1
     assert physics["frame_max_ms"] == pytest.approx(30.0, rel=0.002)
+
+
+def test_a_frame_whose_unit_left_a_region_unstepped_did_not_run() -> None:
+    """A unit task recorded not done (a region still in transit) is a frame partly run."""
+    units = [execution("gamesched.physics.step_frame", v) for v in (4.0, 6.0)]
+    units[1] = replace(units[1], ok=False)
+    frame = SentFrame(tuple(e.task_id for e in units), units[0].handoff)
+    physics = run_sections(run(units, drive(updates=10, physics=1, frames_due=1,
+                                            frames=[frame])))["physics"]
+    assert (physics["frames_run"], physics["frames_within_budget"]) == (0, 0)
+    assert physics["within_budget_ratio"] == 0.0

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Any
 
 from celery import shared_task
 
 from app.control import controller, dilation
+from app.physics.director import Director
 from app.protocol.names import TICK_TASK
 from app.tasking.base import GameTask
 from app.tasking.broker import queue_depths
+
+log = logging.getLogger(__name__)
+_DIRECTORS: dict[int, Director] = {}  # this process's, by the number of units
 
 
 @shared_task(base=GameTask, bind=True, name=TICK_TASK, ignore_result=True)
@@ -22,4 +27,17 @@ def tick(self: GameTask) -> dict[str, Any]:
     decision = controller.decide(load, self.runtime.settings.cpu_cap,
                                  controller.read_decision(hot))
     controller.write_decision(hot, decision)
+    _balance_physics(self)
     return asdict(decision)
+
+
+def _balance_physics(task: GameTask) -> None:
+    """Move regions between physics units when one carries too much (`app.physics.director`)."""
+    links = task.runtime.physics
+    director = _DIRECTORS.setdefault(links.units, Director(links.units))
+    move = director.direct(links)
+    if move is not None:
+        links.notes.count({"moves": len(move.plan.moving), "rebalances": 1})
+        log.info("physics: moved %s (costliest unit over the mean %.2f -> %.2f), epoch %d",
+                 ", ".join(sorted(move.plan.moving)), move.plan.before, move.plan.after,
+                 move.epoch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from celery import shared_task
@@ -32,14 +33,18 @@ def step_frame(self: GameTask, frame: int, dt_ms: float,  # noqa: PLR0917 - wire
 
 
 def _run(task: GameTask, work: FrameWork, unit_number: int) -> UnitFrame:
-    done = unit(unit_number).step(work, task.runtime.physics)
+    links = task.runtime.physics
+    done = unit(unit_number).step(work, links)
+    counts = Counter(f"anomalies.{a.kind}" for step in done.stepped for a in step.anomalies)
+    counts.update(handed_over=len(done.released), skipped=len(done.skipped))
     m = metrics()
-    for step in done.stepped:
-        for anomaly in step.anomalies:
-            m.physics_anomalies.labels(anomaly.kind).inc()
-    if done.released:
-        m.physics_handed_over.inc(len(done.released))
+    for name, amount in counts.items():
+        if name.startswith("anomalies."):
+            m.physics_anomalies.labels(name.partition(".")[2]).inc(amount)
+    m.physics_handed_over.inc(len(done.released))
+    m.physics_skipped.inc(len(done.skipped))
     if done.skipped:
-        m.physics_skipped.inc(len(done.skipped))
         task.note_incomplete()
+    if any(counts.values()):  # rare: nothing to write on an ordinary frame
+        links.notes.count({name: n for name, n in counts.items() if n})
     return done

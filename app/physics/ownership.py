@@ -19,7 +19,7 @@ Two bounds hold, and the tests check both:
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hilbertcurve.hilbertcurve import HilbertCurve
@@ -30,15 +30,24 @@ from app.physics.partition import Partition
 
 def curve_order(partition: Partition) -> list[tuple[int, str]]:
     """Each region with its place on the Hilbert curve, in curve order."""
-    order = partition.max_depth + 1
+    return curve_places(partition.regions(), partition.max_depth)
+
+
+def curve_places(regions: Iterable[str], max_depth: int) -> list[tuple[int, str]]:
+    """Each of `regions` (quadtree region names, none deeper than `max_depth`) with its
+    place on the Hilbert curve, in curve order: the place depends on the name alone."""
+    order = max_depth + 1
     curve = HilbertCurve(order, 2)
     cells = 2**order
+    unit_square = Partition(1.0, 1.0, 0.0, max_depth)  # names -> bounds, whatever the size
     places = []
-    for region in partition.regions():
-        b = partition.bounds(region)
+    for region in regions:
+        b = unit_square.bounds(region)
+        if len(region) - 1 > max_depth:
+            raise InvalidRequest("region", region, f"deeper than max_depth {max_depth}")
         # the grid cell just north-east of the region's centre lies inside the region
-        x = min(cells - 1, int((b.x0 + b.x1) / 2 / partition.size * cells))
-        y = min(cells - 1, int((b.y0 + b.y1) / 2 / partition.size * cells))
+        x = min(cells - 1, int((b.x0 + b.x1) / 2 * cells))
+        y = min(cells - 1, int((b.y0 + b.y1) / 2 * cells))
         places.append((int(curve.distance_from_point([x, y])), region))
     return sorted(places)
 
@@ -70,12 +79,17 @@ class Assignment:
 def assign(partition: Partition, costs: Mapping[str, float], units: int) -> Assignment:
     """Cut the regions, in curve order, into `units` runs of about equal cost (by count
     when nothing costs anything)."""
+    return assign_places(curve_order(partition), costs, units)
+
+
+def assign_places(order: Sequence[tuple[int, str]], costs: Mapping[str, float],
+                  units: int) -> Assignment:
+    """`assign` for regions already in curve order (`curve_places`)."""
     if units < 1:
         raise InvalidRequest("units", units, "expected at least one physics unit")
     for region, cost in costs.items():
         if not cost >= 0:  # NaN too
             raise InvalidRequest(f"costs.{region}", cost, "expected a cost >= 0")
-    order = curve_order(partition)
     weights = [costs.get(region, 0.0) for _, region in order]
     if not sum(weights):
         weights = [1.0] * len(order)

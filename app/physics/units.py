@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -109,16 +110,27 @@ class RegionNote:
     bodies: int
     steps: int
     step_ms: float
+    at: float = 0.0  # when, in seconds since the epoch
 
 
 class RegionNotes(Protocol):
-    """Where units leave each region's last step."""
+    """Where units leave each region's last step, and the running counts of what units and
+    the director did (regions moved, skipped, handed over; anomalies by kind)."""
 
     def note(self, unit: int, steps: Sequence[StepResult]) -> None:
         """Record `steps`, run by `unit`."""
 
     def read(self) -> dict[str, RegionNote]:
         """Every region's last step."""
+
+    def count(self, amounts: Mapping[str, int]) -> None:
+        """Add each amount to its running count."""
+
+    def totals(self) -> dict[str, int]:
+        """The running counts."""
+
+    def reset(self) -> None:
+        """Forget every note and count."""
 
 
 class MemoryRegionNotes:
@@ -127,6 +139,7 @@ class MemoryRegionNotes:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._notes: dict[str, RegionNote] = {}
+        self._totals: Counter[str] = Counter()
 
     def note(self, unit: int, steps: Sequence[StepResult]) -> None:
         """Record `steps`, run by `unit`."""
@@ -137,6 +150,22 @@ class MemoryRegionNotes:
         """Every region's last step."""
         with self._lock:
             return dict(self._notes)
+
+    def count(self, amounts: Mapping[str, int]) -> None:
+        """Add each amount to its running count."""
+        with self._lock:
+            self._totals.update(amounts)
+
+    def totals(self) -> dict[str, int]:
+        """The running counts."""
+        with self._lock:
+            return dict(self._totals)
+
+    def reset(self) -> None:
+        """Forget every note and count."""
+        with self._lock:
+            self._notes.clear()
+            self._totals.clear()
 
 
 class RedisRegionNotes:
@@ -158,13 +187,30 @@ class RedisRegionNotes:
         return {_text(region): RegionNote(*msgpack.unpackb(value))
                 for region, value in raw.items()}
 
+    def count(self, amounts: Mapping[str, int]) -> None:
+        """HINCRBY each running count, in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for name, amount in amounts.items():
+            pipe.hincrby(keys.PHYSICS_TOTALS, name, amount)
+        pipe.execute()
+
+    def totals(self) -> dict[str, int]:
+        """The running counts."""
+        raw = self._client.hgetall(keys.PHYSICS_TOTALS)
+        return {_text(name): int(value) for name, value in raw.items()}
+
+    def reset(self) -> None:
+        """Forget every note and count."""
+        self._client.delete(keys.PHYSICS_REGIONS, keys.PHYSICS_TOTALS)
+
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
 def _note(unit: int, step: StepResult) -> RegionNote:
-    return RegionNote(unit, step.frame, step.bodies, step.steps, round(step.step_ms, 3))
+    return RegionNote(unit, step.frame, step.bodies, step.steps, round(step.step_ms, 3),
+                      round(time.time(), 3))
 
 
 @dataclass(frozen=True)

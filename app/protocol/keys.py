@@ -36,6 +36,9 @@ PHYSICS_EPOCH = PREFIX + "physics:epoch"
 PHYSICS_MOVING = PREFIX + "physics:moving"
 PHYSICS_HANDOVER_PREFIX = PREFIX + "physics:handover:"
 PHYSICS_REGIONS = PREFIX + "physics:regions"
+# Running counts of the physics units and the director: regions moved, skipped, handed
+# over, and anomalies by kind (``anomalies.<kind>``), a hash of counters.
+PHYSICS_TOTALS = PREFIX + "physics:totals"
 
 
 def physics_handover(region: str) -> str:

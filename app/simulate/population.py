@@ -89,8 +89,15 @@ class World:
         return row * self.per_side + col
 
     def name(self, region: int) -> str:
-        """The region's name, as sent to the client API."""
-        return f"r{region % self.per_side}-{region // self.per_side}"
+        """The region's name, as sent to the client API: its quadtree path
+        (`app.physics.partition`) when `per_side` is a power of two, so the director can
+        balance it, else ``r<column>-<row>``."""
+        col, row = region % self.per_side, region // self.per_side
+        depth = self.per_side.bit_length() - 1
+        if self.per_side != 1 << depth:
+            return f"r{col}-{row}"
+        return "w" + "".join(str(((col >> k) & 1) + 2 * ((row >> k) & 1))
+                             for k in reversed(range(depth)))
 
     def centre(self, region: int) -> tuple[float, float]:
         """The centre of a region."""

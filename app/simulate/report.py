@@ -28,20 +28,18 @@ from app.protocol.names import (
     UPDATE_TASK,
 )
 from app.protocol.queues import TASK_QUEUES
-from app.simulate.driver import SentFrame
 from app.simulate.environment import Services, machine
 from app.simulate.latency import Latencies, outcome
+from app.simulate.physics_report import physics_section
 from app.simulate.runner import RunResult, RunSpec
-from app.simulate.sampler import Sample
+from app.simulate.sections import NO_CPU_SAMPLE, Section, ms, put, rate, window
 
-FRAME_BUDGET_MS = 16.0
 PHYSICS_TASKS = (PHYSICS_FRAME_TASK, PHYSICS_REGION_TASK)
 UPDATE_TASKS = (UPDATE_TASK, STATE_TASK)  # a batch of updates, or one (textbook baseline)
 AI_TASKS = (AI_BATCH_TASK, AI_TASK)
 PURCHASE_TASK = APPLY_BATCH_TASK  # what the client sends
 BACKGROUND_TASKS = (SNAPSHOT_TASK, ANALYTICS_TASK)
 
-Section = dict[str, Any]
 CLIENT_KINDS = ("game_servers", "simulator")  # the sampler's kinds of the game's side
 
 
@@ -80,7 +78,7 @@ def run_sections(run: RunResult) -> dict[str, Any]:
         "player": _player(run, done, _runs_of(by_task, UPDATE_TASKS)),
         "player_batches": _player_batches(run, _runs_of(by_task, UPDATE_TASKS)),
         # a frame task that left a region unstepped (in transit) did not run the frame
-        "physics": _physics(run, {e.task_id: e.done for e in run.executions if e.ok}),
+        "physics": physics_section(run, {e.task_id: e.done for e in run.executions if e.ok}),
         "ai": _ai(run, _runs_of(by_task, AI_TASKS)),
         "background": _background(run, _runs_of(by_task, BACKGROUND_TASKS)),
         "transactions": _transactions(run, by_task.get(PURCHASE_TASK, [])),
@@ -101,8 +99,8 @@ def latency_summary(latencies: Sequence[float]) -> Section:
     """p50, p95, p99 and max (ms) of `latencies`; empty when there are none."""
     if not latencies:
         return {}
-    return {"p50_ms": _ms(percentile(latencies, 50)), "p95_ms": _ms(percentile(latencies, 95)),
-            "p99_ms": _ms(percentile(latencies, 99)), "max_ms": _ms(max(latencies))}
+    return {"p50_ms": ms(percentile(latencies, 50)), "p95_ms": ms(percentile(latencies, 95)),
+            "p99_ms": ms(percentile(latencies, 99)), "max_ms": ms(max(latencies))}
 
 
 def queue_stats(executions: Iterable[Execution]) -> Section:
@@ -123,16 +121,8 @@ def _split(items: list[Execution]) -> Section:
     (the client's part included), and running."""
     parts = {"client": [e.client_ms for e in items], "wait": [e.wait_ms for e in items],
              "run": [e.latency_ms - e.wait_ms for e in items]}
-    return {f"{name}_p{p}_ms": _ms(percentile(values, p))
+    return {f"{name}_p{p}_ms": ms(percentile(values, p))
             for name, values in parts.items() for p in (50, 99)}
-
-
-NO_CPU_SAMPLE = "no CPU sample fell inside the load window"
-
-
-def window(run: RunResult) -> list[Sample]:
-    """The samples taken while the load ran (empty when none was: an error of the run)."""
-    return [s for s in run.samples if s.at <= run.drive.elapsed_s + 0.5]
 
 
 def _errors(run: RunResult) -> list[str]:
@@ -154,14 +144,14 @@ def _player(run: RunResult, done: dict[str, float], batches: list[Execution]) ->
     timed = outcome(((b.task_id, b.intended) for b in drive.batches), done, run.drain_ended)
     section: Section = {
         "updates": drive.updates,
-        "offered_per_s": _rate(drive.updates, drive.elapsed_s),
+        "offered_per_s": rate(drive.updates, drive.elapsed_s),
         "applied": run.network.updates,  # counted by the workers; the rest were stale
         "timed": timed.applied + timed.unapplied,
         "unapplied": timed.unapplied,
     }
-    _put(section, timed.latencies.summary("no update handed over during the load was timed"))
+    put(section, timed.latencies.summary("no update handed over during the load was timed"))
     service = [e.latency_ms for e in batches]
-    _put(section, {"service_p99_ms": _ms(percentile(service, 99)) if service else None},
+    put(section, {"service_p99_ms": ms(percentile(service, 99)) if service else None},
          "no state batch ran")
     return section
 
@@ -179,42 +169,12 @@ def _player_batches(run: RunResult, batches: list[Execution]) -> Section:
         "failed": sum(not e.ok for e in batches),
         "unapplied": max(0, drive.batches_sent - len(batches)),
     }
-    _put(section, {"updates_per_batch": round(timed / len(drive.batches), 2)
+    put(section, {"updates_per_batch": round(timed / len(drive.batches), 2)
                    if drive.batches else None}, "no batch was noted during the load")
     summary = latency_summary([e.latency_ms for e in batches])
-    _put(section, {k: summary.get(k) for k in ("p50_ms", "p99_ms", "max_ms")},
+    put(section, {k: summary.get(k) for k in ("p50_ms", "p99_ms", "max_ms")},
          "no state batch ran")
     return section
-
-
-def _physics(run: RunResult, done: dict[str, float]) -> Section:
-    drive = run.drive
-    if not drive.frames_due:
-        return {}
-    frames = outcome(((f.task_ids[0], (f.intended,)) for f in drive.frames),
-                     _frames_done(drive.frames, done), run.drain_ended, FRAME_BUDGET_MS)
-    section: Section = {
-        "frames": drive.frames_due,
-        "frames_sent": drive.physics,
-        "frames_run": frames.applied,
-        "frames_within_budget": frames.within,
-        "within_budget_ratio": round(frames.within / drive.frames_due, 4),
-        "offered_per_s": _rate(drive.physics, drive.elapsed_s),
-    }
-    summary = frames.latencies.summary("no frame was sent during the load")
-    _put(section, {f"frame_{k}": v for k, v in summary.items() if k != "why"},
-         "no frame was sent during the load")
-    return section
-
-
-def _frames_done(frames: list[SentFrame], done: dict[str, float]) -> dict[str, float]:
-    """When each frame ran, under its first task's id: when the last of its tasks ran."""
-    ran: dict[str, float] = {}
-    for frame in frames:
-        times = [done.get(task_id) for task_id in frame.task_ids]
-        if frame.task_ids and None not in times:
-            ran[frame.task_ids[0]] = max(t for t in times if t is not None)
-    return ran
 
 
 def _ai(run: RunResult, batches: list[Execution]) -> Section:
@@ -223,13 +183,13 @@ def _ai(run: RunResult, batches: list[Execution]) -> Section:
     drive = run.drive
     section: Section = {"decisions_sent": drive.ai_decisions, "batches_sent": drive.ai,
                         "batches": len(batches),
-                        "offered_per_s": _rate(drive.ai_decisions, drive.elapsed_s)}
+                        "offered_per_s": rate(drive.ai_decisions, drive.elapsed_s)}
     summary = latency_summary([e.latency_ms for e in batches])
-    _put(section, {k: summary.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
+    put(section, {k: summary.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
          "no AI task ran")
     if run.mode == "gamesched":  # only here does the ai worker run nothing but AI
         cpu = [s.role_cpu_s.get("ai", 0.0) for s in window(run)]
-        _put(section, {"cpu_s_per_s": round(sum(cpu) / len(cpu), 4) if cpu else None},
+        put(section, {"cpu_s_per_s": round(sum(cpu) / len(cpu), 4) if cpu else None},
              NO_CPU_SAMPLE)
     return section
 
@@ -241,13 +201,13 @@ def _background(run: RunResult, jobs: list[Execution]) -> Section:
     in_window = [e for e in jobs if e.done <= drive.ended]
     section: Section = {
         "capacity_per_s": round(run.capacity.per_s, 3),
-        "calibration_run_ms": _ms(run.capacity.run_ms),
+        "calibration_run_ms": ms(run.capacity.run_ms),
         "scheduled_per_s": round(run.background_rate, 3),
-        "offered_per_s": _rate(drive.background, drive.elapsed_s),
-        "completed_per_s": _rate(len(in_window), drive.elapsed_s),
+        "offered_per_s": rate(drive.background, drive.elapsed_s),
+        "completed_per_s": rate(len(in_window), drive.elapsed_s),
     }
     summary = latency_summary([e.latency_ms for e in jobs])
-    _put(section, {k: summary.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
+    put(section, {k: summary.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
          "no background task ran")
     depths = [s.depths["background"] for s in window(run) if "background" in s.depths]
     if depths:
@@ -265,13 +225,13 @@ def _transactions(run: RunResult, applied: list[Execution]) -> Section:
         "reject_reasons": ledger.reject_reasons, "lost": ledger.lost,
         "success_ratio": round(ledger.success_ratio, 4), "tasks_run": len(applied),
     }
-    _put(section, {"balance_drift": ledger.balance_drift,
+    put(section, {"balance_drift": ledger.balance_drift,
                    "applied_twice": ledger.applied_twice},
          "the grants before the surge are not known")
     latencies, from_sql = _commit_latencies(run)
     section["commit_timed_from_sql"] = from_sql  # their committing run left no record
     summary = latencies.summary("no purchase committed")
-    _put(section, {"p50_commit_ms": summary["p50_ms"], "p99_commit_ms": summary["p99_ms"],
+    put(section, {"p50_commit_ms": summary["p50_ms"], "p99_commit_ms": summary["p99_ms"],
                    "max_commit_ms": summary["max_ms"]}, "no purchase committed")
     return section
 
@@ -313,7 +273,7 @@ def _fleet(run: RunResult) -> Section:
 def _cpu(values: list[float]) -> Section:
     """p95 and mean of CPU shares over the load window's samples (None when empty)."""
     section: Section = {}
-    _put(section, {"cpu_p95": round(percentile(values, 95), 4) if values else None,
+    put(section, {"cpu_p95": round(percentile(values, 95), 4) if values else None,
                    "cpu_mean": round(sum(values) / len(values), 4) if values else None},
          NO_CPU_SAMPLE)
     return section
@@ -326,8 +286,8 @@ def _simulator(run: RunResult) -> Section:
         "ticks_planned": drive.ticks_planned,
         "ticks_emitted": drive.ticks_emitted,
         "ticks_dropped": drive.ticks_dropped,
-        "updates_per_s": _rate(drive.updates, drive.elapsed_s),
-        "tasks_per_s": _rate(drive.tasks_sent, drive.elapsed_s),
+        "updates_per_s": rate(drive.updates, drive.elapsed_s),
+        "tasks_per_s": rate(drive.tasks_sent, drive.elapsed_s),
         "sessions_joined_in_play": run.sessions_total - run.sessions,
         "rejected": drive.rejected,
         "send_errors": drive.send_errors,
@@ -338,15 +298,15 @@ def _simulator(run: RunResult) -> Section:
     }
     section |= _cpu([s.simulator_cpu for s in samples])
     lag_p99 = drive.lag_p99_ms
-    _put(section, {"lag_p99_ms": _ms(lag_p99) if lag_p99 is not None else None,
-                   "lag_max_ms": _ms(drive.lag_max_ms) if drive.lag_max_ms is not None
+    put(section, {"lag_p99_ms": ms(lag_p99) if lag_p99 is not None else None,
+                   "lag_max_ms": ms(drive.lag_max_ms) if drive.lag_max_ms is not None
                    else None},
          "no tick went out")
     section["game_servers"] = [
         {"server": g.server, "pid": g.pid, "kept_up": g.kept_up, "ticks_planned": g.ticks_planned,
          "ticks_dropped": g.ticks_planned - g.ticks_emitted,
-         "lag_p99_ms": _ms(g.lag_p99_ms) if g.lag_p99_ms is not None else None,
-         "lag_max_ms": _ms(g.lag_max_ms) if g.lag_max_ms is not None else None}
+         "lag_p99_ms": ms(g.lag_p99_ms) if g.lag_p99_ms is not None else None,
+         "lag_max_ms": ms(g.lag_max_ms) if g.lag_max_ms is not None else None}
         for g in drive.servers]
     if drive.first_error:
         section["first_error"] = drive.first_error
@@ -397,7 +357,7 @@ def _per_update(run: RunResult, kinds: Sequence[str]) -> Section:
     samples, applied = run.samples, run.network.updates
     spent = {k: sum(s.cpu_s.get(k, 0.0) for s in samples) for k in kinds}
     section: Section = {}
-    _put(section, {"cpu_us_per_update": round(sum(spent.values()) * 1e6 / applied, 1)
+    put(section, {"cpu_us_per_update": round(sum(spent.values()) * 1e6 / applied, 1)
                    if applied and samples else None},
          "no update was applied" if not applied else NO_CPU_SAMPLE)
     if applied and samples:
@@ -415,7 +375,7 @@ def _network(run: RunResult) -> Section:
         "bytes_per_update": round(net.bytes_per_update, 2),
     }
     full, json_full = net.full_msgpack_bytes_per_update, net.full_bytes_per_update
-    _put(section, {"bytes_per_update_full_state": round(full, 2) if full else None,
+    put(section, {"bytes_per_update_full_state": round(full, 2) if full else None,
                    "bytes_per_update_full_state_json": round(json_full, 2) if json_full
                    else None,
                    "ratio": round(net.bytes_per_update / full, 4) if full else None},
@@ -454,29 +414,9 @@ def _comparison(baseline: Section, ours: Section) -> Section:
     theirs = (baseline.get("player") or {}).get("p99_ms")
     mine = (ours.get("player") or {}).get("p99_ms")
     section: Section = {}
-    _put(section, {"player_p99_ratio": round(theirs / mine, 2) if theirs and mine else None},
+    put(section, {"player_p99_ratio": round(theirs / mine, 2) if theirs and mine else None},
          "a player p99 is missing or zero")
     return section
-
-
-def _put(section: Section, values: dict[str, Any], why: str = "") -> None:
-    """Add `values` to `section`; a None value (a figure whose sample is empty) gets
-    `why` under the section's ``why``, and a ``why`` in `values` is merged."""
-    reasons = dict(values.pop("why", None) or {})
-    for key, value in values.items():
-        section[key] = value
-        if value is None:
-            reasons.setdefault(key, why)
-    if reasons:
-        section.setdefault("why", {}).update(reasons)
-
-
-def _rate(count: int, seconds: float) -> float:
-    return round(count / seconds, 2) if seconds > 0 else 0.0
-
-
-def _ms(value: float) -> float:
-    return round(value, 3)
 
 
 # Headline figures summarised over repeated runs (dotted paths into the report).

@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError as SqlOperationalError
 from app.errors import GameschedError
 from app.fleet.fleets import ProcessFleet
 from app.observe.recorder import Execution, Recorder
+from app.physics.units import RegionNote
 from app.players.models import GameSession
 from app.players.sessions import NetworkTotals, network_totals, reset_network_totals
 from app.protocol.names import (
@@ -93,6 +94,15 @@ class Capacity:
 
 
 @dataclass
+class PhysicsTotals:
+    """What the physics units and the director left at the end of a run: each region's
+    last step, and the running counts (moves, skipped and handed-over regions, anomalies)."""
+
+    notes: dict[str, RegionNote]
+    counts: dict[str, int]
+
+
+@dataclass
 class RunResult:
     """Everything one run measured."""
 
@@ -113,6 +123,7 @@ class RunResult:
     repeated_runs: int = 0  # executions of a task id that had already run
     drain_ended: float = 0.0  # epoch seconds: work not applied by then counts as this old
     phases_s: dict[str, float] = field(default_factory=dict)  # wall time of each phase
+    physics: PhysicsTotals | None = None  # the units' notes and counts at the end
 
 
 def first_runs(executions: Iterable[Execution]) -> list[Execution]:
@@ -211,6 +222,7 @@ class Run:
         game.wait_ready()
         self._phase("game_servers")
         reset_network_totals(app.runtime.hot)
+        app.runtime.physics.notes.reset()
         recorder.drain()
         servers = ServerProcesses(self.services.broker_url, self.services.hot_url,
                                   self.services.database_url)
@@ -235,13 +247,15 @@ class Run:
         sampler.stop()
         self._phase("drain")
         network = network_totals(app.runtime.hot)
+        physics = PhysicsTotals(app.runtime.physics.notes.read(),
+                                app.runtime.physics.notes.totals())
         self._forget_sessions(app)
         return RunResult(
             mode=self.mode.name, drive=drive, samples=sampler.samples,
             executions=first_runs(e for e in sampler.executions if e.handoff >= drive.started),
             network=network, capacity=measured, background_rate=driver.background_rate,
             sessions=sessions, sessions_total=sessions + drive.opens, drained=drained,
-            roles=self.mode.roles,
+            roles=self.mode.roles, physics=physics,
             faults=faults, transactions=ledger, sampler_errors=sampler.errors,
             repeated_runs=len(sampler.executions) - len({e.task_id for e in sampler.executions}),
             phases_s=self.phases_s, drain_ended=drain_ended)

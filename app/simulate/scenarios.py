@@ -73,7 +73,7 @@ class Scenario:
     activity: tuple[ActivityClass, ...] = STEADY_ACTIVITY
     session_types: tuple[tuple[str, float], ...] = SESSION_TYPES
     activity_churn: float = 0.01  # share of sessions that change activity class per second
-    regions_per_side: int = 3
+    regions_per_side: int = 4  # a quadtree two levels deep, balanced across physics units
     physics_hz: float = 20.0
     bodies_base: int = 20
     bodies_per_player: float = 0.05

@@ -51,8 +51,8 @@ def test_a_run_sends_what_it_counts(app: GameschedCelery) -> None:
     twin.join_updates()
     planned = [twin.plan(k) for k in range(stats.ticks_emitted)]
     assert stats.updates == sum(len(p.updates) for p in planned) > 0
-    depths = depth_reader(app, ["player", "physics", "ai", "background"])
-    assert depths["physics"] == stats.physics > 0
+    depths = depth_reader(app, ["player", "physics.0", "physics.1", "ai", "background"])
+    assert depths["physics.0"] + depths["physics.1"] == stats.physics_tasks >= stats.physics > 0
     assert depths["ai"] == stats.ai > 0
     assert stats.ai_decisions == sum(len(p.ai) for p in planned) >= stats.ai
     assert depths["background"] == stats.background
@@ -60,7 +60,7 @@ def test_a_run_sends_what_it_counts(app: GameschedCelery) -> None:
     assert stats.batches_sent > 0 and stats.batches  # every batch noted with its updates
     assert sum(len(b.intended) for b in stats.batches) == stats.updates
     # Everything else the client sent is on the player queue: session ops and batches.
-    others = stats.physics + stats.ai + stats.background
+    others = stats.physics_tasks + stats.ai + stats.background
     assert depths["player"] == client.tasks_sent - others
     assert stats.rejected == 0 and stats.send_errors == 0
 

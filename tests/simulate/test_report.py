@@ -13,6 +13,7 @@ import pytest
 
 from app.cli.simulate import run_order, summary_table
 from app.observe.recorder import Execution
+from app.physics.units import RegionNote
 from app.players.sessions import NetworkTotals
 from app.simulate.driver import DriveStats, SentBatch, SentFrame
 from app.simulate.environment import Services
@@ -24,7 +25,7 @@ from app.simulate.report import (
     repeat_summary,
     run_sections,
 )
-from app.simulate.runner import Capacity, RunResult, RunSpec, first_runs
+from app.simulate.runner import Capacity, PhysicsTotals, RunResult, RunSpec, first_runs
 from app.simulate.sampler import Sample
 from app.simulate.scenarios import STEADY
 from app.simulate.surge import SurgeSummary
@@ -309,3 +310,22 @@ def test_a_frame_whose_unit_left_a_region_unstepped_did_not_run() -> None:
                                             frames=[frame])))["physics"]
     assert (physics["frames_run"], physics["frames_within_budget"]) == (0, 0)
     assert physics["within_budget_ratio"] == 0.0
+
+
+def test_the_units_load_is_each_units_cpu_and_the_costliest_over_the_mean() -> None:
+    frame = execution("gamesched.physics.step_frame", 5.0)
+    result = run([frame], drive(updates=10, physics=1, frames_due=1,
+                                frames=[SentFrame((frame.task_id,), frame.handoff)]))
+    result.samples = [replace(s, role_cpu_s={"physics-u0": 0.3, "physics-u1": 0.1,
+                                             "player": 0.5}) for s in result.samples]
+    result.physics = PhysicsTotals(
+        {"w0": RegionNote(0, 9, 20, 9, 1.5), "w1": RegionNote(1, 9, 20, 9, 0.5),
+         "w3": RegionNote(1, 9, 20, 9, 0.5)},
+        {"moves": 2, "rebalances": 1, "anomalies.too_fast": 3, "skipped": 1})
+    physics = run_sections(result)["physics"]
+    assert physics["units"] == 2
+    assert physics["unit_cpu_s_per_s"] == {"0": 0.3, "1": 0.1}
+    assert physics["unit_max_over_mean"] == 1.5  # 0.3 over a mean of 0.2
+    assert physics["regions"] == 3 and physics["regions_by_unit"] == {"0": 1, "1": 2}
+    assert (physics["moves"], physics["rebalances"], physics["regions_skipped"]) == (2, 1, 1)
+    assert physics["anomalies"] == {"too_fast": 3} and physics["regions_handed_over"] == 0

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from app.errors import InvalidRequest
+from app.physics.partition import Partition
+from app.simulate.population import World
 from app.simulate.scenarios import SCENARIOS, STEADY, scenario
 from app.simulate.schedule import AI_TICK_S, SKUS, Schedule, TickPlan
 
@@ -194,3 +196,16 @@ def test_ticks_are_planned_in_order_only() -> None:
 def test_an_unknown_scenario_names_the_choices() -> None:
     with pytest.raises(InvalidRequest, match="steady"):
         scenario("stedy")
+
+
+@pytest.mark.parametrize("per_side", [1, 2, 4, 8])
+def test_a_power_of_two_grid_names_its_regions_as_the_partition_does(per_side: int) -> None:
+    """The simulator's regions are quadtree regions, so the director can balance them."""
+    world = World(10_000.0, per_side)
+    partition = Partition(10_000.0, split_above=1.0, merge_below=0.0)
+    while len(partition.regions()) < per_side**2:
+        for region in partition.regions():
+            partition.split(region)
+    for region in range(world.regions):
+        assert partition.region_of(*world.centre(region)) == world.name(region)
+    assert World(10_000.0, 3).name(5) == "r2-1"  # not a quadtree: plain names

@@ -1,0 +1,137 @@
+"""The director: keeps the physics units balanced by moving regions between them.
+
+Each controller tick it reads what the units noted of each region's last step
+(`app.physics.units.RegionNote`) and keeps a smoothed cost per region (its step time, an
+exponentially weighted mean).  While the costliest unit carries no more than
+`tolerance` (10 %) over the mean, nothing moves.  Otherwise it cuts the regions, in
+Hilbert-curve order, into one run of about equal cost per unit
+(`app.physics.ownership`), and publishes the owner map with the regions that changed unit
+in transit, so their spaces are handed over whole (`app.physics.units`).
+
+Three guards keep it from churning:
+
+- it moves only when the new cut is better than the current placement by more than the
+  tolerance, so a placement no cut can improve (one region costlier than a unit's fair
+  share) stays put;
+- after a move it waits `settle_s` (5 s) for the costs to reflect it, and while any region
+  is still in transit (a publish replaces the transit list);
+- a region not stepped for `idle_s` (10 s) is left where it is and out of the balance.
+
+Only quadtree region names (``w`` and quarters, `app.physics.partition`) are balanced: the
+curve gives them their order.  Other names keep the unit their name fixes
+(`app.physics.owners.fallback_unit`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from app.errors import InvalidRequest
+from app.physics.owners import OwnerView
+from app.physics.ownership import assign_places, curve_places
+from app.physics.partition import QUARTERS, ROOT
+from app.physics.units import Links, RegionNote
+
+MAX_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A rebalance: the whole owner map, the regions that change unit (region to the unit
+    it leaves), and the costliest unit over the mean before and after, by the smoothed
+    costs of the active regions."""
+
+    owners: dict[str, int]
+    moving: dict[str, int]
+    before: float
+    after: float
+
+
+@dataclass(frozen=True)
+class Move:
+    """A published rebalance: the new map's epoch and its plan."""
+
+    epoch: int
+    plan: Plan
+
+
+@dataclass
+class Director:
+    """Balances regions across `units` physics units (see the module)."""
+
+    units: int
+    tolerance: float = 0.10
+    settle_s: float = 5.0
+    idle_s: float = 10.0
+    smoothing: float = 0.3  # the newest step time's weight in a region's cost
+    costs: dict[str, float] = field(default_factory=dict)
+    _seen: dict[str, tuple[int, float]] = field(default_factory=dict)  # region -> (steps, at)
+    _moved_at: float = -math.inf
+
+    def __post_init__(self) -> None:
+        if self.units < 1:
+            raise InvalidRequest("units", self.units, "expected at least one physics unit")
+        if not self.tolerance >= 0:
+            raise InvalidRequest("tolerance", self.tolerance, "expected a fraction >= 0")
+
+    def observe(self, notes: Mapping[str, RegionNote]) -> None:
+        """Fold each region's newest step into its cost (a note already seen changes
+        nothing)."""
+        for region, note in notes.items():
+            if self._seen.get(region) == (note.steps, note.at):
+                continue
+            self._seen[region] = (note.steps, note.at)
+            old = self.costs.get(region)
+            self.costs[region] = (note.step_ms if old is None
+                                  else old + self.smoothing * (note.step_ms - old))
+
+    def plan(self, view: OwnerView, now: float) -> Plan | None:
+        """The rebalance due now, or None when the placement stands."""
+        if now - self._moved_at < self.settle_s or view.moving:
+            return None  # costs settling, or spaces still on their way: a publish drops them
+        active = sorted(r for r in self.costs if _balanced(r) and self._active(r, now))
+        if not active:
+            return None
+        current = {r: view.owner_of(r, self.units) for r in active}
+        before = self._max_over_mean(current)
+        if before <= 1.0 + self.tolerance:
+            return None
+        order = curve_places(active, MAX_DEPTH)
+        cut = assign_places(order, self.costs, self.units)
+        proposed = {region: cut.owner(place) for place, region in order}
+        after = self._max_over_mean(proposed)
+        if after * (1.0 + self.tolerance) >= before:
+            return None  # no cut does much better: moving would only churn
+        moving = {r: current[r] for r in active if proposed[r] != current[r]}
+        return Plan({**view.owners, **proposed}, moving, round(before, 4), round(after, 4))
+
+    def direct(self, links: Links, now: float | None = None) -> Move | None:
+        """Observe the units' notes and publish a rebalance if one is due."""
+        now = time.time() if now is None else now
+        self.observe(links.notes.read())
+        plan = self.plan(links.owners.read(), now)
+        if plan is None:
+            return None
+        epoch = links.owners.publish(plan.owners, moving=plan.moving)
+        self._moved_at = now
+        return Move(epoch, plan)
+
+    def _active(self, region: str, now: float) -> bool:
+        seen = self._seen.get(region)
+        return seen is not None and now - seen[1] <= self.idle_s
+
+    def _max_over_mean(self, owners: Mapping[str, int]) -> float:
+        load = [0.0] * self.units
+        for region, unit in owners.items():
+            load[unit] += self.costs.get(region, 0.0)
+        mean = sum(load) / self.units
+        return max(load) / mean if mean > 0 else 1.0
+
+
+def _balanced(region: str) -> bool:
+    """Whether `region` is a quadtree name the curve can place."""
+    return (region[:1] == ROOT and len(region) - 1 <= MAX_DEPTH
+            and all(c in QUARTERS for c in region[1:]))

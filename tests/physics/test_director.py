@@ -1,0 +1,153 @@
+"""The director: regions move between units only when one carries too much, as few as the
+cut allows, and their spaces go with them."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.errors import InvalidRequest
+from app.physics.director import Director
+from app.physics.owners import MemoryOwnerMap, OwnerView
+from app.physics.units import (
+    FrameWork,
+    Links,
+    MemoryHandover,
+    MemoryRegionNotes,
+    RegionNote,
+    Unit,
+)
+
+NOW = 1_000.0
+QUARTETS = [f"w{a}{b}" for a in "0123" for b in "0123"]  # a 4 x 4 grid, as the simulator's
+
+
+def _notes(costs: dict[str, float], unit: int = 0, at: float = NOW) -> dict[str, RegionNote]:
+    return {r: RegionNote(unit, 1, 10, 1, ms, at) for r, ms in costs.items()}
+
+
+def _director(costs: dict[str, float], units: int = 2, **kwargs: float) -> Director:
+    director = Director(units, **kwargs)
+    director.observe(_notes(costs))
+    return director
+
+
+def test_regions_all_on_one_unit_are_cut_into_equal_runs_along_the_curve() -> None:
+    costs = {f"w{q}": 2.0 for q in "0123"}
+    plan = _director(costs).plan(OwnerView(1, dict.fromkeys(costs, 0)), NOW)
+    assert plan is not None
+    assert (plan.before, plan.after) == (2.0, 1.0)
+    on_1 = sorted(r for r, u in plan.owners.items() if u == 1)
+    assert len(on_1) == 2 and plan.moving == dict.fromkeys(on_1, 0)
+    # neighbours stay together: the curve visits w0, w2, w3, w1, so unit 1 has w3 and w1
+    assert on_1 == ["w1", "w3"]
+
+
+def test_a_placement_within_the_tolerance_stands() -> None:
+    costs = {"w0": 1.0, "w1": 1.05, "w2": 1.0, "w3": 1.05}
+    view = OwnerView(1, {"w0": 0, "w2": 0, "w1": 1, "w3": 1})
+    assert _director(costs).plan(view, NOW) is None
+
+
+def test_one_region_costlier_than_a_fair_share_is_not_moved_back_and_forth() -> None:
+    costs = {"w0": 10.0, "w1": 1.0, "w2": 1.0, "w3": 1.0}
+    view = OwnerView(1, {"w0": 0, "w1": 1, "w2": 1, "w3": 1})  # as good as it gets
+    assert _director(costs).plan(view, NOW) is None
+
+
+def test_after_a_move_the_costs_settle_before_the_next() -> None:
+    costs = {f"w{q}": 2.0 for q in "0123"}
+    links = Links(MemoryOwnerMap(), MemoryHandover(), MemoryRegionNotes(), units=2)
+    links.owners.publish(dict.fromkeys(costs, 0))
+    director = Director(2, settle_s=5.0)
+    director.observe(_notes(costs))
+    assert director.plan(links.owners.read(), NOW) is not None
+    move = director.direct(links, now=NOW)
+    assert move is not None and move.epoch == 2
+    links.owners.settle("w1")
+    links.owners.settle("w3")
+    links.owners.publish(dict.fromkeys(costs, 0))  # someone put them all back
+    assert director.plan(links.owners.read(), NOW + 4.9) is None
+    assert director.plan(links.owners.read(), NOW + 5.1) is not None
+
+
+def test_nothing_moves_while_a_region_is_still_in_transit() -> None:
+    costs = {f"w{q}": 2.0 for q in "0123"}
+    view = OwnerView(3, dict.fromkeys(costs, 0), moving={"w0": 1})
+    assert _director(costs).plan(view, NOW) is None
+
+
+def test_idle_regions_and_names_off_the_quadtree_are_left_where_they_are() -> None:
+    director = Director(2, idle_s=10.0)
+    director.observe(_notes({"w0": 2.0, "w1": 2.0}, at=NOW - 11))  # not stepped lately
+    director.observe(_notes({"w2": 2.0, "w3": 2.0, "arena": 50.0}))
+    plan = director.plan(OwnerView(1, {"w0": 0, "w1": 0, "w2": 0, "w3": 0, "arena": 0}), NOW)
+    assert plan is not None
+    assert set(plan.moving) <= {"w2", "w3"} and len(plan.moving) == 1
+    assert plan.owners["arena"] == 0 and plan.owners["w0"] == plan.owners["w1"] == 0
+
+
+def test_a_cost_follows_the_newest_steps_smoothly_and_a_note_counts_once() -> None:
+    director = Director(2, smoothing=0.5)
+    director.observe({"w0": RegionNote(0, 1, 5, 1, 4.0, NOW)})
+    director.observe({"w0": RegionNote(0, 1, 5, 1, 4.0, NOW)})  # the same note again
+    director.observe({"w0": RegionNote(0, 2, 5, 2, 8.0, NOW + 1)})
+    assert director.costs["w0"] == 6.0
+
+
+@pytest.mark.parametrize(("field", "kwargs"), [("units", {"units": 0}),
+                                               ("tolerance", {"units": 2, "tolerance": -0.1})])
+def test_a_bad_director_is_refused_naming_the_field(field: str, kwargs: dict[str, float]) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        Director(**kwargs)  # type: ignore[arg-type]
+    assert caught.value.field == field
+
+
+@settings(max_examples=200, deadline=None)
+@given(costs=st.lists(st.floats(min_value=0.01, max_value=50.0), min_size=16, max_size=16),
+       units=st.integers(min_value=2, max_value=5),
+       start=st.lists(st.integers(min_value=0, max_value=4), min_size=16, max_size=16))
+def test_a_rebalance_holds_the_balance_bound_and_moves_only_what_it_must(
+        costs: list[float], units: int, start: list[int]) -> None:
+    """After a rebalance no unit carries more than the mean plus the costliest region; a
+    region moves only if its unit changes; nothing moves if the placement is within 10 %."""
+    by_region = dict(zip(QUARTETS, costs, strict=True))
+    owners = {r: u % units for r, u in zip(QUARTETS, start, strict=True)}
+    director = _director(by_region, units=units)
+    plan = director.plan(OwnerView(1, owners), NOW)
+    load = [0.0] * units
+    for region, unit in owners.items():
+        load[unit] += by_region[region]
+    if max(load) / (sum(load) / units) <= 1.10:
+        assert plan is None
+        return
+    if plan is None:
+        return  # no cut was better by more than the tolerance
+    after = [0.0] * units
+    for region, unit in plan.owners.items():
+        after[unit] += by_region[region]
+    assert max(after) <= sum(after) / units + max(costs) + 1e-9
+    assert plan.after < plan.before
+    assert plan.moving == {r: owners[r] for r in QUARTETS if plan.owners[r] != owners[r]}
+
+
+def test_a_rebalance_moves_the_spaces_and_they_step_on() -> None:
+    """The director, two units and the owner map together, in memory."""
+    links = Links(MemoryOwnerMap(), MemoryHandover(), MemoryRegionNotes(), units=2)
+    regions = {f"w{q}": 6 for q in "0123"}
+    links.owners.publish(dict.fromkeys(regions, 0))
+    units = [Unit(0), Unit(1)]
+    for frame in range(1, 6):
+        units[0].step(FrameWork(frame, 16.0, list(regions.items()), epoch=1), links)
+    director = Director(2)
+    director.observe(links.notes.read())
+    director.costs.update(dict.fromkeys(regions, 1.0))  # equal: cut by count, whatever the timing
+    move = director.direct(links)
+    assert move is not None and sorted(move.plan.moving) == ["w1", "w3"]
+    for unit in units:  # the next frame, split by the new map, reaches both units
+        mine = [(r, n) for r, n in regions.items() if move.plan.owners[r] == unit.number]
+        done = unit.step(FrameWork(6, 16.0, mine, move.epoch), links)
+        assert done.skipped == ()
+    assert {r: n.unit for r, n in links.notes.read().items()} == move.plan.owners
+    assert all(n.steps == 6 for n in links.notes.read().values())  # none restarted

@@ -34,13 +34,16 @@ class StepResult:
 
 
 def new_space() -> pymunk.Space:
-    """A region's empty space: gravity and a floor."""
+    """A region's empty space: gravity, a floor and a wall on either side, so that piled
+    bodies stay in it."""
     space = pymunk.Space()
     space.gravity = (0.0, -900.0)
     space.gs_steps = 0  # type: ignore[attr-defined]  # travels with the pickled space
-    floor = pymunk.Segment(space.static_body, (0.0, 0.0), (REGION_SIZE, 0.0), 5.0)
-    floor.friction = 0.8
-    space.add(floor)
+    s = REGION_SIZE
+    for a, b in (((0.0, 0.0), (s, 0.0)), ((0.0, 0.0), (0.0, s)), ((s, 0.0), (s, s))):
+        wall = pymunk.Segment(space.static_body, a, b, 5.0)
+        wall.friction = 0.8
+        space.add(wall)
     return space
 
 

@@ -1,0 +1,34 @@
+"""A region's space: topped up to the caller's count, stepped with its steps counted, and
+walled so a pile stays in it."""
+
+from __future__ import annotations
+
+from app.physics.anomalies import Limits
+from app.physics.engine import new_space, step_space
+
+
+def test_a_crowded_region_piles_up_inside_its_walls_and_counts_its_steps() -> None:
+    space = new_space()
+    anomalies = []
+    for frame in range(1, 301):  # five seconds at 60 Hz
+        result = step_space(space, "w0", frame=frame, dt_ms=1000 / 60, bodies=200,
+                            limits=Limits(step_budget_ms=1e6))
+        anomalies += result.anomalies
+    assert anomalies == []  # nobody fell off the edge or blew up
+    assert (result.bodies, result.steps) == (200, 300)
+
+
+def test_a_top_up_adds_only_what_is_missing_and_the_same_way_everywhere() -> None:
+    one, two = new_space(), new_space()
+    for space in (one, two):
+        step_space(space, "w3", frame=1, dt_ms=16.0, bodies=5, limits=Limits())
+    again = step_space(one, "w3", frame=2, dt_ms=16.0, bodies=3, limits=Limits())
+    assert again.bodies == 5  # bodies are never removed to meet a lower count
+    assert sorted(tuple(b.position) for b in two.bodies) == sorted(
+        tuple(b.position) for b in _stepped_once("w3"))
+
+
+def _stepped_once(region: str) -> list[object]:
+    space = new_space()
+    step_space(space, region, frame=1, dt_ms=16.0, bodies=5, limits=Limits())
+    return list(space.bodies)

@@ -23,6 +23,7 @@ A skipped region makes the frame partly run, which the frame's task reports as n
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -43,6 +44,7 @@ from app.protocol import keys
 HANDOVER_WAIT_S = 0.010  # past this, the region waits for the next frame
 HANDOVER_GIVE_UP_S = 5.0  # past this, the space is taken as lost (its unit died) and restarted
 HANDOVER_TTL_S = 600  # a packed space nobody took is dropped after this
+NOTES_EVERY_S = 0.25  # a unit writes its region notes to Redis at most this often
 log = logging.getLogger(__name__)
 
 
@@ -169,23 +171,49 @@ class MemoryRegionNotes:
 
 
 class RedisRegionNotes:
-    """Region notes in a Redis hash, region to its packed note, one HSET per unit frame."""
+    """Region notes in a Redis hash, region to its packed note.  A unit writes its notes at
+    most every `NOTES_EVERY_S` (the director reads them once a second): the newest note of
+    each region waits, and a timer writes what is still waiting when the time comes."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
+        self._lock = threading.Lock()
+        self._waiting: dict[str, bytes] = {}
+        self._written = -math.inf  # when the notes were last written (monotonic)
+        self._timer: threading.Timer | None = None
 
     def note(self, unit: int, steps: Sequence[StepResult]) -> None:
-        """Record `steps`, run by `unit`."""
-        if steps:
-            packed = {s.region: msgpack.packb(list(vars(_note(unit, s)).values()))
-                      for s in steps}
-            self._client.hset(keys.PHYSICS_REGIONS, mapping=packed)  # type: ignore[arg-type]
+        """Record `steps`, run by `unit`: now, or with the next write."""
+        if not steps:
+            return
+        with self._lock:
+            self._waiting.update({s.region: msgpack.packb(list(vars(_note(unit, s)).values()))
+                                  for s in steps})
+            if self._timer is not None:
+                return
+            delay = self._written + NOTES_EVERY_S - time.monotonic()
+            if delay > 0:
+                self._timer = threading.Timer(delay, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the notes waiting now."""
+        with self._lock:
+            waiting, self._waiting, self._timer = self._waiting, {}, None
+            self._written = time.monotonic()
+        if waiting:
+            self._client.hset(keys.PHYSICS_REGIONS, mapping=waiting)  # type: ignore[arg-type]
 
     def read(self) -> dict[str, RegionNote]:
-        """Every region's last step."""
+        """Every region's last step (this process's notes still waiting included)."""
         raw = self._client.hgetall(keys.PHYSICS_REGIONS)
+        with self._lock:
+            waiting = dict(self._waiting)
         return {_text(region): RegionNote(*msgpack.unpackb(value))
-                for region, value in raw.items()}
+                for region, value in (raw | waiting).items()}
 
     def count(self, amounts: Mapping[str, int]) -> None:
         """HINCRBY each running count, in one round trip."""

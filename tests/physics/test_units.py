@@ -4,6 +4,7 @@ arrives whole and steps on from where it was, in memory and through Redis."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pymunk
@@ -12,7 +13,7 @@ import redis
 
 from app.physics import units as units_module
 from app.physics.anomalies import Limits
-from app.physics.engine import new_space, step_space
+from app.physics.engine import StepResult, new_space, step_space
 from app.physics.handover import pack_space, unpack_space
 from app.physics.owners import MemoryOwnerMap, RedisOwnerMap
 from app.physics.units import (
@@ -25,6 +26,7 @@ from app.physics.units import (
     Unit,
 )
 from app.protocol import keys
+from tests.waiting import wait_for
 
 DT_MS = 1000 / 60
 
@@ -150,3 +152,17 @@ def test_a_space_left_twice_keeps_only_the_latest(redis_client: redis.Redis) -> 
     assert handover.take("arena", 0.01) is None
     handover.put("docks", pack_space(older))  # nobody takes it: it expires
     assert 0 < redis_client.ttl(keys.physics_handover("docks")) <= units_module.HANDOVER_TTL_S
+
+
+def test_a_units_notes_reach_redis_at_most_every_quarter_second_and_none_is_lost(
+        redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(units_module, "NOTES_EVERY_S", 0.3)
+    writer, reader = RedisRegionNotes(redis_client), RedisRegionNotes(redis_client)
+    started = time.monotonic()
+    writer.note(0, [StepResult("w0", 1, 5, 1)])
+    assert reader.read()["w0"].frame == 1  # the first goes at once
+    writer.note(0, [StepResult("w0", 2, 5, 2), StepResult("w1", 2, 7, 2)])
+    if time.monotonic() - started < 0.3:  # (a slow machine may already be past it)
+        assert reader.read()["w0"].frame == 1 and writer.read()["w0"].frame == 2
+    note = wait_for(lambda: reader.read().get("w1"), timeout=5, what="the timer's write")
+    assert (note.frame, reader.read()["w0"].frame) == (2, 2)

@@ -35,3 +35,16 @@ def _stepped_once(region: str) -> list[object]:
     space = new_space()
     step_space(space, region, frame=1, dt_ms=16.0, bodies=5, limits=Limits())
     return list(space.bodies)
+
+
+def test_a_settled_pile_sleeps_and_wakes_when_a_body_lands_on_it() -> None:
+    space = new_space()
+    for frame in range(1, 721):  # twelve seconds at 60 Hz: every body settles
+        step_space(space, "w1", frame=frame, dt_ms=1000 / 60, bodies=30, limits=Limits())
+    pile = list(space.bodies)
+    assert all(b.is_sleeping for b in pile)
+    woken = set()
+    for frame in range(721, 781):  # one more body (seeded: it lands on a pile) for a second
+        step_space(space, "w1", frame=frame, dt_ms=1000 / 60, bodies=31, limits=Limits())
+        woken |= {id(b) for b in pile if not b.is_sleeping}
+    assert woken  # the pile it landed on woke up

@@ -1,7 +1,8 @@
 """The director: keeps the physics units balanced by moving regions between them.
 
 Each controller tick it reads what the units noted of each region's last step
-(`app.physics.units.RegionNote`) and keeps a smoothed cost per region (its step time, an
+(`app.physics.units.RegionNote`) and keeps a smoothed cost per region (the median of its
+last steps' times as its unit saw them, so a preemption mid-step does not count, in an
 exponentially weighted mean).  While the costliest unit carries no more than
 `tolerance` (10 %) over the mean, nothing moves.  Otherwise it cuts the regions, in
 Hilbert-curve order, into one run of about equal cost per unit
@@ -84,9 +85,8 @@ class Director:
             if self._seen.get(region) == (note.steps, note.at):
                 continue
             self._seen[region] = (note.steps, note.at)
-            old = self.costs.get(region)
-            self.costs[region] = (note.step_ms if old is None
-                                  else old + self.smoothing * (note.step_ms - old))
+            cost, old = note.cost_ms or note.step_ms, self.costs.get(region)
+            self.costs[region] = cost if old is None else old + self.smoothing * (cost - old)
 
     def plan(self, view: OwnerView, now: float) -> Plan | None:
         """The rebalance due now, or None when the placement stands."""

@@ -32,6 +32,7 @@ class StepResult:
     steps: int = 0
     step_ms: float = 0.0
     anomalies: tuple[Anomaly, ...] = ()
+    cost_ms: float = 0.0  # a typical step of the region lately (set by its unit)
 
 
 def new_space() -> pymunk.Space:

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import msgpack
@@ -45,6 +46,7 @@ HANDOVER_WAIT_S = 0.010  # past this, the region waits for the next frame
 HANDOVER_GIVE_UP_S = 5.0  # past this, the space is taken as lost (its unit died) and restarted
 HANDOVER_TTL_S = 600  # a packed space nobody took is dropped after this
 NOTES_EVERY_S = 0.25  # a unit writes its region notes to Redis at most this often
+COST_STEPS = 15  # a region's cost is the median of this many of its last steps
 log = logging.getLogger(__name__)
 
 
@@ -113,6 +115,7 @@ class RegionNote:
     steps: int
     step_ms: float
     at: float = 0.0  # when, in seconds since the epoch
+    cost_ms: float = 0.0  # the median of its last steps' times: a preemption does not count
 
 
 class RegionNotes(Protocol):
@@ -238,7 +241,7 @@ def _text(value: bytes | str) -> str:
 
 def _note(unit: int, step: StepResult) -> RegionNote:
     return RegionNote(unit, step.frame, step.bodies, step.steps, round(step.step_ms, 3),
-                      round(time.time(), 3))
+                      round(time.time(), 3), round(step.cost_ms, 4))
 
 
 @dataclass(frozen=True)
@@ -284,6 +287,7 @@ class Unit:
         self.spaces: dict[str, pymunk.Space] = {}
         self.view = OwnerView(0)
         self._awaited: dict[str, float] = {}  # region in transit -> when it was first awaited
+        self._recent: dict[str, deque[float]] = {}  # region -> its last steps' times
         self._lock = threading.Lock()  # pymunk spaces are not thread-safe
 
     def step(self, work: FrameWork, links: Links) -> UnitFrame:
@@ -296,10 +300,17 @@ class Unit:
                 if space is None:
                     skipped.append(region)
                     continue
-                stepped.append(step_space(space, region, frame=work.frame, dt_ms=work.dt_ms,
-                                          bodies=bodies, limits=links.limits))
+                result = step_space(space, region, frame=work.frame, dt_ms=work.dt_ms,
+                                    bodies=bodies, limits=links.limits)
+                stepped.append(replace(result, cost_ms=self._cost(region, result.step_ms)))
             links.notes.note(self.number, stepped)
             return UnitFrame(self.number, tuple(stepped), tuple(skipped), released)
+
+    def _cost(self, region: str, step_ms: float) -> float:
+        """The median of `region`'s last `COST_STEPS` step times, this one included."""
+        recent = self._recent.setdefault(region, deque(maxlen=COST_STEPS))
+        recent.append(step_ms)
+        return statistics.median(recent)
 
     def _follow(self, links: Links) -> tuple[str, ...]:
         """Read the newer owner map; hand over every space it gives to another unit."""
@@ -307,6 +318,7 @@ class Unit:
         leaving = [r for r in self.spaces if self.view.owner_of(r, links.units) != self.number]
         for region in leaving:
             links.handover.put(region, pack_space(self.spaces.pop(region)))
+            self._recent.pop(region, None)
         return tuple(leaving)
 
     def _space(self, region: str, links: Links) -> pymunk.Space | None:

@@ -94,6 +94,9 @@ def test_a_cost_follows_the_newest_steps_smoothly_and_a_note_counts_once() -> No
     director.observe({"w0": RegionNote(0, 1, 5, 1, 4.0, NOW)})  # the same note again
     director.observe({"w0": RegionNote(0, 2, 5, 2, 8.0, NOW + 1)})
     assert director.costs["w0"] == 6.0
+    # the unit's typical step, when it gives one, rather than the last (a preempted one)
+    director.observe({"w0": RegionNote(0, 3, 5, 3, 90.0, NOW + 2, cost_ms=6.0)})
+    assert director.costs["w0"] == 6.0
 
 
 @pytest.mark.parametrize(("field", "kwargs"), [("units", {"units": 0}),

@@ -3,6 +3,7 @@ arrives whole and steps on from where it was, in memory and through Redis."""
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -166,3 +167,13 @@ def test_a_units_notes_reach_redis_at_most_every_quarter_second_and_none_is_lost
         assert reader.read()["w0"].frame == 1 and writer.read()["w0"].frame == 2
     note = wait_for(lambda: reader.read().get("w1"), timeout=5, what="the timer's write")
     assert (note.frame, reader.read()["w0"].frame) == (2, 2)
+
+
+def test_a_regions_cost_is_the_median_of_its_last_steps(links: Links) -> None:
+    unit, times = Unit(0), []
+    links.owners.publish({"arena": 0})
+    for frame in range(1, 21):
+        step = unit.step(FrameWork(frame, DT_MS, [("arena", 8)], epoch=1), links).stepped[0]
+        times.append(step.step_ms)
+        assert step.cost_ms == statistics.median(times[-units_module.COST_STEPS:])
+    assert links.notes.read()["arena"].cost_ms == pytest.approx(step.cost_ms, abs=1e-4)

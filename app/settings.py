@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # Physics units: worker processes with a queue each (physics.0, physics.1, ...), among
     # which the owner map shares the world's regions; a region's space lives on its unit.
     physics_units: int = Field(default=2, ge=1, le=64)
+    # How long a game server's client keeps the owner map before reading it again: after a
+    # move, its frames may reach the unit a region left for this long (skipped there).
+    physics_map_ttl_ms: float = Field(default=100.0, ge=0.0, le=10_000.0)
     ai: RoleBudget = RoleBudget(concurrency=2, memory_mb=384, nice=5, cpu_policy="batch")
     transactions: RoleBudget = RoleBudget(concurrency=8, memory_mb=256)  # applies wait on commits
     background: RoleBudget = RoleBudget(concurrency=1, memory_mb=256, nice=10,

@@ -84,7 +84,8 @@ class GameClient:
                                   self.settings.transaction_tick_ms / 1000.0, APPLY_BATCH_MAX)
         self._apply_step = route(APPLY_BATCH_TASK).priority  # no session factors: fixed
         physics = app.runtime.physics
-        self._frames = FrameRouter(physics.owners, physics.units)
+        self._frames = FrameRouter(physics.owners, physics.units,
+                                   self.settings.physics_map_ttl_ms / 1000.0)
 
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing

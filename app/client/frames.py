@@ -3,29 +3,42 @@
 The first frame sent under a new owner map reaches every unit, with no regions for those
 that own none of it: a unit that lost all its regions still learns of the new map and hands
 its spaces over (`app.physics.units`).
+
+The map is read again at most every `ttl_s` (``GAMESCHED_PHYSICS_MAP_TTL_MS``, 100 ms; a
+Redis round trip in the game server's frame path otherwise): after a move, the frames of
+the next 0.1 s may still go to the unit a region left, which skips it (the frame counts as
+not run).  Moves are seconds apart.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
-from app.physics.owners import OwnerMap
+from app.physics.owners import OwnerMap, OwnerView
+
+MAP_TTL_S = 0.1
 
 
 class FrameRouter:
     """Splits each frame's regions among the physics units by the owner map."""
 
-    def __init__(self, owners: OwnerMap, units: int) -> None:
+    def __init__(self, owners: OwnerMap, units: int, ttl_s: float = MAP_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._owners = owners
         self._units = units
+        self._ttl_s = ttl_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._epoch: int | None = None  # the owner map's epoch of the last frame split
+        self._view: OwnerView | None = None
+        self._read_at = -float("inf")
 
     def split(self, regions: Mapping[str, int]) -> tuple[int, dict[int, dict[str, int]]]:
         """The owner map's epoch and, per unit, its regions of `regions` (region to
         bodies); every unit appears when the epoch is new to this router."""
-        view = self._owners.read()
+        view = self._current()
         with self._lock:
             fresh = view.epoch != self._epoch
             self._epoch = view.epoch
@@ -34,3 +47,15 @@ class FrameRouter:
         for region, bodies in regions.items():
             by_unit.setdefault(view.owner_of(region, self._units), {})[region] = bodies
         return view.epoch, by_unit
+
+    def _current(self) -> OwnerView:
+        """The owner map, read again once `ttl_s` has passed since the last read."""
+        now = self._clock()
+        with self._lock:
+            view, fresh = self._view, now - self._read_at < self._ttl_s
+        if view is not None and fresh:
+            return view
+        view = self._owners.read()
+        with self._lock:
+            self._view, self._read_at = view, now
+        return view

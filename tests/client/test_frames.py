@@ -8,7 +8,7 @@ from app.physics.owners import MemoryOwnerMap, fallback_unit
 
 def test_each_region_goes_to_the_unit_the_owner_map_names() -> None:
     owners = MemoryOwnerMap()
-    router = FrameRouter(owners, units=3)
+    router = FrameRouter(owners, units=3, ttl_s=0.0)  # reads the map on every frame
     epoch, by_unit = router.split({"a": 1, "b": 2})
     # before any publish: the fallback, and the first frame reaches every unit
     assert epoch == 0 and set(by_unit) == {0, 1, 2}
@@ -18,3 +18,16 @@ def test_each_region_goes_to_the_unit_the_owner_map_names() -> None:
     # the same epoch again: only the units with regions
     assert router.split({"a": 5}) == (1, {2: {"a": 5}})
     assert router.split({}) == (1, {})
+
+
+def test_the_map_is_read_again_only_after_its_time_to_live() -> None:
+    owners = MemoryOwnerMap()
+    owners.publish({"a": 1})
+    clock = [100.0]
+    router = FrameRouter(owners, units=2, ttl_s=0.1, clock=lambda: clock[0])
+    assert router.split({"a": 1})[0] == 1
+    owners.publish({"a": 0})
+    clock[0] += 0.09
+    assert router.split({"a": 1}) == (1, {1: {"a": 1}})  # read 0.09 s ago: still good
+    clock[0] += 0.02
+    assert router.split({"a": 1}) == (2, {0: {"a": 1}, 1: {}})  # read again: a new epoch

@@ -7,6 +7,7 @@ from collections import Counter
 from app.simulate.driver import SentFrame
 from app.simulate.latency import outcome
 from app.simulate.runner import RunResult
+from app.simulate.sampler import Sample
 from app.simulate.sections import Section, put, rate, window
 
 FRAME_BUDGET_MS = 16.0
@@ -39,19 +40,13 @@ UNIT_PREFIX = "physics-u"  # a physics unit's worker node
 
 def _units(run: RunResult) -> Section:
     """The physics units' load: each unit's CPU (its process tree, seconds per second) and
-    regions at the end, the costliest unit over the mean, and what moved or went wrong."""
-    samples = window(run)
-    nodes = sorted({r for s in samples for r in s.role_cpu_s if r.startswith(UNIT_PREFIX)})
+    regions at the end, the costliest unit in use over the mean of those in use (the
+    director packs a light load onto fewer units), and what moved or went wrong."""
     section: Section = {}
-    if nodes:
-        cpu = {n: sum(s.role_cpu_s.get(n, 0.0) for s in samples) / len(samples) for n in nodes}
-        mean = sum(cpu.values()) / len(cpu)
-        section["units"] = len(nodes)
-        section["unit_cpu_s_per_s"] = {n.removeprefix(UNIT_PREFIX): round(v, 4)
-                                       for n, v in cpu.items()}
-        section["unit_max_over_mean"] = round(max(cpu.values()) / mean, 3) if mean else None
+    in_use: set[str] | None = None
     if run.physics is not None:
         by_unit = Counter(str(note.unit) for note in run.physics.notes.values())
+        in_use = set(by_unit)
         counts = run.physics.counts
         section |= {
             "regions": len(run.physics.notes),
@@ -62,7 +57,20 @@ def _units(run: RunResult) -> Section:
             "anomalies": {k.partition(".")[2]: v for k, v in sorted(counts.items())
                           if k.startswith("anomalies.")},
         }
-    return section
+    return _unit_cpu(window(run), in_use) | section
+
+
+def _unit_cpu(samples: list[Sample], in_use: set[str] | None) -> Section:
+    nodes = sorted({r for s in samples for r in s.role_cpu_s if r.startswith(UNIT_PREFIX)})
+    if not nodes:
+        return {}
+    cpu = {n.removeprefix(UNIT_PREFIX): sum(s.role_cpu_s.get(n, 0.0) for s in samples)
+           / len(samples) for n in nodes}
+    used = [v for unit, v in cpu.items() if in_use is None or unit in in_use]
+    mean = sum(used) / len(used) if used else 0.0
+    return {"units": len(nodes), "units_in_use": len(used),
+            "unit_cpu_s_per_s": {unit: round(v, 4) for unit, v in cpu.items()},
+            "unit_max_over_mean": round(max(used) / mean, 3) if mean else None}
 
 
 def _frames_done(frames: list[SentFrame], done: dict[str, float]) -> dict[str, float]:

@@ -323,9 +323,22 @@ def test_the_units_load_is_each_units_cpu_and_the_costliest_over_the_mean() -> N
          "w3": RegionNote(1, 9, 20, 9, 0.5)},
         {"moves": 2, "rebalances": 1, "anomalies.too_fast": 3, "skipped": 1})
     physics = run_sections(result)["physics"]
-    assert physics["units"] == 2
+    assert (physics["units"], physics["units_in_use"]) == (2, 2)
     assert physics["unit_cpu_s_per_s"] == {"0": 0.3, "1": 0.1}
     assert physics["unit_max_over_mean"] == 1.5  # 0.3 over a mean of 0.2
     assert physics["regions"] == 3 and physics["regions_by_unit"] == {"0": 1, "1": 2}
     assert (physics["moves"], physics["rebalances"], physics["regions_skipped"]) == (2, 1, 1)
     assert physics["anomalies"] == {"too_fast": 3} and physics["regions_handed_over"] == 0
+
+
+def test_a_unit_the_director_left_idle_is_not_in_the_balance() -> None:
+    frame = execution("gamesched.physics.step_frame", 5.0)
+    result = run([frame], drive(updates=10, physics=1, frames_due=1,
+                                frames=[SentFrame((frame.task_id,), frame.handoff)]))
+    result.samples = [replace(s, role_cpu_s={"physics-u0": 0.3, "physics-u1": 0.002})
+                      for s in result.samples]
+    result.physics = PhysicsTotals({"w0": RegionNote(0, 9, 20, 9, 1.5),
+                                    "w1": RegionNote(0, 9, 20, 9, 0.5)}, {})
+    section = run_sections(result)["physics"]
+    assert (section["units"], section["units_in_use"], section["unit_max_over_mean"]) == (
+        2, 1, 1.0)

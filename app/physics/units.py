@@ -17,7 +17,8 @@ A region's space lives on one unit only:
   `HANDOVER_GIVE_UP_S` (the unit it left died before handing it over), with a warning.
 
 A skipped region makes the frame partly run, which the frame's task reports as not done
-(``docs/architecture.md``, the world's partition).
+(``docs/architecture.md``, physics units).  A unit that dies loses the spaces it held:
+its regions start again empty on the unit that replaces it.
 """
 
 from __future__ import annotations

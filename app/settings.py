@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     # How long a game server's client keeps the owner map before reading it again: after a
     # move, its frames may reach the unit a region left for this long (skipped there).
     physics_map_ttl_ms: float = Field(default=100.0, ge=0.0, le=10_000.0)
+    # Level of detail (app.physics.detail): the game server's physics frame rate, at which
+    # regions with players step; regions within `near_hops` of them step at `near_hz`, the
+    # others at `far_hz` (0: not at all until a player comes near).
+    physics_frame_hz: float = Field(default=60.0, gt=0.0, le=1000.0)
+    physics_near_hz: float = Field(default=20.0, ge=0.0, le=1000.0)
+    physics_far_hz: float = Field(default=2.0, ge=0.0, le=1000.0)
+    physics_near_hops: int = Field(default=1, ge=0, le=16)
     ai: RoleBudget = RoleBudget(concurrency=2, memory_mb=384, nice=5, cpu_policy="batch")
     transactions: RoleBudget = RoleBudget(concurrency=8, memory_mb=256)  # applies wait on commits
     background: RoleBudget = RoleBudget(concurrency=1, memory_mb=256, nice=10,
@@ -133,6 +140,22 @@ class Settings(BaseSettings):
         if floor is not None and value < floor:
             raise ValueError(f"must be at least the window's floor, batch_window_min_ms "
                              f"({floor:g})")
+        return value
+
+    @field_validator("physics_near_hz")
+    @classmethod
+    def _near_within_frame(cls, value: float, info: ValidationInfo) -> float:
+        frame = info.data.get("physics_frame_hz")
+        if frame is not None and value > frame:
+            raise ValueError(f"must be at most the frame rate, physics_frame_hz ({frame:g})")
+        return value
+
+    @field_validator("physics_far_hz")
+    @classmethod
+    def _far_within_near(cls, value: float, info: ValidationInfo) -> float:
+        near = info.data.get("physics_near_hz")
+        if near is not None and value > near:
+            raise ValueError(f"must be at most the near rate, physics_near_hz ({near:g})")
         return value
 
     @field_validator("broker_url")

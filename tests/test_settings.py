@@ -97,3 +97,19 @@ def test_a_batch_window_maximum_under_its_floor_is_refused_naming_both(
     assert str(caught.value.value) == "10" and "batch_window_min_ms (20)" in caught.value.reason
     monkeypatch.setenv("GAMESCHED_BATCH_WINDOW_MIN_MS", "5")
     assert load_settings().batch_window_max_ms == 10.0
+
+
+@pytest.mark.parametrize(("variable", "value", "names"), [
+    ("GAMESCHED_PHYSICS_NEAR_HZ", "90", "physics_frame_hz (60)"),
+    ("GAMESCHED_PHYSICS_FAR_HZ", "30", "physics_near_hz (20)"),
+])
+def test_detail_rates_out_of_order_are_refused_naming_the_rate_above(
+        monkeypatch: pytest.MonkeyPatch, variable: str, value: str, names: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.variable == variable and names in caught.value.reason
+    monkeypatch.setenv("GAMESCHED_PHYSICS_FRAME_HZ", "120")
+    monkeypatch.setenv("GAMESCHED_PHYSICS_NEAR_HZ", "90")
+    settings = load_settings()
+    assert (settings.physics_frame_hz, settings.physics_near_hz) == (120.0, 90.0)

@@ -18,18 +18,23 @@ def step_region(self: GameTask, region: str, frame: int, dt_ms: float,  # noqa: 
                 bodies: int, unit_number: int = 0, epoch: int = 0) -> int:  # wire form
     """Step one region of unit `unit_number` by one frame; returns its body count (0 when
     the unit could not step it).  Not retried: the next frame supersedes a lost one."""
-    done = _run(self, FrameWork(frame, dt_ms, [(region, bodies)], epoch), unit_number)
+    done = _run(self, FrameWork(frame, [(region, bodies, dt_ms)], epoch), unit_number)
     return sum(step.bodies for step in done.stepped)
 
 
 @shared_task(base=GameTask, bind=True, name=PHYSICS_FRAME_TASK)
 def step_frame(self: GameTask, frame: int, dt_ms: float,  # noqa: PLR0917 - wire form
                regions: list[list[Any]], unit_number: int = 0, epoch: int = 0) -> int:
-    """Step unit `unit_number`'s ``[region, bodies]`` of `regions` by one frame (after
-    handing over what a newer owner map `epoch` moved away); returns their bodies.  A
-    region the unit could not step leaves the run not done.  Not retried, as `step_region`."""
-    work = FrameWork(frame, dt_ms, [(str(r), int(b)) for r, b in regions], epoch)
+    """Step unit `unit_number`'s ``[region, bodies, dt_ms]`` of `regions` (without a
+    ``dt_ms`` of its own, a region advances by the frame's) after handing over what a
+    newer owner map `epoch` moved away; returns their bodies.  A region the unit could not
+    step leaves the run not done.  Not retried, as `step_region`."""
+    work = FrameWork(frame, [_region(entry, dt_ms) for entry in regions], epoch)
     return sum(step.bodies for step in _run(self, work, unit_number).stepped)
+
+
+def _region(entry: list[Any], dt_ms: float) -> tuple[str, int, float]:
+    return str(entry[0]), int(entry[1]), float(entry[2]) if len(entry) > 2 else dt_ms
 
 
 def _run(task: GameTask, work: FrameWork, unit_number: int) -> UnitFrame:

@@ -38,6 +38,7 @@ from app.ledger.handle import TransactionHandle
 from app.ledger.policy import APPLY_BATCH_MAX
 from app.ledger.submit import submit_purchase, submit_reward
 from app.observe.metrics import metrics
+from app.physics.detail import DetailRates, frame_steps
 from app.players import sessions, wire
 from app.players.delta import POSITION_FIELD, quantise
 from app.priority import Factors, Route, route
@@ -86,6 +87,8 @@ class GameClient:
         physics = app.runtime.physics
         self._frames = FrameRouter(physics.owners, physics.units,
                                    self.settings.physics_map_ttl_ms / 1000.0)
+        self._detail = DetailRates(self.settings.physics_frame_hz, self.settings.physics_near_hz,
+                                   self.settings.physics_far_hz, self.settings.physics_near_hops)
 
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing
@@ -196,22 +199,33 @@ class GameClient:
 
     def submit_physics_frame(self, frame: int, regions: Mapping[str, int], dt_ms: float = 16.0,
                              depends_on: Sequence[AsyncResult] = ()) -> list[AsyncResult]:
-        """Send one frame of several regions (region -> bodies): one task per physics unit
-        owning any of them, at the step of its most urgent region (critical-path when any
-        has players); returns the tasks.  Send the empty regions in a frame of their own
-        to keep them in the background band."""
+        """Send one frame of the world's regions (region -> bodies; `dt_ms`: the time
+        between frames): the regions due in it by level of detail, one task per physics
+        unit owning any of them, at the step of its most urgent region (critical-path when
+        any has players); returns the tasks (none when nothing is due).
+
+        Regions with players step every frame, those within `GAMESCHED_PHYSICS_NEAR_HOPS`
+        of them at `GAMESCHED_PHYSICS_NEAR_HZ`, the rest at `GAMESCHED_PHYSICS_FAR_HZ`, each
+        advancing by the time since its last step (at most 100 ms: a rarely stepped
+        region runs slower than real time).  Frames are counted at
+        `GAMESCHED_PHYSICS_FRAME_HZ`."""
         if not isinstance(regions, Mapping):
             raise InvalidRequest("regions", regions, "expected a mapping of region to bodies")
         req = parse(FrameStep, {"frame": frame, "dt_ms": dt_ms, "regions": dict(regions)})
-        epoch, by_unit = self._frames.split(req.regions)
-        return [self._send_frame(unit, epoch, unit_regions, frame=req.frame,
+        players = {r: self.sessions.region_players(r) for r in req.regions}
+        steps = frame_steps(req.regions, players, frame=req.frame, dt_ms=float(req.dt_ms),
+                            rates=self._detail)
+        epoch, by_unit = self._frames.split(steps)
+        return [self._send_frame(unit, epoch, unit_steps, frame=req.frame,
                                  dt_ms=float(req.dt_ms), depends_on=depends_on)
-                for unit, unit_regions in sorted(by_unit.items())]
+                for unit, unit_steps in sorted(by_unit.items())]
 
-    def _send_frame(self, unit: int, epoch: int, regions: Mapping[str, int], *, frame: int,
-                    dt_ms: float, depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
-        where = replace(self._physics_route(PHYSICS_FRAME_TASK, list(regions)), unit=unit)
-        args = [frame, dt_ms, [[r, b] for r, b in regions.items()], unit, epoch]
+    def _send_frame(self, unit: int, epoch: int, steps: Mapping[str, tuple[int, float]], *,
+                    frame: int, dt_ms: float,
+                    depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
+        """Send unit `unit` its regions of a frame, ``[region, bodies, dt_ms]`` each."""
+        where = replace(self._physics_route(PHYSICS_FRAME_TASK, list(steps)), unit=unit)
+        args = [frame, dt_ms, [[r, b, dt] for r, (b, dt) in steps.items()], unit, epoch]
         return self._send(where, args, depends_on=depends_on)
 
     def _physics_route(self, task: str, regions: Sequence[str]) -> Route:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from app.physics.owners import OwnerMap, OwnerView
 
 MAP_TTL_S = 0.1
+V = TypeVar("V")
 
 
 class FrameRouter:
@@ -35,17 +37,17 @@ class FrameRouter:
         self._view: OwnerView | None = None
         self._read_at = -float("inf")
 
-    def split(self, regions: Mapping[str, int]) -> tuple[int, dict[int, dict[str, int]]]:
-        """The owner map's epoch and, per unit, its regions of `regions` (region to
-        bodies); every unit appears when the epoch is new to this router."""
+    def split(self, regions: Mapping[str, V]) -> tuple[int, dict[int, dict[str, V]]]:
+        """The owner map's epoch and, per unit, its regions of `regions` (region to what
+        goes with it); every unit appears when the epoch is new to this router."""
         view = self._current()
         with self._lock:
             fresh = view.epoch != self._epoch
             self._epoch = view.epoch
-        by_unit: dict[int, dict[str, int]] = (
+        by_unit: dict[int, dict[str, V]] = (
             {unit: {} for unit in range(self._units)} if fresh else {})
-        for region, bodies in regions.items():
-            by_unit.setdefault(view.owner_of(region, self._units), {})[region] = bodies
+        for region, value in regions.items():
+            by_unit.setdefault(view.owner_of(region, self._units), {})[region] = value
         return view.epoch, by_unit
 
     def _current(self) -> OwnerView:

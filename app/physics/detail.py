@@ -11,11 +11,15 @@ own), so they do not all land on one frame.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from app.errors import InvalidRequest
-from app.physics.partition import Partition
+from app.physics.partition import QUARTERS, ROOT, Partition
+
+MAX_STEP_MS = 100.0  # the longest a region's step advances it, however rarely it steps
+MAX_NAME_DEPTH = 20
 
 
 @dataclass(frozen=True)
@@ -44,32 +48,72 @@ def step_rates(partition: Partition, players: Mapping[str, int], rates: DetailRa
     """Each region's step rate in Hz, from the players in each region (`players`, region
     to count) and the controller's factor `lowered`, which scales every rate but that of
     a region with players."""
+    return region_rates(partition.regions(), players, rates, lowered)
+
+
+def region_rates(regions: Iterable[str], players: Mapping[str, int], rates: DetailRates,
+                 lowered: float = 1.0) -> dict[str, float]:
+    """`step_rates` for regions known by their names alone: two regions are neighbours when
+    their quadtree names (`app.physics.partition`) put them side by side; a name off the
+    quadtree has no neighbours."""
     if not 0 < lowered <= 1:
         raise InvalidRequest("lowered", lowered, "expected a factor in (0, 1]")
-    occupied = {r for r in partition.regions() if players.get(r, 0) > 0}
-    near = _within(partition, occupied, rates.near_hops) - occupied
+    names = tuple(sorted(set(regions)))
+    occupied = {r for r in names if players.get(r, 0) > 0}
+    near = _within(touching(names), occupied, rates.near_hops) - occupied
     return {r: rates.frame_hz if r in occupied
             else (rates.near_hz if r in near else rates.far_hz) * lowered
-            for r in partition.regions()}
+            for r in names}
 
 
 def due(rates_by_region: Mapping[str, float], frame: int, frame_hz: float) -> list[str]:
     """The regions that step in `frame` (frames counted from 0 at `frame_hz`), in name
     order: each every ``round(frame_hz / rate)`` frames, from an offset of its own."""
-    stepping = []
-    for region in sorted(rates_by_region):
-        rate = rates_by_region[region]
-        if rate <= 0:
-            continue
-        every = max(1, round(frame_hz / rate))
-        if frame % every == zlib.crc32(region.encode()) % every:
-            stepping.append(region)
-    return stepping
+    return [region for region in sorted(rates_by_region)
+            if _due(region, rates_by_region[region], frame, frame_hz)]
 
 
-def _within(partition: Partition, start: set[str], hops: int) -> set[str]:
+def frame_steps(regions: Mapping[str, int], players: Mapping[str, int], *, frame: int,
+                dt_ms: float, rates: DetailRates,
+                lowered: float = 1.0) -> dict[str, tuple[int, float]]:
+    """The regions of `regions` (region to bodies) due in `frame`, each with its bodies and
+    the time its step advances: the frames since its last step times `dt_ms`, at most
+    `MAX_STEP_MS` (a region stepping less often than that runs slower than real time;
+    nobody is there to see it, and a step of the substeps of a longer one would cost what
+    stepping at the full rate costs)."""
+    by_rate = region_rates(regions, players, rates, lowered)
+    steps = {}
+    for region in due(by_rate, frame, rates.frame_hz):
+        every = max(1, round(rates.frame_hz / by_rate[region]))
+        steps[region] = (regions[region], min(every * dt_ms, MAX_STEP_MS))
+    return steps
+
+
+@lru_cache(maxsize=16)
+def touching(names: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    """Which of `names` share an edge or a corner, by their quadtree names (remembered:
+    a game server asks about the same regions every frame)."""
+    unit_square = Partition(1.0, 1.0, 0.0, MAX_NAME_DEPTH)
+    bounds = {n: unit_square.bounds(n) for n in names if _quadtree(n)}
+    return {n: frozenset(m for m, b in bounds.items() if m != n and bounds[n].touches(b))
+            if n in bounds else frozenset() for n in names}
+
+
+def _due(region: str, rate: float, frame: int, frame_hz: float) -> bool:
+    if rate <= 0:
+        return False
+    every = max(1, round(frame_hz / rate))
+    return frame % every == zlib.crc32(region.encode()) % every
+
+
+def _quadtree(name: str) -> bool:
+    return (name[:1] == ROOT and len(name) - 1 <= MAX_NAME_DEPTH
+            and all(c in QUARTERS for c in name[1:]))
+
+
+def _within(neighbours: Mapping[str, frozenset[str]], start: set[str], hops: int) -> set[str]:
     reached, edge = set(start), set(start)
     for _ in range(hops):
-        edge = {n for r in edge for n in partition.neighbours(r)} - reached
+        edge = {n for r in edge for n in neighbours[r]} - reached
         reached |= edge
     return reached

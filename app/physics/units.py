@@ -260,12 +260,11 @@ class Links:
 
 @dataclass(frozen=True)
 class FrameWork:
-    """One frame's work for one unit: ``(region, bodies)`` each, and the owner map's epoch
-    its sender read."""
+    """One frame's work for one unit: ``(region, bodies, dt_ms)`` each (the time that
+    region advances), and the owner map's epoch its sender read."""
 
     frame: int
-    dt_ms: float
-    regions: Sequence[tuple[str, int]]
+    regions: Sequence[tuple[str, int, float]]
     epoch: int = 0
 
 
@@ -296,12 +295,12 @@ class Unit:
         with self._lock:
             released = self._follow(links) if work.epoch > self.view.epoch else ()
             stepped, skipped = [], []
-            for region, bodies in work.regions:
+            for region, bodies, dt_ms in work.regions:
                 space = self._space(region, links)
                 if space is None:
                     skipped.append(region)
                     continue
-                result = step_space(space, region, frame=work.frame, dt_ms=work.dt_ms,
+                result = step_space(space, region, frame=work.frame, dt_ms=dt_ms,
                                     bodies=bodies, limits=links.limits)
                 stepped.append(replace(result, cost_ms=self._cost(region, result.step_ms)))
             links.notes.note(self.number, stepped)

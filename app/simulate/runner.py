@@ -93,6 +93,14 @@ class Capacity:
         return self.concurrency * 1000.0 / self.run_ms
 
 
+def _detail(base: Settings, frame_hz: float) -> dict[str, float]:
+    """The level-of-detail settings of a run whose game servers send physics frames at
+    `frame_hz`: the base's rates, none above the frame rate."""
+    near = min(base.physics_near_hz, frame_hz)
+    return {"physics_frame_hz": frame_hz, "physics_near_hz": near,
+            "physics_far_hz": min(base.physics_far_hz, near)}
+
+
 @dataclass
 class PhysicsTotals:
     """What the physics units and the director left at the end of a run: each region's
@@ -148,7 +156,8 @@ class Run:
         self.tag = uuid.uuid4().hex[:6]
         self.settings = self.mode.settings(
             base, broker_url=services.broker_url, database_url=services.database_url,
-            hot_url=services.hot_url, record_latency=True, instance_id=f"sim-{self.tag}")
+            hot_url=services.hot_url, record_latency=True, instance_id=f"sim-{self.tag}",
+            **_detail(base, spec.scenario.physics_hz))
         self.phases_s: dict[str, float] = {}
         self._phase_started = time.monotonic()
 

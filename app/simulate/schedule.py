@@ -32,8 +32,8 @@ SKUS = (("sword", 500), ("shield", 350), ("potion", 20), ("skin", 1200), ("mount
 
 @dataclass(frozen=True)
 class PhysicsFrame:
-    """One frame of the occupied regions: region -> bodies; `at` is its scheduled start in
-    seconds of simulated time."""
+    """One frame of the world's regions: region -> bodies (the client picks those due by
+    level of detail); `at` is its scheduled start in seconds of simulated time."""
 
     frame: int
     dt_ms: float
@@ -228,10 +228,9 @@ class Schedule:
             return []
         occupied = self.population.occupancy()
         base, per = self.scenario.bodies_base, self.scenario.bodies_per_player
+        # every region, the empty ones too: the client steps each at its level of detail
         regions = {self.world.name(r): min(5000, base + int(per * players))
-                   for r, players in enumerate(occupied.tolist()) if players}
-        if not regions:
-            return []
+                   for r, players in enumerate(occupied.tolist())}
         return [PhysicsFrame(f, 1000.0 / hz, regions, f / hz) for f in frames]
 
     def _region_members(self, t0: float) -> list[Ints]:

@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.errors import InvalidRequest
-from app.physics.detail import DetailRates, due, step_rates
+from app.physics.detail import (
+    MAX_STEP_MS,
+    DetailRates,
+    due,
+    frame_steps,
+    region_rates,
+    step_rates,
+    touching,
+)
 from app.physics.partition import ROOT, Partition
 
 SIZE = 1000.0
@@ -88,3 +96,39 @@ def test_a_lowering_factor_outside_zero_to_one_is_refused() -> None:
     with pytest.raises(InvalidRequest) as caught:
         step_rates(_grid(1), {}, RATES, lowered=0.0)
     assert caught.value.field == "lowered"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3), st.sets(st.integers(0, 63), max_size=5))
+def test_names_alone_give_the_partitions_neighbours_and_rates(levels: int,
+                                                              crowded: set[int]) -> None:
+    partition = _grid(levels)
+    regions = partition.regions()
+    assert touching(tuple(regions)) == {r: frozenset(partition.neighbours(r)) for r in regions}
+    players = {regions[i % len(regions)]: 3 for i in crowded}
+    assert region_rates(regions, players, RATES) == step_rates(partition, players, RATES)
+
+
+def test_a_name_off_the_quadtree_has_no_neighbours() -> None:
+    assert touching(("arena", "w0", "w1")) == {
+        "arena": frozenset(), "w0": frozenset({"w1"}), "w1": frozenset({"w0"})}
+    rates = region_rates(["arena", "docks"], {"arena": 2}, RATES)
+    assert rates == {"arena": RATES.frame_hz, "docks": RATES.far_hz}
+
+
+def test_a_frame_steps_the_due_regions_each_by_the_time_since_its_last_step() -> None:
+    rates = DetailRates(frame_hz=20.0, near_hz=10.0, far_hz=2.0, near_hops=1)
+    regions = {f"w{q}{r}": 10 for q in "0123" for r in "0123"}  # a 4 x 4 grid
+    players = {"w00": 4}  # the south-west corner: w01, w02, w03 touch it
+    seen: dict[str, list[tuple[int, float]]] = {}
+    for frame in range(40):  # two seconds
+        for region, (bodies, dt_ms) in frame_steps(regions, players, frame=frame, dt_ms=50.0,
+                                                   rates=rates).items():
+            assert bodies == 10
+            seen.setdefault(region, []).append((frame, dt_ms))
+    assert [f for f, _ in seen["w00"]] == list(range(40))  # every frame, 50 ms each
+    assert {dt for _, dt in seen["w00"]} == {50.0}
+    assert len(seen["w03"]) == 20 and {dt for _, dt in seen["w03"]} == {100.0}
+    far = seen["w33"]  # every tenth frame: 500 ms of game time due, capped at 100 ms
+    assert len(far) == 4 and {dt for _, dt in far} == {MAX_STEP_MS}
+    assert set(seen) == set(regions)

@@ -25,6 +25,10 @@ NOW = 1_000.0
 QUARTETS = [f"w{a}{b}" for a in "0123" for b in "0123"]  # a 4 x 4 grid, as the simulator's
 
 
+def _with_dt(regions: dict[str, int], dt_ms: float) -> list[tuple[str, int, float]]:
+    return [(region, bodies, dt_ms) for region, bodies in regions.items()]
+
+
 def _notes(costs: dict[str, float], unit: int = 0, at: float = NOW) -> dict[str, RegionNote]:
     return {r: RegionNote(unit, 1, 10, 1, ms, at) for r, ms in costs.items()}
 
@@ -146,7 +150,7 @@ def test_a_rebalance_moves_the_spaces_and_they_step_on() -> None:
     links.owners.publish(dict.fromkeys(regions, 0))
     units = [Unit(0), Unit(1)]
     for frame in range(1, 6):
-        units[0].step(FrameWork(frame, 16.0, list(regions.items()), epoch=1), links)
+        units[0].step(FrameWork(frame, _with_dt(regions, 16.0), epoch=1), links)
     director = Director(2, unit_budget_ms=1.0)  # 4 ms of steps: both units
     director.observe(links.notes.read())
     director.costs.update(dict.fromkeys(regions, 1.0))  # equal: cut by count, whatever the timing
@@ -154,7 +158,7 @@ def test_a_rebalance_moves_the_spaces_and_they_step_on() -> None:
     assert move is not None and sorted(move.plan.moving) == ["w1", "w3"]
     for unit in units:  # the next frame, split by the new map, reaches both units
         mine = [(r, n) for r, n in regions.items() if move.plan.owners[r] == unit.number]
-        done = unit.step(FrameWork(6, 16.0, mine, move.epoch), links)
+        done = unit.step(FrameWork(6, [(r, n, 16.0) for r, n in mine], move.epoch), links)
         assert done.skipped == ()
     assert {r: n.unit for r, n in links.notes.read().items()} == move.plan.owners
     assert all(n.steps == 6 for n in links.notes.read().values())  # none restarted

@@ -42,12 +42,16 @@ def links(request: pytest.FixtureRequest) -> Iterator[Links]:
                     units=2)
 
 
+def _with_dt(regions: dict[str, int], dt_ms: float) -> list[tuple[str, int, float]]:
+    return [(region, bodies, dt_ms) for region, bodies in regions.items()]
+
+
 def _frames(unit: Unit, links: Links, frames: range, regions: dict[str, int],
             epoch: int = 0) -> list[str]:
     """Step `frames` on `unit`; returns the regions skipped in any of them."""
     skipped = []
     for frame in frames:
-        done = unit.step(FrameWork(frame, DT_MS, list(regions.items()), epoch), links)
+        done = unit.step(FrameWork(frame, _with_dt(regions, DT_MS), epoch), links)
         skipped += done.skipped
     return skipped
 
@@ -59,7 +63,7 @@ def _positions(space: pymunk.Space) -> list[tuple[float, float]]:
 def test_a_unit_steps_only_the_regions_the_owner_map_gives_it(links: Links) -> None:
     links.owners.publish({"arena": 0, "docks": 1})
     unit0 = Unit(0)
-    done = unit0.step(FrameWork(1, DT_MS, [("arena", 5), ("docks", 5)], epoch=1), links)
+    done = unit0.step(FrameWork(1, [("arena", 5, DT_MS), ("docks", 5, DT_MS)], epoch=1), links)
     assert [s.region for s in done.stepped] == ["arena"] and done.skipped == ("docks",)
     assert set(unit0.spaces) == {"arena"}  # docks never started here
     assert (done.stepped[0].bodies, done.stepped[0].steps) == (5, 1)
@@ -76,7 +80,7 @@ def test_a_moved_region_steps_on_at_its_new_unit_exactly_where_it_left_off(
     reference = unit0.spaces["arena"].copy()  # the same space, stepped on in one place
 
     epoch = links.owners.publish({"arena": 1}, moving={"arena": 0})
-    done = unit0.step(FrameWork(31, DT_MS, [], epoch), links)  # the new epoch reaches unit 0
+    done = unit0.step(FrameWork(31, [], epoch), links)  # the new epoch reaches unit 0
     assert done.released == ("arena",) and unit0.spaces == {}
     assert _frames(unit1, links, range(31, 61), regions, epoch) == []
 
@@ -97,8 +101,8 @@ def test_a_task_sent_before_the_move_steps_nothing_at_the_unit_left(links: Links
     unit0 = Unit(0)
     _frames(unit0, links, range(1, 4), {"arena": 4}, epoch=1)
     epoch = links.owners.publish({"arena": 1}, moving={"arena": 0})
-    unit0.step(FrameWork(4, DT_MS, [], epoch), links)
-    late = unit0.step(FrameWork(4, DT_MS, [("arena", 4)], epoch=1), links)  # the old epoch
+    unit0.step(FrameWork(4, [], epoch), links)
+    late = unit0.step(FrameWork(4, [("arena", 4, DT_MS)], epoch=1), links)  # the old epoch
     assert late.stepped == () and late.skipped == ("arena",)
     assert "arena" not in unit0.spaces  # not restarted behind the new owner's back
 
@@ -111,7 +115,7 @@ def test_the_new_owner_waits_for_the_space_and_never_starts_it_empty(links: Link
     # unit 1 comes first: the space has not been handed over yet
     assert _frames(unit1, links, range(6, 8), {"arena": 4}, epoch) == ["arena", "arena"]
     assert "arena" not in unit1.spaces
-    unit0.step(FrameWork(6, DT_MS, [], epoch), links)
+    unit0.step(FrameWork(6, [], epoch), links)
     assert _frames(unit1, links, range(8, 9), {"arena": 4}, epoch) == []
     assert unit1.spaces["arena"].gs_steps == 6  # five on unit 0, then this one
 
@@ -121,7 +125,7 @@ def test_the_new_owner_takes_a_space_handed_over_while_it_waits(links: Links) ->
     unit0, unit1 = Unit(0), Unit(1)
     _frames(unit0, links, range(1, 3), {"arena": 4}, epoch=1)
     epoch = links.owners.publish({"arena": 1}, moving={"arena": 0})
-    waiting = threading.Thread(target=unit0.step, args=(FrameWork(3, DT_MS, [], epoch), links))
+    waiting = threading.Thread(target=unit0.step, args=(FrameWork(3, [], epoch), links))
     waiting.start()  # unit 0 hands over while unit 1 may already be waiting
     skipped = _frames(unit1, links, range(3, 4), {"arena": 4}, epoch)
     waiting.join()
@@ -173,7 +177,7 @@ def test_a_regions_cost_is_the_median_of_its_last_steps(links: Links) -> None:
     unit, times = Unit(0), []
     links.owners.publish({"arena": 0})
     for frame in range(1, 21):
-        step = unit.step(FrameWork(frame, DT_MS, [("arena", 8)], epoch=1), links).stepped[0]
+        step = unit.step(FrameWork(frame, [("arena", 8, DT_MS)], epoch=1), links).stepped[0]
         times.append(step.step_ms)
         assert step.cost_ms == statistics.median(times[-units_module.COST_STEPS:])
     assert links.notes.read()["arena"].cost_ms == pytest.approx(step.cost_ms, abs=1e-4)

@@ -28,7 +28,8 @@ def test_a_region_moves_between_two_units_mid_run_and_its_bodies_carry_on(
         start_worker("physics", f"physics-u{unit}", unit=unit)
     owners, notes = RedisOwnerMap(redis_client), RedisRegionNotes(redis_client)
     owners.publish({"arena": 0, "docks": 1})
-    settings = live_settings.model_copy(update={"physics_map_ttl_ms": 0.0})  # every frame
+    settings = live_settings.model_copy(update={  # the map read and every region stepped
+        "physics_map_ttl_ms": 0.0, "physics_near_hz": 60.0, "physics_far_hz": 60.0})
     client = GameClient(create_app(settings), settings)
     for frame in range(1, 11):
         client.submit_physics_frame(frame, {"arena": BODIES, "docks": 3})

@@ -82,7 +82,7 @@ def test_updates_carry_the_moment_their_player_acted_inside_their_tick() -> None
         assert all(plan.at <= u.at < plan.due for u in plan.updates)
 
 
-def test_physics_frames_step_every_occupied_region_at_its_rate() -> None:
+def test_physics_frames_come_at_the_physics_rate_with_every_occupied_region() -> None:
     schedule = Schedule(STEADY, 2000, seed=6, duration_s=5.0)
     frames = [f for p in plans(schedule, 2.0) for f in p.physics]
     regions = STEADY.regions_per_side ** 2  # 2,000 players occupy every region
@@ -92,6 +92,14 @@ def test_physics_frames_step_every_occupied_region_at_its_rate() -> None:
     assert schedule.frames_due(round(2.0 / schedule.tick_s)) == len(frames)
     assert {len(f.regions) for f in frames} == {regions}
     assert all(STEADY.bodies_base < b <= 5000 for f in frames for b in f.regions.values())
+
+
+def test_a_frame_names_the_empty_regions_too_with_their_resting_bodies() -> None:
+    """The client steps each region at its level of detail, so the world is sent whole."""
+    schedule = Schedule(STEADY, 20, seed=6, duration_s=2.0)  # 20 players leave regions empty
+    frames = [f for p in plans(schedule, 1.0) for f in p.physics]
+    assert {len(f.regions) for f in frames} == {STEADY.regions_per_side ** 2}
+    assert STEADY.bodies_base in frames[0].regions.values()  # an empty region's bodies
 
 
 def test_background_jobs_cycle_three_snapshots_then_analytics_over_all_sessions() -> None:

@@ -1,0 +1,52 @@
+"""Level of detail as a game server's frames carry it to the physics units: players'
+regions every frame, their neighbours at the near rate, the rest at the far rate, each
+region advancing by the time since its last step."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import defaultdict
+
+import redis
+
+from app.client import GameClient
+from app.physics.detail import MAX_STEP_MS
+from app.protocol.queues import PRIORITY_STEPS, unit_queues
+from app.settings import Settings
+from app.tasking.factory import create_app
+
+GRID = [f"w{q}{r}" for q in "0123" for r in "0123"]  # a 4 x 4 world
+
+
+def _sent_steps(client: redis.Redis, units: int) -> dict[str, list[tuple[int, float]]]:
+    """Every region step waiting in the units' queues (every priority step's list, read as
+    kombu's Redis transport writes them): region -> [(frame, dt_ms), ...]."""
+    steps: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for name in unit_queues(units):
+        for key in [name, *(f"{name}:{step}" for step in PRIORITY_STEPS[1:])]:
+            for raw in client.lrange(key, 0, -1):
+                message = json.loads(raw)
+                (frame, _, regions, _, _), _, _ = json.loads(base64.b64decode(message["body"]))
+                for region, _, dt_ms in regions:
+                    steps[region].append((frame, dt_ms))
+    return steps
+
+
+def test_a_frame_carries_the_regions_due_by_player_attention(
+        live_settings: Settings, redis_client: redis.Redis) -> None:
+    settings = live_settings.model_copy(update={
+        "physics_frame_hz": 20.0, "physics_near_hz": 10.0, "physics_far_hz": 2.0})
+    app = create_app(settings)
+    client = GameClient(app, settings)
+    client.open_session("m-1", players=4, region="w00")  # the south-west corner
+    for frame in range(40):  # two seconds at 20 Hz
+        client.submit_physics_frame(frame, dict.fromkeys(GRID, 10), dt_ms=50.0)
+    steps = _sent_steps(redis_client, settings.physics_units)
+    client.close()
+    assert [f for f, _ in sorted(steps["w00"])] == list(range(40))  # every frame
+    assert {dt for _, dt in steps["w00"]} == {50.0}
+    for near in ("w01", "w02", "w03"):  # touching w00: every other frame, 100 ms each
+        assert len(steps[near]) == 20 and {dt for _, dt in steps[near]} == {100.0}
+    assert len(steps["w33"]) == 4 and {dt for _, dt in steps["w33"]} == {MAX_STEP_MS}
+    assert set(steps) == set(GRID)

@@ -16,6 +16,7 @@ from typing import Any
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError as BrokerError
 
+from app.client.attention import Attention
 from app.client.coalesce import Coalescer
 from app.client.frames import FrameRouter
 from app.client.inflight import InflightTable, Sent, pack_args
@@ -89,6 +90,7 @@ class GameClient:
                                    self.settings.physics_map_ttl_ms / 1000.0)
         self._detail = DetailRates(self.settings.physics_frame_hz, self.settings.physics_near_hz,
                                    self.settings.physics_far_hz, self.settings.physics_near_hops)
+        self._attention = Attention(physics.players, self.sessions.players_by_region)
 
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing
@@ -204,17 +206,16 @@ class GameClient:
         unit owning any of them, at the step of its most urgent region (critical-path when
         any has players); returns the tasks (none when nothing is due).
 
-        Regions with players step every frame, those within `GAMESCHED_PHYSICS_NEAR_HOPS`
-        of them at `GAMESCHED_PHYSICS_NEAR_HZ`, the rest at `GAMESCHED_PHYSICS_FAR_HZ`, each
-        advancing by the time since its last step (at most 100 ms: a rarely stepped
-        region runs slower than real time).  Frames are counted at
-        `GAMESCHED_PHYSICS_FRAME_HZ`."""
+        Regions with players (of every game server: `app.client.attention`) step every
+        frame, those within `GAMESCHED_PHYSICS_NEAR_HOPS` of them at
+        `GAMESCHED_PHYSICS_NEAR_HZ`, the rest at `GAMESCHED_PHYSICS_FAR_HZ`, each advancing
+        by the time since its last step (at most 100 ms: a rarely stepped region runs
+        slower than real time).  Frames are counted at `GAMESCHED_PHYSICS_FRAME_HZ`."""
         if not isinstance(regions, Mapping):
             raise InvalidRequest("regions", regions, "expected a mapping of region to bodies")
         req = parse(FrameStep, {"frame": frame, "dt_ms": dt_ms, "regions": dict(regions)})
-        players = {r: self.sessions.region_players(r) for r in req.regions}
-        steps = frame_steps(req.regions, players, frame=req.frame, dt_ms=float(req.dt_ms),
-                            rates=self._detail)
+        steps = frame_steps(req.regions, self._attention.players(), frame=req.frame,
+                            dt_ms=float(req.dt_ms), rates=self._detail)
         epoch, by_unit = self._frames.split(steps)
         return [self._send_frame(unit, epoch, unit_steps, frame=req.frame,
                                  dt_ms=float(req.dt_ms), depends_on=depends_on)

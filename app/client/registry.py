@@ -93,6 +93,11 @@ class SessionRegistry:
         with self._lock:
             return self._region_players.get(region, 0)
 
+    def players_by_region(self) -> dict[str, int]:
+        """Players in each region with any, across this instance's sessions."""
+        with self._lock:
+            return {r: n for r, n in self._region_players.items() if n > 0}
+
     def _factors(self, info: SessionInfo, now: float | None = None) -> Factors:
         region_players = self._region_players.get(info.region, 0) if info.region else 0
         return Factors(session_type=info.session_type, players=info.players,

@@ -38,6 +38,7 @@ import pymunk
 import redis
 
 from app.physics.anomalies import Limits
+from app.physics.attention import MemoryPlayerCounts, PlayerCounts
 from app.physics.engine import StepResult, new_space, step_space
 from app.physics.handover import pack_space, unpack_space
 from app.physics.owners import OwnerMap, OwnerView
@@ -256,6 +257,7 @@ class Links:
     notes: RegionNotes
     units: int
     limits: Limits = field(default_factory=Limits)
+    players: PlayerCounts = field(default_factory=MemoryPlayerCounts)  # by region, reported
 
 
 @dataclass(frozen=True)

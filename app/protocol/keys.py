@@ -36,6 +36,8 @@ PHYSICS_EPOCH = PREFIX + "physics:epoch"
 PHYSICS_MOVING = PREFIX + "physics:moving"
 PHYSICS_HANDOVER_PREFIX = PREFIX + "physics:handover:"
 PHYSICS_REGIONS = PREFIX + "physics:regions"
+# Players per region as each game server reports them: a hash, a field per game server.
+PHYSICS_PLAYERS = PREFIX + "physics:players"
 # Running counts of the physics units and the director: regions moved, skipped, handed
 # over, and anomalies by kind (``anomalies.<kind>``), a hash of counters.
 PHYSICS_TOTALS = PREFIX + "physics:totals"

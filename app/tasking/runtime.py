@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_sessionmaker
 from app.observe.recorder import Recorder, recorder_for
+from app.physics.attention import MEMORY_PLAYER_COUNTS, PlayerCounts, RedisPlayerCounts
 from app.physics.owners import MEMORY_OWNER_MAP, OwnerMap, RedisOwnerMap
 from app.physics.units import (
     MEMORY_HANDOVER,
@@ -53,11 +54,12 @@ class Runtime:
         owners: OwnerMap = MEMORY_OWNER_MAP
         handover: Handover = MEMORY_HANDOVER
         notes: RegionNotes = MEMORY_REGION_NOTES
+        players: PlayerCounts = MEMORY_PLAYER_COUNTS
         if isinstance(hot, RedisHotStore):
             owners, handover = RedisOwnerMap(hot.client), RedisHandover(hot.client)
-            notes = RedisRegionNotes(hot.client)
+            notes, players = RedisRegionNotes(hot.client), RedisPlayerCounts(hot.client)
         units = 1 if self.settings.naive else self.settings.physics_units
-        return Links(owners, handover, notes, units)
+        return Links(owners, handover, notes, units, players=players)
 
     @cached_property
     def recorder(self) -> Recorder:

@@ -1,0 +1,52 @@
+"""Where the players are, across game servers: each reports its own about once a second
+and sees everyone's, its own changes at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from app.client.attention import Attention
+from app.physics import attention as attention_module
+from app.physics.attention import MemoryPlayerCounts, PlayerCounts, RedisPlayerCounts
+
+
+@pytest.fixture(params=["memory", "redis"])
+def counts(request: pytest.FixtureRequest) -> Iterator[PlayerCounts]:
+    if request.param == "memory":
+        yield MemoryPlayerCounts()
+    else:
+        yield RedisPlayerCounts(request.getfixturevalue("redis_client"))
+
+
+def test_every_game_server_sees_the_players_of_all(counts: PlayerCounts) -> None:
+    clock = [0.0]
+    mine = {"w0": 3}
+    a = Attention(counts, lambda: dict(mine), clock=lambda: clock[0], source="a")
+    b = Attention(counts, lambda: {"w1": 2, "w0": 1}, clock=lambda: clock[0], source="b")
+    assert a.players() == {"w0": 3}  # b has not reported yet
+    assert b.players() == {"w0": 4, "w1": 2}
+    mine["w2"] = 5  # a's own change counts at once, b's view waits for a's next report
+    assert a.players() == {"w0": 3, "w2": 5}
+    clock[0] += 0.5
+    assert a.players() == {"w0": 3, "w2": 5}  # b's report is read on a's next period
+    assert b.players() == {"w0": 4, "w1": 2}
+    clock[0] += 1.0
+    assert a.players() == {"w0": 4, "w1": 2, "w2": 5}
+    assert b.players() == {"w0": 4, "w1": 2, "w2": 5}
+
+
+def test_a_game_server_that_stopped_reporting_counts_no_more(
+        counts: PlayerCounts, monkeypatch: pytest.MonkeyPatch) -> None:
+    counts.report("gone", {"w0": 7})
+    counts.report("here", {"w0": 1})
+    assert counts.totals() == {"w0": 8}
+    monkeypatch.setattr(attention_module, "STALE_S", -1.0)  # every report is now stale
+    assert counts.totals() == {}
+
+
+def test_reports_live_in_one_hash_under_the_projects_prefix(redis_client: redis.Redis) -> None:
+    RedisPlayerCounts(redis_client).report("gs-1", {"w3": 2})
+    assert [k.decode() for k in redis_client.keys("*")] == ["gamesched:physics:players"]

@@ -23,6 +23,7 @@ from app.observe.stats import QueueStats, by_queue, by_task
 from app.protocol.names import BEAT_TASKS, SESSION_TASK, UPDATE_TASK
 from app.protocol.vocab import RoleName
 from app.settings import Settings
+from app.simulate.population import World
 from app.tasking.factory import create_app
 from app.tasking.publish import send_tick
 
@@ -102,6 +103,16 @@ def _drain(recorder: Recorder, expected: int, timeout: float) -> tuple[list[Exec
     return got, counted(got) >= expected
 
 
+def _regions(count: int) -> list[str]:
+    """`count` regions of the smallest square quadtree grid holding them (names the
+    physics director can place)."""
+    per_side = 1
+    while per_side * per_side < count:
+        per_side *= 2
+    world = World(float(per_side), per_side)
+    return [world.name(i) for i in range(count)]
+
+
 class _DemoLoad:
     """Seeded sessions that move, NPCs that watch them, regions that step."""
 
@@ -110,7 +121,7 @@ class _DemoLoad:
         self.rng = rng
         self.tag = uuid.uuid4().hex[:6]
         self.sessions = [f"demo-{self.tag}-{i}" for i in range(sessions)]
-        self.regions = [f"r{i}" for i in range(max(1, sessions // 100))]
+        self.regions = _regions(max(1, sessions // 100))
         self.positions = {s: (rng.uniform(0, REGION_SIZE), rng.uniform(0, REGION_SIZE))
                           for s in self.sessions}
         self.seq = dict.fromkeys(self.sessions, 0)

@@ -41,4 +41,5 @@ def show(console: Console, settings: Settings) -> None:
         age = time.time() - decision.at
         console.print(f"controller ({age:.1f}s ago): ai_level={decision.ai_level} "
                       f"background_level={decision.background_level} "
+                      f"physics_detail={decision.physics_detail} "
                       f"cpu={decision.cpu:.2f} shed_background={decision.shed_background}")

@@ -16,7 +16,7 @@ from typing import Any
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError as BrokerError
 
-from app.client.attention import Attention
+from app.client.attention import Attention, ControlledDetail
 from app.client.coalesce import Coalescer
 from app.client.frames import FrameRouter
 from app.client.inflight import InflightTable, Sent, pack_args
@@ -34,6 +34,7 @@ from app.client.requests import (
     check_decisions,
     check_update,
 )
+from app.control.controller import read_decision
 from app.errors import InvalidRequest
 from app.ledger.handle import TransactionHandle
 from app.ledger.policy import APPLY_BATCH_MAX
@@ -91,6 +92,7 @@ class GameClient:
         self._detail = DetailRates(self.settings.physics_frame_hz, self.settings.physics_near_hz,
                                    self.settings.physics_far_hz, self.settings.physics_near_hops)
         self._attention = Attention(physics.players, self.sessions.players_by_region)
+        self._lowered = ControlledDetail(self._physics_detail)
 
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing
@@ -210,12 +212,15 @@ class GameClient:
         frame, those within `GAMESCHED_PHYSICS_NEAR_HOPS` of them at
         `GAMESCHED_PHYSICS_NEAR_HZ`, the rest at `GAMESCHED_PHYSICS_FAR_HZ`, each advancing
         by the time since its last step (at most 100 ms: a rarely stepped region runs
-        slower than real time).  Frames are counted at `GAMESCHED_PHYSICS_FRAME_HZ`."""
+        slower than real time).  Frames are counted at `GAMESCHED_PHYSICS_FRAME_HZ`.  Under
+        load the controller lowers the rates of regions without players
+        (`physics_detail` in its decision, read about once a second)."""
         if not isinstance(regions, Mapping):
             raise InvalidRequest("regions", regions, "expected a mapping of region to bodies")
         req = parse(FrameStep, {"frame": frame, "dt_ms": dt_ms, "regions": dict(regions)})
         steps = frame_steps(req.regions, self._attention.players(), frame=req.frame,
-                            dt_ms=float(req.dt_ms), rates=self._detail)
+                            dt_ms=float(req.dt_ms), rates=self._detail,
+                            lowered=self._lowered.factor())
         epoch, by_unit = self._frames.split(steps)
         return [self._send_frame(unit, epoch, unit_steps, frame=req.frame,
                                  dt_ms=float(req.dt_ms), depends_on=depends_on)
@@ -228,6 +233,10 @@ class GameClient:
         where = replace(self._physics_route(PHYSICS_FRAME_TASK, list(steps)), unit=unit)
         args = [frame, dt_ms, [[r, b, dt] for r, (b, dt) in steps.items()], unit, epoch]
         return self._send(where, args, depends_on=depends_on)
+
+    def _physics_detail(self) -> float | None:
+        decision = read_decision(self.app.runtime.hot)
+        return decision.physics_detail if decision is not None else None
 
     def _physics_route(self, task: str, regions: Sequence[str]) -> Route:
         """Physics goes at the step of its most crowded region, critical-path when that

@@ -1,5 +1,6 @@
-"""A game server's view of where the players are, everyone's: level of detail follows the
-players of every game server, not only of this one's sessions.
+"""What level of detail follows, as a game server sees it: where the players are,
+everyone's, not only its own sessions', and how far the controller lowers the detail of the
+regions without players.
 
 About once a second (`PERIOD_S`) the client reports its own sessions' players per region
 and reads everyone's totals (`app.physics.attention`); in between, its own changes count
@@ -8,13 +9,18 @@ at once: the totals minus what it reported, plus what it has now.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 
+from redis.exceptions import RedisError
+
 from app.physics.attention import PlayerCounts
+
+log = logging.getLogger(__name__)
 
 PERIOD_S = 1.0
 
@@ -50,3 +56,30 @@ class Attention:
                 self._others = +others  # none below zero
         with self._lock:
             return dict(self._others + own)
+
+
+class ControlledDetail:
+    """The controller's factor on the step rates of regions without players
+    (`Decision.physics_detail`), read at most every `period_s`; 1.0 before its first
+    decision or while the hot store cannot be read."""
+
+    def __init__(self, read: Callable[[], float | None], period_s: float = PERIOD_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._read = read
+        self._period_s = period_s
+        self._clock = clock
+        self._at = -float("inf")
+        self._factor = 1.0
+
+    def factor(self) -> float:
+        """The factor in (0, 1] the controller decided last."""
+        now = self._clock()
+        if now - self._at >= self._period_s:
+            self._at = now
+            try:
+                value = self._read()
+            except (RedisError, OSError):
+                log.warning("the controller's decision could not be read", exc_info=True)
+                return self._factor
+            self._factor = min(1.0, value) if value is not None and value > 0 else 1.0
+        return self._factor

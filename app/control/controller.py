@@ -40,14 +40,19 @@ class Decision:
     shed_background: bool
     background_level: float = 1.0
     slow_total: int = 0
+    # Physics level of detail: the factor on the step rates of regions without players
+    # (`app.physics.detail`); players' own regions always step every frame.
+    physics_detail: float = 1.0
 
 
 AI_FLOOR = 0.25
+PHYSICS_DETAIL_FLOOR = 0.25
 
 
 def decide(load: Load, cpu_cap: float, previous: Decision | None = None) -> Decision:
-    """Throttle AI in proportion to how far CPU is over the cap, never below the floor;
-    slow background work while player batches run late (compared with `previous`)."""
+    """Throttle AI, and lower the detail of the regions without players, in proportion to
+    how far CPU is over the cap, never below their floors; slow background work while
+    player batches run late (compared with `previous`)."""
     over = max(0.0, load.cpu - cpu_cap) / max(1e-9, 1.0 - cpu_cap)
     ai_level = max(AI_FLOOR, 1.0 - over)
     backlog = load.depths.get(Queue.PLAYER, 0) + load.depths.get(Queue.TRANSACTIONS, 0)
@@ -55,6 +60,7 @@ def decide(load: Load, cpu_cap: float, previous: Decision | None = None) -> Deci
         at=time.time(), cpu=load.cpu, depths=load.depths, ai_level=round(ai_level, 3),
         shed_background=load.cpu > cpu_cap or backlog > 0,
         background_level=_background_level(load, previous), slow_total=load.slow_total,
+        physics_detail=round(max(PHYSICS_DETAIL_FLOOR, 1.0 - over), 3),
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from app.client.attention import Attention
+from app.client.attention import Attention, ControlledDetail
 from app.physics import attention as attention_module
 from app.physics.attention import MemoryPlayerCounts, PlayerCounts, RedisPlayerCounts
 
@@ -50,3 +50,27 @@ def test_a_game_server_that_stopped_reporting_counts_no_more(
 def test_reports_live_in_one_hash_under_the_projects_prefix(redis_client: redis.Redis) -> None:
     RedisPlayerCounts(redis_client).report("gs-1", {"w3": 2})
     assert [k.decode() for k in redis_client.keys("*")] == ["gamesched:physics:players"]
+
+
+def test_the_controllers_detail_is_read_at_most_once_a_period_and_kept_when_unreadable(
+        ) -> None:
+    clock, reads = [0.0], []
+    value: list[float | None] = [0.5]
+
+    def read() -> float | None:
+        reads.append(clock[0])
+        if value[0] == -1.0:
+            raise redis.ConnectionError("the hot store is away")
+        return value[0]
+
+    detail = ControlledDetail(read, period_s=1.0, clock=lambda: clock[0])
+    assert detail.factor() == 0.5
+    value[0] = 0.25
+    clock[0] = 0.9
+    assert detail.factor() == 0.5 and reads == [0.0]  # within the period: not read again
+    clock[0] = 1.0
+    assert detail.factor() == 0.25
+    value[0], clock[0] = -1.0, 2.0
+    assert detail.factor() == 0.25  # unreadable: the last factor stands
+    value[0], clock[0] = None, 3.0
+    assert detail.factor() == 1.0  # no decision yet: full detail

@@ -11,6 +11,7 @@ from collections import defaultdict
 import redis
 
 from app.client import GameClient
+from app.control.controller import Load, decide, write_decision
 from app.physics.detail import MAX_STEP_MS
 from app.protocol.queues import PRIORITY_STEPS, unit_queues
 from app.settings import Settings
@@ -50,3 +51,20 @@ def test_a_frame_carries_the_regions_due_by_player_attention(
         assert len(steps[near]) == 20 and {dt for _, dt in steps[near]} == {100.0}
     assert len(steps["w33"]) == 4 and {dt for _, dt in steps["w33"]} == {MAX_STEP_MS}
     assert set(steps) == set(GRID)
+
+
+def test_under_load_the_controller_lowers_the_detail_of_regions_without_players(
+        live_settings: Settings, redis_client: redis.Redis) -> None:
+    settings = live_settings.model_copy(update={
+        "physics_frame_hz": 20.0, "physics_near_hz": 10.0, "physics_far_hz": 2.0})
+    app = create_app(settings)
+    write_decision(app.runtime.hot, decide(Load(depths={}, cpu=0.9), cpu_cap=0.8))  # half
+    client = GameClient(app, settings)
+    client.open_session("m-1", players=4, region="w00")
+    for frame in range(40):
+        client.submit_physics_frame(frame, dict.fromkeys(GRID, 10), dt_ms=50.0)
+    steps = _sent_steps(redis_client, settings.physics_units)
+    client.close()
+    assert len(steps["w00"]) == 40  # the players' region is never lowered
+    assert len(steps["w03"]) == 10 and {dt for _, dt in steps["w03"]} == {MAX_STEP_MS}  # 5 Hz
+    assert len(steps["w33"]) == 2  # 1 Hz

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from app.control.controller import AI_FLOOR, Load, decide, read_decision, write_decision
+from app.control.controller import (
+    AI_FLOOR,
+    PHYSICS_DETAIL_FLOOR,
+    Load,
+    decide,
+    read_decision,
+    write_decision,
+)
 from app.players.hotstore import MemoryHotStore
 
 
@@ -18,6 +25,12 @@ def test_over_the_cap_ai_is_throttled_in_proportion() -> None:
 
 def test_throttle_never_goes_below_the_floor() -> None:
     assert decide(Load(depths={}, cpu=1.0), cpu_cap=0.8).ai_level == AI_FLOOR
+
+
+def test_over_the_cap_the_detail_of_regions_without_players_is_lowered_to_a_floor() -> None:
+    assert decide(Load(depths={}, cpu=0.5), cpu_cap=0.8).physics_detail == 1.0
+    assert decide(Load(depths={}, cpu=0.9), cpu_cap=0.8).physics_detail == 0.5
+    assert decide(Load(depths={}, cpu=1.0), cpu_cap=0.8).physics_detail == PHYSICS_DETAIL_FLOOR
 
 
 def test_player_backlog_sheds_background_work() -> None:

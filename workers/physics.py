@@ -1,15 +1,24 @@
-"""Physics role: frames of a unit's regions (queue ``physics.<unit>``, one worker per unit)."""
+"""Physics role: frames of a unit's regions and changes of their bodies (queue
+``physics.<unit>``, one worker per unit)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from typing import Any
 
 from celery import shared_task
 
 from app.observe.metrics import metrics
+from app.physics.engine import BodySpawn
 from app.physics.units import FrameWork, UnitFrame, unit
-from app.protocol.names import PHYSICS_FRAME_TASK, PHYSICS_REGION_TASK
+from app.protocol.names import (
+    HANDOFF_HEADER,
+    PHYSICS_BODIES_TASK,
+    PHYSICS_FRAME_TASK,
+    PHYSICS_REGION_TASK,
+)
+from app.protocol.queues import unit_queue
 from app.tasking.base import GameTask
 
 
@@ -31,6 +40,40 @@ def step_frame(self: GameTask, frame: int, dt_ms: float,  # noqa: PLR0917 - wire
     step leaves the run not done.  Not retried, as `step_region`."""
     work = FrameWork(frame, [_region(entry, dt_ms) for entry in regions], epoch)
     return sum(step.bodies for step in _run(self, work, unit_number).stepped)
+
+
+@shared_task(base=GameTask, bind=True, name=PHYSICS_BODIES_TASK, max_retries=250)
+def change_bodies(self: GameTask, region: str, spawns: list[list[Any]],  # noqa: PLR0917
+                  removals: list[str], unit_number: int = 0,
+                  epoch: int = 0) -> dict[str, Any]:  # the wire form
+    """Remove (ids) then spawn (``[id, x, y, vx, vy, radius, mass]`` each) bodies of
+    `region` on unit `unit_number`.  A change reaching a unit the region has left goes on
+    to its owner; one whose space is still on its way here is retried every 20 ms (up to
+    5 s).  Idempotent: an id already there is not spawned again, an id not there is
+    reported missing."""
+    links = self.runtime.physics
+    here = unit(unit_number)
+    bodies = [BodySpawn(str(b[0]), (float(b[1]), float(b[2])), (float(b[3]), float(b[4])),
+                        float(b[5]), float(b[6])) for b in spawns]
+    done = here.change(region, bodies, [str(r) for r in removals], epoch, links)
+    if done is not None:
+        return asdict(done)
+    owner = here.view.owner_of(region, links.units)
+    if owner == unit_number:
+        raise self.retry(countdown=0.02)
+    self.app.send_task(PHYSICS_BODIES_TASK, args=[region, spawns, removals, owner,
+                                                  here.view.epoch],
+                       queue=unit_queue(owner), headers=_forwarded(self),
+                       priority=(self.request.delivery_info or {}).get("priority"))
+    return {"forwarded_to": owner}
+
+
+def _forwarded(task: GameTask) -> dict[str, Any]:
+    """The headers a forwarded message keeps: when the game server handed it over."""
+    handoff = (getattr(task.request, "headers", None) or {}).get(HANDOFF_HEADER)
+    if handoff is None:
+        handoff = getattr(task.request, HANDOFF_HEADER, None)
+    return {HANDOFF_HEADER: handoff} if handoff is not None else {}
 
 
 def _region(entry: list[Any], dt_ms: float) -> tuple[str, int, float]:

@@ -25,11 +25,13 @@ from app.client.requests import (
     BACKGROUND_TASKS,
     AiCall,
     BackgroundJob,
+    BodyChange,
     CloseSession,
     FrameStep,
     OpenSession,
     PhysicsStep,
     SessionChange,
+    check_bodies,
     check_decision,
     check_decisions,
     check_update,
@@ -50,6 +52,7 @@ from app.protocol.names import (
     APPLY_BATCH_TASK,
     CLAIM_HEADER,
     HANDOFF_HEADER,
+    PHYSICS_BODIES_TASK,
     PHYSICS_FRAME_TASK,
     PHYSICS_REGION_TASK,
     SENT_HEADER,
@@ -192,14 +195,36 @@ class GameClient:
         region's step is critical-path."""
         req = parse(PhysicsStep, {"region": region, "frame": frame, "dt_ms": dt_ms,
                                   "bodies": bodies})
-        epoch, by_unit = self._frames.split({req.region: req.bodies})
-        unit = next(u for u, regions in by_unit.items() if regions)
+        unit, epoch = self._owner(req.region)
         where = replace(self._physics_route(PHYSICS_REGION_TASK, [req.region]), unit=unit)
-        handle = self._send(where, [req.region, req.frame, float(req.dt_ms), req.bodies, unit,
-                                    epoch], depends_on=depends_on)
+        return self._send(where, [req.region, req.frame, float(req.dt_ms), req.bodies, unit,
+                                  epoch], depends_on=depends_on)
+
+    def change_bodies(self, region: str, spawn: Sequence[Mapping[str, Any]] = (),
+                      remove: Sequence[str] = (),
+                      depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
+        """Remove bodies of `region` by id, then spawn bodies in it, each ``{"id", "x", "y",
+        "vx", "vy", "radius", "mass"}`` (a position in the region's own coordinates, 0 to
+        1000; velocity, radius and mass optional), on the physics unit that owns it, at the
+        region's physics step.  Bad input raises InvalidRequest naming the field
+        (``spawn.2.x``) and nothing is sent.  Idempotent: an id already in the region is
+        not spawned again."""
+        req = parse(BodyChange, {"region": region, "spawn": list(spawn), "remove": list(remove)})
+        check_bodies(req)
+        unit, epoch = self._owner(req.region)
+        where = replace(self._physics_route(PHYSICS_BODIES_TASK, [req.region]), unit=unit)
+        spawns = [[b.id, b.x, b.y, b.vx, b.vy, b.radius, b.mass] for b in req.spawn]
+        return self._send(where, [req.region, spawns, req.remove, unit, epoch],
+                          depends_on=depends_on)
+
+    def _owner(self, region: str) -> tuple[int, int]:
+        """The unit owning `region` and the owner map's epoch; on an epoch new to this
+        client, the other units get an empty frame so that they learn of it."""
+        epoch, by_unit = self._frames.split({region: 0})
+        owner = next(u for u, regions in by_unit.items() if regions)
         for other in (u for u, regions in by_unit.items() if not regions):
-            self._send_frame(other, epoch, {}, frame=req.frame, dt_ms=float(req.dt_ms))
-        return handle
+            self._send_frame(other, epoch, {}, frame=0, dt_ms=16.0)
+        return owner, epoch
 
     def submit_physics_frame(self, frame: int, regions: Mapping[str, int], dt_ms: float = 16.0,
                              depends_on: Sequence[AsyncResult] = ()) -> list[AsyncResult]:

@@ -11,12 +11,16 @@ from typing import Annotated, Any
 from pydantic import Field, Strict, StrictInt
 
 from app.errors import InvalidRequest
+from app.physics.anomalies import Limits
+from app.physics.engine import REGION_SIZE
 from app.players.delta import POSITION_FIELD
 from app.protocol.names import ANALYTICS_TASK, SNAPSHOT_TASK
 from app.protocol.vocab import BackgroundKind, SessionType
 from app.validation import FRAME_MAX, Id, Number, RegionId, StrictRequest, check_position, parse
 
 AI_BATCH_MAX = 4096  # decisions per AI batch
+BODIES_MAX = 4096  # bodies spawned or removed per call
+MAX_SPEED = Limits().max_speed  # a faster body would be clamped at once
 BACKGROUND_TASKS = {BackgroundKind.SNAPSHOT: SNAPSHOT_TASK,  # kind -> task
                     BackgroundKind.ANALYTICS: ANALYTICS_TASK}
 AiCall = tuple[str, tuple[float, float], Sequence[tuple[float, float]]]
@@ -71,6 +75,38 @@ class FrameStep(StrictRequest):
     dt_ms: Number = Field(default=16.0, gt=0, le=100)
     regions: dict[RegionId, Annotated[StrictInt, Field(ge=0, le=5000)]] = Field(
         min_length=1, max_length=1024)
+
+
+class BodySpec(StrictRequest):
+    """A body to spawn in a region: its id, where it is in the region's space (both
+    coordinates 0 to `REGION_SIZE`), its velocity, radius and mass."""
+
+    id: str = Id
+    x: Number = Field(ge=0, le=REGION_SIZE)
+    y: Number = Field(ge=0, le=REGION_SIZE)
+    vx: Number = Field(default=0.0, ge=-MAX_SPEED, le=MAX_SPEED)
+    vy: Number = Field(default=0.0, ge=-MAX_SPEED, le=MAX_SPEED)
+    radius: Number = Field(default=10.0, gt=0, le=REGION_SIZE / 10)
+    mass: Number = Field(default=1.0, gt=0, le=1e6)
+
+
+class BodyChange(StrictRequest):
+    """Bodies to spawn in a region and ids of bodies to remove from it."""
+
+    region: str = Id
+    spawn: list[BodySpec] = Field(default_factory=list, max_length=BODIES_MAX)
+    remove: list[RegionId] = Field(default_factory=list, max_length=BODIES_MAX)
+
+
+def check_bodies(change: BodyChange) -> None:
+    """Raise InvalidRequest for a change that does nothing or spawns one id twice."""
+    if not change.spawn and not change.remove:
+        raise InvalidRequest("spawn", [], "nothing to spawn or remove")
+    seen: set[str] = set()
+    for index, body in enumerate(change.spawn):
+        if body.id in seen:
+            raise InvalidRequest(f"spawn.{index}.id", body.id, "spawned twice in one call")
+        seen.add(body.id)
 
 
 class AiDecision(StrictRequest):

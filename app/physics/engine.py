@@ -78,5 +78,44 @@ def top_up(space: pymunk.Space, region: str, bodies: int) -> None:
         space.add(body, shape)
 
 
+@dataclass(frozen=True)
+class BodySpawn:
+    """A body to add to a region's space, in the space's own coordinates."""
+
+    body_id: str
+    position: tuple[float, float]
+    velocity: tuple[float, float] = (0.0, 0.0)
+    radius: float = 10.0
+    mass: float = 1.0
+
+
+def spawn(space: pymunk.Space, spec: BodySpawn) -> pymunk.Body:
+    """Add the ball `spec` describes to `space`, named by its id (``gs_id``, which travels
+    with it)."""
+    body = pymunk.Body(spec.mass, pymunk.moment_for_circle(spec.mass, 0.0, spec.radius))
+    body.position, body.velocity = spec.position, spec.velocity
+    body.gs_id = spec.body_id
+    shape = pymunk.Circle(body, spec.radius)
+    shape.friction = 0.5
+    space.add(body, shape)
+    return body
+
+
+def remove(space: pymunk.Space, body_ids: set[str]) -> set[str]:
+    """Remove the bodies of `space` named in `body_ids`; returns the names removed."""
+    removed = set()
+    for body in list(space.bodies):
+        name = getattr(body, "gs_id", None)
+        if name in body_ids:
+            space.remove(body, *body.shapes)
+            removed.add(name)
+    return removed
+
+
+def named(space: pymunk.Space) -> set[str]:
+    """The names of the bodies of `space` that have one."""
+    return {b.gs_id for b in space.bodies if getattr(b, "gs_id", None) is not None}
+
+
 def _dynamic(space: pymunk.Space) -> int:
     return sum(1 for body in space.bodies if body.body_type == pymunk.Body.DYNAMIC)

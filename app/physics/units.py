@@ -39,7 +39,15 @@ import redis
 
 from app.physics.anomalies import Limits
 from app.physics.attention import MemoryPlayerCounts, PlayerCounts
-from app.physics.engine import StepResult, new_space, step_space
+from app.physics.engine import (
+    BodySpawn,
+    StepResult,
+    named,
+    new_space,
+    remove,
+    spawn,
+    step_space,
+)
 from app.physics.handover import pack_space, unpack_space
 from app.physics.owners import OwnerMap, OwnerView
 from app.protocol import keys
@@ -281,6 +289,17 @@ class UnitFrame:
     released: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class BodiesChanged:
+    """What a change of a region's bodies did: the ids spawned and removed, those already
+    there (not spawned again) and those asked to be removed that were not there."""
+
+    spawned: tuple[str, ...]
+    removed: tuple[str, ...]
+    already: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+
+
 class Unit:
     """One physics unit's regions and their spaces (see the module)."""
 
@@ -307,6 +326,27 @@ class Unit:
                 stepped.append(replace(result, cost_ms=self._cost(region, result.step_ms)))
             links.notes.note(self.number, stepped)
             return UnitFrame(self.number, tuple(stepped), tuple(skipped), released)
+
+    def change(self, region: str, spawns: Sequence[BodySpawn], removals: Sequence[str],
+               epoch: int, links: Links) -> BodiesChanged | None:
+        """Spawn and remove bodies of `region` (removals first); None if this unit cannot
+        do it now: the region is another unit's (`view.owner_of` says which) or its space
+        is still on its way here."""
+        with self._lock:
+            if epoch > self.view.epoch:
+                self._follow(links)
+            space = self._space(region, links)
+            if space is None:
+                return None
+            gone = remove(space, set(removals))
+            present = named(space)
+            fresh = [b for b in spawns if b.body_id not in present]
+            for body in fresh:
+                spawn(space, body)
+            return BodiesChanged(
+                tuple(b.body_id for b in fresh), tuple(sorted(gone)),
+                tuple(b.body_id for b in spawns if b.body_id in present),
+                tuple(sorted(set(removals) - gone)))
 
     def _cost(self, region: str, step_ms: float) -> float:
         """The median of `region`'s last `COST_STEPS` step times, this one included."""

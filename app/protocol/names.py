@@ -12,6 +12,7 @@ SESSION_TASK = "gamesched.player.session_op"  # open, update or close a session
 STATE_TASK = "gamesched.textbook.apply_state"
 PHYSICS_REGION_TASK = "gamesched.physics.step_region"  # one region, one frame
 PHYSICS_FRAME_TASK = "gamesched.physics.step_frame"  # many regions, one frame
+PHYSICS_BODIES_TASK = "gamesched.physics.change_bodies"  # spawn or remove a region's bodies
 AI_TASK = "gamesched.ai.decide"  # one NPC decision
 AI_BATCH_TASK = "gamesched.ai.decide_batch"  # one AI tick's decisions
 APPLY_TASK = "gamesched.transactions.apply"  # one intent: args [transaction_id]

@@ -19,6 +19,7 @@ TASK_QUEUES: dict[str, Queue] = {
     names.STATE_TASK: Queue.PLAYER,  # the textbook baseline sends it to NAIVE_QUEUE instead
     names.PHYSICS_REGION_TASK: Queue.PHYSICS,
     names.PHYSICS_FRAME_TASK: Queue.PHYSICS,
+    names.PHYSICS_BODIES_TASK: Queue.PHYSICS,
     names.AI_TASK: Queue.AI,
     names.AI_BATCH_TASK: Queue.AI,
     names.APPLY_TASK: Queue.TRANSACTIONS,

@@ -31,6 +31,7 @@ def client(app: GameschedCelery) -> Iterator[GameClient]:
 
 
 Call = Callable[[GameClient], Any]
+NAN = float("nan")
 
 CASES: list[tuple[str, Call, str]] = [
     ("open: wrong type", lambda c: c.open_session(42), "session_id"),
@@ -68,6 +69,23 @@ CASES: list[tuple[str, Call, str]] = [
      "regions.r2"),
     ("frame: bodies type", lambda c: c.submit_physics_frame(1, {"r1": "9"}), "regions.r1"),
     ("frame: region name", lambda c: c.submit_physics_frame(1, {"r 1": 1}), "regions.r 1.[key]"),
+    ("bodies: nothing", lambda c: c.change_bodies("r1"), "spawn"),
+    ("bodies: region", lambda c: c.change_bodies("r 1", remove=["b1"]), "region"),
+    ("bodies: not a map", lambda c: c.change_bodies("r1", spawn=[("b1", 1, 2)]), "spawn.0"),
+    ("bodies: no id", lambda c: c.change_bodies("r1", spawn=[{"x": 1, "y": 2}]), "spawn.0.id"),
+    ("bodies: outside", lambda c: c.change_bodies("r1", spawn=[{"id": "b", "x": 1001, "y": 2}]),
+     "spawn.0.x"),
+    ("bodies: NaN", lambda c: c.change_bodies("r1", spawn=[{"id": "b", "x": 1, "y": NAN}]),
+     "spawn.0.y"),
+    ("bodies: too fast", lambda c: c.change_bodies(
+        "r1", spawn=[{"id": "b", "x": 1, "y": 2, "vx": 9e9}]), "spawn.0.vx"),
+    ("bodies: no mass", lambda c: c.change_bodies(
+        "r1", spawn=[{"id": "b", "x": 1, "y": 2, "mass": 0}]), "spawn.0.mass"),
+    ("bodies: twice", lambda c: c.change_bodies(
+        "r1", spawn=[{"id": "b", "x": 1, "y": 2}, {"id": "b", "x": 3, "y": 4}]), "spawn.1.id"),
+    ("bodies: unknown field", lambda c: c.change_bodies(
+        "r1", spawn=[{"id": "b", "x": 1, "y": 2, "colour": "red"}]), "spawn.0.colour"),
+    ("bodies: removal id", lambda c: c.change_bodies("r1", remove=[""]), "remove.0"),
     ("ai: npc type", lambda c: c.submit_ai(3, (1.0, 1.0)), "npc_id"),
     ("ai: missing position", lambda c: c.submit_ai("n1", None), "position"),
     ("ai: position out", lambda c: c.submit_ai("n1", (1e9, 1.0)), "position"),

@@ -14,10 +14,11 @@ import redis
 
 from app.physics import units as units_module
 from app.physics.anomalies import Limits
-from app.physics.engine import StepResult, new_space, step_space
+from app.physics.engine import BodySpawn, StepResult, new_space, step_space
 from app.physics.handover import pack_space, unpack_space
 from app.physics.owners import MemoryOwnerMap, RedisOwnerMap
 from app.physics.units import (
+    BodiesChanged,
     FrameWork,
     Links,
     MemoryHandover,
@@ -181,3 +182,32 @@ def test_a_regions_cost_is_the_median_of_its_last_steps(links: Links) -> None:
         times.append(step.step_ms)
         assert step.cost_ms == statistics.median(times[-units_module.COST_STEPS:])
     assert links.notes.read()["arena"].cost_ms == pytest.approx(step.cost_ms, abs=1e-4)
+
+
+def test_bodies_are_spawned_and_removed_by_id_on_the_owning_unit_only(links: Links) -> None:
+    links.owners.publish({"arena": 0})
+    unit0, unit1 = Unit(0), Unit(1)
+    crate = BodySpawn("crate-1", (100.0, 50.0), velocity=(3.0, 0.0), radius=12.0, mass=4.0)
+    done = unit0.change("arena", [crate, BodySpawn("crate-2", (200.0, 50.0))], [], 1, links)
+    assert done == BodiesChanged(("crate-1", "crate-2"), ())
+    body = next(b for b in unit0.spaces["arena"].bodies if b.gs_id == "crate-1")
+    assert (tuple(body.position), tuple(body.velocity), body.mass) == ((100.0, 50.0), (3.0, 0.0),
+                                                                        4.0)
+    again = unit0.change("arena", [crate], ["crate-2", "crate-9"], 1, links)
+    assert again == BodiesChanged((), ("crate-2",), already=("crate-1",), missing=("crate-9",))
+    assert {b.gs_id for b in unit0.spaces["arena"].bodies} == {"crate-1"}
+    assert unit1.change("arena", [crate], [], 1, links) is None  # not its region
+    step = unit0.step(FrameWork(1, [("arena", 0, DT_MS)], epoch=1), links).stepped[0]
+    assert step.bodies == 1  # a spawned body counts; nothing is topped up past it
+
+
+def test_a_change_for_a_region_in_transit_waits_for_its_space(links: Links) -> None:
+    links.owners.publish({"arena": 0})
+    unit0, unit1 = Unit(0), Unit(1)
+    unit0.change("arena", [BodySpawn("crate-1", (10.0, 10.0))], [], 1, links)
+    epoch = links.owners.publish({"arena": 1}, moving={"arena": 0})
+    assert unit1.change("arena", [BodySpawn("crate-2", (20.0, 10.0))], [], epoch, links) is None
+    unit0.step(FrameWork(2, [], epoch), links)  # unit 0 learns of the move: hands over
+    done = unit1.change("arena", [BodySpawn("crate-2", (20.0, 10.0))], [], epoch, links)
+    assert done is not None and done.spawned == ("crate-2",)
+    assert {b.gs_id for b in unit1.spaces["arena"].bodies} == {"crate-1", "crate-2"}

@@ -3,6 +3,8 @@ its region, and a region moved between them mid-run carries its bodies on."""
 
 from __future__ import annotations
 
+import itertools
+
 import redis
 
 from app.client import GameClient
@@ -51,3 +53,44 @@ def test_a_region_moves_between_two_units_mid_run_and_its_bodies_carry_on(
     assert not redis_client.exists(keys.physics_handover("arena"))
     client.close()
 
+
+
+def test_spawned_bodies_reach_the_regions_unit_even_through_a_stale_owner_map(
+        live_settings: Settings, redis_client: redis.Redis, start_worker: StartWorker) -> None:
+    for unit in (0, 1):
+        start_worker("physics", f"physics-u{unit}", unit=unit)
+    owners, notes = RedisOwnerMap(redis_client), RedisRegionNotes(redis_client)
+    owners.publish({"arena": 1})
+    fresh = live_settings.model_copy(update={
+        "physics_map_ttl_ms": 0.0, "physics_near_hz": 60.0, "physics_far_hz": 60.0})
+    stale = fresh.model_copy(update={"physics_map_ttl_ms": 600_000.0})  # keeps its first map
+    client, late = GameClient(create_app(fresh), fresh), GameClient(create_app(stale), stale)
+    crates = [{"id": f"crate-{i}", "x": 100.0 * i, "y": 50.0} for i in range(1, 4)]
+    client.change_bodies("arena", spawn=crates)
+    late.change_bodies("arena", remove=["crate-3"])  # `late` reads the map: arena on unit 1
+    client.submit_physics_frame(1, {"arena": 0})
+    note = wait_for(lambda: _noted(notes, "arena", 1, 1), what="arena's frame 1 on unit 1")
+    assert note.bodies == 2
+
+    owners.publish({"arena": 0}, moving={"arena": 1})
+    frame = 1
+    while _noted(notes, "arena", 0, 2) is None:  # until unit 0 has stepped it
+        frame += 1
+        client.submit_physics_frame(frame, {"arena": 0})
+        wait_for(lambda f=frame: (n := notes.read().get("arena")) and n.frame >= f - 1,
+                 what=f"frame {frame}")
+    # `late` still sends to unit 1, which knows the region left: it forwards to unit 0
+    late.change_bodies("arena", spawn=[{"id": "crate-9", "x": 900.0, "y": 50.0}])
+    frames = itertools.count(frame + 1)
+    wait_for(lambda: _frame_with(client, notes, next(frames), bodies=3), timeout=20,
+             what="the forwarded spawn in arena on unit 0")
+    client.close()
+    late.close()
+
+
+def _frame_with(client: GameClient, notes: RedisRegionNotes, frame: int, bodies: int) -> bool:
+    """Send `frame` of arena and report whether unit 0 has noted `bodies` bodies there."""
+    client.submit_physics_frame(frame, {"arena": 0})
+    note = wait_for(lambda: (n := notes.read().get("arena")) and n.frame >= frame - 1 and n,
+                    what=f"frame {frame}")
+    return bool(note.unit == 0 and note.bodies == bodies)

@@ -25,7 +25,9 @@ frame reaches costs a task (about a millisecond of a worker, whatever it carries
 frame waits for the slowest of them: on the two-core machine of the measurements, the
 light physics of ``steady`` ran within 16 ms 0.97 of the time on one unit and 0.81 to
 0.84 split over two, while ``physics-peak`` did better on two (docs/measurements.md).  A
-unit is given back only once the others would carry at most 70 % of their budget.
+unit is given back only once the others would carry at most 70 % of their budget, and a
+unit is taken or given back only once the load has asked for that for `hold_s` (3 s) in a
+row (one run at 5,000 players went from one unit to two and back near the boundary).
 
 Only quadtree region names (``w`` and quarters, `app.physics.partition`) are balanced: the
 curve gives them their order.  Other names keep the unit their name fixes
@@ -82,7 +84,9 @@ class Director:
     idle_s: float = 10.0
     smoothing: float = 0.3  # the newest step time's weight in a region's cost
     unit_budget_ms: float = UNIT_BUDGET_MS
+    hold_s: float = 3.0  # how long the load must want another number of units
     costs: dict[str, float] = field(default_factory=dict)
+    _pending: tuple[int, float] | None = None  # the number of units wanted, and since when
     _seen: dict[str, tuple[int, float]] = field(default_factory=dict)  # region -> (steps, at)
     _moved_at: float = -math.inf
 
@@ -113,7 +117,7 @@ class Director:
             return None
         current = {r: view.owner_of(r, self.units) for r in active}
         using = len(set(current.values()))
-        wanted = self._wanted(sum(self.costs[r] for r in active), using)
+        wanted = self._held(self._wanted(sum(self.costs[r] for r in active), using), using, now)
         before = self._max_over_mean(current)
         if wanted == using and before <= 1.0 + self.tolerance:
             return None
@@ -125,6 +129,15 @@ class Director:
             return None  # no cut does much better: moving would only churn
         moving = {r: current[r] for r in active if proposed[r] != current[r]}
         return Plan({**view.owners, **proposed}, moving, round(before, 4), round(after, 4))
+
+    def _held(self, wanted: int, using: int, now: float) -> int:
+        """`wanted` once the load has wanted it for `hold_s` in a row, else `using`."""
+        if wanted == using:
+            self._pending = None
+            return using
+        if self._pending is None or self._pending[0] != wanted:
+            self._pending = (wanted, now)
+        return wanted if now - self._pending[1] >= self.hold_s else using
 
     def _wanted(self, total_ms: float, using: int) -> int:
         """The units a frame's steps of `total_ms` need: enough that none carries more than

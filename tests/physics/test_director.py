@@ -34,7 +34,7 @@ def _notes(costs: dict[str, float], unit: int = 0, at: float = NOW) -> dict[str,
 
 
 def _director(costs: dict[str, float], units: int = 2, **kwargs: float) -> Director:
-    director = Director(units, **kwargs)
+    director = Director(units, **{"hold_s": 0.0, **kwargs})  # type: ignore[arg-type]
     director.observe(_notes(costs))
     return director
 
@@ -66,7 +66,7 @@ def test_after_a_move_the_costs_settle_before_the_next() -> None:
     costs = {f"w{q}": 2.0 for q in "0123"}
     links = Links(MemoryOwnerMap(), MemoryHandover(), MemoryRegionNotes(), units=2)
     links.owners.publish(dict.fromkeys(costs, 0))
-    director = Director(2, settle_s=5.0)
+    director = Director(2, settle_s=5.0, hold_s=0.0)
     director.observe(_notes(costs))
     assert director.plan(links.owners.read(), NOW) is not None
     move = director.direct(links, now=NOW)
@@ -85,7 +85,7 @@ def test_nothing_moves_while_a_region_is_still_in_transit() -> None:
 
 
 def test_idle_regions_and_names_off_the_quadtree_are_left_where_they_are() -> None:
-    director = Director(2, idle_s=10.0)
+    director = Director(2, idle_s=10.0, hold_s=0.0)
     director.observe(_notes({"w0": 2.0, "w1": 2.0}, at=NOW - 11))  # not stepped lately
     director.observe(_notes({"w2": 3.0, "w3": 3.0, "arena": 50.0}))
     plan = director.plan(OwnerView(1, {"w0": 0, "w1": 0, "w2": 0, "w3": 0, "arena": 0}), NOW)
@@ -151,7 +151,7 @@ def test_a_rebalance_moves_the_spaces_and_they_step_on() -> None:
     units = [Unit(0), Unit(1)]
     for frame in range(1, 6):
         units[0].step(FrameWork(frame, _with_dt(regions, 16.0), epoch=1), links)
-    director = Director(2, unit_budget_ms=1.0)  # 4 ms of steps: both units
+    director = Director(2, unit_budget_ms=1.0, hold_s=0.0)  # 4 ms of steps: both units
     director.observe(links.notes.read())
     director.costs.update(dict.fromkeys(regions, 1.0))  # equal: cut by count, whatever the timing
     move = director.direct(links)
@@ -197,3 +197,16 @@ def test_a_plan_uses_as_many_units_as_the_load_needs_and_no_more(costs: list[flo
     assert len(set(owners.values())) in {need, units}  # kept at `units` only by hysteresis
     if need < units and sum(costs) <= (units - 1) * 4.0 * 0.7:
         assert len(set(owners.values())) == need
+
+
+def test_a_unit_is_taken_only_once_the_load_has_asked_for_it_for_a_while() -> None:
+    one = OwnerView(1, dict.fromkeys((f"w{q}" for q in "0123"), 0))
+    director = _director({f"w{q}": 1.2 for q in "0123"}, hold_s=3.0)  # 4.8 ms: two units
+    assert director.plan(one, NOW) is None
+    assert director.plan(one, NOW + 2.9) is None
+    director.costs.update(dict.fromkeys(director.costs, 0.9))  # a dip: one unit will do
+    assert director.plan(one, NOW + 3.5) is None  # and the clock starts again after it
+    director.costs.update(dict.fromkeys(director.costs, 1.2))
+    assert director.plan(one, NOW + 4.0) is None
+    grown = director.plan(one, NOW + 7.0)
+    assert grown is not None and set(grown.owners.values()) == {0, 1}

@@ -3,10 +3,10 @@ no more units than the load needs.
 
 Each controller tick it reads what the units noted of each region's last step
 (`app.physics.units.RegionNote`) and keeps a smoothed cost per region (the median of its
-last steps' times as its unit saw them, so a preemption mid-step does not count, in an
-exponentially weighted mean).  While the costliest unit carries no more than
-`tolerance` (10 %) over the mean, nothing moves.  Otherwise it cuts the regions, in
-Hilbert-curve order, into one run of about equal cost per unit
+last steps' CPU times as its unit measured them, so a unit preempted on a busy machine
+does not look costlier, in an exponentially weighted mean).  While the costliest unit
+carries no more than `tolerance` (10 %) over the mean, nothing moves.  Otherwise it cuts
+the regions, in Hilbert-curve order, into one run of about equal cost per unit
 (`app.physics.ownership`), and publishes the owner map with the regions that changed unit
 in transit, so their spaces are handed over whole (`app.physics.units`).
 

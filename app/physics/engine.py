@@ -30,9 +30,10 @@ class StepResult:
     frame: int
     bodies: int
     steps: int = 0
-    step_ms: float = 0.0
+    step_ms: float = 0.0  # wall time
     anomalies: tuple[Anomaly, ...] = ()
     cost_ms: float = 0.0  # a typical step of the region lately (set by its unit)
+    cpu_ms: float = 0.0  # the step's CPU time: what it cost, however busy the machine
 
 
 def new_space() -> pymunk.Space:
@@ -57,12 +58,14 @@ def step_space(space: pymunk.Space, region: str, *, frame: int, dt_ms: float, bo
     anomalies contained (`app.physics.anomalies`).  Stepping a frame twice advances the
     space twice: a frame's task is not retried."""
     top_up(space, region, bodies)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     found = step_contained(space, dt_ms / 1000.0, region, SPACE_BOUNDS, limits)
     took_ms = (time.perf_counter() - started) * 1000.0
+    cpu_ms = (time.thread_time() - cpu_started) * 1000.0
     steps = getattr(space, "gs_steps", 0) + 1
     space.gs_steps = steps  # type: ignore[attr-defined]
-    return StepResult(region, frame, _dynamic(space), steps, took_ms, tuple(found))
+    return StepResult(region, frame, _dynamic(space), steps, took_ms, tuple(found),
+                      cpu_ms=cpu_ms)
 
 
 def top_up(space: pymunk.Space, region: str, bodies: int) -> None:

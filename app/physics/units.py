@@ -125,7 +125,7 @@ class RegionNote:
     steps: int
     step_ms: float
     at: float = 0.0  # when, in seconds since the epoch
-    cost_ms: float = 0.0  # the median of its last steps' times: a preemption does not count
+    cost_ms: float = 0.0  # the median of its last steps' CPU times: preemption does not count
 
 
 class RegionNotes(Protocol):
@@ -323,7 +323,7 @@ class Unit:
                     continue
                 result = step_space(space, region, frame=work.frame, dt_ms=dt_ms,
                                     bodies=bodies, limits=links.limits)
-                stepped.append(replace(result, cost_ms=self._cost(region, result.step_ms)))
+                stepped.append(replace(result, cost_ms=self._cost(region, result.cpu_ms)))
             links.notes.note(self.number, stepped)
             return UnitFrame(self.number, tuple(stepped), tuple(skipped), released)
 
@@ -348,10 +348,11 @@ class Unit:
                 tuple(b.body_id for b in spawns if b.body_id in present),
                 tuple(sorted(set(removals) - gone)))
 
-    def _cost(self, region: str, step_ms: float) -> float:
-        """The median of `region`'s last `COST_STEPS` step times, this one included."""
+    def _cost(self, region: str, cpu_ms: float) -> float:
+        """The median of `region`'s last `COST_STEPS` steps' CPU times, this one included
+        (CPU, not wall time: a unit preempted on a busy machine does not look costlier)."""
         recent = self._recent.setdefault(region, deque(maxlen=COST_STEPS))
-        recent.append(step_ms)
+        recent.append(cpu_ms)
         return statistics.median(recent)
 
     def _follow(self, links: Links) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from app.protocol.names import (
     PHYSICS_REGION_TASK,
 )
 from app.protocol.queues import unit_queue
-from app.tasking.base import GameTask
+from app.tasking.base import GameTask, header
 
 
 @shared_task(base=GameTask, bind=True, name=PHYSICS_REGION_TASK)
@@ -70,9 +70,7 @@ def change_bodies(self: GameTask, region: str, spawns: list[list[Any]],  # noqa:
 
 def _forwarded(task: GameTask) -> dict[str, Any]:
     """The headers a forwarded message keeps: when the game server handed it over."""
-    handoff = (getattr(task.request, "headers", None) or {}).get(HANDOFF_HEADER)
-    if handoff is None:
-        handoff = getattr(task.request, HANDOFF_HEADER, None)
+    handoff = header(task.request, HANDOFF_HEADER)
     return {HANDOFF_HEADER: handoff} if handoff is not None else {}
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from app.errors import InvalidRequest
-from app.physics.partition import QUARTERS, ROOT, Partition
+from app.physics.partition import Partition, is_region_name, region_bounds
 
 MAX_STEP_MS = 100.0  # the longest a region's step advances it, however rarely it steps
 MAX_NAME_DEPTH = 20
@@ -84,7 +84,7 @@ def frame_steps(regions: Mapping[str, int], players: Mapping[str, int], *, frame
     by_rate = region_rates(regions, players, rates, lowered)
     steps = {}
     for region in due(by_rate, frame, rates.frame_hz):
-        every = max(1, round(rates.frame_hz / by_rate[region]))
+        every = _every(by_rate[region], rates.frame_hz)
         steps[region] = (regions[region], min(every * dt_ms, MAX_STEP_MS))
     return steps
 
@@ -93,8 +93,7 @@ def frame_steps(regions: Mapping[str, int], players: Mapping[str, int], *, frame
 def touching(names: tuple[str, ...]) -> dict[str, frozenset[str]]:
     """Which of `names` share an edge or a corner, by their quadtree names (remembered:
     a game server asks about the same regions every frame)."""
-    unit_square = Partition(1.0, 1.0, 0.0, MAX_NAME_DEPTH)
-    bounds = {n: unit_square.bounds(n) for n in names if _quadtree(n)}
+    bounds = {n: region_bounds(n, 1.0) for n in names if is_region_name(n, MAX_NAME_DEPTH)}
     return {n: frozenset(m for m, b in bounds.items() if m != n and bounds[n].touches(b))
             if n in bounds else frozenset() for n in names}
 
@@ -102,13 +101,13 @@ def touching(names: tuple[str, ...]) -> dict[str, frozenset[str]]:
 def _due(region: str, rate: float, frame: int, frame_hz: float) -> bool:
     if rate <= 0:
         return False
-    every = max(1, round(frame_hz / rate))
+    every = _every(rate, frame_hz)
     return frame % every == zlib.crc32(region.encode()) % every
 
 
-def _quadtree(name: str) -> bool:
-    return (name[:1] == ROOT and len(name) - 1 <= MAX_NAME_DEPTH
-            and all(c in QUARTERS for c in name[1:]))
+def _every(rate: float, frame_hz: float) -> int:
+    """How many frames apart a region stepping at `rate` (> 0) steps."""
+    return max(1, round(frame_hz / rate))
 
 
 def _within(neighbours: Mapping[str, frozenset[str]], start: set[str], hops: int) -> set[str]:

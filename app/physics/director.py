@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from app.errors import InvalidRequest
 from app.physics.owners import OwnerView
 from app.physics.ownership import assign_places, curve_places
-from app.physics.partition import QUARTERS, ROOT
+from app.physics.partition import is_region_name
 from app.physics.units import Links, RegionNote
 
 MAX_DEPTH = 8
@@ -174,5 +174,4 @@ class Director:
 
 def _balanced(region: str) -> bool:
     """Whether `region` is a quadtree name the curve can place."""
-    return (region[:1] == ROOT and len(region) - 1 <= MAX_DEPTH
-            and all(c in QUARTERS for c in region[1:]))
+    return is_region_name(region, MAX_DEPTH)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from hilbertcurve.hilbertcurve import HilbertCurve
 
 from app.errors import InvalidRequest
-from app.physics.partition import Partition
+from app.physics.partition import Partition, region_bounds
 
 
 def curve_order(partition: Partition) -> list[tuple[int, str]]:
@@ -39,10 +39,9 @@ def curve_places(regions: Iterable[str], max_depth: int) -> list[tuple[int, str]
     order = max_depth + 1
     curve = HilbertCurve(order, 2)
     cells = 2**order
-    unit_square = Partition(1.0, 1.0, 0.0, max_depth)  # names -> bounds, whatever the size
     places = []
     for region in regions:
-        b = unit_square.bounds(region)
+        b = region_bounds(region, 1.0)  # the name fixes the place, whatever the world's size
         if len(region) - 1 > max_depth:
             raise InvalidRequest("region", region, f"deeper than max_depth {max_depth}")
         # the grid cell just north-east of the region's centre lies inside the region

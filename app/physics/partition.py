@@ -48,6 +48,25 @@ class Bounds:
                 and self.y0 <= other.y1 and other.y0 <= self.y1)
 
 
+def is_region_name(name: str, max_depth: int) -> bool:
+    """Whether `name` names a node of a quadtree no deeper than `max_depth`."""
+    return (name[:1] == ROOT and len(name) - 1 <= max_depth
+            and all(c in QUARTERS for c in name[1:]))
+
+
+def region_bounds(region: str, size: float) -> Bounds:
+    """The rectangle of the node `region` in a world of `size` (its name alone fixes it)."""
+    if region[:1] != ROOT or any(c not in QUARTERS for c in region[1:]):
+        raise InvalidRequest("region", region, "not a region name")
+    x0, y0, x1, y1 = 0.0, 0.0, size, size
+    for quarter in region[1:]:
+        q = int(quarter)
+        xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
+        x0, x1 = (xm, x1) if q & 1 else (x0, xm)
+        y0, y1 = (ym, y1) if q & 2 else (y0, ym)
+    return Bounds(x0, y0, x1, y1)
+
+
 @dataclass(frozen=True)
 class Changes:
     """What one `Partition.adapt` did: each split region and each merged parent."""
@@ -83,15 +102,7 @@ class Partition:
 
     def bounds(self, region: str) -> Bounds:
         """The rectangle of `region` (a region of the partition or any node of the tree)."""
-        if region[:1] != ROOT or any(c not in QUARTERS for c in region[1:]):
-            raise InvalidRequest("region", region, "not a region name")
-        x0, y0, x1, y1 = 0.0, 0.0, self.size, self.size
-        for quarter in region[1:]:
-            q = int(quarter)
-            xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
-            x0, x1 = (xm, x1) if q & 1 else (x0, xm)
-            y0, y1 = (ym, y1) if q & 2 else (y0, ym)
-        return Bounds(x0, y0, x1, y1)
+        return region_bounds(region, self.size)
 
     def region_of(self, x: float, y: float) -> str:
         """The region holding the position ``(x, y)``."""

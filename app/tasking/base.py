@@ -46,7 +46,7 @@ class GameTask(Task):  # type: ignore[misc]
         return app.runtime
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if _header(self.request, CLAIM_HEADER) and not self._claim():
+        if header(self.request, CLAIM_HEADER) and not self._claim():
             return None  # another copy of this task id (raised in priority) ran first
         return self._timed(args, kwargs)
 
@@ -137,7 +137,7 @@ class GameTask(Task):  # type: ignore[misc]
                 started=started,
                 done=done,
                 ok=ok,
-                sent=float(_header(self.request, SENT_HEADER) or 0.0),
+                sent=float(header(self.request, SENT_HEADER) or 0.0),
                 items=getattr(self.request, _ITEMS, None) or (),
             )
         )
@@ -148,7 +148,8 @@ def _queue_of(request: Any) -> str:
     return str(info.get("routing_key") or "eager")
 
 
-def _header(request: Any, name: str) -> Any:
+def header(request: Any, name: str) -> Any:
+    """The message header `name` of a task's `request` (None when it has none)."""
     value = getattr(request, name, None)
     if value is None:
         value = (getattr(request, "headers", None) or {}).get(name)
@@ -156,5 +157,5 @@ def _header(request: Any, name: str) -> Any:
 
 
 def _handoff_of(request: Any) -> float:
-    value = _header(request, HANDOFF_HEADER)
+    value = header(request, HANDOFF_HEADER)
     return float(value) if value is not None else time.time()

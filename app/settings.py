@@ -119,7 +119,9 @@ class Settings(BaseSettings):
     controller_period_s: float = Field(default=1.0, ge=0.5, le=60.0)
     visibility_timeout_s: int = Field(default=120, ge=10, le=86400)
     default_priority: int = Field(default=5, ge=0, le=9)
-    world_size: float = Field(default=10_000.0, gt=0.0)
+    # The world's side: positions, NPCs and physics bodies lie in [0, size] on both axes, and
+    # the quadtree's regions (app.physics.partition) split it.
+    world_size: float = Field(default=10_000.0, ge=100.0, le=10_000_000.0)
     session_weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_SESSION_WEIGHTS))
     record_latency: bool = False

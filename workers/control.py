@@ -36,7 +36,7 @@ def _balance_physics(task: GameTask) -> None:
     links = task.runtime.physics
     director = _DIRECTORS.setdefault(links.units, Director(links.units))
     move = director.direct(links)
-    if move is not None:
+    if move is not None and move.plan.moving:  # (else it only named new regions in the map)
         links.notes.count({"moves": len(move.plan.moving), "rebalances": 1})
         log.info("physics: moved %s (costliest unit over the mean %.2f -> %.2f), epoch %d",
                  ", ".join(sorted(move.plan.moving)), move.plan.before, move.plan.after,

@@ -82,13 +82,15 @@ def _run(task: GameTask, work: FrameWork, unit_number: int) -> UnitFrame:
     links = task.runtime.physics
     done = unit(unit_number).step(work, links)
     counts = Counter(f"anomalies.{a.kind}" for step in done.stepped for a in step.anomalies)
-    counts.update(handed_over=len(done.released), skipped=len(done.skipped))
+    counts.update(handed_over=len(done.released), skipped=len(done.skipped),
+                  crossed=done.left)
     m = metrics()
     for name, amount in counts.items():
         if name.startswith("anomalies."):
             m.physics_anomalies.labels(name.partition(".")[2]).inc(amount)
     m.physics_handed_over.inc(len(done.released))
     m.physics_skipped.inc(len(done.skipped))
+    m.physics_crossed.inc(done.left)
     if done.skipped:
         task.note_incomplete()
     if any(counts.values()):  # rare: nothing to write on an ordinary frame

@@ -165,12 +165,17 @@ def audit() -> None:
 def replay(
     file: Annotated[Path, typer.Argument(help="A scenario file (JSON; see docs/scenarios/).")],
     seed: Annotated[int, typer.Option(help="Seed of the scenario's spawns.")] = 1,
+    depth: Annotated[int, typer.Option(
+        help="Cut the world into the quadtree's regions this many levels deep (0 to 4).")] = 0,
+    units: Annotated[int, typer.Option(
+        help="Spread the regions over this many physics units (1 to 16).")] = 1,
 ) -> None:
-    """Step a physics scenario to its end and print its final state's hash (same file and seed, same hash)."""  # noqa: E501 - one line: --help keeps docstring line breaks
+    """Step a physics scenario to its end and print its final state's hash (same file, seed and depth: same hash, on any number of units)."""  # noqa: E501 - one line: --help keeps docstring line breaks
     from app.physics import scenario
 
-    result = scenario.run(scenario.load(file), seed)
-    console.print(f"{result.hash}  ({result.bodies} bodies, {result.frames} frames, seed {seed})",
+    result = scenario.run(scenario.load(file), seed, depth, units)
+    console.print(f"{result.hash}  ({result.bodies} bodies, {result.frames} frames, seed {seed}, "
+                  f"depth {depth}, {units} unit{'s' if units > 1 else ''})",
                   highlight=False, soft_wrap=True)
 
 

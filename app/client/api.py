@@ -43,6 +43,7 @@ from app.ledger.policy import APPLY_BATCH_MAX
 from app.ledger.submit import submit_purchase, submit_reward
 from app.observe.metrics import metrics
 from app.physics.detail import DetailRates, frame_steps
+from app.physics.world import World
 from app.players import sessions, wire
 from app.players.delta import POSITION_FIELD, quantise
 from app.priority import Factors, Route, route
@@ -203,14 +204,14 @@ class GameClient:
     def change_bodies(self, region: str, spawn: Sequence[Mapping[str, Any]] = (),
                       remove: Sequence[str] = (),
                       depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
-        """Remove bodies of `region` by id, then spawn bodies in it, each ``{"id", "x", "y",
-        "vx", "vy", "radius", "mass"}`` (a position in the region's own coordinates, 0 to
-        1000; velocity, radius and mass optional), on the physics unit that owns it, at the
-        region's physics step.  Bad input raises InvalidRequest naming the field
-        (``spawn.2.x``) and nothing is sent.  Idempotent: an id already in the region is
-        not spawned again."""
+        """Remove bodies of `region` by id, then spawn balls in it, each ``{"id", "x", "y",
+        "vx", "vy", "radius", "mass"}`` (a position in world coordinates inside the region,
+        or inside its arena for a name off the quadtree; velocity, radius up to 24 and mass
+        optional), on the physics unit that owns it, at the region's physics step.  Bad
+        input raises InvalidRequest naming the field (``spawn.2.x``) and nothing is sent.
+        Idempotent: an id already in the region is not spawned again."""
         req = parse(BodyChange, {"region": region, "spawn": list(spawn), "remove": list(remove)})
-        check_bodies(req)
+        check_bodies(req, World(size=self.settings.world_size))
         unit, epoch = self._owner(req.region)
         where = replace(self._physics_route(PHYSICS_BODIES_TASK, [req.region]), unit=unit)
         spawns = [[b.id, b.x, b.y, b.vx, b.vy, b.radius, b.mass] for b in req.spawn]

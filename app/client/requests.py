@@ -12,7 +12,7 @@ from pydantic import Field, Strict, StrictInt
 
 from app.errors import InvalidRequest
 from app.physics.anomalies import Limits
-from app.physics.engine import REGION_SIZE
+from app.physics.world import MAX_RADIUS, World
 from app.players.delta import POSITION_FIELD
 from app.protocol.names import ANALYTICS_TASK, SNAPSHOT_TASK
 from app.protocol.vocab import BackgroundKind, SessionType
@@ -78,15 +78,15 @@ class FrameStep(StrictRequest):
 
 
 class BodySpec(StrictRequest):
-    """A body to spawn in a region: its id, where it is in the region's space (both
-    coordinates 0 to `REGION_SIZE`), its velocity, radius and mass."""
+    """A ball to spawn in a region: its id, where it is in world coordinates (inside the
+    region: `check_bodies`), its velocity, radius and mass."""
 
     id: str = Id
-    x: Number = Field(ge=0, le=REGION_SIZE)
-    y: Number = Field(ge=0, le=REGION_SIZE)
+    x: Number
+    y: Number
     vx: Number = Field(default=0.0, ge=-MAX_SPEED, le=MAX_SPEED)
     vy: Number = Field(default=0.0, ge=-MAX_SPEED, le=MAX_SPEED)
-    radius: Number = Field(default=10.0, gt=0, le=REGION_SIZE / 10)
+    radius: Number = Field(default=10.0, gt=0, le=MAX_RADIUS)
     mass: Number = Field(default=1.0, gt=0, le=1e6)
 
 
@@ -98,15 +98,22 @@ class BodyChange(StrictRequest):
     remove: list[RegionId] = Field(default_factory=list, max_length=BODIES_MAX)
 
 
-def check_bodies(change: BodyChange) -> None:
-    """Raise InvalidRequest for a change that does nothing or spawns one id twice."""
+def check_bodies(change: BodyChange, world: World) -> None:
+    """Raise InvalidRequest for a change that does nothing, spawns one id twice, or spawns
+    a body outside its region (`world` says where the region is)."""
     if not change.spawn and not change.remove:
         raise InvalidRequest("spawn", [], "nothing to spawn or remove")
+    bounds = world.bounds(change.region)
     seen: set[str] = set()
     for index, body in enumerate(change.spawn):
         if body.id in seen:
             raise InvalidRequest(f"spawn.{index}.id", body.id, "spawned twice in one call")
         seen.add(body.id)
+        for axis, value, low, high in (("x", body.x, bounds.x0, bounds.x1),
+                                       ("y", body.y, bounds.y0, bounds.y1)):
+            if not low <= value <= high:
+                raise InvalidRequest(f"spawn.{index}.{axis}", value,
+                                     f"outside region {change.region} ({low:g} to {high:g})")
 
 
 class AiDecision(StrictRequest):

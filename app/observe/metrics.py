@@ -32,6 +32,7 @@ class Metrics:
     physics_anomalies: Counter  # by kind
     physics_skipped: Counter  # regions a unit could not step (not its own, or in transit)
     physics_handed_over: Counter  # regions a unit handed over to another
+    physics_crossed: Counter  # bodies that left a region for a neighbour
 
 
 _LOCK = threading.Lock()
@@ -72,6 +73,8 @@ def _create() -> Metrics:
                                 "Due regions a physics unit could not step in their frame."),
         physics_handed_over=Counter("gamesched_physics_regions_handed_over",
                                     "Regions a physics unit handed over to another."),
+        physics_crossed=Counter("gamesched_physics_bodies_crossed",
+                                "Bodies that crossed a border into a neighbouring region."),
     )
 
 

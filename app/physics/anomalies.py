@@ -20,12 +20,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pymunk
 
 from app.errors import InvalidRequest
 from app.physics.partition import Bounds
+from app.physics.world import GhostPool, GhostRow
 
 log = logging.getLogger(__name__)
 NON_FINITE, ESCAPED, TOO_FAST, OVER_BUDGET = "non_finite", "escaped", "too_fast", "over_budget"
@@ -59,15 +61,20 @@ class Anomaly:
 MAX_SUBSTEP_S = 1 / 60  # a longer frame steps in equal parts no longer than this
 
 
-def step_contained(space: pymunk.Space, dt: float, region: str, world: Bounds,
-                   limits: Limits) -> list[Anomaly]:
-    """Step `space` by `dt` (in equal substeps of at most `MAX_SUBSTEP_S`: a falling body
-    moves less than its own size per substep, so it does not pass through a floor), then
-    find and contain its anomalies (see the module)."""
+def step_contained(space: pymunk.Space, dt: float, region: str, world: Bounds,  # noqa: PLR0917
+                   limits: Limits, ghosts: Sequence[GhostRow] = (),
+                   pool: GhostPool | None = None) -> list[Anomaly]:
+    """Step `space` by `dt` (in equal substeps of at most `MAX_SUBSTEP_S`: a fast body
+    moves less than its own size per substep, so it does not pass through a wall), with
+    its neighbours' `ghosts` in it for the step (`app.physics.world`), then find and
+    contain its anomalies (see the module)."""
     parts = max(1, math.ceil(dt / MAX_SUBSTEP_S - 1e-9))
     started = time.perf_counter()
+    pool = pool or GhostPool()
+    added = pool.add(space, ghosts)
     for _ in range(parts):
         space.step(dt / parts)
+    pool.drop(space, added)
     took_ms = (time.perf_counter() - started) * 1000.0
     found = contain(space, region, world, limits)
     if took_ms > limits.step_budget_ms:

@@ -120,7 +120,11 @@ class Director:
         wanted = self._held(self._wanted(sum(self.costs[r] for r in active), using), using, now)
         before = self._max_over_mean(current)
         if wanted == using and before <= 1.0 + self.tolerance:
-            return None
+            if all(r in view.owners for r in active):
+                return None
+            # name every region in the map, where it is: units route a body crossing a
+            # border by the regions they know (app.physics.world)
+            return Plan({**view.owners, **current}, {}, round(before, 4), round(before, 4))
         order = curve_places(active, MAX_DEPTH)
         cut = assign_places(order, self.costs, wanted)
         proposed = {region: cut.owner(place) for place, region in order}
@@ -156,7 +160,8 @@ class Director:
         if plan is None:
             return None
         epoch = links.owners.publish(plan.owners, moving=plan.moving)
-        self._moved_at = now
+        if plan.moving:
+            self._moved_at = now
         return Move(epoch, plan)
 
     def _active(self, region: str, now: float) -> bool:

@@ -1,24 +1,26 @@
-"""A region's pymunk space: how it starts, how the caller's body count tops it up, and
-how one frame steps it with its anomalies contained.
+"""A region's pymunk space: how the caller's count of filler bodies keeps it loaded, and
+how one frame steps it with its neighbours' ghosts and its anomalies contained.
 
-A space counts its own steps (``gs_steps``), and the count travels with it when the region
-moves to another unit, so a region's history is one sequence wherever it runs.
+A space lives in world coordinates (`app.physics.world`).  A space counts its own steps
+(``gs_steps``), and the count travels with it when the region moves to another unit, so a
+region's history is one sequence wherever it runs.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pymunk
 
 from app.physics.anomalies import Anomaly, Limits, step_contained
-from app.physics.partition import Bounds
+from app.physics.world import GhostPool, GhostRow, World
 
-REGION_SIZE = 1000.0
-SPACE_BOUNDS = Bounds(0.0, 0.0, REGION_SIZE, REGION_SIZE)  # a space's own frame
-SLEEP_AFTER_S = 0.5
+FILLER_RADIUS = 10.0
+FILLER_SPEED = 50.0  # a filler body starts moving at up to this, in a direction of its own
 
 
 @dataclass(frozen=True)
@@ -36,60 +38,87 @@ class StepResult:
     cpu_ms: float = 0.0  # the step's CPU time: what it cost, however busy the machine
 
 
-def new_space() -> pymunk.Space:
-    """A region's empty space: gravity, a floor and a wall on either side, so that piled
-    bodies stay in it.  Bodies at rest for half a second sleep (pymunk wakes them when
-    touched), so a settled pile costs about half of what it costs awake."""
-    space = pymunk.Space()
-    space.gravity = (0.0, -900.0)
-    space.sleep_time_threshold = SLEEP_AFTER_S
+def new_space(region: str, world: World) -> pymunk.Space:
+    """`region`'s empty space in `world`, counting its steps from 0."""
+    space = world.new_space(region)
     space.gs_steps = 0  # type: ignore[attr-defined]  # travels with the pickled space
-    s = REGION_SIZE
-    for a, b in (((0.0, 0.0), (s, 0.0)), ((0.0, 0.0), (0.0, s)), ((s, 0.0), (s, s))):
-        wall = pymunk.Segment(space.static_body, a, b, 5.0)
-        wall.friction = 0.8
-        space.add(wall)
     return space
 
 
-def step_space(space: pymunk.Space, region: str, *, frame: int, dt_ms: float, bodies: int,
-               limits: Limits) -> StepResult:
-    """Top `space` up to `bodies` dynamic bodies, then advance it by `dt_ms` with its
-    anomalies contained (`app.physics.anomalies`).  Stepping a frame twice advances the
-    space twice: a frame's task is not retried."""
-    top_up(space, region, bodies)
+def step_space(space: pymunk.Space, region: str, *, frame: int, dt_ms: float,
+               bodies: int, limits: Limits, world: World,
+               ghosts: Sequence[GhostRow] = (), pool: GhostPool | None = None) -> StepResult:
+    """Bring `space`'s filler bodies to `bodies` (`fill`), then advance it by `dt_ms` with
+    `ghosts` of its neighbours' bodies and its anomalies contained
+    (`app.physics.anomalies`).  Stepping a frame twice advances the space twice: a frame's
+    task is not retried."""
+    fill(space, region, bodies, world)
     started, cpu_started = time.perf_counter(), time.thread_time()
-    found = step_contained(space, dt_ms / 1000.0, region, SPACE_BOUNDS, limits)
+    found = step_contained(space, dt_ms / 1000.0, region, world.edges(region), limits, ghosts,
+                           pool)
     took_ms = (time.perf_counter() - started) * 1000.0
     cpu_ms = (time.thread_time() - cpu_started) * 1000.0
     steps = getattr(space, "gs_steps", 0) + 1
     space.gs_steps = steps  # type: ignore[attr-defined]
-    return StepResult(region, frame, _dynamic(space), steps, took_ms, tuple(found),
+    return StepResult(region, frame, len(space.bodies), steps, took_ms, tuple(found),
                       cpu_ms=cpu_ms)
 
 
-def top_up(space: pymunk.Space, region: str, bodies: int) -> None:
-    """Add dynamic bodies until `space` has `bodies`, at places seeded by the region and
-    the count (the same region tops up the same way in every process)."""
-    count = _dynamic(space)
-    rng = random.Random(f"{region}:{count}")
-    for _ in range(max(0, bodies - count)):
-        body = pymunk.Body(1.0, pymunk.moment_for_circle(1.0, 0.0, 10.0))
-        body.position = (rng.uniform(20.0, REGION_SIZE - 20.0), rng.uniform(20.0, 400.0))
-        shape = pymunk.Circle(body, 10.0)
-        shape.friction = 0.5
+def fill(space: pymunk.Space, region: str, bodies: int, world: World) -> None:
+    """Add or remove filler bodies (unnamed balls: the load a caller asks for by count)
+    until `space` has `bodies` of them.  Named bodies (spawned by the game) are never
+    touched.  New fillers go at places and speeds seeded by the region and the count, so
+    the same region fills the same way in every process; the newest go first."""
+    have = fillers(space)
+    for body in have[bodies:][::-1]:
+        space.remove(body, *body.shapes)
+    del have[bodies:]
+    bounds, margin = world.bounds(region), 2 * FILLER_RADIUS
+    for count in range(len(have), bodies):
+        rng = random.Random(f"{region}:{count}")
+        heading, speed = rng.uniform(0.0, 2 * math.pi), rng.uniform(0.0, FILLER_SPEED)
+        body = pymunk.Body(1.0, pymunk.moment_for_circle(1.0, 0.0, FILLER_RADIUS))
+        body.position = (rng.uniform(bounds.x0 + margin, bounds.x1 - margin),
+                         rng.uniform(bounds.y0 + margin, bounds.y1 - margin))
+        body.velocity = (speed * math.cos(heading), speed * math.sin(heading))
+        shape = pymunk.Circle(body, FILLER_RADIUS)
+        shape.friction, shape.elasticity = 0.5, 0.5
         space.add(body, shape)
+        have.append(body)
+
+
+def fillers(space: pymunk.Space) -> list[pymunk.Body]:
+    """The filler bodies of `space`, oldest first: a list the space keeps (``gs_fillers``,
+    travelling with it), so a frame does not look at every body to count them.  A filler
+    that left the space (crossed a border, or removed as an anomaly) drops out here; one
+    that arrives is added by `adopt`."""
+    kept: list[pymunk.Body] | None = getattr(space, "gs_fillers", None)
+    if kept is None:
+        kept = [b for b in space.bodies
+                if b.body_type == pymunk.Body.DYNAMIC and getattr(b, "gs_id", None) is None]
+    else:
+        kept = [b for b in kept if b.space is space]
+    space.gs_fillers = kept  # type: ignore[attr-defined]
+    return kept
+
+
+def adopt(space: pymunk.Space, body: pymunk.Body) -> None:
+    """Count `body`, just added to `space`, among its fillers if it is one."""
+    if getattr(body, "gs_id", None) is None:
+        fillers(space).append(body)
 
 
 @dataclass(frozen=True)
 class BodySpawn:
-    """A body to add to a region's space, in the space's own coordinates."""
+    """A ball to add to a region's space, in world coordinates."""
 
     body_id: str
     position: tuple[float, float]
     velocity: tuple[float, float] = (0.0, 0.0)
     radius: float = 10.0
     mass: float = 1.0
+    friction: float = 0.5
+    elasticity: float = 0.5
 
 
 def spawn(space: pymunk.Space, spec: BodySpawn) -> pymunk.Body:
@@ -99,7 +128,7 @@ def spawn(space: pymunk.Space, spec: BodySpawn) -> pymunk.Body:
     body.position, body.velocity = spec.position, spec.velocity
     body.gs_id = spec.body_id
     shape = pymunk.Circle(body, spec.radius)
-    shape.friction = 0.5
+    shape.friction, shape.elasticity = spec.friction, spec.elasticity
     space.add(body, shape)
     return body
 
@@ -118,7 +147,3 @@ def remove(space: pymunk.Space, body_ids: set[str]) -> set[str]:
 def named(space: pymunk.Space) -> set[str]:
     """The names of the bodies of `space` that have one."""
     return {b.gs_id for b in space.bodies if getattr(b, "gs_id", None) is not None}
-
-
-def _dynamic(space: pymunk.Space) -> int:
-    return sum(1 for body in space.bodies if body.body_type == pymunk.Body.DYNAMIC)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from app.errors import InvalidRequest
 
@@ -54,6 +55,7 @@ def is_region_name(name: str, max_depth: int) -> bool:
             and all(c in QUARTERS for c in name[1:]))
 
 
+@lru_cache(maxsize=8192)
 def region_bounds(region: str, size: float) -> Bounds:
     """The rectangle of the node `region` in a world of `size` (its name alone fixes it)."""
     if region[:1] != ROOT or any(c not in QUARTERS for c in region[1:]):

@@ -16,17 +16,27 @@ gives many runs and each seed the same run every time.  Spawned bodies are named
 ``spawn-<spawn>-<k>`` from 0; an impulse for one not spawned yet does nothing.  The world
 is walled in.  The hash (SHA-256) covers every body's id, position, velocity, angle and
 angular velocity, exactly: the same file and seed give the same hash on every run of this
-gamesched and pymunk version.  Stepping is one space for the whole world; across the
-partition's regions and units is the next step of spatial physics.
+gamesched and pymunk version.
+
+A replay runs on the fleet's own code: the world is cut into the quadtree's regions
+``depth`` levels deep (0: one region, the whole world), spread over ``units`` physics
+units (`app.physics.units`) in this process, and bodies cross borders and meet across them
+as in the fleet (`app.physics.world`).  Every unit steps a frame before any sends what
+crossed its borders, so a region always steps with its neighbours' halos of the frame
+before: the hash is the same on one unit or several.  Under another partition the run is
+not bit-for-bit the same (a contact across a border is solved in two spaces, not one), and
+`compare` measures how far apart two runs end.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import random
 import struct
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,10 +45,19 @@ import pymunk
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import InvalidRequest
+from app.physics.anomalies import Limits
+from app.physics.engine import BodySpawn
+from app.physics.owners import MemoryOwnerMap
+from app.physics.partition import QUARTERS, ROOT
+from app.physics.units import FrameWork, Links, MemoryHandover, MemoryRegionNotes, Unit
+from app.physics.world import MAX_RADIUS, Leaves, World
 from app.validation import ID_PATTERN, parse
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Radius = Annotated[float, Field(gt=0, le=MAX_RADIUS, allow_inf_nan=False)]
+MAX_REPLAY_DEPTH = 4
+MAX_REPLAY_UNITS = 16
 Point = tuple[Finite, Finite]
 BodyId = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
@@ -53,7 +72,7 @@ class BodySpec(_Spec):
     id: BodyId
     position: Point
     velocity: Point = (0.0, 0.0)
-    radius: Positive = 10.0
+    radius: Radius = 10.0
     mass: Positive = 1.0
 
 
@@ -65,7 +84,7 @@ class Spawn(_Spec):
     centre: Point
     spread: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     speed: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
-    radius: Positive = 5.0
+    radius: Radius = 5.0
     mass: Positive = 1.0
 
 
@@ -80,7 +99,7 @@ class Impulse(_Spec):
 class Scenario(_Spec):
     """A whole scenario file."""
 
-    world_size: Positive = 1000.0
+    world_size: Annotated[float, Field(ge=100, le=1e7, allow_inf_nan=False)] = 1000.0
     duration_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
     frame_hz: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 60.0
     gravity: Point = (0.0, 0.0)
@@ -112,9 +131,10 @@ def load(path: Path) -> Scenario:
     return scenario
 
 
-def run(scenario: Scenario, seed: int) -> Replay:
-    """Step `scenario` with `seed` to its end; the final state's hash."""
-    bodies = final_bodies(scenario, seed)
+def run(scenario: Scenario, seed: int, depth: int = 0, units: int = 1) -> Replay:
+    """Step `scenario` with `seed` to its end, on the quadtree `depth` levels deep spread
+    over `units`; the final state's hash."""
+    bodies = final_bodies(scenario, seed, depth, units)
     return Replay(state_hash(bodies), len(bodies), frames_of(scenario))
 
 
@@ -123,24 +143,72 @@ def frames_of(scenario: Scenario) -> int:
     return math.ceil(scenario.duration_s * scenario.frame_hz - 1e-9)
 
 
-def final_bodies(scenario: Scenario, seed: int) -> dict[str, pymunk.Body]:
-    """Every body, by id, once `scenario` has run to its end with `seed`."""
-    space, bodies = _world(scenario), {}
+def final_bodies(scenario: Scenario, seed: int, depth: int = 0,
+                 units: int = 1) -> dict[str, pymunk.Body]:
+    """Every body, by id, once `scenario` has run to its end with `seed` (see `run`)."""
+    if not 0 <= depth <= MAX_REPLAY_DEPTH:
+        raise InvalidRequest("depth", depth, f"expected 0 to {MAX_REPLAY_DEPTH}")
+    if not 1 <= units <= MAX_REPLAY_UNITS:
+        raise InvalidRequest("units", units, f"expected 1 to {MAX_REPLAY_UNITS}")
+    fleet = _Fleet(scenario, depth, units)
     for spec in scenario.bodies:
-        bodies[spec.id] = _add(space, spec)
+        fleet.spawn(_body(spec))
     rng = random.Random(seed)
-    dt = 1.0 / scenario.frame_hz
     for frame in range(frames_of(scenario)):
         due = _due_in(frame, scenario.frame_hz)
         for number, spawn in enumerate(scenario.spawns):
             if due(spawn.at_s):
                 for spec in _spawned(spawn, f"spawn-{number}", rng, scenario.world_size):
-                    bodies[spec.id] = _add(space, spec)
+                    fleet.spawn(_body(spec))
         for push in scenario.impulses:
-            if due(push.at_s) and push.body in bodies:
-                bodies[push.body].apply_impulse_at_local_point(push.impulse)
-        space.step(dt)
-    return bodies
+            body = fleet.find(push.body) if due(push.at_s) else None
+            if body is not None:
+                body.apply_impulse_at_local_point(push.impulse)
+        fleet.step(frame)
+    return fleet.settle()
+
+
+class _Fleet:
+    """The units a replay runs on, in this process (see the module)."""
+
+    def __init__(self, scenario: Scenario, depth: int, units: int) -> None:
+        self.world = World(size=scenario.world_size, gravity=scenario.gravity, wall_radius=1.0,
+                           wall_elasticity=0.5, wall_friction=0.0, sleep_after_s=math.inf)
+        self.links = Links(MemoryOwnerMap(), MemoryHandover(), MemoryRegionNotes(), units,
+                           limits=Limits(step_budget_ms=1e9), world=self.world)
+        regions = [ROOT + "".join(p) for p in itertools.product(QUARTERS, repeat=depth)]
+        self.owners = {r: k * units // len(regions) for k, r in enumerate(regions)}
+        self.epoch = self.links.owners.publish(self.owners)
+        self.units = [Unit(n) for n in range(units)]
+        for unit in self.units:
+            unit.drain_every_s = 0.0  # every frame: a replay's steps never depend on the clock
+        self.leaves = Leaves(frozenset(regions), self.world)
+        self.dt_ms = 1000.0 / scenario.frame_hz
+
+    def spawn(self, spec: BodySpawn) -> None:
+        region = self.leaves.find(*spec.position)
+        assert region is not None  # spawns are clamped into the world
+        self.units[self.owners[region]].change(region, [spec], [], self.epoch, self.links)
+
+    def find(self, body_id: str) -> pymunk.Body | None:
+        return next((b for u in self.units for space in u.spaces.values()
+                     for b in space.bodies if getattr(b, "gs_id", None) == body_id), None)
+
+    def step(self, frame: int) -> None:
+        work: dict[int, list[tuple[str, int, float]]] = defaultdict(list)
+        for region, owner in self.owners.items():
+            work[owner].append((region, 0, self.dt_ms))
+        advanced = [u.advance(FrameWork(frame, work[u.number], self.epoch), self.links)
+                    for u in self.units]
+        for unit, (_, outgoing) in zip(self.units, advanced, strict=True):
+            unit.send(outgoing, self.links)
+
+    def settle(self) -> dict[str, pymunk.Body]:
+        """Every body by id, those still crossing a border put where they were going."""
+        for unit in self.units:
+            unit.receive(self.links)
+        return {b.gs_id: b for u in self.units for space in u.spaces.values()
+                for b in space.bodies if getattr(b, "gs_id", None) is not None}
 
 
 def state_hash(bodies: dict[str, pymunk.Body]) -> str:
@@ -177,18 +245,6 @@ def _due_in(frame: int, frame_hz: float) -> Any:
     return lambda at_s: start <= at_s < end
 
 
-def _world(scenario: Scenario) -> pymunk.Space:
-    space = pymunk.Space()
-    space.gravity = scenario.gravity
-    size = scenario.world_size
-    corners = [(0.0, 0.0), (size, 0.0), (size, size), (0.0, size)]
-    for a, b in zip(corners, corners[1:] + corners[:1], strict=True):
-        wall = pymunk.Segment(space.static_body, a, b, 1.0)
-        wall.elasticity = 0.5
-        space.add(wall)
-    return space
-
-
 def _spawned(spawn: Spawn, name: str, rng: random.Random, size: float) -> list[BodySpec]:
     specs = []
     for k in range(spawn.count):
@@ -202,11 +258,5 @@ def _spawned(spawn: Spawn, name: str, rng: random.Random, size: float) -> list[B
     return specs
 
 
-def _add(space: pymunk.Space, spec: BodySpec) -> pymunk.Body:
-    body = pymunk.Body(spec.mass, pymunk.moment_for_circle(spec.mass, 0.0, spec.radius))
-    body.position, body.velocity = spec.position, spec.velocity
-    body.gs_id = spec.id
-    shape = pymunk.Circle(body, spec.radius)
-    shape.friction, shape.elasticity = 0.5, 0.5
-    space.add(body, shape)
-    return body
+def _body(spec: BodySpec) -> BodySpawn:
+    return BodySpawn(spec.id, spec.position, spec.velocity, spec.radius, spec.mass)

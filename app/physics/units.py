@@ -39,17 +39,29 @@ import redis
 
 from app.physics.anomalies import Limits
 from app.physics.attention import MemoryPlayerCounts, PlayerCounts
+from app.physics.borders import Arrival, Borders, Gathered, MemoryBorders
 from app.physics.engine import (
     BodySpawn,
     StepResult,
+    adopt,
     named,
     new_space,
     remove,
     spawn,
     step_space,
 )
-from app.physics.handover import pack_space, unpack_space
+from app.physics.handover import pack_space, put_body, take_body, unpack_space
 from app.physics.owners import OwnerMap, OwnerView
+from app.physics.world import (
+    BOUND_FOR,
+    Crossings,
+    GhostPool,
+    GhostRow,
+    Leaves,
+    World,
+    crossings,
+    ghosts_near,
+)
 from app.protocol import keys
 
 HANDOVER_WAIT_S = 0.010  # past this, the region waits for the next frame
@@ -266,6 +278,8 @@ class Links:
     units: int
     limits: Limits = field(default_factory=Limits)
     players: PlayerCounts = field(default_factory=MemoryPlayerCounts)  # by region, reported
+    borders: Borders = field(default_factory=MemoryBorders)  # halos and emigrants
+    world: World = field(default_factory=World)
 
 
 @dataclass(frozen=True)
@@ -281,12 +295,23 @@ class FrameWork:
 @dataclass(frozen=True)
 class UnitFrame:
     """What a unit did with a frame: the regions it stepped, those it could not (not its
-    own, or still in transit), and those it handed over first."""
+    own, or still in transit), those it handed over first, and how many bodies crossed
+    into and out of its regions."""
 
     unit: int
     stepped: tuple[StepResult, ...]
     skipped: tuple[str, ...]
     released: tuple[str, ...]
+    arrived: int = 0
+    left: int = 0
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What a unit's frame leaves at its regions' borders, for `Unit.send`."""
+
+    halos: dict[str, list[GhostRow]] = field(default_factory=dict)
+    migrants: dict[str, list[Arrival]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -309,23 +334,120 @@ class Unit:
         self.view = OwnerView(0)
         self._awaited: dict[str, float] = {}  # region in transit -> when it was first awaited
         self._recent: dict[str, deque[float]] = {}  # region -> its last steps' times
+        self._known: Leaves | None = None
+        self._departed: dict[str, list[GhostRow]] = {}  # region -> its last emigrants' rows
+        self._pools: dict[str, GhostPool] = {}  # a region's ghosts, kept for its next step
+        self._local = MemoryBorders()  # between this unit's own regions
+        self._drained = -math.inf  # when every region's shared arrivals were last read
         self._lock = threading.Lock()  # pymunk spaces are not thread-safe
 
+    drain_every_s = 1.0  # every region's shared arrivals are read at least this often
+
     def step(self, work: FrameWork, links: Links) -> UnitFrame:
-        """Step this unit's regions of `work`, handing over first what it no longer owns."""
+        """Step this unit's regions of `work`, handing over first what it no longer owns,
+        and leave what crossed their borders for their neighbours."""
+        done, outgoing = self.advance(work, links)
+        self.send(outgoing, links)
+        return done
+
+    def advance(self, work: FrameWork, links: Links) -> tuple[UnitFrame, Outgoing]:
+        """Step this unit's regions of `work`, with the bodies that arrived for them and
+        their neighbours' halos, and keep what crosses their borders for `send` (a
+        scenario's replay sends only once every unit has advanced, so every region steps
+        with its neighbours' halos of the frame before, however they are spread)."""
         with self._lock:
             released = self._follow(links) if work.epoch > self.view.epoch else ()
-            stepped, skipped = [], []
+            due, skipped = [], []
             for region, bodies, dt_ms in work.regions:
                 space = self._space(region, links)
                 if space is None:
                     skipped.append(region)
-                    continue
+                else:
+                    due.append((region, space, bodies, dt_ms))
+            leaves = self._leaves([r for r, *_ in due], links.world)
+            gathered = self._gather([r for r, *_ in due], leaves, links)
+            stepped, outgoing = [], Outgoing()
+            arrived = 0
+            for region, space, bodies, dt_ms in due:
+                arrived += self._arrive(space, gathered.arrivals.get(region, ()))
                 result = step_space(space, region, frame=work.frame, dt_ms=dt_ms,
-                                    bodies=bodies, limits=links.limits)
+                                    bodies=bodies, limits=links.limits, world=links.world,
+                                    ghosts=self._ghosts(region, leaves, gathered),
+                                    pool=self._pools.setdefault(region, GhostPool()))
                 stepped.append(replace(result, cost_ms=self._cost(region, result.cpu_ms)))
+                found = crossings(space, region, leaves)
+                self._departed[region] = [row for row in found.halo if row[BOUND_FOR]]
+                _leave(space, region, found, outgoing)
             links.notes.note(self.number, stepped)
-            return UnitFrame(self.number, tuple(stepped), tuple(skipped), released)
+            left = sum(len(m) for m in outgoing.migrants.values())
+            return (UnitFrame(self.number, tuple(stepped), tuple(skipped), released, arrived,
+                              left), outgoing)
+
+    def send(self, outgoing: Outgoing, links: Links) -> None:
+        """Leave the halos and the emigrants of a frame `advance` stepped: for this unit's
+        own regions here, and through the shared borders what another unit's regions
+        need (the halo of a region next to one, the bodies bound for one)."""
+        with self._lock:
+            self._local.scatter(outgoing.halos, {r: m for r, m in outgoing.migrants.items()
+                                                 if self._mine(r, links)})
+            known = self._known
+            shared_halos = {r: rows for r, rows in outgoing.halos.items()
+                            if known is not None and self._exposed(r, known, links)}
+            away = {r: m for r, m in outgoing.migrants.items() if not self._mine(r, links)}
+        if shared_halos or away:
+            links.borders.scatter(shared_halos, away)
+
+    def receive(self, links: Links) -> int:
+        """Put every body still on its way to this unit's regions into their spaces (the
+        end of a replay); returns how many."""
+        with self._lock:
+            regions = list(self.spaces)
+            got = self._local.gather(regions, []).merged(links.borders.gather(regions, []))
+            return sum(self._arrive(self.spaces[r], got.arrivals.get(r, ())) for r in regions)
+
+    def _gather(self, regions: list[str], leaves: Leaves, links: Links) -> Gathered:
+        """Arrivals and neighbours' halos for `regions`: from this unit's own exchange, and
+        from the shared one for what another unit may have left (every region's arrivals
+        at least every `drain_every_s`, for a body sent by a unit whose map was stale)."""
+        near = sorted({n for r in regions for n in leaves.neighbours(r)})
+        local = self._local.gather(regions, [n for n in near if self._mine(n, links)])
+        now = time.monotonic()
+        drain = now - self._drained >= self.drain_every_s
+        exposed = [r for r in regions if drain or self._exposed(r, leaves, links)]
+        away = [n for n in near if not self._mine(n, links)]
+        if drain:
+            self._drained = now
+        if not exposed and not away:
+            return local
+        return local.merged(links.borders.gather(exposed, away))
+
+    def _mine(self, region: str, links: Links) -> bool:
+        return self.view.owner_of(region, links.units) == self.number
+
+    def _exposed(self, region: str, leaves: Leaves, links: Links) -> bool:
+        """Whether `region` has a neighbour on another unit."""
+        return any(not self._mine(n, links) for n in leaves.neighbours(region))
+
+    @staticmethod
+    def _arrive(space: pymunk.Space, arrivals: Sequence[Arrival]) -> int:
+        for _, _, blob in arrivals:
+            adopt(space, put_body(blob, space))
+        return len(arrivals)
+
+    def _ghosts(self, region: str, leaves: Leaves, gathered: Gathered) -> list[GhostRow]:
+        """Ghosts of `region`'s neighbours' bodies near it, and of its own last emigrants
+        (they are in their new regions' halos only from that region's next step)."""
+        bounds, reach = leaves.world.bounds(region), leaves.world.halo
+        near = [row for n in leaves.neighbours(region)
+                for row in ghosts_near(region, bounds, gathered.halos.get(n, ()), reach)]
+        return near + self._departed.pop(region, [])
+
+    def _leaves(self, stepping: Sequence[str], world: World) -> Leaves:
+        """The regions this unit knows of: the owner map's, its own, and those it steps."""
+        names = frozenset(self.view.owners).union(self.spaces, stepping)
+        if self._known is None or self._known.names != names or self._known.world != world:
+            self._known = Leaves(names, world)
+        return self._known
 
     def change(self, region: str, spawns: Sequence[BodySpawn], removals: Sequence[str],
                epoch: int, links: Links) -> BodiesChanged | None:
@@ -362,6 +484,10 @@ class Unit:
         for region in leaving:
             links.handover.put(region, pack_space(self.spaces.pop(region)))
             self._recent.pop(region, None)
+            self._pools.pop(region, None)
+        pending = self._local.gather(leaving, []).arrivals  # bodies on their way to them
+        if pending:
+            links.borders.scatter({}, pending)
         return tuple(leaving)
 
     def _space(self, region: str, links: Links) -> pymunk.Space | None:
@@ -377,7 +503,7 @@ class Unit:
             if space is None:
                 return None
         else:
-            space = new_space()
+            space = new_space(region, links.world)
         self.spaces[region] = space
         return space
 
@@ -390,7 +516,7 @@ class Unit:
         elif time.monotonic() - first > HANDOVER_GIVE_UP_S:
             log.warning("region %s never came from physics unit %d: restarted empty on unit %d",
                         region, source, self.number)
-            space = new_space()
+            space = new_space(region, links.world)
         else:
             return None
         del self._awaited[region]
@@ -398,8 +524,16 @@ class Unit:
         return space
 
 
+def _leave(space: pymunk.Space, region: str, found: Crossings, outgoing: Outgoing) -> None:
+    """Take `region`'s emigrants out of `space` into `outgoing`, with its halo."""
+    outgoing.halos[region] = found.halo
+    for order, (target, body) in enumerate(found.emigrants):
+        outgoing.migrants.setdefault(target, []).append((region, order, take_body(body, space)))
+
+
 MEMORY_HANDOVER = MemoryHandover()  # the embedded default's, shared by its units
 MEMORY_REGION_NOTES = MemoryRegionNotes()
+MEMORY_BORDERS = MemoryBorders()
 _UNITS: dict[int, Unit] = {}
 _UNITS_LOCK = threading.Lock()
 

@@ -41,11 +41,25 @@ PHYSICS_PLAYERS = PREFIX + "physics:players"
 # Running counts of the physics units and the director: regions moved, skipped, handed
 # over, and anomalies by kind (``anomalies.<kind>``), a hash of counters.
 PHYSICS_TOTALS = PREFIX + "physics:totals"
+# What crosses a border between regions (app.physics.borders): each region's halo (the
+# bodies near its border), and a list of the bodies arriving in it.
+PHYSICS_HALO_PREFIX = PREFIX + "physics:halo:"
+PHYSICS_ARRIVALS_PREFIX = PREFIX + "physics:arrivals:"
 
 
 def physics_handover(region: str) -> str:
     """The list where `region`'s packed space waits for its new owner."""
     return PHYSICS_HANDOVER_PREFIX + region
+
+
+def physics_halo(region: str) -> str:
+    """The key of `region`'s halo."""
+    return PHYSICS_HALO_PREFIX + region
+
+
+def physics_arrivals(region: str) -> str:
+    """The list of the bodies arriving in `region` from its neighbours."""
+    return PHYSICS_ARRIVALS_PREFIX + region
 
 
 def state(session_id: str) -> str:

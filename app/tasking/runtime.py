@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import make_engine, make_sessionmaker
 from app.observe.recorder import Recorder, recorder_for
 from app.physics.attention import MEMORY_PLAYER_COUNTS, PlayerCounts, RedisPlayerCounts
+from app.physics.borders import Borders, RedisBorders
 from app.physics.owners import MEMORY_OWNER_MAP, OwnerMap, RedisOwnerMap
 from app.physics.units import (
+    MEMORY_BORDERS,
     MEMORY_HANDOVER,
     MEMORY_REGION_NOTES,
     Handover,
@@ -20,6 +22,7 @@ from app.physics.units import (
     RedisRegionNotes,
     RegionNotes,
 )
+from app.physics.world import World
 from app.players.hotstore import HotStore, RedisHotStore, hot_store_for
 from app.settings import Settings
 
@@ -55,11 +58,14 @@ class Runtime:
         handover: Handover = MEMORY_HANDOVER
         notes: RegionNotes = MEMORY_REGION_NOTES
         players: PlayerCounts = MEMORY_PLAYER_COUNTS
+        borders: Borders = MEMORY_BORDERS
         if isinstance(hot, RedisHotStore):
             owners, handover = RedisOwnerMap(hot.client), RedisHandover(hot.client)
             notes, players = RedisRegionNotes(hot.client), RedisPlayerCounts(hot.client)
+            borders = RedisBorders(hot.client)
         units = 1 if self.settings.naive else self.settings.physics_units
-        return Links(owners, handover, notes, units, players=players)
+        return Links(owners, handover, notes, units, players=players, borders=borders,
+                     world=World(size=self.settings.world_size))
 
     @cached_property
     def recorder(self) -> Recorder:

@@ -75,6 +75,10 @@ CASES: list[tuple[str, Call, str]] = [
     ("bodies: no id", lambda c: c.change_bodies("r1", spawn=[{"x": 1, "y": 2}]), "spawn.0.id"),
     ("bodies: outside", lambda c: c.change_bodies("r1", spawn=[{"id": "b", "x": 1001, "y": 2}]),
      "spawn.0.x"),
+    ("bodies: outside its region", lambda c: c.change_bodies(
+        "w1", spawn=[{"id": "b", "x": 100, "y": 2}]), "spawn.0.x"),  # w1 is x 5000 to 10000
+    ("bodies: too big", lambda c: c.change_bodies(
+        "w1", spawn=[{"id": "b", "x": 5100, "y": 2, "radius": 25}]), "spawn.0.radius"),
     ("bodies: NaN", lambda c: c.change_bodies("r1", spawn=[{"id": "b", "x": 1, "y": NAN}]),
      "spawn.0.y"),
     ("bodies: too fast", lambda c: c.change_bodies(

@@ -210,3 +210,13 @@ def test_a_unit_is_taken_only_once_the_load_has_asked_for_it_for_a_while() -> No
     assert director.plan(one, NOW + 4.0) is None
     grown = director.plan(one, NOW + 7.0)
     assert grown is not None and set(grown.owners.values()) == {0, 1}
+
+
+def test_regions_the_map_does_not_name_are_named_where_they_are_without_a_move() -> None:
+    costs = {"w0": 0.5, "w1": 0.5, "w2": 0.5, "w3": 0.5}  # one unit's load
+    view = OwnerView(1, {"w0": 0, "w2": 0})  # w1 and w3 run where their names put them
+    director = _director(costs)
+    plan = director.plan(view, NOW)
+    assert plan is not None and plan.moving == {}
+    assert plan.owners == {r: view.owner_of(r, 2) for r in costs}
+    assert director.plan(OwnerView(2, plan.owners), NOW) is None  # named: nothing more

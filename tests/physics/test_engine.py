@@ -1,50 +1,55 @@
-"""A region's space: topped up to the caller's count, stepped with its steps counted, and
-walled so a pile stays in it."""
+"""A region's space: kept at the caller's count of filler bodies, stepped with its steps
+counted, walled where it meets the world's edge, and asleep when nothing moves."""
 
 from __future__ import annotations
 
 import pytest
 
 from app.physics.anomalies import Limits
-from app.physics.engine import new_space, step_space
+from app.physics.engine import BodySpawn, fill, new_space, spawn, step_space
+from app.physics.world import World
+
+WORLD = World(size=2000.0)
 
 
 @pytest.mark.parametrize("hz", [60, 20])  # a frame of 50 ms steps in three parts
-def test_a_crowded_region_piles_up_inside_its_walls_and_counts_its_steps(hz: int) -> None:
-    space = new_space()
+def test_a_crowded_corner_region_keeps_its_bodies_in_the_world_and_counts_its_steps(
+        hz: int) -> None:
+    space = new_space("w0", WORLD)  # the south-west quarter: walls on two sides
     anomalies = []
     for frame in range(1, 5 * hz + 1):  # five seconds
         result = step_space(space, "w0", frame=frame, dt_ms=1000 / hz, bodies=200,
-                            limits=Limits(step_budget_ms=1e6))
+                            limits=Limits(step_budget_ms=1e6), world=WORLD)
         anomalies += result.anomalies
-    assert anomalies == []  # nobody fell off the edge, through the floor, or blew up
+    assert anomalies == []  # nothing went through a wall or blew up
     assert (result.bodies, result.steps) == (200, 5 * hz)
+    assert all(b.position.x >= 0 and b.position.y >= 0 for b in space.bodies)
 
 
-def test_a_top_up_adds_only_what_is_missing_and_the_same_way_everywhere() -> None:
-    one, two = new_space(), new_space()
+def test_fillers_follow_the_count_the_same_way_everywhere_and_named_bodies_stay() -> None:
+    one, two = new_space("w3", WORLD), new_space("w3", WORLD)
+    spawn(one, BodySpawn("crate", (1500.0, 1500.0)))
     for space in (one, two):
-        step_space(space, "w3", frame=1, dt_ms=16.0, bodies=5, limits=Limits())
-    again = step_space(one, "w3", frame=2, dt_ms=16.0, bodies=3, limits=Limits())
-    assert again.bodies == 5  # bodies are never removed to meet a lower count
-    assert sorted(tuple(b.position) for b in two.bodies) == sorted(
-        tuple(b.position) for b in _stepped_once("w3"))
+        fill(space, "w3", 5, WORLD)
+    fillers = [tuple(b.position) for b in one.bodies if not hasattr(b, "gs_id")]
+    assert fillers == [tuple(b.position) for b in two.bodies]  # seeded by region and count
+    bounds = WORLD.bounds("w3")
+    assert all(bounds.x0 < x < bounds.x1 and bounds.y0 < y < bounds.y1 for x, y in fillers)
+    fill(one, "w3", 2, WORLD)
+    kept = [tuple(b.position) for b in one.bodies if not hasattr(b, "gs_id")]
+    assert kept == fillers[:2]  # the newest went first
+    assert {getattr(b, "gs_id", None) for b in one.bodies} == {"crate", None}
 
 
-def _stepped_once(region: str) -> list[object]:
-    space = new_space()
-    step_space(space, region, frame=1, dt_ms=16.0, bodies=5, limits=Limits())
-    return list(space.bodies)
-
-
-def test_a_settled_pile_sleeps_and_wakes_when_a_body_lands_on_it() -> None:
-    space = new_space()
-    for frame in range(1, 721):  # twelve seconds at 60 Hz: every body settles
-        step_space(space, "w1", frame=frame, dt_ms=1000 / 60, bodies=30, limits=Limits())
-    pile = list(space.bodies)
-    assert all(b.is_sleeping for b in pile)
-    woken = set()
-    for frame in range(721, 781):  # one more body (seeded: it lands on a pile) for a second
-        step_space(space, "w1", frame=frame, dt_ms=1000 / 60, bodies=31, limits=Limits())
-        woken |= {id(b) for b in pile if not b.is_sleeping}
-    assert woken  # the pile it landed on woke up
+def test_a_body_at_rest_sleeps_and_wakes_when_another_hits_it() -> None:
+    space = new_space("arena", WORLD)
+    still = spawn(space, BodySpawn("still", (500.0, 500.0)))
+    for frame in range(1, 61):  # one second: more than the half second a rest needs
+        step_space(space, "arena", frame=frame, dt_ms=1000 / 60, bodies=0, limits=Limits(),
+                   world=WORLD)
+    assert still.is_sleeping
+    spawn(space, BodySpawn("ball", (400.0, 500.0), velocity=(200.0, 0.0)))
+    for frame in range(61, 121):
+        step_space(space, "arena", frame=frame, dt_ms=1000 / 60, bodies=0, limits=Limits(),
+                   world=WORLD)
+    assert still.position.x > 500.0  # woken, and pushed east

@@ -80,3 +80,48 @@ def test_a_file_that_is_not_json_is_refused_naming_it(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest) as caught:
         load(path)
     assert caught.value.field == "file" and caught.value.value == str(path)
+
+
+GAS = Path(__file__).parents[2] / "docs" / "scenarios" / "gas.json"
+
+
+def test_a_partitioned_replay_ends_the_same_on_one_unit_or_several() -> None:
+    scenario = load(EXAMPLE)
+    hashes = {run(scenario, 1, depth=2, units=units).hash for units in (1, 2, 3)}
+    assert len(hashes) == 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_gas_ends_within_one_world_unit_of_one_space_whatever_the_partition(
+        seed: int) -> None:
+    """The stated tolerance (docs/architecture.md, physics units): where bodies meet in
+    ones and twos, at least 90 % of them end within 1 world unit of where one space puts
+    them; every body ends somewhere, once."""
+    scenario = load(GAS)
+    whole = final_bodies(scenario, seed)
+    for depth in (1, 2):
+        cut = final_bodies(scenario, seed, depth=depth, units=2)
+        assert set(cut) == set(whole)
+        close = [cut[k].position.get_distance(whole[k].position) < 1.0 for k in whole]
+        assert sum(close) / len(close) >= 0.90
+
+
+def test_a_dense_crowd_keeps_its_centre_within_one_percent_of_the_world() -> None:
+    """Bodies spawned overlapping push apart chaotically: single paths depend on where the
+    borders fall, the crowd as a whole does not."""
+    scenario = load(EXAMPLE)
+    whole, cut = final_bodies(scenario, 1), final_bodies(scenario, 1, depth=1, units=2)
+    assert set(cut) == set(whole)
+    for axis in (0, 1):
+        centre = [sum(b.position[axis] for b in bodies.values()) / len(bodies)
+                  for bodies in (whole, cut)]
+        assert abs(centre[0] - centre[1]) < 0.01 * scenario.world_size
+
+
+@pytest.mark.parametrize(("depth", "units", "field"), [(5, 1, "depth"), (-1, 1, "depth"),
+                                                       (1, 0, "units"), (1, 17, "units")])
+def test_a_replay_outside_its_limits_is_refused_naming_the_option(
+        depth: int, units: int, field: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        run(load(EXAMPLE), 1, depth=depth, units=units)
+    assert caught.value.field == field

@@ -7,6 +7,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pymunk
 import pytest
@@ -14,7 +15,8 @@ import redis
 
 from app.physics import units as units_module
 from app.physics.anomalies import Limits
-from app.physics.engine import BodySpawn, StepResult, new_space, step_space
+from app.physics.borders import MemoryBorders, RedisBorders
+from app.physics.engine import BodySpawn, StepResult, new_space, spawn, step_space
 from app.physics.handover import pack_space, unpack_space
 from app.physics.owners import MemoryOwnerMap, RedisOwnerMap
 from app.physics.units import (
@@ -27,6 +29,7 @@ from app.physics.units import (
     RedisRegionNotes,
     Unit,
 )
+from app.physics.world import World
 from app.protocol import keys
 from tests.waiting import wait_for
 
@@ -36,11 +39,12 @@ DT_MS = 1000 / 60
 @pytest.fixture(params=["memory", "redis"])
 def links(request: pytest.FixtureRequest) -> Iterator[Links]:
     if request.param == "memory":
-        yield Links(MemoryOwnerMap(), MemoryHandover(), MemoryRegionNotes(), units=2)
+        yield Links(MemoryOwnerMap(), MemoryHandover(), MemoryRegionNotes(), units=2,
+                    borders=MemoryBorders())
     else:
         client: redis.Redis = request.getfixturevalue("redis_client")
         yield Links(RedisOwnerMap(client), RedisHandover(client), RedisRegionNotes(client),
-                    units=2)
+                    units=2, borders=RedisBorders(client))
 
 
 def _with_dt(regions: dict[str, int], dt_ms: float) -> list[tuple[str, int, float]]:
@@ -86,7 +90,8 @@ def test_a_moved_region_steps_on_at_its_new_unit_exactly_where_it_left_off(
     assert _frames(unit1, links, range(31, 61), regions, epoch) == []
 
     for frame in range(31, 61):
-        step_space(reference, "arena", frame=frame, dt_ms=DT_MS, bodies=12, limits=Limits())
+        step_space(reference, "arena", frame=frame, dt_ms=DT_MS, bodies=12, limits=Limits(),
+                   world=World())
     moved = unit1.spaces["arena"]
     assert moved.gs_steps == reference.gs_steps == 60  # one history, not a restart
     assert len(moved.bodies) == 12
@@ -149,7 +154,7 @@ def test_a_space_that_never_comes_is_restarted_after_the_give_up_time(
 
 def test_a_space_left_twice_keeps_only_the_latest(redis_client: redis.Redis) -> None:
     handover = RedisHandover(redis_client)
-    older, newer = new_space(), new_space()
+    older, newer = new_space("arena", World()), new_space("arena", World())
     older.gs_steps, newer.gs_steps = 3, 9
     handover.put("arena", pack_space(older))
     handover.put("arena", pack_space(newer))
@@ -212,3 +217,68 @@ def test_a_change_for_a_region_in_transit_waits_for_its_space(links: Links) -> N
     done = unit1.change("arena", [BodySpawn("crate-2", (20.0, 10.0))], [], epoch, links)
     assert done is not None and done.spawned == ("crate-2",)
     assert {b.gs_id for b in unit1.spaces["arena"].bodies} == {"crate-1", "crate-2"}
+
+
+WIDE = World(size=2000.0)  # four regions of 1000 at depth 1
+QUARTERS_BY_UNIT = {0: ["w0", "w2"], 1: ["w1", "w3"]}
+
+
+def _lockstep(pair: list[Unit], links: Links, frames: range, epoch: int) -> None:
+    """Step both units frame by frame, each sending only once both have stepped."""
+    for frame in frames:
+        done = [u.advance(FrameWork(frame, [(r, 0, DT_MS) for r in QUARTERS_BY_UNIT[u.number]],
+                                    epoch), links) for u in pair]
+        for unit, (_, outgoing) in zip(pair, done, strict=True):
+            unit.send(outgoing, links)
+
+
+def _one_space(balls: list[BodySpawn], frames: range) -> dict[str, pymunk.Body]:
+    space = new_space("w", WIDE)
+    bodies = {b.body_id: spawn(space, b) for b in balls}
+    for frame in frames:
+        step_space(space, "w", frame=frame, dt_ms=DT_MS, bodies=0, limits=Limits(), world=WIDE)
+    return bodies
+
+
+def _named(pair: list[Unit]) -> dict[str, tuple[str, pymunk.Body]]:
+    return {b.gs_id: (region, b) for u in pair for region, space in u.spaces.items()
+            for b in space.bodies if hasattr(b, "gs_id")}
+
+
+def test_a_body_crossing_to_a_region_of_another_unit_keeps_its_whole_state(
+        links: Links) -> None:
+    links = replace(links, world=WIDE)
+    epoch = links.owners.publish({"w0": 0, "w2": 0, "w1": 1, "w3": 1})
+    pair = [Unit(0), Unit(1)]
+    ball = BodySpawn("ball", (980.0, 500.0), velocity=(120.0, 30.0), radius=5.0, mass=2.0)
+    pair[0].change("w0", [ball], [], epoch, links)
+    _named(pair)["ball"][1].angular_velocity = 3.0
+    _lockstep(pair, links, range(1, 61), epoch)
+
+    space = new_space("w", WIDE)
+    reference = spawn(space, ball)
+    reference.angular_velocity = 3.0
+    for frame in range(1, 61):
+        step_space(space, "w", frame=frame, dt_ms=DT_MS, bodies=0, limits=Limits(), world=WIDE)
+    region, moved = _named(pair)["ball"]
+    assert region == "w1"  # it went east, to unit 1
+    assert (tuple(moved.position), tuple(moved.velocity), moved.angle,
+            moved.angular_velocity) == (tuple(reference.position), tuple(reference.velocity),
+                                        reference.angle, reference.angular_velocity)
+
+
+def test_two_bodies_meeting_across_a_border_of_two_units_bounce_as_in_one_space(
+        links: Links) -> None:
+    links = replace(links, world=WIDE)
+    epoch = links.owners.publish({"w0": 0, "w2": 0, "w1": 1, "w3": 1})
+    pair = [Unit(0), Unit(1)]
+    west = BodySpawn("west", (960.0, 500.0), velocity=(100.0, 0.0))
+    east = BodySpawn("east", (1040.0, 502.0), velocity=(-100.0, 0.0))
+    pair[0].change("w0", [west], [], epoch, links)
+    pair[1].change("w1", [east], [], epoch, links)
+    _lockstep(pair, links, range(1, 61), epoch)
+    expected = _one_space([west, east], range(1, 61))
+    got = _named(pair)
+    for name in ("west", "east"):
+        assert got[name][1].position.get_distance(expected[name].position) < 0.05
+    assert got["west"][1].velocity.x < 0 < got["east"][1].velocity.x  # they bounced

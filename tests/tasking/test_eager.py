@@ -15,7 +15,7 @@ from app.control.controller import read_decision
 from app.observe.metrics import ANOMALY_KINDS, metrics
 from app.observe.recorder import MemoryRecorder
 from app.physics.owners import fallback_unit
-from app.physics.units import unit
+from app.physics.units import unit as physics_unit
 from app.players import sessions
 from app.settings import Settings
 from app.tasking.base import GameTask
@@ -45,8 +45,9 @@ def test_physics_task_steps_a_persistent_region(eager_app: GameschedCelery) -> N
     unit = fallback_unit("eager-r", eager_app.runtime.settings.physics_units)
     step = "gamesched.physics.step_region"
     assert _run(eager_app, step, "eager-r", 1, 16.0, 25, unit) == 25
-    assert _run(eager_app, step, "eager-r", 2, 16.0, 10, unit) == 25
+    assert _run(eager_app, step, "eager-r", 2, 16.0, 10, unit) == 10  # the caller's count
     assert _run(eager_app, step, "eager-r", 3, 16.0, 10, 1 - unit) == 0  # not that unit's
+    assert physics_unit(unit).spaces["eager-r"].gs_steps == 2  # one space, stepped twice
 
 
 def test_physics_frame_task_steps_each_of_its_regions(eager_app: GameschedCelery) -> None:
@@ -54,8 +55,10 @@ def test_physics_frame_task_steps_each_of_its_regions(eager_app: GameschedCelery
     mine = [r for r in (f"eager-f{i}" for i in range(20)) if fallback_unit(r, units) == 0]
     frame = [[mine[0], 12], [mine[1], 30]]
     assert _run(eager_app, "gamesched.physics.step_frame", 1, 16.0, frame) == 42
-    assert _run(eager_app, "gamesched.physics.step_frame", 2, 16.0, [[mine[0], 5]]) == 12
-    assert _run(eager_app, "gamesched.physics.step_region", mine[1], 3, 16.0, 0) == 30
+    assert _run(eager_app, "gamesched.physics.step_frame", 2, 16.0, [[mine[0], 5]]) == 5
+    assert _run(eager_app, "gamesched.physics.step_region", mine[1], 3, 16.0, 30) == 30
+    spaces = physics_unit(0).spaces
+    assert (spaces[mine[0]].gs_steps, spaces[mine[1]].gs_steps) == (2, 2)
 
 
 def test_a_frame_with_a_region_it_could_not_step_is_recorded_not_done(
@@ -86,9 +89,9 @@ def test_a_units_anomalies_are_counted_by_kind_from_zero(eager_app: GameschedCel
     region = next(r for r in (f"eager-a{i}" for i in range(20))
                   if fallback_unit(r, eager_app.runtime.settings.physics_units) == 0)
     assert _run(eager_app, "gamesched.physics.step_frame", 1, 16.0, [[region, 3]], 0) == 3
-    body = next(iter(unit(0).spaces[region].bodies))
+    body = next(iter(physics_unit(0).spaces[region].bodies))
     body.velocity = (math.nan, 0.0)  # a solver blow-up
-    assert _run(eager_app, "gamesched.physics.step_frame", 2, 16.0, [[region, 0]], 0) == 2
+    assert _run(eager_app, "gamesched.physics.step_frame", 2, 16.0, [[region, 3]], 0) == 2
     assert count("non_finite") == before["non_finite"] + 1
     assert all(count(k) == before[k] for k in ANOMALY_KINDS if k != "non_finite")
 

@@ -1,0 +1,247 @@
+"""The world the regions' spaces live in, and what passes between neighbouring regions.
+
+A region named in the quadtree (``w``, ``w0``, ``w31``: `app.physics.partition`) is a
+rectangle of the world, and its space holds the bodies whose centres lie in it, in world
+coordinates, with the world's walls along the edges it shares with the world.  The world is
+seen from above (no gravity unless a scenario sets one) and walled on all four sides.  Any
+other name is an instance (an arena, a dungeon): a world of its own, `ARENA_SIZE` square,
+walled, with no neighbours.
+
+Two things cross a border between frames:
+
+- **a body whose centre has left its region** (an emigrant) goes to the region holding it
+  now, with its whole state (`app.physics.handover.take_body`);
+- **a region's halo**: the bodies within `World.halo` of its border, as rows of their
+  state.  A region steps with a dynamic copy (a ghost) of each of its neighbours' halo
+  bodies near it and drops them after the step.  A contact across a border is thus solved
+  on both sides, each side keeping its own body's result, so two bodies meeting at a
+  border push each other as they would in one space.  An emigrant is in its old region's
+  halo too, marked with the region it is bound for: for one frame it is a body there and a
+  ghost everywhere else near it (its old region included), never missing and never twice.
+  The halo covers a contact when it is
+  at least two of the largest radius (`MAX_RADIUS`) plus how far a body moves in a frame:
+  64 world units leave 16 a frame, 960 units a second at 60 Hz.  Ghosts are balls, the
+  shape every body of the fleet and of a scenario has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+
+import pymunk
+
+from app.physics.partition import QUARTERS, ROOT, Bounds, is_region_name, region_bounds
+
+ARENA_SIZE = 1000.0
+HALO = 64.0
+MAX_RADIUS = 24.0
+MAX_DEPTH = 16  # the deepest region name taken as a place in the world
+GhostRow = list[float | str]  # id, x, y, vx, vy, angle, spin, mass, moment, radius,
+# friction, elasticity, and the region it is bound for ("" if it stays)
+BOUND_FOR = 12
+Ghost = tuple[pymunk.Body, pymunk.Circle]
+
+
+@dataclass(frozen=True)
+class World:
+    """The world's size, its gravity, the halo regions show each other, its walls, and when
+    a body at rest sleeps (a settled pile costs about half of what it costs awake)."""
+
+    size: float = 4000.0
+    gravity: tuple[float, float] = (0.0, 0.0)
+    halo: float = HALO
+    wall_radius: float = 2.0
+    wall_elasticity: float = 0.5
+    wall_friction: float = 0.5
+    sleep_after_s: float = 0.5  # a body at rest this long sleeps until touched (inf: never)
+
+    def bounds(self, region: str) -> Bounds:
+        """Where `region` lies: its rectangle of the world, or its arena's whole square."""
+        if in_world(region):
+            return region_bounds(region, self.size)
+        return Bounds(0.0, 0.0, ARENA_SIZE, ARENA_SIZE)
+
+    def edges(self, region: str) -> Bounds:
+        """The whole world `region` is part of: the world, or its arena."""
+        side = self.size if in_world(region) else ARENA_SIZE
+        return Bounds(0.0, 0.0, side, side)
+
+    def new_space(self, region: str) -> pymunk.Space:
+        """An empty space for `region`: the world's gravity, and a wall along each edge it
+        shares with its world."""
+        space = pymunk.Space()
+        space.gravity = self.gravity
+        space.sleep_time_threshold = self.sleep_after_s
+        mine, edges = self.bounds(region), self.edges(region)
+        x0, y0, x1, y1, top, right = mine.x0, mine.y0, mine.x1, mine.y1, edges.y1, edges.x1
+        sides = [((x0, 0.0), (x1, 0.0), y0 == 0.0), ((x0, top), (x1, top), y1 == top),
+                 ((0.0, y0), (0.0, y1), x0 == 0.0), ((right, y0), (right, y1), x1 == right)]
+        for a, b, walled in sides:
+            if walled:
+                wall = pymunk.Segment(space.static_body, a, b, self.wall_radius)
+                wall.elasticity, wall.friction = self.wall_elasticity, self.wall_friction
+                space.add(wall)
+        return space
+
+
+@lru_cache(maxsize=8192)
+def in_world(region: str) -> bool:
+    """Whether `region` names a place in the world (else it is an arena of its own)."""
+    return is_region_name(region, MAX_DEPTH)
+
+
+def holds(bounds: Bounds, edges: Bounds, x: float, y: float) -> bool:
+    """Whether ``(x, y)`` lies in `bounds`, half-open but closed on the far `edges`."""
+    return ((bounds.x0 <= x < bounds.x1 or x == bounds.x1 == edges.x1)
+            and (bounds.y0 <= y < bounds.y1 or y == bounds.y1 == edges.y1))
+
+
+@dataclass(frozen=True)
+class Leaves:
+    """The regions a unit knows of, as a partition of the world: which holds a position,
+    and which touch a region."""
+
+    names: frozenset[str]
+    world: World
+    _near: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False, compare=False)
+
+    @cached_property
+    def _prefixes(self) -> frozenset[str]:
+        return frozenset(n[:k] for n in self.names if in_world(n) for k in range(1, len(n)))
+
+    def find(self, x: float, y: float) -> str | None:
+        """The known region holding ``(x, y)``, None if none does (or it is off the world)."""
+        edges = self.world.edges(ROOT)
+        if not holds(edges, edges, x, y):
+            return None
+        node, bounds = ROOT, edges
+        while node not in self.names:
+            if node not in self._prefixes:
+                return None
+            xm, ym = (bounds.x0 + bounds.x1) / 2, (bounds.y0 + bounds.y1) / 2
+            east, north = x >= xm, y >= ym
+            node += QUARTERS[east + 2 * north]
+            bounds = Bounds(xm if east else bounds.x0, ym if north else bounds.y0,
+                            bounds.x1 if east else xm, bounds.y1 if north else ym)
+        return node
+
+    def neighbours(self, region: str) -> tuple[str, ...]:
+        """The known regions of the world touching `region` (none for an arena)."""
+        near = self._near.get(region)
+        if near is None:
+            mine = self.world.bounds(region)
+            near = tuple(sorted(n for n in self.names if n != region and in_world(n)
+                                and in_world(region) and mine.touches(self.world.bounds(n))))
+            self._near[region] = near
+        return near
+
+
+@dataclass
+class Crossings:
+    """What a region's step leaves at its border: its halo and its emigrants (each with the
+    region it goes to)."""
+
+    halo: list[GhostRow] = field(default_factory=list)
+    emigrants: list[tuple[str, pymunk.Body]] = field(default_factory=list)
+
+
+def crossings(space: pymunk.Space, region: str, leaves: Leaves) -> Crossings:
+    """The bodies of `space` near `region`'s border (its halo) and those that have left it
+    for another known region (its emigrants; a body off every known region stays).  Only
+    the bodies in the four bands along the border are looked at (pymunk's spatial index
+    finds them), in order of position, so the order does not depend on the index."""
+    world = leaves.world
+    if not in_world(region):
+        return Crossings()
+    mine, edges = world.bounds(region), world.edges(region)
+    found = Crossings()
+    for body in _near_border(space, mine, world.halo):
+        x, y = body.position
+        if not holds(mine, edges, x, y):
+            target = leaves.find(x, y)
+            if target is not None and target != region:
+                found.emigrants.append((target, body))
+                found.halo.append(ghost_row(body, target))
+                continue
+        found.halo.append(ghost_row(body))
+    return found
+
+
+_FAR = 1e12
+_ALL = pymunk.ShapeFilter()
+
+
+def _near_border(space: pymunk.Space, mine: Bounds, halo: float) -> list[pymunk.Body]:
+    """The dynamic bodies of `space` within `halo` of `mine`'s border or outside it,
+    sorted by position."""
+    ix0, iy0, ix1, iy1 = mine.x0 + halo, mine.y0 + halo, mine.x1 - halo, mine.y1 - halo
+    bands = (pymunk.BB(-_FAR, -_FAR, ix0, _FAR), pymunk.BB(ix1, -_FAR, _FAR, _FAR),
+             pymunk.BB(-_FAR, -_FAR, _FAR, iy0), pymunk.BB(-_FAR, iy1, _FAR, _FAR))
+    near = {}
+    for band in bands:
+        for shape in space.bb_query(band, _ALL):
+            body = shape.body
+            if body is None or body.body_type != pymunk.Body.DYNAMIC:
+                continue
+            x, y = body.position
+            if not (ix0 < x < ix1 and iy0 < y < iy1):
+                near[(x, y, id(body))] = body
+    return [near[key] for key in sorted(near, key=lambda k: (k[0], k[1]))]
+
+
+def ghost_row(body: pymunk.Body, bound_for: str = "") -> GhostRow:
+    """`body`'s state as a halo row (a ball: its first shape's radius and material)."""
+    shape = next(iter(body.shapes))
+    radius = shape.radius if isinstance(shape, pymunk.Circle) else 0.0
+    return [str(getattr(body, "gs_id", "")), *body.position, *body.velocity, body.angle,
+            body.angular_velocity, body.mass, body.moment, radius, shape.friction,
+            shape.elasticity, bound_for]
+
+
+def ghosts_near(region: str, bounds: Bounds, rows: Iterable[GhostRow],
+                reach: float) -> list[GhostRow]:
+    """The rows of `rows` within `reach` of `bounds`, but those bound for `region` (it
+    holds them now)."""
+    x0, y0, x1, y1 = bounds.x0 - reach, bounds.y0 - reach, bounds.x1 + reach, bounds.y1 + reach
+    return [row for row in rows if row[BOUND_FOR] != region
+            and x0 <= float(row[1]) <= x1 and y0 <= float(row[2]) <= y1]
+
+
+class GhostPool:
+    """A region's ghost bodies, kept from one step to the next, so a step sets a ghost's
+    state rather than building it (building a pymunk body and its shape took about 60 %
+    of a partitioned replay).  One pool per region: a ghost keeps the bias velocity of
+    its last contact (pymunk holds it out of reach), so a region's ghosts must depend on
+    that region's history alone for a replay to end the same on any number of units."""
+
+    def __init__(self) -> None:
+        self._free: list[Ghost] = []
+
+    def add(self, space: pymunk.Space, rows: Sequence[GhostRow]) -> list[Ghost]:
+        """Add a dynamic copy of each row's body to `space`; returns them, for `drop`."""
+        added = []
+        for row in rows:
+            _, x, y, vx, vy, angle, spin, mass, moment, radius, friction, elasticity, _ = row
+            body, shape = self._free.pop() if self._free else _new_ghost()
+            body.mass, body.moment = float(mass), float(moment)
+            shape.unsafe_set_radius(float(radius))
+            shape.friction, shape.elasticity = float(friction), float(elasticity)
+            body.force, body.torque = (0.0, 0.0), 0.0
+            body.position, body.velocity = (float(x), float(y)), (float(vx), float(vy))
+            body.angle, body.angular_velocity = float(angle), float(spin)
+            space.add(body, shape)
+            added.append((body, shape))
+        return added
+
+    def drop(self, space: pymunk.Space, ghosts: Sequence[Ghost]) -> None:
+        """Remove the ghosts `add` added to `space`, keeping them for the next step."""
+        for body, shape in ghosts:
+            space.remove(body, shape)
+        self._free.extend(ghosts)
+
+
+def _new_ghost() -> Ghost:
+    body = pymunk.Body(1.0, 1.0)
+    return body, pymunk.Circle(body, 1.0)

@@ -1,0 +1,80 @@
+"""The world regions live in: walls where a region meets the world's edge, which known
+region holds a position and which touch a region, and what a step leaves at a border."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.physics.engine import BodySpawn, spawn
+from app.physics.partition import Partition
+from app.physics.world import BOUND_FOR, GhostPool, Leaves, World, crossings, ghost_row
+
+WORLD = World(size=2000.0)
+LEAVES = Leaves(frozenset({"w0", "w1", "w2", "w30", "w31", "w32", "w33"}), WORLD)
+coordinate = st.floats(min_value=0.0, max_value=WORLD.size, allow_nan=False)
+
+
+@pytest.mark.parametrize(("region", "walls"), [("w", 4), ("arena", 4), ("w0", 2), ("w31", 1),
+                                               ("w33", 2), ("w30", 0), ("w03", 0)])
+def test_a_region_is_walled_only_where_it_meets_the_worlds_edge(region: str,
+                                                                walls: int) -> None:
+    assert len(WORLD.new_space(region).shapes) == walls
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from(["w", "w0", "w3", "w31", "w312", "w2"]), max_size=6),
+       coordinate, coordinate)
+def test_the_known_region_holding_a_position_is_the_partitions(
+        splits: list[str], x: float, y: float) -> None:
+    partition = Partition(WORLD.size, split_above=1, merge_below=0)
+    for region in splits:
+        if region in partition.regions():
+            partition.split(region)
+    leaves = Leaves(frozenset(partition.regions()), WORLD)
+    assert leaves.find(x, y) == partition.region_of(x, y)
+
+
+def test_neighbours_are_the_known_regions_touching_even_at_a_corner() -> None:
+    assert LEAVES.neighbours("w1") == ("w0", "w2", "w30", "w31")
+    assert LEAVES.neighbours("w33") == ("w30", "w31", "w32")
+    assert "w1" in LEAVES.neighbours("w30") and "w30" in LEAVES.neighbours("w1")
+    assert LEAVES.neighbours("arena") == ()  # an arena is a world of its own
+
+
+def test_a_position_no_known_region_holds_has_no_region() -> None:
+    partial = Leaves(frozenset({"w0", "w1"}), WORLD)
+    assert partial.find(500.0, 500.0) == "w0"
+    assert partial.find(500.0, 1500.0) is None  # the north half is nobody's yet
+    assert LEAVES.find(-1.0, 10.0) is None and LEAVES.find(2000.0, 2000.0) == "w33"
+
+
+def test_a_step_leaves_its_emigrants_and_the_bodies_near_its_border() -> None:
+    space = WORLD.new_space("w1")  # x 1000 to 2000, y 0 to 1000
+    inside = spawn(space, BodySpawn("inside", (1500.0, 500.0)))
+    near = spawn(space, BodySpawn("near", (1010.0, 500.0)))
+    gone = spawn(space, BodySpawn("gone", (990.0, 500.0), velocity=(-5.0, 1.0)))
+    found = crossings(space, "w1", LEAVES)
+    assert found.emigrants == [("w0", gone)]
+    rows = {row[0]: row for row in found.halo}
+    assert set(rows) == {"near", "gone"} and inside is not None and near is not None
+    assert rows["gone"][BOUND_FOR] == "w0" and rows["near"][BOUND_FOR] == ""
+    assert rows["gone"][1:5] == [990.0, 500.0, -5.0, 1.0]
+    assert crossings(space, "arena", LEAVES).halo == []  # an arena has no border
+
+
+def test_a_pooled_ghost_takes_every_part_of_its_row() -> None:
+    source = WORLD.new_space("w0")
+    body = spawn(source, BodySpawn("b", (10.0, 20.0), velocity=(3.0, 4.0), radius=7.0,
+                                   mass=2.0, friction=0.1, elasticity=0.9))
+    body.angle, body.angular_velocity = 0.5, 2.0
+    pool, target = GhostPool(), WORLD.new_space("w1")
+    first = pool.add(target, [ghost_row(spawn(source, BodySpawn("x", (1.0, 1.0))))])
+    pool.drop(target, first)
+    (ghost, shape), = pool.add(target, [ghost_row(body)])
+    assert ghost is first[0][0]  # the same pymunk body, reused
+    assert (tuple(ghost.position), tuple(ghost.velocity), ghost.angle,
+            ghost.angular_velocity) == ((10.0, 20.0), (3.0, 4.0), 0.5, 2.0)
+    assert (ghost.mass, ghost.moment, shape.radius, shape.friction, shape.elasticity) == (
+        2.0, body.moment, 7.0, 0.1, 0.9)

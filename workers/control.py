@@ -36,8 +36,14 @@ def _balance_physics(task: GameTask) -> None:
     links = task.runtime.physics
     director = _DIRECTORS.setdefault(links.units, Director(links.units))
     move = director.direct(links)
-    if move is not None and move.plan.moving:  # (else it only named new regions in the map)
-        links.notes.count({"moves": len(move.plan.moving), "rebalances": 1})
+    if move is None:
+        return
+    plan = move.plan
+    if plan.splits or plan.merges:
+        links.notes.count({"splits": len(plan.splits), "merges": len(plan.merges)})
+        log.info("physics: split %s, merged %s, epoch %d", ", ".join(plan.splits) or "none",
+                 ", ".join(plan.merges) or "none", move.epoch)
+    if plan.moving:  # (else it only named new regions in the map)
+        links.notes.count({"moves": len(plan.moving), "rebalances": 1})
         log.info("physics: moved %s (costliest unit over the mean %.2f -> %.2f), epoch %d",
-                 ", ".join(sorted(move.plan.moving)), move.plan.before, move.plan.after,
-                 move.epoch)
+                 ", ".join(sorted(plan.moving)), plan.before, plan.after, move.epoch)

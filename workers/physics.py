@@ -58,7 +58,7 @@ def change_bodies(self: GameTask, region: str, spawns: list[list[Any]],  # noqa:
     done = here.change(region, bodies, [str(r) for r in removals], epoch, links)
     if done is not None:
         return asdict(done)
-    owner = here.view.owner_of(region, links.units)
+    owner = here.owner_of(region, links)
     if owner == unit_number:
         raise self.retry(countdown=0.02)
     self.app.send_task(PHYSICS_BODIES_TASK, args=[region, spawns, removals, owner,

@@ -221,7 +221,7 @@ class GameClient:
     def _owner(self, region: str) -> tuple[int, int]:
         """The unit owning `region` and the owner map's epoch; on an epoch new to this
         client, the other units get an empty frame so that they learn of it."""
-        epoch, by_unit = self._frames.split({region: 0})
+        epoch, by_unit = self._frames.split({self._frames.first_region(region): 0})
         owner = next(u for u, regions in by_unit.items() if regions)
         for other in (u for u, regions in by_unit.items() if not regions):
             self._send_frame(other, epoch, {}, frame=0, dt_ms=16.0)
@@ -247,7 +247,7 @@ class GameClient:
         steps = frame_steps(req.regions, self._attention.players(), frame=req.frame,
                             dt_ms=float(req.dt_ms), rates=self._detail,
                             lowered=self._lowered.factor())
-        epoch, by_unit = self._frames.split(steps)
+        epoch, by_unit = self._frames.split(self._frames.resolve(steps))
         return [self._send_frame(unit, epoch, unit_steps, frame=req.frame,
                                  dt_ms=float(req.dt_ms), depends_on=depends_on)
                 for unit, unit_steps in sorted(by_unit.items())]
@@ -266,8 +266,10 @@ class GameClient:
 
     def _physics_route(self, task: str, regions: Sequence[str]) -> Route:
         """Physics goes at the step of its most crowded region, critical-path when that
-        region has players."""
-        players = max((self.sessions.region_players(r) for r in regions), default=0)
+        region has players (sessions name regions as the game server knows them: a region
+        split since counts the players of the region it was cut from)."""
+        players = max((self.sessions.region_players(r[:k]) for r in regions
+                       for k in range(len(r), 0, -1)), default=0)
         factors = Factors(players=players, activity_hz=10.0 if players else 0.0)
         return route(task, factors, critical=players > 0, weights=self._weights)
 

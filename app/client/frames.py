@@ -7,7 +7,9 @@ its spaces over (`app.physics.units`).
 The map is read again at most every `ttl_s` (``GAMESCHED_PHYSICS_MAP_TTL_MS``, 100 ms; a
 Redis round trip in the game server's frame path otherwise): after a move, the frames of
 the next 0.1 s may still go to the unit a region left, which skips it (the frame counts as
-not run).  Moves are seconds apart.
+not run).  Moves are seconds apart.  A frame names regions as the game server knows them; the router
+resolves each to the regions of the map (`resolve`): the director may have split or merged
+it since.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from app.physics.owners import OwnerMap, OwnerView
+from app.physics.reshape import resolve_frame
+from app.physics.world import Leaves, World
 
 MAP_TTL_S = 0.1
 V = TypeVar("V")
@@ -36,6 +40,7 @@ class FrameRouter:
         self._epoch: int | None = None  # the owner map's epoch of the last frame split
         self._view: OwnerView | None = None
         self._read_at = -float("inf")
+        self._known: tuple[OwnerView, Leaves] | None = None  # the map's regions, by view
 
     def split(self, regions: Mapping[str, V]) -> tuple[int, dict[int, dict[str, V]]]:
         """The owner map's epoch and, per unit, its regions of `regions` (region to what
@@ -49,6 +54,23 @@ class FrameRouter:
         for region, value in regions.items():
             by_unit.setdefault(view.owner_of(region, self._units), {})[region] = value
         return view.epoch, by_unit
+
+    def resolve(self, steps: Mapping[str, tuple[int, float]]) -> dict[str, tuple[int, float]]:
+        """A frame's ``region -> (bodies, dt_ms)`` as the owner map has the regions now
+        (`app.physics.reshape.resolve_frame`): the director may have split or merged
+        them since the game server named them."""
+        return resolve_frame(self._leaves(), ((r, b, dt) for r, (b, dt) in steps.items()))
+
+    def first_region(self, name: str) -> str:
+        """The region of the owner map that `name` stands for (the first, when split)."""
+        return self._leaves().resolve(name)[0]
+
+    def _leaves(self) -> Leaves:
+        view = self._current()
+        with self._lock:
+            if self._known is None or self._known[0] is not view:
+                self._known = (view, Leaves(frozenset(view.owners), World()))
+            return self._known[1]
 
     def _current(self) -> OwnerView:
         """The owner map, read again once `ttl_s` has passed since the last read."""

@@ -44,14 +44,16 @@ from dataclasses import dataclass, field
 from app.errors import InvalidRequest
 from app.physics.owners import OwnerView
 from app.physics.ownership import assign_places, curve_places
-from app.physics.partition import is_region_name
+from app.physics.partition import QUARTERS, Partition, is_region_name
 from app.physics.units import Links, RegionNote
+from app.physics.world import Leaves, World, in_world
 
 MAX_DEPTH = 8
 # A unit's share of a frame: the step times of its regions together.  The rest of the 16 ms
 # frame goes to delivering the task and to what else runs on the machine.
 UNIT_BUDGET_MS = 4.0
 SHRINK_BELOW = 0.7
+SPLIT_ABOVE = 400.0  # bodies plus players in one region
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class Plan:
     moving: dict[str, int]
     before: float
     after: float
+    splits: tuple[str, ...] = ()  # regions cut into their quarters (a reshape)
+    merges: tuple[str, ...] = ()  # parents whose quarters became one region again
 
 
 @dataclass(frozen=True)
@@ -85,10 +89,14 @@ class Director:
     smoothing: float = 0.3  # the newest step time's weight in a region's cost
     unit_budget_ms: float = UNIT_BUDGET_MS
     hold_s: float = 3.0  # how long the load must want another number of units
+    split_above: float = SPLIT_ABOVE  # a region's bodies and players past which it splits
+    merge_below: float = SPLIT_ABOVE / 2  # four quarters carrying less merge again
+    reshape_every_s: float = 2.0
     costs: dict[str, float] = field(default_factory=dict)
     _pending: tuple[int, float] | None = None  # the number of units wanted, and since when
     _seen: dict[str, tuple[int, float]] = field(default_factory=dict)  # region -> (steps, at)
     _moved_at: float = -math.inf
+    _reshaped_at: float = -math.inf
 
     def __post_init__(self) -> None:
         if self.units < 1:
@@ -112,7 +120,9 @@ class Director:
         """The rebalance due now, or None when the placement stands."""
         if now - self._moved_at < self.settle_s or view.moving:
             return None  # costs settling, or spaces still on their way: a publish drops them
-        active = sorted(r for r in self.costs if _balanced(r) and self._active(r, now))
+        mapped = Leaves(frozenset(r for r in view.owners if _balanced(r)), World())
+        active = sorted(r for r in self.costs if _balanced(r) and self._active(r, now)
+                        and mapped.resolve(r) == (r,))  # not a name split or merged away
         if not active:
             return None
         current = {r: view.owner_of(r, self.units) for r in active}
@@ -152,15 +162,58 @@ class Director:
             return using
         return need
 
+    def reshape(self, view: OwnerView, notes: Mapping[str, RegionNote],
+                players: Mapping[str, int], world: World, now: float) -> Plan | None:
+        """The partition's next step, or None: a region carrying more than `split_above`
+        (its bodies, as its unit last noted them, plus its players) splits into its
+        quarters on its unit; four quarters of one unit carrying together less than
+        `merge_below` merge (the hysteresis of `app.physics.partition`).  One level per
+        call, at most every `reshape_every_s`, never while a region is in transit, and no
+        region narrower than four halos."""
+        if view.moving or now - self._reshaped_at < self.reshape_every_s:
+            return None
+        fresh = {r: n for r, n in notes.items() if in_world(r) and now - n.at <= self.idle_s}
+        names = self._partition_names(view, fresh, world)
+        if not names:
+            return None
+        depth = max(0, min(MAX_DEPTH, int(math.log2(world.size / (4 * world.halo)))))
+        partition = Partition.covering(names, world.size, self.split_above, self.merge_below,
+                                       depth)
+        load = _load(partition.regions(), fresh, players, world)
+        changes = partition.adapt(load, lambda p: len(
+            {view.owner_of(p + q, self.units) for q in QUARTERS}) == 1)
+        leaves = partition.regions()
+        if not changes.splits and not changes.merges and set(leaves) <= set(view.owners):
+            return None
+        self._reshaped_at = now
+        owners = {r: u for r, u in view.owners.items() if not in_world(r)}  # arenas stay
+        for leaf in leaves:
+            source = leaf + "0" if leaf in changes.merges else leaf
+            owners[leaf] = view.owners.get(source, view.owner_of(
+                leaf[:-1] if leaf[:-1] in changes.splits else source, self.units))
+        return Plan(owners, {}, 1.0, 1.0, changes.splits, changes.merges)
+
+    @staticmethod
+    def _partition_names(view: OwnerView, notes: Mapping[str, RegionNote],
+                         world: World) -> set[str]:
+        """The regions the partition has: the map's, and those the units step that the
+        map does not cover at all (a retired name's notes linger, and are not)."""
+        mapped = Leaves(frozenset(r for r in view.owners if in_world(r)), world)
+        return set(mapped.names) | {r for r in notes if mapped.resolve(r) == (r,)}
+
     def direct(self, links: Links, now: float | None = None) -> Move | None:
-        """Observe the units' notes and publish a rebalance if one is due."""
+        """Observe the units' notes and publish a reshape or a rebalance if one is due."""
         now = time.time() if now is None else now
-        self.observe(links.notes.read())
-        plan = self.plan(links.owners.read(), now)
+        notes = links.notes.read()
+        self.observe(notes)
+        view = links.owners.read()
+        plan = self.reshape(view, notes, links.players.totals(), links.world, now)
+        if plan is None:
+            plan = self.plan(view, now)
         if plan is None:
             return None
         epoch = links.owners.publish(plan.owners, moving=plan.moving)
-        if plan.moving:
+        if plan.moving or plan.splits or plan.merges:
             self._moved_at = now
         return Move(epoch, plan)
 
@@ -175,6 +228,22 @@ class Director:
             load[unit] = load.get(unit, 0.0) + self.costs.get(region, 0.0)
         mean = sum(load.values()) / len(load) if load else 0.0
         return max(load.values()) / mean if mean > 0 else 1.0
+
+
+def _load(regions: list[str], notes: Mapping[str, RegionNote], players: Mapping[str, int],
+          world: World) -> dict[str, float]:
+    """Each region's bodies (as its unit last noted them) and players (reported under the
+    region, a region it is in, or shared evenly when reported under a region it cuts)."""
+    mapped = Leaves(frozenset(regions), world)
+    load = {r: float(notes[r].bodies) if r in notes else 0.0 for r in regions}
+    for name, count in players.items():
+        if not in_world(name):
+            continue
+        targets = mapped.resolve(name)
+        for target in targets:
+            if target in load:
+                load[target] += count / len(targets)
+    return load
 
 
 def _balanced(region: str) -> bool:

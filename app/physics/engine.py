@@ -65,14 +65,13 @@ def step_space(space: pymunk.Space, region: str, *, frame: int, dt_ms: float,
 
 
 def fill(space: pymunk.Space, region: str, bodies: int, world: World) -> None:
-    """Add or remove filler bodies (unnamed balls: the load a caller asks for by count)
-    until `space` has `bodies` of them.  Named bodies (spawned by the game) are never
-    touched.  New fillers go at places and speeds seeded by the region and the count, so
-    the same region fills the same way in every process; the newest go first."""
+    """Add filler bodies (unnamed balls: the load a caller asks for by count) until
+    `space` has at least `bodies` of them.  None is removed to meet a lower count: a
+    region's count changes with which of the names it stands for are due in a frame
+    (`app.physics.reshape`), and bodies that crossed in stay.  New fillers go at places and
+    speeds seeded by the region and the count, so the same region fills the same way in
+    every process."""
     have = fillers(space)
-    for body in have[bodies:][::-1]:
-        space.remove(body, *body.shapes)
-    del have[bodies:]
     bounds, margin = world.bounds(region), 2 * FILLER_RADIUS
     for count in range(len(have), bodies):
         rng = random.Random(f"{region}:{count}")
@@ -104,8 +103,9 @@ def fillers(space: pymunk.Space) -> list[pymunk.Body]:
 
 def adopt(space: pymunk.Space, body: pymunk.Body) -> None:
     """Count `body`, just added to `space`, among its fillers if it is one."""
-    if getattr(body, "gs_id", None) is None:
-        fillers(space).append(body)
+    kept = fillers(space)  # (which may have just counted it, if the list was new)
+    if getattr(body, "gs_id", None) is None and body not in kept:
+        kept.append(body)
 
 
 @dataclass(frozen=True)

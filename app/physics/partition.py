@@ -19,7 +19,7 @@ successive calls, at most to `max_depth`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -98,6 +98,23 @@ class Partition:
         if not 0 <= self.max_depth <= 20:
             raise InvalidRequest("max_depth", self.max_depth, "expected 0 to 20")
 
+    @classmethod
+    def covering(cls, regions: Iterable[str], size: float, split_above: float,
+                 merge_below: float, max_depth: int = 8) -> Partition:
+        """The partition whose regions include `regions` (quadtree names), the rest of the
+        world filled with the coarsest regions beside them (a region with a finer one
+        inside it is split)."""
+        partition = cls(size, split_above, merge_below, max_depth)
+        for region in sorted(regions, key=len):
+            if not is_region_name(region, max_depth):
+                raise InvalidRequest("region", region, "not a region name")
+            node = ROOT
+            for quarter in region[1:]:
+                if node in partition._leaves:
+                    partition.split(node)
+                node += quarter
+        return partition
+
     def regions(self) -> list[str]:
         """Every region, in name order."""
         return sorted(self._leaves)
@@ -155,14 +172,16 @@ class Partition:
             load[region] = load.get(region, 0.0) + (next(weight_of) if weight_of else 1.0)
         return load
 
-    def adapt(self, load: Mapping[str, float]) -> Changes:
+    def adapt(self, load: Mapping[str, float],
+              may_merge: Callable[[str], bool] = lambda parent: True) -> Changes:
         """Split the regions carrying more than `split_above` and merge the sibling
         quartets carrying less than `merge_below` together (a region absent from `load`
-        carries nothing); one level per call."""
+        carries nothing; a parent `may_merge` refuses stays split); one level per call."""
         splits = tuple(r for r in sorted(self._leaves)
                        if load.get(r, 0.0) > self.split_above and len(r) - 1 < self.max_depth)
         merges = tuple(p for p in self._mergeable()
-                       if sum(load.get(p + q, 0.0) for q in QUARTERS) < self.merge_below)
+                       if sum(load.get(p + q, 0.0) for q in QUARTERS) < self.merge_below
+                       and may_merge(p))
         for region in splits:
             self.split(region)
         for parent in merges:

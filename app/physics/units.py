@@ -52,6 +52,7 @@ from app.physics.engine import (
 )
 from app.physics.handover import pack_space, put_body, take_body, unpack_space
 from app.physics.owners import OwnerMap, OwnerView
+from app.physics.reshape import Retired, reshape, resolve_frame
 from app.physics.world import (
     BOUND_FOR,
     Crossings,
@@ -69,6 +70,7 @@ HANDOVER_GIVE_UP_S = 5.0  # past this, the space is taken as lost (its unit died
 HANDOVER_TTL_S = 600  # a packed space nobody took is dropped after this
 NOTES_EVERY_S = 0.25  # a unit writes its region notes to Redis at most this often
 COST_STEPS = 15  # a region's cost is the median of this many of its last steps
+RETIRED_S = 5.0  # a split or merged region's name still takes bodies sent to it this long
 log = logging.getLogger(__name__)
 
 
@@ -338,6 +340,8 @@ class Unit:
         self._departed: dict[str, list[GhostRow]] = {}  # region -> its last emigrants' rows
         self._pools: dict[str, GhostPool] = {}  # a region's ghosts, kept for its next step
         self._local = MemoryBorders()  # between this unit's own regions
+        self._retired: dict[str, tuple[tuple[str, ...], float]] = {}  # name -> regions, when
+        self._mapped: Leaves | None = None  # the owner map's regions
         self._drained = -math.inf  # when every region's shared arrivals were last read
         self._lock = threading.Lock()  # pymunk spaces are not thread-safe
 
@@ -358,7 +362,7 @@ class Unit:
         with self._lock:
             released = self._follow(links) if work.epoch > self.view.epoch else ()
             due, skipped = [], []
-            for region, bodies, dt_ms in work.regions:
+            for region, bodies, dt_ms in self._resolved(work.regions, links.world):
                 space = self._space(region, links)
                 if space is None:
                     skipped.append(region)
@@ -412,14 +416,32 @@ class Unit:
         near = sorted({n for r in regions for n in leaves.neighbours(r)})
         local = self._local.gather(regions, [n for n in near if self._mine(n, links)])
         now = time.monotonic()
+        self._retired = {n: (t, at) for n, (t, at) in self._retired.items()
+                         if now - at <= RETIRED_S}
         drain = now - self._drained >= self.drain_every_s
         exposed = [r for r in regions if drain or self._exposed(r, leaves, links)]
         away = [n for n in near if not self._mine(n, links)]
         if drain:
             self._drained = now
-        if not exposed and not away:
+        if not exposed and not away and not self._retired:
             return local
-        return local.merged(links.borders.gather(exposed, away))
+        shared = links.borders.gather([*exposed, *self._retired], away)
+        for name in self._retired:  # sent to a retired name: to a region replacing it
+            late = shared.arrivals.pop(name, [])
+            if late:
+                first = self._retired[name][0][0]
+                shared.arrivals[first] = [*shared.arrivals.get(first, []), *late]
+        return local.merged(shared)
+
+    def _resolved(self, regions: Sequence[tuple[str, int, float]],
+                  world: World) -> list[tuple[str, int, float]]:
+        """`regions` as the owner map now has them: a name split since the frame's sender
+        read the map stands for its quarters (its bodies shared among them), a merged one
+        for the region it is in."""
+        known = self._mapped
+        if known is None or known.world != world:
+            known = self._mapped = Leaves(frozenset(self.view.owners), world)
+        return [(r, bodies, dt_ms) for r, (bodies, dt_ms) in resolve_frame(known, regions).items()]
 
     def _mine(self, region: str, links: Links) -> bool:
         return self.view.owner_of(region, links.units) == self.number
@@ -457,6 +479,7 @@ class Unit:
         with self._lock:
             if epoch > self.view.epoch:
                 self._follow(links)
+            region = self._changed_region(region, spawns, links)
             space = self._space(region, links)
             if space is None:
                 return None
@@ -470,6 +493,23 @@ class Unit:
                 tuple(b.body_id for b in spawns if b.body_id in present),
                 tuple(sorted(set(removals) - gone)))
 
+    def owner_of(self, name: str, links: Links) -> int:
+        """The unit owning the region `name` stands for now (its first, when split)."""
+        known = self._mapped or Leaves(frozenset(self.view.owners), links.world)
+        return self.view.owner_of(known.resolve(name)[0], links.units)
+
+    def _changed_region(self, name: str, spawns: Sequence[BodySpawn], links: Links) -> str:
+        """The region a change named `name` goes to: `name`, or the region replacing it
+        that holds the first spawn (a body spawned in a sibling crosses there at its next
+        step), or the first of them."""
+        known = self._mapped or Leaves(frozenset(self.view.owners), links.world)
+        targets = known.resolve(name)
+        if len(targets) == 1:
+            return targets[0]
+        inside = Leaves(frozenset(targets), links.world)
+        first = inside.find(*spawns[0].position) if spawns else None
+        return first or targets[0]
+
     def _cost(self, region: str, cpu_ms: float) -> float:
         """The median of `region`'s last `COST_STEPS` steps' CPU times, this one included
         (CPU, not wall time: a unit preempted on a busy machine does not look costlier)."""
@@ -478,8 +518,13 @@ class Unit:
         return statistics.median(recent)
 
     def _follow(self, links: Links) -> tuple[str, ...]:
-        """Read the newer owner map; hand over every space it gives to another unit."""
+        """Read the newer owner map; split or merge spaces to its regions
+        (`app.physics.reshape`); hand over every space it gives to another unit."""
         self.view = links.owners.read()
+        self._mapped = Leaves(frozenset(self.view.owners), links.world)
+        retired = reshape(self.spaces, self._mapped, links.world)
+        if retired:
+            self._retire(retired, links)
         leaving = [r for r in self.spaces if self.view.owner_of(r, links.units) != self.number]
         for region in leaving:
             links.handover.put(region, pack_space(self.spaces.pop(region)))
@@ -489,6 +534,19 @@ class Unit:
         if pending:
             links.borders.scatter({}, pending)
         return tuple(leaving)
+
+    def _retire(self, retired: Retired, links: Links) -> None:
+        """Forget what this unit kept of the retired regions; bodies on their way to them
+        go to the regions that replaced them, and for `RETIRED_S` so do those still sent
+        to their names by a unit with an older map."""
+        now = time.monotonic()
+        for name, targets in retired.items():
+            for cache in (self._recent, self._pools, self._departed):
+                cache.pop(name, None)
+            self._retired[name] = (targets, now)
+        pending = self._local.gather(list(retired), []).arrivals
+        for name, arrivals in pending.items():
+            self._arrive(self.spaces[retired[name][0]], arrivals)
 
     def _space(self, region: str, links: Links) -> pymunk.Space | None:
         """The space of `region` if this unit owns it: held, handed over, or new."""

@@ -127,6 +127,19 @@ class Leaves:
                             bounds.x1 if east else xm, bounds.y1 if north else ym)
         return node
 
+    def resolve(self, name: str) -> tuple[str, ...]:
+        """The known regions `name` stands for: itself if known, else the known regions
+        inside it (it was split), else the known region it lies in (it was merged), else
+        itself (nobody knows it yet, or it is an arena)."""
+        if name in self.names or not in_world(name):
+            return (name,)
+        inside = tuple(sorted(n for n in self.names if n.startswith(name)))
+        if inside:
+            return inside
+        around = next((name[:k] for k in range(len(name) - 1, 0, -1)
+                       if name[:k] in self.names), None)
+        return (around,) if around is not None else (name,)
+
     def neighbours(self, region: str) -> tuple[str, ...]:
         """The known regions of the world touching `region` (none for an arena)."""
         near = self._near.get(region)

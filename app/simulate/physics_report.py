@@ -52,6 +52,7 @@ def _units(run: RunResult) -> Section:
             "regions": len(run.physics.notes),
             "regions_by_unit": dict(sorted(by_unit.items())),
             "moves": counts.get("moves", 0), "rebalances": counts.get("rebalances", 0),
+            "splits": counts.get("splits", 0), "merges": counts.get("merges", 0),
             "regions_skipped": counts.get("skipped", 0),
             "regions_handed_over": counts.get("handed_over", 0),
             "bodies_crossed": counts.get("crossed", 0),

@@ -20,6 +20,7 @@ from app.physics.units import (
     RegionNote,
     Unit,
 )
+from app.physics.world import World
 
 NOW = 1_000.0
 QUARTETS = [f"w{a}{b}" for a in "0123" for b in "0123"]  # a 4 x 4 grid, as the simulator's
@@ -151,7 +152,8 @@ def test_a_rebalance_moves_the_spaces_and_they_step_on() -> None:
     units = [Unit(0), Unit(1)]
     for frame in range(1, 6):
         units[0].step(FrameWork(frame, _with_dt(regions, 16.0), epoch=1), links)
-    director = Director(2, unit_budget_ms=1.0, hold_s=0.0)  # 4 ms of steps: both units
+    director = Director(2, unit_budget_ms=1.0, hold_s=0.0,  # 4 ms of steps: both units
+                        merge_below=0.0)  # (light: its quarters would merge otherwise)
     director.observe(links.notes.read())
     director.costs.update(dict.fromkeys(regions, 1.0))  # equal: cut by count, whatever the timing
     move = director.direct(links)
@@ -220,3 +222,46 @@ def test_regions_the_map_does_not_name_are_named_where_they_are_without_a_move()
     assert plan is not None and plan.moving == {}
     assert plan.owners == {r: view.owner_of(r, 2) for r in costs}
     assert director.plan(OwnerView(2, plan.owners), NOW) is None  # named: nothing more
+
+
+BIG = World(size=10_000.0)  # regions down to 312.5 wide: depth 5 (no narrower than 4 halos)
+
+
+def _bodies(counts: dict[str, int], at: float = NOW) -> dict[str, RegionNote]:
+    return {r: RegionNote(0, 1, n, 1, 0.1, at) for r, n in counts.items()}
+
+
+def test_a_crowded_region_splits_on_its_unit_and_its_cooled_quarters_merge_back() -> None:
+    director = Director(2, split_above=400, merge_below=200, reshape_every_s=2.0)
+    view = OwnerView(1, {"w0": 0, "w1": 1, "w2": 0, "w3": 1})
+    notes = _bodies({"w0": 10, "w1": 300, "w2": 10, "w3": 10})
+    plan = director.reshape(view, notes, {"w1": 150}, BIG, NOW)  # 300 bodies + 150 players
+    assert plan is not None and (plan.splits, plan.merges, plan.moving) == (("w1",), (), {})
+    assert plan.owners == {"w0": 0, "w2": 0, "w3": 1, **{f"w1{q}": 1 for q in "0123"}}
+    split = OwnerView(2, plan.owners)
+    crowded = _bodies({"w10": 100, "w11": 100, "w12": 50, "w13": 50, "w0": 10, "w2": 10,
+                       "w3": 10}, NOW + 1)
+    assert director.reshape(split, crowded, {"w1": 150}, BIG, NOW + 1) is None  # too soon
+    assert director.reshape(split, crowded, {"w1": 150}, BIG, NOW + 3) is None  # 450 > 200
+    quiet = _bodies({f"w1{q}": 20 for q in "0123"} | {"w0": 10, "w2": 10, "w3": 10}, NOW + 5)
+    merged = director.reshape(split, quiet, {}, BIG, NOW + 5)
+    assert merged is not None and merged.merges == ("w1",)
+    assert merged.owners == {"w0": 0, "w1": 1, "w2": 0, "w3": 1}
+
+
+def test_quarters_on_two_units_do_not_merge_and_no_region_gets_narrower_than_four_halos(
+        ) -> None:
+    director = Director(2, split_above=400, merge_below=200, reshape_every_s=0.0)
+    view = OwnerView(1, {"w0": 0, "w1": 0, "w2": 1, "w3": 1})
+    assert director.reshape(view, _bodies(dict.fromkeys(view.owners, 1)), {}, BIG, NOW) is None
+    deepest = OwnerView(2, {"w01230": 0})  # 312.5 wide: halving it would leave 156 < 256
+    plan = director.reshape(deepest, _bodies({"w01230": 5000}), {}, BIG, NOW + 1)
+    assert plan is not None and "w01230" in plan.owners and "w01230" not in plan.splits
+
+
+def test_players_reported_under_a_split_region_are_shared_among_its_quarters() -> None:
+    director = Director(1, split_above=400, merge_below=200, reshape_every_s=0.0)
+    view = OwnerView(1, {"w0": 0, "w2": 0, "w3": 0, **{f"w1{q}": 0 for q in "0123"}})
+    notes = _bodies(dict.fromkeys(view.owners, 0))
+    plan = director.reshape(view, notes, {"w1": 2000}, BIG, NOW)  # 500 a quarter: all split
+    assert plan is not None and plan.splits == ("w10", "w11", "w12", "w13")

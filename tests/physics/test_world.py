@@ -78,3 +78,11 @@ def test_a_pooled_ghost_takes_every_part_of_its_row() -> None:
             ghost.angular_velocity) == ((10.0, 20.0), (3.0, 4.0), 0.5, 2.0)
     assert (ghost.mass, ghost.moment, shape.radius, shape.friction, shape.elasticity) == (
         2.0, body.moment, 7.0, 0.1, 0.9)
+
+
+def test_a_name_stands_for_the_regions_that_replaced_it() -> None:
+    assert LEAVES.resolve("w1") == ("w1",)
+    assert LEAVES.resolve("w3") == ("w30", "w31", "w32", "w33")  # split
+    assert LEAVES.resolve("w012") == ("w0",)  # inside a coarser region
+    assert LEAVES.resolve("arena") == ("arena",)
+    assert Leaves(frozenset(), WORLD).resolve("w3") == ("w3",)  # nobody knows it: itself

@@ -45,7 +45,7 @@ def test_physics_task_steps_a_persistent_region(eager_app: GameschedCelery) -> N
     unit = fallback_unit("eager-r", eager_app.runtime.settings.physics_units)
     step = "gamesched.physics.step_region"
     assert _run(eager_app, step, "eager-r", 1, 16.0, 25, unit) == 25
-    assert _run(eager_app, step, "eager-r", 2, 16.0, 10, unit) == 10  # the caller's count
+    assert _run(eager_app, step, "eager-r", 2, 16.0, 10, unit) == 25  # none removed
     assert _run(eager_app, step, "eager-r", 3, 16.0, 10, 1 - unit) == 0  # not that unit's
     assert physics_unit(unit).spaces["eager-r"].gs_steps == 2  # one space, stepped twice
 
@@ -55,7 +55,7 @@ def test_physics_frame_task_steps_each_of_its_regions(eager_app: GameschedCelery
     mine = [r for r in (f"eager-f{i}" for i in range(20)) if fallback_unit(r, units) == 0]
     frame = [[mine[0], 12], [mine[1], 30]]
     assert _run(eager_app, "gamesched.physics.step_frame", 1, 16.0, frame) == 42
-    assert _run(eager_app, "gamesched.physics.step_frame", 2, 16.0, [[mine[0], 5]]) == 5
+    assert _run(eager_app, "gamesched.physics.step_frame", 2, 16.0, [[mine[0], 5]]) == 12
     assert _run(eager_app, "gamesched.physics.step_region", mine[1], 3, 16.0, 30) == 30
     spaces = physics_unit(0).spaces
     assert (spaces[mine[0]].gs_steps, spaces[mine[1]].gs_steps) == (2, 2)

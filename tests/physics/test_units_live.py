@@ -8,8 +8,11 @@ import itertools
 import redis
 
 from app.client import GameClient
+from app.physics.attention import RedisPlayerCounts
+from app.physics.director import Director
 from app.physics.owners import RedisOwnerMap
-from app.physics.units import RedisRegionNotes, RegionNote
+from app.physics.units import Links, RedisHandover, RedisRegionNotes, RegionNote
+from app.physics.world import World
 from app.protocol import keys
 from app.settings import Settings
 from app.tasking.factory import create_app
@@ -94,3 +97,47 @@ def _frame_with(client: GameClient, notes: RedisRegionNotes, frame: int, bodies:
     note = wait_for(lambda: (n := notes.read().get("arena")) and n.frame >= frame - 1 and n,
                     what=f"frame {frame}")
     return bool(note.unit == 0 and note.bodies == bodies)
+
+
+def _links(client: redis.Redis, settings: Settings) -> Links:
+    return Links(RedisOwnerMap(client), RedisHandover(client), RedisRegionNotes(client),
+                 units=2, players=RedisPlayerCounts(client), world=World(size=settings.world_size))
+
+
+def test_a_body_crosses_to_a_region_of_the_other_unit_and_a_crowded_region_splits(
+        live_settings: Settings, redis_client: redis.Redis, start_worker: StartWorker) -> None:
+    for unit in (0, 1):
+        start_worker("physics", f"physics-u{unit}", unit=unit)
+    links = _links(redis_client, live_settings)
+    links.owners.publish({"w0": 0, "w2": 0, "w1": 1, "w3": 1})
+    settings = live_settings.model_copy(update={
+        "physics_map_ttl_ms": 0.0, "physics_near_hz": 60.0, "physics_far_hz": 60.0})
+    client = GameClient(create_app(settings), settings)
+    border = settings.world_size / 2  # w0 is west of it, w1 east
+    client.change_bodies("w0", spawn=[{"id": "ball", "x": border - 5, "y": 100.0,
+                                       "vx": 600.0, "vy": 0.0}])
+    frames = itertools.count(1)
+
+    def sent(regions: dict[str, int], stepping: list[str] | None = None) -> int:
+        """Send a frame of `regions`; return it once `stepping` (they) noted it."""
+        frame = next(frames)
+        client.submit_physics_frame(frame, regions)
+        wait_for(lambda: all((n := links.notes.read().get(r)) and n.frame >= frame
+                             for r in stepping or regions), what=f"frame {frame}")
+        return frame
+
+    while links.notes.read().get("w1") is None or links.notes.read()["w1"].bodies == 0:
+        assert sent({"w0": 0, "w1": 0}) < 60, "the ball never reached w1"
+    assert links.notes.read()["w0"].bodies == 0  # it left w0 (unit 0) for w1 (unit 1)
+
+    sent({"w1": 450})  # crowded: 450 bodies > 400
+    steps_before = links.notes.read()["w1"].steps
+    move = Director(2, hold_s=0.0).direct(links)
+    assert move is not None and move.plan.splits == ("w1",)
+    quarters = [f"w1{q}" for q in "0123"]
+    frame = sent({"w1": 450}, stepping=quarters)  # the game server still names w1
+    notes = links.notes.read()
+    assert all(notes[q].unit == 1 and notes[q].frame == frame for q in quarters)
+    assert sum(notes[q].bodies for q in quarters) >= 451  # every body, the ball included
+    assert all(notes[q].steps == steps_before + 1 for q in quarters)  # stepping on
+    client.close()

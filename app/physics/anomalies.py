@@ -86,14 +86,16 @@ def step_contained(space: pymunk.Space, dt: float, region: str, world: Bounds,  
 def contain(space: pymunk.Space, region: str, world: Bounds, limits: Limits) -> list[Anomaly]:
     """Remove the non-finite and escaped bodies of `space`, clamp the too fast ones.
 
-    Every body of every step passes through here, so the usual case is one test of three
-    values (a NaN fails every comparison, an infinity the spin's): only a body failing it
-    is looked at closely."""
+    Every body of every step passes through here, so the usual case is a sleeping body,
+    skipped, or one test of three values (a NaN fails every comparison, an infinity the
+    spin's): only a body failing it is looked at closely."""
     m = limits.margin
     x0, y0, x1, y1 = world.x0 - m, world.y0 - m, world.x1 + m, world.y1 + m
     top = limits.max_speed * limits.max_speed
     found = []
     for body in list(space.bodies):  # a copy: removing is safe
+        if body.is_sleeping:
+            continue  # at rest since before this step: nothing can have gone wrong
         (x, y), (vx, vy), spin = body.position, body.velocity, body.angular_velocity
         if x0 <= x <= x1 and y0 <= y <= y1 and vx * vx + vy * vy <= top and spin - spin == 0:
             continue

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import pymunk
 
-from app.physics.anomalies import Anomaly, Limits, step_contained
+from app.physics.anomalies import ESCAPED, NON_FINITE, Anomaly, Limits, step_contained
 from app.physics.world import GhostPool, GhostRow, World
 
 FILLER_RADIUS = 10.0
+REMOVED = (NON_FINITE, ESCAPED)  # anomalies whose body is taken out
 FILLER_SPEED = 50.0  # a filler body starts moving at up to this, in a direction of its own
 
 
@@ -56,6 +57,8 @@ def step_space(space: pymunk.Space, region: str, *, frame: int, dt_ms: float,
     started, cpu_started = time.perf_counter(), time.thread_time()
     found = step_contained(space, dt_ms / 1000.0, region, world.edges(region), limits, ghosts,
                            pool)
+    if any(a.kind in REMOVED for a in found):
+        forget_fillers(space)
     took_ms = (time.perf_counter() - started) * 1000.0
     cpu_ms = (time.thread_time() - cpu_started) * 1000.0
     steps = getattr(space, "gs_steps", 0) + 1
@@ -89,16 +92,20 @@ def fill(space: pymunk.Space, region: str, bodies: int, world: World) -> None:
 def fillers(space: pymunk.Space) -> list[pymunk.Body]:
     """The filler bodies of `space`, oldest first: a list the space keeps (``gs_fillers``,
     travelling with it), so a frame does not look at every body to count them.  A filler
-    that left the space (crossed a border, or removed as an anomaly) drops out here; one
-    that arrives is added by `adopt`."""
+    that left the space (crossed a border, or removed as an anomaly) drops out once
+    `forget_fillers` says so; one that arrives is added by `adopt`."""
     kept: list[pymunk.Body] | None = getattr(space, "gs_fillers", None)
-    if kept is None:
+    if kept is None or getattr(space, "gs_fillers_stale", False):
         kept = [b for b in space.bodies
                 if b.body_type == pymunk.Body.DYNAMIC and getattr(b, "gs_id", None) is None]
-    else:
-        kept = [b for b in kept if b.space is space]
-    space.gs_fillers = kept  # type: ignore[attr-defined]
+        space.gs_fillers, space.gs_fillers_stale = kept, False  # type: ignore[attr-defined]
     return kept
+
+
+def forget_fillers(space: pymunk.Space) -> None:
+    """Bodies left `space` (crossed a border, or removed as anomalies): its filler list is
+    counted again when next asked for."""
+    space.gs_fillers_stale = True  # type: ignore[attr-defined]
 
 
 def adopt(space: pymunk.Space, body: pymunk.Body) -> None:

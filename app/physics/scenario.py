@@ -173,7 +173,8 @@ class _Fleet:
 
     def __init__(self, scenario: Scenario, depth: int, units: int) -> None:
         self.world = World(size=scenario.world_size, gravity=scenario.gravity, wall_radius=1.0,
-                           wall_elasticity=0.5, wall_friction=0.0, sleep_after_s=math.inf)
+                           wall_elasticity=0.5, wall_friction=0.0, sleep_after_s=math.inf,
+                           damping=1.0)
         self.links = Links(MemoryOwnerMap(), MemoryHandover(), MemoryRegionNotes(), units,
                            limits=Limits(step_budget_ms=1e9), world=self.world)
         regions = [ROOT + "".join(p) for p in itertools.product(QUARTERS, repeat=depth)]

@@ -44,6 +44,7 @@ from app.physics.engine import (
     BodySpawn,
     StepResult,
     adopt,
+    forget_fillers,
     named,
     new_space,
     remove,
@@ -587,6 +588,8 @@ def _leave(space: pymunk.Space, region: str, found: Crossings, outgoing: Outgoin
     outgoing.halos[region] = found.halo
     for order, (target, body) in enumerate(found.emigrants):
         outgoing.migrants.setdefault(target, []).append((region, order, take_body(body, space)))
+    if found.emigrants:
+        forget_fillers(space)
 
 
 MEMORY_HANDOVER = MemoryHandover()  # the embedded default's, shared by its units

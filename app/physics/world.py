@@ -46,8 +46,10 @@ Ghost = tuple[pymunk.Body, pymunk.Circle]
 
 @dataclass(frozen=True)
 class World:
-    """The world's size, its gravity, the halo regions show each other, its walls, and when
-    a body at rest sleeps (a settled pile costs about half of what it costs awake)."""
+    """The world's size, its gravity, the halo regions show each other, its walls, how
+    fast bodies slow down (a world seen from above has ground friction: a crate pushed
+    slides to a stop), and when a body at rest sleeps (a body asleep costs a step little:
+    the world's resting bodies are most of it)."""
 
     size: float = 4000.0
     gravity: tuple[float, float] = (0.0, 0.0)
@@ -56,6 +58,9 @@ class World:
     wall_elasticity: float = 0.5
     wall_friction: float = 0.5
     sleep_after_s: float = 0.5  # a body at rest this long sleeps until touched (inf: never)
+    damping: float = 0.5  # the share of its speed a body keeps after a second (ground friction)
+    idle_speed: float = 5.0  # slower than this, a body is at rest (without gravity pymunk
+    # would take only a speed of exactly zero)
 
     def bounds(self, region: str) -> Bounds:
         """Where `region` lies: its rectangle of the world, or its arena's whole square."""
@@ -74,6 +79,8 @@ class World:
         space = pymunk.Space()
         space.gravity = self.gravity
         space.sleep_time_threshold = self.sleep_after_s
+        space.damping = self.damping
+        space.idle_speed_threshold = self.idle_speed
         mine, edges = self.bounds(region), self.edges(region)
         x0, y0, x1, y1, top, right = mine.x0, mine.y0, mine.x1, mine.y1, edges.y1, edges.x1
         sides = [((x0, 0.0), (x1, 0.0), y0 == 0.0), ((x0, top), (x1, top), y1 == top),
@@ -231,6 +238,7 @@ class GhostPool:
 
     def __init__(self) -> None:
         self._free: list[Ghost] = []
+        self._material: dict[int, tuple[float | str, ...]] = {}  # a ghost's body -> as set
 
     def add(self, space: pymunk.Space, rows: Sequence[GhostRow]) -> list[Ghost]:
         """Add a dynamic copy of each row's body to `space`; returns them, for `drop`."""
@@ -238,10 +246,12 @@ class GhostPool:
         for row in rows:
             _, x, y, vx, vy, angle, spin, mass, moment, radius, friction, elasticity, _ = row
             body, shape = self._free.pop() if self._free else _new_ghost()
-            body.mass, body.moment = float(mass), float(moment)
-            shape.unsafe_set_radius(float(radius))
-            shape.friction, shape.elasticity = float(friction), float(elasticity)
-            body.force, body.torque = (0.0, 0.0), 0.0
+            material = (mass, moment, radius, friction, elasticity)
+            if self._material.get(id(body)) != material:  # (setting each costs a pymunk call)
+                body.mass, body.moment = float(mass), float(moment)
+                shape.unsafe_set_radius(float(radius))
+                shape.friction, shape.elasticity = float(friction), float(elasticity)
+                self._material[id(body)] = material
             body.position, body.velocity = (float(x), float(y)), (float(vx), float(vy))
             body.angle, body.angular_velocity = float(angle), float(spin)
             space.add(body, shape)

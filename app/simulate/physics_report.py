@@ -36,6 +36,7 @@ def physics_section(run: RunResult, done: dict[str, float]) -> Section:
 
 
 UNIT_PREFIX = "physics-u"  # a physics unit's worker node
+RECENT_S = 3.0  # a region noted this long before the last note counts as current
 
 
 def _units(run: RunResult) -> Section:
@@ -48,8 +49,11 @@ def _units(run: RunResult) -> Section:
         by_unit = Counter(str(note.unit) for note in run.physics.notes.values())
         in_use = set(by_unit)
         counts = run.physics.counts
+        latest = max((n.at for n in run.physics.notes.values()), default=0.0)
+        current = [n for n in run.physics.notes.values() if n.at >= latest - RECENT_S]
         section |= {
             "regions": len(run.physics.notes),
+            "bodies_at_end": sum(n.bodies for n in current),  # regions noted lately
             "regions_by_unit": dict(sorted(by_unit.items())),
             "moves": counts.get("moves", 0), "rebalances": counts.get("rebalances", 0),
             "splits": counts.get("splits", 0), "merges": counts.get("merges", 0),

@@ -176,9 +176,11 @@ class Director:
         names = self._partition_names(view, fresh, world)
         if not names:
             return None
-        depth = max(0, min(MAX_DEPTH, int(math.log2(world.size / (4 * world.halo)))))
+        deepest = max(len(n) - 1 for n in names)  # a game server may name finer regions
         partition = Partition.covering(names, world.size, self.split_above, self.merge_below,
-                                       depth)
+                                       max(deepest, MAX_DEPTH))
+        partition.max_depth = max(0, min(MAX_DEPTH, int(math.log2(world.size /
+                                                                  (4 * world.halo)))))
         load = _load(partition.regions(), fresh, players, world)
         changes = partition.adapt(load, lambda p: len(
             {view.owner_of(p + q, self.units) for q in QUARTERS}) == 1)

@@ -19,6 +19,13 @@ A region's space lives on one unit only:
 A skipped region makes the frame partly run, which the frame's task reports as not done
 (``docs/architecture.md``, physics units).  A unit that dies loses the spaces it held:
 its regions start again empty on the unit that replaces it.
+
+Each frame a unit also moves what crosses its regions' borders (`app.physics.world`):
+before stepping, it takes the bodies that arrived for them and reads their neighbours'
+halos; after, it leaves its regions' halos and the bodies that left them.  Between its
+own regions that stays in the process; only what another unit's regions need goes
+through the shared `Borders` (`app.physics.borders`).  When the map splits or merges a
+region the unit holds, it reshapes the spaces first (`app.physics.reshape`).
 """
 
 from __future__ import annotations

@@ -265,3 +265,10 @@ def test_players_reported_under_a_split_region_are_shared_among_its_quarters() -
     notes = _bodies(dict.fromkeys(view.owners, 0))
     plan = director.reshape(view, notes, {"w1": 2000}, BIG, NOW)  # 500 a quarter: all split
     assert plan is not None and plan.splits == ("w10", "w11", "w12", "w13")
+
+
+def test_regions_named_finer_than_the_director_would_split_are_kept_not_refused() -> None:
+    director = Director(1, split_above=400, merge_below=200, reshape_every_s=0.0)
+    fine = "w0123012"  # seven levels: 78 units wide in this world
+    plan = director.reshape(OwnerView(1, {}), _bodies({fine: 1000}), {}, BIG, NOW)
+    assert plan is not None and fine in plan.owners and plan.splits == ()

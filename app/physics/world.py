@@ -18,10 +18,10 @@ Two things cross a border between frames:
   border push each other as they would in one space.  An emigrant is in its old region's
   halo too, marked with the region it is bound for: for one frame it is a body there and a
   ghost everywhere else near it (its old region included), never missing and never twice.
-  The halo covers a contact when it is
-  at least two of the largest radius (`MAX_RADIUS`) plus how far a body moves in a frame:
-  64 world units leave 16 a frame, 960 units a second at 60 Hz.  Ghosts are balls, the
-  shape every body of the fleet and of a scenario has.
+  The halo covers a contact when it is at least two of the largest radius (`MAX_RADIUS`)
+  plus how far a body moves in a frame: 64 world units leave 16 a frame, 960 units a
+  second at 60 Hz.  Ghosts are balls, the shape every body of the fleet and of a scenario
+  has.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class World:
     slides to a stop), and when a body at rest sleeps (a body asleep costs a step little:
     the world's resting bodies are most of it)."""
 
-    size: float = 4000.0
+    size: float = 10_000.0  # GAMESCHED_WORLD_SIZE's default
     gravity: tuple[float, float] = (0.0, 0.0)
     halo: float = HALO
     wall_radius: float = 2.0

@@ -165,9 +165,11 @@ class Director:
     def reshape(self, view: OwnerView, notes: Mapping[str, RegionNote],
                 players: Mapping[str, int], world: World, now: float) -> Plan | None:
         """The partition's next step, or None: a region carrying more than `split_above`
-        (its bodies, as its unit last noted them, plus its players) splits into its
-        quarters on its unit; four quarters of one unit carrying together less than
-        `merge_below` merge (the hysteresis of `app.physics.partition`).  One level per
+        (its bodies, as its unit last noted them, plus its players), or whose step costs
+        more than a unit's frame budget (`unit_budget_ms`: a pile-up of contacts), splits
+        into its quarters on its unit, which the balancing can then spread over units;
+        four quarters of one unit carrying together less than `merge_below` (and costing
+        less than half the budget) merge (the hysteresis of `app.physics.partition`).  One level per
         call, at most every `reshape_every_s`, never while a region is in transit, and no
         region narrower than four halos."""
         if view.moving or now - self._reshaped_at < self.reshape_every_s:
@@ -182,6 +184,9 @@ class Director:
         partition.max_depth = max(0, min(MAX_DEPTH, int(math.log2(world.size /
                                                                   (4 * world.halo)))))
         load = _load(partition.regions(), fresh, players, world)
+        for region in load:  # a step costlier than a unit's budget splits whatever it holds
+            cost = self.costs.get(region, 0.0)
+            load[region] = max(load[region], cost / self.unit_budget_ms * self.split_above)
         changes = partition.adapt(load, lambda p: len(
             {view.owner_of(p + q, self.units) for q in QUARTERS}) == 1)
         leaves = partition.regions()

@@ -272,3 +272,16 @@ def test_regions_named_finer_than_the_director_would_split_are_kept_not_refused(
     fine = "w0123012"  # seven levels: 78 units wide in this world
     plan = director.reshape(OwnerView(1, {}), _bodies({fine: 1000}), {}, BIG, NOW)
     assert plan is not None and fine in plan.owners and plan.splits == ()
+
+
+def test_a_region_whose_step_costs_more_than_a_units_budget_splits_whatever_it_holds(
+        ) -> None:
+    director = Director(2, split_above=400, merge_below=200, reshape_every_s=0.0,
+                        unit_budget_ms=4.0)
+    view = OwnerView(1, {"w0": 0, "w1": 0, "w2": 1, "w3": 1})
+    notes = {r: RegionNote(0, 1, 40, 1, 0.5, NOW, cost_ms=0.5) for r in view.owners}
+    notes["w3"] = RegionNote(1, 1, 60, 1, 6.0, NOW, cost_ms=6.0)  # a pile-up: 6 ms a step
+    director.observe(notes)
+    plan = director.reshape(view, notes, {}, BIG, NOW)
+    assert plan is not None and plan.splits == ("w3",)
+    assert all(plan.owners[f"w3{q}"] == 1 for q in "0123")

@@ -53,7 +53,7 @@ MAX_DEPTH = 8
 # frame goes to delivering the task and to what else runs on the machine.
 UNIT_BUDGET_MS = 4.0
 SHRINK_BELOW = 0.7
-SPLIT_ABOVE = 400.0  # bodies plus players in one region
+SPLIT_ABOVE = 1000.0  # bodies plus players in one region
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ def test_a_body_crosses_to_a_region_of_the_other_unit_and_a_crowded_region_split
 
     sent({"w1": 450})  # crowded: 450 bodies > 400
     steps_before = links.notes.read()["w1"].steps
-    move = Director(2, hold_s=0.0).direct(links)
+    move = Director(2, hold_s=0.0, split_above=400, merge_below=200).direct(links)
     assert move is not None and move.plan.splits == ("w1",)
     quarters = [f"w1{q}" for q in "0123"]
     frame = sent({"w1": 450}, stepping=quarters)  # the game server still names w1

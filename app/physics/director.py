@@ -1,5 +1,6 @@
-"""The director: keeps the physics units balanced by moving regions between them, and uses
-no more units than the load needs.
+"""The director: keeps the physics units balanced by moving regions between them, uses no
+more units than the load needs, and keeps the partition in step with the load (`reshape`:
+a crowded or costly region splits into its quarters, quiet quarters merge back).
 
 Each controller tick it reads what the units noted of each region's last step
 (`app.physics.units.RegionNote`) and keeps a smoothed cost per region (the median of its

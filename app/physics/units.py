@@ -386,10 +386,11 @@ class Unit:
                                     bodies=bodies, limits=links.limits, world=links.world,
                                     ghosts=self._ghosts(region, leaves, gathered),
                                     pool=self._pools.setdefault(region, GhostPool()))
-                stepped.append(replace(result, cost_ms=self._cost(region, result.cpu_ms)))
                 found = crossings(space, region, leaves)
                 self._departed[region] = [row for row in found.halo if row[BOUND_FOR]]
                 _leave(space, region, found, outgoing)
+                stepped.append(replace(result, cost_ms=self._cost(region, result.cpu_ms),
+                                       bodies=len(space.bodies)))  # those that stayed
             links.notes.note(self.number, stepped)
             left = sum(len(m) for m in outgoing.migrants.values())
             return (UnitFrame(self.number, tuple(stepped), tuple(skipped), released, arrived,

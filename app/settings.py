@@ -138,27 +138,17 @@ class Settings(BaseSettings):
     @field_validator("batch_window_max_ms")
     @classmethod
     def _window_max_over_min(cls, value: float, info: ValidationInfo) -> float:
-        floor = info.data.get("batch_window_min_ms")
-        if floor is not None and value < floor:
-            raise ValueError(f"must be at least the window's floor, batch_window_min_ms "
-                             f"({floor:g})")
-        return value
+        return _bounded(value, info, "batch_window_min_ms", "the window's floor", least=True)
 
     @field_validator("physics_near_hz")
     @classmethod
     def _near_within_frame(cls, value: float, info: ValidationInfo) -> float:
-        frame = info.data.get("physics_frame_hz")
-        if frame is not None and value > frame:
-            raise ValueError(f"must be at most the frame rate, physics_frame_hz ({frame:g})")
-        return value
+        return _bounded(value, info, "physics_frame_hz", "the frame rate", least=False)
 
     @field_validator("physics_far_hz")
     @classmethod
     def _far_within_near(cls, value: float, info: ValidationInfo) -> float:
-        near = info.data.get("physics_near_hz")
-        if near is not None and value > near:
-            raise ValueError(f"must be at most the near rate, physics_near_hz ({near:g})")
-        return value
+        return _bounded(value, info, "physics_near_hz", "the near rate", least=False)
 
     @field_validator("broker_url")
     @classmethod
@@ -228,6 +218,17 @@ class Settings(BaseSettings):
         if not isinstance(budget, RoleBudget):
             raise ConfigError(f"{ENV_PREFIX}{role.upper()}__CONCURRENCY", role, "no such role")
         return budget
+
+
+def _bounded(value: float, info: ValidationInfo, other: str, what: str, *,
+             least: bool) -> float:
+    """`value`, or ValueError if it is below (`least`) or above the setting `other`, `what`
+    that setting is, validated before it."""
+    bound = info.data.get(other)
+    if bound is not None and (value < bound if least else value > bound):
+        raise ValueError(f"must be at {'least' if least else 'most'} {what}, {other} "
+                         f"({bound:g})")
+    return value
 
 
 def load_settings(**overrides: Any) -> Settings:

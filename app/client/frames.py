@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from app.physics.owners import OwnerMap, OwnerView
 from app.physics.reshape import resolve_frame
-from app.physics.world import Leaves, World
+from app.physics.world import resolve
 
 MAP_TTL_S = 0.1
 V = TypeVar("V")
@@ -40,7 +40,6 @@ class FrameRouter:
         self._epoch: int | None = None  # the owner map's epoch of the last frame split
         self._view: OwnerView | None = None
         self._read_at = -float("inf")
-        self._known: tuple[OwnerView, Leaves] | None = None  # the map's regions, by view
 
     def split(self, regions: Mapping[str, V]) -> tuple[int, dict[int, dict[str, V]]]:
         """The owner map's epoch and, per unit, its regions of `regions` (region to what
@@ -59,18 +58,12 @@ class FrameRouter:
         """A frame's ``region -> (bodies, dt_ms)`` as the owner map has the regions now
         (`app.physics.reshape.resolve_frame`): the director may have split or merged
         them since the game server named them."""
-        return resolve_frame(self._leaves(), ((r, b, dt) for r, (b, dt) in steps.items()))
+        return resolve_frame(self._current().owners.keys(),
+                             ((r, b, dt) for r, (b, dt) in steps.items()))
 
     def first_region(self, name: str) -> str:
         """The region of the owner map that `name` stands for (the first, when split)."""
-        return self._leaves().resolve(name)[0]
-
-    def _leaves(self) -> Leaves:
-        view = self._current()
-        with self._lock:
-            if self._known is None or self._known[0] is not view:
-                self._known = (view, Leaves(frozenset(view.owners), World()))
-            return self._known[1]
+        return resolve(name, self._current().owners.keys())[0]
 
     def _current(self) -> OwnerView:
         """The owner map, read again once `ttl_s` has passed since the last read."""

@@ -47,7 +47,7 @@ from app.physics.owners import OwnerView
 from app.physics.ownership import assign_places, curve_places
 from app.physics.partition import QUARTERS, Partition, is_region_name
 from app.physics.units import Links, RegionNote
-from app.physics.world import Leaves, World, in_world
+from app.physics.world import World, in_world, resolve
 
 MAX_DEPTH = 8
 # A unit's share of a frame: the step times of its regions together.  The rest of the 16 ms
@@ -121,9 +121,9 @@ class Director:
         """The rebalance due now, or None when the placement stands."""
         if now - self._moved_at < self.settle_s or view.moving:
             return None  # costs settling, or spaces still on their way: a publish drops them
-        mapped = Leaves(frozenset(r for r in view.owners if _balanced(r)), World())
+        mapped = {r for r in view.owners if _balanced(r)}
         active = sorted(r for r in self.costs if _balanced(r) and self._active(r, now)
-                        and mapped.resolve(r) == (r,))  # not a name split or merged away
+                        and resolve(r, mapped) == (r,))  # not a name split or merged away
         if not active:
             return None
         current = {r: view.owner_of(r, self.units) for r in active}
@@ -176,7 +176,7 @@ class Director:
         if view.moving or now - self._reshaped_at < self.reshape_every_s:
             return None
         fresh = {r: n for r, n in notes.items() if in_world(r) and now - n.at <= self.idle_s}
-        names = self._partition_names(view, fresh, world)
+        names = _partition_names(view, fresh)
         if not names:
             return None
         deepest = max(len(n) - 1 for n in names)  # a game server may name finer regions
@@ -184,7 +184,7 @@ class Director:
                                        max(deepest, MAX_DEPTH))
         partition.max_depth = max(0, min(MAX_DEPTH, int(math.log2(world.size /
                                                                   (4 * world.halo)))))
-        load = _load(partition.regions(), fresh, players, world)
+        load = _load(partition.regions(), fresh, players)
         for region in load:  # a step costlier than a unit's budget splits whatever it holds
             cost = self.costs.get(region, 0.0)
             load[region] = max(load[region], cost / self.unit_budget_ms * self.split_above)
@@ -200,14 +200,6 @@ class Director:
             owners[leaf] = view.owners.get(source, view.owner_of(
                 leaf[:-1] if leaf[:-1] in changes.splits else source, self.units))
         return Plan(owners, {}, 1.0, 1.0, changes.splits, changes.merges)
-
-    @staticmethod
-    def _partition_names(view: OwnerView, notes: Mapping[str, RegionNote],
-                         world: World) -> set[str]:
-        """The regions the partition has: the map's, and those the units step that the
-        map does not cover at all (a retired name's notes linger, and are not)."""
-        mapped = Leaves(frozenset(r for r in view.owners if in_world(r)), world)
-        return set(mapped.names) | {r for r in notes if mapped.resolve(r) == (r,)}
 
     def direct(self, links: Links, now: float | None = None) -> Move | None:
         """Observe the units' notes and publish a reshape or a rebalance if one is due."""
@@ -238,16 +230,23 @@ class Director:
         return max(load.values()) / mean if mean > 0 else 1.0
 
 
-def _load(regions: list[str], notes: Mapping[str, RegionNote], players: Mapping[str, int],
-          world: World) -> dict[str, float]:
+def _partition_names(view: OwnerView, notes: Mapping[str, RegionNote]) -> set[str]:
+    """The regions the partition has: the map's, and those the units step that the map
+    does not cover at all (a retired name's notes linger, and are not)."""
+    mapped = {r for r in view.owners if in_world(r)}
+    return mapped | {r for r in notes if resolve(r, mapped) == (r,)}
+
+
+def _load(regions: list[str], notes: Mapping[str, RegionNote],
+          players: Mapping[str, int]) -> dict[str, float]:
     """Each region's bodies (as its unit last noted them) and players (reported under the
     region, a region it is in, or shared evenly when reported under a region it cuts)."""
-    mapped = Leaves(frozenset(regions), world)
+    mapped = set(regions)
     load = {r: float(notes[r].bodies) if r in notes else 0.0 for r in regions}
     for name, count in players.items():
         if not in_world(name):
             continue
-        targets = mapped.resolve(name)
+        targets = resolve(name, mapped)
         for target in targets:
             if target in load:
                 load[target] += count / len(targets)

@@ -19,7 +19,7 @@ successive calls, at most to `max_depth`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -67,6 +67,23 @@ def region_bounds(region: str, size: float) -> Bounds:
         x0, x1 = (xm, x1) if q & 1 else (x0, xm)
         y0, y1 = (ym, y1) if q & 2 else (y0, ym)
     return Bounds(x0, y0, x1, y1)
+
+
+def locate(x: float, y: float, size: float, regions: Container[str],
+           above: Container[str] | None = None) -> str | None:
+    """The node of `regions` holding ``(x, y)`` (inside a world of `size`), walking down
+    the quadtree from the root; None if the walk reaches a node that is neither in
+    `regions` nor in `above` (the nodes some region lies under; None: every node)."""
+    node, x0, y0, x1, y1 = ROOT, 0.0, 0.0, size, size
+    while node not in regions:
+        if above is not None and node not in above:
+            return None
+        xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
+        east, north = x >= xm, y >= ym
+        node += QUARTERS[east + 2 * north]
+        x0, x1 = (xm, x1) if east else (x0, xm)
+        y0, y1 = (ym, y1) if north else (y0, ym)
+    return node
 
 
 @dataclass(frozen=True)
@@ -127,14 +144,9 @@ class Partition:
         """The region holding the position ``(x, y)``."""
         if not (0.0 <= x <= self.size and 0.0 <= y <= self.size):  # NaN fails both
             raise InvalidRequest("position", (x, y), f"outside the world [0, {self.size:g}]")
-        node, x0, y0, x1, y1 = ROOT, 0.0, 0.0, self.size, self.size
-        while node not in self._leaves:
-            xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
-            east, north = x >= xm, y >= ym
-            node += QUARTERS[east + 2 * north]
-            x0, x1 = (xm, x1) if east else (x0, xm)
-            y0, y1 = (ym, y1) if north else (y0, ym)
-        return node
+        region = locate(x, y, self.size, self._leaves)
+        assert region is not None  # the regions cover the world
+        return region
 
     def neighbours(self, region: str) -> list[str]:
         """The regions sharing an edge or a corner with `region`, in name order."""

@@ -13,12 +13,13 @@ crosses to the right one at its next step.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 
 import pymunk
 
 from app.physics.engine import adopt, new_space
 from app.physics.handover import move_body
-from app.physics.world import Leaves, World, in_world
+from app.physics.world import Leaves, World, in_world, resolve
 
 Retired = dict[str, tuple[str, ...]]  # a name no longer in the map -> the regions replacing it
 
@@ -44,14 +45,14 @@ def reshape(spaces: dict[str, pymunk.Space], known: Leaves, world: World) -> Ret
     return retired
 
 
-def resolve_frame(known: Leaves, steps: Iterable[tuple[str, int, float]]
+def resolve_frame(names: AbstractSet[str], steps: Iterable[tuple[str, int, float]]
                   ) -> dict[str, tuple[int, float]]:
-    """A frame's ``(name, bodies, dt_ms)`` as the regions of `known`: a split name's bodies
+    """A frame's ``(name, bodies, dt_ms)`` as the regions `names`: a split name's bodies
     shared among its quarters, the names inside a merged region added up, each region
     advancing by the shortest time any of its names asked for (it is due since then)."""
     out: dict[str, tuple[int, float]] = {}
     for name, bodies, dt_ms in steps:
-        targets = known.resolve(name)
+        targets = resolve(name, names)
         for target, share in zip(targets, divide(bodies, targets), strict=True):
             had, since = out.get(target, (0, dt_ms))
             out[target] = (had + share, min(since, dt_ms))

@@ -447,10 +447,14 @@ class Unit:
         """`regions` as the owner map now has them: a name split since the frame's sender
         read the map stands for its quarters (its bodies shared among them), a merged one
         for the region it is in."""
-        known = self._mapped
-        if known is None or known.world != world:
-            known = self._mapped = Leaves(frozenset(self.view.owners), world)
-        return [(r, bodies, dt_ms) for r, (bodies, dt_ms) in resolve_frame(known, regions).items()]
+        resolved = resolve_frame(self._map(world).names, regions)
+        return [(r, bodies, dt_ms) for r, (bodies, dt_ms) in resolved.items()]
+
+    def _map(self, world: World) -> Leaves:
+        """The owner map's regions, as last read (`_follow` renews them)."""
+        if self._mapped is None or self._mapped.world != world:
+            self._mapped = Leaves(frozenset(self.view.owners), world)
+        return self._mapped
 
     def _mine(self, region: str, links: Links) -> bool:
         return self.view.owner_of(region, links.units) == self.number
@@ -504,15 +508,13 @@ class Unit:
 
     def owner_of(self, name: str, links: Links) -> int:
         """The unit owning the region `name` stands for now (its first, when split)."""
-        known = self._mapped or Leaves(frozenset(self.view.owners), links.world)
-        return self.view.owner_of(known.resolve(name)[0], links.units)
+        return self.view.owner_of(self._map(links.world).resolve(name)[0], links.units)
 
     def _changed_region(self, name: str, spawns: Sequence[BodySpawn], links: Links) -> str:
         """The region a change named `name` goes to: `name`, or the region replacing it
         that holds the first spawn (a body spawned in a sibling crosses there at its next
         step), or the first of them."""
-        known = self._mapped or Leaves(frozenset(self.view.owners), links.world)
-        targets = known.resolve(name)
+        targets = self._map(links.world).resolve(name)
         if len(targets) == 1:
             return targets[0]
         inside = Leaves(frozenset(targets), links.world)
@@ -530,8 +532,8 @@ class Unit:
         """Read the newer owner map; split or merge spaces to its regions
         (`app.physics.reshape`); hand over every space it gives to another unit."""
         self.view = links.owners.read()
-        self._mapped = Leaves(frozenset(self.view.owners), links.world)
-        retired = reshape(self.spaces, self._mapped, links.world)
+        self._mapped = None
+        retired = reshape(self.spaces, self._map(links.world), links.world)
         if retired:
             self._retire(retired, links)
         leaving = [r for r in self.spaces if self.view.owner_of(r, links.units) != self.number]

@@ -27,12 +27,13 @@ Two things cross a border between frames:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
 import pymunk
 
-from app.physics.partition import QUARTERS, ROOT, Bounds, is_region_name, region_bounds
+from app.physics.partition import ROOT, Bounds, is_region_name, locate, region_bounds
 
 ARENA_SIZE = 1000.0
 HALO = 64.0
@@ -123,29 +124,11 @@ class Leaves:
         edges = self.world.edges(ROOT)
         if not holds(edges, edges, x, y):
             return None
-        node, bounds = ROOT, edges
-        while node not in self.names:
-            if node not in self._prefixes:
-                return None
-            xm, ym = (bounds.x0 + bounds.x1) / 2, (bounds.y0 + bounds.y1) / 2
-            east, north = x >= xm, y >= ym
-            node += QUARTERS[east + 2 * north]
-            bounds = Bounds(xm if east else bounds.x0, ym if north else bounds.y0,
-                            bounds.x1 if east else xm, bounds.y1 if north else ym)
-        return node
+        return locate(x, y, self.world.size, self.names, self._prefixes)
 
     def resolve(self, name: str) -> tuple[str, ...]:
-        """The known regions `name` stands for: itself if known, else the known regions
-        inside it (it was split), else the known region it lies in (it was merged), else
-        itself (nobody knows it yet, or it is an arena)."""
-        if name in self.names or not in_world(name):
-            return (name,)
-        inside = tuple(sorted(n for n in self.names if n.startswith(name)))
-        if inside:
-            return inside
-        around = next((name[:k] for k in range(len(name) - 1, 0, -1)
-                       if name[:k] in self.names), None)
-        return (around,) if around is not None else (name,)
+        """The known regions `name` stands for (`resolve`)."""
+        return resolve(name, self.names)
 
     def neighbours(self, region: str) -> tuple[str, ...]:
         """The known regions of the world touching `region` (none for an arena)."""
@@ -156,6 +139,19 @@ class Leaves:
                                 and in_world(region) and mine.touches(self.world.bounds(n))))
             self._near[region] = near
         return near
+
+
+def resolve(name: str, names: AbstractSet[str]) -> tuple[str, ...]:
+    """The regions of `names` that `name` stands for: itself if among them, else those
+    inside it (it was split), else the one it lies in (it was merged), else itself (nobody
+    knows it yet, or it is an arena)."""
+    if name in names or not in_world(name):
+        return (name,)
+    inside = tuple(sorted(n for n in names if n.startswith(name)))
+    if inside:
+        return inside
+    around = next((name[:k] for k in range(len(name) - 1, 0, -1) if name[:k] in names), None)
+    return (around,) if around is not None else (name,)
 
 
 @dataclass

@@ -3,22 +3,18 @@ and sees everyone's, its own changes at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 
 from app.client.attention import Attention, ControlledDetail
 from app.physics import attention as attention_module
 from app.physics.attention import MemoryPlayerCounts, PlayerCounts, RedisPlayerCounts
+from tests.stores import STORES, memory_or_redis
 
 
-@pytest.fixture(params=["memory", "redis"])
-def counts(request: pytest.FixtureRequest) -> Iterator[PlayerCounts]:
-    if request.param == "memory":
-        yield MemoryPlayerCounts()
-    else:
-        yield RedisPlayerCounts(request.getfixturevalue("redis_client"))
+@pytest.fixture(params=STORES)
+def counts(request: pytest.FixtureRequest) -> PlayerCounts:
+    return memory_or_redis(request, MemoryPlayerCounts, RedisPlayerCounts)
 
 
 def test_every_game_server_sees_the_players_of_all(counts: PlayerCounts) -> None:

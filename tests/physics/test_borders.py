@@ -3,21 +3,17 @@ order they left, whoever sent them first; halos are read as last left."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 
 from app.physics.borders import HALO_TTL_MS, Borders, MemoryBorders, RedisBorders
 from app.protocol import keys
+from tests.stores import STORES, memory_or_redis
 
 
-@pytest.fixture(params=["memory", "redis"])
-def borders(request: pytest.FixtureRequest) -> Iterator[Borders]:
-    if request.param == "memory":
-        yield MemoryBorders()
-    else:
-        yield RedisBorders(request.getfixturevalue("redis_client"))
+@pytest.fixture(params=STORES)
+def borders(request: pytest.FixtureRequest) -> Borders:
+    return memory_or_redis(request, MemoryBorders, RedisBorders)
 
 
 def _row(name: str, x: float) -> list[float | str]:

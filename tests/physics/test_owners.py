@@ -4,7 +4,6 @@ in Redis and in memory."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -17,14 +16,12 @@ from app.physics.owners import (
     RedisOwnerMap,
     fallback_unit,
 )
+from tests.stores import STORES, memory_or_redis
 
 
-@pytest.fixture(params=["memory", "redis"])
-def owner_map(request: pytest.FixtureRequest) -> Iterator[OwnerMap]:
-    if request.param == "memory":
-        yield MemoryOwnerMap()
-    else:
-        yield RedisOwnerMap(request.getfixturevalue("redis_client"))
+@pytest.fixture(params=STORES)
+def owner_map(request: pytest.FixtureRequest) -> OwnerMap:
+    return memory_or_redis(request, MemoryOwnerMap, RedisOwnerMap)
 
 
 def test_each_publish_replaces_the_map_and_raises_the_epoch(owner_map: OwnerMap) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pymunk
@@ -31,20 +30,20 @@ from app.physics.units import (
 )
 from app.physics.world import World
 from app.protocol import keys
+from tests.stores import STORES, memory_or_redis
 from tests.waiting import wait_for
 
 DT_MS = 1000 / 60
 
 
-@pytest.fixture(params=["memory", "redis"])
-def links(request: pytest.FixtureRequest) -> Iterator[Links]:
-    if request.param == "memory":
-        yield Links(MemoryOwnerMap(), MemoryHandover(), MemoryRegionNotes(), units=2,
-                    borders=MemoryBorders())
-    else:
-        client: redis.Redis = request.getfixturevalue("redis_client")
-        yield Links(RedisOwnerMap(client), RedisHandover(client), RedisRegionNotes(client),
-                    units=2, borders=RedisBorders(client))
+@pytest.fixture(params=STORES)
+def links(request: pytest.FixtureRequest) -> Links:
+    return memory_or_redis(
+        request,
+        lambda: Links(MemoryOwnerMap(), MemoryHandover(), MemoryRegionNotes(), units=2,
+                      borders=MemoryBorders()),
+        lambda client: Links(RedisOwnerMap(client), RedisHandover(client),
+                             RedisRegionNotes(client), units=2, borders=RedisBorders(client)))
 
 
 def _with_dt(regions: dict[str, int], dt_ms: float) -> list[tuple[str, int, float]]:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import redis
 
 from app.players.hotstore import HotStore, MemoryHotStore, RedisHotStore
+from tests.stores import STORES, memory_or_redis
 
 
-@pytest.fixture(params=["memory", "redis"])
-def hot(request: pytest.FixtureRequest) -> Iterator[HotStore]:
+@pytest.fixture(params=STORES)
+def hot(request: pytest.FixtureRequest) -> HotStore:
     """Each hot store: process memory, and the test Redis (the "redis" param is live)."""
-    if request.param == "memory":
-        yield MemoryHotStore()
-        return
-    client: redis.Redis = request.getfixturevalue("redis_client")
-    yield RedisHotStore(client)
+    return memory_or_redis(request, MemoryHotStore, RedisHotStore)

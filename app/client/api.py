@@ -25,13 +25,12 @@ from app.client.requests import (
     BACKGROUND_TASKS,
     AiCall,
     BackgroundJob,
-    BodyChange,
     CloseSession,
     FrameStep,
     OpenSession,
     PhysicsStep,
     SessionChange,
-    check_bodies,
+    body_change,
     check_decision,
     check_decisions,
     check_update,
@@ -43,7 +42,6 @@ from app.ledger.policy import APPLY_BATCH_MAX
 from app.ledger.submit import submit_purchase, submit_reward
 from app.observe.metrics import metrics
 from app.physics.detail import DetailRates, frame_steps
-from app.physics.world import World
 from app.players import sessions, wire
 from app.players.delta import POSITION_FIELD, quantise
 from app.priority import Factors, Route, route
@@ -210,13 +208,10 @@ class GameClient:
         optional), on the physics unit that owns it, at the region's physics step.  Bad
         input raises InvalidRequest naming the field (``spawn.2.x``) and nothing is sent.
         Idempotent: an id already in the region is not spawned again."""
-        req = parse(BodyChange, {"region": region, "spawn": list(spawn), "remove": list(remove)})
-        check_bodies(req, World(size=self.settings.world_size))
-        unit, epoch = self._owner(req.region)
-        where = replace(self._physics_route(PHYSICS_BODIES_TASK, [req.region]), unit=unit)
-        spawns = [[b.id, b.x, b.y, b.vx, b.vy, b.radius, b.mass] for b in req.spawn]
-        return self._send(where, [req.region, spawns, req.remove, unit, epoch],
-                          depends_on=depends_on)
+        name, spawns, removals = body_change(region, spawn, remove, self.settings.world_size)
+        unit, epoch = self._owner(name)
+        where = replace(self._physics_route(PHYSICS_BODIES_TASK, [name]), unit=unit)
+        return self._send(where, [name, spawns, removals, unit, epoch], depends_on=depends_on)
 
     def _owner(self, region: str) -> tuple[int, int]:
         """The unit owning `region` and the owner map's epoch; on an epoch new to this

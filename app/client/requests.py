@@ -5,7 +5,7 @@ is enqueued."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import Field, Strict, StrictInt
@@ -114,6 +114,16 @@ def check_bodies(change: BodyChange, world: World) -> None:
             if not low <= value <= high:
                 raise InvalidRequest(f"spawn.{index}.{axis}", value,
                                      f"outside region {change.region} ({low:g} to {high:g})")
+
+
+def body_change(region: str, spawn: Sequence[Mapping[str, Any]], remove: Sequence[str],
+                world_size: float) -> tuple[str, list[list[Any]], list[str]]:
+    """A change of `region`'s bodies, checked (`check_bodies`), in its wire form: the region,
+    ``[id, x, y, vx, vy, radius, mass]`` per spawn, and the ids to remove."""
+    req = parse(BodyChange, {"region": region, "spawn": list(spawn), "remove": list(remove)})
+    check_bodies(req, World(size=world_size))
+    spawns = [[b.id, b.x, b.y, b.vx, b.vy, b.radius, b.mass] for b in req.spawn]
+    return req.region, spawns, req.remove
 
 
 class AiDecision(StrictRequest):

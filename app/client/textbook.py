@@ -27,6 +27,7 @@ from app.client.requests import (
     FrameStep,
     OpenSession,
     SessionChange,
+    body_change,
     check_decisions,
     check_update,
 )
@@ -35,6 +36,7 @@ from app.players import sessions, wire
 from app.protocol.names import (
     AI_TASK,
     HANDOFF_HEADER,
+    PHYSICS_BODIES_TASK,
     PHYSICS_REGION_TASK,
     SENT_HEADER,
     SESSION_TASK,
@@ -123,6 +125,13 @@ class TextbookClient:
         return [self._send(PHYSICS_REGION_TASK, [region, req.frame, float(req.dt_ms), bodies],
                            handoff)
                 for region, bodies in req.regions.items()]
+
+    def change_bodies(self, region: str, spawn: Sequence[Mapping[str, Any]] = (),
+                      remove: Sequence[str] = ()) -> AsyncResult:
+        """Send one change of a region's bodies (checked as `GameClient.change_bodies`
+        checks it), to whichever physics worker takes it."""
+        args = body_change(region, spawn, remove, self.settings.world_size)
+        return self._send(PHYSICS_BODIES_TASK, list(args))
 
     def submit_ai_batch(self, decisions: Sequence[AiCall]) -> list[AsyncResult]:
         """Send the decisions of one AI tick, ``(npc_id, position, players)`` each, as one

@@ -496,7 +496,7 @@ class Unit:
             space = self._space(region, links)
             if space is None:
                 return None
-            gone = remove(space, set(removals))
+            gone = self._remove(space, set(removals))
             present = named(space)
             fresh = [b for b in spawns if b.body_id not in present]
             for body in fresh:
@@ -505,6 +505,18 @@ class Unit:
                 tuple(b.body_id for b in fresh), tuple(sorted(gone)),
                 tuple(b.body_id for b in spawns if b.body_id in present),
                 tuple(sorted(set(removals) - gone)))
+
+    def _remove(self, space: pymunk.Space, ids: set[str]) -> set[str]:
+        """Remove the bodies named in `ids` from `space`, and those it does not hold from
+        the unit's other spaces (a body may have crossed since it was spawned; one that
+        crossed to another unit stays)."""
+        gone = remove(space, ids) if ids else set()
+        for other in self.spaces.values():
+            if len(gone) == len(ids):
+                break
+            if other is not space:
+                gone |= remove(other, ids - gone)
+        return gone
 
     def owner_of(self, name: str, links: Links) -> int:
         """The unit owning the region `name` stands for now (its first, when split)."""

@@ -98,6 +98,8 @@ class DriveStats:
     physics_tasks: int = 0  # the tasks they went as
     ai: int = 0  # AI tasks: one per AI tick with decisions due
     ai_decisions: int = 0
+    body_changes: int = 0  # change_bodies calls (combat)
+    bodies_spawned: int = 0
     background: int = 0
     purchases: int = 0
     purchase_sends: int = 0
@@ -156,7 +158,7 @@ class DriveStats:
         """State-update batch tasks sent: every task of the client that was not another
         kind of work (purchases leave through the store's own client)."""
         return self.tasks_sent - (self.opens + self.moves + self.physics_tasks + self.ai
-                                  + self.background)
+                                  + self.body_changes + self.background)
 
     @property
     def latency_bound(self) -> int:
@@ -167,6 +169,7 @@ class DriveStats:
 
 
 COUNTS = ("updates", "opens", "moves", "physics", "physics_tasks", "ai", "ai_decisions",
+          "body_changes", "bodies_spawned",
           "background", "purchases", "purchase_sends", "control", "rejected", "send_errors",
           "tasks_sent", "ticks_planned", "ticks_emitted", "frames_due")
 
@@ -312,6 +315,12 @@ class LoadDriver:
             if ok:
                 self.stats.ai += len(_handles(result))
                 self.stats.ai_decisions += len(plan.ai)
+        for change in plan.bodies:
+            ok, _ = self._attempt(self.client.change_bodies, change.region, change.spawn,
+                                  change.remove)
+            if ok:
+                self.stats.body_changes += 1
+                self.stats.bodies_spawned += len(change.spawn)
 
     # intended times ---------------------------------------------------------------------
 

@@ -29,6 +29,8 @@ def physics_section(run: RunResult, done: dict[str, float]) -> Section:
         "within_budget_ratio": round(frames.within / drive.frames_due, 4),
         "offered_per_s": rate(drive.physics, drive.elapsed_s),
     }
+    if drive.body_changes:  # combat: blasts spawning and clearing bodies
+        section |= {"body_changes": drive.body_changes, "bodies_spawned": drive.bodies_spawned}
     summary = frames.latencies.summary("no frame was sent during the load")
     put(section, {f"frame_{k}": v for k, v in summary.items() if k != "why"},
         "no frame was sent during the load")

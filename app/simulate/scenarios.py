@@ -35,6 +35,23 @@ class Influx:
 
 
 @dataclass(frozen=True)
+class Combat:
+    """Blasts where players are (`app.simulate.combat`): `per_1000_players_s` a second for
+    each thousand players, each spawning `debris` balls over a disc of `radius` flung out at
+    up to `debris_speed`, `projectiles` at `projectile_speed` (low, high; units/s) and a
+    `pile` of balls packed tighter than they fit; all removed `lifetime_s` later."""
+
+    per_1000_players_s: float = 0.4
+    debris: int = 150
+    radius: float = 120.0
+    debris_speed: float = 400.0
+    projectiles: int = 20
+    projectile_speed: tuple[float, float] = (3000.0, 6500.0)
+    pile: int = 100
+    lifetime_s: float = 4.0
+
+
+@dataclass(frozen=True)
 class Surge:
     """At `at` (fraction of the run), sessions and purchases grow to `factor` times their
     number within `within_s` seconds."""
@@ -86,6 +103,7 @@ class Scenario:
     needs_purchases: bool = False
     influx: Influx | None = None
     surge: Surge | None = None
+    combat: Combat | None = None
 
     def __post_init__(self) -> None:
         for name, shares in (("activity", [a.share for a in self.activity]),
@@ -110,9 +128,11 @@ SCENARIOS: dict[str, Scenario] = {
         STEADY,
         replace(STEADY, name="influx", summary="half the players move into one region "
                 "within 2 s", influx=Influx(at=0.3, within_s=2.0, share=0.5)),
-        replace(STEADY, name="physics-peak", summary="many colliding bodies where players "
-                "are, at peak activity", activity=PEAK_ACTIVITY, bodies_base=150,
-                bodies_per_player=0.3),
+        replace(STEADY, name="physics-peak", summary="combat at peak activity: blasts where "
+                "players are (2/s for 5,000 players), each spawning 150 debris, 20 projectiles "
+                "(some faster than the units allow) and a pile of 100 packed balls, cleared "
+                "4 s later; many resting bodies", activity=PEAK_ACTIVITY, bodies_base=150,
+                bodies_per_player=0.3, combat=Combat()),
         replace(STEADY, name="world-event", summary="a server-wide event: AI work triples "
                 "for the whole run", ai_factor=3.0),
         replace(STEADY, name="promo-spike", summary="sessions and purchases triple within "

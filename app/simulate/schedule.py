@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from app.protocol.vocab import BackgroundKind
+from app.simulate.combat import Blasts, BodyChange
 from app.simulate.population import WHOLE, Ints, Population, SessionSpec, Share, Update, World
 from app.simulate.scenarios import Scenario
 
@@ -85,6 +86,7 @@ class TickPlan:
     moves: list[tuple[int, str]] = field(default_factory=list)
     physics: list[PhysicsFrame] = field(default_factory=list)
     ai: list[AiRequest] = field(default_factory=list)
+    bodies: list[BodyChange] = field(default_factory=list)
 
 
 class Npcs:
@@ -136,6 +138,8 @@ class Schedule:
         self.npcs = Npcs(npcs, scenario.npc_hz, self.world, self.rng)
         self.seed = seed
         self.share = share
+        self.blasts = (Blasts(scenario.combat, self.world, seed, players)
+                       if scenario.combat else None)
         self._members: list[Ints] = []
         self._members_at = -math.inf
         self._next_tick = 0
@@ -186,6 +190,8 @@ class Schedule:
         plan.opens = pop.specs(share.of(pop.joining(t1)))
         plan.updates, plan.moves = pop.advance(pop.due(t1), share)
         plan.physics = [f for f in self._physics(t0, t1) if share.owns(f.frame)]
+        if self.blasts is not None:
+            plan.bodies = [c for c in self.blasts.due(t0, t1, pop) if share.owns(c.blast)]
         ai_tick = _crosses(t0, t1, AI_TICK_S)
         if len(self.npcs.x) and ai_tick is not None:
             decisions = self.npcs.due(t1, self._region_members(t0), pop)  # moves every NPC

@@ -54,13 +54,14 @@ def test_every_update_region_and_decision_is_a_json_task_of_its_own_on_the_defau
     frame = client.submit_physics_frame(7, {"r1": 3, "r2": 0, "r3": 9}, dt_ms=20.0)
     decided = client.submit_ai_batch([(f"npc-{i}", (5.0, 5.0), [(6.0, 6.0)]) for i in range(4)])
     client.submit_background("analytics", [{"kind": "kill"}])
+    client.change_bodies("w0", [{"id": "crate", "x": 10.0, "y": 20.0, "vx": 4000.0}], ["old"])
     assert client.flush() == 0
     messages = _sent(app)
-    assert client.tasks_sent == len(messages) == 1 + 3 + 3 + 4 + 1
+    assert client.tasks_sent == len(messages) == 1 + 3 + 3 + 4 + 1 + 1
     tasks = [m.headers["task"] for m in messages]
     assert tasks == ["gamesched.player.session_op", *["gamesched.textbook.apply_state"] * 3,
                      *["gamesched.physics.step_region"] * 3, *["gamesched.ai.decide"] * 4,
-                     "gamesched.background.analytics"]
+                     "gamesched.background.analytics", "gamesched.physics.change_bodies"]
     for m in messages:
         assert m.content_type == "application/json"
         assert m.delivery_info["routing_key"] == "celery"
@@ -76,6 +77,8 @@ def test_every_update_region_and_decision_is_a_json_task_of_its_own_on_the_defau
         ["r1", 7, 20.0, 3], ["r2", 7, 20.0, 0], ["r3", 7, 20.0, 9]]
     assert messages[7].decode()[0] == ["npc-0", [5.0, 5.0], [[6.0, 6.0]]]
     assert len({m.headers[HANDOFF_HEADER] for m in messages[4:7]}) == 1  # one frame's
+    assert messages[12].decode()[0] == ["w0", [["crate", 10.0, 20.0, 4000.0, 0.0, 10.0, 1.0]],
+                                        ["old"]]
 
 
 def test_opening_a_session_readies_its_hot_state_for_updates(
@@ -111,6 +114,9 @@ CASES: list[tuple[str, Call, str]] = [
     ("ai batch: player", lambda c: c.submit_ai_batch([("n1", (1.0, 1.0), []),
                                                       ("n2", (1.0, 1.0), [(1.0, 1e9)])]),
      "decisions.1.players.0"),
+    ("bodies: outside", lambda c: c.change_bodies("w0", [{"id": "b", "x": 9000.0, "y": 1.0}]),
+     "spawn.0.x"),
+    ("bodies: nothing", lambda c: c.change_bodies("w0"), "spawn"),
     ("background: kind", lambda c: c.submit_background("mining", []), "kind"),
     ("background: not json", lambda c: c.submit_background("analytics", [{1, 2}]), "payload"),
 ]

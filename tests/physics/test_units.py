@@ -266,6 +266,22 @@ def test_a_body_crossing_to_a_region_of_another_unit_keeps_its_whole_state(
                                         reference.angle, reference.angular_velocity)
 
 
+def test_a_body_that_crossed_to_another_region_of_its_unit_is_removed_by_its_old_region(
+        links: Links) -> None:
+    links = replace(links, world=WIDE)
+    epoch = links.owners.publish({"w0": 0, "w2": 0, "w1": 1, "w3": 1})
+    pair = [Unit(0), Unit(1)]
+    pair[0].change("w0", [BodySpawn("north", (500.0, 980.0), velocity=(0.0, 150.0)),
+                          BodySpawn("east", (980.0, 500.0), velocity=(150.0, 0.0))], [],
+                   epoch, links)
+    _lockstep(pair, links, range(1, 31), epoch)
+    where = {name: region for name, (region, _) in _named(pair).items()}
+    assert where == {"north": "w2", "east": "w1"}  # one stayed on unit 0, one left it
+    done = pair[0].change("w0", [], ["north", "east"], epoch, links)
+    assert done == BodiesChanged((), ("north",), missing=("east",))
+    assert set(_named(pair)) == {"east"}  # on unit 1, out of unit 0's reach
+
+
 def test_two_bodies_meeting_across_a_border_of_two_units_bounce_as_in_one_space(
         links: Links) -> None:
     links = replace(links, world=WIDE)

@@ -65,6 +65,24 @@ def test_a_run_sends_what_it_counts(app: GameschedCelery) -> None:
     assert stats.rejected == 0 and stats.send_errors == 0
 
 
+def test_a_physics_peak_run_sends_each_blast_as_body_changes_on_the_physics_units(
+        app: GameschedCelery) -> None:
+    client = GameClient(app)
+    schedule = Schedule(SCENARIOS["physics-peak"], 3000, seed=2, duration_s=1.0)
+    driver = LoadDriver(client, schedule, [f"s-{i}" for i in range(schedule.size)])
+    driver.open_sessions(schedule.initial_sessions(), lambda n: None)
+    stats = driver.run(1.0, lambda elapsed: None)
+    client.close()
+    twin = Schedule(SCENARIOS["physics-peak"], 3000, seed=2, duration_s=1.0)
+    twin.initial_sessions()
+    changes = [c for k in range(stats.ticks_emitted) for c in twin.plan(k).bodies]
+    assert stats.body_changes == len(changes) > 0  # 1.2 blasts/s for 3,000 players
+    assert stats.bodies_spawned == sum(len(c.spawn) for c in changes) >= 270
+    depths = depth_reader(app, ["physics.0", "physics.1"])
+    assert depths["physics.0"] + depths["physics.1"] == stats.physics_tasks + stats.body_changes
+    assert stats.rejected == 0 and stats.send_errors == 0
+
+
 def test_control_ticks_stand_in_for_beat_and_are_not_awaited_at_the_end(
         app: GameschedCelery) -> None:
     client = GameClient(app)

@@ -37,6 +37,7 @@ class StepResult:
     anomalies: tuple[Anomaly, ...] = ()
     cost_ms: float = 0.0  # a typical step of the region lately (set by its unit)
     cpu_ms: float = 0.0  # the step's CPU time: what it cost, however busy the machine
+    rested: bool = False  # nothing moved or could have: the step was skipped (`at_rest`)
 
 
 def new_space(region: str, world: World) -> pymunk.Space:
@@ -52,19 +53,46 @@ def step_space(space: pymunk.Space, region: str, *, frame: int, dt_ms: float,
     """Bring `space`'s filler bodies to `bodies` (`fill`), then advance it by `dt_ms` with
     `ghosts` of its neighbours' bodies and its anomalies contained
     (`app.physics.anomalies`).  Stepping a frame twice advances the space twice: a frame's
-    task is not retried."""
+    task is not retried.
+
+    A space at rest (`at_rest`) is not stepped: its step would change nothing, and most of
+    a world is at rest most of the time."""
     fill(space, region, bodies, world)
     started, cpu_started = time.perf_counter(), time.thread_time()
-    found = step_contained(space, dt_ms / 1000.0, region, world.edges(region), limits, ghosts,
-                           pool)
+    rested = at_rest(space, ghosts)
+    found = [] if rested else step_contained(space, dt_ms / 1000.0, region,
+                                             world.edges(region), limits, ghosts, pool)
     if any(a.kind in REMOVED for a in found):
         forget_fillers(space)
+    if not rested:
+        _note_rest(space, ghosts)
     took_ms = (time.perf_counter() - started) * 1000.0
     cpu_ms = (time.thread_time() - cpu_started) * 1000.0
     steps = getattr(space, "gs_steps", 0) + 1
     space.gs_steps = steps  # type: ignore[attr-defined]
     return StepResult(region, frame, len(space.bodies), steps, took_ms, tuple(found),
-                      cpu_ms=cpu_ms)
+                      cpu_ms=cpu_ms, rested=rested)
+
+
+def at_rest(space: pymunk.Space, ghosts: Sequence[GhostRow]) -> bool:
+    """Whether a step of `space` with `ghosts` would change nothing: after its last step
+    every body slept, and now the same number of bodies is there, every one asleep (a
+    body added since is awake; one removed changes the count), with the same ghosts as
+    then (which woke nothing then, so they wake nothing now).  A sleeping body is not
+    moved by a step, so skipping it is exact."""
+    rest: tuple[int, list[GhostRow]] | None = getattr(space, "gs_rest", None)
+    if rest is None:
+        return False
+    bodies = space.bodies
+    return (len(bodies) == rest[0] and list(ghosts) == rest[1]
+            and all(body.is_sleeping for body in bodies))
+
+
+def _note_rest(space: pymunk.Space, ghosts: Sequence[GhostRow]) -> None:
+    """After a step: note whether every body of `space` sleeps, and with which ghosts."""
+    bodies = space.bodies
+    asleep = all(body.is_sleeping for body in bodies)
+    space.gs_rest = (len(bodies), list(ghosts)) if asleep else None  # type: ignore[attr-defined]
 
 
 def fill(space: pymunk.Space, region: str, bodies: int, world: World) -> None:

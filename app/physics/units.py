@@ -347,6 +347,7 @@ class Unit:
         self._known: Leaves | None = None
         self._departed: dict[str, list[GhostRow]] = {}  # region -> its last emigrants' rows
         self._pools: dict[str, GhostPool] = {}  # a region's ghosts, kept for its next step
+        self._halos: dict[str, list[GhostRow]] = {}  # a region's halo after its last step
         self._local = MemoryBorders()  # between this unit's own regions
         self._retired: dict[str, tuple[tuple[str, ...], float]] = {}  # name -> regions, when
         self._mapped: Leaves | None = None  # the owner map's regions
@@ -386,7 +387,7 @@ class Unit:
                                     bodies=bodies, limits=links.limits, world=links.world,
                                     ghosts=self._ghosts(region, leaves, gathered),
                                     pool=self._pools.setdefault(region, GhostPool()))
-                found = crossings(space, region, leaves)
+                found = self._crossings(space, region, leaves, result.rested)
                 self._departed[region] = [row for row in found.halo if row[BOUND_FOR]]
                 _leave(space, region, found, outgoing)
                 stepped.append(replace(result, cost_ms=self._cost(region, result.cpu_ms),
@@ -468,6 +469,17 @@ class Unit:
         for _, _, blob in arrivals:
             adopt(space, put_body(blob, space))
         return len(arrivals)
+
+    def _crossings(self, space: pymunk.Space, region: str, leaves: Leaves,
+                   rested: bool) -> Crossings:
+        """`region`'s halo and emigrants after its step: those of its last step again when
+        it rested (nothing moved), else found anew."""
+        kept = self._halos.get(region)
+        if rested and kept is not None:
+            return Crossings(halo=kept)
+        found = crossings(space, region, leaves)
+        self._halos[region] = found.halo
+        return found
 
     def _ghosts(self, region: str, leaves: Leaves, gathered: Gathered) -> list[GhostRow]:
         """Ghosts of `region`'s neighbours' bodies near it, and of its own last emigrants
@@ -551,8 +563,8 @@ class Unit:
         leaving = [r for r in self.spaces if self.view.owner_of(r, links.units) != self.number]
         for region in leaving:
             links.handover.put(region, pack_space(self.spaces.pop(region)))
-            self._recent.pop(region, None)
-            self._pools.pop(region, None)
+            for cache in (self._recent, self._pools, self._halos):
+                cache.pop(region, None)
         pending = self._local.gather(leaving, []).arrivals  # bodies on their way to them
         if pending:
             links.borders.scatter({}, pending)
@@ -564,7 +576,7 @@ class Unit:
         to their names by a unit with an older map."""
         now = time.monotonic()
         for name, targets in retired.items():
-            for cache in (self._recent, self._pools, self._departed):
+            for cache in (self._recent, self._pools, self._departed, self._halos):
                 cache.pop(name, None)
             self._retired[name] = (targets, now)
         pending = self._local.gather(list(retired), []).arrivals

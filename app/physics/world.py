@@ -208,12 +208,36 @@ def _near_border(space: pymunk.Space, mine: Bounds, halo: float) -> list[pymunk.
 
 
 def ghost_row(body: pymunk.Body, bound_for: str = "") -> GhostRow:
-    """`body`'s state as a halo row (a ball: its first shape's radius and material)."""
+    """`body`'s state as a halo row (a ball: its first shape's radius and material).
+
+    A border's bodies are mostly at rest, and a row costs a dozen pymunk calls: a body
+    asleep keeps its row (``gs_row``), which serves again while it sleeps where it was
+    (nothing of a sleeping body changes; one woken and asleep again has moved: sleeping
+    takes longer than a step).  What a body is made of never changes, so only its motion
+    is read anew."""
+    asleep = not bound_for and body.is_sleeping
+    kept: GhostRow | None = body.__dict__.get("gs_row")
+    if asleep and kept is not None:
+        x, y = body.position
+        if kept[1] == x and kept[2] == y:
+            return kept
+    material = body.__dict__.get("gs_material") or _material(body)
+    row: GhostRow = [material[0], *body.position, *body.velocity, body.angle,
+                     body.angular_velocity, *material[1:], bound_for]
+    if asleep:
+        body.__dict__["gs_row"] = row
+    return row
+
+
+def _material(body: pymunk.Body) -> tuple[str, float, float, float, float, float]:
+    """`body`'s id and what it is made of (mass, moment, radius, friction, elasticity),
+    kept on it (``gs_material``)."""
     shape = next(iter(body.shapes))
     radius = shape.radius if isinstance(shape, pymunk.Circle) else 0.0
-    return [str(getattr(body, "gs_id", "")), *body.position, *body.velocity, body.angle,
-            body.angular_velocity, body.mass, body.moment, radius, shape.friction,
-            shape.elasticity, bound_for]
+    material = (str(getattr(body, "gs_id", "")), body.mass, body.moment, radius,
+                shape.friction, shape.elasticity)
+    body.__dict__["gs_material"] = material
+    return material
 
 
 def ghosts_near(region: str, bounds: Bounds, rows: Iterable[GhostRow],

@@ -3,11 +3,12 @@ counted, walled where it meets the world's edge, and asleep when nothing moves."
 
 from __future__ import annotations
 
+import pymunk
 import pytest
 
 from app.physics.anomalies import Limits
-from app.physics.engine import BodySpawn, fill, new_space, spawn, step_space
-from app.physics.world import World
+from app.physics.engine import BodySpawn, fill, new_space, remove, spawn, step_space
+from app.physics.world import GhostRow, World
 
 WORLD = World(size=2000.0)
 
@@ -52,3 +53,38 @@ def test_a_body_at_rest_sleeps_and_wakes_when_another_hits_it() -> None:
         step_space(space, "arena", frame=frame, dt_ms=1000 / 60, bodies=0, limits=Limits(),
                    world=WORLD)
     assert still.position.x > 500.0  # woken, and pushed east
+
+
+def _settle(space: pymunk.Space, region: str, frames: range,
+            ghosts: list[GhostRow] | None = None) -> list[bool]:
+    """Step `space` over `frames` (60 Hz); returns whether each step rested."""
+    return [step_space(space, region, frame=frame, dt_ms=1000 / 60, bodies=0, limits=Limits(),
+                       world=WORLD, ghosts=ghosts or []).rested for frame in frames]
+
+
+def test_a_space_at_rest_is_not_stepped_until_something_changes() -> None:
+    space = new_space("arena", WORLD)
+    crate = spawn(space, BodySpawn("crate", (500.0, 500.0), velocity=(15.0, 0.0)))
+    rested = _settle(space, "arena", range(1, 181))  # three seconds
+    assert rested[:30] == [False] * 30 and rested[-1]  # moving first, then at rest
+    at = tuple(crate.position)
+    assert _settle(space, "arena", range(181, 241)) == [True] * 60
+    assert tuple(crate.position) == at and space.gs_steps == 240  # counted, not moved
+    ball = spawn(space, BodySpawn("ball", (400.0, 500.0), velocity=(300.0, 0.0)))
+    assert _settle(space, "arena", range(241, 242)) == [False]  # a new body is awake
+    _settle(space, "arena", range(242, 302))
+    assert crate.position.x > at[0] and ball.position.x < crate.position.x  # hit, pushed
+
+
+def test_a_space_at_rest_steps_again_when_a_body_leaves_or_its_ghosts_change() -> None:
+    space = new_space("arena", WORLD)
+    spawn(space, BodySpawn("a", (500.0, 500.0)))
+    spawn(space, BodySpawn("b", (520.0, 500.0)))  # touching a
+    ghost: GhostRow = ["g", 900.0, 900.0, 0.0, 0.0, 0.0, 0.0, 1.0, 50.0, 10.0, 0.5, 0.5, ""]
+    assert _settle(space, "arena", range(1, 61), [ghost])[-1]
+    assert _settle(space, "arena", range(61, 62), [ghost]) == [True]
+    moved = [*ghost[:1], 901.0, *ghost[2:]]
+    assert _settle(space, "arena", range(62, 63), [moved]) == [False]  # other ghosts
+    _settle(space, "arena", range(63, 123), [moved])
+    assert remove(space, {"a"}) == {"a"}
+    assert _settle(space, "arena", range(123, 124), [moved]) == [False]  # one body fewer

@@ -297,3 +297,31 @@ def test_two_bodies_meeting_across_a_border_of_two_units_bounce_as_in_one_space(
     for name in ("west", "east"):
         assert got[name][1].position.get_distance(expected[name].position) < 0.05
     assert got["west"][1].velocity.x < 0 < got["east"][1].velocity.x  # they bounced
+
+
+def test_a_region_at_rest_still_shows_its_halo_and_is_woken_from_across_a_border(
+        links: Links) -> None:
+    links = replace(links, world=WIDE)
+    epoch = links.owners.publish({"w0": 0, "w2": 0, "w1": 1, "w3": 1})
+    pair = [Unit(0), Unit(1)]
+    still = BodySpawn("still", (985.0, 500.0))
+    pair[0].change("w0", [still], [], epoch, links)
+    _lockstep(pair, links, range(1, 61), epoch)  # a second: w0 comes to rest
+    w0 = pair[0].advance(FrameWork(61, [("w0", 0, DT_MS)], epoch), links)[0].stepped[0]
+    assert w0.rested
+    thrown = BodySpawn("thrown", (1100.0, 500.0), velocity=(-200.0, 0.0))
+    pair[1].change("w1", [thrown], [], epoch, links)
+    _lockstep(pair, links, range(62, 122), epoch)
+    reference = new_space("w", WIDE)
+    bodies = {b.body_id: spawn(reference, b) for b in (still,)}
+    for frame in range(1, 62):
+        step_space(reference, "w", frame=frame, dt_ms=DT_MS, bodies=0, limits=Limits(),
+                   world=WIDE)
+    bodies["thrown"] = spawn(reference, thrown)
+    for frame in range(62, 122):
+        step_space(reference, "w", frame=frame, dt_ms=DT_MS, bodies=0, limits=Limits(),
+                   world=WIDE)
+    got = _named(pair)
+    assert got["still"][1].position.x < 985.0  # woken, and pushed west
+    for name, body in bodies.items():
+        assert got[name][1].position.get_distance(body.position) < 0.05, name

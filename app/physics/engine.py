@@ -120,7 +120,7 @@ def fill(space: pymunk.Space, region: str, bodies: int, world: World) -> None:
 def fillers(space: pymunk.Space) -> list[pymunk.Body]:
     """The filler bodies of `space`, oldest first: a list the space keeps (``gs_fillers``,
     travelling with it), so a frame does not look at every body to count them.  A filler
-    that left the space (crossed a border, or removed as an anomaly) drops out once
+    that crossed a border leaves it by `release`, one removed as an anomaly once
     `forget_fillers` says so; one that arrives is added by `adopt`."""
     kept: list[pymunk.Body] | None = getattr(space, "gs_fillers", None)
     if kept is None or getattr(space, "gs_fillers_stale", False):
@@ -134,6 +134,15 @@ def forget_fillers(space: pymunk.Space) -> None:
     """Bodies left `space` (crossed a border, or removed as anomalies): its filler list is
     counted again when next asked for."""
     space.gs_fillers_stale = True  # type: ignore[attr-defined]
+
+
+def release(space: pymunk.Space, bodies: Sequence[pymunk.Body]) -> None:
+    """`bodies` have left `space` (crossed a border): the fillers among them leave its
+    filler list (without counting every body again)."""
+    gone = {id(body) for body in bodies if getattr(body, "gs_id", None) is None}
+    if gone:
+        kept = fillers(space)
+        kept[:] = [body for body in kept if id(body) not in gone]
 
 
 def adopt(space: pymunk.Space, body: pymunk.Body) -> None:

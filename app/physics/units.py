@@ -51,9 +51,9 @@ from app.physics.engine import (
     BodySpawn,
     StepResult,
     adopt,
-    forget_fillers,
     named,
     new_space,
+    release,
     remove,
     spawn,
     step_space,
@@ -622,8 +622,7 @@ def _leave(space: pymunk.Space, region: str, found: Crossings, outgoing: Outgoin
     outgoing.halos[region] = found.halo
     for order, (target, body) in enumerate(found.emigrants):
         outgoing.migrants.setdefault(target, []).append((region, order, take_body(body, space)))
-    if found.emigrants:
-        forget_fillers(space)
+    release(space, [body for _, body in found.emigrants])
 
 
 MEMORY_HANDOVER = MemoryHandover()  # the embedded default's, shared by its units

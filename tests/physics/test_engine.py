@@ -7,7 +7,17 @@ import pymunk
 import pytest
 
 from app.physics.anomalies import Limits
-from app.physics.engine import BodySpawn, fill, new_space, remove, spawn, step_space
+from app.physics.engine import (
+    BodySpawn,
+    fill,
+    fillers,
+    new_space,
+    release,
+    remove,
+    spawn,
+    step_space,
+)
+from app.physics.handover import take_body
 from app.physics.world import GhostRow, World
 
 WORLD = World(size=2000.0)
@@ -88,3 +98,17 @@ def test_a_space_at_rest_steps_again_when_a_body_leaves_or_its_ghosts_change() -
     _settle(space, "arena", range(63, 123), [moved])
     assert remove(space, {"a"}) == {"a"}
     assert _settle(space, "arena", range(123, 124), [moved]) == [False]  # one body fewer
+
+
+def test_fillers_that_crossed_out_leave_the_count_and_are_topped_up_again() -> None:
+    space = new_space("w3", WORLD)
+    spawn(space, BodySpawn("crate", (1500.0, 1500.0)))
+    fill(space, "w3", 5, WORLD)
+    leaving = [b for b in space.bodies if not hasattr(b, "gs_id")][:2]
+    crate = next(b for b in space.bodies if hasattr(b, "gs_id"))
+    for body in [*leaving, crate]:
+        take_body(body, space)
+    release(space, [*leaving, crate])
+    assert len(fillers(space)) == 3 and all(b.space is space for b in fillers(space))
+    fill(space, "w3", 5, WORLD)
+    assert len(fillers(space)) == 5 and len(space.bodies) == 5

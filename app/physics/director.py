@@ -43,10 +43,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from app.errors import InvalidRequest
+from app.physics.notes import RegionNote
 from app.physics.owners import OwnerView
 from app.physics.ownership import assign_places, curve_places
 from app.physics.partition import QUARTERS, Partition, is_region_name
-from app.physics.units import Links, RegionNote
+from app.physics.units import Links
 from app.physics.world import World, in_world, resolve
 
 MAX_DEPTH = 8

@@ -47,9 +47,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.errors import InvalidRequest
 from app.physics.anomalies import Limits
 from app.physics.engine import BodySpawn
+from app.physics.handover import MemoryHandover
+from app.physics.notes import MemoryRegionNotes
 from app.physics.owners import MemoryOwnerMap
 from app.physics.partition import QUARTERS, ROOT
-from app.physics.units import FrameWork, Links, MemoryHandover, MemoryRegionNotes, Unit
+from app.physics.units import FrameWork, Links, Unit
 from app.physics.world import MAX_RADIUS, Leaves, World
 from app.validation import ID_PATTERN, parse
 

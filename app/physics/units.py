@@ -35,14 +35,11 @@ import math
 import statistics
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
-import msgpack
 import pymunk
-import redis
 
 from app.physics.anomalies import Limits
 from app.physics.attention import MemoryPlayerCounts, PlayerCounts
@@ -58,7 +55,8 @@ from app.physics.engine import (
     spawn,
     step_space,
 )
-from app.physics.handover import pack_space, put_body, take_body, unpack_space
+from app.physics.handover import Handover, pack_space, put_body, take_body, unpack_space
+from app.physics.notes import RegionNotes
 from app.physics.owners import OwnerMap, OwnerView
 from app.physics.reshape import Retired, reshape, resolve_frame
 from app.physics.world import (
@@ -71,209 +69,12 @@ from app.physics.world import (
     crossings,
     ghosts_near,
 )
-from app.protocol import keys
 
 HANDOVER_WAIT_S = 0.010  # past this, the region waits for the next frame
 HANDOVER_GIVE_UP_S = 5.0  # past this, the space is taken as lost (its unit died) and restarted
-HANDOVER_TTL_S = 600  # a packed space nobody took is dropped after this
-NOTES_EVERY_S = 0.25  # a unit writes its region notes to Redis at most this often
 COST_STEPS = 15  # a region's cost is the median of this many of its last steps
 RETIRED_S = 5.0  # a split or merged region's name still takes bodies sent to it this long
 log = logging.getLogger(__name__)
-
-
-class Handover(Protocol):
-    """Where a region's packed space waits between the unit it leaves and its new owner."""
-
-    def put(self, region: str, blob: bytes) -> None:
-        """Leave `region`'s packed space for its new owner."""
-
-    def take(self, region: str, wait_s: float) -> bytes | None:
-        """`region`'s packed space, waiting up to `wait_s` for it; None if it has not come."""
-
-
-class MemoryHandover:
-    """Hand-overs inside this process (the embedded default, fast tests)."""
-
-    def __init__(self) -> None:
-        self._ready = threading.Condition()
-        self._blobs: dict[str, bytes] = {}
-
-    def put(self, region: str, blob: bytes) -> None:
-        """Leave `region`'s packed space for its new owner."""
-        with self._ready:
-            self._blobs[region] = blob
-            self._ready.notify_all()
-
-    def take(self, region: str, wait_s: float) -> bytes | None:
-        """`region`'s packed space, waiting up to `wait_s` for it."""
-        with self._ready:
-            self._ready.wait_for(lambda: region in self._blobs, timeout=wait_s)
-            return self._blobs.pop(region, None)
-
-
-class RedisHandover:
-    """Hand-overs through Redis: a list per region, pushed by the unit it leaves and popped,
-    blocking, by its new owner."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-
-    def put(self, region: str, blob: bytes) -> None:
-        """Leave `region`'s packed space for its new owner."""
-        key = keys.physics_handover(region)
-        pipe = self._client.pipeline(transaction=True)
-        pipe.delete(key)  # a stale copy from an abandoned move never outlives a newer one
-        pipe.rpush(key, blob)
-        pipe.expire(key, HANDOVER_TTL_S)
-        pipe.execute()
-
-    def take(self, region: str, wait_s: float) -> bytes | None:
-        """`region`'s packed space, waiting up to `wait_s` for it (BLPOP)."""
-        reply = self._client.blpop([keys.physics_handover(region)], timeout=wait_s)
-        if reply is None:
-            return None
-        blob = reply[1]
-        return blob if isinstance(blob, bytes) else blob.encode()
-
-
-@dataclass(frozen=True)
-class RegionNote:
-    """A region's last step, as the unit that ran it saw it: the director's cost input."""
-
-    unit: int
-    frame: int
-    bodies: int
-    steps: int
-    step_ms: float
-    at: float = 0.0  # when, in seconds since the epoch
-    cost_ms: float = 0.0  # the median of its last steps' CPU times: preemption does not count
-
-
-class RegionNotes(Protocol):
-    """Where units leave each region's last step, and the running counts of what units and
-    the director did (regions moved, skipped, handed over; anomalies by kind)."""
-
-    def note(self, unit: int, steps: Sequence[StepResult]) -> None:
-        """Record `steps`, run by `unit`."""
-
-    def read(self) -> dict[str, RegionNote]:
-        """Every region's last step."""
-
-    def count(self, amounts: Mapping[str, int]) -> None:
-        """Add each amount to its running count."""
-
-    def totals(self) -> dict[str, int]:
-        """The running counts."""
-
-    def reset(self) -> None:
-        """Forget every note and count."""
-
-
-class MemoryRegionNotes:
-    """Region notes in this process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._notes: dict[str, RegionNote] = {}
-        self._totals: Counter[str] = Counter()
-
-    def note(self, unit: int, steps: Sequence[StepResult]) -> None:
-        """Record `steps`, run by `unit`."""
-        with self._lock:
-            self._notes.update({s.region: _note(unit, s) for s in steps})
-
-    def read(self) -> dict[str, RegionNote]:
-        """Every region's last step."""
-        with self._lock:
-            return dict(self._notes)
-
-    def count(self, amounts: Mapping[str, int]) -> None:
-        """Add each amount to its running count."""
-        with self._lock:
-            self._totals.update(amounts)
-
-    def totals(self) -> dict[str, int]:
-        """The running counts."""
-        with self._lock:
-            return dict(self._totals)
-
-    def reset(self) -> None:
-        """Forget every note and count."""
-        with self._lock:
-            self._notes.clear()
-            self._totals.clear()
-
-
-class RedisRegionNotes:
-    """Region notes in a Redis hash, region to its packed note.  A unit writes its notes at
-    most every `NOTES_EVERY_S` (the director reads them once a second): the newest note of
-    each region waits, and a timer writes what is still waiting when the time comes."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-        self._lock = threading.Lock()
-        self._waiting: dict[str, bytes] = {}
-        self._written = -math.inf  # when the notes were last written (monotonic)
-        self._timer: threading.Timer | None = None
-
-    def note(self, unit: int, steps: Sequence[StepResult]) -> None:
-        """Record `steps`, run by `unit`: now, or with the next write."""
-        if not steps:
-            return
-        with self._lock:
-            self._waiting.update({s.region: msgpack.packb(list(vars(_note(unit, s)).values()))
-                                  for s in steps})
-            if self._timer is not None:
-                return
-            delay = self._written + NOTES_EVERY_S - time.monotonic()
-            if delay > 0:
-                self._timer = threading.Timer(delay, self.flush)
-                self._timer.daemon = True
-                self._timer.start()
-                return
-        self.flush()
-
-    def flush(self) -> None:
-        """Write the notes waiting now."""
-        with self._lock:
-            waiting, self._waiting, self._timer = self._waiting, {}, None
-            self._written = time.monotonic()
-        if waiting:
-            self._client.hset(keys.PHYSICS_REGIONS, mapping=waiting)  # type: ignore[arg-type]
-
-    def read(self) -> dict[str, RegionNote]:
-        """Every region's last step (this process's notes still waiting included)."""
-        raw = self._client.hgetall(keys.PHYSICS_REGIONS)
-        with self._lock:
-            waiting = dict(self._waiting)
-        return {_text(region): RegionNote(*msgpack.unpackb(value))
-                for region, value in (raw | waiting).items()}
-
-    def count(self, amounts: Mapping[str, int]) -> None:
-        """HINCRBY each running count, in one round trip."""
-        pipe = self._client.pipeline(transaction=False)
-        for name, amount in amounts.items():
-            pipe.hincrby(keys.PHYSICS_TOTALS, name, amount)
-        pipe.execute()
-
-    def totals(self) -> dict[str, int]:
-        """The running counts."""
-        raw = self._client.hgetall(keys.PHYSICS_TOTALS)
-        return {_text(name): int(value) for name, value in raw.items()}
-
-    def reset(self) -> None:
-        """Forget every note and count."""
-        self._client.delete(keys.PHYSICS_REGIONS, keys.PHYSICS_TOTALS)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _note(unit: int, step: StepResult) -> RegionNote:
-    return RegionNote(unit, step.frame, step.bodies, step.steps, round(step.step_ms, 3),
-                      round(time.time(), 3), round(step.cost_ms, 4))
 
 
 @dataclass(frozen=True)
@@ -625,8 +426,6 @@ def _leave(space: pymunk.Space, region: str, found: Crossings, outgoing: Outgoin
     release(space, [body for _, body in found.emigrants])
 
 
-MEMORY_HANDOVER = MemoryHandover()  # the embedded default's, shared by its units
-MEMORY_REGION_NOTES = MemoryRegionNotes()
 MEMORY_BORDERS = MemoryBorders()
 _UNITS: dict[int, Unit] = {}
 _UNITS_LOCK = threading.Lock()

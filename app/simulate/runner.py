@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError as SqlOperationalError
 from app.errors import GameschedError
 from app.fleet.fleets import ProcessFleet
 from app.observe.recorder import Execution, Recorder
-from app.physics.units import RegionNote
+from app.physics.notes import RegionNote
 from app.players.models import GameSession
 from app.players.sessions import NetworkTotals, network_totals, reset_network_totals
 from app.protocol.names import (

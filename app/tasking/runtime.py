@@ -11,17 +11,10 @@ from app.db import make_engine, make_sessionmaker
 from app.observe.recorder import Recorder, recorder_for
 from app.physics.attention import MEMORY_PLAYER_COUNTS, PlayerCounts, RedisPlayerCounts
 from app.physics.borders import Borders, RedisBorders
+from app.physics.handover import MEMORY_HANDOVER, Handover, RedisHandover
+from app.physics.notes import MEMORY_REGION_NOTES, RedisRegionNotes, RegionNotes
 from app.physics.owners import MEMORY_OWNER_MAP, OwnerMap, RedisOwnerMap
-from app.physics.units import (
-    MEMORY_BORDERS,
-    MEMORY_HANDOVER,
-    MEMORY_REGION_NOTES,
-    Handover,
-    Links,
-    RedisHandover,
-    RedisRegionNotes,
-    RegionNotes,
-)
+from app.physics.units import MEMORY_BORDERS, Links
 from app.physics.world import World
 from app.players.hotstore import HotStore, RedisHotStore, hot_store_for
 from app.settings import Settings

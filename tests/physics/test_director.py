@@ -11,15 +11,10 @@ from hypothesis import strategies as st
 
 from app.errors import InvalidRequest
 from app.physics.director import Director
+from app.physics.handover import MemoryHandover
+from app.physics.notes import MemoryRegionNotes, RegionNote
 from app.physics.owners import MemoryOwnerMap, OwnerView
-from app.physics.units import (
-    FrameWork,
-    Links,
-    MemoryHandover,
-    MemoryRegionNotes,
-    RegionNote,
-    Unit,
-)
+from app.physics.units import FrameWork, Links, Unit
 from app.physics.world import World
 
 NOW = 1_000.0

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pymunk
 
 from app.physics.engine import BodySpawn, fill, fillers, new_space, spawn
+from app.physics.handover import MemoryHandover
+from app.physics.notes import MemoryRegionNotes
 from app.physics.owners import MemoryOwnerMap
 from app.physics.reshape import divide, reshape
-from app.physics.units import FrameWork, Links, MemoryHandover, MemoryRegionNotes, Unit
+from app.physics.units import FrameWork, Links, Unit
 from app.physics.world import Leaves, World
 
 WORLD = World(size=2000.0)

@@ -12,22 +12,16 @@ import pymunk
 import pytest
 import redis
 
+from app.physics import handover as handover_module
+from app.physics import notes as notes_module
 from app.physics import units as units_module
 from app.physics.anomalies import Limits
 from app.physics.borders import MemoryBorders, RedisBorders
 from app.physics.engine import BodySpawn, StepResult, new_space, spawn, step_space
-from app.physics.handover import pack_space, unpack_space
+from app.physics.handover import MemoryHandover, RedisHandover, pack_space, unpack_space
+from app.physics.notes import MemoryRegionNotes, RedisRegionNotes
 from app.physics.owners import MemoryOwnerMap, RedisOwnerMap
-from app.physics.units import (
-    BodiesChanged,
-    FrameWork,
-    Links,
-    MemoryHandover,
-    MemoryRegionNotes,
-    RedisHandover,
-    RedisRegionNotes,
-    Unit,
-)
+from app.physics.units import BodiesChanged, FrameWork, Links, Unit
 from app.physics.world import World
 from app.protocol import keys
 from tests.stores import STORES, memory_or_redis
@@ -161,12 +155,12 @@ def test_a_space_left_twice_keeps_only_the_latest(redis_client: redis.Redis) -> 
     assert blob is not None and unpack_space(blob).gs_steps == 9
     assert handover.take("arena", 0.01) is None
     handover.put("docks", pack_space(older))  # nobody takes it: it expires
-    assert 0 < redis_client.ttl(keys.physics_handover("docks")) <= units_module.HANDOVER_TTL_S
+    assert 0 < redis_client.ttl(keys.physics_handover("docks")) <= handover_module.HANDOVER_TTL_S
 
 
 def test_a_units_notes_reach_redis_at_most_every_quarter_second_and_none_is_lost(
         redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(units_module, "NOTES_EVERY_S", 0.3)
+    monkeypatch.setattr(notes_module, "NOTES_EVERY_S", 0.3)
     writer, reader = RedisRegionNotes(redis_client), RedisRegionNotes(redis_client)
     started = time.monotonic()
     writer.note(0, [StepResult("w0", 1, 5, 1)])

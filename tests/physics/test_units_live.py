@@ -10,8 +10,10 @@ import redis
 from app.client import GameClient
 from app.physics.attention import RedisPlayerCounts
 from app.physics.director import Director
+from app.physics.handover import RedisHandover
+from app.physics.notes import RedisRegionNotes, RegionNote
 from app.physics.owners import RedisOwnerMap
-from app.physics.units import Links, RedisHandover, RedisRegionNotes, RegionNote
+from app.physics.units import Links
 from app.physics.world import World
 from app.protocol import keys
 from app.settings import Settings

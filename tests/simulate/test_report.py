@@ -13,7 +13,7 @@ import pytest
 
 from app.cli.simulate import run_order, summary_table
 from app.observe.recorder import Execution
-from app.physics.units import RegionNote
+from app.physics.notes import RegionNote
 from app.players.sessions import NetworkTotals
 from app.simulate.driver import DriveStats, SentBatch, SentFrame
 from app.simulate.environment import Services

@@ -23,11 +23,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pymunk
 
 from app.errors import InvalidRequest
+from app.physics.bulk import bodies_by_id, states
 from app.physics.partition import Bounds
-from app.physics.world import GhostPool, GhostRow
+from app.physics.world import GhostPool, GhostRow, reachable
 
 log = logging.getLogger(__name__)
 NON_FINITE, ESCAPED, TOO_FAST, OVER_BUDGET = "non_finite", "escaped", "too_fast", "over_budget"
@@ -63,15 +65,17 @@ MAX_SUBSTEP_S = 1 / 60  # a longer frame steps in equal parts no longer than thi
 
 def step_contained(space: pymunk.Space, dt: float, region: str, world: Bounds,  # noqa: PLR0917
                    limits: Limits, ghosts: Sequence[GhostRow] = (),
-                   pool: GhostPool | None = None) -> list[Anomaly]:
+                   pool: GhostPool | None = None, *,
+                   bounds: Bounds | None = None) -> list[Anomaly]:
     """Step `space` by `dt` (in equal substeps of at most `MAX_SUBSTEP_S`: a fast body
     moves less than its own size per substep, so it does not pass through a wall), with
-    its neighbours' `ghosts` in it for the step (`app.physics.world`), then find and
-    contain its anomalies (see the module)."""
+    its neighbours' `ghosts` that a body of the region at `bounds` could reach in it for
+    the step (`app.physics.world`; all of them without `bounds`), then find and contain
+    its anomalies (see the module)."""
     parts = max(1, math.ceil(dt / MAX_SUBSTEP_S - 1e-9))
     started = time.perf_counter()
     pool = pool or GhostPool()
-    added = pool.add(space, ghosts)
+    added = pool.add(space, ghosts if bounds is None else reachable(space, ghosts, dt, bounds))
     for _ in range(parts):
         space.step(dt / parts)
     pool.drop(space, added)
@@ -86,19 +90,22 @@ def step_contained(space: pymunk.Space, dt: float, region: str, world: Bounds,  
 def contain(space: pymunk.Space, region: str, world: Bounds, limits: Limits) -> list[Anomaly]:
     """Remove the non-finite and escaped bodies of `space`, clamp the too fast ones.
 
-    Every body of every step passes through here, so the usual case is a sleeping body,
-    skipped, or one test of three values (a NaN fails every comparison, an infinity the
-    spin's): only a body failing it is looked at closely."""
+    Every body of every step passes through here, so the bodies' state is read in one
+    call (`app.physics.bulk`) and tested at once; only a body failing the test is looked
+    at closely (by its Python object)."""
+    found: list[Anomaly] = []
+    seen = states(space)
+    if not len(seen.ids):
+        return found
     m = limits.margin
-    x0, y0, x1, y1 = world.x0 - m, world.y0 - m, world.x1 + m, world.y1 + m
-    top = limits.max_speed * limits.max_speed
-    found = []
-    for body in list(space.bodies):  # a copy: removing is safe
-        if body.is_sleeping:
-            continue  # at rest since before this step: nothing can have gone wrong
-        (x, y), (vx, vy), spin = body.position, body.velocity, body.angular_velocity
-        if x0 <= x <= x1 and y0 <= y <= y1 and vx * vx + vy * vy <= top and spin - spin == 0:
-            continue
+    with np.errstate(invalid="ignore", over="ignore"):  # NaNs and infinities fail the tests
+        fine = (np.isfinite(seen.rows).all(axis=1)
+                & (seen.x >= world.x0 - m) & (seen.x <= world.x1 + m)
+                & (seen.y >= world.y0 - m) & (seen.y <= world.y1 + m)
+                & (seen.vx * seen.vx + seen.vy * seen.vy <= limits.max_speed ** 2))
+    if fine.all():
+        return found
+    for body in bodies_by_id(space, seen.ids[~fine]):
         if body.body_type != pymunk.Body.DYNAMIC:
             continue
         anomaly = _inspect(body, region, world, limits)

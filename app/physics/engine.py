@@ -61,7 +61,8 @@ def step_space(space: pymunk.Space, region: str, *, frame: int, dt_ms: float,
     started, cpu_started = time.perf_counter(), time.thread_time()
     rested = at_rest(space, ghosts)
     found = [] if rested else step_contained(space, dt_ms / 1000.0, region,
-                                             world.edges(region), limits, ghosts, pool)
+                                             world.edges(region), limits, ghosts, pool,
+                                             bounds=world.bounds(region))
     if any(a.kind in REMOVED for a in found):
         forget_fillers(space)
     if not rested:

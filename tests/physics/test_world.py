@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 
 from app.physics.engine import BodySpawn, spawn
 from app.physics.partition import Partition
-from app.physics.world import BOUND_FOR, GhostPool, Leaves, World, crossings, ghost_row
+from app.physics.world import (
+    BOUND_FOR,
+    GhostPool,
+    Leaves,
+    World,
+    crossings,
+    ghost_row,
+    reachable,
+)
 
 WORLD = World(size=2000.0)
 LEAVES = Leaves(frozenset({"w0", "w1", "w2", "w30", "w31", "w32", "w33"}), WORLD)
@@ -86,3 +94,24 @@ def test_a_name_stands_for_the_regions_that_replaced_it() -> None:
     assert LEAVES.resolve("w012") == ("w0",)  # inside a coarser region
     assert LEAVES.resolve("arena") == ("arena",)
     assert Leaves(frozenset(), WORLD).resolve("w3") == ("w3",)  # nobody knows it: itself
+
+
+def _ghost_at(name: str, x: float, y: float, vx: float = 0.0) -> list[float | str]:
+    source = WORLD.new_space("arena")
+    return ghost_row(spawn(source, BodySpawn(name, (x, y), (vx, 0.0), radius=5.0)))
+
+
+def test_only_the_ghosts_a_body_could_reach_in_the_step_are_added() -> None:
+    space = WORLD.new_space("w0")  # x and y from 0 to 1000
+    spawn(space, BodySpawn("resting", (990.0, 500.0), radius=5.0))
+    spawn(space, BodySpawn("runner", (990.0, 100.0), (600.0, 0.0), radius=5.0))
+    spawn(space, BodySpawn("inland", (500.0, 500.0), (0.0, 0.0), radius=5.0))
+    rows = [_ghost_at("touching", 1012.0, 500.0), _ghost_at("beyond", 1050.0, 300.0),
+            _ghost_at("ahead", 1045.0, 100.0), _ghost_at("incoming", 1060.0, 700.0, -2000.0)]
+    dt = 1 / 20
+    kept = [row[0] for row in reachable(space, rows, dt, WORLD.bounds("w0"))]
+    # "beyond" is 50 units past the border and 200 from any body; "ahead" is in the
+    # runner's path (30 units a step); "incoming" comes 100 units in a step, nobody there
+    assert kept == ["touching", "ahead"]
+    assert reachable(space, rows, 1.0, WORLD.bounds("w0"))[-1][0] == "incoming"
+    assert reachable(WORLD.new_space("w0"), rows, dt, WORLD.bounds("w0")) == []

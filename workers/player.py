@@ -9,7 +9,7 @@ from celery import shared_task
 
 from app.db import transaction
 from app.players import sessions
-from app.protocol.names import SESSION_TASK, UPDATE_TASK
+from app.protocol.names import SESSION_MOVES_TASK, SESSION_TASK, UPDATE_TASK
 from app.tasking.base import GameTask
 
 log = logging.getLogger(__name__)
@@ -46,3 +46,12 @@ def session_op(self: GameTask, op: str, session_id: str, spec: dict[str, Any]) -
     unknown `op` is refused (InvalidRequest naming ``op``) and changes nothing."""
     with transaction(self.runtime.sessions) as db:
         return sessions.session_op(db, self.runtime.hot, op, session_id, spec)
+
+
+@shared_task(base=GameTask, bind=True, name=SESSION_MOVES_TASK)
+def session_moves(self: GameTask, moves: list[list[str]]) -> int:
+    """Record the sessions' new regions, ``[session_id, region]`` each, in one SQL
+    transaction; returns how many named a known session.  Idempotent; not retried (a later
+    move supersedes a lost one)."""
+    with transaction(self.runtime.sessions) as db:
+        return sessions.move_sessions(db, moves)

@@ -34,6 +34,7 @@ from app.client.requests import (
     check_decision,
     check_decisions,
     check_update,
+    session_move,
 )
 from app.control.controller import read_decision
 from app.errors import InvalidRequest
@@ -55,6 +56,7 @@ from app.protocol.names import (
     PHYSICS_FRAME_TASK,
     PHYSICS_REGION_TASK,
     SENT_HEADER,
+    SESSION_MOVES_TASK,
     SESSION_TASK,
     UPDATE_TASK,
 )
@@ -66,6 +68,7 @@ from app.tasking.transport import published_depth
 from app.validation import check_position, parse
 
 log = logging.getLogger(__name__)
+MOVES_MAX = 1000  # session moves per task
 
 
 class GameClient:
@@ -85,6 +88,9 @@ class GameClient:
                                   self.settings.batch_max_updates,
                                   max_window_s=self.settings.batch_window_max_ms / 1000.0,
                                   min_window_s=self.settings.batch_window_min_ms / 1000.0)
+        self._moves = Coalescer(self._send_moves, self.settings.tick_ms / 1000.0, MOVES_MAX,
+                                min_window_s=self.settings.batch_window_min_ms / 1000.0)
+        self.move_tasks_sent = 0  # the tasks `move_session`'s moves left in
         self._applies = Coalescer(self._send_applies,
                                   self.settings.transaction_tick_ms / 1000.0, APPLY_BATCH_MAX)
         self._apply_step = route(APPLY_BATCH_TASK).priority  # no session factors: fixed
@@ -100,6 +106,7 @@ class GameClient:
         """Send the updates and transaction messages still buffered and stop the coalescing
         threads."""
         self._updates.close()
+        self._moves.close()
         self._applies.close()
 
     @property
@@ -109,9 +116,9 @@ class GameClient:
         return self._updates.window_s
 
     def flush(self) -> int:
-        """Send the buffered state updates and transaction messages now; returns how many
-        updates and transactions went."""
-        return self._updates.flush() + self._applies.flush()
+        """Send the buffered state updates, session moves and transaction messages now;
+        returns how many went."""
+        return self._updates.flush() + self._moves.flush() + self._applies.flush()
 
     # sessions ---------------------------------------------------------------------------
 
@@ -140,6 +147,22 @@ class GameClient:
         self.sessions.change(session_id, **body)
         where = route(SESSION_TASK, self.sessions.factors(session_id), weights=self._weights)
         return self._send(where, [SessionOp.UPDATE.value, session_id, body])
+
+    def move_session(self, session_id: str, region: str) -> None:
+        """A session's players are now in `region`: counted there for physics attention at
+        once, and recorded in SQL with the other moves of the batch window, one task for
+        them all (a crowd crossing a border moves hundreds of sessions a second; a task
+        each made the game server fall behind).  Bad input raises InvalidRequest naming
+        the field and nothing changes."""
+        session_id, region = session_move(session_id, region)
+        self.sessions.change(session_id, region=region)
+        step = route(SESSION_TASK, self.sessions.factors(session_id), weights=self._weights)
+        self._moves.add(step.priority, [session_id, region])
+
+    def _send_moves(self, step: int, moves: list[Any], oldest: float) -> None:
+        self._publish(Route(SESSION_MOVES_TASK, Queue.PLAYER, step), [moves], oldest)
+        with self._lock:
+            self.move_tasks_sent += 1
 
     def close_session(self, session_id: str) -> AsyncResult:
         """Close a session; later updates to it are refused.  Idempotent on the worker."""

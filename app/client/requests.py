@@ -44,6 +44,15 @@ class SessionChange(StrictRequest):
     region: str | None = Field(default=None, min_length=1, max_length=64)
 
 
+def session_move(session_id: Any, region: Any) -> tuple[str, str]:
+    """A session's move to `region`, checked: ``(session_id, region)``, or InvalidRequest
+    naming the field."""
+    req = parse(SessionChange, {"session_id": session_id, "region": region})
+    if req.region is None:
+        raise InvalidRequest("region", region, "expected a region name")
+    return req.session_id, req.region
+
+
 class CloseSession(StrictRequest):
     """Close a session."""
 

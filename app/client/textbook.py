@@ -30,6 +30,7 @@ from app.client.requests import (
     body_change,
     check_decisions,
     check_update,
+    session_move,
 )
 from app.errors import InvalidRequest
 from app.players import sessions, wire
@@ -55,6 +56,7 @@ class TextbookClient:
         self.app = app
         self.settings: Settings = settings or app.runtime.settings
         self.tasks_sent = 0
+        self.move_tasks_sent = 0  # the tasks `move_session` sent
         # Called with each update's task id and ``[entry]`` once it is sent (entry[0] the
         # session, entry[1] the seq), as GameClient calls it per batch.
         self.batch_listener: Callable[[str, list[wire.Entry]], None] | None = None
@@ -87,6 +89,13 @@ class TextbookClient:
         req = parse(SessionChange, {"session_id": session_id, **changes})
         body = req.model_dump(exclude={"session_id"}, exclude_none=True)
         return self._send(SESSION_TASK, [SessionOp.UPDATE.value, session_id, body])
+
+    def move_session(self, session_id: str, region: str) -> None:
+        """A session's players are now in `region`: one session update task, at once."""
+        session_id, region = session_move(session_id, region)
+        self._send(SESSION_TASK, [SessionOp.UPDATE.value, session_id, {"region": region}])
+        with self._lock:
+            self.move_tasks_sent += 1
 
     def close_session(self, session_id: str) -> AsyncResult:
         """Close a session.  Idempotent on the worker."""

@@ -65,6 +65,13 @@ def change_session(db: Session, session_id: str, **changes: Any) -> bool:
     return True
 
 
+def move_sessions(db: Session, moves: Sequence[Sequence[str]]) -> int:
+    """Record each ``[session_id, region]`` of `moves` in order (a later move of one session
+    wins); returns how many named a known session."""
+    return sum(change_session(db, str(session_id), region=str(region))
+               for session_id, region in moves)
+
+
 def close_session(db: Session, session_id: str) -> bool:
     """Mark a session closed.  Idempotent; returns False when the session is unknown."""
     row = db.get(GameSession, session_id)

@@ -20,7 +20,7 @@ from app.fleet.fleets import EmbeddedFleet, ProcessFleet
 from app.fleet.roles import WORKER_ROLES
 from app.observe.recorder import Execution, Recorder
 from app.observe.stats import QueueStats, by_queue, by_task
-from app.protocol.names import BEAT_TASKS, SESSION_TASK, UPDATE_TASK
+from app.protocol.names import BEAT_TASKS, SESSION_MOVES_TASK, SESSION_TASK, UPDATE_TASK
 from app.protocol.vocab import RoleName
 from app.settings import Settings
 from app.simulate.population import World
@@ -32,7 +32,8 @@ PHYSICS_HZ = 20
 AI_HZ = 2
 UPDATE_HZ = 2.0
 SNAPSHOT_EVERY_S = 1.0
-PLAYER_PARTS = {UPDATE_TASK: "player: updates", SESSION_TASK: "player: sessions"}
+PLAYER_PARTS = {UPDATE_TASK: "player: updates", SESSION_TASK: "player: sessions",
+                SESSION_MOVES_TASK: "player: sessions"}
 
 
 @dataclass

@@ -93,7 +93,8 @@ class DriveStats:
 
     updates: int = 0
     opens: int = 0
-    moves: int = 0
+    moves: int = 0  # sessions that changed region
+    move_tasks: int = 0  # the tasks the moves left in
     physics: int = 0  # frames sent
     physics_tasks: int = 0  # the tasks they went as
     ai: int = 0  # AI tasks: one per AI tick with decisions due
@@ -157,7 +158,7 @@ class DriveStats:
     def batches_sent(self) -> int:
         """State-update batch tasks sent: every task of the client that was not another
         kind of work (purchases leave through the store's own client)."""
-        return self.tasks_sent - (self.opens + self.moves + self.physics_tasks + self.ai
+        return self.tasks_sent - (self.opens + self.move_tasks + self.physics_tasks + self.ai
                                   + self.body_changes + self.background)
 
     @property
@@ -168,8 +169,8 @@ class DriveStats:
         return self.tasks_sent - self.background
 
 
-COUNTS = ("updates", "opens", "moves", "physics", "physics_tasks", "ai", "ai_decisions",
-          "body_changes", "bodies_spawned",
+COUNTS = ("updates", "opens", "moves", "move_tasks", "physics", "physics_tasks", "ai",
+          "ai_decisions", "body_changes", "bodies_spawned",
           "background", "purchases", "purchase_sends", "control", "rejected", "send_errors",
           "tasks_sent", "ticks_planned", "ticks_emitted", "frames_due")
 
@@ -243,7 +244,7 @@ class LoadDriver:
         `start_at` (epoch seconds: several processes start together) or now."""
         stats = self.stats = DriveStats()
         self._background_next = 0
-        sent_before = self.client.tasks_sent
+        sent_before, moved_before = self.client.tasks_sent, self.client.move_tasks_sent
         stats.ticks_planned = self.schedule.ticks if self.plays else 0
         if start_at is not None:
             time.sleep(max(0.0, start_at - time.time()))
@@ -261,6 +262,7 @@ class LoadDriver:
         self._measure(None)
         stats.ended = time.time()
         stats.tasks_sent = self.client.tasks_sent - sent_before
+        stats.move_tasks = self.client.move_tasks_sent - moved_before
         progress(min(duration_s, time.monotonic() - start))
         return stats
 
@@ -403,8 +405,7 @@ class LoadDriver:
 
     def _moves(self, moves: list[tuple[int, str]]) -> None:
         for index, region in moves:
-            self.stats.moves += self._call(self.client.update_session, self.ids[index],
-                                           region=region)
+            self.stats.moves += self._call(self.client.move_session, self.ids[index], region)
 
     def _open_store(self, start: float, duration_s: float) -> threading.Thread | None:
         if self.store is None:

@@ -55,13 +55,16 @@ def test_every_update_region_and_decision_is_a_json_task_of_its_own_on_the_defau
     decided = client.submit_ai_batch([(f"npc-{i}", (5.0, 5.0), [(6.0, 6.0)]) for i in range(4)])
     client.submit_background("analytics", [{"kind": "kill"}])
     client.change_bodies("w0", [{"id": "crate", "x": 10.0, "y": 20.0, "vx": 4000.0}], ["old"])
+    client.move_session("s1", "w2")
     assert client.flush() == 0
     messages = _sent(app)
-    assert client.tasks_sent == len(messages) == 1 + 3 + 3 + 4 + 1 + 1
+    assert client.tasks_sent == len(messages) == 1 + 3 + 3 + 4 + 1 + 1 + 1
+    assert client.move_tasks_sent == 1
     tasks = [m.headers["task"] for m in messages]
     assert tasks == ["gamesched.player.session_op", *["gamesched.textbook.apply_state"] * 3,
                      *["gamesched.physics.step_region"] * 3, *["gamesched.ai.decide"] * 4,
-                     "gamesched.background.analytics", "gamesched.physics.change_bodies"]
+                     "gamesched.background.analytics", "gamesched.physics.change_bodies",
+                     "gamesched.player.session_op"]
     for m in messages:
         assert m.content_type == "application/json"
         assert m.delivery_info["routing_key"] == "celery"
@@ -79,6 +82,7 @@ def test_every_update_region_and_decision_is_a_json_task_of_its_own_on_the_defau
     assert len({m.headers[HANDOFF_HEADER] for m in messages[4:7]}) == 1  # one frame's
     assert messages[12].decode()[0] == ["w0", [["crate", 10.0, 20.0, 4000.0, 0.0, 10.0, 1.0]],
                                         ["old"]]
+    assert messages[13].decode()[0] == ["update", "s1", {"region": "w2"}]
 
 
 def test_opening_a_session_readies_its_hot_state_for_updates(
@@ -117,6 +121,7 @@ CASES: list[tuple[str, Call, str]] = [
     ("bodies: outside", lambda c: c.change_bodies("w0", [{"id": "b", "x": 9000.0, "y": 1.0}]),
      "spawn.0.x"),
     ("bodies: nothing", lambda c: c.change_bodies("w0"), "spawn"),
+    ("move: no region", lambda c: c.move_session("s1", None), "region"),
     ("background: kind", lambda c: c.submit_background("mining", []), "kind"),
     ("background: not json", lambda c: c.submit_background("analytics", [{1, 2}]), "payload"),
 ]

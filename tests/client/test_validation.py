@@ -45,6 +45,9 @@ CASES: list[tuple[str, Call, str]] = [
      "session_type"),
     ("update_session: players", lambda c: c.update_session("s1", players=-1), "players"),
     ("update_session: unknown", lambda c: c.update_session("nope", players=2), "session_id"),
+    ("move: unknown session", lambda c: c.move_session("nope", "r2"), "session_id"),
+    ("move: no region", lambda c: c.move_session("s1", None), "region"),
+    ("move: region type", lambda c: c.move_session("s1", 7), "region"),
     ("close: wrong type", lambda c: c.close_session(None), "session_id"),
     ("close: unknown", lambda c: c.close_session("nope"), "session_id"),
     ("update: unknown session", lambda c: c.submit_update("nope", 1, {}), "session_id"),
@@ -144,3 +147,20 @@ def test_an_adopted_session_takes_updates_here_without_a_message_of_its_own(
     assert client.sessions.region_players("r2") == 3  # its players count where it plays
     client.submit_update("s9", 41, {"hp": 70})  # where another process left its sequence
     assert client.flush() == 1
+
+
+def test_session_moves_count_at_once_and_leave_together_in_one_task(
+        app: GameschedCelery, client: GameClient) -> None:
+    client.open_session("s2", session_type="lobby", players=1, region="r1")
+    for region in ("r2", "r3"):
+        client.move_session("s1", region)
+    client.move_session("s2", "r3")
+    assert client.sessions.players_by_region() == {"r3": 5}  # at once, before any send
+    sent = client.tasks_sent
+    assert client.flush() == 3
+    assert (client.tasks_sent - sent, client.move_tasks_sent) == (1, 1)
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        messages = iter(lambda: channel.basic_get("player", no_ack=True), None)
+        moves = [m for m in messages if m.headers["task"] == "gamesched.player.session_moves"]
+    assert [m.decode()[0][0] for m in moves] == [[["s1", "r2"], ["s1", "r3"], ["s2", "r3"]]]

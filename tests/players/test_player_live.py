@@ -19,6 +19,7 @@ from celery.worker import WorkController
 from app.client.api import GameClient
 from app.observe.recorder import Execution
 from app.players import delta, sessions
+from app.players.models import GameSession
 from app.settings import Settings
 from app.tasking.factory import GameschedCelery, create_app
 from tests.subprocesses import StartWorker
@@ -122,6 +123,24 @@ def test_a_session_that_becomes_ranked_is_served_first_at_once(
     assert all(u is not None and u.seq == 1 for u in updates)
     first, second = ran
     assert first.handoff > second.handoff, "the later, higher-priority batch ran first"
+
+
+@pytest.mark.worker_role("player")
+def test_a_crowds_moves_reach_sql_in_one_task_each_session_at_its_latest_region(
+    app: GameschedCelery, client: GameClient, celery_worker: WorkController,
+) -> None:
+    names = [f"mover-{i}" for i in range(50)]
+    for name in names:
+        client.open_session(name, region="w00")
+    _collect(app, len(names))
+    for name in names:
+        client.move_session(name, "w01")
+        client.move_session(name, "w03")
+    client.flush()
+    moved = [e for e in _collect(app, 1) if e.task == "gamesched.player.session_moves"]
+    assert len(moved) == 1 and moved[0].ok
+    with app.runtime.sessions() as db:
+        assert {db.get(GameSession, n).region for n in names} == {"w03"}
 
 
 def test_concurrent_workers_never_let_an_older_update_overwrite_a_newer_one(

@@ -133,6 +133,20 @@ def test_open_is_idempotent_and_close_marks_closed(db_factory: sessionmaker[Sess
         assert (row.status, row.players, row.closed_at is not None) == ("closed", 5, True)
 
 
+def test_session_moves_record_each_sessions_latest_region(
+        db_factory: sessionmaker[Session]) -> None:
+    with transaction(db_factory) as db:
+        for name in ("a", "b"):
+            sessions.open_session(db, name, instance_id="i1", session_type="casual",
+                                  players=1, region="w0")
+    with transaction(db_factory) as db:
+        moved = sessions.move_sessions(db, [["a", "w1"], ["nobody", "w1"], ["a", "w2"],
+                                            ["b", "w3"]])
+    assert moved == 3  # the unknown session is left out
+    with db_factory() as db:
+        assert [db.get(GameSession, n).region for n in ("a", "b")] == ["w2", "w3"]
+
+
 def test_session_ops_open_update_and_close_and_an_unknown_op_is_refused(
         db_factory: sessionmaker[Session]) -> None:
     hot = MemoryHotStore()

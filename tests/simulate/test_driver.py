@@ -83,6 +83,20 @@ def test_a_physics_peak_run_sends_each_blast_as_body_changes_on_the_physics_unit
     assert stats.rejected == 0 and stats.send_errors == 0
 
 
+def test_an_influx_sends_its_moves_coalesced_into_few_tasks(app: GameschedCelery) -> None:
+    client = GameClient(app)
+    schedule = Schedule(SCENARIOS["influx"], 1000, seed=3, duration_s=1.5)
+    driver = LoadDriver(client, schedule, [f"s-{i}" for i in range(schedule.size)])
+    driver.open_sessions(schedule.initial_sessions(), lambda n: None)
+    opened = driver.stats.opens
+    stats = driver.run(1.5, lambda elapsed: None)
+    client.close()
+    assert stats.moves > 5 * stats.move_tasks > 0  # many sessions crossed, few tasks
+    depths = depth_reader(app, ["player"])
+    assert depths["player"] == opened + stats.move_tasks + stats.batches_sent
+    assert stats.rejected == 0 and stats.send_errors == 0
+
+
 def test_control_ticks_stand_in_for_beat_and_are_not_awaited_at_the_end(
         app: GameschedCelery) -> None:
     client = GameClient(app)

@@ -153,7 +153,9 @@ class GameClient:
         once, and recorded in SQL with the other moves of the batch window, one task for
         them all (a crowd crossing a border moves hundreds of sessions a second; a task
         each made the game server fall behind).  Bad input raises InvalidRequest naming
-        the field and nothing changes."""
+        the field and nothing changes.  The moves task is not ordered with the session's
+        other operations: a move recorded before the session's opening is left out (the
+        client's table, which prices its work and counts its players, has it at once)."""
         session_id, region = session_move(session_id, region)
         self.sessions.change(session_id, region=region)
         step = route(SESSION_TASK, self.sessions.factors(session_id), weights=self._weights)

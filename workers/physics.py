@@ -91,6 +91,8 @@ def _run(task: GameTask, work: FrameWork, unit_number: int) -> UnitFrame:
     m.physics_handed_over.inc(len(done.released))
     m.physics_skipped.inc(len(done.skipped))
     m.physics_crossed.inc(done.left)
+    m.physics_rested.inc(sum(step.rested for step in done.stepped))  # (not noted in Redis:
+    # regions rest in most frames, and a frame with nothing else to note writes nothing)
     if done.skipped:
         task.note_incomplete()
     if any(counts.values()):  # rare: nothing to write on an ordinary frame

@@ -33,6 +33,7 @@ class Metrics:
     physics_skipped: Counter  # regions a unit could not step (not its own, or in transit)
     physics_handed_over: Counter  # regions a unit handed over to another
     physics_crossed: Counter  # bodies that left a region for a neighbour
+    physics_rested: Counter  # region steps skipped: everything in the region at rest
 
 
 _LOCK = threading.Lock()
@@ -75,6 +76,9 @@ def _create() -> Metrics:
                                     "Regions a physics unit handed over to another."),
         physics_crossed=Counter("gamesched_physics_bodies_crossed",
                                 "Bodies that crossed a border into a neighbouring region."),
+        physics_rested=Counter("gamesched_physics_steps_rested",
+                               "Region steps skipped because everything in the region was "
+                               "at rest."),
     )
 
 

@@ -96,6 +96,22 @@ def test_a_units_anomalies_are_counted_by_kind_from_zero(eager_app: GameschedCel
     assert all(count(k) == before[k] for k in ANOMALY_KINDS if k != "non_finite")
 
 
+def test_a_region_at_rest_is_counted_as_a_rested_step(eager_app: GameschedCelery) -> None:
+    def rested() -> float:
+        value = prometheus_client.REGISTRY.get_sample_value(
+            "gamesched_physics_steps_rested_total")
+        assert value is not None
+        return value
+
+    metrics()
+    region = next(r for r in (f"eager-z{i}" for i in range(20))
+                  if fallback_unit(r, eager_app.runtime.settings.physics_units) == 0)
+    before = rested()
+    for frame in (1, 2, 3):  # nothing in it: at rest after its first step
+        _run(eager_app, "gamesched.physics.step_frame", frame, 16.0, [[region, 0]], 0)
+    assert rested() == before + 2
+
+
 def test_control_tick_publishes_a_decision(eager_app: GameschedCelery) -> None:
     decision = _run(eager_app, "gamesched.control.tick")
     assert isinstance(decision, dict) and 0.25 <= decision["ai_level"] <= 1.0

@@ -67,8 +67,9 @@ def step_contained(space: pymunk.Space, dt: float, region: str, world: Bounds,  
                    limits: Limits, ghosts: Sequence[GhostRow] = (),
                    pool: GhostPool | None = None, *,
                    bounds: Bounds | None = None) -> list[Anomaly]:
-    """Step `space` by `dt` (in equal substeps of at most `MAX_SUBSTEP_S`: a fast body
-    moves less than its own size per substep, so it does not pass through a wall), with
+    """Step `space` by `dt` (in equal substeps of at most `MAX_SUBSTEP_S`: a body slower
+    than its radius per substep cannot pass through a wall; a faster one, such as a
+    projectile, may, and is then found `escaped` and removed), with
     its neighbours' `ghosts` that a body of the region at `bounds` could reach in it for
     the step (`app.physics.world`; all of them without `bounds`), then find and contain
     its anomalies (see the module)."""

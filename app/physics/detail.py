@@ -13,10 +13,10 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 
 from app.errors import InvalidRequest
-from app.physics.partition import Partition, is_region_name, region_bounds
+from app.physics.partition import Partition
+from app.physics.partition import touching as touching_names
 
 MAX_STEP_MS = 100.0  # the longest a region's step advances it, however rarely it steps
 MAX_NAME_DEPTH = 20
@@ -89,13 +89,10 @@ def frame_steps(regions: Mapping[str, int], players: Mapping[str, int], *, frame
     return steps
 
 
-@lru_cache(maxsize=16)
 def touching(names: tuple[str, ...]) -> dict[str, frozenset[str]]:
-    """Which of `names` share an edge or a corner, by their quadtree names (remembered:
-    a game server asks about the same regions every frame)."""
-    bounds = {n: region_bounds(n, 1.0) for n in names if is_region_name(n, MAX_NAME_DEPTH)}
-    return {n: frozenset(m for m, b in bounds.items() if m != n and bounds[n].touches(b))
-            if n in bounds else frozenset() for n in names}
+    """Which of `names` share an edge or a corner, by their quadtree names
+    (`app.physics.partition.touching`)."""
+    return touching_names(names, MAX_NAME_DEPTH)
 
 
 def _due(region: str, rate: float, frame: int, frame_hz: float) -> bool:

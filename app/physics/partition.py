@@ -69,6 +69,16 @@ def region_bounds(region: str, size: float) -> Bounds:
     return Bounds(x0, y0, x1, y1)
 
 
+@lru_cache(maxsize=16)
+def touching(names: tuple[str, ...], max_depth: int) -> dict[str, frozenset[str]]:
+    """Which of `names` share an edge or a corner, by their quadtree names alone; a name
+    off the quadtree, or deeper than `max_depth`, touches none (remembered: the same
+    regions are asked about frame after frame)."""
+    bounds = {n: region_bounds(n, 1.0) for n in names if is_region_name(n, max_depth)}
+    return {n: frozenset(m for m, b in bounds.items() if m != n and bounds[n].touches(b))
+            if n in bounds else frozenset() for n in names}
+
+
 def locate(x: float, y: float, size: float, regions: Container[str],
            above: Container[str] | None = None) -> str | None:
     """The node of `regions` holding ``(x, y)`` (inside a world of `size`), walking down

@@ -35,7 +35,14 @@ import numpy as np
 import pymunk
 
 from app.physics.bulk import bodies_by_id, states
-from app.physics.partition import ROOT, Bounds, is_region_name, locate, region_bounds
+from app.physics.partition import (
+    ROOT,
+    Bounds,
+    is_region_name,
+    locate,
+    region_bounds,
+    touching,
+)
 
 ARENA_SIZE = 1000.0
 HALO = 64.0
@@ -133,14 +140,17 @@ class Leaves:
         return resolve(name, self.names)
 
     def neighbours(self, region: str) -> tuple[str, ...]:
-        """The known regions of the world touching `region` (none for an arena)."""
+        """The known regions of the world touching the known `region`, in name order (none
+        for an arena)."""
         near = self._near.get(region)
         if near is None:
-            mine = self.world.bounds(region)
-            near = tuple(sorted(n for n in self.names if n != region and in_world(n)
-                                and in_world(region) and mine.touches(self.world.bounds(n))))
-            self._near[region] = near
+            touch = touching(self._ordered, MAX_DEPTH).get(region, frozenset())
+            near = self._near[region] = tuple(sorted(touch))
         return near
+
+    @cached_property
+    def _ordered(self) -> tuple[str, ...]:
+        return tuple(sorted(self.names))
 
 
 def resolve(name: str, names: AbstractSet[str]) -> tuple[str, ...]:

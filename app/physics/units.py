@@ -364,12 +364,16 @@ class Unit:
         leaving = [r for r in self.spaces if self.view.owner_of(r, links.units) != self.number]
         for region in leaving:
             links.handover.put(region, pack_space(self.spaces.pop(region)))
-            for cache in (self._recent, self._pools, self._halos):
-                cache.pop(region, None)
+            self._forget(region)
         pending = self._local.gather(leaving, []).arrivals  # bodies on their way to them
         if pending:
             links.borders.scatter({}, pending)
         return tuple(leaving)
+
+    def _forget(self, region: str) -> None:
+        """Drop what this unit kept of `region`'s steps: it left the unit, or was retired."""
+        for cache in (self._recent, self._pools, self._departed, self._halos):
+            cache.pop(region, None)
 
     def _retire(self, retired: Retired, links: Links) -> None:
         """Forget what this unit kept of the retired regions; bodies on their way to them
@@ -377,8 +381,7 @@ class Unit:
         to their names by a unit with an older map."""
         now = time.monotonic()
         for name, targets in retired.items():
-            for cache in (self._recent, self._pools, self._departed, self._halos):
-                cache.pop(name, None)
+            self._forget(name)
             self._retired[name] = (targets, now)
         pending = self._local.gather(list(retired), []).arrivals
         for name, arrivals in pending.items():

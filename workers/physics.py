@@ -11,7 +11,7 @@ from celery import shared_task
 
 from app.observe.metrics import metrics
 from app.physics.engine import BodySpawn
-from app.physics.units import FrameWork, UnitFrame, unit
+from app.physics.units import FrameWork, Links, UnitFrame, unit
 from app.protocol.names import (
     HANDOFF_HEADER,
     PHYSICS_BODIES_TASK,
@@ -81,6 +81,15 @@ def _region(entry: list[Any], dt_ms: float) -> tuple[str, int, float]:
 def _run(task: GameTask, work: FrameWork, unit_number: int) -> UnitFrame:
     links = task.runtime.physics
     done = unit(unit_number).step(work, links)
+    if done.skipped:
+        task.note_incomplete()
+    task.after_done(lambda: _count(done, links))  # the frame is stepped: nobody waits
+    return done
+
+
+def _count(done: UnitFrame, links: Links) -> None:
+    """Count what a frame contained, handed over, skipped, moved and rested, in Prometheus
+    and (what is not counted every frame) in the running counts the report reads."""
     counts = Counter(f"anomalies.{a.kind}" for step in done.stepped for a in step.anomalies)
     counts.update(handed_over=len(done.released), skipped=len(done.skipped),
                   crossed=done.left)
@@ -93,8 +102,5 @@ def _run(task: GameTask, work: FrameWork, unit_number: int) -> UnitFrame:
     m.physics_crossed.inc(done.left)
     m.physics_rested.inc(sum(step.rested for step in done.stepped))  # (not noted in Redis:
     # regions rest in most frames, and a frame with nothing else to note writes nothing)
-    if done.skipped:
-        task.note_incomplete()
     if any(counts.values()):  # rare: nothing to write on an ordinary frame
         links.notes.count({name: n for name, n in counts.items() if n})
-    return done

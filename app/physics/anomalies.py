@@ -27,7 +27,7 @@ import numpy as np
 import pymunk
 
 from app.errors import InvalidRequest
-from app.physics.bulk import bodies_by_id, states
+from app.physics.bulk import States, bodies_by_id, states
 from app.physics.partition import Bounds
 from app.physics.world import GhostPool, GhostRow, reachable
 
@@ -63,10 +63,18 @@ class Anomaly:
 MAX_SUBSTEP_S = 1 / 60  # a longer frame steps in equal parts no longer than this
 
 
+class Found(list[Anomaly]):
+    """The anomalies a step found, and its bodies' state read after it (`seen`: None when
+    containing them changed a body, so the read no longer holds), for whoever looks at
+    the bodies next (what crosses a border) without reading them again."""
+
+    seen: States | None = None
+
+
 def step_contained(space: pymunk.Space, dt: float, region: str, world: Bounds,  # noqa: PLR0917
                    limits: Limits, ghosts: Sequence[GhostRow] = (),
                    pool: GhostPool | None = None, *,
-                   bounds: Bounds | None = None) -> list[Anomaly]:
+                   bounds: Bounds | None = None) -> Found:
     """Step `space` by `dt` (in equal substeps of at most `MAX_SUBSTEP_S`: a body slower
     than its radius per substep cannot pass through a wall; a faster one, such as a
     projectile, may, and is then found `escaped` and removed), with
@@ -81,21 +89,24 @@ def step_contained(space: pymunk.Space, dt: float, region: str, world: Bounds,  
         space.step(dt / parts)
     pool.drop(space, added)
     took_ms = (time.perf_counter() - started) * 1000.0
-    found = contain(space, region, world, limits)
+    seen = states(space)
+    found = Found(contain(space, region, world, limits, seen))
+    found.seen = None if found else seen
     if took_ms > limits.step_budget_ms:
         found.append(_report(Anomaly(region, OVER_BUDGET, None,
                                      f"step took {took_ms:.1f} ms of {limits.step_budget_ms:g}")))
     return found
 
 
-def contain(space: pymunk.Space, region: str, world: Bounds, limits: Limits) -> list[Anomaly]:
+def contain(space: pymunk.Space, region: str, world: Bounds, limits: Limits,
+            seen: States | None = None) -> list[Anomaly]:
     """Remove the non-finite and escaped bodies of `space`, clamp the too fast ones.
 
     Every body of every step passes through here, so the bodies' state is read in one
-    call (`app.physics.bulk`) and tested at once; only a body failing the test is looked
-    at closely (by its Python object)."""
+    call (`app.physics.bulk`; `seen`, when the caller has read it) and tested at once;
+    only a body failing the test is looked at closely (by its Python object)."""
     found: list[Anomaly] = []
-    seen = states(space)
+    seen = states(space) if seen is None else seen
     if not len(seen.ids):
         return found
     m = limits.margin
@@ -107,7 +118,7 @@ def contain(space: pymunk.Space, region: str, world: Bounds, limits: Limits) -> 
     if fine.all():
         return found
     for body in bodies_by_id(space, seen.ids[~fine]):
-        if body.body_type != pymunk.Body.DYNAMIC:
+        if body is None:  # static or kinematic: left alone
             continue
         anomaly = _inspect(body, region, world, limits)
         if anomaly is None:

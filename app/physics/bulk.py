@@ -63,20 +63,43 @@ def states(space: pymunk.Space) -> States:
     return States(ids[own], rows[own])  # (masking copies out of the buffer)
 
 
-def bodies_by_id(space: pymunk.Space, wanted: npt.NDArray[np.uintp]) -> list[pymunk.Body]:
-    """The bodies of `space` whose `Body.id` is in `wanted`, in `wanted`'s order.
+def bodies_by_id(space: pymunk.Space,
+                 wanted: npt.NDArray[np.uintp]) -> list[pymunk.Body | None]:
+    """The body of `space` each `Body.id` of `wanted` (read by `states`) names, if it is a
+    dynamic one (None for a static or kinematic body, or an id of none).
 
-    The map from id to body is kept per space and made again only when an id is missing
-    from it (a body added since): reading every body's id costs half a microsecond each.
-    The map holds the bodies it names, so an id it has cannot pass to a new body."""
+    The map from id to body is kept per space, and when an id is missing from it only the
+    bodies added since are read (reading a body's id costs half a microsecond).  The map
+    holds the bodies it names, so an id it has cannot pass to a new body; a body removed
+    from the space stays in it (its id is not in a later `states`) until it is made
+    afresh, once it holds more than twice the bodies the space has."""
     ids = wanted.tolist()
     with _KNOWN_LOCK:
         known = _KNOWN.get(space)
-        if known is None or any(i not in known for i in ids):
-            known = _KNOWN[space] = {body.id: body for body in space.bodies}
-    return [known[i] for i in ids if i in known]
+        if known is None or len(known.bodies) > 2 * len(space.bodies) + 64:
+            known = _KNOWN[space] = _Known()
+        if any(i not in known.dynamic and i not in known.others for i in ids):
+            known.add_new(space)
+        return list(map(known.dynamic.get, ids))
 
 
-_KNOWN: weakref.WeakKeyDictionary[pymunk.Space, dict[int, pymunk.Body]] = (
+class _Known:
+    """The bodies of one space seen so far, by id: the dynamic ones, and the others."""
+
+    def __init__(self) -> None:
+        self.bodies: set[pymunk.Body] = set()
+        self.dynamic: dict[int, pymunk.Body] = {}
+        self.others: dict[int, pymunk.Body] = {}
+
+    def add_new(self, space: pymunk.Space) -> None:
+        """Add the bodies of `space` not seen yet."""
+        for body in space.bodies:
+            if body not in self.bodies:
+                self.bodies.add(body)
+                kind = self.dynamic if body.body_type == pymunk.Body.DYNAMIC else self.others
+                kind[body.id] = body
+
+
+_KNOWN: weakref.WeakKeyDictionary[pymunk.Space, _Known] = (
     weakref.WeakKeyDictionary())  # not on the space: a packed space must not carry it
 _KNOWN_LOCK = threading.Lock()

@@ -12,11 +12,12 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pymunk
 
-from app.physics.anomalies import ESCAPED, NON_FINITE, Anomaly, Limits, step_contained
+from app.physics.anomalies import ESCAPED, NON_FINITE, Anomaly, Found, Limits, step_contained
+from app.physics.bulk import States
 from app.physics.world import GhostPool, GhostRow, World
 
 FILLER_RADIUS = 10.0
@@ -38,6 +39,9 @@ class StepResult:
     cost_ms: float = 0.0  # a typical step of the region lately (set by its unit)
     cpu_ms: float = 0.0  # the step's CPU time: what it cost, however busy the machine
     rested: bool = False  # nothing moved or could have: the step was skipped (`at_rest`)
+    # The bodies' state read after the step, while it still holds (`anomalies.Found`):
+    # for the step's caller, not for the record.
+    seen: States | None = field(default=None, compare=False, repr=False)
 
 
 def new_space(region: str, world: World) -> pymunk.Space:
@@ -60,7 +64,7 @@ def step_space(space: pymunk.Space, region: str, *, frame: int, dt_ms: float,
     fill(space, region, bodies, world)
     started, cpu_started = time.perf_counter(), time.thread_time()
     rested = at_rest(space, ghosts)
-    found = [] if rested else step_contained(space, dt_ms / 1000.0, region,
+    found = Found() if rested else step_contained(space, dt_ms / 1000.0, region,
                                              world.edges(region), limits, ghosts, pool,
                                              bounds=world.bounds(region))
     if any(a.kind in REMOVED for a in found):
@@ -72,7 +76,7 @@ def step_space(space: pymunk.Space, region: str, *, frame: int, dt_ms: float,
     steps = getattr(space, "gs_steps", 0) + 1
     space.gs_steps = steps  # type: ignore[attr-defined]
     return StepResult(region, frame, len(space.bodies), steps, took_ms, tuple(found),
-                      cpu_ms=cpu_ms, rested=rested)
+                      cpu_ms=cpu_ms, rested=rested, seen=found.seen)
 
 
 def at_rest(space: pymunk.Space, ghosts: Sequence[GhostRow]) -> bool:

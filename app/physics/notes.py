@@ -97,7 +97,7 @@ class RedisRegionNotes:
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self._lock = threading.Lock()
-        self._waiting: dict[str, bytes] = {}
+        self._waiting: dict[str, RegionNote] = {}
         self._written = -math.inf  # when the notes were last written (monotonic)
         self._timer: threading.Timer | None = None
 
@@ -106,8 +106,8 @@ class RedisRegionNotes:
         if not steps:
             return
         with self._lock:
-            self._waiting.update({s.region: msgpack.packb(list(vars(_note(unit, s)).values()))
-                                  for s in steps})
+            self._waiting.update({s.region: _note(unit, s) for s in steps})  # packed when
+            # written: a region noted again meanwhile is packed once
             if self._timer is not None:
                 return
             delay = self._written + NOTES_EVERY_S - time.monotonic()
@@ -124,7 +124,9 @@ class RedisRegionNotes:
             waiting, self._waiting, self._timer = self._waiting, {}, None
             self._written = time.monotonic()
         if waiting:
-            self._client.hset(keys.PHYSICS_REGIONS, mapping=waiting)  # type: ignore[arg-type]
+            packed = {region: msgpack.packb(list(vars(note).values()))
+                      for region, note in waiting.items()}
+            self._client.hset(keys.PHYSICS_REGIONS, mapping=packed)  # type: ignore[arg-type]
 
     def read(self) -> dict[str, RegionNote]:
         """Every region's last step (this process's notes still waiting included)."""
@@ -132,7 +134,7 @@ class RedisRegionNotes:
         with self._lock:
             waiting = dict(self._waiting)
         return {_text(region): RegionNote(*msgpack.unpackb(value))
-                for region, value in (raw | waiting).items()}
+                for region, value in raw.items()} | waiting
 
     def count(self, amounts: Mapping[str, int]) -> None:
         """HINCRBY each running count, in one round trip."""

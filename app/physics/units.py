@@ -188,7 +188,7 @@ class Unit:
                                     bodies=bodies, limits=links.limits, world=links.world,
                                     ghosts=self._ghosts(region, leaves, gathered),
                                     pool=self._pools.setdefault(region, GhostPool()))
-                found = self._crossings(space, region, leaves, result.rested)
+                found = self._crossings(space, region, leaves, result)
                 self._departed[region] = [row for row in found.halo if row[BOUND_FOR]]
                 _leave(space, region, found, outgoing)
                 stepped.append(replace(result, cost_ms=self._cost(region, result.cpu_ms),
@@ -272,13 +272,14 @@ class Unit:
         return len(arrivals)
 
     def _crossings(self, space: pymunk.Space, region: str, leaves: Leaves,
-                   rested: bool) -> Crossings:
-        """`region`'s halo and emigrants after its step: those of its last step again when
-        it rested (nothing moved), else found anew."""
+                   step: StepResult) -> Crossings:
+        """`region`'s halo and emigrants after its `step`: those of its last step again
+        when it rested (nothing moved), else found anew (from the bodies' state the step
+        read, when it still holds)."""
         kept = self._halos.get(region)
-        if rested and kept is not None:
+        if step.rested and kept is not None:
             return Crossings(halo=kept)
-        found = crossings(space, region, leaves)
+        found = crossings(space, region, leaves, step.seen)
         self._halos[region] = found.halo
         return found
 

@@ -30,11 +30,13 @@ from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 import pymunk
 
-from app.physics.bulk import bodies_by_id, states
+from app.physics.bulk import States, bodies_by_id, states
 from app.physics.partition import (
     ROOT,
     Bounds,
@@ -175,16 +177,18 @@ class Crossings:
     emigrants: list[tuple[str, pymunk.Body]] = field(default_factory=list)
 
 
-def crossings(space: pymunk.Space, region: str, leaves: Leaves) -> Crossings:
+def crossings(space: pymunk.Space, region: str, leaves: Leaves,
+              seen: States | None = None) -> Crossings:
     """The bodies of `space` near `region`'s border (its halo) and those that have left it
     for another known region (its emigrants; a body off every known region stays), in
     order of position, so the order does not depend on pymunk's.  The bodies' state is
-    read at once (`app.physics.bulk`); only those near the border are looked at further."""
+    read at once (`app.physics.bulk`; `seen`, when the caller has just read it); only those
+    near the border are looked at further."""
     world = leaves.world
     if not in_world(region):
         return Crossings()
     mine, edges, halo = world.bounds(region), world.edges(region), world.halo
-    seen = states(space)
+    seen = states(space) if seen is None else seen
     x, y = seen.x, seen.y
     inner = ((x > mine.x0 + halo) & (x < mine.x1 - halo)
              & (y > mine.y0 + halo) & (y < mine.y1 - halo))
@@ -193,7 +197,7 @@ def crossings(space: pymunk.Space, region: str, leaves: Leaves) -> Crossings:
     found = Crossings()
     for body, state in zip(bodies_by_id(space, seen.ids[near]), seen.rows[near].tolist(),
                            strict=True):
-        if body.body_type != pymunk.Body.DYNAMIC:
+        if body is None:  # static or kinematic: not handed over, not a ghost
             continue
         bound_for = ""
         if not holds(mine, edges, state[0], state[1]):
@@ -240,6 +244,7 @@ def ghosts_near(region: str, bounds: Bounds, rows: Iterable[GhostRow],
             and x0 <= float(row[1]) <= x1 and y0 <= float(row[2]) <= y1]
 
 
+_REACH_COLUMNS = itemgetter(1, 2, 3, 4, 9)  # a halo row's x, y, vx, vy and radius
 REACH_PAIRS_MAX = 250_000  # ghosts times bodies: above this every ghost is added
 
 
@@ -255,8 +260,8 @@ def reachable(space: pymunk.Space, rows: Sequence[GhostRow], dt: float,
     seen = states(space)
     if not len(seen.ids):
         return []
-    ghosts = np.array([[float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[9])]
-                       for r in rows])
+    ghosts = np.fromiter(chain.from_iterable(map(_REACH_COLUMNS, rows)), np.float64,
+                         count=5 * len(rows)).reshape(-1, 5)  # x, y, vx, vy, radius
     travel = np.hypot(seen.vx, seen.vy) * dt
     reach = ghosts[:, 4] + MAX_RADIUS + np.hypot(ghosts[:, 2], ghosts[:, 3]) * dt
     margin = float(reach.max()) + float(travel.max())  # ghosts lie outside: farther inside,

@@ -51,10 +51,11 @@ class GameTask(Task):  # type: ignore[misc]
         return self._timed(args, kwargs)
 
     def after_done(self, fn: Callable[[], None]) -> None:
-        """Run `fn` once this run is stamped done and recorded: follow-up work that whoever
-        waits for the task's effect need not wait for (a measurement, say).  It runs in
-        the same worker thread, before the message is acknowledged; an error in it is
-        logged, not raised."""
+        """Run `fn` once this run is stamped done: follow-up work that whoever waits for
+        the task's effect need not wait for (a measurement, say).  It runs in the same
+        worker thread, before the run's execution record is written (so whoever waits for
+        the record finds the follow-up done too, and the record's time excludes it) and
+        before the message is acknowledged; an error in it is logged, not raised."""
         pending: list[Callable[[], None]] | None = getattr(self.request, _AFTER_DONE, None)
         if pending is None:
             pending = []
@@ -95,9 +96,9 @@ class GameTask(Task):  # type: ignore[misc]
             done = time.time()
             (m.succeeded if ok else m.failed).labels(queue).inc()
             m.latency_seconds.labels(queue).observe(max(0.0, done - handoff))
+            self._run_after_done()
             if self.runtime.settings.record_latency:
                 self._record(queue, handoff, started, done, ok)
-            self._run_after_done()
             self._settle(done - handoff, done - started)
 
     def _run_after_done(self) -> None:

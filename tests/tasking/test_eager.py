@@ -7,6 +7,7 @@ tier (marker ``live``) on a real broker.
 from __future__ import annotations
 
 import math
+import time
 
 import prometheus_client
 
@@ -151,26 +152,30 @@ def test_textbook_state_task_applies_one_update_and_records_its_run(
         "gamesched.textbook.apply_state"] * 3
 
 
-def test_follow_up_work_runs_after_the_task_is_stamped_done(eager_settings: Settings) -> None:
+def test_follow_up_work_runs_after_the_task_is_stamped_done_before_it_is_recorded(
+        eager_settings: Settings) -> None:
     app = create_app(eager_settings.model_copy(update={"record_latency": True}),
                      task_always_eager=True)
     recorder = app.runtime.recorder
     assert isinstance(recorder, MemoryRecorder)
-    seen: list[object] = []
+    seen: list[tuple[list[str], float]] = []
 
     @app.task(base=GameTask, bind=True, name="tests.follow_up")
     def follow_up(self: GameTask, fail: bool) -> str:
         def later() -> None:
-            seen.append([e.task for e in recorder.drain()])
+            seen.append(([e.task for e in recorder.drain()], time.time()))
             if fail:
                 raise RuntimeError("the follow-up broke")
         self.after_done(later)
         return "done"
 
     assert follow_up.apply(args=[False]).result == "done"
-    assert seen == [["tests.follow_up"]]  # the run was recorded before the follow-up ran
+    (records, followed), = seen
+    assert records == []  # not recorded yet when the follow-up ran ...
+    record, = recorder.drain()
+    assert record.done <= followed  # ... but stamped done before it
     assert follow_up.apply(args=[True]).result == "done"  # logged, not raised
-    assert seen[-1] == ["tests.follow_up"]
+    assert [e.task for e in recorder.drain()] == ["tests.follow_up"]  # and recorded
     assert len(seen) == 2  # each run's follow-ups run once
 
 

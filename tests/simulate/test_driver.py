@@ -15,7 +15,7 @@ from app.simulate.driver import LoadDriver
 from app.simulate.environment import depth_reader
 from app.simulate.purchases import Store
 from app.simulate.redisserver import PrivateRedis
-from app.simulate.scenarios import SCENARIOS, STEADY, Combat
+from app.simulate.scenarios import SCENARIOS, STEADY, Combat, Influx
 from app.simulate.schedule import Schedule
 from app.tasking.factory import GameschedCelery, create_app
 
@@ -90,7 +90,10 @@ def test_a_physics_peak_run_sends_each_blast_as_body_changes_on_the_physics_unit
 
 def test_an_influx_sends_its_moves_coalesced_into_few_tasks(app: GameschedCelery) -> None:
     client = GameClient(app)
-    schedule = Schedule(SCENARIOS["influx"], 1000, seed=3, duration_s=1.5)
+    # Half the players move within a second from 0.15 s: a slow machine that emits only
+    # part of the run's ticks still sends moves.
+    influx = replace(SCENARIOS["influx"], influx=Influx(at=0.1, within_s=1.0, share=0.5))
+    schedule = Schedule(influx, 1000, seed=3, duration_s=1.5)
     driver = LoadDriver(client, schedule, [f"s-{i}" for i in range(schedule.size)])
     driver.open_sessions(schedule.initial_sessions(), lambda n: None)
     opened = driver.stats.opens

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     # The world's side: positions, NPCs and physics bodies lie in [0, size] on both axes, and
     # the quadtree's regions (app.physics.partition) split it.
     world_size: float = Field(default=10_000.0, ge=100.0, le=10_000_000.0)
+    # The NPCs' navigation grid (app.ai.navgrid): the world in square cells of this side
+    # (at most 2,048 of them along a side).
+    ai_cell_size: float = Field(default=100.0, gt=0.0, le=10_000_000.0)
     session_weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_SESSION_WEIGHTS))
     record_latency: bool = False

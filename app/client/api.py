@@ -295,18 +295,21 @@ class GameClient:
 
     def submit_ai(self, npc_id: str, position: tuple[float, float],
                   players: list[tuple[float, float]] | None = None,
-                  depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
-        """Send one NPC decision to the AI fleet."""
-        args = check_decision(npc_id, position, players, self.settings.world_size)
+                  depends_on: Sequence[AsyncResult] = (), *,
+                  tier: str | None = None) -> AsyncResult:
+        """Send one NPC decision to the AI fleet, at `tier` (``full``, ``reduced`` or
+        ``minimal``; without it, the players the NPC sees set it)."""
+        args = check_decision(npc_id, position, players, self.settings.world_size, tier)
         factors = Factors(players=len(args[2]))
         return self._send(route(AI_TASK, factors, weights=self._weights), args,
                           depends_on=depends_on)
 
     def submit_ai_batch(self, decisions: Sequence[AiCall],
                         depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
-        """Send the decisions of one AI tick, ``(npc_id, position, players)`` each, as one
-        task, at the step of the NPC that sees the most players.  A bad decision raises
-        InvalidRequest naming it (``decisions.3.position``); nothing is sent."""
+        """Send the decisions of one AI tick, ``(npc_id, position, players)`` each (and a
+        tier, as `submit_ai`), as one task, at the step of the NPC that sees the most
+        players.  A bad decision raises InvalidRequest naming it
+        (``decisions.3.position``); nothing is sent."""
         batch = check_decisions(decisions, self.settings.world_size)
         factors = Factors(players=max(len(args[2]) for args in batch))
         return self._send(route(AI_BATCH_TASK, factors, weights=self._weights),

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, Strict, StrictInt
 
+from app.ai.tiers import Tier
 from app.errors import InvalidRequest
 from app.physics.anomalies import Limits
 from app.physics.world import MAX_RADIUS, World
@@ -23,7 +24,8 @@ BODIES_MAX = 4096  # bodies spawned or removed per call
 MAX_SPEED = Limits().max_speed  # a faster body would be clamped at once
 BACKGROUND_TASKS = {BackgroundKind.SNAPSHOT: SNAPSHOT_TASK,  # kind -> task
                     BackgroundKind.ANALYTICS: ANALYTICS_TASK}
-AiCall = tuple[str, tuple[float, float], Sequence[tuple[float, float]]]
+AiCall = (tuple[str, tuple[float, float], Sequence[tuple[float, float]]]
+          | tuple[str, tuple[float, float], Sequence[tuple[float, float]], str])
 
 
 class OpenSession(StrictRequest):
@@ -141,6 +143,7 @@ class AiDecision(StrictRequest):
     npc_id: str = Id
     position: tuple[Number, Number]
     players: list[tuple[Number, Number]] = Field(default_factory=list, max_length=256)
+    tier: Annotated[Tier, Strict(False)] | None = None
 
 
 class BackgroundJob(StrictRequest):
@@ -166,14 +169,18 @@ def check_update(seq: Any, state: Any) -> dict[str, Any]:
     return dict(state)
 
 
-def check_decision(npc_id: Any, position: Any, players: Any, world: float) -> list[Any]:
-    """One NPC decision's task arguments, ``[npc_id, [x, y], [[x, y], ...]]``, every
-    position inside the square `world`; or InvalidRequest naming the field."""
-    req = parse(AiDecision, {"npc_id": npc_id, "position": position, "players": players or []})
+def check_decision(npc_id: Any, position: Any, players: Any, world: float,
+                   tier: Any = None) -> list[Any]:
+    """One NPC decision's task arguments, ``[npc_id, [x, y], [[x, y], ...]]`` and its
+    tier when given (``full``, ``reduced``, ``minimal``: `app.ai.tiers`), every position
+    inside the square `world`; or InvalidRequest naming the field."""
+    req = parse(AiDecision, {"npc_id": npc_id, "position": position,
+                             "players": players or [], "tier": tier})
     check_position("position", req.position, world)
     for i, p in enumerate(req.players):
         check_position(f"players.{i}", p, world)
-    return [req.npc_id, list(req.position), [list(p) for p in req.players]]
+    args = [req.npc_id, list(req.position), [list(p) for p in req.players]]
+    return args if req.tier is None else [*args, req.tier.value]
 
 
 def check_decisions(decisions: Any, world: float) -> list[list[Any]]:
@@ -189,12 +196,11 @@ def check_decisions(decisions: Any, world: float) -> list[list[Any]]:
 
 
 def _decision_at(index: int, call: Any, world: float) -> list[Any]:
-    try:
-        npc_id, position, players = call
-    except (TypeError, ValueError):
+    if isinstance(call, (str, bytes)) or not isinstance(call, Sequence) or len(call) not in (3, 4):
         raise InvalidRequest(f"decisions.{index}", call,
-                             "expected (npc_id, position, players)") from None
+                             "expected (npc_id, position, players) or with a tier")
     try:
-        return check_decision(npc_id, position, players, world)
+        return check_decision(call[0], call[1], call[2], world,
+                              call[3] if len(call) > 3 else None)
     except InvalidRequest as exc:
         raise InvalidRequest(f"decisions.{index}.{exc.field}", exc.value, exc.reason) from None

@@ -7,6 +7,7 @@ from functools import cached_property
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.ai import NavGrid, TreeBrain
 from app.db import make_engine, make_sessionmaker
 from app.observe.recorder import Recorder, recorder_for
 from app.physics.attention import MEMORY_PLAYER_COUNTS, PlayerCounts, RedisPlayerCounts
@@ -61,6 +62,11 @@ class Runtime:
                      world=World(size=self.settings.world_size))
 
     @cached_property
+    def brain(self) -> TreeBrain:
+        """The NPCs' default brain, on an open navigation grid of the world."""
+        return TreeBrain(NavGrid(self.settings.world_size, self.settings.ai_cell_size))
+
+    @cached_property
     def recorder(self) -> Recorder:
         """Where execution records go."""
         return recorder_for(self.settings.broker_url)
@@ -69,5 +75,5 @@ class Runtime:
         """Drop connections inherited from a parent process."""
         if "engine" in self.__dict__:
             self.engine.dispose(close=False)
-        for name in ("engine", "sessions", "hot", "physics", "recorder"):
+        for name in ("engine", "sessions", "hot", "physics", "brain", "recorder"):
             self.__dict__.pop(name, None)

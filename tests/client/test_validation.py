@@ -9,6 +9,7 @@ import pytest
 from kombu.transport.memory import Channel
 
 from app.client.api import GameClient
+from app.client.requests import check_decisions
 from app.errors import InvalidRequest
 from app.settings import Settings
 from app.tasking.broker import queue_depths
@@ -99,7 +100,11 @@ CASES: list[tuple[str, Call, str]] = [
     ("ai: player out", lambda c: c.submit_ai("n1", (1.0, 1.0), [(1.0, 1e9)]), "players.0"),
     ("ai batch: type", lambda c: c.submit_ai_batch("n1"), "decisions"),
     ("ai batch: empty", lambda c: c.submit_ai_batch([]), "decisions"),
+    ("ai: tier", lambda c: c.submit_ai("n1", (1.0, 1.0), tier="heroic"), "tier"),
     ("ai batch: shape", lambda c: c.submit_ai_batch([("n1", (1.0, 1.0))]), "decisions.0"),
+    ("ai batch: tier", lambda c: c.submit_ai_batch([("n1", (1.0, 1.0), [], "full"),
+                                                    ("n2", (1.0, 1.0), [], 3)]),
+     "decisions.1.tier"),
     ("ai batch: npc", lambda c: c.submit_ai_batch([("n1", (1.0, 1.0), []), ("", (1.0, 1.0), [])]),
      "decisions.1.npc_id"),
     ("ai batch: position", lambda c: c.submit_ai_batch([("n1", (-5.0, 1.0), [])]),
@@ -164,3 +169,9 @@ def test_session_moves_count_at_once_and_leave_together_in_one_task(
         messages = iter(lambda: channel.basic_get("player", no_ack=True), None)
         moves = [m for m in messages if m.headers["task"] == "gamesched.player.session_moves"]
     assert [m.decode()[0][0] for m in moves] == [[["s1", "r2"], ["s1", "r3"], ["s2", "r3"]]]
+
+
+def test_a_decisions_tier_travels_with_it_and_is_left_out_when_not_given() -> None:
+    batch = check_decisions([("n1", (1.0, 2.0), [(3.0, 4.0)], "reduced"),
+                             ("n2", (5.0, 6.0), [])], 100.0)
+    assert batch == [["n1", [1.0, 2.0], [[3.0, 4.0]], "reduced"], ["n2", [5.0, 6.0], []]]

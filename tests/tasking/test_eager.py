@@ -11,6 +11,7 @@ import time
 
 import prometheus_client
 
+from app.ai import Decision, Npc, Tier
 from app.control import dilation
 from app.control.controller import read_decision
 from app.observe.metrics import ANOMALY_KINDS, metrics
@@ -31,15 +32,34 @@ def _run(app: GameschedCelery, name: str, *args: object) -> object:
 
 
 def test_ai_task_calls_the_decision_service(eager_app: GameschedCelery) -> None:
-    assert _run(eager_app, "gamesched.ai.decide", "n", [0.0, 0.0], [[10.0, 0.0]]) == "attack"
-    assert _run(eager_app, "gamesched.ai.decide", "n", [0.0, 0.0], [[100.0, 0.0]]) == "chase"
-    assert _run(eager_app, "gamesched.ai.decide", "n", [0.0, 0.0], []) == "patrol"
+    attack = _run(eager_app, "gamesched.ai.decide", "n", [0.0, 0.0], [[10.0, 0.0]])
+    assert attack == ["attack", 10.0, 0.0]
+    chase = _run(eager_app, "gamesched.ai.decide", "n", [50.0, 50.0], [[250.0, 50.0]])
+    assert chase == ["chase", 150.0, 50.0]  # the next cell (of 100 units) toward the player
+    patrol = _run(eager_app, "gamesched.ai.decide", "n", [50.0, 50.0], [], "minimal")
+    assert patrol[0] == "patrol"
 
 
 def test_ai_batch_task_decides_each_npc_in_order(eager_app: GameschedCelery) -> None:
     batch = [["a", [0.0, 0.0], [[10.0, 0.0]]], ["b", [0.0, 0.0], []],
-             ["c", [0.0, 0.0], [[100.0, 0.0], [900.0, 0.0]]]]
-    assert _run(eager_app, "gamesched.ai.decide_batch", batch) == ["attack", "patrol", "chase"]
+             ["c", [0.0, 0.0], [[100.0, 0.0], [900.0, 0.0]], "reduced"]]
+    actions = [move[0] for move in _run(eager_app, "gamesched.ai.decide_batch", batch)]
+    assert actions == ["attack", "patrol", "chase"]
+
+
+def test_a_games_own_brain_decides_in_the_ai_tasks(eager_app: GameschedCelery) -> None:
+    seen: list[Npc] = []
+
+    class Still:
+        def decide(self, npc: Npc) -> Decision:
+            seen.append(npc)
+            return Decision("wait", npc.position)
+
+    eager_app.runtime.__dict__["brain"] = Still()
+    batch = [["a", [5.0, 6.0], [[9000.0, 0.0]]], ["b", [1.0, 2.0], [], "full"]]
+    assert _run(eager_app, "gamesched.ai.decide_batch", batch) == [
+        ["wait", 5.0, 6.0], ["wait", 1.0, 2.0]]
+    assert [(n.npc_id, n.tier) for n in seen] == [("a", Tier.MINIMAL), ("b", Tier.FULL)]
 
 
 def test_physics_task_steps_a_persistent_region(eager_app: GameschedCelery) -> None:

@@ -51,7 +51,10 @@ class TierRanges:
                                  f"expected a distance of at least full ({self.full:g})")
 
 
-def tier_for(position: Point, players: Sequence[Point], ranges: TierRanges = TierRanges(),
+DEFAULT_RANGES = TierRanges()
+
+
+def tier_for(position: Point, players: Sequence[Point], ranges: TierRanges = DEFAULT_RANGES,
              cap: Tier = Tier.FULL) -> Tier:
     """The tier of an NPC at `position` seeing `players`, at most `cap`."""
     nearest = min((math.dist(position, p) for p in players), default=math.inf)

@@ -194,6 +194,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("physics regions moved", "physics", "moves"),
     ("ai decisions", "ai", "decisions_sent"),
     ("ai p99 ms", "ai", "p99_ms"),
+    ("ai slowest NPC's decisions/s", "ai", "min_npc_hz"),
     ("background capacity/s", "background", "capacity_per_s"),
     ("background offered/s", "background", "offered_per_s"),
     ("background completed/s", "background", "completed_per_s"),

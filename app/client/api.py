@@ -16,10 +16,11 @@ from typing import Any
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError as BrokerError
 
-from app.client.attention import Attention, ControlledDetail
+from app.client.attention import Attention, ControlledDetail, ControlledTier
 from app.client.coalesce import Coalescer
 from app.client.frames import FrameRouter
 from app.client.inflight import InflightTable, Sent, pack_args
+from app.client.npcs import AI_TICK_HZ, AiLoop
 from app.client.registry import ACTIVE_HZ, SessionRegistry
 from app.client.requests import (
     BACKGROUND_TASKS,
@@ -82,6 +83,10 @@ class GameClient:
         # Called with each state batch's task id and entries once it is sent (from the
         # coalescing thread): a load generator times every update by it.
         self.batch_listener: Callable[[str, list[wire.Entry]], None] | None = None
+        # Called with each AI batch's task id and decisions (``[npc_id, position, players,
+        # tier]``) once `ai_tick` sent it: a load generator measures how often each NPC is
+        # decided, and at which tier.
+        self.ai_listener: Callable[[str, list[list[Any]]], None] | None = None
         self._lock = threading.Lock()
         self._inflight = InflightTable()
         self._updates = Coalescer(self._send_updates, self.settings.tick_ms / 1000.0,
@@ -101,6 +106,7 @@ class GameClient:
                                    self.settings.physics_far_hz, self.settings.physics_near_hops)
         self._attention = Attention(physics.players, self.sessions.players_by_region)
         self._lowered = ControlledDetail(self._physics_detail)
+        self._ai_loop = AiLoop(ControlledTier(self._ai_tier).value, self.settings.world_size)
 
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing
@@ -284,6 +290,10 @@ class GameClient:
         decision = read_decision(self.app.runtime.hot)
         return decision.physics_detail if decision is not None else None
 
+    def _ai_tier(self) -> str | None:
+        decision = read_decision(self.app.runtime.hot)
+        return decision.ai_tier if decision is not None else None
+
     def _physics_route(self, task: str, regions: Sequence[str]) -> Route:
         """Physics goes at the step of its most crowded region, critical-path when that
         region has players (sessions name regions as the game server knows them: a region
@@ -310,7 +320,32 @@ class GameClient:
         tier, as `submit_ai`), as one task, at the step of the NPC that sees the most
         players.  A bad decision raises InvalidRequest naming it
         (``decisions.3.position``); nothing is sent."""
-        batch = check_decisions(decisions, self.settings.world_size)
+        return self._send_ai(check_decisions(decisions, self.settings.world_size), depends_on)
+
+    def ai_tick(self, tick: int, npcs: Sequence[AiCall], *,
+                tick_hz: float = AI_TICK_HZ) -> list[AsyncResult]:
+        """One tick of the game server's AI loop (`tick` counted from 0 at `tick_hz`), given
+        all its NPCs, ``(npc_id, position, players)`` each: those due at their tier are
+        sent, with their tiers, as one batch (more past 4,096); returns the tasks, none
+        when no NPC is due.  The players an NPC sees set its tier (one within 600 units
+        keeps it full, within 1,500 reduced, else minimal), capped by the controller's
+        (`ai_tier`, read about once a second); full NPCs are decided 10 times a second,
+        reduced 4 (5 at 10 Hz), minimal once (`app.ai.tiers`).  A bad NPC raises
+        InvalidRequest naming it (``npcs.3.position``); nothing is sent."""
+        sent = []
+        for batch in self._ai_loop.due(tick, npcs, tick_hz):
+            sent.append(handle := self._send_ai(batch))
+            if (listener := self.ai_listener) is not None:
+                listener(str(handle.id), batch)
+        return sent
+
+    @property
+    def ai_decided(self) -> dict[str, int]:
+        """The decisions `ai_tick` sent, by tier."""
+        return {tier.value: n for tier, n in self._ai_loop.decided.items()}
+
+    def _send_ai(self, batch: list[list[Any]],
+                 depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
         factors = Factors(players=max(len(args[2]) for args in batch))
         return self._send(route(AI_BATCH_TASK, factors, weights=self._weights),
                           [batch], depends_on=depends_on)

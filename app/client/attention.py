@@ -15,14 +15,18 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from redis.exceptions import RedisError
 
+from app.ai.tiers import Tier, tier_named
+from app.errors import InvalidRequest
 from app.physics.attention import PlayerCounts
 
 log = logging.getLogger(__name__)
 
 PERIOD_S = 1.0
+T = TypeVar("T")
 
 
 class Attention:
@@ -58,28 +62,66 @@ class Attention:
             return dict(self._others + own)
 
 
-class ControlledDetail:
-    """The controller's factor on the step rates of regions without players
-    (`Decision.physics_detail`), read at most every `period_s`; 1.0 before its first
-    decision or while the hot store cannot be read."""
+class Controlled(Generic[T]):
+    """A value of the controller's decision, read at most every `period_s` through `read`
+    (which gives None before the controller's first decision, or a value `parse` turns
+    into one, or None when it makes no sense); `default` then, and the last value while
+    the hot store cannot be read."""
 
-    def __init__(self, read: Callable[[], float | None], period_s: float = PERIOD_S,
+    def __init__(self, read: Callable[[], object | None], parse: Callable[[object], T | None],
+                 default: T, period_s: float = PERIOD_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._read = read
+        self._read, self._parse, self._default = read, parse, default
         self._period_s = period_s
         self._clock = clock
         self._at = -float("inf")
-        self._factor = 1.0
+        self._value = default
 
-    def factor(self) -> float:
-        """The factor in (0, 1] the controller decided last."""
+    def value(self) -> T:
+        """The value the controller decided last."""
         now = self._clock()
         if now - self._at >= self._period_s:
             self._at = now
             try:
-                value = self._read()
+                raw = self._read()
             except (RedisError, OSError):
                 log.warning("the controller's decision could not be read", exc_info=True)
-                return self._factor
-            self._factor = min(1.0, value) if value is not None and value > 0 else 1.0
-        return self._factor
+                return self._value
+            parsed = self._parse(raw) if raw is not None else None
+            self._value = self._default if parsed is None else parsed
+        return self._value
+
+
+class ControlledDetail(Controlled[float]):
+    """The controller's factor on the step rates of regions without players
+    (`Decision.physics_detail`), in (0, 1]; 1.0 before its first decision."""
+
+    def __init__(self, read: Callable[[], float | None], period_s: float = PERIOD_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(read, _factor, 1.0, period_s, clock)
+
+    def factor(self) -> float:
+        """The factor in (0, 1] the controller decided last."""
+        return self.value()
+
+
+class ControlledTier(Controlled[Tier]):
+    """The highest AI tier the controller lets game servers give an NPC
+    (`Decision.ai_tier`); full before its first decision."""
+
+    def __init__(self, read: Callable[[], str | None], period_s: float = PERIOD_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(read, _tier, Tier.FULL, period_s, clock)
+
+
+def _factor(raw: object) -> float | None:
+    value = float(raw) if isinstance(raw, (int, float)) else None
+    return min(1.0, value) if value is not None and value > 0 else None
+
+
+def _tier(raw: object) -> Tier | None:
+    try:
+        return tier_named(raw)
+    except InvalidRequest:
+        log.warning("the controller's AI tier %r is none: full tier kept", raw)
+        return None

@@ -192,15 +192,17 @@ def check_decisions(decisions: Any, world: float) -> list[list[Any]]:
     if not 1 <= len(decisions) <= AI_BATCH_MAX:
         raise InvalidRequest("decisions", len(decisions),
                              f"expected 1 to {AI_BATCH_MAX} decisions")
-    return [_decision_at(i, call, world) for i, call in enumerate(decisions)]
+    return [decision_at(i, call, world) for i, call in enumerate(decisions)]
 
 
-def _decision_at(index: int, call: Any, world: float) -> list[Any]:
+def decision_at(index: int, call: Any, world: float, field: str = "decisions") -> list[Any]:
+    """`check_decision` of the `index`-th of a sequence (`field`): errors name it
+    (``decisions.3.position``)."""
     if isinstance(call, (str, bytes)) or not isinstance(call, Sequence) or len(call) not in (3, 4):
-        raise InvalidRequest(f"decisions.{index}", call,
+        raise InvalidRequest(f"{field}.{index}", call,
                              "expected (npc_id, position, players) or with a tier")
     try:
         return check_decision(call[0], call[1], call[2], world,
                               call[3] if len(call) > 3 else None)
     except InvalidRequest as exc:
-        raise InvalidRequest(f"decisions.{index}.{exc.field}", exc.value, exc.reason) from None
+        raise InvalidRequest(f"{field}.{index}.{exc.field}", exc.value, exc.reason) from None

@@ -19,6 +19,8 @@ from typing import Any
 from celery.result import AsyncResult
 from kombu.exceptions import EncodeError
 
+from app.ai.tiers import Tier
+from app.client.npcs import AI_TICK_HZ, AiLoop
 from app.client.requests import (
     BACKGROUND_TASKS,
     AiCall,
@@ -60,6 +62,7 @@ class TextbookClient:
         # Called with each update's task id and ``[entry]`` once it is sent (entry[0] the
         # session, entry[1] the seq), as GameClient calls it per batch.
         self.batch_listener: Callable[[str, list[wire.Entry]], None] | None = None
+        self.ai_listener: Callable[[str, list[list[Any]]], None] | None = None  # as GameClient's
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -149,6 +152,20 @@ class TextbookClient:
         calls = check_decisions(decisions, self.settings.world_size)
         handoff = time.time()
         return [self._send(AI_TASK, args, handoff) for args in calls]
+
+    def ai_tick(self, tick: int, npcs: Sequence[AiCall], *,
+                tick_hz: float = AI_TICK_HZ) -> list[AsyncResult]:
+        """One tick of the game server's AI loop, given all its NPCs: each is decided once
+        a second, whoever sees it (no tiers), one task per decision; their handles.
+        Checked as `GameClient.ai_tick` checks them."""
+        calls = AiLoop(lambda: Tier.MINIMAL, self.settings.world_size).due(tick, npcs, tick_hz)
+        handoff = time.time()
+        sent = []
+        for args in (args for batch in calls for args in batch):
+            sent.append(handle := self._send(AI_TASK, args[:3], handoff))
+            if (listener := self.ai_listener) is not None:
+                listener(str(handle.id), [args])
+        return sent
 
     def submit_background(self, kind: str, payload: list[Any]) -> AsyncResult:
         """Send background work (``snapshot`` of session ids, or ``analytics`` events)."""

@@ -1,8 +1,9 @@
 """The controller: every tick it reads load and writes a decision workers act on.
 
 This first controller measures queue depths, machine CPU and the player batches that ran
-late; it sets the AI throttle level from CPU and the background level (`app.control.dilation`)
-from the late batches.  Later work adds prediction and level of detail.
+late; it sets the AI throttle level and the AI tier cap game servers keep from CPU, and the
+background level (`app.control.dilation`) from the late batches.  Later work adds
+prediction.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import psutil
 
+from app.ai.tiers import ORDER, Tier, tier_named
 from app.control import dilation
 from app.players.hotstore import HotStore
 from app.protocol import keys
@@ -43,10 +45,14 @@ class Decision:
     # Physics level of detail: the factor on the step rates of regions without players
     # (`app.physics.detail`); players' own regions always step every frame.
     physics_detail: float = 1.0
+    # The highest AI tier game servers give an NPC (`app.ai.tiers`): lowered with
+    # `ai_level`, raised one tier a tick once CPU is `TIER_HYSTERESIS` under the cap.
+    ai_tier: str = Tier.FULL.value
 
 
 AI_FLOOR = 0.25
 PHYSICS_DETAIL_FLOOR = 0.25
+TIER_HYSTERESIS = 0.05  # CPU this far under the cap before the AI tier goes up again
 
 
 def decide(load: Load, cpu_cap: float, previous: Decision | None = None) -> Decision:
@@ -61,7 +67,20 @@ def decide(load: Load, cpu_cap: float, previous: Decision | None = None) -> Deci
         shed_background=load.cpu > cpu_cap or backlog > 0,
         background_level=_background_level(load, previous), slow_total=load.slow_total,
         physics_detail=round(max(PHYSICS_DETAIL_FLOOR, 1.0 - over), 3),
+        ai_tier=_ai_tier(ai_level, load.cpu < cpu_cap - TIER_HYSTERESIS, previous).value,
     )
+
+
+def _ai_tier(ai_level: float, cool: bool, previous: Decision | None) -> Tier:
+    """The AI tier cap for `ai_level`: full at 1, minimal at the floor, reduced between.
+    It falls at once; it rises one tier a tick, and only while CPU is `cool` (well under
+    the cap), so it does not flap around the cap."""
+    wanted = (Tier.FULL if ai_level >= 1.0 else Tier.MINIMAL if ai_level <= AI_FLOOR
+              else Tier.REDUCED)
+    before = tier_named(previous.ai_tier) if previous is not None else Tier.FULL
+    if ORDER.index(wanted) >= ORDER.index(before):
+        return wanted
+    return ORDER[ORDER.index(before) - 1] if cool else before
 
 
 def _background_level(load: Load, previous: Decision | None) -> float:

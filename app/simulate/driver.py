@@ -75,6 +75,14 @@ class SentFrame:
 
 
 @dataclass(frozen=True)
+class SentAi:
+    """An AI batch the client sent: its task id and the NPCs it decides."""
+
+    task_id: str
+    npcs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ServerLag:
     """How well one game-server process kept to the schedule."""
 
@@ -99,6 +107,10 @@ class DriveStats:
     physics_tasks: int = 0  # the tasks they went as
     ai: int = 0  # AI tasks: one per AI tick with decisions due
     ai_decisions: int = 0
+    ai_full: int = 0  # the decisions at each tier
+    ai_reduced: int = 0
+    ai_minimal: int = 0
+    npcs: int = 0  # the NPCs handed to the client each AI tick (every server has them all)
     body_changes: int = 0  # change_bodies calls (combat)
     bodies_spawned: int = 0
     background: int = 0
@@ -117,6 +129,7 @@ class DriveStats:
     lag_s: list[float] = field(default_factory=list)
     batches: list[SentBatch] = field(default_factory=list)
     frames: list[SentFrame] = field(default_factory=list)
+    ai_sent: list[SentAi] = field(default_factory=list)
     servers: list[ServerLag] = field(default_factory=list)  # the game servers' own, when many
 
     @property
@@ -170,7 +183,7 @@ class DriveStats:
 
 
 COUNTS = ("updates", "opens", "moves", "move_tasks", "physics", "physics_tasks", "ai",
-          "ai_decisions", "body_changes", "bodies_spawned",
+          "ai_decisions", "ai_full", "ai_reduced", "ai_minimal", "body_changes", "bodies_spawned",
           "background", "purchases", "purchase_sends", "control", "rejected", "send_errors",
           "tasks_sent", "ticks_planned", "ticks_emitted", "frames_due")
 
@@ -187,6 +200,8 @@ def combine(front: DriveStats, servers: list[tuple[int, DriveStats]]) -> DriveSt
         whole.lag_s += part.lag_s
         whole.batches += part.batches
         whole.frames += part.frames
+        whole.ai_sent += part.ai_sent
+        whole.npcs = max(whole.npcs, part.npcs)
     whole.servers = [stats.lag(n, pid) for n, (pid, stats) in enumerate(servers)]
     return whole
 
@@ -312,11 +327,11 @@ class LoadDriver:
         for frame in plan.physics:
             self._frame(frame)
         if plan.ai:
-            ok, result = self._attempt(self.client.submit_ai_batch,
+            ok, result = self._attempt(self.client.ai_tick, plan.ai_tick,
                                        [(f"npc-{d.npc}", d.position, d.players) for d in plan.ai])
             if ok:
                 self.stats.ai += len(_handles(result))
-                self.stats.ai_decisions += len(plan.ai)
+            self.stats.npcs = max(self.stats.npcs, len(plan.ai))
         for change in plan.bodies:
             ok, _ = self._attempt(self.client.change_bodies, change.region, change.spawn,
                                   change.remove)
@@ -331,6 +346,16 @@ class LoadDriver:
         self._epoch = epoch
         self._pending = {} if epoch is not None else None
         self.client.batch_listener = self._batch_sent if epoch is not None else None
+        self.client.ai_listener = self._ai_sent if epoch is not None else None
+
+    def _ai_sent(self, task_id: str, decisions: list[list[Any]]) -> None:
+        """The client sent an AI batch: count its decisions by tier, note its NPCs."""
+        stats = self.stats
+        stats.ai_decisions += len(decisions)
+        for decision in decisions:
+            tier = f"ai_{decision[3]}" if len(decision) > 3 else "ai_full"
+            setattr(stats, tier, getattr(stats, tier) + 1)
+        stats.ai_sent.append(SentAi(task_id, tuple(str(d[0]) for d in decisions)))
 
     def _batch_sent(self, task_id: str, entries: list[Any]) -> None:
         """The client sent a batch: note each timed update's intended time under it."""

@@ -28,11 +28,20 @@ from app.protocol.names import (
     UPDATE_TASK,
 )
 from app.protocol.queues import TASK_QUEUES
+from app.simulate.ai_report import ai_section
 from app.simulate.environment import Services, machine
 from app.simulate.latency import Latencies, outcome
 from app.simulate.physics_report import physics_section
 from app.simulate.runner import RunResult, RunSpec
-from app.simulate.sections import NO_CPU_SAMPLE, Section, ms, put, rate, window
+from app.simulate.sections import (
+    NO_CPU_SAMPLE,
+    Section,
+    latency_summary,
+    ms,
+    put,
+    rate,
+    window,
+)
 
 PHYSICS_TASKS = (PHYSICS_FRAME_TASK, PHYSICS_REGION_TASK)
 UPDATE_TASKS = (UPDATE_TASK, STATE_TASK)  # a batch of updates, or one (textbook baseline)
@@ -79,7 +88,7 @@ def run_sections(run: RunResult) -> dict[str, Any]:
         "player_batches": _player_batches(run, _runs_of(by_task, UPDATE_TASKS)),
         # a frame task that left a region unstepped (in transit) did not run the frame
         "physics": physics_section(run, {e.task_id: e.done for e in run.executions if e.ok}),
-        "ai": _ai(run, _runs_of(by_task, AI_TASKS)),
+        "ai": ai_section(run, _runs_of(by_task, AI_TASKS)),
         "background": _background(run, _runs_of(by_task, BACKGROUND_TASKS)),
         "transactions": _transactions(run, by_task.get(PURCHASE_TASK, [])),
         "server": _server(run),
@@ -93,14 +102,6 @@ def run_sections(run: RunResult) -> dict[str, Any]:
     }
     sections |= {name: section for name, section in candidates.items() if section}
     return sections
-
-
-def latency_summary(latencies: Sequence[float]) -> Section:
-    """p50, p95, p99 and max (ms) of `latencies`; empty when there are none."""
-    if not latencies:
-        return {}
-    return {"p50_ms": ms(percentile(latencies, 50)), "p95_ms": ms(percentile(latencies, 95)),
-            "p99_ms": ms(percentile(latencies, 99)), "max_ms": ms(max(latencies))}
 
 
 def queue_stats(executions: Iterable[Execution]) -> Section:
@@ -174,23 +175,6 @@ def _player_batches(run: RunResult, batches: list[Execution]) -> Section:
     summary = latency_summary([e.latency_ms for e in batches])
     put(section, {k: summary.get(k) for k in ("p50_ms", "p99_ms", "max_ms")},
          "no state batch ran")
-    return section
-
-
-def _ai(run: RunResult, batches: list[Execution]) -> Section:
-    if not run.drive.ai:
-        return {}
-    drive = run.drive
-    section: Section = {"decisions_sent": drive.ai_decisions, "batches_sent": drive.ai,
-                        "batches": len(batches),
-                        "offered_per_s": rate(drive.ai_decisions, drive.elapsed_s)}
-    summary = latency_summary([e.latency_ms for e in batches])
-    put(section, {k: summary.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
-         "no AI task ran")
-    if run.mode == "gamesched":  # only here does the ai worker run nothing but AI
-        cpu = [s.role_cpu_s.get("ai", 0.0) for s in window(run)]
-        put(section, {"cpu_s_per_s": round(sum(cpu) / len(cpu), 4) if cpu else None},
-             NO_CPU_SAMPLE)
     return section
 
 

@@ -94,8 +94,7 @@ class Scenario:
     physics_hz: float = 20.0
     bodies_base: int = 20
     bodies_per_player: float = 0.05
-    npcs_per_player: float = 0.02
-    npc_hz: float = 1.0
+    npcs_per_player: float = 0.02  # each decided at its tier's rate (`app.ai.tiers`)
     ai_factor: float = 1.0
     background_factor: float = 1.5  # offered background work / measured capacity
     purchases_per_player_s: float = 0.0005  # a trickle: 2.5/s for 5,000 players

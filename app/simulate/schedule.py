@@ -25,6 +25,7 @@ SNAPSHOT_SESSIONS = 500  # sessions per snapshot task: few, heavy background tas
 ANALYTICS_EVENTS = 2000  # events per analytics task
 SNAPSHOTS_PER_ANALYTICS_BATCH = 4  # the cycle: three snapshots, then one analytics batch
 NPC_SIGHT = 8  # players an NPC decision considers
+NPC_WANDER = 15.0  # how far an NPC wanders in a second (the deviation of its random walk)
 MEMBERS_REFRESH_S = 0.05
 EVENT_KINDS = ("kill", "death", "loot", "quest", "chat", "trade", "level_up")
 PURCHASE_STREAM = 7  # seeds each purchase's generator beside the run's seed and its number
@@ -85,32 +86,31 @@ class TickPlan:
     updates: list[Update] = field(default_factory=list)
     moves: list[tuple[int, str]] = field(default_factory=list)
     physics: list[PhysicsFrame] = field(default_factory=list)
-    ai: list[AiRequest] = field(default_factory=list)
+    ai: list[AiRequest] = field(default_factory=list)  # every NPC, in an AI tick of this share
+    ai_tick: int | None = None  # that AI tick's number
     bodies: list[BodyChange] = field(default_factory=list)
 
 
 class Npcs:
-    """NPCs that wander their region and decide at `hz`, each seeing nearby players."""
+    """NPCs that wander their region, each seeing some of the players there; the game
+    server hands them all to the client every AI tick, which decides those due at their
+    tier's rate (`GameClient.ai_tick`)."""
 
-    def __init__(self, count: int, hz: float, world: World, rng: np.random.Generator) -> None:
-        self.world, self.rng, self.hz = world, rng, hz
+    def __init__(self, count: int, world: World, rng: np.random.Generator) -> None:
+        self.world, self.rng = world, rng
         self.x = rng.uniform(0.0, world.size, count)
         self.y = rng.uniform(0.0, world.size, count)
-        self.next_t = rng.uniform(0.0, 1.0, count) / hz if count else np.zeros(0)
 
-    def due(self, until: float, members: list[Ints], population: Population) -> list[AiRequest]:
-        """The decisions falling before `until`."""
-        idx = np.flatnonzero(self.next_t < until)
-        if not len(idx):
-            return []
-        size = self.world.size
-        self.x[idx] = np.clip(self.x[idx] + self.rng.normal(0.0, 15.0, len(idx)), 0.0, size)
-        self.y[idx] = np.clip(self.y[idx] + self.rng.normal(0.0, 15.0, len(idx)), 0.0, size)
-        self.next_t[idx] += self.rng.uniform(0.9, 1.1, len(idx)) / self.hz
-        regions = self.world.region_of(self.x[idx], self.y[idx]).tolist()
+    def tick(self, members: list[Ints], population: Population) -> list[AiRequest]:
+        """Every NPC after one AI tick's wander, with the players it sees."""
+        size, n = self.world.size, len(self.x)
+        step = NPC_WANDER * math.sqrt(AI_TICK_S)  # a random walk of NPC_WANDER a second
+        self.x = np.clip(self.x + self.rng.normal(0.0, step, n), 0.0, size)
+        self.y = np.clip(self.y + self.rng.normal(0.0, step, n), 0.0, size)
+        regions = self.world.region_of(self.x, self.y).tolist()
         return [AiRequest(i, (x, y), self._seen(members[r], population))
-                for i, x, y, r in zip(idx.tolist(), self.x[idx].tolist(), self.y[idx].tolist(),
-                                      regions, strict=True)]
+                for i, (x, y, r) in enumerate(zip(self.x.tolist(), self.y.tolist(), regions,
+                                                  strict=True))]
 
     def _seen(self, members: Ints, population: Population) -> list[tuple[float, float]]:
         if not len(members):
@@ -135,7 +135,7 @@ class Schedule:
         surge_at = scenario.surge.at * duration_s if scenario.surge else 0.0
         self.population = Population(scenario, players, self.rng, self.world, surge_at)
         npcs = round(players * scenario.npcs_per_player * scenario.ai_factor)
-        self.npcs = Npcs(npcs, scenario.npc_hz, self.world, self.rng)
+        self.npcs = Npcs(npcs, self.world, self.rng)
         self.seed = seed
         self.share = share
         self.blasts = (Blasts(scenario.combat, self.world, seed, players)
@@ -194,8 +194,9 @@ class Schedule:
             plan.bodies = [c for c in self.blasts.due(t0, t1, pop) if share.owns(c.blast)]
         ai_tick = _crosses(t0, t1, AI_TICK_S)
         if len(self.npcs.x) and ai_tick is not None:
-            decisions = self.npcs.due(t1, self._region_members(t0), pop)  # moves every NPC
-            plan.ai = decisions if share.owns(ai_tick) else []
+            npcs = self.npcs.tick(self._region_members(t0), pop)  # every share moves them
+            if share.owns(ai_tick):
+                plan.ai, plan.ai_tick = npcs, ai_tick
         return plan
 
     def purchase_rate(self) -> float:

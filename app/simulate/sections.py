@@ -3,8 +3,10 @@ samples of the load window, and figures put with the reason when they are missin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from app.observe.stats import percentile
 from app.simulate.runner import RunResult
 from app.simulate.sampler import Sample
 
@@ -39,3 +41,11 @@ def rate(count: int, seconds: float) -> float:
 def ms(value: float) -> float:
     """Milliseconds to three decimals."""
     return round(value, 3)
+
+
+def latency_summary(latencies: Sequence[float]) -> Section:
+    """p50, p95, p99 and max (ms) of `latencies`; empty when there are none."""
+    if not latencies:
+        return {}
+    return {"p50_ms": ms(percentile(latencies, 50)), "p95_ms": ms(percentile(latencies, 95)),
+            "p99_ms": ms(percentile(latencies, 99)), "max_ms": ms(max(latencies))}

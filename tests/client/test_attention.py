@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from app.client.attention import Attention, ControlledDetail
+from app.ai.tiers import Tier
+from app.client.attention import Attention, ControlledDetail, ControlledTier
 from app.physics import attention as attention_module
 from app.physics.attention import MemoryPlayerCounts, PlayerCounts, RedisPlayerCounts
 from tests.stores import STORES, memory_or_redis
@@ -70,3 +71,15 @@ def test_the_controllers_detail_is_read_at_most_once_a_period_and_kept_when_unre
     assert detail.factor() == 0.25  # unreadable: the last factor stands
     value[0], clock[0] = None, 3.0
     assert detail.factor() == 1.0  # no decision yet: full detail
+
+
+def test_the_controllers_ai_tier_is_read_once_a_period_and_full_without_a_good_one() -> None:
+    clock, value = [0.0], ["reduced"]
+    tier = ControlledTier(lambda: value[0], period_s=1.0, clock=lambda: clock[0])
+    assert tier.value() is Tier.REDUCED
+    value[0], clock[0] = "minimal", 0.5
+    assert tier.value() is Tier.REDUCED  # within the period: not read again
+    clock[0] = 1.0
+    assert tier.value() is Tier.MINIMAL
+    value[0], clock[0] = "heroic", 2.0
+    assert tier.value() is Tier.FULL  # a tier that is none: the full one

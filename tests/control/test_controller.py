@@ -43,3 +43,16 @@ def test_decision_round_trips_through_the_hot_store() -> None:
     decision = decide(Load(depths={"ai": 7}, cpu=0.2), cpu_cap=0.8)
     write_decision(hot, decision)
     assert read_decision(hot) == decision
+
+
+def test_the_ai_tier_cap_falls_at_once_and_climbs_back_a_tier_a_tick_once_cool() -> None:
+    trace = [0.5, 0.85, 0.97, 0.85, 0.78, 0.70, 0.70, 0.70, 0.97]  # CPU each tick, cap 0.8
+    tiers, previous = [], None
+    for cpu in trace:
+        previous = decide(Load(depths={}, cpu=cpu), cpu_cap=0.8, previous=previous)
+        tiers.append(previous.ai_tier)
+    assert tiers == ["full", "reduced", "minimal",
+                     "minimal",  # over the cap still: wants reduced, not cool: holds
+                     "minimal",  # under the cap but within the hysteresis: holds
+                     "reduced", "full", "full",  # cool: a tier a tick
+                     "minimal"]  # a spike: straight down

@@ -54,8 +54,12 @@ def test_a_run_sends_what_it_counts(app: GameschedCelery) -> None:
     assert stats.updates == sum(len(p.updates) for p in planned) > 0
     depths = depth_reader(app, ["player", "physics.0", "physics.1", "ai", "background"])
     assert depths["physics.0"] + depths["physics.1"] == stats.physics_tasks >= stats.physics > 0
-    assert depths["ai"] == stats.ai > 0
-    assert stats.ai_decisions == sum(len(p.ai) for p in planned) >= stats.ai
+    assert depths["ai"] == stats.ai == len(stats.ai_sent) > 0
+    assert stats.ai_decisions == sum(len(a.npcs) for a in stats.ai_sent) >= stats.ai
+    assert stats.ai_decisions == stats.ai_full + stats.ai_reduced + stats.ai_minimal
+    assert stats.npcs == len(planned[0].ai) == 2  # 0.02 per player
+    ai_ticks = [p for p in planned if p.ai]  # each NPC at most once a tick, by its tier
+    assert 0 < stats.ai_decisions <= stats.npcs * len(ai_ticks)
     assert depths["background"] == stats.background
     assert 5 <= stats.background <= 6  # 6/s by the wall clock, for one second
     assert stats.batches_sent > 0 and stats.batches  # every batch noted with its updates

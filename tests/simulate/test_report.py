@@ -15,7 +15,7 @@ from app.cli.simulate import run_order, summary_table
 from app.observe.recorder import Execution
 from app.physics.notes import RegionNote
 from app.players.sessions import NetworkTotals
-from app.simulate.driver import DriveStats, SentBatch, SentFrame
+from app.simulate.driver import DriveStats, SentAi, SentBatch, SentFrame
 from app.simulate.environment import Services
 from app.simulate.plot import latency_series, write_plot
 from app.simulate.report import (
@@ -145,6 +145,25 @@ def test_physics_budget_ai_background_network_and_transactions_when_they_ran() -
                                    "bytes_per_update_full_state_json": 200.0, "ratio": 0.4}
     assert sections["transactions"]["committed"] == 10
     assert sections["transactions"]["p99_commit_ms"] is None  # no committed purchase timed
+
+
+def test_each_npcs_longest_wait_between_decisions_done_sets_the_slowest_rate() -> None:
+    # Run from T0 to T0 + 10 s; batches done at 1.5, 2.0, 4.5 and 9.0 s (latency 0).
+    done = {at: execution("gamesched.ai.decide_batch", 0.0, at=at) for at in (1.5, 2.0, 4.5, 9.0)}
+    failed = replace(execution("gamesched.ai.decide_batch", 0.0, at=5.0), ok=False)
+    sent = [SentAi(done[1.5].task_id, ("a", "b")), SentAi(done[2.0].task_id, ("a",)),
+            SentAi(done[4.5].task_id, ("a", "b")), SentAi(done[9.0].task_id, ("a", "b")),
+            SentAi(failed.task_id, ("b",)),  # failed: not a decision
+            SentAi("never-ran", ("a",))]
+    stats = drive(ai=6, ai_decisions=9, ai_full=5, ai_reduced=3, ai_minimal=1, npcs=2,
+                  ai_sent=sent)
+    section = run_sections(run([*done.values(), failed], stats))["ai"]
+    assert section["npcs"] == 2 and section["max_wait_s"] == pytest.approx(4.5)  # 4.5 to 9.0
+    assert section["min_npc_hz"] == pytest.approx(1 / 4.5, abs=1e-3)
+    assert section["decisions_by_tier"] == {"full": 5, "reduced": 3, "minimal": 1}
+    lonely = drive(ai=1, ai_decisions=1, npcs=3, ai_sent=[SentAi(done[1.5].task_id, ("a",))])
+    section = run_sections(run([done[1.5]], lonely))["ai"]
+    assert section["max_wait_s"] == pytest.approx(10.0)  # two NPCs never decided
 
 
 def test_the_baseline_nests_under_baseline_with_the_same_keys(tmp_path: Path) -> None:

@@ -1,0 +1,66 @@
+"""The client's AI loop: an NPC's tier from the players it sees and the controller's cap,
+each NPC decided at its tier's rate (the minimal one still once a second), bad input
+refused naming the NPC and the field."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from app.ai.tiers import Tier
+from app.client.npcs import AiLoop
+from app.client.requests import AI_BATCH_MAX
+from app.errors import InvalidRequest
+
+NPCS = [("near", (1000.0, 1000.0), [(1100.0, 1000.0)]),  # a player 100 away: full
+        ("mid", (5000.0, 5000.0), [(6000.0, 5000.0)]),  # 1,000 away: reduced
+        ("alone", (9000.0, 9000.0), [])]  # nobody: minimal
+
+
+def decided(loop: AiLoop, seconds: int = 3) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for tick in range(10 * seconds):
+        for batch in loop.due(tick, NPCS, 10.0):
+            counts.update(args[0] for args in batch)
+    return counts
+
+
+def test_each_npc_is_decided_at_the_rate_of_the_tier_its_players_give() -> None:
+    loop = AiLoop(lambda: Tier.FULL, 10_000.0)
+    assert decided(loop) == {"near": 30, "mid": 15, "alone": 3}
+    assert loop.decided == {Tier.FULL: 30, Tier.REDUCED: 15, Tier.MINIMAL: 3}
+    batch = loop.due(0, NPCS, 10.0)[0]
+    assert [args[3] for args in batch if args[0] == "near"] == ["full"]
+
+
+def test_the_controllers_cap_lowers_every_tier_but_not_below_once_a_second() -> None:
+    cap = [Tier.FULL]
+    loop = AiLoop(lambda: cap[0], 10_000.0)
+    cap[0] = Tier.MINIMAL
+    assert decided(loop) == {"near": 3, "mid": 3, "alone": 3}
+    cap[0] = Tier.REDUCED
+    assert decided(loop) == {"near": 15, "mid": 15, "alone": 3}
+
+
+def test_bad_npcs_and_ticks_are_refused_naming_them() -> None:
+    loop = AiLoop(lambda: Tier.FULL, 10_000.0)
+    with pytest.raises(InvalidRequest) as bad:
+        loop.due(0, [NPCS[0], ("b", (1.0, 2e9), [])], 10.0)
+    assert bad.value.field == "npcs.1.position"
+    with pytest.raises(InvalidRequest) as tiered:
+        loop.due(0, [("c", (1.0, 1.0), [], "full")], 10.0)
+    assert tiered.value.field == "npcs.0.tier"
+    for tick in (-1, 1.5, True):
+        with pytest.raises(InvalidRequest, match="tick"):
+            loop.due(tick, NPCS, 10.0)
+    with pytest.raises(InvalidRequest, match="npcs"):
+        loop.due(0, "npc-1", 10.0)
+    assert loop.decided == Counter()  # nothing counted for refused ticks
+
+
+def test_a_crowd_of_due_npcs_leaves_in_batches_of_at_most_the_maximum() -> None:
+    loop = AiLoop(lambda: Tier.FULL, 10_000.0)
+    crowd = [(f"n{i}", (10.0, 10.0), [(20.0, 10.0)]) for i in range(AI_BATCH_MAX + 5)]
+    batches = loop.due(0, crowd, 10.0)
+    assert [len(b) for b in batches] == [AI_BATCH_MAX, 5]

@@ -109,7 +109,9 @@ def simulate(
     duration: Annotated[float, typer.Option(min=1, max=3600, help="Seconds of load.")] = 20.0,
     baseline: Annotated[str | None, typer.Option(
         help="Also run it on a baseline: naive (Celery as its documentation leads a team to "
-        "write it) or unscheduled (gamesched without its scheduling).")] = None,
+        "write it), unscheduled (gamesched without its scheduling) or unthrottled (its "
+        "game servers ignoring the controller's AI tier; world-event runs it by "
+        "default).")] = None,
     faults: Annotated[str | None, typer.Option(help="kill-worker,restart-broker")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of latency and load.")] = None,

@@ -76,8 +76,9 @@ def simulate(console: Console, settings: Settings, options: Options) -> dict[str
                       f"database {env.database_label}")
         if options.find_capacity:
             return _find_capacity(console, options, spec, settings, env)
+        beside = options.baseline or spec.scenario.compare
         with _progress(console) as progress:
-            results = [_runs(spec, settings, env, progress, options.baseline)
+            results = [_runs(spec, settings, env, progress, beside)
                        for _ in range(options.repeat)]
         reports = [build_report(spec, env, ours, baseline) | {"run_order": order}
                    for ours, baseline, order in results]

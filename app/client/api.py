@@ -16,6 +16,7 @@ from typing import Any
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError as BrokerError
 
+from app.ai.tiers import Tier
 from app.client.attention import Attention, ControlledDetail, ControlledTier
 from app.client.coalesce import Coalescer
 from app.client.frames import FrameRouter
@@ -106,7 +107,8 @@ class GameClient:
                                    self.settings.physics_far_hz, self.settings.physics_near_hops)
         self._attention = Attention(physics.players, self.sessions.players_by_region)
         self._lowered = ControlledDetail(self._physics_detail)
-        self._ai_loop = AiLoop(ControlledTier(self._ai_tier).value, self.settings.world_size)
+        cap = ControlledTier(self._ai_tier).value if self.settings.ai_throttle else _full
+        self._ai_loop = AiLoop(cap, self.settings.world_size)
 
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing
@@ -448,3 +450,8 @@ class GameClient:
     def _position(self, name: str, position: Any) -> tuple[float, float]:
         check_position(name, position, self.settings.world_size)
         return (float(position[0]), float(position[1]))
+
+
+def _full() -> Tier:
+    """No cap on the AI tier (`GAMESCHED_AI_THROTTLE` off)."""
+    return Tier.FULL

@@ -6,6 +6,7 @@ from itertools import pairwise
 
 from app.observe.recorder import Execution
 from app.simulate.driver import DriveStats
+from app.simulate.modes import MODES
 from app.simulate.runner import RunResult
 from app.simulate.sections import NO_CPU_SAMPLE, Section, latency_summary, put, rate, window
 
@@ -26,7 +27,7 @@ def ai_section(run: RunResult, batches: list[Execution]) -> Section:
     summary = latency_summary([e.latency_ms for e in batches])
     put(section, {k: summary.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
          "no AI task ran")
-    if run.mode == "gamesched":  # only here does the ai worker run nothing but AI
+    if not MODES[run.mode].naive:  # (in gamesched's fleets the ai worker runs AI alone)
         cpu = [s.role_cpu_s.get("ai", 0.0) for s in window(run)]
         put(section, {"cpu_s_per_s": round(sum(cpu) / len(cpu), 4) if cpu else None},
              NO_CPU_SAMPLE)
@@ -54,3 +55,15 @@ def _npc_rates(drive: DriveStats, batches: list[Execution]) -> Section:
     worst = max(waits)
     return {"npcs": drive.npcs, "max_wait_s": round(worst, 3),
             "min_npc_hz": round(1.0 / worst, 3) if worst > 0 else None}
+
+
+def ai_reduction(ours: Section, unthrottled: Section) -> Section:
+    """What throttling saved: the AI role's CPU (its processes' own) in the run beside,
+    whose game servers ignored the controller's AI tier cap, and the share of it ours did
+    not spend."""
+    theirs, mine = unthrottled.get("cpu_s_per_s"), ours.get("cpu_s_per_s")
+    section: Section = {"cpu_s_per_s_unthrottled": theirs}
+    put(section, {"reduction": round(1.0 - mine / theirs, 3)
+                  if theirs and mine is not None else None},
+        "an AI CPU figure is missing or zero")
+    return section

@@ -6,7 +6,9 @@ Python, consumed by one prefork worker with a process per core at Celery's defau
 and early acks.  ``unscheduled`` is gamesched without its scheduling: gamesched's own
 client (coalesced msgpack batches applied by the state script) and its per-role workers,
 everything on the default queue at Celery's defaults: an ablation that shows what the
-scheduling alone is worth.
+scheduling alone is worth.  ``unthrottled`` is gamesched with its game servers ignoring
+the controller's AI tier cap: what AI would cost without throttling (the report's
+``ai.reduction``).
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ class Mode:
     naive: bool = False
     textbook: bool = False
     replicas: dict[str, int] = field(default_factory=lambda: dict(REPLICAS))
+    overrides: dict[str, Any] = field(default_factory=dict)  # settings of its own
 
     def settings(self, base: Settings, **changes: Any) -> Settings:
         """`base` set up for this system, with `changes`."""
         return base.model_copy(update={"naive": self.naive, "textbook": self.textbook,
-                                       **changes})
+                                       **self.overrides, **changes})
 
     def client(self, app: GameschedCelery, settings: Settings) -> GameClient | TextbookClient:
         """The client a game server of this system calls."""
@@ -54,5 +57,7 @@ MODES = {mode.name: mode for mode in (
     Mode("naive", "naive Celery", (RoleName.ALL.value,), naive=True, textbook=True,
          replicas={}),
     Mode("unscheduled", "gamesched unscheduled", WORKER_ROLES, naive=True),
+    Mode("unthrottled", "gamesched, AI unthrottled", GAMESCHED.roles,
+         overrides={"ai_throttle": False}),
 )}
 BASELINES = tuple(name for name in MODES if name != GAMESCHED.name)

@@ -28,7 +28,7 @@ from app.protocol.names import (
     UPDATE_TASK,
 )
 from app.protocol.queues import TASK_QUEUES
-from app.simulate.ai_report import ai_section
+from app.simulate.ai_report import ai_reduction, ai_section
 from app.simulate.environment import Services, machine
 from app.simulate.latency import Latencies, outcome
 from app.simulate.physics_report import physics_section
@@ -71,6 +71,8 @@ def build_report(spec: RunSpec, services: Services, ours: RunResult,
                               "duration_s": round(baseline.drive.elapsed_s, 3),
                               **run_sections(baseline)}
         report["comparison"] = _comparison(report["baseline"], report)
+        if baseline.mode == "unthrottled" and "ai" in report:
+            report["ai"] |= ai_reduction(report["ai"], report["baseline"].get("ai") or {})
     errors = [f"{label}: {error}" for label, run in (("gamesched", ours), ("baseline", baseline))
               if run is not None for error in _errors(run)]
     if errors:

@@ -95,6 +95,7 @@ class Scenario:
     bodies_base: int = 20
     bodies_per_player: float = 0.05
     npcs_per_player: float = 0.02  # each decided at its tier's rate (`app.ai.tiers`)
+    compare: str | None = None  # the system run beside gamesched without --baseline
     ai_factor: float = 1.0
     background_factor: float = 1.5  # offered background work / measured capacity
     purchases_per_player_s: float = 0.0005  # a trickle: 2.5/s for 5,000 players
@@ -133,7 +134,8 @@ SCENARIOS: dict[str, Scenario] = {
                 "4 s later; many resting bodies", activity=PEAK_ACTIVITY, bodies_base=150,
                 bodies_per_player=0.3, combat=Combat()),
         replace(STEADY, name="world-event", summary="a server-wide event: AI work triples "
-                "for the whole run", ai_factor=3.0),
+                "for the whole run; run beside gamesched with its AI unthrottled, for "
+                "ai.reduction", ai_factor=3.0, compare="unthrottled"),
         replace(STEADY, name="promo-spike", summary="sessions and purchases triple within "
                 "5 s", surge=Surge(at=0.3, within_s=5.0, factor=3.0)),
         replace(STEADY, name="purchase-surge", summary="a store event: many concurrent "

@@ -5,13 +5,20 @@ refused naming the NPC and the field."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
 from app.ai.tiers import Tier
+from app.client.api import GameClient
 from app.client.npcs import AiLoop
 from app.client.requests import AI_BATCH_MAX
+from app.control.controller import Decision, write_decision
 from app.errors import InvalidRequest
+from app.settings import load_settings
+from app.simulate.environment import depth_reader
+from app.simulate.redisserver import PrivateRedis
+from app.tasking.factory import GameschedCelery, create_app
 
 NPCS = [("near", (1000.0, 1000.0), [(1100.0, 1000.0)]),  # a player 100 away: full
         ("mid", (5000.0, 5000.0), [(6000.0, 5000.0)]),  # 1,000 away: reduced
@@ -64,3 +71,26 @@ def test_a_crowd_of_due_npcs_leaves_in_batches_of_at_most_the_maximum() -> None:
     crowd = [(f"n{i}", (10.0, 10.0), [(20.0, 10.0)]) for i in range(AI_BATCH_MAX + 5)]
     batches = loop.due(0, crowd, 10.0)
     assert [len(b) for b in batches] == [AI_BATCH_MAX, 5]
+
+
+@pytest.fixture
+def app(redis_server_binary: str) -> Iterator[GameschedCelery]:
+    """A client app on a private Redis with no workers: what is sent stays queued."""
+    with PrivateRedis(redis_server_binary) as server:
+        yield create_app(load_settings(broker_url=server.url, instance_id="npcs"))
+
+
+def test_a_game_server_keeps_the_controllers_tier_unless_told_not_to(
+        app: GameschedCelery) -> None:
+    write_decision(app.runtime.hot, Decision(at=0.0, cpu=0.95, depths={}, ai_level=0.25,
+                                             shed_background=True, ai_tier="minimal"))
+    near = [("orc", (1000.0, 1000.0), [(1010.0, 1000.0)])]  # full, left to itself
+    throttled = GameClient(app)
+    unthrottled = GameClient(app, app.runtime.settings.model_copy(update={"ai_throttle": False}))
+    sent = {name: sum(len(client.ai_tick(tick, near)) for tick in range(20))
+            for name, client in (("throttled", throttled), ("unthrottled", unthrottled))}
+    assert sent == {"throttled": 2, "unthrottled": 20}  # once a second, against ten times
+    assert throttled.ai_decided == {"minimal": 2} and unthrottled.ai_decided == {"full": 20}
+    assert depth_reader(app, ["ai"])["ai"] == 22
+    for client in (throttled, unthrottled):
+        client.close()

@@ -15,8 +15,11 @@ from app.cli.simulate import run_order, summary_table
 from app.observe.recorder import Execution
 from app.physics.notes import RegionNote
 from app.players.sessions import NetworkTotals
+from app.settings import load_settings
+from app.simulate.ai_report import ai_reduction
 from app.simulate.driver import DriveStats, SentAi, SentBatch, SentFrame
 from app.simulate.environment import Services
+from app.simulate.modes import MODES
 from app.simulate.plot import latency_series, write_plot
 from app.simulate.report import (
     build_report,
@@ -361,3 +364,21 @@ def test_a_unit_the_director_left_idle_is_not_in_the_balance() -> None:
     section = run_sections(result)["physics"]
     assert (section["units"], section["units_in_use"], section["unit_max_over_mean"]) == (
         2, 1, 1.0)
+
+
+def test_ai_reduction_is_the_share_of_the_unthrottled_ai_cpu_that_was_saved() -> None:
+    assert ai_reduction({"cpu_s_per_s": 0.03}, {"cpu_s_per_s": 0.1}) == {
+        "cpu_s_per_s_unthrottled": 0.1, "reduction": 0.7}
+    missing = ai_reduction({"cpu_s_per_s": 0.03}, {})
+    assert missing["reduction"] is None and "missing" in missing["why"]["reduction"]
+    stats = drive(ai=1, ai_decisions=1, npcs=1,
+                  ai_sent=[SentAi("t", ("a",))])
+    ours = run([execution("gamesched.ai.decide_batch", 1.0, task_id="t")], stats)
+    theirs = run([execution("gamesched.ai.decide_batch", 1.0, task_id="t")], stats,
+                 mode="unthrottled")
+    services = Services("redis://127.0.0.1:1/0", "sqlite:///x.db", None)
+    report = build_report(RunSpec(STEADY, 10, 10.0, 1), services, ours, theirs)
+    assert report["ai"]["cpu_s_per_s_unthrottled"] == pytest.approx(0.1)
+    assert report["ai"]["reduction"] == 0.0  # both samples' AI spent the same
+    assert MODES["unthrottled"].settings(load_settings()).ai_throttle is False
+    assert MODES["gamesched"].settings(load_settings()).ai_throttle is True

@@ -1,9 +1,9 @@
 """The controller: every tick it reads load and writes a decision workers act on.
 
 This first controller measures queue depths, machine CPU and the player batches that ran
-late; it sets the AI throttle level and the AI tier cap game servers keep from CPU, and the
-background level (`app.control.dilation`) from the late batches.  Later work adds
-prediction.
+late; it sets the AI throttle level, the AI tier cap game servers keep and the physics
+detail from CPU a few ticks ahead (`app.control.forecast`: it acts before a spike peaks),
+and the background level (`app.control.dilation`) from the late batches.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import psutil
 
 from app.ai.tiers import ORDER, Tier, tier_named
 from app.control import dilation
+from app.control.forecast import Holt
 from app.players.hotstore import HotStore
 from app.protocol import keys
 from app.protocol.vocab import Queue
@@ -48,26 +49,39 @@ class Decision:
     # The highest AI tier game servers give an NPC (`app.ai.tiers`): lowered with
     # `ai_level`, raised one tier a tick once CPU is `TIER_HYSTERESIS` under the cap.
     ai_tier: str = Tier.FULL.value
+    # The CPU forecast's state (`app.control.forecast`) and what the decision acted on:
+    # CPU `HORIZON_TICKS` ahead, or now if higher.
+    cpu_level: float | None = None
+    cpu_trend: float = 0.0
+    cpu_ahead: float = 0.0
 
 
 AI_FLOOR = 0.25
 PHYSICS_DETAIL_FLOOR = 0.25
 TIER_HYSTERESIS = 0.05  # CPU this far under the cap before the AI tier goes up again
+HORIZON_TICKS = 2.0  # how far ahead the CPU forecast looks (0: act on what is seen)
+HOLT = Holt()
 
 
-def decide(load: Load, cpu_cap: float, previous: Decision | None = None) -> Decision:
+def decide(load: Load, cpu_cap: float, previous: Decision | None = None,
+           horizon: float = HORIZON_TICKS) -> Decision:
     """Throttle AI, and lower the detail of the regions without players, in proportion to
-    how far CPU is over the cap, never below their floors; slow background work while
-    player batches run late (compared with `previous`)."""
-    over = max(0.0, load.cpu - cpu_cap) / max(1e-9, 1.0 - cpu_cap)
+    how far CPU `horizon` ticks ahead (forecast from the ticks before, `previous`; now, if
+    higher) is over the cap, never below their floors; slow background work while player
+    batches run late (compared with `previous`)."""
+    level, trend = HOLT.fold(load.cpu, previous.cpu_level if previous else None,
+                             previous.cpu_trend if previous else 0.0)
+    ahead = Holt.ahead(load.cpu, level, trend, horizon)
+    over = max(0.0, ahead - cpu_cap) / max(1e-9, 1.0 - cpu_cap)
     ai_level = max(AI_FLOOR, 1.0 - over)
     backlog = load.depths.get(Queue.PLAYER, 0) + load.depths.get(Queue.TRANSACTIONS, 0)
     return Decision(
         at=time.time(), cpu=load.cpu, depths=load.depths, ai_level=round(ai_level, 3),
-        shed_background=load.cpu > cpu_cap or backlog > 0,
+        shed_background=ahead > cpu_cap or backlog > 0,
         background_level=_background_level(load, previous), slow_total=load.slow_total,
         physics_detail=round(max(PHYSICS_DETAIL_FLOOR, 1.0 - over), 3),
-        ai_tier=_ai_tier(ai_level, load.cpu < cpu_cap - TIER_HYSTERESIS, previous).value,
+        ai_tier=_ai_tier(ai_level, ahead < cpu_cap - TIER_HYSTERESIS, previous).value,
+        cpu_level=round(level, 4), cpu_trend=round(trend, 4), cpu_ahead=round(ahead, 4),
     )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from app.control.controller import (
     AI_FLOOR,
+    HORIZON_TICKS,
     PHYSICS_DETAIL_FLOOR,
+    Decision,
     Load,
     decide,
     read_decision,
@@ -47,12 +49,47 @@ def test_decision_round_trips_through_the_hot_store() -> None:
 
 def test_the_ai_tier_cap_falls_at_once_and_climbs_back_a_tier_a_tick_once_cool() -> None:
     trace = [0.5, 0.85, 0.97, 0.85, 0.78, 0.70, 0.70, 0.70, 0.97]  # CPU each tick, cap 0.8
-    tiers, previous = [], None
-    for cpu in trace:
-        previous = decide(Load(depths={}, cpu=cpu), cpu_cap=0.8, previous=previous)
-        tiers.append(previous.ai_tier)
+    tiers = [d.ai_tier for d in replay(trace, horizon=0.0)]  # reactive: hysteresis alone
     assert tiers == ["full", "reduced", "minimal",
                      "minimal",  # over the cap still: wants reduced, not cool: holds
                      "minimal",  # under the cap but within the hysteresis: holds
                      "reduced", "full", "full",  # cool: a tier a tick
                      "minimal"]  # a spike: straight down
+
+
+def replay(trace: list[float], horizon: float = HORIZON_TICKS) -> list[Decision]:
+    """The controller's decisions on a recorded CPU trace (one value a tick, cap 0.8)."""
+    decisions: list[Decision] = []
+    for cpu in trace:
+        previous = decisions[-1] if decisions else None
+        decisions.append(decide(Load(depths={}, cpu=cpu), cpu_cap=0.8, previous=previous,
+                                horizon=horizon))
+    return decisions
+
+
+def first_below_full(decisions: list[Decision]) -> int:
+    return next(k for k, d in enumerate(decisions) if d.ai_tier != "full")
+
+
+# Recorded traces: CPU a tick, as the controller read it.
+SPIKE = [0.50, 0.52, 0.50, 0.55, 0.62, 0.69, 0.76, 0.83, 0.90, 0.95, 0.96, 0.94,
+         0.80, 0.65, 0.55, 0.50, 0.50, 0.50, 0.50]
+NOISY_CALM = [0.62, 0.66, 0.61, 0.67, 0.63, 0.60, 0.66, 0.64, 0.61, 0.65, 0.62, 0.66]
+
+
+def test_the_forecast_throttles_a_rising_load_before_the_reactive_controller_would() -> None:
+    predictive, reactive = replay(SPIKE), replay(SPIKE, horizon=0.0)
+    assert first_below_full(predictive) < first_below_full(reactive) == 7  # 0.83 > 0.8
+    assert predictive[6].cpu < 0.8 < predictive[6].cpu_ahead  # acted on what was coming
+    assert min(d.ai_level for d in predictive[:9]) < min(d.ai_level for d in reactive[:9])
+
+
+def test_both_recover_full_ai_once_the_load_has_fallen() -> None:
+    for decisions in (replay(SPIKE), replay(SPIKE, horizon=0.0)):
+        assert decisions[-1].ai_tier == "full" and decisions[-1].ai_level == 1.0
+        assert decisions[-1].physics_detail == 1.0
+
+
+def test_a_calm_load_with_noise_never_throttles() -> None:
+    assert {d.ai_tier for d in replay(NOISY_CALM)} == {"full"}
+    assert {d.ai_level for d in replay(NOISY_CALM)} == {1.0}

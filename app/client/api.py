@@ -332,7 +332,7 @@ class GameClient:
         when no NPC is due.  The players an NPC sees set its tier (one within 600 units
         keeps it full, within 1,500 reduced, else minimal), capped by the controller's
         (`ai_tier`, read about once a second); full NPCs are decided 10 times a second,
-        reduced 4 (5 at 10 Hz), minimal once (`app.ai.tiers`).  A bad NPC raises
+        reduced 4 (5 at 10 Hz), minimal every 0.8 s (`app.ai.tiers`).  A bad NPC raises
         InvalidRequest naming it (``npcs.3.position``); nothing is sent."""
         sent = []
         for batch in self._ai_loop.due(tick, npcs, tick_hz):

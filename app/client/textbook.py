@@ -155,8 +155,9 @@ class TextbookClient:
 
     def ai_tick(self, tick: int, npcs: Sequence[AiCall], *,
                 tick_hz: float = AI_TICK_HZ) -> list[AsyncResult]:
-        """One tick of the game server's AI loop, given all its NPCs: each is decided once
-        a second, whoever sees it (no tiers), one task per decision; their handles.
+        """One tick of the game server's AI loop, given all its NPCs: each is decided about
+        once a second (the minimal tier's rate), whoever sees it, one task per decision;
+        their handles.
         Checked as `GameClient.ai_tick` checks them."""
         calls = AiLoop(lambda: Tier.MINIMAL, self.settings.world_size).due(tick, npcs, tick_hz)
         handoff = time.time()

@@ -35,8 +35,9 @@ def decided(loop: AiLoop, seconds: int = 3) -> Counter[str]:
 
 def test_each_npc_is_decided_at_the_rate_of_the_tier_its_players_give() -> None:
     loop = AiLoop(lambda: Tier.FULL, 10_000.0)
-    assert decided(loop) == {"near": 30, "mid": 15, "alone": 3}
-    assert loop.decided == {Tier.FULL: 30, Tier.REDUCED: 15, Tier.MINIMAL: 3}
+    counts = decided(loop)
+    assert (counts["near"], counts["mid"]) == (30, 15) and counts["alone"] in (3, 4)
+    assert loop.decided == {Tier.FULL: 30, Tier.REDUCED: 15, Tier.MINIMAL: counts["alone"]}
     batch = loop.due(0, NPCS, 10.0)[0]
     assert [args[3] for args in batch if args[0] == "near"] == ["full"]
 
@@ -45,9 +46,10 @@ def test_the_controllers_cap_lowers_every_tier_but_not_below_once_a_second() -> 
     cap = [Tier.FULL]
     loop = AiLoop(lambda: cap[0], 10_000.0)
     cap[0] = Tier.MINIMAL
-    assert decided(loop) == {"near": 3, "mid": 3, "alone": 3}
+    assert set(decided(loop).values()) <= {3, 4}  # every 0.8 s each, over three seconds
     cap[0] = Tier.REDUCED
-    assert decided(loop) == {"near": 15, "mid": 15, "alone": 3}
+    counts = decided(loop)
+    assert (counts["near"], counts["mid"]) == (15, 15) and counts["alone"] in (3, 4)
 
 
 def test_bad_npcs_and_ticks_are_refused_naming_them() -> None:
@@ -89,8 +91,9 @@ def test_a_game_server_keeps_the_controllers_tier_unless_told_not_to(
     unthrottled = GameClient(app, app.runtime.settings.model_copy(update={"ai_throttle": False}))
     sent = {name: sum(len(client.ai_tick(tick, near)) for tick in range(20))
             for name, client in (("throttled", throttled), ("unthrottled", unthrottled))}
-    assert sent == {"throttled": 2, "unthrottled": 20}  # once a second, against ten times
-    assert throttled.ai_decided == {"minimal": 2} and unthrottled.ai_decided == {"full": 20}
-    assert depth_reader(app, ["ai"])["ai"] == 22
+    assert sent["throttled"] in (2, 3) and sent["unthrottled"] == 20  # every 0.8 s, or 10/s
+    assert throttled.ai_decided == {"minimal": sent["throttled"]}
+    assert unthrottled.ai_decided == {"full": 20}
+    assert depth_reader(app, ["ai"])["ai"] == sent["throttled"] + 20
     for client in (throttled, unthrottled):
         client.close()

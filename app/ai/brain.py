@@ -202,7 +202,6 @@ def head_for(nav: NavGrid, npc: Npc, memory: Memory, goal: Point,
     if npc.tier is Tier.REDUCED and route is not None and route.goal == nav.cell_of(goal):
         ahead = route.next_point(nav, npc.position) if route.holds(nav) else None
         if ahead is not None:
-            route.kept += 1
             return Decision(action, ahead, route.status)
     path = find_path(nav, npc.position, goal)
     memory.route = Route.of(nav, path, goal)

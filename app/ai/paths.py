@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import threading
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -124,7 +124,6 @@ class Route:
     cells: list[Cell]
     version: int
     status: PathStatus
-    kept: int = field(default=0)  # decisions it served without a new search
 
     @classmethod
     def of(cls, nav: NavGrid, path: Path, goal: Point) -> Route | None:
@@ -148,10 +147,11 @@ class Route:
         """The middle of the next cell ahead of `at` on the route, dropping those passed;
         None when `at` is off the route (or past its end)."""
         here = nav.cell_of(at)
-        if here not in self.cells:
+        cells = self.cells  # (read once and replaced whole: two threads may decide one NPC)
+        if here is None or here not in cells:
             return None
-        del self.cells[: self.cells.index(here)]
-        return nav.centre(self.cells[1]) if len(self.cells) > 1 else nav.centre(here)
+        ahead = self.cells = cells[cells.index(here):]
+        return nav.centre(ahead[1]) if len(ahead) > 1 else nav.centre(here)
 
 
 class _Search(AStarFinder):  # type: ignore[misc]

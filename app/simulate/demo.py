@@ -155,10 +155,11 @@ class _DemoLoad:
                 self._update(session)
         self.client.submit_physics_frame(frame, dict.fromkeys(self.regions, 40),
                                          1000 / PHYSICS_HZ)
-        if frame % (PHYSICS_HZ // AI_HZ) == 0:
-            for npc in range(len(self.regions) * 10):
-                self.client.submit_ai(f"npc-{npc}", self._somewhere(),
-                                      list(self.positions.values())[:8])
+        if frame % (PHYSICS_HZ // AI_HZ) == 0:  # a tick of the AI loop: those due, by tier
+            seen = list(self.positions.values())[:8]
+            self.client.ai_tick(frame // (PHYSICS_HZ // AI_HZ),
+                                [(f"npc-{npc}", self._somewhere(), seen)
+                                 for npc in range(len(self.regions) * 10)], tick_hz=AI_HZ)
         if snapshot and self.tick_itself:
             send_tick(self.client.app)
         if snapshot:

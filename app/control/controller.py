@@ -19,7 +19,6 @@ from app.control import dilation
 from app.control.forecast import Holt
 from app.players.hotstore import HotStore
 from app.protocol import keys
-from app.protocol.vocab import Queue
 
 
 @dataclass(frozen=True)
@@ -59,30 +58,52 @@ class Decision:
 AI_FLOOR = 0.25
 PHYSICS_DETAIL_FLOOR = 0.25
 TIER_HYSTERESIS = 0.05  # CPU this far under the cap before the AI tier goes up again
+BACKGROUND_MARGIN = 0.10  # background work gives way from this far under the CPU cap
 HORIZON_TICKS = 2.0  # how far ahead the CPU forecast looks (0: act on what is seen)
 HOLT = Holt()
 
 
 def decide(load: Load, cpu_cap: float, previous: Decision | None = None,
            horizon: float = HORIZON_TICKS) -> Decision:
-    """Throttle AI, and lower the detail of the regions without players, in proportion to
-    how far CPU `horizon` ticks ahead (forecast from the ticks before, `previous`; now, if
-    higher) is over the cap, never below their floors; slow background work while player
-    batches run late (compared with `previous`)."""
+    """Degrade in order as CPU `horizon` ticks ahead (forecast from the ticks before,
+    `previous`; now, if higher) climbs (`ladder`): background work first, then AI, then the
+    detail of the regions without players; players' and transactions' work never.
+    Background also slows while player batches run late (compared with `previous`)."""
     level, trend = HOLT.fold(load.cpu, previous.cpu_level if previous else None,
                              previous.cpu_trend if previous else 0.0)
     ahead = Holt.ahead(load.cpu, level, trend, horizon)
-    over = max(0.0, ahead - cpu_cap) / max(1e-9, 1.0 - cpu_cap)
-    ai_level = max(AI_FLOOR, 1.0 - over)
-    backlog = load.depths.get(Queue.PLAYER, 0) + load.depths.get(Queue.TRANSACTIONS, 0)
+    rungs = ladder(ahead, cpu_cap)
+    ai_level = max(AI_FLOOR, 1.0 - rungs.ai)
     return Decision(
         at=time.time(), cpu=load.cpu, depths=load.depths, ai_level=round(ai_level, 3),
-        shed_background=ahead > cpu_cap or backlog > 0,
-        background_level=_background_level(load, previous), slow_total=load.slow_total,
-        physics_detail=round(max(PHYSICS_DETAIL_FLOOR, 1.0 - over), 3),
+        shed_background=rungs.background,
+        background_level=_background_level(load, previous, rungs.background),
+        slow_total=load.slow_total,
+        physics_detail=round(max(PHYSICS_DETAIL_FLOOR, 1.0 - rungs.physics), 3),
         ai_tier=_ai_tier(ai_level, ahead < cpu_cap - TIER_HYSTERESIS, previous).value,
         cpu_level=round(level, 4), cpu_trend=round(trend, 4), cpu_ahead=round(ahead, 4),
     )
+
+
+@dataclass(frozen=True)
+class Rungs:
+    """How far down each rung of the degradation ladder CPU `ahead` reaches: background
+    gives way (a yes or no), AI and physics detail by how far past their start (0..1)."""
+
+    background: bool
+    ai: float
+    physics: float
+
+
+def ladder(ahead: float, cpu_cap: float) -> Rungs:
+    """The rungs CPU `ahead` reaches: background from `BACKGROUND_MARGIN` under the cap,
+    AI from the cap, physics detail from halfway between the cap and a full machine."""
+    physics_from = cpu_cap + (1.0 - cpu_cap) / 2
+
+    def past(start: float) -> float:
+        return min(1.0, max(0.0, ahead - start) / max(1e-9, 1.0 - start))
+
+    return Rungs(ahead > cpu_cap - BACKGROUND_MARGIN, past(cpu_cap), past(physics_from))
 
 
 def _ai_tier(ai_level: float, cool: bool, previous: Decision | None) -> Tier:
@@ -97,13 +118,12 @@ def _ai_tier(ai_level: float, cool: bool, previous: Decision | None) -> Tier:
     return ORDER[ORDER.index(before) - 1] if cool else before
 
 
-def _background_level(load: Load, previous: Decision | None) -> float:
-    if previous is None:
-        return 1.0
-    late = load.slow_total - previous.slow_total
+def _background_level(load: Load, previous: Decision | None, shed: bool) -> float:
+    before = previous.background_level if previous is not None else 1.0
+    late = load.slow_total - previous.slow_total if previous is not None else 0
     if late < 0:  # the hot store restarted and lost the count
         late = load.slow_total
-    return dilation.next_level(previous.background_level, late)
+    return dilation.next_level(before, late, shed)
 
 
 def measure_cpu() -> float:

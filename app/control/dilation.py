@@ -2,12 +2,14 @@
 
 Every player state batch that takes longer than ``player_target_ms`` from hand-off to
 applied counts itself in the hot store.  Each controller tick compares the count with the
-last tick's: more than `SLOW_ALLOWED` late batches halve the background level, otherwise it
-grows by a quarter, between `BACKGROUND_FLOOR` and 1.  A background task then pauses after
-it runs, for its own run time times ``1 / level - 1``, so background work takes about
-`level` of the CPU time it would take at full speed (the rest of the time its pool slot
-waits), and the machine it shares with the players stays quieter.  Background work is never
-stopped: at the floor it still runs at a twentieth of its speed.
+last tick's: more than `SLOW_ALLOWED` late batches halve the background level, and so does
+a tick in which the controller sheds background work (the first rung of its ladder: CPU
+near the cap); otherwise it grows by a quarter, between `BACKGROUND_FLOOR` and 1.  A
+background task then pauses after it runs, for its own run time times ``1 / level - 1``,
+so background work takes about `level` of the CPU time it would take at full speed (the
+rest of the time its pool slot waits), and the machine it shares with the players stays
+quieter.  Background work is never stopped: at the floor it still runs at a twentieth of
+its speed.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ def slow_total(hot: HotStore) -> int:
     return int(raw) if raw else 0
 
 
-def next_level(level: float, late: int) -> float:
-    """The background level after a tick that saw `late` late player batches."""
-    if late > SLOW_ALLOWED:
+def next_level(level: float, late: int, shed: bool = False) -> float:
+    """The background level after a tick that saw `late` late player batches, or in which
+    the controller `shed` background work (its CPU forecast near the cap)."""
+    if shed or late > SLOW_ALLOWED:
         return round(max(BACKGROUND_FLOOR, level / 2), 4)
     return round(min(1.0, level * 1.25), 4)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.control.controller import (
     AI_FLOOR,
     HORIZON_TICKS,
@@ -29,14 +31,25 @@ def test_throttle_never_goes_below_the_floor() -> None:
     assert decide(Load(depths={}, cpu=1.0), cpu_cap=0.8).ai_level == AI_FLOOR
 
 
-def test_over_the_cap_the_detail_of_regions_without_players_is_lowered_to_a_floor() -> None:
+def test_past_halfway_to_a_full_machine_the_detail_of_empty_regions_falls_to_a_floor() -> None:
     assert decide(Load(depths={}, cpu=0.5), cpu_cap=0.8).physics_detail == 1.0
-    assert decide(Load(depths={}, cpu=0.9), cpu_cap=0.8).physics_detail == 0.5
+    assert decide(Load(depths={}, cpu=0.9), cpu_cap=0.8).physics_detail == 1.0  # AI only
+    assert decide(Load(depths={}, cpu=0.95), cpu_cap=0.8).physics_detail == 0.5
     assert decide(Load(depths={}, cpu=1.0), cpu_cap=0.8).physics_detail == PHYSICS_DETAIL_FLOOR
 
 
-def test_player_backlog_sheds_background_work() -> None:
-    assert decide(Load(depths={"player": 3}, cpu=0.1), cpu_cap=0.8).shed_background
+@pytest.mark.parametrize(("cpu", "background", "ai", "physics"), [
+    (0.50, False, False, False),
+    (0.75, True, False, False),  # near the cap: background gives way first
+    (0.85, True, True, False),  # over it: then AI
+    (0.97, True, True, True),  # far over: then the detail of empty regions
+])
+def test_the_ladder_degrades_background_then_ai_then_physics_detail(
+        cpu: float, background: bool, ai: bool, physics: bool) -> None:
+    decision = decide(Load(depths={"player": 40, "transactions": 9}, cpu=cpu), cpu_cap=0.8)
+    assert decision.shed_background is background and (decision.background_level < 1) is background
+    assert (decision.ai_level < 1, decision.ai_tier != "full") == (ai, ai)
+    assert (decision.physics_detail < 1) is physics
 
 
 def test_decision_round_trips_through_the_hot_store() -> None:

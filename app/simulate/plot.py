@@ -1,5 +1,6 @@
-"""``--plot``: a PNG of latency percentiles per queue, queue depths and CPU over time, one
-column per run (gamesched, and the naive baseline when it ran)."""
+"""``--plot``: a PNG of latency percentiles per queue, queue depths, CPU and the
+controller's degradation ladder over time, one column per run (gamesched, and the
+baseline when it ran)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ from app.simulate.runner import RunResult
 
 def write_plot(path: Path, runs: list[tuple[str, RunResult]]) -> None:
     """Draw `runs` side by side into a PNG at `path`."""
-    figure = Figure(figsize=(7.5 * len(runs), 10.5), layout="constrained")
+    figure = Figure(figsize=(7.5 * len(runs), 13.5), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(3, len(runs), squeeze=False)
+    axes = figure.subplots(4, len(runs), squeeze=False)
     for col, (label, run) in enumerate(runs):
         _latency(axes[0][col], label, run)
         _depths(axes[1][col], run)
         _cpu(axes[2][col], run)
+        _ladder(axes[3][col], run)
     figure.savefig(path, dpi=90)
 
 
@@ -74,6 +76,25 @@ def _cpu(ax: Axes, run: RunResult) -> None:
     ax.plot(at, [s.services_cpu for s in run.samples], label="redis + postgres")
     ax.axhline(0.8, color="grey", linestyle="--", linewidth=0.8, label="80 % cap")
     ax.set_title("CPU (share of all cores)")
-    ax.set_xlabel("seconds since the load started")
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=7)
+
+
+TIER_LEVEL = {"full": 1.0, "reduced": 0.5, "minimal": 0.1}  # to draw the AI tier on 0..1
+
+
+def _ladder(ax: Axes, run: RunResult) -> None:
+    """The controller's rungs over time: background level, AI tier, physics detail."""
+    decided = [s for s in run.samples if s.control]
+    at = [s.at for s in decided]
+    ax.step(at, [s.control.get("background_level", 1.0) for s in decided], where="post",
+            label="background level")
+    ax.step(at, [TIER_LEVEL.get(str(s.control.get("ai_tier")), 1.0) for s in decided],
+            where="post", label="AI tier (full 1, reduced 0.5, minimal 0.1)")
+    ax.step(at, [s.control.get("physics_detail", 1.0) for s in decided], where="post",
+            label="physics detail (regions without players)")
+    ax.set_title("degradation ladder (the controller's decision)")
+    ax.set_xlabel("seconds since the load started")
+    ax.set_ylim(0, 1.05)
+    if decided:
+        ax.legend(fontsize=7)

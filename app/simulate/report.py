@@ -29,6 +29,7 @@ from app.protocol.names import (
 )
 from app.protocol.queues import TASK_QUEUES
 from app.simulate.ai_report import ai_reduction, ai_section
+from app.simulate.control_report import controller_section
 from app.simulate.environment import Services, machine
 from app.simulate.latency import Latencies, outcome
 from app.simulate.physics_report import physics_section
@@ -91,6 +92,7 @@ def run_sections(run: RunResult) -> dict[str, Any]:
         # a frame task that left a region unstepped (in transit) did not run the frame
         "physics": physics_section(run, {e.task_id: e.done for e in run.executions if e.ok}),
         "ai": ai_section(run, _runs_of(by_task, AI_TASKS)),
+        "controller": controller_section(run),
         "background": _background(run, _runs_of(by_task, BACKGROUND_TASKS)),
         "transactions": _transactions(run, by_task.get(PURCHASE_TASK, [])),
         "server": _server(run),

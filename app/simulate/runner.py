@@ -7,13 +7,15 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from rich.progress import Progress, TaskID
 from sqlalchemy import delete
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
+from app.control.controller import read_decision
 from app.errors import GameschedError
 from app.fleet.fleets import ProcessFleet
 from app.observe.recorder import Execution, Recorder
@@ -238,7 +240,8 @@ class Run:
         sampler = Sampler(lambda: {r: p.pid for r, p in fleet.procs.items()},
                           lambda: depth_reader(app, self._queue_names(app)), recorder,
                           servers.current,
-                          client_pids=lambda: game.pids + (store.pids if store else []))
+                          client_pids=lambda: game.pids + (store.pids if store else []),
+                          control=lambda: _decision(app))
         worker_roles = [r for r in self.mode.roles if r != RoleName.CONTROL]
         injector = FaultInjector(plan_faults(spec.faults, spec.duration_s, spec.seed,
                                              worker_roles), fleet,
@@ -390,3 +393,15 @@ class Run:
                 if attempt == FORGET_ATTEMPTS - 1:
                     raise
                 time.sleep(0.2 * (attempt + 1))
+
+
+DECISION_FRESH_S = 5.0  # an older decision is a controller's that no longer runs
+
+
+def _decision(app: GameschedCelery) -> dict[str, Any]:
+    """The controller's last decision, as a dict (empty before its first, or when it is
+    older than `DECISION_FRESH_S`: one left by an earlier run)."""
+    decision = read_decision(app.runtime.hot)
+    if decision is None or time.time() - decision.at > DECISION_FRESH_S:
+        return {}
+    return asdict(decision)

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 from kombu.exceptions import OperationalError
@@ -37,6 +38,9 @@ class Sample:
     # CPU seconds in the interval per kind of process: "workers", each service kind,
     # "game_servers" (their processes and the store's) and "simulator" (this process)
     cpu_s: dict[str, float] = field(default_factory=dict)
+    # The controller's last decision (`app.control.controller.Decision`, as a dict): what
+    # its degradation ladder had engaged; empty before its first or when unreadable.
+    control: dict[str, Any] = field(default_factory=dict)
 
     @property
     def server_cpu(self) -> float:
@@ -101,6 +105,7 @@ class Sampler:
     recorder: Recorder
     service_pids: Callable[[], dict[str, int | None]] = dict  # kind -> root pid
     client_pids: Callable[[], list[int]] = list  # game-server processes besides this one
+    control: Callable[[], dict[str, Any]] = dict  # the controller's last decision
     interval_s: float = INTERVAL_S
     samples: list[Sample] = field(default_factory=list)
     executions: list[Execution] = field(default_factory=list)
@@ -172,11 +177,19 @@ class Sampler:
                       service_cpu=shares,
                       unmeasured=tuple(sorted(k for k, pid in pids.items() if not pid)),
                       cpu_s={"workers": fleet_cpu_s, **services, "game_servers": game_cpu,
-                             "simulator": sim_cpu})
+                             "simulator": sim_cpu},
+                      control=self._control())
 
     def _service_pids(self) -> dict[str, int | None]:
         try:
             return self.service_pids()
+        except (RedisError, OSError):
+            self.errors += 1
+            return {}
+
+    def _control(self) -> dict[str, Any]:
+        try:
+            return self.control()
         except (RedisError, OSError):
             self.errors += 1
             return {}

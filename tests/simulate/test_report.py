@@ -382,3 +382,21 @@ def test_ai_reduction_is_the_share_of_the_unthrottled_ai_cpu_that_was_saved() ->
     assert report["ai"]["reduction"] == 0.0  # both samples' AI spent the same
     assert MODES["unthrottled"].settings(load_settings()).ai_throttle is False
     assert MODES["gamesched"].settings(load_settings()).ai_throttle is True
+
+
+def test_the_controller_section_shows_the_ladders_rungs_in_the_order_they_engaged() -> None:
+    calm = {"shed_background": False, "background_level": 1.0, "ai_tier": "full",
+            "physics_detail": 1.0}
+    steps = {4: {"shed_background": True, "background_level": 0.5},
+             6: {"shed_background": True, "background_level": 0.25, "ai_tier": "reduced"},
+             8: {"shed_background": True, "background_level": 0.125, "ai_tier": "minimal",
+                 "physics_detail": 0.5}}
+    result = run([], drive())
+    result.samples = [replace(s, control=calm | steps.get(int(s.at), {}))
+                      for s in result.samples]
+    section = run_sections(result)["controller"]
+    assert section["order"] == ["background", "ai", "physics_detail"]
+    assert section["background"] == {"engaged_share": 0.3, "first_s": 4.0, "lowest_level": 0.125}
+    assert section["ai"] == {"engaged_share": 0.2, "first_s": 6.0, "lowest_tier": "minimal"}
+    assert section["physics_detail"] == {"engaged_share": 0.1, "first_s": 8.0, "lowest": 0.5}
+    assert "controller" not in run_sections(run([], drive()))  # no decision: no section

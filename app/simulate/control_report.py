@@ -19,8 +19,9 @@ RUNGS: dict[str, Callable[[dict[str, Any]], bool]] = {
 
 def controller_section(run: RunResult) -> Section:
     """Per rung: the share of the run it was engaged, when it first was (seconds into the
-    load) and the lowest it went; and the order the rungs engaged in.  Empty when no
-    controller decided during the run."""
+    load) and the lowest it went; and the order the rungs engaged in (those first engaged
+    in one sample grouped: a load that jumps past all three rungs within a second engages
+    them together).  Empty when no controller decided during the run."""
     decided = [s for s in window(run) if s.control]
     if not decided:
         return {}
@@ -38,5 +39,13 @@ def controller_section(run: RunResult) -> Section:
         (tier_named(s.control.get("ai_tier", "full")) for s in decided), key=ORDER.index).value
     section["physics_detail"]["lowest"] = min(s.control.get("physics_detail", 1.0)
                                               for s in decided)
-    section["order"] = sorted(first, key=lambda rung: (first[rung], list(RUNGS).index(rung)))
+    section["order"] = _order(first)
     return section
+
+
+def _order(first: dict[str, float]) -> list[list[str]]:
+    """The rungs by when they first engaged, those engaged in one sample together."""
+    order: list[list[str]] = []
+    for at in sorted(set(first.values())):
+        order.append([rung for rung in RUNGS if first.get(rung) == at])
+    return order

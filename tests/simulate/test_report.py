@@ -395,8 +395,11 @@ def test_the_controller_section_shows_the_ladders_rungs_in_the_order_they_engage
     result.samples = [replace(s, control=calm | steps.get(int(s.at), {}))
                       for s in result.samples]
     section = run_sections(result)["controller"]
-    assert section["order"] == ["background", "ai", "physics_detail"]
+    assert section["order"] == [["background"], ["ai"], ["physics_detail"]]
     assert section["background"] == {"engaged_share": 0.3, "first_s": 4.0, "lowest_level": 0.125}
     assert section["ai"] == {"engaged_share": 0.2, "first_s": 6.0, "lowest_tier": "minimal"}
     assert section["physics_detail"] == {"engaged_share": 0.1, "first_s": 8.0, "lowest": 0.5}
     assert "controller" not in run_sections(run([], drive()))  # no decision: no section
+    result.samples = [replace(s, control=steps[8]) for s in result.samples]  # all at once
+    assert run_sections(result)["controller"]["order"] == [["background", "ai",
+                                                            "physics_detail"]]

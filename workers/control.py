@@ -9,6 +9,7 @@ from typing import Any
 from celery import shared_task
 
 from app.control import controller, dilation
+from app.control.cpu import ServerCpu
 from app.physics.director import Director
 from app.protocol.names import TICK_TASK
 from app.tasking.base import GameTask
@@ -16,13 +17,14 @@ from app.tasking.broker import queue_depths
 
 log = logging.getLogger(__name__)
 _DIRECTORS: dict[int, Director] = {}  # this process's, by the number of units
+SERVER_CPU = ServerCpu()  # the server's CPU since this process's last tick
 
 
 @shared_task(base=GameTask, bind=True, name=TICK_TASK, ignore_result=True)
 def tick(self: GameTask) -> dict[str, Any]:
     """Read load, decide, publish the decision.  Idempotent; a missed tick is not retried."""
     hot = self.runtime.hot
-    load = controller.Load(depths=queue_depths(self.app), cpu=controller.measure_cpu(),
+    load = controller.Load(depths=queue_depths(self.app), cpu=SERVER_CPU.measure(),
                            slow_total=dilation.slow_total(hot))
     decision = controller.decide(load, self.runtime.settings.cpu_cap,
                                  controller.read_decision(hot))

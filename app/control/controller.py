@@ -12,8 +12,6 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
-import psutil
-
 from app.ai.tiers import ORDER, Tier, tier_named
 from app.control import dilation
 from app.control.forecast import Holt
@@ -124,11 +122,6 @@ def _background_level(load: Load, previous: Decision | None, shed: bool) -> floa
     if late < 0:  # the hot store restarted and lost the count
         late = load.slow_total
     return dilation.next_level(before, late, shed)
-
-
-def measure_cpu() -> float:
-    """Machine CPU utilisation since the previous call, 0..1."""
-    return psutil.cpu_percent(interval=None) / 100.0
 
 
 def write_decision(hot: HotStore, decision: Decision) -> None:

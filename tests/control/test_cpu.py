@@ -1,0 +1,52 @@
+"""The controller reads the server's CPU: gamesched's workers and controller, Redis and
+PostgreSQL; a busy process of anything else on the machine is left out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psutil
+
+from app.control.cpu import ServerCpu, is_server
+
+SPIN = "import time\nend = time.time() + 30\nwhile time.time() < end:\n    pass\n"
+
+
+def test_server_processes_are_known_by_name_or_by_the_gamesched_command_they_run() -> None:
+    assert is_server("redis-server", ["/usr/bin/redis-server", "*:6379"])
+    assert is_server("postgres", ["postgres: 15/main: checkpointer"])
+    assert is_server("python", ["/x/.venv/bin/python", "-m", "app.cli", "worker", "--role", "ai"])
+    assert is_server("gamesched", ["/x/.venv/bin/gamesched", "controller"])
+    assert is_server("celery", ["/x/bin/celery", "-A", "app.tasking.entry", "worker"])
+    assert not is_server("python", ["/x/.venv/bin/gamesched", "simulate", "--players", "10"])
+    assert not is_server("python", ["python", "-c", "spin", "worker"])  # not gamesched's
+    assert not is_server("pytest", ["/x/bin/pytest", "tests/fleet/test_worker.py"])
+
+
+@contextmanager
+def spinning(*argv: str) -> Iterator[None]:
+    """A process busy on one core, whose command line ends with `argv`."""
+    proc = subprocess.Popen([sys.executable, "-c", SPIN, *argv])  # (exec'd on return)
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def busy_share(meter: ServerCpu) -> float:
+    meter.measure()
+    time.sleep(1.0)
+    return meter.measure()
+
+
+def test_a_busy_server_process_is_counted_and_a_busy_other_one_is_not() -> None:
+    one_core = 1.0 / (psutil.cpu_count() or 1)
+    with spinning("app.cli", "worker"):  # looks like a gamesched worker
+        assert busy_share(ServerCpu()) > 0.6 * one_core
+    with spinning("something", "else"):
+        assert busy_share(ServerCpu()) < 0.4 * one_core

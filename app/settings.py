@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     cpu_cap: float = Field(default=0.80, gt=0.0, le=1.0)
     # A state batch later than this (hand-off to applied) slows background work down.
     player_target_ms: float = Field(default=20.0, gt=0.0, le=10_000.0)
+    # A state batch later than this counts as late for the controller's ladder: a run of
+    # ticks with late batches degrades AI and physics detail even with CPU to spare.
+    player_late_ms: float = Field(default=50.0, gt=0.0, le=60_000.0)
     tick_ms: float = Field(default=5.0, gt=0.0, le=1000.0)
     # A batch leaves early when it holds this many updates: Redis runs one batch's script at
     # a time and serves nobody else meanwhile, so a bounded batch bounds that wait.

@@ -11,6 +11,7 @@ from celery import shared_task
 from app.control import controller, dilation
 from app.control.cpu import ServerCpu
 from app.physics.director import Director
+from app.protocol import keys
 from app.protocol.names import TICK_TASK
 from app.tasking.base import GameTask
 from app.tasking.broker import queue_depths
@@ -25,7 +26,8 @@ def tick(self: GameTask) -> dict[str, Any]:
     """Read load, decide, publish the decision.  Idempotent; a missed tick is not retried."""
     hot = self.runtime.hot
     load = controller.Load(depths=queue_depths(self.app), cpu=SERVER_CPU.measure(),
-                           slow_total=dilation.slow_total(hot))
+                           slow_total=dilation.slow_total(hot),
+                           late_total=dilation.slow_total(hot, keys.CONTROL_PLAYER_LATE))
     decision = controller.decide(load, self.runtime.settings.cpu_cap,
                                  controller.read_decision(hot))
     controller.write_decision(hot, decision)

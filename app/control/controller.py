@@ -26,6 +26,7 @@ class Load:
     depths: dict[str, int]
     cpu: float
     slow_total: int = 0  # late player batches counted so far (`app.control.dilation`)
+    late_total: int = 0  # those past GAMESCHED_PLAYER_LATE_MS, counted so far
 
 
 @dataclass(frozen=True)
@@ -51,26 +52,39 @@ class Decision:
     cpu_level: float | None = None
     cpu_trend: float = 0.0
     cpu_ahead: float = 0.0
+    # Player batches past the late bar: the count so far, the ticks in a row that saw more
+    # than `LATE_ALLOWED`, and the load the ladder acted on (CPU ahead, or the pressure of
+    # that run of late ticks, if higher).
+    late_total: int = 0
+    late_streak: int = 0
+    strain: float = 0.0
 
 
 AI_FLOOR = 0.25
 PHYSICS_DETAIL_FLOOR = 0.25
 TIER_HYSTERESIS = 0.05  # CPU this far under the cap before the AI tier goes up again
 BACKGROUND_MARGIN = 0.10  # background work gives way from this far under the CPU cap
+LATE_ALLOWED = 2  # player batches past the late bar a tick that are not yet a strain
+LATE_STEP = 0.05  # each tick in a row of late batches strains the ladder this much past the cap
 HORIZON_TICKS = 2.0  # how far ahead the CPU forecast looks (0: act on what is seen)
 HOLT = Holt()
 
 
 def decide(load: Load, cpu_cap: float, previous: Decision | None = None,
            horizon: float = HORIZON_TICKS) -> Decision:
-    """Degrade in order as CPU `horizon` ticks ahead (forecast from the ticks before,
-    `previous`; now, if higher) climbs (`ladder`): background work first, then AI, then the
-    detail of the regions without players; players' and transactions' work never.
+    """Degrade in order as the strain climbs (`ladder`): background work first, then AI,
+    then the detail of the regions without players; players' and transactions' work
+    never.  The strain is the server's CPU `horizon` ticks ahead (forecast from the ticks
+    before, `previous`; now, if higher), or, while player batches run past the late bar
+    tick after tick, the cap plus `LATE_STEP` for each such tick in a row: players late
+    with CPU to spare (the machine is shared, or a queue is the bottleneck) degrade too.
     Background also slows while player batches run late (compared with `previous`)."""
     level, trend = HOLT.fold(load.cpu, previous.cpu_level if previous else None,
                              previous.cpu_trend if previous else 0.0)
     ahead = Holt.ahead(load.cpu, level, trend, horizon)
-    rungs = ladder(ahead, cpu_cap)
+    streak = _late_streak(load, previous)
+    strain = max(ahead, cpu_cap + LATE_STEP * streak if streak else 0.0)
+    rungs = ladder(strain, cpu_cap)
     ai_level = max(AI_FLOOR, 1.0 - rungs.ai)
     return Decision(
         at=time.time(), cpu=load.cpu, depths=load.depths, ai_level=round(ai_level, 3),
@@ -78,9 +92,21 @@ def decide(load: Load, cpu_cap: float, previous: Decision | None = None,
         background_level=_background_level(load, previous, rungs.background),
         slow_total=load.slow_total,
         physics_detail=round(max(PHYSICS_DETAIL_FLOOR, 1.0 - rungs.physics), 3),
-        ai_tier=_ai_tier(ai_level, ahead < cpu_cap - TIER_HYSTERESIS, previous).value,
+        ai_tier=_ai_tier(ai_level, strain < cpu_cap - TIER_HYSTERESIS, previous).value,
         cpu_level=round(level, 4), cpu_trend=round(trend, 4), cpu_ahead=round(ahead, 4),
+        late_total=load.late_total, late_streak=streak, strain=round(strain, 4),
     )
+
+
+def _late_streak(load: Load, previous: Decision | None) -> int:
+    """Ticks in a row whose player batches past the late bar were more than
+    `LATE_ALLOWED` (a hot store that lost its count starts it again)."""
+    if previous is None:
+        return 0
+    late = load.late_total - previous.late_total
+    if late < 0:
+        late = load.late_total
+    return previous.late_streak + 1 if late > LATE_ALLOWED else 0
 
 
 @dataclass(frozen=True)

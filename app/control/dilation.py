@@ -14,6 +14,7 @@ its speed.
 
 from __future__ import annotations
 
+import math
 import time
 
 from app.players.hotstore import HotStore
@@ -24,15 +25,19 @@ BACKGROUND_FLOOR = 0.05
 MAX_PAUSE_S = 1.0  # one pause never holds a background slot longer than this
 
 
-def note_latency(hot: HotStore, latency_s: float, target_s: float) -> None:
-    """Count a player batch that missed `target_s`."""
+def note_latency(hot: HotStore, latency_s: float, target_s: float,
+                 late_s: float = math.inf) -> None:
+    """Count a player batch that missed `target_s`, and one past `late_s` again apart."""
     if latency_s > target_s:
         hot.incr(keys.CONTROL_PLAYER_SLOW)
+    if latency_s > late_s:
+        hot.incr(keys.CONTROL_PLAYER_LATE)
 
 
-def slow_total(hot: HotStore) -> int:
-    """Late player batches counted so far."""
-    raw = hot.get(keys.CONTROL_PLAYER_SLOW)
+def slow_total(hot: HotStore, key: str = keys.CONTROL_PLAYER_SLOW) -> int:
+    """Player batches counted so far past the target (or past the late bar, with
+    ``keys.CONTROL_PLAYER_LATE``)."""
+    raw = hot.get(key)
     return int(raw) if raw else 0
 
 

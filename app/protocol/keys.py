@@ -23,6 +23,7 @@ NET_FULL_MSGPACK_BYTES = PREFIX + "net:full_msgpack_bytes"  # in the deltas' enc
 # The controller's last decision, and the late player batches it reads each tick.
 CONTROL_DECISION = PREFIX + "control:decision"
 CONTROL_PLAYER_SLOW = PREFIX + "control:player-slow"
+CONTROL_PLAYER_LATE = PREFIX + "control:player-late"  # batches past the product's p99 bar
 
 EXECUTIONS = PREFIX + "executions"  # execution records (demo, simulator, tests)
 

@@ -114,8 +114,10 @@ class GameTask(Task):  # type: ignore[misc]
         """Feed the controller, then slow down as it asked (after done: nobody waits)."""
         try:
             if self.tracks_latency:
-                target_s = self.runtime.settings.player_target_ms / 1000.0
-                dilation.note_latency(self.runtime.hot, latency_s, target_s)
+                settings = self.runtime.settings
+                dilation.note_latency(self.runtime.hot, latency_s,
+                                      settings.player_target_ms / 1000.0,
+                                      settings.player_late_ms / 1000.0)
             if self.dilatable:
                 decision = read_decision(self.runtime.hot)
                 dilation.dilate(run_s, decision.background_level if decision else 1.0)

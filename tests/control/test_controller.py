@@ -106,3 +106,20 @@ def test_both_recover_full_ai_once_the_load_has_fallen() -> None:
 def test_a_calm_load_with_noise_never_throttles() -> None:
     assert {d.ai_tier for d in replay(NOISY_CALM)} == {"full"}
     assert {d.ai_level for d in replay(NOISY_CALM)} == {1.0}
+
+
+def test_a_run_of_ticks_with_late_player_batches_degrades_with_cpu_to_spare() -> None:
+    # CPU calm all along; late batches (past the late bar) counted so far, tick by tick:
+    # none, then 10 a tick for four ticks, then none again.
+    late_totals = [0, 0, 10, 20, 30, 40, 40, 40, 40, 40, 40]
+    decisions: list[Decision] = []
+    for total in late_totals:
+        load = Load(depths={}, cpu=0.4, late_total=total)
+        decisions.append(decide(load, cpu_cap=0.8, previous=decisions[-1] if decisions else None))
+    assert [d.late_streak for d in decisions] == [0, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0]
+    assert [d.ai_tier for d in decisions] == ["full", "full", "reduced", "reduced", "minimal",
+                                              "minimal", "reduced", "full", "full", "full",
+                                              "full"]
+    assert decisions[4].physics_detail < 1.0 == decisions[3].physics_detail  # third rung
+    assert all(d.shed_background for d in decisions[2:6])
+    assert decisions[2].strain == pytest.approx(0.85) and decisions[-1].strain == 0.4

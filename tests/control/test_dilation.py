@@ -16,6 +16,7 @@ from app.control.dilation import (
     slow_total,
 )
 from app.players.hotstore import MemoryHotStore
+from app.protocol import keys
 
 
 def test_late_batches_halve_the_level_down_to_the_floor() -> None:
@@ -42,6 +43,9 @@ def test_only_batches_over_the_target_are_counted() -> None:
     note_latency(hot, 0.021, 0.020)
     note_latency(hot, 0.5, 0.020)
     assert slow_total(hot) == 2
+    note_latency(hot, 0.049, 0.020, 0.050)  # over the target, not past the late bar
+    note_latency(hot, 0.051, 0.020, 0.050)
+    assert slow_total(hot) == 4 and slow_total(hot, keys.CONTROL_PLAYER_LATE) == 1
 
 
 def test_the_controller_slows_background_while_players_run_late() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from celery import shared_task
 
 from app.control import controller, dilation
-from app.control.cpu import ServerCpu
+from app.control.cpu import CpuMeter, meter
 from app.physics.director import Director
 from app.protocol import keys
 from app.protocol.names import TICK_TASK
@@ -18,14 +18,16 @@ from app.tasking.broker import queue_depths
 
 log = logging.getLogger(__name__)
 _DIRECTORS: dict[int, Director] = {}  # this process's, by the number of units
-SERVER_CPU = ServerCpu()  # the server's CPU since this process's last tick
+_METERS: dict[str, CpuMeter] = {}  # this process's, by GAMESCHED_CONTROLLER_CPU
 
 
 @shared_task(base=GameTask, bind=True, name=TICK_TASK, ignore_result=True)
 def tick(self: GameTask) -> dict[str, Any]:
     """Read load, decide, publish the decision.  Idempotent; a missed tick is not retried."""
     hot = self.runtime.hot
-    load = controller.Load(depths=queue_depths(self.app), cpu=SERVER_CPU.measure(),
+    kind = self.runtime.settings.controller_cpu
+    cpu = (_METERS.get(kind) or _METERS.setdefault(kind, meter(kind))).measure()
+    load = controller.Load(depths=queue_depths(self.app), cpu=cpu,
                            slow_total=dilation.slow_total(hot),
                            late_total=dilation.slow_total(hot, keys.CONTROL_PLAYER_LATE))
     decision = controller.decide(load, self.runtime.settings.cpu_cap,

@@ -1,9 +1,11 @@
 """The controller: every tick it reads load and writes a decision workers act on.
 
-This first controller measures queue depths, machine CPU and the player batches that ran
-late; it sets the AI throttle level, the AI tier cap game servers keep and the physics
-detail from CPU a few ticks ahead (`app.control.forecast`: it acts before a spike peaks),
-and the background level (`app.control.dilation`) from the late batches.
+The controller measures queue depths, the server's CPU (`app.control.cpu`) and the player
+batches that ran late.  It degrades in order (`ladder`): background work, then AI (its
+level and the tier cap game servers keep), then the detail of regions without players,
+by the server's CPU a few ticks ahead (`app.control.forecast`: it acts before a spike
+peaks) or by a run of ticks with player batches past the late bar; background also slows
+while player batches miss their target (`app.control.dilation`).
 """
 
 from __future__ import annotations
@@ -111,23 +113,24 @@ def _late_streak(load: Load, previous: Decision | None) -> int:
 
 @dataclass(frozen=True)
 class Rungs:
-    """How far down each rung of the degradation ladder CPU `ahead` reaches: background
-    gives way (a yes or no), AI and physics detail by how far past their start (0..1)."""
+    """How far down each rung of the degradation ladder a strain reaches: background gives
+    way (a yes or no), AI and physics detail by how far past their start (0..1)."""
 
     background: bool
     ai: float
     physics: float
 
 
-def ladder(ahead: float, cpu_cap: float) -> Rungs:
-    """The rungs CPU `ahead` reaches: background from `BACKGROUND_MARGIN` under the cap,
-    AI from the cap, physics detail from halfway between the cap and a full machine."""
+def ladder(strain: float, cpu_cap: float) -> Rungs:
+    """The rungs `strain` (a share of the machine, as CPU) reaches: background from
+    `BACKGROUND_MARGIN` under the cap, AI from the cap, physics detail from halfway between
+    the cap and a full machine."""
     physics_from = cpu_cap + (1.0 - cpu_cap) / 2
 
     def past(start: float) -> float:
-        return min(1.0, max(0.0, ahead - start) / max(1e-9, 1.0 - start))
+        return min(1.0, max(0.0, strain - start) / max(1e-9, 1.0 - start))
 
-    return Rungs(ahead > cpu_cap - BACKGROUND_MARGIN, past(cpu_cap), past(physics_from))
+    return Rungs(strain > cpu_cap - BACKGROUND_MARGIN, past(cpu_cap), past(physics_from))
 
 
 def _ai_tier(ai_level: float, cool: bool, previous: Decision | None) -> Tier:

@@ -8,6 +8,7 @@ make it throttle.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import psutil
 
@@ -47,3 +48,23 @@ class ServerCpu:
             kept[proc.pid] = mine
         self._kept = kept
         return min(1.0, percent / 100.0 / self._cores)
+
+
+class MachineCpu:
+    """The whole machine's CPU (0..1) between two calls of `measure`."""
+
+    def measure(self) -> float:
+        """Every process's CPU since the last call, as a share of every core."""
+        return float(psutil.cpu_percent(interval=None)) / 100.0
+
+
+class CpuMeter(Protocol):
+    """What the controller reads CPU with."""
+
+    def measure(self) -> float:
+        """CPU since the last call, as a share of every core."""
+
+
+def meter(kind: str) -> CpuMeter:
+    """The meter of `GAMESCHED_CONTROLLER_CPU`: ``server`` or ``machine``."""
+    return MachineCpu() if kind == "machine" else ServerCpu()

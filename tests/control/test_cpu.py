@@ -10,8 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psutil
+import pytest
 
-from app.control.cpu import ServerCpu, is_server
+from app.control.cpu import MachineCpu, ServerCpu, is_server, meter
+from app.errors import ConfigError
+from app.settings import load_settings
 
 SPIN = "import time\nend = time.time() + 30\nwhile time.time() < end:\n    pass\n"
 
@@ -50,3 +53,16 @@ def test_a_busy_server_process_is_counted_and_a_busy_other_one_is_not() -> None:
         assert busy_share(ServerCpu()) > 0.6 * one_core
     with spinning("something", "else"):
         assert busy_share(ServerCpu()) < 0.4 * one_core
+
+
+def test_the_machines_cpu_counts_any_busy_process_and_the_setting_picks_the_meter() -> None:
+    one_core = 1.0 / (psutil.cpu_count() or 1)
+    with spinning("something", "else"):
+        machine = MachineCpu()
+        machine.measure()
+        time.sleep(1.0)
+        assert machine.measure() > 0.6 * one_core
+    assert isinstance(meter("machine"), MachineCpu) and isinstance(meter("server"), ServerCpu)
+    assert load_settings(controller_cpu="machine").controller_cpu == "machine"
+    with pytest.raises(ConfigError, match="GAMESCHED_CONTROLLER_CPU='cluster'"):
+        load_settings(controller_cpu="cluster")

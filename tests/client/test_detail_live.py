@@ -58,7 +58,7 @@ def test_under_load_the_controller_lowers_the_detail_of_regions_without_players(
     settings = live_settings.model_copy(update={
         "physics_frame_hz": 20.0, "physics_near_hz": 10.0, "physics_far_hz": 2.0})
     app = create_app(settings)
-    write_decision(app.runtime.hot, decide(Load(depths={}, cpu=0.9), cpu_cap=0.8))  # half
+    write_decision(app.runtime.hot, decide(Load(depths={}, cpu=0.95), cpu_cap=0.8))  # half
     client = GameClient(app, settings)
     client.open_session("m-1", players=4, region="w00")
     for frame in range(40):

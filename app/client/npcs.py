@@ -3,7 +3,7 @@
 Every tick (`AI_TICK_HZ`) the game server hands over all its NPCs.  Each NPC's tier is set
 by the players it sees (`app.ai.tiers.tier_for`) and capped by the controller's
 (`Decision.ai_tier`); an NPC is decided in the ticks its tier's rate makes due
-(`app.ai.tiers.due`): the minimal tier still once a second.
+(`app.ai.tiers.due`): the minimal tier still at least once a second.
 """
 
 from __future__ import annotations

@@ -60,6 +60,9 @@ class Decision:
     late_total: int = 0
     late_streak: int = 0
     strain: float = 0.0
+    # The AI workers' pool processes (prefork), following the tier cap: the role's
+    # concurrency at full, half of it reduced, one at minimal (0: not managed).
+    ai_pool: int = 0
 
 
 AI_FLOOR = 0.25
@@ -73,7 +76,7 @@ HOLT = Holt()
 
 
 def decide(load: Load, cpu_cap: float, previous: Decision | None = None,
-           horizon: float = HORIZON_TICKS) -> Decision:
+           horizon: float = HORIZON_TICKS, ai_pool_max: int = 0) -> Decision:
     """Degrade in order as the strain climbs (`ladder`): background work first, then AI,
     then the detail of the regions without players; players' and transactions' work
     never.  The strain is the server's CPU `horizon` ticks ahead (forecast from the ticks
@@ -88,16 +91,24 @@ def decide(load: Load, cpu_cap: float, previous: Decision | None = None,
     strain = max(ahead, cpu_cap + LATE_STEP * streak if streak else 0.0)
     rungs = ladder(strain, cpu_cap)
     ai_level = max(AI_FLOOR, 1.0 - rungs.ai)
+    tier = _ai_tier(ai_level, strain < cpu_cap - TIER_HYSTERESIS, previous)
     return Decision(
         at=time.time(), cpu=load.cpu, depths=load.depths, ai_level=round(ai_level, 3),
         shed_background=rungs.background,
         background_level=_background_level(load, previous, rungs.background),
         slow_total=load.slow_total,
         physics_detail=round(max(PHYSICS_DETAIL_FLOOR, 1.0 - rungs.physics), 3),
-        ai_tier=_ai_tier(ai_level, strain < cpu_cap - TIER_HYSTERESIS, previous).value,
+        ai_tier=tier.value, ai_pool=ai_pool(tier, ai_pool_max),
         cpu_level=round(level, 4), cpu_trend=round(trend, 4), cpu_ahead=round(ahead, 4),
         late_total=load.late_total, late_streak=streak, strain=round(strain, 4),
     )
+
+
+def ai_pool(tier: Tier, most: int) -> int:
+    """The AI workers' pool processes at `tier`, out of `most` (0: not managed)."""
+    if most <= 0:
+        return 0
+    return {Tier.FULL: most, Tier.REDUCED: max(1, most // 2)}.get(tier, 1)
 
 
 def _late_streak(load: Load, previous: Decision | None) -> int:

@@ -20,7 +20,7 @@ class Role:
 ROLES: dict[str, Role] = {
     RoleName.PLAYER: Role(RoleName.PLAYER, (Queue.PLAYER,), "threads"),
     RoleName.PHYSICS: Role(RoleName.PHYSICS, (Queue.PHYSICS,), "threads"),
-    RoleName.AI: Role(RoleName.AI, (Queue.AI,), "threads"),
+    RoleName.AI: Role(RoleName.AI, (Queue.AI,), "prefork"),  # its pool resized (controller)
     RoleName.TRANSACTIONS: Role(RoleName.TRANSACTIONS, (Queue.TRANSACTIONS,), "threads"),
     RoleName.BACKGROUND: Role(RoleName.BACKGROUND, (Queue.BACKGROUND,), "prefork"),
     RoleName.CONTROL: Role(RoleName.CONTROL, (Queue.CONTROL,), "solo"),

@@ -24,7 +24,7 @@ def _opt(argv: list[str], flag: str) -> str:
     [
         ("player", "player", "threads"),
         ("physics", "physics,physics.0,physics.1", "threads"),  # every unit in one
-        ("ai", "ai", "threads"),
+        ("ai", "ai", "prefork"),
         ("transactions", "transactions", "threads"),
         ("background", "background", "prefork"),
         ("all", "player,physics,physics.0,physics.1,ai,transactions,background,control",

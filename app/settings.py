@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     # The NPCs' navigation grid (app.ai.navgrid): the world in square cells of this side
     # (at most 2,048 of them along a side).
     ai_cell_size: float = Field(default=100.0, gt=0.0, le=10_000_000.0)
+    # A map of the ground NPCs cannot walk (app.ai.navgrid.load_map): a JSON file of
+    # blocked rectangles; none, an open world.
+    ai_map: str | None = None
     # Game servers keep the controller's AI tier cap (`GameClient.ai_tick`); off, every NPC
     # gets the tier the players it sees give it, whatever the load.
     ai_throttle: bool = True

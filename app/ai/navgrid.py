@@ -7,9 +7,11 @@ followed (`app.ai.paths.Route`).
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
 from app.errors import InvalidRequest
 
@@ -92,3 +94,36 @@ class NavGrid:
         blocked = self._blocked
         return [[0 if (x, y) in blocked else 1 for x in range(self.side)]
                 for y in range(self.side)]
+
+
+def load_map(path: str | Path, size: float, cell: float) -> NavGrid:
+    """The grid of a map file: JSON ``{"blocked": [[x0, y0, x1, y1], ...]}``, rectangles
+    in world units whose cells are blocked (every cell a rectangle overlaps).  A file that
+    cannot be read or a bad rectangle raises InvalidRequest naming it (``blocked.3``)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidRequest("ai_map", str(path),
+                             f"expected a readable JSON file ({exc})") from None
+    rects = data.get("blocked") if isinstance(data, dict) else None
+    if not isinstance(rects, list):
+        raise InvalidRequest("blocked", rects, "expected a list of [x0, y0, x1, y1]")
+    nav = NavGrid(size, cell)
+    nav.block(cell_ for i, rect in enumerate(rects) for cell_ in _cells(nav, i, rect))
+    nav.version = 0
+    return nav
+
+
+def _cells(nav: NavGrid, index: int, rect: object) -> list[Cell]:
+    """The cells rectangle `rect` (the `index`-th) overlaps."""
+    if (not isinstance(rect, list) or len(rect) != 4
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in rect)):
+        raise InvalidRequest(f"blocked.{index}", rect, "expected [x0, y0, x1, y1]")
+    x0, y0, x1, y1 = (float(v) for v in rect)
+    if not (0 <= x0 < x1 <= nav.size and 0 <= y0 < y1 <= nav.size):
+        raise InvalidRequest(f"blocked.{index}", rect,
+                             f"expected 0 <= x0 < x1 <= {nav.size:g}, and so y0, y1")
+    last = nav.side - 1
+    cols = range(int(x0 // nav.cell), min(last, math.ceil(x1 / nav.cell) - 1) + 1)
+    rows = range(int(y0 // nav.cell), min(last, math.ceil(y1 / nav.cell) - 1) + 1)
+    return [(c, r) for c in cols for r in rows]

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.ai import NavGrid, TreeBrain
+from app.ai.navgrid import load_map
 from app.db import make_engine, make_sessionmaker
 from app.observe.recorder import Recorder, recorder_for
 from app.physics.attention import MEMORY_PLAYER_COUNTS, PlayerCounts, RedisPlayerCounts
@@ -63,8 +64,11 @@ class Runtime:
 
     @cached_property
     def brain(self) -> TreeBrain:
-        """The NPCs' default brain, on an open navigation grid of the world."""
-        return TreeBrain(NavGrid(self.settings.world_size, self.settings.ai_cell_size))
+        """The NPCs' default brain, on the navigation grid of GAMESCHED_AI_MAP (an open
+        world without one)."""
+        size, cell = self.settings.world_size, self.settings.ai_cell_size
+        path = self.settings.ai_map
+        return TreeBrain(load_map(path, size, cell) if path else NavGrid(size, cell))
 
     @cached_property
     def recorder(self) -> Recorder:

@@ -4,15 +4,17 @@ and a found path is one an NPC can walk (checked against a breadth-first referen
 from __future__ import annotations
 
 import heapq
+import json
 import math
 from collections import deque
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.ai.navgrid import Cell, NavGrid
+from app.ai.navgrid import Cell, NavGrid, load_map
 from app.ai.paths import PathStatus, Route, find_path, steer
 from app.errors import InvalidRequest
 
@@ -180,3 +182,28 @@ def _shortest(nav: NavGrid, start: Cell, goal: Cell) -> float:
                         best[near] = nd
                         heapq.heappush(heap, (nd, near))
     return math.inf
+
+
+def test_a_map_file_blocks_every_cell_its_rectangles_overlap(tmp_path: Path) -> None:
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({"blocked": [[250.0, 0.0, 350.0, 800.0], [0, 950, 1000, 1000]]}))
+    nav = load_map(path, 1000.0, 100.0)
+    assert nav.version == 0
+    assert nav.blocked == {(c, r) for c in (2, 3) for r in range(8)} | {
+        (c, 9) for c in range(10)}
+    route = find_path(nav, nav.centre((0, 0)), nav.centre((5, 0)))
+    assert route.status is PathStatus.FOUND and (4, 8) in route.cells  # round the wall's end
+
+
+@pytest.mark.parametrize(("content", "field"), [
+    ("not json", "ai_map"), ('{"walls": []}', "blocked"),
+    ('{"blocked": [[0, 0, 100, 100], [50, 50, 10]]}', "blocked.1"),
+    ('{"blocked": [[500, 0, 400, 100]]}', "blocked.0"),
+    ('{"blocked": [[0, 0, 100, 2000]]}', "blocked.0")])
+def test_a_bad_map_file_is_refused_naming_what_is_wrong(tmp_path: Path, content: str,
+                                                       field: str) -> None:
+    path = tmp_path / "map.json"
+    path.write_text(content)
+    with pytest.raises(InvalidRequest) as refused:
+        load_map(path, 1000.0, 100.0)
+    assert refused.value.field == field

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import prometheus_client
 
@@ -231,3 +232,13 @@ def test_late_player_batches_slow_background_work_at_the_next_tick(
                                                              dilation.SLOW_ALLOWED + 2)
     assert second["background_level"] < first["background_level"] or (
         first["background_level"] == dilation.BACKGROUND_FLOOR)
+
+
+def test_the_ai_workers_brain_walks_the_map_the_settings_name(eager_settings: Settings,
+                                                               tmp_path: Path) -> None:
+    walls = tmp_path / "walls.json"
+    walls.write_text('{"blocked": [[0, 0, 100, 100]]}')
+    app = create_app(eager_settings.model_copy(update={"ai_map": str(walls)}),
+                     task_always_eager=True)
+    assert app.runtime.brain.nav.blocked == {(0, 0)}
+    assert create_app(eager_settings, task_always_eager=True).runtime.brain.nav.blocked == set()

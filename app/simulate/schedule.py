@@ -29,6 +29,7 @@ NPC_WANDER = 15.0  # how far an NPC wanders in a second (the deviation of its ra
 MEMBERS_REFRESH_S = 0.05
 EVENT_KINDS = ("kill", "death", "loot", "quest", "chat", "trade", "level_up")
 PURCHASE_STREAM = 7  # seeds each purchase's generator beside the run's seed and its number
+SIGHT_STREAM = 13  # seeds what the NPCs of an AI tick see, beside the seed and the tick
 SKUS = (("sword", 500), ("shield", 350), ("potion", 20), ("skin", 1200), ("mount", 3000))
 
 
@@ -94,29 +95,38 @@ class TickPlan:
 class Npcs:
     """NPCs that wander their region, each seeing some of the players there; the game
     server hands them all to the client every AI tick, which decides those due at their
-    tier's rate (`GameClient.ai_tick`)."""
+    tier's rate (`GameClient.ai_tick`).  Every share moves them (the world moves on whole);
+    what they see is drawn only by the share that owns the tick, from a generator of the
+    tick's own (seed, stream, tick)."""
 
-    def __init__(self, count: int, world: World, rng: np.random.Generator) -> None:
-        self.world, self.rng = world, rng
+    def __init__(self, count: int, world: World, rng: np.random.Generator, seed: int) -> None:
+        self.world, self.rng, self.seed = world, rng, seed
         self.x = rng.uniform(0.0, world.size, count)
         self.y = rng.uniform(0.0, world.size, count)
 
-    def tick(self, members: list[Ints], population: Population) -> list[AiRequest]:
-        """Every NPC after one AI tick's wander, with the players it sees."""
+    def wander(self) -> None:
+        """Move every NPC by one AI tick's random walk."""
         size, n = self.world.size, len(self.x)
         step = NPC_WANDER * math.sqrt(AI_TICK_S)  # a random walk of NPC_WANDER a second
         self.x = np.clip(self.x + self.rng.normal(0.0, step, n), 0.0, size)
         self.y = np.clip(self.y + self.rng.normal(0.0, step, n), 0.0, size)
+
+    def seen(self, tick: int, members: list[Ints],
+             population: Population) -> list[AiRequest]:
+        """Every NPC where it is, with the players it sees in AI tick `tick`."""
+        rng = np.random.default_rng([self.seed, SIGHT_STREAM, tick])
         regions = self.world.region_of(self.x, self.y).tolist()
-        return [AiRequest(i, (x, y), self._seen(members[r], population))
+        return [AiRequest(i, (x, y), _seen(rng, members[r], population))
                 for i, (x, y, r) in enumerate(zip(self.x.tolist(), self.y.tolist(), regions,
                                                   strict=True))]
 
-    def _seen(self, members: Ints, population: Population) -> list[tuple[float, float]]:
-        if not len(members):
-            return []
-        seen = self.rng.choice(members, size=min(NPC_SIGHT, len(members)), replace=False)
-        return list(zip(population.x[seen].tolist(), population.y[seen].tolist(), strict=True))
+
+def _seen(rng: np.random.Generator, members: Ints,
+          population: Population) -> list[tuple[float, float]]:
+    if not len(members):
+        return []
+    seen = rng.choice(members, size=min(NPC_SIGHT, len(members)), replace=False)
+    return list(zip(population.x[seen].tolist(), population.y[seen].tolist(), strict=True))
 
 
 class Schedule:
@@ -135,7 +145,7 @@ class Schedule:
         surge_at = scenario.surge.at * duration_s if scenario.surge else 0.0
         self.population = Population(scenario, players, self.rng, self.world, surge_at)
         npcs = round(players * scenario.npcs_per_player * scenario.ai_factor)
-        self.npcs = Npcs(npcs, self.world, self.rng)
+        self.npcs = Npcs(npcs, self.world, self.rng, seed)
         self.seed = seed
         self.share = share
         self.blasts = (Blasts(scenario.combat, self.world, seed, players)
@@ -194,9 +204,10 @@ class Schedule:
             plan.bodies = [c for c in self.blasts.due(t0, t1, pop) if share.owns(c.blast)]
         ai_tick = _crosses(t0, t1, AI_TICK_S)
         if len(self.npcs.x) and ai_tick is not None:
-            npcs = self.npcs.tick(self._region_members(t0), pop)  # every share moves them
+            self.npcs.wander()
             if share.owns(ai_tick):
-                plan.ai, plan.ai_tick = npcs, ai_tick
+                plan.ai = self.npcs.seen(ai_tick, self._region_members(t0), pop)
+                plan.ai_tick = ai_tick
         return plan
 
     def purchase_rate(self) -> float:

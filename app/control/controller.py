@@ -116,10 +116,14 @@ def _late_streak(load: Load, previous: Decision | None) -> int:
     `LATE_ALLOWED` (a hot store that lost its count starts it again)."""
     if previous is None:
         return 0
-    late = load.late_total - previous.late_total
-    if late < 0:
-        late = load.late_total
+    late = _since(load.late_total, previous.late_total)
     return previous.late_streak + 1 if late > LATE_ALLOWED else 0
+
+
+def _since(total: int, before: int) -> int:
+    """What a running count in the hot store grew by since `before` (all of `total` when
+    it went down: the hot store restarted and lost the count)."""
+    return total - before if total >= before else total
 
 
 @dataclass(frozen=True)
@@ -157,11 +161,10 @@ def _ai_tier(ai_level: float, cool: bool, previous: Decision | None) -> Tier:
 
 
 def _background_level(load: Load, previous: Decision | None, shed: bool) -> float:
-    before = previous.background_level if previous is not None else 1.0
-    late = load.slow_total - previous.slow_total if previous is not None else 0
-    if late < 0:  # the hot store restarted and lost the count
-        late = load.slow_total
-    return dilation.next_level(before, late, shed)
+    if previous is None:
+        return dilation.next_level(1.0, 0, shed)
+    late = _since(load.slow_total, previous.slow_total)
+    return dilation.next_level(previous.background_level, late, shed)
 
 
 def write_decision(hot: HotStore, decision: Decision) -> None:

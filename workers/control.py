@@ -28,12 +28,12 @@ _METERS: dict[str, CpuMeter] = {}  # this process's, by GAMESCHED_CONTROLLER_CPU
 def tick(self: GameTask) -> dict[str, Any]:
     """Read load, decide, publish the decision.  Idempotent; a missed tick is not retried."""
     hot = self.runtime.hot
-    kind = self.runtime.settings.controller_cpu
+    settings = self.runtime.settings
+    kind = settings.controller_cpu
     cpu = (_METERS.get(kind) or _METERS.setdefault(kind, meter(kind))).measure()
     load = controller.Load(depths=queue_depths(self.app), cpu=cpu,
                            slow_total=dilation.slow_total(hot),
                            late_total=dilation.slow_total(hot, keys.CONTROL_PLAYER_LATE))
-    settings = self.runtime.settings
     previous = controller.read_decision(hot)
     decision = controller.decide(load, settings.cpu_cap, previous,
                                  ai_pool_max=settings.ai.concurrency)

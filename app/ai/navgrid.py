@@ -108,10 +108,8 @@ def load_map(path: str | Path, size: float, cell: float) -> NavGrid:
     rects = data.get("blocked") if isinstance(data, dict) else None
     if not isinstance(rects, list):
         raise InvalidRequest("blocked", rects, "expected a list of [x0, y0, x1, y1]")
-    nav = NavGrid(size, cell)
-    nav.block(cell_ for i, rect in enumerate(rects) for cell_ in _cells(nav, i, rect))
-    nav.version = 0
-    return nav
+    plan = NavGrid(size, cell)  # the geometry the rectangles are measured against
+    return NavGrid(size, cell, [c for i, rect in enumerate(rects) for c in _cells(plan, i, rect)])
 
 
 def _cells(nav: NavGrid, index: int, rect: object) -> list[Cell]:

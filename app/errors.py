@@ -29,6 +29,14 @@ class InvalidRequest(GameschedError):
         super().__init__(f"invalid {field}={_short(value)}: {reason}")
 
 
+class MemoryBudgetExceeded(GameschedError):
+    """A job stopped because its worker process passed its memory budget (the worker's log
+    names the job, the memory used and the budget: `app.fleet.memoryguard`)."""
+
+    def __init__(self, *args: object) -> None:  # raised by class, without arguments
+        super().__init__(*(args or ("stopped: its worker passed its memory budget",)))
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

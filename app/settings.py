@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     transactions: RoleBudget = RoleBudget(concurrency=8, memory_mb=256)  # applies wait on commits
     background: RoleBudget = RoleBudget(concurrency=1, memory_mb=256, nice=10,
                                         cpu_policy="idle")
+    # The controller (beat and the control worker), and one process that runs every role
+    # (``gamesched worker --role all``, and the embedded fleet with the command using it).
+    control: RoleBudget = RoleBudget(concurrency=1, memory_mb=256)
+    all: RoleBudget = RoleBudget(concurrency=6, memory_mb=1024)
 
     cpu_cap: float = Field(default=0.80, gt=0.0, le=1.0)
     # A state batch later than this (hand-off to applied) slows background work down.

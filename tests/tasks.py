@@ -39,3 +39,15 @@ def hold(started_path: str, release_path: str) -> None:
     deadline = time.monotonic() + 60
     while not Path(release_path).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+@shared_task(name="tests.hog")  # acknowledged on receipt, as AI and background tasks are
+def hog(mb: int, hold_s: float, marker: str) -> None:
+    """Take `mb` MiB, a MiB at a time, and hold it `hold_s`; ``<marker>.started`` and
+    ``<marker>.done`` are created as it begins and ends (a job stopped ends without)."""
+    Path(f"{marker}.started").touch()
+    held = [b"\x01" * (1 << 20) for _ in range(mb)]  # written: resident, not only mapped
+    deadline = time.monotonic() + hold_s
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    Path(f"{marker}.done").write_text(str(len(held)))

@@ -56,7 +56,8 @@ def worker(
         raise typer.Exit(2) from None
     failures.require_redis(settings)  # once: later outages are Celery's to ride out
     workercmd.lower_cpu_priority(settings, role)
-    workercmd.run_worker(settings, argv, metrics_port, workercmd.memory_budget(settings, role))
+    workercmd.run_worker(settings, argv, metrics_port, workercmd.memory_budget(settings, role),
+                         role)
 
 
 @cli.command()
@@ -77,7 +78,8 @@ def controller(
                                         f"gamesched-beat-{settings.instance_id}")
     argv = workercmd.controller_argv(settings, schedule, loglevel, hostname)
     failures.require_redis(settings)  # once: later outages are Celery's to ride out
-    workercmd.run_worker(settings, argv, metrics_port)
+    workercmd.run_worker(settings, argv, metrics_port,
+                         workercmd.memory_budget(settings, RoleName.CONTROL), RoleName.CONTROL)
 
 
 @db_cli.command("upgrade")

@@ -21,6 +21,8 @@ from celery.worker import WorkController
 from celery.worker import state as worker_state
 
 from app.errors import GameschedError
+from app.fleet import jobs
+from app.fleet.memoryguard import MemoryGuard
 from app.fleet.roles import ROLES, WORKER_ROLES
 from app.fleet.worker import consumption, node_name
 from app.protocol.vocab import RoleName
@@ -49,6 +51,11 @@ class EmbeddedFleet:
         self.roles = tuple(roles)
         self._workers: list[_Worker] = []
         self._threads: list[threading.Thread] = []
+        # One process runs every role: it keeps the ``all`` role's budget.  It is the
+        # process of the command using the fleet, so it is not replaced; the job is stopped.
+        self.memory_guard = MemoryGuard(settings.budget(RoleName.ALL).memory_mb,
+                                        jobs.this_process(), label="embedded", over=None,
+                                        then="the fleet carries on")
 
     def __enter__(self) -> EmbeddedFleet:
         # Celery's pool threads run tasks from the default app, not the consuming worker's
@@ -67,6 +74,7 @@ class EmbeddedFleet:
         for worker in self._workers:
             if not worker.ready.wait(timeout=30):
                 raise GameschedError(f"embedded worker {worker.hostname} did not start")
+        self.memory_guard.start()
         return self
 
     def _start(self, name: str, unit: int | None = None) -> None:
@@ -87,6 +95,7 @@ class EmbeddedFleet:
         self._threads.append(thread)
 
     def __exit__(self, *exc: object) -> None:
+        self.memory_guard.stop()
         worker_state.should_terminate = 0
         for thread in self._threads:
             thread.join(timeout=15)

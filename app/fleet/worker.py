@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from celery.signals import worker_process_init, worker_ready
 
 from app.errors import InvalidRequest
+from app.fleet import jobs
 from app.fleet.memoryguard import MemoryGuard
 from app.fleet.roles import WORKER_ROLES, role
 from app.protocol.queues import NAIVE_QUEUE, unit_queue, unit_queues
@@ -85,10 +86,8 @@ def worker_argv(settings: Settings, role_name: str, concurrency: int | None,  # 
     """The Celery worker arguments of role `role_name` (`concurrency`: the pool size, when
     not the role's or the baseline's; `unit`: the physics unit it is)."""
     spec = role(role_name)
-    budget = settings.budget(role_name) if role_name in WORKER_ROLES else None
     consumes = consumption(settings, role_name, unit)
-    size = (concurrency or consumes.concurrency
-            or (budget.concurrency if budget else len(spec.queues)))
+    size = concurrency or consumes.concurrency or settings.budget(role_name).concurrency
     return [
         "worker", "-P", consumes.pool or spec.pool, "-c", str(size),
         "-n", hostname or f"{node_name(role_name, unit)}@{settings.instance_id}",
@@ -157,21 +156,19 @@ def controller_argv(settings: Settings, schedule: str, loglevel: str,
 
 
 def memory_budget(settings: Settings, role_name: str) -> int | None:
-    """The MiB a thread-pool worker of `role_name` keeps itself under (None for prefork
-    roles and the textbook baseline's prefork workers, whose children Celery replaces, and
-    for roles without a budget)."""
-    if role_name not in WORKER_ROLES:
-        return None
-    if (consumption(settings, role_name).pool or role(role_name).pool) != "threads":
+    """The MiB a worker of `role_name` keeps each of its processes under
+    (`app.fleet.memoryguard`); None for the textbook baseline, Celery's defaults."""
+    if settings.naive and settings.textbook:
         return None
     return settings.budget(role_name).memory_mb
 
 
 def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,
-               memory_mb: int | None = None) -> None:
+               memory_mb: int | None = None, role_name: str = "") -> None:
     """Run Celery's worker in this process, serving metrics on `metrics_port` if given.
-    With `memory_mb`, past that much resident memory the worker finishes its tasks and
-    starts again as a fresh process (`app.fleet.memoryguard`)."""
+    With `memory_mb`, a job that takes a process of the worker past that much resident
+    memory is stopped and the process replaced (`app.fleet.memoryguard`): a thread-pool or
+    solo worker finishes its other tasks and starts again as a fresh process."""
     if metrics_port is not None:
         _ensure_multiprocess_metrics()
         from app.observe.metrics import serve
@@ -182,15 +179,33 @@ def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     worker_ready.connect(freeze_startup_objects, weak=False)
     worker_process_init.connect(freeze_startup_objects, weak=False)
-    guard = MemoryGuard(memory_mb) if memory_mb else None
-    if guard is not None:
-        worker_ready.connect(guard.start, weak=False)
+    guard = _guard(argv, memory_mb, role_name)
     app = create_app(settings)
     try:
         app.worker_main(argv=argv)
     finally:
         if guard is not None and guard.tripped.is_set():
             os.execv(sys.executable, sys.orig_argv)  # the same command, as a fresh process
+
+
+def _guard(argv: list[str], memory_mb: int | None, role_name: str) -> MemoryGuard | None:
+    """Keep the worker's processes under `memory_mb`: each prefork child guards itself (and
+    Celery replaces it after the stopped job), a one-process worker guards itself and is
+    replaced here (the guard returned)."""
+    if not memory_mb:
+        return None
+    running = jobs.this_process()
+    if argv[argv.index("-P") + 1] == "prefork":
+
+        def guard_child(**_: object) -> None:
+            MemoryGuard(memory_mb, running, label=role_name, over=None,
+                        then="this child ends after it (Celery starts another)").start()
+
+        worker_process_init.connect(guard_child, weak=False)
+        return None
+    guard = MemoryGuard(memory_mb, running, label=role_name)
+    worker_ready.connect(guard.start, weak=False)
+    return guard
 
 
 def freeze_startup_objects(**_: object) -> int:

@@ -34,6 +34,7 @@ class Metrics:
     physics_handed_over: Counter  # regions a unit handed over to another
     physics_crossed: Counter  # bodies that left a region for a neighbour
     physics_rested: Counter  # region steps skipped: everything in the region at rest
+    memory_stops: Counter  # by role: jobs stopped, workers replaced, past the memory budget
 
 
 _LOCK = threading.Lock()
@@ -79,6 +80,9 @@ def _create() -> Metrics:
         physics_rested=Counter("gamesched_physics_steps_rested",
                                "Region steps skipped because everything in the region was "
                                "at rest."),
+        memory_stops=Counter("gamesched_memory_stops",
+                             "Times a worker passed its memory budget: its longest-running "
+                             "job stopped, the worker replaced.", ["role"]),
     )
 
 

@@ -55,13 +55,16 @@ def test_concurrency_and_memory_budget_come_from_settings() -> None:
     assert _opt(worker_argv(settings, "background", 7, None, "INFO"), "-c") == "7"
 
 
-def test_thread_pool_roles_keep_their_own_memory_budget() -> None:
-    settings = load_settings(broker_url=REDIS, player={"concurrency": 4, "memory_mb": 200})
+def test_every_role_keeps_its_own_memory_budget() -> None:
+    settings = load_settings(broker_url=REDIS, player={"concurrency": 4, "memory_mb": 200},
+                             control={"concurrency": 1, "memory_mb": 150})
     assert memory_budget(settings, "player") == 200
     assert memory_budget(settings, "transactions") == settings.transactions.memory_mb
     assert "--max-memory-per-child" not in worker_argv(settings, "player", None, None, "INFO")
-    assert memory_budget(settings, "background") is None  # prefork: Celery replaces children
-    assert memory_budget(settings, "all") is None
+    # prefork: each child guards itself, and Celery replaces a child that peaked past it
+    assert memory_budget(settings, "background") == settings.background.memory_mb
+    assert memory_budget(settings, "control") == 150
+    assert memory_budget(settings, "all") == settings.all.memory_mb == 1024
 
 
 def test_a_physics_unit_consumes_its_own_queue_alone() -> None:

@@ -12,6 +12,7 @@ from celery import Celery, shared_task
 
 from app.control import controller, dilation
 from app.control.cpu import CpuMeter, meter
+from app.observe.metrics import show_decision
 from app.physics.director import Director
 from app.protocol import keys
 from app.protocol.names import TICK_TASK
@@ -38,6 +39,7 @@ def tick(self: GameTask) -> dict[str, Any]:
     decision = controller.decide(load, settings.cpu_cap, previous,
                                  ai_pool_max=settings.ai.concurrency)
     controller.write_decision(hot, decision)
+    show_decision(decision.gauges())
     if decision.ai_pool:
         _AI_POOLS.keep(self.app, decision.ai_pool)
     _balance_physics(self)

@@ -64,6 +64,17 @@ class Decision:
     # concurrency at full, half of it reduced, one at minimal (0: not managed).
     ai_pool: int = 0
 
+    def gauges(self) -> dict[str, float]:
+        """The decision as numbers, for Prometheus (`app.observe.metrics.CONTROL_GAUGES`)."""
+        return {
+            "ai_level": self.ai_level, "ai_tier": float(ORDER.index(tier_named(self.ai_tier))),
+            "ai_pool": self.ai_pool, "background_level": self.background_level,
+            "shed_background": float(self.shed_background),
+            "physics_detail": self.physics_detail, "cpu": self.cpu,
+            "cpu_ahead": self.cpu_ahead, "strain": self.strain,
+            "late_streak": self.late_streak,
+        }
+
 
 AI_FLOOR = 0.25
 PHYSICS_DETAIL_FLOOR = 0.25

@@ -10,7 +10,14 @@ import os
 import threading
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+    start_http_server,
+)
 
 # The kinds of `app.physics.anomalies` (named here: metrics sit below the domain).
 ANOMALY_KINDS = ("non_finite", "escaped", "too_fast", "over_budget")
@@ -84,6 +91,35 @@ def _create() -> Metrics:
                              "Times a worker passed its memory budget: its longest-running "
                              "job stopped, the worker replaced.", ["role"]),
     )
+
+
+# The controller's decision as gauges (`app.control.controller.Decision.gauges`), each named
+# ``gamesched_control_<field>``, served by the controller's process.
+CONTROL_GAUGES = {
+    "ai_level": "AI's share of its full rate the controller allows.",
+    "ai_tier": "Highest AI tier game servers give an NPC: 0 full, 1 reduced, 2 minimal.",
+    "ai_pool": "AI workers' pool processes asked for (0: not managed).",
+    "background_level": "Background work's share of its full speed.",
+    "shed_background": "1 while background work gives way (CPU near the cap).",
+    "physics_detail": "Factor on the step rates of regions without players.",
+    "cpu": "Server CPU, a share of the machine, at the last tick.",
+    "cpu_ahead": "Server CPU forecast a few ticks ahead.",
+    "strain": "The load the degradation ladder acted on.",
+    "late_streak": "Ticks in a row with player batches past the late bar.",
+}
+_GAUGES: dict[str, Gauge] = {}
+
+
+def show_decision(values: dict[str, float]) -> None:
+    """Set the controller's gauges to `values` (by field of `CONTROL_GAUGES`)."""
+    with _LOCK:
+        for field, value in values.items():
+            gauge = _GAUGES.get(field)
+            if gauge is None:
+                gauge = _GAUGES[field] = Gauge(f"gamesched_control_{field}",
+                                               CONTROL_GAUGES[field],
+                                               multiprocess_mode="mostrecent")
+            gauge.set(value)
 
 
 def _zeroed(counter: Counter, labels: tuple[str, ...]) -> Counter:

@@ -1,8 +1,10 @@
-"""`gamesched controller` runs beat and its tick; `gamesched status` shows the result."""
+"""`gamesched controller` runs beat and its tick; `gamesched status` and its Prometheus
+metrics show the result."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,18 +12,21 @@ import time
 from pathlib import Path
 
 from app.control.controller import read_decision
+from app.observe.metrics import CONTROL_GAUGES
 from app.settings import Settings
 from app.tasking.factory import create_app
-from tests.subprocesses import ROOT
+from tests.subprocesses import ROOT, free_port, scrape
 from tests.waiting import wait_for
 
 
 def test_controller_ticks_and_status_reports_it(live_settings: Settings, tmp_path: Path) -> None:
     env = {**os.environ, **live_settings.to_env(), "TMPDIR": str(tmp_path)}
     app = create_app(live_settings)
+    port = free_port()
     started = time.time()
     with open(tmp_path / "controller.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "controller"], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "controller",
+                                 "--metrics-port", str(port)], cwd=ROOT,
                                 env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
@@ -39,6 +44,11 @@ def test_controller_ticks_and_status_reports_it(live_settings: Settings, tmp_pat
         assert "background_level=" in status.stdout
         for queue in ("player", "physics", "ai", "transactions", "background", "control"):
             assert queue in status.stdout
+        text = wait_for(lambda: scrape(port), what="the controller's metrics")
+        gauges = {m[1]: float(m[2]) for m in re.finditer(
+            r"^gamesched_control_(\w+) ([\d.e+-]+)$", text, re.MULTILINE)}
+        assert set(gauges) == set(CONTROL_GAUGES)
+        assert gauges["ai_tier"] in {0.0, 1.0, 2.0} and 0 < gauges["background_level"] <= 1
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

@@ -5,32 +5,15 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 from app.client.api import GameClient
 from app.settings import Settings
 from app.tasking.factory import create_app
-from tests.subprocesses import ROOT
+from tests.subprocesses import ROOT, free_port, scrape
 from tests.waiting import wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _scrape(port: int) -> str | None:
-    """The metrics text (empty before the first task), or None while nothing answers."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            return str(r.read().decode())
-    except OSError:
-        return None
 
 
 def _value(text: str, name: str, queue: str) -> float:
@@ -41,7 +24,7 @@ def _value(text: str, name: str, queue: str) -> float:
 def test_worker_serves_counters_and_latency_histograms_per_queue(
     live_settings: Settings, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **live_settings.to_env()}
     cmd = [sys.executable, "-m", "app.cli", "worker", "--role", "ai", "--metrics-port",
            str(port), "--hostname", "metrics@live"]
@@ -49,7 +32,7 @@ def test_worker_serves_counters_and_latency_histograms_per_queue(
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        wait_for(lambda: _scrape(port) is not None, timeout=60, what="the metrics endpoint")
+        wait_for(lambda: scrape(port) is not None, timeout=60, what="the metrics endpoint")
         client = GameClient(create_app(live_settings))
         for i in range(12):
             client.submit_ai(f"npc-{i}", (1.0, 1.0), [(2.0, 2.0)])
@@ -58,7 +41,7 @@ def test_worker_serves_counters_and_latency_histograms_per_queue(
         counts = ("gamesched_tasks_started_total", "gamesched_tasks_succeeded_total",
                   "gamesched_task_wait_seconds_count", "gamesched_task_latency_seconds_count")
         text = wait_for(
-            lambda: (t := _scrape(port) or "")
+            lambda: (t := scrape(port) or "")
             and all(_value(t, name, "ai") >= 12 for name in counts) and t,
             timeout=60, what="12 AI tasks in every count of /metrics")
         assert _value(text, "gamesched_tasks_failed_total", "ai") == 0

@@ -90,7 +90,9 @@ class Settings(BaseSettings):
     physics_near_hz: float = Field(default=20.0, ge=0.0, le=1000.0)
     physics_far_hz: float = Field(default=2.0, ge=0.0, le=1000.0)
     physics_near_hops: int = Field(default=1, ge=0, le=16)
-    ai: RoleBudget = RoleBudget(concurrency=2, memory_mb=384, nice=5, cpu_policy="batch")
+    # AI at the players' CPU priority: the controller bounds its CPU (tiers, pool), and a
+    # lower niceness starved its guaranteed minimum on a busy machine (measurements.md).
+    ai: RoleBudget = RoleBudget(concurrency=2, memory_mb=384)
     transactions: RoleBudget = RoleBudget(concurrency=8, memory_mb=256)  # applies wait on commits
     background: RoleBudget = RoleBudget(concurrency=1, memory_mb=256, nice=10,
                                         cpu_policy="idle")

@@ -127,7 +127,7 @@ def test_controller_embeds_beat_in_a_solo_control_worker() -> None:
 
 
 @pytest.mark.parametrize(("role", "naive", "expected", "policy"), [
-    ("background", False, 10, "SCHED_IDLE"), ("ai", False, 5, "SCHED_BATCH"),
+    ("background", False, 10, "SCHED_IDLE"), ("ai", False, 0, "SCHED_OTHER"),
     ("player", False, 0, "SCHED_OTHER"), ("all", False, 0, "SCHED_OTHER"),
     ("background", True, 0, "SCHED_OTHER"),
 ])

@@ -40,6 +40,9 @@ def tick(self: GameTask) -> dict[str, Any]:
                                  ai_pool_max=settings.ai.concurrency)
     controller.write_decision(hot, decision)
     show_decision(decision.gauges())
+    change = controller.changed(previous, decision)
+    if change is not None:  # each action's change, with what it acted on
+        log.info("controller: %s", change)
     if decision.ai_pool:
         _AI_POOLS.keep(self.app, decision.ai_pool)
     _balance_physics(self)

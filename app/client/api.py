@@ -21,7 +21,7 @@ from app.client.attention import Attention, ControlledDetail, ControlledTier
 from app.client.coalesce import Coalescer
 from app.client.frames import FrameRouter
 from app.client.inflight import InflightTable, Sent, pack_args
-from app.client.npcs import AI_TICK_HZ, AiLoop
+from app.client.npcs import AI_TICK_HZ, AiLoop, ai_route
 from app.client.registry import ACTIVE_HZ, SessionRegistry
 from app.client.requests import (
     BACKGROUND_TASKS,
@@ -312,8 +312,7 @@ class GameClient:
         """Send one NPC decision to the AI fleet, at `tier` (``full``, ``reduced`` or
         ``minimal``; without it, the players the NPC sees set it)."""
         args = check_decision(npc_id, position, players, self.settings.world_size, tier)
-        factors = Factors(players=len(args[2]))
-        return self._send(route(AI_TASK, factors, weights=self._weights), args,
+        return self._send(ai_route(AI_TASK, [args], self._weights), args,
                           depends_on=depends_on)
 
     def submit_ai_batch(self, decisions: Sequence[AiCall],
@@ -348,9 +347,8 @@ class GameClient:
 
     def _send_ai(self, batch: list[list[Any]],
                  depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
-        factors = Factors(players=max(len(args[2]) for args in batch))
-        return self._send(route(AI_BATCH_TASK, factors, weights=self._weights),
-                          [batch], depends_on=depends_on)
+        return self._send(ai_route(AI_BATCH_TASK, batch, self._weights), [batch],
+                          depends_on=depends_on)
 
     def submit_background(self, kind: str, payload: list[Any],
                           depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:

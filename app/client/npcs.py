@@ -10,13 +10,32 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from app.ai.tiers import DEFAULT_RANGES, Tier, TierRanges, due, tier_for
 from app.client.requests import AI_BATCH_MAX, decision_at
 from app.errors import InvalidRequest
+from app.priority import BANDS, Factors, Route, route
+from app.protocol.queues import Queue
 
 AI_TICK_HZ = 10.0  # a game server's AI loop, ticks a second
+
+
+def ai_route(task: str, batch: Sequence[Sequence[Any]],
+             weights: dict[str, float] | None = None) -> Route:
+    """Where AI `task` deciding `batch` goes (one NPC's ``[npc_id, position, players,
+    tier?]`` each): the step of the NPC in it that sees the most players, or the AI band's
+    first step when it carries a minimal-tier NPC.  The minimal tier's once a
+    second is the AI's guarantee, and its NPCs see nobody: left at their own step, the
+    lowest, their batches wait behind every other AI batch for as long as any is queued
+    (a queue's steps are served strictly in order), seconds on a busy server.  They are
+    few and cheap, so they go first."""
+    where = route(task, Factors(players=max(len(args[2]) for args in batch)),
+                  weights=weights)
+    if any(len(args) > 3 and args[3] == Tier.MINIMAL.value for args in batch):
+        return replace(where, priority=BANDS[Queue.AI].low)
+    return where
 
 
 class AiLoop:

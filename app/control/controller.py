@@ -115,6 +115,23 @@ def decide(load: Load, cpu_cap: float, previous: Decision | None = None,
     )
 
 
+ACTIONS = ("shed_background", "ai_tier", "ai_pool", "physics_detail")
+
+
+def changed(previous: Decision | None, decision: Decision) -> str | None:
+    """A line naming the actions `decision` changes from `previous`, with the inputs it
+    acted on (for the controller's log), or None when no action changed."""
+    before = asdict(previous) if previous is not None else {}
+    after = asdict(decision)
+    moved = [f"{name} {before.get(name, '-')} -> {after[name]}" for name in ACTIONS
+             if before.get(name) != after[name]]
+    if not moved:
+        return None
+    return (f"{', '.join(moved)} (cpu {decision.cpu:.2f}, ahead {decision.cpu_ahead:.2f}, "
+            f"late streak {decision.late_streak}, strain {decision.strain:.2f}, "
+            f"background level {decision.background_level}, depths {decision.depths})")
+
+
 def ai_pool(tier: Tier, most: int) -> int:
     """The AI workers' pool processes at `tier`, out of `most` (0: not managed)."""
     if most <= 0:

@@ -11,10 +11,13 @@ import pytest
 
 from app.ai.tiers import Tier
 from app.client.api import GameClient
-from app.client.npcs import AiLoop
+from app.client.npcs import AiLoop, ai_route
 from app.client.requests import AI_BATCH_MAX
 from app.control.controller import Decision, write_decision
 from app.errors import InvalidRequest
+from app.priority import BANDS
+from app.protocol.names import AI_BATCH_TASK, AI_TASK
+from app.protocol.queues import Queue
 from app.settings import load_settings
 from app.simulate.environment import depth_reader
 from app.simulate.redisserver import PrivateRedis
@@ -97,3 +100,14 @@ def test_a_game_server_keeps_the_controllers_tier_unless_told_not_to(
     assert depth_reader(app, ["ai"])["ai"] == sent["throttled"] + 20
     for client in (throttled, unthrottled):
         client.close()
+
+
+def test_a_batch_with_a_minimal_npc_goes_first_in_the_ai_queue_and_others_by_players() -> None:
+    band = BANDS[Queue.AI]
+    seen = ["n", (10.0, 10.0), [(20.0, 10.0)] * 6, "full"]
+    alone = ["m", (9000.0, 9000.0), [], "minimal"]
+    crowded = ai_route(AI_BATCH_TASK, [seen]).priority
+    assert band.low < crowded < ai_route(AI_BATCH_TASK, [alone[:3]]).priority <= band.high
+    assert ai_route(AI_BATCH_TASK, [alone]).priority == band.low
+    assert ai_route(AI_BATCH_TASK, [seen, alone]).priority == band.low
+    assert ai_route(AI_TASK, [alone]).priority == band.low  # one decision, as a batch

@@ -1,4 +1,4 @@
-"""The first controller: AI throttle from CPU over the cap, down to a floor."""
+"""The controller: its ladder, forecast, AI tier and pool, and the log of what it changed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from app.control.controller import (
     Decision,
     Load,
     ai_pool,
+    changed,
     decide,
     read_decision,
     write_decision,
@@ -135,3 +136,15 @@ def test_the_ai_pool_follows_the_tier_when_managed() -> None:
     hot = decide(Load(depths={}, cpu=1.0), cpu_cap=0.8, previous=calm, ai_pool_max=4)
     assert (calm.ai_pool, hot.ai_pool) == (4, 1)
     assert decide(Load(depths={}, cpu=1.0), cpu_cap=0.8).ai_pool == 0
+
+
+def test_a_changed_action_is_named_with_the_inputs_it_acted_on() -> None:
+    calm = decide(Load(depths={"ai": 3}, cpu=0.3), 0.8)
+    assert changed(calm, decide(Load(depths={"ai": 3}, cpu=0.3), 0.8, calm)) is None
+    hot = decide(Load(depths={"ai": 40}, cpu=0.97), 0.8, calm)
+    line = changed(calm, hot)
+    assert line is not None
+    assert "shed_background False -> True" in line and "ai_tier full -> " in line
+    assert "cpu 0.97" in line and "'ai': 40" in line
+    first = changed(None, calm)
+    assert first is not None and "ai_tier - -> full" in first

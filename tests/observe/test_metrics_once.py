@@ -15,7 +15,8 @@ def _forget_metrics() -> None:
     module._METRICS.clear()
     registry = prometheus_client.REGISTRY
     for collector, names in list(registry._collector_to_names.items()):
-        if any(name.startswith(("gamesched_task", "gamesched_physics", "gamesched_memory")) for name in names):
+        made = ("gamesched_task", "gamesched_physics", "gamesched_memory")
+        if any(name.startswith(made) for name in names):
             registry.unregister(collector)
 
 

@@ -8,10 +8,13 @@ from celery import shared_task
 
 from app.ai import Brain, Npc, tier_for, tier_named
 from app.protocol.names import AI_BATCH_TASK, AI_TASK
+from app.tasking import slots  # noqa: F401  (registers the slots command in AI workers)
 from app.tasking.base import GameTask
 
 
-@shared_task(base=GameTask, bind=True, name=AI_TASK)
+# Acknowledged once decided: a worker then holds at most its slots of AI tasks at once,
+# which the controller sets on the running workers (`app.tasking.slots`).
+@shared_task(base=GameTask, bind=True, name=AI_TASK, acks_late=True)
 def decide(self: GameTask, npc: str, position: list[float], players: list[list[float]],
            tier: str | None = None) -> list[Any]:
     """Decide one NPC's next move: ``[action, x, y]`` (the point it heads for).  Without
@@ -19,7 +22,7 @@ def decide(self: GameTask, npc: str, position: list[float], players: list[list[f
     return _decide(self.runtime.brain, [npc, position, players, tier])
 
 
-@shared_task(base=GameTask, bind=True, name=AI_BATCH_TASK)
+@shared_task(base=GameTask, bind=True, name=AI_BATCH_TASK, acks_late=True)
 def decide_batch(self: GameTask, decisions: list[list[Any]]) -> list[list[Any]]:
     """Decide each ``[npc, position, players]`` (and optionally its tier) of one AI tick;
     the moves in order.  Not retried, as `decide`."""

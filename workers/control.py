@@ -18,7 +18,8 @@ from app.protocol import keys
 from app.protocol.names import TICK_TASK
 from app.protocol.vocab import Queue
 from app.tasking.base import GameTask
-from app.tasking.broker import queue_depths, resize_pools
+from app.tasking.broker import queue_depths
+from app.tasking.slots import set_slots
 
 log = logging.getLogger(__name__)
 _DIRECTORS: dict[int, Director] = {}  # this process's, by the number of units
@@ -37,57 +38,58 @@ def tick(self: GameTask) -> dict[str, Any]:
                            late_total=dilation.slow_total(hot, keys.CONTROL_PLAYER_LATE))
     previous = controller.read_decision(hot)
     decision = controller.decide(load, settings.cpu_cap, previous,
-                                 ai_pool_max=settings.ai.concurrency)
+                                 ai_slots_max=settings.ai.concurrency)
     controller.write_decision(hot, decision)
     show_decision(decision.gauges())
     change = controller.changed(previous, decision)
     if change is not None:  # each action's change, with what it acted on
         log.info("controller: %s", change)
-    if decision.ai_pool:
-        _AI_POOLS.keep(self.app, decision.ai_pool)
+    if decision.ai_slots:
+        _AI_SLOTS.keep(self.app, decision.ai_slots)
     _balance_physics(self)
     return asdict(decision)
 
 
-class PoolKeeper:
-    """Keeps the AI workers' pools at the size the controller decides, in a thread of the
-    controller's process (asking the workers takes a second or two, longer than a tick):
-    when the size changes, and every `RECHECK_TICKS` ticks (a broadcast that was missed, a
-    worker started since at its own size)."""
+class SlotKeeper:
+    """Keeps the AI workers at the slots the controller decides (`app.tasking.slots`), in a
+    thread of the controller's process (asking the workers takes a second or two, longer
+    than a tick): when the number changes, and every `RECHECK_TICKS` ticks (a broadcast
+    that was missed, a worker started since, or one whose consumer reconnected, at its
+    pool's size)."""
 
     RECHECK_TICKS = 10
 
-    def __init__(self, resize: Callable[[Celery, int], None]) -> None:
-        self._resize = resize
-        self.kept = 0  # the size last asked for
+    def __init__(self, apply: Callable[[Celery, int], None]) -> None:
+        self._apply = apply
+        self.kept = 0  # the slots last asked for
         self._ticks = 0
         self._running: threading.Thread | None = None
 
-    def keep(self, app: Celery, processes: int) -> None:
-        """Resize the AI pools to `processes` if it changed or the recheck is due."""
+    def keep(self, app: Celery, slots: int) -> None:
+        """Set the AI workers' slots to `slots` if it changed or the recheck is due."""
         self._ticks += 1
-        if processes == self.kept and self._ticks < self.RECHECK_TICKS:
+        if slots == self.kept and self._ticks < self.RECHECK_TICKS:
             return
         if self._running is not None and self._running.is_alive():
             return
-        self.kept, self._ticks = processes, 0
-        self._running = threading.Thread(target=self._resize, args=(app, processes),
-                                         name="ai-pools", daemon=True)
+        self.kept, self._ticks = slots, 0
+        self._running = threading.Thread(target=self._apply, args=(app, slots),
+                                         name="ai-slots", daemon=True)
         self._running.start()
 
 
-def _resize_ai(app: Celery, processes: int) -> None:
-    """Resize the AI workers' pools to `processes` (Celery's remote control)."""
+def _set_ai_slots(app: Celery, slots: int) -> None:
+    """Give the AI workers `slots` (Celery's remote control)."""
     try:
-        before = resize_pools(app, Queue.AI.value, processes)
+        before = set_slots(app, Queue.AI.value, slots)
     except Exception:  # the next recheck tries again
-        log.warning("the AI workers' pools could not be resized", exc_info=True)
+        log.warning("the AI workers' slots could not be set", exc_info=True)
         return
-    if any(size != processes for size in before.values()):
-        log.info("AI pools resized to %d processes (were %s)", processes, before)
+    if any(held != slots for held in before.values()):
+        log.info("AI workers' slots set to %d (were %s)", slots, before)
 
 
-_AI_POOLS = PoolKeeper(_resize_ai)
+_AI_SLOTS = SlotKeeper(_set_ai_slots)
 
 
 def _balance_physics(task: GameTask) -> None:

@@ -60,15 +60,16 @@ class Decision:
     late_total: int = 0
     late_streak: int = 0
     strain: float = 0.0
-    # The AI workers' pool processes (prefork), following the tier cap: the role's
-    # concurrency at full, half of it reduced, one at minimal (0: not managed).
-    ai_pool: int = 0
+    # The AI tasks each AI worker runs at once (its slots, `app.tasking.slots`), following
+    # the tier cap: the role's concurrency at full, half of it reduced, one at minimal
+    # (0: not managed).
+    ai_slots: int = 0
 
     def gauges(self) -> dict[str, float]:
         """The decision as numbers, for Prometheus (`app.observe.metrics.CONTROL_GAUGES`)."""
         return {
             "ai_level": self.ai_level, "ai_tier": float(ORDER.index(tier_named(self.ai_tier))),
-            "ai_pool": self.ai_pool, "background_level": self.background_level,
+            "ai_slots": self.ai_slots, "background_level": self.background_level,
             "shed_background": float(self.shed_background),
             "physics_detail": self.physics_detail, "cpu": self.cpu,
             "cpu_ahead": self.cpu_ahead, "strain": self.strain,
@@ -87,7 +88,7 @@ HOLT = Holt()
 
 
 def decide(load: Load, cpu_cap: float, previous: Decision | None = None,
-           horizon: float = HORIZON_TICKS, ai_pool_max: int = 0) -> Decision:
+           horizon: float = HORIZON_TICKS, ai_slots_max: int = 0) -> Decision:
     """Degrade in order as the strain climbs (`ladder`): background work first, then AI,
     then the detail of the regions without players; players' and transactions' work
     never.  The strain is the server's CPU `horizon` ticks ahead (forecast from the ticks
@@ -109,13 +110,13 @@ def decide(load: Load, cpu_cap: float, previous: Decision | None = None,
         background_level=_background_level(load, previous, rungs.background),
         slow_total=load.slow_total,
         physics_detail=round(max(PHYSICS_DETAIL_FLOOR, 1.0 - rungs.physics), 3),
-        ai_tier=tier.value, ai_pool=ai_pool(tier, ai_pool_max),
+        ai_tier=tier.value, ai_slots=ai_slots(tier, ai_slots_max),
         cpu_level=round(level, 4), cpu_trend=round(trend, 4), cpu_ahead=round(ahead, 4),
         late_total=load.late_total, late_streak=streak, strain=round(strain, 4),
     )
 
 
-ACTIONS = ("shed_background", "ai_tier", "ai_pool", "physics_detail")
+ACTIONS = ("shed_background", "ai_tier", "ai_slots", "physics_detail")
 
 
 def changed(previous: Decision | None, decision: Decision) -> str | None:
@@ -132,8 +133,8 @@ def changed(previous: Decision | None, decision: Decision) -> str | None:
             f"background level {decision.background_level}, depths {decision.depths})")
 
 
-def ai_pool(tier: Tier, most: int) -> int:
-    """The AI workers' pool processes at `tier`, out of `most` (0: not managed)."""
+def ai_slots(tier: Tier, most: int) -> int:
+    """The AI tasks an AI worker runs at once at `tier`, out of `most` (0: not managed)."""
     if most <= 0:
         return 0
     return {Tier.FULL: most, Tier.REDUCED: max(1, most // 2)}.get(tier, 1)

@@ -72,32 +72,3 @@ def live_workers(app: Celery, timeout: float = 1.0) -> dict[str, Any]:
     """Workers that answer a ping within `timeout`, with the queues each consumes."""
     replies = app.control.inspect(timeout=timeout).active_queues() or {}
     return {name: sorted(q["name"] for q in queues) for name, queues in replies.items()}
-
-
-PREFORK = "prefork"  # in the pool implementation a worker's stats name
-
-
-def pool_sizes(app: Celery, queue: str, timeout: float = 1.0) -> dict[str, int]:
-    """The prefork workers consuming `queue` that answer within `timeout`, and how many
-    pool processes each runs now (a thread-pool worker has no processes to resize)."""
-    consuming = app.control.inspect(timeout=timeout).active_queues() or {}
-    hosts = [host for host, queues in consuming.items()
-             if any(q.get("name") == queue for q in queues)]
-    if not hosts:
-        return {}
-    stats = app.control.inspect(destination=hosts, timeout=timeout).stats() or {}
-    return {host: len(info["pool"].get("processes", ())) for host, info in stats.items()
-            if PREFORK in str(info.get("pool", {}).get("implementation", ""))}
-
-
-def resize_pools(app: Celery, queue: str, target: int, timeout: float = 1.0) -> dict[str, int]:
-    """Grow or shrink the pool of every prefork worker consuming `queue` to `target`
-    processes (Celery's ``pool_grow`` and ``pool_shrink`` remote control); returns each
-    worker's size before."""
-    sizes = pool_sizes(app, queue, timeout)
-    for host, size in sizes.items():
-        if size < target:
-            app.control.pool_grow(target - size, destination=[host])
-        elif size > target:
-            app.control.pool_shrink(size - target, destination=[host])
-    return sizes

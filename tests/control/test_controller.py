@@ -11,7 +11,7 @@ from app.control.controller import (
     PHYSICS_DETAIL_FLOOR,
     Decision,
     Load,
-    ai_pool,
+    ai_slots,
     changed,
     decide,
     read_decision,
@@ -128,14 +128,14 @@ def test_a_run_of_ticks_with_late_player_batches_degrades_with_cpu_to_spare() ->
     assert decisions[2].strain == pytest.approx(0.85) and decisions[-1].strain == 0.4
 
 
-def test_the_ai_pool_follows_the_tier_when_managed() -> None:
-    assert [ai_pool(tier, 4) for tier in (Tier.FULL, Tier.REDUCED, Tier.MINIMAL)] == [4, 2, 1]
-    assert [ai_pool(tier, 1) for tier in (Tier.FULL, Tier.REDUCED, Tier.MINIMAL)] == [1, 1, 1]
-    assert ai_pool(Tier.MINIMAL, 0) == 0  # not managed
-    calm = decide(Load(depths={}, cpu=0.3), cpu_cap=0.8, ai_pool_max=4)
-    hot = decide(Load(depths={}, cpu=1.0), cpu_cap=0.8, previous=calm, ai_pool_max=4)
-    assert (calm.ai_pool, hot.ai_pool) == (4, 1)
-    assert decide(Load(depths={}, cpu=1.0), cpu_cap=0.8).ai_pool == 0
+def test_the_ai_slots_follow_the_tier_when_managed() -> None:
+    assert [ai_slots(tier, 4) for tier in (Tier.FULL, Tier.REDUCED, Tier.MINIMAL)] == [4, 2, 1]
+    assert [ai_slots(tier, 1) for tier in (Tier.FULL, Tier.REDUCED, Tier.MINIMAL)] == [1, 1, 1]
+    assert ai_slots(Tier.MINIMAL, 0) == 0  # not managed
+    calm = decide(Load(depths={}, cpu=0.3), cpu_cap=0.8, ai_slots_max=4)
+    hot = decide(Load(depths={}, cpu=1.0), cpu_cap=0.8, previous=calm, ai_slots_max=4)
+    assert (calm.ai_slots, hot.ai_slots) == (4, 1)
+    assert decide(Load(depths={}, cpu=1.0), cpu_cap=0.8).ai_slots == 0
 
 
 def test_a_changed_action_is_named_with_the_inputs_it_acted_on() -> None:

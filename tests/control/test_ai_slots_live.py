@@ -1,0 +1,57 @@
+"""The controller's AI concurrency action on a running worker: `gamesched_slots`, through
+Celery's remote control, really limits the AI tasks a prefork worker runs at once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import redis
+from celery import Celery
+
+from app.settings import Settings
+from app.tasking.factory import create_app
+from app.tasking.slots import set_slots, slots
+from tests.subprocesses import StartWorker
+from tests.waiting import wait_for
+from workers.control import SlotKeeper
+
+
+def test_a_running_ai_worker_runs_only_as_many_tasks_at_once_as_its_slots(
+        live_settings: Settings, start_worker: StartWorker, redis_client: redis.Redis) -> None:
+    node = start_worker("ai", "ai-slots", concurrency=2)
+    start_worker("player", "player-slots")  # consumes another queue: not asked, not counted
+    app = create_app(live_settings)
+    wait_for(lambda: slots(app, "ai") == {node: 2}, timeout=30, what="two slots")
+    assert set_slots(app, "ai", 1) == {node: 2}
+    wait_for(lambda: slots(app, "ai") == {node: 1}, timeout=30, what="one slot")
+    started, release = f"started-{uuid.uuid4()}", f"release-{uuid.uuid4()}"
+    for _ in range(2):  # acknowledged late, as AI tasks are
+        app.send_task("tests.block", args=(started, release), queue="ai")
+    wait_for(lambda: redis_client.llen(started) == 1, timeout=30, what="the first task")
+    deadline = time.monotonic() + 1.0  # a free process, and a second task waiting
+    while time.monotonic() < deadline:
+        assert redis_client.llen(started) == 1
+        time.sleep(0.05)
+    assert set_slots(app, "ai", 2) == {node: 1}
+    wait_for(lambda: redis_client.llen(started) == 2, timeout=30,
+             what="the second task, once a second slot opened")
+    redis_client.rpush(release, b"1", b"1")
+    assert set_slots(app, "ai", 2) == {node: 2}  # already there: nothing sent
+
+
+APP = Celery("slot-keeper")  # never asked: the change is recorded, not sent
+
+
+def test_the_controller_asks_for_new_slots_at_once_and_again_every_ten_ticks() -> None:
+    asked: list[int] = []
+    keeper = SlotKeeper(lambda app, n: asked.append(n))
+
+    def tick(n: int) -> None:
+        keeper.keep(APP, n)
+        if keeper._running is not None:
+            keeper._running.join()
+
+    for n in [2, 2, 1, 1, 1, 2] + [2] * 10:
+        tick(n)
+    assert asked == [2, 1, 2, 2]  # each change at once; the unchanged number rechecked

@@ -196,10 +196,11 @@ def _guard(argv: list[str], memory_mb: int | None, role_name: str) -> MemoryGuar
         return None
     running = jobs.this_process()
     if argv[argv.index("-P") + 1] == "prefork":
+        then = ("this child ends after it (Celery starts another)"
+                if "--max-memory-per-child" in argv else "the child carries on")
 
         def guard_child(**_: object) -> None:
-            MemoryGuard(memory_mb, running, label=role_name, over=None,
-                        then="this child ends after it (Celery starts another)").start()
+            MemoryGuard(memory_mb, running, label=role_name, over=None, then=then).start()
 
         worker_process_init.connect(guard_child, weak=False)
         return None

@@ -28,7 +28,10 @@ WORKER_MODULES = [
     "workers.textbook",
 ]
 
-LATENCY_BOUND_TASKS = [name for name, queue in TASK_QUEUES.items() if queue in LATENCY_BOUND]
+# Acknowledged after they run: the latency-bound queues' tasks (a busy worker reserves
+# nothing), and AI's (a worker then runs at most its slots of them, `app.tasking.slots`).
+ACKS_LATE_TASKS = [name for name, queue in TASK_QUEUES.items()
+                   if queue in LATENCY_BOUND or queue is Queue.AI]
 
 
 def build(settings: Settings) -> dict[str, Any]:
@@ -76,7 +79,7 @@ def _gamesched(settings: Settings) -> dict[str, Any]:
         "event_serializer": "json",
         "worker_prefetch_multiplier": 1,
         "task_acks_late": False,
-        "task_annotations": {name: {"acks_late": True} for name in LATENCY_BOUND_TASKS},
+        "task_annotations": {name: {"acks_late": True} for name in ACKS_LATE_TASKS},
         "task_track_started": False,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,

@@ -12,9 +12,7 @@ from app.tasking import slots  # noqa: F401  (registers the slots command in AI 
 from app.tasking.base import GameTask
 
 
-# Acknowledged once decided: a worker then holds at most its slots of AI tasks at once,
-# which the controller sets on the running workers (`app.tasking.slots`).
-@shared_task(base=GameTask, bind=True, name=AI_TASK, acks_late=True)
+@shared_task(base=GameTask, bind=True, name=AI_TASK)
 def decide(self: GameTask, npc: str, position: list[float], players: list[list[float]],
            tier: str | None = None) -> list[Any]:
     """Decide one NPC's next move: ``[action, x, y]`` (the point it heads for).  Without
@@ -22,7 +20,7 @@ def decide(self: GameTask, npc: str, position: list[float], players: list[list[f
     return _decide(self.runtime.brain, [npc, position, players, tier])
 
 
-@shared_task(base=GameTask, bind=True, name=AI_BATCH_TASK, acks_late=True)
+@shared_task(base=GameTask, bind=True, name=AI_BATCH_TASK)
 def decide_batch(self: GameTask, decisions: list[list[Any]]) -> list[list[Any]]:
     """Decide each ``[npc, position, players]`` (and optionally its tier) of one AI tick;
     the moves in order.  Not retried, as `decide`."""

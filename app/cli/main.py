@@ -183,6 +183,26 @@ def replay(
                   highlight=False, soft_wrap=True)
 
 
+@cli.command()
+def placement(
+    instances: Annotated[int, typer.Option(help="Server instances (1 to 10,000).")] = 100,
+    sessions: Annotated[int, typer.Option(help="Sessions to place.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Seed of the sessions' weights.")] = 1,
+) -> None:
+    """Place sessions on instances on paper, then add one instance and remove another: how even the load is and how much of it moves."""  # noqa: E501 - one line: --help keeps docstring line breaks
+    from dataclasses import asdict
+
+    from app.simulate.placing import paper_run
+
+    try:
+        run = paper_run(instances, sessions, seed)
+    except InvalidRequest as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    for name, value in asdict(run).items():
+        console.print(f"{name:20} {value}", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point.  A service the command cannot use ends it with one line
     on stderr and exit code 2 (`app.cli.failures`); gamesched's other errors exit 2 too;

@@ -33,11 +33,12 @@ def gamesched_slots(state: Any, n: int = 1, **_: Any) -> dict[str, str]:
 
 
 def slots(app: Celery, queue: str, timeout: float = 1.0) -> dict[str, int]:
-    """The workers consuming `queue` that answer within `timeout`, and their slots (their
-    consumers' prefetch counts)."""
+    """The workers consuming `queue` and no other that answer within `timeout`, and their
+    slots (their consumers' prefetch counts).  A worker that also consumes other queues
+    (``--role all``) is left out: its slots are every queue's."""
     consuming = app.control.inspect(timeout=timeout).active_queues() or {}
     hosts = [host for host, queues in consuming.items()
-             if any(q.get("name") == queue for q in queues)]
+             if queues and all(q.get("name") == queue for q in queues)]
     if not hosts:
         return {}
     stats = app.control.inspect(destination=hosts, timeout=timeout).stats() or {}
@@ -46,8 +47,8 @@ def slots(app: Celery, queue: str, timeout: float = 1.0) -> dict[str, int]:
 
 
 def set_slots(app: Celery, queue: str, target: int, timeout: float = 1.0) -> dict[str, int]:
-    """Give every worker consuming `queue` `target` slots; returns each one's slots before
-    (those already at `target` are not asked)."""
+    """Give every worker consuming `queue` alone `target` slots; returns each one's slots
+    before (those already at `target` are not asked)."""
     before = slots(app, queue, timeout)
     changing = [host for host, held in before.items() if held != target]
     if changing:

@@ -40,6 +40,17 @@ def test_a_running_ai_worker_runs_only_as_many_tasks_at_once_as_its_slots(
     assert set_slots(app, "ai", 2) == {node: 2}  # already there: nothing sent
 
 
+def test_a_worker_consuming_ai_among_other_queues_keeps_its_slots(
+        live_settings: Settings, start_worker: StartWorker) -> None:
+    node = start_worker("all", "all-slots")  # its slots are every queue's
+    app = create_app(live_settings)
+    stats = app.control.inspect(destination=[node], timeout=5.0).stats() or {}
+    assert stats[node]["prefetch_count"] == 6  # it answers, with a slot per queue
+    assert slots(app, "ai") == {} and set_slots(app, "ai", 1) == {}
+    stats = app.control.inspect(destination=[node], timeout=5.0).stats() or {}
+    assert stats[node]["prefetch_count"] == 6
+
+
 APP = Celery("slot-keeper")  # never asked: the change is recorded, not sent
 
 

@@ -171,8 +171,9 @@ def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,
     solo worker finishes its other tasks and starts again as a fresh process."""
     if metrics_port is not None:
         _ensure_multiprocess_metrics()
-        from app.observe.metrics import serve
+        from app.observe.metrics import serve, zero
 
+        zero(argv[argv.index("-Q") + 1].split(","))  # a series per queue it consumes
         serve(metrics_port)
     # The consumer loop and the pool threads share one interpreter lock: a thread back from
     # the broker waits for the running one to yield it, 5 ms by default, on every message.

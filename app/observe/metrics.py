@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -127,6 +128,15 @@ def _zeroed(counter: Counter, labels: tuple[str, ...]) -> Counter:
     for label in labels:
         counter.labels(label)
     return counter
+
+
+def zero(queues: Iterable[str]) -> None:
+    """Give each task counter a series for every one of `queues`, at zero, so that an alert
+    on a counter (failures, retries) sees the queue before its first event."""
+    m = metrics()
+    for counter in (m.started, m.succeeded, m.failed, m.retried, m.skipped):
+        for queue in queues:
+            counter.labels(queue)
 
 
 def serve(port: int) -> None:

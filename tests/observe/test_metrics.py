@@ -32,7 +32,9 @@ def test_worker_serves_counters_and_latency_histograms_per_queue(
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        wait_for(lambda: scrape(port) is not None, timeout=60, what="the metrics endpoint")
+        first = wait_for(lambda: scrape(port), timeout=60, what="the metrics endpoint")
+        for name in ("started", "succeeded", "failed", "retried", "skipped"):  # from start-up
+            assert f'gamesched_tasks_{name}_total{{queue="ai"}} 0.0' in first, name
         client = GameClient(create_app(live_settings))
         for i in range(12):
             client.submit_ai(f"npc-{i}", (1.0, 1.0), [(2.0, 2.0)])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 
@@ -16,9 +19,10 @@ LEDGER_TABLES = tuple(model.__tablename__
                       for model in (Player, Wallet, LedgerTransaction, LedgerEntry))
 
 
-def show(console: Console, settings: Settings) -> bool:
-    """Audit the ledger at the configured database and print the result; True when clean.
-    Raises ServiceUnavailable when the database does not answer or lacks the ledger."""
+def show(console: Console, settings: Settings, as_json: bool = False) -> bool:
+    """Audit the ledger at the configured database and print the result (a table, or
+    with `as_json` one JSON document, `report_document`); True when clean.  Raises
+    ServiceUnavailable when the database does not answer or lacks the ledger."""
     require_schema(settings.database_url, LEDGER_TABLES)
     engine = make_engine(settings.database_url)
     try:
@@ -26,8 +30,24 @@ def show(console: Console, settings: Settings) -> bool:
             report = run_audit(db)
     finally:
         engine.dispose()
-    print_report(console, report, redact(settings.database_url))
+    where = redact(settings.database_url)
+    if as_json:
+        console.print_json(json.dumps(report_document(report, where), default=str))
+    else:
+        print_report(console, report, where)
     return report.ok
+
+
+def report_document(report: AuditReport, where: str) -> dict[str, Any]:
+    """The audit as data: the database, whether the ledger holds, its counts, and each
+    check with what it verifies, its number of violations and the first of them."""
+    return {
+        "database": where, "ok": report.ok, "counts": report.counts,
+        "checks": [{"name": r.check.name, "verifies": r.check.proves,
+                    "violations": len(r.violations),
+                    "rows": [v.row for v in r.violations[:SHOWN_PER_CHECK]]}
+                   for r in report.results],
+    }
 
 
 def print_report(console: Console, report: AuditReport, where: str) -> None:

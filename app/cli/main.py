@@ -156,12 +156,14 @@ def demo(
 
 
 @cli.command()
-def audit() -> None:
+def audit(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
     """Verify the ledger with SQL: entries balance, wallets match their entries, no key
     applied twice, nothing pending longer than 2 s.  Exits 1 on any violation."""
     from app.cli import audit as auditcmd
 
-    ok = auditcmd.show(console, _settings())
+    ok = auditcmd.show(console, _settings(), as_json)
     raise typer.Exit(0 if ok else 1)
 
 

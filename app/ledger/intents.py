@@ -33,6 +33,12 @@ from app.ledger.policy import RESEND_AFTER
 from app.ledger.requests import Purchase, Refund, Reward
 from app.ledger.view import TRANSACTIONS, TransactionView, by_key
 
+# The caller's parameter for an intent's field, where the names differ.
+CALLER_NAMES: dict[Kind, dict[str, str]] = {
+    Kind.PURCHASE: {"amount": "price"},
+    Kind.REFUND: {name: "purchase_key" for name in ("refund_of", "amount", "currency", "sku")},
+}
+
 
 @dataclass(frozen=True)
 class Intent:
@@ -47,8 +53,13 @@ class Intent:
     refund_of: int | None = None
 
     def differences(self, view: TransactionView) -> list[str]:
-        """Names of the parameters where `view` differs from this intent."""
-        return [f.name for f in fields(self) if getattr(view, f.name) != getattr(self, f.name)]
+        """The caller's names of the parameters where `view` differs from this intent (a
+        purchase's amount is its ``price``; what a refund takes from its purchase is named
+        by the ``purchase_key`` that chose it)."""
+        names = CALLER_NAMES.get(self.kind, {})
+        differ = [f.name for f in fields(self) if getattr(view, f.name) != getattr(self, f.name)]
+        return list(dict.fromkeys(names.get(name, name) for name in differ))
+
 
 
 @dataclass(frozen=True)

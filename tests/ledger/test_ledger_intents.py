@@ -75,7 +75,7 @@ def test_a_duplicate_of_a_settled_transaction_is_not_sent_again(
 
 
 @pytest.mark.parametrize(("change", "named"), [
-    ({"price": 31}, "amount"),
+    ({"price": 31}, "price"),
     ({"sku": "shield"}, "sku"),
     ({"currency": "gems"}, "currency"),
     ({"player_id": "p2"}, "player_id"),
@@ -228,6 +228,18 @@ def test_a_committed_purchase_is_refunded_once(sessions: sessionmaker[Session]) 
     assert (caught.value.field, caught.value.value) == ("purchase_key", "order-1")
     assert "already refunded" in caught.value.reason
     assert_ledger_holds(sessions)
+
+
+def test_a_refund_key_reused_for_another_purchase_names_the_purchase_key(
+        sessions: sessionmaker[Session]) -> None:
+    fund(sessions, "p1", 100)
+    for key, price in (("order-1", 30), ("order-2", 12)):
+        settle(sessions, purchase(sessions, idempotency_key=key, price=price).transaction_id)
+    refund(sessions, key="refund-1", purchase_key="order-1")
+    with pytest.raises(InvalidRequest) as caught:
+        refund(sessions, key="refund-1", purchase_key="order-2")
+    assert caught.value.field == "idempotency_key"
+    assert caught.value.reason.endswith("different purchase_key")  # not refund_of, amount
 
 
 def test_refunds_need_a_committed_purchase_of_the_same_player(

@@ -48,9 +48,15 @@ class RunningJobs:
                                                 time.monotonic())
 
     def ended(self, **_: Any) -> None:
-        """The calling thread's task ended (a ``task_postrun`` receiver)."""
-        with self._lock:  # not while `stop_longest` is raising into this thread
-            self._jobs.pop(threading.get_ident(), None)
+        """The calling thread's task ended (a ``task_postrun`` receiver).  It waits out a
+        `stop_longest` in progress, and forgets the job even if that stop's exception lands
+        here, after the job's own code (Celery logs a receiver's exception and goes on)."""
+        ident = threading.get_ident()
+        try:
+            with self._lock:  # once out, no stop can pick this job
+                self._jobs.pop(ident, None)
+        finally:  # a stop's exception landed first: forget the job all the same
+            self._jobs.pop(ident, None)
 
     def running(self) -> list[Job]:
         """The jobs running now, longest first."""

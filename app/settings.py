@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     physics_near_hz: float = Field(default=20.0, ge=0.0, le=1000.0)
     physics_far_hz: float = Field(default=2.0, ge=0.0, le=1000.0)
     physics_near_hops: int = Field(default=1, ge=0, le=16)
-    # AI at the players' CPU priority: the controller bounds its CPU (tiers, pool), and a
+    # AI at the players' CPU priority: the controller bounds its CPU (tiers, slots), and a
     # lower niceness starved its guaranteed minimum on a busy machine (measurements.md).
     ai: RoleBudget = RoleBudget(concurrency=2, memory_mb=384)
     transactions: RoleBudget = RoleBudget(concurrency=8, memory_mb=256)  # applies wait on commits

@@ -61,7 +61,6 @@ class Intent:
         return list(dict.fromkeys(names.get(name, name) for name in differ))
 
 
-
 @dataclass(frozen=True)
 class Recorded:
     """The transaction a request resolved to, and whether this request created it."""

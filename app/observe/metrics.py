@@ -134,9 +134,9 @@ def zero(queues: Iterable[str]) -> None:
     """Give each task counter a series for every one of `queues`, at zero, so that an alert
     on a counter (failures, retries) sees the queue before its first event."""
     m = metrics()
+    labels = tuple(queues)
     for counter in (m.started, m.succeeded, m.failed, m.retried, m.skipped):
-        for queue in queues:
-            counter.labels(queue)
+        _zeroed(counter, labels)
 
 
 def serve(port: int) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 from celery import Celery
 from celery.worker.control import control_command
 
+from app.tasking.broker import live_workers
+
 SLOTS_COMMAND = "gamesched_slots"
 
 
@@ -36,9 +38,7 @@ def slots(app: Celery, queue: str, timeout: float = 1.0) -> dict[str, int]:
     """The workers consuming `queue` and no other that answer within `timeout`, and their
     slots (their consumers' prefetch counts).  A worker that also consumes other queues
     (``--role all``) is left out: its slots are every queue's."""
-    consuming = app.control.inspect(timeout=timeout).active_queues() or {}
-    hosts = [host for host, queues in consuming.items()
-             if queues and all(q.get("name") == queue for q in queues)]
+    hosts = [host for host, names in live_workers(app, timeout).items() if names == [queue]]
     if not hosts:
         return {}
     stats = app.control.inspect(destination=hosts, timeout=timeout).stats() or {}

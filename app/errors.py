@@ -37,6 +37,17 @@ class MemoryBudgetExceeded(GameschedError):
         super().__init__(*(args or ("stopped: its worker passed its memory budget",)))
 
 
+class ServerFull(GameschedError):
+    """Every live server instance holds as many sessions as it takes: the session was not
+    opened.  Try again after `retry_after_s` seconds."""
+
+    def __init__(self, instances: int, retry_after_s: float) -> None:
+        self.instances = instances
+        self.retry_after_s = retry_after_s
+        super().__init__(f"every live instance ({instances}) is at capacity; "
+                         f"retry after {retry_after_s:g} s")
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from app.errors import InvalidRequest
-from app.protocol.queues import PLAYER_FACING, TASK_QUEUES, Queue, unit_queue
+from app.protocol.queues import PLAYER_FACING, TASK_QUEUES, Queue, instance_queue, unit_queue
 from app.protocol.vocab import SessionType
 from app.settings import DEFAULT_SESSION_WEIGHTS
 
@@ -56,17 +56,21 @@ BANDS: dict[Queue, Band] = {
 @dataclass(frozen=True)
 class Route:
     """Where a task goes: its queue and Celery priority step (for physics, its unit's
-    queue when `unit` is set)."""
+    queue when `unit` is set; for a session's work, its instance's when `instance` is)."""
 
     task: str
     queue: Queue
     priority: int
     unit: int | None = None
+    instance: str | None = None
 
     @property
     def queue_name(self) -> str:
         """The name of the queue it goes to."""
-        return self.queue.value if self.unit is None else unit_queue(self.unit)
+        if self.unit is not None:
+            return unit_queue(self.unit)
+        return self.queue.value if self.instance is None else instance_queue(self.queue,
+                                                                              self.instance)
 
     @property
     def player_facing(self) -> bool:

@@ -26,6 +26,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
 from app.errors import ConfigError
+from app.protocol.queues import INSTANCE_NAME
 from app.protocol.vocab import CpuPolicy, SessionType
 
 ENV_PREFIX = "GAMESCHED_"
@@ -73,7 +74,14 @@ class Settings(BaseSettings):
     hot_url: str | None = None
     result_backend: str | None = None
     database_url: str = "sqlite:///gamesched.db"
-    instance_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=64)
+    # This server instance's name: its player queue is ``player.<instance_id>``.
+    instance_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=64,
+                             pattern=INSTANCE_NAME)
+    # Server instances (app.instances): the sessions one takes, how often its player worker
+    # says it is alive, and how long a silent one keeps getting new sessions.
+    instance_capacity: int = Field(default=5000, ge=1, le=1_000_000)
+    instance_heartbeat_s: float = Field(default=1.0, gt=0.0, le=60.0)
+    instance_ttl_s: float = Field(default=3.0, gt=0.0, le=600.0)
 
     player: RoleBudget = RoleBudget(concurrency=4, memory_mb=256)
     physics: RoleBudget = RoleBudget(concurrency=2, memory_mb=512)

@@ -150,10 +150,10 @@ def test_registry_accepts_growing_sequences_only_and_counts_activity() -> None:
 def test_cached_update_step_is_dropped_the_moment_factors_change() -> None:
     registry = SessionRegistry()
     registry.open("a", "lobby", 1, None)
-    lobby = registry.accept("a", 1, _step)
-    assert registry.accept("a", 2, lambda f: -1) == lobby  # cached within its time to live
+    lobby = registry.accept("a", 1, _step).step
+    assert registry.accept("a", 2, lambda f: -1).step == lobby  # cached within its time to live
     registry.change("a", session_type="ranked", players=20)
-    assert registry.accept("a", 3, _step) < lobby
+    assert registry.accept("a", 3, _step).step < lobby
 
 
 def test_cached_update_step_is_recomputed_once_its_time_to_live_is_up(
@@ -168,9 +168,9 @@ def test_cached_update_step_is_recomputed_once_its_time_to_live_is_up(
         calls.append(factors)
         return len(calls)
 
-    assert registry.accept("a", 1, step_of) == 1
+    assert registry.accept("a", 1, step_of).step == 1
     now[0] += registry_module.STEP_TTL_S * 0.9
-    assert registry.accept("a", 2, step_of) == 1 and len(calls) == 1
+    assert registry.accept("a", 2, step_of).step == 1 and len(calls) == 1
     now[0] += registry_module.STEP_TTL_S * 0.2  # past its time to live
-    assert registry.accept("a", 3, step_of) == 2
+    assert registry.accept("a", 3, step_of).step == 2
     assert calls[1].activity_hz > calls[0].activity_hz  # priced with the activity since

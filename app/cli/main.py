@@ -44,20 +44,25 @@ def worker(
     unit: Annotated[int | None, typer.Option(
         help="Physics only: the unit this worker is (queue physics.<unit>); "
              "without it, one worker runs every unit.")] = None,
+    instance: Annotated[str | None, typer.Option(
+        help="Player and all only: the server instance this worker is; it serves the "
+             "sessions placed on it (queue player.<instance>) and heartbeats to the "
+             "instance registry.")] = None,
 ) -> None:
     """Start a Celery worker with the role's queues, pool and prefetch."""
     from app.fleet import worker as workercmd
 
     settings = _settings()
     try:
-        argv = workercmd.worker_argv(settings, role, concurrency, hostname, loglevel, unit)
+        argv = workercmd.worker_argv(settings, role, concurrency, hostname, loglevel, unit,
+                                     instance)
     except InvalidRequest as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     failures.require_redis(settings)  # once: later outages are Celery's to ride out
     workercmd.lower_cpu_priority(settings, role)
     workercmd.run_worker(settings, argv, metrics_port, workercmd.memory_budget(settings, role),
-                         role)
+                         role, instance)
 
 
 @cli.command()

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from celery.result import AsyncResult
@@ -21,6 +22,7 @@ from app.client.attention import Attention, ControlledDetail, ControlledTier
 from app.client.coalesce import Coalescer
 from app.client.frames import FrameRouter
 from app.client.inflight import InflightTable, Sent, pack_args
+from app.client.lanes import Lanes
 from app.client.npcs import AI_TICK_HZ, AiLoop, ai_route
 from app.client.registry import ACTIVE_HZ, SessionRegistry
 from app.client.requests import (
@@ -40,6 +42,7 @@ from app.client.requests import (
 )
 from app.control.controller import read_decision
 from app.errors import InvalidRequest
+from app.instances.placement import weight
 from app.ledger.handle import TransactionHandle
 from app.ledger.policy import APPLY_BATCH_MAX
 from app.ledger.submit import submit_purchase, submit_reward
@@ -90,12 +93,15 @@ class GameClient:
         self.ai_listener: Callable[[str, list[list[Any]]], None] | None = None
         self._lock = threading.Lock()
         self._inflight = InflightTable()
-        self._updates = Coalescer(self._send_updates, self.settings.tick_ms / 1000.0,
-                                  self.settings.batch_max_updates,
-                                  max_window_s=self.settings.batch_window_max_ms / 1000.0,
-                                  min_window_s=self.settings.batch_window_min_ms / 1000.0)
-        self._moves = Coalescer(self._send_moves, self.settings.tick_ms / 1000.0, MOVES_MAX,
-                                min_window_s=self.settings.batch_window_min_ms / 1000.0)
+        tick_s = self.settings.tick_ms / 1000.0
+        floor_s = max(tick_s, self.settings.batch_window_min_ms / 1000.0)
+        self.instances = app.runtime.instances
+        self._updates = Lanes(lambda instance: Coalescer(
+            partial(self._send_updates, instance), tick_s, self.settings.batch_max_updates,
+            max_window_s=self.settings.batch_window_max_ms / 1000.0, min_window_s=floor_s),
+            floor_s)
+        self._moves = Lanes(lambda instance: Coalescer(
+            partial(self._send_moves, instance), tick_s, MOVES_MAX, min_window_s=floor_s))
         self.move_tasks_sent = 0  # the tasks `move_session`'s moves left in
         self._applies = Coalescer(self._send_applies,
                                   self.settings.transaction_tick_ms / 1000.0, APPLY_BATCH_MAX)
@@ -131,30 +137,53 @@ class GameClient:
     # sessions ---------------------------------------------------------------------------
 
     def open_session(self, session_id: str, **spec: Any) -> AsyncResult:
-        """Open a session on this instance: it accepts updates at once; the worker records
-        it in SQL and restores its last snapshot.  Idempotent."""
+        """Open a session on the server instance the registry places it on (`place`): it
+        accepts updates at once, and all its work goes to that instance; the worker records
+        it in SQL and restores its last snapshot.  Idempotent: a session open already stays
+        on its instance.  Raises ServerFull, opening nothing, when every live instance
+        holds as many sessions as it takes."""
         req = parse(OpenSession, {"session_id": session_id, **spec})
+        instance = self.place(session_id, req.players)
         sessions.ensure_state(self.app.runtime.hot, session_id)
-        self.sessions.open(session_id, req.session_type, req.players, req.region)
-        body = req.model_dump(exclude={"session_id"}) | {"instance_id": self.settings.instance_id}
-        where = route(SESSION_TASK, self.sessions.factors(session_id), weights=self._weights)
-        return self._send(where, [SessionOp.OPEN.value, session_id, body])
+        self.sessions.open(session_id, req.session_type, req.players, req.region, instance)
+        body = req.model_dump(exclude={"session_id"}) | {
+            "instance_id": instance or self.settings.instance_id}
+        return self._send(self._session_route(session_id), [SessionOp.OPEN.value, session_id,
+                                                            body])
 
     def adopt_session(self, session_id: str, **spec: Any) -> None:
         """Take over a session already open on the fleet (opened by another process of this
         game server, or before this one restarted): its updates are accepted and
-        prioritised here from now on.  Sends nothing; the next update's `seq` only has to
-        be positive."""
+        prioritised here from now on, and go to the instance it runs on.  Sends nothing;
+        the next update's `seq` only has to be positive."""
         req = parse(OpenSession, {"session_id": session_id, **spec})
-        self.sessions.open(session_id, req.session_type, req.players, req.region)
+        instance = self.place(session_id, req.players)
+        self.sessions.open(session_id, req.session_type, req.players, req.region, instance)
+
+    def place(self, session_id: str, players: int) -> str | None:
+        """The server instance `session_id` runs on, placed now if it has none yet (by
+        affinity and load, `app.instances.registry`; its weight follows `players`).  None
+        while no instance has registered: the fleet's shared player queue serves it."""
+        return self.instances.place(session_id, weight(players))
+
+    def instance_of(self, session_id: str) -> str | None:
+        """The server instance an open session runs on (None: the shared player queue)."""
+        return self.sessions.instance(session_id)
+
+    def _session_route(self, session_id: str) -> Route:
+        """A session operation's route: its instance's player queue, at its step."""
+        where = route(SESSION_TASK, self.sessions.factors(session_id), weights=self._weights)
+        return replace(where, instance=self.sessions.instance(session_id))
 
     def update_session(self, session_id: str, **changes: Any) -> AsyncResult:
         """Change a session's type, players or region; its next work gets the new priority."""
         req = parse(SessionChange, {"session_id": session_id, **changes})
         body = req.model_dump(exclude={"session_id"}, exclude_none=True)
-        self.sessions.change(session_id, **body)
-        where = route(SESSION_TASK, self.sessions.factors(session_id), weights=self._weights)
-        return self._send(where, [SessionOp.UPDATE.value, session_id, body])
+        info = self.sessions.change(session_id, **body)
+        if req.players is not None and info.instance is not None:
+            self.place(session_id, req.players)  # its instance carries its new weight
+        return self._send(self._session_route(session_id),
+                          [SessionOp.UPDATE.value, session_id, body])
 
     def move_session(self, session_id: str, region: str) -> None:
         """A session's players are now in `region`: counted there for physics attention at
@@ -165,22 +194,26 @@ class GameClient:
         other operations: a move recorded before the session's opening is left out (the
         client's table, which prices its work and counts its players, has it at once)."""
         session_id, region = session_move(session_id, region)
-        self.sessions.change(session_id, region=region)
+        info = self.sessions.change(session_id, region=region)
         step = route(SESSION_TASK, self.sessions.factors(session_id), weights=self._weights)
-        self._moves.add(step.priority, [session_id, region])
+        self._moves.add(info.instance, step.priority, [session_id, region])
 
-    def _send_moves(self, step: int, moves: list[Any], oldest: float) -> None:
-        self._publish(Route(SESSION_MOVES_TASK, Queue.PLAYER, step), [moves], oldest)
+    def _send_moves(self, instance: str | None, step: int, moves: list[Any],
+                    oldest: float) -> None:
+        self._publish(Route(SESSION_MOVES_TASK, Queue.PLAYER, step, instance=instance),
+                      [moves], oldest)
         with self._lock:
             self.move_tasks_sent += 1
 
     def close_session(self, session_id: str) -> AsyncResult:
         """Close a session; later updates to it are refused.  Idempotent on the worker."""
         parse(CloseSession, {"session_id": session_id})
-        factors = self.sessions.factors(session_id)
+        where = self._session_route(session_id)
         self.sessions.close(session_id)
-        return self._send(route(SESSION_TASK, factors, weights=self._weights),
-                          [SessionOp.CLOSE.value, session_id, {}])
+        sent = self._send(where, [SessionOp.CLOSE.value, session_id, {}])
+        if where.instance is not None:
+            self.instances.release(session_id)
+        return sent
 
     def priority_of_update(self, session_id: str) -> int:
         """The step a state update of this session would be sent at now."""
@@ -195,8 +228,8 @@ class GameClient:
         fields = check_update(seq, state)
         if position is not None:
             fields[POSITION_FIELD] = quantise(self._position("position", position))
-        step = self.sessions.accept(session_id, seq, self._update_step)
-        self._updates.add(step, wire.entry(session_id, seq, fields))
+        step, instance = self.sessions.accept(session_id, seq, self._update_step)
+        self._updates.add(instance, step, wire.entry(session_id, seq, fields))
 
     def _update_step(self, factors: Factors) -> int:
         return self._update_route(factors).priority
@@ -205,16 +238,17 @@ class GameClient:
         critical = factors.activity_hz >= ACTIVE_HZ
         return route(UPDATE_TASK, factors, critical=critical, weights=self._weights)
 
-    def _send_updates(self, step: int, batch: list[wire.Entry], oldest: float) -> None:
+    def _send_updates(self, instance: str | None, step: int, batch: list[wire.Entry],
+                      oldest: float) -> None:
         # A batch is never a dependency (no handle leaves the client), so it is never raised
         # and needs no claim: it goes out once, without joining the in-flight table.
         # The batch travels in its wire form, msgpack: the worker hands it to the state
         # store as it arrives.
-        where = Route(UPDATE_TASK, Queue.PLAYER, step)
+        where = Route(UPDATE_TASK, Queue.PLAYER, step, instance=instance)
         result = self._publish(where, [wire.pack_batch(batch)], oldest, serializer="msgpack",
                                claim=False)
         depth = published_depth()  # the batches waiting at its step, this one included
-        self._updates.waiting(None if depth is None else depth - 1)
+        self._updates.waiting(instance, None if depth is None else depth - 1)
         listener = self.batch_listener
         if listener is not None:
             listener(str(result.id), batch)

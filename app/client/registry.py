@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from app.errors import InvalidRequest
 from app.priority import ActivityMeter, Factors
@@ -25,6 +26,14 @@ class SessionInfo:
     activity: ActivityMeter = field(default_factory=ActivityMeter)
     step: int | None = None  # cached priority step of its updates, None when stale
     step_until: float = 0.0
+    instance: str | None = None  # the server instance it runs on (None: the shared queue)
+
+
+class Accepted(NamedTuple):
+    """Where an accepted update goes: its priority step and its session's instance."""
+
+    step: int
+    instance: str | None
 
 
 class SessionRegistry:
@@ -35,13 +44,16 @@ class SessionRegistry:
         self._sessions: dict[str, SessionInfo] = {}
         self._region_players: dict[str, int] = {}
 
-    def open(self, session_id: str, session_type: str, players: int, region: str | None) -> None:
-        """Register a session (again: its factors are replaced, its sequence kept)."""
+    def open(self, session_id: str, session_type: str, players: int, region: str | None,
+             instance: str | None = None) -> None:
+        """Register a session running on `instance` (again: its factors and instance are
+        replaced, its sequence kept)."""
         with self._lock:
             old = self._sessions.get(session_id)
             if old is not None:
                 self._move_players(old.region, -old.players)
-            info = SessionInfo(session_type, players, region, last_seq=old.last_seq if old else 0)
+            info = SessionInfo(session_type, players, region, last_seq=old.last_seq if old else 0,
+                               instance=instance)
             self._sessions[session_id] = info
             self._move_players(region, players)
 
@@ -65,8 +77,9 @@ class SessionRegistry:
             self._move_players(info.region, -info.players)
             del self._sessions[session_id]
 
-    def accept(self, session_id: str, seq: int, step_of: Callable[[Factors], int]) -> int:
-        """Accept update `seq` of a session; returns the priority step to send it at.
+    def accept(self, session_id: str, seq: int, step_of: Callable[[Factors], int]) -> Accepted:
+        """Accept update `seq` of a session; returns the priority step to send it at and the
+        session's instance.
 
         The step is `step_of(factors)`, cached for STEP_TTL_S (activity changes slowly) and
         recomputed at once after a change of factors.  Raises InvalidRequest for an unknown
@@ -81,7 +94,12 @@ class SessionRegistry:
             info.activity.hit(now)
             if info.step is None or now >= info.step_until:
                 info.step, info.step_until = step_of(self._factors(info, now)), now + STEP_TTL_S
-            return info.step
+            return Accepted(info.step, info.instance)
+
+    def instance(self, session_id: str) -> str | None:
+        """The instance a session runs on (None: the shared queue)."""
+        with self._lock:
+            return self._get(session_id).instance
 
     def factors(self, session_id: str) -> Factors:
         """A session's current factors."""

@@ -5,20 +5,29 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
 
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from app.errors import InvalidRequest
 from app.fleet import jobs
 from app.fleet.memoryguard import MemoryGuard
 from app.fleet.roles import WORKER_ROLES, role
-from app.protocol.queues import NAIVE_QUEUE, unit_queue, unit_queues
+from app.instances.heartbeat import Heartbeat
+from app.protocol.queues import (
+    INSTANCE_NAME,
+    INSTANCE_QUEUES,
+    NAIVE_QUEUE,
+    instance_queue,
+    unit_queue,
+    unit_queues,
+)
 from app.protocol.vocab import CpuPolicy, Queue, RoleName
 from app.settings import Settings
-from app.tasking.factory import create_app
+from app.tasking.factory import GameschedCelery, create_app
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +46,14 @@ class Consumption:
     concurrency: int | None = None  # None: the role's budget
 
 
-def consumption(settings: Settings, role_name: str, unit: int | None = None) -> Consumption:
+def consumption(settings: Settings, role_name: str, unit: int | None = None,
+                instance: str | None = None) -> Consumption:
     """How a worker of `role_name` consumes under `settings` (`unit`: the one physics unit
-    it is, else every unit's queue)."""
+    it is, else every unit's queue; `instance`: the server instance whose sessions it
+    serves, on its queues first, ``player.<instance>``)."""
     spec = role(role_name)
     check_unit(settings, role_name, unit)
+    check_instance(role_name, instance)
     if settings.naive and settings.textbook:  # Celery's defaults, pool and size included
         return Consumption((NAIVE_QUEUE,), (), lowers_cpu=False, pool="prefork",
                            concurrency=os.cpu_count() or 1)
@@ -51,6 +63,8 @@ def consumption(settings: Settings, role_name: str, unit: int | None = None) -> 
     if role_name in WORKER_ROLES and spec.pool == "prefork":
         options += ["--max-memory-per-child", str(settings.budget(role_name).memory_mb * 1024)]
     queues = tuple(name for q in spec.queues for name in _queue_names(settings, q, unit))
+    if instance is not None:
+        queues = (*(instance_queue(q, instance) for q in INSTANCE_QUEUES), *queues)
     return Consumption(queues, tuple(options), lowers_cpu=True,
                        concurrency=1 if unit is not None else None)
 
@@ -76,21 +90,35 @@ def check_unit(settings: Settings, role_name: str, unit: int | None) -> None:
                              f"(GAMESCHED_PHYSICS_UNITS={settings.physics_units})")
 
 
+def check_instance(role_name: str, instance: str | None) -> None:
+    """Refuse an instance on a role that serves no session, or a name no queue can carry."""
+    if instance is None:
+        return
+    if not any(q in role(role_name).queues for q in INSTANCE_QUEUES):
+        raise InvalidRequest("instance", instance, "only the player and all roles serve an "
+                             f"instance's sessions, not {role_name}")
+    if not re.fullmatch(INSTANCE_NAME, instance):
+        raise InvalidRequest("instance", instance, "expected letters, digits, '.', '_' or '-', "
+                             "starting with a letter or digit, at most 64")
+
+
 def node_name(role_name: str, unit: int | None) -> str:
     """A worker's node name before the ``@``: its role, and its unit if it has one."""
     return role_name if unit is None else f"{role_name}-u{unit}"
 
 
 def worker_argv(settings: Settings, role_name: str, concurrency: int | None,  # noqa: PLR0917
-                hostname: str | None, loglevel: str, unit: int | None = None) -> list[str]:
+                hostname: str | None, loglevel: str, unit: int | None = None,
+                instance: str | None = None) -> list[str]:
     """The Celery worker arguments of role `role_name` (`concurrency`: the pool size, when
-    not the role's or the baseline's; `unit`: the physics unit it is)."""
+    not the role's or the baseline's; `unit`: the physics unit it is; `instance`: the
+    server instance whose sessions it serves)."""
     spec = role(role_name)
-    consumes = consumption(settings, role_name, unit)
+    consumes = consumption(settings, role_name, unit, instance)
     size = concurrency or consumes.concurrency or settings.budget(role_name).concurrency
     return [
         "worker", "-P", consumes.pool or spec.pool, "-c", str(size),
-        "-n", hostname or f"{node_name(role_name, unit)}@{settings.instance_id}",
+        "-n", hostname or f"{node_name(role_name, unit)}@{instance or settings.instance_id}",
         "-l", loglevel, "--without-gossip", "--without-mingle",
         "-Q", ",".join(consumes.queues), *consumes.options,
     ]
@@ -163,12 +191,15 @@ def memory_budget(settings: Settings, role_name: str) -> int | None:
     return settings.budget(role_name).memory_mb
 
 
-def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,
-               memory_mb: int | None = None, role_name: str = "") -> None:
+def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,  # noqa: PLR0917
+               memory_mb: int | None = None, role_name: str = "",
+               instance: str | None = None) -> None:
     """Run Celery's worker in this process, serving metrics on `metrics_port` if given.
     With `memory_mb`, a job that takes a process of the worker past that much resident
     memory is stopped and the process replaced (`app.fleet.memoryguard`): a thread-pool or
-    solo worker finishes its other tasks and starts again as a fresh process."""
+    solo worker finishes its other tasks and starts again as a fresh process.  With
+    `instance`, the worker says in the instance registry that the instance is alive, from
+    the moment it consumes until it stops (`app.instances`)."""
     if metrics_port is not None:
         _ensure_multiprocess_metrics()
         from app.observe.metrics import serve, zero
@@ -182,11 +213,28 @@ def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,
     worker_process_init.connect(freeze_startup_objects, weak=False)
     guard = _guard(argv, memory_mb, role_name)
     app = create_app(settings)
+    if instance is not None:
+        _announce(app, instance)
     try:
         app.worker_main(argv=argv)
     finally:
         if guard is not None and guard.tripped.is_set():
             os.execv(sys.executable, sys.orig_argv)  # the same command, as a fresh process
+
+
+def _announce(app: GameschedCelery, instance: str) -> None:
+    """Heartbeat `instance` to the registry while this worker consumes; on a warm shutdown
+    it leaves the registry at once (it gets no new session; its sessions stay placed)."""
+    settings = app.runtime.settings
+    beat = Heartbeat(app.runtime.instances, instance, settings.instance_capacity,
+                     settings.instance_heartbeat_s)
+
+    def leave(**_: object) -> None:
+        beat.stop()
+        beat.registry.leave(instance)
+
+    worker_ready.connect(beat.start, weak=False)
+    worker_shutdown.connect(leave, weak=False)
 
 
 def _guard(argv: list[str], memory_mb: int | None, role_name: str) -> MemoryGuard | None:

@@ -40,7 +40,8 @@ def open_session(
     players: int,
     region: str | None,
 ) -> GameSession:
-    """Record a session as open.  Idempotent: opening an open session changes nothing."""
+    """Record a session as open on `instance_id`.  Idempotent: opening an open session on its
+    instance changes nothing; opening it on another records the instance it now runs on."""
     row = db.get(GameSession, session_id)
     if row is None:
         row = GameSession(
@@ -49,8 +50,10 @@ def open_session(
             snapshot_seq=0,
         )
         db.add(row)
-    elif row.status == SessionStatus.CLOSED:
+        return row
+    if row.status == SessionStatus.CLOSED:
         row.status, row.closed_at = SessionStatus.OPEN.value, None
+    row.instance_id = instance_id
     return row
 
 

@@ -71,3 +71,14 @@ def state(session_id: str) -> str:
 def claim(task_id: str) -> str:
     """The key a task copy sets to claim its run (the first copy of a raised task runs)."""
     return f"{PREFIX}claim:{task_id}"
+
+# The instance registry (app.instances.registry): when each instance last said it was alive
+# (Redis time, seconds) and how many sessions it takes; each placed session's instance and
+# weight; each instance's load (milli-weights) and sessions.  On the broker's Redis: every
+# instance and every game server shares it.
+INSTANCES_SEEN = PREFIX + "instances:seen"
+INSTANCES_CAPACITY = PREFIX + "instances:capacity"
+PLACEMENT_OWNER = PREFIX + "placement:owner"
+PLACEMENT_WEIGHT = PREFIX + "placement:weight"
+PLACEMENT_LOAD = PREFIX + "placement:load"
+PLACEMENT_COUNT = PREFIX + "placement:count"

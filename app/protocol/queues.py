@@ -6,9 +6,14 @@ from __future__ import annotations
 from app.protocol import names
 from app.protocol.vocab import Queue
 
-__all__ = ["LATENCY_BOUND", "NAIVE_QUEUE", "PLAYER_FACING", "PRIORITY_STEPS", "TASK_QUEUES",
-           "Queue", "unit_queue", "unit_queues"]
+__all__ = ["INSTANCE_NAME", "INSTANCE_QUEUES", "LATENCY_BOUND", "NAIVE_QUEUE", "PLAYER_FACING",
+           "PRIORITY_STEPS", "TASK_QUEUES", "Queue", "instance_queue", "unit_queue",
+           "unit_queues"]
 
+# A server instance's name, as its queues carry it (``player.<instance>``).
+INSTANCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# The queues a server instance has of its own: its sessions' work.
+INSTANCE_QUEUES: tuple[Queue, ...] = (Queue.PLAYER,)
 PRIORITY_STEPS = list(range(10))  # 0 is the highest on Redis
 NAIVE_QUEUE = "celery"  # Celery's default queue: the baseline sends everything there
 
@@ -45,3 +50,9 @@ def unit_queue(unit: int) -> str:
 def unit_queues(units: int) -> list[str]:
     """The queues of `units` physics units."""
     return [unit_queue(unit) for unit in range(units)]
+
+
+def instance_queue(queue: Queue, instance: str) -> str:
+    """The queue of `queue`'s work for the sessions of server instance `instance`:
+    ``player.<instance>``."""
+    return f"{queue.value}.{instance}"

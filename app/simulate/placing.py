@@ -1,5 +1,5 @@
 """Placement on paper: many sessions on many instances, one joining and one leaving, in
-this process (`app.players.placement`), for the figures of a fleet too large to run here:
+this process (`app.instances.placement`), for the figures of a fleet too large to run here:
 how even the load is, how much of it moves, and what a placement costs."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from app.errors import InvalidRequest
-from app.players.placement import Placement, weight
+from app.instances.placement import Placement, weight
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.ai import NavGrid, TreeBrain
 from app.ai.navgrid import load_map
 from app.db import make_engine, make_sessionmaker
+from app.instances.registry import Registry, registry_for
 from app.observe.recorder import Recorder, recorder_for
 from app.physics.attention import MEMORY_PLAYER_COUNTS, PlayerCounts, RedisPlayerCounts
 from app.physics.borders import Borders, RedisBorders
@@ -42,6 +43,12 @@ class Runtime:
     def hot(self) -> HotStore:
         """The hot-state store."""
         return hot_store_for(self.settings.hot_store_url)
+
+    @cached_property
+    def instances(self) -> Registry:
+        """The instance registry: on the broker's Redis (every instance and game server
+        shares it), or in this process on the embedded default."""
+        return registry_for(self.settings.broker_url, self.settings.instance_ttl_s)
 
     @cached_property
     def physics(self) -> Links:
@@ -79,5 +86,5 @@ class Runtime:
         """Drop connections inherited from a parent process."""
         if "engine" in self.__dict__:
             self.engine.dispose(close=False)
-        for name in ("engine", "sessions", "hot", "physics", "brain", "recorder"):
+        for name in ("engine", "sessions", "hot", "instances", "physics", "brain", "recorder"):
             self.__dict__.pop(name, None)

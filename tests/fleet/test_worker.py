@@ -88,6 +88,26 @@ def test_a_unit_the_fleet_does_not_have_is_refused_naming_it(role: str, unit: in
     assert why in str(caught.value)
 
 
+def test_an_instance_worker_serves_its_sessions_queue_first() -> None:
+    settings = load_settings(broker_url=REDIS)
+    argv = worker_argv(settings, "player", None, None, "INFO", instance="east-1")
+    assert _opt(argv, "-Q") == "player.east-1,player"
+    assert _opt(argv, "-n") == "player@east-1"
+    every = worker_argv(settings, "all", None, None, "INFO", instance="east-1")
+    assert _opt(every, "-Q").startswith("player.east-1,player,")
+
+
+@pytest.mark.parametrize(("role", "instance", "why"), [
+    ("player", "east:1", "expected letters, digits"), ("player", "-east", "starting with"),
+    ("player", "x" * 65, "at most 64"), ("ai", "east", "only the player and all roles")])
+def test_an_instance_no_queue_can_carry_is_refused_naming_it(role: str, instance: str,
+                                                             why: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        worker_argv(load_settings(), role, None, None, "INFO", instance=instance)
+    assert (caught.value.field, caught.value.value) == ("instance", instance)
+    assert why in str(caught.value)
+
+
 def test_unknown_role_names_the_field() -> None:
     with pytest.raises(InvalidRequest) as caught:
         worker_argv(load_settings(), "graphics", None, None, "INFO")

@@ -133,6 +133,17 @@ def test_open_is_idempotent_and_close_marks_closed(db_factory: sessionmaker[Sess
         assert (row.status, row.players, row.closed_at is not None) == ("closed", 5, True)
 
 
+def test_a_session_reopened_on_another_instance_records_that_instance(
+        db_factory: sessionmaker[Session]) -> None:
+    for instance in ("east", "west"):
+        with transaction(db_factory) as db:
+            sessions.open_session(db, "s", instance_id=instance, session_type="casual",
+                                  players=1, region=None)
+    with db_factory() as db:
+        row = db.get(GameSession, "s")
+        assert (row.instance_id, row.status) == ("west", "open")
+
+
 def test_session_moves_record_each_sessions_latest_region(
         db_factory: sessionmaker[Session]) -> None:
     with transaction(db_factory) as db:

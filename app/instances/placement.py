@@ -29,7 +29,7 @@ Sessions move only when they must, and only as far as they must:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from app.errors import InvalidRequest
@@ -41,6 +41,30 @@ def score(session: str, instance: str) -> int:
     """The rendezvous score of `instance` for `session`: higher ranks first."""
     digest = hashlib.blake2b(f"{session}\x00{instance}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
+
+
+def ranked(session: str, instances: Iterable[str]) -> list[str]:
+    """`instances` in `session`'s order of preference (its rendezvous ranking)."""
+    return sorted(instances, key=lambda instance: score(session, instance), reverse=True)
+
+
+def bound_of(total: float, instances: int, epsilon: float, extra: float = 0.0) -> float:
+    """The most load one of `instances` instances carrying `total` may hold with `extra`
+    more placed: ``(1 + epsilon)`` times the mean, never less than `extra` (an empty
+    instance always has room, as the bound's ceiling gives one session of unit weight in
+    the paper)."""
+    return max((1.0 + epsilon) * (total + extra) / instances, extra) if instances else 0.0
+
+
+def roomy(ranking: Sequence[str], loads: Mapping[str, float], load: float,
+          bound: float) -> str | None:
+    """The first instance of `ranking` with room for `load` under `bound`, else the least
+    loaded of them (None when `ranking` is empty).  The Redis registry's placement script
+    (`app/instances/place.lua`) makes the same choice in the same arithmetic."""
+    for instance in ranking:
+        if loads[instance] + load <= bound:
+            return instance
+    return min(ranking, key=lambda i: (loads[i], i), default=None)
 
 
 def weight(players: int, activity_hz: float = 0.0) -> float:
@@ -82,10 +106,7 @@ class Placement:
         """The most load an instance may carry with `extra` more load placed (never less
         than `extra`: an empty instance always has room, as the bound's ceiling gives one
         session of unit weight in the paper)."""
-        if not self.loads:
-            return 0.0
-        total = sum(self.loads.values()) + extra
-        return max((1.0 + self.epsilon) * total / len(self.loads), extra)
+        return bound_of(sum(self.loads.values()), len(self.loads), self.epsilon, extra)
 
     def max_over_mean(self) -> float:
         """The most loaded instance over the mean (1.0: perfectly even)."""
@@ -94,7 +115,7 @@ class Placement:
 
     def ranking(self, session: str) -> list[str]:
         """The live instances in `session`'s order of preference."""
-        return sorted(self.loads, key=lambda instance: score(session, instance), reverse=True)
+        return ranked(session, self.loads)
 
     # sessions -------------------------------------------------------------------------
 
@@ -144,7 +165,7 @@ class Placement:
             raise InvalidRequest("instance", instance, "the last instance still holds "
                                  f"{len(leaving)} sessions")
         del self.loads[instance]
-        bound = (1.0 + self.epsilon) * sum(self.weights.values()) / len(self.loads)
+        bound = bound_of(sum(self.weights.values()), len(self.loads), self.epsilon)
         moves = []
         for session in leaving:
             load = self.weights.pop(session)
@@ -176,11 +197,10 @@ class Placement:
     def _roomy(self, session: str, load: float, bound: float, avoid: str = "") -> str:
         """The first instance of `session`'s ranking with room for `load` under `bound`
         (never `avoid`), else the least loaded."""
-        for instance in self.ranking(session):
-            if instance != avoid and self.loads[instance] + load <= bound:
-                return instance
-        others = [i for i in self.loads if i != avoid] or list(self.loads)
-        return min(others, key=lambda i: (self.loads[i], i))
+        ranking = [i for i in self.ranking(session) if i != avoid] or self.ranking(session)
+        target = roomy(ranking, self.loads, load, bound)
+        assert target is not None
+        return target
 
     def _wanting(self, instance: str) -> Iterable[str]:
         """The sessions that rank `instance` above their own, from the most loaded

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.errors import InvalidRequest
-from app.players.placement import EPSILON, Move, Placement, score, weight
+from app.instances.placement import EPSILON, Move, Placement, score, weight
 
 WEIGHTS = st.lists(st.floats(min_value=1.0, max_value=40.0), min_size=1, max_size=300)
 INSTANCES = st.integers(min_value=1, max_value=8)

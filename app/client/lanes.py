@@ -1,0 +1,56 @@
+"""One coalescer per server instance: a batch carries the work of one instance's sessions,
+so that it goes to that instance's queue whole."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from app.client.coalesce import Coalescer
+
+MakeCoalescer = Callable[[str | None], Coalescer]
+
+
+class Lanes:
+    """Coalescers by instance (None: the fleet's shared queue), made by `make` on an
+    instance's first item; `floor_s`: their windows' floor.  Thread-safe."""
+
+    def __init__(self, make: MakeCoalescer, floor_s: float = 0.0) -> None:
+        self._make, self._floor_s = make, floor_s
+        self._lock = threading.Lock()
+        self._lanes: dict[str | None, Coalescer] = {}
+
+    def add(self, instance: str | None, step: int, item: Any) -> None:
+        """Queue `item` for the next batch to `instance` (see `Coalescer.add`)."""
+        lane = self._lanes.get(instance)
+        if lane is None:
+            with self._lock:
+                lane = self._lanes.get(instance) or self._lanes.setdefault(
+                    instance, self._make(instance))
+        lane.add(step, item)
+
+    def waiting(self, instance: str | None, count: int | None) -> None:
+        """The last send to `instance` found `count` messages waiting before it (see
+        `Coalescer.waiting`)."""
+        lane = self._lanes.get(instance)
+        if lane is not None:
+            lane.waiting(count)
+
+    def flush(self) -> int:
+        """Send every lane's buffered items now; returns how many went."""
+        return sum(lane.flush() for lane in self._all())
+
+    def close(self) -> None:
+        """Flush every lane and stop its thread."""
+        for lane in self._all():
+            lane.close()
+
+    @property
+    def window_s(self) -> float:
+        """The longest window any lane now waits (the floor before any item)."""
+        return max((lane.window_s for lane in self._all()), default=self._floor_s)
+
+    def _all(self) -> list[Coalescer]:
+        with self._lock:
+            return list(self._lanes.values())

@@ -1,0 +1,69 @@
+-- Place a session on a live server instance (app.instances.registry), atomically.
+--
+-- KEYS: seen, capacity, owner, weight, load, count (app.protocol.keys).
+-- ARGV: session, weight (milli), epsilon, ttl (s), then every registered instance in the
+-- session's rendezvous ranking.
+--
+-- A placed session stays where it is with its new weight: {instance, 0}.  Otherwise the
+-- live instances (seen within ttl, by Redis's clock) bound the load at (1 + epsilon) times
+-- their mean with this session counted, and the session goes to the first instance of its
+-- ranking below its capacity with room under the bound, else to the least loaded one below
+-- its capacity: {instance, 1}.  {"", "none"} when no instance is live, {"", "full"} when
+-- every live one is at capacity.  Same choice, same arithmetic as
+-- app.instances.placement.roomy.
+local session, w = ARGV[1], tonumber(ARGV[2])
+local epsilon, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+
+local owner = redis.call('HGET', KEYS[3], session)
+if owner then
+  local old = tonumber(redis.call('HGET', KEYS[4], session) or '0')
+  if old ~= w then
+    redis.call('HSET', KEYS[4], session, w)
+    redis.call('HINCRBY', KEYS[5], owner, w - old)
+  end
+  return {owner, 0}
+end
+
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local live, loads, total = {}, {}, 0
+for i = 5, #ARGV do
+  local name = ARGV[i]
+  local seen = tonumber(redis.call('HGET', KEYS[1], name))
+  if seen and now - seen <= ttl then
+    local load = tonumber(redis.call('HGET', KEYS[5], name) or '0')
+    live[#live + 1] = name
+    loads[name] = load
+    total = total + load
+  end
+end
+if #live == 0 then return {'', 'none'} end
+
+local open = {}
+for _, name in ipairs(live) do
+  local capacity = tonumber(redis.call('HGET', KEYS[2], name) or '0')
+  local sessions = tonumber(redis.call('HGET', KEYS[6], name) or '0')
+  if sessions < capacity then open[#open + 1] = name end
+end
+if #open == 0 then return {'', 'full'} end
+
+local bound = math.max((1 + epsilon) * (total + w) / #live, w)
+local pick = nil
+for _, name in ipairs(open) do
+  if loads[name] + w <= bound then
+    pick = name
+    break
+  end
+end
+if not pick then
+  for _, name in ipairs(open) do
+    if pick == nil or loads[name] < loads[pick] or (loads[name] == loads[pick] and name < pick) then
+      pick = name
+    end
+  end
+end
+redis.call('HSET', KEYS[3], session, pick)
+redis.call('HSET', KEYS[4], session, w)
+redis.call('HINCRBY', KEYS[5], pick, w)
+redis.call('HINCRBY', KEYS[6], pick, 1)
+return {pick, 1}

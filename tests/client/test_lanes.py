@@ -1,0 +1,38 @@
+"""Lanes: a batch carries the items of one instance only, and every lane flushes."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from app.client.coalesce import Coalescer
+from app.client.lanes import Lanes
+
+
+def test_each_instance_gets_batches_of_its_own_items_only() -> None:
+    sent: list[tuple[str | None, int, list[Any]]] = []
+
+    def send(instance: str | None, step: int, batch: list[Any], oldest: float) -> None:
+        sent.append((instance, step, batch))
+
+    lanes = Lanes(lambda instance: Coalescer(partial(send, instance), tick_s=60.0), 0.02)
+    assert lanes.window_s == 0.02  # the floor, before any lane exists
+    for n, instance in enumerate(["east", "west", "east", None, "west"]):
+        lanes.add(instance, 5 - n, n)
+    assert lanes.flush() == 5
+    lanes.close()
+    assert sorted(sent, key=lambda s: str(s[0])) == [
+        (None, 2, [3]), ("east", 3, [0, 2]), ("west", 1, [1, 4])]
+
+
+def test_a_wait_reported_for_one_instance_widens_only_its_window() -> None:
+    lanes = Lanes(lambda instance: Coalescer(lambda *_: None, tick_s=0.01,
+                                             max_window_s=0.08))
+    lanes.add("east", 1, "a")
+    lanes.add("west", 1, "b")
+    lanes.waiting("east", 3)
+    lanes.waiting("nowhere", 3)  # no lane yet: nothing to widen
+    assert lanes.window_s == 0.02
+    lanes.waiting("east", 0)
+    assert lanes.window_s == 0.01  # west's window never widened
+    lanes.close()

@@ -1,0 +1,106 @@
+"""Server instances on real workers: ``gamesched worker --instance`` registers its instance,
+the client places each session on one and sends all its work to that instance's queue, a
+second game server finds the same instance, and an instance that stops gets no new
+session."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.client.api import GameClient
+from app.fleet.fleets import stop_process_groups
+from app.instances.registry import RedisRegistry
+from app.players.models import GameSession
+from app.players.sessions import read_states
+from app.protocol.names import SESSION_TASK, UPDATE_TASK
+from app.settings import Settings
+from app.tasking.broker import live_workers
+from app.tasking.factory import create_app
+from tests.subprocesses import ROOT
+from tests.waiting import wait_for
+
+SESSIONS = 24
+
+
+def start_instance(settings: Settings, instance: str, log: Path) -> subprocess.Popen[bytes]:
+    """``gamesched worker --role player --instance <instance>``, once it consumes."""
+    node = f"player@{instance}"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", "--role", "player", "--instance",
+             instance, "--loglevel", "INFO"],
+            cwd=ROOT, env={**os.environ, **settings.to_env()}, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    app = create_app(settings)
+    wait_for(lambda: node in live_workers(app, timeout=0.5), timeout=60, what=f"{node}")
+    return proc
+
+
+def test_each_session_runs_on_one_instance_and_all_its_work_goes_there(
+        live_settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> None:
+    settings = live_settings.model_copy(update={"record_latency": True})
+    procs = {name: start_instance(settings, name, tmp_path / f"{name}.log")
+             for name in ("east", "west")}
+    registry = RedisRegistry(redis_client)
+    try:
+        assert {s.name for s in registry.instances() if s.live} == {"east", "west"}
+        app = create_app(settings)
+        client = GameClient(app)
+        try:
+            placed = {}
+            for n in range(SESSIONS):
+                client.open_session(f"s{n}", session_type="casual", players=1 + n % 4)
+                placed[f"s{n}"] = client.instance_of(f"s{n}")
+            assert set(placed.values()) == {"east", "west"}
+            for seq in (1, 2, 3):
+                for session in placed:
+                    client.submit_update(session, seq, {"hp": seq})
+            client.flush()
+            hot = app.runtime.hot
+            wait_for(lambda: {s: st.seq for s, st in read_states(hot, list(placed)).items()}
+                     == dict.fromkeys(placed, 3), timeout=30, what="every update applied")
+            wait_for(lambda: _instances_in_sql(app.runtime.sessions) == placed, timeout=30,
+                     what="every session recorded on its instance")
+
+            ran = [e for e in app.runtime.recorder.drain()
+                   if e.task in {UPDATE_TASK, SESSION_TASK}]
+            assert ran
+            for execution in ran:  # each batch went to one instance's queue, and ran there
+                instance = execution.queue.removeprefix("player.")
+                assert execution.hostname == f"player@{instance}"
+            assert {e.queue for e in ran} == {"player.east", "player.west"}
+
+            other = GameClient(create_app(settings))  # a second game server process
+            try:
+                other.adopt_session("s0", session_type="casual", players=1)
+                assert other.instance_of("s0") == placed["s0"]
+            finally:
+                other.close()
+
+            os.killpg(procs["west"].pid, signal.SIGTERM)  # a warm shutdown: it leaves
+            procs["west"].wait(timeout=30)
+            assert [s.name for s in registry.instances()] == ["east"]
+            for n in range(SESSIONS, SESSIONS + 10):
+                client.open_session(f"s{n}", session_type="casual", players=1)
+                assert client.instance_of(f"s{n}") == "east"
+            client.close_session("s1")
+            states = {s.name: s for s in registry.instances()}
+            assert states["east"].sessions == sum(
+                1 for s, i in placed.items() if i == "east" and s != "s1") + 10
+        finally:
+            client.close()
+    finally:
+        stop_process_groups(procs.values())
+
+
+def _instances_in_sql(sessions: sessionmaker[Session]) -> dict[str, str]:
+    with sessions() as db:
+        return {row.id: row.instance_id for row in db.scalars(select(GameSession))}

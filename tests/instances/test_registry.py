@@ -1,0 +1,153 @@
+"""The instance registry: live instances, sticky places under the load bound, capacity,
+and the Redis script choosing as the in-process registry does."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.errors import ServerFull
+from app.instances.heartbeat import Heartbeat
+from app.instances.placement import EPSILON
+from app.instances.registry import MemoryRegistry, RedisRegistry, Registry, milli
+from tests.stores import STORES, memory_or_redis
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=STORES)
+def registry(request: pytest.FixtureRequest) -> Registry:
+    return memory_or_redis(request, MemoryRegistry, RedisRegistry)
+
+
+def test_no_live_instance_places_nothing(registry: Registry) -> None:
+    assert registry.place("s1", 2.0) is None
+    assert registry.owner("s1") is None
+
+
+def test_a_session_stays_on_its_instance_with_its_new_weight(registry: Registry) -> None:
+    for name in ("a", "b", "c"):
+        registry.heartbeat(name, 100)
+    first = registry.place("s1", 2.0)
+    assert first in {"a", "b", "c"}
+    assert registry.place("s1", 5.0) == first
+    assert registry.owner("s1") == first
+    loads = {s.name: s.load for s in registry.instances()}
+    assert loads[first] == 5.0
+    registry.release("s1")
+    registry.release("s1")  # idempotent
+    assert registry.owner("s1") is None
+    assert {s.name: (s.sessions, s.load) for s in registry.instances()}[first] == (0, 0.0)
+
+
+def test_loads_stay_within_the_bound_over_the_mean(registry: Registry) -> None:
+    for name in ("a", "b", "c", "d"):
+        registry.heartbeat(name, 10_000)
+    for n in range(400):
+        registry.place(f"s{n}", 1.0 + n % 7)
+    loads = [s.load for s in registry.instances()]
+    mean = sum(loads) / len(loads)
+    assert max(loads) <= (1 + EPSILON) * mean + 7.0  # the bound plus the heaviest session
+    assert sum(s.sessions for s in registry.instances()) == 400
+
+
+def test_a_full_fleet_refuses_a_new_session_and_keeps_the_placed(registry: Registry) -> None:
+    registry.heartbeat("a", 2)
+    registry.heartbeat("b", 1)
+    placed = [registry.place(f"s{n}", 1.0) for n in range(3)]
+    assert sorted(map(str, placed)) == ["a", "a", "b"]
+    with pytest.raises(ServerFull) as refused:
+        registry.place("s3", 1.0)
+    assert refused.value.retry_after_s > 0
+    assert refused.value.instances == 2
+    assert "at capacity" in str(refused.value)
+    assert registry.owner("s3") is None
+    assert registry.place("s0", 3.0) == placed[0]  # a placed session is never refused
+    registry.release("s1")
+    assert registry.place("s3", 1.0) == placed[1]  # room again where s1 left
+
+
+def test_a_silent_instance_gets_no_new_session() -> None:
+    clock = Clock()
+    registry = MemoryRegistry(ttl_s=3.0, clock=clock)
+    registry.heartbeat("a", 100)
+    registry.heartbeat("b", 100)
+    clock.now += 2.0
+    registry.heartbeat("b", 100)
+    clock.now += 2.0  # a has been silent 4 s
+    assert {registry.place(f"s{n}", 1.0) for n in range(20)} == {"b"}
+    assert [(s.name, s.live) for s in registry.instances()] == [("a", False), ("b", True)]
+
+
+def test_a_silent_instance_on_redis_gets_no_new_session(redis_client: redis.Redis) -> None:
+    registry = RedisRegistry(redis_client, ttl_s=0.3)
+    registry.heartbeat("a", 100)
+    time.sleep(0.4)  # a's heartbeat ages past the ttl: the clock is Redis's, not ours
+    registry.heartbeat("b", 100)
+    assert {registry.place(f"s{n}", 1.0) for n in range(20)} == {"b"}
+
+
+def test_a_heartbeat_the_registry_refuses_is_logged_and_retried(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class Refusing(MemoryRegistry):
+        def heartbeat(self, instance: str, capacity: int) -> None:
+            raise ConnectionError("registry away")
+
+    beat = Heartbeat(Refusing(), "a", 10, period_s=60)
+    assert beat.beat() is False
+    assert "heartbeat not recorded" in caplog.text
+    registry = MemoryRegistry()
+    assert Heartbeat(registry, "a", 10, period_s=60).beat() is True
+    assert [s.capacity for s in registry.instances()] == [10]
+
+
+Op = tuple[str, str, float]
+OPS = st.lists(st.tuples(st.sampled_from(["place", "place", "place", "release"]),
+                         st.sampled_from([f"s{n}" for n in range(40)]),
+                         st.floats(min_value=0.1, max_value=30.0)), max_size=80)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(instances=st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=7, unique=True),
+       capacity=st.integers(min_value=1, max_value=12), ops=OPS)
+def test_the_redis_script_chooses_as_the_registry_in_process(
+        redis_client: redis.Redis, instances: list[str], capacity: int, ops: list[Op]) -> None:
+    redis_client.flushdb()
+    memory, shared = MemoryRegistry(), RedisRegistry(redis_client)
+    for name in instances:
+        memory.heartbeat(name, capacity)
+        shared.heartbeat(name, capacity)
+    for op, session, weight in ops:
+        if op == "release":
+            memory.release(session)
+            shared.release(session)
+            continue
+        assert _outcome(memory, session, weight) == _outcome(shared, session, weight)
+    assert [(s.name, s.sessions, s.load) for s in memory.instances()] == \
+        [(s.name, s.sessions, s.load) for s in shared.instances()]
+    assert sum(s.sessions for s in memory.instances()) <= capacity * len(instances)
+
+
+def _outcome(registry: Registry, session: str, weight: float) -> str | None:
+    try:
+        return registry.place(session, weight)
+    except ServerFull:
+        return "full"
+
+
+def test_weights_are_kept_in_thousandths() -> None:
+    assert milli(2.5) == 2500
+    assert milli(0.0) == 1  # every session weighs something

@@ -134,12 +134,15 @@ def simulate(
     game_servers: Annotated[int | None, typer.Option(
         min=1, max=64, help="Game-server processes, each driving its share of the sessions "
         "(default: half the cores, at least 2).")] = None,
+    instances: Annotated[int, typer.Option(
+        min=0, max=64, help="Server instances, each a player worker serving the sessions "
+        "placed on it (0: two player workers on one shared queue).")] = 0,
 ) -> None:
     """Drive simulated players against a worker fleet; print and write the report."""
     from app.cli import simulate as command
 
     options = command.Options(scenario, players, duration, seed, baseline, faults, json_path,
-                              plot, repeat, find_capacity, game_servers)
+                              plot, repeat, find_capacity, game_servers, instances)
     try:
         command.simulate(console, _settings(), options)
     except InvalidRequest as exc:
@@ -151,12 +154,15 @@ def simulate(
 def demo(
     sessions: Annotated[int, typer.Option(min=1, max=5000, help="Simulated sessions.")] = 300,
     duration: Annotated[float, typer.Option(min=1, max=600, help="Seconds of load.")] = 10.0,
+    instances: Annotated[int, typer.Option(
+        min=0, max=8, help="Server instances the sessions are placed on (0: one shared "
+        "player queue).")] = 2,
 ) -> None:
     """Run a few hundred simulated sessions for a few seconds and print latency per queue."""
     from app.cli import demo as democmd
 
     settings = _settings()
-    ok = democmd.show(console, settings, sessions, duration)
+    ok = democmd.show(console, settings, sessions, duration, instances)
     raise typer.Exit(0 if ok else 1)
 
 

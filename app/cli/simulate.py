@@ -47,6 +47,7 @@ class Options:
     repeat: int = 1
     find_capacity: bool = False
     game_servers: int | None = None  # None: sized to the machine
+    instances: int = 0  # server instances; 0: one shared player queue
 
 
 def spec_of(options: Options) -> RunSpec:
@@ -56,7 +57,8 @@ def spec_of(options: Options) -> RunSpec:
     return RunSpec(scenario=scenario(options.scenario), players=options.players,
                    duration_s=options.duration_s, seed=options.seed,
                    faults=parse_faults(options.faults),
-                   game_servers=options.game_servers or default_count())
+                   game_servers=options.game_servers or default_count(),
+                   instances=options.instances)
 
 
 def simulate(console: Console, settings: Settings, options: Options) -> dict[str, Any]:
@@ -193,6 +195,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("physics units", "physics", "units"),
     ("physics costliest unit / mean (CPU)", "physics", "unit_max_over_mean"),
     ("physics regions moved", "physics", "moves"),
+    ("server instances", "balance", "instances"),
+    ("instance load max / mean", "balance", "max_over_mean"),
     ("ai decisions", "ai", "decisions_sent"),
     ("ai p99 ms", "ai", "p99_ms"),
     ("ai slowest NPC's decisions/s", "ai", "min_npc_hz"),

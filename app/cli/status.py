@@ -1,4 +1,5 @@
-"""``gamesched status``: queue depths, live workers, the controller's last decision."""
+"""``gamesched status``: queue depths, server instances, live workers, the controller's last
+decision."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rich.table import Table
 
 from app.cli.failures import require_redis
 from app.control.controller import read_decision
+from app.instances.registry import InstanceState
 from app.settings import Settings, redact
 from app.tasking.broker import live_workers, queue_depths
 from app.tasking.factory import create_app
@@ -30,6 +32,7 @@ def show(console: Console, settings: Settings) -> None:
     for queue, depth in depths.items():
         table.add_row(queue, str(depth))
     console.print(table)
+    _instances(console, app.runtime.instances.instances())
     workers = live_workers(app)
     console.print(f"workers answering: {len(workers)}")
     for name, queues in sorted(workers.items()):
@@ -44,3 +47,17 @@ def show(console: Console, settings: Settings) -> None:
                       f"background_level={decision.background_level} "
                       f"physics_detail={decision.physics_detail} "
                       f"cpu={decision.cpu:.2f} shed_background={decision.shed_background}")
+
+
+def _instances(console: Console, instances: list[InstanceState]) -> None:
+    """The server instances in the registry (none: one shared player queue)."""
+    if not instances:
+        console.print("instances: none registered (sessions share the player queue)")
+        return
+    table = Table(title="server instances")
+    for column in ("instance", "live", "sessions", "capacity", "load", "last heartbeat"):
+        table.add_column(column, justify="left" if column == "instance" else "right")
+    for state in instances:
+        table.add_row(state.name, "yes" if state.live else "no", str(state.sessions),
+                      str(state.capacity), f"{state.load:g}", f"{state.silent_s:.1f}s ago")
+    console.print(table)

@@ -25,6 +25,7 @@ from app.fleet import jobs
 from app.fleet.memoryguard import MemoryGuard
 from app.fleet.roles import ROLES, WORKER_ROLES
 from app.fleet.worker import consumption, node_name
+from app.instances.heartbeat import Heartbeat
 from app.protocol.vocab import RoleName
 from app.settings import Settings
 from app.tasking.broker import live_workers
@@ -46,9 +47,14 @@ class _Worker(WorkController):  # type: ignore[misc]
 class EmbeddedFleet:
     """One thread-pool worker per role inside this process (each with its own app)."""
 
-    def __init__(self, settings: Settings, roles: Sequence[str] = (*WORKER_ROLES, "control")):
+    def __init__(self, settings: Settings, roles: Sequence[str] = (*WORKER_ROLES, "control"),
+                 instances: Sequence[str] = ()):
         self.settings = settings
         self.roles = tuple(roles)
+        # With `instances`, the player role runs one worker per server instance, each
+        # serving the sessions placed on it and heartbeating to the registry.
+        self.instances = tuple(instances)
+        self._heartbeats: list[Heartbeat] = []
         self._workers: list[_Worker] = []
         self._threads: list[threading.Thread] = []
         # One process runs every role: it keeps the ``all`` role's budget.  It is the
@@ -69,23 +75,33 @@ class EmbeddedFleet:
             if name == RoleName.PHYSICS:
                 for unit in range(self.settings.physics_units):
                     self._start(name, unit)
+            elif name == RoleName.PLAYER and self.instances:
+                for instance in self.instances:
+                    self._start(name, instance=instance)
             else:
                 self._start(name)
         for worker in self._workers:
             if not worker.ready.wait(timeout=30):
                 raise GameschedError(f"embedded worker {worker.hostname} did not start")
+        registry = runner.runtime.instances
+        settings = self.settings
+        for instance in self.instances:
+            beat = Heartbeat(registry, instance, settings.instance_capacity,
+                             settings.instance_heartbeat_s)
+            beat.start()
+            self._heartbeats.append(beat)
         self.memory_guard.start()
         return self
 
-    def _start(self, name: str, unit: int | None = None) -> None:
+    def _start(self, name: str, unit: int | None = None, instance: str | None = None) -> None:
         app: GameschedCelery = create_app(self.settings)
         app.finalize()
-        queues = (consumption(self.settings, name, unit).queues if name != "control"
+        queues = (consumption(self.settings, name, unit, instance).queues if name != "control"
                   else [q.value for q in ROLES[name].queues])
         concurrency = (1 if name == "control" or unit is not None
                        else self.settings.budget(name).concurrency)
         worker = _Worker(
-            app=app, hostname=f"{node_name(name, unit)}@embedded", pool="threads",
+            app=app, hostname=f"{node_name(name, unit)}@{instance or 'embedded'}", pool="threads",
             concurrency=concurrency, queues=list(queues), loglevel="WARNING",
             without_heartbeat=True, without_mingle=True, without_gossip=True,
         )
@@ -95,6 +111,8 @@ class EmbeddedFleet:
         self._threads.append(thread)
 
     def __exit__(self, *exc: object) -> None:
+        for beat in self._heartbeats:  # the instances leave: no new session goes to them
+            beat.leave()
         self.memory_guard.stop()
         worker_state.should_terminate = 0
         for thread in self._threads:
@@ -108,7 +126,8 @@ class ProcessFleet:
     def __init__(self, settings: Settings, roles: Sequence[str] = WORKER_ROLES,
                  env: dict[str, str] | None = None, log_dir: str | None = None, *,
                  launchers: Mapping[str, Sequence[str]] | None = None,
-                 replicas: Mapping[str, int] | None = None, loglevel: str = "WARNING"):
+                 replicas: Mapping[str, int] | None = None, loglevel: str = "WARNING",
+                 instances: Sequence[str] = ()):
         self.settings = settings
         # Warnings and errors only: Celery's two INFO lines per task cost the workers CPU
         # at thousands of tasks a second.
@@ -121,8 +140,12 @@ class ProcessFleet:
         self.launchers = dict(launchers or {})
         # Nodes per role: `replicas` of a role run as "role", "role-2", ... on its queues, so
         # that killing one leaves the role served; the physics role runs as its units,
-        # "physics-u0", "physics-u1", ..., each on its own queue.
-        self.nodes = [node for name in self.roles for node in _nodes(settings, name, replicas)]
+        # "physics-u0", "physics-u1", ..., each on its own queue; with `instances`, the player
+        # role runs as one worker per server instance, each serving
+        # the sessions placed on it (node "player-<instance>").
+        self.instances = tuple(instances)
+        self.nodes = [node for name in self.roles
+                      for node in _nodes(settings, name, replicas, self.instances)]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def __enter__(self) -> ProcessFleet:
@@ -142,7 +165,9 @@ class ProcessFleet:
         # The control role runs as the controller: beat drives its tick and the ledger's
         # sweeper, which re-sends intents whose messages a broker restart lost.
         command = ["controller"] if role == "control" else ["worker", "--role", role]
-        if suffix.startswith("u"):
+        if role == RoleName.PLAYER and suffix in self.instances:
+            command += ["--instance", suffix]
+        elif suffix.startswith("u"):
             command += ["--unit", suffix[1:]]
         if role == "control" and self.log_dir is not None:  # beat's files go with the logs
             command += ["--schedule", os.path.join(self.log_dir, "beat-schedule")]
@@ -158,15 +183,23 @@ class ProcessFleet:
                                     start_new_session=True)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Block until every role's worker answers the broker, or raise."""
+        """Block until every role's worker answers the broker (and every instance is in the
+        registry), or raise."""
         app = create_app(self.settings)
         deadline = time.monotonic() + timeout
         wanted = {f"{n}@{self.settings.instance_id}-{os.getpid()}" for n in self.nodes}
         while time.monotonic() < deadline:
             self._check_alive()
-            if wanted <= set(live_workers(app, timeout=0.5)):
+            if wanted <= set(live_workers(app, timeout=0.5)) and self._registered(app):
                 return
         raise GameschedError(f"workers did not start within {timeout:.0f}s: {sorted(wanted)}")
+
+    def _registered(self, app: GameschedCelery) -> bool:
+        """Every instance of the fleet has told the registry it is alive."""
+        if not self.instances:
+            return True
+        live = {state.name for state in app.runtime.instances.instances() if state.live}
+        return set(self.instances) <= live
 
     def _check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -178,11 +211,15 @@ class ProcessFleet:
         stop_process_groups(self.procs.values())
 
 
-def _nodes(settings: Settings, role: str, replicas: Mapping[str, int] | None) -> list[str]:
+def _nodes(settings: Settings, role: str, replicas: Mapping[str, int] | None,
+           instances: Sequence[str] = ()) -> list[str]:
     """The worker nodes of `role`: its units (physics, unless the baseline's shared queue
-    makes units meaningless), else its replicas."""
+    makes units meaningless), its instances (player, when the fleet has instances), else
+    its replicas."""
     if role == RoleName.PHYSICS and not settings.naive:
         return [node_name(role, unit) for unit in range(settings.physics_units)]
+    if role == RoleName.PLAYER and instances:
+        return [f"{role}-{instance}" for instance in instances]
     return [role if n == 1 else f"{role}-{n}" for n in range(1, (replicas or {}).get(role, 1) + 1)]
 
 

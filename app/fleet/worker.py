@@ -228,13 +228,8 @@ def _announce(app: GameschedCelery, instance: str) -> None:
     settings = app.runtime.settings
     beat = Heartbeat(app.runtime.instances, instance, settings.instance_capacity,
                      settings.instance_heartbeat_s)
-
-    def leave(**_: object) -> None:
-        beat.stop()
-        beat.registry.leave(instance)
-
     worker_ready.connect(beat.start, weak=False)
-    worker_shutdown.connect(leave, weak=False)
+    worker_shutdown.connect(beat.leave, weak=False)
 
 
 def _guard(argv: list[str], memory_mb: int | None, role_name: str) -> MemoryGuard | None:

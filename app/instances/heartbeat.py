@@ -47,6 +47,12 @@ class Heartbeat:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def leave(self, **_: object) -> None:
+        """Stop beating and take the instance out of the registry: it gets no new session
+        from now on (its sessions stay placed).  A Celery signal's receiver too."""
+        self.stop()
+        self.registry.leave(self.instance)
+
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
             self.beat()

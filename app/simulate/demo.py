@@ -11,6 +11,7 @@ import random
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ class DemoResult:
     sent: int
     executions: list[Execution] = field(default_factory=list)
     drained: bool = True
+    placed: dict[str, int] = field(default_factory=dict)  # sessions per server instance
 
     @property
     def stats(self) -> dict[str, QueueStats]:
@@ -57,35 +59,38 @@ class DemoResult:
 
 
 @contextlib.contextmanager
-def _fleet(settings: Settings) -> Iterator[None]:
+def _fleet(settings: Settings, instances: tuple[str, ...]) -> Iterator[None]:
     if settings.embedded:
-        with EmbeddedFleet(settings):
+        with EmbeddedFleet(settings, instances=instances):
             yield
     else:
         env = {"GAMESCHED_RECORD_LATENCY": "true"}
         roles = (*WORKER_ROLES, RoleName.CONTROL)
         with tempfile.TemporaryDirectory(prefix="gamesched-demo-") as logs, ProcessFleet(
-            settings, roles=roles, env=env, log_dir=logs,
+            settings, roles=roles, env=env, log_dir=logs, instances=instances,
         ):
             yield
 
 
 def run_demo(settings: Settings, sessions: int = 300, duration: float = 10.0,
-             seed: int = 7) -> DemoResult:
-    """Run the demo workload against a fleet and return what it measured."""
+             seed: int = 7, instances: int = 2) -> DemoResult:
+    """Run the demo workload against a fleet of `instances` server instances ("i0", "i1",
+    ...; 0: one shared player queue) and return what it measured."""
     settings = settings.model_copy(update={"record_latency": True})
     upgrade(settings.database_url)
     app = create_app(settings)
-    with _fleet(settings):
+    with _fleet(settings, tuple(f"i{n}" for n in range(instances))):
         recorder = app.runtime.recorder
         recorder.drain()
         load = _DemoLoad(GameClient(app, settings), sessions, random.Random(seed))
         load.open_all()  # sessions open before play starts, as players join a server
+        placed = Counter(str(load.client.instance_of(s)) for s in load.sessions)
         opened, _ = _drain(recorder, load.client.tasks_sent, timeout=60.0)
         load.run(duration)
         sent = load.client.tasks_sent
         played, drained = _drain(recorder, sent - counted(opened), timeout=30.0)
-    return DemoResult(sent=sent, executions=opened + played, drained=drained)
+    return DemoResult(sent=sent, executions=opened + played, drained=drained,
+                      placed=dict(sorted(placed.items())))
 
 
 def counted(executions: list[Execution]) -> int:

@@ -37,7 +37,7 @@ from sqlalchemy.exc import OperationalError as SqlError
 
 from app.client.api import GameClient
 from app.client.textbook import TextbookClient
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, ServerFull
 from app.observe.stats import percentile
 from app.protocol.vocab import BackgroundKind
 from app.simulate.population import SessionSpec, Update
@@ -118,6 +118,7 @@ class DriveStats:
     purchase_sends: int = 0
     control: int = 0
     rejected: int = 0
+    server_full: int = 0  # sessions refused because every server instance was full
     send_errors: int = 0
     first_error: str = ""
     tasks_sent: int = 0  # every task the client sent during the run
@@ -184,8 +185,8 @@ class DriveStats:
 
 COUNTS = ("updates", "opens", "moves", "move_tasks", "physics", "physics_tasks", "ai",
           "ai_decisions", "ai_full", "ai_reduced", "ai_minimal", "body_changes", "bodies_spawned",
-          "background", "purchases", "purchase_sends", "control", "rejected", "send_errors",
-          "tasks_sent", "ticks_planned", "ticks_emitted", "frames_due")
+          "background", "purchases", "purchase_sends", "control", "rejected", "server_full",
+          "send_errors", "tasks_sent", "ticks_planned", "ticks_emitted", "frames_due")
 
 
 def combine(front: DriveStats, servers: list[tuple[int, DriveStats]]) -> DriveStats:
@@ -474,6 +475,9 @@ class LoadDriver:
             return True, fn(*args, **kwargs)
         except InvalidRequest as exc:
             self._rejected(exc)
+        except ServerFull:
+            with self._errors_lock:
+                self.stats.server_full += 1
         except SEND_ERRORS as exc:
             self._send_failed(exc)
         return False, None

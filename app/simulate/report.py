@@ -14,6 +14,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from app.instances.registry import InstanceState
 from app.observe.recorder import Execution
 from app.observe.stats import percentile
 from app.protocol.names import (
@@ -103,9 +104,26 @@ def run_sections(run: RunResult) -> dict[str, Any]:
         "network": _network(run),
         "queues": queue_stats(run.executions),
         "faults": _faults(run),
+        "balance": balance_section(run.instances),
     }
     sections |= {name: section for name, section in candidates.items() if section}
     return sections
+
+
+def balance_section(instances: Sequence[InstanceState]) -> Section:
+    """How evenly the sessions' load lay over the server instances at the end of the load:
+    the most loaded over the mean (1.0: even; the weighted mean is the optimum), and each
+    instance's sessions and load (weights: `app.instances.placement.weight`)."""
+    live = [state for state in instances if state.live]
+    if not live:
+        return {}
+    mean = sum(state.load for state in live) / len(live)
+    return {
+        "instances": len(live),
+        "max_over_mean": round(max(state.load for state in live) / mean, 3) if mean else 1.0,
+        "sessions": {state.name: state.sessions for state in live},
+        "load": {state.name: round(state.load, 2) for state in live},
+    }
 
 
 def queue_stats(executions: Iterable[Execution]) -> Section:
@@ -278,6 +296,7 @@ def _simulator(run: RunResult) -> Section:
         "tasks_per_s": rate(drive.tasks_sent, drive.elapsed_s),
         "sessions_joined_in_play": run.sessions_total - run.sessions,
         "rejected": drive.rejected,
+        "sessions_refused_full": drive.server_full,
         "send_errors": drive.send_errors,
         "drained": run.drained,
         "repeated_runs": run.repeated_runs,

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError as SqlOperationalError
 from app.control.controller import read_decision
 from app.errors import GameschedError
 from app.fleet.fleets import ProcessFleet
+from app.instances.registry import InstanceState
 from app.observe.recorder import Execution, Recorder
 from app.physics.notes import RegionNote
 from app.players.models import GameSession
@@ -78,6 +79,12 @@ class RunSpec:
     seed: int
     faults: tuple[str, ...] = ()
     game_servers: int = field(default_factory=default_count)
+    instances: int = 0  # server instances, "i0", "i1", ...; 0: one shared player queue
+
+    @property
+    def instance_names(self) -> tuple[str, ...]:
+        """The server instances' names."""
+        return tuple(f"i{n}" for n in range(self.instances))
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,7 @@ class RunResult:
     drain_ended: float = 0.0  # epoch seconds: work not applied by then counts as this old
     phases_s: dict[str, float] = field(default_factory=dict)  # wall time of each phase
     physics: PhysicsTotals | None = None  # the units' notes and counts at the end
+    instances: list[InstanceState] = field(default_factory=list)  # at the end of the load
 
 
 def first_runs(executions: Iterable[Execution]) -> list[Execution]:
@@ -180,7 +188,8 @@ class Run:
             with tempfile.TemporaryDirectory(prefix="gamesched-sim-logs-") as logs, ProcessFleet(
                     self.settings, roles=self.mode.roles, env=self.settings.to_env(), log_dir=logs,
                     launchers=launchers(self.spec.faults, self.spec.seed, self.mode.roles),
-                    replicas=self.mode.replicas) as fleet:
+                    replicas=self.mode.replicas,
+                    instances=() if self.mode.naive else self.spec.instance_names) as fleet:
                 client = self.mode.client(app, self.settings)
                 try:
                     return self._play(app, fleet, client, capacity)
@@ -252,6 +261,7 @@ class Run:
         injector.stop()
         submissions = store.finish() if store else []
         self._phase("load")
+        instances = app.runtime.instances.instances()
         drained = self._drain(sampler, drive)
         drain_ended = time.time()
         ledger = store.summary(submissions) if store else None
@@ -267,7 +277,7 @@ class Run:
             executions=first_runs(e for e in sampler.executions if e.handoff >= drive.started),
             network=network, capacity=measured, background_rate=driver.background_rate,
             sessions=sessions, sessions_total=sessions + drive.opens, drained=drained,
-            roles=self.mode.roles, physics=physics,
+            roles=self.mode.roles, physics=physics, instances=instances,
             faults=faults, transactions=ledger, sampler_errors=sampler.errors,
             repeated_runs=len(sampler.executions) - len({e.task_id for e in sampler.executions}),
             phases_s=self.phases_s, drain_ended=drain_ended)

@@ -8,12 +8,21 @@ from typing import Any, NamedTuple
 from celery import Celery
 
 from app.protocol.names import HANDOFF_HEADER
-from app.protocol.queues import PRIORITY_STEPS, Queue, unit_queues
+from app.protocol.queues import (
+    INSTANCE_QUEUES,
+    PRIORITY_STEPS,
+    Queue,
+    instance_queue,
+    unit_queues,
+)
 
 
 def queue_names(app: Celery) -> list[str]:
-    """Every gamesched queue: one per kind of work, and one per physics unit."""
-    return [q.value for q in Queue] + unit_queues(app.runtime.settings.physics_units)
+    """Every gamesched queue: one per kind of work, one per physics unit, and those of each
+    server instance registered."""
+    instances = [instance_queue(queue, state.name) for state in app.runtime.instances.instances()
+                 for queue in INSTANCE_QUEUES]
+    return [q.value for q in Queue] + unit_queues(app.runtime.settings.physics_units) + instances
 
 
 def queue_depths(app: Celery) -> dict[str, int]:

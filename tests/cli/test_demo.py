@@ -24,14 +24,19 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
     out = proc.stdout
     assert "embedded in-memory broker" in out
     rows = {}
-    for queue in ("player", "physics.0", "physics.1", "ai", "background", "control",
-                  "player: updates", "player: sessions"):  # physics: one queue per unit
+    # physics: one queue per unit; player: one per server instance (two by default)
+    for queue in ("player.i0", "player.i1", "physics.0", "physics.1", "ai", "background",
+                  "control", "player: updates", "player: sessions"):
         row = re.search(rf"│ {queue}\s+│\s+(\d+) │\s+(\d+) │\s+([\d.]+) │\s+([\d.]+) │", out)
         assert row, f"no row for {queue} in:\n{out}"
         tasks, failed, p50, p99 = int(row[1]), int(row[2]), float(row[3]), float(row[4])
         assert tasks > 0 and failed == 0 and 0 <= p50 <= p99
         rows[queue] = tasks
-    assert rows["player: updates"] + rows["player: sessions"] == rows["player"]
+    assert not re.search(r"│ player\s+│", out)  # every session's work went to its instance
+    assert rows["player: updates"] + rows["player: sessions"] == (
+        rows["player.i0"] + rows["player.i1"])
+    placed = re.search(r"sessions by server instance: i0 (\d+), i1 (\d+)", out)
+    assert placed and int(placed[1]) + int(placed[2]) == 100 and min(map(int, placed.groups()))
     sent, applied = map(int, re.search(r"sent (\d+) tasks, (\d+) applied", out).groups())
     assert sent == applied
     assert (tmp_path / "gamesched.db").exists()

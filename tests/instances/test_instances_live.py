@@ -6,9 +6,12 @@ session."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import redis
@@ -55,10 +58,11 @@ def test_each_session_runs_on_one_instance_and_all_its_work_goes_there(
         app = create_app(settings)
         client = GameClient(app)
         try:
+            tag = uuid.uuid4().hex[:6]  # the database keeps other tests' sessions
             placed = {}
             for n in range(SESSIONS):
-                client.open_session(f"s{n}", session_type="casual", players=1 + n % 4)
-                placed[f"s{n}"] = client.instance_of(f"s{n}")
+                client.open_session(f"{tag}-{n}", session_type="casual", players=1 + n % 4)
+                placed[f"{tag}-{n}"] = client.instance_of(f"{tag}-{n}")
             assert set(placed.values()) == {"east", "west"}
             for seq in (1, 2, 3):
                 for session in placed:
@@ -67,8 +71,8 @@ def test_each_session_runs_on_one_instance_and_all_its_work_goes_there(
             hot = app.runtime.hot
             wait_for(lambda: {s: st.seq for s, st in read_states(hot, list(placed)).items()}
                      == dict.fromkeys(placed, 3), timeout=30, what="every update applied")
-            wait_for(lambda: _instances_in_sql(app.runtime.sessions) == placed, timeout=30,
-                     what="every session recorded on its instance")
+            wait_for(lambda: _instances_in_sql(app.runtime.sessions, placed) == placed,
+                     timeout=30, what="every session recorded on its instance")
 
             ran = [e for e in app.runtime.recorder.drain()
                    if e.task in {UPDATE_TASK, SESSION_TASK}]
@@ -78,10 +82,20 @@ def test_each_session_runs_on_one_instance_and_all_its_work_goes_there(
                 assert execution.hostname == f"player@{instance}"
             assert {e.queue for e in ran} == {"player.east", "player.west"}
 
+            status = subprocess.run(
+                [sys.executable, "-m", "app.cli", "status"], cwd=ROOT, capture_output=True,
+                env={**os.environ, **settings.to_env(), "COLUMNS": "160"}, text=True,
+                timeout=60, check=True).stdout
+            for name in ("east", "west"):
+                row = re.search(rf"^\W*{name}\W+yes\W+(\d+)\W+5000\W", status, re.MULTILINE)
+                assert row is not None, status
+                assert int(row[1]) == sum(1 for i in placed.values() if i == name)
+                assert f"player.{name}" in status
+
             other = GameClient(create_app(settings))  # a second game server process
             try:
-                other.adopt_session("s0", session_type="casual", players=1)
-                assert other.instance_of("s0") == placed["s0"]
+                other.adopt_session(f"{tag}-0", session_type="casual", players=1)
+                assert other.instance_of(f"{tag}-0") == placed[f"{tag}-0"]
             finally:
                 other.close()
 
@@ -89,18 +103,19 @@ def test_each_session_runs_on_one_instance_and_all_its_work_goes_there(
             procs["west"].wait(timeout=30)
             assert [s.name for s in registry.instances()] == ["east"]
             for n in range(SESSIONS, SESSIONS + 10):
-                client.open_session(f"s{n}", session_type="casual", players=1)
-                assert client.instance_of(f"s{n}") == "east"
-            client.close_session("s1")
+                client.open_session(f"{tag}-{n}", session_type="casual", players=1)
+                assert client.instance_of(f"{tag}-{n}") == "east"
+            east = [s for s, i in placed.items() if i == "east"]
+            client.close_session(east[0])
             states = {s.name: s for s in registry.instances()}
-            assert states["east"].sessions == sum(
-                1 for s, i in placed.items() if i == "east" and s != "s1") + 10
+            assert states["east"].sessions == len(east) - 1 + 10
         finally:
             client.close()
     finally:
         stop_process_groups(procs.values())
 
 
-def _instances_in_sql(sessions: sessionmaker[Session]) -> dict[str, str]:
+def _instances_in_sql(sessions: sessionmaker[Session], ids: Iterable[str]) -> dict[str, str]:
     with sessions() as db:
-        return {row.id: row.instance_id for row in db.scalars(select(GameSession))}
+        rows = db.scalars(select(GameSession).where(GameSession.id.in_(list(ids))))
+        return {row.id: row.instance_id for row in rows}

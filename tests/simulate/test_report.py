@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from app.cli.simulate import run_order, summary_table
+from app.instances.registry import InstanceState
 from app.observe.recorder import Execution
 from app.physics.notes import RegionNote
 from app.players.sessions import NetworkTotals
@@ -22,6 +23,7 @@ from app.simulate.environment import Services
 from app.simulate.modes import MODES
 from app.simulate.plot import latency_series, write_plot
 from app.simulate.report import (
+    balance_section,
     build_report,
     latency_summary,
     queue_stats,
@@ -403,3 +405,13 @@ def test_the_controller_section_shows_the_ladders_rungs_in_the_order_they_engage
     result.samples = [replace(s, control=steps[8]) for s in result.samples]  # all at once
     assert run_sections(result)["controller"]["order"] == [["background", "ai",
                                                             "physics_detail"]]
+
+
+def test_balance_weighs_the_live_instances_against_their_mean() -> None:
+    states = [InstanceState("i0", 5000, 30, 90.0, 0.2, True),
+              InstanceState("i1", 5000, 20, 60.0, 0.4, True),
+              InstanceState("i2", 5000, 70, 400.0, 9.0, False)]  # silent: left out
+    section = balance_section(states)
+    assert section == {"instances": 2, "max_over_mean": 1.2,
+                       "sessions": {"i0": 30, "i1": 20}, "load": {"i0": 90.0, "i1": 60.0}}
+    assert balance_section([]) == {}  # no instance: no section

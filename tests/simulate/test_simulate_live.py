@@ -96,12 +96,17 @@ def test_simulate_with_the_naive_baseline_writes_the_report_and_the_plot(
     assert last.startswith(("valid run", "NOT A VALID RUN")), last
 
 
-def test_repeat_runs_the_same_seed_again_and_reports_the_spread(
+def test_repeat_runs_the_same_seed_again_and_reports_the_spread_on_two_instances(
         tmp_path: Path, redis_server_binary: str) -> None:
     proc = simulate(tmp_path, {}, "--scenario", "steady", "--players", "100", "--duration",
-                    "2", "--seed", "4", "--repeat", "2", "--json", "r.json")
+                    "2", "--seed", "4", "--repeat", "2", "--json", "r.json", "--instances", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "r.json").read_text())
+    balance = report["balance"]  # the sessions lay on two server instances, evenly
+    assert balance["instances"] == 2 and set(balance["sessions"]) == {"i0", "i1"}
+    assert sum(balance["sessions"].values()) == report["players"]
+    assert 1.0 <= balance["max_over_mean"] <= 1.2
+    assert "instance load max / mean" in proc.stdout
     repeat = report["repeat"]
     assert repeat["runs"] == 2 and 0 <= repeat["kept_up"] <= 2
     p99 = repeat["player.p99_ms"]

@@ -64,25 +64,29 @@ for i = 1, #entries do
 end
 
 -- Sequence order, and batch order between equal sequence numbers (table.sort is not stable):
--- of two updates with one number, the first in the batch applies and the other is stale.
+-- of two updates with one number, the second writes only fields the first did not.
 local by_seq = function(x, y)
   local a, b = entries[x][2], entries[y][2]
   return a < b or (a == b and x < y)
 end
 -- Strings made from field names are made once per script run, not once per session.
-local dotted, named = {}, {}
+local dotted, versioned, named = {}, {}, {}
 local function dot(name)
   local d = dotted[name]
-  if not d then d = '.' .. name; dotted[name] = d; named[name] = packstr(name) end
+  if not d then
+    d = '.' .. name
+    dotted[name], versioned[name], named[name] = d, '^' .. name, packstr(name)
+  end
   return d
 end
 -- The tables of one session are reused for the next, sized by a count and cleared after
 -- it: growing tables from empty for every session slowed the script (docs/measurements.md).
-local fields, names, values, slot = {'seq'}, {}, {}, {}
+local fields, names, values, slot, versions, touched = {'seq'}, {}, {}, {}, {}, {}
 local write = {'seq', ''}
 
 -- Every field any update of the session `g` names; returns how many.  `slot` maps a name
--- to its place in `names`, `values` and (one further on) `fields`.
+-- to its place in `names`, `values`, `versions` and `touched`; `fields` holds 'seq', the
+-- n value fields, then the n version fields.
 local function collect(g)
   if #g > 1 then table.sort(g, by_seq) end
   local n = 0
@@ -92,30 +96,48 @@ local function collect(g)
       local name = e[f]
       if not slot[name] then
         n = n + 1
-        slot[name], names[n], fields[n + 1] = n, name, dot(name)
+        dot(name)
+        slot[name], names[n] = n, name
       end
     end
+  end
+  for j = 1, n do
+    fields[j + 1], fields[n + j + 1] = dotted[names[j]], versioned[names[j]]
   end
   return n
 end
 
+-- Each field keeps the sequence number of the update that last wrote it ('^name'): an
+-- update writes a field only when it is newer than that, so an update that arrives after
+-- a newer one of its session (batches of one session can run out of order: on two
+-- threads, at two priority steps, on two instances during a move) still writes the fields
+-- nothing newer wrote, and an update seen twice writes nothing.  An update that wrote no
+-- field and is not newer than the session is stale.
 local stale, total, bytes, sessions, parts, p, sizes = 0, 0, 0, 0, {''}, 1, {}
 for _, sid in ipairs(order) do
   local g = groups[sid]
   local key = prefix .. sid
   local n = collect(g)
-  local old = redis.call('HMGET', key, unpack(fields, 1, n + 1))
+  local old = redis.call('HMGET', key, unpack(fields, 1, 2 * n + 1))
   if not old[1] then
     for _, i in ipairs(g) do reject(i, 'session', "unknown session '" .. sid .. "'") end
   else
     local seq, applied = tonumber(old[1]), 0
+    for j = 1, n do versions[j] = tonumber(old[n + j + 1]) or 0 end
     for _, i in ipairs(g) do
       local e = entries[i]
-      if e[2] <= seq then
-        stale = stale + 1
+      local s, wrote = e[2], false
+      for f = 3, #e, 2 do  -- a name given twice in one update: its last value
+        local j = slot[e[f]]
+        if s > versions[j] or touched[j] == i then
+          values[j], versions[j], touched[j], wrote = e[f + 1], s, i, true
+        end
+      end
+      if wrote or s > seq then
+        applied = applied + 1
+        if s > seq then seq = s end
       else
-        seq, applied = e[2], applied + 1
-        for f = 3, #e, 2 do values[slot[e[f]]] = e[f + 1] end
+        stale = stale + 1
       end
     end
     if applied > 0 then
@@ -124,12 +146,16 @@ for _, sid in ipairs(order) do
       local w, c, head, size = 2, 0, p + 2, 0
       parts[p + 1], p = packstr(sid), p + 2
       for j = 1, n do
-        local value = values[j]
-        if value ~= nil and old[j + 1] ~= value then
-          local name = named[names[j]]
-          write[w + 1], write[w + 2], w = fields[j + 1], value, w + 2
-          parts[p + 1], parts[p + 2], p = name, value, p + 2
-          c, size = c + 1, size + #name + #value
+        if touched[j] then
+          local value = values[j]
+          write[w + 1], write[w + 2], w = fields[n + j + 1], string.format('%d', versions[j]),
+                                          w + 2
+          if old[j + 1] ~= value then
+            local name = named[names[j]]
+            write[w + 1], write[w + 2], w = fields[j + 1], value, w + 2
+            parts[p + 1], parts[p + 2], p = name, value, p + 2
+            c, size = c + 1, size + #name + #value
+          end
         end
       end
       redis.call('HSET', key, unpack(write, 1, w))
@@ -142,7 +168,7 @@ for _, sid in ipairs(order) do
       end
     end
   end
-  for j = 1, n do slot[names[j]], values[j] = nil, nil end
+  for j = 1, n do slot[names[j]], values[j], touched[j] = nil, nil, nil end
 end
 
 parts[1] = maphead(sessions)

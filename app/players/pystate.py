@@ -2,7 +2,9 @@
 script: the textbook baseline's hot-state write (`workers.textbook`).
 
 `PythonStateWriter` reads the session's state hash, skips an update at or below the stored
-sequence as stale, writes the new sequence and the fields whose packed value changed,
+sequence as stale (whole: it keeps no per-field versions, so a late update's fields are
+lost where the script writes those nothing newer wrote), writes the new sequence and the
+fields whose packed value changed,
 publishes the delta and counts it: the keys, values, message and counters of the Lua path
 (`app.players.statestore`), for one update at a time.  Two workers may apply two updates
 of one session at once, so the write is redis-py's optimistic transaction: WATCH the hash,

@@ -1,19 +1,23 @@
 """Session state storage: per-session fields with the newest applied sequence number.
 
 A session's state is a hash of field name -> packed value (see `app.players.wire`), plus its
-sequence number.  Applying a batch is one atomic step per store (a Lua script on Redis, a
+sequence number, and for each field the sequence number of the update that last wrote it
+(its version).  Applying a batch is one atomic step per store (a Lua script on Redis, a
 lock in memory) that takes the batch in its wire form: entries are checked one by one
 (a malformed one is rejected, the rest still apply), grouped by session and sorted by
-sequence; updates at or below the stored sequence are skipped as stale, newer ones merged
-in order, and only the fields whose packed value changed are written.  The same step
+sequence; each update writes the fields whose version is older than it, so updates of one
+session applied out of order (two threads, two priority steps, two instances during a
+move) end as if applied in order, and one applied twice writes nothing.  An update that
+wrote no field and is not newer than the session's sequence is stale.  Only the fields
+whose packed value changed are written, with their new versions.  The same step
 builds the batch's delta message, msgpack ``{session: [seq, {changed fields}]}``, publishes
 it and counts it, so a batch costs one round trip on Redis and no state value is unpacked
 anywhere.  No read-modify-write crosses the network: concurrent batches that share
 sessions never conflict or retry.
 
-Redis layout: ``gamesched:state:<session>`` is a hash with ``seq`` and one ``.<name>``
-field per state field.  The script computes these keys from the session ids, so it runs on
-a single Redis, not on a cluster.
+Redis layout: ``gamesched:state:<session>`` is a hash with ``seq``, and ``.<name>`` (the
+value) and ``^<name>`` (its version) per state field.  The script computes these keys from
+the session ids, so it runs on a single Redis, not on a cluster.
 """
 
 from __future__ import annotations
@@ -83,7 +87,9 @@ class StateStore(Protocol):
 # spells it the same way); callers restore such sessions by it.
 UNKNOWN_SESSION = "unknown session"
 SEQ = b"seq"
-PREFIX = "."
+PREFIX = "."  # a field's value: ".<name>"
+FIELD_PREFIX = PREFIX.encode()
+VERSION_PREFIX = "^"  # the seq of the update that last wrote it: "^<name>"
 
 
 Publish = Callable[[str, bytes], None]
@@ -96,7 +102,8 @@ class MemoryStateStore:
 
     def __init__(self, publish: Publish, count: Count) -> None:
         self._lock = threading.Lock()
-        self._states: dict[str, tuple[int, Packed]] = {}
+        # session -> (seq, fields, each field's version: the seq that last wrote it)
+        self._states: dict[str, tuple[int, Packed, dict[str, int]]] = {}
         self._publish = publish
         self._count = count
 
@@ -124,17 +131,21 @@ class MemoryStateStore:
             out.rejected += [(i, "session", f"{UNKNOWN_SESSION} {session_id!r}")
                              for i in indices]
             return
-        seq, fields = current
-        applied, newest = 0, dict[str, bytes]()
+        seq, fields, versions = current
+        applied, newest, versions = 0, dict[str, bytes](), dict(versions)
         for update in updates:
-            if update[1] <= seq:
+            wrote = False
+            given = dict(zip((n.decode() for n in update[2::2]), update[3::2], strict=True))
+            for name, value in given.items():  # a name given twice: its last value
+                if update[1] > versions.get(name, 0):
+                    newest[name], versions[name], wrote = value, update[1], True
+            if wrote or update[1] > seq:
+                seq, applied = max(seq, update[1]), applied + 1
+            else:
                 out.stale += 1
-                continue
-            newest.update(zip((n.decode() for n in update[2::2]), update[3::2], strict=True))
-            seq, applied = update[1], applied + 1
         if applied:
             changed = {k: v for k, v in newest.items() if fields.get(k) != v}
-            self._states[session_id] = (seq, {**fields, **changed})
+            self._states[session_id] = (seq, {**fields, **changed}, versions)
             deltas[session_id] = delta.encode_packed(seq, changed)
             out.applied += applied
             out.per_session[session_id] = applied
@@ -151,7 +162,7 @@ class MemoryStateStore:
             current = self._states.get(session_id)
             if current is not None and (current[0] >= seq):
                 return False
-            self._states[session_id] = (seq, dict(fields))
+            self._states[session_id] = (seq, dict(fields), dict.fromkeys(fields, seq))
             return True
 
 
@@ -234,8 +245,8 @@ class RedisStateStore:
     def put_if_newer(self, session_id: str, seq: int, fields: Packed) -> bool:
         """Create or replace the hash when `seq` is newer, atomically."""
         args: list[bytes | str | int] = [seq]
-        for name, value in fields.items():
-            args += [PREFIX + name, value]
+        for name, value in fields.items():  # each field written at `seq` (its version)
+            args += [PREFIX + name, value, VERSION_PREFIX + name, seq]
         # The script's HSET takes 'seq' and ARGV, so ARGV[1] is the seq's value.
         return bool(self._put(keys=[keys.state(session_id)], args=args))
 
@@ -243,7 +254,7 @@ class RedisStateStore:
 def _stored(raw: dict[bytes, bytes]) -> StoredState | None:
     if SEQ not in raw:
         return None
-    fields = {_name(k): v for k, v in raw.items() if k != SEQ}
+    fields = {_name(k): v for k, v in raw.items() if k.startswith(FIELD_PREFIX)}
     return StoredState(int(raw[SEQ]), fields)
 
 

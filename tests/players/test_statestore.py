@@ -12,7 +12,7 @@ import redis
 
 from app.players import delta, sessions, wire
 from app.players.hotstore import HotStore, MemoryHotStore, RedisHotStore
-from app.players.statestore import BatchOutcome, Emit, StateStore
+from app.players.statestore import BatchOutcome, Emit, StateStore, StoredState
 
 
 def _p(value: object) -> bytes:
@@ -76,6 +76,25 @@ def test_newest_value_wins_stale_ones_are_skipped_and_only_changes_go_out(
     (stored,) = store.read(["a"])
     assert stored is not None and stored.seq == 7
     assert stored.fields == {"hp": _p(30), "name": _p("aria"), "pos": _p([1, 2])}
+
+
+def test_a_late_update_writes_the_fields_nothing_newer_wrote(hot: HotStore) -> None:
+    """Updates of one session applied out of order end as if applied in order: each field
+    holds the value of the newest update that set it, and an update seen twice writes
+    nothing."""
+    store = hot.states
+    store.put_if_newer("a", 0, {})
+    store.apply(_batch(("a", 3, {"hp": 30, "pos": [3, 3]})), EMIT)
+    late = store.apply(_batch(("a", 2, {"hp": 20, "ammo": 2}),  # ammo: nothing newer set it
+                              ("a", 1, {"hp": 10, "pos": [1, 1]})), EMIT, per_session=True)
+    assert (late.applied, late.stale, late.per_session) == (1, 1, {"a": 1})
+    assert _message(late) == {"a": [3, {"ammo": 2}]}
+    assert store.read(["a"])[0] == StoredState(3, {"hp": _p(30), "pos": _p([3, 3]),
+                                                   "ammo": _p(2)})
+    again = store.apply(_batch(("a", 2, {"hp": 20, "ammo": 2}), ("a", 3, {"hp": 30})), EMIT)
+    assert (again.applied, again.stale, _message(again)) == (0, 2, {})
+    restored = store.put_if_newer("b", 5, {"hp": _p(50)})  # a snapshot's fields are at 5
+    assert restored and store.apply(_batch(("b", 4, {"hp": 40})), EMIT).stale == 1
 
 
 def test_a_batch_entirely_stale_writes_publishes_and_counts_nothing(hot: HotStore) -> None:
@@ -176,7 +195,7 @@ def test_concurrent_batches_sharing_sessions_keep_sequence_order(hot: HotStore) 
 
 
 def _random_entry(rng: random.Random, seqs: dict[str, int]) -> list[object]:
-    """An update entry: a known or unknown session, a fresh, repeated or stale sequence
+    """An update entry: a known or unknown session, a fresh, repeated or late sequence
     number, and a random subset of fields (a name may come twice)."""
     session = rng.choice([*seqs, "ghost"])
     seqs[session] = seq = max(1, seqs.get(session, 0) + rng.choice([-2, 0, 1, 1, 1, 2]))

@@ -167,6 +167,19 @@ def demo(
 
 
 @cli.command()
+def drain(
+    instance: Annotated[str, typer.Argument(help="The server instance to drain.")],
+) -> None:
+    """Move every session off a server instance (for its maintenance): it gets no new
+    session, and each of its sessions goes where it would be placed without it, its game
+    server sending its work there within a fraction of a second.  Exits 1 when sessions
+    stay because no other instance has room."""
+    from app.cli import drain as draincmd
+
+    raise typer.Exit(0 if draincmd.show(console, _settings(), instance) else 1)
+
+
+@cli.command()
 def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:

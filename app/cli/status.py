@@ -58,6 +58,7 @@ def _instances(console: Console, instances: list[InstanceState]) -> None:
     for column in ("instance", "live", "sessions", "capacity", "load", "last heartbeat"):
         table.add_column(column, justify="left" if column == "instance" else "right")
     for state in instances:
-        table.add_row(state.name, "yes" if state.live else "no", str(state.sessions),
+        live = "draining" if state.draining else "yes" if state.live else "no"
+        table.add_row(state.name, live, str(state.sessions),
                       str(state.capacity), f"{state.load:g}", f"{state.silent_s:.1f}s ago")
     console.print(table)

@@ -24,6 +24,7 @@ from app.client.frames import FrameRouter
 from app.client.inflight import InflightTable, Sent, pack_args
 from app.client.lanes import Lanes
 from app.client.npcs import AI_TICK_HZ, AiLoop, ai_route
+from app.client.periodic import Periodic
 from app.client.registry import ACTIVE_HZ, SessionRegistry
 from app.client.requests import (
     BACKGROUND_TASKS,
@@ -74,6 +75,7 @@ from app.validation import check_position, parse
 
 log = logging.getLogger(__name__)
 MOVES_MAX = 1000  # session moves per task
+FOLLOW_S = 0.1  # how often a client looks for its sessions moving to other instances
 
 
 class GameClient:
@@ -96,6 +98,8 @@ class GameClient:
         tick_s = self.settings.tick_ms / 1000.0
         floor_s = max(tick_s, self.settings.batch_window_min_ms / 1000.0)
         self.instances = app.runtime.instances
+        self._epoch = 0  # the placement epoch this client's sessions' instances are from
+        self._follower = Periodic(self.follow_moves, FOLLOW_S, "gamesched-follow-moves")
         self._updates = Lanes(lambda instance: Coalescer(
             partial(self._send_updates, instance), tick_s, self.settings.batch_max_updates,
             max_window_s=self.settings.batch_window_max_ms / 1000.0, min_window_s=floor_s),
@@ -119,6 +123,7 @@ class GameClient:
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing
         threads."""
+        self._follower.stop()
         self._updates.close()
         self._moves.close()
         self._applies.close()
@@ -164,7 +169,29 @@ class GameClient:
         """The server instance `session_id` runs on, placed now if it has none yet (by
         affinity and load, `app.instances.registry`; its weight follows `players`).  None
         while no instance has registered: the fleet's shared player queue serves it."""
-        return self.instances.place(session_id, weight(players))
+        instance = self.instances.place(session_id, weight(players))
+        if instance is not None:
+            self._follower.start()
+        return instance
+
+    def follow_moves(self) -> int:
+        """Learn which of this client's sessions moved to another instance (a drain), and
+        send each one's work there from now on (what was buffered for the old instance goes
+        there at once).  An update still waiting on the old instance may be applied after
+        newer ones sent to the new: the state store keeps each field's newest value
+        (`app.players.statestore`), so none is lost.  Runs every `FOLLOW_S` in a thread of
+        the client once a session is on an instance; returns how many sessions moved."""
+        epoch = self.instances.epoch()
+        if epoch == self._epoch:
+            return 0
+        ids = self.sessions.ids()
+        moved = [old for s, owner in zip(ids, self.instances.owners(ids), strict=True)
+                 if owner is not None and (old := self.sessions.move(s, owner)) is not None]
+        for old in set(moved):
+            self._updates.flush_lane(old)
+            self._moves.flush_lane(old)
+        self._epoch = epoch
+        return len(moved)
 
     def instance_of(self, session_id: str) -> str | None:
         """The server instance an open session runs on (None: the shared player queue)."""

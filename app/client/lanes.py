@@ -41,6 +41,11 @@ class Lanes:
         """Send every lane's buffered items now; returns how many went."""
         return sum(lane.flush() for lane in self._all())
 
+    def flush_lane(self, instance: str | None) -> int:
+        """Send `instance`'s buffered items now; returns how many went."""
+        lane = self._lanes.get(instance)
+        return lane.flush() if lane is not None else 0
+
     def close(self) -> None:
         """Flush every lane and stop its thread."""
         for lane in self._all():

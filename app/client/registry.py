@@ -96,6 +96,23 @@ class SessionRegistry:
                 info.step, info.step_until = step_of(self._factors(info, now)), now + STEP_TTL_S
             return Accepted(info.step, info.instance)
 
+    # moves between instances -----------------------------------------------------------
+
+    def ids(self) -> list[str]:
+        """The open sessions."""
+        with self._lock:
+            return list(self._sessions)
+
+    def move(self, session_id: str, instance: str) -> str | None:
+        """`session_id` runs on `instance` now: its work goes there.  Returns the instance it
+        left (None when it was there already, or is no longer open)."""
+        with self._lock:
+            info = self._sessions.get(session_id)
+            if info is None or info.instance == instance:
+                return None
+            old, info.instance = info.instance, instance
+            return old
+
     def instance(self, session_id: str) -> str | None:
         """The instance a session runs on (None: the shared queue)."""
         with self._lock:

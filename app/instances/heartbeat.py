@@ -27,7 +27,10 @@ class Heartbeat:
         """Say it now, then every period (a Celery signal's receiver too)."""
         if self._thread is not None:
             return
-        self.beat()
+        try:  # back in service, after a drain too
+            self.registry.join(self.instance, self.capacity)
+        except Exception as exc:  # noqa: BLE001 - the beats that follow try again
+            log.warning("instance %s: join not recorded (%s)", self.instance, exc)
         self._thread = threading.Thread(target=self._run, name="gamesched-heartbeat",
                                         daemon=True)
         self._thread.start()

@@ -82,3 +82,8 @@ PLACEMENT_OWNER = PREFIX + "placement:owner"
 PLACEMENT_WEIGHT = PREFIX + "placement:weight"
 PLACEMENT_LOAD = PREFIX + "placement:load"
 PLACEMENT_COUNT = PREFIX + "placement:count"
+# Instances being drained (a set: they get no new session and give theirs away), and the
+# placement epoch, raised whenever a placed session moves: a game server's client reads it
+# to learn that some of its sessions run elsewhere now.
+INSTANCES_DRAINING = PREFIX + "instances:draining"
+PLACEMENT_EPOCH = PREFIX + "placement:epoch"

@@ -25,26 +25,12 @@ from app.players.models import GameSession
 from app.players.sessions import read_states
 from app.protocol.names import SESSION_TASK, UPDATE_TASK
 from app.settings import Settings
-from app.tasking.broker import live_workers
 from app.tasking.factory import create_app
+from tests.instances.live import start_instance
 from tests.subprocesses import ROOT
 from tests.waiting import wait_for
 
 SESSIONS = 24
-
-
-def start_instance(settings: Settings, instance: str, log: Path) -> subprocess.Popen[bytes]:
-    """``gamesched worker --role player --instance <instance>``, once it consumes."""
-    node = f"player@{instance}"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--role", "player", "--instance",
-             instance, "--loglevel", "INFO"],
-            cwd=ROOT, env={**os.environ, **settings.to_env()}, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True)
-    app = create_app(settings)
-    wait_for(lambda: node in live_workers(app, timeout=0.5), timeout=60, what=f"{node}")
-    return proc
 
 
 def test_each_session_runs_on_one_instance_and_all_its_work_goes_there(

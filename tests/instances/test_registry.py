@@ -42,6 +42,7 @@ def test_a_session_stays_on_its_instance_with_its_new_weight(registry: Registry)
     for name in ("a", "b", "c"):
         registry.heartbeat(name, 100)
     first = registry.place("s1", 2.0)
+    assert registry.owners(["s1", "nobody"]) == [first, None]
     assert first in {"a", "b", "c"}
     assert registry.place("s1", 5.0) == first
     assert registry.owner("s1") == first
@@ -116,7 +117,7 @@ def test_a_heartbeat_the_registry_refuses_is_logged_and_retried(
 
 
 Op = tuple[str, str, float]
-OPS = st.lists(st.tuples(st.sampled_from(["place", "place", "place", "release"]),
+OPS = st.lists(st.tuples(st.sampled_from(["place"] * 6 + ["release", "drain", "join"]),
                          st.sampled_from([f"s{n}" for n in range(40)]),
                          st.floats(min_value=0.1, max_value=30.0)), max_size=80)
 
@@ -130,16 +131,23 @@ def test_the_redis_script_chooses_as_the_registry_in_process(
     redis_client.flushdb()
     memory, shared = MemoryRegistry(), RedisRegistry(redis_client)
     for name in instances:
-        memory.heartbeat(name, capacity)
-        shared.heartbeat(name, capacity)
+        memory.join(name, capacity)
+        shared.join(name, capacity)
     for op, session, weight in ops:
+        instance = instances[int(weight) % len(instances)]
         if op == "release":
             memory.release(session)
             shared.release(session)
-            continue
-        assert _outcome(memory, session, weight) == _outcome(shared, session, weight)
-    assert [(s.name, s.sessions, s.load) for s in memory.instances()] == \
-        [(s.name, s.sessions, s.load) for s in shared.instances()]
+        elif op == "drain":
+            assert memory.drain(instance) == shared.drain(instance)
+        elif op == "join":
+            memory.join(instance, capacity)
+            shared.join(instance, capacity)
+        else:
+            assert _outcome(memory, session, weight) == _outcome(shared, session, weight)
+    assert [(s.name, s.sessions, s.load, s.draining) for s in memory.instances()] == \
+        [(s.name, s.sessions, s.load, s.draining) for s in shared.instances()]
+    assert memory.epoch() == shared.epoch()
     assert sum(s.sessions for s in memory.instances()) <= capacity * len(instances)
 
 
@@ -148,6 +156,38 @@ def _outcome(registry: Registry, session: str, weight: float) -> str | None:
         return registry.place(session, weight)
     except ServerFull:
         return "full"
+
+
+def test_a_drain_moves_every_session_off_and_the_instance_gets_no_new_one(
+        registry: Registry) -> None:
+    for name in ("a", "b", "c"):
+        registry.join(name, 100)
+    before = {f"s{n}": registry.place(f"s{n}", 1.0 + n % 3) for n in range(30)}
+    on_a = sorted(s for s, i in before.items() if i == "a")
+    assert on_a and registry.epoch() == 0
+    moves = registry.drain("a")
+    assert sorted(m.session for m in moves) == on_a
+    assert all(m.source == "a" and m.target in {"b", "c"} for m in moves)
+    assert registry.epoch() == len(moves)  # game servers learn their sessions moved
+    after = dict(zip(before, registry.owners(list(before)), strict=True))
+    assert "a" not in after.values()
+    assert {s: i for s, i in after.items() if s not in on_a} == {
+        s: i for s, i in before.items() if s not in on_a}  # nothing else moved
+    assert registry.place("new", 1.0) in {"b", "c"}
+    states = {s.name: s for s in registry.instances()}
+    assert states["a"].draining and (states["a"].sessions, states["a"].load) == (0, 0.0)
+    registry.join("a", 100)  # back after its maintenance: it takes sessions again
+    assert not {s.name: s for s in registry.instances()}["a"].draining
+    assert "a" in {registry.place(f"t{n}", 1.0) for n in range(30)}
+
+
+def test_a_session_no_other_instance_can_take_stays_where_it_is(registry: Registry) -> None:
+    registry.join("a", 10)
+    registry.join("b", 1)
+    placed = {f"s{n}": registry.place(f"s{n}", 1.0) for n in range(4)}
+    moves = registry.drain("a")
+    assert len(moves) == 1 - list(placed.values()).count("b")  # b had room for one
+    assert sum(1 for i in registry.owners(list(placed)) if i == "a") == 4 - 1
 
 
 def test_weights_are_kept_in_thousandths() -> None:

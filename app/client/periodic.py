@@ -1,0 +1,43 @@
+"""A call repeated in a daemon thread, started on demand."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class Periodic:
+    """Calls `call` every `period_s` in a daemon thread from `start` until `stop`; a call
+    that raises is logged and the next one made."""
+
+    def __init__(self, call: Callable[[], object], period_s: float, name: str) -> None:
+        self._call, self._period_s, self._name = call, period_s, name
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread, unless it runs already."""
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name=self._name,
+                                                daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread after its call in progress."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period_s):
+            try:
+                self._call()
+            except Exception:  # the next period tries again
+                log.exception("%s failed", self._name)

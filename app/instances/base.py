@@ -1,0 +1,80 @@
+"""What every instance registry keeps and how it chooses (`app.instances.registry`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from app.instances.placement import EPSILON, Move, bound_of, roomy
+
+RETRY_AFTER_S = 5.0  # what a refused session is told to wait: sessions close every second
+
+
+def milli(weight: float) -> int:
+    """A session's weight in the registry's unit: thousandths, at least one."""
+    return max(1, round(weight * 1000))
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """One registered instance as the registry sees it."""
+
+    name: str
+    capacity: int
+    sessions: int
+    load: float  # the weights of its sessions
+    silent_s: float  # since its last heartbeat
+    live: bool  # heard from within the registry's time to live
+    draining: bool = False  # giving its sessions away; it gets no new one
+
+
+class Registry(Protocol):
+    """Where the instances and the sessions' places are kept."""
+
+    def join(self, instance: str, capacity: int) -> None:
+        """`instance` starts (or starts again after a drain): it takes sessions again."""
+
+    def heartbeat(self, instance: str, capacity: int) -> None:
+        """`instance` is alive and takes up to `capacity` sessions."""
+
+    def leave(self, instance: str) -> None:
+        """`instance` stopped: it gets no new session (its sessions stay placed)."""
+
+    def place(self, session: str, weight: float) -> str | None:
+        """The instance `session` runs on: where it is if placed (its weight updated), else
+        one chosen now.  None when no instance is live (the fleet's shared queue serves
+        it); ServerFull when every live one is at capacity."""
+
+    def drain(self, instance: str) -> list[Move]:
+        """Give no new session to `instance` and move each of its sessions to the instance
+        `place` would choose without it; returns the moves (a session no other instance
+        could take stays, and is not among them)."""
+
+    def owner(self, session: str) -> str | None:
+        """The instance `session` was placed on, or None."""
+
+    def owners(self, sessions: Sequence[str]) -> list[str | None]:
+        """The instance of each of `sessions`, in order (None where not placed)."""
+
+    def epoch(self) -> int:
+        """How many times a placed session has moved: a client whose last reading is older
+        reads its sessions' owners again."""
+
+    def release(self, session: str) -> None:
+        """`session` closed: its load leaves its instance.  Idempotent."""
+
+    def instances(self) -> list[InstanceState]:
+        """Every registered instance, by name."""
+
+
+def choose(ranking: Sequence[str], loads: Mapping[str, int], room: Callable[[str], bool],
+           weight: int, epsilon: float = EPSILON) -> str | None:
+    """`place.lua`'s choice among the live instances `ranking` (in the session's order):
+    the bound counts them all, the choice only those with `room` below their capacity;
+    None when none has."""
+    open_ = [name for name in ranking if room(name)]
+    if not open_:
+        return None
+    bound = bound_of(sum(loads[name] for name in ranking), len(ranking), epsilon, weight)
+    return roomy(open_, {name: float(loads[name]) for name in open_}, weight, bound)

@@ -1,0 +1,127 @@
+"""The instance registry in this process: the embedded default's, and fast tests'."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from app.errors import ServerFull
+from app.instances.base import RETRY_AFTER_S, InstanceState, choose, milli
+from app.instances.placement import EPSILON, Move, ranked
+
+
+class MemoryRegistry:
+    """The registry in this process (`app.instances.registry`)."""
+
+    def __init__(self, ttl_s: float = 3.0, epsilon: float = EPSILON,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.ttl_s, self.epsilon, self._clock = ttl_s, epsilon, clock
+        self._lock = threading.Lock()
+        self._seen: dict[str, float] = {}
+        self._capacity: dict[str, int] = {}
+        self._draining: set[str] = set()
+        self._owner: dict[str, str] = {}
+        self._weight: dict[str, int] = {}
+        self._load: dict[str, int] = {}
+        self._count: dict[str, int] = {}
+        self._epoch = 0
+
+    def join(self, instance: str, capacity: int) -> None:
+        """`instance` starts: it takes sessions again."""
+        with self._lock:
+            self._draining.discard(instance)
+        self.heartbeat(instance, capacity)
+
+    def heartbeat(self, instance: str, capacity: int) -> None:
+        """`instance` is alive and takes up to `capacity` sessions."""
+        with self._lock:
+            self._seen[instance], self._capacity[instance] = self._clock(), capacity
+
+    def leave(self, instance: str) -> None:
+        """`instance` stopped: it gets no new session (its sessions stay placed)."""
+        with self._lock:
+            self._seen.pop(instance, None)
+            self._capacity.pop(instance, None)
+
+    def place(self, session: str, weight: float) -> str | None:
+        """See `Registry.place`."""
+        with self._lock:
+            return self._place(session, milli(weight))
+
+    def drain(self, instance: str) -> list[Move]:
+        """See `Registry.drain`."""
+        with self._lock:
+            self._draining.add(instance)
+            ours = sorted(s for s, owner in self._owner.items() if owner == instance)
+            moves = []
+            for session in ours:
+                target = self._place(session, self._weight[session], avoid=instance,
+                                     full_ok=True)
+                if target is not None and target != instance:
+                    moves.append(Move(session, instance, target))
+            return moves
+
+    def _place(self, session: str, w: int, avoid: str = "",
+               full_ok: bool = False) -> str | None:
+        owner = self._owner.get(session)
+        if owner is not None and owner != avoid:
+            self._load[owner] += w - self._weight[session]
+            self._weight[session] = w
+            return owner
+        now = self._clock()
+        live = [i for i in ranked(session, self._seen) if now - self._seen[i] <= self.ttl_s
+                and i != avoid and i not in self._draining]
+        if not live:
+            return owner
+        pick = choose(live, {i: self._load.get(i, 0) for i in live}, self._room, w,
+                      self.epsilon)
+        if pick is None:
+            if full_ok:
+                return owner
+            raise ServerFull(len(live), RETRY_AFTER_S)
+        if owner is not None:
+            self._unset(session)
+            self._epoch += 1
+        self._owner[session], self._weight[session] = pick, w
+        self._load[pick] = self._load.get(pick, 0) + w
+        self._count[pick] = self._count.get(pick, 0) + 1
+        return pick
+
+    def _room(self, instance: str) -> bool:
+        return self._count.get(instance, 0) < self._capacity.get(instance, 0)
+
+    def _unset(self, session: str) -> None:
+        owner = self._owner.pop(session, None)
+        if owner is not None:
+            self._load[owner] -= self._weight.pop(session)
+            self._count[owner] -= 1
+
+    def owner(self, session: str) -> str | None:
+        """The instance `session` was placed on, or None."""
+        with self._lock:
+            return self._owner.get(session)
+
+    def owners(self, sessions: Sequence[str]) -> list[str | None]:
+        """The instance of each of `sessions`, in order."""
+        with self._lock:
+            return [self._owner.get(s) for s in sessions]
+
+    def epoch(self) -> int:
+        """How many times a placed session has moved."""
+        with self._lock:
+            return self._epoch
+
+    def release(self, session: str) -> None:
+        """`session` closed: its load leaves its instance."""
+        with self._lock:
+            self._unset(session)
+
+    def instances(self) -> list[InstanceState]:
+        """Every registered instance, by name."""
+        now = self._clock()
+        with self._lock:
+            return [InstanceState(name, self._capacity[name], self._count.get(name, 0),
+                                  self._load.get(name, 0) / 1000, now - seen,
+                                  now - seen <= self.ttl_s, name in self._draining)
+                    for name, seen in sorted(self._seen.items())]

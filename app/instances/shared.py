@@ -1,0 +1,145 @@
+"""The instance registry on Redis: every instance and every game server shares it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from importlib import resources
+
+import redis
+
+from app.errors import ServerFull
+from app.instances.base import RETRY_AFTER_S, InstanceState, milli
+from app.instances.placement import EPSILON, Move, ranked
+from app.protocol import keys
+
+NAMES_TTL_S = 1.0  # a client reads the registered instances' names at most this often
+KEEP_WEIGHT = -1  # place.lua: move a session with the weight it has
+
+_PLACE = resources.files("app.instances").joinpath("place.lua").read_text(encoding="utf-8")
+_HEARTBEAT = """
+local clock = redis.call('TIME')
+redis.call('HSET', KEYS[1], ARGV[1], clock[1] .. '.' .. string.format('%06d', clock[2]))
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+"""
+_RELEASE = """
+local owner = redis.call('HGET', KEYS[1], ARGV[1])
+if not owner then return 0 end
+local w = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+redis.call('HINCRBY', KEYS[3], owner, -w)
+redis.call('HINCRBY', KEYS[4], owner, -1)
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+_PLACE_KEYS = [keys.INSTANCES_SEEN, keys.INSTANCES_CAPACITY, keys.PLACEMENT_OWNER,
+               keys.PLACEMENT_WEIGHT, keys.PLACEMENT_LOAD, keys.PLACEMENT_COUNT,
+               keys.INSTANCES_DRAINING, keys.PLACEMENT_EPOCH]
+
+
+class RedisRegistry:
+    """The registry on a Redis every instance and game server shares
+    (`app.instances.registry`).  Placing and moving a session is one script call,
+    `place.lua`, so two game servers never both take the last room."""
+
+    def __init__(self, client: redis.Redis, ttl_s: float = 3.0,
+                 epsilon: float = EPSILON) -> None:
+        self._client, self.ttl_s, self.epsilon = client, ttl_s, epsilon
+        self._place = client.register_script(_PLACE)
+        self._heartbeat = client.register_script(_HEARTBEAT)
+        self._release = client.register_script(_RELEASE)
+        self._names: list[str] = []
+        self._names_at = float("-inf")
+
+    def join(self, instance: str, capacity: int) -> None:
+        """`instance` starts: it takes sessions again."""
+        self._client.srem(keys.INSTANCES_DRAINING, instance)
+        self.heartbeat(instance, capacity)
+
+    def heartbeat(self, instance: str, capacity: int) -> None:
+        """`instance` is alive (by Redis's clock) and takes up to `capacity` sessions."""
+        self._heartbeat(keys=[keys.INSTANCES_SEEN, keys.INSTANCES_CAPACITY],
+                        args=[instance, capacity])
+
+    def leave(self, instance: str) -> None:
+        """`instance` stopped: it gets no new session (its sessions stay placed)."""
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hdel(keys.INSTANCES_SEEN, instance)
+            pipe.hdel(keys.INSTANCES_CAPACITY, instance)
+            pipe.execute()
+
+    def place(self, session: str, weight: float) -> str | None:
+        """See `Registry.place`: one script call."""
+        name, outcome = self._call(session, milli(weight), self._registered())
+        if outcome == b"full":
+            raise ServerFull(sum(state.live for state in self.instances()), RETRY_AFTER_S)
+        return name or None
+
+    def drain(self, instance: str) -> list[Move]:
+        """See `Registry.drain`: one script call per session of `instance`."""
+        self._client.sadd(keys.INSTANCES_DRAINING, instance)
+        names = self._registered(fresh=True)
+        ours = sorted(_text(s) for s, owner in self._client.hgetall(
+            keys.PLACEMENT_OWNER).items() if _text(owner) == instance)
+        moves = []
+        for session in ours:
+            target, outcome = self._call(session, KEEP_WEIGHT, names, avoid=instance)
+            if outcome == 2:
+                moves.append(Move(session, instance, target))
+        return moves
+
+    def _call(self, session: str, weight: int, names: Sequence[str],
+              avoid: str = "") -> tuple[str, int | bytes]:
+        name, outcome = self._place(keys=_PLACE_KEYS, args=[
+            session, weight, repr(self.epsilon), repr(self.ttl_s), avoid,
+            *ranked(session, names)])
+        return name.decode(), outcome
+
+    def _registered(self, fresh: bool = False) -> list[str]:
+        """The registered instances' names, read again after NAMES_TTL_S (an instance
+        that joins gets sessions from each game server within that long)."""
+        now = time.monotonic()
+        if fresh or now - self._names_at >= NAMES_TTL_S:
+            self._names = [_text(n) for n in self._client.hkeys(keys.INSTANCES_SEEN)]
+            self._names_at = now
+        return self._names
+
+    def owner(self, session: str) -> str | None:
+        """The instance `session` was placed on, or None."""
+        return self.owners([session])[0]
+
+    def owners(self, sessions: Sequence[str]) -> list[str | None]:
+        """The instance of each of `sessions`, in order, in one round trip."""
+        if not sessions:
+            return []
+        return [None if o is None else _text(o)
+                for o in self._client.hmget(keys.PLACEMENT_OWNER, list(sessions))]
+
+    def epoch(self) -> int:
+        """How many times a placed session has moved."""
+        return int(self._client.get(keys.PLACEMENT_EPOCH) or 0)
+
+    def release(self, session: str) -> None:
+        """`session` closed: its load leaves its instance."""
+        self._release(keys=[keys.PLACEMENT_OWNER, keys.PLACEMENT_WEIGHT, keys.PLACEMENT_LOAD,
+                            keys.PLACEMENT_COUNT], args=[session])
+
+    def instances(self) -> list[InstanceState]:
+        """Every registered instance, by name."""
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            for key in (keys.INSTANCES_SEEN, keys.INSTANCES_CAPACITY, keys.PLACEMENT_COUNT,
+                        keys.PLACEMENT_LOAD):
+                pipe.hgetall(key)
+            pipe.smembers(keys.INSTANCES_DRAINING)
+            clock, seen, capacity, count, load, draining = pipe.execute()
+        now = clock[0] + clock[1] / 1e6
+        return [InstanceState(name.decode(), int(capacity.get(name, 0)),
+                              int(count.get(name, 0)), int(load.get(name, 0)) / 1000,
+                              now - float(at), now - float(at) <= self.ttl_s,
+                              name in draining)
+                for name, at in sorted(seen.items())]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

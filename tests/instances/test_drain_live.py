@@ -1,0 +1,122 @@
+"""``gamesched drain`` on real workers while a game server keeps sending: every session of
+the drained instance moves, the game server sends its work to the new instance without a
+restart, and no update is lost on the way, though updates sent after the move are applied
+before those the drained instance had not yet run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+from app.client.api import GameClient
+from app.fleet.fleets import stop_process_groups
+from app.observe.recorder import Execution
+from app.players.sessions import read_states
+from app.protocol.names import UPDATE_TASK
+from app.settings import Settings
+from app.tasking.broker import waiting
+from app.tasking.factory import GameschedCelery, create_app
+from tests.instances.live import start_instance
+from tests.subprocesses import ROOT
+from tests.waiting import wait_for
+
+SESSIONS = 16
+ROUND_S = 0.02  # the game server sends every session an update this often
+
+
+class Feeder(threading.Thread):
+    """A game server's loop: every round, one update per session, each setting a field of
+    its own (``f<seq>``), so that a lost update leaves its field missing."""
+
+    def __init__(self, client: GameClient, sessions: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.client, self.sessions = client, sessions
+        self.seq = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(ROUND_S):
+            self.send_round()
+
+    def send_round(self) -> None:
+        self.seq += 1
+        for session in self.sessions:
+            self.client.submit_update(session, self.seq, {f"f{self.seq}": self.seq})
+
+
+def test_a_drain_moves_every_session_and_loses_no_update_on_the_way(
+        live_settings: Settings, tmp_path: Path) -> None:
+    settings = live_settings.model_copy(update={"record_latency": True})
+    procs = [start_instance(settings, name, tmp_path / f"{name}.log")
+             for name in ("east", "west")]
+    app = create_app(settings)
+    client = GameClient(app)
+    try:
+        tag = uuid.uuid4().hex[:6]
+        sessions = [f"{tag}-{n}" for n in range(SESSIONS)]
+        for session in sessions:
+            client.open_session(session, session_type="ranked", players=2)
+        on_east = sorted(s for s in sessions if client.instance_of(s) == "east")
+        assert on_east and len(on_east) < SESSIONS
+
+        feeder = Feeder(client, sessions)
+        feeder.start()
+        wait_for(lambda: feeder.seq >= 10, what="the game server to be sending")
+        # east falls behind: what it was sent waits in its queue while the sessions move,
+        # and the updates sent to west after the move overtake it
+        os.killpg(procs[0].pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: waiting(app, "player.east").messages >= 3,
+                     what="a backlog on east")
+            drained = subprocess.run(
+                [sys.executable, "-m", "app.cli", "drain", "east"], cwd=ROOT, text=True,
+                env={**os.environ, **settings.to_env()}, capture_output=True, timeout=60,
+                check=False)
+            # the game server learns the move by itself, while it keeps sending
+            wait_for(lambda: all(client.instance_of(s) == "west" for s in sessions),
+                     timeout=10, what="the game server to follow the move")
+            moved_at = feeder.seq
+            wait_for(lambda: _applied(app, on_east) > moved_at, timeout=10,
+                     what="west to apply updates sent after the move, ahead of east's")
+        finally:
+            os.killpg(procs[0].pid, signal.SIGCONT)
+        assert drained.returncode == 0, drained.stdout + drained.stderr
+        assert f"east: draining; {len(on_east)} sessions moved: {len(on_east)} to west" in (
+            drained.stdout)
+        assert "east holds no session" in drained.stdout
+        sent_before = feeder.seq
+        wait_for(lambda: feeder.seq >= sent_before + 10, what="more rounds after the move")
+        feeder.stop.set()
+        feeder.join(timeout=10)
+        client.flush()
+        app.runtime.recorder.drain()
+
+        hot = app.runtime.hot
+        wait_for(lambda: all(st.seq == feeder.seq for st in read_states(hot, sessions).values()),
+                 timeout=30, what="every update applied")
+        for session, state in read_states(hot, sessions).items():
+            missing = [n for n in range(1, feeder.seq + 1) if f"f{n}" not in state.fields]
+            assert not missing, f"{session} lost updates {missing}"
+
+        feeder.send_round()  # after the move, every session's work runs on west
+        client.flush()
+        wait_for(lambda: all(st.seq == feeder.seq for st in read_states(hot, sessions).values()),
+                 timeout=30, what="the last round applied")
+        ran: list[Execution] = []
+        wait_for(lambda: ran.extend(e for e in app.runtime.recorder.drain()
+                                    if e.task == UPDATE_TASK) or ran, what="its records")
+        assert {e.queue for e in ran} == {"player.west"}
+    finally:
+        client.close()
+        stop_process_groups(procs)
+
+
+def _applied(app: GameschedCelery, sessions: list[str]) -> int:
+    """The lowest sequence number applied among `sessions`."""
+    states = read_states(app.runtime.hot, sessions)
+    return min((states[s].seq if s in states else 0) for s in sessions)

@@ -48,6 +48,16 @@ class ServerFull(GameschedError):
                          f"retry after {retry_after_s:g} s")
 
 
+class Fenced(GameschedError):
+    """A server instance's write was refused: the instance was taken over (it went silent,
+    and its sessions run elsewhere now) and it has not started again since."""
+
+    def __init__(self, instance: str) -> None:
+        self.instance = instance
+        super().__init__(f"instance {instance} was fenced: its writes are refused until it "
+                         "starts again")
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

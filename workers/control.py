@@ -19,6 +19,7 @@ from app.protocol.names import TICK_TASK
 from app.protocol.vocab import Queue
 from app.tasking.base import GameTask
 from app.tasking.broker import queue_depths
+from app.tasking.failover import take_over
 from app.tasking.slots import set_slots
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ def tick(self: GameTask) -> dict[str, Any]:
     if decision.ai_slots:
         _AI_SLOTS.keep(self.app, decision.ai_slots)
     _balance_physics(self)
+    for taken in take_over(self.app):  # from server instances that went silent
+        log.warning("instance %s %s: %d sessions moved (%d stayed, no room), %d messages "
+                    "forwarded", taken.instance, taken.why, taken.moved, taken.stayed,
+                    taken.forwarded)
     return asdict(decision)
 
 

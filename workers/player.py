@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import shared_task
 
 from app.db import transaction
-from app.players import sessions
-from app.protocol.names import SESSION_MOVES_TASK, SESSION_TASK, UPDATE_TASK
-from app.tasking.base import GameTask
+from app.errors import Fenced
+from app.instances import identity
+from app.players import sessions, wire
+from app.players.statestore import Fence
+from app.priority import Route
+from app.protocol import keys
+from app.protocol.names import (
+    HANDOFF_HEADER,
+    SENT_HEADER,
+    SESSION_MOVES_TASK,
+    SESSION_TASK,
+    UPDATE_TASK,
+)
+from app.protocol.vocab import Queue
+from app.settings import Settings
+from app.tasking.base import GameTask, header
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +37,18 @@ def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict
     ``{"session", "seq", "state"}`` mappings.  Idempotent: an update at or below a
     session's applied sequence is skipped as stale.  Malformed updates and unknown sessions
     are rejected one by one (logged at info); the rest of the batch still applies.  Not
-    retried: a newer update supersedes a lost one.
+    retried: a newer update supersedes a lost one.  On a server instance taken over while
+    it was silent (fenced), the batch writes nothing: it is counted as refused and sent on
+    to the instance its sessions run on now.
     """
     hot, factory = self.runtime.hot, self.runtime.sessions  # lost sessions are restored
     if isinstance(updates, bytes | bytearray):
-        result = sessions.apply_batch_restoring(hot, factory, bytes(updates), publish=True,
-                                                size_later=True)
+        fence = _fence(self.runtime.settings)
+        try:
+            result = sessions.apply_batch_restoring(hot, factory, bytes(updates), publish=True,
+                                                    size_later=True, fence=fence)
+        except Fenced:
+            return _pass_on(self, bytes(updates))
     else:
         result = sessions.apply_updates(hot, updates, publish=True, db_factory=factory,
                                         size_later=True)
@@ -55,3 +75,34 @@ def session_moves(self: GameTask, moves: list[list[str]]) -> int:
     move supersedes a lost one)."""
     with transaction(self.runtime.sessions) as db:
         return sessions.move_sessions(db, moves)
+
+
+def _fence(settings: Settings) -> Fence | None:
+    """This worker's instance and fencing token, when it is an instance whose session state
+    lives on the registry's Redis (where the token is checked)."""
+    me = identity.current()
+    if me is None or settings.hot_store_url != settings.broker_url:
+        return None
+    return Fence(keys.INSTANCES_TOKEN, me.instance, me.token)
+
+
+def _pass_on(task: GameTask, batch: bytes) -> dict[str, int]:
+    """A fenced instance's batch: counted as refused, and sent to the instance its first
+    session runs on now (the shared player queue when that is still this one)."""
+    me = identity.current()
+    instance = me.instance if me is not None else "?"
+    registry = task.runtime.instances
+    registry.refused(instance)
+    entries = wire.unpack_batch(batch)
+    owner = registry.owner(entries[0][0].decode()) if entries else None
+    target = owner if owner != instance else None
+    priority = (task.request.delivery_info or {}).get("priority")
+    step = priority if isinstance(priority, int) else task.runtime.settings.default_priority
+    handoff = header(task.request, HANDOFF_HEADER) or time.time()
+    task.app.publisher.send(Route(UPDATE_TASK, Queue.PLAYER, step, instance=target), [batch],
+                            {HANDOFF_HEADER: handoff, SENT_HEADER: time.time()},
+                            serializer="msgpack")
+    log.warning("instance %s is fenced: a state batch it took went to %s", instance,
+                f"instance {target}" if target else "the shared player queue")
+    identity.fenced()  # this worker stops taking work, and starts again
+    return {"applied": 0, "stale": 0, "rejected": 0, "fenced": 1}

@@ -54,9 +54,13 @@ def spec_of(options: Options) -> RunSpec:
     """Validate `options` into a run spec, or raise InvalidRequest naming the option."""
     if options.baseline is not None and options.baseline not in BASELINES:
         raise InvalidRequest("baseline", options.baseline, f"expected {', '.join(BASELINES)}")
+    faults = parse_faults(options.faults)
+    if "partition" in faults and options.instances < 2:
+        raise InvalidRequest("faults", "partition", "cuts one server instance off: needs "
+                             "--instances 2 or more")
     return RunSpec(scenario=scenario(options.scenario), players=options.players,
                    duration_s=options.duration_s, seed=options.seed,
-                   faults=parse_faults(options.faults),
+                   faults=faults,
                    game_servers=options.game_servers or default_count(),
                    instances=options.instances)
 

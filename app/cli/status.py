@@ -14,6 +14,7 @@ from app.instances.registry import InstanceState
 from app.settings import Settings, redact
 from app.tasking.broker import live_workers, queue_depths
 from app.tasking.factory import create_app
+from app.tasking.failover import LEFT_S
 
 
 def show(console: Console, settings: Settings) -> None:
@@ -55,10 +56,13 @@ def _instances(console: Console, instances: list[InstanceState]) -> None:
         console.print("instances: none registered (sessions share the player queue)")
         return
     table = Table(title="server instances")
-    for column in ("instance", "live", "sessions", "capacity", "load", "last heartbeat"):
+    for column in ("instance", "live", "sessions", "capacity", "load", "last heartbeat",
+                   "refused"):
         table.add_column(column, justify="left" if column == "instance" else "right")
     for state in instances:
         live = "draining" if state.draining else "yes" if state.live else "no"
         table.add_row(state.name, live, str(state.sessions),
-                      str(state.capacity), f"{state.load:g}", f"{state.silent_s:.1f}s ago")
+                      str(state.capacity), f"{state.load:g}",
+                      f"{state.silent_s:.1f}s ago" if state.silent_s < LEFT_S else "left",
+                      str(state.refused))
     console.print(table)

@@ -14,8 +14,9 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from app.errors import InvalidRequest
 from app.fleet import jobs
-from app.fleet.memoryguard import MemoryGuard
+from app.fleet.memoryguard import MemoryGuard, warm_shutdown
 from app.fleet.roles import WORKER_ROLES, role
+from app.instances import identity
 from app.instances.heartbeat import Heartbeat
 from app.protocol.queues import (
     INSTANCE_NAME,
@@ -213,23 +214,31 @@ def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,  #
     worker_process_init.connect(freeze_startup_objects, weak=False)
     guard = _guard(argv, memory_mb, role_name)
     app = create_app(settings)
-    if instance is not None:
-        _announce(app, instance)
+    beat = _announce(app, instance) if instance is not None else None
     try:
         app.worker_main(argv=argv)
     finally:
-        if guard is not None and guard.tripped.is_set():
+        if ((guard is not None and guard.tripped.is_set())
+                or (beat is not None and beat.fenced.is_set())):
             os.execv(sys.executable, sys.orig_argv)  # the same command, as a fresh process
 
 
-def _announce(app: GameschedCelery, instance: str) -> None:
-    """Heartbeat `instance` to the registry while this worker consumes; on a warm shutdown
-    it leaves the registry at once (it gets no new session; its sessions stay placed)."""
+def _announce(app: GameschedCelery, instance: str) -> Heartbeat:
+    """Join the registry as `instance` and heartbeat while this worker consumes; on a warm
+    shutdown it leaves at once (silent: the controller moves its sessions).  Taken over
+    while it was silent (fenced), it shuts down warm and starts again as a fresh process,
+    which joins anew."""
     settings = app.runtime.settings
     beat = Heartbeat(app.runtime.instances, instance, settings.instance_capacity,
-                     settings.instance_heartbeat_s)
+                     settings.instance_heartbeat_s, on_fenced=warm_shutdown)
+
+    def become(token: int) -> None:  # this process's writes carry the token
+        identity.set_current(identity.Identity(instance, token), beat.notice_fenced)
+
+    beat.on_join = become
     worker_ready.connect(beat.start, weak=False)
     worker_shutdown.connect(beat.leave, weak=False)
+    return beat
 
 
 def _guard(argv: list[str], memory_mb: int | None, role_name: str) -> MemoryGuard | None:

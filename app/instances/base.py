@@ -27,19 +27,33 @@ class InstanceState:
     silent_s: float  # since its last heartbeat
     live: bool  # heard from within the registry's time to live
     draining: bool = False  # giving its sessions away; it gets no new one
+    refused: int = 0  # writes refused since it was fenced
 
 
 class Registry(Protocol):
     """Where the instances and the sessions' places are kept."""
 
-    def join(self, instance: str, capacity: int) -> None:
-        """`instance` starts (or starts again after a drain): it takes sessions again."""
+    def join(self, instance: str, capacity: int) -> int:
+        """`instance` starts (or starts again after a drain or a takeover): it takes sessions
+        again; returns its new fencing token, which its writes carry."""
 
-    def heartbeat(self, instance: str, capacity: int) -> None:
-        """`instance` is alive and takes up to `capacity` sessions."""
+    def heartbeat(self, instance: str, capacity: int, token: int | None = None) -> bool:
+        """`instance` is alive and takes up to `capacity` sessions; False (and not recorded)
+        when `token` is no longer its token: it was fenced."""
+
+    def fence(self, instance: str) -> None:
+        """Take `instance` over (it went silent): its token is raised, so that its
+        heartbeats and writes are refused until it starts again (`join`)."""
+
+    def refused(self, instance: str, writes: int = 1) -> None:
+        """Count `writes` refused from the fenced `instance`."""
 
     def leave(self, instance: str) -> None:
-        """`instance` stopped: it gets no new session (its sessions stay placed)."""
+        """`instance` stopped: it is silent from now on (it gets no new session; the
+        controller moves its sessions, `app.tasking.failover`)."""
+
+    def forget(self, instance: str) -> None:
+        """Remove `instance` from the registry (it holds no session any more)."""
 
     def place(self, session: str, weight: float) -> str | None:
         """The instance `session` runs on: where it is if placed (its weight updated), else

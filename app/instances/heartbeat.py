@@ -4,31 +4,42 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
-from app.instances.registry import Registry
+from app.instances.base import Registry
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Tells `registry` every `period_s` that `instance` is alive and takes `capacity`
-    sessions, from a daemon thread, until `stop`.  A heartbeat the registry refuses (its
-    Redis away) is logged and the next one tried: the instance looks silent meanwhile, and
-    gets no new session."""
+    """Joins `registry` as `instance` (its fencing token in `token`, and given to
+    `on_join`), then tells it every `period_s` that the instance is alive and takes
+    `capacity` sessions, from a daemon thread, until `stop`.  A heartbeat the registry
+    cannot take (its Redis away) is logged and the next one tried: the instance looks
+    silent meanwhile, and gets no new session.  One the registry refuses because the
+    instance was taken over (fenced) stops the beats, sets `fenced` and calls `on_fenced`
+    (a worker starts again, and joins anew)."""
 
-    def __init__(self, registry: Registry, instance: str, capacity: int,
-                 period_s: float) -> None:
+    def __init__(self, registry: Registry, instance: str, capacity: int,  # noqa: PLR0917
+                 period_s: float, on_fenced: Callable[[], None] | None = None,
+                 on_join: Callable[[int], None] | None = None) -> None:
         self.registry, self.instance = registry, instance
         self.capacity, self.period_s = capacity, period_s
+        self.on_fenced, self.on_join = on_fenced, on_join
+        self.token: int | None = None
+        self.fenced = threading.Event()
+        self._noticed = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self, **_: object) -> None:
-        """Say it now, then every period (a Celery signal's receiver too)."""
+        """Join now, then beat every period (a Celery signal's receiver too)."""
         if self._thread is not None:
             return
-        try:  # back in service, after a drain too
-            self.registry.join(self.instance, self.capacity)
+        try:  # back in service, after a drain or a takeover too
+            self.token = self.registry.join(self.instance, self.capacity)
+            if self.on_join is not None:
+                self.on_join(self.token)
         except Exception as exc:  # noqa: BLE001 - the beats that follow try again
             log.warning("instance %s: join not recorded (%s)", self.instance, exc)
         self._thread = threading.Thread(target=self._run, name="gamesched-heartbeat",
@@ -38,11 +49,26 @@ class Heartbeat:
     def beat(self) -> bool:
         """One heartbeat; True if the registry took it."""
         try:
-            self.registry.heartbeat(self.instance, self.capacity)
+            taken = self.registry.heartbeat(self.instance, self.capacity, self.token)
         except Exception as exc:  # noqa: BLE001 - the next beat tries again
             log.warning("instance %s: heartbeat not recorded (%s)", self.instance, exc)
             return False
-        return True
+        if not taken:
+            self.notice_fenced()
+        return taken
+
+    def notice_fenced(self) -> None:
+        """The instance was taken over (a heartbeat or a write refused): stop beating, set
+        `fenced` and call `on_fenced`, once."""
+        with self._noticed:
+            if self.fenced.is_set():
+                return
+            self.fenced.set()
+        log.warning("instance %s was taken over while silent (fenced): its writes are "
+                    "refused until it starts again", self.instance)
+        self._stop.set()
+        if self.on_fenced is not None:
+            self.on_fenced()
 
     def stop(self, **_: object) -> None:
         """Stop beating (the instance goes silent)."""

@@ -26,23 +26,47 @@ class MemoryRegistry:
         self._load: dict[str, int] = {}
         self._count: dict[str, int] = {}
         self._epoch = 0
+        self._token: dict[str, int] = {}
+        self._refused: dict[str, int] = {}
 
-    def join(self, instance: str, capacity: int) -> None:
-        """`instance` starts: it takes sessions again."""
+    def join(self, instance: str, capacity: int) -> int:
+        """`instance` starts: it takes sessions again; returns its new token."""
         with self._lock:
             self._draining.discard(instance)
-        self.heartbeat(instance, capacity)
+            token = self._token[instance] = self._token.get(instance, 0) + 1
+        self.heartbeat(instance, capacity, token)
+        return token
 
-    def heartbeat(self, instance: str, capacity: int) -> None:
-        """`instance` is alive and takes up to `capacity` sessions."""
+    def heartbeat(self, instance: str, capacity: int, token: int | None = None) -> bool:
+        """`instance` is alive and takes up to `capacity` sessions (False: fenced)."""
         with self._lock:
+            if token is not None and token != self._token.get(instance):
+                return False
             self._seen[instance], self._capacity[instance] = self._clock(), capacity
+            return True
+
+    def fence(self, instance: str) -> None:
+        """Take `instance` over: its token raised."""
+        with self._lock:
+            self._token[instance] = self._token.get(instance, 0) + 1
+
+    def refused(self, instance: str, writes: int = 1) -> None:
+        """Count writes refused from `instance`."""
+        with self._lock:
+            self._refused[instance] = self._refused.get(instance, 0) + writes
 
     def leave(self, instance: str) -> None:
-        """`instance` stopped: it gets no new session (its sessions stay placed)."""
+        """`instance` stopped: it is silent from now on."""
+        with self._lock:
+            if instance in self._seen:
+                self._seen[instance] = 0.0
+
+    def forget(self, instance: str) -> None:
+        """Remove `instance` from the registry."""
         with self._lock:
             self._seen.pop(instance, None)
             self._capacity.pop(instance, None)
+            self._draining.discard(instance)
 
     def place(self, session: str, weight: float) -> str | None:
         """See `Registry.place`."""
@@ -123,5 +147,6 @@ class MemoryRegistry:
         with self._lock:
             return [InstanceState(name, self._capacity[name], self._count.get(name, 0),
                                   self._load.get(name, 0) / 1000, now - seen,
-                                  now - seen <= self.ttl_s, name in self._draining)
+                                  now - seen <= self.ttl_s, name in self._draining,
+                                  self._refused.get(name, 0))
                     for name, seen in sorted(self._seen.items())]

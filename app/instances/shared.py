@@ -18,9 +18,11 @@ KEEP_WEIGHT = -1  # place.lua: move a session with the weight it has
 
 _PLACE = resources.files("app.instances").joinpath("place.lua").read_text(encoding="utf-8")
 _HEARTBEAT = """
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[3] then return 0 end
 local clock = redis.call('TIME')
 redis.call('HSET', KEYS[1], ARGV[1], clock[1] .. '.' .. string.format('%06d', clock[2]))
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
 """
 _RELEASE = """
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
@@ -51,21 +53,39 @@ class RedisRegistry:
         self._names: list[str] = []
         self._names_at = float("-inf")
 
-    def join(self, instance: str, capacity: int) -> None:
-        """`instance` starts: it takes sessions again."""
+    def join(self, instance: str, capacity: int) -> int:
+        """`instance` starts: it takes sessions again; returns its new token."""
         self._client.srem(keys.INSTANCES_DRAINING, instance)
-        self.heartbeat(instance, capacity)
+        token = int(self._client.hincrby(keys.INSTANCES_TOKEN, instance, 1))
+        self.heartbeat(instance, capacity, token)
+        return token
 
-    def heartbeat(self, instance: str, capacity: int) -> None:
-        """`instance` is alive (by Redis's clock) and takes up to `capacity` sessions."""
-        self._heartbeat(keys=[keys.INSTANCES_SEEN, keys.INSTANCES_CAPACITY],
-                        args=[instance, capacity])
+    def heartbeat(self, instance: str, capacity: int, token: int | None = None) -> bool:
+        """`instance` is alive (by Redis's clock) and takes up to `capacity` sessions
+        (False: fenced)."""
+        return bool(self._heartbeat(
+            keys=[keys.INSTANCES_SEEN, keys.INSTANCES_CAPACITY, keys.INSTANCES_TOKEN],
+            args=[instance, capacity, "" if token is None else token]))
+
+    def fence(self, instance: str) -> None:
+        """Take `instance` over: its token raised."""
+        self._client.hincrby(keys.INSTANCES_TOKEN, instance, 1)
+
+    def refused(self, instance: str, writes: int = 1) -> None:
+        """Count writes refused from `instance`."""
+        self._client.hincrby(keys.INSTANCES_REFUSED, instance, writes)
 
     def leave(self, instance: str) -> None:
-        """`instance` stopped: it gets no new session (its sessions stay placed)."""
+        """`instance` stopped: it is silent from now on."""
+        if self._client.hexists(keys.INSTANCES_SEEN, instance):
+            self._client.hset(keys.INSTANCES_SEEN, instance, 0)
+
+    def forget(self, instance: str) -> None:
+        """Remove `instance` from the registry."""
         with self._client.pipeline(transaction=True) as pipe:
             pipe.hdel(keys.INSTANCES_SEEN, instance)
             pipe.hdel(keys.INSTANCES_CAPACITY, instance)
+            pipe.srem(keys.INSTANCES_DRAINING, instance)
             pipe.execute()
 
     def place(self, session: str, weight: float) -> str | None:
@@ -132,12 +152,13 @@ class RedisRegistry:
                         keys.PLACEMENT_LOAD):
                 pipe.hgetall(key)
             pipe.smembers(keys.INSTANCES_DRAINING)
-            clock, seen, capacity, count, load, draining = pipe.execute()
+            pipe.hgetall(keys.INSTANCES_REFUSED)
+            clock, seen, capacity, count, load, draining, refused = pipe.execute()
         now = clock[0] + clock[1] / 1e6
         return [InstanceState(name.decode(), int(capacity.get(name, 0)),
                               int(count.get(name, 0)), int(load.get(name, 0)) / 1000,
                               now - float(at), now - float(at) <= self.ttl_s,
-                              name in draining)
+                              name in draining, int(refused.get(name, 0)))
                 for name, at in sorted(seen.items())]
 
 

@@ -1,7 +1,8 @@
 -- Apply one batch of state updates (its msgpack wire form) to the sessions' state hashes,
 -- then publish and count the deltas (`app.players.statestore.RedisStateStore.apply`).
--- KEYS: the two counters.  ARGV: the channel ('' for none), the state keys' prefix, '1' to
--- report the updates applied per session, the batch in its wire form.  Reply: {stale,
+-- KEYS: the two counters, and the instances' fencing tokens when the writer is an instance.
+-- ARGV: the channel ('' for none), the state keys' prefix, '1' to report the updates
+-- applied per session, the batch in its wire form, and the writer's instance and token.  Reply: {stale,
 -- message, delta bytes, applied, {index, field, reason, ...}, {session, applied, ...}}.
 -- Each delta is assembled from packed values: 0x92 opens [seq, changes], then the seq as a
 -- msgpack int, a map header and the (name, value) pairs; the session ids are msgpack
@@ -33,6 +34,11 @@ local function packstr(text)
 end
 
 local channel, prefix, want_sizes = ARGV[1], ARGV[2], ARGV[3] == '1'
+-- A fenced writer (KEYS[3]: the instances' tokens; ARGV[5], ARGV[6]: its instance and
+-- token) writes nothing: it was taken over while it was silent.
+if KEYS[3] and redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then
+  return redis.error_reply('FENCED ' .. ARGV[5])
+end
 local entries = cmsgpack.unpack(ARGV[4])
 if type(entries) ~= 'table' or (#entries == 0 and next(entries) ~= nil) then
   return redis.error_reply('Bad data format: not an array of update entries')

@@ -19,7 +19,7 @@ from app.db import utcnow
 from app.players import delta, wire
 from app.players.hotstore import HotStore
 from app.players.models import GameSession
-from app.players.statestore import UNKNOWN_SESSION, Emit
+from app.players.statestore import UNKNOWN_SESSION, Emit, Fence
 from app.protocol.keys import (
     DELTA_CHANNEL,
     NET_DELTA_BYTES,
@@ -166,14 +166,15 @@ class ApplyResult:
 
 
 def apply_batch(hot: HotStore, batch: bytes, publish: bool = False,
-                size_later: bool = False) -> ApplyResult:
+                size_later: bool = False, *, fence: Fence | None = None) -> ApplyResult:
     """Apply a batch in its wire form (`app.players.wire`) in per-session sequence order; an older
     update never overwrites a newer.
 
     A malformed entry or one for an unknown session is rejected (index, field, reason) and
     the rest still apply.  Idempotent: updates at or below a session's applied sequence are
     skipped as stale.  The network counters count the deltas; with `publish` they go out
-    on DELTA_CHANNEL.  A `batch` that is not msgpack raises ValueError.
+    on DELTA_CHANNEL.  A `batch` that is not msgpack raises ValueError; a writer whose
+    `fence` is stale raises Fenced and writes nothing.
 
     The full-state cost of a sampled batch is measured here, or with `size_later` left in
     the result's `unsized` for the caller to pass to `size_full_state` once the players'
@@ -182,7 +183,7 @@ def apply_batch(hot: HotStore, batch: bytes, publish: bool = False,
     """
     emit = Emit(DELTA_CHANNEL if publish else None, NET_UPDATES, NET_DELTA_BYTES)
     sample = next(_batches) % FULL_STATE_SAMPLE == 0
-    outcome = hot.states.apply(batch, emit, per_session=sample)
+    outcome = hot.states.apply(batch, emit, per_session=sample, fence=fence)
     sized = dict(itertools.islice(outcome.per_session.items(), FULL_STATE_SESSIONS))
     result = ApplyResult(outcome.applied, outcome.stale, outcome.rejected, outcome.message,
                          sized)
@@ -200,12 +201,13 @@ def size_full_state(hot: HotStore, result: ApplyResult) -> None:
 
 
 def apply_batch_restoring(hot: HotStore, db_factory: Callable[[], Session], batch: bytes,
-                          publish: bool = False, size_later: bool = False) -> ApplyResult:
+                          publish: bool = False, size_later: bool = False, *,
+                          fence: Fence | None = None) -> ApplyResult:
     """`apply_batch`, and when sessions are missing from hot state but open in SQL (hot
     state lost with a Redis restart), restore them from their snapshots and apply their
     updates again: a session survives the restart at its last snapshot, and the updates
     newer than the snapshot land on top of it."""
-    result = apply_batch(hot, batch, publish, size_later)
+    result = apply_batch(hot, batch, publish, size_later, fence=fence)
     missing = [i for i, name, reason in result.rejected
                if name == "session" and reason.startswith(UNKNOWN_SESSION)]
     if not missing:
@@ -217,7 +219,8 @@ def apply_batch_restoring(hot: HotStore, db_factory: Callable[[], Session], batc
     retry = [i for i in missing if session_of[i] in restored]
     if not retry:
         return result
-    again = apply_batch(hot, wire.pack_batch(entries[i] for i in retry), publish, size_later)
+    again = apply_batch(hot, wire.pack_batch(entries[i] for i in retry), publish, size_later,
+                        fence=fence)
     retried = set(retry)
     return ApplyResult(
         applied=result.applied + again.applied, stale=result.stale + again.stale,

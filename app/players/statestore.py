@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import redis
 
+from app.errors import Fenced
 from app.players import delta
 from app.players.wire import unpack_batch
 from app.protocol import keys
@@ -45,6 +46,17 @@ class Emit:
     channel: str | None
     updates_counter: str
     bytes_counter: str
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Who writes a batch: a server instance with its fencing token.  The batch is refused
+    (`Fenced`) when the hash `key`, on the same Redis, holds another token for it: the
+    instance was taken over while it was silent (`app.instances.registry`)."""
+
+    key: str
+    instance: str
+    token: int
 
 
 @dataclass
@@ -72,8 +84,10 @@ class StoredState:
 class StateStore(Protocol):
     """Where sessions' hot state lives."""
 
-    def apply(self, batch: bytes, emit: Emit, per_session: bool = False) -> BatchOutcome:
-        """Apply a batch in its wire form atomically, then publish and count its deltas."""
+    def apply(self, batch: bytes, emit: Emit, per_session: bool = False,
+              fence: Fence | None = None) -> BatchOutcome:
+        """Apply a batch in its wire form atomically, then publish and count its deltas;
+        Fenced, applying nothing, when `fence` names a token the instance no longer has."""
 
     def read(self, session_ids: list[str]) -> list[StoredState | None]:
         """The stored states of `session_ids` (None for an unknown session)."""
@@ -107,8 +121,10 @@ class MemoryStateStore:
         self._publish = publish
         self._count = count
 
-    def apply(self, batch: bytes, emit: Emit, per_session: bool = False) -> BatchOutcome:
-        """Apply a batch under one lock, then publish and count its deltas."""
+    def apply(self, batch: bytes, emit: Emit, per_session: bool = False,
+              fence: Fence | None = None) -> BatchOutcome:
+        """Apply a batch under one lock, then publish and count its deltas (no fence: one
+        process, nothing to partition)."""
         outcome = BatchOutcome()
         entries = unpack_batch(batch)
         groups = _group(entries, outcome.rejected)
@@ -218,12 +234,21 @@ class RedisStateStore:
         self._apply = client.register_script(_APPLY)
         self._put = client.register_script(_PUT_IF_NEWER)
 
-    def apply(self, batch: bytes, emit: Emit, per_session: bool = False) -> BatchOutcome:
-        """Apply a batch, publish and count its deltas: one script call."""
-        args = [emit.channel or "", keys.STATE_PREFIX, "1" if per_session else "0", batch]
+    def apply(self, batch: bytes, emit: Emit, per_session: bool = False,
+              fence: Fence | None = None) -> BatchOutcome:
+        """Apply a batch, publish and count its deltas: one script call (Fenced when
+        `fence` names a token its instance no longer has)."""
+        args: list[str | bytes | int] = [emit.channel or "", keys.STATE_PREFIX,
+                                         "1" if per_session else "0", batch]
+        script_keys = [emit.updates_counter, emit.bytes_counter]
+        if fence is not None:
+            script_keys.append(fence.key)
+            args += [fence.instance, fence.token]
         try:
-            reply = self._apply(keys=[emit.updates_counter, emit.bytes_counter], args=args)
+            reply = self._apply(keys=script_keys, args=args)
         except redis.ResponseError as exc:
+            if str(exc).startswith("FENCED") and fence is not None:
+                raise Fenced(fence.instance) from None
             if "cmsgpack" not in str(exc) and "Bad data format" not in str(exc):
                 raise
             raise ValueError(f"not a batch in wire form: {exc}") from None

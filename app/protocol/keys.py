@@ -87,3 +87,8 @@ PLACEMENT_COUNT = PREFIX + "placement:count"
 # to learn that some of its sessions run elsewhere now.
 INSTANCES_DRAINING = PREFIX + "instances:draining"
 PLACEMENT_EPOCH = PREFIX + "placement:epoch"
+# Each instance's fencing token (a hash, instance to a number raised by every start and
+# every takeover: writes carrying an older one are refused), and the writes refused (a hash
+# of counters).
+INSTANCES_TOKEN = PREFIX + "instances:token"
+INSTANCES_REFUSED = PREFIX + "instances:refused"

@@ -2,6 +2,9 @@
 
 ``kill-worker`` SIGKILLs the worker of each role twice (its whole process group) and
 starts it again; ``restart-broker`` stops and restarts the private redis-server once;
+``partition`` cuts the first server instance off once (SIGSTOP of its player worker for
+`PARTITION_S`, then SIGCONT): the controller takes it over, and back, it is fenced and
+starts again by itself (with ``--instances`` 2 or more);
 ``db-errors`` makes 1 % of the SQL statements of the ledger's processes (the transactions
 worker and the controller, which runs the sweeper) fail with an operational error, for the
 whole run: their workers start under ``python -m app.cli.sqlfaults``.
@@ -32,7 +35,8 @@ from app.tasking.broker import live_workers
 from app.tasking.factory import create_app
 
 KNOWN = ("kill-worker", "restart-broker", "db-errors", "partition")
-AVAILABLE = ("kill-worker", "restart-broker", "db-errors")
+AVAILABLE = KNOWN
+PARTITION_S = 6.0  # past the instances' time to live (3 s): long enough to be taken over
 KILLS_PER_ROLE = 2
 SQL_ERROR_RATE = 0.01
 SQL_FAULT_ROLES = (RoleName.TRANSACTIONS, RoleName.CONTROL)  # the ledger's processes
@@ -81,6 +85,8 @@ def plan_faults(names: tuple[str, ...], duration_s: float, seed: int,
                  for role in roles for _ in range(KILLS_PER_ROLE)]
     if "restart-broker" in names:
         plan.append(Fault(rng.uniform(0.3, 0.7) * duration_s, "restart-broker", "redis"))
+    if "partition" in names and RoleName.PLAYER in roles:
+        plan.append(Fault(rng.uniform(0.1, 0.4) * duration_s, "partition", RoleName.PLAYER))
     return sorted(plan, key=lambda f: f.at_s)
 
 
@@ -126,6 +132,7 @@ class FaultInjector:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._pending: list[_Pending] = []
+        self._resumes: list[threading.Timer] = []  # partitions to heal
         self._injector = threading.Thread(target=self._run, name="sim-faults", daemon=True)
         self._watcher = threading.Thread(target=self._watch, name="sim-fault-recovery",
                                          daemon=True)
@@ -138,10 +145,14 @@ class FaultInjector:
             self._watcher.start()
 
     def stop(self) -> None:
-        """Skip the faults not yet due."""
+        """Skip the faults not yet due (a partition in progress heals now)."""
         self._stop.set()
         if self._injector.is_alive():
             self._injector.join()
+        for timer in self._resumes:
+            if timer.is_alive():
+                timer.cancel()
+                timer.function()
 
     def finish(self) -> list[FaultEvent]:
         """Wait (bounded) until every injected fault recovered or timed out; the events in
@@ -159,6 +170,8 @@ class FaultInjector:
             at = time.monotonic() - self._started
             if fault.kind == "kill-worker":
                 ready = _role_answers(self._kill(fault.target))
+            elif fault.kind == "partition":
+                ready = _role_answers(self._cut_off(fault.target))
             else:
                 self._restart_broker()
                 ready = _all_answer(len(self.fleet.procs))
@@ -205,14 +218,35 @@ class FaultInjector:
     def _kill(self, role: str) -> str:
         """SIGKILL the first node of `role` (the role's own, or its first unit) and start it
         again; returns the node."""
-        node = role if role in self.fleet.procs else next(
-            n for n in self.fleet.procs if n.startswith(f"{role}-"))
+        node = self._first(role)
         proc = self.fleet.procs[node]
         with contextlib.suppress(ProcessLookupError):  # it may have died on its own
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         self.fleet.procs[node] = self.fleet.spawn(node)
         return node
+
+    def _cut_off(self, role: str) -> str:
+        """Stop the first node of `role` (SIGSTOP of its process group) and resume it
+        `PARTITION_S` later; returns the node."""
+        node = self._first(role)
+        group = self.fleet.procs[node].pid
+        os.killpg(group, signal.SIGSTOP)
+
+        def resume() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGCONT)
+
+        timer = threading.Timer(PARTITION_S, resume)
+        timer.daemon = True
+        timer.start()
+        self._resumes.append(timer)
+        return node
+
+    def _first(self, role: str) -> str:
+        """The first node of `role`: the role's own, or its first unit or instance."""
+        return role if role in self.fleet.procs else next(
+            n for n in self.fleet.procs if n.startswith(f"{role}-"))
 
     def _restart_broker(self) -> None:
         assert self.redis_server is not None

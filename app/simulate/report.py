@@ -123,6 +123,7 @@ def balance_section(instances: Sequence[InstanceState]) -> Section:
         "max_over_mean": round(max(state.load for state in live) / mean, 3) if mean else 1.0,
         "sessions": {state.name: state.sessions for state in live},
         "load": {state.name: round(state.load, 2) for state in live},
+        "refused_writes": sum(state.refused for state in instances),  # from fenced ones
     }
 
 

@@ -81,3 +81,19 @@ def live_workers(app: Celery, timeout: float = 1.0) -> dict[str, Any]:
     """Workers that answer a ping within `timeout`, with the queues each consumes."""
     replies = app.control.inspect(timeout=timeout).active_queues() or {}
     return {name: sorted(q["name"] for q in queues) for name, queues in replies.items()}
+
+
+def forward(app: Celery, source: str, target: str) -> int:
+    """Move every message waiting in queue `source` to queue `target`, each at its priority
+    step, oldest first, behind what waits there already; returns how many moved (none off
+    Redis: an in-memory broker lives and dies with its one process)."""
+    if not app.runtime.settings.uses_redis:
+        return 0
+    moved = 0
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        for step in PRIORITY_STEPS:
+            src, dst = (source, target) if step == 0 else (f"{source}:{step}", f"{target}:{step}")
+            while client.rpoplpush(src, dst) is not None:
+                moved += 1
+    return moved

@@ -26,3 +26,13 @@ def start_instance(settings: Settings, instance: str, log: Path) -> subprocess.P
     app = create_app(settings)
     wait_for(lambda: node in live_workers(app, timeout=0.5), timeout=60, what=f"{node}")
     return proc
+
+
+def start_controller(settings: Settings, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """``gamesched controller`` (beat and its tick), logging to controller.log."""
+    with open(tmp_path / "controller.log", "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "controller", "--schedule",
+             str(tmp_path / "beat"), "--loglevel", "INFO"], cwd=ROOT,
+            env={**os.environ, **settings.to_env()}, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)

@@ -87,7 +87,8 @@ def test_each_session_runs_on_one_instance_and_all_its_work_goes_there(
 
             os.killpg(procs["west"].pid, signal.SIGTERM)  # a warm shutdown: it leaves
             procs["west"].wait(timeout=30)
-            assert [s.name for s in registry.instances()] == ["east"]
+            assert [(s.name, s.live) for s in registry.instances()] == [
+                ("east", True), ("west", False)]
             for n in range(SESSIONS, SESSIONS + 10):
                 client.open_session(f"{tag}-{n}", session_type="casual", players=1)
                 assert client.instance_of(f"{tag}-{n}") == "east"

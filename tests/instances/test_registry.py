@@ -190,6 +190,34 @@ def test_a_session_no_other_instance_can_take_stays_where_it_is(registry: Regist
     assert sum(1 for i in registry.owners(list(placed)) if i == "a") == 4 - 1
 
 
+def test_a_fenced_instance_is_silent_and_refused_until_it_joins_again(
+        registry: Registry) -> None:
+    first = registry.join("a", 10)
+    registry.join("b", 10)
+    assert registry.heartbeat("a", 10, first)
+    registry.leave("a")  # silent
+    registry.fence("a")  # taken over
+    assert not registry.heartbeat("a", 10, first)  # back: its old token is refused
+    assert {s.name: s.live for s in registry.instances()} == {"a": False, "b": True}
+    assert {registry.place(f"s{n}", 1.0) for n in range(10)} == {"b"}
+    registry.refused("a", 2)
+    assert {s.name: s.refused for s in registry.instances()}["a"] == 2
+    second = registry.join("a", 10)  # started again
+    assert second > first and registry.heartbeat("a", 10, second)
+    assert {s.name: s.live for s in registry.instances()}["a"]
+
+
+def test_a_stopped_instance_is_silent_and_a_forgotten_one_gone(registry: Registry) -> None:
+    registry.join("a", 10)
+    registry.join("b", 10)
+    registry.place("s", 1.0)
+    registry.leave("a")
+    registry.leave("b")
+    assert [(s.name, s.live) for s in registry.instances()] == [("a", False), ("b", False)]
+    registry.forget("b")
+    assert [s.name for s in registry.instances()] == ["a"]
+
+
 def test_weights_are_kept_in_thousandths() -> None:
     assert milli(2.5) == 2500
     assert milli(0.0) == 1  # every session weighs something

@@ -10,9 +10,10 @@ import msgpack
 import pytest
 import redis
 
+from app.errors import Fenced
 from app.players import delta, sessions, wire
 from app.players.hotstore import HotStore, MemoryHotStore, RedisHotStore
-from app.players.statestore import BatchOutcome, Emit, StateStore, StoredState
+from app.players.statestore import BatchOutcome, Emit, Fence, StateStore, StoredState
 
 
 def _p(value: object) -> bytes:
@@ -225,3 +226,16 @@ def test_the_redis_script_and_the_memory_store_agree_on_random_batches(
         assert (on_redis.delta_bytes, on_redis.per_session) == (
             memory.delta_bytes, memory.per_session)
     assert stores[1].read(ids) == stores[0].read(ids)
+
+
+def test_a_fenced_writer_writes_nothing(redis_client: redis.Redis) -> None:
+    store = RedisHotStore(redis_client).states
+    store.put_if_newer("a", 0, {})
+    redis_client.hset("test:tokens", "east", 3)
+    fence = Fence("test:tokens", "east", 3)
+    assert store.apply(_batch(("a", 1, {"hp": 1})), EMIT, fence=fence).applied == 1
+    redis_client.hincrby("test:tokens", "east", 1)  # east was taken over
+    with pytest.raises(Fenced, match="east"):
+        store.apply(_batch(("a", 2, {"hp": 2})), EMIT, fence=fence)
+    assert store.read(["a"])[0] == StoredState(1, {"hp": _p(1)})
+    assert redis_client.get("test:updates") == b"1"

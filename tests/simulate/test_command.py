@@ -11,7 +11,7 @@ from app.cli.main import cli
 @pytest.mark.parametrize(("args", "named"), [
     (["--scenario", "stedy"], "scenario"),
     (["--scenario", "steady", "--faults", "meteor"], "faults"),
-    (["--scenario", "steady", "--faults", "partition"], "partition"),
+    (["--scenario", "steady", "--faults", "partition"], "needs --instances 2"),
     (["--scenario", "steady", "--baseline", "clever"], "baseline"),
 ])
 def test_a_bad_option_is_refused_naming_it(args: list[str], named: str) -> None:

@@ -17,8 +17,13 @@ def test_fault_names_are_checked() -> None:
     assert parse_faults(None) == ()
     with pytest.raises(InvalidRequest, match="faults"):
         parse_faults("kill-workers")
-    with pytest.raises(InvalidRequest, match="not available yet"):
-        parse_faults("partition")
+    assert parse_faults("partition") == ("partition",)
+
+
+def test_a_partition_cuts_the_first_instance_off_once_and_only_where_it_has_one() -> None:
+    (fault,) = plan_faults(("partition",), duration_s=30.0, seed=2)
+    assert (fault.kind, fault.target) == ("partition", "player") and 3.0 <= fault.at_s <= 12.0
+    assert plan_faults(("partition",), duration_s=30.0, seed=2, roles=("all",)) == []
 
 
 def test_kill_worker_kills_each_role_twice_at_seeded_times_inside_the_run() -> None:

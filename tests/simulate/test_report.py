@@ -413,5 +413,6 @@ def test_balance_weighs_the_live_instances_against_their_mean() -> None:
               InstanceState("i2", 5000, 70, 400.0, 9.0, False)]  # silent: left out
     section = balance_section(states)
     assert section == {"instances": 2, "max_over_mean": 1.2,
-                       "sessions": {"i0": 30, "i1": 20}, "load": {"i0": 90.0, "i1": 60.0}}
+                       "sessions": {"i0": 30, "i1": 20}, "load": {"i0": 90.0, "i1": 60.0},
+                       "refused_writes": 0}
     assert balance_section([]) == {}  # no instance: no section

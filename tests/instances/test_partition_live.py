@@ -1,0 +1,117 @@
+"""A partitioned server instance on real processes: its worker stopped (SIGSTOP), the
+controller takes it over (its sessions move, its queue is forwarded, it is fenced); once it
+runs again it finds itself fenced, starts again by itself and takes sessions again.  No
+update is lost on the way.  And a fenced instance's write is refused, counted and passed
+on to a live instance."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+from app.client.api import GameClient
+from app.fleet.fleets import stop_process_groups
+from app.players import sessions, wire
+from app.players.sessions import read_states
+from app.priority import Route
+from app.protocol.names import HANDOFF_HEADER, UPDATE_TASK
+from app.protocol.vocab import Queue
+from app.settings import Settings
+from app.tasking.factory import create_app
+from tests.instances.live import start_controller, start_instance
+from tests.instances.test_drain_live import Feeder
+from tests.waiting import wait_for
+
+SESSIONS = 12
+
+
+def test_a_silent_instance_is_taken_over_fenced_and_comes_back(
+        live_settings: Settings, tmp_path: Path) -> None:
+    settings = live_settings.model_copy(update={
+        "instance_heartbeat_s": 0.2, "instance_ttl_s": 1.0, "controller_period_s": 0.5})
+    procs = [start_instance(settings, name, tmp_path / f"{name}.log")
+             for name in ("east", "west")]
+    procs.append(start_controller(settings, tmp_path))
+    east = procs[0]
+    app = create_app(settings)
+    registry = app.runtime.instances
+    client = GameClient(app)
+    try:
+        tag = uuid.uuid4().hex[:6]
+        sessions = [f"{tag}-{n}" for n in range(SESSIONS)]
+        for session in sessions:
+            client.open_session(session, session_type="casual", players=1)
+        on_east = [s for s in sessions if client.instance_of(s) == "east"]
+        assert on_east and len(on_east) < SESSIONS
+        feeder = Feeder(client, sessions)
+        feeder.start()
+        wait_for(lambda: feeder.seq >= 5, what="the game server to be sending")
+
+        os.killpg(east.pid, signal.SIGSTOP)  # east is cut off: it stops answering
+        try:
+            wait_for(lambda: all(client.instance_of(s) == "west" for s in sessions),
+                     timeout=20, what="the controller to move east's sessions")
+            states = {s.name: s for s in registry.instances()}
+            assert not states["east"].live and states["east"].sessions == 0
+            wait_for(lambda: _applied(app, on_east) > feeder.seq - 2, timeout=10,
+                     what="west to apply east's sessions' updates")
+        finally:
+            os.killpg(east.pid, signal.SIGCONT)
+        # east started again by itself, with a new token, and takes sessions again
+        wait_for(lambda: any(s.live for s in registry.instances() if s.name == "east"),
+                 timeout=60, what="east to start again")
+        assert "fenced" in (tmp_path / "east.log").read_text(errors="replace")
+        newer = [f"{tag}-new-{n}" for n in range(20)]
+        for session in newer:
+            client.open_session(session, session_type="casual", players=1)
+        assert "east" in {client.instance_of(s) for s in newer}
+
+        feeder.stop.set()
+        feeder.join(timeout=10)
+        client.flush()
+        wait_for(lambda: _applied(app, sessions) >= feeder.seq, timeout=30,
+                 what="every update applied")
+        for session, state in read_states(app.runtime.hot, sessions).items():
+            missing = [n for n in range(1, feeder.seq + 1) if f"f{n}" not in state.fields]
+            assert not missing, f"{session} lost updates {missing}"
+    finally:
+        client.close()
+        stop_process_groups(procs)
+
+
+def _applied(app: object, sessions: list[str]) -> int:
+    states = read_states(app.runtime.hot, sessions)  # type: ignore[attr-defined]
+    return min((states[s].seq if s in states else 0) for s in sessions)
+
+
+def test_a_fenced_instance_write_is_refused_counted_and_passed_on(
+        live_settings: Settings, tmp_path: Path) -> None:
+    # east beats rarely: it learns it was fenced from its refused write, not a heartbeat
+    settings = live_settings.model_copy(update={
+        "instance_heartbeat_s": 30.0, "instance_ttl_s": 60.0})
+    procs = [start_instance(settings, name, tmp_path / f"{name}.log")
+             for name in ("east", "west")]
+    app = create_app(settings)
+    registry = app.runtime.instances
+    try:
+        session = next(s for s in (f"fenced-{n}" for n in range(100))
+                       if registry.place(s, 1.0) == "east")
+        sessions.ensure_state(app.runtime.hot, session)
+        registry.fence("east")  # taken over, as if it had gone silent
+        assert [m.session for m in registry.drain("east")] == [session]  # now on west
+        # a game server cut off from the registry still sends east an update
+        batch = wire.pack_batch([wire.entry(session, 1, {"hp": 1})])
+        app.publisher.send(Route(UPDATE_TASK, Queue.PLAYER, 3, instance="east"), [batch],
+                           {HANDOFF_HEADER: time.time()}, serializer="msgpack")
+        wait_for(lambda: "hp" in read_states(app.runtime.hot, [session])[session].fields,
+                 timeout=30, what="the update applied by west")
+        assert {s.name: s.refused for s in registry.instances()}["east"] == 1
+        east_log = (tmp_path / "east.log").read_text(errors="replace")
+        assert "is fenced: a state batch it took went to instance west" in east_log
+        wait_for(lambda: (tmp_path / "east.log").read_text(errors="replace").count(
+            "player@east ready") == 2, timeout=60, what="east to start again")
+    finally:
+        stop_process_groups(procs)

@@ -52,6 +52,10 @@ def tick(self: GameTask) -> dict[str, Any]:
         log.warning("instance %s %s: %d sessions moved (%d stayed, no room), %d messages "
                     "forwarded", taken.instance, taken.why, taken.moved, taken.stayed,
                     taken.forwarded)
+    moves = self.runtime.instances.rebalance()  # towards an instance that (re)started
+    if moves:
+        log.info("instances: %d sessions moved to %s, below the mean load", len(moves),
+                 moves[0].target)
     return asdict(decision)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from app.instances.placement import EPSILON, Move, bound_of, roomy
+from app.instances.placement import EPSILON, Move, bound_of, roomy, score
 
 RETRY_AFTER_S = 5.0  # what a refused session is told to wait: sessions close every second
 
@@ -65,6 +65,16 @@ class Registry(Protocol):
         `place` would choose without it; returns the moves (a session no other instance
         could take stays, and is not among them)."""
 
+    def rebalance(self) -> list[Move]:
+        """Fill the least loaded live instance up to the mean (one that started, or came
+        back after a takeover) with the sessions that rank it above their instance, from
+        the most loaded instances first (`pulls`); returns the moves (none when it is within
+        epsilon of the mean)."""
+
+    def moved(self) -> dict[str, int]:
+        """Sessions moved so far, by why: ``drain`` (drains and takeovers) and
+        ``rebalance``."""
+
     def owner(self, session: str) -> str | None:
         """The instance `session` was placed on, or None."""
 
@@ -92,3 +102,29 @@ def choose(ranking: Sequence[str], loads: Mapping[str, int], room: Callable[[str
         return None
     bound = bound_of(sum(loads[name] for name in ranking), len(ranking), epsilon, weight)
     return roomy(open_, {name: float(loads[name]) for name in open_}, weight, bound)
+
+
+def pulls(live: Sequence[str], loads: Mapping[str, int], owners: Mapping[str, str],
+          weights: Mapping[str, int], epsilon: float = EPSILON) -> list[Move]:
+    """The moves that fill the least loaded of the `live` instances up to their mean load:
+    sessions on the other live instances that rank it above their own (as rendezvous
+    hashing would place them with it there), from the most loaded instances first, each
+    while it stays within the mean.  None when it is within `epsilon` of the mean, or fewer
+    than two instances live.  A session moves only towards the instance it prefers, so a
+    join moves no session between two other instances."""
+    if len(live) < 2:
+        return []
+    mean = sum(loads[i] for i in live) / len(live)
+    target = min(live, key=lambda i: (loads[i], i))
+    if loads[target] >= (1.0 - epsilon) * mean:
+        return []
+    others = set(live) - {target}
+    wanting = sorted((s for s, owner in owners.items()
+                      if owner in others and score(s, target) > score(s, owner)),
+                     key=lambda s: (-loads[owners[s]], s))
+    load, moves = loads[target], []
+    for session in wanting:
+        if load + weights[session] <= mean:
+            moves.append(Move(session, owners[session], target))
+            load += weights[session]
+    return moves

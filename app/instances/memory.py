@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from app.errors import ServerFull
-from app.instances.base import RETRY_AFTER_S, InstanceState, choose, milli
+from app.instances.base import RETRY_AFTER_S, InstanceState, choose, milli, pulls
 from app.instances.placement import EPSILON, Move, ranked
 
 
@@ -28,6 +28,7 @@ class MemoryRegistry:
         self._epoch = 0
         self._token: dict[str, int] = {}
         self._refused: dict[str, int] = {}
+        self._moved: dict[str, int] = {}
 
     def join(self, instance: str, capacity: int) -> int:
         """`instance` starts: it takes sessions again; returns its new token."""
@@ -86,6 +87,33 @@ class MemoryRegistry:
                     moves.append(Move(session, instance, target))
             return moves
 
+    def rebalance(self) -> list[Move]:
+        """See `Registry.rebalance`."""
+        with self._lock:
+            now = self._clock()
+            live = sorted(i for i, seen in self._seen.items()
+                          if now - seen <= self.ttl_s and i not in self._draining)
+            plan = pulls(live, {i: self._load.get(i, 0) for i in live}, self._owner,
+                         self._weight, self.epsilon)
+            return [move for move in plan if self._move_to(move)]
+
+    def _move_to(self, move: Move) -> bool:
+        if self._owner.get(move.session) != move.source or not self._room(move.target):
+            return False
+        w = self._weight[move.session]
+        self._unset(move.session)
+        self._owner[move.session], self._weight[move.session] = move.target, w
+        self._load[move.target] = self._load.get(move.target, 0) + w
+        self._count[move.target] = self._count.get(move.target, 0) + 1
+        self._epoch += 1
+        self._moved["rebalance"] = self._moved.get("rebalance", 0) + 1
+        return True
+
+    def moved(self) -> dict[str, int]:
+        """Sessions moved so far, by why."""
+        with self._lock:
+            return dict(self._moved)
+
     def _place(self, session: str, w: int, avoid: str = "",
                full_ok: bool = False) -> str | None:
         owner = self._owner.get(session)
@@ -107,6 +135,7 @@ class MemoryRegistry:
         if owner is not None:
             self._unset(session)
             self._epoch += 1
+            self._moved["drain"] = self._moved.get("drain", 0) + 1
         self._owner[session], self._weight[session] = pick, w
         self._load[pick] = self._load.get(pick, 0) + w
         self._count[pick] = self._count.get(pick, 0) + 1

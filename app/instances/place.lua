@@ -1,7 +1,8 @@
 -- Place a session on a live server instance (app.instances.registry), atomically; or move
 -- it off the instance `avoid` (a drain).
 --
--- KEYS: seen, capacity, owner, weight, load, count, draining, epoch (app.protocol.keys).
+-- KEYS: seen, capacity, owner, weight, load, count, draining, epoch, moved
+-- (app.protocol.keys).
 -- ARGV: session, weight (milli; -1: the weight it has), epsilon, ttl (s), avoid ('' for
 -- none), then every registered instance in the session's rendezvous ranking.
 --
@@ -72,6 +73,7 @@ if owner then  -- moving off `avoid`: its load leaves it
   redis.call('HINCRBY', KEYS[5], owner, -old)
   redis.call('HINCRBY', KEYS[6], owner, -1)
   redis.call('INCR', KEYS[8])
+  redis.call('HINCRBY', KEYS[9], 'drain', 1)
 end
 redis.call('HSET', KEYS[3], session, pick)
 redis.call('HSET', KEYS[4], session, w)

@@ -9,7 +9,7 @@ from importlib import resources
 import redis
 
 from app.errors import ServerFull
-from app.instances.base import RETRY_AFTER_S, InstanceState, milli
+from app.instances.base import RETRY_AFTER_S, InstanceState, milli, pulls
 from app.instances.placement import EPSILON, Move, ranked
 from app.protocol import keys
 
@@ -36,7 +36,11 @@ return 1
 """
 _PLACE_KEYS = [keys.INSTANCES_SEEN, keys.INSTANCES_CAPACITY, keys.PLACEMENT_OWNER,
                keys.PLACEMENT_WEIGHT, keys.PLACEMENT_LOAD, keys.PLACEMENT_COUNT,
-               keys.INSTANCES_DRAINING, keys.PLACEMENT_EPOCH]
+               keys.INSTANCES_DRAINING, keys.PLACEMENT_EPOCH, keys.PLACEMENT_MOVED]
+_MOVE = resources.files("app.instances").joinpath("move.lua").read_text(encoding="utf-8")
+_MOVE_KEYS = [keys.PLACEMENT_OWNER, keys.PLACEMENT_WEIGHT, keys.PLACEMENT_LOAD,
+              keys.PLACEMENT_COUNT, keys.INSTANCES_CAPACITY, keys.PLACEMENT_EPOCH,
+              keys.PLACEMENT_MOVED]
 
 
 class RedisRegistry:
@@ -50,6 +54,7 @@ class RedisRegistry:
         self._place = client.register_script(_PLACE)
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._release = client.register_script(_RELEASE)
+        self._move = client.register_script(_MOVE)
         self._names: list[str] = []
         self._names_at = float("-inf")
 
@@ -107,6 +112,26 @@ class RedisRegistry:
             if outcome == 2:
                 moves.append(Move(session, instance, target))
         return moves
+
+    def rebalance(self) -> list[Move]:
+        """See `Registry.rebalance`: the plan from one read, each move one script call."""
+        live = [s.name for s in self.instances() if s.live and not s.draining]
+        if len(live) < 2:
+            return []
+        with self._client.pipeline(transaction=False) as pipe:
+            for key in (keys.PLACEMENT_LOAD, keys.PLACEMENT_OWNER, keys.PLACEMENT_WEIGHT):
+                pipe.hgetall(key)
+            load, owner, weight = pipe.execute()
+        loads = {name: int(load.get(name.encode(), 0)) for name in live}
+        owners = {_text(s): _text(i) for s, i in owner.items()}
+        weights = {_text(s): int(w) for s, w in weight.items()}
+        plan = pulls(live, loads, owners, weights, self.epsilon)
+        return [move for move in plan if self._move(
+            keys=_MOVE_KEYS, args=[move.session, move.source or "", move.target])]
+
+    def moved(self) -> dict[str, int]:
+        """Sessions moved so far, by why."""
+        return {_text(k): int(v) for k, v in self._client.hgetall(keys.PLACEMENT_MOVED).items()}
 
     def _call(self, session: str, weight: int, names: Sequence[str],
               avoid: str = "") -> tuple[str, int | bytes]:

@@ -87,6 +87,7 @@ PLACEMENT_COUNT = PREFIX + "placement:count"
 # to learn that some of its sessions run elsewhere now.
 INSTANCES_DRAINING = PREFIX + "instances:draining"
 PLACEMENT_EPOCH = PREFIX + "placement:epoch"
+PLACEMENT_MOVED = PREFIX + "placement:moved"  # sessions moved, by why (drain, rebalance)
 # Each instance's fencing token (a hash, instance to a number raised by every start and
 # every takeover: writes carrying an older one are refused), and the writes refused (a hash
 # of counters).

@@ -42,6 +42,7 @@ from app.simulate.sections import (
     ms,
     put,
     rate,
+    ratio,
     window,
 )
 
@@ -104,25 +105,32 @@ def run_sections(run: RunResult) -> dict[str, Any]:
         "network": _network(run),
         "queues": queue_stats(run.executions),
         "faults": _faults(run),
-        "balance": balance_section(run.instances),
+        "balance": balance_section(run.instances, run.moved, run.sessions_total),
     }
     sections |= {name: section for name, section in candidates.items() if section}
     return sections
 
 
-def balance_section(instances: Sequence[InstanceState]) -> Section:
+def balance_section(instances: Sequence[InstanceState], moved: dict[str, int] | None = None,
+                    sessions: int = 0) -> Section:
     """How evenly the sessions' load lay over the server instances at the end of the load:
     the most loaded over the mean (1.0: even; the weighted mean is the optimum), and each
-    instance's sessions and load (weights: `app.instances.placement.weight`)."""
+    instance's sessions and load (weights: `app.instances.placement.weight`); the sessions
+    moved off instances that left (drains, takeovers) and onto one that joined or came back
+    (rebalance), each over the run's sessions; and the writes refused from fenced ones."""
     live = [state for state in instances if state.live]
     if not live:
         return {}
     mean = sum(state.load for state in live) / len(live)
+    moved = moved or {}
     return {
         "instances": len(live),
         "max_over_mean": round(max(state.load for state in live) / mean, 3) if mean else 1.0,
         "sessions": {state.name: state.sessions for state in live},
         "load": {state.name: round(state.load, 2) for state in live},
+        "moved": {"leave": moved.get("drain", 0), "join": moved.get("rebalance", 0)},
+        "moved_ratio": {"leave": ratio(moved.get("drain", 0), sessions),
+                        "join": ratio(moved.get("rebalance", 0), sessions)},
         "refused_writes": sum(state.refused for state in instances),  # from fenced ones
     }
 

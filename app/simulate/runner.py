@@ -142,6 +142,7 @@ class RunResult:
     phases_s: dict[str, float] = field(default_factory=dict)  # wall time of each phase
     physics: PhysicsTotals | None = None  # the units' notes and counts at the end
     instances: list[InstanceState] = field(default_factory=list)  # at the end of the load
+    moved: dict[str, int] = field(default_factory=dict)  # sessions moved, by why
 
 
 def first_runs(executions: Iterable[Execution]) -> list[Execution]:
@@ -262,6 +263,7 @@ class Run:
         submissions = store.finish() if store else []
         self._phase("load")
         instances = app.runtime.instances.instances()
+        moved = app.runtime.instances.moved()
         drained = self._drain(sampler, drive)
         drain_ended = time.time()
         ledger = store.summary(submissions) if store else None
@@ -277,7 +279,7 @@ class Run:
             executions=first_runs(e for e in sampler.executions if e.handoff >= drive.started),
             network=network, capacity=measured, background_rate=driver.background_rate,
             sessions=sessions, sessions_total=sessions + drive.opens, drained=drained,
-            roles=self.mode.roles, physics=physics, instances=instances,
+            roles=self.mode.roles, physics=physics, instances=instances, moved=moved,
             faults=faults, transactions=ledger, sampler_errors=sampler.errors,
             repeated_runs=len(sampler.executions) - len({e.task_id for e in sampler.executions}),
             phases_s=self.phases_s, drain_ended=drain_ended)

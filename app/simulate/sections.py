@@ -38,6 +38,11 @@ def rate(count: int, seconds: float) -> float:
     return round(count / seconds, 2) if seconds > 0 else 0.0
 
 
+def ratio(part: int, whole: int) -> float:
+    """`part` over `whole`, to four places (0 when there is no whole)."""
+    return round(part / whole, 4) if whole else 0.0
+
+
 def ms(value: float) -> float:
     """Milliseconds to three decimals."""
     return round(value, 3)

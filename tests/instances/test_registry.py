@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from app.errors import ServerFull
 from app.instances.heartbeat import Heartbeat
-from app.instances.placement import EPSILON
+from app.instances.placement import EPSILON, score
 from app.instances.registry import MemoryRegistry, RedisRegistry, Registry, milli
 from tests.stores import STORES, memory_or_redis
 
@@ -117,7 +117,8 @@ def test_a_heartbeat_the_registry_refuses_is_logged_and_retried(
 
 
 Op = tuple[str, str, float]
-OPS = st.lists(st.tuples(st.sampled_from(["place"] * 6 + ["release", "drain", "join"]),
+OPS = st.lists(st.tuples(st.sampled_from(["place"] * 6 + ["release", "drain", "join",
+                                                          "rebalance"]),
                          st.sampled_from([f"s{n}" for n in range(40)]),
                          st.floats(min_value=0.1, max_value=30.0)), max_size=80)
 
@@ -143,11 +144,14 @@ def test_the_redis_script_chooses_as_the_registry_in_process(
         elif op == "join":
             memory.join(instance, capacity)
             shared.join(instance, capacity)
+        elif op == "rebalance":
+            assert memory.rebalance() == shared.rebalance()
         else:
             assert _outcome(memory, session, weight) == _outcome(shared, session, weight)
     assert [(s.name, s.sessions, s.load, s.draining) for s in memory.instances()] == \
         [(s.name, s.sessions, s.load, s.draining) for s in shared.instances()]
     assert memory.epoch() == shared.epoch()
+    assert memory.moved() == shared.moved()
     assert sum(s.sessions for s in memory.instances()) <= capacity * len(instances)
 
 
@@ -216,6 +220,25 @@ def test_a_stopped_instance_is_silent_and_a_forgotten_one_gone(registry: Registr
     assert [(s.name, s.live) for s in registry.instances()] == [("a", False), ("b", False)]
     registry.forget("b")
     assert [s.name for s in registry.instances()] == ["a"]
+
+
+def test_an_instance_back_after_a_takeover_gets_its_share_back_and_no_more(
+        registry: Registry) -> None:
+    for name in ("a", "b", "c", "d"):
+        registry.join(name, 1000)
+    before = {f"s{n}": registry.place(f"s{n}", 1.0 + n % 4) for n in range(400)}
+    assert registry.rebalance() == []  # within epsilon of the mean: nothing to do
+    drained = registry.drain("a")  # a went silent and was taken over
+    registry.join("a", 1000)  # back
+    moves = registry.rebalance()
+    assert moves and all(m.target == "a" and m.source != "a" for m in moves)
+    assert all(score(m.session, "a") > score(m.session, str(m.source)) for m in moves)
+    assert len(moves) <= len(drained) * 1.1  # about what left it, not more
+    loads = [s.load for s in registry.instances()]
+    assert max(loads) <= 1.1 * sum(loads) / len(loads)
+    assert registry.moved() == {"drain": len(drained), "rebalance": len(moves)}
+    after = dict(zip(before, registry.owners(list(before)), strict=True))
+    assert all(after[s] == i for s, i in before.items() if i != "a" and after[s] != "a")
 
 
 def test_weights_are_kept_in_thousandths() -> None:

@@ -411,8 +411,9 @@ def test_balance_weighs_the_live_instances_against_their_mean() -> None:
     states = [InstanceState("i0", 5000, 30, 90.0, 0.2, True),
               InstanceState("i1", 5000, 20, 60.0, 0.4, True),
               InstanceState("i2", 5000, 70, 400.0, 9.0, False)]  # silent: left out
-    section = balance_section(states)
+    section = balance_section(states, {"drain": 70, "rebalance": 20}, sessions=200)
     assert section == {"instances": 2, "max_over_mean": 1.2,
                        "sessions": {"i0": 30, "i1": 20}, "load": {"i0": 90.0, "i1": 60.0},
-                       "refused_writes": 0}
+                       "moved": {"leave": 70, "join": 20},
+                       "moved_ratio": {"leave": 0.35, "join": 0.1}, "refused_writes": 0}
     assert balance_section([]) == {}  # no instance: no section

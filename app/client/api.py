@@ -102,10 +102,11 @@ class GameClient:
         self._follower = Periodic(self.follow_moves, FOLLOW_S, "gamesched-follow-moves")
         self._updates = Lanes(lambda instance: Coalescer(
             partial(self._send_updates, instance), tick_s, self.settings.batch_max_updates,
-            max_window_s=self.settings.batch_window_max_ms / 1000.0, min_window_s=floor_s),
-            floor_s)
+            max_window_s=self.settings.batch_window_max_ms / 1000.0, min_window_s=floor_s,
+            own_thread=False), floor_s, tick_s)
         self._moves = Lanes(lambda instance: Coalescer(
-            partial(self._send_moves, instance), tick_s, MOVES_MAX, min_window_s=floor_s))
+            partial(self._send_moves, instance), tick_s, MOVES_MAX, min_window_s=floor_s,
+            own_thread=False), floor_s, tick_s)
         self.move_tasks_sent = 0  # the tasks `move_session`'s moves left in
         self._applies = Coalescer(self._send_applies,
                                   self.settings.transaction_tick_ms / 1000.0, APPLY_BATCH_MAX)

@@ -40,8 +40,9 @@ class Coalescer:
 
     def __init__(self, send: SendBatch, tick_s: float, max_batch: int = 2000, *,
                  max_window_s: float = 0.0, min_window_s: float = 0.0,
-                 clock: Clock = time.time) -> None:
+                 clock: Clock = time.time, own_thread: bool = True) -> None:
         self._send = send
+        self._own_thread = own_thread  # False: another thread calls `look` every tick
         self._tick_s = tick_s
         self._min_window_s = max(tick_s, min_window_s)
         self._max_window_s = max(self._min_window_s, max_window_s)
@@ -74,7 +75,7 @@ class Coalescer:
                 self._step = step
             self._items.append(item)
             due = len(self._items) >= self._max_batch or self._old_enough(now)
-            if self._thread is None:
+            if self._thread is None and self._own_thread:
                 self._start()
         if due and not self._failing:
             self._flush_logged()
@@ -123,12 +124,17 @@ class Coalescer:
                                         daemon=True)
         self._thread.start()
 
+    def look(self) -> None:
+        """One tick's look: send the batch if its oldest item would wait past the window by
+        the next look (what the tick thread does every tick)."""
+        with self._lock:
+            due = self._old_enough(self._clock() + self._tick_s)
+        if due:
+            self._flush_logged()
+
     def _run(self) -> None:
         while not self._stop.wait(self._tick_s):
-            with self._lock:  # by the next tick the oldest item would wait past the window
-                due = self._old_enough(self._clock() + self._tick_s)
-            if due:
-                self._flush_logged()
+            self.look()
 
     def _flush_logged(self) -> None:
         try:

@@ -14,12 +14,18 @@ MakeCoalescer = Callable[[str | None], Coalescer]
 
 class Lanes:
     """Coalescers by instance (None: the fleet's shared queue), made by `make` on an
-    instance's first item; `floor_s`: their windows' floor.  Thread-safe."""
+    instance's first item; `floor_s`: their windows' floor.  With `tick_s`, the coalescers
+    are made without threads of their own (``own_thread=False``) and one thread looks at
+    them all every tick: a game server's wake-ups do not grow with the instances.
+    Thread-safe."""
 
-    def __init__(self, make: MakeCoalescer, floor_s: float = 0.0) -> None:
-        self._make, self._floor_s = make, floor_s
+    def __init__(self, make: MakeCoalescer, floor_s: float = 0.0,
+                 tick_s: float | None = None) -> None:
+        self._make, self._floor_s, self._tick_s = make, floor_s, tick_s
         self._lock = threading.Lock()
         self._lanes: dict[str | None, Coalescer] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def add(self, instance: str | None, step: int, item: Any) -> None:
         """Queue `item` for the next batch to `instance` (see `Coalescer.add`)."""
@@ -28,7 +34,16 @@ class Lanes:
             with self._lock:
                 lane = self._lanes.get(instance) or self._lanes.setdefault(
                     instance, self._make(instance))
+                if self._tick_s is not None and self._thread is None:
+                    self._thread = threading.Thread(target=self._run, args=(self._tick_s,),
+                                                    daemon=True, name="gamesched-lanes")
+                    self._thread.start()
         lane.add(step, item)
+
+    def _run(self, tick_s: float) -> None:
+        while not self._stop.wait(tick_s):
+            for lane in self._all():
+                lane.look()
 
     def waiting(self, instance: str | None, count: int | None) -> None:
         """The last send to `instance` found `count` messages waiting before it (see
@@ -47,7 +62,10 @@ class Lanes:
         return lane.flush() if lane is not None else 0
 
     def close(self) -> None:
-        """Flush every lane and stop its thread."""
+        """Stop the ticking thread, flush every lane and stop its thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         for lane in self._all():
             lane.close()
 

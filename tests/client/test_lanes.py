@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 from typing import Any
 
@@ -35,4 +36,22 @@ def test_a_wait_reported_for_one_instance_widens_only_its_window() -> None:
     assert lanes.window_s == 0.02
     lanes.waiting("east", 0)
     assert lanes.window_s == 0.01  # west's window never widened
+    lanes.close()
+
+
+def test_one_thread_looks_at_every_lane_each_tick() -> None:
+    sent: list[tuple[str | None, list[Any]]] = []
+    done = threading.Event()
+
+    def send(instance: str | None, step: int, batch: list[Any], oldest: float) -> None:
+        sent.append((instance, batch))
+        if len(sent) == 2:
+            done.set()
+
+    lanes = Lanes(lambda instance: Coalescer(partial(send, instance), tick_s=0.01,
+                                             own_thread=False), 0.01, tick_s=0.01)
+    lanes.add("east", 1, "a")
+    lanes.add("west", 1, "b")
+    assert done.wait(5)  # sent by the lanes' thread: the coalescers have none of their own
+    assert sorted(sent, key=str) == [("east", ["a"]), ("west", ["b"])]
     lanes.close()

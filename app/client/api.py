@@ -176,12 +176,13 @@ class GameClient:
         return instance
 
     def follow_moves(self) -> int:
-        """Learn which of this client's sessions moved to another instance (a drain), and
-        send each one's work there from now on (what was buffered for the old instance goes
-        there at once).  An update still waiting on the old instance may be applied after
-        newer ones sent to the new: the state store keeps each field's newest value
-        (`app.players.statestore`), so none is lost.  Runs every `FOLLOW_S` in a thread of
-        the client once a session is on an instance; returns how many sessions moved."""
+        """Learn which of this client's sessions moved to another instance (a drain, a
+        takeover of a silent instance, a rebalance), and send each one's work there from
+        now on (what was buffered for the old instance goes there at once).  An update
+        still waiting on the old instance may be applied after newer ones sent to the new:
+        the state store keeps each field's newest value (`app.players.statestore`), so none
+        is lost.  Runs every `FOLLOW_S` in a thread of the client once a session is on an
+        instance; returns how many sessions moved."""
         epoch = self.instances.epoch()
         if epoch == self._epoch:
             return 0

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import uuid
 from pathlib import Path
 
+from app.client.api import GameClient
+from app.players.sessions import read_states
 from app.settings import Settings
 from app.tasking.broker import live_workers
-from app.tasking.factory import create_app
+from app.tasking.factory import GameschedCelery, create_app
 from tests.subprocesses import ROOT
 from tests.waiting import wait_for
 
@@ -36,3 +40,50 @@ def start_controller(settings: Settings, tmp_path: Path) -> subprocess.Popen[byt
              str(tmp_path / "beat"), "--loglevel", "INFO"], cwd=ROOT,
             env={**os.environ, **settings.to_env()}, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
+
+
+ROUND_S = 0.02  # a feeding game server sends every session an update this often
+
+
+class Feeder(threading.Thread):
+    """A game server's loop: every round, one update per session, each setting a field of
+    its own (``f<seq>``), so that a lost update leaves its field missing (`lost`)."""
+
+    def __init__(self, client: GameClient, sessions: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.client, self.sessions = client, sessions
+        self.seq = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(ROUND_S):
+            self.send_round()
+
+    def send_round(self) -> None:
+        self.seq += 1
+        for session in self.sessions:
+            self.client.submit_update(session, self.seq, {f"f{self.seq}": self.seq})
+
+    def lost(self, app: GameschedCelery) -> dict[str, list[int]]:
+        """The updates each session lacks (none when every one was applied)."""
+        states = read_states(app.runtime.hot, self.sessions)
+        return {s: missing for s, st in states.items()
+                if (missing := [n for n in range(1, self.seq + 1) if f"f{n}" not in st.fields])}
+
+
+def open_on(client: GameClient, count: int, **spec: object) -> tuple[list[str], list[str]]:
+    """Open `count` sessions of unique ids; returns them, and those placed on ``east``
+    (some, not all)."""
+    tag = uuid.uuid4().hex[:6]  # the database keeps other tests' sessions
+    sessions = [f"{tag}-{n}" for n in range(count)]
+    for session in sessions:
+        client.open_session(session, **spec)
+    on_east = sorted(s for s in sessions if client.instance_of(s) == "east")
+    assert on_east and len(on_east) < count
+    return sessions, on_east
+
+
+def applied(app: GameschedCelery, sessions: list[str]) -> int:
+    """The lowest sequence number applied among `sessions`."""
+    states = read_states(app.runtime.hot, sessions)
+    return min((states[s].seq if s in states else 0) for s in sessions)

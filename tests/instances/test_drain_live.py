@@ -9,8 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import uuid
 from pathlib import Path
 
 from app.client.api import GameClient
@@ -20,33 +18,12 @@ from app.players.sessions import read_states
 from app.protocol.names import UPDATE_TASK
 from app.settings import Settings
 from app.tasking.broker import waiting
-from app.tasking.factory import GameschedCelery, create_app
-from tests.instances.live import start_instance
+from app.tasking.factory import create_app
+from tests.instances.live import Feeder, applied, open_on, start_instance
 from tests.subprocesses import ROOT
 from tests.waiting import wait_for
 
 SESSIONS = 16
-ROUND_S = 0.02  # the game server sends every session an update this often
-
-
-class Feeder(threading.Thread):
-    """A game server's loop: every round, one update per session, each setting a field of
-    its own (``f<seq>``), so that a lost update leaves its field missing."""
-
-    def __init__(self, client: GameClient, sessions: list[str]) -> None:
-        super().__init__(daemon=True)
-        self.client, self.sessions = client, sessions
-        self.seq = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(ROUND_S):
-            self.send_round()
-
-    def send_round(self) -> None:
-        self.seq += 1
-        for session in self.sessions:
-            self.client.submit_update(session, self.seq, {f"f{self.seq}": self.seq})
 
 
 def test_a_drain_moves_every_session_and_loses_no_update_on_the_way(
@@ -57,13 +34,7 @@ def test_a_drain_moves_every_session_and_loses_no_update_on_the_way(
     app = create_app(settings)
     client = GameClient(app)
     try:
-        tag = uuid.uuid4().hex[:6]
-        sessions = [f"{tag}-{n}" for n in range(SESSIONS)]
-        for session in sessions:
-            client.open_session(session, session_type="ranked", players=2)
-        on_east = sorted(s for s in sessions if client.instance_of(s) == "east")
-        assert on_east and len(on_east) < SESSIONS
-
+        sessions, on_east = open_on(client, SESSIONS, session_type="ranked", players=2)
         feeder = Feeder(client, sessions)
         feeder.start()
         wait_for(lambda: feeder.seq >= 10, what="the game server to be sending")
@@ -81,7 +52,7 @@ def test_a_drain_moves_every_session_and_loses_no_update_on_the_way(
             wait_for(lambda: all(client.instance_of(s) == "west" for s in sessions),
                      timeout=10, what="the game server to follow the move")
             moved_at = feeder.seq
-            wait_for(lambda: _applied(app, on_east) > moved_at, timeout=10,
+            wait_for(lambda: applied(app, on_east) > moved_at, timeout=10,
                      what="west to apply updates sent after the move, ahead of east's")
         finally:
             os.killpg(procs[0].pid, signal.SIGCONT)
@@ -99,9 +70,7 @@ def test_a_drain_moves_every_session_and_loses_no_update_on_the_way(
         hot = app.runtime.hot
         wait_for(lambda: all(st.seq == feeder.seq for st in read_states(hot, sessions).values()),
                  timeout=30, what="every update applied")
-        for session, state in read_states(hot, sessions).items():
-            missing = [n for n in range(1, feeder.seq + 1) if f"f{n}" not in state.fields]
-            assert not missing, f"{session} lost updates {missing}"
+        assert feeder.lost(app) == {}
 
         feeder.send_round()  # after the move, every session's work runs on west
         client.flush()
@@ -115,8 +84,3 @@ def test_a_drain_moves_every_session_and_loses_no_update_on_the_way(
         client.close()
         stop_process_groups(procs)
 
-
-def _applied(app: GameschedCelery, sessions: list[str]) -> int:
-    """The lowest sequence number applied among `sessions`."""
-    states = read_states(app.runtime.hot, sessions)
-    return min((states[s].seq if s in states else 0) for s in sessions)

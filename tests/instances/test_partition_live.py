@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 from pathlib import Path
 
 from app.client.api import GameClient
@@ -21,8 +20,7 @@ from app.protocol.names import HANDOFF_HEADER, UPDATE_TASK
 from app.protocol.vocab import Queue
 from app.settings import Settings
 from app.tasking.factory import create_app
-from tests.instances.live import start_controller, start_instance
-from tests.instances.test_drain_live import Feeder
+from tests.instances.live import Feeder, applied, open_on, start_controller, start_instance
 from tests.waiting import wait_for
 
 SESSIONS = 12
@@ -40,12 +38,7 @@ def test_a_silent_instance_is_taken_over_fenced_and_comes_back(
     registry = app.runtime.instances
     client = GameClient(app)
     try:
-        tag = uuid.uuid4().hex[:6]
-        sessions = [f"{tag}-{n}" for n in range(SESSIONS)]
-        for session in sessions:
-            client.open_session(session, session_type="casual", players=1)
-        on_east = [s for s in sessions if client.instance_of(s) == "east"]
-        assert on_east and len(on_east) < SESSIONS
+        sessions, on_east = open_on(client, SESSIONS, session_type="casual", players=1)
         feeder = Feeder(client, sessions)
         feeder.start()
         wait_for(lambda: feeder.seq >= 5, what="the game server to be sending")
@@ -56,7 +49,7 @@ def test_a_silent_instance_is_taken_over_fenced_and_comes_back(
                      timeout=20, what="the controller to move east's sessions")
             states = {s.name: s for s in registry.instances()}
             assert not states["east"].live and states["east"].sessions == 0
-            wait_for(lambda: _applied(app, on_east) > feeder.seq - 2, timeout=10,
+            wait_for(lambda: applied(app, on_east) > feeder.seq - 2, timeout=10,
                      what="west to apply east's sessions' updates")
         finally:
             os.killpg(east.pid, signal.SIGCONT)
@@ -72,19 +65,12 @@ def test_a_silent_instance_is_taken_over_fenced_and_comes_back(
         feeder.stop.set()
         feeder.join(timeout=10)
         client.flush()
-        wait_for(lambda: _applied(app, sessions) >= feeder.seq, timeout=30,
+        wait_for(lambda: applied(app, sessions) >= feeder.seq, timeout=30,
                  what="every update applied")
-        for session, state in read_states(app.runtime.hot, sessions).items():
-            missing = [n for n in range(1, feeder.seq + 1) if f"f{n}" not in state.fields]
-            assert not missing, f"{session} lost updates {missing}"
+        assert feeder.lost(app) == {}
     finally:
         client.close()
         stop_process_groups(procs)
-
-
-def _applied(app: object, sessions: list[str]) -> int:
-    states = read_states(app.runtime.hot, sessions)  # type: ignore[attr-defined]
-    return min((states[s].seq if s in states else 0) for s in sessions)
 
 
 def test_a_fenced_instance_write_is_refused_counted_and_passed_on(

@@ -8,6 +8,7 @@ every transactions worker is down."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -21,6 +22,7 @@ from app.ledger.policy import APPLY_BATCH_MAX, MAX_RETRIES, retry_delay
 from app.ledger.sweeper import Backlog
 from app.ledger.sweeper import sweep as sweep_intents
 from app.priority import route
+from app.protocol import keys
 from app.protocol.names import APPLY_BATCH_TASK, APPLY_TASK, HANDOFF_HEADER, SWEEP_TASK
 from app.protocol.queues import Queue
 from app.tasking.base import GameTask
@@ -98,6 +100,9 @@ def sweep(self: GameTask) -> int:
     """
     backlog = Backlog(*waiting(self.app, Queue.TRANSACTIONS.value))
     report = sweep_intents(self.runtime.sessions, partial(send_apply, self.app), backlog)
+    self.runtime.hot.set(keys.LEDGER_SWEPT, json.dumps({  # for `gamesched status`
+        "at": time.time(), "pending": report.health.pending, "stale": report.health.stale,
+        "resent": len(report.resent)}).encode())
     return len(report.resent)
 
 

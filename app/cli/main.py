@@ -101,7 +101,8 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 
 @cli.command()
 def status() -> None:
-    """Show queue depths, the workers that answer, and the controller's last decision."""
+    """Show queue depths, server instances, the workers that answer, purchases settling, the
+    sweeper's last run and the controller's last decision."""
     from app.cli import status as statuscmd
 
     statuscmd.show(console, _settings())
@@ -171,10 +172,8 @@ def demo(
 def drain(
     instance: Annotated[str, typer.Argument(help="The server instance to drain.")],
 ) -> None:
-    """Move every session off a server instance (for its maintenance): it gets no new
-    session, and each of its sessions goes where it would be placed without it, its game
-    server sending its work there within a fraction of a second.  Exits 1 when sessions
-    stay because no other instance has room."""
+    """Move every session off a server instance for its maintenance; exits 1 when some
+    have no room elsewhere."""
     from app.cli import drain as draincmd
 
     raise typer.Exit(0 if draincmd.show(console, _settings(), instance) else 1)

@@ -1,19 +1,24 @@
-"""``gamesched status``: queue depths, server instances, live workers, the controller's last
-decision."""
+"""``gamesched status``: queue depths, server instances, live workers, purchases still
+settling and the sweeper's last run, the controller's last decision."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.cli.failures import require_redis
 from app.control.controller import read_decision
+from app.db import utcnow
 from app.instances.registry import InstanceState
+from app.ledger.sweeper import pending_health
+from app.protocol import keys
 from app.settings import Settings, redact
 from app.tasking.broker import live_workers, queue_depths
-from app.tasking.factory import create_app
+from app.tasking.factory import GameschedCelery, create_app
 from app.tasking.failover import LEFT_S
 
 
@@ -38,6 +43,7 @@ def show(console: Console, settings: Settings) -> None:
     console.print(f"workers answering: {len(workers)}")
     for name, queues in sorted(workers.items()):
         console.print(f"  {name}: {', '.join(queues)}")
+    _ledger(console, app)
     decision = read_decision(app.runtime.hot)
     if decision is None:
         console.print("controller: no decision yet")
@@ -66,3 +72,21 @@ def _instances(console: Console, instances: list[InstanceState]) -> None:
                       f"{state.silent_s:.1f}s ago" if state.silent_s < LEFT_S else "left",
                       str(state.refused))
     console.print(table)
+
+
+def _ledger(console: Console, app: GameschedCelery) -> None:
+    """Purchases and rewards still settling (SQL), and the sweeper's last run (hot store)."""
+    try:
+        with app.runtime.sessions() as db:
+            health = pending_health(db, utcnow())
+        console.print(f"ledger: {health.pending} pending ({health.stale} stale, oldest "
+                      f"{health.oldest_seconds:.1f}s)")
+    except SQLAlchemyError as exc:
+        console.print(f"ledger: the database did not answer ({type(exc).__name__})")
+    raw = app.runtime.hot.get(keys.LEDGER_SWEPT)
+    if raw is None:
+        console.print("sweeper: no run yet (the controller runs it every period)")
+        return
+    swept = json.loads(raw)
+    console.print(f"sweeper: last ran {time.time() - swept['at']:.1f}s ago, saw "
+                  f"{swept['pending']} pending, re-sent {swept['resent']}")

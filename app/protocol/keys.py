@@ -25,6 +25,10 @@ CONTROL_DECISION = PREFIX + "control:decision"
 CONTROL_PLAYER_SLOW = PREFIX + "control:player-slow"
 CONTROL_PLAYER_LATE = PREFIX + "control:player-late"  # batches past the product's p99 bar
 
+# The ledger sweeper's last run: when, the pending intents it saw, and how many it re-sent
+# (JSON, for `gamesched status`).
+LEDGER_SWEPT = PREFIX + "ledger:swept"
+
 EXECUTIONS = PREFIX + "executions"  # execution records (demo, simulator, tests)
 
 # Which physics unit owns each region (a hash, region to unit), and the owner map's epoch,

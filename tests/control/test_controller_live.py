@@ -13,6 +13,7 @@ from pathlib import Path
 
 from app.control.controller import read_decision
 from app.observe.metrics import CONTROL_GAUGES
+from app.protocol import keys
 from app.settings import Settings
 from app.tasking.factory import create_app
 from tests.subprocesses import ROOT, free_port, scrape
@@ -36,12 +37,18 @@ def test_controller_ticks_and_status_reports_it(live_settings: Settings, tmp_pat
         later = wait_for(lambda: (d := read_decision(app.runtime.hot)) and d.at > first.at
                          and d, timeout=30, what="a second tick")
         assert later.at - first.at < 5.0
+        wait_for(lambda: app.runtime.hot.get(keys.LEDGER_SWEPT), timeout=30,
+                 what="the ledger's sweeper to run beside the tick")
         status = subprocess.run([sys.executable, "-m", "app.cli", "status"], cwd=ROOT,
                                 env={**env, "COLUMNS": "120"}, capture_output=True,
                                 text=True, timeout=60, check=True)
         assert "controller@live-test" in status.stdout
         assert "controller (" in status.stdout and "ai_level=" in status.stdout
         assert "background_level=" in status.stdout
+        assert re.search(r"^ledger: 0 pending \(0 stale, oldest 0\.0s\)$", status.stdout,
+                         re.MULTILINE), status.stdout
+        assert re.search(r"^sweeper: last ran \d+\.\ds ago, saw 0 pending, re-sent 0$",
+                         status.stdout, re.MULTILINE), status.stdout
         for queue in ("player", "physics", "ai", "transactions", "background", "control"):
             assert queue in status.stdout
         text = wait_for(lambda: scrape(port), what="the controller's metrics")

@@ -133,7 +133,10 @@ class ProcessFleet:
         # at thousands of tasks a second.
         self.loglevel = loglevel
         self.roles = tuple(roles)
-        self.env = {**os.environ, **settings.to_env(), **(env or {})}
+        # Workers cache the bytecode they compile: one (re)started by the fleet does not
+        # compile celery, kombu and SQLAlchemy again (about 3 s of CPU each time).
+        self.env = {k: v for k, v in {**os.environ, **settings.to_env(), **(env or {})}.items()
+                    if k != "PYTHONDONTWRITEBYTECODE"}
         self.log_dir = log_dir
         # Python arguments that run ``gamesched`` per role (``-m app.cli`` when absent),
         # e.g. the simulator's SQL fault wrapper.

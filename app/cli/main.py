@@ -16,11 +16,15 @@ from app.errors import ConfigError, GameschedError, InvalidRequest
 from app.protocol.vocab import RoleName
 from app.settings import Settings, load_settings, redact
 
+# Markdown: a docstring's line breaks join into one paragraph, wrapped to the terminal.
 cli = typer.Typer(help="gamesched: a durable task scheduler for multiplayer game servers.",
+                  rich_markup_mode="markdown",
                   no_args_is_help=True, add_completion=False)
-db_cli = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True,
+                     rich_markup_mode="markdown")
 cli.add_typer(db_cli, name="db")
-physics_cli = typer.Typer(help="Physics scenarios.", no_args_is_help=True)
+physics_cli = typer.Typer(help="Physics scenarios.", no_args_is_help=True,
+                          rich_markup_mode="markdown")
 cli.add_typer(physics_cli, name="physics")
 console = Console()
 

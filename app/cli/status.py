@@ -19,7 +19,6 @@ from app.protocol import keys
 from app.settings import Settings, redact
 from app.tasking.broker import live_workers, queue_depths
 from app.tasking.factory import GameschedCelery, create_app
-from app.tasking.failover import LEFT_S
 
 
 def show(console: Console, settings: Settings) -> None:
@@ -69,7 +68,7 @@ def _instances(console: Console, instances: list[InstanceState]) -> None:
         live = "draining" if state.draining else "yes" if state.live else "no"
         table.add_row(state.name, live, str(state.sessions),
                       str(state.capacity), f"{state.load:g}",
-                      f"{state.silent_s:.1f}s ago" if state.silent_s < LEFT_S else "left",
+                      "left" if state.left else f"{state.silent_s:.1f}s ago",
                       str(state.refused))
     console.print(table)
 

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from app.instances.placement import EPSILON, Move, bound_of, roomy, score
 
+LEFT_S = 1e6  # silent this long: its last heartbeat is at time 0, it left
 RETRY_AFTER_S = 5.0  # what a refused session is told to wait: sessions close every second
 
 
@@ -28,6 +29,12 @@ class InstanceState:
     live: bool  # heard from within the registry's time to live
     draining: bool = False  # giving its sessions away; it gets no new one
     refused: int = 0  # writes refused since it was fenced
+
+    @property
+    def left(self) -> bool:
+        """It stopped and said so (a warm shutdown marks its last heartbeat at time 0),
+        rather than falling silent."""
+        return self.silent_s >= LEFT_S
 
 
 class Registry(Protocol):

@@ -100,13 +100,7 @@ class MemoryRegistry:
     def _move_to(self, move: Move) -> bool:
         if self._owner.get(move.session) != move.source or not self._room(move.target):
             return False
-        w = self._weight[move.session]
-        self._unset(move.session)
-        self._owner[move.session], self._weight[move.session] = move.target, w
-        self._load[move.target] = self._load.get(move.target, 0) + w
-        self._count[move.target] = self._count.get(move.target, 0) + 1
-        self._epoch += 1
-        self._moved["rebalance"] = self._moved.get("rebalance", 0) + 1
+        self._assign(move.session, move.target, self._weight[move.session], "rebalance")
         return True
 
     def moved(self) -> dict[str, int]:
@@ -132,14 +126,19 @@ class MemoryRegistry:
             if full_ok:
                 return owner
             raise ServerFull(len(live), RETRY_AFTER_S)
-        if owner is not None:
+        self._assign(session, pick, w, "drain")
+        return pick
+
+    def _assign(self, session: str, instance: str, w: int, why: str) -> None:
+        """Put `session` (of weight `w`) on `instance`; if it was placed, that is a move,
+        counted under `why` and raising the epoch."""
+        if session in self._owner:
             self._unset(session)
             self._epoch += 1
-            self._moved["drain"] = self._moved.get("drain", 0) + 1
-        self._owner[session], self._weight[session] = pick, w
-        self._load[pick] = self._load.get(pick, 0) + w
-        self._count[pick] = self._count.get(pick, 0) + 1
-        return pick
+            self._moved[why] = self._moved.get(why, 0) + 1
+        self._owner[session], self._weight[session] = instance, w
+        self._load[instance] = self._load.get(instance, 0) + w
+        self._count[instance] = self._count.get(instance, 0) + 1
 
     def _room(self, instance: str) -> bool:
         return self._count.get(instance, 0) < self._capacity.get(instance, 0)

@@ -54,7 +54,7 @@ def waiting(app: Celery, queue: str) -> Waiting:
     is pushed on the left and popped on the right, so its oldest message is its last."""
     if not app.runtime.settings.uses_redis:
         return Waiting(queue_depths(app).get(queue, 0), None)
-    keys = [queue if step == 0 else f"{queue}:{step}" for step in PRIORITY_STEPS]
+    keys = [step_key(queue, step) for step in PRIORITY_STEPS]
     with app.connection_for_read() as conn:
         client = conn.default_channel.client
         with client.pipeline(transaction=False) as pipe:
@@ -67,6 +67,12 @@ def waiting(app: Celery, queue: str) -> Waiting:
     if not times or None in times:  # nothing waits, or a message without the header
         return Waiting(sum(sizes), None)
     return Waiting(sum(sizes), min(t for t in times if t is not None))
+
+
+def step_key(queue: str, step: int) -> str:
+    """The Redis list of `queue`'s priority step `step`: ``queue``, ``queue:1`` ...
+    ``queue:9``."""
+    return queue if step == 0 else f"{queue}:{step}"
 
 
 def _handoff(raw: bytes) -> float | None:
@@ -93,7 +99,6 @@ def forward(app: Celery, source: str, target: str) -> int:
     with app.connection_for_write() as conn:
         client = conn.default_channel.client
         for step in PRIORITY_STEPS:
-            src, dst = (source, target) if step == 0 else (f"{source}:{step}", f"{target}:{step}")
-            while client.rpoplpush(src, dst) is not None:
+            while client.rpoplpush(step_key(source, step), step_key(target, step)) is not None:
                 moved += 1
     return moved

@@ -21,23 +21,26 @@ from app.tasking.broker import forward, waiting
 from app.tasking.factory import GameschedCelery
 
 FORGET_AFTER_S = 60.0
-LEFT_S = 1e6  # an instance that left has its last heartbeat at time 0
 
 
 @dataclass(frozen=True)
 class Takeover:
     """What was taken from one silent instance."""
 
-    instance: str
-    silent_s: float
+    state: InstanceState  # as the takeover found it
     moved: int  # sessions moved to other instances
     stayed: int  # sessions no other instance had room for
     forwarded: int  # messages moved from its queues to the shared ones
 
     @property
+    def instance(self) -> str:
+        """The instance taken over."""
+        return self.state.name
+
+    @property
     def why(self) -> str:
         """Why it was taken over: it left (a warm shutdown), or how long it was silent."""
-        return "left" if self.silent_s >= LEFT_S else f"silent for {self.silent_s:.1f} s"
+        return "left" if self.state.left else f"silent for {self.state.silent_s:.1f} s"
 
 
 def take_over(app: GameschedCelery) -> list[Takeover]:
@@ -54,8 +57,7 @@ def take_over(app: GameschedCelery) -> list[Takeover]:
         moved = len(registry.drain(state.name)) if state.sessions else 0
         forwarded = sum(forward(app, source, target) for source, target in queues)
         if moved or forwarded or state.sessions:
-            taken.append(Takeover(state.name, state.silent_s, moved, state.sessions - moved,
-                                  forwarded))
+            taken.append(Takeover(state, moved, state.sessions - moved, forwarded))
         elif _forgettable(state):
             registry.forget(state.name)
     return taken

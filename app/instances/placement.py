@@ -177,7 +177,8 @@ class Placement:
 
     def rebalance(self) -> list[Move]:
         """Move sessions off every instance above the bound, lightest first, each to the
-        first instance of its ranking with room; returns the moves."""
+        first instance of its ranking with room, else the least loaded, while that lowers
+        the source's load below where it was; returns the moves."""
         moves: list[Move] = []
         bound = self.bound()
         for instance in sorted(self.loads, key=self.loads.__getitem__, reverse=True):
@@ -186,9 +187,12 @@ class Placement:
             for session in ours:
                 if self.loads[instance] <= bound:
                     break
-                target = self._roomy(session, self.weights[session], bound, avoid=instance)
-                if target != instance and (self.loads[target] + self.weights[session]
-                                           <= bound):
+                weight = self.weights[session]
+                target = self._roomy(session, weight, bound, avoid=instance)
+                # one at or under the bound takes it when that lowers the most loaded: no
+                # instance ends above the bound plus one session
+                if (target != instance and self.loads[target] <= bound
+                        and self.loads[target] + weight < self.loads[instance]):
                     moves.append(self._move(session, target))
         return moves
 

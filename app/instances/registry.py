@@ -19,11 +19,10 @@ arithmetic, on loads kept in milli-weights.
 
 from __future__ import annotations
 
-import redis
-
 from app.instances.base import RETRY_AFTER_S, InstanceState, Registry, choose, milli
 from app.instances.memory import MemoryRegistry
 from app.instances.shared import RedisRegistry
+from app.redisconn import connect
 
 __all__ = ["MEMORY_REGISTRY", "RETRY_AFTER_S", "InstanceState", "MemoryRegistry",
            "RedisRegistry", "Registry", "choose", "milli", "registry_for"]
@@ -35,6 +34,6 @@ def registry_for(url: str, ttl_s: float) -> Registry:
     """The registry shared by every process using the broker `url` (its Redis; anything
     else is the embedded default's memory)."""
     if url.startswith(("redis://", "rediss://")):
-        return RedisRegistry(redis.Redis.from_url(url), ttl_s)
+        return RedisRegistry(connect(url), ttl_s)
     MEMORY_REGISTRY.ttl_s = ttl_s
     return MEMORY_REGISTRY

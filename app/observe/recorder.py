@@ -15,6 +15,7 @@ import msgpack
 import redis
 
 from app.protocol import keys
+from app.redisconn import connect
 
 
 @dataclass(frozen=True)
@@ -108,5 +109,5 @@ MEMORY_RECORDER = MemoryRecorder()
 def recorder_for(broker_url: str) -> Recorder:
     """The recorder shared by every process using `broker_url`."""
     if broker_url.startswith(("redis://", "rediss://")):
-        return RedisRecorder(redis.Redis.from_url(broker_url))
+        return RedisRecorder(connect(broker_url))
     return MEMORY_RECORDER

@@ -10,6 +10,7 @@ from typing import Protocol
 import redis
 
 from app.players.statestore import MemoryStateStore, RedisStateStore, StateStore
+from app.redisconn import connect
 
 
 class HotStore(Protocol):
@@ -159,5 +160,5 @@ def hot_store_for(url: str) -> HotStore:
     """The hot store shared by every process using `url` (a Redis URL; anything else is
     the embedded default's memory)."""
     if url.startswith(("redis://", "rediss://")):
-        return RedisHotStore(redis.Redis.from_url(url))
+        return RedisHotStore(connect(url))
     return MEMORY_HOT_STORE

@@ -9,6 +9,9 @@ import threading
 import uuid
 from pathlib import Path
 
+from kombu.exceptions import OperationalError
+from redis import RedisError
+
 from app.client.api import GameClient
 from app.players.sessions import read_states
 from app.settings import Settings
@@ -28,8 +31,16 @@ def start_instance(settings: Settings, instance: str, log: Path) -> subprocess.P
             cwd=ROOT, env={**os.environ, **settings.to_env()}, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True)
     app = create_app(settings)
-    wait_for(lambda: node in live_workers(app, timeout=0.5), timeout=60, what=f"{node}")
+    wait_for(lambda: _answers(app, node), timeout=60, what=f"{node}")
     return proc
+
+
+def _answers(app: GameschedCelery, node: str) -> bool:
+    """Whether `node` answers (False while the broker does not: it may be starting again)."""
+    try:
+        return node in live_workers(app, timeout=0.5)
+    except (OperationalError, RedisError, OSError):
+        return False
 
 
 def start_controller(settings: Settings, tmp_path: Path) -> subprocess.Popen[bytes]:

@@ -42,14 +42,14 @@ from app.client.requests import (
     session_move,
 )
 from app.control.controller import read_decision
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, ServerFull
 from app.instances.placement import weight
 from app.ledger.handle import TransactionHandle
 from app.ledger.policy import APPLY_BATCH_MAX
 from app.ledger.submit import submit_purchase, submit_reward
 from app.observe.metrics import metrics
 from app.physics.detail import DetailRates, frame_steps
-from app.players import sessions, wire
+from app.players import durable, sessions, wire
 from app.players.delta import POSITION_FIELD, quantise
 from app.priority import Factors, Route, route
 from app.protocol.names import (
@@ -181,19 +181,68 @@ class GameClient:
         now on (what was buffered for the old instance goes there at once).  An update
         still waiting on the old instance may be applied after newer ones sent to the new:
         the state store keeps each field's newest value (`app.players.statestore`), so none
-        is lost.  Runs every `FOLLOW_S` in a thread of the client once a session is on an
-        instance; returns how many sessions moved."""
+        is lost.  When the registry lost this client's sessions (the fleet's Redis
+        restarted empty), they are placed again, each most likely on the instance it ran
+        on, and their state is put back into hot state from SQL where it was lost
+        (`last_applied`).  Runs every `FOLLOW_S` in a thread of the client once a session
+        is on an instance; returns how many sessions moved."""
         epoch = self.instances.epoch()
-        if epoch == self._epoch:
+        lost = self._placement_lost()
+        if epoch == self._epoch and not lost:
             return 0
         ids = self.sessions.ids()
-        moved = [old for s, owner in zip(ids, self.instances.owners(ids), strict=True)
+        owners = self.instances.owners(ids)
+        if lost:
+            owners = self._place_lost(ids, owners)
+        moved = [old for s, owner in zip(ids, owners, strict=True)
                  if owner is not None and (old := self.sessions.move(s, owner)) is not None]
         for old in set(moved):
             self._updates.flush_lane(old)
             self._moves.flush_lane(old)
         self._epoch = epoch
         return len(moved)
+
+    def _placement_lost(self) -> bool:
+        """Whether the registry has lost this client's sessions: one of them runs on an
+        instance, and the registry names no owner for it."""
+        probe = self.sessions.placed_one()
+        return probe is not None and self.instances.owner(probe) is None
+
+    def _place_lost(self, ids: list[str], owners: list[str | None]) -> list[str | None]:
+        """Place again the sessions of `ids` the registry has no owner for, and restore
+        their state from SQL; their owners now (None: still unplaced)."""
+        placed = [owner or self._place_again(s) for s, owner in zip(ids, owners, strict=True)]
+        again = [s for s, owner, now in zip(ids, owners, placed, strict=True)
+                 if owner is None and now is not None]
+        if again:
+            log.info("placed %d sessions again (the registry had lost them)", len(again))
+            self.last_applied(again)
+        return placed
+
+    def _place_again(self, session_id: str) -> str | None:
+        """Place a session the registry lost; None (it stays where it was) while no
+        instance takes it yet (the fleet still starting again)."""
+        try:
+            return self.instances.place(session_id,
+                                        weight(self.sessions.factors(session_id).players))
+        except (ServerFull, InvalidRequest):  # full, or closed meanwhile: not now
+            return None
+
+    def last_applied(self, session_ids: Sequence[str]) -> dict[str, int]:
+        """The newest sequence number the fleet applied for each session, for a game server
+        that restarted, or whose fleet did, to carry on after: from hot state, or from the
+        session's SQL snapshot when hot state was lost with its Redis (and put back into
+        hot state).  Sessions the fleet does not know are left out.  Sends nothing."""
+        runtime = self.app.runtime
+        return durable.last_applied(runtime.hot, runtime.sessions, session_ids)
+
+    def last_durable(self, session_ids: Sequence[str]) -> dict[str, int]:
+        """The sequence number up to which each session's state is durable in SQL (the
+        player workers write it behind every `GAMESCHED_WRITE_BEHIND_MS`): those updates
+        survive the loss of every worker and every Redis.  A game server keeps what it sent
+        after it, to send again after such a loss.  Sessions SQL does not know are left
+        out."""
+        return durable.last_durable(self.app.runtime.sessions, session_ids)
 
     def instance_of(self, session_id: str) -> str | None:
         """The server instance an open session runs on (None: the shared player queue)."""

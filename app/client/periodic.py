@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 class Periodic:
     """Calls `call` every `period_s` in a daemon thread from `start` until `stop`; a call
-    that raises is logged and the next one made."""
+    that raises is logged (the first of a run of failures) and the next one made."""
 
     def __init__(self, call: Callable[[], object], period_s: float, name: str) -> None:
         self._call, self._period_s, self._name = call, period_s, name
@@ -36,8 +36,16 @@ class Periodic:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self._period_s):
             try:
                 self._call()
             except Exception:  # the next period tries again
-                log.exception("%s failed", self._name)
+                if not failing:  # once per outage, not once per period
+                    log.exception("%s failed; retrying every %.2fs", self._name,
+                                  self._period_s)
+                failing = True
+            else:
+                if failing:
+                    log.info("%s works again", self._name)
+                failing = False

@@ -24,8 +24,9 @@ from app.errors import GameschedError
 from app.fleet import jobs
 from app.fleet.memoryguard import MemoryGuard
 from app.fleet.roles import ROLES, WORKER_ROLES
-from app.fleet.worker import consumption, node_name
+from app.fleet.worker import WRITES_BEHIND, consumption, node_name
 from app.instances.heartbeat import Heartbeat
+from app.players.durable import WriteBehind
 from app.protocol.vocab import RoleName
 from app.settings import Settings
 from app.tasking.broker import live_workers
@@ -55,6 +56,7 @@ class EmbeddedFleet:
         # serving the sessions placed on it and heartbeating to the registry.
         self.instances = tuple(instances)
         self._heartbeats: list[Heartbeat] = []
+        self._writer: WriteBehind | None = None  # sessions' hot state to SQL
         self._workers: list[_Worker] = []
         self._threads: list[threading.Thread] = []
         # One process runs every role: it keeps the ``all`` role's budget.  It is the
@@ -90,6 +92,11 @@ class EmbeddedFleet:
                              settings.instance_heartbeat_s)
             beat.start()
             self._heartbeats.append(beat)
+        if any(name in WRITES_BEHIND for name in self.roles):
+            runtime = runner.runtime
+            self._writer = WriteBehind(runtime.hot, runtime.sessions,
+                                       settings.write_behind_ms / 1000)
+            self._writer.start()
         self.memory_guard.start()
         return self
 
@@ -118,6 +125,8 @@ class EmbeddedFleet:
         for thread in self._threads:
             thread.join(timeout=15)
         worker_state.should_terminate = None
+        if self._writer is not None:  # what the workers applied last, into SQL
+            self._writer.stop()
 
 
 class ProcessFleet:

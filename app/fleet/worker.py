@@ -18,6 +18,7 @@ from app.fleet.memoryguard import MemoryGuard, warm_shutdown
 from app.fleet.roles import WORKER_ROLES, role
 from app.instances import identity
 from app.instances.heartbeat import Heartbeat
+from app.players.durable import WriteBehind
 from app.protocol.queues import (
     INSTANCE_NAME,
     INSTANCE_QUEUES,
@@ -132,6 +133,7 @@ _POLICIES: dict[CpuPolicy, int | None] = {
     CpuPolicy.IDLE: getattr(os, "SCHED_IDLE", None),
 }
 SWITCH_INTERVAL_S = 0.0005
+WRITES_BEHIND = (RoleName.PLAYER, RoleName.ALL)  # the roles that apply state batches
 
 
 def lower_cpu_priority(settings: Settings, role_name: str) -> int:
@@ -215,6 +217,8 @@ def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,  #
     guard = _guard(argv, memory_mb, role_name)
     app = create_app(settings)
     beat = _announce(app, instance) if instance is not None else None
+    if role_name in WRITES_BEHIND:
+        _write_behind(app)
     try:
         app.worker_main(argv=argv)
     finally:
@@ -239,6 +243,16 @@ def _announce(app: GameschedCelery, instance: str) -> Heartbeat:
     worker_ready.connect(beat.start, weak=False)
     worker_shutdown.connect(beat.leave, weak=False)
     return beat
+
+
+def _write_behind(app: GameschedCelery) -> WriteBehind:
+    """Write the sessions' changed hot state to SQL while this worker consumes, and once
+    more as it stops (`app.players.durable`)."""
+    runtime = app.runtime
+    writer = WriteBehind(runtime.hot, runtime.sessions, runtime.settings.write_behind_ms / 1000)
+    worker_ready.connect(writer.start, weak=False)
+    worker_shutdown.connect(writer.stop, weak=False)
+    return writer
 
 
 def _guard(argv: list[str], memory_mb: int | None, role_name: str) -> MemoryGuard | None:

@@ -1,6 +1,8 @@
 -- Apply one batch of state updates (its msgpack wire form) to the sessions' state hashes,
 -- then publish and count the deltas (`app.players.statestore.RedisStateStore.apply`).
--- KEYS: the two counters, and the instances' fencing tokens when the writer is an instance.
+-- KEYS: the two counters, the sorted set of sessions to write behind to SQL (each changed
+-- session is marked there with its new seq), and the instances' fencing tokens when the
+-- writer is an instance.
 -- ARGV: the channel ('' for none), the state keys' prefix, '1' to report the updates
 -- applied per session, the batch in its wire form, and the writer's instance and token.  Reply: {stale,
 -- message, delta bytes, applied, {index, field, reason, ...}, {session, applied, ...}}.
@@ -34,9 +36,9 @@ local function packstr(text)
 end
 
 local channel, prefix, want_sizes = ARGV[1], ARGV[2], ARGV[3] == '1'
--- A fenced writer (KEYS[3]: the instances' tokens; ARGV[5], ARGV[6]: its instance and
+-- A fenced writer (KEYS[4]: the instances' tokens; ARGV[5], ARGV[6]: its instance and
 -- token) writes nothing: it was taken over while it was silent.
-if KEYS[3] and redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then
+if KEYS[4] and redis.call('HGET', KEYS[4], ARGV[5]) ~= ARGV[6] then
   return redis.error_reply('FENCED ' .. ARGV[5])
 end
 local entries = cmsgpack.unpack(ARGV[4])
@@ -165,6 +167,7 @@ for _, sid in ipairs(order) do
         end
       end
       redis.call('HSET', key, unpack(write, 1, w))
+      redis.call('ZADD', KEYS[3], seq, sid)
       parts[head] = '\146' .. packint(seq) .. maphead(c)
       bytes = bytes + size + #parts[head]
       total, sessions = total + applied, sessions + 1

@@ -18,12 +18,18 @@ sessions never conflict or retry.
 Redis layout: ``gamesched:state:<session>`` is a hash with ``seq``, and ``.<name>`` (the
 value) and ``^<name>`` (its version) per state field.  The script computes these keys from
 the session ids, so it runs on a single Redis, not on a cluster.
+
+The same step marks each changed session, with its new seq, in ``gamesched:state-dirty``:
+the write-behind (`app.players.durable`) takes the marks under a lease (one writer per
+store at a time), writes those sessions' state to SQL and removes the marks it wrote,
+unless a newer seq marked the session again meanwhile.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
@@ -36,6 +42,7 @@ from app.players.wire import unpack_batch
 from app.protocol import keys
 
 Packed = dict[str, bytes]  # field name -> msgpack-packed value
+Mark = tuple[str, int]  # a session whose state changed, and its seq then
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,13 @@ class StateStore(Protocol):
     def put_if_newer(self, session_id: str, seq: int, fields: Packed) -> bool:
         """Create the session's state, or replace it when `seq` is newer; True if written."""
 
+    def take_dirty(self, owner: str, limit: int, lease_ms: int) -> list[Mark] | None:
+        """Take (or renew) the lease of writing behind for `owner`, and up to `limit` marks
+        of changed sessions, lowest seq first; None while another owner holds the lease."""
+
+    def clean_dirty(self, owner: str, marks: Sequence[Mark], release: bool) -> None:
+        """Remove `marks` written to SQL, except sessions marked again with a newer seq;
+        with `release`, give `owner`'s lease back."""
 
 
 # The reason given for an update of a session hot state does not hold (the Lua script
@@ -120,6 +134,8 @@ class MemoryStateStore:
         self._states: dict[str, tuple[int, Packed, dict[str, int]]] = {}
         self._publish = publish
         self._count = count
+        self._dirty: dict[str, int] = {}  # session -> seq, changed since written behind
+        self._lease: tuple[str, float] = ("", 0.0)  # owner, monotonic expiry
 
     def apply(self, batch: bytes, emit: Emit, per_session: bool = False,
               fence: Fence | None = None) -> BatchOutcome:
@@ -162,6 +178,7 @@ class MemoryStateStore:
         if applied:
             changed = {k: v for k, v in newest.items() if fields.get(k) != v}
             self._states[session_id] = (seq, {**fields, **changed}, versions)
+            self._dirty[session_id] = seq
             deltas[session_id] = delta.encode_packed(seq, changed)
             out.applied += applied
             out.per_session[session_id] = applied
@@ -180,6 +197,25 @@ class MemoryStateStore:
                 return False
             self._states[session_id] = (seq, dict(fields), dict.fromkeys(fields, seq))
             return True
+
+    def take_dirty(self, owner: str, limit: int, lease_ms: int) -> list[Mark] | None:
+        """The lease for `owner` (None while another holds it) and the lowest marks."""
+        now = time.monotonic()
+        with self._lock:
+            holder, until = self._lease
+            if holder != owner and until > now:
+                return None
+            self._lease = (owner, now + lease_ms / 1000.0)
+            return sorted(self._dirty.items(), key=lambda m: (m[1], m[0]))[:limit]
+
+    def clean_dirty(self, owner: str, marks: Sequence[Mark], release: bool) -> None:
+        """Remove the marks not raised since; with `release`, end `owner`'s lease."""
+        with self._lock:
+            for session_id, seq in marks:
+                if self._dirty.get(session_id, seq + 1) <= seq:
+                    del self._dirty[session_id]
+            if release and self._lease[0] == owner:
+                self._lease = ("", 0.0)
 
 
 def _group(entries: list[Any], rejected: list[tuple[int, str, str]]) -> dict[str, list[int]]:
@@ -224,6 +260,8 @@ def _script(name: str) -> str:
 
 _APPLY = _script("apply_batch.lua")  # one batch: merge, write changed fields, build deltas
 _PUT_IF_NEWER = _script("put_if_newer.lua")  # create or replace a state when newer
+_TAKE_DIRTY = _script("dirty_take.lua")  # the write-behind's lease and marks
+_CLEAN_DIRTY = _script("dirty_clean.lua")  # marks written, and the lease given back
 
 
 class RedisStateStore:
@@ -233,6 +271,8 @@ class RedisStateStore:
         self._client = client
         self._apply = client.register_script(_APPLY)
         self._put = client.register_script(_PUT_IF_NEWER)
+        self._take = client.register_script(_TAKE_DIRTY)
+        self._clean = client.register_script(_CLEAN_DIRTY)
 
     def apply(self, batch: bytes, emit: Emit, per_session: bool = False,
               fence: Fence | None = None) -> BatchOutcome:
@@ -240,7 +280,7 @@ class RedisStateStore:
         `fence` names a token its instance no longer has)."""
         args: list[str | bytes | int] = [emit.channel or "", keys.STATE_PREFIX,
                                          "1" if per_session else "0", batch]
-        script_keys = [emit.updates_counter, emit.bytes_counter]
+        script_keys = [emit.updates_counter, emit.bytes_counter, keys.DIRTY]
         if fence is not None:
             script_keys.append(fence.key)
             args += [fence.instance, fence.token]
@@ -274,6 +314,20 @@ class RedisStateStore:
             args += [PREFIX + name, value, VERSION_PREFIX + name, seq]
         # The script's HSET takes 'seq' and ARGV, so ARGV[1] is the seq's value.
         return bool(self._put(keys=[keys.state(session_id)], args=args))
+
+    def take_dirty(self, owner: str, limit: int, lease_ms: int) -> list[Mark] | None:
+        """The lease and the lowest marks, in one script call."""
+        reply = self._take(keys=[keys.DIRTY, keys.DIRTY_LEASE], args=[owner, lease_ms, limit])
+        if reply is None:
+            return None
+        return [(reply[k].decode(), int(float(reply[k + 1]))) for k in range(0, len(reply), 2)]
+
+    def clean_dirty(self, owner: str, marks: Sequence[Mark], release: bool) -> None:
+        """Remove the marks not raised since (and the lease), in one script call."""
+        args: list[str | int] = [owner, "1" if release else "0"]
+        for session_id, seq in marks:
+            args += [session_id, seq]
+        self._clean(keys=[keys.DIRTY, keys.DIRTY_LEASE], args=args)
 
 
 def _stored(raw: dict[bytes, bytes]) -> StoredState | None:

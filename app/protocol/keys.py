@@ -12,6 +12,11 @@ ALL = PREFIX + "*"  # every key below: hot state, counters, claims and execution
 # field (the state script computes these keys from the session ids).
 STATE_PREFIX = PREFIX + "state:"
 DELTA_CHANNEL = PREFIX + "deltas"  # each applied batch's delta message is published here
+# Sessions whose hot state changed since it was last written to SQL (a sorted set, the
+# session's applied seq as score, marked by the state script), and the lease of the one
+# process writing them behind (app.players.durable).
+DIRTY = PREFIX + "state-dirty"
+DIRTY_LEASE = PREFIX + "state-dirty:lease"
 
 # Network counters: applied updates, their delta bytes, and the full-state cost of a sample.
 NET_UPDATES = PREFIX + "net:updates"

@@ -1,0 +1,101 @@
+"""A full restart on real processes: every instance's worker and both Redis servers (the
+broker and hot state) are killed with SIGKILL, and start again empty.  The game server's
+client places its sessions again and every session comes back from SQL at least at the
+state the game server was told was durable; the game server learns each session's last
+applied sequence number and carries on, and its updates apply again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.client.api import GameClient
+from app.fleet.fleets import stop_process_groups
+from app.players.sessions import HotState, read_states
+from app.settings import Settings
+from app.simulate.redisserver import PrivateRedis
+from app.tasking.factory import create_app
+from tests.instances.live import Feeder, applied, open_on, start_instance
+from tests.waiting import wait_for
+
+SESSIONS = 12
+INSTANCES = ("east", "west")
+
+
+@pytest.fixture
+def servers(redis_server_binary: str) -> Iterator[tuple[PrivateRedis, PrivateRedis]]:
+    """A broker Redis and a hot-state Redis of this test's own (it kills them)."""
+    with PrivateRedis(redis_server_binary) as broker, PrivateRedis(redis_server_binary) as hot:
+        yield broker, hot
+
+
+def test_every_session_comes_back_from_sql_after_the_fleet_and_both_redis_die(
+        live_settings: Settings, servers: tuple[PrivateRedis, PrivateRedis],
+        tmp_path: Path) -> None:
+    broker, hot = servers
+    settings = live_settings.model_copy(update={
+        "broker_url": broker.url, "hot_url": hot.url, "instance_heartbeat_s": 0.2,
+        "instance_ttl_s": 1.0, "write_behind_ms": 100})
+    procs = _start_fleet(settings, tmp_path)
+    client = GameClient(create_app(settings))
+    feeder: Feeder | None = None
+    try:
+        sessions, _ = open_on(client, SESSIONS, session_type="casual", players=1)
+        feeder = Feeder(client, sessions)
+        feeder.start()
+        wait_for(lambda: min(client.last_durable(sessions).values(), default=0) >= 5,
+                 timeout=30, what="every session durable past seq 5")
+        feeder.stop.set()  # the game server pauses: only the fleet brings state back
+        feeder.join(timeout=5)
+
+        acked = client.last_durable(sessions)  # what the game server was told is durable
+        for proc in procs:  # the whole fleet, then both Redis servers, at once
+            os.killpg(proc.pid, signal.SIGKILL)
+        broker.kill()
+        hot.kill()
+        broker.start()  # empty: they persist nothing
+        hot.start()
+        procs += _start_fleet(settings, tmp_path)
+
+        # the client finds its sessions unplaced, places them again and restores their state
+        wait_for(lambda: None not in client.instances.owners(sessions), timeout=20,
+                 what="the game server to place its sessions again")
+        owners = client.instances.owners(sessions)
+        assert set(owners) <= set(INSTANCES)
+        assert all(client.instance_of(s) == o for s, o in zip(sessions, owners, strict=True))
+        states = wait_for(lambda: _all_states(client, sessions), timeout=10,
+                          what="every session's state back in hot state")
+        assert all(states[s].seq >= acked[s] for s in sessions), (states, acked)
+        lost = {s: [n for n in range(1, acked[s] + 1) if f"f{n}" not in states[s].fields]
+                for s in sessions}
+        assert not any(lost.values()), lost  # no acknowledged update is missing
+
+        # the game server asks where each session stands, and carries on after it
+        resumed = client.last_applied(sessions)
+        assert resumed == {s: states[s].seq for s in sessions}
+        sent_before = feeder.seq
+        feeder = Feeder(client, sessions)
+        feeder.seq = sent_before
+        feeder.start()
+        wait_for(lambda: applied(client.app, sessions) > sent_before, timeout=30,
+                 what="the sessions' updates to apply again")
+    finally:
+        if feeder is not None:
+            feeder.stop.set()
+            feeder.join(timeout=5)
+        client.close()
+        stop_process_groups(procs)
+
+
+def _all_states(client: GameClient, sessions: list[str]) -> dict[str, HotState] | None:
+    states = read_states(client.app.runtime.hot, sessions)
+    return states if len(states) == len(sessions) else None
+
+
+def _start_fleet(settings: Settings, tmp_path: Path) -> list[subprocess.Popen[bytes]]:
+    return [start_instance(settings, name, tmp_path / f"{name}.log") for name in INSTANCES]

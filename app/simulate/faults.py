@@ -5,6 +5,9 @@ starts it again; ``restart-broker`` stops and restarts the private redis-server 
 ``partition`` cuts the first server instance off once (SIGSTOP of its player worker for
 `PARTITION_S`, then SIGCONT): the controller takes it over, and back, it is fenced and
 starts again by itself (with ``--instances`` 2 or more);
+``restart-fleet`` SIGKILLs every worker of the fleet and both private Redis servers (the
+broker and hot state) at once, starts the servers again empty and the workers again: the
+sessions come back from SQL (`app.simulate.restarts` reports how many, and what was lost);
 ``db-errors`` makes 1 % of the SQL statements of the ledger's processes (the transactions
 worker and the controller, which runs the sweeper) fail with an operational error, for the
 whole run: their workers start under ``python -m app.cli.sqlfaults``.
@@ -31,10 +34,11 @@ from app.fleet.roles import WORKER_ROLES
 from app.protocol.vocab import RoleName
 from app.settings import Settings
 from app.simulate.redisserver import PrivateRedis
+from app.simulate.restarts import AtKill
 from app.tasking.broker import live_workers
 from app.tasking.factory import create_app
 
-KNOWN = ("kill-worker", "restart-broker", "db-errors", "partition")
+KNOWN = ("kill-worker", "restart-broker", "db-errors", "partition", "restart-fleet")
 AVAILABLE = KNOWN
 PARTITION_S = 6.0  # past the instances' time to live (3 s): long enough to be taken over
 KILLS_PER_ROLE = 2
@@ -87,6 +91,8 @@ def plan_faults(names: tuple[str, ...], duration_s: float, seed: int,
         plan.append(Fault(rng.uniform(0.3, 0.7) * duration_s, "restart-broker", "redis"))
     if "partition" in names and RoleName.PLAYER in roles:
         plan.append(Fault(rng.uniform(0.1, 0.4) * duration_s, "partition", RoleName.PLAYER))
+    if "restart-fleet" in names:  # after a partition has healed, before the end
+        plan.append(Fault(rng.uniform(0.55, 0.7) * duration_s, "restart-fleet", "fleet"))
     return sorted(plan, key=lambda f: f.at_s)
 
 
@@ -122,12 +128,20 @@ class FaultInjector:
     fleet: ProcessFleet
     settings: Settings
     redis_server: PrivateRedis | None = None
+    hot_server: PrivateRedis | None = None  # hot state's, killed with the fleet
+    at_kill: Callable[[], AtKill] | None = None  # where the sessions stand before it
+    kept: AtKill | None = None
     events: list[FaultEvent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if any(f.kind == "restart-broker" for f in self.plan) and self.redis_server is None:
+        kinds = {f.kind for f in self.plan}
+        if "restart-broker" in kinds and self.redis_server is None:
             raise InvalidRequest("faults", "restart-broker", "needs the simulator's private "
                                  "redis-server: unset GAMESCHED_BROKER_URL")
+        if "restart-fleet" in kinds and (self.redis_server is None or self.hot_server is None):
+            raise InvalidRequest("faults", "restart-fleet", "needs the simulator's private "
+                                 "broker and hot-state redis-servers: unset "
+                                 "GAMESCHED_BROKER_URL and GAMESCHED_HOT_URL")
         self._stop = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()
@@ -172,6 +186,9 @@ class FaultInjector:
                 ready = _role_answers(self._kill(fault.target))
             elif fault.kind == "partition":
                 ready = _role_answers(self._cut_off(fault.target))
+            elif fault.kind == "restart-fleet":
+                self._restart_fleet()
+                ready = _all_answer(len(self.fleet.procs))
             else:
                 self._restart_broker()
                 ready = _all_answer(len(self.fleet.procs))
@@ -247,6 +264,25 @@ class FaultInjector:
         """The first node of `role`: the role's own, or its first unit or instance."""
         return role if role in self.fleet.procs else next(
             n for n in self.fleet.procs if n.startswith(f"{role}-"))
+
+    def _restart_fleet(self) -> None:
+        """Note where the sessions stand, SIGKILL every worker's process group and both
+        Redis servers, then start the servers (empty) and the workers again."""
+        if self.at_kill is not None:
+            self.kept = self.at_kill()
+        assert self.redis_server is not None and self.hot_server is not None
+        nodes = list(self.fleet.procs)
+        for node in nodes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.fleet.procs[node].pid, signal.SIGKILL)
+        self.redis_server.kill()
+        self.hot_server.kill()
+        for node in nodes:
+            self.fleet.procs[node].wait()
+        self.redis_server.start()
+        self.hot_server.start()
+        for node in nodes:
+            self.fleet.procs[node] = self.fleet.spawn(node)
 
     def _restart_broker(self) -> None:
         assert self.redis_server is not None

@@ -106,6 +106,7 @@ def run_sections(run: RunResult) -> dict[str, Any]:
         "queues": queue_stats(run.executions),
         "faults": _faults(run),
         "balance": balance_section(run.instances, run.moved, run.sessions_total),
+        "sessions": run.restart,
     }
     sections |= {name: section for name, section in candidates.items() if section}
     return sections

@@ -47,6 +47,7 @@ from app.simulate.gameservers import GameServers, default_count
 from app.simulate.modes import MODES
 from app.simulate.population import Update
 from app.simulate.purchases import Store
+from app.simulate.restarts import at_kill, restart_section
 from app.simulate.sampler import Sample, Sampler
 from app.simulate.scenarios import Scenario
 from app.simulate.schedule import Schedule
@@ -143,6 +144,7 @@ class RunResult:
     physics: PhysicsTotals | None = None  # the units' notes and counts at the end
     instances: list[InstanceState] = field(default_factory=list)  # at the end of the load
     moved: dict[str, int] = field(default_factory=dict)  # sessions moved, by why
+    restart: dict[str, object] = field(default_factory=dict)  # after a restart-fleet fault
 
 
 def first_runs(executions: Iterable[Execution]) -> list[Execution]:
@@ -253,15 +255,18 @@ class Run:
                           client_pids=lambda: game.pids + (store.pids if store else []),
                           control=lambda: _decision(app))
         worker_roles = [r for r in self.mode.roles if r != RoleName.CONTROL]
-        injector = FaultInjector(plan_faults(spec.faults, spec.duration_s, spec.seed,
-                                             worker_roles), fleet,
-                                 self.settings, self.services.private_redis)
+        injector = FaultInjector(
+            plan_faults(spec.faults, spec.duration_s, spec.seed, worker_roles), fleet,
+            self.settings, self.services.private_redis, self.services.private_hot,
+            at_kill=lambda: at_kill(app.runtime.hot, app.runtime.sessions, f"sim-{self.tag}-"))
         sampler.start()
         injector.start()
         drive = self._drive(driver, game)
         injector.stop()
         submissions = store.finish() if store else []
         self._phase("load")
+        restart = restart_section(injector.kept, app.runtime.hot,
+                                  app.runtime.instances if spec.instances else None)
         instances = app.runtime.instances.instances()
         moved = app.runtime.instances.moved()
         drained = self._drain(sampler, drive)
@@ -280,6 +285,7 @@ class Run:
             network=network, capacity=measured, background_rate=driver.background_rate,
             sessions=sessions, sessions_total=sessions + drive.opens, drained=drained,
             roles=self.mode.roles, physics=physics, instances=instances, moved=moved,
+            restart=restart,
             faults=faults, transactions=ledger, sampler_errors=sampler.errors,
             repeated_runs=len(sampler.executions) - len({e.task_id for e in sampler.executions}),
             phases_s=self.phases_s, drain_ended=drain_ended)

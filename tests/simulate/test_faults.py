@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import cast
 
 import pytest
 
 from app.errors import InvalidRequest
 from app.fleet.roles import WORKER_ROLES
-from app.simulate.faults import launchers, parse_faults, plan_faults
+from app.fleet.fleets import ProcessFleet
+from app.settings import load_settings
+from app.simulate.faults import FaultInjector, launchers, parse_faults, plan_faults
 
 
 def test_fault_names_are_checked() -> None:
@@ -46,3 +49,18 @@ def test_faults_follow_the_roles_of_the_fleet_they_hit() -> None:
     assert {f.target for f in plan} == {"all"} and len(plan) == 2
     assert set(launchers(("db-errors",), seed=1, roles=("all",))) == {"all"}
     assert set(launchers(("db-errors",), seed=1)) == {"transactions", "control"}
+
+
+def test_restart_fleet_happens_once_after_a_partition_has_healed() -> None:
+    plan = plan_faults(("partition", "restart-fleet"), duration_s=30.0, seed=5)
+    assert [f.kind for f in plan] == ["partition", "restart-fleet"]
+    restart = plan[1]
+    assert restart.target == "fleet" and 16.5 <= restart.at_s <= 21.0
+    assert parse_faults("restart-fleet") == ("restart-fleet",)
+
+
+def test_restart_fleet_needs_both_private_redis_servers() -> None:
+    plan = plan_faults(("restart-fleet",), duration_s=30.0, seed=5)
+    settings = load_settings()
+    with pytest.raises(InvalidRequest, match="restart-fleet.*GAMESCHED_HOT_URL"):
+        FaultInjector(plan, cast(ProcessFleet, None), settings, redis_server=None)

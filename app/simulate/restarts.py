@@ -1,0 +1,76 @@
+"""What a ``restart-fleet`` fault kept: the run's open sessions, where each stood just before
+every worker and both Redis servers were killed, and where they stand at the end of the
+load.
+
+Just before the kill, each open session's applied seq (hot state) and durable seq (its SQL
+snapshot, written behind by the player workers) are read.  The durable seq is what the
+fleet acknowledged as surviving anything: a session is restored when its hot state at the
+end of the load (read as it is, nothing repaired by the reading) holds at least that seq,
+and every acknowledged seq it lacks is a lost update.  The updates between the durable and
+the applied seq at the kill were applied but not yet written behind: they are the bounded
+lag's price, reported apart (a game server sends them again from `last_applied`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.instances.registry import Registry
+from app.players.durable import last_durable
+from app.players.hotstore import HotStore
+from app.players.models import GameSession
+from app.protocol.vocab import SessionStatus
+
+Section = dict[str, object]
+
+
+@dataclass
+class AtKill:
+    """The open sessions just before the kill: applied and durable seq of each."""
+
+    applied: dict[str, int] = field(default_factory=dict)
+    durable: dict[str, int] = field(default_factory=dict)
+
+
+def open_sessions(factory: sessionmaker[Session], prefix: str) -> list[str]:
+    """The open sessions whose ids start with `prefix` (one run's)."""
+    with factory() as db:
+        return list(db.scalars(select(GameSession.id).where(
+            GameSession.id.startswith(prefix, autoescape=True),
+            GameSession.status == SessionStatus.OPEN)))
+
+
+def at_kill(hot: HotStore, factory: sessionmaker[Session], prefix: str) -> AtKill:
+    """Read where the run's open sessions stand (hot state first, then SQL: a write landing
+    between the two only raises the durable seq)."""
+    ids = open_sessions(factory, prefix)
+    applied = {s: st.seq for s, st in zip(ids, hot.states.read(ids), strict=True)
+               if st is not None}
+    return AtKill(applied, last_durable(factory, ids))
+
+
+def restart_section(kept: AtKill | None, hot: HotStore,
+                    registry: Registry | None = None) -> Section:
+    """``sessions``: of the sessions open at the restart, the share restored (hot state
+    back at least at its durable seq), the acknowledged updates lost, the updates applied
+    but not yet durable at the kill, and (with instances) the share placed again."""
+    if kept is None or not kept.durable:
+        return {}
+    durable = kept.durable
+    ids = sorted(durable)
+    now = {s: st.seq for s, st in zip(ids, hot.states.read(ids), strict=True)
+           if st is not None}
+    section: Section = {
+        "open_at_restart": len(ids),
+        "restored_ratio": round(sum(now.get(s, -1) >= durable[s] for s in ids) / len(ids), 6),
+        "lost_updates": sum(max(0, durable[s] - now.get(s, 0)) for s in ids),
+        "unsaved_updates": sum(max(0, seq - durable.get(s, 0))
+                               for s, seq in kept.applied.items()),
+    }
+    if registry is not None:
+        owners = registry.owners(ids)
+        section["placed_ratio"] = round(sum(o is not None for o in owners) / len(ids), 6)
+    return section

@@ -99,6 +99,8 @@ class GameClient:
         floor_s = max(tick_s, self.settings.batch_window_min_ms / 1000.0)
         self.instances = app.runtime.instances
         self._epoch = 0  # the placement epoch this client's sessions' instances are from
+        self._generation = ""  # the registry's, when this client placed its sessions
+        self._unplaced = False  # sessions the registry lost are still to be placed again
         self._follower = Periodic(self.follow_moves, FOLLOW_S, "gamesched-follow-moves")
         self._updates = Lanes(lambda instance: Coalescer(
             partial(self._send_updates, instance), tick_s, self.settings.batch_max_updates,
@@ -187,7 +189,7 @@ class GameClient:
         (`last_applied`).  Runs every `FOLLOW_S` in a thread of the client once a session
         is on an instance; returns how many sessions moved."""
         epoch = self.instances.epoch()
-        lost = self._placement_lost()
+        lost = self._registry_lost()
         if epoch == self._epoch and not lost:
             return 0
         ids = self.sessions.ids()
@@ -202,16 +204,28 @@ class GameClient:
         self._epoch = epoch
         return len(moved)
 
-    def _placement_lost(self) -> bool:
-        """Whether the registry has lost this client's sessions: one of them runs on an
-        instance, and the registry names no owner for it."""
-        probe = self.sessions.placed_one()
-        return probe is not None and self.instances.owner(probe) is None
+    def _registry_lost(self) -> bool:
+        """Whether the registry lost this client's sessions: it started again empty (a new
+        generation) since this client placed them, or some are still to be placed again."""
+        generation = self.instances.generation()
+        if not self._generation:
+            self._generation = generation
+        elif generation and generation != self._generation:
+            self._generation, self._unplaced = generation, True
+        return self._unplaced
 
     def _place_lost(self, ids: list[str], owners: list[str | None]) -> list[str | None]:
         """Place again the sessions of `ids` the registry has no owner for, and restore
-        their state from SQL; their owners now (None: still unplaced)."""
-        placed = [owner or self._place_again(s) for s, owner in zip(ids, owners, strict=True)]
+        their state from SQL; their owners now (None: still unplaced).  Stops at the first
+        that no instance takes (none has joined yet): the next round tries again."""
+        placed = list(owners)
+        self._unplaced = False
+        for index, session_id in enumerate(ids):
+            if placed[index] is None:
+                placed[index] = self._place_again(session_id)
+                if placed[index] is None:  # no instance takes sessions yet: next round
+                    self._unplaced = True
+                    break
         again = [s for s, owner, now in zip(ids, owners, placed, strict=True)
                  if owner is None and now is not None]
         if again:

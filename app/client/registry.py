@@ -113,12 +113,6 @@ class SessionRegistry:
             old, info.instance = info.instance, instance
             return old
 
-    def placed_one(self) -> str | None:
-        """One open session that runs on an instance (None: none does)."""
-        with self._lock:
-            return next((s for s, info in self._sessions.items() if info.instance is not None),
-                        None)
-
     def instance(self, session_id: str) -> str | None:
         """The instance a session runs on (None: the shared queue)."""
         with self._lock:

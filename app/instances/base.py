@@ -92,6 +92,10 @@ class Registry(Protocol):
         """How many times a placed session has moved: a client whose last reading is older
         reads its sessions' owners again."""
 
+    def generation(self) -> str:
+        """A token set when the first instance joins ("" before): another one means the
+        registry started again empty, and its clients place their sessions again."""
+
     def release(self, session: str) -> None:
         """`session` closed: its load leaves its instance.  Idempotent."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
 from app.errors import ServerFull
@@ -26,6 +27,7 @@ class MemoryRegistry:
         self._load: dict[str, int] = {}
         self._count: dict[str, int] = {}
         self._epoch = 0
+        self._generation = uuid.uuid4().hex
         self._token: dict[str, int] = {}
         self._refused: dict[str, int] = {}
         self._moved: dict[str, int] = {}
@@ -163,6 +165,11 @@ class MemoryRegistry:
         """How many times a placed session has moved."""
         with self._lock:
             return self._epoch
+
+    def generation(self) -> str:
+        """This registry's token once an instance joined (it lives as long as the process)."""
+        with self._lock:
+            return self._generation if self._token else ""
 
     def release(self, session: str) -> None:
         """`session` closed: its load leaves its instance."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 from importlib import resources
 
@@ -61,6 +62,7 @@ class RedisRegistry:
     def join(self, instance: str, capacity: int) -> int:
         """`instance` starts: it takes sessions again; returns its new token."""
         self._client.srem(keys.INSTANCES_DRAINING, instance)
+        self._client.set(keys.INSTANCES_GENERATION, uuid.uuid4().hex, nx=True)
         token = int(self._client.hincrby(keys.INSTANCES_TOKEN, instance, 1))
         self.heartbeat(instance, capacity, token)
         return token
@@ -163,6 +165,11 @@ class RedisRegistry:
     def epoch(self) -> int:
         """How many times a placed session has moved."""
         return int(self._client.get(keys.PLACEMENT_EPOCH) or 0)
+
+    def generation(self) -> str:
+        """The token the first instance to join set ("" before any did)."""
+        value = self._client.get(keys.INSTANCES_GENERATION)
+        return _text(value) if value is not None else ""
 
     def release(self, session: str) -> None:
         """`session` closed: its load leaves its instance."""

@@ -102,3 +102,6 @@ PLACEMENT_MOVED = PREFIX + "placement:moved"  # sessions moved, by why (drain, r
 # of counters).
 INSTANCES_TOKEN = PREFIX + "instances:token"
 INSTANCES_REFUSED = PREFIX + "instances:refused"
+# The registry's generation: a random token the first instance to join sets; a new one
+# means the registry started again empty (its Redis restarted) and lost its placements.
+INSTANCES_GENERATION = PREFIX + "instances:generation"

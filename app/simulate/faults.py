@@ -45,6 +45,7 @@ KILLS_PER_ROLE = 2
 SQL_ERROR_RATE = 0.01
 SQL_FAULT_ROLES = (RoleName.TRANSACTIONS, RoleName.CONTROL)  # the ledger's processes
 RECOVERY_TIMEOUT_S = 30.0
+FIRST_BACK = (RoleName.PLAYER.value, RoleName.CONTROL.value)  # after a restart-fleet
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,10 @@ class FaultInjector:
 
     def _restart_fleet(self) -> None:
         """Note where the sessions stand, SIGKILL every worker's process group and both
-        Redis servers, then start the servers (empty) and the workers again."""
+        Redis servers, then start the servers (empty) and the workers again: the player
+        workers (the sessions' own) and the controller (which rebalances the instances
+        that joined one after another) first, the rest once those answer (a whole fleet
+        starting at once on a busy machine took twice as long to be back)."""
         if self.at_kill is not None:
             self.kept = self.at_kill()
         assert self.redis_server is not None and self.hot_server is not None
@@ -281,8 +285,25 @@ class FaultInjector:
             self.fleet.procs[node].wait()
         self.redis_server.start()
         self.hot_server.start()
-        for node in nodes:
+        first = [n for n in nodes if n.startswith(FIRST_BACK)] or nodes
+        for node in first:
             self.fleet.procs[node] = self.fleet.spawn(node)
+        self._await_nodes(first)
+        for node in nodes:
+            if node not in first:
+                self.fleet.procs[node] = self.fleet.spawn(node)
+
+    def _await_nodes(self, nodes: Sequence[str]) -> None:
+        """Wait (up to `RECOVERY_TIMEOUT_S`) until every one of `nodes` answers."""
+        app = create_app(self.settings)
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+        try:
+            while time.monotonic() < deadline and not self._stop.is_set():
+                names = self._answering(app) or set()
+                if all(any(n.startswith(f"{node}@") for n in names) for node in nodes):
+                    return
+        finally:
+            app.close()
 
     def _restart_broker(self) -> None:
         assert self.redis_server is not None

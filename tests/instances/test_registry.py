@@ -244,3 +244,24 @@ def test_an_instance_back_after_a_takeover_gets_its_share_back_and_no_more(
 def test_weights_are_kept_in_thousandths() -> None:
     assert milli(2.5) == 2500
     assert milli(0.0) == 1  # every session weighs something
+
+
+def test_the_generation_is_set_by_the_first_join_and_kept_by_later_ones(
+        registry: Registry) -> None:
+    assert registry.generation() == ""
+    registry.join("a", 10)
+    first = registry.generation()
+    registry.join("b", 10)
+    registry.join("a", 10)  # a restart of one instance is not a new registry
+    assert first and registry.generation() == first
+
+
+def test_a_registry_whose_redis_restarted_empty_has_a_new_generation(
+        redis_client: redis.Redis) -> None:
+    registry = RedisRegistry(redis_client)
+    registry.join("a", 10)
+    before = registry.generation()
+    redis_client.flushdb()  # what a restart without persistence leaves
+    assert registry.generation() == ""
+    registry.join("a", 10)
+    assert registry.generation() not in ("", before)

@@ -1,0 +1,66 @@
+"""A registry that started again empty: the client places its sessions again (all of them,
+over as many rounds as it takes) and restores their state from SQL (in process memory and
+SQLite; the real restart is tests/instances/test_restart_live.py)."""
+
+from __future__ import annotations
+
+import uuid
+
+from app.client.api import GameClient
+from app.db import transaction
+from app.instances.memory import MemoryRegistry
+from app.players import sessions
+from app.players.durable import write_behind
+from app.players.hotstore import MemoryHotStore
+from app.players.sessions import read_states
+from app.tasking.factory import GameschedCelery
+
+
+def _registry(*instances: tuple[str, int]) -> MemoryRegistry:
+    registry = MemoryRegistry()
+    for name, capacity in instances:
+        registry.join(name, capacity)
+    return registry
+
+
+def test_a_client_places_its_sessions_again_in_a_registry_that_lost_them(
+        eager_app: GameschedCelery) -> None:
+    runtime = eager_app.runtime
+    runtime.__dict__["hot"] = MemoryHotStore()  # this test's own hot state
+    client = GameClient(eager_app)
+    client.instances = _registry(("east", 100), ("west", 100))
+    tag = uuid.uuid4().hex[:6]
+    ids = [f"{tag}-{n}" for n in range(6)]
+    try:
+        with transaction(runtime.sessions) as db:  # as the fleet's session tasks record them
+            for session_id in ids:
+                sessions.open_session(db, session_id, instance_id="x", session_type="casual",
+                                      players=1, region=None)
+        for session_id in ids:
+            sessions.ensure_state(runtime.hot, session_id)
+            client.adopt_session(session_id, session_type="casual", players=1)
+        client._follower.stop()  # this test calls follow_moves itself, round by round
+        sessions.apply_updates(runtime.hot, [{"session": s, "seq": 1, "state": {"hp": 7}}
+                                             for s in ids])
+        client.follow_moves()  # the client learns the registry's generation
+        write_behind(runtime.hot, runtime.sessions, "test")
+        assert client.last_durable(ids) == dict.fromkeys(ids, 1)
+
+        runtime.__dict__["hot"] = MemoryHotStore()  # Redis restarted: hot state gone,
+        client.instances = _registry()  # and the registry, no instance back yet
+        assert client.follow_moves() == 0
+        assert client.instances.owners(ids) == [None] * 6
+
+        client.instances.join("east", 4)  # back, with room for four
+        client.follow_moves()
+        assert sum(o is not None for o in client.instances.owners(ids)) == 4
+        client.instances.join("west", 100)
+        client.follow_moves()  # the rest, though no session moved since
+        owners = client.instances.owners(ids)
+        assert None not in owners
+        assert [client.instance_of(s) for s in ids] == owners
+        states = read_states(runtime.hot, ids)
+        assert {s: (st.seq, st.fields) for s, st in states.items()} == dict.fromkeys(
+            ids, (1, {"hp": 7}))
+    finally:
+        client.close()

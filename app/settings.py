@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     instance_ttl_s: float = Field(default=3.0, gt=0.0, le=600.0)
     # How often the player workers write sessions' changed hot state to SQL: an applied
     # update is durable within about this plus one write (app.players.durable).
-    write_behind_ms: int = Field(default=500, ge=10, le=60_000)
+    write_behind_ms: int = Field(default=1000, ge=10, le=60_000)
 
     player: RoleBudget = RoleBudget(concurrency=4, memory_mb=256)
     physics: RoleBudget = RoleBudget(concurrency=2, memory_mb=512)

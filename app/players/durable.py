@@ -2,15 +2,16 @@
 and its last durable state survive the loss of every worker and every Redis at once.
 
 The state script marks each session it changes, with its new seq
-(`app.players.statestore`).  Every `write_behind_ms` (500 ms) each player worker tries a
-round; the one that holds the store's lease (one writer per hot store at a time; a writer
-that dies gives way when its lease runs out) takes the marks, reads those sessions' state,
-writes it into ``game_sessions`` (``snapshot``, ``snapshot_seq``) where it is newer, in one
-SQL transaction per chunk, and removes the marks it wrote, unless a newer update marked the
-session again meanwhile.  An applied update is so durable within about one period plus one
-round's writes; `last_durable` says which seq SQL holds, and `last_applied` is what a game
-server asks after a restart: the newest seq the fleet applied, from hot state, or from SQL
-(put back into hot state) when hot state was lost.
+(`app.players.statestore`).  Every `write_behind_ms` each player worker tries a round; the
+one that holds the store's lease (one writer per hot store at a time; a writer that dies
+gives way when its lease runs out) takes the marks with those sessions' state (on Redis,
+the script that takes them builds each snapshot), writes it into ``game_sessions``
+(``snapshot``, ``snapshot_seq``) where it is newer, in one SQL transaction per chunk, and
+removes the marks it wrote, unless a newer update marked the session again meanwhile.  An
+applied update is so durable within about one period plus one round's writes;
+`last_durable` says which seq SQL holds, and `last_applied` is what a game server asks
+after a restart: the newest seq the fleet applied, from hot state, or from SQL (put back
+into hot state) when hot state was lost.
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
-from app.players import wire
 from app.players.hotstore import HotStore
 from app.players.models import GameSession
 from app.players.sessions import restore
-from app.players.statestore import Mark, Packed, StoredState
+from app.players.statestore import Dirty
 from app.protocol.vocab import SessionStatus
 
 log = logging.getLogger(__name__)
@@ -51,48 +51,45 @@ def write_behind(hot: HotStore, factory: Factory, owner: str, limit: int = CHUNK
     written = 0
     try:
         for _ in range(ROUND_CHUNKS):
-            marks = hot.states.take_dirty(owner, limit, lease_ms)
-            if marks is None:
+            taken = hot.states.take_dirty(owner, limit, lease_ms)
+            if taken is None:
                 return None
-            if not marks:
+            if not taken:
                 break
-            written += _write_chunk(hot, factory, owner, marks)
-            if len(marks) < limit:
+            written += _write_chunk(hot, factory, owner, taken)
+            if len(taken) < limit:
                 break
     finally:
         hot.states.clean_dirty(owner, [], release=True)
     return written
 
 
-def _write_chunk(hot: HotStore, factory: Factory, owner: str, marks: Sequence[Mark]) -> int:
-    ids = [session_id for session_id, _ in marks]
-    states = {s: st for s, st in zip(ids, hot.states.read(ids), strict=True) if st is not None}
+def _write_chunk(hot: HotStore, factory: Factory, owner: str, taken: Sequence[Dirty]) -> int:
+    snapshots = {d.session: (d.seq, d.snapshot) for d in taken if d.seq > 0}
     with transaction(factory) as db:
-        save_states(db, states)
-    hot.states.clean_dirty(owner, [(s, states[s].seq if s in states else seq)
-                                   for s, seq in marks], release=False)
-    return len(states)
+        save_snapshots(db, snapshots)
+    hot.states.clean_dirty(owner, [d.written for d in taken], release=False)
+    return len(snapshots)
 
 
-def save_states(db: Session, states: Mapping[str, StoredState]) -> None:
-    """Write each session's state as its SQL snapshot where the stored one is older.
-    Sessions unknown to SQL are left out.  Idempotent.  On PostgreSQL one statement takes
-    the whole chunk as arrays (half the client's CPU of an executemany, measured); on
-    SQLite it is an executemany."""
-    if not states:
+def save_snapshots(db: Session, snapshots: Mapping[str, tuple[int, bytes]]) -> None:
+    """Write each session's ``(seq, snapshot)`` (`wire.pack_map` of its values) where the
+    stored snapshot is older.  Sessions unknown to SQL are left out.  Idempotent.  On
+    PostgreSQL one statement takes the whole chunk as arrays (half the client's CPU of an
+    executemany, measured); on SQLite it is an executemany."""
+    if not snapshots:
         return
-    rows = sorted(states.items())
+    rows = sorted(snapshots.items())
     if db.get_bind().dialect.name == "postgresql":
         db.execute(_UNNEST_UPDATE, {"ids": [s for s, _ in rows],
-                                    "seqs": [st.seq for _, st in rows],
-                                    "blobs": [snapshot_blob(st.fields) for _, st in rows]})
+                                    "seqs": [seq for _, (seq, _) in rows],
+                                    "blobs": [blob for _, (_, blob) in rows]})
         return
     table = GameSession.metadata.tables[GameSession.__tablename__]
     stmt = (update(table)
             .where(table.c.id == bindparam("sid"), table.c.snapshot_seq < bindparam("seq"))
             .values(snapshot_seq=bindparam("seq"), snapshot=bindparam("blob")))
-    db.execute(stmt, [{"sid": s, "seq": st.seq, "blob": snapshot_blob(st.fields)}
-                      for s, st in rows])
+    db.execute(stmt, [{"sid": s, "seq": seq, "blob": blob} for s, (seq, blob) in rows])
 
 
 _UNNEST_UPDATE = text(
@@ -100,16 +97,6 @@ _UNNEST_UPDATE = text(
     " FROM unnest(CAST(:ids AS varchar[]), CAST(:seqs AS integer[]),"
     " CAST(:blobs AS bytea[])) AS v(id, seq, blob)"
     " WHERE g.id = v.id AND g.snapshot_seq < v.seq")
-
-
-def snapshot_blob(fields: Packed) -> bytes:
-    """The snapshot of packed fields: the msgpack map of their values, assembled from the
-    packed values as they are (what ``msgpack.packb`` of the unpacked dict gives)."""
-    pack = wire.packer()
-    parts = [bytes(pack.pack_map_header(len(fields)))]
-    for name, value in fields.items():
-        parts += (bytes(pack.pack(name)), value)
-    return b"".join(parts)
 
 
 def last_durable(factory: Factory, session_ids: Iterable[str]) -> dict[str, int]:

@@ -38,11 +38,27 @@ import redis
 
 from app.errors import Fenced
 from app.players import delta
-from app.players.wire import unpack_batch
+from app.players.wire import pack_map, unpack_batch
 from app.protocol import keys
 
 Packed = dict[str, bytes]  # field name -> msgpack-packed value
 Mark = tuple[str, int]  # a session whose state changed, and its seq then
+
+
+@dataclass(frozen=True)
+class Dirty:
+    """A session marked as changed: the seq it was marked with, and its state now: its seq
+    (0 when the state is gone) and its values as one msgpack map (`wire.pack_map`)."""
+
+    session: str
+    mark: int
+    seq: int
+    snapshot: bytes
+
+    @property
+    def written(self) -> Mark:
+        """The mark to clean once this state is written: up to the newer of the two."""
+        return (self.session, max(self.mark, self.seq))
 
 
 @dataclass(frozen=True)
@@ -102,9 +118,10 @@ class StateStore(Protocol):
     def put_if_newer(self, session_id: str, seq: int, fields: Packed) -> bool:
         """Create the session's state, or replace it when `seq` is newer; True if written."""
 
-    def take_dirty(self, owner: str, limit: int, lease_ms: int) -> list[Mark] | None:
-        """Take (or renew) the lease of writing behind for `owner`, and up to `limit` marks
-        of changed sessions, lowest seq first; None while another owner holds the lease."""
+    def take_dirty(self, owner: str, limit: int, lease_ms: int) -> list[Dirty] | None:
+        """Take (or renew) the lease of writing behind for `owner`, and up to `limit`
+        changed sessions, lowest mark first, each with its state now; None while another
+        owner holds the lease."""
 
     def clean_dirty(self, owner: str, marks: Sequence[Mark], release: bool) -> None:
         """Remove `marks` written to SQL, except sessions marked again with a newer seq;
@@ -198,15 +215,19 @@ class MemoryStateStore:
             self._states[session_id] = (seq, dict(fields), dict.fromkeys(fields, seq))
             return True
 
-    def take_dirty(self, owner: str, limit: int, lease_ms: int) -> list[Mark] | None:
-        """The lease for `owner` (None while another holds it) and the lowest marks."""
+    def take_dirty(self, owner: str, limit: int, lease_ms: int) -> list[Dirty] | None:
+        """The lease for `owner` (None while another holds it) and the lowest marks, with
+        their sessions' state."""
         now = time.monotonic()
         with self._lock:
             holder, until = self._lease
             if holder != owner and until > now:
                 return None
             self._lease = (owner, now + lease_ms / 1000.0)
-            return sorted(self._dirty.items(), key=lambda m: (m[1], m[0]))[:limit]
+            marks = sorted(self._dirty.items(), key=lambda m: (m[1], m[0]))[:limit]
+            states = {s: self._states.get(s) for s, _ in marks}
+        return [Dirty(s, mark, st[0] if st else 0, pack_map(st[1] if st else {}))
+                for (s, mark), st in ((m, states[m[0]]) for m in marks)]
 
     def clean_dirty(self, owner: str, marks: Sequence[Mark], release: bool) -> None:
         """Remove the marks not raised since; with `release`, end `owner`'s lease."""
@@ -315,12 +336,15 @@ class RedisStateStore:
         # The script's HSET takes 'seq' and ARGV, so ARGV[1] is the seq's value.
         return bool(self._put(keys=[keys.state(session_id)], args=args))
 
-    def take_dirty(self, owner: str, limit: int, lease_ms: int) -> list[Mark] | None:
-        """The lease and the lowest marks, in one script call."""
-        reply = self._take(keys=[keys.DIRTY, keys.DIRTY_LEASE], args=[owner, lease_ms, limit])
+    def take_dirty(self, owner: str, limit: int, lease_ms: int) -> list[Dirty] | None:
+        """The lease and the lowest marks with their sessions' snapshots, built by the
+        script: one call, two short strings per session to read."""
+        reply = self._take(keys=[keys.DIRTY, keys.DIRTY_LEASE],
+                           args=[owner, lease_ms, limit, keys.STATE_PREFIX])
         if reply is None:
             return None
-        return [(reply[k].decode(), int(float(reply[k + 1]))) for k in range(0, len(reply), 2)]
+        return [Dirty(reply[k].decode(), int(float(reply[k + 1])), int(reply[k + 2]),
+                      bytes(reply[k + 3])) for k in range(0, len(reply), 4)]
 
     def clean_dirty(self, owner: str, marks: Sequence[Mark], release: bool) -> None:
         """Remove the marks not raised since (and the lease), in one script call."""

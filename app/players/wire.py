@@ -51,6 +51,16 @@ def entry(session_id: str, seq: int, fields: Mapping[str, Any]) -> Entry:
     return out
 
 
+def pack_map(packed: Mapping[str, bytes]) -> bytes:
+    """The msgpack map of values already packed one by one, assembled as they are: what
+    ``msgpack.packb`` of the unpacked dict gives (a session's snapshot)."""
+    pack = packer()
+    parts = [bytes(pack.pack_map_header(len(packed)))]
+    for name, value in packed.items():
+        parts += (bytes(pack.pack(name)), value)
+    return b"".join(parts)
+
+
 def pack_batch(entries: Iterable[Entry]) -> bytes:
     """A batch on the wire."""
     return bytes(packer(bin_type=False).pack(list(entries)))

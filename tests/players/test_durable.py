@@ -17,7 +17,7 @@ from app.db import make_engine, make_sessionmaker, transaction
 from app.players import durable, sessions, wire
 from app.players.hotstore import HotStore, MemoryHotStore
 from app.players.models import GameSession
-from app.players.statestore import Emit
+from app.players.statestore import Dirty, Emit
 from tests.waiting import wait_for
 
 EMIT = Emit(None, "test:updates", "test:bytes")
@@ -53,6 +53,11 @@ def _apply(hot: HotStore, *updates: tuple[str, int, dict[str, object]]) -> None:
     assert hot.states.apply(batch, EMIT).applied == len(updates)
 
 
+def _marks(taken: list[Dirty] | None) -> list[tuple[str, int]]:
+    assert taken is not None
+    return [(d.session, d.mark) for d in taken]
+
+
 def _snapshot(factory: sessionmaker[Session], session_id: str) -> tuple[int, object]:
     with factory() as db:
         row = db.get(GameSession, session_id)
@@ -74,10 +79,16 @@ def test_a_round_writes_changed_sessions_to_sql_and_clears_their_marks(
     assert durable.last_durable(factory, [a, b, "ghost"]) == {a: 2, b: 5}
 
 
-def test_the_snapshot_blob_is_what_msgpack_makes_of_the_values() -> None:
-    fields = {"hp": 3, "pos": [100, -5], "name": "é", "flags": {"x": True}}
+def test_a_taken_snapshot_is_what_msgpack_makes_of_the_values(hot: HotStore) -> None:
+    fields = {"hp": 3, "pos": [100, -5], "name": "é" * 40, "flags": {"x": True}}
+    fields |= {f"f{n}": n for n in range(20)}  # a map past 15 entries: a longer header
+    hot.states.put_if_newer("a", 0, {})
+    _apply(hot, ("a", 1, fields))
+    (taken,) = hot.states.take_dirty("w1", 10, 5_000) or []
+    assert (taken.session, taken.mark, taken.seq) == ("a", 1, 1)
+    assert msgpack.unpackb(taken.snapshot, raw=False) == fields
     packed = {k: wire.pack_value(v) for k, v in fields.items()}
-    assert durable.snapshot_blob(packed) == msgpack.packb(fields, use_bin_type=True)
+    assert wire.pack_map(packed) == msgpack.packb(fields, use_bin_type=True)
 
 
 def test_a_session_changed_during_the_write_stays_marked_for_the_next_round(
@@ -85,11 +96,10 @@ def test_a_session_changed_during_the_write_stays_marked_for_the_next_round(
     a = ids[0]
     _open(hot, factory, a)
     _apply(hot, (a, 1, {"hp": 1}))
-    marks = hot.states.take_dirty("w1", 10, 5_000)
-    assert marks == [(a, 1)]
+    assert _marks(hot.states.take_dirty("w1", 10, 5_000)) == [(a, 1)]
     _apply(hot, (a, 2, {"hp": 2}))  # marked again, newer, before the first write cleans
     hot.states.clean_dirty("w1", [(a, 1)], release=True)
-    assert hot.states.take_dirty("w1", 10, 5_000) == [(a, 2)]
+    assert _marks(hot.states.take_dirty("w1", 10, 5_000)) == [(a, 2)]
     hot.states.clean_dirty("w1", [], release=True)
     assert durable.write_behind(hot, factory, "w1") == 1
     assert _snapshot(factory, a) == (2, {"hp": 2})
@@ -100,7 +110,7 @@ def test_one_writer_holds_the_lease_until_it_gives_it_back(
     a = ids[0]
     _open(hot, factory, a)
     _apply(hot, (a, 1, {"hp": 1}))
-    assert hot.states.take_dirty("w1", 10, 5_000) == [(a, 1)]
+    assert _marks(hot.states.take_dirty("w1", 10, 5_000)) == [(a, 1)]
     assert durable.write_behind(hot, factory, "w2") is None  # w1 writes now
     assert _snapshot(factory, a) == (0, None)
     hot.states.clean_dirty("w1", [], release=True)
@@ -171,7 +181,7 @@ def test_the_write_behind_thread_writes_each_period(
     try:
         for seq in (1, 2):
             _apply(hot, (a, seq, {"hp": seq}))
-            wait_for(lambda: durable.last_durable(factory, [a])[a] == seq, timeout=10,
+            wait_for(lambda n=seq: durable.last_durable(factory, [a])[a] == n, timeout=10,
                      what=f"seq {seq} written behind")
     finally:
         writer.stop()

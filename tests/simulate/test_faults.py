@@ -8,8 +8,8 @@ from typing import cast
 import pytest
 
 from app.errors import InvalidRequest
-from app.fleet.roles import WORKER_ROLES
 from app.fleet.fleets import ProcessFleet
+from app.fleet.roles import WORKER_ROLES
 from app.settings import load_settings
 from app.simulate.faults import FaultInjector, launchers, parse_faults, plan_faults
 
@@ -62,5 +62,5 @@ def test_restart_fleet_happens_once_after_a_partition_has_healed() -> None:
 def test_restart_fleet_needs_both_private_redis_servers() -> None:
     plan = plan_faults(("restart-fleet",), duration_s=30.0, seed=5)
     settings = load_settings()
-    with pytest.raises(InvalidRequest, match="restart-fleet.*GAMESCHED_HOT_URL"):
+    with pytest.raises(InvalidRequest, match=r"restart-fleet.*GAMESCHED_HOT_URL"):
         FaultInjector(plan, cast(ProcessFleet, None), settings, redis_server=None)

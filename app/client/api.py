@@ -47,7 +47,7 @@ from app.instances.placement import weight
 from app.ledger.handle import TransactionHandle
 from app.ledger.policy import APPLY_BATCH_MAX
 from app.ledger.submit import submit_purchase, submit_reward
-from app.observe.metrics import metrics
+from app.observe.metrics import metrics, serve, zero_enqueued
 from app.physics.detail import DetailRates, frame_steps
 from app.players import durable, sessions, wire
 from app.players.delta import POSITION_FIELD, quantise
@@ -122,6 +122,14 @@ class GameClient:
         self._lowered = ControlledDetail(self._physics_detail)
         cap = ControlledTier(self._ai_tier).value if self.settings.ai_throttle else _full
         self._ai_loop = AiLoop(cap, self.settings.world_size)
+
+    def serve_metrics(self, port: int) -> None:
+        """Serve this game server's Prometheus metrics on `port` (``/metrics``, from a daemon
+        thread): `gamesched_tasks_enqueued_total` per queue, each queue's series at zero
+        from this call.  A game server that serves Prometheus's default registry already
+        has them there without this call."""
+        zero_enqueued(q.value for q in Queue)
+        serve(port)
 
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing

@@ -139,6 +139,11 @@ def zero(queues: Iterable[str]) -> None:
         _zeroed(counter, labels)
 
 
+def zero_enqueued(queues: Iterable[str]) -> None:
+    """Give the client's enqueued counter a series for every one of `queues`, at zero."""
+    _zeroed(metrics().enqueued, tuple(queues))
+
+
 def serve(port: int) -> None:
     """Serve /metrics on `port`, aggregating prefork children when multiprocess mode is on."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

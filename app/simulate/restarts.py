@@ -25,6 +25,7 @@ from app.players.models import GameSession
 from app.protocol.vocab import SessionStatus
 
 Section = dict[str, object]
+NOT_RESTORED_SHOWN = 5  # sessions not restored, shown with their seqs
 
 
 @dataclass
@@ -56,7 +57,8 @@ def restart_section(kept: AtKill | None, hot: HotStore,
                     registry: Registry | None = None) -> Section:
     """``sessions``: of the sessions open at the restart, the share restored (hot state
     back at least at its durable seq), the acknowledged updates lost, the updates applied
-    but not yet durable at the kill, and (with instances) the share placed again."""
+    but not yet durable at the kill, the first sessions not restored with their seqs, and
+    (with instances) the share placed again."""
     if kept is None or not kept.durable:
         return {}
     durable = kept.durable
@@ -69,6 +71,10 @@ def restart_section(kept: AtKill | None, hot: HotStore,
         "lost_updates": sum(max(0, durable[s] - now.get(s, 0)) for s in ids),
         "unsaved_updates": sum(max(0, seq - durable.get(s, 0))
                                for s, seq in kept.applied.items()),
+        "not_restored": [{"session": s, "durable_seq": durable[s],
+                          "applied_seq_at_kill": kept.applied.get(s),
+                          "seq_now": now.get(s)}
+                         for s in ids if now.get(s, -1) < durable[s]][:NOT_RESTORED_SHOWN],
     }
     if registry is not None:
         owners = registry.owners(ids)

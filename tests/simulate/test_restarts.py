@@ -57,9 +57,13 @@ def test_sessions_back_at_their_durable_state_count_as_restored(
     registry.join("i0", 10)
     registry.place("sim-x-0", 1.0)
     section = restart_section(kept, after, registry)
-    assert section == {"open_at_restart": 3, "restored_ratio": round(1 / 3, 6),
-                       "lost_updates": 6, "unsaved_updates": 2,
-                       "placed_ratio": round(1 / 3, 6)}
+    assert section == {
+        "open_at_restart": 3, "restored_ratio": round(1 / 3, 6), "lost_updates": 6,
+        "unsaved_updates": 2, "placed_ratio": round(1 / 3, 6),
+        "not_restored": [
+            {"session": "sim-x-1", "durable_seq": 3, "applied_seq_at_kill": 3, "seq_now": 0},
+            {"session": "sim-x-2", "durable_seq": 3, "applied_seq_at_kill": 3,
+             "seq_now": None}]}
 
 
 def test_no_restart_no_section() -> None:

@@ -1,0 +1,34 @@
+"""A game server serves what its client enqueued, per queue, when it asks for a port."""
+
+from __future__ import annotations
+
+import re
+
+from app.client.api import GameClient
+from app.protocol.vocab import Queue
+from app.settings import Settings
+from app.tasking.factory import create_app
+from tests.subprocesses import free_port, scrape
+from tests.waiting import wait_for
+
+ENQUEUED = "gamesched_tasks_enqueued_total"
+
+
+def _enqueued(text: str, queue: str) -> float | None:
+    match = re.search(rf'^{ENQUEUED}{{queue="{queue}"}} ([\d.e+]+)$', text, re.MULTILINE)
+    return float(match[1]) if match else None
+
+
+def test_a_game_server_serves_its_enqueued_counters_from_the_start(
+        eager_settings: Settings) -> None:
+    client = GameClient(create_app(eager_settings))  # the embedded default's broker
+    port = free_port()
+    try:
+        client.serve_metrics(port)
+        first = wait_for(lambda: scrape(port), timeout=10, what="the metrics endpoint")
+        assert all(_enqueued(first, q.value) is not None for q in Queue), first
+        before = _enqueued(first, "ai") or 0.0
+        client.submit_ai("npc-1", (1.0, 1.0), [(2.0, 2.0)])
+        assert _enqueued(scrape(port) or "", "ai") == before + 1
+    finally:
+        client.close()

@@ -76,6 +76,7 @@ from app.validation import check_position, parse
 log = logging.getLogger(__name__)
 MOVES_MAX = 1000  # session moves per task
 FOLLOW_S = 0.1  # how often a client looks for its sessions moving to other instances
+RESTORE_CHUNK = 200  # sessions placed again whose state is restored together
 
 
 class GameClient:
@@ -226,19 +227,22 @@ class GameClient:
         """Place again the sessions of `ids` the registry has no owner for, and restore
         their state from SQL; their owners now (None: still unplaced).  Stops at the first
         that no instance takes (none has joined yet): the next round tries again."""
-        placed = list(owners)
+        placed, again = list(owners), []
         self._unplaced = False
         for index, session_id in enumerate(ids):
-            if placed[index] is None:
-                placed[index] = self._place_again(session_id)
-                if placed[index] is None:  # no instance takes sessions yet: next round
-                    self._unplaced = True
-                    break
-        again = [s for s, owner, now in zip(ids, owners, placed, strict=True)
-                 if owner is None and now is not None]
+            if placed[index] is not None:
+                continue
+            placed[index] = self._place_again(session_id)
+            if placed[index] is None:  # no instance takes sessions yet: next round
+                self._unplaced = True
+                break
+            again.append(session_id)
+            if len(again) % RESTORE_CHUNK == 0:  # their state back as they are placed
+                self.last_applied(again[-RESTORE_CHUNK:])
+        if rest := len(again) % RESTORE_CHUNK:
+            self.last_applied(again[-rest:])
         if again:
             log.info("placed %d sessions again (the registry had lost them)", len(again))
-            self.last_applied(again)
         return placed
 
     def _place_again(self, session_id: str) -> str | None:

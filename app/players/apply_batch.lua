@@ -4,37 +4,13 @@
 -- session is marked there with its new seq), and the instances' fencing tokens when the
 -- writer is an instance.
 -- ARGV: the channel ('' for none), the state keys' prefix, '1' to report the updates
--- applied per session, the batch in its wire form, and the writer's instance and token.  Reply: {stale,
--- message, delta bytes, applied, {index, field, reason, ...}, {session, applied, ...}}.
+-- applied per session, the batch in its wire form, and the writer's instance and token.
+-- Reply: {stale, message, delta bytes, applied, {index, field, reason, ...}, {session,
+-- applied, ...}}.
 -- Each delta is assembled from packed values: 0x92 opens [seq, changes], then the seq as a
 -- msgpack int, a map header and the (name, value) pairs; the session ids are msgpack
--- strings.  Indices in the reply count from 0.
-local function maphead(n)
-  if n < 16 then return string.char(0x80 + n) end
-  if n < 65536 then return string.char(0xde, math.floor(n / 256), n % 256) end
-  return string.char(0xdf, math.floor(n / 16777216), math.floor(n / 65536) % 256,
-                     math.floor(n / 256) % 256, n % 256)
-end
-local function bytes_of(n, width)
-  local out = {}
-  for k = width, 1, -1 do out[k] = string.char(n % 256); n = math.floor(n / 256) end
-  return table.concat(out)
-end
-local function packint(n)
-  if n < 128 then return string.char(n) end
-  if n < 256 then return '\204' .. string.char(n) end
-  if n < 65536 then return '\205' .. bytes_of(n, 2) end
-  if n < 4294967296 then return '\206' .. bytes_of(n, 4) end
-  return '\207' .. bytes_of(n, 8)
-end
-local function packstr(text)
-  local n = #text
-  if n < 32 then return string.char(0xa0 + n) .. text end
-  if n < 256 then return '\217' .. string.char(n) .. text end
-  if n < 65536 then return '\218' .. bytes_of(n, 2) .. text end
-  return '\219' .. bytes_of(n, 4) .. text
-end
-
+-- strings (`pack.lua`, loaded before this script, packs them).  Indices in the reply count
+-- from 0.
 local channel, prefix, want_sizes = ARGV[1], ARGV[2], ARGV[3] == '1'
 -- A fenced writer (KEYS[4]: the instances' tokens; ARGV[5], ARGV[6]: its instance and
 -- token) writes nothing: it was taken over while it was silent.

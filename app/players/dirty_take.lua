@@ -1,31 +1,16 @@
 -- Take the lease of writing sessions' hot state behind to SQL, and the first marks with
--- each marked session's state as its snapshot (`app.players.statestore.RedisStateStore.take_dirty`).
+-- each marked session's state as its snapshot
+-- (`app.players.statestore.RedisStateStore.take_dirty`).
 -- KEYS[1]: the sorted set of marks (session, its seq when marked); KEYS[2]: the lease.
 -- ARGV: the taker, the lease in ms, how many marks at most, the state keys' prefix.
 -- Reply: false when another process holds the lease, else {session, mark, seq, snapshot,
 -- ...}: the session's seq now ('0' when its state is gone) and its values as one msgpack
--- map (name: value, the values packed as they are stored), built here so that the writer
--- reads two strings per session instead of every field and version.
+-- map (name: value, the values packed as they are stored; `pack.lua` packs the rest),
+-- built here so that the writer reads two strings per session instead of every field and
+-- version.
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   if redis.call('GET', KEYS[2]) ~= ARGV[1] then return false end
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
-end
-local function bytes_of(n, width)
-  local out = {}
-  for k = width, 1, -1 do out[k] = string.char(n % 256); n = math.floor(n / 256) end
-  return table.concat(out)
-end
-local function maphead(n)
-  if n < 16 then return string.char(0x80 + n) end
-  if n < 65536 then return '\222' .. bytes_of(n, 2) end
-  return '\223' .. bytes_of(n, 4)
-end
-local function packstr(text)
-  local n = #text
-  if n < 32 then return string.char(0xa0 + n) .. text end
-  if n < 256 then return '\217' .. string.char(n) .. text end
-  if n < 65536 then return '\218' .. bytes_of(n, 2) .. text end
-  return '\219' .. bytes_of(n, 4) .. text
 end
 local marks = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
 local out, prefix = {}, ARGV[4]

@@ -274,14 +274,18 @@ def _emit(outcome: BatchOutcome, emit: Emit, publish: Publish, count: Count) -> 
     count({emit.updates_counter: outcome.applied, emit.bytes_counter: outcome.delta_bytes})
 
 
-def _script(name: str) -> str:
-    """The text of a Lua script shipped beside this module."""
-    return resources.files("app.players").joinpath(name).read_text(encoding="utf-8")
+def _script(name: str, prelude: str = "") -> str:
+    """The text of a Lua script shipped beside this module, after the `prelude` script's."""
+    folder = resources.files("app.players")
+    text = folder.joinpath(name).read_text(encoding="utf-8")
+    return folder.joinpath(prelude).read_text(encoding="utf-8") + text if prelude else text
 
 
-_APPLY = _script("apply_batch.lua")  # one batch: merge, write changed fields, build deltas
+# one batch: merge, write changed fields, build deltas
+_APPLY = _script("apply_batch.lua", prelude="pack.lua")
 _PUT_IF_NEWER = _script("put_if_newer.lua")  # create or replace a state when newer
-_TAKE_DIRTY = _script("dirty_take.lua")  # the write-behind's lease and marks
+# the write-behind's lease, and its marks with their sessions' snapshots
+_TAKE_DIRTY = _script("dirty_take.lua", prelude="pack.lua")
 _CLEAN_DIRTY = _script("dirty_clean.lua")  # marks written, and the lease given back
 
 

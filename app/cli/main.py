@@ -26,6 +26,9 @@ cli.add_typer(db_cli, name="db")
 physics_cli = typer.Typer(help="Physics scenarios.", no_args_is_help=True,
                           rich_markup_mode="markdown")
 cli.add_typer(physics_cli, name="physics")
+fleet_cli = typer.Typer(help="A whole fleet under one supervisor process.",
+                        no_args_is_help=True, rich_markup_mode="markdown")
+cli.add_typer(fleet_cli, name="fleet")
 console = Console()
 
 
@@ -89,6 +92,74 @@ def controller(
     failures.require_redis(settings)  # once: later outages are Celery's to ride out
     workercmd.run_worker(settings, argv, metrics_port,
                          workercmd.memory_budget(settings, RoleName.CONTROL), RoleName.CONTROL)
+
+
+def _state_option(state_file: Path | None, settings: Settings) -> Path:
+    from app.cli import fleet as fleetcmd
+
+    return state_file or fleetcmd.default_state_file(settings)
+
+
+StateFile = Annotated[Path | None, typer.Option(
+    help="The fleet's state file (default: gamesched-fleet-<instance>.json in the temp "
+         "folder).")]
+
+
+@fleet_cli.command("up")
+def fleet_up(
+    instance: Annotated[list[str] | None, typer.Option(
+        help="A server instance: the player role runs one worker per instance (repeat the "
+             "option); without it, one player worker serves the shared queue.")] = None,
+    roles: Annotated[str | None, typer.Option(
+        help="Comma list of roles to run (default: player,physics,ai,transactions,"
+             "background,control).")] = None,
+    log_dir: Annotated[Path | None, typer.Option(
+        help="Where each worker logs, one file per node (default: gamesched-fleet-"
+             "<instance> in the temp folder).")] = None,
+    state_file: StateFile = None,
+    loglevel: Annotated[str, typer.Option(help="The workers' Celery log level.")] = "INFO",
+) -> None:
+    """Start every worker of a fleet (each role, the controller with beat and the ledger's
+    sweeper) and keep them running: a worker that exits is started again at once. Runs
+    until SIGTERM or Ctrl-C (or `gamesched fleet down`), which stop every worker warm."""
+    from app.cli import fleet as fleetcmd
+
+    settings = _settings()
+    if settings.embedded:
+        console.print("A fleet of worker processes needs a broker they share: set "
+                      "GAMESCHED_BROKER_URL=redis://... (the embedded default runs in one "
+                      "process: `gamesched demo`).", markup=False)
+        raise typer.Exit(2)
+    try:
+        chosen = fleetcmd.parse_roles(roles)
+    except InvalidRequest as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    failures.require_redis(settings)
+    folder = log_dir or Path(tempfile.gettempdir()) / f"gamesched-fleet-{settings.instance_id}"
+    raise typer.Exit(fleetcmd.up(console, settings, roles=chosen, instances=instance or [],
+                                 log_dir=folder, state_file=_state_option(state_file, settings),
+                                 loglevel=loglevel))
+
+
+@fleet_cli.command("status")
+def fleet_status(state_file: StateFile = None) -> None:
+    """Show the fleet this machine runs: each worker's pid, whether it runs, its restarts
+    and its log."""
+    from app.cli import fleet as fleetcmd
+
+    path = _state_option(state_file, _settings())
+    raise typer.Exit(0 if fleetcmd.status(console, path) else 1)
+
+
+@fleet_cli.command("down")
+def fleet_down(state_file: StateFile = None) -> None:
+    """Stop the fleet this machine runs: every worker shuts down warm (tasks in progress
+    finish), then its supervisor exits."""
+    from app.cli import fleet as fleetcmd
+
+    path = _state_option(state_file, _settings())
+    raise typer.Exit(0 if fleetcmd.down(console, path) else 1)
 
 
 @db_cli.command("upgrade")

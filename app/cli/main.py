@@ -196,7 +196,8 @@ def simulate(
         "game servers ignoring the controller's AI tier; world-event runs it by "
         "default).")] = None,
     faults: Annotated[str | None, typer.Option(
-        help="kill-worker,restart-broker,db-errors,partition,restart-fleet")] = None,
+        help="kill-worker,kill-worker-every=9s,restart-broker,db-errors,partition,"
+             "restart-fleet")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of latency and load.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated load.")] = 1,

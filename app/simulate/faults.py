@@ -1,7 +1,9 @@
 """``--faults``: what goes wrong during a run, at seeded times.
 
 ``kill-worker`` SIGKILLs the worker of each role twice (its whole process group) and
-starts it again; ``restart-broker`` stops and restarts the private redis-server once;
+starts it again; ``kill-worker-every=<seconds>s`` SIGKILLs the (first) transactions worker
+that often, from that many seconds in, and starts it again (a bad day for the ledger);
+``restart-broker`` stops and restarts the private redis-server once;
 ``partition`` cuts the first server instance off once (SIGSTOP of its player worker for
 `PARTITION_S`, then SIGCONT): the controller takes it over, and back, it is fenced and
 starts again by itself (with ``--instances`` 2 or more);
@@ -39,6 +41,8 @@ from app.tasking.broker import live_workers
 from app.tasking.factory import create_app
 
 KNOWN = ("kill-worker", "restart-broker", "db-errors", "partition", "restart-fleet")
+EVERY = "kill-worker-every"  # =<seconds>s: the transactions worker, SIGKILLed that often
+MIN_EVERY_S, MAX_EVERY_S = 1.0, 3600.0
 AVAILABLE = KNOWN
 PARTITION_S = 6.0  # past the instances' time to live (3 s): long enough to be taken over
 KILLS_PER_ROLE = 2
@@ -71,12 +75,29 @@ def parse_faults(text: str | None) -> tuple[str, ...]:
     """The fault names of a comma list, or InvalidRequest naming the bad one."""
     names = tuple(dict.fromkeys(n.strip() for n in (text or "").split(",") if n.strip()))
     for name in names:
+        if name.startswith(f"{EVERY}="):
+            kill_every_s(name)
+            continue
         if name not in KNOWN:
-            raise InvalidRequest("faults", name, f"expected a comma list of {', '.join(KNOWN)}")
+            raise InvalidRequest("faults", name, f"expected a comma list of {', '.join(KNOWN)}, "
+                                 f"{EVERY}=<seconds>s")
         if name not in AVAILABLE:
             raise InvalidRequest("faults", name, "not available yet; available: "
                                  + ", ".join(AVAILABLE))
     return names
+
+
+def kill_every_s(name: str) -> float:
+    """The period of ``kill-worker-every=<seconds>s``, or InvalidRequest naming it."""
+    text = name.partition("=")[2].removesuffix("s")
+    try:
+        period = float(text)
+    except ValueError:
+        period = 0.0
+    if not MIN_EVERY_S <= period <= MAX_EVERY_S:
+        raise InvalidRequest("faults", name, f"expected {EVERY}=<seconds>s, {MIN_EVERY_S:g} "
+                             f"to {MAX_EVERY_S:g} seconds, like {EVERY}=9s")
+    return period
 
 
 def plan_faults(names: tuple[str, ...], duration_s: float, seed: int,
@@ -92,6 +113,11 @@ def plan_faults(names: tuple[str, ...], duration_s: float, seed: int,
         plan.append(Fault(rng.uniform(0.3, 0.7) * duration_s, "restart-broker", "redis"))
     if "partition" in names and RoleName.PLAYER in roles:
         plan.append(Fault(rng.uniform(0.1, 0.4) * duration_s, "partition", RoleName.PLAYER))
+    for name in (n for n in names if n.startswith(f"{EVERY}=")):
+        period = kill_every_s(name)
+        target = RoleName.TRANSACTIONS if RoleName.TRANSACTIONS in roles else roles[0]
+        plan += [Fault(k * period, "kill-worker", target)
+                 for k in range(1, int(duration_s / period) + 1) if k * period < duration_s]
     if "restart-fleet" in names:  # the fleet takes 10-12 s to be back on 2 cores
         plan.append(Fault(rng.uniform(0.4, 0.5) * duration_s, "restart-fleet", "fleet"))
     return sorted(plan, key=lambda f: f.at_s)

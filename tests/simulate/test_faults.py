@@ -59,6 +59,17 @@ def test_restart_fleet_happens_once_with_time_left_to_come_back() -> None:
     assert parse_faults("restart-fleet") == ("restart-fleet",)
 
 
+def test_kill_worker_every_kills_the_transactions_worker_on_a_period() -> None:
+    assert parse_faults("kill-worker-every=9s,restart-broker") == (
+        "kill-worker-every=9s", "restart-broker")
+    plan = plan_faults(("kill-worker-every=9s",), duration_s=45.0, seed=1)
+    assert [(f.at_s, f.kind, f.target) for f in plan] == [
+        (9.0 * k, "kill-worker", "transactions") for k in range(1, 5)]
+    for bad in ("kill-worker-every=0s", "kill-worker-every=soon", "kill-worker-every=-3s"):
+        with pytest.raises(InvalidRequest, match=bad):
+            parse_faults(bad)
+
+
 def test_restart_fleet_needs_both_private_redis_servers() -> None:
     plan = plan_faults(("restart-fleet",), duration_s=30.0, seed=5)
     settings = load_settings()

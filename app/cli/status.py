@@ -15,6 +15,7 @@ from app.control.controller import read_decision
 from app.db import utcnow
 from app.instances.registry import InstanceState
 from app.ledger.sweeper import pending_health
+from app.players.durable import last_round
 from app.protocol import keys
 from app.settings import Settings, redact
 from app.tasking.broker import live_workers, queue_depths
@@ -43,6 +44,7 @@ def show(console: Console, settings: Settings) -> None:
     for name, queues in sorted(workers.items()):
         console.print(f"  {name}: {', '.join(queues)}")
     _ledger(console, app)
+    _write_behind(console, app)
     decision = read_decision(app.runtime.hot)
     if decision is None:
         console.print("controller: no decision yet")
@@ -71,6 +73,20 @@ def _instances(console: Console, instances: list[InstanceState]) -> None:
                       "left" if state.left else f"{state.silent_s:.1f}s ago",
                       str(state.refused))
     console.print(table)
+
+
+def _write_behind(console: Console, app: GameschedCelery) -> None:
+    """Sessions whose state is not in SQL yet, and the write-behind's last round."""
+    hot = app.runtime.hot
+    waiting = hot.states.dirty_count()
+    last = last_round(hot)
+    if last is None:
+        console.print(f"write-behind: no round yet ({waiting} sessions changed since SQL "
+                      "has them; the player workers write them every "
+                      "GAMESCHED_WRITE_BEHIND_MS)")
+        return
+    console.print(f"write-behind: {last['written']:.0f} sessions in {last['ms']:.0f} ms, "
+                  f"{time.time() - last['at']:.1f}s ago; {waiting} changed since")
 
 
 def _ledger(console: Console, app: GameschedCelery) -> None:

@@ -16,10 +16,12 @@ into hot state) when hot state was lost.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -31,6 +33,7 @@ from app.players.hotstore import HotStore
 from app.players.models import GameSession
 from app.players.sessions import restore
 from app.players.statestore import Dirty
+from app.protocol import keys
 from app.protocol.vocab import SessionStatus
 
 log = logging.getLogger(__name__)
@@ -130,6 +133,13 @@ def last_applied(hot: HotStore, factory: Factory, session_ids: Iterable[str]) ->
     return seqs
 
 
+def last_round(hot: HotStore) -> dict[str, float] | None:
+    """The last write-behind round on `hot`: ``at`` (epoch seconds), ``written``
+    (sessions) and ``ms``; None before the first."""
+    raw = hot.get(keys.DIRTY_LAST)
+    return None if raw is None else dict(json.loads(raw))
+
+
 def _chunks(ids: Iterable[str]) -> Iterable[list[str]]:
     batch: list[str] = []
     for session_id in ids:
@@ -169,14 +179,19 @@ class WriteBehind:
 
     def round(self) -> int:
         """One round now; the sessions it wrote (0 when another writer holds the lease or
-        the round failed)."""
+        the round failed).  A round that ran is noted in the hot store (`last_round`)."""
+        started = time.perf_counter()
         try:
-            written = write_behind(self.hot, self.factory, self.owner) or 0
+            written = write_behind(self.hot, self.factory, self.owner)
+            if written is not None:
+                self.hot.set(keys.DIRTY_LAST, json.dumps({
+                    "at": time.time(), "written": written,
+                    "ms": round((time.perf_counter() - started) * 1000.0, 1)}).encode())
         except Exception as exc:  # noqa: BLE001 - SQL or Redis away: the next round retries
             log.warning("write-behind round failed, the next one retries: %s", exc)
             return 0
-        self.written += written
-        return written
+        self.written += written or 0
+        return written or 0
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):

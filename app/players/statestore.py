@@ -127,6 +127,9 @@ class StateStore(Protocol):
         """Remove `marks` written to SQL, except sessions marked again with a newer seq;
         with `release`, give `owner`'s lease back."""
 
+    def dirty_count(self) -> int:
+        """Sessions changed since they were last written behind."""
+
 
 # The reason given for an update of a session hot state does not hold (the Lua script
 # spells it the same way); callers restore such sessions by it.
@@ -228,6 +231,11 @@ class MemoryStateStore:
             states = {s: self._states.get(s) for s, _ in marks}
         return [Dirty(s, mark, st[0] if st else 0, pack_map(st[1] if st else {}))
                 for (s, mark), st in ((m, states[m[0]]) for m in marks)]
+
+    def dirty_count(self) -> int:
+        """Sessions changed since they were last written behind."""
+        with self._lock:
+            return len(self._dirty)
 
     def clean_dirty(self, owner: str, marks: Sequence[Mark], release: bool) -> None:
         """Remove the marks not raised since; with `release`, end `owner`'s lease."""
@@ -349,6 +357,10 @@ class RedisStateStore:
             return None
         return [Dirty(reply[k].decode(), int(float(reply[k + 1])), int(reply[k + 2]),
                       bytes(reply[k + 3])) for k in range(0, len(reply), 4)]
+
+    def dirty_count(self) -> int:
+        """ZCARD of the marks."""
+        return int(self._client.zcard(keys.DIRTY))
 
     def clean_dirty(self, owner: str, marks: Sequence[Mark], release: bool) -> None:
         """Remove the marks not raised since (and the lease), in one script call."""

@@ -17,6 +17,7 @@ DELTA_CHANNEL = PREFIX + "deltas"  # each applied batch's delta message is publi
 # process writing them behind (app.players.durable).
 DIRTY = PREFIX + "state-dirty"
 DIRTY_LEASE = PREFIX + "state-dirty:lease"
+DIRTY_LAST = PREFIX + "state-dirty:last"  # the last round: when, sessions written, its ms (JSON)
 
 # Network counters: applied updates, their delta bytes, and the full-state cost of a sample.
 NET_UPDATES = PREFIX + "net:updates"

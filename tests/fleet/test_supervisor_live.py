@@ -5,6 +5,7 @@ starts again at once a worker killed with SIGKILL, says so in ``fleet status``, 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +21,8 @@ from tests.waiting import wait_for
 
 def _gamesched(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, text=True,
-                          env={**os.environ, **settings.to_env()}, capture_output=True,
+                          env={**os.environ, **settings.to_env(), "COLUMNS": "120"},
+                          capture_output=True,
                           timeout=120, check=False)
 
 
@@ -59,6 +61,10 @@ def test_fleet_up_restarts_a_killed_worker_and_fleet_down_stops_it_all(
         app = create_app(live_settings)
         wait_for(lambda: any(n.startswith("player-east@") for n in live_workers(app, 0.5)),
                  timeout=60, what="the restarted worker to answer")
+
+        fleet = _gamesched(live_settings, "status")  # the player worker writes behind
+        assert re.search(r"^write-behind: 0 sessions in \d+ ms, \d+\.\ds ago; 0 changed since$",
+                         fleet.stdout, re.MULTILINE), fleet.stdout
 
         shown = _gamesched(live_settings, "fleet", "status", "--state-file", str(state_file))
         assert shown.returncode == 0, shown.stdout + shown.stderr

@@ -46,21 +46,9 @@ def test_every_session_comes_back_from_sql_after_the_fleet_and_both_redis_die(
     feeder: Feeder | None = None
     try:
         sessions, _ = open_on(client, SESSIONS, session_type="casual", players=1)
-        feeder = Feeder(client, sessions)
-        feeder.start()
-        wait_for(lambda: min(client.last_durable(sessions).values(), default=0) >= 5,
-                 timeout=30, what="every session durable past seq 5")
-        feeder.stop.set()  # the game server pauses: only the fleet brings state back
-        feeder.join(timeout=5)
-
+        feeder = _feed_until_durable(client, sessions)
         acked = client.last_durable(sessions)  # what the game server was told is durable
-        for proc in procs:  # the whole fleet, then both Redis servers, at once
-            os.killpg(proc.pid, signal.SIGKILL)
-        broker.kill()
-        hot.kill()
-        broker.start()  # empty: they persist nothing
-        hot.start()
-        procs += _start_fleet(settings, tmp_path)
+        procs = _kill_and_start_again(procs, broker, hot, settings, tmp_path)
 
         # the client finds its sessions unplaced, places them again and restores their state
         wait_for(lambda: None not in client.instances.owners(sessions), timeout=20,
@@ -90,6 +78,73 @@ def test_every_session_comes_back_from_sql_after_the_fleet_and_both_redis_die(
             feeder.join(timeout=5)
         client.close()
         stop_process_groups(procs)
+
+
+def test_a_restarted_game_server_learns_where_its_sessions_stand_and_carries_on(
+        live_settings: Settings, servers: tuple[PrivateRedis, PrivateRedis],
+        tmp_path: Path) -> None:
+    broker, hot = servers
+    settings = live_settings.model_copy(update={
+        "broker_url": broker.url, "hot_url": hot.url, "instance_heartbeat_s": 0.2,
+        "instance_ttl_s": 1.0, "write_behind_ms": 100})
+    procs = _start_fleet(settings, tmp_path)
+    before = GameClient(create_app(settings))
+    after: GameClient | None = None
+    feeder: Feeder | None = None
+    try:
+        sessions, _ = open_on(before, SESSIONS, session_type="casual", players=1)
+        _feed_until_durable(before, sessions)
+        acked = before.last_durable(sessions)
+        before.close()  # the game server dies with the fleet
+        procs = _kill_and_start_again(procs, broker, hot, settings, tmp_path)
+
+        after = GameClient(create_app(settings))  # the game server, started again
+        for session in sessions:
+            after.adopt_session(session, session_type="casual", players=1)
+        resumed = after.last_applied(sessions)
+        assert sorted(resumed) == sorted(sessions)
+        assert all(resumed[s] >= acked[s] for s in sessions), (resumed, acked)
+        states = read_states(after.app.runtime.hot, sessions)
+        assert not any(n for s in sessions for n in range(1, acked[s] + 1)
+                       if f"f{n}" not in states[s].fields)
+        feeder = Feeder(after, sessions)
+        feeder.seq = max(resumed.values())  # it carries on after the last applied
+        feeder.start()
+        wait_for(lambda: applied(after.app, sessions) > max(resumed.values()), timeout=30,
+                 what="the restarted game server's updates to apply")
+        assert None not in after.instances.owners(sessions)
+    finally:
+        if feeder is not None:
+            feeder.stop.set()
+            feeder.join(timeout=5)
+        before.close()
+        if after is not None:
+            after.close()
+        stop_process_groups(procs)
+
+
+def _feed_until_durable(client: GameClient, sessions: list[str]) -> Feeder:
+    """Feed every session until each is durable past seq 5, then pause the feeding."""
+    feeder = Feeder(client, sessions)
+    feeder.start()
+    wait_for(lambda: min(client.last_durable(sessions).values(), default=0) >= 5,
+             timeout=30, what="every session durable past seq 5")
+    feeder.stop.set()  # the game server pauses: only the fleet brings state back
+    feeder.join(timeout=5)
+    return feeder
+
+
+def _kill_and_start_again(procs: list[subprocess.Popen[bytes]], broker: PrivateRedis,
+                          hot: PrivateRedis, settings: Settings,
+                          tmp_path: Path) -> list[subprocess.Popen[bytes]]:
+    """SIGKILL the whole fleet, then both Redis servers; start them again, empty."""
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGKILL)
+    broker.kill()
+    hot.kill()
+    broker.start()  # empty: they persist nothing
+    hot.start()
+    return procs + _start_fleet(settings, tmp_path)
 
 
 def _all_states(client: GameClient, sessions: list[str]) -> dict[str, HotState] | None:

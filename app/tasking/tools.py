@@ -1,0 +1,29 @@
+"""The app for Celery's tools that watch a fleet without running it: Flower, and
+``celery inspect`` / ``celery control``.
+
+    celery -A app.tasking.tools flower --port=5555
+    celery -A app.tasking.tools inspect ping
+
+It is gamesched's configuration (the queues, and the broker's transport options: ten
+priority steps named ``<queue>:<step>``), on kombu's own Redis transport instead of
+gamesched's (`app.tasking.transport`, which changes how workers reconnect, acknowledge and
+publish, nothing a watcher needs).  So the broker URL keeps its ``redis://`` scheme, the
+only one for which Flower reads queue lengths, and those lengths sum every priority step.
+A client given only the broker URL (``celery --broker=redis://...``) reads the broker with
+kombu's defaults, which name priority steps and bindings differently: it cannot reach the
+fleet's workers; give it this app instead.
+"""
+
+from __future__ import annotations
+
+from app.settings import Settings
+from app.tasking.factory import GameschedCelery, create_app
+
+
+def tools_app(settings: Settings | None = None) -> GameschedCelery:
+    """gamesched's app on kombu's own Redis transport (the environment's settings when
+    None)."""
+    return create_app(settings, broker_transport=None)
+
+
+celery = tools_app()

@@ -1,0 +1,91 @@
+"""Celery's own tools on the fleet, through `app.tasking.tools`: Flower lists the workers and
+a queue's length summed over every priority step; ``celery inspect ping`` reaches the
+workers, with no control-command error on any of them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from app.protocol.queues import Queue
+from app.settings import Settings, load_settings
+from app.tasking.broker import queue_depths
+from app.tasking.factory import create_app
+from app.tasking.tools import tools_app
+from app.tasking.transport import kombu_redis
+from tests.subprocesses import ROOT, StartWorker, free_port
+from tests.waiting import wait_for
+
+STEPS = (2, 5, 8)  # the priority steps the waiting messages are spread over
+
+
+def _get(port: int, path: str) -> Any:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+            return json.loads(reply.read())
+    except OSError:
+        return None
+
+
+def _background_length(port: int) -> int | None:
+    reply = _get(port, "/api/queues/length") or {}
+    lengths = {q["name"]: q["messages"] for q in reply.get("active_queues", [])}
+    return lengths.get(Queue.BACKGROUND.value)
+
+
+def test_flower_and_inspect_reach_the_fleet_through_the_tools_app(
+        live_settings: Settings, start_worker: StartWorker, redis_client: Any,
+        tmp_path: Path) -> None:
+    node = start_worker("background", "bg", concurrency=1)
+    app = create_app(live_settings)
+    started, release = f"started-{uuid.uuid4().hex}", f"release-{uuid.uuid4().hex}"
+    app.send_task("tests.block", args=[started, release], queue=Queue.BACKGROUND.value)
+    env = {**os.environ, **live_settings.to_env(), "FLOWER_UNAUTHENTICATED_API": "true"}
+    port = free_port()
+    with open(tmp_path / "flower.log", "wb") as log:
+        flower = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "app.tasking.tools", "flower",
+             f"--port={port}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: redis_client.llen(started), timeout=30, what="the worker to be busy")
+        for step in STEPS:  # they wait: the worker's one slot is taken
+            for _ in range(2):
+                app.send_task("tests.mark", args=["order", str(step)],
+                              queue=Queue.BACKGROUND.value, priority=step)
+        waiting = queue_depths(app)[Queue.BACKGROUND.value]
+        assert waiting >= len(STEPS)  # at most one taken ahead by the worker
+        keys = {k.decode() for k in redis_client.keys(f"{Queue.BACKGROUND.value}*")}
+        assert len(keys) >= 2, keys  # spread over priority steps: lists of their own
+
+        shown = wait_for(lambda: _background_length(port), timeout=60,
+                         what="Flower to report the background queue's length")
+        assert shown == waiting
+        workers = wait_for(lambda: _get(port, "/api/workers?refresh=1"), timeout=30,
+                           what="Flower's workers")
+        assert node in workers
+
+        ping = subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "app.tasking.tools", "inspect", "ping",
+             "--timeout", "5"], cwd=ROOT, env=env, capture_output=True, text=True,
+            timeout=60, check=False)
+        assert ping.returncode == 0 and node in ping.stdout, ping.stdout + ping.stderr
+    finally:
+        redis_client.rpush(release, b"1")
+        flower.terminate()
+        flower.wait(timeout=30)
+    assert "Control command error" not in (tmp_path / "bg.log").read_text(errors="replace")
+
+
+def test_the_tools_app_runs_on_kombus_own_redis_transport() -> None:
+    app = tools_app(load_settings(broker_url="redis://127.0.0.1:6379/0"))
+    uri = app.connection().as_uri()
+    assert uri.startswith("redis://"), uri  # the only scheme Flower reads lengths for
+    assert type(app.connection().transport) is kombu_redis.Transport
+    options = app.conf.broker_transport_options
+    assert options["sep"] == ":" and list(options["priority_steps"]) == list(range(10))

@@ -34,13 +34,19 @@ def servers(redis_server_binary: str) -> Iterator[tuple[PrivateRedis, PrivateRed
         yield broker, hot
 
 
-def test_every_session_comes_back_from_sql_after_the_fleet_and_both_redis_die(
-        live_settings: Settings, servers: tuple[PrivateRedis, PrivateRedis],
-        tmp_path: Path) -> None:
+@pytest.fixture
+def settings(live_settings: Settings, servers: tuple[PrivateRedis, PrivateRedis]) -> Settings:
+    """The live settings on those servers, with quick heartbeats and write-behind."""
     broker, hot = servers
-    settings = live_settings.model_copy(update={
+    return live_settings.model_copy(update={
         "broker_url": broker.url, "hot_url": hot.url, "instance_heartbeat_s": 0.2,
         "instance_ttl_s": 1.0, "write_behind_ms": 100})
+
+
+def test_every_session_comes_back_from_sql_after_the_fleet_and_both_redis_die(
+        settings: Settings, servers: tuple[PrivateRedis, PrivateRedis],
+        tmp_path: Path) -> None:
+    broker, hot = servers
     procs = _start_fleet(settings, tmp_path)
     client = GameClient(create_app(settings))
     feeder: Feeder | None = None
@@ -81,12 +87,9 @@ def test_every_session_comes_back_from_sql_after_the_fleet_and_both_redis_die(
 
 
 def test_a_restarted_game_server_learns_where_its_sessions_stand_and_carries_on(
-        live_settings: Settings, servers: tuple[PrivateRedis, PrivateRedis],
+        settings: Settings, servers: tuple[PrivateRedis, PrivateRedis],
         tmp_path: Path) -> None:
     broker, hot = servers
-    settings = live_settings.model_copy(update={
-        "broker_url": broker.url, "hot_url": hot.url, "instance_heartbeat_s": 0.2,
-        "instance_ttl_s": 1.0, "write_behind_ms": 100})
     procs = _start_fleet(settings, tmp_path)
     before = GameClient(create_app(settings))
     after: GameClient | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from app.cli.main import cli
 from app.fleet.roles import WORKER_ROLES
 from app.settings import ENV_PREFIX, Settings
 from app.simulate.modes import REPLICAS
+from app.tasking.factory import GameschedCelery
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +48,29 @@ def test_every_gamesched_service_runs_a_real_command(compose: dict[str, Any]) ->
     ours = {name: s for name, s in compose["services"].items() if _ours(s)}
     assert len(ours) >= 7
     for service in ours.values():
-        _resolve(service["command"])
+        if service["command"][0] == "celery":  # Celery's own tools, on an app of ours
+            _app_of(service["command"])
+        else:
+            _resolve(service["command"])
+
+
+def _app_of(command: list[str]) -> Any:
+    """The app a ``celery -A module ...`` command names: the module must import and hold
+    gamesched's app (``celery``)."""
+    module = importlib.import_module(command[command.index("-A") + 1])
+    app = module.celery
+    assert isinstance(app, GameschedCelery)
+    return app
+
+
+def test_flower_runs_on_the_tools_app_with_the_fleets_settings(
+        compose: dict[str, Any]) -> None:
+    flower = compose["services"]["flower"]
+    assert _ours(flower) and flower["command"][-2:-1] == ["flower"]
+    assert flower["command"][:3] == ["celery", "-A", "app.tasking.tools"]
+    env = flower["environment"]
+    assert env["GAMESCHED_BROKER_URL"] == compose["services"]["worker-ai"]["environment"][
+        "GAMESCHED_BROKER_URL"]
 
 
 @pytest.mark.parametrize("command", [

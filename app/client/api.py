@@ -68,8 +68,8 @@ from app.protocol.names import (
 )
 from app.protocol.queues import Queue
 from app.protocol.vocab import SessionOp
-from app.settings import Settings
-from app.tasking.factory import GameschedCelery
+from app.settings import Settings, load_settings
+from app.tasking.factory import GameschedCelery, create_app
 from app.tasking.transport import published_depth
 from app.validation import check_position, parse
 
@@ -123,6 +123,12 @@ class GameClient:
         self._lowered = ControlledDetail(self._physics_detail)
         cap = ControlledTier(self._ai_tier).value if self.settings.ai_throttle else _full
         self._ai_loop = AiLoop(cap, self.settings.world_size)
+
+    @classmethod
+    def from_env(cls) -> GameClient:
+        """A client of the fleet the ``GAMESCHED_*`` variables name (the embedded default
+        when none is set), read now; raises ConfigError naming a bad variable."""
+        return cls(create_app(load_settings()))
 
     def serve_metrics(self, port: int) -> None:
         """Serve this game server's Prometheus metrics on `port` (``/metrics``, from a daemon

@@ -1,10 +1,14 @@
-"""A game server serves what its client enqueued, per queue, when it asks for a port."""
+"""A game server builds its client from the environment in one call, and serves what the
+client enqueued, per queue, when it asks for a port."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
+
 from app.client.api import GameClient
+from app.errors import ConfigError
 from app.protocol.vocab import Queue
 from app.settings import Settings
 from app.tasking.factory import create_app
@@ -32,3 +36,16 @@ def test_a_game_server_serves_its_enqueued_counters_from_the_start(
         assert _enqueued(scrape(port) or "", "ai") == before + 1
     finally:
         client.close()
+
+
+def test_a_client_is_built_from_the_environment_in_one_call(
+        monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:
+    monkeypatch.setenv("GAMESCHED_DATABASE_URL", sqlite_url)
+    client = GameClient.from_env()
+    try:
+        assert client.settings.database_url == sqlite_url and client.settings.embedded
+    finally:
+        client.close()
+    monkeypatch.setenv("GAMESCHED_TICK_MS", "soon")
+    with pytest.raises(ConfigError, match=r"GAMESCHED_TICK_MS|tick_ms"):
+        GameClient.from_env()

@@ -24,7 +24,6 @@ from app.client.frames import FrameRouter
 from app.client.inflight import InflightTable, Sent, pack_args
 from app.client.lanes import Lanes
 from app.client.npcs import AI_TICK_HZ, AiLoop, ai_route
-from app.client.periodic import Periodic
 from app.client.registry import ACTIVE_HZ, SessionRegistry
 from app.client.requests import (
     BACKGROUND_TASKS,
@@ -48,6 +47,7 @@ from app.ledger.handle import TransactionHandle
 from app.ledger.policy import APPLY_BATCH_MAX
 from app.ledger.submit import submit_purchase, submit_reward
 from app.observe.metrics import metrics, serve, zero_enqueued
+from app.periodic import Periodic
 from app.physics.detail import DetailRates, frame_steps
 from app.players import durable, sessions, wire
 from app.players.delta import POSITION_FIELD, quantise

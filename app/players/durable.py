@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +28,7 @@ from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
+from app.periodic import Periodic
 from app.players.hotstore import HotStore
 from app.players.models import GameSession
 from app.players.sessions import restore
@@ -140,59 +140,43 @@ def last_round(hot: HotStore) -> dict[str, float] | None:
     return None if raw is None else dict(json.loads(raw))
 
 
-def _chunks(ids: Iterable[str]) -> Iterable[list[str]]:
-    batch: list[str] = []
-    for session_id in ids:
-        batch.append(session_id)
-        if len(batch) == CHUNK:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _chunks(ids: Iterable[str]) -> list[list[str]]:
+    listed = list(ids)
+    return [listed[k:k + CHUNK] for k in range(0, len(listed), CHUNK)]
 
 
 class WriteBehind:
-    """`write_behind` every `period_s` from a daemon thread, from `start` until `stop`
-    (which writes one last round).  Celery signal receivers too.  A round that fails (SQL
-    or Redis away) is logged and the next one tries again."""
+    """`write_behind` every `period_s` from a daemon thread (`Periodic`: a failed round,
+    SQL or Redis away, is logged once per run of failures and the next one tried), from
+    `start` until `stop`, which writes one last round.  Celery signal receivers too."""
 
     def __init__(self, hot: HotStore, factory: Factory, period_s: float) -> None:
-        self.hot, self.factory, self.period_s = hot, factory, period_s
+        self.hot, self.factory = hot, factory
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.written = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._rounds = Periodic(self.round, period_s, "gamesched-write-behind")
 
     def start(self, **_: object) -> None:
         """Start the rounds, unless they run already."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="gamesched-write-behind",
-                                            daemon=True)
-            self._thread.start()
+        self._rounds.start()
 
     def stop(self, **_: object) -> None:
         """Stop the rounds, then write what is still marked."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self.round()
+        self._rounds.stop()
+        try:
+            self.round()
+        except Exception as exc:  # noqa: BLE001 - stopping: nothing retries it
+            log.warning("the last write-behind round failed: %s", exc)
 
     def round(self) -> int:
-        """One round now; the sessions it wrote (0 when another writer holds the lease or
-        the round failed).  A round that ran is noted in the hot store (`last_round`)."""
+        """One round now; the sessions it wrote (0 when another writer holds the lease).
+        A round that ran is noted in the hot store (`last_round`).  Raises what failed."""
         started = time.perf_counter()
-        try:
-            written = write_behind(self.hot, self.factory, self.owner)
-            if written is not None:
-                self.hot.set(keys.DIRTY_LAST, json.dumps({
-                    "at": time.time(), "written": written,
-                    "ms": round((time.perf_counter() - started) * 1000.0, 1)}).encode())
-        except Exception as exc:  # noqa: BLE001 - SQL or Redis away: the next round retries
-            log.warning("write-behind round failed, the next one retries: %s", exc)
+        written = write_behind(self.hot, self.factory, self.owner)
+        if written is None:
             return 0
-        self.written += written or 0
-        return written or 0
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period_s):
-            self.round()
+        self.hot.set(keys.DIRTY_LAST, json.dumps({
+            "at": time.time(), "written": written,
+            "ms": round((time.perf_counter() - started) * 1000.0, 1)}).encode())
+        self.written += written
+        return written

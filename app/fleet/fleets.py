@@ -184,8 +184,7 @@ class ProcessFleet:
         if role == "control" and self.log_dir is not None:  # beat's files go with the logs
             command += ["--schedule", os.path.join(self.log_dir, "beat-schedule")]
         launcher = self.launchers.get(role, ("-m", "app.cli"))
-        cmd = [sys.executable, *launcher, *command,
-               "--hostname", f"{name}@{self.settings.instance_id}-{os.getpid()}",
+        cmd = [sys.executable, *launcher, *command, "--hostname", self.hostname(name),
                "--loglevel", self.loglevel]
         if self.log_dir is None:
             return subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
@@ -194,27 +193,35 @@ class ProcessFleet:
             return subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Block until every role's worker answers the broker (and every instance is in the
-        registry), or raise."""
+    def hostname(self, name: str) -> str:
+        """The Celery node name of the worker node `name`."""
+        return f"{name}@{self.settings.instance_id}-{os.getpid()}"
+
+    def wait_ready(self, timeout: float = 60.0, nodes: Sequence[str] | None = None) -> None:
+        """Block until the worker of each of `nodes` (every node when None) answers the
+        broker, and every instance among them is in the registry, or raise."""
+        chosen = list(self.nodes if nodes is None else nodes)
         app = create_app(self.settings)
         deadline = time.monotonic() + timeout
-        wanted = {f"{n}@{self.settings.instance_id}-{os.getpid()}" for n in self.nodes}
+        wanted = {self.hostname(n) for n in chosen}
         while time.monotonic() < deadline:
-            self._check_alive()
-            if wanted <= set(live_workers(app, timeout=0.5)) and self._registered(app):
+            self._check_alive(chosen)
+            if wanted <= set(live_workers(app, timeout=0.5)) and self._registered(app, chosen):
                 return
         raise GameschedError(f"workers did not start within {timeout:.0f}s: {sorted(wanted)}")
 
-    def _registered(self, app: GameschedCelery) -> bool:
-        """Every instance of the fleet has told the registry it is alive."""
-        if not self.instances:
+    def _registered(self, app: GameschedCelery, nodes: Sequence[str]) -> bool:
+        """Every instance among `nodes` has told the registry it is alive."""
+        instances = {n.partition("-")[2] for n in nodes
+                     if n.startswith(f"{RoleName.PLAYER.value}-")} & set(self.instances)
+        if not instances:
             return True
         live = {state.name for state in app.runtime.instances.instances() if state.live}
-        return set(self.instances) <= live
+        return instances <= live
 
-    def _check_alive(self) -> None:
-        for name, proc in self.procs.items():
+    def _check_alive(self, nodes: Sequence[str]) -> None:
+        for name in nodes:
+            proc = self.procs[name]
             if proc.poll() is not None:
                 raise GameschedError(f"worker {name} exited with code {proc.returncode}")
 

@@ -18,6 +18,7 @@ whole run: their workers start under ``python -m app.cli.sqlfaults``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import signal
@@ -30,7 +31,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from redis import RedisError
 
-from app.errors import InvalidRequest
+from app.errors import GameschedError, InvalidRequest
 from app.fleet.fleets import ProcessFleet
 from app.fleet.roles import WORKER_ROLES
 from app.protocol.vocab import RoleName
@@ -39,6 +40,8 @@ from app.simulate.redisserver import PrivateRedis
 from app.simulate.restarts import AtKill
 from app.tasking.broker import live_workers
 from app.tasking.factory import create_app
+
+log = logging.getLogger(__name__)
 
 KNOWN = ("kill-worker", "restart-broker", "db-errors", "partition", "restart-fleet")
 EVERY = "kill-worker-every"  # =<seconds>s: the transactions worker, SIGKILLed that often
@@ -314,22 +317,13 @@ class FaultInjector:
         first = [n for n in nodes if n.startswith(FIRST_BACK)] or nodes
         for node in first:
             self.fleet.procs[node] = self.fleet.spawn(node)
-        self._await_nodes(first)
+        try:  # the rest start once these answer, or after the recovery timeout
+            self.fleet.wait_ready(RECOVERY_TIMEOUT_S, nodes=first)
+        except (GameschedError, OperationalError, RedisError, OSError) as exc:
+            log.warning("restart-fleet: the first workers did not answer: %s", exc)
         for node in nodes:
             if node not in first:
                 self.fleet.procs[node] = self.fleet.spawn(node)
-
-    def _await_nodes(self, nodes: Sequence[str]) -> None:
-        """Wait (up to `RECOVERY_TIMEOUT_S`) until every one of `nodes` answers."""
-        app = create_app(self.settings)
-        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
-        try:
-            while time.monotonic() < deadline and not self._stop.is_set():
-                names = self._answering(app) or set()
-                if all(any(n.startswith(f"{node}@") for n in names) for node in nodes):
-                    return
-        finally:
-            app.close()
 
     def _restart_broker(self) -> None:
         assert self.redis_server is not None

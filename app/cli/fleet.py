@@ -55,10 +55,10 @@ def up(console: Console, settings: Settings, *, roles: Sequence[str],
     log_dir.mkdir(parents=True, exist_ok=True)
     fleet = ProcessFleet(settings, roles=roles, log_dir=str(log_dir), loglevel=loglevel,
                          instances=instances, replicas=REPLICAS)
-    supervisor = Supervisor(fleet, state_file, _stop_on_signals())
+    supervisor = Supervisor(fleet, state_file, _stop_on_signals(),
+                            on_up=lambda state: _announce(console, state))
     console.print(f"starting {len(fleet.nodes)} workers (supervisor pid {os.getpid()}); "
                   f"logs in {log_dir}", markup=False)
-    threading.Thread(target=_announce, args=(console, supervisor), daemon=True).start()
     state = supervisor.run()
     restarts = sum(node.restarts for node in state.nodes.values())
     console.print(f"fleet stopped ({restarts} worker restarts)", markup=False)
@@ -72,21 +72,26 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _announce(console: Console, supervisor: Supervisor) -> None:
-    """Print each node's log once the fleet answers."""
-    while not supervisor.stop.wait(0.2):
-        if supervisor.state.nodes:
-            for name, node in sorted(supervisor.state.nodes.items()):
-                console.print(f"  {name}: pid {node.pid}, log {node.log}", markup=False)
-            console.print("fleet up; `gamesched fleet down` stops it", markup=False)
-            return
+def _announce(console: Console, state: FleetState) -> None:
+    """Print each node's pid and log (the fleet answers)."""
+    for name, node in sorted(state.nodes.items()):
+        console.print(f"  {name}: pid {node.pid}, log {node.log}", markup=False)
+    console.print("fleet up; `gamesched fleet down` stops it", markup=False)
+
+
+def _running(console: Console, state_file: Path) -> FleetState | None:
+    """The state of the fleet whose supervisor runs, or None (said on the console)."""
+    state = FleetState.read(state_file)
+    if state is None or not pid_alive(state.supervisor):
+        console.print(f"no fleet runs here (no live supervisor in {state_file})", markup=False)
+        return None
+    return state
 
 
 def status(console: Console, state_file: Path) -> bool:
     """Print the fleet's nodes, pids, restarts and logs; False when no fleet runs."""
-    state = FleetState.read(state_file)
-    if state is None or not pid_alive(state.supervisor):
-        console.print(f"no fleet runs here (no live supervisor in {state_file})", markup=False)
+    state = _running(console, state_file)
+    if state is None:
         return False
     up_s = time.time() - state.started
     console.print(f"fleet supervisor pid {state.supervisor}, up {up_s:.0f}s", markup=False)
@@ -103,9 +108,8 @@ def status(console: Console, state_file: Path) -> bool:
 def down(console: Console, state_file: Path, timeout_s: float = DOWN_TIMEOUT_S) -> bool:
     """Stop the fleet's supervisor (SIGTERM: it stops every worker warm) and wait until it
     is gone; False when no fleet ran or it did not stop in time."""
-    state = FleetState.read(state_file)
-    if state is None or not pid_alive(state.supervisor):
-        console.print(f"no fleet runs here (no live supervisor in {state_file})", markup=False)
+    state = _running(console, state_file)
+    if state is None:
         return False
     os.kill(state.supervisor, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s

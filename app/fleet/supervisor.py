@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -67,9 +68,11 @@ class Supervisor:
     to `state_file` (removed when the fleet stops)."""
 
     def __init__(self, fleet: ProcessFleet, state_file: Path,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None,
+                 on_up: Callable[[FleetState], None] | None = None) -> None:
         self.fleet, self.state_file = fleet, state_file
         self.stop = stop or threading.Event()
+        self.on_up = on_up  # told the state once every worker answers
         self.state = FleetState(os.getpid(), time.time())
         self._started: dict[str, float] = {}  # node -> monotonic time of its last start
         self._quick: dict[str, int] = {}  # node -> exits in a row soon after starting
@@ -79,6 +82,8 @@ class Supervisor:
         try:
             with self.fleet:
                 self.watch()
+                if self.on_up is not None:
+                    self.on_up(self.state)
                 while not self.stop.wait(WATCH_S):
                     self.restart_exited()
                 stop_process_groups(self.fleet.procs.values(), grace_s=STOP_GRACE_S)

@@ -43,6 +43,15 @@ def _answers(app: GameschedCelery, node: str) -> bool:
         return False
 
 
+PAIR = ("east", "west")  # the instances most tests run
+
+
+def start_instances(settings: Settings, tmp_path: Path,
+                    names: tuple[str, ...] = PAIR) -> list[subprocess.Popen[bytes]]:
+    """`start_instance` for each of `names`, logging to ``<name>.log`` in `tmp_path`."""
+    return [start_instance(settings, name, tmp_path / f"{name}.log") for name in names]
+
+
 def start_controller(settings: Settings, tmp_path: Path) -> subprocess.Popen[bytes]:
     """``gamesched controller`` (beat and its tick), logging to controller.log."""
     with open(tmp_path / "controller.log", "ab") as out:
@@ -69,6 +78,13 @@ class Feeder(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(ROUND_S):
             self.send_round()
+
+    def sending(self, rounds: int) -> Feeder:
+        """Start, and return once `rounds` rounds have been sent."""
+        first = self.seq
+        self.start()
+        wait_for(lambda: self.seq >= first + rounds, what="the game server to be sending")
+        return self
 
     def send_round(self) -> None:
         self.seq += 1

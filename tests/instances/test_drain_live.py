@@ -19,7 +19,7 @@ from app.protocol.names import UPDATE_TASK
 from app.settings import Settings
 from app.tasking.broker import waiting
 from app.tasking.factory import create_app
-from tests.instances.live import Feeder, applied, open_on, start_instance
+from tests.instances.live import Feeder, applied, open_on, start_instances
 from tests.subprocesses import ROOT
 from tests.waiting import wait_for
 
@@ -29,15 +29,12 @@ SESSIONS = 16
 def test_a_drain_moves_every_session_and_loses_no_update_on_the_way(
         live_settings: Settings, tmp_path: Path) -> None:
     settings = live_settings.model_copy(update={"record_latency": True})
-    procs = [start_instance(settings, name, tmp_path / f"{name}.log")
-             for name in ("east", "west")]
+    procs = start_instances(settings, tmp_path)
     app = create_app(settings)
     client = GameClient(app)
     try:
         sessions, on_east = open_on(client, SESSIONS, session_type="ranked", players=2)
-        feeder = Feeder(client, sessions)
-        feeder.start()
-        wait_for(lambda: feeder.seq >= 10, what="the game server to be sending")
+        feeder = Feeder(client, sessions).sending(10)
         # east falls behind: what it was sent waits in its queue while the sessions move,
         # and the updates sent to west after the move overtake it
         os.killpg(procs[0].pid, signal.SIGSTOP)

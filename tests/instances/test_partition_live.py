@@ -20,7 +20,7 @@ from app.protocol.names import HANDOFF_HEADER, UPDATE_TASK
 from app.protocol.vocab import Queue
 from app.settings import Settings
 from app.tasking.factory import create_app
-from tests.instances.live import Feeder, applied, open_on, start_controller, start_instance
+from tests.instances.live import Feeder, applied, open_on, start_controller, start_instances
 from tests.waiting import wait_for
 
 SESSIONS = 12
@@ -30,8 +30,7 @@ def test_a_silent_instance_is_taken_over_fenced_and_comes_back(
         live_settings: Settings, tmp_path: Path) -> None:
     settings = live_settings.model_copy(update={
         "instance_heartbeat_s": 0.2, "instance_ttl_s": 1.0, "controller_period_s": 0.5})
-    procs = [start_instance(settings, name, tmp_path / f"{name}.log")
-             for name in ("east", "west")]
+    procs = start_instances(settings, tmp_path)
     procs.append(start_controller(settings, tmp_path))
     east = procs[0]
     app = create_app(settings)
@@ -39,9 +38,7 @@ def test_a_silent_instance_is_taken_over_fenced_and_comes_back(
     client = GameClient(app)
     try:
         sessions, on_east = open_on(client, SESSIONS, session_type="casual", players=1)
-        feeder = Feeder(client, sessions)
-        feeder.start()
-        wait_for(lambda: feeder.seq >= 5, what="the game server to be sending")
+        feeder = Feeder(client, sessions).sending(5)
 
         os.killpg(east.pid, signal.SIGSTOP)  # east is cut off: it stops answering
         try:
@@ -78,8 +75,7 @@ def test_a_fenced_instance_write_is_refused_counted_and_passed_on(
     # east beats rarely: it learns it was fenced from its refused write, not a heartbeat
     settings = live_settings.model_copy(update={
         "instance_heartbeat_s": 30.0, "instance_ttl_s": 60.0})
-    procs = [start_instance(settings, name, tmp_path / f"{name}.log")
-             for name in ("east", "west")]
+    procs = start_instances(settings, tmp_path)
     app = create_app(settings)
     registry = app.runtime.instances
     try:

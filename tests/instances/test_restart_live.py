@@ -20,11 +20,10 @@ from app.players.sessions import HotState, read_states
 from app.settings import Settings
 from app.simulate.redisserver import PrivateRedis
 from app.tasking.factory import create_app
-from tests.instances.live import Feeder, applied, open_on, start_instance
+from tests.instances.live import PAIR, Feeder, applied, open_on, start_instances
 from tests.waiting import wait_for
 
 SESSIONS = 12
-INSTANCES = ("east", "west")
 
 
 @pytest.fixture
@@ -47,7 +46,7 @@ def test_every_session_comes_back_from_sql_after_the_fleet_and_both_redis_die(
         settings: Settings, servers: tuple[PrivateRedis, PrivateRedis],
         tmp_path: Path) -> None:
     broker, hot = servers
-    procs = _start_fleet(settings, tmp_path)
+    procs = start_instances(settings, tmp_path)
     client = GameClient(create_app(settings))
     feeder: Feeder | None = None
     try:
@@ -60,7 +59,7 @@ def test_every_session_comes_back_from_sql_after_the_fleet_and_both_redis_die(
         wait_for(lambda: None not in client.instances.owners(sessions), timeout=20,
                  what="the game server to place its sessions again")
         owners = client.instances.owners(sessions)
-        assert set(owners) <= set(INSTANCES)
+        assert set(owners) <= set(PAIR)
         assert all(client.instance_of(s) == o for s, o in zip(sessions, owners, strict=True))
         states = wait_for(lambda: _all_states(client, sessions), timeout=10,
                           what="every session's state back in hot state")
@@ -90,7 +89,7 @@ def test_a_restarted_game_server_learns_where_its_sessions_stand_and_carries_on(
         settings: Settings, servers: tuple[PrivateRedis, PrivateRedis],
         tmp_path: Path) -> None:
     broker, hot = servers
-    procs = _start_fleet(settings, tmp_path)
+    procs = start_instances(settings, tmp_path)
     before = GameClient(create_app(settings))
     after: GameClient | None = None
     feeder: Feeder | None = None
@@ -147,7 +146,7 @@ def _kill_and_start_again(procs: list[subprocess.Popen[bytes]], broker: PrivateR
     hot.kill()
     broker.start()  # empty: they persist nothing
     hot.start()
-    return procs + _start_fleet(settings, tmp_path)
+    return procs + start_instances(settings, tmp_path)
 
 
 def _all_states(client: GameClient, sessions: list[str]) -> dict[str, HotState] | None:
@@ -155,5 +154,3 @@ def _all_states(client: GameClient, sessions: list[str]) -> dict[str, HotState] 
     return states if len(states) == len(sessions) else None
 
 
-def _start_fleet(settings: Settings, tmp_path: Path) -> list[subprocess.Popen[bytes]]:
-    return [start_instance(settings, name, tmp_path / f"{name}.log") for name in INSTANCES]

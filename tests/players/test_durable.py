@@ -48,6 +48,13 @@ def _open(hot: HotStore, factory: sessionmaker[Session], *ids: str) -> None:
         sessions.ensure_state(hot, session_id)
 
 
+def _changed(hot: HotStore, factory: sessionmaker[Session], session_id: str) -> str:
+    """Open `session_id` and apply its first update (``hp`` 1); returns it."""
+    _open(hot, factory, session_id)
+    _apply(hot, (session_id, 1, {"hp": 1}))
+    return session_id
+
+
 def _apply(hot: HotStore, *updates: tuple[str, int, dict[str, object]]) -> None:
     batch = wire.pack_batch(wire.entry(s, n, fields) for s, n, fields in updates)
     assert hot.states.apply(batch, EMIT).applied == len(updates)
@@ -93,9 +100,7 @@ def test_a_taken_snapshot_is_what_msgpack_makes_of_the_values(hot: HotStore) -> 
 
 def test_a_session_changed_during_the_write_stays_marked_for_the_next_round(
         hot: HotStore, factory: sessionmaker[Session], ids: list[str]) -> None:
-    a = ids[0]
-    _open(hot, factory, a)
-    _apply(hot, (a, 1, {"hp": 1}))
+    a = _changed(hot, factory, ids[0])
     assert _marks(hot.states.take_dirty("w1", 10, 5_000)) == [(a, 1)]
     _apply(hot, (a, 2, {"hp": 2}))  # marked again, newer, before the first write cleans
     hot.states.clean_dirty("w1", [(a, 1)], release=True)
@@ -107,9 +112,7 @@ def test_a_session_changed_during_the_write_stays_marked_for_the_next_round(
 
 def test_one_writer_holds_the_lease_until_it_gives_it_back(
         hot: HotStore, factory: sessionmaker[Session], ids: list[str]) -> None:
-    a = ids[0]
-    _open(hot, factory, a)
-    _apply(hot, (a, 1, {"hp": 1}))
+    a = _changed(hot, factory, ids[0])
     assert _marks(hot.states.take_dirty("w1", 10, 5_000)) == [(a, 1)]
     assert durable.write_behind(hot, factory, "w2") is None  # w1 writes now
     assert _snapshot(factory, a) == (0, None)
@@ -119,9 +122,7 @@ def test_one_writer_holds_the_lease_until_it_gives_it_back(
 
 def test_a_lease_whose_holder_stopped_runs_out(
         hot: HotStore, factory: sessionmaker[Session], ids: list[str]) -> None:
-    a = ids[0]
-    _open(hot, factory, a)
-    _apply(hot, (a, 1, {"hp": 1}))
+    a = _changed(hot, factory, ids[0])
     assert hot.states.take_dirty("dead", 10, lease_ms=1) is not None  # and never returns
     wait_for(lambda: durable.write_behind(hot, factory, "w2") is not None, timeout=5,
              what="the dead writer's lease to run out")
@@ -130,9 +131,7 @@ def test_a_lease_whose_holder_stopped_runs_out(
 
 def test_a_failed_sql_write_keeps_the_marks_and_gives_the_lease_back(
         hot: HotStore, factory: sessionmaker[Session], ids: list[str], tmp_path: Path) -> None:
-    a = ids[0]
-    _open(hot, factory, a)
-    _apply(hot, (a, 1, {"hp": 1}))
+    a = _changed(hot, factory, ids[0])
     broken = make_sessionmaker(make_engine(f"sqlite:///{tmp_path / 'unmigrated.db'}"))
     with pytest.raises(OperationalError, match="no such table"):
         durable.write_behind(hot, broken, "w1")

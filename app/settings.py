@@ -82,9 +82,12 @@ class Settings(BaseSettings):
     instance_capacity: int = Field(default=5000, ge=1, le=1_000_000)
     instance_heartbeat_s: float = Field(default=1.0, gt=0.0, le=60.0)
     instance_ttl_s: float = Field(default=3.0, gt=0.0, le=600.0)
-    # How often the player workers write sessions' changed hot state to SQL: an applied
-    # update is durable within about this plus one write (app.players.durable).
+    # How often each player worker writes the batches it applied to SQL's state log: an
+    # applied update is durable within about this plus one write; and how often the
+    # changed sessions' state is written to SQL as snapshots, after which the log rows they
+    # cover are deleted (app.players.durable).
     write_behind_ms: int = Field(default=1000, ge=10, le=60_000)
+    snapshot_ms: int = Field(default=10_000, ge=10, le=600_000)
 
     player: RoleBudget = RoleBudget(concurrency=4, memory_mb=256)
     physics: RoleBudget = RoleBudget(concurrency=2, memory_mb=512)

@@ -11,7 +11,7 @@ from celery import shared_task
 from app.db import transaction
 from app.errors import Fenced
 from app.instances import identity
-from app.players import sessions, wire
+from app.players import sessions, statelog, wire
 from app.players.statestore import Fence
 from app.priority import Route
 from app.protocol import keys
@@ -42,16 +42,18 @@ def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict
     to the instance its sessions run on now.
     """
     hot, factory = self.runtime.hot, self.runtime.sessions  # lost sessions are restored
+    log_to = statelog.this_process().add  # durable with the next flush
     if isinstance(updates, bytes | bytearray):
         fence = _fence(self.runtime.settings)
         try:
             result = sessions.apply_batch_restoring(hot, factory, bytes(updates), publish=True,
-                                                    size_later=True, fence=fence)
+                                                    size_later=True, fence=fence,
+                                                    log_to=log_to)
         except Fenced:
             return _pass_on(self, bytes(updates))
     else:
         result = sessions.apply_updates(hot, updates, publish=True, db_factory=factory,
-                                        size_later=True)
+                                        size_later=True, log_to=log_to)
     if result.unsized:  # the bandwidth measure is not the players' wait
         self.after_done(lambda: sessions.size_full_state(hot, result))
     for index, field, reason in result.rejected:

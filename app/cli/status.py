@@ -15,6 +15,7 @@ from app.control.controller import read_decision
 from app.db import utcnow
 from app.instances.registry import InstanceState
 from app.ledger.sweeper import pending_health
+from app.players import statelog
 from app.players.durable import last_round
 from app.protocol import keys
 from app.settings import Settings, redact
@@ -76,17 +77,22 @@ def _instances(console: Console, instances: list[InstanceState]) -> None:
 
 
 def _write_behind(console: Console, app: GameschedCelery) -> None:
-    """Sessions whose state is not in SQL yet, and the write-behind's last round."""
+    """Sessions whose state is not in SQL's snapshots yet, the last snapshot round, and the
+    state log's rows."""
     hot = app.runtime.hot
     waiting = hot.states.dirty_count()
     last = last_round(hot)
+    try:
+        logged = f"{statelog.row_count(app.runtime.sessions)} batches in the state log"
+    except SQLAlchemyError as exc:
+        logged = f"the database did not answer ({type(exc).__name__})"
     if last is None:
-        console.print(f"write-behind: no round yet ({waiting} sessions changed since SQL "
-                      "has them; the player workers write them every "
-                      "GAMESCHED_WRITE_BEHIND_MS)")
+        console.print(f"write-behind: no snapshot round yet ({waiting} sessions changed "
+                      f"since SQL's snapshots have them; {logged})")
         return
-    console.print(f"write-behind: {last['written']:.0f} sessions in {last['ms']:.0f} ms, "
-                  f"{time.time() - last['at']:.1f}s ago; {waiting} changed since")
+    console.print(f"write-behind: snapshots of {last['written']:.0f} sessions in "
+                  f"{last['ms']:.0f} ms, {time.time() - last['at']:.1f}s ago; {waiting} "
+                  f"changed since; {logged}")
 
 
 def _ledger(console: Console, app: GameschedCelery) -> None:

@@ -270,10 +270,11 @@ class GameClient:
 
     def last_durable(self, session_ids: Sequence[str]) -> dict[str, int]:
         """The sequence number up to which each session's state is durable in SQL (the
-        player workers write it behind every `GAMESCHED_WRITE_BEHIND_MS`): those updates
-        survive the loss of every worker and every Redis.  A game server keeps what it sent
-        after it, to send again after such a loss.  Sessions SQL does not know are left
-        out."""
+        player workers log the batches they applied every `GAMESCHED_WRITE_BEHIND_MS`):
+        those updates survive the loss of every worker and every Redis.  A game server
+        keeps what it sent after it, to send again after such a loss.  Sessions SQL does
+        not know are left out.  Reads SQL's whole state log (a snapshot period of batches):
+        ask now and then, not per update."""
         return durable.last_durable(self.app.runtime.sessions, session_ids)
 
     def instance_of(self, session_id: str) -> str | None:

@@ -249,7 +249,9 @@ def _write_behind(app: GameschedCelery) -> WriteBehind:
     """Write the sessions' changed hot state to SQL while this worker consumes, and once
     more as it stops (`app.players.durable`)."""
     runtime = app.runtime
-    writer = WriteBehind(runtime.hot, runtime.sessions, runtime.settings.write_behind_ms / 1000)
+    settings = runtime.settings
+    writer = WriteBehind(runtime.hot, runtime.sessions, settings.write_behind_ms / 1000,
+                         settings.snapshot_ms / 1000)
     worker_ready.connect(writer.start, weak=False)
     worker_shutdown.connect(writer.stop, weak=False)
     return writer

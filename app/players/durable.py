@@ -1,17 +1,22 @@
-"""Write-behind: sessions' hot state written to SQL on a bounded lag, so that every session
-and its last durable state survive the loss of every worker and every Redis at once.
+"""Write-behind: sessions' hot state made durable in SQL on a bounded lag, so that every
+session and its last durable state survive the loss of every worker and every Redis at once.
 
-The state script marks each session it changes, with its new seq
-(`app.players.statestore`).  Every `write_behind_ms` each player worker tries a round; the
-one that holds the store's lease (one writer per hot store at a time; a writer that dies
-gives way when its lease runs out) takes the marks with those sessions' state (on Redis,
-the script that takes them builds each snapshot), writes it into ``game_sessions``
-(``snapshot``, ``snapshot_seq``) where it is newer, in one SQL transaction per chunk, and
-removes the marks it wrote, unless a newer update marked the session again meanwhile.  An
-applied update is so durable within about one period plus one round's writes;
-`last_durable` says which seq SQL holds, and `last_applied` is what a game server asks
-after a restart: the newest seq the fleet applied, from hot state, or from SQL (put back
-into hot state) when hot state was lost.
+Two writers, both in each player worker (`WriteBehind`):
+- The state log (`app.players.statelog`): every `write_behind_ms` the batches the worker
+  applied go to SQL, one row each.  An applied update is durable within about one period.
+- Snapshot rounds, every `snapshot_ms`: the state script marks each session it changes
+  (`app.players.statestore`); the worker that holds the store's lease (one writer per hot
+  store at a time; a writer that dies gives way when its lease runs out) takes the marks
+  with those sessions' state (on Redis, the script that takes them builds each snapshot),
+  writes it into ``game_sessions`` (``snapshot``, ``snapshot_seq``) where it is not older,
+  in one SQL transaction per chunk, and removes the marks it wrote.  A round's marks are
+  those made before it started (later ones wait for the next), so once they are all
+  written, SQL's snapshots hold every update of the log rows written before the round
+  started, and those rows are deleted.
+
+`last_durable` says which seq SQL holds (snapshot or log), and `last_applied` is what a
+game server asks after a restart: the newest seq the fleet applied, from hot state, or
+from SQL (put back into hot state) when hot state was lost.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
 from app.periodic import Periodic
+from app.players import statelog
 from app.players.hotstore import HotStore
 from app.players.models import GameSession
 from app.players.sessions import restore
@@ -47,37 +53,44 @@ Factory = sessionmaker[Session]
 
 def write_behind(hot: HotStore, factory: Factory, owner: str, limit: int = CHUNK,
                  lease_ms: int = LEASE_MS) -> int | None:
-    """One round of writing behind as `owner`: the changed sessions' state into SQL where
-    it is newer than the stored snapshot.  Returns the sessions written, or None when
-    another writer holds the lease.  Idempotent (a state is never written over a newer
-    one).  A failed SQL write keeps the marks for the next round and gives the lease back."""
-    written = 0
+    """One snapshot round (or the rest of one) as `owner`: the changed sessions' state into
+    SQL where it is not older than the stored snapshot; once the round's marks are all
+    written, the state-log rows it covers are deleted.  Returns the sessions written, or
+    None when another writer holds the lease or the store is not recovered yet.
+    Idempotent.  A failed SQL write keeps the marks for the next round and gives the lease
+    back."""
+    covers = statelog.last_row(factory)  # read first: every row up to it is applied
+    written, done = 0, None
     try:
         for _ in range(ROUND_CHUNKS):
-            taken = hot.states.take_dirty(owner, limit, lease_ms)
+            taken = hot.states.take_dirty(owner, limit, lease_ms, covers)
             if taken is None:
                 return None
-            if not taken:
-                break
-            written += _write_chunk(hot, factory, owner, taken)
-            if len(taken) < limit:
+            written += _write_chunk(hot, factory, owner, taken.dirty)
+            if len(taken.dirty) < limit:
+                done = taken.log_row
                 break
     finally:
         hot.states.clean_dirty(owner, [], release=True)
+    if done is not None:
+        statelog.delete_through(factory, done)
     return written
 
 
 def _write_chunk(hot: HotStore, factory: Factory, owner: str, taken: Sequence[Dirty]) -> int:
+    if not taken:
+        return 0
     snapshots = {d.session: (d.seq, d.snapshot) for d in taken if d.seq > 0}
     with transaction(factory) as db:
         save_snapshots(db, snapshots)
-    hot.states.clean_dirty(owner, [d.written for d in taken], release=False)
+    hot.states.clean_dirty(owner, [d.session for d in taken], release=False)
     return len(snapshots)
 
 
 def save_snapshots(db: Session, snapshots: Mapping[str, tuple[int, bytes]]) -> None:
     """Write each session's ``(seq, snapshot)`` (`wire.pack_map` of its values) where the
-    stored snapshot is older.  Sessions unknown to SQL are left out.  Idempotent.  On
+    stored snapshot is not newer (one at the same seq may lack a field an older update,
+    arriving late, wrote since).  Sessions unknown to SQL are left out.  Idempotent.  On
     PostgreSQL one statement takes the whole chunk as arrays (half the client's CPU of an
     executemany, measured); on SQLite it is an executemany."""
     if not snapshots:
@@ -90,7 +103,7 @@ def save_snapshots(db: Session, snapshots: Mapping[str, tuple[int, bytes]]) -> N
         return
     table = GameSession.metadata.tables[GameSession.__tablename__]
     stmt = (update(table)
-            .where(table.c.id == bindparam("sid"), table.c.snapshot_seq < bindparam("seq"))
+            .where(table.c.id == bindparam("sid"), table.c.snapshot_seq <= bindparam("seq"))
             .values(snapshot_seq=bindparam("seq"), snapshot=bindparam("blob")))
     db.execute(stmt, [{"sid": s, "seq": seq, "blob": blob} for s, (seq, blob) in rows])
 
@@ -99,18 +112,21 @@ _UNNEST_UPDATE = text(
     "UPDATE game_sessions AS g SET snapshot = v.blob, snapshot_seq = v.seq"
     " FROM unnest(CAST(:ids AS varchar[]), CAST(:seqs AS integer[]),"
     " CAST(:blobs AS bytea[])) AS v(id, seq, blob)"
-    " WHERE g.id = v.id AND g.snapshot_seq < v.seq")
+    " WHERE g.id = v.id AND g.snapshot_seq <= v.seq")
 
 
 def last_durable(factory: Factory, session_ids: Iterable[str]) -> dict[str, int]:
-    """The seq each session's SQL snapshot holds (0: nothing written yet); sessions SQL
-    does not know are left out."""
+    """The newest seq SQL holds for each session, in its snapshot or in the state log (0:
+    nothing written yet); sessions SQL does not know are left out.  Reads the whole log."""
+    ids = list(session_ids)
     out: dict[str, int] = {}
     with factory() as db:
-        for chunk in _chunks(session_ids):
+        for chunk in _chunks(ids):
             rows = db.execute(select(GameSession.id, GameSession.snapshot_seq)
                               .where(GameSession.id.in_(chunk)))
             out.update({row.id: int(row.snapshot_seq) for row in rows})
+    for session_id, seq in statelog.logged_seqs(factory, out).items():
+        out[session_id] = max(out[session_id], seq)
     return out
 
 
@@ -146,27 +162,48 @@ def _chunks(ids: Iterable[str]) -> list[list[str]]:
 
 
 class WriteBehind:
-    """`write_behind` every `period_s` from a daemon thread (`Periodic`: a failed round,
-    SQL or Redis away, is logged once per run of failures and the next one tried), from
-    `start` until `stop`, which writes one last round.  Celery signal receivers too."""
+    """This process's state log flushed every `flush_s` (and the hot store recovered from
+    the log when it is found without its flag), and a snapshot round every `round_s`, each
+    from a daemon thread (`Periodic`: a failure, SQL or Redis away, is logged once per run
+    of failures and the next period tried), from `start` until `stop`, which flushes the
+    log once more.  Celery signal receivers too."""
 
-    def __init__(self, hot: HotStore, factory: Factory, period_s: float) -> None:
+    def __init__(self, hot: HotStore, factory: Factory, flush_s: float, round_s: float,
+                 log: statelog.StateLog | None = None) -> None:
         self.hot, self.factory = hot, factory
+        self.log = log or statelog.this_process()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.written = 0
-        self._rounds = Periodic(self.round, period_s, "gamesched-write-behind")
+        self._flushes = Periodic(self.flush, flush_s, "gamesched-state-log")
+        self._rounds = Periodic(self.round, round_s, "gamesched-snapshots")
+        self._started = False
 
     def start(self, **_: object) -> None:
-        """Start the rounds, unless they run already."""
+        """Open the log and start both, unless they run already."""
+        if not self._started:
+            self._started = True
+            self.log.open()
+        self._flushes.start()
         self._rounds.start()
 
     def stop(self, **_: object) -> None:
-        """Stop the rounds, then write what is still marked."""
+        """Stop both, then write what the log holds."""
         self._rounds.stop()
+        self._flushes.stop()
         try:
-            self.round()
+            self.log.flush(self.factory)
         except Exception as exc:  # noqa: BLE001 - stopping: nothing retries it
-            log.warning("the last write-behind round failed: %s", exc)
+            log.warning("the last flush of the state log failed: %s", exc)
+        if self._started:
+            self._started = False
+            self.log.close()
+
+    def flush(self) -> int:
+        """Write the log's pending batches, then recover the hot store if it needs it;
+        the batches written.  Raises what failed."""
+        flushed = self.log.flush(self.factory)
+        statelog.recover(self.hot, self.factory)
+        return flushed
 
     def round(self) -> int:
         """One round now; the sessions it wrote (0 when another writer holds the lease).

@@ -1,10 +1,11 @@
-"""The session table.  Alembic owns the schema: every change here comes with a migration."""
+"""The session table and the state log.  Alembic owns the schema: every change here comes
+with a migration."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, utcnow
@@ -26,3 +27,16 @@ class GameSession(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     snapshot_seq: Mapped[int] = mapped_column(Integer, default=0)
     snapshot: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class StateLogRow(Base):
+    """One batch of state updates in its wire form, as a player worker applied it: the
+    state log that makes an applied update durable between two snapshot rounds
+    (`app.players.statelog`)."""
+
+    __tablename__ = "state_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    batch: Mapped[bytes] = mapped_column(LargeBinary)
+    written_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -166,22 +166,24 @@ class ApplyResult:
 
 
 def apply_batch(hot: HotStore, batch: bytes, publish: bool = False,
-                size_later: bool = False, *, fence: Fence | None = None) -> ApplyResult:
+                size_later: bool = False, *, fence: Fence | None = None,
+                emit: Emit | None = None) -> ApplyResult:
     """Apply a batch in its wire form (`app.players.wire`) in per-session sequence order; an older
     update never overwrites a newer.
 
     A malformed entry or one for an unknown session is rejected (index, field, reason) and
     the rest still apply.  Idempotent: updates at or below a session's applied sequence are
     skipped as stale.  The network counters count the deltas; with `publish` they go out
-    on DELTA_CHANNEL.  A `batch` that is not msgpack raises ValueError; a writer whose
-    `fence` is stale raises Fenced and writes nothing.
+    on DELTA_CHANNEL (`emit` names other counters and channel).  A `batch` that is not
+    msgpack raises ValueError; a writer whose `fence` is stale raises Fenced and writes
+    nothing.
 
     The full-state cost of a sampled batch is measured here, or with `size_later` left in
     the result's `unsized` for the caller to pass to `size_full_state` once the players'
     work is done: the measure reads every changed session back, which a player need not
     wait for.
     """
-    emit = Emit(DELTA_CHANNEL if publish else None, NET_UPDATES, NET_DELTA_BYTES)
+    emit = emit or Emit(DELTA_CHANNEL if publish else None, NET_UPDATES, NET_DELTA_BYTES)
     sample = next(_batches) % FULL_STATE_SAMPLE == 0
     outcome = hot.states.apply(batch, emit, per_session=sample, fence=fence)
     sized = dict(itertools.islice(outcome.per_session.items(), FULL_STATE_SESSIONS))
@@ -202,12 +204,24 @@ def size_full_state(hot: HotStore, result: ApplyResult) -> None:
 
 def apply_batch_restoring(hot: HotStore, db_factory: Callable[[], Session], batch: bytes,
                           publish: bool = False, size_later: bool = False, *,
-                          fence: Fence | None = None) -> ApplyResult:
+                          fence: Fence | None = None, emit: Emit | None = None,
+                          log_to: Callable[[bytes], None] | None = None) -> ApplyResult:
     """`apply_batch`, and when sessions are missing from hot state but open in SQL (hot
     state lost with a Redis restart), restore them from their snapshots and apply their
     updates again: a session survives the restart at its last snapshot, and the updates
-    newer than the snapshot land on top of it."""
-    result = apply_batch(hot, batch, publish, size_later, fence=fence)
+    newer than the snapshot land on top of it.  A batch that changed state goes to `log_to`
+    (the state log: `app.players.statelog`)."""
+    result = _apply_restoring(hot, db_factory, batch, publish=publish, size_later=size_later,
+                              fence=fence, emit=emit)
+    if log_to is not None and result.applied:
+        log_to(batch)
+    return result
+
+
+def _apply_restoring(hot: HotStore, db_factory: Callable[[], Session], batch: bytes, *,
+                     publish: bool, size_later: bool, fence: Fence | None,
+                     emit: Emit | None) -> ApplyResult:
+    result = apply_batch(hot, batch, publish, size_later, fence=fence, emit=emit)
     missing = [i for i, name, reason in result.rejected
                if name == "session" and reason.startswith(UNKNOWN_SESSION)]
     if not missing:
@@ -220,7 +234,7 @@ def apply_batch_restoring(hot: HotStore, db_factory: Callable[[], Session], batc
     if not retry:
         return result
     again = apply_batch(hot, wire.pack_batch(entries[i] for i in retry), publish, size_later,
-                        fence=fence)
+                        fence=fence, emit=emit)
     retried = set(retry)
     return ApplyResult(
         applied=result.applied + again.applied, stale=result.stale + again.stale,
@@ -245,9 +259,10 @@ def restore_open(db: Session, hot: HotStore, session_ids: set[str]) -> set[str]:
 def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]],
                   publish: bool = False,
                   db_factory: Callable[[], Session] | None = None,
-                  size_later: bool = False) -> ApplyResult:
+                  size_later: bool = False, *,
+                  log_to: Callable[[bytes], None] | None = None) -> ApplyResult:
     """`apply_batch` for updates given as ``{"session": id, "seq": n, "state": {...}}``
-    (`apply_batch_restoring` with `db_factory`).
+    (`apply_batch_restoring` with `db_factory`, and `log_to`).
 
     A malformed update is rejected here, by its index; the rest go on in wire form.
     """
@@ -262,7 +277,8 @@ def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]],
     batch = wire.pack_batch(wire.entry(updates[i]["session"], updates[i]["seq"],
                                        updates[i]["state"]) for i in valid)
     result = (apply_batch(hot, batch, publish, size_later) if db_factory is None
-              else apply_batch_restoring(hot, db_factory, batch, publish, size_later))
+              else apply_batch_restoring(hot, db_factory, batch, publish, size_later,
+                                         log_to=log_to))
     result.rejected = rejected + [(valid[i], name, reason) for i, name, reason in result.rejected]
     return result
 

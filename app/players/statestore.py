@@ -42,7 +42,6 @@ from app.players.wire import pack_map, unpack_batch
 from app.protocol import keys
 
 Packed = dict[str, bytes]  # field name -> msgpack-packed value
-Mark = tuple[str, int]  # a session whose state changed, and its seq then
 
 
 @dataclass(frozen=True)
@@ -55,10 +54,14 @@ class Dirty:
     seq: int
     snapshot: bytes
 
-    @property
-    def written(self) -> Mark:
-        """The mark to clean once this state is written: up to the newer of the two."""
-        return (self.session, max(self.mark, self.seq))
+
+@dataclass(frozen=True)
+class Taken:
+    """The next marks of a snapshot round, and the last state-log row the round covers:
+    once every mark of the round is written, SQL holds every update of the log up to it."""
+
+    log_row: int
+    dirty: list[Dirty]
 
 
 @dataclass(frozen=True)
@@ -118,17 +121,26 @@ class StateStore(Protocol):
     def put_if_newer(self, session_id: str, seq: int, fields: Packed) -> bool:
         """Create the session's state, or replace it when `seq` is newer; True if written."""
 
-    def take_dirty(self, owner: str, limit: int, lease_ms: int) -> list[Dirty] | None:
-        """Take (or renew) the lease of writing behind for `owner`, and up to `limit`
-        changed sessions, lowest mark first, each with its state now; None while another
-        owner holds the lease."""
+    def take_dirty(self, owner: str, limit: int, lease_ms: int,
+                   log_row: int = 0) -> Taken | None:
+        """Take (or renew) the lease of writing snapshots for `owner`, and up to `limit`
+        marks of the round, lowest first, each with its session's state now.  With no round
+        under way, one starts: the marks so far become its own, and it covers the state log
+        up to `log_row`.  None while another owner holds the lease, or before the store is
+        `recovered`."""
 
-    def clean_dirty(self, owner: str, marks: Sequence[Mark], release: bool) -> None:
-        """Remove `marks` written to SQL, except sessions marked again with a newer seq;
-        with `release`, give `owner`'s lease back."""
+    def clean_dirty(self, owner: str, sessions: Sequence[str], release: bool) -> None:
+        """Remove the round's marks of `sessions`, written to SQL (a session changed since
+        is marked for the next round); with `release`, give `owner`'s lease back."""
 
     def dirty_count(self) -> int:
-        """Sessions changed since they were last written behind."""
+        """Sessions changed since they were last written to SQL."""
+
+    def recovered(self) -> bool:
+        """True once the store holds every state the state log holds (`set_recovered`)."""
+
+    def set_recovered(self) -> None:
+        """Note that the store holds every state the state log holds."""
 
 
 # The reason given for an update of a session hot state does not hold (the Lua script
@@ -155,6 +167,9 @@ class MemoryStateStore:
         self._publish = publish
         self._count = count
         self._dirty: dict[str, int] = {}  # session -> seq, changed since written behind
+        self._taking: dict[str, int] = {}  # the marks of the snapshot round under way
+        self._log_row = 0  # the last state-log row that round covers
+        self._recovered = False
         self._lease: tuple[str, float] = ("", 0.0)  # owner, monotonic expiry
 
     def apply(self, batch: bytes, emit: Emit, per_session: bool = False,
@@ -218,33 +233,44 @@ class MemoryStateStore:
             self._states[session_id] = (seq, dict(fields), dict.fromkeys(fields, seq))
             return True
 
-    def take_dirty(self, owner: str, limit: int, lease_ms: int) -> list[Dirty] | None:
-        """The lease for `owner` (None while another holds it) and the lowest marks, with
-        their sessions' state."""
+    def take_dirty(self, owner: str, limit: int, lease_ms: int,
+                   log_row: int = 0) -> Taken | None:
+        """The lease for `owner` (None while another holds it, or before `set_recovered`)
+        and the round's lowest marks, with their sessions' state."""
         now = time.monotonic()
         with self._lock:
             holder, until = self._lease
-            if holder != owner and until > now:
+            if not self._recovered or (holder != owner and until > now):
                 return None
             self._lease = (owner, now + lease_ms / 1000.0)
-            marks = sorted(self._dirty.items(), key=lambda m: (m[1], m[0]))[:limit]
+            if not self._taking:
+                self._taking, self._dirty, self._log_row = self._dirty, {}, log_row
+            marks = sorted(self._taking.items(), key=lambda m: (m[1], m[0]))[:limit]
             states = {s: self._states.get(s) for s, _ in marks}
-        return [Dirty(s, mark, st[0] if st else 0, pack_map(st[1] if st else {}))
-                for (s, mark), st in ((m, states[m[0]]) for m in marks)]
+        return Taken(self._log_row, [
+            Dirty(s, mark, st[0] if st else 0, pack_map(st[1] if st else {}))
+            for (s, mark), st in ((m, states[m[0]]) for m in marks)])
 
     def dirty_count(self) -> int:
-        """Sessions changed since they were last written behind."""
+        """Sessions changed since they were last written to SQL."""
         with self._lock:
-            return len(self._dirty)
+            return len(self._dirty.keys() | self._taking.keys())
 
-    def clean_dirty(self, owner: str, marks: Sequence[Mark], release: bool) -> None:
-        """Remove the marks not raised since; with `release`, end `owner`'s lease."""
+    def clean_dirty(self, owner: str, sessions: Sequence[str], release: bool) -> None:
+        """Remove the round's marks of `sessions`; with `release`, end `owner`'s lease."""
         with self._lock:
-            for session_id, seq in marks:
-                if self._dirty.get(session_id, seq + 1) <= seq:
-                    del self._dirty[session_id]
+            for session_id in sessions:
+                self._taking.pop(session_id, None)
             if release and self._lease[0] == owner:
                 self._lease = ("", 0.0)
+
+    def recovered(self) -> bool:
+        """True after `set_recovered`."""
+        return self._recovered
+
+    def set_recovered(self) -> None:
+        """Let snapshot rounds run."""
+        self._recovered = True
 
 
 def _group(entries: list[Any], rejected: list[tuple[int, str, str]]) -> dict[str, list[int]]:
@@ -348,26 +374,40 @@ class RedisStateStore:
         # The script's HSET takes 'seq' and ARGV, so ARGV[1] is the seq's value.
         return bool(self._put(keys=[keys.state(session_id)], args=args))
 
-    def take_dirty(self, owner: str, limit: int, lease_ms: int) -> list[Dirty] | None:
-        """The lease and the lowest marks with their sessions' snapshots, built by the
-        script: one call, two short strings per session to read."""
-        reply = self._take(keys=[keys.DIRTY, keys.DIRTY_LEASE],
-                           args=[owner, lease_ms, limit, keys.STATE_PREFIX])
+    def take_dirty(self, owner: str, limit: int, lease_ms: int,
+                   log_row: int = 0) -> Taken | None:
+        """The lease and the round's lowest marks with their sessions' snapshots, built by
+        the script: one call, two short strings per session to read."""
+        reply = self._take(
+            keys=[keys.DIRTY, keys.DIRTY_LEASE, keys.DIRTY_TAKING, keys.DIRTY_CUT,
+                  keys.STATE_RECOVERED],
+            args=[owner, lease_ms, limit, keys.STATE_PREFIX, log_row])
         if reply is None:
             return None
-        return [Dirty(reply[k].decode(), int(float(reply[k + 1])), int(reply[k + 2]),
-                      bytes(reply[k + 3])) for k in range(0, len(reply), 4)]
+        return Taken(int(reply[0]), [
+            Dirty(reply[k].decode(), int(float(reply[k + 1])), int(reply[k + 2]),
+                  bytes(reply[k + 3])) for k in range(1, len(reply), 4)])
 
     def dirty_count(self) -> int:
-        """ZCARD of the marks."""
-        return int(self._client.zcard(keys.DIRTY))
+        """The marks, those of the round under way included."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zcard(keys.DIRTY)
+        pipe.zcard(keys.DIRTY_TAKING)
+        return sum(int(n) for n in pipe.execute())
 
-    def clean_dirty(self, owner: str, marks: Sequence[Mark], release: bool) -> None:
-        """Remove the marks not raised since (and the lease), in one script call."""
-        args: list[str | int] = [owner, "1" if release else "0"]
-        for session_id, seq in marks:
-            args += [session_id, seq]
-        self._clean(keys=[keys.DIRTY, keys.DIRTY_LEASE], args=args)
+    def clean_dirty(self, owner: str, sessions: Sequence[str], release: bool) -> None:
+        """Remove the round's marks of `sessions` (and the lease), in one script call."""
+        self._clean(keys=[keys.DIRTY_TAKING, keys.DIRTY_LEASE],
+                    args=[owner, "1" if release else "0", *sessions])
+
+    def recovered(self) -> bool:
+        """Whether the recovered flag is set on this Redis (gone with a Redis that restarted
+        empty)."""
+        return bool(self._client.exists(keys.STATE_RECOVERED))
+
+    def set_recovered(self) -> None:
+        """Set the recovered flag."""
+        self._client.set(keys.STATE_RECOVERED, b"1")
 
 
 def _stored(raw: dict[bytes, bytes]) -> StoredState | None:

@@ -13,11 +13,20 @@ ALL = PREFIX + "*"  # every key below: hot state, counters, claims and execution
 STATE_PREFIX = PREFIX + "state:"
 DELTA_CHANNEL = PREFIX + "deltas"  # each applied batch's delta message is published here
 # Sessions whose hot state changed since it was last written to SQL (a sorted set, the
-# session's applied seq as score, marked by the state script), and the lease of the one
-# process writing them behind (app.players.durable).
+# session's applied seq as score, marked by the state script); the marks a snapshot round
+# is writing (the set renamed when a round starts), the last state-log row that round
+# covers, and the lease of the one process writing them (app.players.durable).
 DIRTY = PREFIX + "state-dirty"
+DIRTY_TAKING = PREFIX + "state-dirty:taking"
+DIRTY_CUT = PREFIX + "state-dirty:cut"
 DIRTY_LEASE = PREFIX + "state-dirty:lease"
 DIRTY_LAST = PREFIX + "state-dirty:last"  # the last round: when, sessions written, its ms (JSON)
+# Set once this hot store holds every state the state log in SQL holds (replayed after the
+# store was found empty: app.players.statelog); snapshot rounds wait for it.
+STATE_RECOVERED = PREFIX + "state-recovered"
+STATE_RECOVERING = PREFIX + "state-recovering"  # the claim of the one process replaying
+REPLAYED_UPDATES = PREFIX + "state-log:replayed"  # updates the replay applied again
+REPLAYED_BYTES = PREFIX + "state-log:replayed_bytes"
 
 # Network counters: applied updates, their delta bytes, and the full-state cost of a sample.
 NET_UPDATES = PREFIX + "net:updates"

@@ -1,6 +1,6 @@
-"""Write-behind: the state script's marks, the lease, the SQL snapshots it writes, and what
-a game server reads back after hot state is lost (on process memory and the real Redis;
-SQLite and PostgreSQL)."""
+"""Write-behind: the state script's marks, the lease, the SQL snapshots a round writes, the
+state log and its replay, and what a game server reads back after hot state is lost (on
+process memory and the real Redis; SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_sessionmaker, transaction
-from app.players import durable, sessions, wire
+from app.players import durable, sessions, statelog, wire
 from app.players.hotstore import HotStore, MemoryHotStore
 from app.players.models import GameSession
-from app.players.statestore import Dirty, Emit
+from app.players.statestore import Emit, Taken
 from tests.waiting import wait_for
 
 EMIT = Emit(None, "test:updates", "test:bytes")
@@ -37,6 +37,20 @@ def ids() -> list[str]:
     """Session ids no other test uses (the PostgreSQL database is shared)."""
     tag = uuid.uuid4().hex[:8]
     return [f"{tag}-{n}" for n in range(3)]
+
+
+@pytest.fixture(autouse=True)
+def _recovered(request: pytest.FixtureRequest) -> None:
+    """The `hot` store of a test that uses it has nothing to recover: rounds may run."""
+    if "hot" in request.fixturenames:
+        request.getfixturevalue("hot").states.set_recovered()
+
+
+def _store() -> MemoryHotStore:
+    """A process-memory store with nothing to recover."""
+    hot = MemoryHotStore()
+    hot.states.set_recovered()
+    return hot
 
 
 def _open(hot: HotStore, factory: sessionmaker[Session], *ids: str) -> None:
@@ -60,9 +74,32 @@ def _apply(hot: HotStore, *updates: tuple[str, int, dict[str, object]]) -> None:
     assert hot.states.apply(batch, EMIT).applied == len(updates)
 
 
-def _marks(taken: list[Dirty] | None) -> list[tuple[str, int]]:
+def _marks(taken: Taken | None) -> list[tuple[str, int]]:
     assert taken is not None
-    return [(d.session, d.mark) for d in taken]
+    return [(d.session, d.mark) for d in taken.dirty]
+
+
+def _logged(factory: sessionmaker[Session], *updates: tuple[str, int, dict[str, object]],
+            hot: HotStore, log: statelog.StateLog) -> None:
+    """Apply `updates` as a player worker does, the batch held by `log`, and flush it."""
+    batch = wire.pack_batch(wire.entry(s, n, fields) for s, n, fields in updates)
+    assert sessions.apply_batch_restoring(hot, factory, batch, log_to=log.add).applied
+    assert log.flush(factory) == 1
+
+
+def _log_rows(factory: sessionmaker[Session], ids: list[str]) -> list[int]:
+    """The state log's rows that name one of `ids` (the database is the test session's)."""
+    names = {s.encode() for s in ids}
+    return [row for row, batch in statelog.rows(factory)
+            if any(entry[0] in names for entry in wire.unpack_batch(batch))]
+
+
+@pytest.fixture
+def log() -> statelog.StateLog:
+    """A state log open for writing."""
+    opened = statelog.StateLog()
+    opened.open()
+    return opened
 
 
 def _snapshot(factory: sessionmaker[Session], session_id: str) -> tuple[int, object]:
@@ -91,7 +128,9 @@ def test_a_taken_snapshot_is_what_msgpack_makes_of_the_values(hot: HotStore) -> 
     fields |= {f"f{n}": n for n in range(20)}  # a map past 15 entries: a longer header
     hot.states.put_if_newer("a", 0, {})
     _apply(hot, ("a", 1, fields))
-    (taken,) = hot.states.take_dirty("w1", 10, 5_000) or []
+    round_ = hot.states.take_dirty("w1", 10, 5_000)
+    assert round_ is not None
+    (taken,) = round_.dirty
     assert (taken.session, taken.mark, taken.seq) == ("a", 1, 1)
     assert msgpack.unpackb(taken.snapshot, raw=False) == fields
     packed = {k: wire.pack_value(v) for k, v in fields.items()}
@@ -103,7 +142,7 @@ def test_a_session_changed_during_the_write_stays_marked_for_the_next_round(
     a = _changed(hot, factory, ids[0])
     assert _marks(hot.states.take_dirty("w1", 10, 5_000)) == [(a, 1)]
     _apply(hot, (a, 2, {"hp": 2}))  # marked again, newer, before the first write cleans
-    hot.states.clean_dirty("w1", [(a, 1)], release=True)
+    hot.states.clean_dirty("w1", [a], release=True)
     assert _marks(hot.states.take_dirty("w1", 10, 5_000)) == [(a, 2)]
     hot.states.clean_dirty("w1", [], release=True)
     assert durable.write_behind(hot, factory, "w1") == 1
@@ -142,11 +181,11 @@ def test_a_failed_sql_write_keeps_the_marks_and_gives_the_lease_back(
 def test_an_older_state_never_overwrites_a_newer_snapshot(
         factory: sessionmaker[Session], ids: list[str]) -> None:
     a = ids[0]
-    hot = MemoryHotStore()
+    hot = _store()
     _open(hot, factory, a)
     _apply(hot, (a, 4, {"hp": 4}))
     durable.write_behind(hot, factory, "w1")
-    stale = MemoryHotStore()  # another store's older view of the session
+    stale = _store()  # another store's older view of the session
     stale.states.put_if_newer(a, 0, {})
     _apply(stale, (a, 2, {"hp": 2}))
     durable.write_behind(stale, factory, "w1")
@@ -156,7 +195,7 @@ def test_an_older_state_never_overwrites_a_newer_snapshot(
 def test_last_applied_reads_hot_state_and_restores_it_from_sql_when_lost(
         factory: sessionmaker[Session], ids: list[str]) -> None:
     a, b, never = ids
-    hot = MemoryHotStore()
+    hot = _store()
     _open(hot, factory, a, b)
     _apply(hot, (a, 3, {"hp": 3}), (b, 7, {"hp": 7}))
     durable.write_behind(hot, factory, "w1")
@@ -170,30 +209,167 @@ def test_last_applied_reads_hot_state_and_restores_it_from_sql_when_lost(
     assert state[b] == sessions.HotState(7, {"hp": 7})
 
 
-def test_the_write_behind_thread_writes_each_period(
+def test_a_round_waits_until_the_store_is_recovered(
+        factory: sessionmaker[Session], ids: list[str]) -> None:
+    hot = MemoryHotStore()  # not recovered: a round could delete log rows not replayed
+    a = _changed(hot, factory, ids[0])
+    assert hot.states.take_dirty("w1", 10, 5_000) is None
+    assert durable.write_behind(hot, factory, "w1") is None
+    assert statelog.recover(hot, factory) == 0  # an empty log: nothing to replay
+    assert statelog.recover(hot, factory) is None  # recovered already
+    assert durable.write_behind(hot, factory, "w1") == 1
+    assert _snapshot(factory, a) == (1, {"hp": 1})
+
+
+def test_a_finished_round_deletes_the_log_rows_written_before_it_started(
+        hot: HotStore, factory: sessionmaker[Session], ids: list[str],
+        log: statelog.StateLog) -> None:
+    a, b, _ = ids
+    _open(hot, factory, a, b)
+    _logged(factory, (a, 1, {"hp": 1}), hot=hot, log=log)
+    first = _log_rows(factory, ids)
+    assert len(first) == 1
+    assert hot.states.take_dirty("w1", 10, 5_000, statelog.last_row(factory)) is not None
+    _logged(factory, (b, 1, {"hp": 5}), hot=hot, log=log)  # after the round started
+    assert durable.write_behind(hot, factory, "w1") == 1  # the round's one session: a
+    assert _log_rows(factory, ids) == [first[0] + 1]  # b's row waits for b's snapshot
+    assert durable.write_behind(hot, factory, "w1") == 1
+    assert _log_rows(factory, ids) == []
+    assert durable.last_durable(factory, [a, b]) == {a: 1, b: 1}
+
+
+def test_a_round_stopped_half_way_deletes_nothing_until_it_is_finished(
+        hot: HotStore, factory: sessionmaker[Session], ids: list[str],
+        log: statelog.StateLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b, _ = ids
+    _open(hot, factory, a, b)
+    _logged(factory, (a, 1, {"hp": 1}), (b, 1, {"hp": 2}), hot=hot, log=log)
+    monkeypatch.setattr(durable, "ROUND_CHUNKS", 1)
+    assert durable.write_behind(hot, factory, "w1", limit=1) == 1
+    assert len(_log_rows(factory, ids)) == 1
+    assert durable.write_behind(hot, factory, "w2", limit=1) == 1  # another writer goes on
+    assert len(_log_rows(factory, ids)) == 1  # a full chunk: there may be more
+    assert durable.write_behind(hot, factory, "w2", limit=1) == 0
+    assert _log_rows(factory, ids) == []  # the round's marks are all written
+
+
+def test_last_durable_counts_the_state_log(
+        hot: HotStore, factory: sessionmaker[Session], ids: list[str],
+        log: statelog.StateLog) -> None:
+    a, b, _ = ids
+    _open(hot, factory, a, b)
+    _logged(factory, (a, 1, {"hp": 1}), (b, 2, {"hp": 2}), hot=hot, log=log)
+    durable.write_behind(hot, factory, "w1")
+    _logged(factory, (a, 3, {"hp": 3}), hot=hot, log=log)
+    sessions.apply_batch_restoring(hot, factory, wire.pack_batch([wire.entry(b, 4, {})]))
+    assert durable.last_durable(factory, [a, b]) == {a: 3, b: 2}  # b's 4 was never logged
+
+
+def test_a_lost_hot_store_is_recovered_from_snapshots_and_the_log(
+        factory: sessionmaker[Session], ids: list[str], log: statelog.StateLog) -> None:
+    a, b, closed = ids
+    hot = _store()
+    _open(hot, factory, a, b, closed)
+    _logged(factory, (a, 1, {"hp": 1, "pos": [1, 1]}), (b, 1, {"hp": 7}), hot=hot, log=log)
+    durable.write_behind(hot, factory, "w1")  # snapshots at seq 1; the log emptied
+    _logged(factory, (a, 3, {"hp": 3}), (closed, 2, {"hp": 2}), hot=hot, log=log)
+    _logged(factory, (a, 2, {"pos": [2, 2], "hp": 2}), hot=hot, log=log)  # late, older
+    with transaction(factory) as db:
+        sessions.close_session(db, closed)
+    lost = MemoryHotStore()  # every Redis restarted empty
+    assert not lost.states.recovered()
+    assert statelog.recover(lost, factory)  # a twice (and, on PostgreSQL, earlier tests' rows)
+    assert lost.states.recovered()
+    state = sessions.read_states(lost, [a, b, closed])
+    assert state == {a: sessions.HotState(3, {"hp": 3, "pos": [2, 2]})}
+    # b is not in the log: its snapshot comes back when it is asked for (or updated).
+    assert durable.last_applied(lost, factory, [b]) == {b: 1}
+    assert sessions.read_states(lost, [b]) == {b: sessions.HotState(1, {"hp": 7})}
+
+
+def test_recovering_beside_live_updates_keeps_the_newest_of_each_field(
+        factory: sessionmaker[Session], ids: list[str], log: statelog.StateLog) -> None:
+    a = ids[0]
+    hot = _store()
+    _open(hot, factory, a)
+    _logged(factory, (a, 1, {"hp": 1, "ammo": 1}), hot=hot, log=log)
+    lost = MemoryHotStore()
+    # A live batch reaches the empty store first: its session comes back from SQL.
+    sessions.apply_batch_restoring(lost, factory, wire.pack_batch([wire.entry(a, 2, {"hp": 2})]))
+    statelog.recover(lost, factory)
+    assert sessions.read_states(lost, [a]) == {a: sessions.HotState(2, {"hp": 2, "ammo": 1})}
+
+
+def test_a_log_without_a_writer_holds_nothing() -> None:
+    log = statelog.StateLog()
+    log.add(b"x")
+    assert log.pending() == 0
+    log.open()
+    log.add(b"x")
+    assert log.pending() == 1
+
+
+def test_a_failed_flush_keeps_the_batches_for_the_next_and_drops_the_oldest_past_its_bound(
+        factory: sessionmaker[Session], tmp_path: Path) -> None:
+    one, two, three = (wire.pack_batch([wire.entry("gone", n, {})]) for n in (1, 2, 3))
+    log = statelog.StateLog(max_bytes=2 * len(one))
+    log.open()
+    broken = make_sessionmaker(make_engine(f"sqlite:///{tmp_path / 'unmigrated.db'}"))
+    log.add(one)
+    log.add(two)
+    with pytest.raises(OperationalError, match="no such table"):
+        log.flush(broken)
+    log.add(three)  # past its bound: the oldest goes
+    assert (log.pending(), log.dropped) == (2, 1)
+    assert log.flush(factory) == 2
+    assert [batch for _, batch in statelog.rows(factory)][-2:] == [two, three]
+
+
+def test_a_replay_skips_a_row_that_is_not_a_batch(
+        factory: sessionmaker[Session], ids: list[str], log: statelog.StateLog) -> None:
+    a = ids[0]
+    hot = _store()
+    _open(hot, factory, a)
+    log.add(b"not msgpack \xc1")
+    batch = wire.pack_batch([wire.entry(a, 1, {"hp": 1})])
+    sessions.apply_batch_restoring(hot, factory, batch, log_to=log.add)
+    assert log.flush(factory) == 2
+    lost = MemoryHotStore()
+    assert statelog.recover(lost, factory)
+    assert sessions.read_states(lost, [a]) == {a: sessions.HotState(1, {"hp": 1})}
+
+
+def test_the_write_behind_threads_log_and_snapshot_each_period(
         factory: sessionmaker[Session], ids: list[str]) -> None:
     a = ids[0]
-    hot = MemoryHotStore()
+    hot = MemoryHotStore()  # the log's thread recovers it
     _open(hot, factory, a)
-    writer = durable.WriteBehind(hot, factory, period_s=0.01)
+    writer = durable.WriteBehind(hot, factory, flush_s=0.01, round_s=0.01,
+                                 log=statelog.StateLog())
     writer.start()
     try:
         for seq in (1, 2):
-            _apply(hot, (a, seq, {"hp": seq}))
-            wait_for(lambda n=seq: durable.last_durable(factory, [a])[a] == n, timeout=10,
-                     what=f"seq {seq} written behind")
+            batch = wire.pack_batch([wire.entry(a, seq, {"hp": seq})])
+            sessions.apply_batch_restoring(hot, factory, batch, log_to=writer.log.add)
+            wait_for(lambda n=seq: _snapshot(factory, a)[0] == n, timeout=10,
+                     what=f"seq {seq} in a snapshot")
+        wait_for(lambda: not _log_rows(factory, [a]), timeout=10,
+                 what="the log rows the snapshots cover to go")
     finally:
         writer.stop()
 
 
-def test_a_stopping_write_behind_writes_what_is_still_marked(
+def test_a_stopping_write_behind_flushes_its_log(
         factory: sessionmaker[Session], ids: list[str]) -> None:
     a = ids[0]
-    hot = MemoryHotStore()
+    hot = _store()
     _open(hot, factory, a)
-    writer = durable.WriteBehind(hot, factory, period_s=3600)  # no round of its own
+    writer = durable.WriteBehind(hot, factory, flush_s=3600, round_s=3600,
+                                 log=statelog.StateLog())  # no period of its own
     writer.start()
-    _apply(hot, (a, 1, {"hp": 1}))
+    batch = wire.pack_batch([wire.entry(a, 1, {"hp": 1})])
+    sessions.apply_batch_restoring(hot, factory, batch, log_to=writer.log.add)
     assert durable.last_durable(factory, [a]) == {a: 0}
     writer.stop()
     assert durable.last_durable(factory, [a]) == {a: 1}
+    assert _snapshot(factory, a) == (0, None)  # the log has it; the next round writes it

@@ -1,8 +1,8 @@
 -- Apply one batch of state updates (its msgpack wire form) to the sessions' state hashes,
 -- then publish and count the deltas (`app.players.statestore.RedisStateStore.apply`).
--- KEYS: the two counters, the sorted set of sessions to write behind to SQL (each changed
--- session is marked there with its new seq), and the instances' fencing tokens when the
--- writer is an instance.
+-- KEYS: the two counters, the set of sessions changed since their last snapshot (each
+-- changed session is marked there, all in one call), and the instances' fencing tokens
+-- when the writer is an instance.
 -- ARGV: the channel ('' for none), the state keys' prefix, '1' to report the updates
 -- applied per session, the batch in its wire form, and the writer's instance and token.
 -- Reply: {stale, message, delta bytes, applied, {index, field, reason, ...}, {session,
@@ -98,6 +98,7 @@ end
 -- nothing newer wrote, and an update seen twice writes nothing.  An update that wrote no
 -- field and is not newer than the session is stale.
 local stale, total, bytes, sessions, parts, p, sizes = 0, 0, 0, 0, {''}, 1, {}
+local marked = {}
 for _, sid in ipairs(order) do
   local g = groups[sid]
   local key = prefix .. sid
@@ -143,7 +144,7 @@ for _, sid in ipairs(order) do
         end
       end
       redis.call('HSET', key, unpack(write, 1, w))
-      redis.call('ZADD', KEYS[3], seq, sid)
+      marked[sessions + 1] = sid
       parts[head] = '\146' .. packint(seq) .. maphead(c)
       bytes = bytes + size + #parts[head]
       total, sessions = total + applied, sessions + 1
@@ -160,6 +161,9 @@ parts[1] = maphead(sessions)
 local message = table.concat(parts, '', 1, p)
 if total > 0 then
   if channel ~= '' then redis.call('PUBLISH', channel, message) end
+  for m = 1, #marked, 1000 do  -- one call per thousand sessions, not one per session
+    redis.call('SADD', KEYS[3], unpack(marked, m, math.min(m + 999, #marked)))
+  end
   redis.call('INCRBY', KEYS[1], total)
   redis.call('INCRBY', KEYS[2], bytes)
 end

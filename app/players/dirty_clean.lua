@@ -4,7 +4,7 @@
 -- KEYS[1]: the round's marks; KEYS[2]: the lease.  ARGV: the taker, '1' to release, then
 -- the sessions written.
 for i = 3, #ARGV, 1000 do
-  redis.call('ZREM', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  redis.call('SREM', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 if ARGV[2] == '1' and redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])

@@ -1,15 +1,15 @@
 -- Take the lease of writing sessions' hot state to SQL, and the next marks of the round
 -- with each marked session's state as its snapshot
 -- (`app.players.statestore.RedisStateStore.take_dirty`).
--- KEYS: the marks (sorted set: session, its seq when marked), the lease, the marks of the
--- round under way, the state-log row that round covers, and the recovered flag.
+-- KEYS: the marks (a set of sessions), the lease, the marks of the round under way, the
+-- state-log row that round covers, and the recovered flag.
 -- ARGV: the taker, the lease in ms, how many marks at most, the state keys' prefix, and
 -- the last state-log row in SQL now.
 -- A round starts when no marks are being taken: the marks so far become the round's (so a
 -- session marked later waits for the next round), and the round covers the state log up
 -- to ARGV[5].  A round that stopped half way goes on with its own marks and row.
 -- Reply: false when another process holds the lease or the store has not been recovered
--- yet, else {row, session, mark, seq, snapshot, ...}: the session's seq now ('0' when its
+-- yet, else {row, session, seq, snapshot, ...}: the session's seq now ('0' when its
 -- state is gone) and its values as one msgpack map (name: value, the values packed as
 -- they are stored; `pack.lua` packs the names), built here so that the writer reads two
 -- strings per session instead of every field and version.
@@ -22,7 +22,7 @@ if redis.call('EXISTS', KEYS[3]) == 0 then
   if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('RENAME', KEYS[1], KEYS[3]) end
   redis.call('SET', KEYS[4], ARGV[5])
 end
-local marks = redis.call('ZRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
+local marks = redis.call('SRANDMEMBER', KEYS[3], tonumber(ARGV[3]))
 local out, prefix = {redis.call('GET', KEYS[4]) or '0'}, ARGV[4]
 -- A hash field's packed name when it holds a value ('.name'), false for 'seq' and the
 -- versions ('^name'): made once per name, not once per session.
@@ -35,7 +35,7 @@ local function packed_name(field)
   end
   return pk
 end
-for m = 1, #marks, 2 do
+for m = 1, #marks do
   local sid = marks[m]
   local h = redis.call('HGETALL', prefix .. sid)
   local seq, n, parts = '0', 0, {''}
@@ -50,6 +50,6 @@ for m = 1, #marks, 2 do
   end
   parts[1] = maphead(n)
   local o = #out
-  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = sid, marks[m + 1], seq, table.concat(parts)
+  out[o + 1], out[o + 2], out[o + 3] = sid, seq, table.concat(parts)
 end
 return out

@@ -19,10 +19,10 @@ Redis layout: ``gamesched:state:<session>`` is a hash with ``seq``, and ``.<name
 value) and ``^<name>`` (its version) per state field.  The script computes these keys from
 the session ids, so it runs on a single Redis, not on a cluster.
 
-The same step marks each changed session, with its new seq, in ``gamesched:state-dirty``:
-the write-behind (`app.players.durable`) takes the marks under a lease (one writer per
-store at a time), writes those sessions' state to SQL and removes the marks it wrote,
-unless a newer seq marked the session again meanwhile.
+The same step marks each changed session in ``gamesched:state-marks`` (a set, one call a
+batch): a snapshot round (`app.players.durable`) takes the marks under a lease (one writer
+per store at a time), writes those sessions' state to SQL and removes the marks it wrote;
+a session changed during the round is marked for the next one.
 """
 
 from __future__ import annotations
@@ -46,11 +46,10 @@ Packed = dict[str, bytes]  # field name -> msgpack-packed value
 
 @dataclass(frozen=True)
 class Dirty:
-    """A session marked as changed: the seq it was marked with, and its state now: its seq
-    (0 when the state is gone) and its values as one msgpack map (`wire.pack_map`)."""
+    """A session marked as changed, and its state now: its seq (0 when the state is gone)
+    and its values as one msgpack map (`wire.pack_map`)."""
 
     session: str
-    mark: int
     seq: int
     snapshot: bytes
 
@@ -124,7 +123,7 @@ class StateStore(Protocol):
     def take_dirty(self, owner: str, limit: int, lease_ms: int,
                    log_row: int = 0) -> Taken | None:
         """Take (or renew) the lease of writing snapshots for `owner`, and up to `limit`
-        marks of the round, lowest first, each with its session's state now.  With no round
+        marks of the round, each with its session's state now.  With no round
         under way, one starts: the marks so far become its own, and it covers the state log
         up to `log_row`.  None while another owner holds the lease, or before the store is
         `recovered`."""
@@ -166,8 +165,8 @@ class MemoryStateStore:
         self._states: dict[str, tuple[int, Packed, dict[str, int]]] = {}
         self._publish = publish
         self._count = count
-        self._dirty: dict[str, int] = {}  # session -> seq, changed since written behind
-        self._taking: dict[str, int] = {}  # the marks of the snapshot round under way
+        self._dirty: set[str] = set()  # sessions changed since written to SQL
+        self._taking: set[str] = set()  # the marks of the snapshot round under way
         self._log_row = 0  # the last state-log row that round covers
         self._recovered = False
         self._lease: tuple[str, float] = ("", 0.0)  # owner, monotonic expiry
@@ -213,7 +212,7 @@ class MemoryStateStore:
         if applied:
             changed = {k: v for k, v in newest.items() if fields.get(k) != v}
             self._states[session_id] = (seq, {**fields, **changed}, versions)
-            self._dirty[session_id] = seq
+            self._dirty.add(session_id)
             deltas[session_id] = delta.encode_packed(seq, changed)
             out.applied += applied
             out.per_session[session_id] = applied
@@ -236,7 +235,7 @@ class MemoryStateStore:
     def take_dirty(self, owner: str, limit: int, lease_ms: int,
                    log_row: int = 0) -> Taken | None:
         """The lease for `owner` (None while another holds it, or before `set_recovered`)
-        and the round's lowest marks, with their sessions' state."""
+        and the round's first marks, with their sessions' state."""
         now = time.monotonic()
         with self._lock:
             holder, until = self._lease
@@ -244,23 +243,23 @@ class MemoryStateStore:
                 return None
             self._lease = (owner, now + lease_ms / 1000.0)
             if not self._taking:
-                self._taking, self._dirty, self._log_row = self._dirty, {}, log_row
-            marks = sorted(self._taking.items(), key=lambda m: (m[1], m[0]))[:limit]
-            states = {s: self._states.get(s) for s, _ in marks}
+                self._taking, self._dirty, self._log_row = self._dirty, set(), log_row
+            marks = sorted(self._taking)[:limit]
+            states = {s: self._states.get(s) for s in marks}
         return Taken(self._log_row, [
-            Dirty(s, mark, st[0] if st else 0, pack_map(st[1] if st else {}))
-            for (s, mark), st in ((m, states[m[0]]) for m in marks)])
+            Dirty(s, st[0] if st else 0, pack_map(st[1] if st else {}))
+            for s, st in states.items()])
 
     def dirty_count(self) -> int:
         """Sessions changed since they were last written to SQL."""
         with self._lock:
-            return len(self._dirty.keys() | self._taking.keys())
+            return len(self._dirty | self._taking)
 
     def clean_dirty(self, owner: str, sessions: Sequence[str], release: bool) -> None:
         """Remove the round's marks of `sessions`; with `release`, end `owner`'s lease."""
         with self._lock:
             for session_id in sessions:
-                self._taking.pop(session_id, None)
+                self._taking.discard(session_id)
             if release and self._lease[0] == owner:
                 self._lease = ("", 0.0)
 
@@ -376,7 +375,7 @@ class RedisStateStore:
 
     def take_dirty(self, owner: str, limit: int, lease_ms: int,
                    log_row: int = 0) -> Taken | None:
-        """The lease and the round's lowest marks with their sessions' snapshots, built by
+        """The lease and the round's first marks with their sessions' snapshots, built by
         the script: one call, two short strings per session to read."""
         reply = self._take(
             keys=[keys.DIRTY, keys.DIRTY_LEASE, keys.DIRTY_TAKING, keys.DIRTY_CUT,
@@ -385,14 +384,14 @@ class RedisStateStore:
         if reply is None:
             return None
         return Taken(int(reply[0]), [
-            Dirty(reply[k].decode(), int(float(reply[k + 1])), int(reply[k + 2]),
-                  bytes(reply[k + 3])) for k in range(1, len(reply), 4)])
+            Dirty(reply[k].decode(), int(reply[k + 1]), bytes(reply[k + 2]))
+            for k in range(1, len(reply), 3)])
 
     def dirty_count(self) -> int:
         """The marks, those of the round under way included."""
         pipe = self._client.pipeline(transaction=False)
-        pipe.zcard(keys.DIRTY)
-        pipe.zcard(keys.DIRTY_TAKING)
+        pipe.scard(keys.DIRTY)
+        pipe.scard(keys.DIRTY_TAKING)
         return sum(int(n) for n in pipe.execute())
 
     def clean_dirty(self, owner: str, sessions: Sequence[str], release: bool) -> None:

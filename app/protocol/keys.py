@@ -12,13 +12,13 @@ ALL = PREFIX + "*"  # every key below: hot state, counters, claims and execution
 # field (the state script computes these keys from the session ids).
 STATE_PREFIX = PREFIX + "state:"
 DELTA_CHANNEL = PREFIX + "deltas"  # each applied batch's delta message is published here
-# Sessions whose hot state changed since it was last written to SQL (a sorted set, the
-# session's applied seq as score, marked by the state script); the marks a snapshot round
-# is writing (the set renamed when a round starts), the last state-log row that round
-# covers, and the lease of the one process writing them (app.players.durable).
-DIRTY = PREFIX + "state-dirty"
-DIRTY_TAKING = PREFIX + "state-dirty:taking"
-DIRTY_CUT = PREFIX + "state-dirty:cut"
+# Sessions whose hot state changed since it was last written to SQL (a set, marked by the
+# state script); the marks a snapshot round is writing (the set renamed when a round
+# starts), the last state-log row that round covers, and the lease of the one process
+# writing them (app.players.durable).
+DIRTY = PREFIX + "state-marks"
+DIRTY_TAKING = PREFIX + "state-marks:taking"
+DIRTY_CUT = PREFIX + "state-marks:cut"
 DIRTY_LEASE = PREFIX + "state-dirty:lease"
 DIRTY_LAST = PREFIX + "state-dirty:last"  # the last round: when, sessions written, its ms (JSON)
 # Set once this hot store holds every state the state log in SQL holds (replayed after the

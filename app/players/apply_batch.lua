@@ -103,12 +103,18 @@ for _, sid in ipairs(order) do
   local g = groups[sid]
   local key = prefix .. sid
   local n = collect(g)
-  local old = redis.call('HMGET', key, unpack(fields, 1, 2 * n + 1))
+  local old = redis.call('HMGET', key, unpack(fields, 1, n + 1))
   if not old[1] then
     for _, i in ipairs(g) do reject(i, 'session', "unknown session '" .. sid .. "'") end
   else
     local seq, applied = tonumber(old[1]), 0
-    for j = 1, n do versions[j] = tonumber(old[n + j + 1]) or 0 end
+    if n == 0 or entries[g[1]][2] > seq then
+      -- Every update is newer than the session, so than every field's version: no read.
+      for j = 1, n do versions[j] = 0 end
+    else
+      local v = redis.call('HMGET', key, unpack(fields, n + 2, 2 * n + 1))
+      for j = 1, n do versions[j] = tonumber(v[j]) or 0 end
+    end
     for _, i in ipairs(g) do
       local e = entries[i]
       local s, wrote = e[2], false

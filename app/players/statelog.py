@@ -29,7 +29,7 @@ from app.db import transaction
 from app.players import sessions, wire
 from app.players.hotstore import HotStore
 from app.players.models import StateLogRow
-from app.players.statestore import Emit
+from app.players.statestore import Emit, malformed
 from app.protocol import keys
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ Factory = sessionmaker[Session]
 
 MAX_PENDING_BYTES = 64 * 1024 * 1024  # held while SQL is away; the oldest go past it
 REPLAY_ROWS = 100  # log rows read at a time by a replay
+REPLAY_ENTRIES = 1000  # merged entries applied together by a replay
 RECOVERY_CLAIM_S = 120  # one process replays; another takes over after this
 REPLAY_EMIT = Emit(None, keys.REPLAYED_UPDATES, keys.REPLAYED_BYTES)
 
@@ -148,18 +149,61 @@ def rows(factory: Factory, after: int = 0, through: int | None = None) -> Iterat
 
 
 def replay(hot: HotStore, factory: Factory) -> int:
-    """Apply every row of the log to `hot` again, oldest first, restoring from SQL the
-    open sessions it names that hot state lacks; returns the updates that changed state."""
-    applied = 0
+    """Apply the log to `hot` again, restoring from SQL the open sessions it names that hot
+    state lacks; returns the updates that changed state.  The log is first merged as the
+    state script would merge it (`Merged`: per field the newest value), so a replay costs
+    one update per session and field, not one per update logged."""
+    merged = Merged()
     for row, batch in rows(factory, through=last_row(factory)):
         try:
-            result = sessions.apply_batch_restoring(hot, factory, batch, size_later=True,
-                                                    emit=REPLAY_EMIT)
+            merged.add(wire.unpack_batch(batch))
         except ValueError as exc:  # not written by a worker: one bad row stops no replay
             log.error("state log row %d is not a batch and was skipped: %s", row, exc)
-            continue
-        applied += result.applied
+    applied = 0
+    for batch in merged.batches():
+        applied += sessions.apply_batch_restoring(hot, factory, batch, size_later=True,
+                                                  emit=REPLAY_EMIT).applied
     return applied
+
+
+class Merged:
+    """Batches merged by the state script's rules: of each session's field, the value of
+    the update with the highest seq (the first one seen among equals, as the script keeps
+    the first one applied), and the session's highest seq.  Malformed entries are left
+    out, as the script rejects them."""
+
+    def __init__(self) -> None:
+        # session -> (its highest seq, field -> (seq, packed value))
+        self._sessions: dict[bytes, tuple[int, dict[bytes, tuple[int, bytes]]]] = {}
+
+    def add(self, entries: list[Any]) -> None:
+        """Merge the entries of one batch, in its order."""
+        for entry in entries:
+            if malformed(entry) is None:
+                self._add(entry[0], entry[1], dict(zip(entry[2::2], entry[3::2], strict=True)))
+
+    def _add(self, session: bytes, seq: int, fields: dict[bytes, bytes]) -> None:
+        top, known = self._sessions.get(session, (0, {}))
+        for name, value in fields.items():  # a name given twice: its last value (dict)
+            had = known.get(name)
+            if had is None or seq > had[0]:
+                known[name] = (seq, value)
+        self._sessions[session] = (max(top, seq), known)
+
+    def batches(self, size: int = REPLAY_ENTRIES) -> Iterator[bytes]:
+        """The merge as batches in wire form of at most `size` entries: one per session and
+        seq its fields hold, and one for the session's highest seq."""
+        entries: list[list[bytes | int]] = []
+        for session, (top, known) in self._sessions.items():
+            by_seq: dict[int, list[bytes | int]] = {top: [session, top]}
+            for name, (seq, value) in known.items():
+                by_seq.setdefault(seq, [session, seq]).extend((name, value))
+            entries.extend(by_seq.values())
+            if len(entries) >= size:
+                yield wire.pack_batch(entries)
+                entries = []
+        if entries:
+            yield wire.pack_batch(entries)
 
 
 def recover(hot: HotStore, factory: Factory) -> int | None:
@@ -185,9 +229,13 @@ def logged_seqs(factory: Factory, session_ids: Iterable[str]) -> dict[str, int]:
     wanted = {s.encode() for s in session_ids}
     out: dict[bytes, int] = {}
     for _, batch in rows(factory):
-        for entry in wire.unpack_batch(batch):
-            if (isinstance(entry, list) and len(entry) > 1 and entry[0] in wanted
-                    and isinstance(entry[1], int) and entry[1] > out.get(entry[0], 0)):
+        try:
+            entries = wire.unpack_batch(batch)
+        except ValueError:
+            continue  # `replay` logs it
+        for entry in entries:
+            if (malformed(entry) is None and entry[0] in wanted
+                    and entry[1] > out.get(entry[0], 0)):
                 out[entry[0]] = entry[1]
     return {s.decode(): seq for s, seq in out.items()}
 

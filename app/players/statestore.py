@@ -276,7 +276,7 @@ def _group(entries: list[Any], rejected: list[tuple[int, str, str]]) -> dict[str
     """Check each entry; the valid ones' indices by session, in ascending sequence order."""
     groups: dict[str, list[int]] = {}
     for index, entry in enumerate(entries):
-        problem = _malformed(entry)
+        problem = malformed(entry)
         if problem:
             rejected.append((index, *problem))
             continue
@@ -286,7 +286,9 @@ def _group(entries: list[Any], rejected: list[tuple[int, str, str]]) -> dict[str
     return groups
 
 
-def _malformed(entry: Any) -> tuple[str, str] | None:
+def malformed(entry: Any) -> tuple[str, str] | None:
+    """What is wrong with an entry of a batch unpacked as the script sees it (every string
+    as bytes), as (field, reason); None for a well-formed one."""
     if not isinstance(entry, list) or len(entry) < 2:
         return ("update", "expected an array entry")
     if not isinstance(entry[0], bytes):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
@@ -212,14 +213,15 @@ def recover(hot: HotStore, factory: Factory) -> int | None:
     nothing to do here."""
     if hot.states.recovered() or not hot.claim(keys.STATE_RECOVERING, RECOVERY_CLAIM_S):
         return None
+    started = time.perf_counter()
     try:
         applied = replay(hot, factory)
         hot.states.set_recovered()
     finally:
         hot.delete(keys.STATE_RECOVERING)
     if applied:
-        log.warning("hot state was recovered from SQL: %d updates of the state log applied "
-                    "again", applied)
+        log.warning("hot state was recovered from SQL's state log in %.1f s: %d updates "
+                    "applied again", time.perf_counter() - started, applied)
     return applied
 
 

@@ -10,11 +10,14 @@ log = logging.getLogger(__name__)
 
 
 class Periodic:
-    """Calls `call` every `period_s` in a daemon thread from `start` until `stop`; a call
-    that raises is logged (the first of a run of failures) and the next one made."""
+    """Calls `call` every `period_s` in a daemon thread from `start` until `stop` (and once
+    as it starts, with `at_start`); a call that raises is logged (the first of a run of
+    failures) and the next one made."""
 
-    def __init__(self, call: Callable[[], object], period_s: float, name: str) -> None:
+    def __init__(self, call: Callable[[], object], period_s: float, name: str,
+                 at_start: bool = False) -> None:
         self._call, self._period_s, self._name = call, period_s, name
+        self._at_start = at_start
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -37,7 +40,9 @@ class Periodic:
 
     def _run(self) -> None:
         failing = False
-        while not self._stop.wait(self._period_s):
+        wait = 0.0 if self._at_start else self._period_s
+        while not self._stop.wait(wait):
+            wait = self._period_s
             try:
                 self._call()
             except Exception:  # the next period tries again

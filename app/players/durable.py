@@ -174,7 +174,8 @@ class WriteBehind:
         self.log = log or statelog.this_process()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.written = 0
-        self._flushes = Periodic(self.flush, flush_s, "gamesched-state-log")
+        # at once as well: a store found empty is replayed before the first period is out
+        self._flushes = Periodic(self.flush, flush_s, "gamesched-state-log", at_start=True)
         self._rounds = Periodic(self.round, round_s, "gamesched-snapshots")
         self._started = False
 

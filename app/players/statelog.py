@@ -9,10 +9,11 @@ session, is what lets rounds be rare: at 5,000 sessions a round a second cost th
 more than the updates themselves (docs/measurements.md).
 
 When a hot store is found without its recovered flag (its Redis restarted empty, or it is
-new), `recover` replays the log into it, oldest row first, restoring from their snapshots
-the sessions it names, and then sets the flag; snapshot rounds wait for it.  Replaying is
-safe at any time and in any order, beside live updates: the state script writes a field
-only when the update is newer than the one that last wrote it.
+new), `recover` replays the log into it, restoring from their snapshots the sessions it
+names, and then sets the flag; snapshot rounds wait for it.  The log is merged first as
+the state script would merge it (`Merged`), so a replay applies about one update per
+session.  Replaying is safe at any time and in any order, beside live updates: the state
+script writes a field only when the update is newer than the one that last wrote it.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class StateLog:
             self._writers += 1
 
     def close(self) -> None:
-        """A writer stops; with none left, what is pending is dropped on the next add."""
+        """A writer stops; with none left, `add` holds nothing more."""
         with self._lock:
             self._writers = max(0, self._writers - 1)
 

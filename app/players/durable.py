@@ -142,10 +142,9 @@ def last_applied(hot: HotStore, factory: Factory, session_ids: Iterable[str]) ->
         for chunk in _chunks(ids):
             rows = db.scalars(select(GameSession).where(
                 GameSession.id.in_(chunk), GameSession.status == SessionStatus.OPEN))
-            for row in rows:
-                if row.snapshot_seq > seqs.get(row.id, -1):
-                    restore(hot, row)
-                    seqs[row.id] = row.snapshot_seq
+            newer = [row for row in rows if row.snapshot_seq > seqs.get(row.id, -1)]
+            restore(hot, newer)
+            seqs.update({row.id: row.snapshot_seq for row in newer})
     return seqs
 
 

@@ -120,6 +120,10 @@ class StateStore(Protocol):
     def put_if_newer(self, session_id: str, seq: int, fields: Packed) -> bool:
         """Create the session's state, or replace it when `seq` is newer; True if written."""
 
+    def put_many_if_newer(self, states: Sequence[tuple[str, int, Packed]]) -> int:
+        """`put_if_newer` for each ``(session, seq, fields)``, in one round trip; how many
+        were written."""
+
     def take_dirty(self, owner: str, limit: int, lease_ms: int,
                    log_row: int = 0) -> Taken | None:
         """Take (or renew) the lease of writing snapshots for `owner`, and up to `limit`
@@ -231,6 +235,10 @@ class MemoryStateStore:
                 return False
             self._states[session_id] = (seq, dict(fields), dict.fromkeys(fields, seq))
             return True
+
+    def put_many_if_newer(self, states: Sequence[tuple[str, int, Packed]]) -> int:
+        """`put_if_newer` for each."""
+        return sum(self.put_if_newer(*state) for state in states)
 
     def take_dirty(self, owner: str, limit: int, lease_ms: int,
                    log_row: int = 0) -> Taken | None:
@@ -369,11 +377,16 @@ class RedisStateStore:
 
     def put_if_newer(self, session_id: str, seq: int, fields: Packed) -> bool:
         """Create or replace the hash when `seq` is newer, atomically."""
-        args: list[bytes | str | int] = [seq]
-        for name, value in fields.items():  # each field written at `seq` (its version)
-            args += [PREFIX + name, value, VERSION_PREFIX + name, seq]
-        # The script's HSET takes 'seq' and ARGV, so ARGV[1] is the seq's value.
-        return bool(self._put(keys=[keys.state(session_id)], args=args))
+        return bool(self._put(keys=[keys.state(session_id)], args=_put_args(seq, fields)))
+
+    def put_many_if_newer(self, states: Sequence[tuple[str, int, Packed]]) -> int:
+        """Each `put_if_newer` in one pipeline (each atomic, not the whole)."""
+        if not states:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for session_id, seq, fields in states:
+            self._put(keys=[keys.state(session_id)], args=_put_args(seq, fields), client=pipe)
+        return sum(bool(written) for written in pipe.execute())
 
     def take_dirty(self, owner: str, limit: int, lease_ms: int,
                    log_row: int = 0) -> Taken | None:
@@ -409,6 +422,14 @@ class RedisStateStore:
     def set_recovered(self) -> None:
         """Set the recovered flag."""
         self._client.set(keys.STATE_RECOVERED, b"1")
+
+
+def _put_args(seq: int, fields: Packed) -> list[bytes | str | int]:
+    # The script's HSET takes 'seq' and ARGV, so ARGV[1] is the seq's value.
+    args: list[bytes | str | int] = [seq]
+    for name, value in fields.items():  # each field written at `seq` (its version)
+        args += [PREFIX + name, value, VERSION_PREFIX + name, seq]
+    return args
 
 
 def _stored(raw: dict[bytes, bytes]) -> StoredState | None:

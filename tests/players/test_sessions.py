@@ -194,7 +194,7 @@ def test_snapshot_then_restore_brings_back_the_last_state(
     fresh = MemoryHotStore()  # hot state lost, as after a Redis restart
     with factory() as db:
         row = db.get(GameSession, "s")
-        sessions.restore(fresh, row)
+        sessions.restore(fresh, [row])
     assert sessions.read_state(fresh, "s") == sessions.HotState(9, {"hp": 12})
 
 

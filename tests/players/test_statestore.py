@@ -98,6 +98,17 @@ def test_a_late_update_writes_the_fields_nothing_newer_wrote(hot: HotStore) -> N
     assert restored and store.apply(_batch(("b", 4, {"hp": 40})), EMIT).stale == 1
 
 
+def test_many_states_are_put_where_newer_in_one_call(hot: HotStore) -> None:
+    store = hot.states
+    store.put_if_newer("a", 5, {"hp": _p(5)})
+    written = store.put_many_if_newer([("a", 4, {"hp": _p(4)}), ("b", 2, {"hp": _p(2)}),
+                                       ("c", 0, {})])
+    assert written == 2  # b and c; a holds a newer state
+    assert store.read(["a", "b", "c"]) == [StoredState(5, {"hp": _p(5)}),
+                                           StoredState(2, {"hp": _p(2)}), StoredState(0, {})]
+    assert store.put_many_if_newer([]) == 0
+
+
 def test_a_batch_entirely_stale_writes_publishes_and_counts_nothing(hot: HotStore) -> None:
     store = hot.states
     store.put_if_newer("a", 9, {"hp": _p(9)})

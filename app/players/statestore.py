@@ -254,7 +254,8 @@ class MemoryStateStore:
                 self._taking, self._dirty, self._log_row = self._dirty, set(), log_row
             marks = sorted(self._taking)[:limit]
             states = {s: self._states.get(s) for s in marks}
-        return Taken(self._log_row, [
+            covered = self._log_row
+        return Taken(covered, [
             Dirty(s, st[0] if st else 0, pack_map(st[1] if st else {}))
             for s, st in states.items()])
 

@@ -3,14 +3,14 @@ every worker and both Redis servers were killed, and where they stand at the end
 load.
 
 Just before the kill, each open session's applied seq (hot state) and durable seq (what
-SQL holds: its snapshot, or the state log the player workers write) are read.  The durable seq is what the
-fleet acknowledged as surviving anything: a session is restored when its hot state at the
-end of the load (read as it is, nothing repaired by the reading) holds at least that seq,
-and every acknowledged seq it lacks is a lost update.  The updates between the durable and
-the applied seq at the kill were applied but not yet in SQL: they are the bounded lag's
-price, reported apart (a game server sends them again from `last_applied`).  Hot state is
-read as the load ends: a session the fleet has not yet brought back (its instance not
-answering, or the state log's replay not there yet) counts as not restored.
+SQL holds: its snapshot, or the state log the player workers write) are read.  The durable
+seq is what the fleet acknowledged as surviving anything: a session is restored when its
+hot state at the end of the load (read as it is, nothing repaired by the reading) holds at
+least that seq, and every acknowledged seq it lacks is a lost update.  The updates between
+the durable and the applied seq at the kill were applied but not yet in SQL: they are the
+bounded lag's price, reported apart (a game server sends them again from `last_applied`).
+A session the fleet has not yet brought back when the load ends (its instance not
+answering yet, or the state log's replay not there yet) counts as not restored.
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ class StateLogRow(Base):
     (`app.players.statelog`)."""
 
     __tablename__ = "state_log"
+    # ids never used again on SQLite either (app.players.durable deletes up to an id)
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
                                     primary_key=True, autoincrement=True)

@@ -25,6 +25,9 @@ def upgrade() -> None:
         sa.Column("batch", sa.LargeBinary(), nullable=False),
         sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        # ids never used again on SQLite either: a snapshot round deletes the rows up to
+        # the last one when it started, which must not name rows written after it
+        sqlite_autoincrement=True,
     )
 
 

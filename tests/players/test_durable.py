@@ -238,6 +238,20 @@ def test_a_finished_round_deletes_the_log_rows_written_before_it_started(
     assert durable.last_durable(factory, [a, b]) == {a: 1, b: 1}
 
 
+def test_a_log_row_id_is_never_used_again(
+        factory: sessionmaker[Session], log: statelog.StateLog) -> None:
+    """A round deletes up to the last row when it started: a row written after that must
+    not get an id at or below it, even once the log was emptied (SQLite reuses the ids of
+    a plain integer key)."""
+    log.add(wire.pack_batch([wire.entry("gone", 1, {})]))
+    log.flush(factory)
+    first = statelog.last_row(factory)
+    statelog.delete_through(factory, first)
+    log.add(wire.pack_batch([wire.entry("gone", 2, {})]))
+    log.flush(factory)
+    assert statelog.last_row(factory) > first
+
+
 def test_a_round_stopped_half_way_deletes_nothing_until_it_is_finished(
         hot: HotStore, factory: sessionmaker[Session], ids: list[str],
         log: statelog.StateLog, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,8 +49,8 @@ def test_controller_ticks_and_status_reports_it(live_settings: Settings, tmp_pat
                          re.MULTILINE), status.stdout
         assert re.search(r"^sweeper: last ran \d+\.\ds ago, saw 0 pending, re-sent 0$",
                          status.stdout, re.MULTILINE), status.stdout
-        assert re.search(r"^write-behind: no round yet \(0 sessions changed", status.stdout,
-                         re.MULTILINE), status.stdout  # no player worker runs here
+        assert re.search(r"^write-behind: no snapshot round yet \(0 sessions changed",
+                         status.stdout, re.MULTILINE), status.stdout  # no player worker here
         for queue in ("player", "physics", "ai", "transactions", "background", "control"):
             assert queue in status.stdout
         text = wait_for(lambda: scrape(port), what="the controller's metrics")

@@ -118,10 +118,9 @@ _UNNEST_UPDATE = text(
 def last_durable(factory: Factory, session_ids: Iterable[str]) -> dict[str, int]:
     """The newest seq SQL holds for each session, in its snapshot or in the state log (0:
     nothing written yet); sessions SQL does not know are left out.  Reads the whole log."""
-    ids = list(session_ids)
     out: dict[str, int] = {}
     with factory() as db:
-        for chunk in _chunks(ids):
+        for chunk in _chunks(session_ids):
             rows = db.execute(select(GameSession.id, GameSession.snapshot_seq)
                               .where(GameSession.id.in_(chunk)))
             out.update({row.id: int(row.snapshot_seq) for row in rows})

@@ -130,11 +130,14 @@ def ensure_state(hot: HotStore, session_id: str, restored: HotState | None = Non
 def restore(hot: HotStore, rows: Iterable[GameSession]) -> None:
     """Put sessions' SQL snapshots back into hot state where hot state is older or gone
     (after a Redis restart, say), in one round trip."""
-    hot.states.put_many_if_newer([
-        (row.id, row.snapshot_seq if row.snapshot is not None else 0,
-         _pack_fields(msgpack.unpackb(row.snapshot, raw=False))
-         if row.snapshot is not None else {})
-        for row in rows])
+    hot.states.put_many_if_newer([_snapshot_of(row) for row in rows])
+
+
+def _snapshot_of(row: GameSession) -> tuple[str, int, dict[str, bytes]]:
+    """A session's SQL snapshot as hot state takes it: an empty state at 0 when none."""
+    if row.snapshot is None:
+        return row.id, 0, {}
+    return row.id, row.snapshot_seq, _pack_fields(msgpack.unpackb(row.snapshot, raw=False))
 
 
 # The full-state JSON an update would have cost is measured on every FULL_STATE_SAMPLE-th

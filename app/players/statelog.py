@@ -150,17 +150,24 @@ def rows(factory: Factory, after: int = 0, through: int | None = None) -> Iterat
         after = int(chunk[-1][0])
 
 
+def entries(factory: Factory, through: int | None = None) -> Iterator[list[Any]]:
+    """The entries of each row of the log (up to `through`), oldest row first, as the state
+    script sees them; a row that is not a batch is logged and skipped."""
+    for row, batch in rows(factory, through=through):
+        try:
+            yield wire.unpack_batch(batch)
+        except ValueError as exc:  # not written by a worker: one bad row stops no reader
+            log.error("state log row %d is not a batch and was skipped: %s", row, exc)
+
+
 def replay(hot: HotStore, factory: Factory) -> int:
     """Apply the log to `hot` again, restoring from SQL the open sessions it names that hot
     state lacks; returns the updates that changed state.  The log is first merged as the
     state script would merge it (`Merged`: per field the newest value), so a replay costs
     one update per session and field, not one per update logged."""
     merged = Merged()
-    for row, batch in rows(factory, through=last_row(factory)):
-        try:
-            merged.add(wire.unpack_batch(batch))
-        except ValueError as exc:  # not written by a worker: one bad row stops no replay
-            log.error("state log row %d is not a batch and was skipped: %s", row, exc)
+    for batch_entries in entries(factory, through=last_row(factory)):
+        merged.add(batch_entries)
     applied = 0
     for batch in merged.batches():
         applied += sessions.apply_batch_restoring(hot, factory, batch, size_later=True,
@@ -231,12 +238,8 @@ def logged_seqs(factory: Factory, session_ids: Iterable[str]) -> dict[str, int]:
     whole log: about one snapshot period of batches."""
     wanted = {s.encode() for s in session_ids}
     out: dict[bytes, int] = {}
-    for _, batch in rows(factory):
-        try:
-            entries = wire.unpack_batch(batch)
-        except ValueError:
-            continue  # `replay` logs it
-        for entry in entries:
+    for batch_entries in entries(factory):
+        for entry in batch_entries:
             if (malformed(entry) is None and entry[0] in wanted
                     and entry[1] > out.get(entry[0], 0)):
                 out[entry[0]] = entry[1]

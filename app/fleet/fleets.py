@@ -7,6 +7,7 @@ broker.  Both are context managers that return once every worker consumes.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -31,6 +32,8 @@ from app.protocol.vocab import RoleName
 from app.settings import Settings
 from app.tasking.broker import live_workers
 from app.tasking.factory import GameschedCelery, create_app
+
+log = logging.getLogger(__name__)
 
 
 class _Worker(WorkController):  # type: ignore[misc]
@@ -245,13 +248,17 @@ def _nodes(settings: Settings, role: str, replicas: Mapping[str, int] | None,
 
 def stop_process_groups(procs: Iterable[subprocess.Popen[bytes]], grace_s: float = 20) -> None:
     """Stop processes started with ``start_new_session=True``, their children included:
-    SIGTERM (a warm shutdown), then SIGKILL for any still running after `grace_s`."""
+    SIGTERM (a warm shutdown) to all at once, then SIGKILL for any still running `grace_s`
+    after it (one grace for all: they stop side by side)."""
     running = [p for p in procs if p.poll() is None]
     for proc in running:
         os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
     for proc in running:
         try:
-            proc.wait(timeout=grace_s)
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            log.warning("pid %d did not stop within %.0f s of SIGTERM: SIGKILL", proc.pid,
+                        grace_s)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import cast
 
-from app.fleet.fleets import ProcessFleet
+from app.fleet.fleets import ProcessFleet, stop_process_groups
 from app.fleet.supervisor import FleetState, Supervisor
 
 COMMANDS = {"steady": "import time; time.sleep(60)", "crashing": "raise SystemExit(3)"}
@@ -57,3 +57,20 @@ def test_a_worker_that_exits_starts_again_at_once_and_a_crashing_one_backs_off(
         assert supervisor.state.nodes["steady"].restarts == 1
     finally:
         fleet.stop()
+
+
+def test_stopping_processes_that_ignore_sigterm_kills_them_all_after_one_grace() -> None:
+    ignoring = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('ready', flush=True); time.sleep(60)")
+    procs = [subprocess.Popen([sys.executable, "-c", ignoring], stdout=subprocess.PIPE,
+                              start_new_session=True) for _ in range(3)]
+    for proc in procs:  # SIGTERM is ignored from here on
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    started = time.monotonic()
+    stop_process_groups(procs, grace_s=2.0)
+    took = time.monotonic() - started
+    for proc in procs:
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert [proc.returncode for proc in procs] == [-9, -9, -9]
+    assert 2.0 <= took < 4.0, took  # one grace for all three, not one after another (6 s)

@@ -32,6 +32,14 @@ def _state(state: FleetState | None) -> FleetState:
     return state
 
 
+def _tails(folder: Path, lines: int = 15) -> str:
+    """The last lines of every log under `folder`, for a failure's message."""
+    return "".join(
+        f"\n--- {path.name}\n" + "\n".join(
+            path.read_text(errors="replace").splitlines()[-lines:])
+        for path in sorted(folder.rglob("*.log")))
+
+
 def _restarted(state_file: Path, node: str) -> FleetState | None:
     state = FleetState.read(state_file)
     return state if state is not None and state.nodes[node].restarts == 1 else None
@@ -78,7 +86,7 @@ def test_fleet_up_restarts_a_killed_worker_and_fleet_down_stops_it_all(
             shown.stdout)
 
         stopped = _gamesched(live_settings, "fleet", "down", "--state-file", str(state_file))
-        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr + _tails(tmp_path)
         assert supervisor.wait(timeout=10) == 0
         assert not any(pid_alive(node.pid) for node in again.nodes.values())
         assert not state_file.exists()

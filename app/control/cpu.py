@@ -7,6 +7,7 @@ make it throttle.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -27,27 +28,52 @@ def is_server(name: str, cmdline: Sequence[str]) -> bool:
 
 class ServerCpu:
     """The server's share of the machine's CPU (0..1) between two calls of `measure`; a
-    process first seen counts from its second call."""
+    process first seen counts from its second call.
+
+    A process is told apart by its name and command line once, not every call: a server
+    process is kept, another one remembered as not the server's once it is `SETTLED_S`
+    old (a child just forked still carries its parent's command line until it execs)."""
+
+    SETTLED_S = 2.0
 
     def __init__(self, matches: Callable[[str, Sequence[str]], bool] = is_server) -> None:
         self._matches = matches
         self._kept: dict[int, psutil.Process] = {}
+        self._others: set[int] = set()
         self._cores = psutil.cpu_count() or 1
 
     def measure(self) -> float:
         """The server processes' CPU since the last call, as a share of every core."""
-        percent, kept = 0.0, {}
-        for proc in psutil.process_iter(["name", "cmdline"]):
-            if not self._matches(proc.info["name"] or "", proc.info["cmdline"] or ()):
+        percent, kept, others = 0.0, {}, set()
+        settled = time.time() - self.SETTLED_S
+        for pid in psutil.pids():
+            if pid in self._others:
+                others.add(pid)
                 continue
-            mine = self._kept.get(proc.pid, proc)
+            proc = self._kept.get(pid) or self._server_process(pid, settled, others)
+            if proc is None:
+                continue
             try:
-                percent += mine.cpu_percent(None)
+                percent += proc.cpu_percent(None)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            kept[proc.pid] = mine
-        self._kept = kept
+            kept[pid] = proc
+        self._kept, self._others = kept, others
         return min(1.0, percent / 100.0 / self._cores)
+
+    def _server_process(self, pid: int, settled: float, others: set[int]) -> psutil.Process | None:
+        """The process `pid` when it is the server's; else None (and, once it is settled,
+        `pid` goes into `others`)."""
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                if self._matches(proc.name(), proc.cmdline()):
+                    return proc
+                if proc.create_time() < settled:
+                    others.add(pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            others.add(pid)  # gone (its pid is not listed again) or never readable
+        return None
 
 
 class MachineCpu:

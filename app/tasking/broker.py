@@ -26,16 +26,31 @@ def queue_names(app: Celery) -> list[str]:
 
 
 def queue_depths(app: Celery) -> dict[str, int]:
-    """Messages waiting in each gamesched queue (every priority step summed on Redis)."""
-    depths: dict[str, int] = {}
-    with app.connection_for_read() as conn:
+    """Messages waiting in each gamesched queue (every priority step summed on Redis, read
+    in one round trip on a pooled broker connection)."""
+    names = queue_names(app)
+    with app.pool.acquire(block=True) as conn:
         channel = conn.default_channel
-        for name in queue_names(app):
-            try:
-                depths[name] = int(channel.queue_declare(name, passive=True)[1])
-            except Exception:  # noqa: BLE001 - a queue nobody declared yet is empty
-                depths[name] = 0
-    return depths
+        if app.runtime.settings.uses_redis:
+            return _redis_depths(channel.client, names)
+        return {name: _declared_depth(channel, name) for name in names}
+
+
+def _redis_depths(client: Any, names: list[str]) -> dict[str, int]:
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            for step in PRIORITY_STEPS:
+                pipe.llen(step_key(name, step))
+        sizes = pipe.execute()
+    steps = len(PRIORITY_STEPS)
+    return {name: int(sum(sizes[i * steps:(i + 1) * steps])) for i, name in enumerate(names)}
+
+
+def _declared_depth(channel: Any, name: str) -> int:
+    try:
+        return int(channel.queue_declare(name, passive=True)[1])
+    except Exception:  # noqa: BLE001 - a queue nobody declared yet is empty
+        return 0
 
 
 class Waiting(NamedTuple):
@@ -55,7 +70,7 @@ def waiting(app: Celery, queue: str) -> Waiting:
     if not app.runtime.settings.uses_redis:
         return Waiting(queue_depths(app).get(queue, 0), None)
     keys = [step_key(queue, step) for step in PRIORITY_STEPS]
-    with app.connection_for_read() as conn:
+    with app.pool.acquire(block=True) as conn:
         client = conn.default_channel.client
         with client.pipeline(transaction=False) as pipe:
             for key in keys:

@@ -73,3 +73,24 @@ def test_the_machines_cpu_counts_any_busy_process_and_the_setting_picks_the_mete
     assert load_settings(controller_cpu="machine").controller_cpu == "machine"
     with pytest.raises(ConfigError, match="GAMESCHED_CONTROLLER_CPU='cluster'"):
         load_settings(controller_cpu="cluster")
+
+
+def test_a_young_process_is_told_apart_again_after_it_execs_into_a_worker() -> None:
+    one_core = 1.0 / (psutil.cpu_count() or 1)
+    token = f"exec-{uuid.uuid4()}"
+
+    def ours(name: str, cmdline: Sequence[str]) -> bool:
+        return token in cmdline and is_server(name, cmdline)
+
+    execs = (f"import os, sys, time\ntime.sleep(1.0)\n"
+             f"os.execv(sys.executable, [sys.executable, '-c', {SPIN!r}, 'app.cli', 'worker', "
+             f"{token!r}])\n")
+    proc = subprocess.Popen([sys.executable, "-c", execs, "not", "yet", token])
+    try:
+        server = ServerCpu(ours)
+        assert server.measure() == 0.0  # a fresh process, not the server's (yet)
+        time.sleep(1.5)  # it became a worker meanwhile
+        assert busy_share(server) > 0.6 * one_core
+    finally:
+        proc.kill()
+        proc.wait()

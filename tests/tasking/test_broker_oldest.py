@@ -22,7 +22,8 @@ def test_the_oldest_waiting_message_gives_its_handoff_time(live_settings: Settin
     for handoff, step in ((now - 3.0, 5), (now - 9.0, 2), (now - 1.0, 2)):
         app.send_task(APPLY_BATCH_TASK, args=[[1]], queue=QUEUE, priority=step,
                       headers={HANDOFF_HEADER: handoff})
-    assert queue_depths(app)[QUEUE] == 3
+    depths = queue_depths(app)
+    assert depths[QUEUE] == 3 and depths["player"] == 0  # a queue never declared is empty
     assert waiting(app, QUEUE) == (3, now - 9.0)  # every step counted, in one round trip
 
 
@@ -43,3 +44,5 @@ def test_a_waiting_message_without_the_header_leaves_it_unknown(
 def test_a_broker_other_than_redis_cannot_tell(sqlite_url: str) -> None:
     app = create_app(load_settings(database_url=sqlite_url))
     assert waiting(app, QUEUE).oldest_handoff is None
+    app.send_task(APPLY_BATCH_TASK, args=[[1]], queue=QUEUE, priority=5)
+    assert waiting(app, QUEUE).messages == queue_depths(app)[QUEUE] == 1

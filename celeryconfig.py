@@ -102,8 +102,8 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {"visibility_timeout": settings.visibility_timeout_s}
     if settings.uses_redis:
         options |= {
-            "priority_steps": PRIORITY_STEPS,
-            "sep": ":",
+            "priority_steps": PRIORITY_STEPS,  # named with kombu's own separator, so a
+            # client given only the broker URL reads the fleet's bindings as it writes them
             "queue_order_strategy": "priority",
         }
     else:

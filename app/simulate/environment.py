@@ -23,7 +23,7 @@ from app.simulate.redisserver import PrivateRedis
 
 QUEUE_NAMES = (*(q.value for q in Queue), NAIVE_QUEUE)
 KOMBU_KEYS = ("_kombu.binding.*", "unacked", "unacked_index", "unacked_mutex")
-PRIORITY_SEPARATORS = (":", "\x06\x16")  # ours, and kombu's default (the baseline's)
+PRIORITY_SEPARATORS = (":", "\x06\x16")  # an older fleet's, and kombu's (the fleet's now)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import json
 from typing import Any, NamedTuple
 
 from celery import Celery
+from kombu.transport.redis import Channel as RedisChannel
 
 from app.protocol.names import HANDOFF_HEADER
 from app.protocol.queues import (
@@ -15,6 +16,8 @@ from app.protocol.queues import (
     instance_queue,
     unit_queues,
 )
+
+STEP_SEP: str = RedisChannel.sep  # kombu's default, which the fleet keeps
 
 
 def queue_names(app: Celery) -> list[str]:
@@ -65,7 +68,7 @@ class Waiting(NamedTuple):
 def waiting(app: Celery, queue: str) -> Waiting:
     """What waits in `queue`, read in one round trip on Redis.
 
-    Redis keeps one list per priority step (``queue``, ``queue:1`` ... ``queue:9``); a list
+    Redis keeps one list per priority step (`step_key`); a list
     is pushed on the left and popped on the right, so its oldest message is its last."""
     if not app.runtime.settings.uses_redis:
         return Waiting(queue_depths(app).get(queue, 0), None)
@@ -85,9 +88,9 @@ def waiting(app: Celery, queue: str) -> Waiting:
 
 
 def step_key(queue: str, step: int) -> str:
-    """The Redis list of `queue`'s priority step `step`: ``queue``, ``queue:1`` ...
-    ``queue:9``."""
-    return queue if step == 0 else f"{queue}:{step}"
+    """The Redis list of `queue`'s priority step `step`: ``queue``, then ``queue`` with
+    kombu's separator (``\\x06\\x16``) and the step, 1 ... 9."""
+    return queue if step == 0 else f"{queue}{STEP_SEP}{step}"
 
 
 def _handoff(raw: bytes) -> float | None:

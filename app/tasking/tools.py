@@ -5,13 +5,13 @@
     celery -A app.tasking.tools inspect ping
 
 It is gamesched's configuration (the queues, and the broker's transport options: ten
-priority steps named ``<queue>:<step>``), on kombu's own Redis transport instead of
+priority steps), on kombu's own Redis transport instead of
 gamesched's (`app.tasking.transport`, which changes how workers reconnect, acknowledge and
 publish, nothing a watcher needs).  So the broker URL keeps its ``redis://`` scheme, the
 only one for which Flower reads queue lengths, and those lengths sum every priority step.
-A client given only the broker URL (``celery --broker=redis://...``) reads the broker with
-kombu's defaults, which name priority steps and bindings differently: it cannot reach the
-fleet's workers; give it this app instead.
+A client given only the broker URL (``celery --broker=redis://...``) reaches the workers
+too (the fleet keeps kombu's separator in binding and list names), but knows only kombu's
+four default priority steps: Flower started so undercounts queue lengths.
 """
 
 from __future__ import annotations

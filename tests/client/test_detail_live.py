@@ -15,6 +15,7 @@ from app.control.controller import Load, decide, write_decision
 from app.physics.detail import MAX_STEP_MS
 from app.protocol.queues import PRIORITY_STEPS, unit_queues
 from app.settings import Settings
+from app.tasking.broker import step_key
 from app.tasking.factory import create_app
 
 GRID = [f"w{q}{r}" for q in "0123" for r in "0123"]  # a 4 x 4 world
@@ -25,7 +26,7 @@ def _sent_steps(client: redis.Redis, units: int) -> dict[str, list[tuple[int, fl
     kombu's Redis transport writes them): region -> [(frame, dt_ms), ...]."""
     steps: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for name in unit_queues(units):
-        for key in [name, *(f"{name}:{step}" for step in PRIORITY_STEPS[1:])]:
+        for key in [step_key(name, step) for step in PRIORITY_STEPS]:
             for raw in client.lrange(key, 0, -1):
                 message = json.loads(raw)
                 (frame, _, regions, _, _), _, _ = json.loads(base64.b64decode(message["body"]))

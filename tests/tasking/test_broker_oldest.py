@@ -9,7 +9,7 @@ import redis
 
 from app.protocol.names import APPLY_BATCH_TASK, HANDOFF_HEADER
 from app.settings import Settings, load_settings
-from app.tasking.broker import queue_depths, waiting
+from app.tasking.broker import queue_depths, step_key, waiting
 from app.tasking.factory import create_app
 
 QUEUE = "transactions"
@@ -34,10 +34,10 @@ def test_a_waiting_message_without_the_header_leaves_it_unknown(
     app.send_task(APPLY_BATCH_TASK, args=[[2]], queue=QUEUE, priority=5,
                   headers={HANDOFF_HEADER: time.time()})
     assert waiting(app, QUEUE) == (2, None)
-    redis_client.delete(f"{QUEUE}:5")
+    redis_client.delete(step_key(QUEUE, 5))
     app.send_task(APPLY_BATCH_TASK, args=[[3]], queue=QUEUE, priority=5,
                   headers={HANDOFF_HEADER: time.time()})
-    redis_client.rpush(f"{QUEUE}:5", b"not a message")  # the oldest end of the list
+    redis_client.rpush(step_key(QUEUE, 5), b"not a message")  # the oldest end of the list
     assert waiting(app, QUEUE).oldest_handoff is None
 
 

@@ -88,4 +88,27 @@ def test_the_tools_app_runs_on_kombus_own_redis_transport() -> None:
     assert uri.startswith("redis://"), uri  # the only scheme Flower reads lengths for
     assert type(app.connection().transport) is kombu_redis.Transport
     options = app.conf.broker_transport_options
-    assert options["sep"] == ":" and list(options["priority_steps"]) == list(range(10))
+    assert "sep" not in options and list(options["priority_steps"]) == list(range(10))
+
+
+def _celery(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "celery", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_client_given_only_the_broker_url_pings_inspects_and_controls_the_fleet(
+        live_settings: Settings, start_worker: StartWorker, tmp_path: Path) -> None:
+    node = start_worker("ai", "ai", concurrency=1)
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("GAMESCHED_")}
+    ours = {**os.environ, **live_settings.to_env()}
+    broker = f"--broker={live_settings.broker_url}"
+    for env, target in ((plain, broker), (ours, "-A app.tasking.tools"), (plain, broker)):
+        ping = _celery(env, *target.split(), "inspect", "ping", "--timeout", "5")
+        assert ping.returncode == 0 and node in ping.stdout, ping.stdout + ping.stderr
+    queues = _celery(plain, broker, "inspect", "active_queues", "--timeout", "5")
+    assert queues.returncode == 0 and f"'name': '{Queue.AI.value}'" in queues.stdout, (
+        queues.stdout + queues.stderr)
+    control = _celery(plain, broker, "control", "enable_events", "--timeout", "5")
+    assert control.returncode == 0 and node in control.stdout, control.stdout + control.stderr
+    log = (tmp_path / "ai.log").read_text(errors="replace")
+    assert "Control command error" not in log and "Traceback" not in log, log[-2000:]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import redis
 
 from app.client.api import GameClient
+from app.protocol.queues import PRIORITY_STEPS
 from app.settings import Settings
+from app.tasking.broker import step_key
 from app.tasking.factory import create_app
 
 
@@ -23,8 +25,7 @@ def test_batches_waiting_in_the_player_queue_widen_the_window_and_an_empty_one_n
             client.flush()
         assert client.update_window_s == settings.batch_window_max_ms / 1000.0
         for seq in range(5, 8):  # the workers keep up: each batch finds the queue empty
-            for key in redis_client.scan_iter("player:*"):
-                redis_client.delete(key)
+            redis_client.delete(*(step_key("player", step) for step in PRIORITY_STEPS))
             client.submit_update("w1", seq, {"hp": seq})
             client.flush()
         assert client.update_window_s == tick

@@ -296,22 +296,23 @@ class FaultInjector:
             n for n in self.fleet.procs if n.startswith(f"{role}-"))
 
     def _restart_fleet(self) -> None:
-        """Note where the sessions stand, SIGKILL every worker's process group and both
-        Redis servers, then start the servers (empty) and the workers again: the player
+        """SIGKILL every worker's process group, note where the sessions stand (hot state
+        and SQL, which nothing writes any more), SIGKILL both Redis servers, then start the
+        servers (empty) and the workers again: the player
         workers (the sessions' own) and the controller (which rebalances the instances
         that joined one after another) first, the rest once those answer (a whole fleet
         starting at once on a busy machine took twice as long to be back)."""
-        if self.at_kill is not None:
-            self.kept = self.at_kill()
         assert self.redis_server is not None and self.hot_server is not None
         nodes = list(self.fleet.procs)
         for node in nodes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.fleet.procs[node].pid, signal.SIGKILL)
-        self.redis_server.kill()
-        self.hot_server.kill()
         for node in nodes:
             self.fleet.procs[node].wait()
+        if self.at_kill is not None:
+            self.kept = self.at_kill()
+        self.redis_server.kill()
+        self.hot_server.kill()
         self.redis_server.start()
         self.hot_server.start()
         first = [n for n in nodes if n.startswith(FIRST_BACK)] or nodes

@@ -47,8 +47,9 @@ def open_sessions(factory: sessionmaker[Session], prefix: str) -> list[str]:
 
 
 def at_kill(hot: HotStore, factory: sessionmaker[Session], prefix: str) -> AtKill:
-    """Read where the run's open sessions stand (hot state first, then SQL: a write landing
-    between the two only raises the durable seq)."""
+    """Read where the run's open sessions stand, in hot state and in SQL, once the workers
+    are killed and before the Redis servers are: nothing changes either in between, so
+    the updates applied and not yet durable are counted exactly."""
     ids = open_sessions(factory, prefix)
     applied = {s: st.seq for s, st in zip(ids, hot.states.read(ids), strict=True)
                if st is not None}

@@ -105,7 +105,13 @@ def _balance_physics(task: GameTask) -> None:
     """Move regions between physics units when one carries too much (`app.physics.director`)."""
     links = task.runtime.physics
     director = _DIRECTORS.setdefault(links.units, Director(links.units))
+    slowed = director.slowed
     move = director.direct(links)
+    if director.slowed != slowed:
+        log.info("physics: slowed %s", ", ".join(
+            f"{region} x{factor:.2f}" for region, factor in sorted(director.slowed.items()))
+            or "none")
+    show_decision({"physics_slowed": len(director.slowed)})
     if move is None:
         return
     plan = move.plan

@@ -56,6 +56,11 @@ def show(console: Console, settings: Settings) -> None:
                       f"background_level={decision.background_level} "
                       f"physics_detail={decision.physics_detail} "
                       f"cpu={decision.cpu:.2f} shed_background={decision.shed_background}")
+    slowed = app.runtime.physics.slowed.read()
+    if slowed:
+        console.print("physics regions slowed (too costly for a frame, unable to split): "
+                      + ", ".join(f"{r} x{f:.2f}" for r, f in sorted(slowed.items())),
+                      markup=False)
 
 
 def _instances(console: Console, instances: list[InstanceState]) -> None:

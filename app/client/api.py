@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -18,7 +18,7 @@ from celery.result import AsyncResult
 from kombu.exceptions import OperationalError as BrokerError
 
 from app.ai.tiers import Tier
-from app.client.attention import Attention, ControlledDetail, ControlledTier
+from app.client.attention import Attention, ControlledDetail, ControlledSlowed, ControlledTier
 from app.client.coalesce import Coalescer
 from app.client.frames import FrameRouter
 from app.client.inflight import InflightTable, Sent, pack_args
@@ -121,6 +121,7 @@ class GameClient:
                                    self.settings.physics_far_hz, self.settings.physics_near_hops)
         self._attention = Attention(physics.players, self.sessions.players_by_region)
         self._lowered = ControlledDetail(self._physics_detail)
+        self._slowed = ControlledSlowed(physics.slowed.read)
         cap = ControlledTier(self._ai_tier).value if self.settings.ai_throttle else _full
         self._ai_loop = AiLoop(cap, self.settings.world_size)
 
@@ -419,7 +420,7 @@ class GameClient:
         req = parse(FrameStep, {"frame": frame, "dt_ms": dt_ms, "regions": dict(regions)})
         steps = frame_steps(req.regions, self._attention.players(), frame=req.frame,
                             dt_ms=float(req.dt_ms), rates=self._detail,
-                            lowered=self._lowered.factor())
+                            lowered=self._lowered.factor(), slowed=self._slowed_names(req.regions))
         epoch, by_unit = self._frames.split(self._frames.resolve(steps))
         return [self._send_frame(unit, epoch, unit_steps, frame=req.frame,
                                  dt_ms=float(req.dt_ms), depends_on=depends_on)
@@ -432,6 +433,19 @@ class GameClient:
         where = replace(self._physics_route(PHYSICS_FRAME_TASK, list(steps)), unit=unit)
         args = [frame, dt_ms, [[r, b, dt] for r, (b, dt) in steps.items()], unit, epoch]
         return self._send(where, args, depends_on=depends_on)
+
+    def _slowed_names(self, regions: Iterable[str]) -> dict[str, float]:
+        """The factor on the step rate of each of `regions` the director slowed: a name
+        whose every region of the owner map is slowed, at the least slowed one's factor."""
+        factors = self._slowed.value()
+        if not factors:
+            return {}
+        out = {}
+        for name in regions:
+            factor = max(factors.get(leaf, 1.0) for leaf in self._frames.leaves(name))
+            if factor < 1.0:
+                out[name] = factor
+        return out
 
     def _physics_detail(self) -> float | None:
         decision = read_decision(self.app.runtime.hot)

@@ -105,6 +105,15 @@ class ControlledDetail(Controlled[float]):
         return self.value()
 
 
+class ControlledSlowed(Controlled[dict[str, float]]):
+    """The regions the director slowed (`app.physics.slowed`: too costly for a frame and
+    unable to split), region to factor on their step rate; none before it publishes."""
+
+    def __init__(self, read: Callable[[], dict[str, float]], period_s: float = PERIOD_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(read, _factors, {}, period_s, clock)
+
+
 class ControlledTier(Controlled[Tier]):
     """The highest AI tier the controller lets game servers give an NPC
     (`Decision.ai_tier`); full before its first decision."""
@@ -117,6 +126,10 @@ class ControlledTier(Controlled[Tier]):
 def _factor(raw: object) -> float | None:
     value = float(raw) if isinstance(raw, (int, float)) else None
     return min(1.0, value) if value is not None and value > 0 else None
+
+
+def _factors(raw: object) -> dict[str, float] | None:
+    return dict(raw) if isinstance(raw, dict) else None
 
 
 def _tier(raw: object) -> Tier | None:

@@ -61,6 +61,10 @@ class FrameRouter:
         return resolve_frame(self._current().owners.keys(),
                              ((r, b, dt) for r, (b, dt) in steps.items()))
 
+    def leaves(self, name: str) -> tuple[str, ...]:
+        """The regions of the owner map that `name` stands for (several when split)."""
+        return resolve(name, self._current().owners.keys())
+
     def first_region(self, name: str) -> str:
         """The region of the owner map that `name` stands for (the first, when split)."""
         return resolve(name, self._current().owners.keys())[0]

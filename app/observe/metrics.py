@@ -107,6 +107,8 @@ CONTROL_GAUGES = {
     "cpu_ahead": "Server CPU forecast a few ticks ahead.",
     "strain": "The load the degradation ladder acted on.",
     "late_streak": "Ticks in a row with player batches past the late bar.",
+    "physics_slowed": "Regions stepped at a fraction of their rate: too costly for a frame, "
+                      "unable to split.",
 }
 _GAUGES: dict[str, Gauge] = {}
 

@@ -9,7 +9,8 @@ Three kinds are found on the bodies, and one on the step:
 - ``too_fast``: a body faster than `Limits.max_speed`.  Its velocity is clamped to that
   speed, direction kept (a fast projectile that would tunnel next step).
 - ``over_budget``: the step itself took longer than `Limits.step_budget_ms` (a pile-up of
-  contacts).  Reported; lowering the region's rate or splitting it is the caller's call.
+  contacts).  Reported here; the director splits such a region, or slows it when it cannot
+  split (`app.physics.slowed`).
 
 Each anomaly is logged at warning with its region and returned to the caller, which counts
 it.  Static and kinematic bodies are left alone.

@@ -4,8 +4,10 @@ A region with players in it steps every frame, at `DetailRates.frame_hz`; a regi
 `near_hops` neighbours of one steps at `near_hz`; every other region at `far_hz` (0: it
 sleeps until something enters).  The controller may lower detail further under load, by a
 factor in (0, 1], never for a region with players: their own region always steps every
-frame.  `due` spreads the slower regions over the frames (each starts at an offset of its
-own), so they do not all land on one frame.
+frame.  A region too costly for a frame that cannot split steps at a fraction of its rate
+too (`slowed`, `app.physics.slowed`), never one with players.  `due` spreads the slower
+regions over the frames (each starts at an offset of its own), so they do not all land on
+one frame.
 """
 
 from __future__ import annotations
@@ -52,17 +54,20 @@ def step_rates(partition: Partition, players: Mapping[str, int], rates: DetailRa
 
 
 def region_rates(regions: Iterable[str], players: Mapping[str, int], rates: DetailRates,
-                 lowered: float = 1.0) -> dict[str, float]:
+                 lowered: float = 1.0,
+                 slowed: Mapping[str, float] | None = None) -> dict[str, float]:
     """`step_rates` for regions known by their names alone: two regions are neighbours when
     their quadtree names (`app.physics.partition`) put them side by side; a name off the
-    quadtree has no neighbours."""
+    quadtree has no neighbours.  A region of `slowed` (region to factor) without players
+    steps at its factor of its rate as well."""
     if not 0 < lowered <= 1:
         raise InvalidRequest("lowered", lowered, "expected a factor in (0, 1]")
     names = tuple(sorted(set(regions)))
     occupied = {r for r in names if players.get(r, 0) > 0}
     near = _within(touching(names), occupied, rates.near_hops) - occupied
+    slowed = slowed or {}
     return {r: rates.frame_hz if r in occupied
-            else (rates.near_hz if r in near else rates.far_hz) * lowered
+            else (rates.near_hz if r in near else rates.far_hz) * lowered * slowed.get(r, 1.0)
             for r in names}
 
 
@@ -74,14 +79,14 @@ def due(rates_by_region: Mapping[str, float], frame: int, frame_hz: float) -> li
 
 
 def frame_steps(regions: Mapping[str, int], players: Mapping[str, int], *, frame: int,
-                dt_ms: float, rates: DetailRates,
-                lowered: float = 1.0) -> dict[str, tuple[int, float]]:
+                dt_ms: float, rates: DetailRates, lowered: float = 1.0,
+                slowed: Mapping[str, float] | None = None) -> dict[str, tuple[int, float]]:
     """The regions of `regions` (region to bodies) due in `frame`, each with its bodies and
     the time its step advances: the frames since its last step times `dt_ms`, at most
     `MAX_STEP_MS` (a region stepping less often than that runs slower than real time;
     nobody is there to see it, and a step of the substeps of a longer one would cost what
     stepping at the full rate costs)."""
-    by_rate = region_rates(regions, players, rates, lowered)
+    by_rate = region_rates(regions, players, rates, lowered, slowed)
     steps = {}
     for region in due(by_rate, frame, rates.frame_hz):
         every = _every(by_rate[region], rates.frame_hz)

@@ -20,6 +20,9 @@ Three guards keep it from churning:
   is still in transit (a publish replaces the transit list);
 - a region not stepped for `idle_s` (10 s) is left where it is and out of the balance.
 
+A region too costly for a frame that cannot split is slowed instead (`app.physics.slowed`),
+unless it has players; the director publishes the slowed regions when they change.
+
 It also packs the regions onto as few units as the load needs: enough that no unit's
 regions together take more than `unit_budget_ms` (4 ms) to step in a frame.  Every unit a
 frame reaches costs a task (about a millisecond of a worker, whatever it carries) and the
@@ -47,6 +50,7 @@ from app.physics.notes import RegionNote
 from app.physics.owners import OwnerView
 from app.physics.ownership import assign_places, curve_places
 from app.physics.partition import QUARTERS, Partition, is_region_name
+from app.physics.slowed import slowed
 from app.physics.units import Links
 from app.physics.world import World, in_world, resolve
 
@@ -97,8 +101,10 @@ class Director:
     costs: dict[str, float] = field(default_factory=dict)
     _pending: tuple[int, float] | None = None  # the number of units wanted, and since when
     _seen: dict[str, tuple[int, float]] = field(default_factory=dict)  # region -> (steps, at)
+    slowed: dict[str, float] = field(default_factory=dict)  # as last published
     _moved_at: float = -math.inf
     _reshaped_at: float = -math.inf
+    _slowed_published: bool = False
 
     def __post_init__(self) -> None:
         if self.units < 1:
@@ -183,8 +189,7 @@ class Director:
         deepest = max(len(n) - 1 for n in names)  # a game server may name finer regions
         partition = Partition.covering(names, world.size, self.split_above, self.merge_below,
                                        max(deepest, MAX_DEPTH))
-        partition.max_depth = max(0, min(MAX_DEPTH, int(math.log2(world.size /
-                                                                  (4 * world.halo)))))
+        partition.max_depth = split_depth(world)
         load = _load(partition.regions(), fresh, players)
         for region in load:  # a step costlier than a unit's budget splits whatever it holds
             cost = self.costs.get(region, 0.0)
@@ -203,12 +208,15 @@ class Director:
         return Plan(owners, {}, 1.0, 1.0, changes.splits, changes.merges)
 
     def direct(self, links: Links, now: float | None = None) -> Move | None:
-        """Observe the units' notes and publish a reshape or a rebalance if one is due."""
+        """Observe the units' notes, publish the slowed regions when they change, and a
+        reshape or a rebalance if one is due."""
         now = time.time() if now is None else now
         notes = links.notes.read()
         self.observe(notes)
         view = links.owners.read()
-        plan = self.reshape(view, notes, links.players.totals(), links.world, now)
+        players = links.players.totals()
+        self._slow(links, players, now)
+        plan = self.reshape(view, notes, players, links.world, now)
         if plan is None:
             plan = self.plan(view, now)
         if plan is None:
@@ -217,6 +225,22 @@ class Director:
         if plan.moving or plan.splits or plan.merges:
             self._moved_at = now
         return Move(epoch, plan)
+
+    def _slow(self, links: Links, players: Mapping[str, int], now: float) -> None:
+        """Slow the active regions without players too costly for a frame that cannot
+        split (`app.physics.slowed`), and publish them when that changes."""
+        depth = split_depth(links.world)
+        active = {r: c for r, c in self.costs.items() if self._active(r, now)}
+        occupied = _load(list(active), {}, players)
+        active = {r: c for r, c in active.items() if not occupied[r]}
+        factors = slowed(active, lambda r: in_world(r) and len(r) - 1 < depth,
+                         self.unit_budget_ms, self.slowed)
+        if factors != self.slowed or not self._slowed_published:
+            links.slowed.publish(factors)
+            newly = len(set(factors) - set(self.slowed))
+            if newly:
+                links.notes.count({"slowed": newly})
+            self.slowed, self._slowed_published = factors, True
 
     def _active(self, region: str, now: float) -> bool:
         seen = self._seen.get(region)
@@ -229,6 +253,11 @@ class Director:
             load[unit] = load.get(unit, 0.0) + self.costs.get(region, 0.0)
         mean = sum(load.values()) / len(load) if load else 0.0
         return max(load.values()) / mean if mean > 0 else 1.0
+
+
+def split_depth(world: World) -> int:
+    """The partition's deepest level in `world`: no region narrower than four halos."""
+    return max(0, min(MAX_DEPTH, int(math.log2(world.size / (4 * world.halo)))))
 
 
 def _partition_names(view: OwnerView, notes: Mapping[str, RegionNote]) -> set[str]:

@@ -59,6 +59,7 @@ from app.physics.handover import Handover, pack_space, put_body, take_body, unpa
 from app.physics.notes import RegionNotes
 from app.physics.owners import OwnerMap, OwnerView
 from app.physics.reshape import Retired, reshape, resolve_frame
+from app.physics.slowed import MemorySlowedRegions, SlowedRegions
 from app.physics.world import (
     BOUND_FOR,
     Crossings,
@@ -91,6 +92,7 @@ class Links:
     players: PlayerCounts = field(default_factory=MemoryPlayerCounts)  # by region, reported
     borders: Borders = field(default_factory=MemoryBorders)  # halos and emigrants
     world: World = field(default_factory=World)
+    slowed: SlowedRegions = field(default_factory=MemorySlowedRegions)  # app.physics.slowed
 
 
 @dataclass(frozen=True)

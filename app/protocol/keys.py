@@ -56,6 +56,9 @@ PHYSICS_EPOCH = PREFIX + "physics:epoch"
 PHYSICS_MOVING = PREFIX + "physics:moving"
 PHYSICS_HANDOVER_PREFIX = PREFIX + "physics:handover:"
 PHYSICS_REGIONS = PREFIX + "physics:regions"
+# Regions stepped at a fraction of their rate: too costly to fit a frame, and unable to
+# split (app.physics.slowed): a hash, region to factor.
+PHYSICS_SLOWED = PREFIX + "physics:slowed"
 # Players per region as each game server reports them: a hash, a field per game server.
 PHYSICS_PLAYERS = PREFIX + "physics:players"
 # Running counts of the physics units and the director: regions moved, skipped, handed

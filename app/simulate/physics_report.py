@@ -60,6 +60,7 @@ def _units(run: RunResult) -> Section:
             "moves": counts.get("moves", 0), "rebalances": counts.get("rebalances", 0),
             "splits": counts.get("splits", 0), "merges": counts.get("merges", 0),
             "regions_skipped": counts.get("skipped", 0),
+            "regions_slowed": counts.get("slowed", 0),
             "regions_handed_over": counts.get("handed_over", 0),
             "bodies_crossed": counts.get("crossed", 0),
             "anomalies": {k.partition(".")[2]: v for k, v in sorted(counts.items())

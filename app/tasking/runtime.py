@@ -17,6 +17,7 @@ from app.physics.borders import Borders, RedisBorders
 from app.physics.handover import MEMORY_HANDOVER, Handover, RedisHandover
 from app.physics.notes import MEMORY_REGION_NOTES, RedisRegionNotes, RegionNotes
 from app.physics.owners import MEMORY_OWNER_MAP, OwnerMap, RedisOwnerMap
+from app.physics.slowed import MEMORY_SLOWED_REGIONS, RedisSlowedRegions, SlowedRegions
 from app.physics.units import MEMORY_BORDERS, Links
 from app.physics.world import World
 from app.players.hotstore import HotStore, RedisHotStore, hot_store_for
@@ -61,13 +62,15 @@ class Runtime:
         notes: RegionNotes = MEMORY_REGION_NOTES
         players: PlayerCounts = MEMORY_PLAYER_COUNTS
         borders: Borders = MEMORY_BORDERS
+        slowed: SlowedRegions = MEMORY_SLOWED_REGIONS
         if isinstance(hot, RedisHotStore):
             owners, handover = RedisOwnerMap(hot.client), RedisHandover(hot.client)
             notes, players = RedisRegionNotes(hot.client), RedisPlayerCounts(hot.client)
             borders = RedisBorders(hot.client)
+            slowed = RedisSlowedRegions(hot.client)
         units = 1 if self.settings.naive else self.settings.physics_units
         return Links(owners, handover, notes, units, players=players, borders=borders,
-                     world=World(size=self.settings.world_size))
+                     world=World(size=self.settings.world_size), slowed=slowed)
 
     @cached_property
     def brain(self) -> TreeBrain:

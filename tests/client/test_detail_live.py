@@ -69,3 +69,25 @@ def test_under_load_the_controller_lowers_the_detail_of_regions_without_players(
     assert len(steps["w00"]) == 40  # the players' region is never lowered
     assert len(steps["w03"]) == 10 and {dt for _, dt in steps["w03"]} == {MAX_STEP_MS}  # 5 Hz
     assert len(steps["w33"]) == 2  # 1 Hz
+
+
+def test_a_region_the_director_slowed_steps_at_its_factor_and_one_with_players_never(
+        live_settings: Settings, redis_client: redis.Redis) -> None:
+    settings = live_settings.model_copy(update={
+        "physics_frame_hz": 20.0, "physics_near_hz": 10.0, "physics_far_hz": 2.0})
+    app = create_app(settings)
+    quarters = [f"w0{r}{q}" for r in "23" for q in "0123"]  # w02 and w03 split in four
+    app.runtime.physics.owners.publish(
+        dict.fromkeys([r for r in GRID if r not in ("w02", "w03")] + quarters, 0))
+    app.runtime.physics.slowed.publish({"w00": 0.25, "w01": 0.5, "w020": 0.5} | {
+        f"w03{q}": 0.5 for q in "0123"})
+    client = GameClient(app, settings)
+    client.open_session("m-1", players=4, region="w00")
+    for frame in range(40):  # the game server still names w03, and w02 whole
+        client.submit_physics_frame(frame, dict.fromkeys(GRID, 10), dt_ms=50.0)
+    steps = _sent_steps(redis_client, settings.physics_units)
+    client.close()
+    assert len(steps["w00"]) == 40  # players there: never slowed
+    assert len(steps["w01"]) == 10  # near, at half its 10 Hz
+    assert [len(steps[f"w03{q}"]) for q in "0123"] == [10] * 4  # w03's four quarters are
+    assert [len(steps[f"w02{q}"]) for q in "0123"] == [20] * 4  # one of w02's is not enough

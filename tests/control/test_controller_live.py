@@ -39,6 +39,8 @@ def test_controller_ticks_and_status_reports_it(live_settings: Settings, tmp_pat
         assert later.at - first.at < 5.0
         wait_for(lambda: app.runtime.hot.get(keys.LEDGER_SWEPT), timeout=30,
                  what="the ledger's sweeper to run beside the tick")
+        # (the director published none on its first tick, and republishes on a change)
+        app.runtime.physics.slowed.publish({"arena-7": 0.5})
         status = subprocess.run([sys.executable, "-m", "app.cli", "status"], cwd=ROOT,
                                 env={**env, "COLUMNS": "120"}, capture_output=True,
                                 text=True, timeout=60, check=True)
@@ -53,6 +55,8 @@ def test_controller_ticks_and_status_reports_it(live_settings: Settings, tmp_pat
                          status.stdout, re.MULTILINE), status.stdout  # no player worker here
         for queue in ("player", "physics", "ai", "transactions", "background", "control"):
             assert queue in status.stdout
+        assert re.search(r"^physics regions slowed \(too costly for a frame, unable to "
+                         r"split\): arena-7 x0\.50$", status.stdout, re.MULTILINE), status.stdout
         text = wait_for(lambda: scrape(port), what="the controller's metrics")
         gauges = {m[1]: float(m[2]) for m in re.finditer(
             r"^gamesched_control_(\w+) ([\d.e+-]+)$", text, re.MULTILINE)}

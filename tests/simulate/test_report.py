@@ -345,7 +345,7 @@ def test_the_units_load_is_each_units_cpu_and_the_costliest_over_the_mean() -> N
     result.physics = PhysicsTotals(
         {"w0": RegionNote(0, 9, 20, 9, 1.5), "w1": RegionNote(1, 9, 20, 9, 0.5),
          "w3": RegionNote(1, 9, 20, 9, 0.5)},
-        {"moves": 2, "rebalances": 1, "anomalies.too_fast": 3, "skipped": 1})
+        {"moves": 2, "rebalances": 1, "anomalies.too_fast": 3, "skipped": 1, "slowed": 4})
     physics = run_sections(result)["physics"]
     assert (physics["units"], physics["units_in_use"]) == (2, 2)
     assert physics["unit_cpu_s_per_s"] == {"0": 0.3, "1": 0.1}
@@ -353,6 +353,7 @@ def test_the_units_load_is_each_units_cpu_and_the_costliest_over_the_mean() -> N
     assert physics["regions"] == 3 and physics["regions_by_unit"] == {"0": 1, "1": 2}
     assert (physics["moves"], physics["rebalances"], physics["regions_skipped"]) == (2, 1, 1)
     assert physics["anomalies"] == {"too_fast": 3} and physics["regions_handed_over"] == 0
+    assert physics["regions_slowed"] == 4
 
 
 def test_a_unit_the_director_left_idle_is_not_in_the_balance() -> None:

@@ -231,7 +231,7 @@ class Director:
         split (`app.physics.slowed`), and publish them when that changes."""
         depth = split_depth(links.world)
         active = {r: c for r, c in self.costs.items() if self._active(r, now)}
-        occupied = _load(list(active), {}, players)
+        occupied = _load(list(active), {}, players)  # without notes: players alone
         active = {r: c for r, c in active.items() if not occupied[r]}
         factors = slowed(active, lambda r: in_world(r) and len(r) - 1 < depth,
                          self.unit_budget_ms, self.slowed)

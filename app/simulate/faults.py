@@ -298,10 +298,10 @@ class FaultInjector:
     def _restart_fleet(self) -> None:
         """SIGKILL every worker's process group, note where the sessions stand (hot state
         and SQL, which nothing writes any more), SIGKILL both Redis servers, then start the
-        servers (empty) and the workers again: the player
-        workers (the sessions' own) and the controller (which rebalances the instances
-        that joined one after another) first, the rest once those answer (a whole fleet
-        starting at once on a busy machine took twice as long to be back)."""
+        servers (empty) and the workers again: the player workers (the sessions' own) and
+        the controller (which rebalances the instances that joined one after another)
+        first, the rest once those answer (a whole fleet starting at once on a busy machine
+        took twice as long to be back)."""
         assert self.redis_server is not None and self.hot_server is not None
         nodes = list(self.fleet.procs)
         for node in nodes:

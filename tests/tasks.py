@@ -14,7 +14,9 @@ from tests.services import REDIS_URL
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ.get("GAMESCHED_BROKER_URL", REDIS_URL))
+    # no read timeout: redis-py's default (5 s) would end `block`'s wait early
+    return redis.Redis.from_url(os.environ.get("GAMESCHED_BROKER_URL", REDIS_URL),
+                                socket_timeout=None)
 
 
 @shared_task(name="tests.block", acks_late=True)  # as player tasks are

@@ -51,8 +51,9 @@ def _background_length(port: int) -> int | None:
 def test_flower_and_inspect_reach_the_fleet_through_the_tools_app_or_the_broker_url(
         form: str, live_settings: Settings, start_worker: StartWorker, redis_client: Any,
         tmp_path: Path) -> None:
-    """Both ways list the worker; the tools app knows the ten priority steps, so a queue's
-    length sums them all; Flower given only the URL reads kombu's four (0, 3, 6, 9)."""
+    """Both ways list the worker and the tasks it ran; the tools app knows the ten
+    priority steps, so a queue's length sums them all; Flower given only the URL reads
+    kombu's four (0, 3, 6, 9)."""
     node = start_worker("background", "bg", concurrency=1)
     app = create_app(live_settings)
     started, release = f"started-{uuid.uuid4().hex}", f"release-{uuid.uuid4().hex}"
@@ -87,6 +88,16 @@ def test_flower_and_inspect_reach_the_fleet_through_the_tools_app_or_the_broker_
 
         ping = _celery(env, *target, "inspect", "ping", "--timeout", "5")
         assert ping.returncode == 0 and node in ping.stdout, ping.stdout + ping.stderr
+
+        # Flower turns the workers' task events on: the tasks run from then on are listed
+        wait_for(lambda: "Events of group {task} enabled" in (tmp_path / "bg.log").read_text(
+            errors="replace"), timeout=30, what="Flower to turn the worker's events on")
+        redis_client.rpush(release, b"1")
+        tasks = wait_for(lambda: [t for t in (_get(port, "/api/tasks") or {}).values()
+                                  if t.get("name") == "tests.mark"
+                                  and t.get("state") == "SUCCESS"] or None,
+                         timeout=60, what="Flower to list the tasks that ran")
+        assert tasks and all(t.get("worker") == node for t in tasks)
     finally:
         redis_client.rpush(release, b"1")
         flower.terminate()

@@ -16,6 +16,7 @@ import pytest
 from app.control.cpu import MachineCpu, ServerCpu, is_server, meter
 from app.errors import ConfigError
 from app.settings import load_settings
+from tests.waiting import wait_for
 
 SPIN = "import time\nend = time.time() + 30\nwhile time.time() < end:\n    pass\n"
 
@@ -82,14 +83,19 @@ def test_a_young_process_is_told_apart_again_after_it_execs_into_a_worker() -> N
     def ours(name: str, cmdline: Sequence[str]) -> bool:
         return token in cmdline and is_server(name, cmdline)
 
-    execs = (f"import os, sys, time\ntime.sleep(1.0)\n"
+    execs = (f"import os, sys\nsys.stdin.readline()\n"  # until the test has looked at it
              f"os.execv(sys.executable, [sys.executable, '-c', {SPIN!r}, 'app.cli', 'worker', "
              f"{token!r}])\n")
-    proc = subprocess.Popen([sys.executable, "-c", execs, "not", "yet", token])
+    proc = subprocess.Popen([sys.executable, "-c", execs, "not", "yet", token],
+                            stdin=subprocess.PIPE)
     try:
         server = ServerCpu(ours)
         assert server.measure() == 0.0  # a fresh process, not the server's (yet)
-        time.sleep(1.5)  # it became a worker meanwhile
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+        wait_for(lambda: "worker" in psutil.Process(proc.pid).cmdline(), timeout=30,
+                 what="the process to exec into a worker")
         assert busy_share(server) > 0.6 * one_core
     finally:
         proc.kill()

@@ -14,6 +14,7 @@ from app.control import controller, dilation
 from app.control.cpu import CpuMeter, meter
 from app.observe.metrics import show_decision
 from app.physics.director import Director
+from app.physics.slowed import describe
 from app.protocol import keys
 from app.protocol.names import TICK_TASK
 from app.protocol.vocab import Queue
@@ -108,9 +109,7 @@ def _balance_physics(task: GameTask) -> None:
     slowed = director.slowed
     move = director.direct(links)
     if director.slowed != slowed:
-        log.info("physics: slowed %s", ", ".join(
-            f"{region} x{factor:.2f}" for region, factor in sorted(director.slowed.items()))
-            or "none")
+        log.info("physics: slowed %s", describe(director.slowed))
     show_decision({"physics_slowed": len(director.slowed)})
     if move is None:
         return

@@ -15,6 +15,7 @@ from app.control.controller import read_decision
 from app.db import utcnow
 from app.instances.registry import InstanceState
 from app.ledger.sweeper import pending_health
+from app.physics.slowed import describe
 from app.players import statelog
 from app.players.durable import last_round
 from app.protocol import keys
@@ -59,8 +60,7 @@ def show(console: Console, settings: Settings) -> None:
     slowed = app.runtime.physics.slowed.read()
     if slowed:
         console.print("physics regions slowed (too costly for a frame, unable to split): "
-                      + ", ".join(f"{r} x{f:.2f}" for r, f in sorted(slowed.items())),
-                      markup=False)
+                      + describe(slowed), markup=False)
 
 
 def _instances(console: Console, instances: list[InstanceState]) -> None:

@@ -60,6 +60,13 @@ def checked(factors: Mapping[str, object]) -> dict[str, float]:
     return out
 
 
+def describe(factors: Mapping[str, float]) -> str:
+    """The slowed regions as a line names them: ``w0123 x0.25, arena-7 x0.50`` (by name),
+    or ``none``."""
+    return ", ".join(f"{region} x{factor:.2f}" for region, factor in sorted(factors.items())) \
+        or "none"
+
+
 class SlowedRegions(Protocol):
     """Where the slowed regions live."""
 

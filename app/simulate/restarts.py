@@ -2,8 +2,9 @@
 every worker and both Redis servers were killed, and where they stand at the end of the
 load.
 
-Just before the kill, each open session's applied seq (hot state) and durable seq (what
-SQL holds: its snapshot, or the state log the player workers write) are read.  The durable
+At the kill, once the workers are dead and before the Redis servers are, each open
+session's applied seq (hot state) and durable seq (what SQL holds: its snapshot, or the
+state log the player workers write) are read.  The durable
 seq is what the fleet acknowledged as surviving anything: a session is restored when its
 hot state at the end of the load (read as it is, nothing repaired by the reading) holds at
 least that seq, and every acknowledged seq it lacks is a lost update.  The updates between

@@ -29,9 +29,10 @@ WORKER_MODULES = [
 ]
 
 # Acknowledged after they run: the latency-bound queues' tasks (a busy worker reserves
-# nothing), and AI's (a worker then runs at most its slots of them, `app.tasking.slots`).
+# nothing), and AI's and background's (a worker then runs at most its slots of them,
+# `app.tasking.slots`, which the controller sets).
 ACKS_LATE_TASKS = [name for name, queue in TASK_QUEUES.items()
-                   if queue in LATENCY_BOUND or queue is Queue.AI]
+                   if queue in LATENCY_BOUND or queue in (Queue.AI, Queue.BACKGROUND)]
 
 
 def build(settings: Settings) -> dict[str, Any]:

@@ -40,14 +40,17 @@ def tick(self: GameTask) -> dict[str, Any]:
                            late_total=dilation.slow_total(hot, keys.CONTROL_PLAYER_LATE))
     previous = controller.read_decision(hot)
     decision = controller.decide(load, settings.cpu_cap, previous,
-                                 ai_slots_max=settings.ai.concurrency)
+                                 ai_slots_max=settings.ai.concurrency,
+                                 background_slots_max=settings.background.concurrency)
     controller.write_decision(hot, decision)
     show_decision(decision.gauges())
     change = controller.changed(previous, decision)
     if change is not None:  # each action's change, with what it acted on
         log.info("controller: %s", change)
     if decision.ai_slots:
-        _AI_SLOTS.keep(self.app, decision.ai_slots)
+        _SLOTS[Queue.AI].keep(self.app, decision.ai_slots)
+    if decision.background_slots:
+        _SLOTS[Queue.BACKGROUND].keep(self.app, decision.background_slots)
     _balance_physics(self)
     for taken in take_over(self.app):  # from server instances that went silent
         log.warning("instance %s %s: %d sessions moved (%d stayed, no room), %d messages "
@@ -61,8 +64,8 @@ def tick(self: GameTask) -> dict[str, Any]:
 
 
 class SlotKeeper:
-    """Keeps the AI workers at the slots the controller decides (`app.tasking.slots`), in a
-    thread of the controller's process (asking the workers takes a second or two, longer
+    """Keeps one role's workers at the slots the controller decides (`app.tasking.slots`),
+    in a thread of the controller's process (asking the workers takes a second or two, longer
     than a tick): when the number changes, and every `RECHECK_TICKS` ticks (a broadcast
     that was missed, a worker started since, or one whose consumer reconnected, at its
     pool's size)."""
@@ -76,7 +79,7 @@ class SlotKeeper:
         self._running: threading.Thread | None = None
 
     def keep(self, app: Celery, slots: int) -> None:
-        """Set the AI workers' slots to `slots` if it changed or the recheck is due."""
+        """Set the workers' slots to `slots` if it changed or the recheck is due."""
         self._ticks += 1
         if slots == self.kept and self._ticks < self.RECHECK_TICKS:
             return
@@ -84,22 +87,26 @@ class SlotKeeper:
             return
         self.kept, self._ticks = slots, 0
         self._running = threading.Thread(target=self._apply, args=(app, slots),
-                                         name="ai-slots", daemon=True)
+                                         name="slots", daemon=True)
         self._running.start()
 
 
-def _set_ai_slots(app: Celery, slots: int) -> None:
-    """Give the AI workers `slots` (Celery's remote control)."""
-    try:
-        before = set_slots(app, Queue.AI.value, slots)
-    except Exception:  # the next recheck tries again
-        log.warning("the AI workers' slots could not be set", exc_info=True)
-        return
-    if any(held != slots for held in before.values()):
-        log.info("AI workers' slots set to %d (were %s)", slots, before)
+def _setter(queue: Queue) -> Callable[[Celery, int], None]:
+    """What gives the workers consuming `queue` their slots (Celery's remote control)."""
+
+    def set_them(app: Celery, slots: int) -> None:
+        try:
+            before = set_slots(app, queue.value, slots)
+        except Exception:  # the next recheck tries again
+            log.warning("the %s workers' slots could not be set", queue.value, exc_info=True)
+            return
+        if any(held != slots for held in before.values()):
+            log.info("%s workers' slots set to %d (were %s)", queue.value, slots, before)
+
+    return set_them
 
 
-_AI_SLOTS = SlotKeeper(_set_ai_slots)
+_SLOTS = {queue: SlotKeeper(_setter(queue)) for queue in (Queue.AI, Queue.BACKGROUND)}
 
 
 def _balance_physics(task: GameTask) -> None:

@@ -55,6 +55,7 @@ def show(console: Console, settings: Settings) -> None:
         console.print(f"controller ({age:.1f}s ago): ai_level={decision.ai_level} "
                       f"ai_tier={decision.ai_tier} ai_slots={decision.ai_slots} "
                       f"background_level={decision.background_level} "
+                      f"background_slots={decision.background_slots} "
                       f"physics_detail={decision.physics_detail} "
                       f"cpu={decision.cpu:.2f} shed_background={decision.shed_background}")
     slowed = app.runtime.physics.slowed.read()

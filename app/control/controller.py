@@ -1,8 +1,9 @@
 """The controller: every tick it reads load and writes a decision workers act on.
 
 The controller measures queue depths, the server's CPU (`app.control.cpu`) and the player
-batches that ran late.  It degrades in order (`ladder`): background work, then AI (its
-level and the tier cap game servers keep), then the detail of regions without players,
+batches that ran late.  It degrades in order (`ladder`): background work (its pace and
+the tasks each background worker runs at once), then AI (its level, the tier cap game
+servers keep and the tasks each AI worker runs at once), then the detail of regions without players,
 by the server's CPU a few ticks ahead (`app.control.forecast`: it acts before a spike
 peaks) or by a run of ticks with player batches past the late bar; background also slows
 while player batches miss their target (`app.control.dilation`).
@@ -64,12 +65,16 @@ class Decision:
     # the tier cap: the role's concurrency at full, half of it reduced, one at minimal
     # (0: not managed).
     ai_slots: int = 0
+    # The background tasks each background worker runs at once: the role's concurrency,
+    # one while background work is shed (0: not managed, the role runs one at a time).
+    background_slots: int = 0
 
     def gauges(self) -> dict[str, float]:
         """The decision as numbers, for Prometheus (`app.observe.metrics.CONTROL_GAUGES`)."""
         return {
             "ai_level": self.ai_level, "ai_tier": float(ORDER.index(tier_named(self.ai_tier))),
-            "ai_slots": self.ai_slots, "background_level": self.background_level,
+            "ai_slots": self.ai_slots, "background_slots": self.background_slots,
+            "background_level": self.background_level,
             "shed_background": float(self.shed_background),
             "physics_detail": self.physics_detail, "cpu": self.cpu,
             "cpu_ahead": self.cpu_ahead, "strain": self.strain,
@@ -88,7 +93,8 @@ HOLT = Holt()
 
 
 def decide(load: Load, cpu_cap: float, previous: Decision | None = None,
-           horizon: float = HORIZON_TICKS, ai_slots_max: int = 0) -> Decision:
+           horizon: float = HORIZON_TICKS, *, ai_slots_max: int = 0,
+           background_slots_max: int = 0) -> Decision:
     """Degrade in order as the strain climbs (`ladder`): background work first, then AI,
     then the detail of the regions without players; players' and transactions' work
     never.  The strain is the server's CPU `horizon` ticks ahead (forecast from the ticks
@@ -108,6 +114,7 @@ def decide(load: Load, cpu_cap: float, previous: Decision | None = None,
         at=time.time(), cpu=load.cpu, depths=load.depths, ai_level=round(ai_level, 3),
         shed_background=rungs.background,
         background_level=_background_level(load, previous, rungs.background),
+        background_slots=background_slots(rungs.background, background_slots_max),
         slow_total=load.slow_total,
         physics_detail=round(max(PHYSICS_DETAIL_FLOOR, 1.0 - rungs.physics), 3),
         ai_tier=tier.value, ai_slots=ai_slots(tier, ai_slots_max),
@@ -116,7 +123,7 @@ def decide(load: Load, cpu_cap: float, previous: Decision | None = None,
     )
 
 
-ACTIONS = ("shed_background", "ai_tier", "ai_slots", "physics_detail")
+ACTIONS = ("shed_background", "background_slots", "ai_tier", "ai_slots", "physics_detail")
 
 
 def changed(previous: Decision | None, decision: Decision) -> str | None:
@@ -138,6 +145,15 @@ def ai_slots(tier: Tier, most: int) -> int:
     if most <= 0:
         return 0
     return {Tier.FULL: most, Tier.REDUCED: max(1, most // 2)}.get(tier, 1)
+
+
+def background_slots(shed: bool, most: int) -> int:
+    """The background tasks a background worker runs at once, out of `most`: one while
+    background work is `shed`, all of them otherwise (0: not managed, `most` is 1 or
+    less and there is nothing to take away)."""
+    if most <= 1:
+        return 0
+    return 1 if shed else most
 
 
 def _late_streak(load: Load, previous: Decision | None) -> int:

@@ -100,6 +100,8 @@ CONTROL_GAUGES = {
     "ai_level": "AI's share of its full rate the controller allows.",
     "ai_tier": "Highest AI tier game servers give an NPC: 0 full, 1 reduced, 2 minimal.",
     "ai_slots": "AI tasks each AI worker may run at once (0: not managed).",
+    "background_slots": "Background tasks each background worker may run at once "
+                        "(0: not managed).",
     "background_level": "Background work's share of its full speed.",
     "shed_background": "1 while background work gives way (CPU near the cap).",
     "physics_detail": "Factor on the step rates of regions without players.",

@@ -4,8 +4,8 @@ A worker whose tasks are acknowledged late (after they ran) holds at most its co
 prefetch count of them: a message is fetched only while fewer are unacknowledged.  With a
 prefetch multiplier of 1 that count starts at the pool's size, and `gamesched_slots`, a
 remote control command, sets it to any number up to it: the worker runs that many tasks at
-once, its other pool processes idle.  The controller limits the AI workers this way
-(`workers.control`).
+once, its other pool processes idle.  The controller limits the AI and background workers
+this way (`workers.control`).
 
 Celery's own ``pool_shrink`` and ``pool_grow`` change the processes instead; measured here,
 a prefork worker whose pool was shrunk after it had grown stopped fetching for 3.6-3.8 s,

@@ -12,6 +12,7 @@ from app.control.controller import (
     Decision,
     Load,
     ai_slots,
+    background_slots,
     changed,
     decide,
     read_decision,
@@ -73,13 +74,14 @@ def test_the_ai_tier_cap_falls_at_once_and_climbs_back_a_tier_a_tick_once_cool()
                      "minimal"]  # a spike: straight down
 
 
-def replay(trace: list[float], horizon: float = HORIZON_TICKS) -> list[Decision]:
+def replay(trace: list[float], horizon: float = HORIZON_TICKS,
+           background_slots_max: int = 0) -> list[Decision]:
     """The controller's decisions on a recorded CPU trace (one value a tick, cap 0.8)."""
     decisions: list[Decision] = []
     for cpu in trace:
         previous = decisions[-1] if decisions else None
         decisions.append(decide(Load(depths={}, cpu=cpu), cpu_cap=0.8, previous=previous,
-                                horizon=horizon))
+                                horizon=horizon, background_slots_max=background_slots_max))
     return decisions
 
 
@@ -136,6 +138,17 @@ def test_the_ai_slots_follow_the_tier_when_managed() -> None:
     hot = decide(Load(depths={}, cpu=1.0), cpu_cap=0.8, previous=calm, ai_slots_max=4)
     assert (calm.ai_slots, hot.ai_slots) == (4, 1)
     assert decide(Load(depths={}, cpu=1.0), cpu_cap=0.8).ai_slots == 0
+
+
+def test_the_background_slots_drop_to_one_while_background_gives_way_and_come_back() -> None:
+    decisions = replay(SPIKE, background_slots_max=3)
+    shed = [d.shed_background for d in decisions]
+    assert True in shed and not shed[0] and not shed[-1]
+    assert [d.background_slots for d in decisions] == [1 if s else 3 for s in shed]
+    line = changed(decisions[shed.index(True) - 1], decisions[shed.index(True)])
+    assert line is not None and "background_slots 3 -> 1" in line
+    assert {d.background_slots for d in replay(SPIKE)} == {0}  # not managed
+    assert [background_slots(True, n) for n in (0, 1, 2)] == [0, 0, 1]  # one: nothing to take
 
 
 def test_a_changed_action_is_named_with_the_inputs_it_acted_on() -> None:

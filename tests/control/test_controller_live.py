@@ -46,7 +46,7 @@ def test_controller_ticks_and_status_reports_it(live_settings: Settings, tmp_pat
                                 text=True, timeout=60, check=True)
         assert "controller@live-test" in status.stdout
         assert "controller (" in status.stdout and "ai_level=" in status.stdout
-        assert "background_level=" in status.stdout
+        assert "background_level=" in status.stdout and "background_slots=0" in status.stdout
         assert re.search(r"^ledger: 0 pending \(0 stale, oldest 0\.0s\)$", status.stdout,
                          re.MULTILINE), status.stdout
         assert re.search(r"^sweeper: last ran \d+\.\ds ago, saw 0 pending, re-sent 0$",

@@ -27,11 +27,12 @@ def test_redis_priority_steps_are_emulated_with_a_middle_default() -> None:
     assert config["worker_prefetch_multiplier"] == 1
 
 
-def test_latency_bound_and_ai_tasks_ack_late_so_a_worker_holds_only_its_slots() -> None:
+def test_latency_bound_ai_and_background_tasks_ack_late_so_a_worker_holds_its_slots() -> None:
     app = create_app(load_settings(broker_url=REDIS))
     app.loader.import_default_modules()
     for name, queue in TASK_QUEUES.items():
-        late = queue in (Queue.PLAYER, Queue.PHYSICS, Queue.TRANSACTIONS, Queue.AI)
+        late = queue in (Queue.PLAYER, Queue.PHYSICS, Queue.TRANSACTIONS, Queue.AI,
+                         Queue.BACKGROUND)
         assert app.tasks[name].acks_late is late, name
 
 

@@ -11,7 +11,7 @@ import os
 import socket
 from functools import lru_cache
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     # The Redis of hot session state, control decisions, claims and counters; the broker's
     # when unset.  A Redis of its own runs the state scripts without delaying deliveries.
     hot_url: str | None = None
+    # The hot store's name in SQL's state log, whose rows each belong to the store their
+    # batch was applied to (unset: `hot_store_name` derives it from the hot store's URL).
+    # Every worker of one hot store must use the same; set it to keep a hot Redis's log
+    # rows when that Redis moves to another address.
+    hot_store: str | None = Field(default=None, min_length=1, max_length=255,
+                                  pattern=r"^\S(.*\S)?$")
     result_backend: str | None = None
     database_url: str = "sqlite:///gamesched.db"
     # This server instance's name: its player queue is ``player.<instance_id>``.
@@ -231,6 +237,12 @@ class Settings(BaseSettings):
         return self.hot_url or self.broker_url
 
     @property
+    def hot_store_name(self) -> str:
+        """The hot store's name in SQL's state log: `hot_store`, or else derived from
+        `hot_store_url` (`store_name`)."""
+        return self.hot_store or store_name(self.hot_store_url)
+
+    @property
     def embedded(self) -> bool:
         """True on the embedded default: in-process broker and workers."""
         return self.broker_url.startswith("memory://")
@@ -303,6 +315,27 @@ def _config_error(exc: ValidationError) -> ConfigError:
     if env_value is not None and not isinstance(value, str | int | float):
         value = env_value
     return ConfigError(variable, value, first["msg"])
+
+
+def store_name(url: str) -> str:
+    """The name of the hot store at `url`: a Redis URL's scheme, host, port and db
+    (``redis://127.0.0.1:6379/0``; never its user or password, and the same however the
+    URL spells the defaults), ``memory://`` for anything else (process memory)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss"}:
+        return "memory://"
+    host = (parts.hostname or "localhost").lower()
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    db = parts.path.strip("/") or dict(parse_qsl(parts.query)).get("db") or "0"
+    return f"{parts.scheme}://{host}:{_port(parts) or 6379}/{db}"
+
+
+def _port(parts: SplitResult) -> int | None:
+    try:
+        return parts.port
+    except ValueError:  # not a number: connecting will say so
+        return None
 
 
 def redact(url: str) -> str:

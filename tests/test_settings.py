@@ -75,6 +75,33 @@ def test_hot_state_lives_on_the_broker_unless_given_a_redis_of_its_own() -> None
     assert apart.to_env()["GAMESCHED_HOT_URL"] == "redis://127.0.0.1:6380/0"
 
 
+def test_the_hot_stores_name_is_its_redis_address_without_credentials() -> None:
+    on_broker = load_settings(broker_url="redis://:secret@Redis.Example:6379/2")
+    assert on_broker.hot_store_name == "redis://redis.example:6379/2"
+    apart = load_settings(broker_url="redis://127.0.0.1:6379/0",
+                          hot_url="rediss://player:secret@10.0.0.5/3")
+    assert apart.hot_store_name == "rediss://10.0.0.5:6379/3"
+    defaults_spelled_out = load_settings(broker_url="redis://127.0.0.1:6379/0")
+    assert load_settings(broker_url="redis://127.0.0.1").hot_store_name == (
+        defaults_spelled_out.hot_store_name)
+    assert load_settings().hot_store_name == "memory://"  # the embedded default's
+
+
+def test_a_named_hot_store_keeps_its_name_wherever_its_redis_is(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAMESCHED_HOT_STORE", "eu-west-hot-1")
+    moved = load_settings(broker_url="redis://127.0.0.1:6379/0",
+                          hot_url="redis://10.0.0.9:6379/0")
+    assert moved.hot_store_name == "eu-west-hot-1"
+    assert moved.to_env()["GAMESCHED_HOT_STORE"] == "eu-west-hot-1"
+
+
+def test_a_hot_stores_name_is_never_empty() -> None:
+    """The state log's rows written before stores had names have the empty one."""
+    with pytest.raises(ConfigError, match=r"GAMESCHED_HOT_STORE.*at least 1 character"):
+        load_settings(hot_store="")
+
+
 def test_the_textbook_baseline_travels_to_worker_processes(
         monkeypatch: pytest.MonkeyPatch) -> None:
     textbook = load_settings(naive=True, textbook=True)

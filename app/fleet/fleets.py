@@ -98,6 +98,7 @@ class EmbeddedFleet:
         if any(name in WRITES_BEHIND for name in self.roles):
             runtime = runner.runtime
             self._writer = WriteBehind(runtime.hot, runtime.sessions,
+                                       settings.hot_store_name,
                                        settings.write_behind_ms / 1000,
                                        settings.snapshot_ms / 1000)
             self._writer.start()

@@ -250,8 +250,8 @@ def _write_behind(app: GameschedCelery) -> WriteBehind:
     more as it stops (`app.players.durable`)."""
     runtime = app.runtime
     settings = runtime.settings
-    writer = WriteBehind(runtime.hot, runtime.sessions, settings.write_behind_ms / 1000,
-                         settings.snapshot_ms / 1000)
+    writer = WriteBehind(runtime.hot, runtime.sessions, settings.hot_store_name,
+                         settings.write_behind_ms / 1000, settings.snapshot_ms / 1000)
     worker_ready.connect(writer.start, weak=False)
     worker_shutdown.connect(writer.stop, weak=False)
     return writer

@@ -11,8 +11,9 @@ Two writers, both in each player worker (`WriteBehind`):
   writes it into ``game_sessions`` (``snapshot``, ``snapshot_seq``) where it is not older,
   in one SQL transaction per chunk, and removes the marks it wrote.  A round's marks are
   those made before it started (later ones wait for the next), so once they are all
-  written, SQL's snapshots hold every update of the log rows written before the round
-  started, and those rows are deleted.
+  written, SQL's snapshots hold every update of the store's log rows written before the
+  round started, and those rows are deleted (other stores' rows are not: each hot store's
+  rows carry its name, `Settings.hot_store_name`).
 
 `last_durable` says which seq SQL holds (snapshot or log), and `last_applied` is what a
 game server asks after a restart: the newest seq the fleet applied, from hot state, or
@@ -51,15 +52,16 @@ LEASE_MS = 10_000  # a writer that stopped mid-round gives way to another after 
 Factory = sessionmaker[Session]
 
 
-def write_behind(hot: HotStore, factory: Factory, owner: str, limit: int = CHUNK,
-                 lease_ms: int = LEASE_MS) -> int | None:
-    """One snapshot round (or the rest of one) as `owner`: the changed sessions' state into
-    SQL where it is not older than the stored snapshot; once the round's marks are all
-    written, the state-log rows it covers are deleted.  Returns the sessions written, or
-    None when another writer holds the lease or the store is not recovered yet.
-    Idempotent.  A failed SQL write keeps the marks for the next round and gives the lease
-    back."""
-    covers = statelog.last_row(factory)  # read first: every row up to it is applied
+def write_behind(hot: HotStore, factory: Factory, store: str, owner: str, *,
+                 limit: int = CHUNK, lease_ms: int = LEASE_MS) -> int | None:
+    """One snapshot round (or the rest of one) on `hot`, the hot store named `store`, as
+    `owner`: the changed sessions' state into SQL where it is not older than the stored
+    snapshot; once the round's marks are all written, the store's state-log rows it covers
+    are deleted (not other stores' rows, nor the unnamed ones).  Returns the sessions
+    written, or None when another writer holds the lease or the store is not recovered
+    yet.  Idempotent.  A failed SQL write keeps the marks for the next round and gives the
+    lease back."""
+    covers = statelog.last_row(factory, store)  # read first: every row up to it is applied
     written, done = 0, None
     try:
         for _ in range(ROUND_CHUNKS):
@@ -73,7 +75,7 @@ def write_behind(hot: HotStore, factory: Factory, owner: str, limit: int = CHUNK
     finally:
         hot.states.clean_dirty(owner, [], release=True)
     if done is not None:
-        statelog.delete_through(factory, done)
+        statelog.delete_through(factory, store, done)
     return written
 
 
@@ -116,8 +118,9 @@ _UNNEST_UPDATE = text(
 
 
 def last_durable(factory: Factory, session_ids: Iterable[str]) -> dict[str, int]:
-    """The newest seq SQL holds for each session, in its snapshot or in the state log (0:
-    nothing written yet); sessions SQL does not know are left out.  Reads the whole log."""
+    """The newest seq SQL holds for each session, in its snapshot or in the state log (any
+    hot store's rows: a session may have moved between stores; 0: nothing written yet);
+    sessions SQL does not know are left out.  Reads the whole log."""
     out: dict[str, int] = {}
     with factory() as db:
         for chunk in _chunks(session_ids):
@@ -160,15 +163,16 @@ def _chunks(ids: Iterable[str]) -> list[list[str]]:
 
 
 class WriteBehind:
-    """This process's state log flushed every `flush_s` (and the hot store recovered from
-    the log when it is found without its flag), and a snapshot round every `round_s`, each
-    from a daemon thread (`Periodic`: a failure, SQL or Redis away, is logged once per run
-    of failures and the next period tried), from `start` until `stop`, which flushes the
-    log once more.  Celery signal receivers too."""
+    """This process's state log flushed every `flush_s` as batches of `hot`, the hot store
+    named `store` (and that store recovered from the log when it is found without its
+    flag), and a snapshot round on it every `round_s`, each from a daemon thread
+    (`Periodic`: a failure, SQL or Redis away, is logged once per run of failures and the
+    next period tried), from `start` until `stop`, which flushes the log once more.  Celery
+    signal receivers too."""
 
-    def __init__(self, hot: HotStore, factory: Factory, flush_s: float, round_s: float,
-                 log: statelog.StateLog | None = None) -> None:
-        self.hot, self.factory = hot, factory
+    def __init__(self, hot: HotStore, factory: Factory, store: str, flush_s: float,
+                 round_s: float, *, log: statelog.StateLog | None = None) -> None:
+        self.hot, self.factory, self.store = hot, factory, store
         self.log = log or statelog.this_process()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.written = 0
@@ -190,7 +194,7 @@ class WriteBehind:
         self._rounds.stop()
         self._flushes.stop()
         try:
-            self.log.flush(self.factory)
+            self.log.flush(self.factory, self.store)
         except Exception as exc:  # noqa: BLE001 - stopping: nothing retries it
             log.warning("the last flush of the state log failed: %s", exc)
         if self._started:
@@ -200,15 +204,15 @@ class WriteBehind:
     def flush(self) -> int:
         """Write the log's pending batches, then recover the hot store if it needs it;
         the batches written.  Raises what failed."""
-        flushed = self.log.flush(self.factory)
-        statelog.recover(self.hot, self.factory)
+        flushed = self.log.flush(self.factory, self.store)
+        statelog.recover(self.hot, self.factory, self.store)
         return flushed
 
     def round(self) -> int:
         """One round now; the sessions it wrote (0 when another writer holds the lease).
         A round that ran is noted in the hot store (`last_round`).  Raises what failed."""
         started = time.perf_counter()
-        written = write_behind(self.hot, self.factory, self.owner)
+        written = write_behind(self.hot, self.factory, self.store, self.owner)
         if written is None:
             return 0
         self.hot.set(keys.DIRTY_LAST, json.dumps({

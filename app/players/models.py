@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, utcnow
 from app.protocol.vocab import SessionStatus
+
+# The state log's store of rows written before the log named the hot store of each batch
+# (migration 0004): every store's recovery replays them (`app.players.statelog`).
+UNNAMED_STORE = ""
 
 
 class GameSession(Base):
@@ -30,15 +34,20 @@ class GameSession(Base):
 
 
 class StateLogRow(Base):
-    """One batch of state updates in its wire form, as a player worker applied it: the
-    state log that makes an applied update durable between two snapshot rounds
+    """One batch of state updates in its wire form, as a player worker applied it to the
+    hot store `store` names (`UNNAMED_STORE` for rows written before stores were named):
+    the state log that makes an applied update durable between two snapshot rounds
     (`app.players.statelog`)."""
 
     __tablename__ = "state_log"
-    # ids never used again on SQLite either (app.players.durable deletes up to an id)
-    __table_args__ = ({"sqlite_autoincrement": True},)
+    __table_args__ = (
+        Index("ix_state_log_store_id", "store", "id"),  # a store's rows, oldest first
+        # ids never used again on SQLite either (app.players.durable deletes up to an id)
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
                                     primary_key=True, autoincrement=True)
+    store: Mapped[str] = mapped_column(String(255), server_default=UNNAMED_STORE)
     batch: Mapped[bytes] = mapped_column(LargeBinary)
     written_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -8,12 +8,21 @@ snapshot period of batches.  Writing one row per batch, where a round writes one
 session, is what lets rounds be rare: at 5,000 sessions a round a second cost the server
 more than the updates themselves (docs/measurements.md).
 
+Each row names the hot store its batch was applied to (`Settings.hot_store_name`), so
+that hot stores sharing one database keep their logs apart: a round on a store deletes
+only that store's rows, which its snapshots cover, and a store's recovery replays only its
+rows, whose sessions it holds.  Rows written before stores were named (`UNNAMED_STORE`,
+migration 0004) may belong to any store: no round deletes them (no one store's snapshots
+are known to cover them), and every store's recovery replays them, as every recovery did
+before.
+
 When a hot store is found without its recovered flag (its Redis restarted empty, or it is
-new), `recover` replays the log into it, restoring from their snapshots the sessions it
-names, and then sets the flag; snapshot rounds wait for it.  The log is merged first as
-the state script would merge it (`Merged`), so a replay applies about one update per
-session.  Replaying is safe at any time and in any order, beside live updates: the state
-script writes a field only when the update is newer than the one that last wrote it.
+new), `recover` replays its rows and the unnamed ones into it, restoring from their
+snapshots the sessions they name, and then sets the flag; snapshot rounds wait for it.
+The rows are merged first as the state script would merge them (`Merged`), so a replay
+applies about one update per session.  Replaying is safe at any time and in any order,
+beside live updates: the state script writes a field only when the update is newer than
+the one that last wrote it.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, func, insert, select
@@ -30,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import transaction
 from app.players import sessions, wire
 from app.players.hotstore import HotStore
-from app.players.models import StateLogRow
+from app.players.models import UNNAMED_STORE, StateLogRow
 from app.players.statestore import Emit, malformed
 from app.protocol import keys
 
@@ -82,16 +91,18 @@ class StateLog:
         with self._lock:
             return len(self._pending)
 
-    def flush(self, factory: Factory) -> int:
-        """Write the pending batches in one transaction; returns how many.  On failure they
-        stay pending, ahead of newer ones, and the error is raised."""
+    def flush(self, factory: Factory, store: str) -> int:
+        """Write the pending batches in one transaction, as applied to the hot store named
+        `store`; returns how many.  On failure they stay pending, ahead of newer ones, and
+        the error is raised."""
         with self._lock:
             batches, self._pending, self._bytes = self._pending, [], 0
         if not batches:
             return 0
         try:
             with transaction(factory) as db:
-                db.execute(insert(StateLogRow), [{"batch": b} for b in batches])
+                db.execute(insert(StateLogRow), [{"store": store, "batch": b}
+                                                 for b in batches])
         except Exception:
             with self._lock:
                 self._pending[:0] = batches
@@ -117,28 +128,42 @@ def this_process() -> StateLog:
     return _THIS_PROCESS
 
 
-def last_row(factory: Factory) -> int:
-    """The newest row of the log (0 when it is empty)."""
+def last_row(factory: Factory, store: str | None = None) -> int:
+    """The newest row of the hot store named `store` (of any store when None; 0 when there
+    is none)."""
+    query = select(func.coalesce(func.max(StateLogRow.id), 0))
+    if store is not None:
+        query = query.where(StateLogRow.store == store)
     with factory() as db:
-        return int(db.scalar(select(func.coalesce(func.max(StateLogRow.id), 0))) or 0)
+        return int(db.scalar(query) or 0)
 
 
-def delete_through(factory: Factory, row: int) -> int:
-    """Delete the log up to `row`, which a snapshot round has covered; returns the rows."""
+def delete_through(factory: Factory, store: str, row: int) -> int:
+    """Delete the rows of the hot store named `store` up to `row`, which a snapshot round on
+    that store has covered; returns the rows.  Other stores' rows and the unnamed ones
+    stay: this store's snapshots do not cover them."""
     if row <= 0:
         return 0
     with transaction(factory) as db:
-        done = cast("CursorResult[Any]",
-                    db.execute(delete(StateLogRow).where(StateLogRow.id <= row)))
+        done = cast("CursorResult[Any]", db.execute(delete(StateLogRow).where(
+            StateLogRow.store == store, StateLogRow.id <= row)))
         return int(done.rowcount or 0)
 
 
-def rows(factory: Factory, after: int = 0, through: int | None = None) -> Iterator[
-        tuple[int, bytes]]:
-    """The log's rows after `after` (up to `through`), oldest first, read `REPLAY_ROWS` at
-    a time."""
+def replayed_stores(store: str) -> tuple[str, str]:
+    """The stores whose rows a recovery of the hot store named `store` replays: its own and
+    the unnamed ones (written before stores were named: any store may have applied them)."""
+    return store, UNNAMED_STORE
+
+
+def rows(factory: Factory, stores: Collection[str] | None = None, after: int = 0,
+         through: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """The rows of the hot stores named `stores` (of every store when None) after `after`
+    (up to `through`), oldest first, read `REPLAY_ROWS` at a time."""
     while True:
         query = select(StateLogRow.id, StateLogRow.batch).where(StateLogRow.id > after)
+        if stores is not None:
+            query = query.where(StateLogRow.store.in_(stores))
         if through is not None:
             query = query.where(StateLogRow.id <= through)
         with factory() as db:
@@ -150,23 +175,28 @@ def rows(factory: Factory, after: int = 0, through: int | None = None) -> Iterat
         after = int(chunk[-1][0])
 
 
-def entries(factory: Factory, through: int | None = None) -> Iterator[list[Any]]:
-    """The entries of each row of the log (up to `through`), oldest row first, as the state
-    script sees them; a row that is not a batch is logged and skipped."""
-    for row, batch in rows(factory, through=through):
+def entries(factory: Factory, stores: Collection[str] | None = None,
+            through: int | None = None) -> Iterator[list[Any]]:
+    """The entries of each row of the hot stores named `stores` (of every store when None;
+    up to `through`), oldest row first, as the state script sees them; a row that is not a
+    batch is logged and skipped."""
+    for row, batch in rows(factory, stores, through=through):
         try:
             yield wire.unpack_batch(batch)
         except ValueError as exc:  # not written by a worker: one bad row stops no reader
             log.error("state log row %d is not a batch and was skipped: %s", row, exc)
 
 
-def replay(hot: HotStore, factory: Factory) -> int:
-    """Apply the log to `hot` again, restoring from SQL the open sessions it names that hot
-    state lacks; returns the updates that changed state.  The log is first merged as the
-    state script would merge it (`Merged`: per field the newest value), so a replay costs
-    one update per session and field, not one per update logged."""
+def replay(hot: HotStore, factory: Factory, store: str) -> int:
+    """Apply again to `hot`, the hot store named `store`, its rows of the log and the
+    unnamed ones (`replayed_stores`), restoring from SQL the open sessions they name that
+    hot state lacks; returns the updates that changed state.  Other stores' rows are left
+    out: their sessions live there.  The rows are first merged as the state script would
+    merge them (`Merged`: per field the newest value), so a replay costs one update per
+    session and field, not one per update logged."""
     merged = Merged()
-    for batch_entries in entries(factory, through=last_row(factory)):
+    through = last_row(factory)
+    for batch_entries in entries(factory, replayed_stores(store), through=through):
         merged.add(batch_entries)
     applied = 0
     for batch in merged.batches():
@@ -215,15 +245,16 @@ class Merged:
             yield wire.pack_batch(entries)
 
 
-def recover(hot: HotStore, factory: Factory) -> int | None:
-    """Replay the log into `hot` unless it is recovered already, or another process is
-    replaying; then mark it recovered.  Returns the updates replayed, or None when there was
-    nothing to do here."""
+def recover(hot: HotStore, factory: Factory, store: str) -> int | None:
+    """Replay the log into `hot`, the hot store named `store` (`replay`: its rows and the
+    unnamed ones), unless it is recovered already, or another process is replaying; then
+    mark it recovered.  Returns the updates replayed, or None when there was nothing to do
+    here."""
     if hot.states.recovered() or not hot.claim(keys.STATE_RECOVERING, RECOVERY_CLAIM_S):
         return None
     started = time.perf_counter()
     try:
-        applied = replay(hot, factory)
+        applied = replay(hot, factory, store)
         hot.states.set_recovered()
     finally:
         hot.delete(keys.STATE_RECOVERING)
@@ -234,8 +265,9 @@ def recover(hot: HotStore, factory: Factory) -> int | None:
 
 
 def logged_seqs(factory: Factory, session_ids: Iterable[str]) -> dict[str, int]:
-    """The newest seq the log holds for each of `session_ids` (those it names).  Reads the
-    whole log: about one snapshot period of batches."""
+    """The newest seq the log holds for each of `session_ids` (those it names), in any hot
+    store's rows: a session may have moved from one store to another.  Reads the whole
+    log: about one snapshot period of batches per store."""
     wanted = {s.encode() for s in session_ids}
     out: dict[bytes, int] = {}
     for batch_entries in entries(factory):
@@ -246,7 +278,11 @@ def logged_seqs(factory: Factory, session_ids: Iterable[str]) -> dict[str, int]:
     return {s.decode(): seq for s, seq in out.items()}
 
 
-def row_count(factory: Factory) -> int:
-    """The rows the log holds now."""
+def row_count(factory: Factory, store: str | None = None) -> int:
+    """The rows the log holds now for the hot store named `store` (for every store, the
+    unnamed rows included, when None)."""
+    query = select(func.count()).select_from(StateLogRow)
+    if store is not None:
+        query = query.where(StateLogRow.store == store)
     with factory() as db:
-        return int(db.scalar(select(func.count()).select_from(StateLogRow)) or 0)
+        return int(db.scalar(query) or 0)

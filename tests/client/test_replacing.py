@@ -44,7 +44,7 @@ def test_a_client_places_its_sessions_again_in_a_registry_that_lost_them(
         sessions.apply_updates(runtime.hot, [{"session": s, "seq": 1, "state": {"hp": 7}}
                                              for s in ids])
         client.follow_moves()  # the client learns the registry's generation
-        write_behind(runtime.hot, runtime.sessions, "test")
+        write_behind(runtime.hot, runtime.sessions, runtime.settings.hot_store_name, "test")
         assert client.last_durable(ids) == dict.fromkeys(ids, 1)
 
         runtime.__dict__["hot"] = MemoryHotStore()  # Redis restarted: hot state gone,

@@ -10,17 +10,19 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_sessionmaker, transaction
 from app.players import durable, sessions, statelog, wire
 from app.players.hotstore import HotStore, MemoryHotStore
-from app.players.models import GameSession
+from app.players.models import GameSession, StateLogRow
 from app.players.statestore import Emit, Taken
 from tests.waiting import wait_for
 
 EMIT = Emit(None, "test:updates", "test:bytes")
+STORE = f"test-{uuid.uuid4().hex[:8]}"  # the hot stores' name in the log, this test run's
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -80,11 +82,12 @@ def _marks(taken: Taken | None) -> list[tuple[str, int]]:
 
 
 def _logged(factory: sessionmaker[Session], *updates: tuple[str, int, dict[str, object]],
-            hot: HotStore, log: statelog.StateLog) -> None:
-    """Apply `updates` as a player worker does, the batch held by `log`, and flush it."""
+            hot: HotStore, log: statelog.StateLog, store: str = STORE) -> None:
+    """Apply `updates` to `hot` as a player worker does, the batch held by `log`, and flush
+    it as the hot store named `store`."""
     batch = wire.pack_batch(wire.entry(s, n, fields) for s, n, fields in updates)
     assert sessions.apply_batch_restoring(hot, factory, batch, log_to=log.add).applied
-    assert log.flush(factory) == 1
+    assert log.flush(factory, store) == 1
 
 
 def _log_rows(factory: sessionmaker[Session], ids: list[str]) -> list[int]:
@@ -92,6 +95,13 @@ def _log_rows(factory: sessionmaker[Session], ids: list[str]) -> list[int]:
     names = {s.encode() for s in ids}
     return [row for row, batch in statelog.rows(factory)
             if any(entry[0] in names for entry in wire.unpack_batch(batch))]
+
+
+@pytest.fixture
+def stores() -> tuple[str, str]:
+    """The names of two hot stores sharing the database, no other test's."""
+    tag = uuid.uuid4().hex[:8]
+    return f"redis://one-{tag}:6379/0", f"redis://other-{tag}:6379/0"
 
 
 @pytest.fixture
@@ -115,11 +125,11 @@ def test_a_round_writes_changed_sessions_to_sql_and_clears_their_marks(
     a, b, untouched = ids
     _open(hot, factory, a, b, untouched)
     _apply(hot, (a, 1, {"hp": 9, "pos": [1, 2]}), (a, 2, {"hp": 8}), (b, 5, {"name": "x"}))
-    assert durable.write_behind(hot, factory, "w1") == 2
+    assert durable.write_behind(hot, factory, STORE, "w1") == 2
     assert _snapshot(factory, a) == (2, {"hp": 8, "pos": [1, 2]})
     assert _snapshot(factory, b) == (5, {"name": "x"})
     assert _snapshot(factory, untouched) == (0, None)
-    assert durable.write_behind(hot, factory, "w1") == 0  # nothing changed since
+    assert durable.write_behind(hot, factory, STORE, "w1") == 0  # nothing changed since
     assert durable.last_durable(factory, [a, b, "ghost"]) == {a: 2, b: 5}
 
 
@@ -145,7 +155,7 @@ def test_a_session_changed_during_the_write_stays_marked_for_the_next_round(
     hot.states.clean_dirty("w1", [a], release=True)
     assert _marks(hot.states.take_dirty("w1", 10, 5_000)) == [(a, 2)]
     hot.states.clean_dirty("w1", [], release=True)
-    assert durable.write_behind(hot, factory, "w1") == 1
+    assert durable.write_behind(hot, factory, STORE, "w1") == 1
     assert _snapshot(factory, a) == (2, {"hp": 2})
 
 
@@ -153,17 +163,17 @@ def test_one_writer_holds_the_lease_until_it_gives_it_back(
         hot: HotStore, factory: sessionmaker[Session], ids: list[str]) -> None:
     a = _changed(hot, factory, ids[0])
     assert _marks(hot.states.take_dirty("w1", 10, 5_000)) == [(a, 1)]
-    assert durable.write_behind(hot, factory, "w2") is None  # w1 writes now
+    assert durable.write_behind(hot, factory, STORE, "w2") is None  # w1 writes now
     assert _snapshot(factory, a) == (0, None)
     hot.states.clean_dirty("w1", [], release=True)
-    assert durable.write_behind(hot, factory, "w2") == 1
+    assert durable.write_behind(hot, factory, STORE, "w2") == 1
 
 
 def test_a_lease_whose_holder_stopped_runs_out(
         hot: HotStore, factory: sessionmaker[Session], ids: list[str]) -> None:
     a = _changed(hot, factory, ids[0])
     assert hot.states.take_dirty("dead", 10, lease_ms=1) is not None  # and never returns
-    wait_for(lambda: durable.write_behind(hot, factory, "w2") is not None, timeout=5,
+    wait_for(lambda: durable.write_behind(hot, factory, STORE, "w2") is not None, timeout=5,
              what="the dead writer's lease to run out")
     assert _snapshot(factory, a) == (1, {"hp": 1})
 
@@ -173,8 +183,8 @@ def test_a_failed_sql_write_keeps_the_marks_and_gives_the_lease_back(
     a = _changed(hot, factory, ids[0])
     broken = make_sessionmaker(make_engine(f"sqlite:///{tmp_path / 'unmigrated.db'}"))
     with pytest.raises(OperationalError, match="no such table"):
-        durable.write_behind(hot, broken, "w1")
-    assert durable.write_behind(hot, factory, "w2") == 1  # the lease is free, the mark kept
+        durable.write_behind(hot, broken, STORE, "w1")
+    assert durable.write_behind(hot, factory, STORE, "w2") == 1  # the lease is free, the mark kept
     assert _snapshot(factory, a) == (1, {"hp": 1})
 
 
@@ -184,11 +194,11 @@ def test_an_older_state_never_overwrites_a_newer_snapshot(
     hot = _store()
     _open(hot, factory, a)
     _apply(hot, (a, 4, {"hp": 4}))
-    durable.write_behind(hot, factory, "w1")
+    durable.write_behind(hot, factory, STORE, "w1")
     stale = _store()  # another store's older view of the session
     stale.states.put_if_newer(a, 0, {})
     _apply(stale, (a, 2, {"hp": 2}))
-    durable.write_behind(stale, factory, "w1")
+    durable.write_behind(stale, factory, STORE, "w1")
     assert _snapshot(factory, a) == (4, {"hp": 4})
 
 
@@ -198,7 +208,7 @@ def test_last_applied_reads_hot_state_and_restores_it_from_sql_when_lost(
     hot = _store()
     _open(hot, factory, a, b)
     _apply(hot, (a, 3, {"hp": 3}), (b, 7, {"hp": 7}))
-    durable.write_behind(hot, factory, "w1")
+    durable.write_behind(hot, factory, STORE, "w1")
     _apply(hot, (a, 4, {"hp": 4}))  # applied, not yet written behind
     assert durable.last_applied(hot, factory, [a, b, never]) == {a: 4, b: 7}
     restarted = MemoryHotStore()  # hot state lost; then a game server reopened `a` empty
@@ -214,10 +224,10 @@ def test_a_round_waits_until_the_store_is_recovered(
     hot = MemoryHotStore()  # not recovered: a round could delete log rows not replayed
     a = _changed(hot, factory, ids[0])
     assert hot.states.take_dirty("w1", 10, 5_000) is None
-    assert durable.write_behind(hot, factory, "w1") is None
-    assert statelog.recover(hot, factory) == 0  # an empty log: nothing to replay
-    assert statelog.recover(hot, factory) is None  # recovered already
-    assert durable.write_behind(hot, factory, "w1") == 1
+    assert durable.write_behind(hot, factory, STORE, "w1") is None
+    assert statelog.recover(hot, factory, STORE) == 0  # an empty log: nothing to replay
+    assert statelog.recover(hot, factory, STORE) is None  # recovered already
+    assert durable.write_behind(hot, factory, STORE, "w1") == 1
     assert _snapshot(factory, a) == (1, {"hp": 1})
 
 
@@ -228,12 +238,12 @@ def test_a_finished_round_deletes_the_log_rows_written_before_it_started(
     _open(hot, factory, a, b)
     _logged(factory, (a, 1, {"hp": 1}), hot=hot, log=log)
     assert len(_log_rows(factory, ids)) == 1
-    assert hot.states.take_dirty("w1", 10, 5_000, statelog.last_row(factory)) is not None
+    assert hot.states.take_dirty("w1", 10, 5_000, statelog.last_row(factory, STORE)) is not None
     _logged(factory, (b, 1, {"hp": 5}), hot=hot, log=log)  # after the round started
-    assert durable.write_behind(hot, factory, "w1") == 1  # the round's one session: a
+    assert durable.write_behind(hot, factory, STORE, "w1") == 1  # the round's one session: a
     assert _log_rows(factory, [a]) == []
     assert len(_log_rows(factory, [b])) == 1  # b's row waits for b's snapshot
-    assert durable.write_behind(hot, factory, "w1") == 1
+    assert durable.write_behind(hot, factory, STORE, "w1") == 1
     assert _log_rows(factory, ids) == []
     assert durable.last_durable(factory, [a, b]) == {a: 1, b: 1}
 
@@ -244,12 +254,12 @@ def test_a_log_row_id_is_never_used_again(
     not get an id at or below it, even once the log was emptied (SQLite reuses the ids of
     a plain integer key)."""
     log.add(wire.pack_batch([wire.entry("gone", 1, {})]))
-    log.flush(factory)
-    first = statelog.last_row(factory)
-    statelog.delete_through(factory, first)
+    log.flush(factory, STORE)
+    first = statelog.last_row(factory, STORE)
+    statelog.delete_through(factory, STORE, first)
     log.add(wire.pack_batch([wire.entry("gone", 2, {})]))
-    log.flush(factory)
-    assert statelog.last_row(factory) > first
+    log.flush(factory, STORE)
+    assert statelog.last_row(factory, STORE) > first
 
 
 def test_a_round_stopped_half_way_deletes_nothing_until_it_is_finished(
@@ -259,11 +269,11 @@ def test_a_round_stopped_half_way_deletes_nothing_until_it_is_finished(
     _open(hot, factory, a, b)
     _logged(factory, (a, 1, {"hp": 1}), (b, 1, {"hp": 2}), hot=hot, log=log)
     monkeypatch.setattr(durable, "ROUND_CHUNKS", 1)
-    assert durable.write_behind(hot, factory, "w1", limit=1) == 1
+    assert durable.write_behind(hot, factory, STORE, "w1", limit=1) == 1
     assert len(_log_rows(factory, ids)) == 1
-    assert durable.write_behind(hot, factory, "w2", limit=1) == 1  # another writer goes on
+    assert durable.write_behind(hot, factory, STORE, "w2", limit=1) == 1  # another writer goes on
     assert len(_log_rows(factory, ids)) == 1  # a full chunk: there may be more
-    assert durable.write_behind(hot, factory, "w2", limit=1) == 0
+    assert durable.write_behind(hot, factory, STORE, "w2", limit=1) == 0
     assert _log_rows(factory, ids) == []  # the round's marks are all written
 
 
@@ -273,7 +283,7 @@ def test_last_durable_counts_the_state_log(
     a, b, _ = ids
     _open(hot, factory, a, b)
     _logged(factory, (a, 1, {"hp": 1}), (b, 2, {"hp": 2}), hot=hot, log=log)
-    durable.write_behind(hot, factory, "w1")
+    durable.write_behind(hot, factory, STORE, "w1")
     _logged(factory, (a, 3, {"hp": 3}), hot=hot, log=log)
     sessions.apply_batch_restoring(hot, factory, wire.pack_batch([wire.entry(b, 4, {})]))
     assert durable.last_durable(factory, [a, b]) == {a: 3, b: 2}  # b's 4 was never logged
@@ -285,14 +295,15 @@ def test_a_lost_hot_store_is_recovered_from_snapshots_and_the_log(
     hot = _store()
     _open(hot, factory, a, b, closed)
     _logged(factory, (a, 1, {"hp": 1, "pos": [1, 1]}), (b, 1, {"hp": 7}), hot=hot, log=log)
-    durable.write_behind(hot, factory, "w1")  # snapshots at seq 1; the log emptied
+    durable.write_behind(hot, factory, STORE, "w1")  # snapshots at seq 1; the log emptied
     _logged(factory, (a, 3, {"hp": 3}), (closed, 2, {"hp": 2}), hot=hot, log=log)
     _logged(factory, (a, 2, {"pos": [2, 2], "hp": 2}), hot=hot, log=log)  # late, older
     with transaction(factory) as db:
         sessions.close_session(db, closed)
     lost = MemoryHotStore()  # every Redis restarted empty
     assert not lost.states.recovered()
-    assert statelog.recover(lost, factory)  # a twice (and, on PostgreSQL, earlier tests' rows)
+    assert statelog.recover(lost, factory, STORE)  # a twice (and, on PostgreSQL, earlier
+    # tests' rows)
     assert lost.states.recovered()
     state = sessions.read_states(lost, [a, b, closed])
     assert state == {a: sessions.HotState(3, {"hp": 3, "pos": [2, 2]})}
@@ -310,7 +321,7 @@ def test_recovering_beside_live_updates_keeps_the_newest_of_each_field(
     lost = MemoryHotStore()
     # A live batch reaches the empty store first: its session comes back from SQL.
     sessions.apply_batch_restoring(lost, factory, wire.pack_batch([wire.entry(a, 2, {"hp": 2})]))
-    statelog.recover(lost, factory)
+    statelog.recover(lost, factory, STORE)
     assert sessions.read_states(lost, [a]) == {a: sessions.HotState(2, {"hp": 2, "ammo": 1})}
 
 
@@ -332,10 +343,10 @@ def test_a_failed_flush_keeps_the_batches_for_the_next_and_drops_the_oldest_past
     log.add(one)
     log.add(two)
     with pytest.raises(OperationalError, match="no such table"):
-        log.flush(broken)
+        log.flush(broken, STORE)
     log.add(three)  # past its bound: the oldest goes
     assert (log.pending(), log.dropped) == (2, 1)
-    assert log.flush(factory) == 2
+    assert log.flush(factory, STORE) == 2
     assert [batch for _, batch in statelog.rows(factory)][-2:] == [two, three]
 
 
@@ -347,9 +358,9 @@ def test_a_replay_skips_a_row_that_is_not_a_batch(
     log.add(b"not msgpack \xc1")
     batch = wire.pack_batch([wire.entry(a, 1, {"hp": 1})])
     sessions.apply_batch_restoring(hot, factory, batch, log_to=log.add)
-    assert log.flush(factory) == 2
+    assert log.flush(factory, STORE) == 2
     lost = MemoryHotStore()
-    assert statelog.recover(lost, factory)
+    assert statelog.recover(lost, factory, STORE)
     assert sessions.read_states(lost, [a]) == {a: sessions.HotState(1, {"hp": 1})}
 
 
@@ -358,7 +369,7 @@ def test_the_write_behind_threads_log_and_snapshot_each_period(
     a = ids[0]
     hot = MemoryHotStore()  # the log's thread recovers it
     _open(hot, factory, a)
-    writer = durable.WriteBehind(hot, factory, flush_s=0.01, round_s=0.01,
+    writer = durable.WriteBehind(hot, factory, STORE, flush_s=0.01, round_s=0.01,
                                  log=statelog.StateLog())
     writer.start()
     try:
@@ -378,7 +389,7 @@ def test_a_stopping_write_behind_flushes_its_log(
     a = ids[0]
     hot = _store()
     _open(hot, factory, a)
-    writer = durable.WriteBehind(hot, factory, flush_s=3600, round_s=3600,
+    writer = durable.WriteBehind(hot, factory, STORE, flush_s=3600, round_s=3600,
                                  log=statelog.StateLog())  # no period of its own
     writer.start()
     batch = wire.pack_batch([wire.entry(a, 1, {"hp": 1})])
@@ -387,3 +398,78 @@ def test_a_stopping_write_behind_flushes_its_log(
     writer.stop()
     assert durable.last_durable(factory, [a]) == {a: 1}
     assert _snapshot(factory, a) == (0, None)  # the log has it; the next round writes it
+
+
+# Hot stores sharing one database: each log row names the store its batch was applied to.
+
+
+def test_a_round_on_one_store_leaves_the_rows_of_another(
+        hot: HotStore, factory: sessionmaker[Session], ids: list[str],
+        log: statelog.StateLog, stores: tuple[str, str]) -> None:
+    one, other = stores
+    a, b, _ = ids
+    elsewhere = _store()
+    _open(hot, factory, a)
+    _open(elsewhere, factory, b)
+    _logged(factory, (a, 1, {"hp": 1}), hot=hot, log=log, store=one)
+    _logged(factory, (b, 1, {"hp": 2}), hot=elsewhere, log=log, store=other)
+    assert durable.write_behind(hot, factory, one, "w1") == 1
+    assert (statelog.row_count(factory, one), statelog.row_count(factory, other)) == (0, 1)
+    lost = MemoryHotStore()  # the other store's Redis restarted empty before its round
+    assert statelog.recover(lost, factory, other) == 1
+    assert sessions.read_states(lost, [b]) == {b: sessions.HotState(1, {"hp": 2})}
+
+
+def test_recovering_a_store_restores_its_sessions_and_not_another_stores(
+        factory: sessionmaker[Session], ids: list[str], log: statelog.StateLog,
+        stores: tuple[str, str]) -> None:
+    one, other = stores
+    a, b, _ = ids
+    first, second = _store(), _store()
+    _open(first, factory, a)
+    _open(second, factory, b)
+    _logged(factory, (a, 1, {"hp": 1}), hot=first, log=log, store=one)
+    _logged(factory, (b, 1, {"hp": 2}), hot=second, log=log, store=other)
+    lost = MemoryHotStore()  # the second store's Redis restarted empty
+    assert statelog.recover(lost, factory, other) == 1
+    assert sessions.read_states(lost, [a, b]) == {b: sessions.HotState(1, {"hp": 2})}
+
+
+def test_a_sessions_durable_seq_is_the_newest_any_store_logged(
+        factory: sessionmaker[Session], ids: list[str], log: statelog.StateLog,
+        stores: tuple[str, str]) -> None:
+    """A session that moved to another store has rows in both: the newest counts, and still
+    does once the store it left has finished a round."""
+    one, other = stores
+    a, b, _ = ids
+    left, joined = _store(), _store()
+    _open(left, factory, a, b)
+    _logged(factory, (a, 2, {"hp": 2}), (b, 7, {"hp": 7}), hot=left, log=log, store=one)
+    sessions.ensure_state(joined, a)  # a moved
+    _logged(factory, (a, 4, {"hp": 4}), hot=joined, log=log, store=other)
+    assert durable.last_durable(factory, [a, b]) == {a: 4, b: 7}
+    assert durable.write_behind(left, factory, one, "w1") == 2  # a at 2, b at 7
+    assert durable.last_durable(factory, [a, b]) == {a: 4, b: 7}
+
+
+def test_rows_written_before_stores_were_named_are_kept_and_replayed_into_every_store(
+        hot: HotStore, factory: sessionmaker[Session], ids: list[str],
+        log: statelog.StateLog, stores: tuple[str, str]) -> None:
+    """Which store applied a row written before migration 0004 is not known: no store's
+    round deletes it, and every store's recovery replays it."""
+    a, b, _ = ids
+    _open(hot, factory, b)
+    before = wire.pack_batch([wire.entry(a, 1, {"hp": 1})])  # applied to some store then
+    with transaction(factory) as db:
+        sessions.open_session(db, a, instance_id="i0", session_type="casual", players=1,
+                              region=None)
+        db.execute(insert(StateLogRow).values(batch=before))  # no store: the column's default
+    _logged(factory, (b, 1, {"hp": 2}), hot=hot, log=log, store=stores[0])
+    assert durable.write_behind(hot, factory, stores[0], "w1") == 1
+    assert durable.write_behind(_store(), factory, stores[1], "w1") == 0
+    assert statelog.row_count(factory, stores[0]) == 0
+    assert _log_rows(factory, [a]) != []
+    for store in stores:
+        lost = MemoryHotStore()
+        assert statelog.recover(lost, factory, store)
+        assert sessions.read_states(lost, [a, b]) == {a: sessions.HotState(1, {"hp": 1})}

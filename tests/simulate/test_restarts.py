@@ -45,7 +45,7 @@ def test_sessions_back_at_their_durable_state_count_as_restored(
     assert open_sessions(factory, "sim-x-") == ["sim-x-0", "sim-x-1", "sim-x-2"]
     for session_id in ("sim-x-0", "sim-x-1", "sim-x-2"):
         _apply(hot, session_id, 1, 2, 3)
-    write_behind(hot, factory, "w")
+    write_behind(hot, factory, "memory://", "w")
     _apply(hot, "sim-x-0", 4, 5)  # applied, not yet durable at the kill
     kept = at_kill(hot, factory, "sim-x-")
     assert kept.durable == {"sim-x-0": 3, "sim-x-1": 3, "sim-x-2": 3}

@@ -275,14 +275,25 @@ def replay(
         help="Cut the world into the quadtree's regions this many levels deep (0 to 4).")] = 0,
     units: Annotated[int, typer.Option(
         help="Spread the regions over this many physics units (1 to 16).")] = 1,
+    processes: Annotated[bool, typer.Option(
+        help="Run each unit in a process of its own, in lockstep, exchanging bodies and "
+             "halos through a private redis-server as the fleet's units do.")] = False,
 ) -> None:
-    """Step a physics scenario to its end and print its final state's hash (same file, seed and depth: same hash, on any number of units)."""  # noqa: E501 - one line: --help keeps docstring line breaks
+    """Step a physics scenario to its end and print its final state's hash (same file, seed and depth: same hash, on any number of units, in one process or several)."""  # noqa: E501 - one line: --help keeps docstring line breaks
     from app.physics import scenario
 
-    result = scenario.run(scenario.load(file), seed, depth, units)
+    loaded = scenario.load(file)
+    if processes:
+        from app.physics import lockstep
+        from app.simulate.redisserver import PrivateRedis
+
+        with PrivateRedis() as server:
+            result = lockstep.run(loaded, seed, depth, units, server.url)
+    else:
+        result = scenario.run(loaded, seed, depth, units)
+    where = f"{units} unit{'s' if units > 1 else ''}" + (" in processes" if processes else "")
     console.print(f"{result.hash}  ({result.bodies} bodies, {result.frames} frames, seed {seed}, "
-                  f"depth {depth}, {units} unit{'s' if units > 1 else ''})",
-                  highlight=False, soft_wrap=True)
+                  f"depth {depth}, {where})", highlight=False, soft_wrap=True)
 
 
 @cli.command()

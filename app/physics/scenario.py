@@ -20,8 +20,9 @@ gamesched and pymunk version.
 
 A replay runs on the fleet's own code: the world is cut into the quadtree's regions
 ``depth`` levels deep (0: one region, the whole world), spread over ``units`` physics
-units (`app.physics.units`) in this process, and bodies cross borders and meet across them
-as in the fleet (`app.physics.world`).  Every unit steps a frame before any sends what
+units (`app.physics.units`) in this process (or each in a process of its own:
+`app.physics.lockstep`), and bodies cross borders and meet across them as in the fleet
+(`app.physics.world`).  Every unit steps a frame before any sends what
 crossed its borders, so a region always steps with its neighbours' halos of the frame
 before: the hash is the same on one unit or several.  Under another partition the run is
 not bit-for-bit the same (a contact across a border is solved in two spaces, not one), and
@@ -36,10 +37,9 @@ import json
 import math
 import random
 import struct
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import pymunk
 from pydantic import BaseModel, ConfigDict, Field
@@ -148,11 +148,41 @@ def frames_of(scenario: Scenario) -> int:
 def final_bodies(scenario: Scenario, seed: int, depth: int = 0,
                  units: int = 1) -> dict[str, pymunk.Body]:
     """Every body, by id, once `scenario` has run to its end with `seed` (see `run`)."""
+    check_run(depth, units)
+    world = replay_world(scenario)
+    links = Links(MemoryOwnerMap(), MemoryHandover(), MemoryRegionNotes(), units,
+                  limits=REPLAY_LIMITS, world=world)
+    return play(_Fleet(scenario, depth, units, links), scenario, seed)
+
+
+def check_run(depth: int, units: int) -> None:
+    """Raise InvalidRequest unless a replay can run `depth` levels deep on `units`."""
     if not 0 <= depth <= MAX_REPLAY_DEPTH:
         raise InvalidRequest("depth", depth, f"expected 0 to {MAX_REPLAY_DEPTH}")
     if not 1 <= units <= MAX_REPLAY_UNITS:
         raise InvalidRequest("units", units, f"expected 1 to {MAX_REPLAY_UNITS}")
-    fleet = _Fleet(scenario, depth, units)
+
+
+class ReplayFleet(Protocol):
+    """What a replay steps: every unit of it in this process (`_Fleet`), or one unit of
+    several in processes of their own (`app.physics.lockstep`)."""
+
+    def spawn(self, spec: BodySpawn) -> None:
+        """Put a new body into its region (where that region's unit runs)."""
+
+    def find(self, body_id: str) -> pymunk.Body | None:
+        """The body of that id, if it is in a space here."""
+
+    def step(self, frame: int) -> None:
+        """Step every region one frame, then hand over what crossed their borders."""
+
+    def settle(self) -> dict[str, pymunk.Body]:
+        """Every body here by id, those still crossing put where they were going."""
+
+
+def play(fleet: ReplayFleet, scenario: Scenario, seed: int) -> dict[str, pymunk.Body]:
+    """Run `scenario` with `seed` on `fleet` to its end: its bodies, spawns and impulses
+    frame by frame; what `fleet.settle` returns at the end."""
     for spec in scenario.bodies:
         fleet.spawn(_body(spec))
     rng = random.Random(seed)
@@ -170,22 +200,42 @@ def final_bodies(scenario: Scenario, seed: int, depth: int = 0,
     return fleet.settle()
 
 
+REPLAY_LIMITS = Limits(step_budget_ms=1e9)  # a slow step is never contained: same run anywhere
+
+
+def replay_world(scenario: Scenario) -> World:
+    """The walled world a replay of `scenario` steps in."""
+    return World(size=scenario.world_size, gravity=scenario.gravity, wall_radius=1.0,
+                 wall_elasticity=0.5, wall_friction=0.0, sleep_after_s=math.inf, damping=1.0)
+
+
+def replay_owners(depth: int, units: int) -> dict[str, int]:
+    """The quadtree's regions `depth` levels deep, in runs of about equal length per unit."""
+    regions = [ROOT + "".join(p) for p in itertools.product(QUARTERS, repeat=depth)]
+    return {r: k * units // len(regions) for k, r in enumerate(regions)}
+
+
+def replay_unit(number: int) -> Unit:
+    """Physics unit `number` as a replay runs it."""
+    unit = Unit(number)
+    unit.drain_every_s = 0.0  # every frame: a replay's steps never depend on the clock
+    return unit
+
+
+def unit_work(owners: dict[str, int], unit: int, dt_ms: float) -> list[tuple[str, int, float]]:
+    """One frame's work of `unit`: every region it owns, advancing `dt_ms`."""
+    return [(region, 0, dt_ms) for region, owner in owners.items() if owner == unit]
+
+
 class _Fleet:
     """The units a replay runs on, in this process (see the module)."""
 
-    def __init__(self, scenario: Scenario, depth: int, units: int) -> None:
-        self.world = World(size=scenario.world_size, gravity=scenario.gravity, wall_radius=1.0,
-                           wall_elasticity=0.5, wall_friction=0.0, sleep_after_s=math.inf,
-                           damping=1.0)
-        self.links = Links(MemoryOwnerMap(), MemoryHandover(), MemoryRegionNotes(), units,
-                           limits=Limits(step_budget_ms=1e9), world=self.world)
-        regions = [ROOT + "".join(p) for p in itertools.product(QUARTERS, repeat=depth)]
-        self.owners = {r: k * units // len(regions) for k, r in enumerate(regions)}
+    def __init__(self, scenario: Scenario, depth: int, units: int, links: Links) -> None:
+        self.links = links
+        self.owners = replay_owners(depth, units)
         self.epoch = self.links.owners.publish(self.owners)
-        self.units = [Unit(n) for n in range(units)]
-        for unit in self.units:
-            unit.drain_every_s = 0.0  # every frame: a replay's steps never depend on the clock
-        self.leaves = Leaves(frozenset(regions), self.world)
+        self.units = [replay_unit(n) for n in range(units)]
+        self.leaves = Leaves(frozenset(self.owners), links.world)
         self.dt_ms = 1000.0 / scenario.frame_hz
 
     def spawn(self, spec: BodySpawn) -> None:
@@ -198,11 +248,8 @@ class _Fleet:
                      for b in space.bodies if getattr(b, "gs_id", None) == body_id), None)
 
     def step(self, frame: int) -> None:
-        work: dict[int, list[tuple[str, int, float]]] = defaultdict(list)
-        for region, owner in self.owners.items():
-            work[owner].append((region, 0, self.dt_ms))
-        advanced = [u.advance(FrameWork(frame, work[u.number], self.epoch), self.links)
-                    for u in self.units]
+        advanced = [u.advance(FrameWork(frame, unit_work(self.owners, u.number, self.dt_ms),
+                                        self.epoch), self.links) for u in self.units]
         for unit, (_, outgoing) in zip(self.units, advanced, strict=True):
             unit.send(outgoing, self.links)
 
@@ -214,14 +261,26 @@ class _Fleet:
                 for b in space.bodies if getattr(b, "gs_id", None) is not None}
 
 
+BodyState = tuple[float, float, float, float, float, float]  # x, y, vx, vy, angle, spin
+
+
 def state_hash(bodies: dict[str, pymunk.Body]) -> str:
     """SHA-256 of every body's id and exact state, in id order."""
+    return states_hash(body_states(bodies))
+
+
+def body_states(bodies: dict[str, pymunk.Body]) -> dict[str, BodyState]:
+    """Each body's exact state by id."""
+    return {body_id: (*body.position, *body.velocity, body.angle, body.angular_velocity)
+            for body_id, body in bodies.items()}
+
+
+def states_hash(states: dict[str, BodyState]) -> str:
+    """SHA-256 of every body's id and exact state (`body_states`), in id order."""
     digest = hashlib.sha256()
-    for body_id in sorted(bodies):
-        body = bodies[body_id]
+    for body_id in sorted(states):
         digest.update(body_id.encode() + b"\0")
-        digest.update(struct.pack("<6d", *body.position, *body.velocity, body.angle,
-                                  body.angular_velocity))
+        digest.update(struct.pack("<6d", *states[body_id]))
     return digest.hexdigest()
 
 

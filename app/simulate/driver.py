@@ -267,11 +267,13 @@ class LoadDriver:
         stats.started, start = time.time(), time.monotonic()
         self._measure(stats.started)
         store_front = self._open_store(start, duration_s)
-        back_office = self._front(self._background_front, "sim-background", start, duration_s)
+        back_office = (self._front(self._background_front, "sim-background", start, duration_s)
+                       if self.background_rate > 0 else None)  # (game servers send none)
         emitted = (self._loop if self.plays else self._idle)(start, duration_s, progress)
         schedule = self.schedule  # the frames of dropped ticks are due all the same
         stats.frames_due += schedule.frames_due(stats.ticks_planned) - schedule.frames_due(emitted)
-        back_office.join()
+        if back_office is not None:
+            back_office.join()
         if store_front is not None:
             store_front.join()
         self.client.flush()

@@ -65,8 +65,8 @@ def tick(self: GameTask) -> dict[str, Any]:
 
 class SlotKeeper:
     """Keeps one role's workers at the slots the controller decides (`app.tasking.slots`),
-    in a thread of the controller's process (asking the workers takes a second or two, longer
-    than a tick): when the number changes, and every `RECHECK_TICKS` ticks (a broadcast
+    in a thread of the controller's process (asking the workers takes a second or two,
+    longer than a tick): when the number changes, and every `RECHECK_TICKS` ticks (a broadcast
     that was missed, a worker started since, or one whose consumer reconnected, at its
     pool's size)."""
 

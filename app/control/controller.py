@@ -3,10 +3,10 @@
 The controller measures queue depths, the server's CPU (`app.control.cpu`) and the player
 batches that ran late.  It degrades in order (`ladder`): background work (its pace and
 the tasks each background worker runs at once), then AI (its level, the tier cap game
-servers keep and the tasks each AI worker runs at once), then the detail of regions without players,
-by the server's CPU a few ticks ahead (`app.control.forecast`: it acts before a spike
-peaks) or by a run of ticks with player batches past the late bar; background also slows
-while player batches miss their target (`app.control.dilation`).
+servers keep and the tasks each AI worker runs at once), then the detail of regions
+without players, by the server's CPU a few ticks ahead (`app.control.forecast`: it acts
+before a spike peaks) or by a run of ticks with player batches past the late bar;
+background also slows while player batches miss their target (`app.control.dilation`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import traceback
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from threading import Barrier, BrokenBarrierError
 
@@ -103,7 +103,7 @@ def run_units(scenario: Scenario, seed: int, *, depth: int, units: int, redis_ur
             proc.start()
             theirs.close()
             procs.append((proc, ours))
-        results = [_result(number, proc, pipe) for number, (proc, pipe) in enumerate(procs)]
+        results = _gather(procs, barrier)
     finally:
         for started, pipe in procs:
             started.join(timeout=10.0)
@@ -126,14 +126,35 @@ class UnitFailed:
     waiting: bool = False
 
 
-def _result(number: int, proc: BaseProcess,
-            pipe: Connection) -> dict[str, BodyState] | UnitFailed:
-    """Unit `number`'s bodies once it has replayed, or how it failed."""
-    while not pipe.poll(0.2):
-        if not proc.is_alive() and not pipe.poll(0):
-            return UnitFailed(f"replay unit {number} (pid {proc.pid}) stopped "
-                              f"(exit code {proc.exitcode})")
-    kind, body = pipe.recv()
+def _gather(procs: list[tuple[BaseProcess, Connection]],
+            barrier: Barrier) -> list[dict[str, BodyState] | UnitFailed]:
+    """Each unit's bodies once it has replayed, or how it failed, in unit order.  A process
+    that died without a word breaks `barrier`, so the others stop waiting for it."""
+    results: dict[int, dict[str, BodyState] | UnitFailed] = {}
+    while len(results) < len(procs):
+        pending = [n for n in range(len(procs)) if n not in results]
+        ready = wait([procs[n][1] for n in pending] + [procs[n][0].sentinel for n in pending])
+        for number in pending:
+            proc, pipe = procs[number]
+            got = _received(number, pipe) if pipe in ready or pipe.poll(0) else None
+            if got is not None:
+                results[number] = got
+            elif proc.sentinel in ready or pipe.closed or not proc.is_alive():
+                barrier.abort()
+                proc.join(timeout=5.0)  # (its exit code)
+                results[number] = UnitFailed(f"replay unit {number} (pid {proc.pid}) stopped "
+                                             f"(exit code {proc.exitcode})")
+    return [results[n] for n in range(len(procs))]
+
+
+def _received(number: int, pipe: Connection) -> dict[str, BodyState] | UnitFailed | None:
+    """What unit `number` sent: its bodies, or how it failed; None when it ended without
+    a word (its pipe closed)."""
+    try:
+        kind, body = pipe.recv()
+    except EOFError:
+        pipe.close()
+        return None
     if kind == "done":
         states: dict[str, BodyState] = body
         return states

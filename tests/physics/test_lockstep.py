@@ -3,8 +3,14 @@ fleet's units do, ends at the same hash as in one process; a unit that fails is 
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
+import re
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +21,7 @@ from app.physics import lockstep
 from app.physics.scenario import load, run
 from app.simulate.redisserver import PrivateRedis, free_port
 from tests.subprocesses import ROOT
+from tests.waiting import wait_for
 
 SCENARIOS = Path(__file__).parents[2] / "docs" / "scenarios"
 
@@ -57,3 +64,31 @@ def test_the_command_replays_in_processes_on_a_private_redis() -> None:
         capture_output=True, text=True, timeout=300, check=True, cwd=ROOT)
     assert done.stdout.split()[0] == run(load(crates), 1, depth=2, units=3).hash
     assert "3 units in processes" in done.stdout
+
+
+def test_a_unit_killed_mid_run_is_named_and_the_others_do_not_wait_for_it(
+        redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lockstep, "BARRIER_TIMEOUT_S", 600.0)  # far past this test's wait
+    long_run = tmp_path / "long.json"
+    long_run.write_text(json.dumps({"world_size": 1000, "duration_s": 600, "spawns": [
+        {"at_s": 0, "count": 40, "centre": [500, 500], "spread": 400, "speed": 100}]}))
+    outcome: list[BaseException | None] = []
+
+    def replay() -> None:
+        try:
+            lockstep.run(load(long_run), 1, 1, 2, redis_url)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+
+    runner = threading.Thread(target=replay, daemon=True)
+    runner.start()
+    unit = wait_for(lambda: next((p for p in multiprocessing.active_children()
+                                  if p.name == "replay-unit-1"), None),
+                    timeout=60, what="unit 1's process")
+    os.kill(unit.pid, signal.SIGKILL)
+    runner.join(timeout=120)
+    assert not runner.is_alive(), "the other unit waited for the dead one"
+    (failure,) = outcome
+    assert isinstance(failure, GameschedError)
+    assert re.match(r"replay unit 1 \(pid \d+\) stopped \(exit code -9\)", str(failure))

@@ -67,7 +67,7 @@ class FrameRouter:
 
     def first_region(self, name: str) -> str:
         """The region of the owner map that `name` stands for (the first, when split)."""
-        return resolve(name, self._current().owners.keys())[0]
+        return self.leaves(name)[0]
 
     def _current(self) -> OwnerView:
         """The owner map, read again once `ttl_s` has passed since the last read."""

@@ -41,7 +41,9 @@ from app.physics.scenario import (
     Scenario,
     body_states,
     check_run,
+    find_body,
     frames_of,
+    named_bodies,
     play,
     replay_owners,
     replay_unit,
@@ -193,7 +195,7 @@ class UnitFleet:
         self.owners = replay_owners(job.depth, job.units)
         self.unit = replay_unit(job.number)
         self.leaves = Leaves(frozenset(self.owners), links.world)
-        self.dt_ms = 1000.0 / job.scenario.frame_hz
+        self.work = unit_work(self.owners, job.number, 1000.0 / job.scenario.frame_hz)
 
     def spawn(self, spec: BodySpawn) -> None:
         """Put the body into its region when that region is this unit's."""
@@ -206,14 +208,12 @@ class UnitFleet:
 
     def find(self, body_id: str) -> pymunk.Body | None:
         """The body of that id in this unit's spaces (None elsewhere or crossing)."""
-        return next((b for space in self.unit.spaces.values() for b in space.bodies
-                     if getattr(b, "gs_id", None) == body_id), None)
+        return find_body([self.unit], body_id)
 
     def step(self, frame: int) -> None:
         """Step once every unit has handed over the frame before; hand over once every
         unit has stepped."""
-        work = FrameWork(frame, unit_work(self.owners, self.job.number, self.dt_ms),
-                         self.job.epoch)
+        work = FrameWork(frame, self.work, self.job.epoch)
         self._together()
         _, outgoing = self.unit.advance(work, self.links)
         self._together()
@@ -223,8 +223,7 @@ class UnitFleet:
         """This unit's bodies, once every unit has handed over the last frame."""
         self._together()
         self.unit.receive(self.links)
-        return {b.gs_id: b for space in self.unit.spaces.values() for b in space.bodies
-                if getattr(b, "gs_id", None) is not None}
+        return named_bodies([self.unit])
 
     def _together(self) -> None:
         self.barrier.wait()  # BrokenBarrierError: another unit failed or fell behind

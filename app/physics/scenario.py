@@ -37,6 +37,7 @@ import json
 import math
 import random
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -227,6 +228,18 @@ def unit_work(owners: dict[str, int], unit: int, dt_ms: float) -> list[tuple[str
     return [(region, 0, dt_ms) for region, owner in owners.items() if owner == unit]
 
 
+def named_bodies(units: Iterable[Unit]) -> dict[str, pymunk.Body]:
+    """Every named body in the spaces of `units`, by id."""
+    return {b.gs_id: b for u in units for space in u.spaces.values() for b in space.bodies
+            if getattr(b, "gs_id", None) is not None}
+
+
+def find_body(units: Iterable[Unit], body_id: str) -> pymunk.Body | None:
+    """The body named `body_id` in the spaces of `units` (None when none holds it)."""
+    return next((b for u in units for space in u.spaces.values() for b in space.bodies
+                 if getattr(b, "gs_id", None) == body_id), None)
+
+
 class _Fleet:
     """The units a replay runs on, in this process (see the module)."""
 
@@ -236,7 +249,8 @@ class _Fleet:
         self.epoch = self.links.owners.publish(self.owners)
         self.units = [replay_unit(n) for n in range(units)]
         self.leaves = Leaves(frozenset(self.owners), links.world)
-        self.dt_ms = 1000.0 / scenario.frame_hz
+        dt_ms = 1000.0 / scenario.frame_hz
+        self.work = [unit_work(self.owners, n, dt_ms) for n in range(units)]
 
     def spawn(self, spec: BodySpawn) -> None:
         region = self.leaves.find(*spec.position)
@@ -244,12 +258,11 @@ class _Fleet:
         self.units[self.owners[region]].change(region, [spec], [], self.epoch, self.links)
 
     def find(self, body_id: str) -> pymunk.Body | None:
-        return next((b for u in self.units for space in u.spaces.values()
-                     for b in space.bodies if getattr(b, "gs_id", None) == body_id), None)
+        return find_body(self.units, body_id)
 
     def step(self, frame: int) -> None:
-        advanced = [u.advance(FrameWork(frame, unit_work(self.owners, u.number, self.dt_ms),
-                                        self.epoch), self.links) for u in self.units]
+        advanced = [u.advance(FrameWork(frame, self.work[u.number], self.epoch), self.links)
+                    for u in self.units]
         for unit, (_, outgoing) in zip(self.units, advanced, strict=True):
             unit.send(outgoing, self.links)
 
@@ -257,8 +270,7 @@ class _Fleet:
         """Every body by id, those still crossing a border put where they were going."""
         for unit in self.units:
             unit.receive(self.links)
-        return {b.gs_id: b for u in self.units for space in u.spaces.values()
-                for b in space.bodies if getattr(b, "gs_id", None) is not None}
+        return named_bodies(self.units)
 
 
 BodyState = tuple[float, float, float, float, float, float]  # x, y, vx, vy, angle, spin

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,7 +17,8 @@ from celery import Celery
 from app.settings import RoleBudget, Settings
 from app.tasking.factory import create_app
 from app.tasking.slots import set_slots, slots
-from tests.subprocesses import ROOT, StartWorker
+from tests.instances.live import start_controller
+from tests.subprocesses import StartWorker
 from tests.waiting import wait_for
 from workers.control import SlotKeeper
 
@@ -57,11 +56,7 @@ def test_the_controller_gives_a_background_worker_one_slot_while_background_give
     node = start_worker("background", "background-kept", concurrency=2)
     app = create_app(settings)
     wait_for(lambda: slots(app, "background") == {node: 2}, timeout=30, what="two slots")
-    env = {**os.environ, **settings.to_env(), "TMPDIR": str(tmp_path)}
-    with open(tmp_path / "controller.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "controller"], cwd=ROOT,
-                                env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    proc = start_controller(settings, tmp_path)
     try:
         wait_for(lambda: slots(app, "background") == {node: 1}, timeout=60,
                  what="the controller to give the background worker one slot")

@@ -61,7 +61,7 @@ class AiLoop:
             if len(args) > 3:
                 raise InvalidRequest(f"npcs.{i}.tier", args[3], "the tier is the client's: "
                                      "send (npc_id, position, players)")
-            tier = tier_for(tuple(args[1]), [tuple(p) for p in args[2]], self._ranges, cap)
+            tier = tier_for(call[1], call[2] or (), self._ranges, cap)  # checked: tuples
             if due(args[0], tier, tick, tick_hz):
                 chosen.append([*args, tier.value])
                 tiers[tier] += 1

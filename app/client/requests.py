@@ -5,6 +5,7 @@ is enqueued."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
@@ -17,9 +18,21 @@ from app.physics.world import MAX_RADIUS, World
 from app.players.delta import POSITION_FIELD
 from app.protocol.names import ANALYTICS_TASK, SNAPSHOT_TASK
 from app.protocol.vocab import BackgroundKind, SessionType
-from app.validation import FRAME_MAX, Id, Number, RegionId, StrictRequest, check_position, parse
+from app.validation import (
+    FRAME_MAX,
+    ID_PATTERN,
+    Id,
+    Number,
+    RegionId,
+    StrictRequest,
+    check_position,
+    parse,
+)
 
 AI_BATCH_MAX = 4096  # decisions per AI batch
+SEEN_MAX = 256  # players one NPC decision considers
+_NUMBERS = (int, float)  # exactly: a bool is not a coordinate
+_ID = re.compile(ID_PATTERN.removeprefix("^").removesuffix("$"))  # with fullmatch: no "a\n"
 BODIES_MAX = 4096  # bodies spawned or removed per call
 MAX_SPEED = Limits().max_speed  # a faster body would be clamped at once
 BACKGROUND_TASKS = {BackgroundKind.SNAPSHOT: SNAPSHOT_TASK,  # kind -> task
@@ -142,7 +155,7 @@ class AiDecision(StrictRequest):
 
     npc_id: str = Id
     position: tuple[Number, Number]
-    players: list[tuple[Number, Number]] = Field(default_factory=list, max_length=256)
+    players: list[tuple[Number, Number]] = Field(default_factory=list, max_length=SEEN_MAX)
     tier: Annotated[Tier, Strict(False)] | None = None
 
 
@@ -174,6 +187,8 @@ def check_decision(npc_id: Any, position: Any, players: Any, world: float,
     """One NPC decision's task arguments, ``[npc_id, [x, y], [[x, y], ...]]`` and its
     tier when given (``full``, ``reduced``, ``minimal``: `app.ai.tiers`), every position
     inside the square `world`; or InvalidRequest naming the field."""
+    if tier is None and (args := _plain_decision(npc_id, position, players, world)):
+        return args
     req = parse(AiDecision, {"npc_id": npc_id, "position": position,
                              "players": players or [], "tier": tier})
     check_position("position", req.position, world)
@@ -181,6 +196,41 @@ def check_decision(npc_id: Any, position: Any, players: Any, world: float,
         check_position(f"players.{i}", p, world)
     args = [req.npc_id, list(req.position), [list(p) for p in req.players]]
     return args if req.tier is None else [*args, req.tier.value]
+
+
+def _plain_decision(npc_id: Any, position: Any, players: Any,
+                    world: float) -> list[Any] | None:
+    """`check_decision`'s arguments without a model object when every field is plainly
+    valid, the AI loop's case each tick for every NPC; None for anything else, which the
+    model then checks and names.  It accepts nothing `AiDecision` refuses: exact types
+    only (an id `str`, a `tuple` per position, a `list` of players)."""
+    if type(npc_id) is not str or len(npc_id) > 64 or _ID.fullmatch(npc_id) is None:
+        return None
+    if not _inside(position, world):
+        return None
+    if players is None:
+        players = []
+    elif type(players) is not list or len(players) > SEEN_MAX:
+        return None
+    seen = []
+    for p in players:  # `_inside`, inlined: up to 256 a decision, every NPC every tick
+        if type(p) is not tuple or len(p) != 2:
+            return None
+        x, y = p
+        if (type(x) not in _NUMBERS or type(y) not in _NUMBERS
+                or not (0.0 <= x <= world and 0.0 <= y <= world)):
+            return None
+        seen.append([x, y])
+    return [npc_id, [position[0], position[1]], seen]
+
+
+def _inside(point: Any, world: float) -> bool:
+    """Whether `point` is a tuple of two plain numbers inside the square `world`."""
+    if type(point) is not tuple or len(point) != 2:
+        return False
+    x, y = point
+    return (type(x) in _NUMBERS and type(y) in _NUMBERS
+            and 0.0 <= x <= world and 0.0 <= y <= world)  # NaN fails both comparisons
 
 
 def check_decisions(decisions: Any, world: float) -> list[list[Any]]:

@@ -28,8 +28,9 @@ class Coalescer:
     every `tick_s` and sends a batch that would be past its window by the next look (at
     the tick's window, every batch it finds; a batch its `send` raises on is logged and
     dropped: the thread keeps going), and `add` sends a batch that is full or has waited
-    its window itself; `flush()` sends at once; `close()` flushes and stops the thread.
-    Thread-safe.
+    its window itself, or, after `defer`, wakes the thread that sends it; `flush()` sends
+    at once; `close()` flushes and stops the thread.  No batch holds more than
+    `max_batch` items.  Thread-safe.
 
     The window starts at its floor, `min_window_s` (never less than `tick_s`).  After each
     send the caller says how many messages were already waiting in the queue (`waiting`):
@@ -57,12 +58,13 @@ class Coalescer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False  # the last send raised: only the tick thread sends
+        self._kick: Callable[[], None] | None = None  # `defer`: wakes the sending thread
 
     def add(self, step: int, item: Any) -> None:
         """Queue `item` for the next batch; the batch leaves at `step` or a more urgent one.
 
-        When the batch is full, or its oldest item has waited a tick already, it leaves
-        from this call: a busy caller need not wait for the tick thread to be scheduled.
+        When the batch is full, or its oldest item has waited its window already, it
+        leaves from this call, or after `defer` the call wakes the thread that sends it.
         Never raises for the send: a batch the send refuses is logged and dropped, and
         while sends fail (the broker is away) only the tick thread tries, so a caller waits
         on an outage at most once, in the send that finds it.
@@ -77,8 +79,17 @@ class Coalescer:
             due = len(self._items) >= self._max_batch or self._old_enough(now)
             if self._thread is None and self._own_thread:
                 self._start()
-        if due and not self._failing:
+        if due and (kick := self._kick) is not None:
+            kick()
+        elif due and not self._failing:
             self._flush_logged()
+
+    def defer(self, kick: Callable[[], None]) -> None:
+        """From now on `add` never sends: a due batch calls `kick` instead, which wakes the
+        thread that calls `look`.  A game loop then never waits on the broker: a publish
+        is about a millisecond of its thread at best, and on a busy machine its round
+        trips waited 5-30 ms behind Redis's other work (docs/measurements.md)."""
+        self._kick = kick
 
     @property
     def window_s(self) -> float:
@@ -108,8 +119,8 @@ class Coalescer:
             with self._lock:
                 items, self._items = self._items, []
                 step, oldest = self._step, self._oldest
-            if items:
-                self._send(step, items, oldest)
+            for start in range(0, len(items), self._max_batch):
+                self._send(step, items[start:start + self._max_batch], oldest)
         return len(items)
 
     def close(self) -> None:
@@ -128,7 +139,8 @@ class Coalescer:
         """One tick's look: send the batch if its oldest item would wait past the window by
         the next look (what the tick thread does every tick)."""
         with self._lock:
-            due = self._old_enough(self._clock() + self._tick_s)
+            due = (len(self._items) >= self._max_batch
+                   or self._old_enough(self._clock() + self._tick_s))
         if due:
             self._flush_logged()
 

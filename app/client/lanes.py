@@ -16,8 +16,9 @@ class Lanes:
     """Coalescers by instance (None: the fleet's shared queue), made by `make` on an
     instance's first item; `floor_s`: their windows' floor.  With `tick_s`, the coalescers
     are made without threads of their own (``own_thread=False``) and one thread looks at
-    them all every tick: a game server's wake-ups do not grow with the instances.
-    Thread-safe."""
+    them all every tick: a game server's wake-ups do not grow with the instances.  That
+    thread sends every batch: one that falls due in `add` wakes it (`Coalescer.defer`),
+    so the caller's loop never waits on the broker.  Thread-safe."""
 
     def __init__(self, make: MakeCoalescer, floor_s: float = 0.0,
                  tick_s: float | None = None) -> None:
@@ -25,6 +26,7 @@ class Lanes:
         self._lock = threading.Lock()
         self._lanes: dict[str | None, Coalescer] = {}
         self._stop = threading.Event()
+        self._due = threading.Event()  # a lane has a batch to send now
         self._thread: threading.Thread | None = None
 
     def add(self, instance: str | None, step: int, item: Any) -> None:
@@ -33,15 +35,23 @@ class Lanes:
         if lane is None:
             with self._lock:
                 lane = self._lanes.get(instance) or self._lanes.setdefault(
-                    instance, self._make(instance))
+                    instance, self._new_lane(instance))
                 if self._tick_s is not None and self._thread is None:
                     self._thread = threading.Thread(target=self._run, args=(self._tick_s,),
                                                     daemon=True, name="gamesched-lanes")
                     self._thread.start()
         lane.add(step, item)
 
+    def _new_lane(self, instance: str | None) -> Coalescer:
+        lane = self._make(instance)
+        if self._tick_s is not None:
+            lane.defer(self._due.set)
+        return lane
+
     def _run(self, tick_s: float) -> None:
-        while not self._stop.wait(tick_s):
+        while not self._stop.is_set():
+            self._due.wait(tick_s)
+            self._due.clear()
             for lane in self._all():
                 lane.look()
 
@@ -64,6 +74,7 @@ class Lanes:
     def close(self) -> None:
         """Stop the ticking thread, flush every lane and stop its thread."""
         self._stop.set()
+        self._due.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         for lane in self._all():

@@ -55,3 +55,28 @@ def test_one_thread_looks_at_every_lane_each_tick() -> None:
     assert done.wait(5)  # sent by the lanes' thread: the coalescers have none of their own
     assert sorted(sent, key=str) == [("east", ["a"]), ("west", ["b"])]
     lanes.close()
+
+
+def test_a_batch_due_in_an_add_is_sent_by_the_lanes_thread_at_once() -> None:
+    """A full batch wakes the lanes' thread, which sends it long before its next tick;
+    the game loop's add never sends, even when the send is slow."""
+    sent: list[tuple[list[Any], str]] = []
+    done = threading.Event()
+    release = threading.Event()
+
+    def send(instance: str | None, step: int, batch: list[Any], oldest: float) -> None:
+        sent.append((batch, threading.current_thread().name))
+        release.wait(5)  # a broker that takes its time
+        done.set()
+
+    lanes = Lanes(lambda instance: Coalescer(partial(send, instance), tick_s=3600.0,
+                                             max_batch=2, own_thread=False),
+                  0.0, tick_s=3600.0)  # no tick comes during the test
+    lanes.add("east", 1, "a")
+    lanes.add("east", 1, "b")  # full: due now
+    lanes.add("east", 1, "c")  # returns at once although the send is still waiting
+    release.set()
+    assert done.wait(5)
+    assert sent[0] == (["a", "b"], "gamesched-lanes")
+    lanes.close()
+    assert [batch for batch, _ in sent] == [["a", "b"], ["c"]]  # close flushed the rest

@@ -45,15 +45,20 @@ from app.protocol.vocab import SessionStatus
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1000  # sessions read from hot state and written to SQL together
-ROUND_CHUNKS = 50  # a round writes at most this many chunks; the next round goes on
+CHUNK = 1000  # sessions read from SQL together
+# Marks taken (with their sessions' state) in one script call and written to SQL in one
+# transaction.  Redis runs nothing else while a script runs: a take of 1,000 held it about
+# 30 ms, which every client waited out, player batches and game servers' sends alike
+# (docs/measurements.md); a take of 100 holds it about as long as one player batch does.
+TAKE = 100
+ROUND_SESSIONS = 50_000  # a round writes at most this many sessions; the next round goes on
 LEASE_MS = 10_000  # a writer that stopped mid-round gives way to another after this
 
 Factory = sessionmaker[Session]
 
 
 def write_behind(hot: HotStore, factory: Factory, store: str, owner: str, *,
-                 limit: int = CHUNK, lease_ms: int = LEASE_MS) -> int | None:
+                 limit: int = TAKE, lease_ms: int = LEASE_MS) -> int | None:
     """One snapshot round (or the rest of one) on `hot`, the hot store named `store`, as
     `owner`: the changed sessions' state into SQL where it is not older than the stored
     snapshot; once the round's marks are all written, the store's state-log rows it covers
@@ -64,7 +69,7 @@ def write_behind(hot: HotStore, factory: Factory, store: str, owner: str, *,
     covers = statelog.last_row(factory, store)  # read first: every row up to it is applied
     written, done = 0, None
     try:
-        for _ in range(ROUND_CHUNKS):
+        for _ in range(max(1, ROUND_SESSIONS // limit)):
             taken = hot.states.take_dirty(owner, limit, lease_ms, covers)
             if taken is None:
                 return None

@@ -268,13 +268,36 @@ def test_a_round_stopped_half_way_deletes_nothing_until_it_is_finished(
     a, b, _ = ids
     _open(hot, factory, a, b)
     _logged(factory, (a, 1, {"hp": 1}), (b, 1, {"hp": 2}), hot=hot, log=log)
-    monkeypatch.setattr(durable, "ROUND_CHUNKS", 1)
+    monkeypatch.setattr(durable, "ROUND_SESSIONS", 1)  # one take of one mark a round
     assert durable.write_behind(hot, factory, STORE, "w1", limit=1) == 1
     assert len(_log_rows(factory, ids)) == 1
     assert durable.write_behind(hot, factory, STORE, "w2", limit=1) == 1  # another writer goes on
     assert len(_log_rows(factory, ids)) == 1  # a full chunk: there may be more
     assert durable.write_behind(hot, factory, STORE, "w2", limit=1) == 0
     assert _log_rows(factory, ids) == []  # the round's marks are all written
+
+
+def test_a_round_takes_its_marks_a_few_at_a_time_and_writes_them_all(
+        hot: HotStore, factory: sessionmaker[Session], ids: list[str],
+        log: statelog.StateLog) -> None:
+    """A take holds Redis for as long as it reads: a round takes `limit` marks at a time
+    (`durable.TAKE`) and goes on until it has written every one."""
+    a, b, c = ids
+    _open(hot, factory, a, b, c)
+    _logged(factory, (a, 1, {"hp": 1}), (b, 2, {"hp": 2}), (c, 3, {"hp": 3}), hot=hot, log=log)
+    taken: list[int] = []
+    take = hot.states.take_dirty
+
+    def counted(owner: str, limit: int, lease_ms: int, log_row: int = 0) -> Taken | None:
+        got = take(owner, limit, lease_ms, log_row)
+        taken.append(len(got.dirty) if got else -1)
+        return got
+
+    hot.states.take_dirty = counted  # type: ignore[method-assign]
+    assert durable.write_behind(hot, factory, STORE, "w1", limit=2) == 3
+    assert taken == [2, 1]
+    assert [_snapshot(factory, s)[0] for s in ids] == [1, 2, 3]
+    assert _log_rows(factory, ids) == []
 
 
 def test_last_durable_counts_the_state_log(

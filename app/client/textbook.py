@@ -48,6 +48,7 @@ from app.protocol.names import (
 from app.protocol.vocab import SessionOp
 from app.settings import Settings
 from app.tasking.factory import GameschedCelery
+from app.tasking.publish import connect
 from app.validation import check_position, parse
 
 
@@ -64,6 +65,10 @@ class TextbookClient:
         self.batch_listener: Callable[[str, list[wire.Entry]], None] | None = None
         self.ai_listener: Callable[[str, list[list[Any]]], None] | None = None  # as GameClient's
         self._lock = threading.Lock()
+
+    def connect(self) -> None:
+        """Connect to the broker at boot, as `GameClient.connect` does."""
+        connect(self.app)
 
     def close(self) -> None:
         """Nothing to send or stop: every call has sent its work."""

@@ -143,6 +143,7 @@ def serve(job: ServerJob, pipe: Connection) -> None:
 
 def _prepare(job: ServerJob) -> tuple[Client, LoadDriver]:
     client = job.mode.client(create_app(job.settings), job.settings)
+    client.connect()  # at boot, as a game server does: its first tick does not pay it
     schedule = job.schedule
     schedule.share = job.share
     for spec in schedule.population.open_specs(job.share):

@@ -147,6 +147,7 @@ class GameClient:
         send after it).  Raises kombu's OperationalError when the broker cannot be
         reached."""
         connect(self.app)
+        read_decision(self.app.runtime.hot)  # the hot store's connection, which ticks read
 
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing

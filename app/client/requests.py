@@ -31,12 +31,12 @@ from app.validation import (
 
 AI_BATCH_MAX = 4096  # decisions per AI batch
 SEEN_MAX = 256  # players one NPC decision considers
-_NUMBERS = (int, float)  # exactly: a bool is not a coordinate
-_ID = re.compile(ID_PATTERN.removeprefix("^").removesuffix("$"))  # with fullmatch: no "a\n"
 BODIES_MAX = 4096  # bodies spawned or removed per call
 MAX_SPEED = Limits().max_speed  # a faster body would be clamped at once
 BACKGROUND_TASKS = {BackgroundKind.SNAPSHOT: SNAPSHOT_TASK,  # kind -> task
                     BackgroundKind.ANALYTICS: ANALYTICS_TASK}
+_NUMBERS = (int, float)  # exactly: a bool is not a coordinate
+_ID = re.compile(ID_PATTERN.removeprefix("^").removesuffix("$"))  # with fullmatch: no "a\n"
 AiCall = (tuple[str, tuple[float, float], Sequence[tuple[float, float]]]
           | tuple[str, tuple[float, float], Sequence[tuple[float, float]], str])
 

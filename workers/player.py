@@ -23,7 +23,6 @@ from app.protocol.names import (
     UPDATE_TASK,
 )
 from app.protocol.vocab import Queue
-from app.settings import Settings
 from app.tasking.base import GameTask, header
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict
     hot, factory = self.runtime.hot, self.runtime.sessions  # lost sessions are restored
     log_to = statelog.this_process().add  # durable with the next flush
     if isinstance(updates, bytes | bytearray):
-        fence = _fence(self.runtime.settings)
+        fence = _fence()
         try:
             result = sessions.apply_batch_restoring(hot, factory, bytes(updates), publish=True,
                                                     size_later=True, fence=fence,
@@ -79,11 +78,12 @@ def session_moves(self: GameTask, moves: list[list[str]]) -> int:
         return sessions.move_sessions(db, moves)
 
 
-def _fence(settings: Settings) -> Fence | None:
-    """This worker's instance and fencing token, when it is an instance whose session state
-    lives on the registry's Redis (where the token is checked)."""
+def _fence() -> Fence | None:
+    """This worker's instance and fencing token, when it is an instance: the state script
+    checks it on the hot store it writes, where the registry keeps a copy of the token
+    (`app.instances.tokens`)."""
     me = identity.current()
-    if me is None or settings.hot_store_url != settings.broker_url:
+    if me is None:
         return None
     return Fence(keys.INSTANCES_TOKEN, me.instance, me.token)
 

@@ -31,11 +31,15 @@ class MemoryRegistry:
         self._token: dict[str, int] = {}
         self._refused: dict[str, int] = {}
         self._moved: dict[str, int] = {}
+        self._hot: dict[str, str] = {}
 
-    def join(self, instance: str, capacity: int) -> int:
-        """`instance` starts: it takes sessions again; returns its new token."""
+    def join(self, instance: str, capacity: int, hot_url: str = "") -> int:
+        """`instance` starts: it takes sessions again, its state on `hot_url`; returns its
+        new token (one process: the state store checks no token)."""
         with self._lock:
             self._draining.discard(instance)
+            if hot_url:
+                self._hot[instance] = hot_url
             token = self._token[instance] = self._token.get(instance, 0) + 1
         self.heartbeat(instance, capacity, token)
         return token
@@ -52,6 +56,15 @@ class MemoryRegistry:
         """Take `instance` over: its token raised."""
         with self._lock:
             self._token[instance] = self._token.get(instance, 0) + 1
+
+    def copy_token(self, instance: str) -> bool:
+        """Nothing to copy: in one process the state store checks no token."""
+        return True
+
+    def hot_urls(self) -> dict[str, str]:
+        """The hot store of each instance that recorded one."""
+        with self._lock:
+            return dict(self._hot)
 
     def refused(self, instance: str, writes: int = 1) -> None:
         """Count writes refused from `instance`."""
@@ -183,5 +196,5 @@ class MemoryRegistry:
             return [InstanceState(name, self._capacity[name], self._count.get(name, 0),
                                   self._load.get(name, 0) / 1000, now - seen,
                                   now - seen <= self.ttl_s, name in self._draining,
-                                  self._refused.get(name, 0))
+                                  self._refused.get(name, 0), self._hot.get(name, ""))
                     for name, seen in sorted(self._seen.items())]

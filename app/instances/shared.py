@@ -12,6 +12,7 @@ import redis
 from app.errors import ServerFull
 from app.instances.base import RETRY_AFTER_S, InstanceState, milli, pulls
 from app.instances.placement import EPSILON, Move, ranked
+from app.instances.tokens import HotTokens
 from app.protocol import keys
 
 NAMES_TTL_S = 1.0  # a client reads the registered instances' names at most this often
@@ -58,12 +59,19 @@ class RedisRegistry:
         self._move = client.register_script(_MOVE)
         self._names: list[str] = []
         self._names_at = float("-inf")
+        self._tokens = HotTokens()
 
-    def join(self, instance: str, capacity: int) -> int:
-        """`instance` starts: it takes sessions again; returns its new token."""
+    def join(self, instance: str, capacity: int, hot_url: str = "") -> int:
+        """`instance` starts: it takes sessions again, its state on `hot_url`; returns its
+        new token, written into that store too (raises when it cannot be: the instance
+        could write nothing)."""
         self._client.srem(keys.INSTANCES_DRAINING, instance)
         self._client.set(keys.INSTANCES_GENERATION, uuid.uuid4().hex, nx=True)
+        if hot_url:
+            self._client.hset(keys.INSTANCES_HOT, instance, hot_url)
         token = int(self._client.hincrby(keys.INSTANCES_TOKEN, instance, 1))
+        if hot_url and not self._tokens.copy(hot_url, instance, token):
+            raise redis.ConnectionError(f"instance {instance}: its hot store does not answer")
         self.heartbeat(instance, capacity, token)
         return token
 
@@ -75,8 +83,25 @@ class RedisRegistry:
             args=[instance, capacity, "" if token is None else token]))
 
     def fence(self, instance: str) -> None:
-        """Take `instance` over: its token raised."""
+        """Take `instance` over: its token raised, here and in its hot store when that
+        answers (else its writes there are refused only once it learns it was fenced)."""
         self._client.hincrby(keys.INSTANCES_TOKEN, instance, 1)
+        self.copy_token(instance)
+
+    def copy_token(self, instance: str) -> bool:
+        """Write `instance`'s current token into its hot store (False: unreachable, or no
+        store recorded)."""
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.INSTANCES_TOKEN, instance)
+            pipe.hget(keys.INSTANCES_HOT, instance)
+            token, url = pipe.execute()
+        if token is None or url is None:
+            return False
+        return self._tokens.copy(_text(url), instance, int(token))
+
+    def hot_urls(self) -> dict[str, str]:
+        """The hot store of each instance that recorded one."""
+        return {_text(k): _text(v) for k, v in self._client.hgetall(keys.INSTANCES_HOT).items()}
 
     def refused(self, instance: str, writes: int = 1) -> None:
         """Count writes refused from `instance`."""
@@ -185,12 +210,14 @@ class RedisRegistry:
                 pipe.hgetall(key)
             pipe.smembers(keys.INSTANCES_DRAINING)
             pipe.hgetall(keys.INSTANCES_REFUSED)
-            clock, seen, capacity, count, load, draining, refused = pipe.execute()
+            pipe.hgetall(keys.INSTANCES_HOT)
+            clock, seen, capacity, count, load, draining, refused, hot = pipe.execute()
         now = clock[0] + clock[1] / 1e6
         return [InstanceState(name.decode(), int(capacity.get(name, 0)),
                               int(count.get(name, 0)), int(load.get(name, 0)) / 1000,
                               now - float(at), now - float(at) <= self.ttl_s,
-                              name in draining, int(refused.get(name, 0)))
+                              name in draining, int(refused.get(name, 0)),
+                              _text(hot.get(name, b"")))
                 for name, at in sorted(seen.items())]
 
 

@@ -115,6 +115,10 @@ PLACEMENT_MOVED = PREFIX + "placement:moved"  # sessions moved, by why (drain, r
 # of counters).
 INSTANCES_TOKEN = PREFIX + "instances:token"
 INSTANCES_REFUSED = PREFIX + "instances:refused"
+# Each instance's hot store (a hash, instance to the Redis URL its workers keep session
+# state on): the state of its sessions lives there, and so does a copy of its token, where
+# the state script checks it (the same hash name, INSTANCES_TOKEN, on that Redis).
+INSTANCES_HOT = PREFIX + "instances:hot"
 # The registry's generation: a random token the first instance to join sets; a new one
 # means the registry started again empty (its Redis restarted) and lost its placements.
 INSTANCES_GENERATION = PREFIX + "instances:generation"

@@ -111,6 +111,16 @@ class Registry(Protocol):
     def release(self, session: str) -> None:
         """`session` closed: its load leaves its instance.  Idempotent."""
 
+    def came_from(self, sessions: Sequence[str]) -> list[str | None]:
+        """The instance each of `sessions` last moved from (a drain, a takeover, a
+        rebalance), in order, while its new instance has not yet taken its state from
+        there (`arrived`); None for one that never moved, or whose state was taken."""
+
+    def arrived(self, sessions: Sequence[str], source: str) -> None:
+        """The state of `sessions` was taken from `source`'s hot store onto their instance's:
+        forget where they came from (not for one that moved again since, from another
+        instance).  Idempotent."""
+
     def instances(self) -> list[InstanceState]:
         """Every registered instance, by name."""
 

@@ -32,6 +32,7 @@ class MemoryRegistry:
         self._refused: dict[str, int] = {}
         self._moved: dict[str, int] = {}
         self._hot: dict[str, str] = {}
+        self._from: dict[str, str] = {}
 
     def join(self, instance: str, capacity: int, hot_url: str = "") -> int:
         """`instance` starts: it takes sessions again, its state on `hot_url`; returns its
@@ -148,6 +149,7 @@ class MemoryRegistry:
         """Put `session` (of weight `w`) on `instance`; if it was placed, that is a move,
         counted under `why` and raising the epoch."""
         if session in self._owner:
+            self._from[session] = self._owner[session]
             self._unset(session)
             self._epoch += 1
             self._moved[why] = self._moved.get(why, 0) + 1
@@ -188,6 +190,19 @@ class MemoryRegistry:
         """`session` closed: its load leaves its instance."""
         with self._lock:
             self._unset(session)
+            self._from.pop(session, None)
+
+    def came_from(self, sessions: Sequence[str]) -> list[str | None]:
+        """The instance each of `sessions` last moved from, until `arrived`."""
+        with self._lock:
+            return [self._from.get(s) for s in sessions]
+
+    def arrived(self, sessions: Sequence[str], source: str) -> None:
+        """`sessions`' state was taken from `source`: forget where they came from."""
+        with self._lock:
+            for session in sessions:
+                if self._from.get(session) == source:
+                    del self._from[session]
 
     def instances(self) -> list[InstanceState]:
         """Every registered instance, by name."""

@@ -34,15 +34,23 @@ redis.call('HINCRBY', KEYS[3], owner, -w)
 redis.call('HINCRBY', KEYS[4], owner, -1)
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
+return 1
+"""
+_ARRIVED = """
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
 return 1
 """
 _PLACE_KEYS = [keys.INSTANCES_SEEN, keys.INSTANCES_CAPACITY, keys.PLACEMENT_OWNER,
                keys.PLACEMENT_WEIGHT, keys.PLACEMENT_LOAD, keys.PLACEMENT_COUNT,
-               keys.INSTANCES_DRAINING, keys.PLACEMENT_EPOCH, keys.PLACEMENT_MOVED]
+               keys.INSTANCES_DRAINING, keys.PLACEMENT_EPOCH, keys.PLACEMENT_MOVED,
+               keys.PLACEMENT_FROM]
 _MOVE = resources.files("app.instances").joinpath("move.lua").read_text(encoding="utf-8")
 _MOVE_KEYS = [keys.PLACEMENT_OWNER, keys.PLACEMENT_WEIGHT, keys.PLACEMENT_LOAD,
               keys.PLACEMENT_COUNT, keys.INSTANCES_CAPACITY, keys.PLACEMENT_EPOCH,
-              keys.PLACEMENT_MOVED]
+              keys.PLACEMENT_MOVED, keys.PLACEMENT_FROM]
 
 
 class RedisRegistry:
@@ -57,6 +65,7 @@ class RedisRegistry:
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._release = client.register_script(_RELEASE)
         self._move = client.register_script(_MOVE)
+        self._arrived = client.register_script(_ARRIVED)
         self._names: list[str] = []
         self._names_at = float("-inf")
         self._tokens = HotTokens()
@@ -199,7 +208,21 @@ class RedisRegistry:
     def release(self, session: str) -> None:
         """`session` closed: its load leaves its instance."""
         self._release(keys=[keys.PLACEMENT_OWNER, keys.PLACEMENT_WEIGHT, keys.PLACEMENT_LOAD,
-                            keys.PLACEMENT_COUNT], args=[session])
+                            keys.PLACEMENT_COUNT, keys.PLACEMENT_FROM], args=[session])
+
+    def came_from(self, sessions: Sequence[str]) -> list[str | None]:
+        """The instance each of `sessions` last moved from, while its state is still to be
+        taken from there (None otherwise), in one round trip."""
+        if not sessions:
+            return []
+        return [None if o is None else _text(o)
+                for o in self._client.hmget(keys.PLACEMENT_FROM, list(sessions))]
+
+    def arrived(self, sessions: Sequence[str], source: str) -> None:
+        """`sessions`' state was taken from `source`'s hot store: forget where they came
+        from (unless they moved again since, from another instance)."""
+        if sessions:
+            self._arrived(keys=[keys.PLACEMENT_FROM], args=[source, *sessions])
 
     def instances(self) -> list[InstanceState]:
         """Every registered instance, by name."""

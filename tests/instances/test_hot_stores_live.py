@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
 from app.client.api import GameClient
@@ -25,25 +22,10 @@ from app.protocol import keys
 from app.protocol.names import HANDOFF_HEADER, UPDATE_TASK
 from app.protocol.vocab import Queue
 from app.settings import Settings
-from app.simulate.redisserver import PrivateRedis
 from app.tasking.broker import waiting
 from app.tasking.factory import create_app
-from tests.instances.live import PAIR, Feeder, open_on, start_instance
+from tests.instances.live import Feeder, applied, open_on, start_instances
 from tests.waiting import wait_for
-
-
-@pytest.fixture
-def hot_urls(redis_server_binary: str) -> Iterator[dict[str, str]]:
-    """A hot-state Redis of each instance's own."""
-    with PrivateRedis(redis_server_binary) as east, PrivateRedis(redis_server_binary) as west:
-        yield {"east": east.url, "west": west.url}
-
-
-def start_apart(settings: Settings, hot_urls: dict[str, str],
-                tmp_path: Path) -> list[subprocess.Popen[bytes]]:
-    """East and west, each with its own hot store."""
-    return [start_instance(settings.model_copy(update={"hot_url": hot_urls[name]}), name,
-                           tmp_path / f"{name}.log") for name in PAIR]
 
 
 def test_a_fenced_instance_write_to_its_own_hot_store_is_refused_and_counted(
@@ -51,7 +33,7 @@ def test_a_fenced_instance_write_to_its_own_hot_store_is_refused_and_counted(
     # east beats rarely: it learns it was fenced from its refused write, not a heartbeat
     settings = live_settings.model_copy(update={
         "instance_heartbeat_s": 30.0, "instance_ttl_s": 60.0})
-    procs = start_apart(settings, hot_urls, tmp_path)
+    procs = start_instances(settings, tmp_path, hot_urls=hot_urls)
     app = create_app(settings)
     registry = app.runtime.instances
     east_hot = RedisHotStore(redis.Redis.from_url(hot_urls["east"]))
@@ -84,7 +66,7 @@ SESSIONS = 16
 
 def test_sessions_moved_between_hot_stores_keep_every_update_and_apply_none_twice(
         live_settings: Settings, hot_urls: dict[str, str], tmp_path: Path) -> None:
-    procs = start_apart(live_settings, hot_urls, tmp_path)
+    procs = start_instances(live_settings, tmp_path, hot_urls=hot_urls)
     app = create_app(live_settings)
     client = GameClient(app)
     stores = {name: RedisHotStore(redis.Redis.from_url(url)) for name, url in hot_urls.items()}
@@ -103,7 +85,7 @@ def test_sessions_moved_between_hot_stores_keep_every_update_and_apply_none_twic
             moved_at = feeder.seq
             # west took the state from east's store (east's process is stopped, its Redis
             # is not) and applies what was sent after the move, ahead of east's backlog
-            wait_for(lambda: _lowest(client, on_east) > moved_at, timeout=10,
+            wait_for(lambda: applied(client, on_east) > moved_at, timeout=10,
                      what="west to apply updates sent after the move")
         finally:
             os.killpg(procs[0].pid, signal.SIGCONT)
@@ -113,7 +95,7 @@ def test_sessions_moved_between_hot_stores_keep_every_update_and_apply_none_twic
         feeder.join(timeout=10)
         client.flush()
         # east's backlog is refused there (moved away) and sent on to west
-        wait_for(lambda: not _lost(client, feeder), timeout=30, what="every update applied")
+        wait_for(lambda: not feeder.lost(), timeout=30, what="every update applied")
         assert {s: st.seq for s, st in client.states(ids).items()} == dict.fromkeys(
             ids, feeder.seq)
         assert sessions.read_states(stores["east"], on_east) == {}  # gone from east's store
@@ -134,14 +116,3 @@ def test_sessions_moved_between_hot_stores_keep_every_update_and_apply_none_twic
         client.close()
         stop_process_groups(procs)
 
-
-def _lowest(client: GameClient, ids: list[str]) -> int:
-    """The lowest sequence number applied among `ids`, read from their instances' stores."""
-    states = client.states(ids)
-    return min((states[s].seq if s in states else 0) for s in ids)
-
-
-def _lost(client: GameClient, feeder: Feeder) -> dict[str, list[int]]:
-    """The updates each session lacks in its instance's store."""
-    return {s: missing for s, st in client.states(feeder.sessions).items()
-            if (missing := [n for n in range(1, feeder.seq + 1) if f"f{n}" not in st.fields])}

@@ -7,12 +7,14 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.errors import InvalidRequest
 from app.physics.partition import Partition
 from app.simulate.population import World
 from app.simulate.scenarios import SCENARIOS, STEADY, scenario
-from app.simulate.schedule import AI_TICK_S, SKUS, Schedule, TickPlan
+from app.simulate.schedule import AI_TICK_S, NPC_SIGHT, SKUS, Schedule, TickPlan, _distinct
 
 
 def plans(schedule: Schedule, seconds: float) -> list[TickPlan]:
@@ -220,3 +222,11 @@ def test_a_power_of_two_grid_names_its_regions_as_the_partition_does(per_side: i
     for region in range(world.regions):
         assert partition.region_of(*world.centre(region)) == world.name(region)
     assert World(10_000.0, 3).name(5) == "r2-1"  # not a quadtree: plain names
+
+
+@given(st.integers(1, 3000), st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_each_npc_sees_distinct_players_of_its_region(pool: int, rows: int, seed: int) -> None:
+    picks = _distinct(np.random.default_rng(seed), pool, rows, NPC_SIGHT)
+    assert picks.shape == (rows, min(NPC_SIGHT, pool))
+    assert all(len(set(row)) == len(row) for row in picks.tolist())
+    assert 0 <= picks.min() and picks.max() < pool

@@ -229,4 +229,4 @@ def test_each_npc_sees_distinct_players_of_its_region(pool: int, rows: int, seed
     picks = _distinct(np.random.default_rng(seed), pool, rows, NPC_SIGHT)
     assert picks.shape == (rows, min(NPC_SIGHT, pool))
     assert all(len(set(row)) == len(row) for row in picks.tolist())
-    assert 0 <= picks.min() and picks.max() < pool
+    assert picks.min() >= 0 and picks.max() < pool

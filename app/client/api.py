@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
+from uuid import uuid4
 
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError as BrokerError
@@ -24,6 +25,7 @@ from app.client.frames import FrameRouter
 from app.client.inflight import InflightTable, Sent, pack_args
 from app.client.lanes import Lanes
 from app.client.npcs import AI_TICK_HZ, AiLoop, ai_route
+from app.client.outbox import Outbox
 from app.client.registry import ACTIVE_HZ, SessionRegistry
 from app.client.requests import (
     BACKGROUND_TASKS,
@@ -116,6 +118,8 @@ class GameClient:
         self._applies = Coalescer(self._send_applies,
                                   self.settings.transaction_tick_ms / 1000.0, APPLY_BATCH_MAX)
         self._apply_step = route(APPLY_BATCH_TASK).priority  # no session factors: fixed
+        # The game loop's frames, body changes and AI batches, sent by a thread of its own
+        self._outbox = Outbox()
         physics = app.runtime.physics
         self._frames = FrameRouter(physics.owners, physics.units,
                                    self.settings.physics_map_ttl_ms / 1000.0)
@@ -154,6 +158,7 @@ class GameClient:
         """Send the updates and transaction messages still buffered and stop the coalescing
         threads."""
         self._follower.stop()
+        self._outbox.close()
         self._updates.close()
         self._moves.close()
         self._applies.close()
@@ -165,9 +170,17 @@ class GameClient:
         return self._updates.window_s
 
     def flush(self) -> int:
-        """Send the buffered state updates, session moves and transaction messages now;
-        returns how many went."""
+        """Send the buffered state updates, session moves and transaction messages now, and
+        wait for the physics frames, body changes and AI batches handed over before it to
+        be sent; returns how many updates, moves and messages went."""
+        self._outbox.drain()
         return self._updates.flush() + self._moves.flush() + self._applies.flush()
+
+    @property
+    def send_failures(self) -> int:
+        """Physics frames, body changes and AI batches the broker did not take (each logged;
+        those calls never raise for the broker)."""
+        return self._outbox.failed
 
     # sessions ---------------------------------------------------------------------------
 
@@ -418,11 +431,13 @@ class GameClient:
         or inside its arena for a name off the quadtree; velocity, radius up to 24 and mass
         optional), on the physics unit that owns it, at the region's physics step.  Bad
         input raises InvalidRequest naming the field (``spawn.2.x``) and nothing is sent.
-        Idempotent: an id already in the region is not spawned again."""
+        Idempotent: an id already in the region is not spawned again.  Sent by the client's
+        own thread, after the frames handed over before it (`submit_physics_frame`)."""
         name, spawns, removals = body_change(region, spawn, remove, self.settings.world_size)
         unit, epoch = self._owner(name)
         where = replace(self._physics_route(PHYSICS_BODIES_TASK, [name]), unit=unit)
-        return self._send(where, [name, spawns, removals, unit, epoch], depends_on=depends_on)
+        return self._send_later(where, [name, spawns, removals, unit, epoch],
+                                depends_on=depends_on)
 
     def _owner(self, region: str) -> tuple[int, int]:
         """The unit owning `region` and the owner map's epoch; on an epoch new to this
@@ -446,7 +461,11 @@ class GameClient:
         by the time since its last step (at most 100 ms: a rarely stepped region runs
         slower than real time).  Frames are counted at `GAMESCHED_PHYSICS_FRAME_HZ`.  Under
         load the controller lowers the rates of regions without players
-        (`physics_detail` in its decision, read about once a second)."""
+        (`physics_detail` in its decision, read about once a second).
+
+        The tasks are sent by a thread of the client's, in the order handed over: the call
+        returns their handles at once, never waits on the broker and never raises for it
+        (`send_failures` counts those the broker did not take; `flush` waits for them)."""
         if not isinstance(regions, Mapping):
             raise InvalidRequest("regions", regions, "expected a mapping of region to bodies")
         req = parse(FrameStep, {"frame": frame, "dt_ms": dt_ms, "regions": dict(regions)})
@@ -464,7 +483,7 @@ class GameClient:
         """Send unit `unit` its regions of a frame, ``[region, bodies, dt_ms]`` each."""
         where = replace(self._physics_route(PHYSICS_FRAME_TASK, list(steps)), unit=unit)
         args = [frame, dt_ms, [[r, b, dt] for r, (b, dt) in steps.items()], unit, epoch]
-        return self._send(where, args, depends_on=depends_on)
+        return self._send_later(where, args, depends_on=depends_on)
 
     def _slowed_names(self, regions: Iterable[str]) -> dict[str, float]:
         """The factor on the step rate of each of `regions` the director slowed: a name
@@ -523,10 +542,11 @@ class GameClient:
         keeps it full, within 1,500 reduced, else minimal), capped by the controller's
         (`ai_tier`, read about once a second); full NPCs are decided 10 times a second,
         reduced 4 (5 at 10 Hz), minimal every 0.8 s (`app.ai.tiers`).  A bad NPC raises
-        InvalidRequest naming it (``npcs.3.position``); nothing is sent."""
+        InvalidRequest naming it (``npcs.3.position``); nothing is sent.  Sent as
+        `submit_physics_frame` sends: the call never waits on the broker."""
         sent = []
         for batch in self._ai_loop.due(tick, npcs, tick_hz):
-            sent.append(handle := self._send_ai(batch))
+            sent.append(handle := self._send_ai(batch, later=True))
             if (listener := self.ai_listener) is not None:
                 listener(str(handle.id), batch)
         return sent
@@ -536,12 +556,13 @@ class GameClient:
         """The decisions `ai_tick` sent, by tier."""
         return {tier.value: n for tier, n in self._ai_loop.decided.items()}
 
-    def _send_ai(self, batch: list[list[Any]],
-                 depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
+    def _send_ai(self, batch: list[list[Any]], depends_on: Sequence[AsyncResult] = (), *,
+                 later: bool = False) -> AsyncResult:
         # msgpack: a tenth of JSON's time for a batch of positions, half its bytes
         # (docs/measurements.md)
-        return self._send(ai_route(AI_BATCH_TASK, batch, self._weights), [batch],
-                          depends_on=depends_on, serializer="msgpack")
+        send = self._send_later if later else self._send
+        return send(ai_route(AI_BATCH_TASK, batch, self._weights), [batch],
+                    depends_on=depends_on, serializer="msgpack")
 
     def submit_background(self, kind: str, payload: list[Any],
                           depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
@@ -609,6 +630,20 @@ class GameClient:
         result = self._publish(where, args, handoff, serializer=serializer)
         self._inflight.add(str(result.id), Sent(where, packed, handoff, serializer))
         return result
+
+    def _send_later(self, where: Route, args: list[Any], *,
+                    depends_on: Sequence[AsyncResult] = (),
+                    serializer: str | None = None) -> AsyncResult:
+        """`_send` by the outbox's thread: the task's handle at once, under an id chosen
+        here and kept for dependents, and the publish after every send handed over before
+        it; the game loop does not wait on the broker."""
+        for dependency in depends_on:
+            self._raise(str(dependency.id), where)
+        handoff, task_id = time.time(), str(uuid4())
+        self._inflight.add(task_id, Sent(where, pack_args(args), handoff, serializer))
+        self._outbox.put(partial(self._publish, where, args, handoff, serializer=serializer,
+                                 task_id=task_id))
+        return self.app.AsyncResult(task_id)
 
     def _raise(self, task_id: str, dependent: Route) -> None:
         """Priority inheritance: a dependency queued at a lower step is sent again at its

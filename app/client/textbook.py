@@ -66,6 +66,11 @@ class TextbookClient:
         self.ai_listener: Callable[[str, list[list[Any]]], None] | None = None  # as GameClient's
         self._lock = threading.Lock()
 
+    @property
+    def send_failures(self) -> int:
+        """Sends that failed without raising: none here, every send raises its failure."""
+        return 0
+
     def connect(self) -> None:
         """Connect to the broker at boot, as `GameClient.connect` does."""
         connect(self.app)

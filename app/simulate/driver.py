@@ -261,6 +261,7 @@ class LoadDriver:
         stats = self.stats = DriveStats()
         self._background_next = 0
         sent_before, moved_before = self.client.tasks_sent, self.client.move_tasks_sent
+        failed_before = self.client.send_failures
         stats.ticks_planned = self.schedule.ticks if self.plays else 0
         if start_at is not None:
             time.sleep(max(0.0, start_at - time.time()))
@@ -280,6 +281,7 @@ class LoadDriver:
         self._measure(None)
         stats.ended = time.time()
         stats.tasks_sent = self.client.tasks_sent - sent_before
+        stats.send_errors += self.client.send_failures - failed_before  # sent by its thread
         stats.move_tasks = self.client.move_tasks_sent - moved_before
         progress(min(duration_s, time.monotonic() - start))
         return stats

@@ -44,6 +44,7 @@ def test_a_frame_carries_the_regions_due_by_player_attention(
     client.open_session("m-1", players=4, region="w00")  # the south-west corner
     for frame in range(40):  # two seconds at 20 Hz
         client.submit_physics_frame(frame, dict.fromkeys(GRID, 10), dt_ms=50.0)
+    client.flush()  # the client's thread sends the frames
     steps = _sent_steps(redis_client, settings.physics_units)
     client.close()
     assert [f for f, _ in sorted(steps["w00"])] == list(range(40))  # every frame
@@ -64,6 +65,7 @@ def test_under_load_the_controller_lowers_the_detail_of_regions_without_players(
     client.open_session("m-1", players=4, region="w00")
     for frame in range(40):
         client.submit_physics_frame(frame, dict.fromkeys(GRID, 10), dt_ms=50.0)
+    client.flush()  # the client's thread sends the frames
     steps = _sent_steps(redis_client, settings.physics_units)
     client.close()
     assert len(steps["w00"]) == 40  # the players' region is never lowered
@@ -85,6 +87,7 @@ def test_a_region_the_director_slowed_steps_at_its_factor_and_one_with_players_n
     client.open_session("m-1", players=4, region="w00")
     for frame in range(40):  # the game server still names w03, and w02 whole
         client.submit_physics_frame(frame, dict.fromkeys(GRID, 10), dt_ms=50.0)
+    client.flush()  # the client's thread sends the frames
     steps = _sent_steps(redis_client, settings.physics_units)
     client.close()
     assert len(steps["w00"]) == 40  # players there: never slowed

@@ -175,3 +175,17 @@ def test_a_decisions_tier_travels_with_it_and_is_left_out_when_not_given() -> No
     batch = check_decisions([("n1", (1.0, 2.0), [(3.0, 4.0)], "reduced"),
                              ("n2", (5.0, 6.0), [])], 100.0)
     assert batch == [["n1", [1.0, 2.0], [[3.0, 4.0]], "reduced"], ["n2", [5.0, 6.0], []]]
+
+
+def test_frames_and_ai_batches_return_at_once_and_leave_by_flush_under_their_ids(
+        app: GameschedCelery, client: GameClient) -> None:
+    sent = client.tasks_sent
+    handles = [*client.submit_physics_frame(1, {"r1": 3}),
+               *client.ai_tick(0, [("npc-1", (1.0, 1.0), [(2.0, 2.0)])])]
+    client.flush()  # waits for the client's sending thread
+    assert client.tasks_sent - sent == len(handles) and client.send_failures == 0
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        ids = {m.headers["id"] for queue in ("physics.0", "physics.1", "ai")
+               for m in iter(lambda q=queue: channel.basic_get(q, no_ack=True), None)}
+    assert {str(h.id) for h in handles} <= ids

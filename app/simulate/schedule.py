@@ -119,7 +119,8 @@ class Npcs:
         rng = np.random.default_rng([self.seed, SIGHT_STREAM, tick])
         regions = self.world.region_of(self.x, self.y)
         sights: list[list[tuple[float, float]]] = [[] for _ in range(len(self.x))]
-        for region in np.unique(regions).tolist():
+        # the regions with NPCs (np.unique would import numpy.ma on its first call: 35 ms)
+        for region in np.flatnonzero(np.bincount(regions)).tolist():
             npcs = np.flatnonzero(regions == region)
             pool = members[region]
             if not len(pool):

@@ -87,8 +87,9 @@ class Coalescer:
     def defer(self, kick: Callable[[], None]) -> None:
         """From now on `add` never sends: a due batch calls `kick` instead, which wakes the
         thread that calls `look`.  A game loop then never waits on the broker: a publish
-        is about a millisecond of its thread at best, and on a busy machine its round
-        trips waited 5-30 ms behind Redis's other work (docs/measurements.md)."""
+        is about a millisecond of its thread at best, and on a busy machine the ticks
+        that sent one took 10-16 ms, waiting behind Redis's other work
+        (docs/measurements.md)."""
         self._kick = kick
 
     @property

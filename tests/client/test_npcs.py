@@ -97,6 +97,8 @@ def test_a_game_server_keeps_the_controllers_tier_unless_told_not_to(
     assert sent["throttled"] in (2, 3) and sent["unthrottled"] == 20  # every 0.8 s, or 10/s
     assert throttled.ai_decided == {"minimal": sent["throttled"]}
     assert unthrottled.ai_decided == {"full": 20}
+    for client in (throttled, unthrottled):
+        client.flush()  # the client's thread sends the batches
     assert depth_reader(app, ["ai"])["ai"] == sent["throttled"] + 20
     for client in (throttled, unthrottled):
         client.close()

@@ -414,8 +414,8 @@ class GameClient:
         name, spawns, removals = body_change(region, spawn, remove, self.settings.world_size)
         unit, epoch = self._owner(name)
         where = replace(self._physics_route(PHYSICS_BODIES_TASK, [name]), unit=unit)
-        return self._send_later(where, [name, spawns, removals, unit, epoch],
-                                depends_on=depends_on)
+        return self._send(where, [name, spawns, removals, unit, epoch],
+                          depends_on=depends_on, later=True)
 
     def _owner(self, region: str) -> tuple[int, int]:
         """The unit owning `region` and the owner map's epoch; on an epoch new to this
@@ -461,7 +461,7 @@ class GameClient:
         """Send unit `unit` its regions of a frame, ``[region, bodies, dt_ms]`` each."""
         where = replace(self._physics_route(PHYSICS_FRAME_TASK, list(steps)), unit=unit)
         args = [frame, dt_ms, [[r, b, dt] for r, (b, dt) in steps.items()], unit, epoch]
-        return self._send_later(where, args, depends_on=depends_on)
+        return self._send(where, args, depends_on=depends_on, later=True)
 
     def _slowed_names(self, regions: Iterable[str]) -> dict[str, float]:
         """The factor on the step rate of each of `regions` the director slowed: a name
@@ -538,9 +538,8 @@ class GameClient:
                  later: bool = False) -> AsyncResult:
         # msgpack: a tenth of JSON's time for a batch of positions, half its bytes
         # (docs/measurements.md)
-        send = self._send_later if later else self._send
-        return send(ai_route(AI_BATCH_TASK, batch, self._weights), [batch],
-                    depends_on=depends_on, serializer="msgpack")
+        return self._send(ai_route(AI_BATCH_TASK, batch, self._weights), [batch],
+                          depends_on=depends_on, serializer="msgpack", later=later)
 
     def submit_background(self, kind: str, payload: list[Any],
                           depends_on: Sequence[AsyncResult] = ()) -> AsyncResult:
@@ -598,30 +597,25 @@ class GameClient:
     # sending --------------------------------------------------------------------------
 
     def _send(self, where: Route, args: list[Any], *, depends_on: Sequence[AsyncResult] = (),
-              serializer: str | None = None, packed: bytes | None = None) -> AsyncResult:
+              serializer: str | None = None, packed: bytes | None = None,
+              later: bool = False) -> AsyncResult:
         """Send a task and keep it (`packed`: its arguments packed already) so that a later
-        dependent can raise it."""
+        dependent can raise it.  With `later`, the outbox's thread publishes it, after
+        every send handed over before it, and the handle comes at once under an id chosen
+        here: the game loop does not wait on the broker."""
         for dependency in depends_on:
             self._raise(str(dependency.id), where)
         handoff = time.time()
-        packed = pack_args(args) if packed is None else packed
+        sent = Sent(where, pack_args(args) if packed is None else packed, handoff, serializer)
+        if later:
+            task_id = str(uuid4())
+            self._inflight.add(task_id, sent)
+            self._outbox.put(partial(self._publish, where, args, handoff,
+                                     serializer=serializer, task_id=task_id))
+            return self.app.AsyncResult(task_id)
         result = self._publish(where, args, handoff, serializer=serializer)
-        self._inflight.add(str(result.id), Sent(where, packed, handoff, serializer))
+        self._inflight.add(str(result.id), sent)
         return result
-
-    def _send_later(self, where: Route, args: list[Any], *,
-                    depends_on: Sequence[AsyncResult] = (),
-                    serializer: str | None = None) -> AsyncResult:
-        """`_send` by the outbox's thread: the task's handle at once, under an id chosen
-        here and kept for dependents, and the publish after every send handed over before
-        it; the game loop does not wait on the broker."""
-        for dependency in depends_on:
-            self._raise(str(dependency.id), where)
-        handoff, task_id = time.time(), str(uuid4())
-        self._inflight.add(task_id, Sent(where, pack_args(args), handoff, serializer))
-        self._outbox.put(partial(self._publish, where, args, handoff, serializer=serializer,
-                                 task_id=task_id))
-        return self.app.AsyncResult(task_id)
 
     def _raise(self, task_id: str, dependent: Route) -> None:
         """Priority inheritance: a dependency queued at a lower step is sent again at its

@@ -76,7 +76,7 @@ class Coalescer:
             elif step < self._step:
                 self._step = step
             self._items.append(item)
-            due = len(self._items) >= self._max_batch or self._old_enough(now)
+            due = self._due(now)
             if self._thread is None and self._own_thread:
                 self._start()
         if due and (kick := self._kick) is not None:
@@ -109,8 +109,11 @@ class Coalescer:
             else:
                 self._window_s = max(self._min_window_s, self._window_s / 2)
 
-    def _old_enough(self, now: float) -> bool:
-        return bool(self._items) and now - self._oldest >= self._window_s - 1e-9
+    def _due(self, at: float) -> bool:
+        """Whether the batch is full, or its oldest item has waited its window by `at`."""
+        items = len(self._items)
+        return items >= self._max_batch or (
+            items > 0 and at - self._oldest >= self._window_s - 1e-9)
 
     def flush(self) -> int:
         """Send what is buffered now as one batch; returns how many items went.  Returns
@@ -140,8 +143,7 @@ class Coalescer:
         """One tick's look: send the batch if its oldest item would wait past the window by
         the next look (what the tick thread does every tick)."""
         with self._lock:
-            due = (len(self._items) >= self._max_batch
-                   or self._old_enough(self._clock() + self._tick_s))
+            due = self._due(self._clock() + self._tick_s)
         if due:
             self._flush_logged()
 

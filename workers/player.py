@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from celery import shared_task
@@ -23,7 +25,7 @@ from app.protocol.names import (
     UPDATE_TASK,
 )
 from app.protocol.vocab import Queue
-from app.settings import Settings
+from app.tasking import arrivals
 from app.tasking.base import GameTask, header
 
 log = logging.getLogger(__name__)
@@ -39,18 +41,23 @@ def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict
     are rejected one by one (logged at info); the rest of the batch still applies.  Not
     retried: a newer update supersedes a lost one.  On a server instance taken over while
     it was silent (fenced), the batch writes nothing: it is counted as refused and sent on
-    to the instance its sessions run on now.
+    to the instance its sessions run on now.  On an instance, a session its hot store
+    lacks is taken from the store of the instance it moved from before its updates apply
+    (`app.tasking.arrivals`), and the updates of one that runs on another instance now are
+    sent on there.
     """
     hot, factory = self.runtime.hot, self.runtime.sessions  # lost sessions are restored
     log_to = statelog.this_process().add  # durable with the next flush
     if isinstance(updates, bytes | bytearray):
-        fence = _fence(self.runtime.settings)
+        fence = _fence()
         try:
-            result = sessions.apply_batch_restoring(hot, factory, bytes(updates), publish=True,
-                                                    size_later=True, fence=fence,
-                                                    log_to=log_to)
+            result = sessions.apply_batch_restoring(
+                hot, factory, bytes(updates), publish=True, size_later=True, fence=fence,
+                log_to=log_to, arrive=_arrive(self, fence, log_to))
         except Fenced:
             return _pass_on(self, bytes(updates))
+        for instance, batch in result.elsewhere.items():
+            _send_on(self, batch, instance)
     else:
         result = sessions.apply_updates(hot, updates, publish=True, db_factory=factory,
                                         size_later=True, log_to=log_to)
@@ -79,13 +86,37 @@ def session_moves(self: GameTask, moves: list[list[str]]) -> int:
         return sessions.move_sessions(db, moves)
 
 
-def _fence(settings: Settings) -> Fence | None:
-    """This worker's instance and fencing token, when it is an instance whose session state
-    lives on the registry's Redis (where the token is checked)."""
+def _fence() -> Fence | None:
+    """This worker's instance and fencing token, when it is an instance: the state script
+    checks it on the hot store it writes, where the registry keeps a copy of the token
+    (`app.instances.tokens`)."""
     me = identity.current()
-    if me is None or settings.hot_store_url != settings.broker_url:
+    if me is None:
         return None
     return Fence(keys.INSTANCES_TOKEN, me.instance, me.token)
+
+
+def _arrive(task: GameTask, fence: Fence | None,
+            log_to: Callable[[bytes], None]) -> sessions.Arrive | None:
+    """What this worker does with sessions its hot store lacks, when it is an instance."""
+    me = identity.current()
+    if me is None:
+        return None
+    return partial(arrivals.arrive, task.runtime, me.instance, fence=fence, log_to=log_to)
+
+
+def _send_on(task: GameTask, batch: bytes, instance: str | None) -> None:
+    """Send a batch on to `instance`'s queue (None: the shared player queue), at the step
+    this task came at, with its first hand-off time."""
+    priority = (task.request.delivery_info or {}).get("priority")
+    step = priority if isinstance(priority, int) else task.runtime.settings.default_priority
+    handoff = header(task.request, HANDOFF_HEADER) or time.time()
+    task.app.publisher.send(Route(UPDATE_TASK, Queue.PLAYER, step, instance=instance),
+                            [batch], {HANDOFF_HEADER: handoff, SENT_HEADER: time.time()},
+                            serializer="msgpack")
+    if instance is not None:
+        log.info("a state batch of sessions that run on instance %s now went there",
+                 instance)
 
 
 def _pass_on(task: GameTask, batch: bytes) -> dict[str, int]:
@@ -98,12 +129,7 @@ def _pass_on(task: GameTask, batch: bytes) -> dict[str, int]:
     entries = wire.unpack_batch(batch)
     owner = registry.owner(entries[0][0].decode()) if entries else None
     target = owner if owner != instance else None
-    priority = (task.request.delivery_info or {}).get("priority")
-    step = priority if isinstance(priority, int) else task.runtime.settings.default_priority
-    handoff = header(task.request, HANDOFF_HEADER) or time.time()
-    task.app.publisher.send(Route(UPDATE_TASK, Queue.PLAYER, step, instance=target), [batch],
-                            {HANDOFF_HEADER: handoff, SENT_HEADER: time.time()},
-                            serializer="msgpack")
+    _send_on(task, batch, target)
     log.warning("instance %s is fenced: a state batch it took went to %s", instance,
                 f"instance {target}" if target else "the shared player queue")
     identity.fenced()  # this worker stops taking work, and starts again

@@ -53,6 +53,7 @@ from app.periodic import Periodic
 from app.physics.detail import DetailRates, frame_steps
 from app.players import durable, sessions, wire
 from app.players.delta import POSITION_FIELD, quantise
+from app.players.hotstore import HotStore
 from app.priority import Factors, Route, route
 from app.protocol.names import (
     AI_BATCH_TASK,
@@ -193,7 +194,7 @@ class GameClient:
         holds as many sessions as it takes."""
         req = parse(OpenSession, {"session_id": session_id, **spec})
         instance = self.place(session_id, req.players)
-        sessions.ensure_state(self.app.runtime.hot, session_id)
+        sessions.ensure_state(self.app.runtime.hot_stores.of_instance(instance), session_id)
         self.sessions.open(session_id, req.session_type, req.players, req.region, instance)
         body = req.model_dump(exclude={"session_id"}) | {
             "instance_id": instance or self.settings.instance_id}
@@ -288,11 +289,32 @@ class GameClient:
 
     def last_applied(self, session_ids: Sequence[str]) -> dict[str, int]:
         """The newest sequence number the fleet applied for each session, for a game server
-        that restarted, or whose fleet did, to carry on after: from hot state, or from the
-        session's SQL snapshot when hot state was lost with its Redis (and put back into
-        hot state).  Sessions the fleet does not know are left out.  Sends nothing."""
-        runtime = self.app.runtime
-        return durable.last_applied(runtime.hot, runtime.sessions, session_ids)
+        that restarted, or whose fleet did, to carry on after: from the hot state of the
+        instance it runs on, or from the session's SQL snapshot when hot state was lost
+        with its Redis (and put back into that hot state).  Sessions the fleet does not
+        know are left out.  Sends nothing."""
+        out: dict[str, int] = {}
+        for store, ids in self._by_store(session_ids).items():
+            out.update(durable.last_applied(store, self.app.runtime.sessions, ids))
+        return out
+
+    def states(self, session_ids: Sequence[str]) -> dict[str, sessions.HotState]:
+        """The hot state of each session (its sequence number and fields), read from the
+        store of the instance it runs on; sessions hot state does not hold are left out."""
+        out: dict[str, sessions.HotState] = {}
+        for store, ids in self._by_store(session_ids).items():
+            out.update(sessions.read_states(store, ids))
+        return out
+
+    def _by_store(self, session_ids: Sequence[str]) -> dict[HotStore, list[str]]:
+        """`session_ids` by the hot store of the instance each runs on (as the registry
+        says now: a session that moved is read where it went)."""
+        ids = list(dict.fromkeys(session_ids))
+        stores = self.app.runtime.hot_stores
+        grouped: dict[HotStore, list[str]] = {}
+        for session_id, owner in zip(ids, self.instances.owners(ids), strict=True):
+            grouped.setdefault(stores.of_instance(owner), []).append(session_id)
+        return grouped
 
     def last_durable(self, session_ids: Sequence[str]) -> dict[str, int]:
         """The sequence number up to which each session's state is durable in SQL (the

@@ -29,6 +29,7 @@ class InstanceState:
     live: bool  # heard from within the registry's time to live
     draining: bool = False  # giving its sessions away; it gets no new one
     refused: int = 0  # writes refused since it was fenced
+    hot_url: str = ""  # the Redis its session state lives on ("": not recorded)
 
     @property
     def left(self) -> bool:
@@ -40,17 +41,28 @@ class InstanceState:
 class Registry(Protocol):
     """Where the instances and the sessions' places are kept."""
 
-    def join(self, instance: str, capacity: int) -> int:
+    def join(self, instance: str, capacity: int, hot_url: str = "") -> int:
         """`instance` starts (or starts again after a drain or a takeover): it takes sessions
-        again; returns its new fencing token, which its writes carry."""
+        again, and keeps their state on the Redis at `hot_url` (its workers'
+        `GAMESCHED_HOT_URL`, or the broker's); returns its new fencing token, which its
+        writes carry, written into that store too (`app.instances.tokens`)."""
 
     def heartbeat(self, instance: str, capacity: int, token: int | None = None) -> bool:
         """`instance` is alive and takes up to `capacity` sessions; False (and not recorded)
         when `token` is no longer its token: it was fenced."""
 
     def fence(self, instance: str) -> None:
-        """Take `instance` over (it went silent): its token is raised, so that its
-        heartbeats and writes are refused until it starts again (`join`)."""
+        """Take `instance` over (it went silent): its token is raised, here and in its hot
+        store when that answers (`copy_token`), so that its heartbeats and writes are
+        refused until it starts again (`join`)."""
+
+    def copy_token(self, instance: str) -> bool:
+        """Write `instance`'s current token into its hot store, where the state script
+        checks its writes (a fenced instance that learns it was fenced does so: its writes
+        are refused from then on).  False when that store cannot be reached."""
+
+    def hot_urls(self) -> dict[str, str]:
+        """The hot store of each instance that recorded one, by instance."""
 
     def refused(self, instance: str, writes: int = 1) -> None:
         """Count `writes` refused from the fenced `instance`."""
@@ -98,6 +110,16 @@ class Registry(Protocol):
 
     def release(self, session: str) -> None:
         """`session` closed: its load leaves its instance.  Idempotent."""
+
+    def came_from(self, sessions: Sequence[str]) -> list[str | None]:
+        """The instance each of `sessions` last moved from (a drain, a takeover, a
+        rebalance), in order, while its new instance has not yet taken its state from
+        there (`arrived`); None for one that never moved, or whose state was taken."""
+
+    def arrived(self, sessions: Sequence[str], source: str) -> None:
+        """The state of `sessions` was taken from `source`'s hot store onto their instance's:
+        forget where they came from (not for one that moved again since, from another
+        instance).  Idempotent."""
 
     def instances(self) -> list[InstanceState]:
         """Every registered instance, by name."""

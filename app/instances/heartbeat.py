@@ -17,14 +17,17 @@ class Heartbeat:
     `capacity` sessions, from a daemon thread, until `stop`.  A heartbeat the registry
     cannot take (its Redis away) is logged and the next one tried: the instance looks
     silent meanwhile, and gets no new session.  One the registry refuses because the
-    instance was taken over (fenced) stops the beats, sets `fenced` and calls `on_fenced`
-    (a worker starts again, and joins anew)."""
+    instance was taken over (fenced) stops the beats, writes the new token into the
+    instance's hot store (its writes there are refused from then on, even when the
+    takeover could not reach that store), sets `fenced` and calls `on_fenced` (a worker
+    starts again, and joins anew).  `hot_url` is the Redis the instance keeps session
+    state on, recorded in the registry as it joins."""
 
     def __init__(self, registry: Registry, instance: str, capacity: int,  # noqa: PLR0917
                  period_s: float, on_fenced: Callable[[], None] | None = None,
-                 on_join: Callable[[int], None] | None = None) -> None:
+                 on_join: Callable[[int], None] | None = None, hot_url: str = "") -> None:
         self.registry, self.instance = registry, instance
-        self.capacity, self.period_s = capacity, period_s
+        self.capacity, self.period_s, self.hot_url = capacity, period_s, hot_url
         self.on_fenced, self.on_join = on_fenced, on_join
         self.token: int | None = None
         self.fenced = threading.Event()
@@ -37,7 +40,7 @@ class Heartbeat:
         if self._thread is not None:
             return
         try:  # back in service, after a drain or a takeover too
-            self.token = self.registry.join(self.instance, self.capacity)
+            self.token = self.registry.join(self.instance, self.capacity, self.hot_url)
             if self.on_join is not None:
                 self.on_join(self.token)
         except Exception as exc:  # noqa: BLE001 - the beats that follow try again
@@ -58,12 +61,16 @@ class Heartbeat:
         return taken
 
     def notice_fenced(self) -> None:
-        """The instance was taken over (a heartbeat or a write refused): stop beating, set
-        `fenced` and call `on_fenced`, once."""
+        """The instance was taken over (a heartbeat or a write refused): stop beating, copy
+        its new token into its hot store, set `fenced` and call `on_fenced`, once."""
         with self._noticed:
             if self.fenced.is_set():
                 return
             self.fenced.set()
+        try:  # its writes are refused from now on, wherever its hot store is
+            self.registry.copy_token(self.instance)
+        except Exception as exc:  # noqa: BLE001 - it stops taking work all the same
+            log.warning("instance %s: fenced token not copied (%s)", self.instance, exc)
         log.warning("instance %s was taken over while silent (fenced): its writes are "
                     "refused until it starts again", self.instance)
         self._stop.set()

@@ -31,11 +31,16 @@ class MemoryRegistry:
         self._token: dict[str, int] = {}
         self._refused: dict[str, int] = {}
         self._moved: dict[str, int] = {}
+        self._hot: dict[str, str] = {}
+        self._from: dict[str, str] = {}
 
-    def join(self, instance: str, capacity: int) -> int:
-        """`instance` starts: it takes sessions again; returns its new token."""
+    def join(self, instance: str, capacity: int, hot_url: str = "") -> int:
+        """`instance` starts: it takes sessions again, its state on `hot_url`; returns its
+        new token (one process: the state store checks no token)."""
         with self._lock:
             self._draining.discard(instance)
+            if hot_url:
+                self._hot[instance] = hot_url
             token = self._token[instance] = self._token.get(instance, 0) + 1
         self.heartbeat(instance, capacity, token)
         return token
@@ -52,6 +57,15 @@ class MemoryRegistry:
         """Take `instance` over: its token raised."""
         with self._lock:
             self._token[instance] = self._token.get(instance, 0) + 1
+
+    def copy_token(self, instance: str) -> bool:
+        """Nothing to copy: in one process the state store checks no token."""
+        return True
+
+    def hot_urls(self) -> dict[str, str]:
+        """The hot store of each instance that recorded one."""
+        with self._lock:
+            return dict(self._hot)
 
     def refused(self, instance: str, writes: int = 1) -> None:
         """Count writes refused from `instance`."""
@@ -135,6 +149,7 @@ class MemoryRegistry:
         """Put `session` (of weight `w`) on `instance`; if it was placed, that is a move,
         counted under `why` and raising the epoch."""
         if session in self._owner:
+            self._from[session] = self._owner[session]
             self._unset(session)
             self._epoch += 1
             self._moved[why] = self._moved.get(why, 0) + 1
@@ -175,6 +190,19 @@ class MemoryRegistry:
         """`session` closed: its load leaves its instance."""
         with self._lock:
             self._unset(session)
+            self._from.pop(session, None)
+
+    def came_from(self, sessions: Sequence[str]) -> list[str | None]:
+        """The instance each of `sessions` last moved from, until `arrived`."""
+        with self._lock:
+            return [self._from.get(s) for s in sessions]
+
+    def arrived(self, sessions: Sequence[str], source: str) -> None:
+        """`sessions`' state was taken from `source`: forget where they came from."""
+        with self._lock:
+            for session in sessions:
+                if self._from.get(session) == source:
+                    del self._from[session]
 
     def instances(self) -> list[InstanceState]:
         """Every registered instance, by name."""
@@ -183,5 +211,5 @@ class MemoryRegistry:
             return [InstanceState(name, self._capacity[name], self._count.get(name, 0),
                                   self._load.get(name, 0) / 1000, now - seen,
                                   now - seen <= self.ttl_s, name in self._draining,
-                                  self._refused.get(name, 0))
+                                  self._refused.get(name, 0), self._hot.get(name, ""))
                     for name, seen in sorted(self._seen.items())]

@@ -1,8 +1,9 @@
 -- Move a session from one live instance to another (app.instances.shared.rebalance), if it
 -- is still on `source` and `target` is below its capacity.
 --
--- KEYS: owner, weight, load, count, capacity, epoch, moved (app.protocol.keys).
--- ARGV: session, source, target.  Returns 1 when it moved (the placement epoch raised).
+-- KEYS: owner, weight, load, count, capacity, epoch, moved, from (app.protocol.keys).
+-- ARGV: session, source, target.  Returns 1 when it moved (the placement epoch raised, and
+-- `source` recorded for `target` to take the session's state from).
 local session, source, target = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('HGET', KEYS[1], session) ~= source then return 0 end
 local capacity = tonumber(redis.call('HGET', KEYS[5], target) or '0')
@@ -15,4 +16,5 @@ redis.call('HINCRBY', KEYS[4], target, 1)
 redis.call('HSET', KEYS[1], session, target)
 redis.call('INCR', KEYS[6])
 redis.call('HINCRBY', KEYS[7], 'rebalance', 1)
+redis.call('HSET', KEYS[8], session, source)
 return 1

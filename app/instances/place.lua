@@ -1,7 +1,7 @@
 -- Place a session on a live server instance (app.instances.registry), atomically; or move
 -- it off the instance `avoid` (a drain).
 --
--- KEYS: seen, capacity, owner, weight, load, count, draining, epoch, moved
+-- KEYS: seen, capacity, owner, weight, load, count, draining, epoch, moved, from
 -- (app.protocol.keys).
 -- ARGV: session, weight (milli; -1: the weight it has), epsilon, ttl (s), avoid ('' for
 -- none), then every registered instance in the session's rendezvous ranking.
@@ -11,7 +11,8 @@
 -- `avoid`) bound the load at (1 + epsilon) times their mean with this session counted,
 -- and the session goes to the first instance of its ranking below its capacity with room
 -- under the bound, else to the least loaded one below its capacity: {instance, 1}, or
--- {instance, 2} when it moved (and the placement epoch is raised).  {"", "none"} when no
+-- {instance, 2} when it moved (the placement epoch raised, and the instance it came from
+-- recorded for its new instance to take its state from).  {"", "none"} when no
 -- instance is live, {"", "full"} when every live one is at capacity; a session that could
 -- not move stays where it was.  Same choice, same arithmetic as
 -- app.instances.placement.roomy.
@@ -74,6 +75,7 @@ if owner then  -- moving off `avoid`: its load leaves it
   redis.call('HINCRBY', KEYS[6], owner, -1)
   redis.call('INCR', KEYS[8])
   redis.call('HINCRBY', KEYS[9], 'drain', 1)
+  redis.call('HSET', KEYS[10], session, owner)
 end
 redis.call('HSET', KEYS[3], session, pick)
 redis.call('HSET', KEYS[4], session, w)

@@ -12,6 +12,7 @@ import redis
 from app.errors import ServerFull
 from app.instances.base import RETRY_AFTER_S, InstanceState, milli, pulls
 from app.instances.placement import EPSILON, Move, ranked
+from app.instances.tokens import HotTokens
 from app.protocol import keys
 
 NAMES_TTL_S = 1.0  # a client reads the registered instances' names at most this often
@@ -33,15 +34,23 @@ redis.call('HINCRBY', KEYS[3], owner, -w)
 redis.call('HINCRBY', KEYS[4], owner, -1)
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
+return 1
+"""
+_ARRIVED = """
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
 return 1
 """
 _PLACE_KEYS = [keys.INSTANCES_SEEN, keys.INSTANCES_CAPACITY, keys.PLACEMENT_OWNER,
                keys.PLACEMENT_WEIGHT, keys.PLACEMENT_LOAD, keys.PLACEMENT_COUNT,
-               keys.INSTANCES_DRAINING, keys.PLACEMENT_EPOCH, keys.PLACEMENT_MOVED]
+               keys.INSTANCES_DRAINING, keys.PLACEMENT_EPOCH, keys.PLACEMENT_MOVED,
+               keys.PLACEMENT_FROM]
 _MOVE = resources.files("app.instances").joinpath("move.lua").read_text(encoding="utf-8")
 _MOVE_KEYS = [keys.PLACEMENT_OWNER, keys.PLACEMENT_WEIGHT, keys.PLACEMENT_LOAD,
               keys.PLACEMENT_COUNT, keys.INSTANCES_CAPACITY, keys.PLACEMENT_EPOCH,
-              keys.PLACEMENT_MOVED]
+              keys.PLACEMENT_MOVED, keys.PLACEMENT_FROM]
 
 
 class RedisRegistry:
@@ -56,14 +65,22 @@ class RedisRegistry:
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._release = client.register_script(_RELEASE)
         self._move = client.register_script(_MOVE)
+        self._arrived = client.register_script(_ARRIVED)
         self._names: list[str] = []
         self._names_at = float("-inf")
+        self._tokens = HotTokens()
 
-    def join(self, instance: str, capacity: int) -> int:
-        """`instance` starts: it takes sessions again; returns its new token."""
+    def join(self, instance: str, capacity: int, hot_url: str = "") -> int:
+        """`instance` starts: it takes sessions again, its state on `hot_url`; returns its
+        new token, written into that store too (raises when it cannot be: the instance
+        could write nothing)."""
         self._client.srem(keys.INSTANCES_DRAINING, instance)
         self._client.set(keys.INSTANCES_GENERATION, uuid.uuid4().hex, nx=True)
+        if hot_url:
+            self._client.hset(keys.INSTANCES_HOT, instance, hot_url)
         token = int(self._client.hincrby(keys.INSTANCES_TOKEN, instance, 1))
+        if hot_url and not self._tokens.copy(hot_url, instance, token):
+            raise redis.ConnectionError(f"instance {instance}: its hot store does not answer")
         self.heartbeat(instance, capacity, token)
         return token
 
@@ -75,8 +92,25 @@ class RedisRegistry:
             args=[instance, capacity, "" if token is None else token]))
 
     def fence(self, instance: str) -> None:
-        """Take `instance` over: its token raised."""
+        """Take `instance` over: its token raised, here and in its hot store when that
+        answers (else its writes there are refused only once it learns it was fenced)."""
         self._client.hincrby(keys.INSTANCES_TOKEN, instance, 1)
+        self.copy_token(instance)
+
+    def copy_token(self, instance: str) -> bool:
+        """Write `instance`'s current token into its hot store (False: unreachable, or no
+        store recorded)."""
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.INSTANCES_TOKEN, instance)
+            pipe.hget(keys.INSTANCES_HOT, instance)
+            token, url = pipe.execute()
+        if token is None or url is None:
+            return False
+        return self._tokens.copy(_text(url), instance, int(token))
+
+    def hot_urls(self) -> dict[str, str]:
+        """The hot store of each instance that recorded one."""
+        return {_text(k): _text(v) for k, v in self._client.hgetall(keys.INSTANCES_HOT).items()}
 
     def refused(self, instance: str, writes: int = 1) -> None:
         """Count writes refused from `instance`."""
@@ -174,7 +208,21 @@ class RedisRegistry:
     def release(self, session: str) -> None:
         """`session` closed: its load leaves its instance."""
         self._release(keys=[keys.PLACEMENT_OWNER, keys.PLACEMENT_WEIGHT, keys.PLACEMENT_LOAD,
-                            keys.PLACEMENT_COUNT], args=[session])
+                            keys.PLACEMENT_COUNT, keys.PLACEMENT_FROM], args=[session])
+
+    def came_from(self, sessions: Sequence[str]) -> list[str | None]:
+        """The instance each of `sessions` last moved from, while its state is still to be
+        taken from there (None otherwise), in one round trip."""
+        if not sessions:
+            return []
+        return [None if o is None else _text(o)
+                for o in self._client.hmget(keys.PLACEMENT_FROM, list(sessions))]
+
+    def arrived(self, sessions: Sequence[str], source: str) -> None:
+        """`sessions`' state was taken from `source`'s hot store: forget where they came
+        from (unless they moved again since, from another instance)."""
+        if sessions:
+            self._arrived(keys=[keys.PLACEMENT_FROM], args=[source, *sessions])
 
     def instances(self) -> list[InstanceState]:
         """Every registered instance, by name."""
@@ -185,12 +233,14 @@ class RedisRegistry:
                 pipe.hgetall(key)
             pipe.smembers(keys.INSTANCES_DRAINING)
             pipe.hgetall(keys.INSTANCES_REFUSED)
-            clock, seen, capacity, count, load, draining, refused = pipe.execute()
+            pipe.hgetall(keys.INSTANCES_HOT)
+            clock, seen, capacity, count, load, draining, refused, hot = pipe.execute()
         now = clock[0] + clock[1] / 1e6
         return [InstanceState(name.decode(), int(capacity.get(name, 0)),
                               int(count.get(name, 0)), int(load.get(name, 0)) / 1000,
                               now - float(at), now - float(at) <= self.ttl_s,
-                              name in draining, int(refused.get(name, 0)))
+                              name in draining, int(refused.get(name, 0)),
+                              _text(hot.get(name, b"")))
                 for name, at in sorted(seen.items())]
 
 

@@ -4,14 +4,17 @@
 -- changed session is marked there, all in one call), and the instances' fencing tokens
 -- when the writer is an instance.
 -- ARGV: the channel ('' for none), the state keys' prefix, '1' to report the updates
--- applied per session, the batch in its wire form, and the writer's instance and token.
+-- applied per session, the batch in its wire form, the writer's instance and token ('' and
+-- '' for none), and the prefix of the keys of states handed over to another store: a
+-- session whose state is not here but handed over is refused as "moved away", not as
+-- unknown.
 -- Reply: {stale, message, delta bytes, applied, {index, field, reason, ...}, {session,
 -- applied, ...}}.
 -- Each delta is assembled from packed values: 0x92 opens [seq, changes], then the seq as a
 -- msgpack int, a map header and the (name, value) pairs; the session ids are msgpack
 -- strings (`pack.lua`, loaded before this script, packs them).  Indices in the reply count
 -- from 0.
-local channel, prefix, want_sizes = ARGV[1], ARGV[2], ARGV[3] == '1'
+local channel, prefix, want_sizes, handed = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[7]
 -- A fenced writer (KEYS[4]: the instances' tokens; ARGV[5], ARGV[6]: its instance and
 -- token) writes nothing: it was taken over while it was silent.
 if KEYS[4] and redis.call('HGET', KEYS[4], ARGV[5]) ~= ARGV[6] then
@@ -105,7 +108,9 @@ for _, sid in ipairs(order) do
   local n = collect(g)
   local old = redis.call('HMGET', key, unpack(fields, 1, n + 1))
   if not old[1] then
-    for _, i in ipairs(g) do reject(i, 'session', "unknown session '" .. sid .. "'") end
+    local why = "unknown session '"
+    if redis.call('EXISTS', handed .. sid) == 1 then why = "moved away '" end
+    for _, i in ipairs(g) do reject(i, 'session', why .. sid .. "'") end
   else
     local seq, applied = tonumber(old[1]), 0
     if n == 0 or entries[g[1]][2] > seq then

@@ -19,7 +19,7 @@ from app.db import utcnow
 from app.players import delta, wire
 from app.players.hotstore import HotStore
 from app.players.models import GameSession
-from app.players.statestore import UNKNOWN_SESSION, Emit, Fence
+from app.players.statestore import MOVED_AWAY, UNKNOWN_SESSION, Emit, Fence
 from app.protocol.keys import (
     DELTA_CHANNEL,
     NET_DELTA_BYTES,
@@ -154,13 +154,16 @@ class ApplyResult:
     """What one batch did: applied updates, stale ones skipped, rejected ones and why, and
     the delta message (msgpack ``{session: [seq, {changed fields}]}``).  `unsized` holds,
     for a sampled batch whose full-state cost is still to be measured, the updates applied
-    per session (see `size_full_state`)."""
+    per session (see `size_full_state`); `elsewhere`, the entries of sessions that run on
+    another instance now, as a batch per instance, to send there
+    (`apply_batch_restoring` with `arrive`)."""
 
     applied: int = 0
     stale: int = 0
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
     message: bytes = b"\x80"
     unsized: dict[str, int] = field(default_factory=dict)
+    elsewhere: dict[str, bytes] = field(default_factory=dict)  # to send on, by instance
 
     @property
     def deltas(self) -> dict[str, bytes]:
@@ -205,17 +208,38 @@ def size_full_state(hot: HotStore, result: ApplyResult) -> None:
         result.unsized = {}
 
 
+@dataclass(frozen=True)
+class Arrived:
+    """What an instance made of the sessions its hot store lacks (`Arrive`): those that
+    run on another instance now, with it, and those whose state it took from the store of
+    the instance they moved from."""
+
+    elsewhere: dict[str, str] = field(default_factory=dict)
+    taken: set[str] = field(default_factory=set)
+
+
+# Called by an instance's worker with the sessions of a batch its hot store lacks (unknown,
+# or handed over to another store): `app.tasking.arrivals.arrive`.
+Arrive = Callable[[set[str]], Arrived]
+
+
 def apply_batch_restoring(hot: HotStore, db_factory: Callable[[], Session], batch: bytes,
                           publish: bool = False, size_later: bool = False, *,
                           fence: Fence | None = None, emit: Emit | None = None,
-                          log_to: Callable[[bytes], None] | None = None) -> ApplyResult:
+                          log_to: Callable[[bytes], None] | None = None,
+                          arrive: Arrive | None = None) -> ApplyResult:
     """`apply_batch`, and when sessions are missing from hot state but open in SQL (hot
     state lost with a Redis restart), restore them from their snapshots and apply their
     updates again: a session survives the restart at its last snapshot, and the updates
     newer than the snapshot land on top of it.  A batch that changed state goes to `log_to`
-    (the state log: `app.players.statelog`)."""
+    (the state log: `app.players.statelog`).
+
+    With `arrive` (an instance's worker), the sessions missing here, or handed over to
+    another store (`MOVED_AWAY`), go to it first: the entries of those that run on another
+    instance now are not applied but returned in `elsewhere`, by instance, to send on, and
+    those it took from the store they moved from are applied again on their state."""
     result = _apply_restoring(hot, db_factory, batch, publish=publish, size_later=size_later,
-                              fence=fence, emit=emit)
+                              fence=fence, emit=emit, arrive=arrive)
     if log_to is not None and result.applied:
         log_to(batch)
     return result
@@ -223,17 +247,23 @@ def apply_batch_restoring(hot: HotStore, db_factory: Callable[[], Session], batc
 
 def _apply_restoring(hot: HotStore, db_factory: Callable[[], Session], batch: bytes, *,
                      publish: bool, size_later: bool, fence: Fence | None,
-                     emit: Emit | None) -> ApplyResult:
+                     emit: Emit | None, arrive: Arrive | None) -> ApplyResult:
     result = apply_batch(hot, batch, publish, size_later, fence=fence, emit=emit)
+    lacking = (UNKNOWN_SESSION,) if arrive is None else (UNKNOWN_SESSION, MOVED_AWAY)
     missing = [i for i, name, reason in result.rejected
-               if name == "session" and reason.startswith(UNKNOWN_SESSION)]
+               if name == "session" and reason.startswith(lacking)]
     if not missing:
         return result
     entries = wire.unpack_batch(batch)
     session_of = {i: entries[i][0].decode() for i in missing}
-    with db_factory() as db, db.begin():
-        restored = restore_open(db, hot, set(session_of.values()))
+    arrived = arrive(set(session_of.values())) if arrive is not None else Arrived()
+    here = {s for s in session_of.values() if s not in arrived.elsewhere}
+    with db_factory() as db, db.begin():  # a taken state older than SQL's (or none) too
+        restored = restore_open(db, hot, here) | (here & arrived.taken)
     retry = [i for i in missing if session_of[i] in restored]
+    result.elsewhere = _by_instance(entries, missing, session_of, arrived.elsewhere)
+    sent_on = {i for i in missing if session_of[i] in arrived.elsewhere}
+    result.rejected = [r for r in result.rejected if r[0] not in sent_on]
     if not retry:
         return result
     again = apply_batch(hot, wire.pack_batch(entries[i] for i in retry), publish, size_later,
@@ -244,7 +274,19 @@ def _apply_restoring(hot: HotStore, db_factory: Callable[[], Session], batch: by
         rejected=[r for r in result.rejected if r[0] not in retried]
         + [(retry[i], name, reason) for i, name, reason in again.rejected],
         message=delta.message(result.deltas | again.deltas),
-        unsized=_added(result.unsized, again.unsized))
+        unsized=_added(result.unsized, again.unsized), elsewhere=result.elsewhere)
+
+
+def _by_instance(entries: list[Any], indices: list[int], session_of: dict[int, str],
+                 owners: Mapping[str, str]) -> dict[str, bytes]:
+    """The entries of `indices` whose session runs on another instance, as one batch in
+    wire form per instance."""
+    grouped: dict[str, list[Any]] = {}
+    for i in indices:
+        owner = owners.get(session_of[i])
+        if owner is not None:
+            grouped.setdefault(owner, []).append(entries[i])
+    return {owner: wire.pack_batch(group) for owner, group in grouped.items()}
 
 
 def restore_open(db: Session, hot: HotStore, session_ids: set[str]) -> set[str]:

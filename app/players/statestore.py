@@ -38,7 +38,7 @@ import redis
 
 from app.errors import Fenced
 from app.players import delta
-from app.players.wire import pack_map, unpack_batch
+from app.players.wire import pack_batch, pack_map, unpack_batch
 from app.protocol import keys
 
 Packed = dict[str, bytes]  # field name -> msgpack-packed value
@@ -124,6 +124,19 @@ class StateStore(Protocol):
         """`put_if_newer` for each ``(session, seq, fields)``, in one round trip; how many
         were written."""
 
+    def hand_over(self, session_ids: Sequence[str]) -> bytes:
+        """Freeze the sessions' state here as they move to an instance with another hot
+        store, and return it as a batch in wire form (`handed_batch`).  From then on this
+        store refuses their updates as `MOVED_AWAY` (for `HANDED_TTL_S`, or until one is
+        taken over here again).  Idempotent: a second call returns the same state."""
+
+    def take_over(self, session_ids: Sequence[str], batch: bytes, emit: Emit,
+                  fence: Fence | None = None) -> BatchOutcome:
+        """Make the sessions live here (created empty where absent, no longer refused as
+        moved away) and apply `batch`, their state handed over by another store, as
+        updates: each field is written where it is newer than what is here, so taking the
+        same state twice, or after newer updates, changes nothing twice."""
+
     def take_dirty(self, owner: str, limit: int, lease_ms: int,
                    log_row: int = 0) -> Taken | None:
         """Take (or renew) the lease of writing snapshots for `owner`, and up to `limit`
@@ -149,6 +162,10 @@ class StateStore(Protocol):
 # The reason given for an update of a session hot state does not hold (the Lua script
 # spells it the same way); callers restore such sessions by it.
 UNKNOWN_SESSION = "unknown session"
+# The reason given for an update of a session whose state this store handed over to
+# another (it moved to an instance with another hot store): the worker sends it on.
+MOVED_AWAY = "moved away"
+HANDED_TTL_S = 3600  # a handed-over state is kept (and its updates refused) this long
 SEQ = b"seq"
 PREFIX = "."  # a field's value: ".<name>"
 FIELD_PREFIX = PREFIX.encode()
@@ -174,6 +191,8 @@ class MemoryStateStore:
         self._log_row = 0  # the last state-log row that round covers
         self._recovered = False
         self._lease: tuple[str, float] = ("", 0.0)  # owner, monotonic expiry
+        self._handed: set[str] = set()  # sessions whose state was handed over (no expiry)
+        self._frozen: dict[str, tuple[int, Packed, dict[str, int]]] = {}  # their state then
 
     def apply(self, batch: bytes, emit: Emit, per_session: bool = False,
               fence: Fence | None = None) -> BatchOutcome:
@@ -198,8 +217,8 @@ class MemoryStateStore:
                        out: BatchOutcome, deltas: dict[str, bytes]) -> None:
         current = self._states.get(session_id)
         if current is None:
-            out.rejected += [(i, "session", f"{UNKNOWN_SESSION} {session_id!r}")
-                             for i in indices]
+            why = MOVED_AWAY if session_id in self._handed else UNKNOWN_SESSION
+            out.rejected += [(i, "session", f"{why} {session_id!r}") for i in indices]
             return
         seq, fields, versions = current
         applied, newest, versions = 0, dict[str, bytes](), dict(versions)
@@ -239,6 +258,29 @@ class MemoryStateStore:
     def put_many_if_newer(self, states: Sequence[tuple[str, int, Packed]]) -> int:
         """`put_if_newer` for each."""
         return sum(self.put_if_newer(*state) for state in states)
+
+    def hand_over(self, session_ids: Sequence[str]) -> bytes:
+        """Freeze the sessions' state and return it as a batch (see `StateStore`)."""
+        with self._lock:
+            handed: dict[str, dict[bytes, bytes]] = {}
+            for session_id in session_ids:
+                self._handed.add(session_id)
+                current = self._states.pop(session_id, None)
+                if current is not None:
+                    self._frozen[session_id] = current
+                frozen = self._frozen.get(session_id)
+                handed[session_id] = _as_hash(*frozen) if frozen else {}
+        return handed_batch(handed)
+
+    def take_over(self, session_ids: Sequence[str], batch: bytes, emit: Emit,
+                  fence: Fence | None = None) -> BatchOutcome:
+        """Make the sessions live here and apply their handed-over state."""
+        with self._lock:
+            for session_id in session_ids:
+                self._handed.discard(session_id)
+                self._frozen.pop(session_id, None)
+                self._states.setdefault(session_id, (0, {}, {}))
+        return self.apply(batch, emit, fence=fence)
 
     def take_dirty(self, owner: str, limit: int, lease_ms: int,
                    log_row: int = 0) -> Taken | None:
@@ -331,6 +373,7 @@ _PUT_IF_NEWER = _script("put_if_newer.lua")  # create or replace a state when ne
 # the write-behind's lease, and its marks with their sessions' snapshots
 _TAKE_DIRTY = _script("dirty_take.lua", prelude="pack.lua")
 _CLEAN_DIRTY = _script("dirty_clean.lua")  # marks written, and the lease given back
+_HAND_OVER = _script("hand_over.lua")  # states frozen as they move to another store
 
 
 class RedisStateStore:
@@ -342,17 +385,19 @@ class RedisStateStore:
         self._put = client.register_script(_PUT_IF_NEWER)
         self._take = client.register_script(_TAKE_DIRTY)
         self._clean = client.register_script(_CLEAN_DIRTY)
+        self._hand_over = client.register_script(_HAND_OVER)
 
     def apply(self, batch: bytes, emit: Emit, per_session: bool = False,
               fence: Fence | None = None) -> BatchOutcome:
         """Apply a batch, publish and count its deltas: one script call (Fenced when
         `fence` names a token its instance no longer has)."""
         args: list[str | bytes | int] = [emit.channel or "", keys.STATE_PREFIX,
-                                         "1" if per_session else "0", batch]
+                                         "1" if per_session else "0", batch, "", "",
+                                         keys.STATE_HANDED_PREFIX]
         script_keys = [emit.updates_counter, emit.bytes_counter, keys.DIRTY]
         if fence is not None:
             script_keys.append(fence.key)
-            args += [fence.instance, fence.token]
+            args[4:6] = [fence.instance, fence.token]
         try:
             reply = self._apply(keys=script_keys, args=args)
         except redis.ResponseError as exc:
@@ -388,6 +433,26 @@ class RedisStateStore:
         for session_id, seq, fields in states:
             self._put(keys=[keys.state(session_id)], args=_put_args(seq, fields), client=pipe)
         return sum(bool(written) for written in pipe.execute())
+
+    def hand_over(self, session_ids: Sequence[str]) -> bytes:
+        """Freeze the sessions' state and return it as a batch: one script call."""
+        if not session_ids:
+            return handed_batch({})
+        reply = self._hand_over(args=[keys.STATE_PREFIX, keys.STATE_HANDED_PREFIX,
+                                      HANDED_TTL_S, *session_ids])
+        return handed_batch({s: dict(zip(raw[::2], raw[1::2], strict=True))
+                             for s, raw in zip(session_ids, reply, strict=True)})
+
+    def take_over(self, session_ids: Sequence[str], batch: bytes, emit: Emit,
+                  fence: Fence | None = None) -> BatchOutcome:
+        """Create the absent sessions and drop their handed-over marks (one pipeline),
+        then apply `batch` (one script call)."""
+        pipe = self._client.pipeline(transaction=False)
+        for session_id in session_ids:
+            self._put(keys=[keys.state(session_id)], args=[0], client=pipe)
+            pipe.delete(keys.handed(session_id))
+        pipe.execute()
+        return self.apply(batch, emit, fence=fence)
 
     def take_dirty(self, owner: str, limit: int, lease_ms: int,
                    log_row: int = 0) -> Taken | None:
@@ -442,3 +507,32 @@ def _stored(raw: dict[bytes, bytes]) -> StoredState | None:
 
 def _name(raw: bytes) -> str:
     return raw.decode()[len(PREFIX):]
+
+
+def handed_batch(states: dict[str, dict[bytes, bytes]]) -> bytes:
+    """Sessions' state hashes (as stored on Redis: ``seq``, ``.<name>`` values, ``^<name>``
+    versions) as one batch in wire form: per session, an update per version its fields
+    hold, writing those fields at it, and one at its seq (none for a session at 0), so that
+    applying the batch anywhere writes each field where it is newer than what is there."""
+    entries: list[list[bytes | int]] = []
+    for session_id, raw in states.items():
+        seq = int(raw.get(SEQ, 0))
+        sid = session_id.encode()
+        by_version: dict[int, list[bytes | int]] = {seq: [sid, seq]} if seq > 0 else {}
+        for key, value in raw.items():
+            if key.startswith(FIELD_PREFIX):
+                name = key[len(FIELD_PREFIX):]
+                version = int(raw.get(VERSION_PREFIX.encode() + name, seq) or seq)
+                if version > 0:
+                    by_version.setdefault(version, [sid, version]).extend((name, value))
+        entries.extend(by_version.values())
+    return pack_batch(entries)
+
+
+def _as_hash(seq: int, fields: Packed, versions: dict[str, int]) -> dict[bytes, bytes]:
+    """A state kept in memory as the hash Redis keeps it."""
+    raw = {SEQ: str(seq).encode()}
+    for name, value in fields.items():
+        raw[FIELD_PREFIX + name.encode()] = value
+        raw[VERSION_PREFIX.encode() + name.encode()] = str(versions.get(name, seq)).encode()
+    return raw

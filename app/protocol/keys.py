@@ -23,6 +23,12 @@ DIRTY_LEASE = PREFIX + "state-dirty:lease"
 DIRTY_LAST = PREFIX + "state-dirty:last"  # the last round: when, sessions written, its ms (JSON)
 # Set once this hot store holds every state the state log in SQL holds (replayed after the
 # store was found empty: app.players.statelog); snapshot rounds wait for it.
+# A session's state frozen as it moved to an instance with another hot store (the hash as
+# it was, kept `HANDED_TTL_S`): while it is there the state script refuses the session's
+# updates ("moved away") and the worker sends them on to its instance.
+STATE_HANDED_PREFIX = PREFIX + "state-handed:"
+HANDED_UPDATES = PREFIX + "state-handover:updates"  # updates a copy carried onto its new store
+HANDED_BYTES = PREFIX + "state-handover:bytes"
 STATE_RECOVERED = PREFIX + "state-recovered"
 STATE_RECOVERING = PREFIX + "state-recovering"  # the claim of the one process replaying
 REPLAYED_UPDATES = PREFIX + "state-log:replayed"  # updates the replay applied again
@@ -85,6 +91,11 @@ def physics_arrivals(region: str) -> str:
     return PHYSICS_ARRIVALS_PREFIX + region
 
 
+def handed(session_id: str) -> str:
+    """The key of a session's state frozen as it moved to another hot store."""
+    return STATE_HANDED_PREFIX + session_id
+
+
 def state(session_id: str) -> str:
     """The key of a session's state hash."""
     return STATE_PREFIX + session_id
@@ -115,6 +126,13 @@ PLACEMENT_MOVED = PREFIX + "placement:moved"  # sessions moved, by why (drain, r
 # of counters).
 INSTANCES_TOKEN = PREFIX + "instances:token"
 INSTANCES_REFUSED = PREFIX + "instances:refused"
+# Each instance's hot store (a hash, instance to the Redis URL its workers keep session
+# state on): the state of its sessions lives there, and so does a copy of its token, where
+# the state script checks it (the same hash name, INSTANCES_TOKEN, on that Redis).
+INSTANCES_HOT = PREFIX + "instances:hot"
+# The instance each moved session came from (a hash), until its new instance has taken its
+# state from that instance's hot store (app.tasking.arrivals).
+PLACEMENT_FROM = PREFIX + "placement:from"
 # The registry's generation: a random token the first instance to join sets; a new one
 # means the registry started again empty (its Redis restarted) and lost its placements.
 INSTANCES_GENERATION = PREFIX + "instances:generation"

@@ -22,6 +22,7 @@ from app.physics.units import MEMORY_BORDERS, Links
 from app.physics.world import World
 from app.players.hotstore import HotStore, RedisHotStore, hot_store_for
 from app.settings import Settings
+from app.tasking.hotstores import HotStores
 
 
 class Runtime:
@@ -44,6 +45,12 @@ class Runtime:
     def hot(self) -> HotStore:
         """The hot-state store."""
         return hot_store_for(self.settings.hot_store_url)
+
+    @cached_property
+    def hot_stores(self) -> HotStores:
+        """This process's hot store and every instance's, by the URL each recorded in the
+        registry (a session's state lives in its instance's store)."""
+        return HotStores(self.hot, self.settings.hot_store_url, self.instances)
 
     @cached_property
     def instances(self) -> Registry:
@@ -89,5 +96,6 @@ class Runtime:
         """Drop connections inherited from a parent process."""
         if "engine" in self.__dict__:
             self.engine.dispose(close=False)
-        for name in ("engine", "sessions", "hot", "instances", "physics", "brain", "recorder"):
+        for name in ("engine", "sessions", "hot", "hot_stores", "instances", "physics", "brain",
+                     "recorder"):
             self.__dict__.pop(name, None)

@@ -7,13 +7,13 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from kombu.exceptions import OperationalError
 from redis import RedisError
 
 from app.client.api import GameClient
-from app.players.sessions import read_states
 from app.settings import Settings
 from app.tasking.broker import live_workers
 from app.tasking.factory import GameschedCelery, create_app
@@ -46,10 +46,13 @@ def _answers(app: GameschedCelery, node: str) -> bool:
 PAIR = ("east", "west")  # the instances most tests run
 
 
-def start_instances(settings: Settings, tmp_path: Path,
-                    names: tuple[str, ...] = PAIR) -> list[subprocess.Popen[bytes]]:
-    """`start_instance` for each of `names`, logging to ``<name>.log`` in `tmp_path`."""
-    return [start_instance(settings, name, tmp_path / f"{name}.log") for name in names]
+def start_instances(settings: Settings, tmp_path: Path, names: tuple[str, ...] = PAIR,
+                    hot_urls: Mapping[str, str] | None = None) -> list[subprocess.Popen[bytes]]:
+    """`start_instance` for each of `names`, logging to ``<name>.log`` in `tmp_path`; with
+    `hot_urls`, each keeps its sessions' state on the Redis named there for it."""
+    return [start_instance(settings.model_copy(update={"hot_url": hot_urls[name]})
+                           if hot_urls else settings, name, tmp_path / f"{name}.log")
+            for name in names]
 
 
 def start_controller(settings: Settings, tmp_path: Path) -> subprocess.Popen[bytes]:
@@ -91,9 +94,10 @@ class Feeder(threading.Thread):
         for session in self.sessions:
             self.client.submit_update(session, self.seq, {f"f{self.seq}": self.seq})
 
-    def lost(self, app: GameschedCelery) -> dict[str, list[int]]:
-        """The updates each session lacks (none when every one was applied)."""
-        states = read_states(app.runtime.hot, self.sessions)
+    def lost(self) -> dict[str, list[int]]:
+        """The updates each session lacks in the hot store of the instance it runs on (none
+        when every one was applied)."""
+        states = self.client.states(self.sessions)
         return {s: missing for s, st in states.items()
                 if (missing := [n for n in range(1, self.seq + 1) if f"f{n}" not in st.fields])}
 
@@ -110,7 +114,8 @@ def open_on(client: GameClient, count: int, **spec: object) -> tuple[list[str], 
     return sessions, on_east
 
 
-def applied(app: GameschedCelery, sessions: list[str]) -> int:
-    """The lowest sequence number applied among `sessions`."""
-    states = read_states(app.runtime.hot, sessions)
+def applied(client: GameClient, sessions: list[str]) -> int:
+    """The lowest sequence number applied among `sessions`, each read in the hot store of
+    the instance it runs on."""
+    states = client.states(sessions)
     return min((states[s].seq if s in states else 0) for s in sessions)

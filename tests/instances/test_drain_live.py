@@ -50,7 +50,7 @@ def test_a_drain_moves_every_session_and_loses_no_update_on_the_way(
             wait_for(lambda: all(client.instance_of(s) == "west" for s in sessions),
                      timeout=10, what="the game server to follow the move")
             moved_at = feeder.seq
-            wait_for(lambda: applied(app, on_east) > moved_at, timeout=10,
+            wait_for(lambda: applied(client, on_east) > moved_at, timeout=10,
                      what="west to apply updates sent after the move, ahead of east's")
         finally:
             os.killpg(procs[0].pid, signal.SIGCONT)
@@ -67,7 +67,7 @@ def test_a_drain_moves_every_session_and_loses_no_update_on_the_way(
 
         hot = app.runtime.hot
         # east's backlog runs once it is back (or goes on to west if east was fenced)
-        wait_for(lambda: not feeder.lost(app), timeout=30, what="every update applied")
+        wait_for(lambda: not feeder.lost(), timeout=30, what="every update applied")
 
         last_round_at = time.time()
         feeder.send_round()  # after the move, every session's work runs on west

@@ -1,8 +1,10 @@
 """A partitioned server instance on real processes: its worker stopped (SIGSTOP), the
 controller takes it over (its sessions move, its queue is forwarded, it is fenced); once it
 runs again it finds itself fenced, starts again by itself, and the controller gives it its
-share of the sessions back.  No update is lost on the way.  And a fenced instance's write
-is refused, counted and passed on to a live instance."""
+share of the sessions back.  No update is lost on the way, whether the instances share
+the broker's Redis for their sessions' state or each has one of its own (the state then
+travels with each session that moves).  And a fenced instance's write is refused,
+counted and passed on to a live instance."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import os
 import signal
 import time
 from pathlib import Path
+
+import pytest
 
 from app.client.api import GameClient
 from app.fleet.fleets import stop_process_groups
@@ -26,11 +30,21 @@ from tests.waiting import wait_for
 SESSIONS = 12
 
 
+@pytest.fixture(params=["shared", "apart"])
+def layout(request: pytest.FixtureRequest) -> dict[str, str] | None:
+    """Where the instances keep their sessions' state: on the broker's Redis (None), or
+    each on a Redis of its own (its URL by instance)."""
+    if request.param == "shared":
+        return None
+    urls: dict[str, str] = request.getfixturevalue("hot_urls")
+    return urls
+
+
 def test_a_silent_instance_is_taken_over_fenced_and_comes_back(
-        live_settings: Settings, tmp_path: Path) -> None:
+        live_settings: Settings, layout: dict[str, str] | None, tmp_path: Path) -> None:
     settings = live_settings.model_copy(update={
         "instance_heartbeat_s": 0.2, "instance_ttl_s": 1.0, "controller_period_s": 0.5})
-    procs = start_instances(settings, tmp_path)
+    procs = start_instances(settings, tmp_path, hot_urls=layout)
     procs.append(start_controller(settings, tmp_path))
     east = procs[0]
     app = create_app(settings)
@@ -46,7 +60,7 @@ def test_a_silent_instance_is_taken_over_fenced_and_comes_back(
                      timeout=20, what="the controller to move east's sessions")
             states = {s.name: s for s in registry.instances()}
             assert not states["east"].live and states["east"].sessions == 0
-            wait_for(lambda: applied(app, on_east) > feeder.seq - 2, timeout=10,
+            wait_for(lambda: applied(client, on_east) > feeder.seq - 2, timeout=10,
                      what="west to apply east's sessions' updates")
         finally:
             os.killpg(east.pid, signal.SIGCONT)
@@ -62,9 +76,9 @@ def test_a_silent_instance_is_taken_over_fenced_and_comes_back(
         feeder.stop.set()
         feeder.join(timeout=10)
         client.flush()
-        wait_for(lambda: applied(app, sessions) >= feeder.seq, timeout=30,
+        wait_for(lambda: applied(client, sessions) >= feeder.seq, timeout=30,
                  what="every update applied")
-        assert feeder.lost(app) == {}
+        assert feeder.lost() == {}
     finally:
         client.close()
         stop_process_groups(procs)

@@ -265,3 +265,23 @@ def test_a_registry_whose_redis_restarted_empty_has_a_new_generation(
     assert registry.generation() == ""
     registry.join("a", 10)
     assert registry.generation() not in ("", before)
+
+
+def test_a_moved_session_remembers_where_it_came_from_until_its_state_arrives(
+        registry: Registry) -> None:
+    registry.join("a", 10)
+    placed = {f"s{n}": registry.place(f"s{n}", 1.0) for n in range(8)}
+    assert registry.came_from(list(placed)) == [None] * 8  # placed, never moved
+    on_a = sorted(s for s, i in placed.items() if i == "a")
+    registry.join("b", 10)
+    moves = registry.drain("a")
+    assert sorted(m.session for m in moves) == on_a
+    assert registry.came_from(on_a) == ["a"] * len(on_a)
+    registry.arrived(on_a[:1], "elsewhere")  # not where it came from: kept
+    registry.arrived(on_a[:1], "a")
+    assert registry.came_from(on_a) == [None] + ["a"] * (len(on_a) - 1)
+    registry.release(on_a[-1])
+    assert registry.came_from(on_a[-1:]) == [None]
+    registry.join("a", 10)  # back: the rebalance records the moves it makes too
+    pulled = registry.rebalance()
+    assert pulled and registry.came_from([m.session for m in pulled]) == ["b"] * len(pulled)

@@ -75,7 +75,7 @@ def test_every_session_comes_back_from_sql_after_the_fleet_and_both_redis_die(
         feeder = Feeder(client, sessions)
         feeder.seq = sent_before
         feeder.start()
-        wait_for(lambda: applied(client.app, sessions) > sent_before, timeout=30,
+        wait_for(lambda: applied(client, sessions) > sent_before, timeout=30,
                  what="the sessions' updates to apply again")
     finally:
         if feeder is not None:
@@ -112,7 +112,7 @@ def test_a_restarted_game_server_learns_where_its_sessions_stand_and_carries_on(
         feeder = Feeder(after, sessions)
         feeder.seq = max(resumed.values())  # it carries on after the last applied
         feeder.start()
-        wait_for(lambda: applied(after.app, sessions) > max(resumed.values()), timeout=30,
+        wait_for(lambda: applied(after, sessions) > max(resumed.values()), timeout=30,
                  what="the restarted game server's updates to apply")
         assert None not in after.instances.owners(sessions)
     finally:

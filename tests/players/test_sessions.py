@@ -13,6 +13,9 @@ from app.errors import InvalidRequest
 from app.players import background, delta, sessions, wire
 from app.players.hotstore import MemoryHotStore
 from app.players.models import GameSession
+from app.players.statestore import Emit
+
+EMIT = Emit(None, "test:updates", "test:bytes")
 
 
 def _open(hot: MemoryHotStore, *ids: str) -> None:
@@ -306,3 +309,30 @@ def test_a_sampled_batch_is_sized_on_a_few_of_its_sessions_only() -> None:
         assert result.applied == many
         sized += [result.unsized] if result.unsized else []
     assert len(sized) == 1 and len(sized[0]) == sessions.FULL_STATE_SESSIONS
+
+
+def test_an_instance_sends_on_sessions_that_run_elsewhere_and_applies_those_it_took(
+    db_factory: sessionmaker[Session],
+) -> None:
+    """With `arrive` (an instance's worker), sessions missing here are sorted by it: one
+    placed on another instance goes back to be sent there, one whose state it took (here,
+    nothing: its old store had lost it) starts from its SQL snapshot, and the rest apply."""
+    _snapshot_row(db_factory, "came", 5, {"hp": 5})
+    hot = MemoryHotStore()
+    _open(hot, "here")
+    asked: list[set[str]] = []
+
+    def arrive(missing: set[str]) -> sessions.Arrived:
+        asked.append(missing)
+        hot.states.take_over(["came"], wire.pack_batch([]), EMIT)  # an empty state taken
+        return sessions.Arrived(elsewhere={"away": "west"}, taken={"came"})
+
+    batch = wire.pack_batch([wire.entry("away", 3, {"x": 3}), wire.entry("here", 1, {"x": 1}),
+                             wire.entry("came", 6, {"x": 6}), wire.entry("away", 4, {"y": 4})])
+    result = sessions.apply_batch_restoring(hot, db_factory, batch, arrive=arrive)
+    assert asked == [{"away", "came"}]
+    assert (result.applied, result.rejected) == (2, [])
+    assert {k: wire.unpack_batch(v) for k, v in result.elsewhere.items()} == {
+        "west": [[b"away", 3, b"x", wire.pack_value(3)], [b"away", 4, b"y", wire.pack_value(4)]]}
+    assert sessions.read_state(hot, "came") == sessions.HotState(6, {"hp": 5, "x": 6})
+    assert sessions.read_state(hot, "away") is None

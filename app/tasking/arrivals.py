@@ -1,0 +1,84 @@
+"""Sessions arriving on a server instance whose hot store is not the one their state is in.
+
+When a session moves (a drain, a takeover, a rebalance) between two instances with hot
+stores of their own, its state travels on first sight: the first batch of it that the new
+instance runs finds it missing from its store, and the instance takes it from the store of
+the instance it came from (the registry records that one with the move) before applying
+anything of it.  Taking it freezes it there in one script call (`StateStore.hand_over`):
+from then on that store refuses the session's updates as "moved away", and the old
+instance sends them on to the new one, so every update it still held lands on the
+session's one state.  The state is applied here as updates (each field where it is newer
+than what is here), so two batches taking it at once, or a copy taken again after a
+failure, write nothing twice; the copy joins this worker's state log, so SQL holds it
+under this store's name until a snapshot round covers it.
+
+A session missing here that runs on another instance now (its game server sent this
+instance work before it learnt of a move, or the work was forwarded to the shared queue)
+is not applied here: its entries go back to the caller to send on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from redis import RedisError
+
+from app.players.sessions import Arrived
+from app.players.statestore import Emit, Fence
+from app.protocol import keys
+from app.tasking.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+HANDED_EMIT = Emit(None, keys.HANDED_UPDATES, keys.HANDED_BYTES)
+
+
+def arrive(runtime: Runtime, instance: str, sessions: set[str], *, fence: Fence | None = None,
+           log_to: Callable[[bytes], None] | None = None) -> Arrived:
+    """Sort the `sessions` this worker's hot store lacks, on instance `instance`: those
+    placed elsewhere (with their instance), and those placed here whose state was taken
+    from the store of the instance they moved from (written with `fence`, logged to
+    `log_to`).  The rest (never moved, or their old store unreachable) are left to the
+    caller to restore from SQL.  Idempotent."""
+    registry = runtime.instances
+    ids = sorted(sessions)
+    owners = registry.owners(ids)
+    elsewhere = {s: o for s, o in zip(ids, owners, strict=True) if o not in (None, instance)}
+    mine = [s for s, o in zip(ids, owners, strict=True) if o == instance]
+    taken: set[str] = set()
+    for source, group in _by_source(mine, registry.came_from(mine)).items():
+        if source != instance:
+            taken |= _take(runtime, source, group, fence, log_to)
+    return Arrived(elsewhere, taken)
+
+
+def _by_source(sessions: Sequence[str], sources: Sequence[str | None]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for session, source in zip(sessions, sources, strict=True):
+        if source is not None:
+            grouped.setdefault(source, []).append(session)
+    return grouped
+
+
+def _take(runtime: Runtime, source: str, sessions: list[str], fence: Fence | None,
+          log_to: Callable[[bytes], None] | None) -> set[str]:
+    """Take `sessions`' state from `source`'s hot store into this worker's; the sessions
+    taken (none when the two share a store, or that store does not answer)."""
+    stores = runtime.hot_stores
+    old = stores.of_instance(source)
+    if old is stores.own:  # one store: the state is here, or lost with it
+        runtime.instances.arrived(sessions, source)
+        return set()
+    try:
+        handed = old.states.hand_over(sessions)
+    except RedisError as exc:
+        log.warning("%d sessions moved from instance %s: its hot store does not answer "
+                    "(%s); they start from SQL", len(sessions), source, exc)
+        return set()
+    stores.own.states.take_over(sessions, handed, HANDED_EMIT, fence=fence)
+    if log_to is not None:
+        log_to(handed)  # durable under this store's name, as applied batches are
+    runtime.instances.arrived(sessions, source)
+    log.info("took the state of %d sessions from instance %s", len(sessions), source)
+    return set(sessions)

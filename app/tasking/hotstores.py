@@ -1,0 +1,61 @@
+"""Each server instance's hot store, found by the URL its registry entry records
+(`GAMESCHED_HOT_URL` of its workers): a session's state lives in the store of the
+instance it runs on."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from app.instances.base import Registry
+from app.players.hotstore import HotStore, hot_store_for
+from app.settings import store_name
+
+URLS_TTL_S = 1.0  # the instances' hot-store URLs are read again at most this often
+
+
+class HotStores:
+    """This process's own hot store (`own`, at `own_url`) and the other instances' stores,
+    one client per store, made on first use."""
+
+    def __init__(self, own: HotStore, own_url: str, registry: Registry) -> None:
+        self.own, self._own_name, self._registry = own, store_name(own_url), registry
+        self._lock = threading.Lock()
+        self._stores: dict[str, HotStore] = {}
+        self._urls: dict[str, str] = {}
+        self._urls_at = float("-inf")
+
+    def of_url(self, url: str) -> HotStore:
+        """The hot store at `url` (this process's own for "" or the same store)."""
+        name = store_name(url) if url else self._own_name
+        if name == self._own_name:
+            return self.own
+        with self._lock:
+            store = self._stores.get(name)
+            if store is None:
+                store = self._stores[name] = hot_store_for(url)
+            return store
+
+    def of_instance(self, instance: str | None) -> HotStore:
+        """The hot store of `instance` (this process's own for None, or for an instance
+        that recorded none)."""
+        if instance is None:
+            return self.own
+        return self.of_url(self.url_of(instance))
+
+    def url_of(self, instance: str) -> str:
+        """The hot-store URL `instance` recorded ("" when none), read again from the
+        registry when it is not known here or older than `URLS_TTL_S`."""
+        now = time.monotonic()
+        with self._lock:
+            url = self._urls.get(instance)
+            if url is not None and now - self._urls_at < URLS_TTL_S:
+                return url
+        urls = self._registry.hot_urls()
+        with self._lock:
+            self._urls, self._urls_at = urls, now
+        return urls.get(instance, "")
+
+    def shared_with(self, instance: str) -> bool:
+        """Whether `instance` keeps its sessions' state in this process's own store."""
+        return self.of_instance(instance) is self.own

@@ -1,0 +1,118 @@
+"""Server instances each keeping session state on a Redis of its own (``GAMESCHED_HOT_URL``
+per instance), on real worker processes: they share only the broker (with the registry)
+and SQL.  A session that moves takes its state along, keeps every update and applies
+none twice; a fenced instance's writes to its own store are refused; a restarted game
+server reads where its sessions stand from the stores of the instances they run on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import redis
+
+from app.client.api import GameClient
+from app.fleet.fleets import stop_process_groups
+from app.players import sessions, wire
+from app.players.hotstore import RedisHotStore
+from app.priority import Route
+from app.protocol import keys
+from app.protocol.names import HANDOFF_HEADER, UPDATE_TASK
+from app.protocol.vocab import Queue
+from app.settings import Settings
+from app.tasking.broker import waiting
+from app.tasking.factory import create_app
+from tests.instances.live import Feeder, applied, open_on, start_instances
+from tests.waiting import wait_for
+
+
+def test_a_fenced_instance_write_to_its_own_hot_store_is_refused_and_counted(
+        live_settings: Settings, hot_urls: dict[str, str], tmp_path: Path) -> None:
+    # east beats rarely: it learns it was fenced from its refused write, not a heartbeat
+    settings = live_settings.model_copy(update={
+        "instance_heartbeat_s": 30.0, "instance_ttl_s": 60.0})
+    procs = start_instances(settings, tmp_path, hot_urls=hot_urls)
+    app = create_app(settings)
+    registry = app.runtime.instances
+    east_hot = RedisHotStore(redis.Redis.from_url(hot_urls["east"]))
+    try:
+        assert registry.hot_urls() == hot_urls
+        session = next(s for s in (f"fenced-{n}" for n in range(100))
+                       if registry.place(s, 1.0) == "east")
+        sessions.ensure_state(east_hot, session)
+        registry.fence("east")  # taken over, as if it had gone silent
+        registry.drain("east")
+        batch = wire.pack_batch([wire.entry(session, 1, {"hp": 1})])
+        app.publisher.send(Route(UPDATE_TASK, Queue.PLAYER, 3, instance="east"), [batch],
+                           {HANDOFF_HEADER: time.time()}, serializer="msgpack")
+        wait_for(lambda: {s.name: s.refused for s in registry.instances()}["east"] == 1,
+                 timeout=30, what="east's write refused")
+        assert sessions.read_state(east_hot, session) is None  # handed over to west ...
+        west_hot = RedisHotStore(redis.Redis.from_url(hot_urls["west"]))
+        wait_for(lambda: sessions.read_state(west_hot, session) == sessions.HotState(
+            1, {"hp": 1}), timeout=30, what="west to apply it")  # ... which applied it
+        assert "is fenced: a state batch it took went to instance west" in (
+            tmp_path / "east.log").read_text(errors="replace")
+        wait_for(lambda: (tmp_path / "east.log").read_text(errors="replace").count(
+            "player@east ready") == 2, timeout=60, what="east to start again")
+    finally:
+        stop_process_groups(procs)
+
+
+SESSIONS = 16
+
+
+def test_sessions_moved_between_hot_stores_keep_every_update_and_apply_none_twice(
+        live_settings: Settings, hot_urls: dict[str, str], tmp_path: Path) -> None:
+    procs = start_instances(live_settings, tmp_path, hot_urls=hot_urls)
+    app = create_app(live_settings)
+    client = GameClient(app)
+    stores = {name: RedisHotStore(redis.Redis.from_url(url)) for name, url in hot_urls.items()}
+    try:
+        ids, on_east = open_on(client, SESSIONS, session_type="ranked", players=2)
+        feeder = Feeder(client, ids).sending(10)
+        # east falls behind: what it was sent waits in its queue while its sessions move
+        os.killpg(procs[0].pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: waiting(app, "player.east").messages >= 3,
+                     what="a backlog on east")
+            moves = app.runtime.instances.drain("east")  # as `gamesched drain east` does
+            assert sorted(m.session for m in moves) == on_east
+            wait_for(lambda: all(client.instance_of(s) == "west" for s in ids), timeout=10,
+                     what="the game server to follow the move")
+            moved_at = feeder.seq
+            # west took the state from east's store (east's process is stopped, its Redis
+            # is not) and applies what was sent after the move, ahead of east's backlog
+            wait_for(lambda: applied(client, on_east) > moved_at, timeout=10,
+                     what="west to apply updates sent after the move")
+        finally:
+            os.killpg(procs[0].pid, signal.SIGCONT)
+        sent_before = feeder.seq
+        wait_for(lambda: feeder.seq >= sent_before + 5, what="more rounds after the move")
+        feeder.stop.set()
+        feeder.join(timeout=10)
+        client.flush()
+        # east's backlog is refused there (moved away) and sent on to west
+        wait_for(lambda: not feeder.lost(), timeout=30, what="every update applied")
+        assert {s: st.seq for s, st in client.states(ids).items()} == dict.fromkeys(
+            ids, feeder.seq)
+        assert sessions.read_states(stores["east"], on_east) == {}  # gone from east's store
+        assert "took the state of" in (tmp_path / "west.log").read_text(errors="replace")
+        assert "sessions that run on instance west now went there" in (
+            tmp_path / "east.log").read_text(errors="replace")
+        applied_once = sum(int(store.get(keys.NET_UPDATES) or 0) for store in stores.values())
+        assert applied_once == len(ids) * feeder.seq  # each update changed state once
+
+        # a game server started again reads where its sessions stand from their stores
+        again = GameClient(create_app(live_settings))
+        for session in ids:
+            again.adopt_session(session, session_type="ranked", players=2)
+        assert again.last_applied(ids) == dict.fromkeys(ids, feeder.seq)
+        assert sessions.read_states(app.runtime.hot, ids) == {}  # not the broker's Redis
+        again.close()
+    finally:
+        client.close()
+        stop_process_groups(procs)
+

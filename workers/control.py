@@ -18,6 +18,7 @@ from app.physics.slowed import describe
 from app.protocol import keys
 from app.protocol.names import TICK_TASK
 from app.protocol.vocab import Queue
+from app.tasking.arrivals import send_arrivals
 from app.tasking.base import GameTask
 from app.tasking.broker import queue_depths
 from app.tasking.failover import take_over
@@ -58,6 +59,7 @@ def tick(self: GameTask) -> dict[str, Any]:
                     taken.forwarded)
     moves = self.runtime.instances.rebalance()  # towards an instance that (re)started
     if moves:
+        send_arrivals(self.app, moves)
         log.info("instances: %d sessions moved to %s, below the mean load", len(moves),
                  moves[0].target)
     return asdict(decision)

@@ -18,6 +18,7 @@ from app.players.statestore import Fence
 from app.priority import Route
 from app.protocol import keys
 from app.protocol.names import (
+    ARRIVE_TASK,
     HANDOFF_HEADER,
     SENT_HEADER,
     SESSION_MOVES_TASK,
@@ -75,6 +76,26 @@ def session_op(self: GameTask, op: str, session_id: str, spec: dict[str, Any]) -
     unknown `op` is refused (InvalidRequest naming ``op``) and changes nothing."""
     with transaction(self.runtime.sessions) as db:
         return sessions.session_op(db, self.runtime.hot, op, session_id, spec)
+
+
+@shared_task(base=GameTask, bind=True, name=ARRIVE_TASK)
+def arrive(self: GameTask, session_ids: list[str]) -> int:
+    """Take the state of `session_ids`, moved to this worker's instance, from the hot
+    stores of the instances they moved from (`app.tasking.arrivals`); returns how many
+    were taken.  Idempotent: a session whose state a batch of it took first, or that moved
+    on since, is left alone.  Not retried: the first batch of a session left behind takes
+    its state.  A worker of no instance, or one fenced, takes nothing."""
+    me = identity.current()
+    if me is None:
+        return 0
+    log_to = statelog.this_process().add
+    try:
+        arrived = arrivals.arrive(self.runtime, me.instance, set(session_ids),
+                                  fence=_fence(), log_to=log_to)
+    except Fenced:
+        identity.fenced()
+        return 0
+    return len(arrived.taken)
 
 
 @shared_task(base=GameTask, bind=True, name=SESSION_MOVES_TASK)

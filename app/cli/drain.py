@@ -8,6 +8,7 @@ from rich.console import Console
 
 from app.cli.failures import require_redis
 from app.settings import Settings
+from app.tasking.arrivals import send_arrivals
 from app.tasking.factory import create_app
 
 
@@ -20,13 +21,15 @@ def show(console: Console, settings: Settings, instance: str) -> bool:
                       "GAMESCHED_BROKER_URL=redis://... to drain an instance of a fleet.")
         return False
     require_redis(settings)
-    registry = create_app(settings).runtime.instances
+    app = create_app(settings)
+    registry = app.runtime.instances
     known = {state.name: state for state in registry.instances()}
     if instance not in known:
         console.print(f"no instance {instance!r} in the registry "
                       f"(registered: {', '.join(sorted(known)) or 'none'})", markup=False)
         return False
     moves = registry.drain(instance)
+    send_arrivals(app, moves)  # the instances they go to take their state at once
     targets = Counter(move.target for move in moves)
     left = {state.name: state for state in registry.instances()}[instance].sessions
     console.print(f"{instance}: draining; {len(moves)} sessions moved"

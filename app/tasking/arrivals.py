@@ -12,6 +12,12 @@ than what is here), so two batches taking it at once, or a copy taken again afte
 failure, write nothing twice; the copy joins this worker's state log, so SQL holds it
 under this store's name until a snapshot round covers it.
 
+A move also tells the instance it goes to (`send_arrivals`, from whoever moves sessions:
+the controller's takeovers and rebalances, `gamesched drain`): a task first in its queue
+takes the sessions' state at once, by the same path, so that their state is on their
+instance's store even when no update of theirs follows the move.  Whichever comes first,
+that task or a batch of the sessions, takes it; the other finds nothing left to take.
+
 A session missing here that runs on another instance now (its game server sent this
 instance work before it learnt of a move, or the work was forwarded to the shared queue)
 is not applied here: its entries go back to the caller to send on.
@@ -24,9 +30,14 @@ from collections.abc import Callable, Sequence
 
 from redis import RedisError
 
+from app.instances.placement import Move
 from app.players.sessions import Arrived
 from app.players.statestore import Emit, Fence
+from app.priority import BANDS, Route
 from app.protocol import keys
+from app.protocol.names import ARRIVE_TASK
+from app.protocol.vocab import Queue
+from app.tasking.factory import GameschedCelery
 from app.tasking.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -51,6 +62,22 @@ def arrive(runtime: Runtime, instance: str, sessions: set[str], *, fence: Fence 
         if source != instance:
             taken |= _take(runtime, source, group, fence, log_to)
     return Arrived(elsewhere, taken)
+
+
+def send_arrivals(app: GameschedCelery, moves: Sequence[Move]) -> int:
+    """Tell each instance that `moves` took sessions to from an instance with another hot
+    store to take their state now: one `ARRIVE_TASK` per instance, at the player queue's
+    first step; returns how many were sent."""
+    stores = app.runtime.hot_stores
+    arriving: dict[str, list[str]] = {}
+    for move in moves:
+        if (move.source is not None
+                and stores.of_instance(move.source) is not stores.of_instance(move.target)):
+            arriving.setdefault(move.target, []).append(move.session)
+    for target, sessions in arriving.items():
+        route = Route(ARRIVE_TASK, Queue.PLAYER, BANDS[Queue.PLAYER].low, instance=target)
+        app.publisher.send(route, [sorted(sessions)], {})
+    return len(arriving)
 
 
 def _by_source(sessions: Sequence[str], sources: Sequence[str | None]) -> dict[str, list[str]]:

@@ -2,7 +2,8 @@
 
 Each controller tick, every registered instance not heard from within
 `GAMESCHED_INSTANCE_TTL_S` is drained: its sessions move where they would be placed
-without it (game servers follow within a fraction of a second, `GameClient.follow_moves`),
+without it (game servers follow within a fraction of a second, `GameClient.follow_moves`;
+their new instances take their state, `app.tasking.arrivals`),
 and whatever waits in its queue is forwarded to the shared player queue, which every
 instance serves.  Forwarded updates may be applied after newer ones of their sessions; the
 state store keeps each field's newest value, so none is lost.  An instance silent for
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from app.instances.base import InstanceState
 from app.protocol.queues import INSTANCE_QUEUES, instance_queue
+from app.tasking.arrivals import send_arrivals
 from app.tasking.broker import forward, waiting
 from app.tasking.factory import GameschedCelery
 
@@ -54,7 +56,9 @@ def take_over(app: GameschedCelery) -> list[Takeover]:
         queues = [(instance_queue(q, state.name), q.value) for q in INSTANCE_QUEUES]
         if state.sessions or any(waiting(app, source).messages for source, _ in queues):
             registry.fence(state.name)  # back, its writes are refused until it restarts
-        moved = len(registry.drain(state.name)) if state.sessions else 0
+        moves = registry.drain(state.name) if state.sessions else []
+        send_arrivals(app, moves)  # their new instances take their state at once
+        moved = len(moves)
         forwarded = sum(forward(app, source, target) for source, target in queues)
         if moved or forwarded or state.sessions:
             taken.append(Takeover(state, moved, state.sessions - moved, forwarded))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from app.settings import Settings
 from app.tasking.broker import waiting
 from app.tasking.factory import create_app
 from tests.instances.live import Feeder, applied, open_on, start_instances
+from tests.subprocesses import ROOT
 from tests.waiting import wait_for
 
 
@@ -116,3 +119,33 @@ def test_sessions_moved_between_hot_stores_keep_every_update_and_apply_none_twic
         client.close()
         stop_process_groups(procs)
 
+
+
+def test_a_drain_carries_state_to_the_new_store_with_no_update_after_the_move(
+        live_settings: Settings, hot_urls: dict[str, str], tmp_path: Path) -> None:
+    procs = start_instances(live_settings, tmp_path, hot_urls=hot_urls)
+    client = GameClient(create_app(live_settings))
+    stores = {name: RedisHotStore(redis.Redis.from_url(url)) for name, url in hot_urls.items()}
+    try:
+        ids, on_east = open_on(client, SESSIONS, session_type="ranked", players=2)
+        feeder = Feeder(client, ids)
+        for _ in range(3):
+            feeder.send_round()
+        client.flush()
+        wait_for(lambda: applied(client, ids) == feeder.seq, timeout=30,
+                 what="three rounds applied")
+        drained = subprocess.run(
+            [sys.executable, "-m", "app.cli", "drain", "east"], cwd=ROOT, text=True,
+            env={**os.environ, **live_settings.to_env()}, capture_output=True, timeout=60,
+            check=False)
+        assert drained.returncode == 0, drained.stdout + drained.stderr
+        # no update follows the move: west takes the state because the drain told it to
+        wait_for(lambda: set(sessions.read_states(stores["west"], on_east)) == set(on_east),
+                 timeout=30, what="west to take the drained sessions' state")
+        assert sessions.read_states(stores["east"], on_east) == {}
+        assert {s: st.seq for s, st in client.states(ids).items()} == dict.fromkeys(
+            ids, feeder.seq)
+        assert not feeder.lost()
+    finally:
+        client.close()
+        stop_process_groups(procs)

@@ -6,6 +6,9 @@
 - ``minimal``: steering toward the goal without a search, sent every 0.8 s so that each is
   decided at least once a second.
 
+Full NPCs spread over the ticks; reduced and minimal ones are decided together, in fewer,
+fuller batches (`due`).
+
 An NPC with a player in `TierRanges.full` keeps the full tier, one with a player in
 `TierRanges.reduced` the reduced one, and one nobody is near the minimal one.  A cap (the
 controller's, under load) lowers every tier to at most the cap; nothing lowers an NPC
@@ -82,7 +85,12 @@ def tier_named(name: object, field: str = "tier") -> Tier:
 
 def due(npc_id: str, tier: Tier, tick: int, tick_hz: float) -> bool:
     """Whether an NPC at `tier` is decided in `tick` of a game loop at `tick_hz`: every
-    ``round(tick_hz / rate)`` ticks (at least every tick), from an offset of its own so
-    the NPCs of one tier spread over the ticks."""
+    ``round(tick_hz / rate)`` ticks (at least every tick).  Full NPCs start from an offset
+    of their own, so that they spread over the ticks; the reduced and minimal ones are
+    decided together, in the ticks that are a multiple of their period, so that a game
+    server whose AI is lowered sends its AI tasks less often, not emptier ones: capped at
+    minimal, one batch every 0.8 s instead of one every tick (a task costs the AI worker
+    about 2 ms whatever it carries, a minimal decision about 30 µs: docs/measurements.md)."""
     every = max(1, round(tick_hz / TIER_HZ[tier]))
-    return tick % every == zlib.crc32(npc_id.encode()) % every
+    offset = zlib.crc32(npc_id.encode()) % every if tier is Tier.FULL else 0
+    return tick % every == offset

@@ -42,3 +42,15 @@ def test_bad_tiers_and_ranges_are_refused_naming_the_field() -> None:
         TierRanges(full=800.0, reduced=500.0)
     with pytest.raises(InvalidRequest, match="full"):
         TierRanges(full=-1.0)
+
+
+def test_lowered_npcs_are_decided_together_so_fewer_batches_leave() -> None:
+    npcs = [f"orc-{n}" for n in range(200)]
+
+    def busy_ticks(tier: Tier) -> list[int]:
+        return [t for t in range(16) if any(due(npc, tier, t, 10.0) for npc in npcs)]
+
+    assert busy_ticks(Tier.FULL) == list(range(16))
+    assert busy_ticks(Tier.REDUCED) == [0, 2, 4, 6, 8, 10, 12, 14]
+    assert busy_ticks(Tier.MINIMAL) == [0, 8]  # every NPC in each, once every 0.8 s
+    assert len({n for n in npcs if due(n, Tier.FULL, 3, 20.0)}) < len(npcs)  # spread

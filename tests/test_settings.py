@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from app.errors import ConfigError
+from app.players.hotstore import RedisHotStore
 from app.settings import load_settings
+from app.tasking.runtime import Runtime
 
 
 def test_defaults_need_no_service() -> None:
@@ -140,3 +142,14 @@ def test_detail_rates_out_of_order_are_refused_naming_the_rate_above(
     monkeypatch.setenv("GAMESCHED_PHYSICS_NEAR_HZ", "90")
     settings = load_settings()
     assert (settings.physics_frame_hz, settings.physics_near_hz) == (120.0, 90.0)
+
+
+def test_fleet_records_stay_on_the_broker_when_session_state_has_a_redis_of_its_own() -> None:
+    shared = Runtime(load_settings(broker_url="redis://127.0.0.1:6379/0"))
+    assert shared.fleet is shared.hot
+    apart = Runtime(load_settings(broker_url="redis://127.0.0.1:6379/0",
+                                  hot_url="redis://127.0.0.1:6380/0"))
+    assert apart.fleet is not apart.hot
+    assert isinstance(apart.fleet, RedisHotStore) and isinstance(apart.hot, RedisHotStore)
+    assert apart.fleet.client.connection_pool.connection_kwargs["port"] == 6379
+    assert apart.hot.client.connection_pool.connection_kwargs["port"] == 6380

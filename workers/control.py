@@ -32,7 +32,7 @@ _METERS: dict[str, CpuMeter] = {}  # this process's, by GAMESCHED_CONTROLLER_CPU
 @shared_task(base=GameTask, bind=True, name=TICK_TASK, ignore_result=True)
 def tick(self: GameTask) -> dict[str, Any]:
     """Read load, decide, publish the decision.  Idempotent; a missed tick is not retried."""
-    hot = self.runtime.hot
+    hot = self.runtime.fleet
     settings = self.runtime.settings
     kind = settings.controller_cpu
     cpu = (_METERS.get(kind) or _METERS.setdefault(kind, meter(kind))).measure()

@@ -100,7 +100,7 @@ def sweep(self: GameTask) -> int:
     """
     backlog = Backlog(*waiting(self.app, Queue.TRANSACTIONS.value))
     report = sweep_intents(self.runtime.sessions, partial(send_apply, self.app), backlog)
-    self.runtime.hot.set(keys.LEDGER_SWEPT, json.dumps({  # for `gamesched status`
+    self.runtime.fleet.set(keys.LEDGER_SWEPT, json.dumps({  # for `gamesched status`
         "at": time.time(), "pending": report.health.pending, "stale": report.health.stale,
         "resent": len(report.resent)}).encode())
     return len(report.resent)

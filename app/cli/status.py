@@ -18,8 +18,9 @@ from app.ledger.sweeper import pending_health
 from app.physics.slowed import describe
 from app.players import statelog
 from app.players.durable import last_round
+from app.players.hotstore import HotStore
 from app.protocol import keys
-from app.settings import Settings, redact
+from app.settings import Settings, redact, store_name
 from app.tasking.broker import live_workers, queue_depths
 from app.tasking.factory import GameschedCelery, create_app
 
@@ -47,7 +48,7 @@ def show(console: Console, settings: Settings) -> None:
         console.print(f"  {name}: {', '.join(queues)}")
     _ledger(console, app)
     _write_behind(console, app)
-    decision = read_decision(app.runtime.hot)
+    decision = read_decision(app.runtime.fleet)
     if decision is None:
         console.print("controller: no decision yet")
     else:
@@ -84,21 +85,32 @@ def _instances(console: Console, instances: list[InstanceState]) -> None:
 
 def _write_behind(console: Console, app: GameschedCelery) -> None:
     """Sessions whose state is not in SQL's snapshots yet, the last snapshot round, and the
-    state log's rows."""
-    hot = app.runtime.hot
-    waiting = hot.states.dirty_count()
-    last = last_round(hot)
+    state log's rows: of each hot store (this one, and each an instance recorded)."""
     try:
         logged = f"{statelog.row_count(app.runtime.sessions)} batches in the state log"
     except SQLAlchemyError as exc:
         logged = f"the database did not answer ({type(exc).__name__})"
-    if last is None:
-        console.print(f"write-behind: no snapshot round yet ({waiting} sessions changed "
-                      f"since SQL's snapshots have them; {logged})")
-        return
-    console.print(f"write-behind: snapshots of {last['written']:.0f} sessions in "
-                  f"{last['ms']:.0f} ms, {time.time() - last['at']:.1f}s ago; {waiting} "
-                  f"changed since; {logged}")
+    stores = _hot_stores(app)
+    for name, hot in stores.items():
+        where = f" ({name})" if len(stores) > 1 else ""
+        waiting = hot.states.dirty_count()
+        last = last_round(hot)
+        if last is None:
+            console.print(f"write-behind{where}: no snapshot round yet ({waiting} sessions "
+                          f"changed since SQL's snapshots have them; {logged})", markup=False)
+            continue
+        console.print(f"write-behind{where}: snapshots of {last['written']:.0f} sessions in "
+                      f"{last['ms']:.0f} ms, {time.time() - last['at']:.1f}s ago; {waiting} "
+                      f"changed since; {logged}", markup=False)
+
+
+def _hot_stores(app: GameschedCelery) -> dict[str, HotStore]:
+    """This process's hot store and each other one an instance recorded, by store name."""
+    runtime = app.runtime
+    stores = {store_name(runtime.settings.hot_store_url): runtime.hot}
+    for url in sorted(set(runtime.instances.hot_urls().values()) - {""}):
+        stores.setdefault(store_name(url), runtime.hot_stores.of_url(url))
+    return stores
 
 
 def _ledger(console: Console, app: GameschedCelery) -> None:
@@ -110,7 +122,7 @@ def _ledger(console: Console, app: GameschedCelery) -> None:
                       f"{health.oldest_seconds:.1f}s)")
     except SQLAlchemyError as exc:
         console.print(f"ledger: the database did not answer ({type(exc).__name__})")
-    raw = app.runtime.hot.get(keys.LEDGER_SWEPT)
+    raw = app.runtime.fleet.get(keys.LEDGER_SWEPT)
     if raw is None:
         console.print("sweeper: no run yet (the controller runs it every period)")
         return

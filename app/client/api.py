@@ -154,7 +154,7 @@ class GameClient:
         backend on their first send, off the loop.  Raises kombu's OperationalError when
         the broker cannot be reached."""
         connect(self.app)
-        read_decision(self.app.runtime.hot)  # the hot store's connection, which ticks read
+        read_decision(self.app.runtime.fleet)  # the fleet store's connection, which ticks read
 
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing
@@ -501,11 +501,11 @@ class GameClient:
         return out
 
     def _physics_detail(self) -> float | None:
-        decision = read_decision(self.app.runtime.hot)
+        decision = read_decision(self.app.runtime.fleet)
         return decision.physics_detail if decision is not None else None
 
     def _ai_tier(self) -> str | None:
-        decision = read_decision(self.app.runtime.hot)
+        decision = read_decision(self.app.runtime.fleet)
         return decision.ai_tier if decision is not None else None
 
     def _physics_route(self, task: str, regions: Sequence[str]) -> Route:

@@ -419,7 +419,7 @@ DECISION_FRESH_S = 5.0  # an older decision is a controller's that no longer run
 def _decision(app: GameschedCelery) -> dict[str, Any]:
     """The controller's last decision, as a dict (empty before its first, or when it is
     older than `DECISION_FRESH_S`: one left by an earlier run)."""
-    decision = read_decision(app.runtime.hot)
+    decision = read_decision(app.runtime.fleet)
     if decision is None or time.time() - decision.at > DECISION_FRESH_S:
         return {}
     return asdict(decision)

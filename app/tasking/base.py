@@ -75,7 +75,7 @@ class GameTask(Task):  # type: ignore[misc]
         setattr(self.request, _INCOMPLETE, True)
 
     def _claim(self) -> bool:
-        claimed = self.runtime.hot.claim(keys.claim(str(self.request.id)), CLAIM_TTL_S)
+        claimed = self.runtime.fleet.claim(keys.claim(str(self.request.id)), CLAIM_TTL_S)
         if not claimed:
             metrics().skipped.labels(_queue_of(self.request)).inc()
         return claimed
@@ -115,11 +115,11 @@ class GameTask(Task):  # type: ignore[misc]
         try:
             if self.tracks_latency:
                 settings = self.runtime.settings
-                dilation.note_latency(self.runtime.hot, latency_s,
+                dilation.note_latency(self.runtime.fleet, latency_s,
                                       settings.player_target_ms / 1000.0,
                                       settings.player_late_ms / 1000.0)
             if self.dilatable:
-                decision = read_decision(self.runtime.hot)
+                decision = read_decision(self.runtime.fleet)
                 dilation.dilate(run_s, decision.background_level if decision else 1.0)
         except Exception:  # the hot store may be away; the task's work is done
             log.warning("task %s could not reach the controller's state", self.request.id,

@@ -21,7 +21,7 @@ from app.physics.slowed import MEMORY_SLOWED_REGIONS, RedisSlowedRegions, Slowed
 from app.physics.units import MEMORY_BORDERS, Links
 from app.physics.world import World
 from app.players.hotstore import HotStore, RedisHotStore, hot_store_for
-from app.settings import Settings
+from app.settings import Settings, store_name
 from app.tasking.hotstores import HotStores
 
 
@@ -45,6 +45,18 @@ class Runtime:
     def hot(self) -> HotStore:
         """The hot-state store."""
         return hot_store_for(self.settings.hot_store_url)
+
+    @cached_property
+    def fleet(self) -> HotStore:
+        """The store of what the whole fleet shares beside session state: the controller's
+        decision, the player batches' latency notes it reads, the tasks' claims, the
+        sweeper's last run.  The hot store on the broker's Redis; this process's own hot
+        store when that is the same (an instance with a hot Redis of its own keeps only
+        its sessions' state there)."""
+        settings = self.settings
+        if store_name(settings.hot_store_url) == store_name(settings.broker_url):
+            return self.hot
+        return hot_store_for(settings.broker_url)
 
     @cached_property
     def hot_stores(self) -> HotStores:
@@ -96,6 +108,6 @@ class Runtime:
         """Drop connections inherited from a parent process."""
         if "engine" in self.__dict__:
             self.engine.dispose(close=False)
-        for name in ("engine", "sessions", "hot", "hot_stores", "instances", "physics", "brain",
-                     "recorder"):
+        for name in ("engine", "sessions", "hot", "fleet", "hot_stores", "instances", "physics",
+                     "brain", "recorder"):
             self.__dict__.pop(name, None)

@@ -16,6 +16,7 @@ from pathlib import Path
 import redis
 
 from app.client.api import GameClient
+from app.control import dilation
 from app.fleet.fleets import stop_process_groups
 from app.players import sessions, wire
 from app.players.hotstore import RedisHotStore
@@ -148,4 +149,27 @@ def test_a_drain_carries_state_to_the_new_store_with_no_update_after_the_move(
         assert not feeder.lost()
     finally:
         client.close()
+        stop_process_groups(procs)
+
+
+def test_an_instance_with_a_hot_store_of_its_own_notes_its_latency_where_the_controller_reads(
+        live_settings: Settings, hot_urls: dict[str, str], tmp_path: Path) -> None:
+    procs = start_instances(live_settings, tmp_path, hot_urls=hot_urls)
+    app = create_app(live_settings)
+    registry = app.runtime.instances
+    east_hot = RedisHotStore(redis.Redis.from_url(hot_urls["east"]))
+    try:
+        session = next(s for s in (f"noted-{n}" for n in range(100))
+                       if registry.place(s, 1.0) == "east")
+        sessions.ensure_state(east_hot, session)
+        batch = wire.pack_batch([wire.entry(session, 1, {"hp": 1})])
+        handed_off = time.time() - 10  # the player acted ten seconds ago: late for any bar
+        app.publisher.send(Route(UPDATE_TASK, Queue.PLAYER, 3, instance="east"), [batch],
+                           {HANDOFF_HEADER: handed_off}, serializer="msgpack")
+        wait_for(lambda: dilation.slow_total(app.runtime.fleet, keys.CONTROL_PLAYER_LATE) == 1,
+                 timeout=30, what="the late batch noted on the broker's Redis")
+        assert dilation.slow_total(app.runtime.fleet) == 1
+        assert dilation.slow_total(east_hot) == 0  # not in east's own store
+        assert sessions.read_state(east_hot, session) == sessions.HotState(1, {"hp": 1})
+    finally:
         stop_process_groups(procs)

@@ -55,6 +55,13 @@ def start_instances(settings: Settings, tmp_path: Path, names: tuple[str, ...] =
             for name in names]
 
 
+def gamesched_drain(settings: Settings, instance: str) -> subprocess.CompletedProcess[str]:
+    """``gamesched drain <instance>``, as an operator runs it; its output captured."""
+    return subprocess.run([sys.executable, "-m", "app.cli", "drain", instance], cwd=ROOT,
+                          text=True, env={**os.environ, **settings.to_env()},
+                          capture_output=True, timeout=60, check=False)
+
+
 def start_controller(settings: Settings, tmp_path: Path) -> subprocess.Popen[bytes]:
     """``gamesched controller`` (beat and its tick), logging to controller.log."""
     with open(tmp_path / "controller.log", "ab") as out:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,8 +18,7 @@ from app.protocol.names import UPDATE_TASK
 from app.settings import Settings
 from app.tasking.broker import waiting
 from app.tasking.factory import create_app
-from tests.instances.live import Feeder, applied, open_on, start_instances
-from tests.subprocesses import ROOT
+from tests.instances.live import Feeder, applied, gamesched_drain, open_on, start_instances
 from tests.waiting import wait_for
 
 SESSIONS = 16
@@ -42,10 +39,7 @@ def test_a_drain_moves_every_session_and_loses_no_update_on_the_way(
         try:
             wait_for(lambda: waiting(app, "player.east").messages >= 3,
                      what="a backlog on east")
-            drained = subprocess.run(
-                [sys.executable, "-m", "app.cli", "drain", "east"], cwd=ROOT, text=True,
-                env={**os.environ, **settings.to_env()}, capture_output=True, timeout=60,
-                check=False)
+            drained = gamesched_drain(settings, "east")
             # the game server learns the move by itself, while it keeps sending
             wait_for(lambda: all(client.instance_of(s) == "west" for s in sessions),
                      timeout=10, what="the game server to follow the move")

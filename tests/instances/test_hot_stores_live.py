@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,8 +25,7 @@ from app.protocol.vocab import Queue
 from app.settings import Settings
 from app.tasking.broker import waiting
 from app.tasking.factory import create_app
-from tests.instances.live import Feeder, applied, open_on, start_instances
-from tests.subprocesses import ROOT
+from tests.instances.live import Feeder, applied, gamesched_drain, open_on, start_instances
 from tests.waiting import wait_for
 
 
@@ -121,7 +118,6 @@ def test_sessions_moved_between_hot_stores_keep_every_update_and_apply_none_twic
         stop_process_groups(procs)
 
 
-
 def test_a_drain_carries_state_to_the_new_store_with_no_update_after_the_move(
         live_settings: Settings, hot_urls: dict[str, str], tmp_path: Path) -> None:
     procs = start_instances(live_settings, tmp_path, hot_urls=hot_urls)
@@ -135,10 +131,7 @@ def test_a_drain_carries_state_to_the_new_store_with_no_update_after_the_move(
         client.flush()
         wait_for(lambda: applied(client, ids) == feeder.seq, timeout=30,
                  what="three rounds applied")
-        drained = subprocess.run(
-            [sys.executable, "-m", "app.cli", "drain", "east"], cwd=ROOT, text=True,
-            env={**os.environ, **live_settings.to_env()}, capture_output=True, timeout=60,
-            check=False)
+        drained = gamesched_drain(live_settings, "east")
         assert drained.returncode == 0, drained.stdout + drained.stderr
         # no update follows the move: west takes the state because the drain told it to
         wait_for(lambda: set(sessions.read_states(stores["west"], on_east)) == set(on_east),

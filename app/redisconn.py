@@ -19,9 +19,11 @@ RETRIES = 3  # after the first try: about 10, 20 and 40 ms later
 BACKOFF = ExponentialBackoff(cap=0.2, base=0.01)
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str, timeout_s: float | None = None) -> redis.Redis:
     """A client of the Redis at `url` that retries a command failing on a lost connection
-    or a timeout (`RETRIES` times, backing off)."""
+    or a timeout (`RETRIES` times, backing off); with `timeout_s`, connecting and each
+    reply time out after that long (without, they wait as long as the OS does)."""
     return redis.Redis.from_url(
         url, retry=Retry(BACKOFF, RETRIES),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        socket_timeout=timeout_s, socket_connect_timeout=timeout_s)

@@ -156,9 +156,10 @@ def _as_bytes(values: Sequence[bytes | str | None]) -> list[bytes | None]:
 MEMORY_HOT_STORE = MemoryHotStore()
 
 
-def hot_store_for(url: str) -> HotStore:
+def hot_store_for(url: str, timeout_s: float | None = None) -> HotStore:
     """The hot store shared by every process using `url` (a Redis URL; anything else is
-    the embedded default's memory)."""
+    the embedded default's memory), its calls timing out after `timeout_s` if given
+    (`app.redisconn.connect`)."""
     if url.startswith(("redis://", "rediss://")):
-        return RedisHotStore(connect(url))
+        return RedisHotStore(connect(url, timeout_s))
     return MEMORY_HOT_STORE

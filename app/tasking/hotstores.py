@@ -12,6 +12,11 @@ from app.players.hotstore import HotStore, hot_store_for
 from app.settings import store_name
 
 URLS_TTL_S = 1.0  # the instances' hot-store URLs are read again at most this often
+# Another instance's store is reached with timeouts: an instance cut off from this one (a
+# partition, its host gone) must not hold a worker's thread or a game server's read for
+# as long as the OS waits on a connection (minutes).  Each try gives up after this long,
+# and a command is tried four times (`app.redisconn`).
+OTHER_STORE_TIMEOUT_S = 1.0
 
 
 class HotStores:
@@ -33,7 +38,7 @@ class HotStores:
         with self._lock:
             store = self._stores.get(name)
             if store is None:
-                store = self._stores[name] = hot_store_for(url)
+                store = self._stores[name] = hot_store_for(url, OTHER_STORE_TIMEOUT_S)
             return store
 
     def of_instance(self, instance: str | None) -> HotStore:

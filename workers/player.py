@@ -85,17 +85,14 @@ def arrive(self: GameTask, session_ids: list[str]) -> int:
     were taken.  Idempotent: a session whose state a batch of it took first, or that moved
     on since, is left alone.  Not retried: the first batch of a session left behind takes
     its state.  A worker of no instance, or one fenced, takes nothing."""
-    me = identity.current()
-    if me is None:
+    take = _arrive(self, _fence(), statelog.this_process().add)
+    if take is None:
         return 0
-    log_to = statelog.this_process().add
     try:
-        arrived = arrivals.arrive(self.runtime, me.instance, set(session_ids),
-                                  fence=_fence(), log_to=log_to)
+        return len(take(set(session_ids)).taken)
     except Fenced:
         identity.fenced()
         return 0
-    return len(arrived.taken)
 
 
 @shared_task(base=GameTask, bind=True, name=SESSION_MOVES_TASK)

@@ -14,6 +14,7 @@ from kombu.exceptions import OperationalError
 from redis import RedisError
 
 from app.client.api import GameClient
+from app.instances.base import Registry
 from app.settings import Settings
 from app.tasking.broker import live_workers
 from app.tasking.factory import GameschedCelery, create_app
@@ -107,6 +108,12 @@ class Feeder(threading.Thread):
         states = self.client.states(self.sessions)
         return {s: missing for s, st in states.items()
                 if (missing := [n for n in range(1, self.seq + 1) if f"f{n}" not in st.fields])}
+
+
+def placed_on(registry: Registry, instance: str, prefix: str) -> str:
+    """A new session ``<prefix>-<n>`` the registry places on `instance`."""
+    return next(s for s in (f"{prefix}-{n}" for n in range(100))
+                if registry.place(s, 1.0) == instance)
 
 
 def open_on(client: GameClient, count: int, **spec: object) -> tuple[list[str], list[str]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -25,7 +26,14 @@ from app.protocol.vocab import Queue
 from app.settings import Settings
 from app.tasking.broker import waiting
 from app.tasking.factory import create_app
-from tests.instances.live import Feeder, applied, gamesched_drain, open_on, start_instances
+from tests.instances.live import (
+    Feeder,
+    applied,
+    gamesched_drain,
+    open_on,
+    placed_on,
+    start_instances,
+)
 from tests.waiting import wait_for
 
 
@@ -40,8 +48,7 @@ def test_a_fenced_instance_write_to_its_own_hot_store_is_refused_and_counted(
     east_hot = RedisHotStore(redis.Redis.from_url(hot_urls["east"]))
     try:
         assert registry.hot_urls() == hot_urls
-        session = next(s for s in (f"fenced-{n}" for n in range(100))
-                       if registry.place(s, 1.0) == "east")
+        session = placed_on(registry, "east", "fenced")
         sessions.ensure_state(east_hot, session)
         registry.fence("east")  # taken over, as if it had gone silent
         registry.drain("east")
@@ -66,8 +73,8 @@ SESSIONS = 16
 
 
 def test_sessions_moved_between_hot_stores_keep_every_update_and_apply_none_twice(
-        live_settings: Settings, hot_urls: dict[str, str], tmp_path: Path) -> None:
-    procs = start_instances(live_settings, tmp_path, hot_urls=hot_urls)
+        live_settings: Settings, hot_urls: dict[str, str],
+        apart: list[subprocess.Popen[bytes]], tmp_path: Path) -> None:
     app = create_app(live_settings)
     client = GameClient(app)
     stores = {name: RedisHotStore(redis.Redis.from_url(url)) for name, url in hot_urls.items()}
@@ -75,7 +82,7 @@ def test_sessions_moved_between_hot_stores_keep_every_update_and_apply_none_twic
         ids, on_east = open_on(client, SESSIONS, session_type="ranked", players=2)
         feeder = Feeder(client, ids).sending(10)
         # east falls behind: what it was sent waits in its queue while its sessions move
-        os.killpg(procs[0].pid, signal.SIGSTOP)
+        os.killpg(apart[0].pid, signal.SIGSTOP)
         try:
             wait_for(lambda: waiting(app, "player.east").messages >= 3,
                      what="a backlog on east")
@@ -89,7 +96,7 @@ def test_sessions_moved_between_hot_stores_keep_every_update_and_apply_none_twic
             wait_for(lambda: applied(client, on_east) > moved_at, timeout=10,
                      what="west to apply updates sent after the move")
         finally:
-            os.killpg(procs[0].pid, signal.SIGCONT)
+            os.killpg(apart[0].pid, signal.SIGCONT)
         sent_before = feeder.seq
         wait_for(lambda: feeder.seq >= sent_before + 5, what="more rounds after the move")
         feeder.stop.set()
@@ -115,12 +122,11 @@ def test_sessions_moved_between_hot_stores_keep_every_update_and_apply_none_twic
         again.close()
     finally:
         client.close()
-        stop_process_groups(procs)
 
 
 def test_a_drain_carries_state_to_the_new_store_with_no_update_after_the_move(
-        live_settings: Settings, hot_urls: dict[str, str], tmp_path: Path) -> None:
-    procs = start_instances(live_settings, tmp_path, hot_urls=hot_urls)
+        live_settings: Settings, hot_urls: dict[str, str],
+        apart: list[subprocess.Popen[bytes]]) -> None:
     client = GameClient(create_app(live_settings))
     stores = {name: RedisHotStore(redis.Redis.from_url(url)) for name, url in hot_urls.items()}
     try:
@@ -142,27 +148,21 @@ def test_a_drain_carries_state_to_the_new_store_with_no_update_after_the_move(
         assert not feeder.lost()
     finally:
         client.close()
-        stop_process_groups(procs)
 
 
 def test_an_instance_with_a_hot_store_of_its_own_notes_its_latency_where_the_controller_reads(
-        live_settings: Settings, hot_urls: dict[str, str], tmp_path: Path) -> None:
-    procs = start_instances(live_settings, tmp_path, hot_urls=hot_urls)
+        live_settings: Settings, hot_urls: dict[str, str],
+        apart: list[subprocess.Popen[bytes]]) -> None:
     app = create_app(live_settings)
-    registry = app.runtime.instances
     east_hot = RedisHotStore(redis.Redis.from_url(hot_urls["east"]))
-    try:
-        session = next(s for s in (f"noted-{n}" for n in range(100))
-                       if registry.place(s, 1.0) == "east")
-        sessions.ensure_state(east_hot, session)
-        batch = wire.pack_batch([wire.entry(session, 1, {"hp": 1})])
-        handed_off = time.time() - 10  # the player acted ten seconds ago: late for any bar
-        app.publisher.send(Route(UPDATE_TASK, Queue.PLAYER, 3, instance="east"), [batch],
-                           {HANDOFF_HEADER: handed_off}, serializer="msgpack")
-        wait_for(lambda: dilation.slow_total(app.runtime.fleet, keys.CONTROL_PLAYER_LATE) == 1,
-                 timeout=30, what="the late batch noted on the broker's Redis")
-        assert dilation.slow_total(app.runtime.fleet) == 1
-        assert dilation.slow_total(east_hot) == 0  # not in east's own store
-        assert sessions.read_state(east_hot, session) == sessions.HotState(1, {"hp": 1})
-    finally:
-        stop_process_groups(procs)
+    session = placed_on(app.runtime.instances, "east", "noted")
+    sessions.ensure_state(east_hot, session)
+    batch = wire.pack_batch([wire.entry(session, 1, {"hp": 1})])
+    handed_off = time.time() - 10  # the player acted ten seconds ago: late for any bar
+    app.publisher.send(Route(UPDATE_TASK, Queue.PLAYER, 3, instance="east"), [batch],
+                       {HANDOFF_HEADER: handed_off}, serializer="msgpack")
+    wait_for(lambda: dilation.slow_total(app.runtime.fleet, keys.CONTROL_PLAYER_LATE) == 1,
+             timeout=30, what="the late batch noted on the broker's Redis")
+    assert dilation.slow_total(app.runtime.fleet) == 1
+    assert dilation.slow_total(east_hot) == 0  # not in east's own store
+    assert sessions.read_state(east_hot, session) == sessions.HotState(1, {"hp": 1})

@@ -24,7 +24,14 @@ from app.protocol.names import HANDOFF_HEADER, UPDATE_TASK
 from app.protocol.vocab import Queue
 from app.settings import Settings
 from app.tasking.factory import create_app
-from tests.instances.live import Feeder, applied, open_on, start_controller, start_instances
+from tests.instances.live import (
+    Feeder,
+    applied,
+    open_on,
+    placed_on,
+    start_controller,
+    start_instances,
+)
 from tests.waiting import wait_for
 
 SESSIONS = 12
@@ -93,8 +100,7 @@ def test_a_fenced_instance_write_is_refused_counted_and_passed_on(
     app = create_app(settings)
     registry = app.runtime.instances
     try:
-        session = next(s for s in (f"fenced-{n}" for n in range(100))
-                       if registry.place(s, 1.0) == "east")
+        session = placed_on(registry, "east", "fenced")
         sessions.ensure_state(app.runtime.hot, session)
         registry.fence("east")  # taken over, as if it had gone silent
         assert [m.session for m in registry.drain("east")] == [session]  # now on west

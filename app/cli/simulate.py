@@ -75,7 +75,7 @@ def simulate(console: Console, settings: Settings, options: Options) -> dict[str
     # The tick loop keeps this process busy; the client's coalescing thread must still get
     # the interpreter every tick to hand each batch over on time.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    with _stopped_cleanly_on_sigterm(), services(settings) as env:
+    with _stopped_cleanly_on_sigterm(), services(settings, spec.instance_names) as env:
         console.print(f"gamesched simulate: {spec.scenario.name} ({spec.scenario.summary}); "
                       f"{spec.players} players for {spec.duration_s:g}s, seed {spec.seed}; "
                       f"broker {env.broker_label}, hot state {env.hot_label}, "

@@ -141,7 +141,8 @@ class ProcessFleet:
                  env: dict[str, str] | None = None, log_dir: str | None = None, *,
                  launchers: Mapping[str, Sequence[str]] | None = None,
                  replicas: Mapping[str, int] | None = None, loglevel: str = "WARNING",
-                 instances: Sequence[str] = ()):
+                 instances: Sequence[str] = (),
+                 node_env: Mapping[str, Mapping[str, str]] | None = None):
         self.settings = settings
         # Warnings and errors only: Celery's two INFO lines per task cost the workers CPU
         # at thousands of tasks a second.
@@ -151,6 +152,8 @@ class ProcessFleet:
         # compile celery, kombu and SQLAlchemy again (about 3 s of CPU each time).
         self.env = {k: v for k, v in {**os.environ, **settings.to_env(), **(env or {})}.items()
                     if k != "PYTHONDONTWRITEBYTECODE"}
+        # Variables of one node's own over `env`, e.g. an instance's GAMESCHED_HOT_URL.
+        self.node_env = {name: dict(extra) for name, extra in (node_env or {}).items()}
         self.log_dir = log_dir
         # Python arguments that run ``gamesched`` per role (``-m app.cli`` when absent),
         # e.g. the simulator's SQL fault wrapper.
@@ -191,11 +194,12 @@ class ProcessFleet:
         launcher = self.launchers.get(role, ("-m", "app.cli"))
         cmd = [sys.executable, *launcher, *command, "--hostname", self.hostname(name),
                "--loglevel", self.loglevel]
+        env = {**self.env, **self.node_env.get(name, {})}
         if self.log_dir is None:
-            return subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
+            return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         with open(os.path.join(self.log_dir, f"{name}.log"), "ab") as out:
-            return subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
 
     def hostname(self, name: str) -> str:

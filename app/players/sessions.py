@@ -397,14 +397,18 @@ _NET_KEYS = (NET_UPDATES, NET_DELTA_BYTES, NET_FULL_UPDATES, NET_FULL_BYTES,
              NET_FULL_MSGPACK_BYTES)
 
 
-def network_totals(hot: HotStore) -> NetworkTotals:
-    """The network counters since the last reset."""
-    updates, delta_bytes, full_updates, full_bytes, packed = (
-        int(v) if v is not None else 0 for v in hot.get_many(list(_NET_KEYS)))
-    return NetworkTotals(updates, delta_bytes, full_updates, full_bytes, packed)
+def network_totals(*stores: HotStore) -> NetworkTotals:
+    """The network counters since the last reset, summed over `stores` (the workers of
+    each instance count in the hot store they apply to)."""
+    sums = [0] * len(_NET_KEYS)
+    for hot in stores:
+        for n, value in enumerate(hot.get_many(list(_NET_KEYS))):
+            sums[n] += int(value) if value is not None else 0
+    return NetworkTotals(*sums)
 
 
-def reset_network_totals(hot: HotStore) -> None:
-    """Zero the network counters."""
-    for key in _NET_KEYS:
-        hot.delete(key)
+def reset_network_totals(*stores: HotStore) -> None:
+    """Zero the network counters of `stores`."""
+    for hot in stores:
+        for key in _NET_KEYS:
+            hot.delete(key)

@@ -7,7 +7,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 import redis
@@ -29,13 +29,33 @@ PRIORITY_SEPARATORS = (":", "\x06\x16")  # an older fleet's, and kombu's (the fl
 @dataclass
 class Services:
     """The broker, hot-state Redis and database of a simulation, and the private Redis
-    servers we started (`hot_url` None: hot state lives on the broker)."""
+    servers we started (`hot_url` None: hot state lives on the broker).  With server
+    instances and private servers, each instance keeps its sessions' state on a
+    redis-server of its own (`instance_hot`), as instances apart do."""
 
     broker_url: str
     database_url: str
     private_redis: PrivateRedis | None
     hot_url: str | None = None
     private_hot: PrivateRedis | None = None
+    instance_hot: dict[str, PrivateRedis] = field(default_factory=dict)
+
+    @property
+    def instance_hot_urls(self) -> dict[str, str]:
+        """Instance -> the URL of its own hot store (none: the instances share `hot_url`)."""
+        return {name: server.url for name, server in self.instance_hot.items()}
+
+    @property
+    def hot_urls(self) -> list[str]:
+        """Every store session state may live on: the shared one (or the broker), then each
+        instance's own."""
+        return [self.hot_url or self.broker_url, *self.instance_hot_urls.values()]
+
+    @property
+    def hot_servers(self) -> list[PrivateRedis]:
+        """The private redis-servers of hot state: the shared one, then each instance's."""
+        shared = [self.private_hot] if self.private_hot is not None else []
+        return [*shared, *self.instance_hot.values()]
 
     @property
     def broker_label(self) -> str:
@@ -49,7 +69,9 @@ class Services:
         if self.hot_url is None:
             return "the broker"
         kind = "private redis-server" if self.private_hot else "redis"
-        return f"{kind} {redact(self.hot_url)}"
+        apart = (f" (each of the {len(self.instance_hot)} instances' sessions on a "
+                 "private redis-server of its own)" if self.instance_hot else "")
+        return f"{kind} {redact(self.hot_url)}{apart}"
 
     @property
     def database_label(self) -> str:
@@ -59,8 +81,8 @@ class Services:
     @property
     def pids(self) -> tuple[int, ...]:
         """Service processes we own."""
-        return tuple(server.pid for server in (self.private_redis, self.private_hot)
-                     if server is not None)
+        private = [self.private_redis] if self.private_redis is not None else []
+        return tuple(server.pid for server in (*private, *self.hot_servers))
 
 
 def configured(name: str) -> bool:
@@ -69,16 +91,19 @@ def configured(name: str) -> bool:
 
 
 @contextlib.contextmanager
-def services(settings: Settings) -> Iterator[Services]:
+def services(settings: Settings, instances: Sequence[str] = ()) -> Iterator[Services]:
     """Use the configured Redis broker or start a private one; use the configured database
     or a SQLite file in a temporary folder; migrate it.
 
     Hot state goes to the configured `hot_url`; else, beside a private broker, to a second
     private redis-server (as a fleet should run it: the state scripts of player batches
-    then never hold up the broker's deliveries), and beside a configured broker, to it."""
+    then never hold up the broker's deliveries), and beside a configured broker, to it.
+    Beside a private broker and no configured `hot_url`, each of `instances` gets a
+    private redis-server of its own for its sessions' state."""
     with contextlib.ExitStack() as stack:
         private: PrivateRedis | None = None
         private_hot: PrivateRedis | None = None
+        apart: dict[str, PrivateRedis] = {}
         if settings.uses_redis:
             broker = settings.broker_url
         elif configured("broker_url"):
@@ -92,6 +117,7 @@ def services(settings: Settings) -> Iterator[Services]:
         if hot is None and private is not None:
             private_hot = stack.enter_context(PrivateRedis())
             hot = private_hot.url
+            apart = {name: stack.enter_context(PrivateRedis()) for name in instances}
         if configured("database_url"):
             database = settings.database_url
         else:
@@ -99,7 +125,7 @@ def services(settings: Settings) -> Iterator[Services]:
             database = f"sqlite:///{os.path.join(folder, 'gamesched.db')}"
         upgrade(database)
         yield Services(broker_url=broker, database_url=database, private_redis=private,
-                       hot_url=hot, private_hot=private_hot)
+                       hot_url=hot, private_hot=private_hot, instance_hot=apart)
 
 
 def clear_broker(url: str, include_state: bool = True) -> int:

@@ -7,8 +7,9 @@ that often, from that many seconds in, and starts it again (a bad day for the le
 ``partition`` cuts the first server instance off once (SIGSTOP of its player worker for
 `PARTITION_S`, then SIGCONT): the controller takes it over, and back, it is fenced and
 starts again by itself (with ``--instances`` 2 or more);
-``restart-fleet`` SIGKILLs every worker of the fleet and both private Redis servers (the
-broker and hot state) at once, starts the servers again empty and the workers again: the
+``restart-fleet`` SIGKILLs every worker of the fleet and every private Redis server (the
+broker and hot state, each instance's own included) at once, starts the servers again
+empty and the workers again: the
 sessions come back from SQL (`app.simulate.restarts` reports how many, and what was lost);
 ``db-errors`` makes 1 % of the SQL statements of the ledger's processes (the transactions
 worker and the controller, which runs the sweeper) fail with an operational error, for the
@@ -158,7 +159,7 @@ class FaultInjector:
     fleet: ProcessFleet
     settings: Settings
     redis_server: PrivateRedis | None = None
-    hot_server: PrivateRedis | None = None  # hot state's, killed with the fleet
+    hot_servers: Sequence[PrivateRedis] = ()  # hot state's (each instance's), killed too
     at_kill: Callable[[], AtKill] | None = None  # where the sessions stand before it
     kept: AtKill | None = None
     events: list[FaultEvent] = field(default_factory=list)
@@ -168,7 +169,7 @@ class FaultInjector:
         if "restart-broker" in kinds and self.redis_server is None:
             raise InvalidRequest("faults", "restart-broker", "needs the simulator's private "
                                  "redis-server: unset GAMESCHED_BROKER_URL")
-        if "restart-fleet" in kinds and (self.redis_server is None or self.hot_server is None):
+        if "restart-fleet" in kinds and (self.redis_server is None or not self.hot_servers):
             raise InvalidRequest("faults", "restart-fleet", "needs the simulator's private "
                                  "broker and hot-state redis-servers: unset "
                                  "GAMESCHED_BROKER_URL and GAMESCHED_HOT_URL")
@@ -297,12 +298,12 @@ class FaultInjector:
 
     def _restart_fleet(self) -> None:
         """SIGKILL every worker's process group, note where the sessions stand (hot state
-        and SQL, which nothing writes any more), SIGKILL both Redis servers, then start the
+        and SQL, which nothing writes any more), SIGKILL every Redis server, then start the
         servers (empty) and the workers again: the player workers (the sessions' own) and
         the controller (which rebalances the instances that joined one after another)
         first, the rest once those answer (a whole fleet starting at once on a busy machine
         took twice as long to be back)."""
-        assert self.redis_server is not None and self.hot_server is not None
+        assert self.redis_server is not None
         nodes = list(self.fleet.procs)
         for node in nodes:
             with contextlib.suppress(ProcessLookupError):
@@ -311,10 +312,11 @@ class FaultInjector:
             self.fleet.procs[node].wait()
         if self.at_kill is not None:
             self.kept = self.at_kill()
-        self.redis_server.kill()
-        self.hot_server.kill()
-        self.redis_server.start()
-        self.hot_server.start()
+        servers = [self.redis_server, *self.hot_servers]
+        for server in servers:
+            server.kill()
+        for server in servers:
+            server.start()
         first = [n for n in nodes if n.startswith(FIRST_BACK)] or nodes
         for node in first:
             self.fleet.procs[node] = self.fleet.spawn(node)

@@ -29,6 +29,7 @@ from app.protocol.names import (
     UPDATE_TASK,
 )
 from app.protocol.queues import TASK_QUEUES
+from app.settings import store_name
 from app.simulate.ai_report import ai_reduction, ai_section
 from app.simulate.control_report import controller_section
 from app.simulate.environment import Services, machine
@@ -118,7 +119,8 @@ def balance_section(instances: Sequence[InstanceState], moved: dict[str, int] | 
     the most loaded over the mean (1.0: even; the weighted mean is the optimum), and each
     instance's sessions and load (weights: `app.instances.placement.weight`); the sessions
     moved off instances that left (drains, takeovers) and onto one that joined or came back
-    (rebalance), each over the run's sessions; and the writes refused from fenced ones."""
+    (rebalance), each over the run's sessions; the writes refused from fenced ones; and
+    the hot store each instance keeps its sessions' state on."""
     live = [state for state in instances if state.live]
     if not live:
         return {}
@@ -129,6 +131,8 @@ def balance_section(instances: Sequence[InstanceState], moved: dict[str, int] | 
         "max_over_mean": round(max(state.load for state in live) / mean, 3) if mean else 1.0,
         "sessions": {state.name: state.sessions for state in live},
         "load": {state.name: round(state.load, 2) for state in live},
+        "hot_stores": {state.name: store_name(state.hot_url) if state.hot_url else None
+                       for state in live},  # where each keeps its sessions' state
         "moved": {"leave": moved.get("drain", 0), "join": moved.get("rebalance", 0)},
         "moved_ratio": {"leave": ratio(moved.get("drain", 0), sessions),
                         "join": ratio(moved.get("rebalance", 0), sessions)},

@@ -16,6 +16,7 @@ answering yet, or the state log's replay not there yet) counts as not restored.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -47,17 +48,28 @@ def open_sessions(factory: sessionmaker[Session], prefix: str) -> list[str]:
             GameSession.status == SessionStatus.OPEN)))
 
 
-def at_kill(hot: HotStore, factory: sessionmaker[Session], prefix: str) -> AtKill:
-    """Read where the run's open sessions stand, in hot state and in SQL, once the workers
-    are killed and before the Redis servers are: nothing changes either in between, so
-    the updates applied and not yet durable are counted exactly."""
+def applied_seqs(stores: Sequence[HotStore], ids: Sequence[str]) -> dict[str, int]:
+    """Each of `ids` with hot state: its applied seq, the highest among `stores` (a session
+    lives in its instance's store; a store it moved away from may keep an older copy)."""
+    seqs: dict[str, int] = {}
+    for hot in stores:
+        for session_id, state in zip(ids, hot.states.read(list(ids)), strict=True):
+            if state is not None and state.seq > seqs.get(session_id, -1):
+                seqs[session_id] = state.seq
+    return seqs
+
+
+def at_kill(stores: Sequence[HotStore], factory: sessionmaker[Session],
+            prefix: str) -> AtKill:
+    """Read where the run's open sessions stand, in hot state (every store of `stores`)
+    and in SQL, once the workers are killed and before the Redis servers are: nothing
+    changes either in between, so the updates applied and not yet durable are counted
+    exactly."""
     ids = open_sessions(factory, prefix)
-    applied = {s: st.seq for s, st in zip(ids, hot.states.read(ids), strict=True)
-               if st is not None}
-    return AtKill(applied, last_durable(factory, ids))
+    return AtKill(applied_seqs(stores, ids), last_durable(factory, ids))
 
 
-def restart_section(kept: AtKill | None, hot: HotStore,
+def restart_section(kept: AtKill | None, stores: Sequence[HotStore],
                     registry: Registry | None = None) -> Section:
     """``sessions``: of the sessions open at the restart, the share restored (hot state
     back at least at its durable seq), the acknowledged updates lost, the updates applied
@@ -67,8 +79,7 @@ def restart_section(kept: AtKill | None, hot: HotStore,
         return {}
     durable = kept.durable
     ids = sorted(durable)
-    now = {s: st.seq for s, st in zip(ids, hot.states.read(ids), strict=True)
-           if st is not None}
+    now = applied_seqs(stores, ids)
     section: Section = {
         "open_at_restart": len(ids),
         "restored_ratio": round(sum(now.get(s, -1) >= durable[s] for s in ids) / len(ids), 6),

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from app.fleet.fleets import ProcessFleet
 from app.instances.registry import InstanceState
 from app.observe.recorder import Execution, Recorder
 from app.physics.notes import RegionNote
+from app.players.hotstore import HotStore, hot_store_for
 from app.players.models import GameSession
 from app.players.sessions import NetworkTotals, network_totals, reset_network_totals
 from app.protocol.names import (
@@ -34,7 +36,7 @@ from app.protocol.names import (
 )
 from app.protocol.queues import NAIVE_QUEUE
 from app.protocol.vocab import BackgroundKind, RoleName
-from app.settings import Settings
+from app.settings import ENV_PREFIX, Settings
 from app.simulate.driver import Client, DriveStats, LoadDriver, combine
 from app.simulate.environment import (
     Services,
@@ -192,7 +194,8 @@ class Run:
                     self.settings, roles=self.mode.roles, env=self.settings.to_env(), log_dir=logs,
                     launchers=launchers(self.spec.faults, self.spec.seed, self.mode.roles),
                     replicas=self.mode.replicas,
-                    instances=() if self.mode.naive else self.spec.instance_names) as fleet:
+                    instances=() if self.mode.naive else self.spec.instance_names,
+                    node_env=self._node_env()) as fleet:
                 client = self.mode.client(app, self.settings)
                 try:
                     return self._play(app, fleet, client, capacity)
@@ -203,10 +206,24 @@ class Run:
         finally:
             self._clear()
 
+    def _node_env(self) -> dict[str, dict[str, str]]:
+        """Each instance's player worker keeps its sessions' state on the instance's own
+        hot store, when the services started one for it."""
+        if self.mode.naive:
+            return {}
+        return {f"{RoleName.PLAYER.value}-{name}": {f"{ENV_PREFIX}HOT_URL": url}
+                for name, url in self.services.instance_hot_urls.items()}
+
+    @cached_property
+    def stores(self) -> list[HotStore]:
+        """Every hot store session state may live in: the shared one and each instance's."""
+        return [hot_store_for(url) for url in self.services.hot_urls]
+
     def _clear(self) -> None:
         clear_broker(self.services.broker_url)
-        if self.services.hot_url is not None:
-            clear_state(self.services.hot_url)
+        for url in self.services.hot_urls:
+            if url != self.services.broker_url:
+                clear_state(url)
 
     def _play(self, app: GameschedCelery, fleet: ProcessFleet, client: Client,
               capacity: Capacity | None) -> RunResult:
@@ -244,11 +261,12 @@ class Run:
         spec, recorder = self.spec, app.runtime.recorder
         game.wait_ready()
         self._phase("game_servers")
-        reset_network_totals(app.runtime.hot)
+        reset_network_totals(*self.stores)
         app.runtime.physics.notes.reset()
         recorder.drain()
         servers = ServerProcesses(self.services.broker_url, self.services.hot_url,
-                                  self.services.database_url)
+                                  self.services.database_url,
+                                  instance_hot=self.services.instance_hot_urls)
         sampler = Sampler(lambda: {r: p.pid for r, p in fleet.procs.items()},
                           lambda: depth_reader(app, self._queue_names(app)), recorder,
                           servers.current,
@@ -257,15 +275,15 @@ class Run:
         worker_roles = [r for r in self.mode.roles if r != RoleName.CONTROL]
         injector = FaultInjector(
             plan_faults(spec.faults, spec.duration_s, spec.seed, worker_roles), fleet,
-            self.settings, self.services.private_redis, self.services.private_hot,
-            at_kill=lambda: at_kill(app.runtime.hot, app.runtime.sessions, f"sim-{self.tag}-"))
+            self.settings, self.services.private_redis, self.services.hot_servers,
+            at_kill=lambda: at_kill(self.stores, app.runtime.sessions, f"sim-{self.tag}-"))
         sampler.start()
         injector.start()
         drive = self._drive(driver, game)
         injector.stop()
         submissions = store.finish() if store else []
         self._phase("load")
-        restart = restart_section(injector.kept, app.runtime.hot,
+        restart = restart_section(injector.kept, self.stores,
                                   app.runtime.instances if spec.instances else None)
         instances = app.runtime.instances.instances()
         moved = app.runtime.instances.moved()
@@ -275,7 +293,7 @@ class Run:
         faults = injector.finish()
         sampler.stop()
         self._phase("drain")
-        network = network_totals(app.runtime.hot)
+        network = network_totals(*self.stores)
         physics = PhysicsTotals(app.runtime.physics.notes.read(),
                                 app.runtime.physics.notes.totals())
         self._forget_sessions(app)
@@ -309,13 +327,12 @@ class Run:
                       what: str) -> None:
         """Send `updates` and wait until the workers applied every one.  Counting applied
         updates, not batches: a batch may still be leaving the coalescer when flush returns."""
-        hot = driver.client.app.runtime.hot
-        target = network_totals(hot).updates + len(updates)
+        target = network_totals(*self.stores).updates + len(updates)
         driver.submit_updates(updates)
         if task is not None:
             self.progress.update(task, total=len(updates), completed=0)
         deadline = time.monotonic() + SETUP_TIMEOUT_S
-        while (applied := network_totals(hot).updates) < target:
+        while (applied := network_totals(*self.stores).updates) < target:
             if time.monotonic() > deadline:
                 raise GameschedError(f"{self.mode.label}: {what}: {len(updates) - target + applied}"
                                      f" of {len(updates)} updates applied within "

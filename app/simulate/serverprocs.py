@@ -6,7 +6,7 @@ is reported as unmeasured."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import psutil
 import redis
@@ -61,14 +61,17 @@ def _local(pid: int, name: str) -> bool:
 
 class ServerProcesses:
     """The root process of each server-side service, by kind (``broker_redis``,
-    ``hot_redis``, ``postgres``); Redis is asked again on every call, so a restarted
-    server is followed."""
+    ``hot_redis``, each instance's own ``hot_redis_<instance>``, ``postgres``); Redis is
+    asked again on every call, so a restarted server is followed."""
 
     def __init__(self, broker_url: str, hot_url: str | None, database_url: str,
-                 find_redis: Callable[[str], int | None] = redis_pid) -> None:
+                 find_redis: Callable[[str], int | None] = redis_pid, *,
+                 instance_hot: Mapping[str, str] | None = None) -> None:
         self.urls = {"broker_redis": broker_url}
         if hot_url is not None and hot_url != broker_url:
             self.urls["hot_redis"] = hot_url
+        for instance, url in (instance_hot or {}).items():  # instances' own, "hot_redis_i0"
+            self.urls[f"hot_redis_{instance}"] = url
         self.find_redis = find_redis
         self.postgres = postgres_pid(database_url)
         self.last: dict[str, int | None] = {}

@@ -409,12 +409,15 @@ def test_the_controller_section_shows_the_ladders_rungs_in_the_order_they_engage
 
 
 def test_balance_weighs_the_live_instances_against_their_mean() -> None:
-    states = [InstanceState("i0", 5000, 30, 90.0, 0.2, True),
+    states = [InstanceState("i0", 5000, 30, 90.0, 0.2, True,
+                            hot_url="redis://:secret@127.0.0.1:7001"),
               InstanceState("i1", 5000, 20, 60.0, 0.4, True),
               InstanceState("i2", 5000, 70, 400.0, 9.0, False)]  # silent: left out
     section = balance_section(states, {"drain": 70, "rebalance": 20}, sessions=200)
     assert section == {"instances": 2, "max_over_mean": 1.2,
                        "sessions": {"i0": 30, "i1": 20}, "load": {"i0": 90.0, "i1": 60.0},
                        "moved": {"leave": 70, "join": 20},
-                       "moved_ratio": {"leave": 0.35, "join": 0.1}, "refused_writes": 0}
+                       "moved_ratio": {"leave": 0.35, "join": 0.1}, "refused_writes": 0,
+                       # no password in the report; i1 recorded no store of its own
+                       "hot_stores": {"i0": "redis://127.0.0.1:7001/0", "i1": None}}
     assert balance_section([]) == {}  # no instance: no section

@@ -12,7 +12,7 @@ from app.players import sessions, wire
 from app.players.durable import write_behind
 from app.players.hotstore import MemoryHotStore
 from app.players.statestore import Emit
-from app.simulate.restarts import at_kill, open_sessions, restart_section
+from app.simulate.restarts import applied_seqs, at_kill, open_sessions, restart_section
 
 EMIT = Emit(None, "test:updates", "test:bytes")
 
@@ -47,7 +47,7 @@ def test_sessions_back_at_their_durable_state_count_as_restored(
         _apply(hot, session_id, 1, 2, 3)
     write_behind(hot, factory, "memory://", "w")
     _apply(hot, "sim-x-0", 4, 5)  # applied, not yet durable at the kill
-    kept = at_kill(hot, factory, "sim-x-")
+    kept = at_kill([hot], factory, "sim-x-")
     assert kept.durable == {"sim-x-0": 3, "sim-x-1": 3, "sim-x-2": 3}
     assert kept.applied == {"sim-x-0": 5, "sim-x-1": 3, "sim-x-2": 3}
 
@@ -57,7 +57,7 @@ def test_sessions_back_at_their_durable_state_count_as_restored(
     registry = MemoryRegistry()
     registry.join("i0", 10)
     registry.place("sim-x-0", 1.0)
-    section = restart_section(kept, after, registry)
+    section = restart_section(kept, [MemoryHotStore(), after], registry)
     assert section == {
         "open_at_restart": 3, "restored_ratio": round(1 / 3, 6), "lost_updates": 6,
         "unsaved_updates": 2, "placed_ratio": round(1 / 3, 6),
@@ -68,4 +68,18 @@ def test_sessions_back_at_their_durable_state_count_as_restored(
 
 
 def test_no_restart_no_section() -> None:
-    assert restart_section(None, MemoryHotStore()) == {}
+    assert restart_section(None, [MemoryHotStore()]) == {}
+
+
+def test_a_session_s_applied_seq_is_the_highest_among_the_stores() -> None:
+    """A session lives in its instance's store; one it moved away from keeps an older
+    copy, and a store that never held it has none."""
+    old, new, other = MemoryHotStore(), MemoryHotStore(), MemoryHotStore()
+    for hot in (old, new):
+        sessions.ensure_state(hot, "s1")
+    _apply(old, "s1", 1, 2)
+    _apply(new, "s1", 1, 2, 3, 4)
+    sessions.ensure_state(other, "s2")
+    _apply(other, "s2", 1)
+    assert applied_seqs([new, old, other], ["s1", "s2", "s3"]) == {"s1": 4, "s2": 1}
+    assert applied_seqs([old], ["s1"]) == {"s1": 2}

@@ -26,6 +26,9 @@ def test_a_busy_redis_is_found_by_its_pid_and_counted_as_server_cpu(
         assert pid == server.pid and "redis" in psutil.Process(pid).name()
         servers = ServerProcesses(server.url, None, "sqlite:///unused.db")
         assert servers.current() == {"broker_redis": server.pid}  # SQLite has no server
+        apart = ServerProcesses(server.url, None, "sqlite:///unused.db",
+                                instance_hot={"i0": server.url})
+        assert apart.current() == {"broker_redis": server.pid, "hot_redis_i0": server.pid}
         sampler = Sampler(dict, dict, NoRecords(), servers.current)  # type: ignore[arg-type]
         sampler.cores = 1
         sampler.started = 0.0

@@ -60,6 +60,29 @@ def test_nothing_configured_means_private_redis_and_a_temporary_sqlite(
     assert not path.exists()
 
 
+def test_each_instance_gets_a_hot_redis_of_its_own_beside_private_servers(
+        redis_server_binary: str) -> None:
+    with services(load_settings(), ("i0", "i1")) as env:
+        urls = env.instance_hot_urls
+        assert sorted(urls) == ["i0", "i1"]
+        assert len({env.broker_url, env.hot_url, *urls.values()}) == 4
+        assert env.hot_urls == [env.hot_url, urls["i0"], urls["i1"]]
+        assert [s.url for s in env.hot_servers] == env.hot_urls
+        assert all(redis.Redis.from_url(url).ping() for url in urls.values())
+        assert len(set(env.pids)) == 4
+        assert "2 instances" in env.hot_label
+        pids = env.pids
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                   for p in pids)
+
+
+def test_instances_share_a_configured_broker_s_hot_state(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAMESCHED_BROKER_URL", "redis://127.0.0.1:6379/5")
+    with services(load_settings(), ("i0", "i1")) as env:
+        assert env.instance_hot == {} and env.hot_urls == ["redis://127.0.0.1:6379/5"]
+
+
 def test_a_configured_broker_that_is_not_redis_is_refused(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GAMESCHED_BROKER_URL", "memory://")

@@ -107,6 +107,14 @@ def test_repeat_runs_the_same_seed_again_and_reports_the_spread_on_two_instances
     assert sum(balance["sessions"].values()) == report["players"]
     assert 1.0 <= balance["max_over_mean"] <= 1.2
     assert "instance load max / mean" in proc.stdout
+    # each instance kept its sessions' state on a private redis-server of its own, and
+    # what its workers applied there is counted, as is those servers' CPU
+    stores = balance["hot_stores"]
+    assert len(set(stores.values())) == 2 and None not in stores.values()
+    assert not any(store in report[shared] for store in stores.values()
+                   for shared in ("broker", "hot_state"))
+    assert report["network"]["updates_applied"] == report["player"]["updates"] > 0
+    assert {"hot_redis_i0", "hot_redis_i1"} <= set(report["server"]["cpu_mean_by_kind"])
     repeat = report["repeat"]
     assert repeat["runs"] == 2 and 0 <= repeat["kept_up"] <= 2
     p99 = repeat["player.p99_ms"]

@@ -81,6 +81,11 @@ log = logging.getLogger(__name__)
 MOVES_MAX = 1000  # session moves per task
 FOLLOW_S = 0.1  # how often a client looks for its sessions moving to other instances
 RESTORE_CHUNK = 200  # sessions placed again whose state is restored together
+# After the registry lost the sessions (the fleet restarted), a session waits this long for
+# the instance it ran on to come back before it is placed on another: its state and the
+# log of its last updates are in that instance's hot store (instances apart), and its
+# updates meanwhile queue on that instance.
+RETURN_GRACE_S = 30.0
 
 
 class GameClient:
@@ -106,6 +111,8 @@ class GameClient:
         self._epoch = 0  # the placement epoch this client's sessions' instances are from
         self._generation = ""  # the registry's, when this client placed its sessions
         self._unplaced = False  # sessions the registry lost are still to be placed again
+        self._lost_at = 0.0  # monotonic time this client found them lost
+        self.return_grace_s = RETURN_GRACE_S
         self._follower = Periodic(self.follow_moves, FOLLOW_S, "gamesched-follow-moves")
         self._updates = Lanes(lambda instance: Coalescer(
             partial(self._send_updates, instance), tick_s, self.settings.batch_max_updates,
@@ -254,18 +261,26 @@ class GameClient:
             self._generation = generation
         elif generation and generation != self._generation:
             self._generation, self._unplaced = generation, True
+            self._lost_at = time.monotonic()
         return self._unplaced
 
     def _place_lost(self, ids: list[str], owners: list[str | None]) -> list[str | None]:
-        """Place again the sessions of `ids` the registry has no owner for, and restore
-        their state from SQL; their owners now (None: still unplaced).  Stops at the first
-        that no instance takes (none has joined yet): the next round tries again."""
+        """Place again the sessions of `ids` the registry has no owner for, each on the
+        instance it ran on when that is back (within `return_grace_s`, a session waits for
+        it), and restore their state from SQL; their owners now (None: still unplaced).
+        Stops at the first that no instance takes (none has joined yet): the next round
+        tries again."""
         placed, again = list(owners), []
         self._unplaced = False
+        waiting = self._still_waiting()
         for index, session_id in enumerate(ids):
             if placed[index] is not None:
                 continue
-            placed[index] = self._place_again(session_id)
+            before = self.sessions.instance_if_open(session_id)
+            if before in waiting:  # its state is on an instance not back yet
+                self._unplaced = True
+                continue
+            placed[index] = self._place_again(session_id, before)
             if placed[index] is None:  # no instance takes sessions yet: next round
                 self._unplaced = True
                 break
@@ -278,12 +293,22 @@ class GameClient:
             log.info("placed %d sessions again (the registry had lost them)", len(again))
         return placed
 
-    def _place_again(self, session_id: str) -> str | None:
-        """Place a session the registry lost; None (it stays where it was) while no
-        instance takes it yet (the fleet still starting again)."""
+    def _still_waiting(self) -> set[str]:
+        """The instances not back yet that the sessions of this client ran on, within the
+        grace after the registry lost them (none after it)."""
+        if time.monotonic() - self._lost_at >= self.return_grace_s:
+            return set()
+        live = {state.name for state in self.instances.instances() if state.live}
+        return self.sessions.instance_names() - live
+
+    def _place_again(self, session_id: str, before: str | None) -> str | None:
+        """Place a session the registry lost, on the instance it ran on (`before`) when
+        that has room; None (it stays where it was) while no instance takes it yet (the
+        fleet still starting again)."""
         try:
             return self.instances.place(session_id,
-                                        weight(self.sessions.factors(session_id).players))
+                                        weight(self.sessions.factors(session_id).players),
+                                        prefer=before)
         except (ServerFull, InvalidRequest):  # full, or closed meanwhile: not now
             return None
 

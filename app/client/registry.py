@@ -118,6 +118,17 @@ class SessionRegistry:
         with self._lock:
             return self._get(session_id).instance
 
+    def instance_if_open(self, session_id: str) -> str | None:
+        """The instance a session runs on, or None (the shared queue, or closed)."""
+        with self._lock:
+            info = self._sessions.get(session_id)
+            return None if info is None else info.instance
+
+    def instance_names(self) -> set[str]:
+        """The instances the open sessions run on."""
+        with self._lock:
+            return {i.instance for i in self._sessions.values() if i.instance is not None}
+
     def factors(self, session_id: str) -> Factors:
         """A session's current factors."""
         with self._lock:

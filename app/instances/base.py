@@ -74,10 +74,11 @@ class Registry(Protocol):
     def forget(self, instance: str) -> None:
         """Remove `instance` from the registry (it holds no session any more)."""
 
-    def place(self, session: str, weight: float) -> str | None:
+    def place(self, session: str, weight: float, prefer: str | None = None) -> str | None:
         """The instance `session` runs on: where it is if placed (its weight updated), else
-        one chosen now.  None when no instance is live (the fleet's shared queue serves
-        it); ServerFull when every live one is at capacity."""
+        one chosen now (`prefer` first, when live with room under the bound: the instance
+        it ran on before the registry lost it).  None when no instance is live (the fleet's
+        shared queue serves it); ServerFull when every live one is at capacity."""
 
     def drain(self, instance: str) -> list[Move]:
         """Give no new session to `instance` and move each of its sessions to the instance

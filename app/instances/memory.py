@@ -85,10 +85,10 @@ class MemoryRegistry:
             self._capacity.pop(instance, None)
             self._draining.discard(instance)
 
-    def place(self, session: str, weight: float) -> str | None:
+    def place(self, session: str, weight: float, prefer: str | None = None) -> str | None:
         """See `Registry.place`."""
         with self._lock:
-            return self._place(session, milli(weight))
+            return self._place(session, milli(weight), prefer=prefer)
 
     def drain(self, instance: str) -> list[Move]:
         """See `Registry.drain`."""
@@ -125,14 +125,15 @@ class MemoryRegistry:
             return dict(self._moved)
 
     def _place(self, session: str, w: int, avoid: str = "",
-               full_ok: bool = False) -> str | None:
+               full_ok: bool = False, prefer: str | None = None) -> str | None:
         owner = self._owner.get(session)
         if owner is not None and owner != avoid:
             self._load[owner] += w - self._weight[session]
             self._weight[session] = w
             return owner
         now = self._clock()
-        live = [i for i in ranked(session, self._seen) if now - self._seen[i] <= self.ttl_s
+        live = [i for i in ranked(session, self._seen, prefer)
+                if now - self._seen[i] <= self.ttl_s
                 and i != avoid and i not in self._draining]
         if not live:
             return owner

@@ -129,9 +129,9 @@ class RedisRegistry:
             pipe.srem(keys.INSTANCES_DRAINING, instance)
             pipe.execute()
 
-    def place(self, session: str, weight: float) -> str | None:
+    def place(self, session: str, weight: float, prefer: str | None = None) -> str | None:
         """See `Registry.place`: one script call."""
-        name, outcome = self._call(session, milli(weight), self._registered())
+        name, outcome = self._call(session, milli(weight), self._registered(), prefer=prefer)
         if outcome == b"full":
             raise ServerFull(sum(state.live for state in self.instances()), RETRY_AFTER_S)
         return name or None
@@ -170,10 +170,10 @@ class RedisRegistry:
         return {_text(k): int(v) for k, v in self._client.hgetall(keys.PLACEMENT_MOVED).items()}
 
     def _call(self, session: str, weight: int, names: Sequence[str],
-              avoid: str = "") -> tuple[str, int | bytes]:
+              avoid: str = "", prefer: str | None = None) -> tuple[str, int | bytes]:
         name, outcome = self._place(keys=_PLACE_KEYS, args=[
             session, weight, repr(self.epsilon), repr(self.ttl_s), avoid,
-            *ranked(session, names)])
+            *ranked(session, names, prefer)])
         return name.decode(), outcome
 
     def _registered(self, fresh: bool = False) -> list[str]:

@@ -49,6 +49,7 @@ def test_a_client_places_its_sessions_again_in_a_registry_that_lost_them(
 
         runtime.__dict__["hot"] = MemoryHotStore()  # Redis restarted: hot state gone,
         client.instances = _registry()  # and the registry, no instance back yet
+        client.return_grace_s = 0.0  # no session waits for the instance it ran on
         assert client.follow_moves() == 0
         assert client.instances.owners(ids) == [None] * 6
 
@@ -63,5 +64,70 @@ def test_a_client_places_its_sessions_again_in_a_registry_that_lost_them(
         states = read_states(runtime.hot, ids)
         assert {s: (st.seq, st.fields) for s, st in states.items()} == dict.fromkeys(
             ids, (1, {"hp": 7}))
+    finally:
+        client.close()
+
+
+def _lose_the_registry(eager_app: GameschedCelery, client: GameClient) -> None:
+    """Hot state and the registry start again empty, no instance back yet; the client
+    notices."""
+    eager_app.runtime.__dict__["hot"] = MemoryHotStore()
+    client.instances = _registry()
+    assert client.follow_moves() == 0
+
+
+def _open_apart(eager_app: GameschedCelery, client: GameClient, count: int) -> list[str]:
+    """`count` sessions opened on east and west (as placed), their state at seq 1."""
+    runtime = eager_app.runtime
+    runtime.__dict__["hot"] = MemoryHotStore()
+    runtime.hot.states.set_recovered()
+    client.instances = _registry(("east", 100), ("west", 100))
+    tag = uuid.uuid4().hex[:6]
+    ids = [f"{tag}-{n}" for n in range(count)]
+    with transaction(runtime.sessions) as db:
+        for session_id in ids:
+            sessions.open_session(db, session_id, instance_id="x", session_type="casual",
+                                  players=1, region=None)
+    for session_id in ids:
+        sessions.ensure_state(runtime.hot, session_id)
+        client.adopt_session(session_id, session_type="casual", players=1)
+    client._follower.stop()  # this test calls follow_moves itself, round by round
+    client.follow_moves()  # the client learns the registry's generation
+    return ids
+
+
+def test_a_session_placed_again_waits_for_the_instance_it_ran_on(
+        eager_app: GameschedCelery) -> None:
+    """Its state and its last logged updates are in that instance's hot store: east back
+    first takes only its own sessions, west's wait for west and go back to it."""
+    client = GameClient(eager_app)
+    try:
+        ids = _open_apart(eager_app, client, 12)
+        before = {s: client.instance_of(s) for s in ids}
+        assert set(before.values()) == {"east", "west"}
+        _lose_the_registry(eager_app, client)
+        client.instances.join("east", 100)
+        client.follow_moves()
+        owners = dict(zip(ids, client.instances.owners(ids), strict=True))
+        assert owners == {s: ("east" if i == "east" else None) for s, i in before.items()}
+        assert {s: client.instance_of(s) for s in ids} == before  # west's still go to west
+        client.instances.join("west", 100)
+        client.follow_moves()
+        assert dict(zip(ids, client.instances.owners(ids), strict=True)) == before
+    finally:
+        client.close()
+
+
+def test_past_the_grace_a_session_goes_to_an_instance_that_is_back(
+        eager_app: GameschedCelery) -> None:
+    client = GameClient(eager_app)
+    try:
+        ids = _open_apart(eager_app, client, 6)
+        client.return_grace_s = 0.0  # west is given up on at once
+        _lose_the_registry(eager_app, client)
+        client.instances.join("east", 100)
+        client.follow_moves()
+        assert client.instances.owners(ids) == ["east"] * 6
+        assert [client.instance_of(s) for s in ids] == ["east"] * 6
     finally:
         client.close()

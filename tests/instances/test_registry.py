@@ -54,6 +54,24 @@ def test_a_session_stays_on_its_instance_with_its_new_weight(registry: Registry)
     assert {s.name: (s.sessions, s.load) for s in registry.instances()}[first] == (0, 0.0)
 
 
+def test_a_preferred_instance_takes_a_new_session_while_it_has_room(
+        registry: Registry) -> None:
+    """The instance a session ran on before the registry lost it comes first, whatever the
+    session's ranking, while it has room under the bound; one that is not live does not."""
+    for name in ("a", "b", "c"):
+        registry.heartbeat(name, 1000)
+    for n in range(90):  # about 30 each, by their rankings
+        registry.place(f"s{n}", 1.0)
+    for n, prefer in enumerate("abc"):
+        session = next(f"new{n}-{k}" for k in range(100)
+                       if max("abc", key=lambda name, k=k: score(f"new{n}-{k}", name)) != prefer)
+        assert registry.place(session, 1.0, prefer=prefer) == prefer
+    assert registry.place("other", 1.0, prefer="nowhere") in {"a", "b", "c"}  # not live
+    over = max("abc", key=lambda name: {s.name: s.load for s in registry.instances()}[name])
+    flood = [registry.place(f"flood{n}", 1.0, prefer=over) for n in range(30)]
+    assert set(flood) > {over}  # past the bound it goes by its ranking again
+
+
 def test_loads_stay_within_the_bound_over_the_mean(registry: Registry) -> None:
     for name in ("a", "b", "c", "d"):
         registry.heartbeat(name, 10_000)

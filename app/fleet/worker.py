@@ -29,6 +29,7 @@ from app.protocol.queues import (
 )
 from app.protocol.vocab import CpuPolicy, Queue, RoleName
 from app.settings import Settings
+from app.tasking.arrivals import stores_elsewhere
 from app.tasking.factory import GameschedCelery, create_app
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,8 @@ def _write_behind(app: GameschedCelery) -> WriteBehind:
     runtime = app.runtime
     settings = runtime.settings
     writer = WriteBehind(runtime.hot, runtime.sessions, settings.hot_store_name,
-                         settings.write_behind_ms / 1000, settings.snapshot_ms / 1000)
+                         settings.write_behind_ms / 1000, settings.snapshot_ms / 1000,
+                         elsewhere=stores_elsewhere(runtime))
     worker_ready.connect(writer.start, weak=False)
     worker_shutdown.connect(writer.stop, weak=False)
     return writer

@@ -132,13 +132,13 @@ class MemoryRegistry:
             self._weight[session] = w
             return owner
         now = self._clock()
-        live = [i for i in ranked(session, self._seen, prefer)
-                if now - self._seen[i] <= self.ttl_s
+        live = [i for i in ranked(session, self._seen) if now - self._seen[i] <= self.ttl_s
                 and i != avoid and i not in self._draining]
         if not live:
             return owner
-        pick = choose(live, {i: self._load.get(i, 0) for i in live}, self._room, w,
-                      self.epsilon)
+        pick = (prefer if prefer in live and self._room(prefer)
+                else choose(live, {i: self._load.get(i, 0) for i in live}, self._room, w,
+                            self.epsilon))
         if pick is None:
             if full_ok:
                 return owner

@@ -4,20 +4,23 @@
 -- KEYS: seen, capacity, owner, weight, load, count, draining, epoch, moved, from
 -- (app.protocol.keys).
 -- ARGV: session, weight (milli; -1: the weight it has), epsilon, ttl (s), avoid ('' for
--- none), then every registered instance in the session's rendezvous ranking.
+-- none), prefer ('' for none), then every registered instance in the session's rendezvous
+-- ranking.
 --
 -- A placed session not on `avoid` stays where it is with its new weight: {instance, 0}.
 -- Otherwise the live instances (seen within ttl by Redis's clock, not draining, not
 -- `avoid`) bound the load at (1 + epsilon) times their mean with this session counted,
--- and the session goes to the first instance of its ranking below its capacity with room
--- under the bound, else to the least loaded one below its capacity: {instance, 1}, or
+-- and the session goes to `prefer` when that is live and below its capacity (the instance
+-- it ran on before the registry lost it: back where it was, whatever the bound), else to
+-- the first instance of its ranking below its capacity with room under the bound, else to
+-- the least loaded one below its capacity: {instance, 1}, or
 -- {instance, 2} when it moved (the placement epoch raised, and the instance it came from
 -- recorded for its new instance to take its state from).  {"", "none"} when no
 -- instance is live, {"", "full"} when every live one is at capacity; a session that could
 -- not move stays where it was.  Same choice, same arithmetic as
 -- app.instances.placement.roomy.
 local session, w = ARGV[1], tonumber(ARGV[2])
-local epsilon, ttl, avoid = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local epsilon, ttl, avoid, prefer = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]
 
 local owner = redis.call('HGET', KEYS[3], session)
 local old = tonumber(redis.call('HGET', KEYS[4], session) or '0')
@@ -34,7 +37,7 @@ if w <= 0 then return {'', 'none'} end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local live, loads, total = {}, {}, 0
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   local name = ARGV[i]
   local seen = tonumber(redis.call('HGET', KEYS[1], name))
   if seen and now - seen <= ttl and name ~= avoid
@@ -58,6 +61,13 @@ if #open == 0 then return {'', 'full'} end
 local bound = math.max((1 + epsilon) * (total + w) / #live, w)
 local pick = nil
 for _, name in ipairs(open) do
+  if name == prefer then
+    pick = name
+    break
+  end
+end
+for _, name in ipairs(open) do
+  if pick then break end
   if loads[name] + w <= bound then
     pick = name
     break

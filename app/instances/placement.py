@@ -43,14 +43,9 @@ def score(session: str, instance: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def ranked(session: str, instances: Iterable[str], prefer: str | None = None) -> list[str]:
-    """`instances` in `session`'s order of preference (its rendezvous ranking), with
-    `prefer` first when it is among them."""
-    order = sorted(instances, key=lambda instance: score(session, instance), reverse=True)
-    if prefer in order:
-        order.remove(prefer)
-        order.insert(0, prefer)
-    return order
+def ranked(session: str, instances: Iterable[str]) -> list[str]:
+    """`instances` in `session`'s order of preference (its rendezvous ranking)."""
+    return sorted(instances, key=lambda instance: score(session, instance), reverse=True)
 
 
 def bound_of(total: float, instances: int, epsilon: float, extra: float = 0.0) -> float:

@@ -172,8 +172,8 @@ class RedisRegistry:
     def _call(self, session: str, weight: int, names: Sequence[str],
               avoid: str = "", prefer: str | None = None) -> tuple[str, int | bytes]:
         name, outcome = self._place(keys=_PLACE_KEYS, args=[
-            session, weight, repr(self.epsilon), repr(self.ttl_s), avoid,
-            *ranked(session, names, prefer)])
+            session, weight, repr(self.epsilon), repr(self.ttl_s), avoid, prefer or "",
+            *ranked(session, names)])
         return name.decode(), outcome
 
     def _registered(self, fresh: bool = False) -> list[str]:

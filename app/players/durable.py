@@ -182,8 +182,10 @@ class WriteBehind:
     signal receivers too."""
 
     def __init__(self, hot: HotStore, factory: Factory, store: str, flush_s: float,
-                 round_s: float, *, log: statelog.StateLog | None = None) -> None:
+                 round_s: float, *, log: statelog.StateLog | None = None,
+                 elsewhere: statelog.Elsewhere | None = None) -> None:
         self.hot, self.factory, self.store = hot, factory, store
+        self.elsewhere = elsewhere  # sessions a recovery replays into another store
         self.log = log or statelog.this_process()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.written = 0
@@ -216,7 +218,7 @@ class WriteBehind:
         """Write the log's pending batches, then recover the hot store if it needs it;
         the batches written.  Raises what failed."""
         flushed = self.log.flush(self.factory, self.store)
-        statelog.recover(self.hot, self.factory, self.store)
+        statelog.recover(self.hot, self.factory, self.store, self.elsewhere)
         return flushed
 
     def round(self) -> int:

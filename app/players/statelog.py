@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, func, insert, select
@@ -52,6 +52,9 @@ REPLAY_ROWS = 100  # log rows read at a time by a replay
 REPLAY_ENTRIES = 1000  # merged entries applied together by a replay
 RECOVERY_CLAIM_S = 120  # one process replays; another takes over after this
 REPLAY_EMIT = Emit(None, keys.REPLAYED_UPDATES, keys.REPLAYED_BYTES)
+# The hot store of each of the given sessions that runs on an instance keeping its state in
+# another store than the one replayed (the others are left out).
+Elsewhere = Callable[[Sequence[str]], Mapping[str, HotStore]]
 
 
 class StateLog:
@@ -187,22 +190,46 @@ def entries(factory: Factory, stores: Collection[str] | None = None,
             log.error("state log row %d is not a batch and was skipped: %s", row, exc)
 
 
-def replay(hot: HotStore, factory: Factory, store: str) -> int:
+def replay(hot: HotStore, factory: Factory, store: str,
+           elsewhere: Elsewhere | None = None) -> int:
     """Apply again to `hot`, the hot store named `store`, its rows of the log and the
     unnamed ones (`replayed_stores`), restoring from SQL the open sessions they name that
     hot state lacks; returns the updates that changed state.  Other stores' rows are left
     out: their sessions live there.  The rows are first merged as the state script would
     merge them (`Merged`: per field the newest value), so a replay costs one update per
-    session and field, not one per update logged."""
+    session and field, not one per update logged.
+
+    With `elsewhere`, a session that runs now on an instance whose state lives in another
+    store (placed there after a full restart, or moved there before this replay) gets
+    its rows in that store instead, restored there from SQL if it lacks it."""
     merged = Merged()
     through = last_row(factory)
     for batch_entries in entries(factory, replayed_stores(store), through=through):
         merged.add(batch_entries)
+    ids = merged.sessions()
+    targets = dict(elsewhere(ids)) if elsewhere is not None and ids else {}
     applied = 0
-    for batch in merged.batches():
-        applied += sessions.apply_batch_restoring(hot, factory, batch, size_later=True,
-                                                  emit=REPLAY_EMIT).applied
+    for target, only in _by_store(hot, ids, targets):
+        for batch in merged.batches(only=only):
+            applied += sessions.apply_batch_restoring(target, factory, batch, size_later=True,
+                                                      emit=REPLAY_EMIT).applied
+    if targets:
+        log.warning("the state log's replay sent %d sessions' updates to the hot stores of "
+                    "the instances they run on now", len(targets))
     return applied
+
+
+def _by_store(hot: HotStore, ids: list[str],
+              targets: Mapping[str, HotStore]) -> list[tuple[HotStore, set[bytes] | None]]:
+    """The stores to replay into, each with the sessions it takes (None: every session
+    `targets` does not send elsewhere)."""
+    if not targets:
+        return [(hot, None)]
+    grouped: dict[int, tuple[HotStore, set[bytes]]] = {id(hot): (hot, set())}
+    for session_id in ids:
+        target = targets.get(session_id, hot)
+        grouped.setdefault(id(target), (target, set()))[1].add(session_id.encode())
+    return list(grouped.values())
 
 
 class Merged:
@@ -229,11 +256,19 @@ class Merged:
                 known[name] = (seq, value)
         self._sessions[session] = (max(top, seq), known)
 
-    def batches(self, size: int = REPLAY_ENTRIES) -> Iterator[bytes]:
+    def sessions(self) -> list[str]:
+        """The sessions merged, in the order first seen."""
+        return [session.decode() for session in self._sessions]
+
+    def batches(self, size: int = REPLAY_ENTRIES,
+                only: Collection[bytes] | None = None) -> Iterator[bytes]:
         """The merge as batches in wire form of at most `size` entries: one per session and
-        seq its fields hold, and one for the session's highest seq."""
+        seq its fields hold, and one for the session's highest seq (of the sessions in
+        `only`, when given)."""
         entries: list[list[bytes | int]] = []
         for session, (top, known) in self._sessions.items():
+            if only is not None and session not in only:
+                continue
             by_seq: dict[int, list[bytes | int]] = {top: [session, top]}
             for name, (seq, value) in known.items():
                 by_seq.setdefault(seq, [session, seq]).extend((name, value))
@@ -245,16 +280,17 @@ class Merged:
             yield wire.pack_batch(entries)
 
 
-def recover(hot: HotStore, factory: Factory, store: str) -> int | None:
+def recover(hot: HotStore, factory: Factory, store: str,
+            elsewhere: Elsewhere | None = None) -> int | None:
     """Replay the log into `hot`, the hot store named `store` (`replay`: its rows and the
-    unnamed ones), unless it is recovered already, or another process is replaying; then
-    mark it recovered.  Returns the updates replayed, or None when there was nothing to do
-    here."""
+    unnamed ones; with `elsewhere`, a session's into the store it runs in now), unless it
+    is recovered already, or another process is replaying; then mark it recovered.
+    Returns the updates replayed, or None when there was nothing to do here."""
     if hot.states.recovered() or not hot.claim(keys.STATE_RECOVERING, RECOVERY_CLAIM_S):
         return None
     started = time.perf_counter()
     try:
-        applied = replay(hot, factory, store)
+        applied = replay(hot, factory, store, elsewhere)
         hot.states.set_recovered()
     finally:
         hot.delete(keys.STATE_RECOVERING)

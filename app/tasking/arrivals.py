@@ -31,7 +31,9 @@ from collections.abc import Callable, Sequence
 from redis import RedisError
 
 from app.instances.placement import Move
+from app.players.hotstore import HotStore
 from app.players.sessions import Arrived
+from app.players.statelog import Elsewhere
 from app.players.statestore import Emit, Fence
 from app.priority import BANDS, Route
 from app.protocol import keys
@@ -78,6 +80,18 @@ def send_arrivals(app: GameschedCelery, moves: Sequence[Move]) -> int:
         route = Route(ARRIVE_TASK, Queue.PLAYER, BANDS[Queue.PLAYER].low, instance=target)
         app.publisher.send(route, [sorted(sessions)], {})
     return len(arriving)
+
+
+def stores_elsewhere(runtime: Runtime) -> Elsewhere:
+    """For a recovery of this worker's hot store (`app.players.statelog.replay`): the
+    store of each session that runs now on an instance keeping its state elsewhere."""
+    def elsewhere(ids: Sequence[str]) -> dict[str, HotStore]:
+        stores, out = runtime.hot_stores, {}
+        for session, owner in zip(ids, runtime.instances.owners(list(ids)), strict=True):
+            if owner is not None and (store := stores.of_instance(owner)) is not stores.own:
+                out[session] = store
+        return out
+    return elsewhere
 
 
 def _by_source(sessions: Sequence[str], sources: Sequence[str | None]) -> dict[str, list[str]]:

@@ -54,22 +54,26 @@ def test_a_session_stays_on_its_instance_with_its_new_weight(registry: Registry)
     assert {s.name: (s.sessions, s.load) for s in registry.instances()}[first] == (0, 0.0)
 
 
-def test_a_preferred_instance_takes_a_new_session_while_it_has_room(
+def test_a_preferred_instance_takes_a_session_while_it_is_below_its_capacity(
         registry: Registry) -> None:
-    """The instance a session ran on before the registry lost it comes first, whatever the
-    session's ranking, while it has room under the bound; one that is not live does not."""
-    for name in ("a", "b", "c"):
-        registry.heartbeat(name, 1000)
-    for n in range(90):  # about 30 each, by their rankings
-        registry.place(f"s{n}", 1.0)
-    for n, prefer in enumerate("abc"):
-        session = next(f"new{n}-{k}" for k in range(100)
-                       if max("abc", key=lambda name, k=k: score(f"new{n}-{k}", name)) != prefer)
-        assert registry.place(session, 1.0, prefer=prefer) == prefer
+    """The instance a session ran on before the registry lost it takes it back, whatever
+    the session's ranking and the load bound (the sessions placed back lay as they did
+    before the loss); one that is not live or is full does not."""
+    for name, capacity in (("a", 1000), ("b", 1000), ("c", 20)):
+        registry.heartbeat(name, capacity)
+    other = {n: next(f"{n}-{k}" for k in range(100)
+                     if max("abc", key=lambda name, k=k: score(f"{n}-{k}", name)) != n)
+             for n in "abc"}
+    for name, session in other.items():  # ranked elsewhere, placed on its instance
+        assert registry.place(session, 1.0, prefer=name) == name
+    back = [registry.place(f"back{n}", 1.0, prefer="b") for n in range(30)]
+    assert back == ["b"] * 30  # far over the bound: b held them before the loss
     assert registry.place("other", 1.0, prefer="nowhere") in {"a", "b", "c"}  # not live
-    over = max("abc", key=lambda name: {s.name: s.load for s in registry.instances()}[name])
-    flood = [registry.place(f"flood{n}", 1.0, prefer=over) for n in range(30)]
-    assert set(flood) > {over}  # past the bound it goes by its ranking again
+    on_c = {s.name: s.sessions for s in registry.instances()}["c"]
+    full = [registry.place(f"full{n}", 1.0, prefer="c") for n in range(25)]
+    # c takes them up to its capacity, then the ranking decides
+    assert full.count("c") == 20 - on_c and len(full) == 25
+    assert {s.name: s.sessions for s in registry.instances()}["c"] == 20
 
 
 def test_loads_stay_within_the_bound_over_the_mean(registry: Registry) -> None:

@@ -11,7 +11,10 @@ import redis
 
 from app.instances.memory import MemoryRegistry
 from app.players.hotstore import MemoryHotStore
+from app.settings import load_settings
+from app.tasking.arrivals import stores_elsewhere
 from app.tasking.hotstores import OTHER_STORE_TIMEOUT_S, HotStores
+from app.tasking.runtime import Runtime
 
 
 def test_another_instances_store_that_never_answers_gives_up_instead_of_hanging() -> None:
@@ -39,3 +42,23 @@ def test_another_instances_store_that_never_answers_gives_up_instead_of_hanging(
 def test_a_process_own_store_is_its_own_for_any_spelling(url: str) -> None:
     own = MemoryHotStore()
     assert HotStores(own, "", MemoryRegistry()).of_url(url) is own
+
+
+def test_a_replay_is_told_the_store_of_each_session_placed_on_an_instance_apart() -> None:
+    """`stores_elsewhere`: sessions on an instance keeping its state in another store get
+    that store; those on this store's instance, on one that recorded none, or not placed,
+    are left out."""
+    registry = MemoryRegistry()
+    registry.join("here", 100, "redis://127.0.0.1:7001/0")
+    registry.join("apart", 100, "redis://127.0.0.1:7002/0")
+    registry.join("unnamed", 100)
+    runtime = Runtime(load_settings())
+    own = MemoryHotStore()
+    runtime.__dict__["instances"] = registry
+    runtime.__dict__["hot_stores"] = stores = HotStores(own, "redis://127.0.0.1:7001", registry)
+    for session, instance in (("s-here", "here"), ("s-apart", "apart"),
+                              ("s-unnamed", "unnamed")):
+        assert registry.place(session, 1.0, prefer=instance) == instance
+    found = stores_elsewhere(runtime)(["s-here", "s-apart", "s-unnamed", "s-nowhere"])
+    assert found == {"s-apart": stores.of_instance("apart")}
+    assert found["s-apart"] is not own

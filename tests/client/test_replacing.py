@@ -23,34 +23,49 @@ def _registry(*instances: tuple[str, int]) -> MemoryRegistry:
     return registry
 
 
+def _lose_the_registry(eager_app: GameschedCelery, client: GameClient) -> None:
+    """Hot state and the registry start again empty, no instance back yet; the client
+    notices."""
+    eager_app.runtime.__dict__["hot"] = MemoryHotStore()
+    client.instances = _registry()
+    assert client.follow_moves() == 0
+
+
+def _open_apart(eager_app: GameschedCelery, client: GameClient, count: int) -> list[str]:
+    """`count` sessions opened on east and west (as placed), in this test's own hot state
+    (nothing to replay: snapshot rounds may run); the client knows the registry's
+    generation."""
+    runtime = eager_app.runtime
+    runtime.__dict__["hot"] = MemoryHotStore()
+    runtime.hot.states.set_recovered()
+    client.instances = _registry(("east", 100), ("west", 100))
+    tag = uuid.uuid4().hex[:6]
+    ids = [f"{tag}-{n}" for n in range(count)]
+    with transaction(runtime.sessions) as db:  # as the fleet's session tasks record them
+        for session_id in ids:
+            sessions.open_session(db, session_id, instance_id="x", session_type="casual",
+                                  players=1, region=None)
+    for session_id in ids:
+        sessions.ensure_state(runtime.hot, session_id)
+        client.adopt_session(session_id, session_type="casual", players=1)
+    client._follower.stop()  # this test calls follow_moves itself, round by round
+    client.follow_moves()  # the client learns the registry's generation
+    return ids
+
+
 def test_a_client_places_its_sessions_again_in_a_registry_that_lost_them(
         eager_app: GameschedCelery) -> None:
     runtime = eager_app.runtime
-    runtime.__dict__["hot"] = MemoryHotStore()  # this test's own hot state
-    runtime.hot.states.set_recovered()  # nothing to replay: snapshot rounds may run
     client = GameClient(eager_app)
-    client.instances = _registry(("east", 100), ("west", 100))
-    tag = uuid.uuid4().hex[:6]
-    ids = [f"{tag}-{n}" for n in range(6)]
     try:
-        with transaction(runtime.sessions) as db:  # as the fleet's session tasks record them
-            for session_id in ids:
-                sessions.open_session(db, session_id, instance_id="x", session_type="casual",
-                                      players=1, region=None)
-        for session_id in ids:
-            sessions.ensure_state(runtime.hot, session_id)
-            client.adopt_session(session_id, session_type="casual", players=1)
-        client._follower.stop()  # this test calls follow_moves itself, round by round
+        ids = _open_apart(eager_app, client, 6)
         sessions.apply_updates(runtime.hot, [{"session": s, "seq": 1, "state": {"hp": 7}}
                                              for s in ids])
-        client.follow_moves()  # the client learns the registry's generation
         write_behind(runtime.hot, runtime.sessions, runtime.settings.hot_store_name, "test")
         assert client.last_durable(ids) == dict.fromkeys(ids, 1)
 
-        runtime.__dict__["hot"] = MemoryHotStore()  # Redis restarted: hot state gone,
-        client.instances = _registry()  # and the registry, no instance back yet
         client.return_grace_s = 0.0  # no session waits for the instance it ran on
-        assert client.follow_moves() == 0
+        _lose_the_registry(eager_app, client)
         assert client.instances.owners(ids) == [None] * 6
 
         client.instances.join("east", 4)  # back, with room for four
@@ -66,34 +81,6 @@ def test_a_client_places_its_sessions_again_in_a_registry_that_lost_them(
             ids, (1, {"hp": 7}))
     finally:
         client.close()
-
-
-def _lose_the_registry(eager_app: GameschedCelery, client: GameClient) -> None:
-    """Hot state and the registry start again empty, no instance back yet; the client
-    notices."""
-    eager_app.runtime.__dict__["hot"] = MemoryHotStore()
-    client.instances = _registry()
-    assert client.follow_moves() == 0
-
-
-def _open_apart(eager_app: GameschedCelery, client: GameClient, count: int) -> list[str]:
-    """`count` sessions opened on east and west (as placed), their state at seq 1."""
-    runtime = eager_app.runtime
-    runtime.__dict__["hot"] = MemoryHotStore()
-    runtime.hot.states.set_recovered()
-    client.instances = _registry(("east", 100), ("west", 100))
-    tag = uuid.uuid4().hex[:6]
-    ids = [f"{tag}-{n}" for n in range(count)]
-    with transaction(runtime.sessions) as db:
-        for session_id in ids:
-            sessions.open_session(db, session_id, instance_id="x", session_type="casual",
-                                  players=1, region=None)
-    for session_id in ids:
-        sessions.ensure_state(runtime.hot, session_id)
-        client.adopt_session(session_id, session_type="casual", players=1)
-    client._follower.stop()  # this test calls follow_moves itself, round by round
-    client.follow_moves()  # the client learns the registry's generation
-    return ids
 
 
 def test_a_session_placed_again_waits_for_the_instance_it_ran_on(

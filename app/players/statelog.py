@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
+from redis import RedisError
 from sqlalchemy import CursorResult, delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -201,22 +202,50 @@ def replay(hot: HotStore, factory: Factory, store: str,
 
     With `elsewhere`, a session that runs now on an instance whose state lives in another
     store (placed there after a full restart, or moved there before this replay) gets
-    its rows in that store instead, restored there from SQL if it lacks it."""
+    its rows in that store instead, restored there from SQL if it lacks it; when that
+    store does not answer, they go into `hot` (this store's recovery never waits on
+    another's)."""
     merged = Merged()
     through = last_row(factory)
     for batch_entries in entries(factory, replayed_stores(store), through=through):
         merged.add(batch_entries)
     ids = merged.sessions()
-    targets = dict(elsewhere(ids)) if elsewhere is not None and ids else {}
+    targets = _targets(elsewhere, ids)
     applied = 0
     for target, only in _by_store(hot, ids, targets):
         for batch in merged.batches(only=only):
-            applied += sessions.apply_batch_restoring(target, factory, batch, size_later=True,
-                                                      emit=REPLAY_EMIT).applied
+            applied += _replay_batch(hot, target, factory, batch)
     if targets:
         log.warning("the state log's replay sent %d sessions' updates to the hot stores of "
                     "the instances they run on now", len(targets))
     return applied
+
+
+def _targets(elsewhere: Elsewhere | None, ids: list[str]) -> dict[str, HotStore]:
+    """`elsewhere`'s answer for `ids` (none when it fails: every session stays here)."""
+    if elsewhere is None or not ids:
+        return {}
+    try:
+        return dict(elsewhere(ids))
+    except RedisError as exc:
+        log.warning("the state log's replay could not learn where its sessions run (%s): "
+                    "it replays them all into its own store", exc)
+        return {}
+
+
+def _replay_batch(hot: HotStore, target: HotStore, factory: Factory, batch: bytes) -> int:
+    """Apply a merged `batch` to `target`, or to `hot` when `target` is another store that
+    does not answer; the updates that changed state."""
+    try:
+        return sessions.apply_batch_restoring(target, factory, batch, size_later=True,
+                                              emit=REPLAY_EMIT).applied
+    except RedisError as exc:
+        if target is hot:
+            raise
+        log.warning("the state log's replay could not reach a session's hot store (%s): its "
+                    "updates go into this store", exc)
+        return sessions.apply_batch_restoring(hot, factory, batch, size_later=True,
+                                              emit=REPLAY_EMIT).applied
 
 
 def _by_store(hot: HotStore, ids: list[str],

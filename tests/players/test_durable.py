@@ -10,15 +10,17 @@ from pathlib import Path
 
 import msgpack
 import pytest
+import redis
 from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_sessionmaker, transaction
 from app.players import durable, sessions, statelog, wire
-from app.players.hotstore import HotStore, MemoryHotStore
+from app.players.hotstore import HotStore, MemoryHotStore, hot_store_for
 from app.players.models import GameSession, StateLogRow
 from app.players.statestore import Emit, Taken
+from app.simulate.redisserver import free_port
 from tests.waiting import wait_for
 
 EMIT = Emit(None, "test:updates", "test:bytes")
@@ -485,6 +487,29 @@ def test_a_recovery_replays_a_session_into_the_store_it_runs_in_now(
     assert sessions.read_states(lost, [a, b]) == {a: sessions.HotState(2, {"hp": 1,
                                                                            "pos": [2, 2]})}
     assert sessions.read_states(there, [a, b]) == {b: sessions.HotState(3, {"hp": 3})}
+
+
+def test_a_recovery_keeps_in_its_own_store_what_it_cannot_send_elsewhere(
+        factory: sessionmaker[Session], ids: list[str], log: statelog.StateLog,
+        stores: tuple[str, str]) -> None:
+    """A session's store that does not answer, or a registry that does not, never holds up
+    a recovery: those sessions' rows are replayed into the store recovering."""
+    one, _ = stores
+    a, b, _ = ids
+    before = _store()
+    _open(before, factory, a, b)
+    _logged(factory, (a, 1, {"hp": 1}), (b, 2, {"hp": 2}), hot=before, log=log, store=one)
+    gone = hot_store_for(f"redis://127.0.0.1:{free_port()}/0", 0.2)  # nothing listens
+
+    def registry_away(_ids: object) -> dict[str, HotStore]:
+        raise redis.ConnectionError("the registry does not answer")
+
+    for elsewhere in (lambda _ids: {b: gone}, registry_away):
+        lost = MemoryHotStore()
+        assert statelog.recover(lost, factory, one, elsewhere) is not None
+        assert lost.states.recovered()
+        assert sessions.read_states(lost, [a, b]) == {
+            a: sessions.HotState(1, {"hp": 1}), b: sessions.HotState(2, {"hp": 2})}
 
 
 def test_a_sessions_durable_seq_is_the_newest_any_store_logged(

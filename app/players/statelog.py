@@ -41,7 +41,7 @@ from app.db import transaction
 from app.players import sessions, wire
 from app.players.hotstore import HotStore
 from app.players.models import UNNAMED_STORE, StateLogRow
-from app.players.statestore import Emit, malformed
+from app.players.statestore import Emit, Fence, malformed
 from app.protocol import keys
 
 log = logging.getLogger(__name__)
@@ -221,6 +221,27 @@ def replay(hot: HotStore, factory: Factory, store: str,
     return applied
 
 
+def replay_sessions(hot: HotStore, factory: Factory, store: str, session_ids: Collection[str],
+                    *, fence: Fence | None = None,
+                    log_to: Callable[[bytes], None] | None = None) -> set[str]:
+    """Apply to `hot` the rows of the hot store named `store` (another one, that does not
+    answer) for `session_ids` only, merged, restoring from SQL those `hot` lacks; each
+    batch that changed state goes to `log_to` (this store's log).  Returns the sessions
+    the log named.  What a session moving off an instance whose store is gone takes
+    instead of its state: every update that store logged.  Reads that store's whole
+    log."""
+    wanted = {s.encode() for s in session_ids}
+    merged = Merged()
+    for batch_entries in entries(factory, [store]):
+        merged.add(batch_entries, only=wanted)
+    for batch in merged.batches():
+        result = sessions.apply_batch_restoring(hot, factory, batch, size_later=True,
+                                                fence=fence, emit=REPLAY_EMIT)
+        if log_to is not None and result.applied:
+            log_to(batch)
+    return set(merged.sessions())
+
+
 def _targets(elsewhere: Elsewhere | None, ids: list[str]) -> dict[str, HotStore]:
     """`elsewhere`'s answer for `ids` (none when it fails: every session stays here)."""
     if elsewhere is None or not ids:
@@ -271,10 +292,11 @@ class Merged:
         # session -> (its highest seq, field -> (seq, packed value))
         self._sessions: dict[bytes, tuple[int, dict[bytes, tuple[int, bytes]]]] = {}
 
-    def add(self, entries: list[Any]) -> None:
-        """Merge the entries of one batch, in its order."""
+    def add(self, entries: list[Any], only: Collection[bytes] | None = None) -> None:
+        """Merge the entries of one batch, in its order (of the sessions in `only`, when
+        given)."""
         for entry in entries:
-            if malformed(entry) is None:
+            if malformed(entry) is None and (only is None or entry[0] in only):
                 self._add(entry[0], entry[1], dict(zip(entry[2::2], entry[3::2], strict=True)))
 
     def _add(self, session: bytes, seq: int, fields: dict[bytes, bytes]) -> None:

@@ -18,6 +18,12 @@ takes the sessions' state at once, by the same path, so that their state is on t
 instance's store even when no update of theirs follows the move.  Whichever comes first,
 that task or a batch of the sessions, takes it; the other finds nothing left to take.
 
+When the store it moved from does not answer (its machine gone with the instance), the
+session starts here from SQL: its snapshot, and every update that store logged of it
+(`statelog.replay_sessions`, found under the store's name, the URL's: a store named
+otherwise with `GAMESCHED_HOT_STORE` comes back at its snapshot), so that no update a
+game server was told was durable is lost with it.
+
 A session missing here that runs on another instance now (its game server sent this
 instance work before it learnt of a move, or the work was forwarded to the shared queue)
 is not applied here: its entries go back to the caller to send on.
@@ -31,6 +37,7 @@ from collections.abc import Callable, Sequence
 from redis import RedisError
 
 from app.instances.placement import Move
+from app.players import statelog
 from app.players.hotstore import HotStore
 from app.players.sessions import Arrived
 from app.players.statelog import Elsewhere
@@ -39,6 +46,7 @@ from app.priority import BANDS, Route
 from app.protocol import keys
 from app.protocol.names import ARRIVE_TASK
 from app.protocol.vocab import Queue
+from app.settings import store_name
 from app.tasking.factory import GameschedCelery
 from app.tasking.runtime import Runtime
 
@@ -52,8 +60,9 @@ def arrive(runtime: Runtime, instance: str, sessions: set[str], *, fence: Fence 
     """Sort the `sessions` this worker's hot store lacks, on instance `instance`: those
     placed elsewhere (with their instance), and those placed here whose state was taken
     from the store of the instance they moved from (written with `fence`, logged to
-    `log_to`).  The rest (never moved, or their old store unreachable) are left to the
-    caller to restore from SQL.  Idempotent."""
+    `log_to`), or from SQL with the updates that store logged when it does not answer.
+    The rest (never moved, or nothing logged of them) are left to the caller to restore
+    from SQL.  Idempotent."""
     registry = runtime.instances
     ids = sorted(sessions)
     owners = registry.owners(ids)
@@ -94,6 +103,22 @@ def stores_elsewhere(runtime: Runtime) -> Elsewhere:
     return elsewhere
 
 
+def _from_log(runtime: Runtime, source: str, sessions: list[str], fence: Fence | None,
+              log_to: Callable[[bytes], None] | None) -> set[str]:
+    """Restore `sessions` here from SQL: their snapshots and every update the store of
+    `source` (which does not answer) logged of them; the sessions restored (none when
+    `source` recorded no store, or its log names none of them)."""
+    url = runtime.hot_stores.url_of(source)
+    if not url:
+        return set()
+    named = statelog.replay_sessions(runtime.hot_stores.own, runtime.sessions,
+                                     store_name(url), sessions, fence=fence, log_to=log_to)
+    if named:
+        log.info("restored %d sessions from instance %s from SQL, its state log included",
+                 len(named), source)
+    return named
+
+
 def _by_source(sessions: Sequence[str], sources: Sequence[str | None]) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = {}
     for session, source in zip(sessions, sources, strict=True):
@@ -115,8 +140,8 @@ def _take(runtime: Runtime, source: str, sessions: list[str], fence: Fence | Non
         handed = old.states.hand_over(sessions)
     except RedisError as exc:
         log.warning("%d sessions moved from instance %s: its hot store does not answer "
-                    "(%s); they start from SQL", len(sessions), source, exc)
-        return set()
+                    "(%s); they start from SQL, its log included", len(sessions), source, exc)
+        return _from_log(runtime, source, sessions, fence, log_to)
     stores.own.states.take_over(sessions, handed, HANDED_EMIT, fence=fence)
     if log_to is not None:
         log_to(handed)  # durable under this store's name, as applied batches are

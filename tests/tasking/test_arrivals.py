@@ -1,0 +1,53 @@
+"""A session moving off an instance whose hot store is gone (its machine with it) starts
+from SQL: its snapshot and every update that store logged of it (in process memory and
+SQLite; a store nothing listens on)."""
+
+from __future__ import annotations
+
+import uuid
+
+from app.db import transaction
+from app.instances.memory import MemoryRegistry
+from app.players import sessions, statelog, wire
+from app.players.hotstore import MemoryHotStore
+from app.settings import load_settings, store_name
+from app.simulate.redisserver import free_port
+from app.tasking.arrivals import arrive
+from app.tasking.hotstores import HotStores
+from app.tasking.runtime import Runtime
+
+HERE = "redis://127.0.0.1:7001/0"
+
+
+def test_a_session_from_an_instance_whose_store_is_gone_gets_what_that_store_logged(
+        sqlite_url: str) -> None:
+    runtime = Runtime(load_settings(database_url=sqlite_url))
+    registry = MemoryRegistry()
+    gone = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens
+    registry.join("gone", 100, gone)
+    registry.join("here", 100, HERE)
+    own = MemoryHotStore()
+    own.states.set_recovered()
+    runtime.__dict__["instances"] = registry
+    runtime.__dict__["hot_stores"] = HotStores(own, HERE, registry)
+    tag = uuid.uuid4().hex[:6]
+    logged, quiet = f"{tag}-logged", f"{tag}-quiet"
+    with transaction(runtime.sessions) as db:
+        for session_id in (logged, quiet):
+            sessions.open_session(db, session_id, instance_id="gone", session_type="casual",
+                                  players=1, region=None)
+            assert registry.place(session_id, 1.0, prefer="gone") == "gone"
+    log = statelog.StateLog()
+    log.open()  # what gone's worker logged before its machine went
+    log.add(wire.pack_batch([wire.entry(logged, 1, {"hp": 1}),
+                             wire.entry(logged, 2, {"pos": [1, 2]})]))
+    assert log.flush(runtime.sessions, store_name(gone)) == 1
+    assert {m.session for m in registry.drain("gone")} == {logged, quiet}
+    here_log: list[bytes] = []
+
+    arrived = arrive(runtime, "here", {logged, quiet}, log_to=here_log.append)
+
+    assert arrived.taken == {logged}  # quiet: nothing logged, the caller restores it
+    assert sessions.read_states(own, [logged, quiet]) == {
+        logged: sessions.HotState(2, {"hp": 1, "pos": [1, 2]})}
+    assert len(here_log) == 1  # durable under this store's name too

@@ -125,6 +125,54 @@ def test_a_restarted_game_server_learns_where_its_sessions_stand_and_carries_on(
         stop_process_groups(procs)
 
 
+def test_with_stores_apart_each_session_goes_back_to_its_own_instance_and_state(
+        settings: Settings, servers: tuple[PrivateRedis, PrivateRedis],
+        redis_server_binary: str, tmp_path: Path) -> None:
+    """East and west each keep their sessions' state on a Redis of their own; everything
+    dies; east comes back first. East's sessions go back to east at once; west's wait for
+    west (not to the first instance back, where their logged updates are not), then go
+    back to it; every acknowledged update is in each session's store."""
+    broker, _ = servers
+    with PrivateRedis(redis_server_binary) as east, PrivateRedis(redis_server_binary) as west:
+        stores = {"east": east, "west": west}
+        urls = {name: server.url for name, server in stores.items()}
+        procs = start_instances(settings, tmp_path, hot_urls=urls)
+        client = GameClient(create_app(settings))
+        try:
+            sessions, on_east = open_on(client, SESSIONS, session_type="casual", players=1)
+            _feed_until_durable(client, sessions)
+            acked = client.last_durable(sessions)
+            for proc in procs:
+                os.killpg(proc.pid, signal.SIGKILL)
+            for server in (broker, east, west):
+                server.kill()
+                server.start()  # empty: they persist nothing
+            procs += start_instances(settings, tmp_path, ("east",), hot_urls=urls)
+            on_west = [s for s in sessions if s not in on_east]
+            wait_for(lambda: client.instances.owners(on_east) == ["east"] * len(on_east),
+                     timeout=20, what="east's sessions placed back on east")
+            assert client.instances.owners(on_west) == [None] * len(on_west)  # waiting
+            procs += start_instances(settings, tmp_path, ("west",), hot_urls=urls)
+            wait_for(lambda: client.instances.owners(on_west) == ["west"] * len(on_west),
+                     timeout=20, what="west's sessions placed back on west")
+            states = wait_for(lambda: _all_back(client, sessions, acked), timeout=20,
+                              what="every session's acknowledged state in its store")
+            lost = {s: [n for n in range(1, acked[s] + 1) if f"f{n}" not in states[s].fields]
+                    for s in sessions}
+            assert not any(lost.values()), lost
+        finally:
+            client.close()
+            stop_process_groups(procs)
+
+
+def _all_back(client: GameClient, sessions: list[str],
+              acked: dict[str, int]) -> dict[str, HotState] | None:
+    """Each session's state, read in its instance's store, once every one holds at least
+    its acknowledged seq."""
+    states = client.states(sessions)
+    return states if all(s in states and states[s].seq >= acked[s] for s in sessions) else None
+
+
 def _feed_until_durable(client: GameClient, sessions: list[str]) -> Feeder:
     """Feed every session until each is durable past seq 5, then pause the feeding."""
     feeder = Feeder(client, sessions)

@@ -34,6 +34,7 @@ from app.tasking.factory import create_app
 READY_TIMEOUT_S = 120.0  # spawning imports the client's stack
 RESULT_GRACE_S = 120.0  # after the run's end: the last sends, then the stats on the pipe
 MAX_DEFAULT = 8
+INNER_FRAMES = 16  # of a game server's failure, sent to the simulator
 
 
 def default_count() -> int:
@@ -136,7 +137,8 @@ def serve(job: ServerJob, pipe: Connection) -> None:
             client.close()
         pipe.send(("done", (os.getpid(), stats)))
     except Exception:  # noqa: BLE001 - the simulator reports it; a game server has no console
-        pipe.send(("error", traceback.format_exc(limit=8)))
+        # the innermost frames: where it failed, not the game loop that called it
+        pipe.send(("error", traceback.format_exc(limit=-INNER_FRAMES)))
     finally:
         pipe.close()
 

@@ -128,13 +128,16 @@ class Registry(Protocol):
 
 
 def choose(ranking: Sequence[str], loads: Mapping[str, int], room: Callable[[str], bool],
-           weight: int, epsilon: float = EPSILON) -> str | None:
+           weight: int, epsilon: float = EPSILON, *, prefer: str | None = None) -> str | None:
     """`place.lua`'s choice among the live instances `ranking` (in the session's order):
-    the bound counts them all, the choice only those with `room` below their capacity;
-    None when none has."""
+    `prefer` when it is among them with `room`, whatever the bound; else the bound counts
+    them all, the choice only those with `room` below their capacity; None when none
+    has."""
     open_ = [name for name in ranking if room(name)]
     if not open_:
         return None
+    if prefer in open_:
+        return prefer
     bound = bound_of(sum(loads[name] for name in ranking), len(ranking), epsilon, weight)
     return roomy(open_, {name: float(loads[name]) for name in open_}, weight, bound)
 

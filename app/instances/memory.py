@@ -136,9 +136,8 @@ class MemoryRegistry:
                 and i != avoid and i not in self._draining]
         if not live:
             return owner
-        pick = (prefer if prefer in live and self._room(prefer)
-                else choose(live, {i: self._load.get(i, 0) for i in live}, self._room, w,
-                            self.epsilon))
+        pick = choose(live, {i: self._load.get(i, 0) for i in live}, self._room, w,
+                      self.epsilon, prefer=prefer)
         if pick is None:
             if full_ok:
                 return owner

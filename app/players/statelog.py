@@ -235,9 +235,7 @@ def replay_sessions(hot: HotStore, factory: Factory, store: str, session_ids: Co
     for batch_entries in entries(factory, [store]):
         merged.add(batch_entries, only=wanted)
     for batch in merged.batches():
-        result = sessions.apply_batch_restoring(hot, factory, batch, size_later=True,
-                                                fence=fence, emit=REPLAY_EMIT)
-        if log_to is not None and result.applied:
+        if _apply_merged(hot, factory, batch, fence) and log_to is not None:
             log_to(batch)
     return set(merged.sessions())
 
@@ -258,15 +256,21 @@ def _replay_batch(hot: HotStore, target: HotStore, factory: Factory, batch: byte
     """Apply a merged `batch` to `target`, or to `hot` when `target` is another store that
     does not answer; the updates that changed state."""
     try:
-        return sessions.apply_batch_restoring(target, factory, batch, size_later=True,
-                                              emit=REPLAY_EMIT).applied
+        return _apply_merged(target, factory, batch)
     except RedisError as exc:
         if target is hot:
             raise
         log.warning("the state log's replay could not reach a session's hot store (%s): its "
                     "updates go into this store", exc)
-        return sessions.apply_batch_restoring(hot, factory, batch, size_later=True,
-                                              emit=REPLAY_EMIT).applied
+        return _apply_merged(hot, factory, batch)
+
+
+def _apply_merged(hot: HotStore, factory: Factory, batch: bytes,
+                  fence: Fence | None = None) -> int:
+    """Apply a batch of merged log rows to `hot`, restoring from SQL the open sessions it
+    lacks, counted as replayed; the updates that changed state."""
+    return sessions.apply_batch_restoring(hot, factory, batch, size_later=True, fence=fence,
+                                          emit=REPLAY_EMIT).applied
 
 
 def _by_store(hot: HotStore, ids: list[str],

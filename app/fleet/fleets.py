@@ -29,7 +29,7 @@ from app.fleet.worker import WRITES_BEHIND, consumption, node_name
 from app.instances.heartbeat import Heartbeat
 from app.players.durable import WriteBehind
 from app.protocol.vocab import RoleName
-from app.settings import Settings
+from app.settings import ENV_PREFIX, Settings
 from app.tasking.broker import live_workers
 from app.tasking.factory import GameschedCelery, create_app
 
@@ -142,7 +142,7 @@ class ProcessFleet:
                  launchers: Mapping[str, Sequence[str]] | None = None,
                  replicas: Mapping[str, int] | None = None, loglevel: str = "WARNING",
                  instances: Sequence[str] = (),
-                 node_env: Mapping[str, Mapping[str, str]] | None = None):
+                 hot_urls: Mapping[str, str] | None = None):
         self.settings = settings
         # Warnings and errors only: Celery's two INFO lines per task cost the workers CPU
         # at thousands of tasks a second.
@@ -152,8 +152,9 @@ class ProcessFleet:
         # compile celery, kombu and SQLAlchemy again (about 3 s of CPU each time).
         self.env = {k: v for k, v in {**os.environ, **settings.to_env(), **(env or {})}.items()
                     if k != "PYTHONDONTWRITEBYTECODE"}
-        # Variables of one node's own over `env`, e.g. an instance's GAMESCHED_HOT_URL.
-        self.node_env = {name: dict(extra) for name, extra in (node_env or {}).items()}
+        # Instance -> the Redis its player worker keeps its sessions' state on
+        # (GAMESCHED_HOT_URL), for instances with one of their own.
+        self.hot_urls = dict(hot_urls or {})
         self.log_dir = log_dir
         # Python arguments that run ``gamesched`` per role (``-m app.cli`` when absent),
         # e.g. the simulator's SQL fault wrapper.
@@ -185,8 +186,11 @@ class ProcessFleet:
         # The control role runs as the controller: beat drives its tick and the ledger's
         # sweeper, which re-sends intents whose messages a broker restart lost.
         command = ["controller"] if role == "control" else ["worker", "--role", role]
+        env = self.env
         if role == RoleName.PLAYER and suffix in self.instances:
             command += ["--instance", suffix]
+            if suffix in self.hot_urls:
+                env = {**env, f"{ENV_PREFIX}HOT_URL": self.hot_urls[suffix]}
         elif suffix.startswith("u"):
             command += ["--unit", suffix[1:]]
         if role == "control" and self.log_dir is not None:  # beat's files go with the logs
@@ -194,7 +198,6 @@ class ProcessFleet:
         launcher = self.launchers.get(role, ("-m", "app.cli"))
         cmd = [sys.executable, *launcher, *command, "--hostname", self.hostname(name),
                "--loglevel", self.loglevel]
-        env = {**self.env, **self.node_env.get(name, {})}
         if self.log_dir is None:
             return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.STDOUT, start_new_session=True)

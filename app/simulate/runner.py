@@ -36,7 +36,7 @@ from app.protocol.names import (
 )
 from app.protocol.queues import NAIVE_QUEUE
 from app.protocol.vocab import BackgroundKind, RoleName
-from app.settings import ENV_PREFIX, Settings
+from app.settings import Settings
 from app.simulate.driver import Client, DriveStats, LoadDriver, combine
 from app.simulate.environment import (
     Services,
@@ -195,7 +195,7 @@ class Run:
                     launchers=launchers(self.spec.faults, self.spec.seed, self.mode.roles),
                     replicas=self.mode.replicas,
                     instances=() if self.mode.naive else self.spec.instance_names,
-                    node_env=self._node_env()) as fleet:
+                    hot_urls=self.services.instance_hot_urls) as fleet:
                 client = self.mode.client(app, self.settings)
                 try:
                     return self._play(app, fleet, client, capacity)
@@ -205,14 +205,6 @@ class Run:
                     clear_broker(self.services.broker_url, include_state=False)
         finally:
             self._clear()
-
-    def _node_env(self) -> dict[str, dict[str, str]]:
-        """Each instance's player worker keeps its sessions' state on the instance's own
-        hot store, when the services started one for it."""
-        if self.mode.naive:
-            return {}
-        return {f"{RoleName.PLAYER.value}-{name}": {f"{ENV_PREFIX}HOT_URL": url}
-                for name, url in self.services.instance_hot_urls.items()}
 
     @cached_property
     def stores(self) -> list[HotStore]:

@@ -20,11 +20,16 @@ raises ``AttributeError``.  That is not a connection error, so the worker stops 
 "Unrecoverable error" instead of reconnecting: every worker holding a message at that moment
 is gone until something restarts it.
 
+A channel closed with its connection (kombu closes it when it collects a connection that
+failed) raised the same ``AttributeError`` on its next publish: a game server's send
+just after a full restart of the fleet failed that way instead of reconnecting.
+
 Here such a channel raises ``redis.ConnectionError``, which kombu and Celery already treat
-as a lost connection: the close ends, the late acknowledgement is logged and dropped, and the
-worker reconnects.  The messages the channel could not put back stay unacknowledged in Redis,
-which returns them to their queue after the visibility timeout (if Redis kept its data);
-a ledger intent is sent again sooner by the sweeper.
+as a lost connection: a publish reconnects and sends again; in a worker, the close ends,
+the late acknowledgement is logged and dropped, and the worker reconnects.  The messages
+the channel could not put back stay unacknowledged in Redis, which returns them to their
+queue after the visibility timeout (if Redis kept its data); a ledger intent is sent again
+sooner by the sweeper.
 
 **Shared clients.**  Each channel keeps one Redis client per connection pool instead of
 building one per publish and per acknowledgement.
@@ -204,7 +209,7 @@ class Channel(kombu_redis.Channel):
             _published.depth = int(client.lpush(key, dumps(message)))  # type: ignore[no-untyped-call]
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
-        if self.connection.client is None:
+        if self.connection is None or self.connection.client is None:
             raise redis.ConnectionError("the broker connection of this channel was closed")
         params: dict[str, Any] = super()._connparams(  # type: ignore[no-untyped-call]
             asynchronous=asynchronous)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import redis
+from kombu import Producer
 from kombu.exceptions import OperationalError
 
 from app.settings import load_settings
@@ -57,6 +58,22 @@ def test_a_publish_learns_how_many_messages_wait_in_its_queue(
     assert published_depth() is None  # read once; nothing published since
     app.send_task("gamesched.player.apply_updates", args=[[]], queue="player", priority=0)
     assert published_depth() == 1  # another step's list: nothing waits there
+
+
+def test_a_channel_closed_under_a_publish_fails_as_a_lost_connection(
+        redis_url: str, redis_client: redis.Redis) -> None:
+    app = create_app(load_settings(broker_url=redis_url))
+    with app.connection_for_write() as conn:
+        producer = Producer(conn)  # as Celery's producer pool makes them
+        closed = producer.channel
+        conn.collect()  # what kombu does with a connection that failed, before reconnecting
+        assert closed.connection is None
+        with pytest.raises(redis.ConnectionError):  # not AttributeError: kombu retries this
+            closed._put("player", {"body": "x", "properties": {}})
+        producer.publish({"n": 1}, routing_key="player", retry=True,
+                         retry_policy={"max_retries": 1})
+        assert producer.channel is not closed  # reconnected and revived
+    assert redis_client.llen("player") == published_depth() == 1
 
 
 def test_the_embedded_broker_says_nothing_of_depth() -> None:

@@ -20,6 +20,8 @@ from typing import Any
 
 from celery.worker import WorkController
 from celery.worker import state as worker_state
+from kombu.exceptions import OperationalError
+from redis import RedisError
 
 from app.errors import GameschedError
 from app.fleet import jobs
@@ -34,6 +36,12 @@ from app.tasking.broker import live_workers
 from app.tasking.factory import GameschedCelery, create_app
 
 log = logging.getLogger(__name__)
+
+# What asking the workers may raise while the broker restarts: kombu shares pooled
+# connections between apps of one broker URL, so a new app's first broadcast can still
+# go out on a connection to the server that was killed.
+BROKER_ERRORS = (OperationalError, RedisError, OSError)
+RETRY_S = 0.2
 
 
 class _Worker(WorkController):  # type: ignore[misc]
@@ -216,11 +224,18 @@ class ProcessFleet:
         app = create_app(self.settings)
         deadline = time.monotonic() + timeout
         wanted = {self.hostname(n) for n in chosen}
+        failure = ""
         while time.monotonic() < deadline:
             self._check_alive(chosen)
-            if wanted <= set(live_workers(app, timeout=0.5)) and self._registered(app, chosen):
-                return
-        raise GameschedError(f"workers did not start within {timeout:.0f}s: {sorted(wanted)}")
+            try:
+                if wanted <= set(live_workers(app, timeout=0.5)) and self._registered(app,
+                                                                                  chosen):
+                    return
+            except BROKER_ERRORS as exc:  # a pooled connection to a Redis that restarted
+                failure = f" (last broker error: {type(exc).__name__}: {exc})"
+                time.sleep(RETRY_S)
+        raise GameschedError(f"workers did not start within {timeout:.0f}s: "
+                             f"{sorted(wanted)}{failure}")
 
     def _registered(self, app: GameschedCelery, nodes: Sequence[str]) -> bool:
         """Every instance among `nodes` has told the registry it is alive."""

@@ -53,6 +53,12 @@ KILLS_PER_ROLE = 2
 SQL_ERROR_RATE = 0.01
 SQL_FAULT_ROLES = (RoleName.TRANSACTIONS, RoleName.CONTROL)  # the ledger's processes
 RECOVERY_TIMEOUT_S = 30.0
+RESTART_STEPS = (
+    "killed",  # every worker's process group SIGKILLed and reaped
+    "noted",  # where the sessions stood read from hot state and SQL
+    "redis_back",  # every Redis server killed and started again, empty
+    "sessions_back",  # the player workers and the controller answer (the rest start now)
+)
 FIRST_BACK = (RoleName.PLAYER.value, RoleName.CONTROL.value)  # after a restart-fleet
 
 
@@ -67,12 +73,15 @@ class Fault:
 
 @dataclass(frozen=True)
 class FaultEvent:
-    """A fault as it happened: when, and how long until the target answered again."""
+    """A fault as it happened: when, and how long from then until the target answered
+    again; for ``restart-fleet``, also when each of its steps ended (`RESTART_STEPS`,
+    seconds from the kill)."""
 
     kind: str
     target: str
     at_s: float
     recovered_s: float | None
+    steps: dict[str, float] | None = None
 
 
 def parse_faults(text: str | None) -> tuple[str, ...]:
@@ -147,6 +156,7 @@ class _Pending:
     at_s: float
     since: float
     ready: Callable[[set[str]], bool]
+    steps: dict[str, float] | None = None
 
 
 @dataclass
@@ -212,19 +222,20 @@ class FaultInjector:
         for fault in self.plan:
             if self._stop.wait(max(0.0, self._started + fault.at_s - time.monotonic())):
                 return
-            at = time.monotonic() - self._started
+            since = time.monotonic()
+            at, steps = since - self._started, None
             if fault.kind == "kill-worker":
                 ready = _role_answers(self._kill(fault.target))
             elif fault.kind == "partition":
                 ready = _role_answers(self._cut_off(fault.target))
             elif fault.kind == "restart-fleet":
-                self._restart_fleet()
+                steps = self._restart_fleet()
                 ready = _all_answer(len(self.fleet.procs))
             else:
                 self._restart_broker()
                 ready = _all_answer(len(self.fleet.procs))
             with self._lock:
-                self._pending.append(_Pending(fault, at, time.monotonic(), ready))
+                self._pending.append(_Pending(fault, at, since, ready, steps))
 
     def _watch(self) -> None:
         app = create_app(self.settings)
@@ -259,7 +270,8 @@ class FaultInjector:
             if recovered or now - item.since > RECOVERY_TIMEOUT_S:
                 self.events.append(FaultEvent(item.fault.kind, item.fault.target,
                                               round(item.at_s, 3),
-                                              round(now - item.since, 3) if recovered else None))
+                                              round(now - item.since, 3) if recovered else None,
+                                              item.steps))
                 with self._lock:
                     self._pending.remove(item)
 
@@ -296,27 +308,35 @@ class FaultInjector:
         return role if role in self.fleet.procs else next(
             n for n in self.fleet.procs if n.startswith(f"{role}-"))
 
-    def _restart_fleet(self) -> None:
+    def _restart_fleet(self) -> dict[str, float]:
         """SIGKILL every worker's process group, note where the sessions stand (hot state
         and SQL, which nothing writes any more), SIGKILL every Redis server, then start the
         servers (empty) and the workers again: the player workers (the sessions' own) and
         the controller (which rebalances the instances that joined one after another)
         first, the rest once those answer (a whole fleet starting at once on a busy machine
-        took twice as long to be back)."""
+        took twice as long to be back).  Returns when each step ended (`RESTART_STEPS`)."""
         assert self.redis_server is not None
+        began, steps = time.monotonic(), {}
+
+        def step(name: str) -> None:
+            steps[name] = round(time.monotonic() - began, 3)
+
         nodes = list(self.fleet.procs)
         for node in nodes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.fleet.procs[node].pid, signal.SIGKILL)
         for node in nodes:
             self.fleet.procs[node].wait()
+        step("killed")
         if self.at_kill is not None:
             self.kept = self.at_kill()
+        step("noted")
         servers = [self.redis_server, *self.hot_servers]
         for server in servers:
             server.kill()
         for server in servers:
             server.start()
+        step("redis_back")
         first = [n for n in nodes if n.startswith(FIRST_BACK)] or nodes
         for node in first:
             self.fleet.procs[node] = self.fleet.spawn(node)
@@ -324,9 +344,12 @@ class FaultInjector:
             self.fleet.wait_ready(RECOVERY_TIMEOUT_S, nodes=first)
         except (GameschedError, OperationalError, RedisError, OSError) as exc:
             log.warning("restart-fleet: the first workers did not answer: %s", exc)
+        else:
+            step("sessions_back")
         for node in nodes:
             if node not in first:
                 self.fleet.procs[node] = self.fleet.spawn(node)
+        return steps
 
     def _restart_broker(self) -> None:
         assert self.redis_server is not None

@@ -15,7 +15,7 @@ import pytest
 from app.client.api import GameClient
 from app.fleet.fleets import ProcessFleet
 from app.settings import load_settings
-from app.simulate.faults import Fault, FaultInjector
+from app.simulate.faults import RESTART_STEPS, Fault, FaultInjector
 from app.simulate.redisserver import PrivateRedis
 from app.tasking.factory import create_app
 from tests.subprocesses import ROOT
@@ -169,3 +169,25 @@ def test_faults_kill_a_worker_and_restart_the_broker_and_the_fleet_recovers(
             # the fleet's workers log warnings only: no line per task received and done
             assert "--loglevel" in psutil.Process(fleet.procs["ai"].pid).cmdline()
             assert "gamesched.ai.decide" not in (tmp_path / "ai.log").read_text()
+
+
+def test_a_fleet_restart_is_timed_from_the_kill_step_by_step(
+        tmp_path: Path, redis_server_binary: str) -> None:
+    with PrivateRedis(redis_server_binary) as broker, PrivateRedis(redis_server_binary) as hot:
+        settings = load_settings(broker_url=broker.url, hot_url=hot.url,
+                                 database_url=f"sqlite:///{tmp_path / 'g.db'}",
+                                 instance_id="sim-restart")
+        with ProcessFleet(settings, roles=("ai",), env=settings.to_env(),
+                          log_dir=str(tmp_path)) as fleet:
+            killed = fleet.procs["ai"].pid
+            injector = FaultInjector([Fault(0.0, "restart-fleet", "fleet")], fleet, settings,
+                                     broker, hot_servers=[hot])
+            injector.start()
+            wait_for(lambda: injector.events, timeout=90, what="the fleet back")
+            (event,) = injector.finish()
+            assert fleet.procs["ai"].pid != killed and fleet.procs["ai"].poll() is None
+    assert event.kind == "restart-fleet" and event.steps is not None
+    steps = [event.steps[name] for name in RESTART_STEPS]
+    assert steps == sorted(steps) and steps[0] >= 0
+    # the workers answer after they were started, which is after Redis was back
+    assert event.recovered_s is not None and event.recovered_s >= event.steps["sessions_back"]

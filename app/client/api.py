@@ -191,6 +191,11 @@ class GameClient:
         those calls never raise for the broker)."""
         return self._outbox.failed
 
+    @property
+    def first_send_failure(self) -> str:
+        """The first of `send_failures`, as ``"Type: message"`` ("" while there is none)."""
+        return self._outbox.first_error
+
     # sessions ---------------------------------------------------------------------------
 
     def open_session(self, session_id: str, **spec: Any) -> AsyncResult:

@@ -71,6 +71,11 @@ class TextbookClient:
         """Sends that failed without raising: none here, every send raises its failure."""
         return 0
 
+    @property
+    def first_send_failure(self) -> str:
+        """The first of `send_failures`: none here."""
+        return ""
+
     def connect(self) -> None:
         """Connect to the broker at boot, as `GameClient.connect` does."""
         connect(self.app)

@@ -282,6 +282,8 @@ class LoadDriver:
         stats.ended = time.time()
         stats.tasks_sent = self.client.tasks_sent - sent_before
         stats.send_errors += self.client.send_failures - failed_before  # sent by its thread
+        if self.client.send_failures > failed_before:
+            stats.first_error = stats.first_error or self.client.first_send_failure
         stats.move_tasks = self.client.move_tasks_sent - moved_before
         progress(min(duration_s, time.monotonic() - start))
         return stats

@@ -8,7 +8,8 @@ from kombu.exceptions import OperationalError
 
 from app.client.api import GameClient
 from app.client.textbook import TextbookClient
-from app.settings import Settings
+from app.settings import Settings, load_settings
+from app.simulate.redisserver import PrivateRedis
 from app.tasking.factory import create_app
 
 
@@ -33,4 +34,22 @@ def test_connect_to_a_broker_that_is_not_there_raises(live_settings: Settings) -
     client = GameClient(create_app(settings), settings)
     with pytest.raises(OperationalError):
         client.connect()
+    client.close()
+
+
+def test_a_send_the_outbox_could_not_make_is_counted_with_its_error(
+        redis_server_binary: str) -> None:
+    with PrivateRedis(redis_server_binary) as server:
+        settings = load_settings(broker_url=server.url, instance_id="outbox-gone")
+        client = GameClient(create_app(settings), settings)
+        client.connect()
+        npcs = [("npc-1", (1.0, 1.0), [])]
+        assert client.ai_tick(0, npcs)  # due, and sent by the outbox's thread
+        client.flush()
+        assert client.send_failures == 0 and client.first_send_failure == ""
+        server.kill()
+        assert client.ai_tick(8, npcs)  # a minimal NPC is due again 0.8 s later
+        client.flush()
+    assert client.send_failures == 1
+    assert client.first_send_failure.startswith("OperationalError: ")
     client.close()

@@ -12,21 +12,22 @@ from kombu import Exchange
 from kombu import Queue as KombuQueue
 
 from app.protocol.names import BEAT_TASKS
-from app.protocol.queues import LATENCY_BOUND, NAIVE_QUEUE, PRIORITY_STEPS, TASK_QUEUES, Queue
+from app.protocol.queues import (
+    LATENCY_BOUND,
+    NAIVE_QUEUE,
+    PRIORITY_STEPS,
+    TASK_QUEUES,
+    Queue,
+    task_modules,
+)
 from app.settings import Settings
 
 # kombu's Redis transport with gamesched's changes (`app.tasking.transport`), named as a
 # string so that this module does not import the Celery glue that imports it.
 TRANSPORT = "app.tasking.transport:Transport"
-WORKER_MODULES = [
-    "workers.player",
-    "workers.physics",
-    "workers.ai",
-    "workers.transactions",
-    "workers.background",
-    "workers.control",
-    "workers.textbook",
-]
+# Every task module; a worker started by `gamesched worker` imports only those of the
+# queues it consumes (`task_modules`).
+WORKER_MODULES = task_modules([NAIVE_QUEUE])
 
 # Acknowledged after they run: the latency-bound queues' tasks (a busy worker reserves
 # nothing), and AI's and background's (a worker then runs at most its slots of them,

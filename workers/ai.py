@@ -6,7 +6,12 @@ from typing import Any
 
 from celery import shared_task
 
-from app.ai import Brain, Npc, tier_for, tier_named
+from app.ai import tier_for, tier_named
+
+# The brain at import, as a worker of this role starts, not on its first task: py_trees
+# reads sys.stdout's encoding as it loads, and a running worker's stdout is Celery's
+# logging proxy, which has none.
+from app.ai.brain import Brain, Npc
 from app.protocol.names import AI_BATCH_TASK, AI_TASK
 from app.tasking import slots  # noqa: F401  (registers the slots command in AI workers)
 from app.tasking.base import GameTask

@@ -9,6 +9,7 @@ from celery import shared_task
 from app.db import transaction
 from app.players import background
 from app.protocol.names import ANALYTICS_TASK, SNAPSHOT_TASK
+from app.tasking import slots  # noqa: F401  (registers the slots command in background workers)
 from app.tasking.base import GameTask
 
 

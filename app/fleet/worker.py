@@ -24,6 +24,7 @@ from app.protocol.queues import (
     INSTANCE_QUEUES,
     NAIVE_QUEUE,
     instance_queue,
+    task_modules,
     unit_queue,
     unit_queues,
 )
@@ -217,15 +218,34 @@ def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,  #
     worker_process_init.connect(freeze_startup_objects, weak=False)
     guard = _guard(argv, memory_mb, role_name)
     app = create_app(settings)
+    # the modules of its own tasks only: importing every role's took a tenth of its boot
+    app.conf.include = task_modules(argv[argv.index("-Q") + 1].split(","))
     beat = _announce(app, instance) if instance is not None else None
     if role_name in WRITES_BEHIND:
         _write_behind(app)
     try:
-        app.worker_main(argv=argv)
+        start_worker(app, argv)
     finally:
         if ((guard is not None and guard.tripped.is_set())
                 or (beat is not None and beat.fenced.is_set())):
             os.execv(sys.executable, sys.orig_argv)  # the same command, as a fresh process
+
+
+def start_worker(app: GameschedCelery, argv: list[str]) -> int:
+    """Run ``celery worker`` with `argv` (``["worker", ...]``) on `app` until it stops;
+    its exit code.  What `Celery.worker_main` does, through the worker command alone:
+    that goes through the whole ``celery`` command line, whose import (every subcommand,
+    the interactive shell's libraries, the plugins installed) was about a sixth of a
+    worker's boot (docs/measurements.md)."""
+    from celery.bin.base import CLIContext
+    from celery.bin.worker import worker as worker_command
+
+    if argv[:1] != ["worker"]:
+        raise ValueError(f"argv: expected the worker command first, got {argv[:1]}")
+    context = CLIContext(app=app, no_color=None, workdir=None, quiet=False)
+    code: int = worker_command.main(args=argv[1:], obj=context, prog_name="celery worker",
+                                    standalone_mode=False)
+    return code
 
 
 def _announce(app: GameschedCelery, instance: str) -> Heartbeat:

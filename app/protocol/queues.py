@@ -3,12 +3,14 @@ latency-bound.  Queue names are part of the wire contract, as task names are."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from app.protocol import names
 from app.protocol.vocab import Queue
 
 __all__ = ["INSTANCE_NAME", "INSTANCE_QUEUES", "LATENCY_BOUND", "NAIVE_QUEUE", "PLAYER_FACING",
-           "PRIORITY_STEPS", "TASK_QUEUES", "Queue", "instance_queue", "unit_queue",
-           "unit_queues"]
+           "PRIORITY_STEPS", "TASK_QUEUES", "Queue", "instance_queue", "task_module",
+           "task_modules", "unit_queue", "unit_queues"]
 
 # A server instance's name, as its queues carry it (``player.<instance>``).
 INSTANCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -36,6 +38,24 @@ TASK_QUEUES: dict[str, Queue] = {
     names.ANALYTICS_TASK: Queue.BACKGROUND,
     names.TICK_TASK: Queue.CONTROL,
 }
+
+
+
+def task_module(task: str) -> str:
+    """The module that defines `task`: ``workers.<kind>`` for ``gamesched.<kind>.<name>``."""
+    return f"workers.{task.split('.')[1]}"
+
+
+def task_modules(queues: Iterable[str]) -> list[str]:
+    """The task modules a worker consuming `queues` imports: those defining the tasks routed
+    to them (an instance's ``player.<instance>`` and a unit's ``physics.<unit>`` are the
+    player and physics queues); every one on the baselines' shared queue, which carries
+    everything.  A worker without a task's module would drop that task's messages as
+    unregistered."""
+    kinds = {name.split(".", 1)[0] for name in queues}
+    return sorted({task_module(task) for task, queue in TASK_QUEUES.items()
+                   if queue.value in kinds or NAIVE_QUEUE in kinds})
+
 
 PLAYER_FACING: frozenset[Queue] = frozenset({Queue.PLAYER, Queue.TRANSACTIONS})
 # Queues whose tasks are acked after they run, so a busy prefetch-1 worker reserves nothing

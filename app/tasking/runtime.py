@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.ai import NavGrid, TreeBrain
-from app.ai.navgrid import load_map
 from app.db import make_engine, make_sessionmaker
 from app.instances.registry import Registry, registry_for
 from app.observe.recorder import Recorder, recorder_for
-from app.physics.attention import MEMORY_PLAYER_COUNTS, PlayerCounts, RedisPlayerCounts
-from app.physics.borders import Borders, RedisBorders
-from app.physics.handover import MEMORY_HANDOVER, Handover, RedisHandover
-from app.physics.notes import MEMORY_REGION_NOTES, RedisRegionNotes, RegionNotes
-from app.physics.owners import MEMORY_OWNER_MAP, OwnerMap, RedisOwnerMap
-from app.physics.slowed import MEMORY_SLOWED_REGIONS, RedisSlowedRegions, SlowedRegions
-from app.physics.units import MEMORY_BORDERS, Links
-from app.physics.world import World
 from app.players.hotstore import HotStore, RedisHotStore, hot_store_for
 from app.settings import Settings, store_name
 from app.tasking.hotstores import HotStores
+
+if TYPE_CHECKING:
+    from app.ai import TreeBrain
+    from app.physics.units import Links
 
 
 class Runtime:
@@ -74,27 +69,34 @@ class Runtime:
     def physics(self) -> Links:
         """What this process's physics units share: the owner map and the hand-over place
         (in the hot store's Redis, or in this process on the embedded default).  The
-        baselines' shared queue has no units: any worker steps any region, as unit 0."""
+        baselines' shared queue has no units: any worker steps any region, as unit 0.
+        Imported here: pymunk and numpy are for the processes that step the world."""
+        from app.physics import attention, borders, handover, notes, owners, slowed, units
+        from app.physics.world import World
+
+        world = World(size=self.settings.world_size)
+        count = 1 if self.settings.naive else self.settings.physics_units
         hot = self.hot
-        owners: OwnerMap = MEMORY_OWNER_MAP
-        handover: Handover = MEMORY_HANDOVER
-        notes: RegionNotes = MEMORY_REGION_NOTES
-        players: PlayerCounts = MEMORY_PLAYER_COUNTS
-        borders: Borders = MEMORY_BORDERS
-        slowed: SlowedRegions = MEMORY_SLOWED_REGIONS
-        if isinstance(hot, RedisHotStore):
-            owners, handover = RedisOwnerMap(hot.client), RedisHandover(hot.client)
-            notes, players = RedisRegionNotes(hot.client), RedisPlayerCounts(hot.client)
-            borders = RedisBorders(hot.client)
-            slowed = RedisSlowedRegions(hot.client)
-        units = 1 if self.settings.naive else self.settings.physics_units
-        return Links(owners, handover, notes, units, players=players, borders=borders,
-                     world=World(size=self.settings.world_size), slowed=slowed)
+        if not isinstance(hot, RedisHotStore):
+            return units.Links(owners.MEMORY_OWNER_MAP, handover.MEMORY_HANDOVER,
+                               notes.MEMORY_REGION_NOTES, count,
+                               players=attention.MEMORY_PLAYER_COUNTS,
+                               borders=units.MEMORY_BORDERS, world=world,
+                               slowed=slowed.MEMORY_SLOWED_REGIONS)
+        client = hot.client
+        return units.Links(owners.RedisOwnerMap(client), handover.RedisHandover(client),
+                           notes.RedisRegionNotes(client), count,
+                           players=attention.RedisPlayerCounts(client),
+                           borders=borders.RedisBorders(client), world=world,
+                           slowed=slowed.RedisSlowedRegions(client))
 
     @cached_property
     def brain(self) -> TreeBrain:
         """The NPCs' default brain, on the navigation grid of GAMESCHED_AI_MAP (an open
         world without one)."""
+        from app.ai import NavGrid, TreeBrain  # AI workers only: see app.ai
+        from app.ai.navgrid import load_map
+
         size, cell = self.settings.world_size, self.settings.ai_cell_size
         path = self.settings.ai_map
         return TreeBrain(load_map(path, size, cell) if path else NavGrid(size, cell))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import celeryconfig
-from app.protocol.queues import TASK_QUEUES, Queue
+from app.protocol.queues import TASK_QUEUES, Queue, task_module, task_modules
 from app.settings import load_settings
 from app.tasking.factory import create_app
 
@@ -93,3 +93,19 @@ def test_factory_has_no_global_side_effects() -> None:
 
     app = create_app(load_settings())
     assert current_app._get_current_object() is not app
+
+
+def test_each_task_is_defined_in_the_module_its_name_names() -> None:
+    app = create_app(load_settings(broker_url=REDIS))
+    app.loader.import_default_modules()  # every task module: celeryconfig.WORKER_MODULES
+    assert sorted({task_module(t) for t in TASK_QUEUES}) == celeryconfig.WORKER_MODULES
+    for task in TASK_QUEUES:
+        assert type(app.tasks[task]).__module__ == task_module(task), task
+
+
+def test_a_worker_imports_the_modules_of_the_queues_it_consumes() -> None:
+    assert task_modules(["player.i0", "player"]) == ["workers.player", "workers.textbook"]
+    assert task_modules(["physics.1"]) == ["workers.physics"]
+    assert task_modules(["control"]) == ["workers.control", "workers.transactions"]  # sweeps
+    assert task_modules(["celery"]) == celeryconfig.WORKER_MODULES  # the baselines' queue
+    assert task_modules([]) == []

@@ -218,7 +218,7 @@ def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,  #
     worker_process_init.connect(freeze_startup_objects, weak=False)
     guard = _guard(argv, memory_mb, role_name)
     app = create_app(settings)
-    # the modules of its own tasks only: importing every role's took a tenth of its boot
+    # the modules of its own tasks only, not every role's (docs/measurements.md)
     app.conf.include = task_modules(argv[argv.index("-Q") + 1].split(","))
     beat = _announce(app, instance) if instance is not None else None
     if role_name in WRITES_BEHIND:
@@ -236,7 +236,7 @@ def start_worker(app: GameschedCelery, argv: list[str]) -> int:
     its exit code.  What `Celery.worker_main` does, through the worker command alone:
     that goes through the whole ``celery`` command line, whose import (every subcommand,
     the interactive shell's libraries, the plugins installed) was about a sixth of a
-    worker's boot (docs/measurements.md)."""
+    worker's boot CPU (docs/measurements.md)."""
     from celery.bin.base import CLIContext
     from celery.bin.worker import worker as worker_command
 

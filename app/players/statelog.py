@@ -41,7 +41,7 @@ from app.db import transaction
 from app.players import sessions, wire
 from app.players.hotstore import HotStore
 from app.players.models import UNNAMED_STORE, StateLogRow
-from app.players.statestore import Emit, Fence, malformed
+from app.players.statestore import MOVED_AWAY, Emit, Fence, malformed
 from app.protocol import keys
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ REPLAY_ROWS = 100  # log rows read at a time by a replay
 REPLAY_ENTRIES = 1000  # merged entries applied together by a replay
 RECOVERY_CLAIM_S = 120  # one process replays; another takes over after this
 REPLAY_EMIT = Emit(None, keys.REPLAYED_UPDATES, keys.REPLAYED_BYTES)
+MOVE_FOLLOWS = 3  # moves a replayed session's entries follow (each a handover meanwhile)
 # The hot store of each of the given sessions that runs on an instance keeping its state in
 # another store than the one replayed (the others are left out).
 Elsewhere = Callable[[Sequence[str]], Mapping[str, HotStore]]
@@ -214,7 +215,7 @@ def replay(hot: HotStore, factory: Factory, store: str,
     applied = 0
     for target, only in _by_store(hot, ids, targets):
         for batch in merged.batches(only=only):
-            applied += _replay_batch(hot, target, factory, batch)
+            applied += _replay_batch(hot, target, factory, batch, elsewhere=elsewhere)
     if targets:
         log.warning("the state log's replay sent %d sessions' updates to the hot stores of "
                     "the instances they run on now", len(targets))
@@ -235,7 +236,7 @@ def replay_sessions(hot: HotStore, factory: Factory, store: str, session_ids: Co
     for batch_entries in entries(factory, [store]):
         merged.add(batch_entries, only=wanted)
     for batch in merged.batches():
-        if _apply_merged(hot, factory, batch, fence) and log_to is not None:
+        if _apply_merged(hot, factory, batch, fence).applied and log_to is not None:
             log_to(batch)
     return set(merged.sessions())
 
@@ -252,25 +253,60 @@ def _targets(elsewhere: Elsewhere | None, ids: list[str]) -> dict[str, HotStore]
         return {}
 
 
-def _replay_batch(hot: HotStore, target: HotStore, factory: Factory, batch: bytes) -> int:
+def _replay_batch(hot: HotStore, target: HotStore, factory: Factory, batch: bytes, *,
+                  elsewhere: Elsewhere | None = None, follows: int = MOVE_FOLLOWS) -> int:
     """Apply a merged `batch` to `target`, or to `hot` when `target` is another store that
-    does not answer; the updates that changed state."""
+    does not answer; the updates that changed state.  The entries of sessions that moved
+    off that store meanwhile (handed over to another instance's store after `elsewhere`
+    was asked: it refuses them as moved away) follow them to the stores they run in now,
+    up to `follows` moves."""
     try:
-        return _apply_merged(target, factory, batch)
+        result = _apply_merged(target, factory, batch)
     except RedisError as exc:
         if target is hot:
             raise
         log.warning("the state log's replay could not reach a session's hot store (%s): its "
                     "updates go into this store", exc)
-        return _apply_merged(hot, factory, batch)
+        result = _apply_merged(hot, factory, batch)
+    moved = _moved_away(batch, result)
+    if not moved:
+        return result.applied
+    return result.applied + _follow(hot, factory, moved, elsewhere, follows)
+
+
+def _moved_away(batch: bytes, result: sessions.ApplyResult) -> list[Any]:
+    """The entries of `batch` that `result` refused as their session moved away."""
+    refused = {i for i, name, reason in result.rejected
+               if name == "session" and reason.startswith(MOVED_AWAY)}
+    if not refused:
+        return []
+    return [entry for i, entry in enumerate(wire.unpack_batch(batch)) if i in refused]
+
+
+def _follow(hot: HotStore, factory: Factory, moved: list[Any], elsewhere: Elsewhere | None,
+            follows: int) -> int:
+    """Replay `moved` (entries a store refused: their sessions moved off it during the
+    replay) into the stores their sessions run in now; the updates that changed state."""
+    ids = list(dict.fromkeys(entry[0].decode() for entry in moved))
+    targets = _targets(elsewhere, ids) if follows > 0 else {}
+    if not targets:
+        log.warning("the state log's replay lost %d sessions that moved off their store "
+                    "while it ran: their logged updates were not applied", len(ids))
+        return 0
+    applied = 0
+    for target, only in _by_store(hot, ids, targets):
+        batch = wire.pack_batch(e for e in moved if only is None or e[0] in only)
+        applied += _replay_batch(hot, target, factory, batch, elsewhere=elsewhere,
+                                 follows=follows - 1)
+    return applied
 
 
 def _apply_merged(hot: HotStore, factory: Factory, batch: bytes,
-                  fence: Fence | None = None) -> int:
+                  fence: Fence | None = None) -> sessions.ApplyResult:
     """Apply a batch of merged log rows to `hot`, restoring from SQL the open sessions it
-    lacks, counted as replayed; the updates that changed state."""
+    lacks, counted as replayed."""
     return sessions.apply_batch_restoring(hot, factory, batch, size_later=True, fence=fence,
-                                          emit=REPLAY_EMIT).applied
+                                          emit=REPLAY_EMIT)
 
 
 def _by_store(hot: HotStore, ids: list[str],

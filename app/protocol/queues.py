@@ -40,7 +40,6 @@ TASK_QUEUES: dict[str, Queue] = {
 }
 
 
-
 def task_module(task: str) -> str:
     """The module that defines `task`: ``workers.<kind>`` for ``gamesched.<kind>.<name>``."""
     return f"workers.{task.split('.')[1]}"

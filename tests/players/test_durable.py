@@ -489,6 +489,38 @@ def test_a_recovery_replays_a_session_into_the_store_it_runs_in_now(
     assert sessions.read_states(there, [a, b]) == {b: sessions.HotState(3, {"hp": 3})}
 
 
+def test_a_recovery_follows_a_session_that_moves_off_its_store_while_it_replays(
+        factory: sessionmaker[Session], ids: list[str], log: statelog.StateLog,
+        stores: tuple[str, str]) -> None:
+    """A session handed over to another instance's store after the replay asked where it
+    runs (a rebalance just after a full restart) gets its logged updates where it went:
+    the store it left refuses them as moved away."""
+    one, _ = stores
+    a, b, _ = ids
+    before = _store()
+    _open(before, factory, a, b)
+    _logged(factory, (a, 1, {"hp": 1}), (b, 1, {"hp": 5}), hot=before, log=log, store=one)
+    durable.write_behind(before, factory, one, "w1")  # snapshots at seq 1; the log emptied
+    _logged(factory, (b, 2, {"hp": 4}), hot=before, log=log, store=one)  # in the log only
+    lost, there = MemoryHotStore(), _store()  # every Redis restarted empty
+    asked: list[list[str]] = []
+
+    def elsewhere(sessions_: list[str]) -> dict[str, HotStore]:
+        asked.append(sorted(sessions_))
+        if len(asked) > 1:
+            return {b: there}
+        # b runs here as the replay asks; then it moves, at its snapshot (seq 1)
+        with factory() as db:
+            sessions.restore_open(db, lost, {b})
+        there.states.take_over([b], lost.states.hand_over([b]), EMIT)
+        return {}
+
+    assert statelog.recover(lost, factory, one, elsewhere) is not None
+    assert asked[1] == [b]  # asked again for the session refused as moved away
+    assert sessions.read_states(there, [b]) == {b: sessions.HotState(2, {"hp": 4})}
+    assert sessions.read_states(lost, [a, b]) == {}  # a had no rows after its snapshot
+
+
 def test_a_recovery_keeps_in_its_own_store_what_it_cannot_send_elsewhere(
         factory: sessionmaker[Session], ids: list[str], log: statelog.StateLog,
         stores: tuple[str, str]) -> None:

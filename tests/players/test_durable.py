@@ -460,6 +460,19 @@ def test_recovering_a_store_restores_its_sessions_and_not_another_stores(
     assert sessions.read_states(lost, [a, b]) == {b: sessions.HotState(1, {"hp": 2})}
 
 
+def _snapshot_then_log(factory: sessionmaker[Session], log: statelog.StateLog, store: str,
+                       pair: tuple[str, str], *later: tuple[str, int, dict[str, object]]) -> None:
+    """What SQL holds of two sessions before a full restart: their first updates (seq 1,
+    ``hp`` 1 and 5) in snapshots, the log of those emptied, then `later` in the log of
+    the store named `store`."""
+    a, b = pair
+    before = _store()
+    _open(before, factory, a, b)
+    _logged(factory, (a, 1, {"hp": 1}), (b, 1, {"hp": 5}), hot=before, log=log, store=store)
+    durable.write_behind(before, factory, store, "w1")
+    _logged(factory, *later, hot=before, log=log, store=store)
+
+
 def test_a_recovery_replays_a_session_into_the_store_it_runs_in_now(
         factory: sessionmaker[Session], ids: list[str], log: statelog.StateLog,
         stores: tuple[str, str]) -> None:
@@ -468,12 +481,8 @@ def test_a_recovery_replays_a_session_into_the_store_it_runs_in_now(
     there from its snapshot; the other sessions stay in the store replayed."""
     one, _ = stores
     a, b, _ = ids
-    before = _store()
-    _open(before, factory, a, b)
-    _logged(factory, (a, 1, {"hp": 1}), (b, 1, {"hp": 5}), hot=before, log=log, store=one)
-    durable.write_behind(before, factory, one, "w1")  # snapshots at seq 1; the log emptied
-    _logged(factory, (a, 2, {"pos": [2, 2]}), (b, 3, {"hp": 3}), hot=before, log=log,
-            store=one)
+    _snapshot_then_log(factory, log, one, (a, b),
+                       (a, 2, {"pos": [2, 2]}), (b, 3, {"hp": 3}))
     lost, there = MemoryHotStore(), _store()  # every Redis restarted empty
     asked: list[list[str]] = []
 
@@ -497,11 +506,7 @@ def test_a_recovery_follows_a_session_that_moves_off_its_store_while_it_replays(
     the store it left refuses them as moved away."""
     one, _ = stores
     a, b, _ = ids
-    before = _store()
-    _open(before, factory, a, b)
-    _logged(factory, (a, 1, {"hp": 1}), (b, 1, {"hp": 5}), hot=before, log=log, store=one)
-    durable.write_behind(before, factory, one, "w1")  # snapshots at seq 1; the log emptied
-    _logged(factory, (b, 2, {"hp": 4}), hot=before, log=log, store=one)  # in the log only
+    _snapshot_then_log(factory, log, one, (a, b), (b, 2, {"hp": 4}))
     lost, there = MemoryHotStore(), _store()  # every Redis restarted empty
     asked: list[list[str]] = []
 

@@ -250,14 +250,15 @@ def start_worker(app: GameschedCelery, argv: list[str]) -> int:
 
 def _announce(app: GameschedCelery, instance: str) -> Heartbeat:
     """Join the registry as `instance`, with the hot store its session state lives on
-    (`GAMESCHED_HOT_URL`, else the broker's), and heartbeat while this worker consumes; on
+    (`GAMESCHED_HOT_URL`, else the broker's) and that store's name (`GAMESCHED_HOT_STORE`),
+    and heartbeat while this worker consumes; on
     a warm shutdown it leaves at once (silent: the controller moves its sessions).  Taken over
     while it was silent (fenced), it shuts down warm and starts again as a fresh process,
     which joins anew."""
     settings = app.runtime.settings
     beat = Heartbeat(app.runtime.instances, instance, settings.instance_capacity,
                      settings.instance_heartbeat_s, on_fenced=warm_shutdown,
-                     hot_url=settings.hot_store_url)
+                     hot_url=settings.hot_store_url, hot_name=settings.hot_store_name)
 
     def become(token: int) -> None:  # this process's writes carry the token
         identity.set_current(identity.Identity(instance, token), beat.notice_fenced)

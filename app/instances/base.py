@@ -41,11 +41,12 @@ class InstanceState:
 class Registry(Protocol):
     """Where the instances and the sessions' places are kept."""
 
-    def join(self, instance: str, capacity: int, hot_url: str = "") -> int:
+    def join(self, instance: str, capacity: int, hot_url: str = "", hot_name: str = "") -> int:
         """`instance` starts (or starts again after a drain or a takeover): it takes sessions
         again, and keeps their state on the Redis at `hot_url` (its workers'
-        `GAMESCHED_HOT_URL`, or the broker's); returns its new fencing token, which its
-        writes carry, written into that store too (`app.instances.tokens`)."""
+        `GAMESCHED_HOT_URL`, or the broker's), a store named `hot_name` on SQL's state log
+        (`GAMESCHED_HOT_STORE`); returns its new fencing token, which its writes carry,
+        written into that store too (`app.instances.tokens`)."""
 
     def heartbeat(self, instance: str, capacity: int, token: int | None = None) -> bool:
         """`instance` is alive and takes up to `capacity` sessions; False (and not recorded)
@@ -63,6 +64,9 @@ class Registry(Protocol):
 
     def hot_urls(self) -> dict[str, str]:
         """The hot store of each instance that recorded one, by instance."""
+
+    def hot_names(self) -> dict[str, str]:
+        """The name of the hot store of each instance that recorded one, by instance."""
 
     def refused(self, instance: str, writes: int = 1) -> None:
         """Count `writes` refused from the fenced `instance`."""

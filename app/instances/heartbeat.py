@@ -21,13 +21,16 @@ class Heartbeat:
     instance's hot store (its writes there are refused from then on, even when the
     takeover could not reach that store), sets `fenced` and calls `on_fenced` (a worker
     starts again, and joins anew).  `hot_url` is the Redis the instance keeps session
-    state on, recorded in the registry as it joins."""
+    state on, and `hot_name` that store's name on SQL's state log, both recorded in the
+    registry as it joins."""
 
     def __init__(self, registry: Registry, instance: str, capacity: int,  # noqa: PLR0917
                  period_s: float, on_fenced: Callable[[], None] | None = None,
-                 on_join: Callable[[int], None] | None = None, hot_url: str = "") -> None:
+                 on_join: Callable[[int], None] | None = None, hot_url: str = "",
+                 hot_name: str = "") -> None:
         self.registry, self.instance = registry, instance
         self.capacity, self.period_s, self.hot_url = capacity, period_s, hot_url
+        self.hot_name = hot_name
         self.on_fenced, self.on_join = on_fenced, on_join
         self.token: int | None = None
         self.fenced = threading.Event()
@@ -40,7 +43,8 @@ class Heartbeat:
         if self._thread is not None:
             return
         try:  # back in service, after a drain or a takeover too
-            self.token = self.registry.join(self.instance, self.capacity, self.hot_url)
+            self.token = self.registry.join(self.instance, self.capacity, self.hot_url,
+                                            self.hot_name)
             if self.on_join is not None:
                 self.on_join(self.token)
         except Exception as exc:  # noqa: BLE001 - the beats that follow try again

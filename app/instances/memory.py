@@ -32,15 +32,18 @@ class MemoryRegistry:
         self._refused: dict[str, int] = {}
         self._moved: dict[str, int] = {}
         self._hot: dict[str, str] = {}
+        self._hot_names: dict[str, str] = {}
         self._from: dict[str, str] = {}
 
-    def join(self, instance: str, capacity: int, hot_url: str = "") -> int:
-        """`instance` starts: it takes sessions again, its state on `hot_url`; returns its
-        new token (one process: the state store checks no token)."""
+    def join(self, instance: str, capacity: int, hot_url: str = "", hot_name: str = "") -> int:
+        """`instance` starts: it takes sessions again, its state on `hot_url`, a store named
+        `hot_name`; returns its new token (one process: the state store checks no token)."""
         with self._lock:
             self._draining.discard(instance)
             if hot_url:
                 self._hot[instance] = hot_url
+            if hot_name:
+                self._hot_names[instance] = hot_name
             token = self._token[instance] = self._token.get(instance, 0) + 1
         self.heartbeat(instance, capacity, token)
         return token
@@ -66,6 +69,11 @@ class MemoryRegistry:
         """The hot store of each instance that recorded one."""
         with self._lock:
             return dict(self._hot)
+
+    def hot_names(self) -> dict[str, str]:
+        """The hot store's name of each instance that recorded one."""
+        with self._lock:
+            return dict(self._hot_names)
 
     def refused(self, instance: str, writes: int = 1) -> None:
         """Count writes refused from `instance`."""

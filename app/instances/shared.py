@@ -70,14 +70,16 @@ class RedisRegistry:
         self._names_at = float("-inf")
         self._tokens = HotTokens()
 
-    def join(self, instance: str, capacity: int, hot_url: str = "") -> int:
-        """`instance` starts: it takes sessions again, its state on `hot_url`; returns its
-        new token, written into that store too (raises when it cannot be: the instance
-        could write nothing)."""
+    def join(self, instance: str, capacity: int, hot_url: str = "", hot_name: str = "") -> int:
+        """`instance` starts: it takes sessions again, its state on `hot_url`, a store named
+        `hot_name`; returns its new token, written into that store too (raises when it
+        cannot be: the instance could write nothing)."""
         self._client.srem(keys.INSTANCES_DRAINING, instance)
         self._client.set(keys.INSTANCES_GENERATION, uuid.uuid4().hex, nx=True)
         if hot_url:
             self._client.hset(keys.INSTANCES_HOT, instance, hot_url)
+        if hot_name:
+            self._client.hset(keys.INSTANCES_HOT_NAME, instance, hot_name)
         token = int(self._client.hincrby(keys.INSTANCES_TOKEN, instance, 1))
         if hot_url and not self._tokens.copy(hot_url, instance, token):
             raise redis.ConnectionError(f"instance {instance}: its hot store does not answer")
@@ -111,6 +113,11 @@ class RedisRegistry:
     def hot_urls(self) -> dict[str, str]:
         """The hot store of each instance that recorded one."""
         return {_text(k): _text(v) for k, v in self._client.hgetall(keys.INSTANCES_HOT).items()}
+
+    def hot_names(self) -> dict[str, str]:
+        """The hot store's name of each instance that recorded one."""
+        return {_text(k): _text(v)
+                for k, v in self._client.hgetall(keys.INSTANCES_HOT_NAME).items()}
 
     def refused(self, instance: str, writes: int = 1) -> None:
         """Count writes refused from `instance`."""

@@ -130,6 +130,9 @@ INSTANCES_REFUSED = PREFIX + "instances:refused"
 # state on): the state of its sessions lives there, and so does a copy of its token, where
 # the state script checks it (the same hash name, INSTANCES_TOKEN, on that Redis).
 INSTANCES_HOT = PREFIX + "instances:hot"
+# Each instance's hot store's name (a hash, instance to `GAMESCHED_HOT_STORE` of its
+# workers): the name its rows of SQL's state log carry, found by when that store is gone.
+INSTANCES_HOT_NAME = PREFIX + "instances:hot-name"
 # The instance each moved session came from (a hash), until its new instance has taken its
 # state from that instance's hot store (app.tasking.arrivals).
 PLACEMENT_FROM = PREFIX + "placement:from"

@@ -20,9 +20,9 @@ that task or a batch of the sessions, takes it; the other finds nothing left to 
 
 When the store it moved from does not answer (its machine gone with the instance), the
 session starts here from SQL: its snapshot, and every update that store logged of it
-(`statelog.replay_sessions`, found under the store's name, the URL's: a store named
-otherwise with `GAMESCHED_HOT_STORE` comes back at its snapshot), so that no update a
-game server was told was durable is lost with it.
+(`statelog.replay_sessions`, found under the store's name that instance recorded as it
+joined, `GAMESCHED_HOT_STORE` of its workers, else its URL's), so that no update a game
+server was told was durable is lost with it.
 
 A session missing here that runs on another instance now (its game server sent this
 instance work before it learnt of a move, or the work was forwarded to the shared queue)
@@ -46,7 +46,6 @@ from app.priority import BANDS, Route
 from app.protocol import keys
 from app.protocol.names import ARRIVE_TASK
 from app.protocol.vocab import Queue
-from app.settings import store_name
 from app.tasking.factory import GameschedCelery
 from app.tasking.runtime import Runtime
 
@@ -108,11 +107,11 @@ def _from_log(runtime: Runtime, source: str, sessions: list[str], fence: Fence |
     """Restore `sessions` here from SQL: their snapshots and every update the store of
     `source` (which does not answer) logged of them; the sessions restored (none when
     `source` recorded no store, or its log names none of them)."""
-    url = runtime.hot_stores.url_of(source)
-    if not url:
+    name = runtime.hot_stores.name_of(source)
+    if not name:
         return set()
-    named = statelog.replay_sessions(runtime.hot_stores.own, runtime.sessions,
-                                     store_name(url), sessions, fence=fence, log_to=log_to)
+    named = statelog.replay_sessions(runtime.hot_stores.own, runtime.sessions, name,
+                                     sessions, fence=fence, log_to=log_to)
     if named:
         log.info("restored %d sessions from instance %s from SQL, its state log included",
                  len(named), source)

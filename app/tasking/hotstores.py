@@ -61,6 +61,16 @@ class HotStores:
             self._urls, self._urls_at = urls, now
         return urls.get(instance, "")
 
+    def name_of(self, instance: str) -> str:
+        """The name of `instance`'s hot store on SQL's state log: the one it recorded
+        (`GAMESCHED_HOT_STORE` of its workers), else its URL's ("" when it recorded
+        neither)."""
+        recorded = self._registry.hot_names().get(instance)
+        if recorded:
+            return recorded
+        url = self.url_of(instance)
+        return store_name(url) if url else ""
+
     def shared_with(self, instance: str) -> bool:
         """Whether `instance` keeps its sessions' state in this process's own store."""
         return self.of_instance(instance) is self.own

@@ -307,3 +307,11 @@ def test_a_moved_session_remembers_where_it_came_from_until_its_state_arrives(
     registry.join("a", 10)  # back: the rebalance records the moves it makes too
     pulled = registry.rebalance()
     assert pulled and registry.came_from([m.session for m in pulled]) == ["b"] * len(pulled)
+
+
+def test_an_instance_records_its_hot_store_and_that_stores_name(
+        registry: Registry, redis_url: str) -> None:
+    registry.join("a", 10, redis_url, "east-hot")  # its token is copied there
+    registry.join("b", 10)  # it keeps its state on the broker's Redis, under its URL's name
+    assert registry.hot_urls() == {"a": redis_url}
+    assert registry.hot_names() == {"a": "east-hot"}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from app.db import transaction
 from app.instances.memory import MemoryRegistry
 from app.players import sessions, statelog, wire
@@ -19,12 +21,13 @@ from app.tasking.runtime import Runtime
 HERE = "redis://127.0.0.1:7001/0"
 
 
+@pytest.mark.parametrize("name", ["", "east-hot"], ids=["its URL's", "GAMESCHED_HOT_STORE"])
 def test_a_session_from_an_instance_whose_store_is_gone_gets_what_that_store_logged(
-        sqlite_url: str) -> None:
+        sqlite_url: str, name: str) -> None:
     runtime = Runtime(load_settings(database_url=sqlite_url))
     registry = MemoryRegistry()
     gone = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens
-    registry.join("gone", 100, gone)
+    registry.join("gone", 100, gone, name)  # the name its rows carry, when not the URL's
     registry.join("here", 100, HERE)
     own = MemoryHotStore()
     own.states.set_recovered()
@@ -41,7 +44,7 @@ def test_a_session_from_an_instance_whose_store_is_gone_gets_what_that_store_log
     log.open()  # what gone's worker logged before its machine went
     log.add(wire.pack_batch([wire.entry(logged, 1, {"hp": 1}),
                              wire.entry(logged, 2, {"pos": [1, 2]})]))
-    assert log.flush(runtime.sessions, store_name(gone)) == 1
+    assert log.flush(runtime.sessions, name or store_name(gone)) == 1
     assert {m.session for m in registry.drain("gone")} == {logged, quiet}
     here_log: list[bytes] = []
 

@@ -44,7 +44,7 @@ from app.client.requests import (
 )
 from app.control.controller import read_decision
 from app.errors import InvalidRequest, ServerFull
-from app.instances.placement import weight
+from app.instances.placement import Move, weight
 from app.ledger.handle import TransactionHandle
 from app.ledger.policy import APPLY_BATCH_MAX
 from app.ledger.submit import submit_purchase, submit_reward
@@ -72,6 +72,7 @@ from app.protocol.names import (
 from app.protocol.queues import Queue
 from app.protocol.vocab import SessionOp
 from app.settings import Settings, load_settings
+from app.tasking.arrivals import send_arrivals
 from app.tasking.factory import GameschedCelery, create_app
 from app.tasking.publish import connect
 from app.tasking.transport import published_depth
@@ -275,7 +276,7 @@ class GameClient:
         it), and restore their state from SQL; their owners now (None: still unplaced).
         Stops at the first that no instance takes (none has joined yet): the next round
         tries again."""
-        placed, again = list(owners), []
+        placed, again, away = list(owners), [], []
         self._unplaced = False
         waiting = self._still_waiting()
         for index, session_id in enumerate(ids):
@@ -285,18 +286,35 @@ class GameClient:
             if before in waiting:  # its state is on an instance not back yet
                 self._unplaced = True
                 continue
-            placed[index] = self._place_again(session_id, before)
-            if placed[index] is None:  # no instance takes sessions yet: next round
+            placed[index] = target = self._place_again(session_id, before)
+            if target is None:  # no instance takes sessions yet: next round
                 self._unplaced = True
                 break
             again.append(session_id)
+            if before is not None and target != before:
+                away.append(Move(session_id, before, target))
             if len(again) % RESTORE_CHUNK == 0:  # their state back as they are placed
                 self.last_applied(again[-RESTORE_CHUNK:])
         if rest := len(again) % RESTORE_CHUNK:
             self.last_applied(again[-rest:])
         if again:
             log.info("placed %d sessions again (the registry had lost them)", len(again))
+        self._fetch_state(away)
         return placed
+
+    def _fetch_state(self, away: list[Move]) -> None:
+        """Tell the instances that sessions placed away from the instance they ran on went
+        to, to take their state from that one's store now (`send_arrivals`), as after a
+        move: whatever that store holds of them, its replayed log included, is newer than
+        their snapshots.  A broker that does not take it is logged (those sessions then
+        carry on from their snapshots there)."""
+        if not away:
+            return
+        try:
+            send_arrivals(self.app, away)
+        except BrokerError as exc:
+            log.warning("%d sessions placed away from their instance: their state was not "
+                        "fetched at once (%s)", len(away), exc)
 
     def _still_waiting(self) -> set[str]:
         """The instances not back yet that the sessions of this client ran on, within the

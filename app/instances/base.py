@@ -82,8 +82,10 @@ class Registry(Protocol):
         """The instance `session` runs on: where it is if placed (its weight updated), else
         one chosen now: `prefer` when it is live and below its capacity (the instance it
         ran on before the registry lost it, whatever the load bound), else by ranking and
-        load.  None when no instance is live (the fleet's shared queue serves it);
-        ServerFull when every live one is at capacity."""
+        load; placed elsewhere than `prefer`, it came from `prefer` (`came_from`), and its
+        new instance takes its state from there as after a move.  None when no instance
+        is live (the fleet's shared queue serves it); ServerFull when every live one is at
+        capacity."""
 
     def drain(self, instance: str) -> list[Move]:
         """Give no new session to `instance` and move each of its sessions to the instance

@@ -151,6 +151,8 @@ class MemoryRegistry:
                 return owner
             raise ServerFull(len(live), RETRY_AFTER_S)
         self._assign(session, pick, w, "drain")
+        if owner is None and prefer and pick != prefer:
+            self._from[session] = prefer  # its state is there: taken as after a move
         return pick
 
     def _assign(self, session: str, instance: str, w: int, why: str) -> None:

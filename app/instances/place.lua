@@ -15,7 +15,9 @@
 -- the first instance of its ranking below its capacity with room under the bound, else to
 -- the least loaded one below its capacity: {instance, 1}, or
 -- {instance, 2} when it moved (the placement epoch raised, and the instance it came from
--- recorded for its new instance to take its state from).  {"", "none"} when no
+-- recorded for its new instance to take its state from).  A session placed anew away
+-- from `prefer` records `prefer` as the instance it came from, for the same reason.
+-- {"", "none"} when no
 -- instance is live, {"", "full"} when every live one is at capacity; a session that could
 -- not move stays where it was.  Same choice, same arithmetic as
 -- app.instances.placement.roomy.
@@ -86,6 +88,9 @@ if owner then  -- moving off `avoid`: its load leaves it
   redis.call('INCR', KEYS[8])
   redis.call('HINCRBY', KEYS[9], 'drain', 1)
   redis.call('HSET', KEYS[10], session, owner)
+end
+if not owner and prefer ~= '' and pick ~= prefer then
+  redis.call('HSET', KEYS[10], session, prefer)
 end
 redis.call('HSET', KEYS[3], session, pick)
 redis.call('HSET', KEYS[4], session, w)

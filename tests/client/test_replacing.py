@@ -110,11 +110,16 @@ def test_past_the_grace_a_session_goes_to_an_instance_that_is_back(
     client = GameClient(eager_app)
     try:
         ids = _open_apart(eager_app, client, 6)
+        before = [client.instance_of(s) for s in ids]
+        assert set(before) == {"east", "west"}
         client.return_grace_s = 0.0  # west is given up on at once
         _lose_the_registry(eager_app, client)
         client.instances.join("east", 100)
         client.follow_moves()
         assert client.instances.owners(ids) == ["east"] * 6
         assert [client.instance_of(s) for s in ids] == ["east"] * 6
+        # west's came from west: east takes their state from west's store, as after a move
+        assert client.instances.came_from(ids) == [None if i == "east" else "west"
+                                                   for i in before]
     finally:
         client.close()

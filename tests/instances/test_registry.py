@@ -74,6 +74,11 @@ def test_a_preferred_instance_takes_a_session_while_it_is_below_its_capacity(
     # c takes them up to its capacity, then the ranking decides
     assert full.count("c") == 20 - on_c and len(full) == 25
     assert {s.name: s.sessions for s in registry.instances()}["c"] == 20
+    # placed back on its instance: its state is there; placed elsewhere, it came from
+    # there, and its new instance takes its state from that one's store
+    placed = [f"full{n}" for n in range(25)]
+    assert registry.came_from(placed) == [None if where == "c" else "c" for where in full]
+    assert registry.came_from(["other", "back0"]) == ["nowhere", None]
 
 
 def test_loads_stay_within_the_bound_over_the_mean(registry: Registry) -> None:

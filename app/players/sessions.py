@@ -170,6 +170,12 @@ class ApplyResult:
         """Each changed session's encoded delta (decoded from the message)."""
         return delta.split(self.message)
 
+    def refused(self, *reasons: str) -> list[int]:
+        """The indices of the entries rejected for their session, for one of `reasons`
+        (`UNKNOWN_SESSION`, `MOVED_AWAY`)."""
+        return [i for i, name, reason in self.rejected
+                if name == "session" and reason.startswith(reasons)]
+
 
 def apply_batch(hot: HotStore, batch: bytes, publish: bool = False,
                 size_later: bool = False, *, fence: Fence | None = None,
@@ -250,8 +256,7 @@ def _apply_restoring(hot: HotStore, db_factory: Callable[[], Session], batch: by
                      emit: Emit | None, arrive: Arrive | None) -> ApplyResult:
     result = apply_batch(hot, batch, publish, size_later, fence=fence, emit=emit)
     lacking = (UNKNOWN_SESSION,) if arrive is None else (UNKNOWN_SESSION, MOVED_AWAY)
-    missing = [i for i, name, reason in result.rejected
-               if name == "session" and reason.startswith(lacking)]
+    missing = result.refused(*lacking)
     if not missing:
         return result
     entries = wire.unpack_batch(batch)

@@ -276,8 +276,7 @@ def _replay_batch(hot: HotStore, target: HotStore, factory: Factory, batch: byte
 
 def _moved_away(batch: bytes, result: sessions.ApplyResult) -> list[Any]:
     """The entries of `batch` that `result` refused as their session moved away."""
-    refused = {i for i, name, reason in result.rejected
-               if name == "session" and reason.startswith(MOVED_AWAY)}
+    refused = set(result.refused(MOVED_AWAY))
     if not refused:
         return []
     return [entry for i, entry in enumerate(wire.unpack_batch(batch)) if i in refused]

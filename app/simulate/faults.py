@@ -29,11 +29,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from celery import Celery
-from kombu.exceptions import OperationalError
-from redis import RedisError
 
 from app.errors import GameschedError, InvalidRequest
-from app.fleet.fleets import ProcessFleet
+from app.fleet.fleets import BROKER_ERRORS, ProcessFleet
 from app.fleet.roles import WORKER_ROLES
 from app.protocol.vocab import RoleName
 from app.settings import Settings
@@ -262,7 +260,7 @@ class FaultInjector:
     def _answering(self, app: Celery) -> set[str] | None:
         try:
             return set(live_workers(app, timeout=0.5))
-        except (OperationalError, RedisError, OSError):
+        except BROKER_ERRORS:
             time.sleep(0.2)
             return None
 
@@ -345,7 +343,7 @@ class FaultInjector:
             self.fleet.procs[node] = self.fleet.spawn(node)
         try:  # the rest start once these answer, or after the recovery timeout
             self.fleet.wait_ready(FIRST_BACK_TIMEOUT_S, nodes=first)
-        except (GameschedError, OperationalError, RedisError, OSError) as exc:
+        except (GameschedError, *BROKER_ERRORS) as exc:
             log.warning("restart-fleet: the first workers did not answer: %s", exc)
         else:
             step("sessions_back")

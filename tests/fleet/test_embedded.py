@@ -58,6 +58,7 @@ def test_every_kind_of_work_reaches_its_queue_and_runs(app: GameschedCelery) -> 
     client.submit_ai("npc-1", (1.0, 1.0), [(2.0, 2.0)])
     client.submit_background("analytics", [{"kind": "kill"}])
     client.close_session("e1")
+    client.flush()  # the frames the first one sends every unit go by the client's thread
     done = _collect(app, client.tasks_sent)
     # physics goes to the unit owning r1, and the first frame of an owner map to every unit
     assert {e.queue for e in done} == {"player", "physics.0", "physics.1", "ai", "background"}

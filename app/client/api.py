@@ -43,7 +43,7 @@ from app.client.requests import (
     session_move,
 )
 from app.control.controller import read_decision
-from app.errors import InvalidRequest, ServerFull
+from app.errors import InvalidRequest
 from app.instances.placement import Move, weight
 from app.ledger.handle import TransactionHandle
 from app.ledger.policy import APPLY_BATCH_MAX
@@ -113,6 +113,8 @@ class GameClient:
         self._generation = ""  # the registry's, when this client placed its sessions
         self._unplaced = False  # sessions the registry lost are still to be placed again
         self._lost_at = 0.0  # monotonic time this client found them lost
+        self._to_restore: list[str] = []  # placed again, their state not yet restored
+        self._to_fetch: list[Move] = []  # placed away, their state not yet fetched
         self.return_grace_s = RETURN_GRACE_S
         self._follower = Periodic(self.follow_moves, FOLLOW_S, "gamesched-follow-moves")
         self._updates = Lanes(lambda instance: Coalescer(
@@ -273,41 +275,71 @@ class GameClient:
     def _place_lost(self, ids: list[str], owners: list[str | None]) -> list[str | None]:
         """Place again the sessions of `ids` the registry has no owner for, each on the
         instance it ran on when that is back (within `return_grace_s`, a session waits for
-        it), and restore their state from SQL; their owners now (None: still unplaced).
-        Stops at the first that no instance takes (none has joined yet): the next round
-        tries again."""
-        placed, again, away = list(owners), [], []
-        self._unplaced = False
+        it), `RESTORE_CHUNK` to a registry call, and restore their state from SQL; their
+        owners now (None: still unplaced).  Stops at a chunk that not every session of
+        left (no instance takes them yet): the next round tries again.  So does a round
+        that fails part way (the registry, a hot store or SQL not answering): the sessions
+        it placed keep their restore and fetch due."""
+        placed, again = list(owners), 0
+        due, still = self._lost_due(ids, placed)
+        for start in range(0, len(due), RESTORE_CHUNK):
+            chunk = due[start:start + RESTORE_CHUNK]
+            targets = self.instances.place_many([(ids[i], w, before) for i, w, before in chunk])
+            for (index, _w, before), target in zip(chunk, targets, strict=True):
+                placed[index] = target
+                if target is None:
+                    continue
+                again += 1
+                self._to_restore.append(ids[index])
+                if before is not None and target != before:
+                    self._to_fetch.append(Move(ids[index], before, target))
+            self._restore_placed()  # their state back as they are placed
+            if None in targets:  # no instance takes sessions now: next round
+                still = True
+                break
+        self._restore_placed()  # those a failed round left
+        self._fetch_state()
+        if again:
+            log.info("placed %d sessions again (the registry had lost them)", again)
+        self._unplaced = still
+        return placed
+
+    def _lost_due(self, ids: list[str], owners: list[str | None]
+                  ) -> tuple[list[tuple[int, float, str | None]], bool]:
+        """The sessions of `ids` without an owner to place again now: index, weight and the
+        instance each ran on; and whether any waits for its instance to be back (within
+        the grace).  A session closed meanwhile is left out."""
         waiting = self._still_waiting()
+        due, still = [], False
         for index, session_id in enumerate(ids):
-            if placed[index] is not None:
+            if owners[index] is not None:
                 continue
             before = self.sessions.instance_if_open(session_id)
             if before in waiting:  # its state is on an instance not back yet
-                self._unplaced = True
+                still = True
                 continue
-            placed[index] = target = self._place_again(session_id, before)
-            if target is None:  # no instance takes sessions yet: next round
-                self._unplaced = True
-                break
-            again.append(session_id)
-            if before is not None and target != before:
-                away.append(Move(session_id, before, target))
-            if len(again) % RESTORE_CHUNK == 0:  # their state back as they are placed
-                self.last_applied(again[-RESTORE_CHUNK:])
-        if rest := len(again) % RESTORE_CHUNK:
-            self.last_applied(again[-rest:])
-        if again:
-            log.info("placed %d sessions again (the registry had lost them)", len(again))
-        self._fetch_state(away)
-        return placed
+            try:
+                players = self.sessions.factors(session_id).players
+            except InvalidRequest:  # closed meanwhile
+                continue
+            due.append((index, weight(players), before))
+        return due, still
 
-    def _fetch_state(self, away: list[Move]) -> None:
+    def _restore_placed(self) -> None:
+        """Put back from SQL the state of the sessions placed again and not yet restored
+        (`last_applied`), `RESTORE_CHUNK` at a time."""
+        while self._to_restore:
+            chunk = self._to_restore[:RESTORE_CHUNK]
+            self.last_applied(chunk)
+            del self._to_restore[:len(chunk)]
+
+    def _fetch_state(self) -> None:
         """Tell the instances that sessions placed away from the instance they ran on went
         to, to take their state from that one's store now (`send_arrivals`), as after a
         move: whatever that store holds of them, its replayed log included, is newer than
         their snapshots.  A broker that does not take it is logged (those sessions then
         carry on from their snapshots there)."""
+        away, self._to_fetch = self._to_fetch, []
         if not away:
             return
         try:
@@ -323,17 +355,6 @@ class GameClient:
             return set()
         live = {state.name for state in self.instances.instances() if state.live}
         return self.sessions.instance_names() - live
-
-    def _place_again(self, session_id: str, before: str | None) -> str | None:
-        """Place a session the registry lost, on the instance it ran on (`before`) when
-        that has room; None (it stays where it was) while no instance takes it yet (the
-        fleet still starting again)."""
-        try:
-            return self.instances.place(session_id,
-                                        weight(self.sessions.factors(session_id).players),
-                                        prefer=before)
-        except (ServerFull, InvalidRequest):  # full, or closed meanwhile: not now
-            return None
 
     def last_applied(self, session_ids: Sequence[str]) -> dict[str, int]:
         """The newest sequence number the fleet applied for each session, for a game server

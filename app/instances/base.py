@@ -12,6 +12,10 @@ LEFT_S = 1e6  # silent this long: its last heartbeat is at time 0, it left
 RETRY_AFTER_S = 5.0  # what a refused session is told to wait: sessions close every second
 
 
+# A session to place: its id, its weight and the instance it ran on (None: it ran on none).
+Placing = tuple[str, float, str | None]
+
+
 def milli(weight: float) -> int:
     """A session's weight in the registry's unit: thousandths, at least one."""
     return max(1, round(weight * 1000))
@@ -86,6 +90,13 @@ class Registry(Protocol):
         new instance takes its state from there as after a move.  None when no instance
         is live (the fleet's shared queue serves it); ServerFull when every live one is at
         capacity."""
+
+    def place_many(self, requests: Sequence[Placing]) -> list[str | None]:
+        """`place` each of `requests` (session, weight, the instance it ran on or None), in
+        order, in one round trip where the registry is remote (a game server placing again
+        the thousands of sessions a registry lost, one call each, took seconds); the
+        instance of each, None for one no instance took (none live, or every live one at
+        capacity: no ServerFull here)."""
 
     def drain(self, instance: str) -> list[Move]:
         """Give no new session to `instance` and move each of its sessions to the instance

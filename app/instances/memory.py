@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from app.errors import ServerFull
-from app.instances.base import RETRY_AFTER_S, InstanceState, choose, milli, pulls
+from app.instances.base import RETRY_AFTER_S, InstanceState, Placing, choose, milli, pulls
 from app.instances.placement import EPSILON, Move, ranked
 
 
@@ -97,6 +97,16 @@ class MemoryRegistry:
         """See `Registry.place`."""
         with self._lock:
             return self._place(session, milli(weight), prefer=prefer)
+
+    def place_many(self, requests: Sequence[Placing]) -> list[str | None]:
+        """See `Registry.place_many`."""
+        out: list[str | None] = []
+        for session, weight, prefer in requests:
+            try:
+                out.append(self.place(session, weight, prefer))
+            except ServerFull:
+                out.append(None)
+        return out
 
     def drain(self, instance: str) -> list[Move]:
         """See `Registry.drain`."""

@@ -10,7 +10,7 @@ from importlib import resources
 import redis
 
 from app.errors import ServerFull
-from app.instances.base import RETRY_AFTER_S, InstanceState, milli, pulls
+from app.instances.base import RETRY_AFTER_S, InstanceState, Placing, milli, pulls
 from app.instances.placement import EPSILON, Move, ranked
 from app.instances.tokens import HotTokens
 from app.protocol import keys
@@ -143,6 +143,17 @@ class RedisRegistry:
             raise ServerFull(sum(state.live for state in self.instances()), RETRY_AFTER_S)
         return name or None
 
+    def place_many(self, requests: Sequence[Placing]) -> list[str | None]:
+        """See `Registry.place_many`: one script call each, all in one pipeline, over the
+        registered instances read now."""
+        names = self._registered(fresh=True)
+        with self._client.pipeline(transaction=False) as pipe:
+            for session, weight, prefer in requests:
+                self._place(keys=_PLACE_KEYS, args=self._args(
+                    session, milli(weight), names, prefer=prefer), client=pipe)
+            replies = pipe.execute()
+        return [_text(name) or None for name, _outcome in replies]
+
     def drain(self, instance: str) -> list[Move]:
         """See `Registry.drain`: one script call per session of `instance`."""
         self._client.sadd(keys.INSTANCES_DRAINING, instance)
@@ -178,10 +189,15 @@ class RedisRegistry:
 
     def _call(self, session: str, weight: int, names: Sequence[str],
               avoid: str = "", prefer: str | None = None) -> tuple[str, int | bytes]:
-        name, outcome = self._place(keys=_PLACE_KEYS, args=[
-            session, weight, repr(self.epsilon), repr(self.ttl_s), avoid, prefer or "",
-            *ranked(session, names)])
+        name, outcome = self._place(keys=_PLACE_KEYS, args=self._args(
+            session, weight, names, avoid, prefer))
         return name.decode(), outcome
+
+    def _args(self, session: str, weight: int, names: Sequence[str], avoid: str = "",
+              prefer: str | None = None) -> list[str | int]:
+        """place.lua's arguments."""
+        return [session, weight, repr(self.epsilon), repr(self.ttl_s), avoid, prefer or "",
+                *ranked(session, names)]
 
     def _registered(self, fresh: bool = False) -> list[str]:
         """The registered instances' names, read again after NAMES_TTL_S (an instance

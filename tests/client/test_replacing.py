@@ -5,6 +5,12 @@ SQLite; the real restart is tests/instances/test_restart_live.py)."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import sessionmaker
 
 from app.client.api import GameClient
 from app.db import transaction
@@ -121,5 +127,37 @@ def test_past_the_grace_a_session_goes_to_an_instance_that_is_back(
         # west's came from west: east takes their state from west's store, as after a move
         assert client.instances.came_from(ids) == [None if i == "east" else "west"
                                                    for i in before]
+    finally:
+        client.close()
+
+
+def test_a_round_that_fails_part_way_leaves_its_restores_to_the_next(
+        eager_app: GameschedCelery, tmp_path: Path) -> None:
+    """SQL not answering while the client restores the sessions it placed again: the next
+    round restores them, though the registry has them placed already."""
+    runtime = eager_app.runtime
+    client = GameClient(eager_app)
+    try:
+        ids = _open_apart(eager_app, client, 6)
+        sessions.apply_updates(runtime.hot, [{"session": s, "seq": 1, "state": {"hp": 7}}
+                                             for s in ids])
+        write_behind(runtime.hot, runtime.sessions, runtime.settings.hot_store_name, "test")
+        client.return_grace_s = 0.0
+        _lose_the_registry(eager_app, client)
+        client.instances.join("east", 100)
+        client.instances.join("west", 100)
+        sql = runtime.sessions
+        runtime.__dict__["sessions"] = sessionmaker(  # a database without the tables
+            create_engine(f"sqlite:///{tmp_path / 'empty.db'}"))
+        with pytest.raises(OperationalError):
+            client.follow_moves()
+        assert None not in client.instances.owners(ids)  # placed before SQL failed them
+        assert read_states(runtime.hot, ids) == {}
+        runtime.__dict__["sessions"] = sql
+        client.follow_moves()
+        assert [client.instance_of(s) for s in ids] == client.instances.owners(ids)
+        states = read_states(runtime.hot, ids)
+        assert {s: (st.seq, st.fields) for s, st in states.items()} == dict.fromkeys(
+            ids, (1, {"hp": 7}))
     finally:
         client.close()

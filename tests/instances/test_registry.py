@@ -81,6 +81,24 @@ def test_a_preferred_instance_takes_a_session_while_it_is_below_its_capacity(
     assert registry.came_from(["other", "back0"]) == ["nowhere", None]
 
 
+def test_placing_many_places_each_as_placing_one_would_and_never_raises_full(
+        registry: Registry) -> None:
+    """In one call: each on the instance it ran on while that has room, then by ranking;
+    a session placed already stays; None where no instance is live, or all are full."""
+    assert registry.place_many([("m0", 1.0, None), ("m1", 2.0, "a")]) == [None, None]
+    for name, capacity in (("a", 3), ("b", 4)):
+        registry.heartbeat(name, capacity)
+    kept = registry.place_many([("kept", 1.0, None)])[0]  # the instances read anew
+    assert kept in {"a", "b"}
+    got = registry.place_many([("kept", 1.0, "b" if kept == "a" else "a"),
+                               *((f"m{n}", 1.0, "a") for n in range(7))])
+    assert got[0] == kept  # placed already: it stays
+    room_a = 3 - (kept == "a")  # a takes its own while it has room, then b, then none
+    assert got[1:] == ["a"] * room_a + ["b"] * (6 - room_a) + [None]
+    assert [registry.owner(f"m{n}") for n in range(7)] == got[1:]
+    assert {s.name: s.sessions for s in registry.instances()} == {"a": 3, "b": 4}
+
+
 def test_loads_stay_within_the_bound_over_the_mean(registry: Registry) -> None:
     for name in ("a", "b", "c", "d"):
         registry.heartbeat(name, 10_000)

@@ -61,6 +61,11 @@ RESTART_STEPS = (
     "sessions_back",  # the player workers and the controller answer (the rest start now)
 )
 FIRST_BACK = (RoleName.PLAYER.value, RoleName.CONTROL.value)  # after a restart-fleet
+# A further step of a restart-fleet, with `owners`: every session open at the kill placed
+# again on an instance (by the game servers' clients); missing when that took longer
+# than the recovery timeout.
+PLACED_STEP = "placed"
+PLACED_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,8 @@ class FaultInjector:
     redis_server: PrivateRedis | None = None
     hot_servers: Sequence[PrivateRedis] = ()  # hot state's (each instance's), killed too
     at_kill: Callable[[], AtKill] | None = None  # where the sessions stand before it
+    # The instance of each of the sessions (the registry's), to time their placing again
+    owners: Callable[[Sequence[str]], list[str | None]] | None = None
     kept: AtKill | None = None
     events: list[FaultEvent] = field(default_factory=list)
 
@@ -192,6 +199,7 @@ class FaultInjector:
         self._injector = threading.Thread(target=self._run, name="sim-faults", daemon=True)
         self._watcher = threading.Thread(target=self._watch, name="sim-fault-recovery",
                                          daemon=True)
+        self._placing: threading.Thread | None = None
 
     def start(self) -> None:
         """Start the clock of the plan."""
@@ -217,6 +225,8 @@ class FaultInjector:
         self._done.set()
         if self._watcher.is_alive():
             self._watcher.join(timeout=RECOVERY_TIMEOUT_S + 10)
+        if self._placing is not None:
+            self._placing.join(timeout=RECOVERY_TIMEOUT_S + 10)
         return sorted(self.events, key=lambda e: e.at_s)
 
     def _run(self) -> None:
@@ -350,7 +360,25 @@ class FaultInjector:
         for node in nodes:
             if node not in first:
                 self.fleet.procs[node] = self.fleet.spawn(node)
+        if self.owners is not None and self.kept is not None and self.kept.durable:
+            self._placing = threading.Thread(
+                target=self._time_placed, args=(sorted(self.kept.durable), began, steps),
+                name="sim-fault-placed", daemon=True)
+            self._placing.start()
         return steps
+
+    def _time_placed(self, ids: list[str], began: float, steps: dict[str, float]) -> None:
+        """Add `PLACED_STEP` to `steps` once every one of `ids` has an instance again (the
+        registry restarted empty), polling; nothing after the recovery timeout."""
+        assert self.owners is not None
+        while time.monotonic() - began <= RECOVERY_TIMEOUT_S:
+            try:
+                if None not in self.owners(ids):
+                    steps[PLACED_STEP] = round(time.monotonic() - began, 3)
+                    return
+            except BROKER_ERRORS:  # the registry's Redis still starting
+                pass
+            time.sleep(PLACED_POLL_S)
 
     def _restart_broker(self) -> None:
         assert self.redis_server is not None

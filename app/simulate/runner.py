@@ -268,7 +268,8 @@ class Run:
         injector = FaultInjector(
             plan_faults(spec.faults, spec.duration_s, spec.seed, worker_roles), fleet,
             self.settings, self.services.private_redis, self.services.hot_servers,
-            at_kill=lambda: at_kill(self.stores, app.runtime.sessions, f"sim-{self.tag}-"))
+            at_kill=lambda: at_kill(self.stores, app.runtime.sessions, f"sim-{self.tag}-"),
+            owners=app.runtime.instances.owners if spec.instances else None)
         sampler.start()
         injector.start()
         drive = self._drive(driver, game)

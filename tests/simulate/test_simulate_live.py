@@ -14,9 +14,11 @@ import pytest
 
 from app.client.api import GameClient
 from app.fleet.fleets import ProcessFleet
+from app.instances.memory import MemoryRegistry
 from app.settings import load_settings
-from app.simulate.faults import RESTART_STEPS, Fault, FaultInjector
+from app.simulate.faults import PLACED_STEP, RESTART_STEPS, Fault, FaultInjector
 from app.simulate.redisserver import PrivateRedis
+from app.simulate.restarts import AtKill
 from app.tasking.factory import create_app
 from tests.subprocesses import ROOT
 from tests.waiting import wait_for
@@ -180,14 +182,20 @@ def test_a_fleet_restart_is_timed_from_the_kill_step_by_step(
         with ProcessFleet(settings, roles=("ai",), env=settings.to_env(),
                           log_dir=str(tmp_path)) as fleet:
             killed = fleet.procs["ai"].pid
+            registry = MemoryRegistry()  # where a game server places its session again
             injector = FaultInjector([Fault(0.0, "restart-fleet", "fleet")], fleet, settings,
-                                     broker, hot_servers=[hot])
+                                     broker, hot_servers=[hot],
+                                     at_kill=lambda: AtKill(durable={"s1": 3}),
+                                     owners=registry.owners)
             injector.start()
             wait_for(lambda: injector.events, timeout=90, what="the fleet back")
+            registry.heartbeat("i0", 10)
+            assert registry.place("s1", 1.0) == "i0"
             (event,) = injector.finish()
             assert fleet.procs["ai"].pid != killed and fleet.procs["ai"].poll() is None
     assert event.kind == "restart-fleet" and event.steps is not None
-    steps = [event.steps[name] for name in RESTART_STEPS]
+    steps = [event.steps[name] for name in (*RESTART_STEPS, PLACED_STEP)]
     assert steps == sorted(steps) and steps[0] >= 0
+    assert event.recovered_s is not None and event.steps[PLACED_STEP] >= event.recovered_s
     # the workers answer after they were started, which is after Redis was back
     assert event.recovered_s is not None and event.recovered_s >= event.steps["sessions_back"]

@@ -12,6 +12,10 @@ from app.players.hotstore import HotStore, hot_store_for
 from app.settings import store_name
 
 URLS_TTL_S = 1.0  # the instances' hot-store URLs are read again at most this often
+# An instance the last read did not name (not joined yet, or its entry lost with the
+# registry) is looked for again at most this often: a lookup per session, in a round over
+# thousands of them, was a registry round trip each.
+URLS_MISS_S = 0.1
 # Another instance's store is reached with timeouts: an instance cut off from this one (a
 # partition, its host gone) must not hold a worker's thread or a game server's read for
 # as long as the OS waits on a connection (minutes).  Each try gives up after this long,
@@ -50,12 +54,13 @@ class HotStores:
 
     def url_of(self, instance: str) -> str:
         """The hot-store URL `instance` recorded ("" when none), read again from the
-        registry when it is not known here or older than `URLS_TTL_S`."""
+        registry when it is older than `URLS_TTL_S`, or `URLS_MISS_S` when it was not
+        known."""
         now = time.monotonic()
         with self._lock:
             url = self._urls.get(instance)
-            if url is not None and now - self._urls_at < URLS_TTL_S:
-                return url
+            if now - self._urls_at < (URLS_MISS_S if url is None else URLS_TTL_S):
+                return url or ""
         urls = self._registry.hot_urls()
         with self._lock:
             self._urls, self._urls_at = urls, now

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 import redis
@@ -13,7 +14,7 @@ from app.instances.memory import MemoryRegistry
 from app.players.hotstore import MemoryHotStore
 from app.settings import load_settings
 from app.tasking.arrivals import stores_elsewhere
-from app.tasking.hotstores import OTHER_STORE_TIMEOUT_S, HotStores
+from app.tasking.hotstores import OTHER_STORE_TIMEOUT_S, URLS_MISS_S, HotStores
 from app.tasking.runtime import Runtime
 
 
@@ -62,3 +63,28 @@ def test_a_replay_is_told_the_store_of_each_session_placed_on_an_instance_apart(
     found = stores_elsewhere(runtime)(["s-here", "s-apart", "s-unnamed", "s-nowhere"])
     assert found == {"s-apart": stores.of_instance("apart")}
     assert found["s-apart"] is not own
+
+
+class CountingRegistry(MemoryRegistry):
+    """A registry that counts how often the instances' hot-store URLs are read."""
+
+    reads = 0
+
+    def hot_urls(self) -> dict[str, str]:
+        self.reads += 1
+        return super().hot_urls()
+
+
+def test_an_instance_that_recorded_no_store_is_not_looked_up_for_every_session() -> None:
+    registry = CountingRegistry()
+    registry.join("known", 10, "redis://127.0.0.1:7001/0")
+    stores = HotStores(MemoryHotStore(), "", registry)
+    started = time.monotonic()
+    for _ in range(1000):  # a round over a thousand sessions of an instance not back yet
+        assert stores.of_instance("silent") is stores.own
+        assert stores.url_of("known") == "redis://127.0.0.1:7001/0"
+    # once, and once more each URLS_MISS_S the round lasted (none on a machine not starved)
+    assert registry.reads <= 1 + (time.monotonic() - started) // URLS_MISS_S + 1
+    registry.join("silent", 10, "redis://127.0.0.1:7002/0")
+    time.sleep(URLS_MISS_S)  # the time an unknown instance is taken as storeless
+    assert stores.url_of("silent") == "redis://127.0.0.1:7002/0"

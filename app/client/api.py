@@ -275,7 +275,7 @@ class GameClient:
     def _place_lost(self, ids: list[str], owners: list[str | None]) -> list[str | None]:
         """Place again the sessions of `ids` the registry has no owner for, each on the
         instance it ran on when that is back (within `return_grace_s`, a session waits for
-        it), `RESTORE_CHUNK` to a registry call, and restore their state from SQL; their
+        it), `RESTORE_CHUNK` to a registry call, then restore their state from SQL; their
         owners now (None: still unplaced).  Stops at a chunk that not every session of
         left (no instance takes them yet): the next round tries again.  So does a round
         that fails part way (the registry, a hot store or SQL not answering): the sessions
@@ -293,11 +293,14 @@ class GameClient:
                 self._to_restore.append(ids[index])
                 if before is not None and target != before:
                     self._to_fetch.append(Move(ids[index], before, target))
-            self._restore_placed()  # their state back as they are placed
             if None in targets:  # no instance takes sessions now: next round
                 still = True
                 break
-        self._restore_placed()  # those a failed round left
+        # Every session placed first, then their state restored: a worker restores a
+        # session's state on its first update anyway, and a game server starved of CPU
+        # took about a second a chunk, placing and restoring, while the rest waited
+        # unplaced (docs/measurements.md).
+        self._restore_placed()
         self._fetch_state()
         if again:
             log.info("placed %d sessions again (the registry had lost them)", again)

@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import InvalidRequest
 from app.fleet import jobs
@@ -19,6 +20,7 @@ from app.fleet.roles import WORKER_ROLES, role
 from app.instances import identity
 from app.instances.heartbeat import Heartbeat
 from app.players.durable import WriteBehind
+from app.players.storenames import record_store
 from app.protocol.queues import (
     INSTANCE_NAME,
     INSTANCE_QUEUES,
@@ -262,6 +264,11 @@ def _announce(app: GameschedCelery, instance: str) -> Heartbeat:
 
     def become(token: int) -> None:  # this process's writes carry the token
         identity.set_current(identity.Identity(instance, token), beat.notice_fenced)
+        try:  # the store's name outlives the registry (`app.players.storenames`)
+            record_store(app.runtime.sessions, instance, settings.hot_store_name)
+        except SQLAlchemyError as exc:
+            log.warning("instance %s: its hot store's name not recorded in SQL (%s)",
+                        instance, exc)
 
     beat.on_join = become
     worker_ready.connect(beat.start, weak=False)

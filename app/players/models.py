@@ -51,3 +51,17 @@ class StateLogRow(Base):
     store: Mapped[str] = mapped_column(String(255), server_default=UNNAMED_STORE)
     batch: Mapped[bytes] = mapped_column(LargeBinary)
     written_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class InstanceStoreRow(Base):
+    """The name on the state log of the hot store each server instance last joined with
+    (`GAMESCHED_HOT_STORE`, or its URL's).  The registry records it too, in Redis; this
+    copy outlives the registry's loss, so that a session placed away from an instance that
+    never came back still finds what that instance's store logged (`app.tasking.arrivals`).
+    No URL: it may hold a password."""
+
+    __tablename__ = "instance_stores"
+
+    instance: Mapped[str] = mapped_column(String(64), primary_key=True)
+    store: Mapped[str] = mapped_column(String(255))
+    joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -131,6 +131,8 @@ def _take(runtime: Runtime, source: str, sessions: list[str], fence: Fence | Non
     """Take `sessions`' state from `source`'s hot store into this worker's; the sessions
     taken (none when the two share a store, or that store does not answer)."""
     stores = runtime.hot_stores
+    if stores.gone(source):  # the registry lost its store (and it never came back)
+        return _from_log(runtime, source, sessions, fence, log_to)
     old = stores.of_instance(source)
     if old is stores.own:  # one store: the state is here, or lost with it
         runtime.instances.arrived(sessions, source)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from app.instances.base import Registry
 from app.players.hotstore import HotStore, hot_store_for
@@ -27,8 +28,12 @@ class HotStores:
     """This process's own hot store (`own`, at `own_url`) and the other instances' stores,
     one client per store, made on first use."""
 
-    def __init__(self, own: HotStore, own_url: str, registry: Registry) -> None:
+    def __init__(self, own: HotStore, own_url: str, registry: Registry, *,
+                 own_store: str = "",
+                 recorded: Callable[[str], str | None] | None = None) -> None:
         self.own, self._own_name, self._registry = own, store_name(own_url), registry
+        # this store's name on the state log, and each instance's as SQL recorded it
+        self._own_store, self._recorded = own_store or self._own_name, recorded
         self._lock = threading.Lock()
         self._stores: dict[str, HotStore] = {}
         self._urls: dict[str, str] = {}
@@ -74,7 +79,18 @@ class HotStores:
         if recorded:
             return recorded
         url = self.url_of(instance)
-        return store_name(url) if url else ""
+        if url:
+            return store_name(url)
+        return (self._recorded(instance) if self._recorded is not None else None) or ""
+
+    def gone(self, instance: str) -> bool:
+        """Whether `instance`'s hot store is another than this process's own that cannot
+        be reached: the registry no longer records it (lost with the registry's Redis, and
+        the instance never joined again), but SQL does."""
+        if self._recorded is None or self.url_of(instance):
+            return False
+        store = self._recorded(instance)
+        return bool(store) and store != self._own_store
 
     def shared_with(self, instance: str) -> bool:
         """Whether `instance` keeps its sessions' state in this process's own store."""

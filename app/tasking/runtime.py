@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
@@ -12,6 +12,7 @@ from app.db import make_engine, make_sessionmaker
 from app.instances.registry import Registry, registry_for
 from app.observe.recorder import Recorder, recorder_for
 from app.players.hotstore import HotStore, RedisHotStore, hot_store_for
+from app.players.storenames import recorded_store
 from app.settings import Settings, store_name
 from app.tasking.hotstores import HotStores
 
@@ -57,7 +58,9 @@ class Runtime:
     def hot_stores(self) -> HotStores:
         """This process's hot store and every instance's, by the URL each recorded in the
         registry (a session's state lives in its instance's store)."""
-        return HotStores(self.hot, self.settings.hot_store_url, self.instances)
+        return HotStores(self.hot, self.settings.hot_store_url, self.instances,
+                         own_store=self.settings.hot_store_name,
+                         recorded=partial(recorded_store, self.sessions))
 
     @cached_property
     def instances(self) -> Registry:

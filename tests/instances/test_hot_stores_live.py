@@ -19,11 +19,12 @@ from app.control import dilation
 from app.fleet.fleets import stop_process_groups
 from app.players import sessions, wire
 from app.players.hotstore import RedisHotStore
+from app.players.storenames import recorded_store
 from app.priority import Route
 from app.protocol import keys
 from app.protocol.names import HANDOFF_HEADER, UPDATE_TASK
 from app.protocol.vocab import Queue
-from app.settings import Settings
+from app.settings import Settings, store_name
 from app.tasking.broker import waiting
 from app.tasking.factory import create_app
 from tests.instances.live import (
@@ -48,6 +49,9 @@ def test_a_fenced_instance_write_to_its_own_hot_store_is_refused_and_counted(
     east_hot = RedisHotStore(redis.Redis.from_url(hot_urls["east"]))
     try:
         assert registry.hot_urls() == hot_urls
+        # each recorded its store's name in SQL too, where it outlives the registry
+        assert {i: recorded_store(app.runtime.sessions, i) for i in hot_urls} == {
+            i: store_name(url) for i, url in hot_urls.items()} == registry.hot_names()
         session = placed_on(registry, "east", "fenced")
         sessions.ensure_state(east_hot, session)
         registry.fence("east")  # taken over, as if it had gone silent

@@ -5,6 +5,7 @@ SQLite; a store nothing listens on)."""
 from __future__ import annotations
 
 import uuid
+from functools import partial
 
 import pytest
 
@@ -12,6 +13,7 @@ from app.db import transaction
 from app.instances.memory import MemoryRegistry
 from app.players import sessions, statelog, wire
 from app.players.hotstore import MemoryHotStore
+from app.players.storenames import record_store, recorded_store
 from app.settings import load_settings, store_name
 from app.simulate.redisserver import free_port
 from app.tasking.arrivals import arrive
@@ -54,3 +56,34 @@ def test_a_session_from_an_instance_whose_store_is_gone_gets_what_that_store_log
     assert sessions.read_states(own, [logged, quiet]) == {
         logged: sessions.HotState(2, {"hp": 1, "pos": [1, 2]})}
     assert len(here_log) == 1  # durable under this store's name too
+
+
+def test_a_session_from_an_instance_the_registry_lost_gets_what_its_store_logged(
+        sqlite_url: str) -> None:
+    """A full restart: the registry started again empty and "gone" never joined it again;
+    the name of its store is found in SQL, where its worker recorded it as it joined."""
+    runtime = Runtime(load_settings(database_url=sqlite_url))
+    registry = MemoryRegistry()
+    registry.join("here", 100, HERE)
+    own = MemoryHotStore()
+    own.states.set_recovered()
+    runtime.__dict__["instances"] = registry
+    runtime.__dict__["hot_stores"] = HotStores(
+        own, HERE, registry, recorded=partial(recorded_store, runtime.sessions))
+    record_store(runtime.sessions, "gone", "gone-hot")
+    session_id = f"{uuid.uuid4().hex[:6]}-away"
+    with transaction(runtime.sessions) as db:
+        sessions.open_session(db, session_id, instance_id="gone", session_type="casual",
+                              players=1, region=None)
+    log = statelog.StateLog()
+    log.open()
+    log.add(wire.pack_batch([wire.entry(session_id, 1, {"hp": 1}),
+                             wire.entry(session_id, 2, {"pos": [1, 2]})]))
+    assert log.flush(runtime.sessions, "gone-hot") == 1
+    assert registry.place(session_id, 1.0, prefer="gone") == "here"  # placed away from it
+
+    arrived = arrive(runtime, "here", {session_id})
+
+    assert arrived.taken == {session_id}
+    assert sessions.read_states(own, [session_id]) == {
+        session_id: sessions.HotState(2, {"hp": 1, "pos": [1, 2]})}

@@ -20,6 +20,7 @@ from app.players.durable import write_behind
 from app.players.hotstore import MemoryHotStore
 from app.players.sessions import read_states
 from app.tasking.factory import GameschedCelery
+from app.tasking.runtime import Runtime
 
 
 def _registry(*instances: tuple[str, int]) -> MemoryRegistry:
@@ -59,15 +60,24 @@ def _open_apart(eager_app: GameschedCelery, client: GameClient, count: int) -> l
     return ids
 
 
+def _durable_at_one(runtime: Runtime, ids: list[str]) -> None:
+    """Each of `ids` at seq 1 (hp 7) in hot state, and that state written to SQL."""
+    sessions.apply_updates(runtime.hot, [{"session": s, "seq": 1, "state": {"hp": 7}}
+                                         for s in ids])
+    write_behind(runtime.hot, runtime.sessions, runtime.settings.hot_store_name, "test")
+
+
+def _states(runtime: Runtime, ids: list[str]) -> dict[str, tuple[int, dict[str, object]]]:
+    return {s: (st.seq, st.fields) for s, st in read_states(runtime.hot, ids).items()}
+
+
 def test_a_client_places_its_sessions_again_in_a_registry_that_lost_them(
         eager_app: GameschedCelery) -> None:
     runtime = eager_app.runtime
     client = GameClient(eager_app)
     try:
         ids = _open_apart(eager_app, client, 6)
-        sessions.apply_updates(runtime.hot, [{"session": s, "seq": 1, "state": {"hp": 7}}
-                                             for s in ids])
-        write_behind(runtime.hot, runtime.sessions, runtime.settings.hot_store_name, "test")
+        _durable_at_one(runtime, ids)
         assert client.last_durable(ids) == dict.fromkeys(ids, 1)
 
         client.return_grace_s = 0.0  # no session waits for the instance it ran on
@@ -82,9 +92,7 @@ def test_a_client_places_its_sessions_again_in_a_registry_that_lost_them(
         owners = client.instances.owners(ids)
         assert None not in owners
         assert [client.instance_of(s) for s in ids] == owners
-        states = read_states(runtime.hot, ids)
-        assert {s: (st.seq, st.fields) for s, st in states.items()} == dict.fromkeys(
-            ids, (1, {"hp": 7}))
+        assert _states(runtime, ids) == dict.fromkeys(ids, (1, {"hp": 7}))
     finally:
         client.close()
 
@@ -139,9 +147,7 @@ def test_a_round_that_fails_part_way_leaves_its_restores_to_the_next(
     client = GameClient(eager_app)
     try:
         ids = _open_apart(eager_app, client, 6)
-        sessions.apply_updates(runtime.hot, [{"session": s, "seq": 1, "state": {"hp": 7}}
-                                             for s in ids])
-        write_behind(runtime.hot, runtime.sessions, runtime.settings.hot_store_name, "test")
+        _durable_at_one(runtime, ids)
         client.return_grace_s = 0.0
         _lose_the_registry(eager_app, client)
         client.instances.join("east", 100)
@@ -156,8 +162,6 @@ def test_a_round_that_fails_part_way_leaves_its_restores_to_the_next(
         runtime.__dict__["sessions"] = sql
         client.follow_moves()
         assert [client.instance_of(s) for s in ids] == client.instances.owners(ids)
-        states = read_states(runtime.hot, ids)
-        assert {s: (st.seq, st.fields) for s, st in states.items()} == dict.fromkeys(
-            ids, (1, {"hp": 7}))
+        assert _states(runtime, ids) == dict.fromkeys(ids, (1, {"hp": 7}))
     finally:
         client.close()

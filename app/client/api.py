@@ -81,7 +81,7 @@ from app.validation import check_position, parse
 log = logging.getLogger(__name__)
 MOVES_MAX = 1000  # session moves per task
 FOLLOW_S = 0.1  # how often a client looks for its sessions moving to other instances
-RESTORE_CHUNK = 200  # sessions placed again whose state is restored together
+RESTORE_CHUNK = 200  # sessions placed again per registry call, and restored together
 # After the registry lost the sessions (the fleet restarted), a session waits this long for
 # the instance it ran on to come back before it is placed on another: its state and the
 # log of its last updates are in that instance's hot store (instances apart), and its
@@ -276,8 +276,8 @@ class GameClient:
         """Place again the sessions of `ids` the registry has no owner for, each on the
         instance it ran on when that is back (within `return_grace_s`, a session waits for
         it), `RESTORE_CHUNK` to a registry call, then restore their state from SQL; their
-        owners now (None: still unplaced).  Stops at a chunk that not every session of
-        left (no instance takes them yet): the next round tries again.  So does a round
+        owners now (None: still unplaced).  Stops after a chunk in which some session found
+        no instance (none live yet, or every one full): the next round tries again.  So does a round
         that fails part way (the registry, a hot store or SQL not answering): the sessions
         it placed keep their restore and fetch due."""
         placed, again = list(owners), 0

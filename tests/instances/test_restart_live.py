@@ -165,6 +165,44 @@ def test_with_stores_apart_each_session_goes_back_to_its_own_instance_and_state(
             stop_process_groups(procs)
 
 
+def test_a_session_whose_instance_never_comes_back_gets_what_its_store_logged(
+        settings: Settings, servers: tuple[PrivateRedis, PrivateRedis],
+        redis_server_binary: str, tmp_path: Path) -> None:
+    """Everything dies, and west's machine with its Redis never comes back: the registry
+    starts again empty, and only east joins it.  West's sessions are placed on east once
+    the client stops waiting for west, and east takes from SQL every update west's store
+    logged of them (the store's name read from SQL: the registry no longer knows west)."""
+    broker, _ = servers
+    with PrivateRedis(redis_server_binary) as east, PrivateRedis(redis_server_binary) as west:
+        urls = {"east": east.url, "west": west.url}
+        procs = start_instances(settings, tmp_path, hot_urls=urls)
+        client = GameClient(create_app(settings))
+        try:
+            sessions, on_east = open_on(client, SESSIONS, session_type="casual", players=1)
+            _feed_until_durable(client, sessions)
+            acked = client.last_durable(sessions)
+            client.return_grace_s = 0.0  # west is given up on at once
+            for proc in procs:
+                os.killpg(proc.pid, signal.SIGKILL)
+            west.kill()  # gone for good
+            for server in (broker, east):
+                server.kill()
+                server.start()  # empty: they persist nothing
+            procs += start_instances(settings, tmp_path, ("east",), hot_urls=urls)
+            on_west = [s for s in sessions if s not in on_east]
+            assert on_west
+            wait_for(lambda: client.instances.owners(sessions) == ["east"] * len(sessions),
+                     timeout=20, what="every session placed on east")
+            states = wait_for(lambda: _all_back(client, sessions, acked), timeout=20,
+                              what="every session's acknowledged state on east")
+            lost = {s: [n for n in range(1, acked[s] + 1) if f"f{n}" not in states[s].fields]
+                    for s in sessions}
+            assert not any(lost.values()), lost
+        finally:
+            client.close()
+            stop_process_groups(procs)
+
+
 def _all_back(client: GameClient, sessions: list[str],
               acked: dict[str, int]) -> dict[str, HotState] | None:
     """Each session's state, read in its instance's store, once every one holds at least

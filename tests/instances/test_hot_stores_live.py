@@ -61,10 +61,11 @@ def test_a_fenced_instance_write_to_its_own_hot_store_is_refused_and_counted(
                            {HANDOFF_HEADER: time.time()}, serializer="msgpack")
         wait_for(lambda: {s.name: s.refused for s in registry.instances()}["east"] == 1,
                  timeout=30, what="east's write refused")
-        assert sessions.read_state(east_hot, session) is None  # handed over to west ...
+        # east sends the batch on; west takes the state from east's store as it applies it
         west_hot = RedisHotStore(redis.Redis.from_url(hot_urls["west"]))
         wait_for(lambda: sessions.read_state(west_hot, session) == sessions.HotState(
-            1, {"hp": 1}), timeout=30, what="west to apply it")  # ... which applied it
+            1, {"hp": 1}), timeout=30, what="west to apply it")
+        assert sessions.read_state(east_hot, session) is None  # handed over, frozen there
         assert "is fenced: a state batch it took went to instance west" in (
             tmp_path / "east.log").read_text(errors="replace")
         wait_for(lambda: (tmp_path / "east.log").read_text(errors="replace").count(

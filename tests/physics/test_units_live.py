@@ -71,14 +71,18 @@ def test_spawned_bodies_reach_the_regions_unit_even_through_a_stale_owner_map(
     stale = fresh.model_copy(update={"physics_map_ttl_ms": 600_000.0})  # keeps its first map
     client, late = GameClient(create_app(fresh), fresh), GameClient(create_app(stale), stale)
     crates = [{"id": f"crate-{i}", "x": 100.0 * i, "y": 50.0} for i in range(1, 4)]
+    frames = itertools.count(1)
     client.change_bodies("arena", spawn=crates)
+    # each change is applied before the next is sent: two threads of the unit may take
+    # changes sent together, and a removal that ran first would find nothing to remove
+    wait_for(lambda: _frame_with(client, notes, next(frames), bodies=3, unit=1),
+             what="the spawn in arena on unit 1")
     late.change_bodies("arena", remove=["crate-3"])  # `late` reads the map: arena on unit 1
-    client.submit_physics_frame(1, {"arena": 0})
-    note = wait_for(lambda: _noted(notes, "arena", 1, 1), what="arena's frame 1 on unit 1")
-    assert note.bodies == 2
+    wait_for(lambda: _frame_with(client, notes, next(frames), bodies=2, unit=1),
+             what="the removal in arena on unit 1")
 
     owners.publish({"arena": 0}, moving={"arena": 1})
-    frame = 1
+    frame = next(frames)
     while _noted(notes, "arena", 0, 2) is None:  # until unit 0 has stepped it
         frame += 1
         client.submit_physics_frame(frame, {"arena": 0})
@@ -93,12 +97,13 @@ def test_spawned_bodies_reach_the_regions_unit_even_through_a_stale_owner_map(
     late.close()
 
 
-def _frame_with(client: GameClient, notes: RedisRegionNotes, frame: int, bodies: int) -> bool:
-    """Send `frame` of arena and report whether unit 0 has noted `bodies` bodies there."""
+def _frame_with(client: GameClient, notes: RedisRegionNotes, frame: int, bodies: int,
+                unit: int = 0) -> bool:
+    """Send `frame` of arena and report whether `unit` has noted `bodies` bodies there."""
     client.submit_physics_frame(frame, {"arena": 0})
     note = wait_for(lambda: (n := notes.read().get("arena")) and n.frame >= frame - 1 and n,
                     what=f"frame {frame}")
-    return bool(note.unit == 0 and note.bodies == bodies)
+    return bool(note.unit == unit and note.bodies == bodies)
 
 
 def _links(client: redis.Redis, settings: Settings) -> Links:

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 from collections.abc import Callable
 
 import psutil
+from celery.platforms import EX_OK
+from celery.worker import state as worker_state
 
 from app.errors import MemoryBudgetExceeded
 from app.fleet.jobs import RunningJobs
@@ -50,8 +51,11 @@ def resident_mb() -> float:
 
 
 def warm_shutdown() -> None:
-    """Ask the Celery worker in this process to stop taking work and finish what runs."""
-    os.kill(os.getpid(), signal.SIGTERM)
+    """Ask the Celery worker in this process to stop taking work and finish what runs: what
+    its SIGTERM handler does, without the signal, so that a SIGTERM the worker gets is
+    always someone asking it to stop (`app.fleet.worker` does not start it again then).
+    Its consumer loop sees the request within a second."""
+    worker_state.should_stop = EX_OK
 
 
 class MemoryGuard:

@@ -8,9 +8,15 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import InvalidRequest
@@ -225,12 +231,25 @@ def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,  #
     beat = _announce(app, instance) if instance is not None else None
     if role_name in WRITES_BEHIND:
         _write_behind(app)
+    asked = _stop_asked()
     try:
         start_worker(app, argv)
     finally:
-        if ((guard is not None and guard.tripped.is_set())
-                or (beat is not None and beat.fenced.is_set())):
+        if not asked.is_set() and ((guard is not None and guard.tripped.is_set())
+                                   or (beat is not None and beat.fenced.is_set())):
             os.execv(sys.executable, sys.orig_argv)  # the same command, as a fresh process
+
+
+def _stop_asked() -> threading.Event:
+    """Set once a signal asks this worker to stop (SIGTERM, SIGINT, SIGQUIT), even while it
+    stops on its own to be replaced: then it stays stopped."""
+    asked = threading.Event()
+
+    def stop(**_: object) -> None:
+        asked.set()
+
+    worker_shutting_down.connect(stop, weak=False)
+    return asked
 
 
 def start_worker(app: GameschedCelery, argv: list[str]) -> int:

@@ -5,6 +5,7 @@ embedded fleet stops the job and carries on."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from app.errors import MemoryBudgetExceeded
 from app.fleet.fleets import EmbeddedFleet, stop_process_groups
 from app.fleet.jobs import RunningJobs
 from app.fleet.memoryguard import MemoryGuard, resident_mb
-from app.settings import load_settings
+from app.settings import Settings, load_settings
 from app.tasking.factory import create_app
 from tests.subprocesses import ROOT
 from tests.waiting import wait_for
@@ -102,11 +103,10 @@ def test_the_guard_thread_checks_until_stopped() -> None:
 
 
 def test_a_thread_pool_worker_past_its_budget_starts_again_as_the_same_process(
-        tmp_path: Path) -> None:
+        live_settings: Settings, tmp_path: Path) -> None:
     log = tmp_path / "player.log"
     # every worker process is past 32 MiB: it finishes, starts again, and so on
-    env = {**os.environ, "GAMESCHED_PLAYER__MEMORY_MB": "32",
-           "GAMESCHED_BROKER_URL": "memory://", "GAMESCHED_DATABASE_URL": "sqlite://"}
+    env = {**os.environ, **live_settings.to_env(), "GAMESCHED_PLAYER__MEMORY_MB": "32"}
     with open(log, "ab") as out:
         worker = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "worker", "--role", "player",
@@ -118,6 +118,9 @@ def test_a_thread_pool_worker_past_its_budget_starts_again_as_the_same_process(
         text = log.read_text(errors="replace")
         assert "past its budget of 32 MiB: no job was running; replacing the worker" in text
         assert worker.poll() is None  # the same process id, running again
+        # asked to stop, even while it stops on its own to be replaced, it stays stopped
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
     finally:
         stop_process_groups([worker])
 

@@ -209,6 +209,10 @@ def simulate(
         "--players) for the largest that gamesched and the baseline (naive unless "
         "--baseline names another) each serve at "
         "player p99 < 50 ms with the game servers keeping up.")] = False,
+    max_probes: Annotated[int | None, typer.Option(
+        min=1, max=50, help="With --find-capacity: at most this many runs per system (each "
+        "boots a fleet); the report's capacity.bracket says how far each search got. "
+        "Default: until the bracket is within 5 %.")] = None,
     game_servers: Annotated[int | None, typer.Option(
         min=1, max=64, help="Game-server processes, each driving its share of the sessions "
         "(default: half the cores, at least 2).")] = None,
@@ -220,7 +224,8 @@ def simulate(
     from app.cli import simulate as command
 
     options = command.Options(scenario, players, duration, seed, baseline, faults, json_path,
-                              plot, repeat, find_capacity, game_servers, instances)
+                              plot, repeat, find_capacity, game_servers, instances,
+                              max_probes)
     try:
         command.simulate(console, _settings(), options)
     except InvalidRequest as exc:

@@ -48,12 +48,16 @@ class Options:
     find_capacity: bool = False
     game_servers: int | None = None  # None: sized to the machine
     instances: int = 0  # server instances; 0: one shared player queue
+    max_probes: int | None = None  # runs per system of a capacity search; None: to 5 %
 
 
 def spec_of(options: Options) -> RunSpec:
     """Validate `options` into a run spec, or raise InvalidRequest naming the option."""
     if options.baseline is not None and options.baseline not in BASELINES:
         raise InvalidRequest("baseline", options.baseline, f"expected {', '.join(BASELINES)}")
+    if options.max_probes is not None and not options.find_capacity:
+        raise InvalidRequest("max-probes", options.max_probes, "bounds a capacity search: "
+                             "give --find-capacity too")
     faults = parse_faults(options.faults)
     if "partition" in faults and options.instances < 2:
         raise InvalidRequest("faults", "partition", "cuts one server instance off: needs "
@@ -118,8 +122,8 @@ def _find_capacity(console: Console, options: Options, spec: RunSpec, settings: 
         return run
 
     with _progress(console) as progress:
-        ours = search(runner("gamesched", progress), low, high)
-        theirs = search(runner(baseline, progress), low, high)
+        ours = search(runner("gamesched", progress), low, high, max_probes=options.max_probes)
+        theirs = search(runner(baseline, progress), low, high, max_probes=options.max_probes)
     ratio = (round(ours.sessions / theirs.sessions, 2)
              if ours.sessions and theirs.sessions else None)
     report = {"scenario": spec.scenario.name, "duration_s": spec.duration_s,

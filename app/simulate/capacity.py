@@ -29,15 +29,17 @@ class Probe:
 @dataclass
 class Capacity:
     """The search's answer: the largest count that passed (None: not even the lowest),
-    and every probe in the order it ran."""
+    the bracket the capacity lies in (the largest count that passed and the smallest that
+    failed; None where no probe says), and every probe in the order it ran."""
 
     sessions: int | None = None
     probes: list[Probe] = field(default_factory=list)
+    failed: int | None = None  # the smallest count that failed
 
     def as_report(self) -> dict[str, Any]:
         """The report's ``capacity`` section."""
-        return {"sessions": self.sessions, "target_p99_ms": TARGET_P99_MS,
-                "probes": [vars(p) for p in self.probes]}
+        return {"sessions": self.sessions, "bracket": [self.sessions, self.failed],
+                "target_p99_ms": TARGET_P99_MS, "probes": [vars(p) for p in self.probes]}
 
 
 def passes(report: dict[str, Any], target_ms: float = TARGET_P99_MS) -> Probe:
@@ -49,23 +51,27 @@ def passes(report: dict[str, Any], target_ms: float = TARGET_P99_MS) -> Probe:
 
 
 def search(run: Callable[[int], dict[str, Any]], low: int, high: int,
-           tolerance: float = TOLERANCE) -> Capacity:
+           tolerance: float = TOLERANCE, max_probes: int | None = None) -> Capacity:
     """Bisect the player count in ``[low, high]`` for the largest at which `run`'s report
-    passes."""
+    passes, until the bracket is within `tolerance` of the count that passed or
+    `max_probes` runs were made (the bracket then says how far the search got)."""
     found = Capacity()
 
     def ok(players: int) -> bool:
         probe = replace(passes(run(players)), players=players)  # the count asked for
         found.probes.append(probe)
+        if probe.passed:
+            found.sessions = players
+        else:
+            found.failed = players
         return probe.passed
 
-    if not ok(low):
+    def more() -> bool:
+        return max_probes is None or len(found.probes) < max_probes
+
+    if not ok(low) or not more() or ok(high):
         return found
-    if ok(high):
-        found.sessions = high
-        return found
-    while high - low > max(1, int(low * tolerance)):
+    while high - low > max(1, int(low * tolerance)) and more():
         middle = (low + high) // 2
         low, high = (middle, high) if ok(middle) else (low, middle)
-    found.sessions = low
     return found

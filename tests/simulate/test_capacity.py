@@ -36,3 +36,15 @@ def test_a_system_that_holds_the_highest_count_stops_there() -> None:
     assert found.sessions == 10_000 and [p.players for p in found.probes] == [100, 10_000]
     section = found.as_report()
     assert section["sessions"] == 10_000 and section["target_p99_ms"] == TARGET_P99_MS
+
+
+def test_a_search_held_to_a_number_of_probes_reports_how_far_it_got() -> None:
+    found = search(machine(3210), low=100, high=10_000, max_probes=3)
+    assert [p.players for p in found.probes] == [100, 10_000, 5050]
+    assert found.sessions == 100 and found.as_report()["bracket"] == [100, 5050]
+    settled = search(machine(3210), low=100, high=10_000)
+    assert settled.sessions is not None and settled.failed is not None
+    assert settled.failed - settled.sessions <= max(1, int(settled.sessions * 0.05))
+    assert search(machine(10**6), low=100, high=10_000, max_probes=1).as_report()[
+        "bracket"] == [100, None]
+    assert search(machine(50), low=100, high=10_000).as_report()["bracket"] == [None, 100]

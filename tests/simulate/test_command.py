@@ -13,6 +13,8 @@ from app.cli.main import cli
     (["--scenario", "steady", "--faults", "meteor"], "faults"),
     (["--scenario", "steady", "--faults", "partition"], "needs --instances 2"),
     (["--scenario", "steady", "--baseline", "clever"], "baseline"),
+    (["--scenario", "steady", "--max-probes", "3"], "give --find-capacity too"),
+    (["--scenario", "steady", "--find-capacity", "--max-probes", "0"], "--max-probes"),
 ])
 def test_a_bad_option_is_refused_naming_it(args: list[str], named: str) -> None:
     result = CliRunner().invoke(cli, ["simulate", *args])

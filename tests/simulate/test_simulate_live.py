@@ -132,16 +132,21 @@ def test_repeat_runs_the_same_seed_again_and_reports_the_spread_on_two_instances
 
 def test_find_capacity_bisects_for_gamesched_and_the_baseline_in_one_command(
         tmp_path: Path, redis_server_binary: str) -> None:
+    # two runs of each system at most: the bounds, or the lower one alone when it misses
     proc = simulate(tmp_path, {}, "--scenario", "steady", "--players", "100", "--duration",
-                    "1.5", "--find-capacity", "--baseline", "unscheduled", "--json", "r.json")
+                    "1.5", "--find-capacity", "--baseline", "unscheduled", "--json", "r.json",
+                    "--max-probes", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["bounds"] == [50, 200] and report["baseline"]["mode"] == "unscheduled"
     for part in (report["capacity"], report["baseline"]["capacity"]):
-        assert part["target_p99_ms"] == 50.0 and part["probes"]
-        assert part["probes"][0]["players"] == 50  # the search starts at the lower bound
-        passed = [p["players"] for p in part["probes"] if p["passed"]]
+        assert part["target_p99_ms"] == 50.0
+        probes = [(p["players"], p["passed"]) for p in part["probes"]]
+        assert probes in ([(50, False)], [(50, True), (200, False)], [(50, True), (200, True)])
+        passed = [players for players, ok in probes if ok]
+        failed = [players for players, ok in probes if not ok]
         assert part["sessions"] == (max(passed) if passed else None)
+        assert part["bracket"] == [part["sessions"], min(failed) if failed else None]
     ours, theirs = report["capacity"]["sessions"], report["baseline"]["capacity"]["sessions"]
     assert report["capacity"]["ratio"] == (round(ours / theirs, 2) if ours and theirs
                                            else None)

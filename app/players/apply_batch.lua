@@ -1,8 +1,8 @@
 -- Apply one batch of state updates (its msgpack wire form) to the sessions' state hashes,
 -- then publish and count the deltas (`app.players.statestore.RedisStateStore.apply`).
--- KEYS: the two counters, the set of sessions changed since their last snapshot (each
--- changed session is marked there, all in one call), and the instances' fencing tokens
--- when the writer is an instance.
+-- KEYS: the three counters (updates applied, delta bytes, stale updates), the set of
+-- sessions changed since their last snapshot (each changed session is marked there, all in
+-- one call), and the instances' fencing tokens when the writer is an instance.
 -- ARGV: the channel ('' for none), the state keys' prefix, '1' to report the updates
 -- applied per session, the batch in its wire form, the writer's instance and token ('' and
 -- '' for none), and the prefix of the keys of states handed over to another store: a
@@ -15,9 +15,9 @@
 -- strings (`pack.lua`, loaded before this script, packs them).  Indices in the reply count
 -- from 0.
 local channel, prefix, want_sizes, handed = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[7]
--- A fenced writer (KEYS[4]: the instances' tokens; ARGV[5], ARGV[6]: its instance and
+-- A fenced writer (KEYS[5]: the instances' tokens; ARGV[5], ARGV[6]: its instance and
 -- token) writes nothing: it was taken over while it was silent.
-if KEYS[4] and redis.call('HGET', KEYS[4], ARGV[5]) ~= ARGV[6] then
+if KEYS[5] and redis.call('HGET', KEYS[5], ARGV[5]) ~= ARGV[6] then
   return redis.error_reply('FENCED ' .. ARGV[5])
 end
 local entries = cmsgpack.unpack(ARGV[4])
@@ -173,9 +173,10 @@ local message = table.concat(parts, '', 1, p)
 if total > 0 then
   if channel ~= '' then redis.call('PUBLISH', channel, message) end
   for m = 1, #marked, 1000 do  -- one call per thousand sessions, not one per session
-    redis.call('SADD', KEYS[3], unpack(marked, m, math.min(m + 999, #marked)))
+    redis.call('SADD', KEYS[4], unpack(marked, m, math.min(m + 999, #marked)))
   end
   redis.call('INCRBY', KEYS[1], total)
   redis.call('INCRBY', KEYS[2], bytes)
 end
+if stale > 0 then redis.call('INCRBY', KEYS[3], stale) end
 return {stale, message, bytes, total, rejected, sizes}

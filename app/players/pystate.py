@@ -63,6 +63,7 @@ class PythonStateWriter:
         if SEQ not in stored:
             return BatchOutcome(rejected=[(0, "session", f"{UNKNOWN_SESSION} {session_id!r}")])
         if seq <= int(stored[SEQ]):
+            pipe.incrby(emit.stale_counter, 1)  # at once: the pipe watches, it queues nothing
             return BatchOutcome(stale=1)
         changed = {n: v for n, v in fields.items() if stored.get((PREFIX + n).encode()) != v}
         encoded = delta.encode_packed(seq, changed)
@@ -109,7 +110,8 @@ def apply_update(hot: HotStore, session_id: str, seq: int, state: Mapping[str, A
         return sessions.apply_batch_restoring(hot, db_factory, batch, publish, size_later)
     writer = PythonStateWriter(hot.client)
     packed = {name: wire.pack_value(value) for name, value in fields.items()}
-    emit = Emit(keys.DELTA_CHANNEL if publish else None, keys.NET_UPDATES, keys.NET_DELTA_BYTES)
+    emit = Emit(keys.DELTA_CHANNEL if publish else None, keys.NET_UPDATES, keys.NET_DELTA_BYTES,
+                keys.NET_STALE)
     outcome = writer.apply(session_id, seq, packed, emit)
     if outcome.rejected and db_factory is not None and _restore(hot, db_factory, session_id):
         outcome = writer.apply(session_id, seq, packed, emit)

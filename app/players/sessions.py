@@ -26,6 +26,7 @@ from app.protocol.keys import (
     NET_FULL_BYTES,
     NET_FULL_MSGPACK_BYTES,
     NET_FULL_UPDATES,
+    NET_STALE,
     NET_UPDATES,
 )
 from app.protocol.vocab import SessionOp, SessionStatus, parse_name
@@ -195,7 +196,8 @@ def apply_batch(hot: HotStore, batch: bytes, publish: bool = False,
     work is done: the measure reads every changed session back, which a player need not
     wait for.
     """
-    emit = emit or Emit(DELTA_CHANNEL if publish else None, NET_UPDATES, NET_DELTA_BYTES)
+    emit = emit or Emit(DELTA_CHANNEL if publish else None, NET_UPDATES, NET_DELTA_BYTES,
+                        NET_STALE)
     sample = next(_batches) % FULL_STATE_SAMPLE == 0
     outcome = hot.states.apply(batch, emit, per_session=sample, fence=fence)
     sized = dict(itertools.islice(outcome.per_session.items(), FULL_STATE_SESSIONS))
@@ -374,13 +376,16 @@ def _full_state_cost(hot: HotStore, per_session: dict[str, int]) -> dict[str, in
 class NetworkTotals:
     """Bytes sent as deltas versus what the full state would have cost, per update, as JSON
     (`full_bytes`) and in the deltas' msgpack (`full_msgpack_bytes`).  The full-state cost
-    is measured on a sample of the batches (`full_updates` of them)."""
+    is measured on a sample of the batches (`full_updates` of them).  `updates` were
+    applied; `stale` ones were not: a newer update of their session had written every field
+    they carry."""
 
     updates: int
     delta_bytes: int
     full_updates: int
     full_bytes: int
     full_msgpack_bytes: int = 0
+    stale: int = 0
 
     @property
     def bytes_per_update(self) -> float:
@@ -399,7 +404,7 @@ class NetworkTotals:
 
 
 _NET_KEYS = (NET_UPDATES, NET_DELTA_BYTES, NET_FULL_UPDATES, NET_FULL_BYTES,
-             NET_FULL_MSGPACK_BYTES)
+             NET_FULL_MSGPACK_BYTES, NET_STALE)
 
 
 def network_totals(*stores: HotStore) -> NetworkTotals:

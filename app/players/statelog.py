@@ -52,7 +52,7 @@ MAX_PENDING_BYTES = 64 * 1024 * 1024  # held while SQL is away; the oldest go pa
 REPLAY_ROWS = 100  # log rows read at a time by a replay
 REPLAY_ENTRIES = 1000  # merged entries applied together by a replay
 RECOVERY_CLAIM_S = 120  # one process replays; another takes over after this
-REPLAY_EMIT = Emit(None, keys.REPLAYED_UPDATES, keys.REPLAYED_BYTES)
+REPLAY_EMIT = Emit(None, keys.REPLAYED_UPDATES, keys.REPLAYED_BYTES, keys.REPLAYED_STALE)
 MOVE_FOLLOWS = 3  # moves a replayed session's entries follow (each a handover meanwhile)
 # The hot store of each of the given sessions that runs on an instance keeping its state in
 # another store than the one replayed (the others are left out).

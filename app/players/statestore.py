@@ -66,11 +66,13 @@ class Taken:
 @dataclass(frozen=True)
 class Emit:
     """Where a batch's deltas go: the channel to publish them on (None: not published), and
-    the counters of applied updates and of delta bytes."""
+    the counters of applied updates, of delta bytes and of stale updates (a newer update of
+    their session had written every field they carry: nothing to write)."""
 
     channel: str | None
     updates_counter: str
     bytes_counter: str
+    stale_counter: str
 
 
 @dataclass(frozen=True)
@@ -353,11 +355,14 @@ def malformed(entry: Any) -> tuple[str, str] | None:
 
 
 def _emit(outcome: BatchOutcome, emit: Emit, publish: Publish, count: Count) -> None:
-    if not outcome.applied:
-        return
-    if emit.channel is not None:
-        publish(emit.channel, outcome.message)
-    count({emit.updates_counter: outcome.applied, emit.bytes_counter: outcome.delta_bytes})
+    counts = {emit.stale_counter: outcome.stale} if outcome.stale else {}
+    if outcome.applied:
+        if emit.channel is not None:
+            publish(emit.channel, outcome.message)
+        counts |= {emit.updates_counter: outcome.applied,
+                   emit.bytes_counter: outcome.delta_bytes}
+    if counts:
+        count(counts)
 
 
 def _script(name: str, prelude: str = "") -> str:
@@ -394,7 +399,8 @@ class RedisStateStore:
         args: list[str | bytes | int] = [emit.channel or "", keys.STATE_PREFIX,
                                          "1" if per_session else "0", batch, "", "",
                                          keys.STATE_HANDED_PREFIX]
-        script_keys = [emit.updates_counter, emit.bytes_counter, keys.DIRTY]
+        script_keys = [emit.updates_counter, emit.bytes_counter, emit.stale_counter,
+                       keys.DIRTY]
         if fence is not None:
             script_keys.append(fence.key)
             args[4:6] = [fence.instance, fence.token]

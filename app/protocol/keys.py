@@ -29,14 +29,17 @@ DIRTY_LAST = PREFIX + "state-dirty:last"  # the last round: when, sessions writt
 STATE_HANDED_PREFIX = PREFIX + "state-handed:"
 HANDED_UPDATES = PREFIX + "state-handover:updates"  # updates a copy carried onto its new store
 HANDED_BYTES = PREFIX + "state-handover:bytes"
+HANDED_STALE = PREFIX + "state-handover:stale"
 STATE_RECOVERED = PREFIX + "state-recovered"
 STATE_RECOVERING = PREFIX + "state-recovering"  # the claim of the one process replaying
 REPLAYED_UPDATES = PREFIX + "state-log:replayed"  # updates the replay applied again
 REPLAYED_BYTES = PREFIX + "state-log:replayed_bytes"
+REPLAYED_STALE = PREFIX + "state-log:replayed_stale"  # replayed updates already there
 
 # Network counters: applied updates, their delta bytes, and the full-state cost of a sample.
 NET_UPDATES = PREFIX + "net:updates"
 NET_DELTA_BYTES = PREFIX + "net:delta_bytes"
+NET_STALE = PREFIX + "net:stale"  # updates a newer one of their session overtook
 NET_FULL_UPDATES = PREFIX + "net:full_updates"  # the updates whose full state was sized
 NET_FULL_BYTES = PREFIX + "net:full_bytes"  # as JSON
 NET_FULL_MSGPACK_BYTES = PREFIX + "net:full_msgpack_bytes"  # in the deltas' encoding

@@ -182,7 +182,8 @@ def _player(run: RunResult, done: dict[str, float], batches: list[Execution]) ->
     section: Section = {
         "updates": drive.updates,
         "offered_per_s": rate(drive.updates, drive.elapsed_s),
-        "applied": run.network.updates,  # counted by the workers; the rest were stale
+        "applied": run.network.updates,  # counted by the workers, as are the stale ones
+        "stale": run.network.stale,  # a newer update of their session had written them
         "timed": timed.applied + timed.unapplied,
         "unapplied": timed.unapplied,
     }

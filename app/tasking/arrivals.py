@@ -51,7 +51,7 @@ from app.tasking.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-HANDED_EMIT = Emit(None, keys.HANDED_UPDATES, keys.HANDED_BYTES)
+HANDED_EMIT = Emit(None, keys.HANDED_UPDATES, keys.HANDED_BYTES, keys.HANDED_STALE)
 
 
 def arrive(runtime: Runtime, instance: str, sessions: set[str], *, fence: Fence | None = None,
@@ -103,11 +103,12 @@ def stores_elsewhere(runtime: Runtime) -> Elsewhere:
 
 
 def _from_log(runtime: Runtime, source: str, sessions: list[str], fence: Fence | None,
-              log_to: Callable[[bytes], None] | None) -> set[str]:
+              log_to: Callable[[bytes], None] | None, *, name: str = "") -> set[str]:
     """Restore `sessions` here from SQL: their snapshots and every update the store of
-    `source` (which does not answer) logged of them; the sessions restored (none when
-    `source` recorded no store, or its log names none of them)."""
-    name = runtime.hot_stores.name_of(source)
+    `source` (which does not answer; `name`, else the name it recorded) logged of them;
+    the sessions restored (none when `source` recorded no store, or its log names none of
+    them)."""
+    name = name or runtime.hot_stores.name_of(source)
     if not name:
         return set()
     named = statelog.replay_sessions(runtime.hot_stores.own, runtime.sessions, name,
@@ -131,8 +132,8 @@ def _take(runtime: Runtime, source: str, sessions: list[str], fence: Fence | Non
     """Take `sessions`' state from `source`'s hot store into this worker's; the sessions
     taken (none when the two share a store, or that store does not answer)."""
     stores = runtime.hot_stores
-    if stores.gone(source):  # the registry lost its store (and it never came back)
-        return _from_log(runtime, source, sessions, fence, log_to)
+    if gone := stores.gone(source):  # the registry lost its store (it never came back)
+        return _from_log(runtime, source, sessions, fence, log_to, name=gone)
     old = stores.of_instance(source)
     if old is stores.own:  # one store: the state is here, or lost with it
         runtime.instances.arrived(sessions, source)

@@ -83,14 +83,14 @@ class HotStores:
             return store_name(url)
         return (self._recorded(instance) if self._recorded is not None else None) or ""
 
-    def gone(self, instance: str) -> bool:
-        """Whether `instance`'s hot store is another than this process's own that cannot
-        be reached: the registry no longer records it (lost with the registry's Redis, and
-        the instance never joined again), but SQL does."""
+    def gone(self, instance: str) -> str:
+        """The name of `instance`'s hot store when it is another than this process's own
+        and cannot be reached: the registry no longer records it (lost with the registry's
+        Redis, and the instance never joined again), but SQL does; else ""."""
         if self._recorded is None or self.url_of(instance):
-            return False
-        store = self._recorded(instance)
-        return bool(store) and store != self._own_store
+            return ""
+        store = self._recorded(instance) or ""
+        return store if store != self._own_store else ""
 
     def shared_with(self, instance: str) -> bool:
         """Whether `instance` keeps its sessions' state in this process's own store."""

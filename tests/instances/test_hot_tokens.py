@@ -21,7 +21,7 @@ from app.simulate.redisserver import PrivateRedis
 from tests.proxy import Proxy
 from tests.stores import STORES, memory_or_redis
 
-EMIT = Emit(None, "test:updates", "test:bytes")
+EMIT = Emit(None, "test:updates", "test:bytes", "test:stale")
 
 
 @pytest.fixture(params=STORES)

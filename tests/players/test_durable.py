@@ -23,7 +23,7 @@ from app.players.statestore import Emit, Taken
 from app.simulate.redisserver import free_port
 from tests.waiting import wait_for
 
-EMIT = Emit(None, "test:updates", "test:bytes")
+EMIT = Emit(None, "test:updates", "test:bytes", "test:stale")
 STORE = f"test-{uuid.uuid4().hex[:8]}"  # the hot stores' name in the log, this test run's
 
 

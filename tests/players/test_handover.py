@@ -15,7 +15,7 @@ from app.players.hotstore import HotStore, MemoryHotStore, RedisHotStore
 from app.players.statestore import MOVED_AWAY, Emit
 from app.simulate.redisserver import PrivateRedis
 
-EMIT = Emit(None, "test:updates", "test:bytes")
+EMIT = Emit(None, "test:updates", "test:bytes", "test:stale")
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -136,8 +136,8 @@ def test_python_writes_match_the_lua_script_update_by_update(redis_client: redis
     through the writer (sessions "l-*" and "p-*" of one Redis): the same outcomes,
     messages, counters and final hashes."""
     script, writer = RedisStateStore(redis_client), PythonStateWriter(redis_client)
-    on_lua = Emit("test:lua", "test:lua:updates", "test:lua:bytes")
-    on_py = Emit("test:py", "test:py:updates", "test:py:bytes")
+    on_lua = Emit("test:lua", "test:lua:updates", "test:lua:bytes", "test:lua:stale")
+    on_py = Emit("test:py", "test:py:updates", "test:py:bytes", "test:py:stale")
     ids = [f"s{i}" for i in range(6)]
     for s in ids:
         script.put_if_newer(f"l-{s}", 0, {"hp": wire.pack_value(0)})
@@ -150,8 +150,12 @@ def test_python_writes_match_the_lua_script_update_by_update(redis_client: redis
         python = writer.apply(f"p-{session}", seq, fields, on_py)
         assert _named(python, "p-") == _named(lua, "l-"), (session, seq)
     assert script.read([f"p-{s}" for s in ids]) == script.read([f"l-{s}" for s in ids])
-    assert redis_client.mget("test:py:updates", "test:py:bytes") == redis_client.mget(
-        "test:lua:updates", "test:lua:bytes")
+    # and an update at or below its session's number, stale on both, is counted alike
+    assert writer.apply("p-s0", 1, {}, on_py).stale == 1
+    assert script.apply(wire.pack_batch([["l-s0", 1]]), on_lua).stale == 1
+    counted = redis_client.mget("test:py:updates", "test:py:bytes", "test:py:stale")
+    assert counted == redis_client.mget("test:lua:updates", "test:lua:bytes", "test:lua:stale")
+    assert counted[2] == b"1"
 
 
 class _Interrupted(PythonStateWriter):
@@ -174,7 +178,7 @@ class _Interrupted(PythonStateWriter):
         return stored
 
 
-EMIT = Emit(keys.DELTA_CHANNEL, "test:updates", "test:bytes")
+EMIT = Emit(keys.DELTA_CHANNEL, "test:updates", "test:bytes", "test:stale")
 
 
 def _p(**fields: object) -> dict[str, bytes]:

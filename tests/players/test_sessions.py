@@ -15,7 +15,7 @@ from app.players.hotstore import MemoryHotStore
 from app.players.models import GameSession
 from app.players.statestore import Emit
 
-EMIT = Emit(None, "test:updates", "test:bytes")
+EMIT = Emit(None, "test:updates", "test:bytes", "test:stale")
 
 
 def _open(hot: MemoryHotStore, *ids: str) -> None:

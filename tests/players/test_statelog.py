@@ -14,7 +14,7 @@ from app.players.hotstore import MemoryHotStore
 from app.players.statelog import Merged
 from app.players.statestore import Emit, StateStore, StoredState
 
-EMIT = Emit(None, "test:updates", "test:bytes")
+EMIT = Emit(None, "test:updates", "test:bytes", "test:stale")
 SESSIONS = ["a", "b", "c"]
 
 _fields = st.lists(st.tuples(st.sampled_from(["hp", "pos", "act"]),

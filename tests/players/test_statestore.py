@@ -24,7 +24,7 @@ def _batch(*updates: tuple[str, int, dict[str, object]]) -> bytes:
     return wire.pack_batch(wire.entry(s, n, fields) for s, n, fields in updates)
 
 
-EMIT = Emit("test:deltas", "test:updates", "test:bytes")
+EMIT = Emit("test:deltas", "test:updates", "test:bytes", "test:stale")
 
 
 def _message(outcome: BatchOutcome) -> dict[str, list[object]]:
@@ -109,13 +109,16 @@ def test_many_states_are_put_where_newer_in_one_call(hot: HotStore) -> None:
     assert store.put_many_if_newer([]) == 0
 
 
-def test_a_batch_entirely_stale_writes_publishes_and_counts_nothing(hot: HotStore) -> None:
+def test_a_batch_entirely_stale_writes_and_publishes_nothing_and_counts_it_stale(
+        hot: HotStore) -> None:
     store = hot.states
     store.put_if_newer("a", 9, {"hp": _p(9)})
     outcome = store.apply(_batch(("a", 3, {"hp": 3}), ("a", 9, {"hp": 1})), EMIT)
     assert (outcome.applied, outcome.stale, _message(outcome)) == (0, 2, {})
     assert store.read(["a"])[0].fields == {"hp": _p(9)}  # type: ignore[union-attr]
-    assert hot.get_many(["test:updates", "test:bytes"]) == [None, None]
+    assert hot.get_many(["test:updates", "test:bytes", "test:stale"]) == [None, None, b"2"]
+    store.apply(_batch(("a", 10, {"hp": 10}), ("a", 8, {"hp": 8})), EMIT)
+    assert hot.get_many(["test:updates", "test:stale"]) == [b"1", b"3"]  # every update counted
 
 
 def test_the_message_is_published_and_counted(hot: HotStore) -> None:

@@ -14,7 +14,7 @@ from app.players.hotstore import MemoryHotStore
 from app.players.statestore import Emit
 from app.simulate.restarts import applied_seqs, at_kill, open_sessions, restart_section
 
-EMIT = Emit(None, "test:updates", "test:bytes")
+EMIT = Emit(None, "test:updates", "test:bytes", "test:stale")
 
 
 @pytest.fixture

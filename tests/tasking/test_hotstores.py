@@ -88,3 +88,16 @@ def test_an_instance_that_recorded_no_store_is_not_looked_up_for_every_session()
     registry.join("silent", 10, "redis://127.0.0.1:7002/0")
     time.sleep(URLS_MISS_S)  # the time an unknown instance is taken as storeless
     assert stores.url_of("silent") == "redis://127.0.0.1:7002/0"
+
+
+def test_a_store_is_gone_when_sql_names_it_and_the_registry_no_longer_does() -> None:
+    registry = MemoryRegistry()
+    recorded = {"west": "west-store", "east": "east-store", "here": "own-store"}
+    stores = HotStores(MemoryHotStore(), "", registry, own_store="own-store",
+                       recorded=recorded.get)
+    registry.join("east", 10, "redis://127.0.0.1:7001/0")  # back: its store is reached
+    assert stores.gone("west") == "west-store"  # its name, for its state log's rows
+    assert stores.gone("east") == ""
+    assert stores.gone("here") == ""  # this process's own store is never gone
+    assert stores.gone("never-joined") == ""
+    assert HotStores(MemoryHotStore(), "", registry).gone("west") == ""  # SQL not read

@@ -225,6 +225,15 @@ class GameClient:
         instance = self.place(session_id, req.players)
         self.sessions.open(session_id, req.session_type, req.players, req.region, instance)
 
+    def release_sessions(self, session_ids: Sequence[str]) -> int:
+        """Hand sessions over to another game server, which adopts them (`adopt_session`):
+        this client stops serving them without closing them.  What it buffered is sent
+        first; from then on it refuses their updates, as a closed session's, and no longer
+        follows their moves or places them again after the registry lost them (their new
+        game server does).  Returns how many of them it held."""
+        self.flush()
+        return self.sessions.release(session_ids)
+
     def place(self, session_id: str, players: int) -> str | None:
         """The server instance `session_id` runs on, placed now if it has none yet (by
         affinity and load, `app.instances.registry`; its weight follows `players`).  None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -76,6 +76,15 @@ class SessionRegistry:
             info = self._get(session_id)
             self._move_players(info.region, -info.players)
             del self._sessions[session_id]
+
+    def release(self, session_ids: Iterable[str]) -> int:
+        """Forget the sessions of `session_ids` this table holds; how many it held."""
+        with self._lock:
+            held = [s for s in dict.fromkeys(session_ids) if s in self._sessions]
+            for session_id in held:
+                info = self._sessions.pop(session_id)
+                self._move_players(info.region, -info.players)
+            return len(held)
 
     def accept(self, session_id: str, seq: int, step_of: Callable[[Factors], int]) -> Accepted:
         """Accept update `seq` of a session; returns the priority step to send it at and the

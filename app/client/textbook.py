@@ -102,6 +102,11 @@ class TextbookClient:
         (this client keeps no session table); the spec is checked as `open_session` does."""
         parse(OpenSession, {"session_id": session_id, **spec})
 
+    def release_sessions(self, session_ids: Sequence[str]) -> int:
+        """Hand sessions over to another game server: nothing to forget here (this client
+        keeps no session table); returns 0."""
+        return 0
+
     def update_session(self, session_id: str, **changes: Any) -> AsyncResult:
         """Change a session's type, players or region in SQL."""
         req = parse(SessionChange, {"session_id": session_id, **changes})

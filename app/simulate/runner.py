@@ -252,6 +252,9 @@ class Run:
         """Play the load from the game servers, drain, and gather what was measured."""
         spec, recorder = self.spec, app.runtime.recorder
         game.wait_ready()
+        # the game servers adopted every session: they alone serve them from now on (after a
+        # full restart, each places its own again and restores their state, once)
+        driver.client.release_sessions(driver.ids)
         self._phase("game_servers")
         reset_network_totals(*self.stores)
         app.runtime.physics.notes.reset()

@@ -14,6 +14,7 @@ from sqlalchemy.orm import sessionmaker
 
 from app.client.api import GameClient
 from app.db import transaction
+from app.errors import InvalidRequest
 from app.instances.memory import MemoryRegistry
 from app.players import sessions
 from app.players.durable import write_behind
@@ -163,5 +164,29 @@ def test_a_round_that_fails_part_way_leaves_its_restores_to_the_next(
         client.follow_moves()
         assert [client.instance_of(s) for s in ids] == client.instances.owners(ids)
         assert _states(runtime, ids) == dict.fromkeys(ids, (1, {"hp": 7}))
+    finally:
+        client.close()
+
+
+def test_sessions_handed_to_another_game_server_are_left_to_it(
+        eager_app: GameschedCelery) -> None:
+    """A front that opened sessions and handed them over (`release_sessions`) neither
+    places them again nor restores them after the registry lost them: the game server that
+    adopted them does, once."""
+    client = GameClient(eager_app)
+    try:
+        ids = _open_apart(eager_app, client, 6)
+        handed, kept = ids[:4], ids[4:]
+        assert client.release_sessions([*handed, handed[0], "never-held"]) == 4
+        assert client.sessions.ids() == kept
+        with pytest.raises(InvalidRequest) as refused:
+            client.submit_update(handed[1], 9, {"hp": 2})
+        assert refused.value.field == "session_id"
+        client.return_grace_s = 0.0
+        _lose_the_registry(eager_app, client)
+        client.instances.join("east", 100)
+        client.follow_moves()
+        owners = dict(zip(ids, client.instances.owners(ids), strict=True))
+        assert owners == {s: ("east" if s in kept else None) for s in ids}
     finally:
         client.close()

@@ -154,6 +154,18 @@ def test_an_adopted_session_takes_updates_here_without_a_message_of_its_own(
     assert client.flush() == 1
 
 
+def test_a_released_session_leaves_what_was_buffered_of_it_and_then_takes_no_update(
+        client: GameClient) -> None:
+    client.submit_update("s1", 1, {"hp": 100})
+    sent = client.tasks_sent
+    assert client.release_sessions(["s1"]) == 1  # handed to another game server
+    assert client.tasks_sent == sent + 1 and client.flush() == 0  # its update went first
+    assert client.sessions.region_players("r1") == 0  # its players play elsewhere now
+    with pytest.raises(InvalidRequest) as caught:
+        client.submit_update("s1", 2, {"hp": 90})
+    assert caught.value.field == "session_id"
+
+
 def test_session_moves_count_at_once_and_leave_together_in_one_task(
         app: GameschedCelery, client: GameClient) -> None:
     client.open_session("s2", session_type="lobby", players=1, region="r1")

@@ -1,4 +1,4 @@
-"""The ledger audit: plain SQL an operator can also run in psql (see the README).
+"""The ledger audit: plain SQL an operator can also run in psql (docs/ledger.md#audit).
 
 Each check is one query that returns a row per violation; an empty result means the
 ledger holds.  The queries run unchanged on PostgreSQL and SQLite.

@@ -134,16 +134,11 @@ def test_with_stores_apart_each_session_goes_back_to_its_own_instance_and_state(
     back to it; every acknowledged update is in each session's store."""
     broker, _ = servers
     with PrivateRedis(redis_server_binary) as east, PrivateRedis(redis_server_binary) as west:
-        stores = {"east": east, "west": west}
-        urls = {name: server.url for name, server in stores.items()}
+        urls = {"east": east.url, "west": west.url}
         procs = start_instances(settings, tmp_path, hot_urls=urls)
         client = GameClient(create_app(settings))
         try:
-            sessions, on_east = open_on(client, SESSIONS, session_type="casual", players=1)
-            _feed_until_durable(client, sessions)
-            acked = client.last_durable(sessions)
-            for proc in procs:
-                os.killpg(proc.pid, signal.SIGKILL)
+            sessions, on_east, acked = _durable_then_killed(client, procs)
             for server in (broker, east, west):
                 server.kill()
                 server.start()  # empty: they persist nothing
@@ -174,12 +169,8 @@ def test_a_session_whose_instance_never_comes_back_gets_what_its_store_logged(
         procs = start_instances(settings, tmp_path, hot_urls=urls)
         client = GameClient(create_app(settings))
         try:
-            sessions, on_east = open_on(client, SESSIONS, session_type="casual", players=1)
-            _feed_until_durable(client, sessions)
-            acked = client.last_durable(sessions)
+            sessions, on_east, acked = _durable_then_killed(client, procs)
             client.return_grace_s = 0.0  # west is given up on at once
-            for proc in procs:
-                os.killpg(proc.pid, signal.SIGKILL)
             west.kill()  # gone for good
             for server in (broker, east):
                 server.kill()
@@ -193,6 +184,18 @@ def test_a_session_whose_instance_never_comes_back_gets_what_its_store_logged(
         finally:
             client.close()
             stop_process_groups(procs)
+
+
+def _durable_then_killed(client: GameClient, procs: list[subprocess.Popen[bytes]]
+                         ) -> tuple[list[str], list[str], dict[str, int]]:
+    """Open sessions on the instances, feed them until SQL holds some of each, then kill
+    every worker: the sessions, those on east, and each one's last durable sequence."""
+    sessions, on_east = open_on(client, SESSIONS, session_type="casual", players=1)
+    _feed_until_durable(client, sessions)
+    acked = client.last_durable(sessions)
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGKILL)
+    return sessions, on_east, acked
 
 
 def _lost(client: GameClient, sessions: list[str],

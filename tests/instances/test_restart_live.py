@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -125,65 +126,77 @@ def test_a_restarted_game_server_learns_where_its_sessions_stand_and_carries_on(
         stop_process_groups(procs)
 
 
+@dataclass
+class Apart:
+    """East and west, each keeping its sessions' state on a Redis of its own (`urls`), their
+    sessions fed until SQL holds some of each, then every worker killed: the sessions,
+    those on east, and each one's last durable sequence."""
+
+    east: PrivateRedis
+    west: PrivateRedis
+    urls: dict[str, str]
+    procs: list[subprocess.Popen[bytes]]
+    client: GameClient
+    sessions: list[str]
+    on_east: list[str]
+    acked: dict[str, int]
+
+
+@pytest.fixture
+def apart(settings: Settings, redis_server_binary: str, tmp_path: Path) -> Iterator[Apart]:
+    with PrivateRedis(redis_server_binary) as east, PrivateRedis(redis_server_binary) as west:
+        urls = {"east": east.url, "west": west.url}
+        procs = start_instances(settings, tmp_path, hot_urls=urls)
+        client = GameClient(create_app(settings))
+        try:
+            yield Apart(east, west, urls, procs, client, *_durable_then_killed(client, procs))
+        finally:
+            client.close()
+            stop_process_groups(procs)
+
+
 def test_with_stores_apart_each_session_goes_back_to_its_own_instance_and_state(
-        settings: Settings, servers: tuple[PrivateRedis, PrivateRedis],
-        redis_server_binary: str, tmp_path: Path) -> None:
+        settings: Settings, servers: tuple[PrivateRedis, PrivateRedis], apart: Apart,
+        tmp_path: Path) -> None:
     """East and west each keep their sessions' state on a Redis of their own; everything
     dies; east comes back first. East's sessions go back to east at once; west's wait for
     west (not to the first instance back, where their logged updates are not), then go
     back to it; every acknowledged update is in each session's store."""
     broker, _ = servers
-    with PrivateRedis(redis_server_binary) as east, PrivateRedis(redis_server_binary) as west:
-        urls = {"east": east.url, "west": west.url}
-        procs = start_instances(settings, tmp_path, hot_urls=urls)
-        client = GameClient(create_app(settings))
-        try:
-            sessions, on_east, acked = _durable_then_killed(client, procs)
-            for server in (broker, east, west):
-                server.kill()
-                server.start()  # empty: they persist nothing
-            procs += start_instances(settings, tmp_path, ("east",), hot_urls=urls)
-            on_west = [s for s in sessions if s not in on_east]
-            wait_for(lambda: client.instances.owners(on_east) == ["east"] * len(on_east),
-                     timeout=20, what="east's sessions placed back on east")
-            assert client.instances.owners(on_west) == [None] * len(on_west)  # waiting
-            procs += start_instances(settings, tmp_path, ("west",), hot_urls=urls)
-            wait_for(lambda: client.instances.owners(on_west) == ["west"] * len(on_west),
-                     timeout=20, what="west's sessions placed back on west")
-            assert _lost(client, sessions, acked) == {}
-        finally:
-            client.close()
-            stop_process_groups(procs)
+    client, on_east = apart.client, apart.on_east
+    for server in (broker, apart.east, apart.west):
+        server.kill()
+        server.start()  # empty: they persist nothing
+    apart.procs += start_instances(settings, tmp_path, ("east",), hot_urls=apart.urls)
+    on_west = [s for s in apart.sessions if s not in on_east]
+    wait_for(lambda: client.instances.owners(on_east) == ["east"] * len(on_east),
+             timeout=20, what="east's sessions placed back on east")
+    assert client.instances.owners(on_west) == [None] * len(on_west)  # waiting
+    apart.procs += start_instances(settings, tmp_path, ("west",), hot_urls=apart.urls)
+    wait_for(lambda: client.instances.owners(on_west) == ["west"] * len(on_west),
+             timeout=20, what="west's sessions placed back on west")
+    assert _lost(client, apart.sessions, apart.acked) == {}
 
 
 def test_a_session_whose_instance_never_comes_back_gets_what_its_store_logged(
-        settings: Settings, servers: tuple[PrivateRedis, PrivateRedis],
-        redis_server_binary: str, tmp_path: Path) -> None:
+        settings: Settings, servers: tuple[PrivateRedis, PrivateRedis], apart: Apart,
+        tmp_path: Path) -> None:
     """Everything dies, and west's machine with its Redis never comes back: the registry
     starts again empty, and only east joins it.  West's sessions are placed on east once
     the client stops waiting for west, and east takes from SQL every update west's store
     logged of them (the store's name read from SQL: the registry no longer knows west)."""
     broker, _ = servers
-    with PrivateRedis(redis_server_binary) as east, PrivateRedis(redis_server_binary) as west:
-        urls = {"east": east.url, "west": west.url}
-        procs = start_instances(settings, tmp_path, hot_urls=urls)
-        client = GameClient(create_app(settings))
-        try:
-            sessions, on_east, acked = _durable_then_killed(client, procs)
-            client.return_grace_s = 0.0  # west is given up on at once
-            west.kill()  # gone for good
-            for server in (broker, east):
-                server.kill()
-                server.start()  # empty: they persist nothing
-            procs += start_instances(settings, tmp_path, ("east",), hot_urls=urls)
-            on_west = [s for s in sessions if s not in on_east]
-            assert on_west
-            wait_for(lambda: client.instances.owners(sessions) == ["east"] * len(sessions),
-                     timeout=20, what="every session placed on east")
-            assert _lost(client, sessions, acked) == {}  # all on east
-        finally:
-            client.close()
-            stop_process_groups(procs)
+    client, sessions = apart.client, apart.sessions
+    client.return_grace_s = 0.0  # west is given up on at once
+    apart.west.kill()  # gone for good
+    for server in (broker, apart.east):
+        server.kill()
+        server.start()  # empty: they persist nothing
+    apart.procs += start_instances(settings, tmp_path, ("east",), hot_urls=apart.urls)
+    assert [s for s in sessions if s not in apart.on_east]  # west had sessions
+    wait_for(lambda: client.instances.owners(sessions) == ["east"] * len(sessions),
+             timeout=20, what="every session placed on east")
+    assert _lost(client, sessions, apart.acked) == {}  # all on east
 
 
 def _durable_then_killed(client: GameClient, procs: list[subprocess.Popen[bytes]]

@@ -17,6 +17,7 @@ from celery.signals import (
     worker_shutdown,
     worker_shutting_down,
 )
+from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import InvalidRequest
@@ -38,7 +39,7 @@ from app.protocol.queues import (
 )
 from app.protocol.vocab import CpuPolicy, Queue, RoleName
 from app.settings import Settings
-from app.tasking.arrivals import stores_elsewhere
+from app.tasking.arrivals import drop_voided, stores_elsewhere
 from app.tasking.factory import GameschedCelery, create_app
 
 log = logging.getLogger(__name__)
@@ -288,6 +289,11 @@ def _announce(app: GameschedCelery, instance: str) -> Heartbeat:
         except SQLAlchemyError as exc:
             log.warning("instance %s: its hot store's name not recorded in SQL (%s)",
                         instance, exc)
+        try:  # before this worker consumes: no update lands on such a copy
+            drop_voided(app.runtime, instance)
+        except (SQLAlchemyError, RedisError) as exc:
+            log.error("instance %s: out-of-date session states in its hot store not "
+                      "dropped (%s)", instance, exc)
 
     beat.on_join = become
     worker_ready.connect(beat.start, weak=False)

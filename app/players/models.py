@@ -65,3 +65,17 @@ class InstanceStoreRow(Base):
     instance: Mapped[str] = mapped_column(String(64), primary_key=True)
     store: Mapped[str] = mapped_column(String(255))
     joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class VoidedStateRow(Base):
+    """A session whose state in the hot store `store` is out of date: it moved off that
+    store's instance while the store did not answer, and started on its new instance from
+    SQL.  The store's instance drops the copy as it joins again (`app.tasking.arrivals`),
+    and the row goes; a store coming back with its data then neither serves nor takes
+    updates on it."""
+
+    __tablename__ = "voided_states"
+
+    store: Mapped[str] = mapped_column(String(255), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    voided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -132,6 +132,10 @@ class StateStore(Protocol):
         store refuses their updates as `MOVED_AWAY` (for `HANDED_TTL_S`, or until one is
         taken over here again).  Idempotent: a second call returns the same state."""
 
+    def drop(self, session_ids: Sequence[str]) -> int:
+        """Forget the sessions' state here, and their marks for SQL: a copy out of date
+        (`app.players.storenames.voided`).  Returns how many were here."""
+
     def take_over(self, session_ids: Sequence[str], batch: bytes, emit: Emit,
                   fence: Fence | None = None) -> BatchOutcome:
         """Make the sessions live here (created empty where absent, no longer refused as
@@ -273,6 +277,14 @@ class MemoryStateStore:
                 frozen = self._frozen.get(session_id)
                 handed[session_id] = _as_hash(*frozen) if frozen else {}
         return handed_batch(handed)
+
+    def drop(self, session_ids: Sequence[str]) -> int:
+        """Forget the sessions' state and marks (see `StateStore`)."""
+        with self._lock:
+            for session_id in session_ids:
+                self._dirty.discard(session_id)
+                self._taking.discard(session_id)
+            return sum(self._states.pop(s, None) is not None for s in session_ids)
 
     def take_over(self, session_ids: Sequence[str], batch: bytes, emit: Emit,
                   fence: Fence | None = None) -> BatchOutcome:
@@ -448,6 +460,16 @@ class RedisStateStore:
                                       HANDED_TTL_S, *session_ids])
         return handed_batch({s: dict(zip(raw[::2], raw[1::2], strict=True))
                              for s, raw in zip(session_ids, reply, strict=True)})
+
+    def drop(self, session_ids: Sequence[str]) -> int:
+        """Delete the state hashes and the marks of the sessions: one transaction."""
+        if not session_ids:
+            return 0
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(*(keys.state(s) for s in session_ids))
+        pipe.srem(keys.DIRTY, *session_ids)
+        pipe.srem(keys.DIRTY_TAKING, *session_ids)
+        return int(pipe.execute()[0])
 
     def take_over(self, session_ids: Sequence[str], batch: bytes, emit: Emit,
                   fence: Fence | None = None) -> BatchOutcome:

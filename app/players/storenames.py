@@ -1,14 +1,18 @@
-"""The name of each server instance's hot store, kept in SQL beside the state log
-(`InstanceStoreRow`): what the registry records of it is lost with the registry's Redis."""
+"""What SQL keeps of the hot stores beside the state log: the name of each server
+instance's store (`InstanceStoreRow`; what the registry records of it is lost with the
+registry's Redis), and the sessions whose copy in a store is out of date
+(`VoidedStateRow`)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Collection
+
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
 from app.db.base import utcnow
-from app.players.models import InstanceStoreRow
+from app.players.models import InstanceStoreRow, VoidedStateRow
 
 
 def record_store(factory: sessionmaker[Session], instance: str, store: str) -> None:
@@ -23,3 +27,36 @@ def recorded_store(factory: sessionmaker[Session], instance: str) -> str | None:
     with factory() as db:
         return db.scalar(select(InstanceStoreRow.store).where(
             InstanceStoreRow.instance == instance))
+
+
+def void_states(factory: sessionmaker[Session], store: str, sessions: Collection[str]) -> None:
+    """The copies of `sessions` in the hot store `store` are out of date (they started
+    elsewhere from SQL while that store did not answer)."""
+    if not sessions:
+        return
+    now = utcnow()
+    with transaction(factory) as db:
+        for session_id in sorted(sessions):
+            db.merge(VoidedStateRow(store=store, session_id=session_id, voided_at=now))
+
+
+def voided(factory: sessionmaker[Session], store: str,
+           among: Collection[str] | None = None) -> list[str]:
+    """The sessions whose copy in `store` is out of date (only those `among`, if given)."""
+    query = select(VoidedStateRow.session_id).where(VoidedStateRow.store == store)
+    if among is not None:
+        if not among:
+            return []
+        query = query.where(VoidedStateRow.session_id.in_(sorted(among)))
+    with factory() as db:
+        return sorted(db.scalars(query))
+
+
+def unvoid(factory: sessionmaker[Session], store: str, sessions: Collection[str]) -> None:
+    """`store` holds no out-of-date copy of `sessions` any more (dropped, or their state
+    carried there again)."""
+    if not sessions:
+        return
+    with transaction(factory) as db:
+        db.execute(delete(VoidedStateRow).where(VoidedStateRow.store == store,
+                                                VoidedStateRow.session_id.in_(sorted(sessions))))

@@ -22,7 +22,12 @@ When the store it moved from does not answer (its machine gone with the instance
 session starts here from SQL: its snapshot, and every update that store logged of it
 (`statelog.replay_sessions`, found under the store's name that instance recorded as it
 joined, `GAMESCHED_HOT_STORE` of its workers, else its URL's), so that no update a game
-server was told was durable is lost with it.
+server was told was durable is lost with it.  The copy that store still holds is out of
+date from then on, and SQL says so (`storenames.void_states`): should the store come back
+with its data (an append-only Redis, or one cut off for a while), its instance drops such
+copies as it joins again, before it consumes (`drop_voided`), and a session whose state
+is carried back to it drops its old copy first; updates never land on an out-of-date copy
+there.
 
 A session missing here that runs on another instance now (its game server sent this
 instance work before it learnt of a move, or the work was forwarded to the shared queue)
@@ -37,7 +42,7 @@ from collections.abc import Callable, Sequence
 from redis import RedisError
 
 from app.instances.placement import Move
-from app.players import statelog
+from app.players import statelog, storenames
 from app.players.hotstore import HotStore
 from app.players.sessions import Arrived
 from app.players.statelog import Elsewhere
@@ -111,12 +116,28 @@ def _from_log(runtime: Runtime, source: str, sessions: list[str], fence: Fence |
     name = name or runtime.hot_stores.name_of(source)
     if not name:
         return set()
+    storenames.void_states(runtime.sessions, name, sessions)  # before: SQL outlives a crash
     named = statelog.replay_sessions(runtime.hot_stores.own, runtime.sessions, name,
                                      sessions, fence=fence, log_to=log_to)
     if named:
         log.info("restored %d sessions from instance %s from SQL, its state log included",
                  len(named), source)
     return named
+
+
+def drop_voided(runtime: Runtime, instance: str) -> int:
+    """Drop from this worker's hot store the copies SQL says are out of date (sessions that
+    moved off `instance` while the store did not answer), as the instance joins and before
+    it consumes; returns how many the store held."""
+    name = runtime.hot_stores.own_store
+    stale = storenames.voided(runtime.sessions, name)
+    if not stale:
+        return 0
+    dropped = runtime.hot_stores.own.states.drop(stale)
+    storenames.unvoid(runtime.sessions, name, stale)
+    log.warning("instance %s: dropped %d out-of-date session states from its hot store %s "
+                "(those sessions moved away while it did not answer)", instance, dropped, name)
+    return dropped
 
 
 def _by_source(sessions: Sequence[str], sources: Sequence[str | None]) -> dict[str, list[str]]:
@@ -144,7 +165,11 @@ def _take(runtime: Runtime, source: str, sessions: list[str], fence: Fence | Non
         log.warning("%d sessions moved from instance %s: its hot store does not answer "
                     "(%s); they start from SQL, its log included", len(sessions), source, exc)
         return _from_log(runtime, source, sessions, fence, log_to)
+    own_name = stores.own_store
+    stale = storenames.voided(runtime.sessions, own_name, sessions)
+    stores.own.states.drop(stale)  # copies here from before they moved away for good
     stores.own.states.take_over(sessions, handed, HANDED_EMIT, fence=fence)
+    storenames.unvoid(runtime.sessions, own_name, stale)
     if log_to is not None:
         log_to(handed)  # durable under this store's name, as applied batches are
     runtime.instances.arrived(sessions, source)

@@ -39,6 +39,12 @@ class HotStores:
         self._urls: dict[str, str] = {}
         self._urls_at = float("-inf")
 
+    @property
+    def own_store(self) -> str:
+        """This process's own store's name on the state log (`GAMESCHED_HOT_STORE`, else
+        its URL's)."""
+        return self._own_store
+
     def of_url(self, url: str) -> HotStore:
         """The hot store at `url` (this process's own for "" or the same store)."""
         name = store_name(url) if url else self._own_name

@@ -14,17 +14,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 
 from app.client.api import GameClient
 from app.fleet.fleets import stop_process_groups
+from app.players import wire
+from app.players.hotstore import RedisHotStore
 from app.players.sessions import HotState, read_states
+from app.players.statestore import Emit
 from app.settings import Settings
 from app.simulate.redisserver import PrivateRedis
 from app.tasking.factory import create_app
-from tests.instances.live import PAIR, Feeder, applied, open_on, start_instances
+from tests.instances.live import (
+    PAIR,
+    Feeder,
+    applied,
+    gamesched_drain,
+    open_on,
+    start_instances,
+)
 from tests.waiting import wait_for
 
 SESSIONS = 12
+EMIT = Emit(None, "test:updates", "test:bytes", "test:stale")
 
 
 @pytest.fixture
@@ -197,6 +209,55 @@ def test_a_session_whose_instance_never_comes_back_gets_what_its_store_logged(
     wait_for(lambda: client.instances.owners(sessions) == ["east"] * len(sessions),
              timeout=20, what="every session placed on east")
     assert _lost(client, sessions, apart.acked) == {}  # all on east
+
+
+def test_a_store_back_with_copies_of_sessions_placed_away_serves_none_of_them(
+        settings: Settings, servers: tuple[PrivateRedis, PrivateRedis], apart: Apart,
+        tmp_path: Path) -> None:
+    """Everything dies but west's Redis, which keeps its data (as an append-only one would
+    bring it back); only east comes back at first, and west's sessions start on east from
+    what west's store logged, then carry on there.  West's copies are out of date: one
+    even holds an update west applied and never logged.  When west joins again and east
+    is drained onto it, every session has on west the state it had on east: no update
+    lands on an old copy, and the one never logged is gone."""
+    broker, _ = servers
+    client, sessions = apart.client, apart.sessions
+    on_west = [s for s in sessions if s not in apart.on_east]
+    client.return_grace_s = 0.0  # west is given up on at once
+    for server in (broker, apart.east):
+        server.kill()
+        server.start()  # empty: they persist nothing
+    apart.procs += start_instances(settings, tmp_path, ("east",), hot_urls=apart.urls)
+    wait_for(lambda: client.instances.owners(sessions) == ["east"] * len(sessions),
+             timeout=20, what="every session placed on east")
+    client.release_sessions(sessions)  # the game server started again too
+    for session in sessions:
+        client.adopt_session(session, session_type="casual", players=1)
+    resumed = client.last_applied(sessions)
+    unlogged = max(resumed.values()) + 1  # applied on west after its last log row
+    RedisHotStore(redis.Redis.from_url(apart.west.url)).states.apply(wire.pack_batch(
+        wire.entry(s, unlogged, {f"f{unlogged}": "never logged"}) for s in on_west), EMIT)
+    feeder = Feeder(client, sessions)
+    feeder.seq = unlogged - 1  # the game server carries on from what east applied
+    feeder.sending(3)
+    feeder.stop.set()
+    feeder.join(timeout=5)
+    wait_for(lambda: applied(client, sessions) >= feeder.seq, timeout=20,
+             what="east to apply every update sent")
+    apart.procs += start_instances(settings, tmp_path, ("west",), hot_urls=apart.urls)
+    assert gamesched_drain(settings, "east").returncode == 0
+    wait_for(lambda: client.instances.owners(sessions) == ["west"] * len(sessions),
+             timeout=20, what="every session moved to west")
+    states = wait_for(lambda: _all_back(client, sessions, dict.fromkeys(sessions, feeder.seq)),
+                      timeout=20, what="every session's state taken to west")
+    assert {s: st.fields[f"f{unlogged}"] for s, st in states.items()} == dict.fromkeys(
+        sessions, unlogged)
+    # acknowledged before the kill, or sent after it
+    sent = {s: {*range(1, apart.acked[s] + 1), *range(unlogged, feeder.seq + 1)}
+            for s in sessions}
+    missing = {s: [n for n in sorted(sent[s]) if f"f{n}" not in st.fields]
+               for s, st in states.items()}
+    assert not any(missing.values()), missing  # no update sent to east lost on the way
 
 
 def _durable_then_killed(client: GameClient, procs: list[subprocess.Popen[bytes]]

@@ -10,6 +10,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.base import Base, utcnow
@@ -89,6 +90,12 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
 
     _SQLITE_WRITE_LOCKS[engine] = SQLiteWriteLock(make_url(url).database)
     return engine
+
+
+def dialect_insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `table` in `dialect`'s own form (PostgreSQL's, else SQLite's): the
+    one with ``on_conflict_do_nothing``."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

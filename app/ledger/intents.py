@@ -22,11 +22,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert, ReturningInsert
 
-from app.db import utcnow
+from app.db import dialect_insert, utcnow
 from app.errors import InvalidRequest
 from app.ledger.models import Kind, Player, Status, Wallet
 from app.ledger.policy import RESEND_AFTER
@@ -219,21 +218,17 @@ def _inserts(dialect: str) -> _Inserts:
         wallet = (select(*binds, Wallet.id)
                   .where(Wallet.player_id == bindparam("player_id"),
                          Wallet.currency == bindparam("currency")))
-        with_wallet = (_dialect_insert(dialect, table)
+        with_wallet = (dialect_insert(dialect, table)
                        .from_select([*_VALUE_COLUMNS, "wallet_id"], wallet)
                        .on_conflict_do_nothing().returning(*table.c))
-        plain = (_dialect_insert(dialect, table)
+        plain = (dialect_insert(dialect, table)
                  .values({name: bindparam(name) for name in (*_VALUE_COLUMNS, "wallet_id")})
                  .on_conflict_do_nothing().returning(*table.c))
         _INSERTS[dialect] = _Inserts(with_wallet, plain)
     return _INSERTS[dialect]
 
 
-def _dialect_insert(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 def _insert_ignoring_conflicts(db: Session, table: Any, values: dict[str, Any]) -> Insert:
     """``INSERT ... ON CONFLICT DO NOTHING`` in the session's dialect."""
-    insert = _dialect_insert(db.get_bind().dialect.name, table)
+    insert = dialect_insert(db.get_bind().dialect.name, table)
     return insert.values(**values).on_conflict_do_nothing()

@@ -10,7 +10,7 @@ from collections.abc import Collection
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import transaction
+from app.db import dialect_insert, transaction
 from app.db.base import utcnow
 from app.players.models import InstanceStoreRow, VoidedStateRow
 
@@ -35,9 +35,11 @@ def void_states(factory: sessionmaker[Session], store: str, sessions: Collection
     if not sessions:
         return
     now = utcnow()
-    with transaction(factory) as db:
-        for session_id in sorted(sessions):
-            db.merge(VoidedStateRow(store=store, session_id=session_id, voided_at=now))
+    with transaction(factory) as db:  # two workers may void one session at once
+        db.execute(dialect_insert(db.get_bind().dialect.name, VoidedStateRow.__table__)
+                   .values([{"store": store, "session_id": s, "voided_at": now}
+                            for s in sorted(sessions)])
+                   .on_conflict_do_nothing())
 
 
 def voided(factory: sessionmaker[Session], store: str,

@@ -4,6 +4,7 @@ process memory and the real Redis; SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_sessionmaker, transaction
-from app.players import durable, sessions, statelog, wire
+from app.players import durable, sessions, statelog, storenames, wire
 from app.players.hotstore import HotStore, MemoryHotStore, hot_store_for
 from app.players.models import GameSession, StateLogRow
 from app.players.statestore import Emit, Taken
@@ -587,3 +588,29 @@ def test_rows_written_before_stores_were_named_are_kept_and_replayed_into_every_
         lost = MemoryHotStore()
         assert statelog.recover(lost, factory, store)
         assert sessions.read_states(lost, [a, b]) == {a: sessions.HotState(1, {"hp": 1})}
+
+
+def test_a_store_s_out_of_date_copies_are_named_once_each_and_cleared(
+        factory: sessionmaker[Session], ids: list[str]) -> None:
+    store = f"{STORE}-void"
+    errors: list[BaseException] = []
+
+    def void(sessions_: list[str]) -> None:  # two workers restoring one session at once
+        try:
+            storenames.void_states(factory, store, sessions_)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=void, args=(part,)) for part in (ids[:2], ids[1:])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    storenames.void_states(factory, store, ids)  # again: nothing changes
+    assert storenames.voided(factory, store) == sorted(ids)
+    assert storenames.voided(factory, store, among=[ids[0], "nobody"]) == [ids[0]]
+    assert storenames.voided(factory, store, among=[]) == []
+    assert storenames.voided(factory, f"{store}-other") == []
+    storenames.unvoid(factory, store, ids[:2])
+    assert storenames.voided(factory, store) == [ids[2]]

@@ -271,9 +271,10 @@ def start_worker(app: GameschedCelery, argv: list[str]) -> int:
 
 
 def _announce(app: GameschedCelery, instance: str) -> Heartbeat:
-    """Join the registry as `instance`, with the hot store its session state lives on
-    (`GAMESCHED_HOT_URL`, else the broker's) and that store's name (`GAMESCHED_HOT_STORE`),
-    and heartbeat while this worker consumes; on
+    """Drop the out-of-date session states SQL names in this instance's hot store
+    (`arrivals.drop_voided`), then join the registry as `instance`, with the hot store its
+    session state lives on (`GAMESCHED_HOT_URL`, else the broker's) and that store's name
+    (`GAMESCHED_HOT_STORE`), and heartbeat while this worker consumes; on
     a warm shutdown it leaves at once (silent: the controller moves its sessions).  Taken over
     while it was silent (fenced), it shuts down warm and starts again as a fresh process,
     which joins anew."""
@@ -289,13 +290,16 @@ def _announce(app: GameschedCelery, instance: str) -> Heartbeat:
         except SQLAlchemyError as exc:
             log.warning("instance %s: its hot store's name not recorded in SQL (%s)",
                         instance, exc)
-        try:  # before this worker consumes: no update lands on such a copy
+
+    def drop(**_: object) -> None:  # before it consumes: no update lands on such a copy
+        try:
             drop_voided(app.runtime, instance)
         except (SQLAlchemyError, RedisError) as exc:
             log.error("instance %s: out-of-date session states in its hot store not "
                       "dropped (%s)", instance, exc)
 
     beat.on_join = become
+    worker_ready.connect(drop, weak=False)  # receivers run in this order, before the loop
     worker_ready.connect(beat.start, weak=False)
     worker_shutdown.connect(beat.leave, weak=False)
     return beat

@@ -65,14 +65,7 @@ def test_a_session_from_an_instance_the_registry_lost_gets_what_its_store_logged
         sqlite_url: str) -> None:
     """A full restart: the registry started again empty and "gone" never joined it again;
     the name of its store is found in SQL, where its worker recorded it as it joined."""
-    runtime = Runtime(load_settings(database_url=sqlite_url))
-    registry = MemoryRegistry()
-    registry.join("here", 100, HERE)
-    own = MemoryHotStore()
-    own.states.set_recovered()
-    runtime.__dict__["instances"] = registry
-    runtime.__dict__["hot_stores"] = HotStores(
-        own, HERE, registry, recorded=partial(recorded_store, runtime.sessions))
+    runtime, registry, own = _instance_on(sqlite_url, "here")
     record_store(runtime.sessions, "gone", "gone-hot")
     session_id = f"{uuid.uuid4().hex[:6]}-away"
     with transaction(runtime.sessions) as db:
@@ -97,14 +90,7 @@ def test_the_copies_a_gone_store_kept_are_void_and_dropped_as_its_instance_joins
     """West's sessions start on east from what west's store logged; west's store comes
     back with its data (an append-only Redis), holding copies now out of date: SQL names
     them, and west drops exactly those as it joins again, before it consumes."""
-    runtime = Runtime(load_settings(database_url=sqlite_url))
-    registry = MemoryRegistry()
-    registry.join("east", 100, HERE)
-    own = MemoryHotStore()
-    own.states.set_recovered()
-    runtime.__dict__["instances"] = registry
-    runtime.__dict__["hot_stores"] = HotStores(
-        own, HERE, registry, recorded=partial(recorded_store, runtime.sessions))
+    runtime, registry, _ = _instance_on(sqlite_url, "east")
     record_store(runtime.sessions, "west", "west-hot")
     tag = uuid.uuid4().hex[:6]
     away, other = f"{tag}-away", f"{tag}-other"
@@ -164,3 +150,18 @@ def test_a_session_carried_back_to_a_store_with_a_void_copy_gets_only_the_carrie
     assert sessions.read_states(own, [session_id]) == {
         session_id: sessions.HotState(2, {"hp": 1, "pos": [1, 2]})}
     assert storenames.voided(runtime.sessions, runtime.hot_stores.own_store) == []
+
+
+def _instance_on(sqlite_url: str, instance: str) -> tuple[Runtime, MemoryRegistry,
+                                                            MemoryHotStore]:
+    """A worker's runtime on SQLite for `instance`, the only one in a new registry, its hot
+    store in memory (at `HERE`); the names of other instances' stores read from SQL."""
+    runtime = Runtime(load_settings(database_url=sqlite_url))
+    registry = MemoryRegistry()
+    registry.join(instance, 100, HERE)
+    own = MemoryHotStore()
+    own.states.set_recovered()
+    runtime.__dict__["instances"] = registry
+    runtime.__dict__["hot_stores"] = HotStores(
+        own, HERE, registry, recorded=partial(recorded_store, runtime.sessions))
+    return runtime, registry, own

@@ -25,9 +25,9 @@ joined, `GAMESCHED_HOT_STORE` of its workers, else its URL's), so that no update
 server was told was durable is lost with it.  The copy that store still holds is out of
 date from then on, and SQL says so (`storenames.void_states`): should the store come back
 with its data (an append-only Redis, or one cut off for a while), its instance drops such
-copies as it joins again, before it consumes (`drop_voided`), and a session whose state
-is carried back to it drops its old copy first; updates never land on an out-of-date copy
-there.
+copies as it joins again, before it consumes (`drop_voided`; not those the registry
+places on it by then), and a session whose state is carried back to it drops its old copy
+first (docs/architecture.md says what is left open).
 
 A session missing here that runs on another instance now (its game server sent this
 instance work before it learnt of a move, or the work was forwarded to the shared queue)
@@ -128,13 +128,17 @@ def _from_log(runtime: Runtime, source: str, sessions: list[str], fence: Fence |
 def drop_voided(runtime: Runtime, instance: str) -> int:
     """Drop from this worker's hot store the copies SQL says are out of date (sessions that
     moved off `instance` while the store did not answer), as the instance joins and before
-    it consumes; returns how many the store held."""
+    it consumes; returns how many the store held.  A session the registry places on
+    `instance` itself is kept: it came back here since (restored from SQL, or placed again
+    after a restart), and its state here is live."""
     name = runtime.hot_stores.own_store
-    stale = storenames.voided(runtime.sessions, name)
-    if not stale:
+    voided = storenames.voided(runtime.sessions, name)
+    if not voided:
         return 0
+    owners = runtime.instances.owners(voided)
+    stale = [s for s, owner in zip(voided, owners, strict=True) if owner != instance]
     dropped = runtime.hot_stores.own.states.drop(stale)
-    storenames.unvoid(runtime.sessions, name, stale)
+    storenames.unvoid(runtime.sessions, name, voided)
     log.warning("instance %s: dropped %d out-of-date session states from its hot store %s "
                 "(those sessions moved away while it did not answer)", instance, dropped, name)
     return dropped

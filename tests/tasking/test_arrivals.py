@@ -105,8 +105,13 @@ def test_the_copies_a_gone_store_kept_are_void_and_dropped_as_its_instance_joins
     assert arrive(runtime, "east", {away}).taken == {away}
     assert storenames.voided(runtime.sessions, "west-hot") == [away]
 
+    back = f"{tag}-back"  # voided too, then placed on west again: its state there is live
+    storenames.void_states(runtime.sessions, "west-hot", [back])
+    registry.join("west", 100, "redis://west:6379/0")
+    assert registry.place(back, 1.0, prefer="west") == "west"
     west_store = MemoryHotStore()  # back with what it held: away at seq 2, never logged
-    west_store.states.put_many_if_newer([(away, 2, {"hp": b"\x02"}), (other, 1, {})])
+    west_store.states.put_many_if_newer([(away, 2, {"hp": b"\x02"}), (other, 1, {}),
+                                         (back, 5, {})])
     west = Runtime(load_settings(database_url=sqlite_url, hot_store="west-hot"))
     west.__dict__["instances"] = registry
     west.__dict__["hot_stores"] = HotStores(west_store, "redis://west:6379/0", registry,
@@ -116,6 +121,7 @@ def test_the_copies_a_gone_store_kept_are_void_and_dropped_as_its_instance_joins
 
     assert west_store.states.read([away, other])[0] is None  # taken from east if it returns
     assert west_store.states.read([other])[0] is not None  # not moved: kept
+    assert west_store.states.read([back])[0] is not None  # placed here: kept
     assert storenames.voided(runtime.sessions, "west-hot") == []
     assert drop_voided(west, "west") == 0  # once
 

@@ -26,8 +26,8 @@ server was told was durable is lost with it.  The copy that store still holds is
 date from then on, and SQL says so (`storenames.void_states`): should the store come back
 with its data (an append-only Redis, or one cut off for a while), its instance drops such
 copies as it joins again, before it consumes (`drop_voided`; not those the registry
-places on it by then), and a session whose state is carried back to it drops its old copy
-first (docs/architecture.md says what is left open).
+places on it by then).  An instance that never stopped keeps them until it joins again
+(docs/architecture.md says what that leaves open).
 
 A session missing here that runs on another instance now (its game server sent this
 instance work before it learnt of a move, or the work was forwarded to the shared queue)
@@ -169,11 +169,7 @@ def _take(runtime: Runtime, source: str, sessions: list[str], fence: Fence | Non
         log.warning("%d sessions moved from instance %s: its hot store does not answer "
                     "(%s); they start from SQL, its log included", len(sessions), source, exc)
         return _from_log(runtime, source, sessions, fence, log_to)
-    own_name = stores.own_store
-    stale = storenames.voided(runtime.sessions, own_name, sessions)
-    stores.own.states.drop(stale)  # copies here from before they moved away for good
     stores.own.states.take_over(sessions, handed, HANDED_EMIT, fence=fence)
-    storenames.unvoid(runtime.sessions, own_name, stale)
     if log_to is not None:
         log_to(handed)  # durable under this store's name, as applied batches are
     runtime.instances.arrived(sessions, source)

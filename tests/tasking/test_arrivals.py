@@ -8,13 +8,11 @@ import uuid
 from functools import partial
 
 import pytest
-import redis
 
 from app.db import transaction
 from app.instances.memory import MemoryRegistry
 from app.players import sessions, statelog, storenames, wire
-from app.players.hotstore import MemoryHotStore, RedisHotStore
-from app.players.statestore import Emit
+from app.players.hotstore import MemoryHotStore
 from app.players.storenames import record_store, recorded_store
 from app.settings import load_settings, store_name
 from app.simulate.redisserver import free_port
@@ -23,7 +21,6 @@ from app.tasking.hotstores import HotStores
 from app.tasking.runtime import Runtime
 
 HERE = "redis://127.0.0.1:7001/0"
-EMIT = Emit(None, "test:updates", "test:bytes", "test:stale")
 
 
 @pytest.mark.parametrize("name", ["", "east-hot"], ids=["its URL's", "GAMESCHED_HOT_STORE"])
@@ -124,38 +121,6 @@ def test_the_copies_a_gone_store_kept_are_void_and_dropped_as_its_instance_joins
     assert west_store.states.read([back])[0] is not None  # placed here: kept
     assert storenames.voided(runtime.sessions, "west-hot") == []
     assert drop_voided(west, "west") == 0  # once
-
-
-def test_a_session_carried_back_to_a_store_with_a_void_copy_gets_only_the_carried_state(
-        sqlite_url: str, redis_client: redis.Redis, redis_url: str) -> None:
-    """A session placed away while its old store did not answer comes back to that store
-    (a rebalance, a drain) before the store's instance joined again: its out-of-date copy
-    there is dropped, not merged with the state carried from where it ran since."""
-    runtime = Runtime(load_settings(database_url=sqlite_url))
-    registry = MemoryRegistry()
-    registry.join("there", 100, redis_url)
-    registry.join("here", 100, HERE)
-    own = MemoryHotStore()
-    own.states.set_recovered()
-    runtime.__dict__["instances"] = registry
-    runtime.__dict__["hot_stores"] = HotStores(own, HERE, registry)
-    session_id = f"{uuid.uuid4().hex[:6]}-back"
-    assert registry.place(session_id, 1.0, prefer="there") == "there"
-    there = RedisHotStore(redis_client)
-    there.states.put_if_newer(session_id, 0, {})
-    there.states.apply(wire.pack_batch([wire.entry(session_id, 1, {"hp": 1}),
-                                        wire.entry(session_id, 2, {"pos": [1, 2]})]), EMIT)
-    # what this store kept from before the session went away: seq 3 on it, never logged
-    own.states.put_if_newer(session_id, 3, {"hp": wire.pack_value("old"),
-                                            "gone": wire.pack_value(1)})
-    storenames.void_states(runtime.sessions, runtime.hot_stores.own_store, [session_id])
-    assert [m.session for m in registry.drain("there")] == [session_id]
-
-    assert arrive(runtime, "here", {session_id}).taken == {session_id}
-
-    assert sessions.read_states(own, [session_id]) == {
-        session_id: sessions.HotState(2, {"hp": 1, "pos": [1, 2]})}
-    assert storenames.voided(runtime.sessions, runtime.hot_stores.own_store) == []
 
 
 def _instance_on(sqlite_url: str, instance: str) -> tuple[Runtime, MemoryRegistry,

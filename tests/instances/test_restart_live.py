@@ -235,8 +235,9 @@ def test_a_store_back_with_copies_of_sessions_placed_away_serves_none_of_them(
         client.adopt_session(session, session_type="casual", players=1)
     resumed = client.last_applied(sessions)
     unlogged = max(resumed.values()) + 1  # applied on west after its last log row
-    RedisHotStore(redis.Redis.from_url(apart.west.url)).states.apply(wire.pack_batch(
-        wire.entry(s, unlogged, {f"f{unlogged}": "never logged"}) for s in on_west), EMIT)
+    with redis.Redis.from_url(apart.west.url) as west_redis:
+        RedisHotStore(west_redis).states.apply(wire.pack_batch(
+            wire.entry(s, unlogged, {f"f{unlogged}": "never logged"}) for s in on_west), EMIT)
     feeder = Feeder(client, sessions)
     feeder.seq = unlogged - 1  # the game server carries on from what east applied
     feeder.sending(3)

@@ -42,16 +42,11 @@ def void_states(factory: sessionmaker[Session], store: str, sessions: Collection
                    .on_conflict_do_nothing())
 
 
-def voided(factory: sessionmaker[Session], store: str,
-           among: Collection[str] | None = None) -> list[str]:
-    """The sessions whose copy in `store` is out of date (only those `among`, if given)."""
-    query = select(VoidedStateRow.session_id).where(VoidedStateRow.store == store)
-    if among is not None:
-        if not among:
-            return []
-        query = query.where(VoidedStateRow.session_id.in_(sorted(among)))
+def voided(factory: sessionmaker[Session], store: str) -> list[str]:
+    """The sessions whose copy in `store` is out of date."""
     with factory() as db:
-        return sorted(db.scalars(query))
+        return sorted(db.scalars(select(VoidedStateRow.session_id).where(
+            VoidedStateRow.store == store)))
 
 
 def unvoid(factory: sessionmaker[Session], store: str, sessions: Collection[str]) -> None:

@@ -26,6 +26,7 @@ def test_every_task_is_classified_player_facing_or_background() -> None:
     facing = {t for t in TASK_QUEUES if route(t).player_facing}
     assert facing == {"gamesched.player.apply_updates", "gamesched.player.session_op",
                       "gamesched.player.session_moves", "gamesched.player.arrive",
+                      "gamesched.player.void",
                       "gamesched.textbook.apply_state",
                       "gamesched.transactions.apply"} | {
         t for t, q in TASK_QUEUES.items() if q is Queue.TRANSACTIONS}

@@ -9,6 +9,8 @@ from functools import partial
 from typing import Any
 
 from celery import shared_task
+from redis import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import transaction
 from app.errors import Fenced
@@ -24,12 +26,16 @@ from app.protocol.names import (
     SESSION_MOVES_TASK,
     SESSION_TASK,
     UPDATE_TASK,
+    VOID_TASK,
 )
 from app.protocol.vocab import Queue
 from app.tasking import arrivals
 from app.tasking.base import GameTask, header
 
 log = logging.getLogger(__name__)
+
+VOID_RETRY_CAP_S = 30.0  # the longest wait between two tries of `freeze_voided`
+VOID_RETRIES = 125  # about an hour of tries
 
 
 @shared_task(base=GameTask, bind=True, name=UPDATE_TASK, tracks_latency=True)
@@ -95,6 +101,24 @@ def arrive(self: GameTask, session_ids: list[str]) -> int:
         return 0
 
 
+@shared_task(base=GameTask, bind=True, name=VOID_TASK, max_retries=VOID_RETRIES)
+def freeze_voided(self: GameTask) -> int:
+    """Freeze the copies of sessions in this worker's hot store that SQL says are out of
+    date (`app.tasking.arrivals.freeze_voided`): another instance restored them from SQL
+    while this store did not answer.  Returns how many were frozen.  Idempotent.  Sent as
+    the store does not answer, so retried while it (or SQL) does not: after 1 s, doubling
+    to 30 s, for about an hour; past that the instance does it as it joins again.  A
+    worker of no instance does nothing."""
+    me = identity.current()
+    if me is None:
+        return 0
+    try:
+        return arrivals.freeze_voided(self.runtime, me.instance)
+    except (RedisError, SQLAlchemyError) as exc:
+        delay = min(2.0 ** self.request.retries, VOID_RETRY_CAP_S)
+        raise self.retry(exc=exc, countdown=delay) from exc
+
+
 @shared_task(base=GameTask, bind=True, name=SESSION_MOVES_TASK)
 def session_moves(self: GameTask, moves: list[list[str]]) -> int:
     """Record the sessions' new regions, ``[session_id, region]`` each, in one SQL
@@ -120,7 +144,8 @@ def _arrive(task: GameTask, fence: Fence | None,
     me = identity.current()
     if me is None:
         return None
-    return partial(arrivals.arrive, task.runtime, me.instance, fence=fence, log_to=log_to)
+    landing = arrivals.Landing(fence, log_to, partial(arrivals.send_void_notice, task.app))
+    return partial(arrivals.arrive, task.runtime, me.instance, landing=landing)
 
 
 def _send_on(task: GameTask, batch: bytes, instance: str | None) -> None:

@@ -39,7 +39,7 @@ from app.protocol.queues import (
 )
 from app.protocol.vocab import CpuPolicy, Queue, RoleName
 from app.settings import Settings
-from app.tasking.arrivals import drop_voided, stores_elsewhere
+from app.tasking.arrivals import freeze_voided, stores_elsewhere
 from app.tasking.factory import GameschedCelery, create_app
 
 log = logging.getLogger(__name__)
@@ -271,8 +271,8 @@ def start_worker(app: GameschedCelery, argv: list[str]) -> int:
 
 
 def _announce(app: GameschedCelery, instance: str) -> Heartbeat:
-    """Drop the out-of-date session states SQL names in this instance's hot store
-    (`arrivals.drop_voided`), then join the registry as `instance`, with the hot store its
+    """Freeze the out-of-date session states SQL names in this instance's hot store
+    (`arrivals.freeze_voided`), then join the registry as `instance`, with the hot store its
     session state lives on (`GAMESCHED_HOT_URL`, else the broker's) and that store's name
     (`GAMESCHED_HOT_STORE`), and heartbeat while this worker consumes; on
     a warm shutdown it leaves at once (silent: the controller moves its sessions).  Taken over
@@ -291,15 +291,15 @@ def _announce(app: GameschedCelery, instance: str) -> Heartbeat:
             log.warning("instance %s: its hot store's name not recorded in SQL (%s)",
                         instance, exc)
 
-    def drop(**_: object) -> None:  # before it consumes: no update lands on such a copy
+    def freeze(**_: object) -> None:  # before it consumes: no update lands on such a copy
         try:
-            drop_voided(app.runtime, instance)
+            freeze_voided(app.runtime, instance)
         except (SQLAlchemyError, RedisError) as exc:
             log.error("instance %s: out-of-date session states in its hot store not "
-                      "dropped (%s)", instance, exc)
+                      "frozen (%s)", instance, exc)
 
     beat.on_join = become
-    worker_ready.connect(drop, weak=False)  # receivers run in this order, before the loop
+    worker_ready.connect(freeze, weak=False)  # receivers run in this order, before the loop
     worker_ready.connect(beat.start, weak=False)
     worker_shutdown.connect(beat.leave, weak=False)
     return beat

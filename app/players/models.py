@@ -70,9 +70,9 @@ class InstanceStoreRow(Base):
 class VoidedStateRow(Base):
     """A session whose state in the hot store `store` is out of date: it moved off that
     store's instance while the store did not answer, and started on its new instance from
-    SQL.  The store's instance drops the copy as it joins again (`app.tasking.arrivals`),
-    and the row goes; a store coming back with its data then neither serves nor takes
-    updates on it."""
+    SQL.  The store's instance freezes the copy as it joins again, or as it takes the
+    notice the restoring instance sends (`app.tasking.arrivals.freeze_voided`), and the row
+    goes; a store coming back with its data then neither serves nor takes updates on it."""
 
     __tablename__ = "voided_states"
 

@@ -16,8 +16,9 @@ anywhere.  No read-modify-write crosses the network: concurrent batches that sha
 sessions never conflict or retry.
 
 Redis layout: ``gamesched:state:<session>`` is a hash with ``seq``, and ``.<name>`` (the
-value) and ``^<name>`` (its version) per state field.  The script computes these keys from
-the session ids, so it runs on a single Redis, not on a cluster.
+value) and ``^<name>`` (its version) per state field, and ``came`` when its state was last
+taken over from another store (`take_over`).  The script computes these keys from the
+session ids, so it runs on a single Redis, not on a cluster.
 
 The same step marks each changed session in ``gamesched:state-marks`` (a set, one call a
 batch): a snapshot round (`app.players.durable`) takes the marks under a lease (one writer
@@ -132,16 +133,21 @@ class StateStore(Protocol):
         store refuses their updates as `MOVED_AWAY` (for `HANDED_TTL_S`, or until one is
         taken over here again).  Idempotent: a second call returns the same state."""
 
-    def drop(self, session_ids: Sequence[str]) -> int:
-        """Forget the sessions' state here, and their marks for SQL: a copy out of date
-        (`app.players.storenames.voided`).  Returns how many were here."""
+    def clock(self) -> int:
+        """This store's time, in microseconds: what `take_over` marks a state with."""
+
+    def freeze_stale(self, session_ids: Sequence[str], since: int) -> list[str]:
+        """Freeze the states of `session_ids` not taken over here since `since` (`clock`),
+        as `hand_over` does (without reading them), and drop their marks for SQL: copies
+        out of date (`app.players.storenames.voided`).  The sessions frozen."""
 
     def take_over(self, session_ids: Sequence[str], batch: bytes, emit: Emit,
                   fence: Fence | None = None) -> BatchOutcome:
         """Make the sessions live here (created empty where absent, no longer refused as
-        moved away) and apply `batch`, their state handed over by another store, as
-        updates: each field is written where it is newer than what is here, so taking the
-        same state twice, or after newer updates, changes nothing twice."""
+        moved away, marked with the `clock`) and apply `batch`, their state handed over by
+        another store, as updates: each field is written where it is newer than what is
+        here, so taking the same state twice, or after newer updates, changes nothing
+        twice."""
 
     def take_dirty(self, owner: str, limit: int, lease_ms: int,
                    log_row: int = 0) -> Taken | None:
@@ -199,6 +205,7 @@ class MemoryStateStore:
         self._lease: tuple[str, float] = ("", 0.0)  # owner, monotonic expiry
         self._handed: set[str] = set()  # sessions whose state was handed over (no expiry)
         self._frozen: dict[str, tuple[int, Packed, dict[str, int]]] = {}  # their state then
+        self._came: dict[str, int] = {}  # live sessions taken over here: when (`clock`)
 
     def apply(self, batch: bytes, emit: Emit, per_session: bool = False,
               fence: Fence | None = None) -> BatchOutcome:
@@ -270,30 +277,43 @@ class MemoryStateStore:
         with self._lock:
             handed: dict[str, dict[bytes, bytes]] = {}
             for session_id in session_ids:
-                self._handed.add(session_id)
-                current = self._states.pop(session_id, None)
-                if current is not None:
-                    self._frozen[session_id] = current
+                self._freeze(session_id)
                 frozen = self._frozen.get(session_id)
                 handed[session_id] = _as_hash(*frozen) if frozen else {}
         return handed_batch(handed)
 
-    def drop(self, session_ids: Sequence[str]) -> int:
-        """Forget the sessions' state and marks (see `StateStore`)."""
+    def _freeze(self, session_id: str) -> None:
+        self._handed.add(session_id)
+        self._came.pop(session_id, None)
+        current = self._states.pop(session_id, None)
+        if current is not None:
+            self._frozen[session_id] = current
+
+    def clock(self) -> int:
+        """This process's monotonic clock, in microseconds."""
+        return time.monotonic_ns() // 1000
+
+    def freeze_stale(self, session_ids: Sequence[str], since: int) -> list[str]:
+        """Freeze the copies out of date (see `StateStore`)."""
         with self._lock:
-            for session_id in session_ids:
+            stale = [s for s in session_ids
+                     if s in self._states and self._came.get(s, 0) < since]
+            for session_id in stale:
+                self._freeze(session_id)
                 self._dirty.discard(session_id)
                 self._taking.discard(session_id)
-            return sum(self._states.pop(s, None) is not None for s in session_ids)
+        return stale
 
     def take_over(self, session_ids: Sequence[str], batch: bytes, emit: Emit,
                   fence: Fence | None = None) -> BatchOutcome:
         """Make the sessions live here and apply their handed-over state."""
         with self._lock:
+            now = self.clock()
             for session_id in session_ids:
                 self._handed.discard(session_id)
                 self._frozen.pop(session_id, None)
                 self._states.setdefault(session_id, (0, {}, {}))
+                self._came[session_id] = now
         return self.apply(batch, emit, fence=fence)
 
     def take_dirty(self, owner: str, limit: int, lease_ms: int,
@@ -391,6 +411,8 @@ _PUT_IF_NEWER = _script("put_if_newer.lua")  # create or replace a state when ne
 _TAKE_DIRTY = _script("dirty_take.lua", prelude="pack.lua")
 _CLEAN_DIRTY = _script("dirty_clean.lua")  # marks written, and the lease given back
 _HAND_OVER = _script("hand_over.lua")  # states frozen as they move to another store
+_TAKE_OVER = _script("take_over.lua")  # states made live here, marked with the time
+_FREEZE_STALE = _script("freeze_stale.lua")  # copies out of date frozen
 
 
 class RedisStateStore:
@@ -403,6 +425,8 @@ class RedisStateStore:
         self._take = client.register_script(_TAKE_DIRTY)
         self._clean = client.register_script(_CLEAN_DIRTY)
         self._hand_over = client.register_script(_HAND_OVER)
+        self._take_over = client.register_script(_TAKE_OVER)
+        self._freeze_stale = client.register_script(_FREEZE_STALE)
 
     def apply(self, batch: bytes, emit: Emit, per_session: bool = False,
               fence: Fence | None = None) -> BatchOutcome:
@@ -461,25 +485,25 @@ class RedisStateStore:
         return handed_batch({s: dict(zip(raw[::2], raw[1::2], strict=True))
                              for s, raw in zip(session_ids, reply, strict=True)})
 
-    def drop(self, session_ids: Sequence[str]) -> int:
-        """Delete the state hashes and the marks of the sessions: one transaction."""
+    def clock(self) -> int:
+        """Redis TIME, in microseconds."""
+        seconds, micros = self._client.time()
+        return int(seconds) * 1_000_000 + int(micros)
+
+    def freeze_stale(self, session_ids: Sequence[str], since: int) -> list[str]:
+        """Freeze the copies out of date and drop their marks: one script call."""
         if not session_ids:
-            return 0
-        pipe = self._client.pipeline(transaction=True)
-        pipe.delete(*(keys.state(s) for s in session_ids))
-        pipe.srem(keys.DIRTY, *session_ids)
-        pipe.srem(keys.DIRTY_TAKING, *session_ids)
-        return int(pipe.execute()[0])
+            return []
+        reply = self._freeze_stale(keys=[keys.DIRTY, keys.DIRTY_TAKING],
+                                   args=[keys.STATE_PREFIX, keys.STATE_HANDED_PREFIX,
+                                         HANDED_TTL_S, since, *session_ids])
+        return [s.decode() for s in reply]
 
     def take_over(self, session_ids: Sequence[str], batch: bytes, emit: Emit,
                   fence: Fence | None = None) -> BatchOutcome:
-        """Create the absent sessions and drop their handed-over marks (one pipeline),
-        then apply `batch` (one script call)."""
-        pipe = self._client.pipeline(transaction=False)
-        for session_id in session_ids:
-            self._put(keys=[keys.state(session_id)], args=[0], client=pipe)
-            pipe.delete(keys.handed(session_id))
-        pipe.execute()
+        """Make the sessions live here (one script call), then apply `batch` (another)."""
+        if session_ids:
+            self._take_over(args=[keys.STATE_PREFIX, keys.STATE_HANDED_PREFIX, *session_ids])
         return self.apply(batch, emit, fence=fence)
 
     def take_dirty(self, owner: str, limit: int, lease_ms: int,

@@ -10,6 +10,7 @@ UPDATE_TASK = "gamesched.player.apply_updates"  # a coalesced batch of state upd
 SESSION_TASK = "gamesched.player.session_op"  # open, update or close a session
 SESSION_MOVES_TASK = "gamesched.player.session_moves"  # sessions' new regions, coalesced
 ARRIVE_TASK = "gamesched.player.arrive"  # take moved sessions' state into an instance's store
+VOID_TASK = "gamesched.player.void"  # freeze out-of-date copies in an instance's store
 # One state update applied in Python: the textbook baseline's (`workers.textbook`).
 STATE_TASK = "gamesched.textbook.apply_state"
 PHYSICS_REGION_TASK = "gamesched.physics.step_region"  # one region, one frame

@@ -25,6 +25,7 @@ TASK_QUEUES: dict[str, Queue] = {
     names.SESSION_TASK: Queue.PLAYER,
     names.SESSION_MOVES_TASK: Queue.PLAYER,
     names.ARRIVE_TASK: Queue.PLAYER,
+    names.VOID_TASK: Queue.PLAYER,
     names.STATE_TASK: Queue.PLAYER,  # the textbook baseline sends it to NAIVE_QUEUE instead
     names.PHYSICS_REGION_TASK: Queue.PHYSICS,
     names.PHYSICS_FRAME_TASK: Queue.PHYSICS,

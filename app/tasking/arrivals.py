@@ -23,11 +23,14 @@ session starts here from SQL: its snapshot, and every update that store logged o
 (`statelog.replay_sessions`, found under the store's name that instance recorded as it
 joined, `GAMESCHED_HOT_STORE` of its workers, else its URL's), so that no update a game
 server was told was durable is lost with it.  The copy that store still holds is out of
-date from then on, and SQL says so (`storenames.void_states`): should the store come back
-with its data (an append-only Redis, or one cut off for a while), its instance drops such
-copies as it joins again, before it consumes (`drop_voided`; not those the registry
-places on it by then).  An instance that never stopped keeps them until it joins again
-(docs/architecture.md says what that leaves open).
+date from then on, and SQL says so (`storenames.void_states`); the session is not taken
+from there again.  Should the store come back with its data (an append-only Redis, or one
+cut off for a while), its instance freezes such copies (`freeze_voided`) as it joins
+again, before it consumes, and, if it never stopped, as soon as one of its workers takes
+the notice the restoring instance sends it (`send_void_notice`).  A copy is kept when the
+registry places its session on that instance with nothing left to take (it came back
+there since: its state there is live) or when it was taken over there after the freeze
+was asked for (the store's clock says so, `StateStore.freeze_stale`).
 
 A session missing here that runs on another instance now (its game server sent this
 instance work before it learnt of a move, or the work was forwarded to the shared queue)
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from redis import RedisError
 
@@ -49,7 +53,7 @@ from app.players.statelog import Elsewhere
 from app.players.statestore import Emit, Fence
 from app.priority import BANDS, Route
 from app.protocol import keys
-from app.protocol.names import ARRIVE_TASK
+from app.protocol.names import ARRIVE_TASK, VOID_TASK
 from app.protocol.vocab import Queue
 from app.tasking.factory import GameschedCelery
 from app.tasking.runtime import Runtime
@@ -59,14 +63,24 @@ log = logging.getLogger(__name__)
 HANDED_EMIT = Emit(None, keys.HANDED_UPDATES, keys.HANDED_BYTES, keys.HANDED_STALE)
 
 
-def arrive(runtime: Runtime, instance: str, sessions: set[str], *, fence: Fence | None = None,
-           log_to: Callable[[bytes], None] | None = None) -> Arrived:
+@dataclass(frozen=True)
+class Landing:
+    """How an instance's worker writes the state it takes: with its `fence`, logged to
+    `log_to`, and telling an instance whose store's copies it voided (`tell`)."""
+
+    fence: Fence | None = None
+    log_to: Callable[[bytes], None] | None = None
+    tell: Callable[[str], None] | None = None
+
+
+def arrive(runtime: Runtime, instance: str, sessions: set[str],
+           landing: Landing = Landing()) -> Arrived:
     """Sort the `sessions` this worker's hot store lacks, on instance `instance`: those
     placed elsewhere (with their instance), and those placed here whose state was taken
-    from the store of the instance they moved from (written with `fence`, logged to
-    `log_to`), or from SQL with the updates that store logged when it does not answer.
-    The rest (never moved, or nothing logged of them) are left to the caller to restore
-    from SQL.  Idempotent."""
+    from the store of the instance they moved from, or from SQL with the updates that
+    store logged when it does not answer (written as `landing` says).  The rest (never
+    moved, or nothing logged of them) are left to the caller to restore from SQL.
+    Idempotent."""
     registry = runtime.instances
     ids = sorted(sessions)
     owners = registry.owners(ids)
@@ -75,7 +89,7 @@ def arrive(runtime: Runtime, instance: str, sessions: set[str], *, fence: Fence 
     taken: set[str] = set()
     for source, group in _by_source(mine, registry.came_from(mine)).items():
         if source != instance:
-            taken |= _take(runtime, source, group, fence, log_to)
+            taken |= _take(runtime, source, group, landing)
     return Arrived(elsewhere, taken)
 
 
@@ -107,41 +121,58 @@ def stores_elsewhere(runtime: Runtime) -> Elsewhere:
     return elsewhere
 
 
-def _from_log(runtime: Runtime, source: str, sessions: list[str], fence: Fence | None,
-              log_to: Callable[[bytes], None] | None, *, name: str = "") -> set[str]:
+def send_void_notice(app: GameschedCelery, instance: str) -> None:
+    """Tell `instance` that copies in its hot store are out of date (`VOID_TASK`, at the
+    player queue's first step): its worker freezes them (`freeze_voided`)."""
+    route = Route(VOID_TASK, Queue.PLAYER, BANDS[Queue.PLAYER].low, instance=instance)
+    app.publisher.send(route, [], {})
+
+
+def _from_log(runtime: Runtime, source: str, sessions: list[str], landing: Landing, *,
+              name: str = "") -> set[str]:
     """Restore `sessions` here from SQL: their snapshots and every update the store of
     `source` (which does not answer; `name`, else the name it recorded) logged of them;
     the sessions restored (none when `source` recorded no store, or its log names none of
-    them)."""
+    them).  The copies in that store are void from then on, and `source` is told so
+    (unless the registry lost it: it freezes them as it joins again)."""
+    tell = landing.tell if not name else None  # a store the registry lost: no instance
     name = name or runtime.hot_stores.name_of(source)
     if not name:
         return set()
     storenames.void_states(runtime.sessions, name, sessions)  # before: SQL outlives a crash
     named = statelog.replay_sessions(runtime.hot_stores.own, runtime.sessions, name,
-                                     sessions, fence=fence, log_to=log_to)
+                                     sessions, fence=landing.fence, log_to=landing.log_to)
+    runtime.instances.arrived(sessions, source)  # never taken from that copy later
+    if tell is not None:
+        tell(source)
     if named:
         log.info("restored %d sessions from instance %s from SQL, its state log included",
                  len(named), source)
     return named
 
 
-def drop_voided(runtime: Runtime, instance: str) -> int:
-    """Drop from this worker's hot store the copies SQL says are out of date (sessions that
-    moved off `instance` while the store did not answer), as the instance joins and before
-    it consumes; returns how many the store held.  A session the registry places on
-    `instance` itself is kept: it came back here since (restored from SQL, or placed again
-    after a restart), and its state here is live."""
+def freeze_voided(runtime: Runtime, instance: str) -> int:
+    """Freeze in this worker's hot store (`StateStore.freeze_stale`) the copies SQL says
+    are out of date (sessions that moved off `instance` while the store did not answer),
+    and clear them in SQL; returns how many were frozen.  A session the registry places on
+    `instance` with nothing to take from elsewhere is kept: it came back here since
+    (restored from SQL, or placed again after a restart), and its state here is live; so
+    is one taken over here after this call read the store's clock."""
     name = runtime.hot_stores.own_store
     voided = storenames.voided(runtime.sessions, name)
     if not voided:
         return 0
-    owners = runtime.instances.owners(voided)
-    stale = [s for s, owner in zip(voided, owners, strict=True) if owner != instance]
-    dropped = runtime.hot_stores.own.states.drop(stale)
+    states, registry = runtime.hot_stores.own.states, runtime.instances
+    since = states.clock()  # before the registry is read: a take after it is kept
+    places = zip(voided, registry.owners(voided), registry.came_from(voided), strict=True)
+    stale = [s for s, owner, source in places
+             if owner != instance or source not in (None, instance)]
+    frozen = states.freeze_stale(stale, since)
     storenames.unvoid(runtime.sessions, name, voided)
-    log.warning("instance %s: dropped %d out-of-date session states from its hot store %s "
-                "(those sessions moved away while it did not answer)", instance, dropped, name)
-    return dropped
+    log.warning("instance %s: froze %d out-of-date session states in its hot store %s "
+                "(those sessions moved away while it did not answer)", instance, len(frozen),
+                name)
+    return len(frozen)
 
 
 def _by_source(sessions: Sequence[str], sources: Sequence[str | None]) -> dict[str, list[str]]:
@@ -152,13 +183,12 @@ def _by_source(sessions: Sequence[str], sources: Sequence[str | None]) -> dict[s
     return grouped
 
 
-def _take(runtime: Runtime, source: str, sessions: list[str], fence: Fence | None,
-          log_to: Callable[[bytes], None] | None) -> set[str]:
+def _take(runtime: Runtime, source: str, sessions: list[str], landing: Landing) -> set[str]:
     """Take `sessions`' state from `source`'s hot store into this worker's; the sessions
     taken (none when the two share a store, or that store does not answer)."""
     stores = runtime.hot_stores
     if gone := stores.gone(source):  # the registry lost its store (it never came back)
-        return _from_log(runtime, source, sessions, fence, log_to, name=gone)
+        return _from_log(runtime, source, sessions, landing, name=gone)
     old = stores.of_instance(source)
     if old is stores.own:  # one store: the state is here, or lost with it
         runtime.instances.arrived(sessions, source)
@@ -168,10 +198,10 @@ def _take(runtime: Runtime, source: str, sessions: list[str], fence: Fence | Non
     except RedisError as exc:
         log.warning("%d sessions moved from instance %s: its hot store does not answer "
                     "(%s); they start from SQL, its log included", len(sessions), source, exc)
-        return _from_log(runtime, source, sessions, fence, log_to)
-    stores.own.states.take_over(sessions, handed, HANDED_EMIT, fence=fence)
-    if log_to is not None:
-        log_to(handed)  # durable under this store's name, as applied batches are
+        return _from_log(runtime, source, sessions, landing)
+    stores.own.states.take_over(sessions, handed, HANDED_EMIT, fence=landing.fence)
+    if landing.log_to is not None:
+        landing.log_to(handed)  # durable under this store's name, as applied batches are
     runtime.instances.arrived(sessions, source)
     log.info("took the state of %d sessions from instance %s", len(sessions), source)
     return set(sessions)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import redis
 
@@ -35,6 +36,7 @@ from tests.instances.live import (
     placed_on,
     start_instances,
 )
+from tests.proxy import Proxy
 from tests.waiting import wait_for
 
 
@@ -171,3 +173,88 @@ def test_an_instance_with_a_hot_store_of_its_own_notes_its_latency_where_the_con
     assert dilation.slow_total(app.runtime.fleet) == 1
     assert dilation.slow_total(east_hot) == 0  # not in east's own store
     assert sessions.read_state(east_hot, session) == sessions.HotState(1, {"hp": 1})
+
+
+def test_copies_in_a_store_cut_off_during_a_move_are_frozen_when_it_answers_again(
+        live_settings: Settings, hot_urls: dict[str, str], tmp_path: Path) -> None:
+    """East reaches its Redis through a link that is cut while east runs on: east's
+    sessions are drained to west, which starts them from SQL (east's snapshots and state
+    log) and tells east its copies are void.  The link heals; east, never restarted,
+    freezes those copies.  When every session is carried back to east, each has there the
+    state it had on west: east's copy, which held an update never logged, adds nothing.
+    West's notice reaches east while the link is still cut: east tries again until its
+    store answers."""
+    east_port = urlparse(hot_urls["east"]).port
+    assert east_port is not None
+    with Proxy(east_port) as link:
+        procs = start_instances(live_settings, tmp_path,
+                                hot_urls={**hot_urls, "east": link.url})
+        client = GameClient(create_app(live_settings))
+        east = redis.Redis.from_url(hot_urls["east"])  # the test's own way in
+        try:
+            ids, on_east = open_on(client, SESSIONS, session_type="ranked", players=2)
+            feeder = Feeder(client, ids)
+            for _ in range(3):
+                feeder.send_round()
+            client.flush()
+            wait_for(lambda: min(client.last_durable(ids).values()) == feeder.seq,
+                     timeout=30, what="three rounds durable")
+            unlogged = feeder.seq + 1  # applied on east, never logged nor snapshotted
+            for session in on_east:
+                east.hset(keys.state(session), mapping={
+                    "seq": unlogged, f".f{unlogged}": wire.pack_value("never logged"),
+                    f"^f{unlogged}": unlogged})
+
+            link.cut()
+            drained = gamesched_drain(live_settings, "east")
+            assert drained.returncode == 0, drained.stdout + drained.stderr
+            west = RedisHotStore(redis.Redis.from_url(hot_urls["west"]))
+            wait_for(lambda: set(sessions.read_states(west, on_east)) == set(on_east),
+                     timeout=30, what="west to start east's sessions from SQL")
+            wait_for(lambda: all(client.instance_of(s) == "west" for s in ids), timeout=10,
+                     what="the game server to follow the move")
+            feeder.send_round()  # the game server carries on from what was durable
+            client.flush()
+            wait_for(lambda: applied(client, ids) == unlogged, timeout=30,
+                     what="west to apply the next round")
+
+            wait_for(lambda: _void_retried(tmp_path / "east.log"), timeout=30,
+                     what="east to take west's notice and find its store cut off")
+            link.heal()
+            wait_for(lambda: not sessions.read_states(RedisHotStore(east), on_east),
+                     timeout=60, what="east to freeze its copies")
+            log = (tmp_path / "east.log").read_text(errors="replace")
+            assert log.count("player@east ready") == 1  # east never restarted
+
+            with redis.Redis.from_url(live_settings.broker_url) as registry_redis:
+                registry_redis.srem(keys.INSTANCES_DRAINING, "east")  # maintenance over
+            assert gamesched_drain(live_settings, "west").returncode == 0
+            wait_for(lambda: all(client.instance_of(s) == "east" for s in ids), timeout=10,
+                     what="every session back on east")
+            states = wait_for(lambda: _all_at(client, ids, unlogged), timeout=30,
+                              what="every session's state taken back to east")
+            assert {s: st.fields[f"f{unlogged}"] for s, st in states.items()} == dict.fromkeys(
+                ids, unlogged)
+            assert not feeder.lost()
+        finally:
+            client.close()
+            east.close()
+            stop_process_groups(procs)
+
+
+def _void_retried(log: Path) -> bool:
+    """Whether the instance logging to `log` was told of void copies and will try again."""
+    return any(line.startswith("Task gamesched.player.void[") and "retry: Retry in" in line
+               for line in _messages(log))
+
+
+def _messages(log: Path) -> list[str]:
+    """A worker log's messages (what follows each line's ``[time: LEVEL/process]``)."""
+    return [line.split("] ", 1)[-1] for line in log.read_text(errors="replace").splitlines()]
+
+
+def _all_at(client: GameClient, ids: list[str], seq: int) -> dict[str, sessions.HotState] | None:
+    """Each session's state in its instance's store, once every one is at `seq`."""
+    states = client.states(ids)
+    return states if len(states) == len(ids) and all(
+        st.seq == seq for st in states.values()) else None

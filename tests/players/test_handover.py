@@ -12,7 +12,7 @@ import redis
 
 from app.players import sessions, wire
 from app.players.hotstore import HotStore, MemoryHotStore, RedisHotStore
-from app.players.statestore import MOVED_AWAY, Emit
+from app.players.statestore import MOVED_AWAY, Emit, StoredState
 from app.simulate.redisserver import PrivateRedis
 
 EMIT = Emit(None, "test:updates", "test:bytes", "test:stale")
@@ -81,3 +81,29 @@ def test_a_session_that_comes_back_is_live_again_where_it_was(
     assert sessions.read_state(first, "s") == sessions.HotState(3, {"hp": 2, "x": 3})
     assert second.states.apply(_batch(("s", 4, {"x": 4})), EMIT).rejected[0][2].startswith(
         MOVED_AWAY)
+
+
+def test_copies_out_of_date_are_frozen_unless_taken_over_since(
+        stores: tuple[HotStore, HotStore]) -> None:
+    """A store that holds copies voided elsewhere freezes those not taken over since it
+    was asked (a session that came back meanwhile is live), and their marks for SQL go."""
+    here, other = stores
+    here.states.put_many_if_newer([("old", 0, {}), ("kept", 0, {})])
+    here.states.apply(_batch(("old", 1, {"hp": 1}), ("kept", 1, {"hp": 2})), EMIT)
+    other.states.put_if_newer("back", 0, {})
+    other.states.apply(_batch(("back", 3, {"hp": 3})), EMIT)
+    here.states.put_if_newer("back", 2, {})  # its old copy here
+    since = here.states.clock()
+    here.states.take_over(["back"], other.states.hand_over(["back"]), EMIT)  # back since
+    here.states.put_if_newer("back", 9, {})  # a newer snapshot keeps the mark of its take
+    marked = here.states.dirty_count()
+
+    assert here.states.freeze_stale(["old", "back", "nobody"], since) == ["old"]
+
+    assert here.states.read(["old", "kept"]) == [None, StoredState(1, {"hp": wire.pack_value(2)})]
+    assert here.states.dirty_count() == marked - 1  # old's mark gone, kept's kept
+    refused = here.states.apply(_batch(("old", 2, {"hp": 5})), EMIT).rejected
+    assert refused == [(0, "session", f"{MOVED_AWAY} 'old'")]  # sent on to its instance
+    assert here.states.read(["back"])[0] is not None
+    assert here.states.freeze_stale(["old"], here.states.clock()) == []  # once
+    assert here.states.freeze_stale([], since) == []

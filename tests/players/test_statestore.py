@@ -253,15 +253,3 @@ def test_a_fenced_writer_writes_nothing(redis_client: redis.Redis) -> None:
         store.apply(_batch(("a", 2, {"hp": 2})), EMIT, fence=fence)
     assert store.read(["a"])[0] == StoredState(1, {"hp": _p(1)})
     assert redis_client.get("test:updates") == b"1"
-
-
-def test_dropped_sessions_are_forgotten_with_their_marks_for_sql(hot: HotStore) -> None:
-    hot.states.put_many_if_newer([("s1", 0, {}), ("s2", 0, {})])
-    hot.states.apply(_batch(("s1", 1, {"hp": 1}), ("s2", 1, {"hp": 2})), EMIT)
-    marked = hot.states.dirty_count()
-
-    assert hot.states.drop(["s1", "nobody"]) == 1
-
-    assert hot.states.read(["s1", "s2"]) == [None, StoredState(1, {"hp": _p(2)})]
-    assert hot.states.dirty_count() == marked - 1  # s1's mark gone, s2's kept
-    assert hot.states.drop([]) == 0

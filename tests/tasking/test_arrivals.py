@@ -16,7 +16,7 @@ from app.players.hotstore import MemoryHotStore
 from app.players.storenames import record_store, recorded_store
 from app.settings import load_settings, store_name
 from app.simulate.redisserver import free_port
-from app.tasking.arrivals import arrive, drop_voided
+from app.tasking.arrivals import Landing, arrive, freeze_voided
 from app.tasking.hotstores import HotStores
 from app.tasking.runtime import Runtime
 
@@ -50,12 +50,19 @@ def test_a_session_from_an_instance_whose_store_is_gone_gets_what_that_store_log
     assert {m.session for m in registry.drain("gone")} == {logged, quiet}
     here_log: list[bytes] = []
 
-    arrived = arrive(runtime, "here", {logged, quiet}, log_to=here_log.append)
+    told: list[str] = []
+
+    arrived = arrive(runtime, "here", {logged, quiet}, Landing(log_to=here_log.append,
+                                                               tell=told.append))
 
     assert arrived.taken == {logged}  # quiet: nothing logged, the caller restores it
     assert sessions.read_states(own, [logged, quiet]) == {
         logged: sessions.HotState(2, {"hp": 1, "pos": [1, 2]})}
     assert len(here_log) == 1  # durable under this store's name too
+    assert storenames.voided(runtime.sessions, name or store_name(gone)) == sorted(
+        [logged, quiet])
+    assert told == ["gone"]  # its workers freeze those copies should it answer again
+    assert registry.came_from([logged, quiet]) == [None, None]  # never taken from there
 
 
 def test_a_session_from_an_instance_the_registry_lost_gets_what_its_store_logged(
@@ -82,11 +89,13 @@ def test_a_session_from_an_instance_the_registry_lost_gets_what_its_store_logged
         session_id: sessions.HotState(2, {"hp": 1, "pos": [1, 2]})}
 
 
-def test_the_copies_a_gone_store_kept_are_void_and_dropped_as_its_instance_joins_again(
+def test_the_copies_a_gone_store_kept_are_void_and_frozen_by_its_instance(
         sqlite_url: str) -> None:
     """West's sessions start on east from what west's store logged; west's store comes
-    back with its data (an append-only Redis), holding copies now out of date: SQL names
-    them, and west drops exactly those as it joins again, before it consumes."""
+    back with its data (an append-only Redis, or one cut off from east only), holding
+    copies now out of date: SQL names them, east tells west (whose registry entry it
+    found), and west freezes exactly those, as it joins again or as it takes the notice.
+    A session east restored is never taken from west's copy afterwards."""
     runtime, registry, _ = _instance_on(sqlite_url, "east")
     record_store(runtime.sessions, "west", "west-hot")
     tag = uuid.uuid4().hex[:6]
@@ -99,28 +108,35 @@ def test_the_copies_a_gone_store_kept_are_void_and_dropped_as_its_instance_joins
     log.add(wire.pack_batch([wire.entry(away, 1, {"hp": 1})]))
     assert log.flush(runtime.sessions, "west-hot") == 1
     assert registry.place(away, 1.0, prefer="west") == "east"
-    assert arrive(runtime, "east", {away}).taken == {away}
+    told: list[str] = []
+    assert arrive(runtime, "east", {away}, Landing(tell=told.append)).taken == {away}
     assert storenames.voided(runtime.sessions, "west-hot") == [away]
+    assert told == []  # the registry lost west: it freezes them as it joins again
+    assert registry.came_from([away]) == [None]  # west's copy is never taken
 
-    back = f"{tag}-back"  # voided too, then placed on west again: its state there is live
-    storenames.void_states(runtime.sessions, "west-hot", [back])
+    back, pending = f"{tag}-back", f"{tag}-pending"  # voided too, then placed on west again
+    storenames.void_states(runtime.sessions, "west-hot", [back, pending])
     registry.join("west", 100, "redis://west:6379/0")
-    assert registry.place(back, 1.0, prefer="west") == "west"
+    assert registry.place(back, 1.0, prefer="west") == "west"  # nothing to take: live there
+    assert registry.place(pending, 1.0, prefer="east") == "east"
+    assert registry.drain("east")  # pending moves to west, its state still on east
+    assert registry.owners([pending]) == ["west"]
     west_store = MemoryHotStore()  # back with what it held: away at seq 2, never logged
     west_store.states.put_many_if_newer([(away, 2, {"hp": b"\x02"}), (other, 1, {}),
-                                         (back, 5, {})])
+                                         (back, 5, {}), (pending, 1, {})])
     west = Runtime(load_settings(database_url=sqlite_url, hot_store="west-hot"))
     west.__dict__["instances"] = registry
     west.__dict__["hot_stores"] = HotStores(west_store, "redis://west:6379/0", registry,
                                             own_store="west-hot")
 
-    assert drop_voided(west, "west") == 1
+    assert freeze_voided(west, "west") == 2
 
     assert west_store.states.read([away, other])[0] is None  # taken from east if it returns
+    assert west_store.states.read([pending])[0] is None  # taken from east as it arrives
     assert west_store.states.read([other])[0] is not None  # not moved: kept
     assert west_store.states.read([back])[0] is not None  # placed here: kept
     assert storenames.voided(runtime.sessions, "west-hot") == []
-    assert drop_voided(west, "west") == 0  # once
+    assert freeze_voided(west, "west") == 0  # once
 
 
 def _instance_on(sqlite_url: str, instance: str) -> tuple[Runtime, MemoryRegistry,

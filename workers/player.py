@@ -105,7 +105,8 @@ def arrive(self: GameTask, session_ids: list[str]) -> int:
 def freeze_voided(self: GameTask) -> int:
     """Freeze the copies of sessions in this worker's hot store that SQL says are out of
     date (`app.tasking.arrivals.freeze_voided`): another instance restored them from SQL
-    while this store did not answer.  Returns how many were frozen.  Idempotent.  Sent as
+    while this store did not answer; what this store logged of them goes on to the
+    instances they run on.  Returns how many were frozen.  Idempotent.  Sent as
     the store does not answer, so retried while it (or SQL) does not: after 1 s, doubling
     to 30 s, for about an hour; past that the instance does it as it joins again.  A
     worker of no instance does nothing."""
@@ -113,7 +114,8 @@ def freeze_voided(self: GameTask) -> int:
     if me is None:
         return 0
     try:
-        return arrivals.freeze_voided(self.runtime, me.instance)
+        return arrivals.freeze_voided(self.runtime, me.instance,
+                                      partial(arrivals.send_updates, self.app))
     except (RedisError, SQLAlchemyError) as exc:
         delay = min(2.0 ** self.request.retries, VOID_RETRY_CAP_S)
         raise self.retry(exc=exc, countdown=delay) from exc

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass
+from functools import partial
 
 from celery.signals import (
     worker_process_init,
@@ -39,7 +40,7 @@ from app.protocol.queues import (
 )
 from app.protocol.vocab import CpuPolicy, Queue, RoleName
 from app.settings import Settings
-from app.tasking.arrivals import freeze_voided, stores_elsewhere
+from app.tasking.arrivals import freeze_voided, send_updates, stores_elsewhere
 from app.tasking.factory import GameschedCelery, create_app
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,7 @@ def _announce(app: GameschedCelery, instance: str) -> Heartbeat:
 
     def freeze(**_: object) -> None:  # before it consumes: no update lands on such a copy
         try:
-            freeze_voided(app.runtime, instance)
+            freeze_voided(app.runtime, instance, partial(send_updates, app))
         except (SQLAlchemyError, RedisError) as exc:
             log.error("instance %s: out-of-date session states in its hot store not "
                       "frozen (%s)", instance, exc)

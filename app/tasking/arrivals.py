@@ -27,10 +27,11 @@ date from then on, and SQL says so (`storenames.void_states`); the session is no
 from there again.  Should the store come back with its data (an append-only Redis, or one
 cut off for a while), its instance freezes such copies (`freeze_voided`) as it joins
 again, before it consumes, and, if it never stopped, as soon as one of its workers takes
-the notice the restoring instance sends it (`send_void_notice`).  A copy is kept when the
-registry places its session on that instance with nothing left to take (it came back
-there since: its state there is live) or when it was taken over there after the freeze
-was asked for (the store's clock says so, `StateStore.freeze_stale`).
+the notice the restoring instance sends it (`send_void_notice`), and sends what its store
+logged of them to where they run (what it applied to them late lands there).  A copy is
+kept when the registry places its session on that instance with nothing left to take (it
+came back there since: its state there is live) or when it was taken over there after
+the freeze was asked for (the store's clock says so, `StateStore.freeze_stale`).
 
 A session missing here that runs on another instance now (its game server sent this
 instance work before it learnt of a move, or the work was forwarded to the shared queue)
@@ -40,6 +41,7 @@ is not applied here: its entries go back to the caller to send on.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -53,7 +55,13 @@ from app.players.statelog import Elsewhere
 from app.players.statestore import Emit, Fence
 from app.priority import BANDS, Route
 from app.protocol import keys
-from app.protocol.names import ARRIVE_TASK, VOID_TASK
+from app.protocol.names import (
+    ARRIVE_TASK,
+    HANDOFF_HEADER,
+    SENT_HEADER,
+    UPDATE_TASK,
+    VOID_TASK,
+)
 from app.protocol.vocab import Queue
 from app.tasking.factory import GameschedCelery
 from app.tasking.runtime import Runtime
@@ -61,6 +69,7 @@ from app.tasking.runtime import Runtime
 log = logging.getLogger(__name__)
 
 HANDED_EMIT = Emit(None, keys.HANDED_UPDATES, keys.HANDED_BYTES, keys.HANDED_STALE)
+SendOn = Callable[[str, bytes], None]  # a state batch (wire form) to an instance's queue
 
 
 @dataclass(frozen=True)
@@ -151,13 +160,26 @@ def _from_log(runtime: Runtime, source: str, sessions: list[str], landing: Landi
     return named
 
 
-def freeze_voided(runtime: Runtime, instance: str) -> int:
+def send_updates(app: GameschedCelery, instance: str, batch: bytes) -> None:
+    """Send a state batch in wire form to `instance`'s queue, at the default step."""
+    now = time.time()
+    route = Route(UPDATE_TASK, Queue.PLAYER, app.runtime.settings.default_priority,
+                  instance=instance)
+    app.publisher.send(route, [batch], {HANDOFF_HEADER: now, SENT_HEADER: now},
+                       serializer="msgpack")
+
+
+def freeze_voided(runtime: Runtime, instance: str,
+                  send_on: SendOn | None = None) -> int:
     """Freeze in this worker's hot store (`StateStore.freeze_stale`) the copies SQL says
     are out of date (sessions that moved off `instance` while the store did not answer),
     and clear them in SQL; returns how many were frozen.  A session the registry places on
     `instance` with nothing to take from elsewhere is kept: it came back here since
     (restored from SQL, or placed again after a restart), and its state here is live; so
-    is one taken over here after this call read the store's clock."""
+    is one taken over here after this call read the store's clock.  With `send_on`, what
+    this store logged of the sessions frozen goes to the instances they run on: updates
+    it applied to those copies after they were voided (batches sent to it before their
+    game server learnt of the move) land on their state (the rest is stale there)."""
     name = runtime.hot_stores.own_store
     voided = storenames.voided(runtime.sessions, name)
     if not voided:
@@ -168,11 +190,33 @@ def freeze_voided(runtime: Runtime, instance: str) -> int:
     stale = [s for s, owner, source in places
              if owner != instance or source not in (None, instance)]
     frozen = states.freeze_stale(stale, since)
+    if frozen and send_on is not None:
+        _send_logged(runtime, instance, name, frozen, send_on)
     storenames.unvoid(runtime.sessions, name, voided)
     log.warning("instance %s: froze %d out-of-date session states in its hot store %s "
                 "(those sessions moved away while it did not answer)", instance, len(frozen),
                 name)
     return len(frozen)
+
+
+def _send_logged(runtime: Runtime, instance: str, store: str, sessions: list[str],
+                 send_on: SendOn) -> None:
+    """Send what the store named `store` logged of `sessions` (merged: per field its newest
+    value) to the instance each runs on, when another than `instance`."""
+    owners = dict(zip(sessions, runtime.instances.owners(sessions), strict=True))
+    targets: dict[str, set[bytes]] = {}
+    for session, owner in owners.items():
+        if owner not in (None, instance):
+            targets.setdefault(owner, set()).add(session.encode())
+    if not targets:
+        return
+    merged = statelog.Merged()
+    wanted = set().union(*targets.values())
+    for batch_entries in statelog.entries(runtime.sessions, [store]):
+        merged.add(batch_entries, only=wanted)
+    for owner, ids in sorted(targets.items()):
+        for batch in merged.batches(only=ids):
+            send_on(owner, batch)
 
 
 def _by_source(sessions: Sequence[str], sources: Sequence[str | None]) -> dict[str, list[str]]:

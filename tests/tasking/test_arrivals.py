@@ -120,22 +120,34 @@ def test_the_copies_a_gone_store_kept_are_void_and_frozen_by_its_instance(
     assert registry.place(back, 1.0, prefer="west") == "west"  # nothing to take: live there
     assert registry.place(pending, 1.0, prefer="east") == "east"
     assert registry.drain("east")  # pending moves to west, its state still on east
-    assert registry.owners([pending]) == ["west"]
+    assert registry.owners([away, pending]) == ["west", "west"]
+    moved_on = f"{tag}-moved-on"  # voided, and runs on north now
+    registry.join("north", 100, "redis://north:6379/0")
+    assert registry.place(moved_on, 1.0, prefer="north") == "north"
+    storenames.void_states(runtime.sessions, "west-hot", [moved_on])
+    log = statelog.StateLog()  # west applied a late batch of it on its copy, and logged it
+    log.open()
+    log.add(wire.pack_batch([wire.entry(moved_on, 3, {"hp": 3})]))
+    assert log.flush(runtime.sessions, "west-hot") == 1
     west_store = MemoryHotStore()  # back with what it held: away at seq 2, never logged
     west_store.states.put_many_if_newer([(away, 2, {"hp": b"\x02"}), (other, 1, {}),
-                                         (back, 5, {}), (pending, 1, {})])
+                                         (back, 5, {}), (pending, 1, {}), (moved_on, 3, {})])
     west = Runtime(load_settings(database_url=sqlite_url, hot_store="west-hot"))
     west.__dict__["instances"] = registry
     west.__dict__["hot_stores"] = HotStores(west_store, "redis://west:6379/0", registry,
                                             own_store="west-hot")
+    sent: list[tuple[str, list[object]]] = []
 
-    assert freeze_voided(west, "west") == 2
+    assert freeze_voided(west, "west", lambda to, b: sent.append((to, wire.unpack_batch(b)))) == 3
 
-    assert west_store.states.read([away, other])[0] is None  # taken from east if it returns
-    assert west_store.states.read([pending])[0] is None  # taken from east as it arrives
+    assert west_store.states.read([away, other])[0] is None  # taken from east as it arrives
+    assert west_store.states.read([pending])[0] is None  # the same
+    assert west_store.states.read([moved_on])[0] is None
     assert west_store.states.read([other])[0] is not None  # not moved: kept
     assert west_store.states.read([back])[0] is not None  # placed here: kept
     assert storenames.voided(runtime.sessions, "west-hot") == []
+    # what west logged of the one that runs elsewhere goes there (away's row stays: here)
+    assert sent == [("north", [[moved_on.encode(), 3, b"hp", wire.pack_value(3)]])]
     assert freeze_voided(west, "west") == 0  # once
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import msgpack
@@ -386,6 +386,11 @@ class NetworkTotals:
     full_bytes: int
     full_msgpack_bytes: int = 0
     stale: int = 0
+
+    def plus(self, other: NetworkTotals) -> NetworkTotals:
+        """These counters and `other`'s, summed."""
+        return NetworkTotals(*(getattr(self, f.name) + getattr(other, f.name)
+                               for f in fields(self)))
 
     @property
     def bytes_per_update(self) -> float:

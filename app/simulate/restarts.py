@@ -26,6 +26,7 @@ from app.instances.registry import Registry
 from app.players.durable import last_durable
 from app.players.hotstore import HotStore
 from app.players.models import GameSession
+from app.players.sessions import NetworkTotals, network_totals, reset_network_totals
 from app.protocol.vocab import SessionStatus
 
 Section = dict[str, object]
@@ -34,10 +35,12 @@ NOT_RESTORED_SHOWN = 5  # sessions not restored, shown with their seqs
 
 @dataclass
 class AtKill:
-    """The open sessions just before the kill: applied and durable seq of each."""
+    """The open sessions just before the kill: applied and durable seq of each; and what
+    the workers had counted until then (the counters die with the Redis servers)."""
 
     applied: dict[str, int] = field(default_factory=dict)
     durable: dict[str, int] = field(default_factory=dict)
+    network: NetworkTotals | None = None
 
 
 def open_sessions(factory: sessionmaker[Session], prefix: str) -> list[str]:
@@ -64,9 +67,13 @@ def at_kill(stores: Sequence[HotStore], factory: sessionmaker[Session],
     """Read where the run's open sessions stand, in hot state (every store of `stores`)
     and in SQL, once the workers are killed and before the Redis servers are: nothing
     changes either in between, so the updates applied and not yet durable are counted
-    exactly."""
+    exactly.  The workers' network counters are taken out of the stores (read, then
+    zeroed): the run adds them once to those counted after the restart, whether a store
+    comes back empty or not."""
     ids = open_sessions(factory, prefix)
-    return AtKill(applied_seqs(stores, ids), last_durable(factory, ids))
+    network = network_totals(*stores)
+    reset_network_totals(*stores)
+    return AtKill(applied_seqs(stores, ids), last_durable(factory, ids), network)
 
 
 def restart_section(kept: AtKill | None, stores: Sequence[HotStore],

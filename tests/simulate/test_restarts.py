@@ -83,3 +83,20 @@ def test_a_session_s_applied_seq_is_the_highest_among_the_stores() -> None:
     _apply(other, "s2", 1)
     assert applied_seqs([new, old, other], ["s1", "s2", "s3"]) == {"s1": 4, "s2": 1}
     assert applied_seqs([old], ["s1"]) == {"s1": 2}
+
+
+def test_what_the_workers_counted_before_the_kill_is_taken_out_and_added_once(
+        factory: sessionmaker[Session]) -> None:
+    hot = MemoryHotStore()
+    _run(factory, hot, ["sim-y-0", "sim-y-1"])
+    twice = wire.pack_batch([wire.entry("sim-y-0", 1, {"hp": 1})] * 2)
+    sessions.apply_batch(hot, twice)  # one applied, one stale
+
+    kept = at_kill([hot], factory, "sim-y-")
+
+    assert kept.network is not None
+    assert (kept.network.updates, kept.network.stale) == (1, 1)
+    assert sessions.network_totals(hot).updates == 0  # out of the store
+    sessions.apply_batch(hot, wire.pack_batch([wire.entry("sim-y-1", 1, {"hp": 1})]))
+    total = sessions.network_totals(hot).plus(kept.network)  # as the run reports them
+    assert (total.updates, total.stale) == (2, 1)

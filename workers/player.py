@@ -68,6 +68,7 @@ def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict
     else:
         result = sessions.apply_updates(hot, updates, publish=True, db_factory=factory,
                                         size_later=True, log_to=log_to)
+    sessions.count_rejected(hot, len(result.rejected))
     if result.unsized:  # the bandwidth measure is not the players' wait
         self.after_done(lambda: sessions.size_full_state(hot, result))
     for index, field, reason in result.rejected:

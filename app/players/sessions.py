@@ -26,6 +26,7 @@ from app.protocol.keys import (
     NET_FULL_BYTES,
     NET_FULL_MSGPACK_BYTES,
     NET_FULL_UPDATES,
+    NET_REJECTED,
     NET_STALE,
     NET_UPDATES,
 )
@@ -378,7 +379,8 @@ class NetworkTotals:
     (`full_bytes`) and in the deltas' msgpack (`full_msgpack_bytes`).  The full-state cost
     is measured on a sample of the batches (`full_updates` of them).  `updates` were
     applied; `stale` ones were not: a newer update of their session had written every field
-    they carry."""
+    they carry; `rejected` ones were refused (malformed, or of a session no store or SQL
+    knows), as the state tasks count them."""
 
     updates: int
     delta_bytes: int
@@ -386,6 +388,7 @@ class NetworkTotals:
     full_bytes: int
     full_msgpack_bytes: int = 0
     stale: int = 0
+    rejected: int = 0
 
     def plus(self, other: NetworkTotals) -> NetworkTotals:
         """These counters and `other`'s, summed."""
@@ -409,7 +412,7 @@ class NetworkTotals:
 
 
 _NET_KEYS = (NET_UPDATES, NET_DELTA_BYTES, NET_FULL_UPDATES, NET_FULL_BYTES,
-             NET_FULL_MSGPACK_BYTES, NET_STALE)
+             NET_FULL_MSGPACK_BYTES, NET_STALE, NET_REJECTED)
 
 
 def network_totals(*stores: HotStore) -> NetworkTotals:
@@ -420,6 +423,13 @@ def network_totals(*stores: HotStore) -> NetworkTotals:
         for n, value in enumerate(hot.get_many(list(_NET_KEYS))):
             sums[n] += int(value) if value is not None else 0
     return NetworkTotals(*sums)
+
+
+def count_rejected(hot: HotStore, rejected: int) -> None:
+    """`rejected` updates of a state task were refused for good (not applied, not sent on):
+    count them beside the applied and stale ones."""
+    if rejected:
+        hot.incr(NET_REJECTED, rejected)
 
 
 def reset_network_totals(*stores: HotStore) -> None:

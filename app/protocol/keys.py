@@ -40,6 +40,7 @@ REPLAYED_STALE = PREFIX + "state-log:replayed_stale"  # replayed updates already
 NET_UPDATES = PREFIX + "net:updates"
 NET_DELTA_BYTES = PREFIX + "net:delta_bytes"
 NET_STALE = PREFIX + "net:stale"  # updates a newer one of their session overtook
+NET_REJECTED = PREFIX + "net:rejected"  # updates refused: malformed, or of no known session
 NET_FULL_UPDATES = PREFIX + "net:full_updates"  # the updates whose full state was sized
 NET_FULL_BYTES = PREFIX + "net:full_bytes"  # as JSON
 NET_FULL_MSGPACK_BYTES = PREFIX + "net:full_msgpack_bytes"  # in the deltas' encoding

@@ -184,6 +184,7 @@ def _player(run: RunResult, done: dict[str, float], batches: list[Execution]) ->
         "offered_per_s": rate(drive.updates, drive.elapsed_s),
         "applied": run.network.updates,  # counted by the workers, as are the stale ones
         "stale": run.network.stale,  # a newer update of their session had written them
+        "rejected": run.network.rejected,  # malformed, or of no known session
         "timed": timed.applied + timed.unapplied,
         "unapplied": timed.unapplied,
     }

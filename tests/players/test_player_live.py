@@ -188,6 +188,7 @@ def test_bad_updates_in_a_batch_are_refused_and_the_rest_applied(
     app: GameschedCelery, celery_worker: WorkController,
 ) -> None:
     sessions.ensure_state(app.runtime.hot, "good")
+    sessions.reset_network_totals(app.runtime.hot)
     batch = [
         {"session": "good", "seq": 1, "state": {"hp": 1}},
         {"session": "nobody", "seq": 1, "state": {"hp": 1}},
@@ -199,3 +200,5 @@ def test_bad_updates_in_a_batch_are_refused_and_the_rest_applied(
     (execution,) = _collect(app, 1)
     assert execution.ok and execution.task_id == result.id
     assert sessions.read_state(app.runtime.hot, "good") == sessions.HotState(3, {"hp": 3})
+    totals = sessions.network_totals(app.runtime.hot)  # every update counted once
+    assert (totals.updates, totals.stale, totals.rejected) == (2, 0, 3)

@@ -115,7 +115,8 @@ def test_only_subsystems_that_ran_have_a_section() -> None:
     assert sections["player_batches"]["applied"] == 100
     assert sections["player_batches"]["updates_per_batch"] == 50.0
     # what the workers counted, not what was sent
-    assert (sections["player"]["applied"], sections["player"]["stale"]) == (0, 0)
+    assert (sections["player"]["applied"], sections["player"]["stale"],
+            sections["player"]["rejected"]) == (0, 0, 0)
     for absent in ("physics", "ai", "background", "transactions", "network", "faults"):
         assert absent not in sections, absent
     assert sections["fleet"]["cpu_p95"] == pytest.approx(1.0)

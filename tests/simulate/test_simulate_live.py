@@ -122,6 +122,7 @@ def test_repeat_runs_the_same_seed_again_and_reports_the_spread_on_two_instances
     assert report["simulator"]["drained"] and player["unapplied"] == 0
     assert player["applied"] == report["network"]["updates_applied"]
     assert player["applied"] + player["stale"] == player["updates"]
+    assert player["rejected"] == 0  # the game servers sent no bad update
     assert {"hot_redis_i0", "hot_redis_i1"} <= set(report["server"]["cpu_mean_by_kind"])
     repeat = report["repeat"]
     assert repeat["runs"] == 2 and 0 <= repeat["kept_up"] <= 2

@@ -195,6 +195,7 @@ def test_sessions_handed_to_another_game_server_are_left_to_it(
         client.close()
 
 
+@pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored")  # sent, then run
 def test_a_session_whose_open_the_fleet_lost_is_opened_again_as_it_was(
         eager_app: GameschedCelery) -> None:
     """A session opened just before a full restart, its open still in the broker when the

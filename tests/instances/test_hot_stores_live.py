@@ -137,11 +137,7 @@ def test_a_drain_carries_state_to_the_new_store_with_no_update_after_the_move(
     client = GameClient(create_app(live_settings))
     stores = {name: RedisHotStore(redis.Redis.from_url(url)) for name, url in hot_urls.items()}
     try:
-        ids, on_east = open_on(client, SESSIONS, session_type="ranked", players=2)
-        feeder = Feeder(client, ids)
-        for _ in range(3):
-            feeder.send_round()
-        client.flush()
+        ids, on_east, feeder = _three_rounds(client)
         wait_for(lambda: applied(client, ids) == feeder.seq, timeout=30,
                  what="three rounds applied")
         drained = gamesched_drain(live_settings, "east")
@@ -192,11 +188,7 @@ def test_copies_in_a_store_cut_off_during_a_move_are_frozen_when_it_answers_agai
         client = GameClient(create_app(live_settings))
         east = redis.Redis.from_url(hot_urls["east"])  # the test's own way in
         try:
-            ids, on_east = open_on(client, SESSIONS, session_type="ranked", players=2)
-            feeder = Feeder(client, ids)
-            for _ in range(3):
-                feeder.send_round()
-            client.flush()
+            ids, on_east, feeder = _three_rounds(client)
             wait_for(lambda: min(client.last_durable(ids).values()) == feeder.seq,
                      timeout=30, what="three rounds durable")
             unlogged = feeder.seq + 1  # applied on east, never logged nor snapshotted
@@ -240,6 +232,17 @@ def test_copies_in_a_store_cut_off_during_a_move_are_frozen_when_it_answers_agai
             client.close()
             east.close()
             stop_process_groups(procs)
+
+
+def _three_rounds(client: GameClient) -> tuple[list[str], list[str], Feeder]:
+    """`SESSIONS` sessions opened on east and west, and three rounds of updates sent: the
+    sessions, those on east, and the feeder that sent them."""
+    ids, on_east = open_on(client, SESSIONS, session_type="ranked", players=2)
+    feeder = Feeder(client, ids)
+    for _ in range(3):
+        feeder.send_round()
+    client.flush()
+    return ids, on_east, feeder
 
 
 def _void_retried(log: Path) -> bool:

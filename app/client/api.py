@@ -209,12 +209,22 @@ class GameClient:
         holds as many sessions as it takes."""
         req = parse(OpenSession, {"session_id": session_id, **spec})
         instance = self.place(session_id, req.players)
-        sessions.ensure_state(self.app.runtime.hot_stores.of_instance(instance), session_id)
+        self._ensure_state(session_id, instance)
         self.sessions.open(session_id, req.session_type, req.players, req.region, instance)
-        body = req.model_dump(exclude={"session_id"}) | {
-            "instance_id": instance or self.settings.instance_id}
-        return self._send(self._session_route(session_id), [SessionOp.OPEN.value, session_id,
-                                                            body])
+        return self._send_open(session_id, req.model_dump(exclude={"session_id"}), instance)
+
+    def _ensure_state(self, session_id: str, instance: str | None) -> None:
+        """Create `session_id`'s state empty in `instance`'s hot store (unless there), so that
+        its updates are accepted at once."""
+        sessions.ensure_state(self.app.runtime.hot_stores.of_instance(instance), session_id)
+
+    def _send_open(self, session_id: str, spec: dict[str, Any], instance: str | None, *,
+                   later: bool = False) -> AsyncResult:
+        """Send the open of `session_id` (`spec`: type, players, region) to `instance`
+        (`later`: from the outbox's thread)."""
+        body = spec | {"instance_id": instance or self.settings.instance_id}
+        return self._send(replace(self._session_route(session_id), instance=instance),
+                          [SessionOp.OPEN.value, session_id, body], later=later)
 
     def adopt_session(self, session_id: str, **spec: Any) -> None:
         """Take over a session already open on the fleet (opened by another process of this
@@ -339,11 +349,31 @@ class GameClient:
 
     def _restore_placed(self) -> None:
         """Put back from SQL the state of the sessions placed again and not yet restored
-        (`last_applied`), `RESTORE_CHUNK` at a time."""
+        (`last_applied`), `RESTORE_CHUNK` at a time; open again those SQL has no record
+        of (`_open_again`)."""
         while self._to_restore:
             chunk = self._to_restore[:RESTORE_CHUNK]
-            self.last_applied(chunk)
+            known = self.last_applied(chunk)
+            self._open_again([s for s in chunk if s not in known])
             del self._to_restore[:len(chunk)]
+
+    def _open_again(self, session_ids: list[str]) -> None:
+        """Send again, as it was sent, to the instance it is placed on now, the open of each
+        session of `session_ids` SQL has no record of: the fleet lost it with everything
+        else (its message still in the broker when the fleet was killed), and without it
+        every update of the session would be refused as of an unknown session.  A session
+        SQL knows, closed included, is left alone."""
+        again = durable.unrecorded(self.app.runtime.sessions, session_ids) if session_ids else []
+        for session_id, owner in zip(again, self.instances.owners(again), strict=True):
+            info = self.sessions.opened(session_id)
+            if info is None:  # closed here meanwhile
+                continue
+            self._ensure_state(session_id, owner)
+            self._send_open(session_id, {"session_type": info.session_type,
+                                         "players": info.players, "region": info.region},
+                            owner, later=True)  # placing the rest waits on no publish
+        if again:
+            log.warning("opened %d sessions again: the fleet lost their open", len(again))
 
     def _fetch_state(self) -> None:
         """Tell the instances that sessions placed away from the instance they ran on went

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from app.errors import InvalidRequest
@@ -56,6 +56,12 @@ class SessionRegistry:
                                instance=instance)
             self._sessions[session_id] = info
             self._move_players(region, players)
+
+    def opened(self, session_id: str) -> SessionInfo | None:
+        """A copy of what `session_id` is open with here (None when it is not)."""
+        with self._lock:
+            info = self._sessions.get(session_id)
+            return None if info is None else replace(info)
 
     def change(self, session_id: str, *, session_type: str | None = None,
                players: int | None = None, region: str | None = None) -> SessionInfo:

@@ -143,6 +143,17 @@ def last_durable(factory: Factory, session_ids: Iterable[str]) -> dict[str, int]
     return out
 
 
+def unrecorded(factory: Factory, session_ids: Iterable[str]) -> list[str]:
+    """The sessions of `session_ids` SQL has no record of, open or closed (their open never
+    committed), in order."""
+    ids = list(dict.fromkeys(session_ids))
+    known: set[str] = set()
+    with factory() as db:
+        for chunk in _chunks(ids):
+            known.update(db.scalars(select(GameSession.id).where(GameSession.id.in_(chunk))))
+    return [s for s in ids if s not in known]
+
+
 def last_applied(hot: HotStore, factory: Factory, session_ids: Iterable[str]) -> dict[str, int]:
     """The newest seq the fleet applied for each session: from hot state, or from its SQL
     snapshot when that is newer (hot state lost with its Redis), which is then put back

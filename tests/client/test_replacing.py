@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from kombu.serialization import loads
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
@@ -19,7 +20,9 @@ from app.instances.memory import MemoryRegistry
 from app.players import sessions
 from app.players.durable import write_behind
 from app.players.hotstore import MemoryHotStore
+from app.players.models import GameSession
 from app.players.sessions import read_states
+from app.protocol.vocab import SessionStatus
 from app.tasking.factory import GameschedCelery
 from app.tasking.runtime import Runtime
 
@@ -190,3 +193,58 @@ def test_sessions_handed_to_another_game_server_are_left_to_it(
         assert owners == {s: ("east" if s in kept else None) for s in ids}
     finally:
         client.close()
+
+
+@pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored")  # sent, then run
+def test_a_session_whose_open_the_fleet_lost_is_opened_again_as_it_was(
+        eager_app: GameschedCelery) -> None:
+    """A session opened just before a full restart, its open still in the broker when the
+    fleet died: SQL has no record of it, so the client that placed it again sends its open
+    again (as it was opened), and its updates apply; a session SQL knows is not opened
+    again, closed or not."""
+    runtime = eager_app.runtime
+    client = GameClient(eager_app)
+    try:
+        ids = _open_apart(eager_app, client, 3)
+        _durable_at_one(runtime, ids)
+        lost = f"{ids[0]}-lost"  # held here, but its open never committed
+        client.adopt_session(lost, session_type="ranked", players=3, region="r1")
+        with transaction(runtime.sessions) as db:
+            sessions.close_session(db, ids[2])  # closed elsewhere, still held here
+        client.return_grace_s = 0.0
+        _lose_the_registry(eager_app, client)
+        client.instances.join("east", 100)
+
+        client.follow_moves()
+        client.flush()  # the open goes from the outbox's thread
+        assert _run_sent(eager_app, "player.east") == 1  # as east's worker would
+
+        with runtime.sessions() as db:
+            row = db.get(GameSession, lost)
+            assert row is not None
+            assert (row.session_type, row.players, row.region, row.status) == (
+                "ranked", 3, "r1", SessionStatus.OPEN)
+            closed = db.get(GameSession, ids[2])
+            assert closed is not None and closed.status == SessionStatus.CLOSED
+        client.submit_update(lost, 1, {"hp": 5})
+        client.flush()
+        assert _run_sent(eager_app, "player.east") == 1
+        assert _states(runtime, [lost]) == {lost: (1, {"hp": 5})}
+    finally:
+        client.close()
+
+
+def _run_sent(app: GameschedCelery, queue: str) -> int:
+    """Run in this process, as a worker would, each task sent to `queue` (the embedded
+    broker's, which nothing consumes here); how many ran."""
+    app.loader.import_default_modules()  # the workers' tasks, as a worker imports them
+    ran = 0
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        while (message := channel.basic_get(queue, no_ack=True)) is not None:
+            args, kwargs, _ = loads(message.body, message.content_type,
+                                    message.content_encoding,
+                                    accept={"application/json", "application/x-msgpack"})
+            app.tasks[message.headers["task"]].apply(args=args, kwargs=kwargs).get()
+            ran += 1
+    return ran

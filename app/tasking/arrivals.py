@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 
 from app.instances.placement import Move
@@ -153,7 +154,7 @@ def _from_log(runtime: Runtime, source: str, sessions: list[str], landing: Landi
                                      sessions, fence=landing.fence, log_to=landing.log_to)
     runtime.instances.arrived(sessions, source)  # never taken from that copy later
     if tell is not None:
-        tell(source)
+        _tell(tell, source)
     if named:
         log.info("restored %d sessions from instance %s from SQL, its state log included",
                  len(named), source)
@@ -167,6 +168,16 @@ def send_updates(app: GameschedCelery, instance: str, batch: bytes) -> None:
                   instance=instance)
     app.publisher.send(route, [batch], {HANDOFF_HEADER: now, SENT_HEADER: now},
                        serializer="msgpack")
+
+
+def _tell(tell: Callable[[str], None], instance: str) -> None:
+    """Send `instance` its notice; a broker that does not take it is logged (the instance
+    freezes its copies as it joins again): the sessions restored are not failed for it."""
+    try:
+        tell(instance)
+    except (BrokerError, RedisError) as exc:
+        log.warning("instance %s not told that copies in its hot store are void (%s); it "
+                    "freezes them as it joins again", instance, exc)
 
 
 def freeze_voided(runtime: Runtime, instance: str,
@@ -214,9 +225,13 @@ def _send_logged(runtime: Runtime, instance: str, store: str, sessions: list[str
     wanted = set().union(*targets.values())
     for batch_entries in statelog.entries(runtime.sessions, [store]):
         merged.add(batch_entries, only=wanted)
-    for owner, ids in sorted(targets.items()):
-        for batch in merged.batches(only=ids):
-            send_on(owner, batch)
+    try:
+        for owner, ids in sorted(targets.items()):
+            for batch in merged.batches(only=ids):
+                send_on(owner, batch)
+    except (BrokerError, RedisError) as exc:  # the copies stay frozen: nothing lands there
+        log.warning("what hot store %s logged of %d frozen sessions was not all sent on "
+                    "(%s)", store, len(wanted), exc)
 
 
 def _by_source(sessions: Sequence[str], sources: Sequence[str | None]) -> dict[str, list[str]]:

@@ -8,6 +8,7 @@ import uuid
 from functools import partial
 
 import pytest
+from kombu.exceptions import OperationalError as BrokerError
 
 from app.db import transaction
 from app.instances.memory import MemoryRegistry
@@ -42,11 +43,8 @@ def test_a_session_from_an_instance_whose_store_is_gone_gets_what_that_store_log
             sessions.open_session(db, session_id, instance_id="gone", session_type="casual",
                                   players=1, region=None)
             assert registry.place(session_id, 1.0, prefer="gone") == "gone"
-    log = statelog.StateLog()
-    log.open()  # what gone's worker logged before its machine went
-    log.add(wire.pack_batch([wire.entry(logged, 1, {"hp": 1}),
-                             wire.entry(logged, 2, {"pos": [1, 2]})]))
-    assert log.flush(runtime.sessions, name or store_name(gone)) == 1
+    _logged(runtime, name or store_name(gone),  # what gone's worker logged before it went
+            [wire.entry(logged, 1, {"hp": 1}), wire.entry(logged, 2, {"pos": [1, 2]})])
     assert {m.session for m in registry.drain("gone")} == {logged, quiet}
     here_log: list[bytes] = []
 
@@ -75,11 +73,8 @@ def test_a_session_from_an_instance_the_registry_lost_gets_what_its_store_logged
     with transaction(runtime.sessions) as db:
         sessions.open_session(db, session_id, instance_id="gone", session_type="casual",
                               players=1, region=None)
-    log = statelog.StateLog()
-    log.open()
-    log.add(wire.pack_batch([wire.entry(session_id, 1, {"hp": 1}),
-                             wire.entry(session_id, 2, {"pos": [1, 2]})]))
-    assert log.flush(runtime.sessions, "gone-hot") == 1
+    _logged(runtime, "gone-hot", [wire.entry(session_id, 1, {"hp": 1}),
+                                  wire.entry(session_id, 2, {"pos": [1, 2]})])
     assert registry.place(session_id, 1.0, prefer="gone") == "here"  # placed away from it
 
     arrived = arrive(runtime, "here", {session_id})
@@ -89,8 +84,9 @@ def test_a_session_from_an_instance_the_registry_lost_gets_what_its_store_logged
         session_id: sessions.HotState(2, {"hp": 1, "pos": [1, 2]})}
 
 
+@pytest.mark.parametrize("broker_up", [True, False], ids=["sent on", "broker away"])
 def test_the_copies_a_gone_store_kept_are_void_and_frozen_by_its_instance(
-        sqlite_url: str) -> None:
+        sqlite_url: str, broker_up: bool, caplog: pytest.LogCaptureFixture) -> None:
     """West's sessions start on east from what west's store logged; west's store comes
     back with its data (an append-only Redis, or one cut off from east only), holding
     copies now out of date: SQL names them, east tells west (whose registry entry it
@@ -103,10 +99,7 @@ def test_the_copies_a_gone_store_kept_are_void_and_frozen_by_its_instance(
     with transaction(runtime.sessions) as db:
         sessions.open_session(db, away, instance_id="west", session_type="casual",
                               players=1, region=None)
-    log = statelog.StateLog()
-    log.open()
-    log.add(wire.pack_batch([wire.entry(away, 1, {"hp": 1})]))
-    assert log.flush(runtime.sessions, "west-hot") == 1
+    _logged(runtime, "west-hot", [wire.entry(away, 1, {"hp": 1})])
     assert registry.place(away, 1.0, prefer="west") == "east"
     told: list[str] = []
     assert arrive(runtime, "east", {away}, Landing(tell=told.append)).taken == {away}
@@ -125,10 +118,8 @@ def test_the_copies_a_gone_store_kept_are_void_and_frozen_by_its_instance(
     registry.join("north", 100, "redis://north:6379/0")
     assert registry.place(moved_on, 1.0, prefer="north") == "north"
     storenames.void_states(runtime.sessions, "west-hot", [moved_on])
-    log = statelog.StateLog()  # west applied a late batch of it on its copy, and logged it
-    log.open()
-    log.add(wire.pack_batch([wire.entry(moved_on, 3, {"hp": 3})]))
-    assert log.flush(runtime.sessions, "west-hot") == 1
+    # west applied a late batch of it on its copy, and logged it
+    _logged(runtime, "west-hot", [wire.entry(moved_on, 3, {"hp": 3})])
     west_store = MemoryHotStore()  # back with what it held: away at seq 2, never logged
     west_store.states.put_many_if_newer([(away, 2, {"hp": b"\x02"}), (other, 1, {}),
                                          (back, 5, {}), (pending, 1, {}), (moved_on, 3, {})])
@@ -138,7 +129,12 @@ def test_the_copies_a_gone_store_kept_are_void_and_frozen_by_its_instance(
                                             own_store="west-hot")
     sent: list[tuple[str, list[object]]] = []
 
-    assert freeze_voided(west, "west", lambda to, b: sent.append((to, wire.unpack_batch(b)))) == 3
+    def send_on(to: str, batch: bytes) -> None:
+        if not broker_up:
+            raise BrokerError("the broker is away")
+        sent.append((to, wire.unpack_batch(batch)))
+
+    assert freeze_voided(west, "west", send_on) == 3  # frozen even when nothing goes on
 
     assert west_store.states.read([away, other])[0] is None  # taken from east as it arrives
     assert west_store.states.read([pending])[0] is None  # the same
@@ -147,7 +143,9 @@ def test_the_copies_a_gone_store_kept_are_void_and_frozen_by_its_instance(
     assert west_store.states.read([back])[0] is not None  # placed here: kept
     assert storenames.voided(runtime.sessions, "west-hot") == []
     # what west logged of the one that runs elsewhere goes there (away's row stays: here)
-    assert sent == [("north", [[moved_on.encode(), 3, b"hp", wire.pack_value(3)]])]
+    assert sent == ([("north", [[moved_on.encode(), 3, b"hp", wire.pack_value(3)]])]
+                    if broker_up else [])
+    assert ("was not all sent on" in caplog.text) is not broker_up
     assert freeze_voided(west, "west") == 0  # once
 
 
@@ -164,3 +162,35 @@ def _instance_on(sqlite_url: str, instance: str) -> tuple[Runtime, MemoryRegistr
     runtime.__dict__["hot_stores"] = HotStores(
         own, HERE, registry, recorded=partial(recorded_store, runtime.sessions))
     return runtime, registry, own
+
+
+def test_a_notice_the_broker_does_not_take_fails_no_restore(
+        sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    runtime, registry, own = _instance_on(sqlite_url, "here")
+    registry.join("gone", 100, f"redis://127.0.0.1:{free_port()}/0", "gone-hot")  # silent
+    session_id = f"{uuid.uuid4().hex[:6]}-away"
+    with transaction(runtime.sessions) as db:
+        sessions.open_session(db, session_id, instance_id="gone", session_type="casual",
+                              players=1, region=None)
+    assert registry.place(session_id, 1.0, prefer="gone") == "gone"
+    _logged(runtime, "gone-hot", [wire.entry(session_id, 1, {"hp": 1})])
+    assert registry.drain("gone")
+
+    def broker_away(instance: str) -> None:
+        raise BrokerError(f"cannot tell {instance}")
+
+    arrived = arrive(runtime, "here", {session_id}, Landing(tell=broker_away))
+
+    assert arrived.taken == {session_id}
+    assert sessions.read_states(own, [session_id]) == {
+        session_id: sessions.HotState(1, {"hp": 1})}
+    assert "instance gone not told that copies in its hot store are void" in caplog.text
+
+
+def _logged(runtime: Runtime, store: str, entries: list[list[object]]) -> None:
+    """`entries` logged as one batch under the hot store named `store`, as its worker
+    logs what it applied."""
+    log = statelog.StateLog()
+    log.open()
+    log.add(wire.pack_batch(entries))
+    assert log.flush(runtime.sessions, store) == 1

@@ -4,6 +4,7 @@ SQLite; a store nothing listens on)."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from functools import partial
 
@@ -134,7 +135,8 @@ def test_the_copies_a_gone_store_kept_are_void_and_frozen_by_its_instance(
             raise BrokerError("the broker is away")
         sent.append((to, wire.unpack_batch(batch)))
 
-    assert freeze_voided(west, "west", send_on) == 3  # frozen even when nothing goes on
+    with caplog.at_level(logging.WARNING, logger="app.tasking.arrivals"):
+        assert freeze_voided(west, "west", send_on) == 3  # frozen even when nothing goes on
 
     assert west_store.states.read([away, other])[0] is None  # taken from east as it arrives
     assert west_store.states.read([pending])[0] is None  # the same
@@ -179,7 +181,8 @@ def test_a_notice_the_broker_does_not_take_fails_no_restore(
     def broker_away(instance: str) -> None:
         raise BrokerError(f"cannot tell {instance}")
 
-    arrived = arrive(runtime, "here", {session_id}, Landing(tell=broker_away))
+    with caplog.at_level(logging.WARNING, logger="app.tasking.arrivals"):
+        arrived = arrive(runtime, "here", {session_id}, Landing(tell=broker_away))
 
     assert arrived.taken == {session_id}
     assert sessions.read_states(own, [session_id]) == {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -17,18 +16,15 @@ from app.errors import Fenced
 from app.instances import identity
 from app.players import sessions, statelog, wire
 from app.players.statestore import Fence
-from app.priority import Route
 from app.protocol import keys
 from app.protocol.names import (
     ARRIVE_TASK,
     HANDOFF_HEADER,
-    SENT_HEADER,
     SESSION_MOVES_TASK,
     SESSION_TASK,
     UPDATE_TASK,
     VOID_TASK,
 )
-from app.protocol.vocab import Queue
 from app.tasking import arrivals
 from app.tasking.base import GameTask, header
 
@@ -155,11 +151,9 @@ def _send_on(task: GameTask, batch: bytes, instance: str | None) -> None:
     """Send a batch on to `instance`'s queue (None: the shared player queue), at the step
     this task came at, with its first hand-off time."""
     priority = (task.request.delivery_info or {}).get("priority")
-    step = priority if isinstance(priority, int) else task.runtime.settings.default_priority
-    handoff = header(task.request, HANDOFF_HEADER) or time.time()
-    task.app.publisher.send(Route(UPDATE_TASK, Queue.PLAYER, step, instance=instance),
-                            [batch], {HANDOFF_HEADER: handoff, SENT_HEADER: time.time()},
-                            serializer="msgpack")
+    arrivals.send_updates(task.app, instance, batch,
+                          step=priority if isinstance(priority, int) else None,
+                          handoff=header(task.request, HANDOFF_HEADER))
     if instance is not None:
         log.info("a state batch of sessions that run on instance %s now went there",
                  instance)

@@ -40,7 +40,7 @@ class AtKill:
 
     applied: dict[str, int] = field(default_factory=dict)
     durable: dict[str, int] = field(default_factory=dict)
-    network: NetworkTotals | None = None
+    network: NetworkTotals = field(default_factory=lambda: NetworkTotals(0, 0, 0, 0))
 
 
 def open_sessions(factory: sessionmaker[Session], prefix: str) -> list[str]:

@@ -290,7 +290,7 @@ class Run:
         sampler.stop()
         self._phase("drain")
         network = network_totals(*self.stores)
-        if injector.kept is not None and injector.kept.network is not None:
+        if injector.kept is not None:
             network = network.plus(injector.kept.network)  # counted before a full restart
         physics = PhysicsTotals(app.runtime.physics.notes.read(),
                                 app.runtime.physics.notes.totals())

@@ -161,12 +161,14 @@ def _from_log(runtime: Runtime, source: str, sessions: list[str], landing: Landi
     return named
 
 
-def send_updates(app: GameschedCelery, instance: str, batch: bytes) -> None:
-    """Send a state batch in wire form to `instance`'s queue, at the default step."""
+def send_updates(app: GameschedCelery, instance: str | None, batch: bytes, *,
+                 step: int | None = None, handoff: float | None = None) -> None:
+    """Send a state batch in wire form to `instance`'s queue (None: the shared player
+    queue), at `step` (else the default one), handed off at `handoff` (else now)."""
     now = time.time()
-    route = Route(UPDATE_TASK, Queue.PLAYER, app.runtime.settings.default_priority,
-                  instance=instance)
-    app.publisher.send(route, [batch], {HANDOFF_HEADER: now, SENT_HEADER: now},
+    step = app.runtime.settings.default_priority if step is None else step
+    app.publisher.send(Route(UPDATE_TASK, Queue.PLAYER, step, instance=instance), [batch],
+                       {HANDOFF_HEADER: handoff or now, SENT_HEADER: now},
                        serializer="msgpack")
 
 
@@ -197,12 +199,12 @@ def freeze_voided(runtime: Runtime, instance: str,
         return 0
     states, registry = runtime.hot_stores.own.states, runtime.instances
     since = states.clock()  # before the registry is read: a take after it is kept
-    places = zip(voided, registry.owners(voided), registry.came_from(voided), strict=True)
-    stale = [s for s, owner, source in places
-             if owner != instance or source not in (None, instance)]
+    owners = dict(zip(voided, registry.owners(voided), strict=True))
+    stale = [s for s, source in zip(voided, registry.came_from(voided), strict=True)
+             if owners[s] != instance or source not in (None, instance)]
     frozen = states.freeze_stale(stale, since)
     if frozen and send_on is not None:
-        _send_logged(runtime, instance, name, frozen, send_on)
+        _send_logged(runtime, name, {s: owners[s] for s in frozen}, instance, send_on)
     storenames.unvoid(runtime.sessions, name, voided)
     log.warning("instance %s: froze %d out-of-date session states in its hot store %s "
                 "(those sessions moved away while it did not answer)", instance, len(frozen),
@@ -210,11 +212,10 @@ def freeze_voided(runtime: Runtime, instance: str,
     return len(frozen)
 
 
-def _send_logged(runtime: Runtime, instance: str, store: str, sessions: list[str],
+def _send_logged(runtime: Runtime, store: str, owners: dict[str, str | None], instance: str,
                  send_on: SendOn) -> None:
-    """Send what the store named `store` logged of `sessions` (merged: per field its newest
-    value) to the instance each runs on, when another than `instance`."""
-    owners = dict(zip(sessions, runtime.instances.owners(sessions), strict=True))
+    """Send what the store named `store` logged of the sessions of `owners` (merged: per
+    field its newest value) to the instance each runs on, when another than `instance`."""
     targets: dict[str, set[bytes]] = {}
     for session, owner in owners.items():
         if owner not in (None, instance):

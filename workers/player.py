@@ -25,7 +25,7 @@ from app.protocol.names import (
     UPDATE_TASK,
     VOID_TASK,
 )
-from app.tasking import arrivals
+from app.tasking import arrivals, gather
 from app.tasking.base import GameTask, header
 
 log = logging.getLogger(__name__)
@@ -52,15 +52,16 @@ def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict
     hot, factory = self.runtime.hot, self.runtime.sessions  # lost sessions are restored
     log_to = statelog.this_process().add  # durable with the next flush
     if isinstance(updates, bytes | bytearray):
+        batch, handoff = _with_waiting(self, bytes(updates))
         fence = _fence()
         try:
             result = sessions.apply_batch_restoring(
-                hot, factory, bytes(updates), publish=True, size_later=True, fence=fence,
+                hot, factory, batch, publish=True, size_later=True, fence=fence,
                 log_to=log_to, arrive=_arrive(self, fence, log_to))
         except Fenced:
-            return _pass_on(self, bytes(updates))
-        for instance, batch in result.elsewhere.items():
-            _send_on(self, batch, instance)
+            return _pass_on(self, batch, handoff)
+        for instance, elsewhere in result.elsewhere.items():
+            _send_on(self, elsewhere, instance, handoff)
     else:
         result = sessions.apply_updates(hot, updates, publish=True, db_factory=factory,
                                         size_later=True, log_to=log_to)
@@ -127,6 +128,29 @@ def session_moves(self: GameTask, moves: list[list[str]]) -> int:
         return sessions.move_sessions(db, moves)
 
 
+def _with_waiting(task: GameTask, batch: bytes) -> tuple[bytes, float | None]:
+    """`batch` joined with the state batches waiting behind it in the task's queue, and the
+    earliest hand-off among those gathered (None: only the task's own).  A broker that does
+    not answer gathers nothing."""
+    settings = task.runtime.settings
+    most = settings.state_batches_per_task - 1
+    queue = (task.request.delivery_info or {}).get("routing_key")
+    if most <= 0 or not queue or not settings.uses_redis or settings.naive:
+        return batch, None
+    try:
+        gathered = gather.take_waiting(task.runtime.broker, str(queue), most)
+    except RedisError as exc:
+        log.info("no state batch gathered: the broker did not answer (%s)", exc)
+        return batch, None
+    if not gathered:
+        return batch, None
+    task.note_gathered(gathered)
+    own = header(task.request, HANDOFF_HEADER)
+    earliest = min(g.handoff for g in gathered)
+    return (wire.join_batches([batch, *(g.batch for g in gathered)]),
+            min(earliest, float(own)) if own is not None else earliest)
+
+
 def _fence() -> Fence | None:
     """This worker's instance and fencing token, when it is an instance: the state script
     checks it on the hot store it writes, where the registry keeps a copy of the token
@@ -147,19 +171,20 @@ def _arrive(task: GameTask, fence: Fence | None,
     return partial(arrivals.arrive, task.runtime, me.instance, landing=landing)
 
 
-def _send_on(task: GameTask, batch: bytes, instance: str | None) -> None:
+def _send_on(task: GameTask, batch: bytes, instance: str | None,
+             handoff: float | None = None) -> None:
     """Send a batch on to `instance`'s queue (None: the shared player queue), at the step
-    this task came at, with its first hand-off time."""
+    this task came at, with its first hand-off time (`handoff`, else the task's)."""
     priority = (task.request.delivery_info or {}).get("priority")
     arrivals.send_updates(task.app, instance, batch,
                           step=priority if isinstance(priority, int) else None,
-                          handoff=header(task.request, HANDOFF_HEADER))
+                          handoff=handoff or header(task.request, HANDOFF_HEADER))
     if instance is not None:
         log.info("a state batch of sessions that run on instance %s now went there",
                  instance)
 
 
-def _pass_on(task: GameTask, batch: bytes) -> dict[str, int]:
+def _pass_on(task: GameTask, batch: bytes, handoff: float | None) -> dict[str, int]:
     """A fenced instance's batch: counted as refused, and sent to the instance its first
     session runs on now (the shared player queue when that is still this one)."""
     me = identity.current()
@@ -169,7 +194,7 @@ def _pass_on(task: GameTask, batch: bytes) -> dict[str, int]:
     entries = wire.unpack_batch(batch)
     owner = registry.owner(entries[0][0].decode()) if entries else None
     target = owner if owner != instance else None
-    _send_on(task, batch, target)
+    _send_on(task, batch, target, handoff)
     log.warning("instance %s is fenced: a state batch it took went to %s", instance,
                 f"instance {target}" if target else "the shared player queue")
     identity.fenced()  # this worker stops taking work, and starts again

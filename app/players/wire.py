@@ -13,8 +13,9 @@ string, which the Lua interpreter inside Redis reads as bytes.
 
 from __future__ import annotations
 
+import struct
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -75,3 +76,35 @@ def unpack_batch(blob: bytes) -> list[Any]:
     if not isinstance(entries, list):
         raise ValueError("not a batch in wire form: expected an array of update entries")
     return entries
+
+
+def join_batches(batches: Sequence[bytes]) -> bytes:
+    """One batch holding the entries of `batches`, in order, their bytes copied as they are
+    (nothing unpacked).  Raises ValueError for a blob that is not a msgpack array."""
+    if len(batches) == 1:
+        return bytes(batches[0])
+    counts, bodies = [], []
+    for blob in batches:
+        count, start = _array_head(blob)
+        counts.append(count)
+        bodies.append(memoryview(blob)[start:])
+    return b"".join([bytes(packer(bin_type=False).pack_array_header(sum(counts))), *bodies])
+
+
+def batch_size(blob: bytes) -> int:
+    """How many entries the batch `blob` holds, read from its header alone."""
+    return _array_head(blob)[0]
+
+
+def _array_head(blob: bytes) -> tuple[int, int]:
+    """A msgpack array's length and where its first element starts."""
+    if not blob:
+        raise ValueError("not a batch in wire form: empty")
+    first = blob[0]
+    if 0x90 <= first <= 0x9F:
+        return first & 0x0F, 1
+    if first == 0xDC and len(blob) >= 3:
+        return int(struct.unpack_from(">H", blob, 1)[0]), 3
+    if first == 0xDD and len(blob) >= 5:
+        return int(struct.unpack_from(">I", blob, 1)[0]), 5
+    raise ValueError("not a batch in wire form: expected an array of update entries")

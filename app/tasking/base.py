@@ -18,12 +18,14 @@ from app.protocol.names import CLAIM_HEADER, HANDOFF_HEADER, SENT_HEADER
 
 if TYPE_CHECKING:
     from app.tasking.factory import GameschedCelery
+    from app.tasking.gather import Gathered
     from app.tasking.runtime import Runtime
 
 CLAIM_TTL_S = 3600
 _AFTER_DONE = "gs_after_done"
 _ITEMS = "gs_items"
 _INCOMPLETE = "gs_incomplete"
+_GATHERED = "gs_gathered"
 log = logging.getLogger(__name__)
 
 
@@ -74,6 +76,12 @@ class GameTask(Task):  # type: ignore[misc]
         it for the whole."""
         setattr(self.request, _INCOMPLETE, True)
 
+    def note_gathered(self, gathered: Sequence[Gathered]) -> None:
+        """Name the messages this run took from its queue to run with its own
+        (`app.tasking.gather`): each is counted and recorded as a run of its own, started
+        when it was taken and done, or failed, with this one."""
+        setattr(self.request, _GATHERED, tuple(gathered))
+
     def _claim(self) -> bool:
         claimed = self.runtime.fleet.claim(keys.claim(str(self.request.id)), CLAIM_TTL_S)
         if not claimed:
@@ -100,6 +108,7 @@ class GameTask(Task):  # type: ignore[misc]
             if self.runtime.settings.record_latency:
                 self._record(queue, handoff, started, done, ok)
             self._settle(done - handoff, done - started)
+            self._settle_gathered(queue, done, ok)
 
     def _run_after_done(self) -> None:
         pending = getattr(self.request, _AFTER_DONE, None) or []
@@ -124,6 +133,23 @@ class GameTask(Task):  # type: ignore[misc]
         except Exception:  # the hot store may be away; the task's work is done
             log.warning("task %s could not reach the controller's state", self.request.id,
                         exc_info=True)
+
+    def _settle_gathered(self, queue: str, done: float, ok: bool) -> None:
+        """Count, record and note the latency of the messages this run gathered."""
+        gathered: tuple[Gathered, ...] = getattr(self.request, _GATHERED, None) or ()
+        setattr(self.request, _GATHERED, None)
+        m, record = metrics(), self.runtime.settings.record_latency
+        for one in gathered:
+            m.started.labels(queue).inc()
+            m.wait_seconds.labels(queue).observe(max(0.0, one.taken - one.handoff))
+            (m.succeeded if ok else m.failed).labels(queue).inc()
+            m.latency_seconds.labels(queue).observe(max(0.0, done - one.handoff))
+            if record:
+                self.runtime.recorder.record(Execution(
+                    task_id=one.task_id, task=self.name, queue=queue,
+                    hostname=str(self.request.hostname or ""), handoff=one.handoff,
+                    started=one.taken, done=done, ok=ok, sent=one.sent))
+            self._settle(done - one.handoff, done - one.taken)
 
     def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Count the retry."""

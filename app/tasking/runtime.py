@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
+import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -63,6 +64,14 @@ class Runtime:
                          recorded=partial(recorded_store, self.sessions))
 
     @cached_property
+    def broker(self) -> redis.Redis:
+        """A client of the broker's Redis (with a Redis broker), beside kombu's own: for
+        the player workers to gather waiting state batches (`app.tasking.gather`).  A
+        command is not retried on a lost connection: a pop whose reply was lost must not
+        run again."""
+        return redis.Redis.from_url(self.settings.broker_url)
+
+    @cached_property
     def instances(self) -> Registry:
         """The instance registry: on the broker's Redis (every instance and game server
         shares it), or in this process on the embedded default."""
@@ -113,6 +122,6 @@ class Runtime:
         """Drop connections inherited from a parent process."""
         if "engine" in self.__dict__:
             self.engine.dispose(close=False)
-        for name in ("engine", "sessions", "hot", "fleet", "hot_stores", "instances", "physics",
-                     "brain", "recorder"):
+        for name in ("engine", "sessions", "hot", "fleet", "hot_stores", "broker", "instances",
+                     "physics", "brain", "recorder"):
             self.__dict__.pop(name, None)

@@ -7,6 +7,7 @@ role named by ``worker_role``); two worker processes race for the ordered update
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,8 +19,11 @@ from celery.worker import WorkController
 
 from app.client.api import GameClient
 from app.observe.recorder import Execution
-from app.players import delta, sessions
+from app.players import delta, sessions, wire
 from app.players.models import GameSession
+from app.priority import Route
+from app.protocol.names import HANDOFF_HEADER
+from app.protocol.vocab import Queue
 from app.settings import Settings
 from app.tasking.factory import GameschedCelery, create_app
 from tests.subprocesses import StartWorker
@@ -202,3 +206,27 @@ def test_bad_updates_in_a_batch_are_refused_and_the_rest_applied(
     assert sessions.read_state(app.runtime.hot, "good") == sessions.HotState(3, {"hp": 3})
     totals = sessions.network_totals(app.runtime.hot)  # every update counted once
     assert (totals.updates, totals.stale, totals.rejected) == (2, 0, 3)
+
+
+@pytest.mark.worker_role("player")
+def test_state_batches_waiting_behind_a_task_are_applied_in_it_each_recorded_as_its_own(
+    app: GameschedCelery, celery_worker: WorkController, redis_client: redis.Redis,
+) -> None:
+    ids = [f"crowd-{i}" for i in range(8)]
+    for s in ids:
+        sessions.ensure_state(app.runtime.hot, s)
+    blocker = Blocker(app, redis_client, "player")
+    sent = {s: app.publisher.send(Route(UPDATE, Queue.PLAYER, 5), [_wire(s)],
+                                  {HANDOFF_HEADER: time.time()}, serializer="msgpack").id
+            for s in ids}
+    blocker.open()
+    ran = _collect(app, len(ids))
+    assert sorted(e.task_id for e in ran) == sorted(sent.values())  # each once
+    assert all(e.ok for e in ran)
+    assert len({e.done for e in ran}) < len(ran), "every batch ran as a task of its own"
+    for s in ids:
+        assert sessions.read_state(app.runtime.hot, s) == sessions.HotState(1, {"hp": 7})
+
+
+def _wire(session: str) -> bytes:
+    return wire.pack_batch([wire.entry(session, 1, {"hp": 7})])

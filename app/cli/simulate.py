@@ -197,6 +197,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("player p99 ms (hand-off, per batch)", "player", "service_p99_ms"),
     ("state batches sent", "player_batches", "sent"),
     ("updates per batch", "player_batches", "updates_per_batch"),
+    ("state batches gathered into another's task", "player_batches", "gathered"),
     ("physics frames due", "physics", "frames"),
     ("physics within 16 ms", "physics", "within_budget_ratio"),
     ("physics p99 frame ms", "physics", "frame_p99_ms"),

@@ -32,6 +32,7 @@ class Execution:
     ok: bool
     sent: float = 0.0  # when the client published it (0: unknown)
     items: tuple[int, ...] = ()  # what the run made durable (the transactions it committed)
+    gathered: bool = False  # run within another message's task (`app.tasking.gather`)
 
     @property
     def client_ms(self) -> float:

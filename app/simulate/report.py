@@ -207,6 +207,8 @@ def _player_batches(run: RunResult, batches: list[Execution]) -> Section:
         "applied": len(batches),
         "failed": sum(not e.ok for e in batches),
         "unapplied": max(0, drive.batches_sent - len(batches)),
+        # applied within another batch's task (`app.tasking.gather`), not as a task
+        "gathered": sum(e.gathered for e in batches),
     }
     put(section, {"updates_per_batch": round(timed / len(drive.batches), 2)
                    if drive.batches else None}, "no batch was noted during the load")

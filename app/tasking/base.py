@@ -148,7 +148,7 @@ class GameTask(Task):  # type: ignore[misc]
                 self.runtime.recorder.record(Execution(
                     task_id=one.task_id, task=self.name, queue=queue,
                     hostname=str(self.request.hostname or ""), handoff=one.handoff,
-                    started=one.taken, done=done, ok=ok, sent=one.sent))
+                    started=one.taken, done=done, ok=ok, sent=one.sent, gathered=True))
             self._settle(done - one.handoff, done - one.taken)
 
     def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:

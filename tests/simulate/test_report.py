@@ -105,6 +105,7 @@ def test_queue_stats_group_by_the_task_queue_even_on_one_shared_queue() -> None:
 def test_only_subsystems_that_ran_have_a_section() -> None:
     batches = [execution("gamesched.player.apply_updates", float(v), at=v / 10)
                for v in range(1, 101)]
+    batches[1:4] = [replace(b, gathered=True) for b in batches[1:4]]  # in the first's task
     notes = [sent(b, 50, acted_ms_before=3.0) for b in batches]
     sections = run_sections(run(batches, drive(updates=5000, tasks_sent=100, batches=notes)))
     assert sections["player"]["updates"] == 5000
@@ -113,6 +114,7 @@ def test_only_subsystems_that_ran_have_a_section() -> None:
     assert sections["player"]["p99_ms"] == pytest.approx(102.0, rel=0.002)
     assert sections["player"]["service_p99_ms"] == 99.0  # hand-off to applied, per batch
     assert sections["player_batches"]["applied"] == 100
+    assert sections["player_batches"]["gathered"] == 3
     assert sections["player_batches"]["updates_per_batch"] == 50.0
     # what the workers counted, not what was sent
     assert (sections["player"]["applied"], sections["player"]["stale"],

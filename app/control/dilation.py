@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 
 from app.players.hotstore import HotStore
 from app.protocol import keys
@@ -28,10 +29,20 @@ MAX_PAUSE_S = 1.0  # one pause never holds a background slot longer than this
 def note_latency(hot: HotStore, latency_s: float, target_s: float,
                  late_s: float = math.inf) -> None:
     """Count a player batch that missed `target_s`, and one past `late_s` again apart."""
-    if latency_s > target_s:
-        hot.incr(keys.CONTROL_PLAYER_SLOW)
-    if latency_s > late_s:
-        hot.incr(keys.CONTROL_PLAYER_LATE)
+    note_latencies(hot, (latency_s,), target_s, late_s)
+
+
+def note_latencies(hot: HotStore, latencies_s: Iterable[float], target_s: float,
+                   late_s: float = math.inf) -> None:
+    """`note_latency` for several player batches, in at most one round trip."""
+    slow = late = 0
+    for latency_s in latencies_s:
+        slow += latency_s > target_s
+        late += latency_s > late_s
+    counts = {key: n for key, n in ((keys.CONTROL_PLAYER_SLOW, slow),
+                                    (keys.CONTROL_PLAYER_LATE, late)) if n}
+    if counts:
+        hot.incr_many(counts)
 
 
 def slow_total(hot: HotStore, key: str = keys.CONTROL_PLAYER_SLOW) -> int:

@@ -107,8 +107,8 @@ class GameTask(Task):  # type: ignore[misc]
             self._run_after_done()
             if self.runtime.settings.record_latency:
                 self._record(queue, handoff, started, done, ok)
-            self._settle(done - handoff, done - started)
-            self._settle_gathered(queue, done, ok)
+            gathered = self._account_gathered(queue, done, ok)
+            self._settle(done - handoff, done - started, gathered)
 
     def _run_after_done(self) -> None:
         pending = getattr(self.request, _AFTER_DONE, None) or []
@@ -119,14 +119,15 @@ class GameTask(Task):  # type: ignore[misc]
             except Exception:
                 log.exception("follow-up of task %s failed", self.request.id)
 
-    def _settle(self, latency_s: float, run_s: float) -> None:
-        """Feed the controller, then slow down as it asked (after done: nobody waits)."""
+    def _settle(self, latency_s: float, run_s: float, gathered: Sequence[float] = ()) -> None:
+        """Feed the controller (this run's latency and those of the messages it gathered),
+        then slow down as it asked (after done: nobody waits)."""
         try:
             if self.tracks_latency:
                 settings = self.runtime.settings
-                dilation.note_latency(self.runtime.fleet, latency_s,
-                                      settings.player_target_ms / 1000.0,
-                                      settings.player_late_ms / 1000.0)
+                dilation.note_latencies(self.runtime.fleet, (latency_s, *gathered),
+                                        settings.player_target_ms / 1000.0,
+                                        settings.player_late_ms / 1000.0)
             if self.dilatable:
                 decision = read_decision(self.runtime.fleet)
                 dilation.dilate(run_s, decision.background_level if decision else 1.0)
@@ -134,8 +135,8 @@ class GameTask(Task):  # type: ignore[misc]
             log.warning("task %s could not reach the controller's state", self.request.id,
                         exc_info=True)
 
-    def _settle_gathered(self, queue: str, done: float, ok: bool) -> None:
-        """Count, record and note the latency of the messages this run gathered."""
+    def _account_gathered(self, queue: str, done: float, ok: bool) -> list[float]:
+        """Count and record the messages this run gathered; returns their latencies."""
         gathered: tuple[Gathered, ...] = getattr(self.request, _GATHERED, None) or ()
         setattr(self.request, _GATHERED, None)
         m, record = metrics(), self.runtime.settings.record_latency
@@ -149,7 +150,7 @@ class GameTask(Task):  # type: ignore[misc]
                     task_id=one.task_id, task=self.name, queue=queue,
                     hostname=str(self.request.hostname or ""), handoff=one.handoff,
                     started=one.taken, done=done, ok=ok, sent=one.sent, gathered=True))
-            self._settle(done - one.handoff, done - one.taken)
+        return [done - one.handoff for one in gathered]
 
     def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Count the retry."""

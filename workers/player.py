@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -20,6 +21,7 @@ from app.protocol import keys
 from app.protocol.names import (
     ARRIVE_TASK,
     HANDOFF_HEADER,
+    SENT_HEADER,
     SESSION_MOVES_TASK,
     SESSION_TASK,
     UPDATE_TASK,
@@ -32,6 +34,11 @@ log = logging.getLogger(__name__)
 
 VOID_RETRY_CAP_S = 30.0  # the longest wait between two tries of `freeze_voided`
 VOID_RETRIES = 125  # about an hour of tries
+# A state batch that waited in its queue at least this long (from its send to its start)
+# looks for others waiting behind it to apply with it (`app.tasking.gather`).  The send
+# time is the game server's clock: one running behind the worker's makes its batches
+# look, one running ahead makes them not.
+GATHER_AFTER_S = 0.005
 
 
 @shared_task(base=GameTask, bind=True, name=UPDATE_TASK, tracks_latency=True)
@@ -130,12 +137,14 @@ def session_moves(self: GameTask, moves: list[list[str]]) -> int:
 
 def _with_waiting(task: GameTask, batch: bytes) -> tuple[bytes, float | None]:
     """`batch` joined with the state batches waiting behind it in the task's queue, and the
-    earliest hand-off among those gathered (None: only the task's own).  A broker that does
-    not answer gathers nothing."""
+    earliest hand-off among those gathered (None: only the task's own).  Only a batch that
+    waited in the queue looks (`GATHER_AFTER_S`); a broker that does not answer gathers
+    nothing."""
     settings = task.runtime.settings
     most = settings.state_batches_per_task - 1
     queue = (task.request.delivery_info or {}).get("routing_key")
-    if most <= 0 or not queue or not settings.uses_redis or settings.naive:
+    if (most <= 0 or not queue or not settings.uses_redis or settings.naive
+            or not _waited(task) or not _joins(batch)):
         return batch, None
     try:
         gathered = gather.take_waiting(task.runtime.broker, str(queue), most)
@@ -149,6 +158,24 @@ def _with_waiting(task: GameTask, batch: bytes) -> tuple[bytes, float | None]:
     earliest = min(g.handoff for g in gathered)
     return (wire.join_batches([batch, *(g.batch for g in gathered)]),
             min(earliest, float(own)) if own is not None else earliest)
+
+
+def _waited(task: GameTask) -> bool:
+    """Whether the task's message waited in the queue at least `GATHER_AFTER_S` after it
+    was sent: one taken as it came (the workers keep up) has nothing behind it worth a
+    round trip.  Without a send time, it looks."""
+    sent = header(task.request, SENT_HEADER)
+    return sent is None or time.time() - float(sent) >= GATHER_AFTER_S
+
+
+def _joins(batch: bytes) -> bool:
+    """Whether `batch` is an array of entries that others can join (a malformed one is
+    refused by the state script, alone)."""
+    try:
+        wire.batch_size(batch)
+    except ValueError:
+        return False
+    return True
 
 
 def _fence() -> Fence | None:

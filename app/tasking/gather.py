@@ -17,8 +17,9 @@ taking: a session's open waiting in front of its updates still runs before them.
 A batch taken is out of the queue and not recorded as unacknowledged, as the task's own
 message is not (`app.tasking.transport`): a worker killed outright between taking and
 applying loses its updates, as it loses those of a message it had just received.  A
-message that passes the script's test but does not decode as a state batch goes back to
-the consuming end of its list, with everything taken after it, in their order.
+message that passes the script's test but does not decode as a state batch (an array of
+entries in wire form) goes back to the consuming end of its list, with everything taken
+after it, in their order: the task runs it alone, and fails with it alone.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from kombu.exceptions import DecodeError
 from kombu.serialization import loads
 from redis.commands.core import Script
 
+from app.players import wire
 from app.protocol.names import CLAIM_HEADER, HANDOFF_HEADER, SENT_HEADER, UPDATE_TASK
 from app.protocol.queues import PRIORITY_STEPS
 from app.tasking.broker import step_key
@@ -96,7 +98,9 @@ def _decoded(raw: bytes, now: float) -> Gathered | None:
             body, message["content-type"], message["content-encoding"], accept={_CONTENT})
         if kwargs or len(args) != 1 or not isinstance(args[0], bytes | bytearray):
             raise ValueError("not one state batch")
-        return Gathered(str(headers["id"]), bytes(args[0]),
+        batch = bytes(args[0])
+        wire.batch_size(batch)  # it joins the task's batch: an array of entries
+        return Gathered(str(headers["id"]), batch,
                         float(headers.get(HANDOFF_HEADER) or now),
                         float(headers.get(SENT_HEADER) or 0.0), now)
     except (ValueError, KeyError, TypeError, DecodeError) as exc:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
+import pytest
 import redis
 
 from app.players import wire
@@ -84,16 +86,26 @@ def test_a_claimed_copy_or_a_batch_due_later_is_left_to_the_consumer(
     assert redis_client.llen(step_key(QUEUE, 5)) == 1
 
 
-def test_a_message_that_does_not_decode_goes_back_with_those_behind_it_in_order(
-        live_settings: Settings, redis_client: redis.Redis) -> None:
-    app = create_app(live_settings)
-    good = _send(app, "a")
+def _break_body(app: GameschedCelery, r: redis.Redis) -> None:
     _send(app, "b")
     key = step_key(QUEUE, 5)
-    raws = redis_client.lrange(key, 0, -1)  # newest first
-    broken = json.loads(raws[0])
+    broken = json.loads(r.lindex(key, 0))
     broken["body"] = "not base64!"
-    redis_client.lset(key, 0, json.dumps(broken))
+    r.lset(key, 0, json.dumps(broken))
+
+
+def _send_a_map(app: GameschedCelery, r: redis.Redis) -> None:
+    arrivals.send_updates(app, None, b"\x81\xa1x\x01")  # a msgpack map, not an array
+
+
+@pytest.mark.parametrize("send_bad", [_break_body, _send_a_map])
+def test_a_message_that_does_not_decode_goes_back_with_those_behind_it_in_order(
+        live_settings: Settings, redis_client: redis.Redis,
+        send_bad: Callable[[GameschedCelery, redis.Redis], None]) -> None:
+    app = create_app(live_settings)
+    good = _send(app, "a")
+    send_bad(app, redis_client)
+    key = step_key(QUEUE, 5)
     _send(app, "c")
     expected = redis_client.lrange(key, 0, -2)
     assert [g.batch for g in gather.take_waiting(redis_client, QUEUE, 10)] == [good]

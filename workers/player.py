@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -49,35 +51,30 @@ def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict
     ``{"session", "seq", "state"}`` mappings.  Idempotent: an update at or below a
     session's applied sequence is skipped as stale.  Malformed updates and unknown sessions
     are rejected one by one (logged at info); the rest of the batch still applies.  Not
-    retried: a newer update supersedes a lost one.  On a server instance taken over while
+    retried: a newer update supersedes a lost one.  On Redis, a batch that waited in the
+    queue then takes the state batches waiting behind it (`app.tasking.gather`, up to
+    ``state_batches_per_task`` in all) and applies each of them, one script call each, as
+    if each were a task of its own.  On a server instance taken over while
     it was silent (fenced), the batch writes nothing: it is counted as refused and sent on
     to the instance its sessions run on now.  On an instance, a session its hot store
     lacks is taken from the store of the instance it moved from before its updates apply
     (`app.tasking.arrivals`), and the updates of one that runs on another instance now are
     sent on there.
     """
-    hot, factory = self.runtime.hot, self.runtime.sessions  # lost sessions are restored
-    log_to = statelog.this_process().add  # durable with the next flush
     if isinstance(updates, bytes | bytearray):
-        batch, handoff = _with_waiting(self, bytes(updates))
-        fence = _fence()
-        try:
-            result = sessions.apply_batch_restoring(
-                hot, factory, batch, publish=True, size_later=True, fence=fence,
-                log_to=log_to, arrive=_arrive(self, fence, log_to))
-        except Fenced:
-            return _pass_on(self, batch, handoff)
-        for instance, elsewhere in result.elsewhere.items():
-            _send_on(self, elsewhere, instance, handoff)
-    else:
-        result = sessions.apply_updates(hot, updates, publish=True, db_factory=factory,
-                                        size_later=True, log_to=log_to)
-    sessions.count_rejected(hot, len(result.rejected))
-    if result.unsized:  # the bandwidth measure is not the players' wait
-        self.after_done(lambda: sessions.size_full_state(hot, result))
-    for index, field, reason in result.rejected:
-        log.info("update %d rejected: %s: %s", index, field, reason)
-    return {"applied": result.applied, "stale": result.stale, "rejected": len(result.rejected)}
+        counts = Counter(_apply_wire(self, bytes(updates), None))
+        gathered = _gather(self)
+        for at, one in enumerate(gathered):
+            try:
+                counts.update(_apply_wire(self, one.batch, one.handoff))
+            except ValueError as exc:  # not in wire form: this one fails alone
+                log.info("gathered state batch %s refused: %s", one.task_id, exc)
+                gathered[at] = replace(one, ok=False)
+        return dict(counts)
+    hot = self.runtime.hot
+    result = sessions.apply_updates(hot, updates, publish=True, db_factory=self.runtime.sessions,
+                                    size_later=True, log_to=statelog.this_process().add)
+    return _counted(self, result)
 
 
 @shared_task(base=GameTask, bind=True, name=SESSION_TASK)
@@ -135,29 +132,50 @@ def session_moves(self: GameTask, moves: list[list[str]]) -> int:
         return sessions.move_sessions(db, moves)
 
 
-def _with_waiting(task: GameTask, batch: bytes) -> tuple[bytes, float | None]:
-    """`batch` joined with the state batches waiting behind it in the task's queue, and the
-    earliest hand-off among those gathered (None: only the task's own).  Only a batch that
-    waited in the queue looks (`GATHER_AFTER_S`); a broker that does not answer gathers
-    nothing."""
+def _gather(task: GameTask) -> list[gather.Gathered]:
+    """The state batches waiting behind the task's own in its queue, in the order a
+    consumer would receive them, noted on the task (a failed one is replaced by a copy
+    saying so).  Only a batch that waited in the queue looks (`GATHER_AFTER_S`); a broker
+    that does not answer gathers nothing."""
     settings = task.runtime.settings
     most = settings.state_batches_per_task - 1
     queue = (task.request.delivery_info or {}).get("routing_key")
-    if (most <= 0 or not queue or not settings.uses_redis or settings.naive
-            or not _waited(task) or not _joins(batch)):
-        return batch, None
+    if most <= 0 or not queue or not settings.uses_redis or settings.naive or not _waited(task):
+        return []
     try:
         gathered = gather.take_waiting(task.runtime.broker, str(queue), most)
     except RedisError as exc:
         log.info("no state batch gathered: the broker did not answer (%s)", exc)
-        return batch, None
-    if not gathered:
-        return batch, None
+        return []
     task.note_gathered(gathered)
-    own = header(task.request, HANDOFF_HEADER)
-    earliest = min(g.handoff for g in gathered)
-    return (wire.join_batches([batch, *(g.batch for g in gathered)]),
-            min(earliest, float(own)) if own is not None else earliest)
+    return gathered
+
+
+def _apply_wire(task: GameTask, batch: bytes, handoff: float | None) -> dict[str, int]:
+    """Apply one batch in wire form on this worker's instance (if it is one): what is not
+    applied here goes on to where its sessions run now; a fenced instance's batch goes on
+    whole.  `handoff`: the batch's (None: the task's own)."""
+    hot, log_to, fence = task.runtime.hot, statelog.this_process().add, _fence()
+    try:
+        result = sessions.apply_batch_restoring(
+            hot, task.runtime.sessions, batch, publish=True, size_later=True, fence=fence,
+            log_to=log_to, arrive=_arrive(task, fence, log_to))
+    except Fenced:
+        return _pass_on(task, batch, handoff)
+    for instance, elsewhere in result.elsewhere.items():
+        _send_on(task, elsewhere, instance, handoff)
+    return _counted(task, result)
+
+
+def _counted(task: GameTask, result: sessions.ApplyResult) -> dict[str, int]:
+    """Count and log what a batch's updates came to; its full state sized after done."""
+    hot = task.runtime.hot
+    sessions.count_rejected(hot, len(result.rejected))
+    if result.unsized:  # the bandwidth measure is not the players' wait
+        task.after_done(lambda: sessions.size_full_state(hot, result))
+    for index, field, reason in result.rejected:
+        log.info("update %d rejected: %s: %s", index, field, reason)
+    return {"applied": result.applied, "stale": result.stale, "rejected": len(result.rejected)}
 
 
 def _waited(task: GameTask) -> bool:
@@ -166,16 +184,6 @@ def _waited(task: GameTask) -> bool:
     round trip.  Without a send time, it looks."""
     sent = header(task.request, SENT_HEADER)
     return sent is None or time.time() - float(sent) >= GATHER_AFTER_S
-
-
-def _joins(batch: bytes) -> bool:
-    """Whether `batch` is an array of entries that others can join (a malformed one is
-    refused by the state script, alone)."""
-    try:
-        wire.batch_size(batch)
-    except ValueError:
-        return False
-    return True
 
 
 def _fence() -> Fence | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgpack
@@ -76,19 +76,6 @@ def unpack_batch(blob: bytes) -> list[Any]:
     if not isinstance(entries, list):
         raise ValueError("not a batch in wire form: expected an array of update entries")
     return entries
-
-
-def join_batches(batches: Sequence[bytes]) -> bytes:
-    """One batch holding the entries of `batches`, in order, their bytes copied as they are
-    (nothing unpacked).  Raises ValueError for a blob that is not a msgpack array."""
-    if len(batches) == 1:
-        return bytes(batches[0])
-    counts, bodies = [], []
-    for blob in batches:
-        count, start = _array_head(blob)
-        counts.append(count)
-        bodies.append(memoryview(blob)[start:])
-    return b"".join([bytes(packer(bin_type=False).pack_array_header(sum(counts))), *bodies])
 
 
 def batch_size(blob: bytes) -> int:

@@ -77,10 +77,11 @@ class GameTask(Task):  # type: ignore[misc]
         setattr(self.request, _INCOMPLETE, True)
 
     def note_gathered(self, gathered: Sequence[Gathered]) -> None:
-        """Name the messages this run took from its queue to run with its own
+        """Name the messages this run took from its queue to run after its own
         (`app.tasking.gather`): each is counted and recorded as a run of its own, started
-        when it was taken and done, or failed, with this one."""
-        setattr(self.request, _GATHERED, tuple(gathered))
+        when it was taken and done with this one; failed when this one fails or it says it
+        failed (`Gathered.ok`, read once this run is done: the sequence may change)."""
+        setattr(self.request, _GATHERED, gathered)
 
     def _claim(self) -> bool:
         claimed = self.runtime.fleet.claim(keys.claim(str(self.request.id)), CLAIM_TTL_S)
@@ -137,19 +138,20 @@ class GameTask(Task):  # type: ignore[misc]
 
     def _account_gathered(self, queue: str, done: float, ok: bool) -> list[float]:
         """Count and record the messages this run gathered; returns their latencies."""
-        gathered: tuple[Gathered, ...] = getattr(self.request, _GATHERED, None) or ()
+        gathered: Sequence[Gathered] = getattr(self.request, _GATHERED, None) or ()
         setattr(self.request, _GATHERED, None)
         m, record = metrics(), self.runtime.settings.record_latency
         for one in gathered:
+            good = ok and one.ok
             m.started.labels(queue).inc()
             m.wait_seconds.labels(queue).observe(max(0.0, one.taken - one.handoff))
-            (m.succeeded if ok else m.failed).labels(queue).inc()
+            (m.succeeded if good else m.failed).labels(queue).inc()
             m.latency_seconds.labels(queue).observe(max(0.0, done - one.handoff))
             if record:
                 self.runtime.recorder.record(Execution(
                     task_id=one.task_id, task=self.name, queue=queue,
                     hostname=str(self.request.hostname or ""), handoff=one.handoff,
-                    started=one.taken, done=done, ok=ok, sent=one.sent, gathered=True))
+                    started=one.taken, done=done, ok=good, sent=one.sent, gathered=True))
         return [done - one.handoff for one in gathered]
 
     def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:

@@ -4,9 +4,11 @@ batches waiting behind it in its queue and applies them in the same task.
 What a state batch costs a player worker is mostly Celery's and kombu's consuming loop,
 whatever the batch carries (docs/measurements.md): popping each message, decoding its
 envelope, building its request, handing it to the pool, popping again.  A batch taken here
-costs one share of one Redis call and a JSON decode; the worker applies it with the
-task's own in one state script call.  Under load, when batches wait, a task carries
-several; with nothing waiting, the call takes nothing.
+costs one share of one Redis call and a JSON decode; the worker applies it after the
+task's own, each with a state script call of its own, so that Redis still runs no script
+longer than one batch's (`GAMESCHED_BATCH_MAX_UPDATES` bounds it).  When the workers fall
+behind and batches wait, a task carries several; with nothing waiting, the call takes
+nothing.
 
 A message is taken only while it is what the task would run the same way itself: a
 state batch (`UPDATE_TASK`) in msgpack, without an ETA, an expiry or a priority claim
@@ -59,13 +61,15 @@ _MUST_NOT = (f'"{CLAIM_HEADER}"',)
 @dataclass(frozen=True)
 class Gathered:
     """A state batch taken from the queue: its task id, its batch in wire form, its
-    hand-off and send times (seconds since the epoch) and when it was taken."""
+    hand-off and send times (seconds since the epoch), when it was taken, and whether it
+    ran without failing (False once it failed)."""
 
     task_id: str
     batch: bytes
     handoff: float
     sent: float
     taken: float
+    ok: bool = True
 
 
 def take_waiting(client: redis.Redis, queue: str, most: int) -> list[Gathered]:

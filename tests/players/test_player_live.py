@@ -232,3 +232,22 @@ def test_state_batches_waiting_behind_a_task_are_applied_in_it_each_recorded_as_
 
 def _wire(session: str) -> bytes:
     return wire.pack_batch([wire.entry(session, 1, {"hp": 7})])
+
+
+@pytest.mark.worker_role("player")
+def test_a_gathered_batch_not_in_wire_form_fails_alone(
+    app: GameschedCelery, celery_worker: WorkController, redis_client: redis.Redis,
+) -> None:
+    for s in ("first", "last"):
+        sessions.ensure_state(app.runtime.hot, s)
+    blocker = Blocker(app, redis_client, "player")
+    route = Route(UPDATE, Queue.PLAYER, 5)
+    ids = [app.publisher.send(route, [blob], {HANDOFF_HEADER: time.time()},
+                              serializer="msgpack").id
+           for blob in (_wire("first"), b"\x93\xa1x", _wire("last"))]  # an array cut short
+    blocker.open()
+    ran = {e.task_id: e for e in _collect(app, 3)}
+    assert [(ran[i].gathered, ran[i].ok) for i in ids] == [(False, True), (True, False),
+                                                          (True, True)]
+    for s in ("first", "last"):
+        assert sessions.read_state(app.runtime.hot, s) == sessions.HotState(1, {"hp": 7})

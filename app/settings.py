@@ -145,11 +145,12 @@ class Settings(BaseSettings):
     # While the player queue has batches waiting, the window doubles from its floor up to
     # this; it halves back once a send finds the queue empty.
     batch_window_max_ms: float = Field(default=20.0, gt=0.0, le=1000.0)
-    # A player worker running a state batch takes up to this many in all from its queue,
-    # those waiting behind it, and applies them as one (`app.tasking.gather`): under load a
-    # task carries several, and the worker pays Celery's cost per message once for them.
-    # 1: one batch per task.
-    state_batches_per_task: int = Field(default=4, ge=1, le=64)
+    # Above 1, a player worker whose state batch waited in its queue takes the batches
+    # waiting behind it, up to this many in all, and applies them in the same task
+    # (`app.tasking.gather`): Celery's cost per message is paid once for them.  Off by
+    # default: it drains a backlog on less CPU, but took player p99 up at steady load
+    # (docs/measurements.md#state-batches-gathered-on-the-worker-issue-17-2026-12-07-afternoon).
+    state_batches_per_task: int = Field(default=1, ge=1, le=64)
     # Purchases and rewards committed during one transaction tick leave as one apply_batch
     # message: a longer tick than the state updates' so that a surge settles in few large
     # SQL transactions (a Celery message costs a worker CPU and its wallet locks, an intent

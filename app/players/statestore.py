@@ -415,6 +415,10 @@ _TAKE_OVER = _script("take_over.lua")  # states made live here, marked with the 
 _FREEZE_STALE = _script("freeze_stale.lua")  # copies out of date frozen
 
 
+# What the state script's msgpack decoder says of a blob that is not a batch in wire form.
+_NOT_WIRE_FORM = ("cmsgpack", "Bad data format", "Missing bytes in input")
+
+
 class RedisStateStore:
     """Session state in Redis hashes, applied by Lua scripts (one round trip per batch)."""
 
@@ -445,7 +449,7 @@ class RedisStateStore:
         except redis.ResponseError as exc:
             if str(exc).startswith("FENCED") and fence is not None:
                 raise Fenced(fence.instance) from None
-            if "cmsgpack" not in str(exc) and "Bad data format" not in str(exc):
+            if not any(sign in str(exc) for sign in _NOT_WIRE_FORM):
                 raise
             raise ValueError(f"not a batch in wire form: {exc}") from None
         stale, message, delta_bytes, applied, rejected, sizes = reply

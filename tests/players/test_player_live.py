@@ -208,6 +208,14 @@ def test_bad_updates_in_a_batch_are_refused_and_the_rest_applied(
     assert (totals.updates, totals.stale, totals.rejected) == (2, 0, 3)
 
 
+@pytest.fixture
+def gathering(celery_app: GameschedCelery) -> None:
+    """The in-process worker gathers up to four state batches a task."""
+    runtime = celery_app.runtime
+    runtime.settings = runtime.settings.model_copy(update={"state_batches_per_task": 4})
+
+
+@pytest.mark.usefixtures("gathering")
 @pytest.mark.worker_role("player")
 def test_state_batches_waiting_behind_a_task_are_applied_in_it_each_recorded_as_its_own(
     app: GameschedCelery, celery_worker: WorkController, redis_client: redis.Redis,
@@ -234,6 +242,7 @@ def _wire(session: str) -> bytes:
     return wire.pack_batch([wire.entry(session, 1, {"hp": 7})])
 
 
+@pytest.mark.usefixtures("gathering")
 @pytest.mark.worker_role("player")
 def test_a_gathered_batch_not_in_wire_form_fails_alone(
     app: GameschedCelery, celery_worker: WorkController, redis_client: redis.Redis,

@@ -60,6 +60,8 @@ def test_a_batch_that_is_not_msgpack_raises_value_error(hot: HotStore) -> None:
         hot.states.apply(b"\xc1 not msgpack", EMIT)
     with pytest.raises(ValueError, match="batch"):
         hot.states.apply(msgpack.packb({"a": 1}), EMIT)
+    with pytest.raises(ValueError, match="batch"):  # an array of three, cut short
+        hot.states.apply(b"\x93\xa1x", EMIT)
 
 
 def test_newest_value_wins_stale_ones_are_skipped_and_only_changes_go_out(

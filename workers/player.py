@@ -62,11 +62,11 @@ def apply_updates(self: GameTask, updates: bytes | list[dict[str, Any]]) -> dict
     sent on there.
     """
     if isinstance(updates, bytes | bytearray):
-        counts = Counter(_apply_wire(self, bytes(updates), None))
-        gathered = _gather(self)
+        counts = Counter(_apply_wire(self, bytes(updates)))
+        gathered = _gather(self) if not counts["fenced"] else []
         for at, one in enumerate(gathered):
             try:
-                counts.update(_apply_wire(self, one.batch, one.handoff))
+                counts.update(_apply_wire(self, one.batch, one.handoff, one.step))
             except ValueError as exc:  # not in wire form: this one fails alone
                 log.info("gathered state batch %s refused: %s", one.task_id, exc)
                 gathered[at] = replace(one, ok=False)
@@ -151,19 +151,20 @@ def _gather(task: GameTask) -> list[gather.Gathered]:
     return gathered
 
 
-def _apply_wire(task: GameTask, batch: bytes, handoff: float | None) -> dict[str, int]:
+def _apply_wire(task: GameTask, batch: bytes, handoff: float | None = None,
+                step: int | None = None) -> dict[str, int]:
     """Apply one batch in wire form on this worker's instance (if it is one): what is not
     applied here goes on to where its sessions run now; a fenced instance's batch goes on
-    whole.  `handoff`: the batch's (None: the task's own)."""
+    whole.  `handoff` and `step`: the batch's (None: the task's own)."""
     hot, log_to, fence = task.runtime.hot, statelog.this_process().add, _fence()
     try:
         result = sessions.apply_batch_restoring(
             hot, task.runtime.sessions, batch, publish=True, size_later=True, fence=fence,
             log_to=log_to, arrive=_arrive(task, fence, log_to))
     except Fenced:
-        return _pass_on(task, batch, handoff)
+        return _pass_on(task, batch, handoff, step)
     for instance, elsewhere in result.elsewhere.items():
-        _send_on(task, elsewhere, instance, handoff)
+        _send_on(task, elsewhere, instance, handoff, step)
     return _counted(task, result)
 
 
@@ -207,19 +208,21 @@ def _arrive(task: GameTask, fence: Fence | None,
 
 
 def _send_on(task: GameTask, batch: bytes, instance: str | None,
-             handoff: float | None = None) -> None:
-    """Send a batch on to `instance`'s queue (None: the shared player queue), at the step
-    this task came at, with its first hand-off time (`handoff`, else the task's)."""
-    priority = (task.request.delivery_info or {}).get("priority")
-    arrivals.send_updates(task.app, instance, batch,
-                          step=priority if isinstance(priority, int) else None,
+             handoff: float | None = None, step: int | None = None) -> None:
+    """Send a batch on to `instance`'s queue (None: the shared player queue), at its step
+    and with its first hand-off time (`step` and `handoff`, else the task's)."""
+    if step is None:
+        priority = (task.request.delivery_info or {}).get("priority")
+        step = priority if isinstance(priority, int) else None
+    arrivals.send_updates(task.app, instance, batch, step=step,
                           handoff=handoff or header(task.request, HANDOFF_HEADER))
     if instance is not None:
         log.info("a state batch of sessions that run on instance %s now went there",
                  instance)
 
 
-def _pass_on(task: GameTask, batch: bytes, handoff: float | None) -> dict[str, int]:
+def _pass_on(task: GameTask, batch: bytes, handoff: float | None,
+             step: int | None) -> dict[str, int]:
     """A fenced instance's batch: counted as refused, and sent to the instance its first
     session runs on now (the shared player queue when that is still this one)."""
     me = identity.current()
@@ -229,7 +232,7 @@ def _pass_on(task: GameTask, batch: bytes, handoff: float | None) -> dict[str, i
     entries = wire.unpack_batch(batch)
     owner = registry.owner(entries[0][0].decode()) if entries else None
     target = owner if owner != instance else None
-    _send_on(task, batch, target, handoff)
+    _send_on(task, batch, target, handoff, step)
     log.warning("instance %s is fenced: a state batch it took went to %s", instance,
                 f"instance {target}" if target else "the shared player queue")
     identity.fenced()  # this worker stops taking work, and starts again

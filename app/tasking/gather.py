@@ -61,14 +61,15 @@ _MUST_NOT = (f'"{CLAIM_HEADER}"',)
 @dataclass(frozen=True)
 class Gathered:
     """A state batch taken from the queue: its task id, its batch in wire form, its
-    hand-off and send times (seconds since the epoch), when it was taken, and whether it
-    ran without failing (False once it failed)."""
+    hand-off and send times (seconds since the epoch), when it was taken, the priority
+    step it was sent at, and whether it ran without failing (False once it failed)."""
 
     task_id: str
     batch: bytes
     handoff: float
     sent: float
     taken: float
+    step: int | None = None
     ok: bool = True
 
 
@@ -104,9 +105,11 @@ def _decoded(raw: bytes, now: float) -> Gathered | None:
             raise ValueError("not one state batch")
         batch = bytes(args[0])
         wire.batch_size(batch)  # it joins the task's batch: an array of entries
+        step = properties.get("priority")
         return Gathered(str(headers["id"]), batch,
                         float(headers.get(HANDOFF_HEADER) or now),
-                        float(headers.get(SENT_HEADER) or 0.0), now)
+                        float(headers.get(SENT_HEADER) or 0.0), now,
+                        step if isinstance(step, int) else None)
     except (ValueError, KeyError, TypeError, DecodeError) as exc:
         log.warning("a waiting message is not a state batch this worker can gather (%s); "
                     "it goes back to its queue", exc)

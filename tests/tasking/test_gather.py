@@ -49,6 +49,7 @@ def test_waiting_batches_are_taken_highest_step_first_then_oldest_first(
     taken = gather.take_waiting(redis_client, QUEUE, 10)
     assert [g.batch for g in taken] == [raised, first, second]
     assert [g.handoff for g in taken] == [now - 2, now - 3, now - 1]
+    assert [g.step for g in taken] == [2, 5, 5]
     assert all(g.sent >= now and g.taken >= g.sent for g in taken)
     assert len({g.task_id for g in taken}) == 3
     assert gather.take_waiting(redis_client, QUEUE, 10) == []  # nothing is left

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.instances.placement import Move
 from app.players import statelog, storenames
@@ -204,12 +205,24 @@ def freeze_voided(runtime: Runtime, instance: str,
              if owners[s] != instance or source not in (None, instance)]
     frozen = states.freeze_stale(stale, since)
     if frozen and send_on is not None:
+        _flush_own_log(runtime, name)
         _send_logged(runtime, name, {s: owners[s] for s in frozen}, instance, send_on)
     storenames.unvoid(runtime.sessions, name, voided)
     log.warning("instance %s: froze %d out-of-date session states in its hot store %s "
                 "(those sessions moved away while it did not answer)", instance, len(frozen),
                 name)
     return len(frozen)
+
+
+def _flush_own_log(runtime: Runtime, store: str) -> None:
+    """Write what this process applied and has not logged yet (its write-behind would
+    within `GAMESCHED_WRITE_BEHIND_MS`), so that the log read next holds it; SQL away,
+    it stays pending and is written later, and the read goes without it (logged)."""
+    try:
+        statelog.this_process().flush(runtime.sessions, store)
+    except SQLAlchemyError as exc:
+        log.warning("hot store %s: this process's unwritten log rows could not be written "
+                    "before the freeze read the log (%s); they go nowhere", store, exc)
 
 
 def _send_logged(runtime: Runtime, store: str, owners: dict[str, str | None], instance: str,

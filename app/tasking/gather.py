@@ -104,7 +104,7 @@ def _decoded(raw: bytes, now: float) -> Gathered | None:
         if kwargs or len(args) != 1 or not isinstance(args[0], bytes | bytearray):
             raise ValueError("not one state batch")
         batch = bytes(args[0])
-        wire.batch_size(batch)  # it joins the task's batch: an array of entries
+        wire.batch_size(batch)  # applied as a batch of its own: an array of entries
         step = properties.get("priority")
         return Gathered(str(headers["id"]), batch,
                         float(headers.get(HANDOFF_HEADER) or now),

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 
 import pytest
@@ -135,7 +137,10 @@ def test_the_copies_a_gone_store_kept_are_void_and_frozen_by_its_instance(
             raise BrokerError("the broker is away")
         sent.append((to, wire.unpack_batch(batch)))
 
-    with caplog.at_level(logging.WARNING, logger="app.tasking.arrivals"):
+    # and a later one, applied and still in this worker's log buffer (not yet written)
+    later = wire.pack_batch([wire.entry(moved_on, 4, {"mp": 4})])
+    with _unwritten(later) as pending_log, caplog.at_level(logging.WARNING,
+                                                          logger="app.tasking.arrivals"):
         assert freeze_voided(west, "west", send_on) == 3  # frozen even when nothing goes on
 
     assert west_store.states.read([away, other])[0] is None  # taken from east as it arrives
@@ -145,8 +150,10 @@ def test_the_copies_a_gone_store_kept_are_void_and_frozen_by_its_instance(
     assert west_store.states.read([back])[0] is not None  # placed here: kept
     assert storenames.voided(runtime.sessions, "west-hot") == []
     # what west logged of the one that runs elsewhere goes there (away's row stays: here)
-    assert sent == ([("north", [[moved_on.encode(), 3, b"hp", wire.pack_value(3)]])]
+    assert sent == ([("north", [[moved_on.encode(), 4, b"mp", wire.pack_value(4)],
+                                [moved_on.encode(), 3, b"hp", wire.pack_value(3)]])]
                     if broker_up else [])
+    assert pending_log.pending() == 0  # written before the log was read
     assert ("was not all sent on" in caplog.text) is not broker_up
     assert freeze_voided(west, "west") == 0  # once
 
@@ -188,6 +195,18 @@ def test_a_notice_the_broker_does_not_take_fails_no_restore(
     assert sessions.read_states(own, [session_id]) == {
         session_id: sessions.HotState(1, {"hp": 1})}
     assert "instance gone not told that copies in its hot store are void" in caplog.text
+
+
+@contextmanager
+def _unwritten(batch: bytes) -> Iterator[statelog.StateLog]:
+    """`batch` applied by this process and still in its log buffer (a writer open)."""
+    pending = statelog.this_process()
+    pending.open()
+    pending.add(batch)
+    try:
+        yield pending
+    finally:
+        pending.close()
 
 
 def _logged(runtime: Runtime, store: str, entries: list[list[object]]) -> None:

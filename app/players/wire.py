@@ -13,7 +13,6 @@ string, which the Lua interpreter inside Redis reads as bytes.
 
 from __future__ import annotations
 
-import struct
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -79,19 +78,11 @@ def unpack_batch(blob: bytes) -> list[Any]:
 
 
 def batch_size(blob: bytes) -> int:
-    """How many entries the batch `blob` holds, read from its header alone."""
-    return _array_head(blob)[0]
-
-
-def _array_head(blob: bytes) -> tuple[int, int]:
-    """A msgpack array's length and where its first element starts."""
-    if not blob:
-        raise ValueError("not a batch in wire form: empty")
-    first = blob[0]
-    if 0x90 <= first <= 0x9F:
-        return first & 0x0F, 1
-    if first == 0xDC and len(blob) >= 3:
-        return int(struct.unpack_from(">H", blob, 1)[0]), 3
-    if first == 0xDD and len(blob) >= 5:
-        return int(struct.unpack_from(">I", blob, 1)[0]), 5
-    raise ValueError("not a batch in wire form: expected an array of update entries")
+    """How many entries the batch `blob` holds, read from its header alone (msgpack's
+    ``read_array_header``).  Raises ValueError for a blob that is not a msgpack array."""
+    unpacker = msgpack.Unpacker(raw=True)
+    unpacker.feed(blob)
+    try:
+        return int(unpacker.read_array_header())
+    except (ValueError, msgpack.OutOfData):
+        raise ValueError("not a batch in wire form: expected an array of update entries") from None

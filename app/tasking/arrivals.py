@@ -205,7 +205,6 @@ def freeze_voided(runtime: Runtime, instance: str,
              if owners[s] != instance or source not in (None, instance)]
     frozen = states.freeze_stale(stale, since)
     if frozen and send_on is not None:
-        _flush_own_log(runtime, name)
         _send_logged(runtime, name, {s: owners[s] for s in frozen}, instance, send_on)
     storenames.unvoid(runtime.sessions, name, voided)
     log.warning("instance %s: froze %d out-of-date session states in its hot store %s "
@@ -235,6 +234,7 @@ def _send_logged(runtime: Runtime, store: str, owners: dict[str, str | None], in
             targets.setdefault(owner, set()).add(session.encode())
     if not targets:
         return
+    _flush_own_log(runtime, store)
     merged = statelog.Merged()
     wanted = set().union(*targets.values())
     for batch_entries in statelog.entries(runtime.sessions, [store]):

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
 from app.periodic import Periodic
-from app.players import statelog
+from app.players import statelog, storenames
 from app.players.hotstore import HotStore
 from app.players.models import GameSession
 from app.players.sessions import restore
@@ -66,7 +66,8 @@ def write_behind(hot: HotStore, factory: Factory, store: str, owner: str, *,
     """One snapshot round (or the rest of one) on `hot`, the hot store named `store`, as
     `owner`: the changed sessions' state into SQL where it is not older than the stored
     snapshot; once the round's marks are all written, the store's state-log rows it covers
-    are deleted (not other stores' rows, nor the unnamed ones).  Returns the sessions
+    are deleted (not other stores' rows, nor the unnamed ones; nor any while the store
+    holds copies out of date, `_log_held`).  Returns the sessions
     written, or None when another writer holds the lease or the store is not recovered
     yet.  Idempotent.  A failed SQL write keeps the marks for the next round and gives the
     lease back."""
@@ -85,9 +86,21 @@ def write_behind(hot: HotStore, factory: Factory, store: str, owner: str, *,
             time.sleep((time.perf_counter() - began) * REST)
     finally:
         hot.states.clean_dirty(owner, [], release=True)
-    if done is not None:
+    if done is not None and not _log_held(factory, store):
         statelog.delete_through(factory, store, done)
     return written
+
+
+def _log_held(factory: Factory, store: str) -> bool:
+    """Whether the store named `store` keeps its state log rows past a round: while SQL
+    says it holds copies out of date (`storenames.voided`), until its instance has frozen
+    them and sent on what it logged of them (`app.tasking.arrivals.freeze_voided`), which
+    reads that from these rows."""
+    if not storenames.has_voided(factory, store):
+        return False
+    log.info("hot store %s keeps its state log past this round: it holds out-of-date "
+             "copies not yet frozen", store)
+    return True
 
 
 def _write_chunk(hot: HotStore, factory: Factory, owner: str, taken: Sequence[Dirty]) -> int:

@@ -49,6 +49,14 @@ def voided(factory: sessionmaker[Session], store: str) -> list[str]:
             VoidedStateRow.store == store)))
 
 
+def has_voided(factory: sessionmaker[Session], store: str) -> bool:
+    """Whether `store` holds a copy out of date: its state log rows are kept until it is
+    frozen and what the store logged of it sent on (`app.players.durable.write_behind`)."""
+    with factory() as db:
+        return db.scalar(select(VoidedStateRow.session_id).where(
+            VoidedStateRow.store == store).limit(1)) is not None
+
+
 def unvoid(factory: sessionmaker[Session], store: str, sessions: Collection[str]) -> None:
     """`store` holds no out-of-date copy of `sessions` any more (dropped, or their state
     carried there again)."""

@@ -446,6 +446,25 @@ def test_a_round_on_one_store_leaves_the_rows_of_another(
     assert sessions.read_states(lost, [b]) == {b: sessions.HotState(1, {"hp": 2})}
 
 
+def test_a_store_holding_out_of_date_copies_keeps_its_log_until_they_are_frozen(
+        hot: HotStore, factory: sessionmaker[Session], ids: list[str],
+        log: statelog.StateLog, stores: tuple[str, str]) -> None:
+    """The freeze of out-of-date copies reads what their store logged of them: a round on
+    that store deletes none of its rows until SQL names none of its copies."""
+    one, other = stores
+    a, b, _ = ids
+    _open(hot, factory, a, b)
+    _logged(factory, (a, 1, {"hp": 1}), (b, 1, {"hp": 2}), hot=hot, log=log, store=one)
+    storenames.void_states(factory, one, [b])  # b started elsewhere; one still has a copy
+    storenames.void_states(factory, other, [a])  # another store's copy changes nothing here
+    assert durable.write_behind(hot, factory, one, "w1") == 2  # snapshots written all the same
+    assert statelog.row_count(factory, one) == 1
+    storenames.unvoid(factory, one, [b])  # frozen, and its log sent on
+    _logged(factory, (a, 2, {"hp": 3}), hot=hot, log=log, store=one)
+    assert durable.write_behind(hot, factory, one, "w1") == 1
+    assert statelog.row_count(factory, one) == 0
+
+
 def test_recovering_a_store_restores_its_sessions_and_not_another_stores(
         factory: sessionmaker[Session], ids: list[str], log: statelog.StateLog,
         stores: tuple[str, str]) -> None:

@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
+from redis import RedisError
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,7 +40,7 @@ from app.players import statelog, storenames
 from app.players.hotstore import HotStore
 from app.players.models import GameSession
 from app.players.sessions import restore
-from app.players.statestore import Dirty
+from app.players.statestore import Dirty, StateStore
 from app.protocol import keys
 from app.protocol.vocab import SessionStatus
 
@@ -57,6 +58,8 @@ ROUND_SESSIONS = 50_000  # a round writes at most this many sessions; the next r
 # players' work on the same cores and Redis waits less behind it.
 REST = 1.0
 LEASE_MS = 10_000  # a writer that stopped mid-round gives way to another after this
+LIVE_PERIODS = 3  # a state log writer that noted no flush for this many periods has stopped
+POLLS = 4  # how often a period `wait_for_flushes` looks at the writers' flushes
 
 Factory = sessionmaker[Session]
 
@@ -139,6 +142,23 @@ _UNNEST_UPDATE = text(
     " FROM unnest(CAST(:ids AS varchar[]), CAST(:seqs AS integer[]),"
     " CAST(:blobs AS bytea[])) AS v(id, seq, blob)"
     " WHERE g.id = v.id AND g.snapshot_seq <= v.seq")
+
+
+def wait_for_flushes(states: StateStore, since: int, period_s: float) -> None:
+    """Wait until every process writing the state log of the store `states` (each
+    `WriteBehind` notes its flushes there) has begun a flush one period (`period_s`, the
+    write-behind's) after `since`, that store's `clock`: what each applied to the store
+    before `since` is in SQL then, unless a thread of it stalled a whole period between
+    applying a batch and holding it for the log, or its writes failed.  A writer that
+    notes no flush (stopped, killed, SQL away) is waited for until it has been silent
+    `LIVE_PERIODS` periods, so the wait ends within about that.  Raises RedisError when
+    the store does not answer."""
+    period = round(period_s * 1_000_000)
+    while True:
+        marks = states.flushes(states.clock() - LIVE_PERIODS * period)
+        if all(began >= since + period for began in marks.values()):
+            return
+        time.sleep(period_s / POLLS)
 
 
 def last_durable(factory: Factory, session_ids: Iterable[str]) -> dict[str, int]:
@@ -239,11 +259,22 @@ class WriteBehind:
             self.log.close()
 
     def flush(self) -> int:
-        """Write the log's pending batches, then recover the hot store if it needs it;
-        the batches written.  Raises what failed."""
+        """Write the log's pending batches and note the flush in the hot store (for
+        `wait_for_flushes`), then recover the hot store if it needs it; the batches
+        written.  Raises what failed; a store that does not answer as the flush begins
+        does not keep the batches from SQL."""
+        began = self._clock()
         flushed = self.log.flush(self.factory, self.store)
+        if began is not None:
+            self.hot.states.note_flush(self.owner, began)
         statelog.recover(self.hot, self.factory, self.store, self.elsewhere)
         return flushed
+
+    def _clock(self) -> int | None:
+        try:
+            return self.hot.states.clock()
+        except RedisError:
+            return None
 
     def round(self) -> int:
         """One round now; the sessions it wrote (0 when another writer holds the lease).

@@ -170,6 +170,13 @@ class StateStore(Protocol):
     def set_recovered(self) -> None:
         """Note that the store holds every state the state log holds."""
 
+    def note_flush(self, writer: str, began: int) -> None:
+        """Note that `writer`, a process writing this store's state log, has written every
+        batch it held at `began` (`clock`); an earlier time than its last changes nothing."""
+
+    def flushes(self, since: int) -> dict[str, int]:
+        """Each writer's last `note_flush` at or after `since` (older ones are forgotten)."""
+
 
 # The reason given for an update of a session hot state does not hold (the Lua script
 # spells it the same way); callers restore such sessions by it.
@@ -206,6 +213,7 @@ class MemoryStateStore:
         self._handed: set[str] = set()  # sessions whose state was handed over (no expiry)
         self._frozen: dict[str, tuple[int, Packed, dict[str, int]]] = {}  # their state then
         self._came: dict[str, int] = {}  # live sessions taken over here: when (`clock`)
+        self._flushes: dict[str, int] = {}  # state log writers: their last flush (`clock`)
 
     def apply(self, batch: bytes, emit: Emit, per_session: bool = False,
               fence: Fence | None = None) -> BatchOutcome:
@@ -355,6 +363,17 @@ class MemoryStateStore:
     def set_recovered(self) -> None:
         """Let snapshot rounds run."""
         self._recovered = True
+
+    def note_flush(self, writer: str, began: int) -> None:
+        """Note `writer`'s flush (see `StateStore`)."""
+        with self._lock:
+            self._flushes[writer] = max(began, self._flushes.get(writer, began))
+
+    def flushes(self, since: int) -> dict[str, int]:
+        """The writers' last flushes since `since` (see `StateStore`)."""
+        with self._lock:
+            self._flushes = {w: at for w, at in self._flushes.items() if at >= since}
+            return dict(self._flushes)
 
 
 def _group(entries: list[Any], rejected: list[tuple[int, str, str]]) -> dict[str, list[int]]:
@@ -544,6 +563,19 @@ class RedisStateStore:
     def set_recovered(self) -> None:
         """Set the recovered flag."""
         self._client.set(keys.STATE_RECOVERED, b"1")
+
+    def note_flush(self, writer: str, began: int) -> None:
+        """Note `writer`'s flush: its score in a sorted set, only ever raised."""
+        self._client.zadd(keys.STATE_LOG_FLUSHES, {writer: began}, gt=True)
+
+    def flushes(self, since: int) -> dict[str, int]:
+        """The writers' last flushes since `since`: one round trip, which drops the
+        older ones."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zremrangebyscore(keys.STATE_LOG_FLUSHES, "-inf", f"({since}")
+        pipe.zrange(keys.STATE_LOG_FLUSHES, 0, -1, withscores=True)
+        _, marks = pipe.execute()
+        return {writer.decode(): int(at) for writer, at in marks}
 
 
 def _put_args(seq: int, fields: Packed) -> list[bytes | str | int]:

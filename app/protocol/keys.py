@@ -32,6 +32,9 @@ HANDED_BYTES = PREFIX + "state-handover:bytes"
 HANDED_STALE = PREFIX + "state-handover:stale"
 STATE_RECOVERED = PREFIX + "state-recovered"
 STATE_RECOVERING = PREFIX + "state-recovering"  # the claim of the one process replaying
+# The processes writing this store's state log: when each last began a flush that wrote
+# everything it held (the store's clock, µs; a sorted set).
+STATE_LOG_FLUSHES = PREFIX + "state-log:flushes"
 REPLAYED_UPDATES = PREFIX + "state-log:replayed"  # updates the replay applied again
 REPLAYED_BYTES = PREFIX + "state-log:replayed_bytes"
 REPLAYED_STALE = PREFIX + "state-log:replayed_stale"  # replayed updates already there

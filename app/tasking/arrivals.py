@@ -47,10 +47,9 @@ from dataclasses import dataclass
 
 from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.instances.placement import Move
-from app.players import statelog, storenames
+from app.players import durable, statelog, storenames
 from app.players.hotstore import HotStore
 from app.players.sessions import Arrived
 from app.players.statelog import Elsewhere
@@ -191,9 +190,12 @@ def freeze_voided(runtime: Runtime, instance: str,
     `instance` with nothing to take from elsewhere is kept: it came back here since
     (restored from SQL, or placed again after a restart), and its state here is live; so
     is one taken over here after this call read the store's clock.  With `send_on`, what
-    this store logged of the sessions frozen goes to the instances they run on: updates
-    it applied to those copies after they were voided (batches sent to it before their
-    game server learnt of the move) land on their state (the rest is stale there)."""
+    this store logged of the sessions that run elsewhere goes to the instances they run
+    on (again by a call tried again after a failure: what the log holds of the copies an
+    earlier call froze): updates it applied to those copies after they were voided
+    (batches sent to it before their game server learnt of the move) land on their state
+    (the rest is stale there).  Waits for the store's other log writers first
+    (`_flush_logs`).  Raises what SQL or the store raised: the copies stay voided."""
     name = runtime.hot_stores.own_store
     voided = storenames.voided(runtime.sessions, name)
     if not voided:
@@ -204,8 +206,8 @@ def freeze_voided(runtime: Runtime, instance: str,
     stale = [s for s, source in zip(voided, registry.came_from(voided), strict=True)
              if owners[s] != instance or source not in (None, instance)]
     frozen = states.freeze_stale(stale, since)
-    if frozen and send_on is not None:
-        _send_logged(runtime, name, {s: owners[s] for s in frozen}, instance, send_on)
+    if stale and send_on is not None:  # tried again, some may be frozen already
+        _send_logged(runtime, name, {s: owners[s] for s in stale}, instance, send_on)
     storenames.unvoid(runtime.sessions, name, voided)
     log.warning("instance %s: froze %d out-of-date session states in its hot store %s "
                 "(those sessions moved away while it did not answer)", instance, len(frozen),
@@ -213,15 +215,16 @@ def freeze_voided(runtime: Runtime, instance: str,
     return len(frozen)
 
 
-def _flush_own_log(runtime: Runtime, store: str) -> None:
-    """Write what this process applied and has not logged yet (its write-behind would
-    within `GAMESCHED_WRITE_BEHIND_MS`), so that the log read next holds it; SQL away,
-    it stays pending and is written later, and the read goes without it (logged)."""
-    try:
-        statelog.this_process().flush(runtime.sessions, store)
-    except SQLAlchemyError as exc:
-        log.warning("hot store %s: this process's unwritten log rows could not be written "
-                    "before the freeze read the log (%s); they go nowhere", store, exc)
+def _flush_logs(runtime: Runtime, store: str) -> None:
+    """Have what the store named `store` applied to the copies just frozen written to its
+    log, which is read next: this process's unwritten rows at once, and those of the
+    store's other writers (every worker process of the instance) as their write-behind
+    writes them (`durable.wait_for_flushes`: within about two `GAMESCHED_WRITE_BEHIND_MS`).
+    Raises what failed (SQL or the store away): the freeze is tried again."""
+    states = runtime.hot_stores.own.states
+    frozen = states.clock()  # after the freeze: nothing lands on those copies since
+    statelog.this_process().flush(runtime.sessions, store)
+    durable.wait_for_flushes(states, frozen, runtime.settings.write_behind_ms / 1000)
 
 
 def _send_logged(runtime: Runtime, store: str, owners: dict[str, str | None], instance: str,
@@ -234,7 +237,7 @@ def _send_logged(runtime: Runtime, store: str, owners: dict[str, str | None], in
             targets.setdefault(owner, set()).add(session.encode())
     if not targets:
         return
-    _flush_own_log(runtime, store)
+    _flush_logs(runtime, store)
     merged = statelog.Merged()
     wanted = set().union(*targets.values())
     for batch_entries in statelog.entries(runtime.sessions, [store]):

@@ -426,6 +426,71 @@ def test_a_stopping_write_behind_flushes_its_log(
     assert _snapshot(factory, a) == (0, None)  # the log has it; the next round writes it
 
 
+# The writers of a store's log note their flushes there, so that a reader of the log can
+# wait until what each had applied is written (`wait_for_flushes`).
+
+
+def test_each_writer_s_last_flush_is_noted_and_a_silent_one_forgotten(hot: HotStore) -> None:
+    states = hot.states
+    states.note_flush("w1", 100)
+    states.note_flush("w1", 50)  # an older flush noted late: the newer one stays
+    states.note_flush("w2", 200)
+    assert states.flushes(0) == {"w1": 100, "w2": 200}
+    assert states.flushes(150) == {"w2": 200}
+    states.note_flush("w1", 120)
+    assert states.flushes(0) == {"w1": 120, "w2": 200}  # forgotten until it flushed again
+
+
+def test_a_flush_is_noted_with_the_store_s_clock_as_it_began(
+        hot: HotStore, factory: sessionmaker[Session], ids: list[str]) -> None:
+    writer = durable.WriteBehind(hot, factory, STORE, flush_s=3600, round_s=3600,
+                                 log=statelog.StateLog())
+    before = hot.states.clock()
+    writer.flush()
+    assert list(hot.states.flushes(0)) == [writer.owner]
+    assert before <= hot.states.flushes(0)[writer.owner] <= hot.states.clock()
+
+
+def test_a_flush_writes_the_log_when_the_store_does_not_answer(
+        factory: sessionmaker[Session], ids: list[str]) -> None:
+    a = ids[0]
+    away = hot_store_for(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
+    log = statelog.StateLog()
+    log.open()
+    log.add(wire.pack_batch([wire.entry(a, 1, {"hp": 1})]))
+    writer = durable.WriteBehind(away, factory, STORE, flush_s=3600, round_s=3600, log=log)
+    with pytest.raises(redis.ConnectionError):  # its recovery needs the store
+        writer.flush()
+    assert len(_log_rows(factory, [a])) == 1
+
+
+def test_a_wait_for_flushes_ends_once_every_live_writer_wrote_what_it_held(
+        hot: HotStore, factory: sessionmaker[Session], ids: list[str]) -> None:
+    """A batch held by a writer when the wait begins is in SQL when it ends; a writer that
+    stopped is not waited for past `LIVE_PERIODS` of its silence."""
+    a = ids[0]
+    _open(hot, factory, a)
+    period = 0.2
+    stopped = durable.WriteBehind(hot, factory, STORE, flush_s=period, round_s=3600,
+                                  log=statelog.StateLog())
+    stopped.flush()  # its last flush: it was killed after it
+    writer = durable.WriteBehind(hot, factory, STORE, flush_s=period, round_s=3600,
+                                 log=statelog.StateLog())
+    writer.start()
+    try:
+        wait_for(lambda: writer.owner in hot.states.flushes(0), what="its first flush")
+        batch = wire.pack_batch([wire.entry(a, 1, {"hp": 1})])
+        sessions.apply_batch_restoring(hot, factory, batch, log_to=writer.log.add)
+        since = hot.states.clock()
+        assert _log_rows(factory, [a]) == []
+        durable.wait_for_flushes(hot.states, since, period)
+        assert len(_log_rows(factory, [a])) == 1
+        assert hot.states.flushes(0)[writer.owner] >= since + period * 1_000_000
+        assert stopped.owner not in hot.states.flushes(0)  # silent too long: forgotten
+    finally:
+        writer.stop()
+
+
 # Hot stores sharing one database: each log row names the store its batch was applied to.
 
 

@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from app.db import transaction
 from app.instances.memory import MemoryRegistry
-from app.players import sessions, statelog, storenames, wire
+from app.players import durable, sessions, statelog, storenames, wire
 from app.players.hotstore import MemoryHotStore
 from app.players.storenames import record_store, recorded_store
 from app.settings import load_settings, store_name
@@ -23,6 +23,7 @@ from app.simulate.redisserver import free_port
 from app.tasking.arrivals import Landing, arrive, freeze_voided
 from app.tasking.hotstores import HotStores
 from app.tasking.runtime import Runtime
+from tests.waiting import wait_for
 
 HERE = "redis://127.0.0.1:7001/0"
 
@@ -156,6 +157,66 @@ def test_the_copies_a_gone_store_kept_are_void_and_frozen_by_its_instance(
     assert pending_log.pending() == 0  # written before the log was read
     assert ("was not all sent on" in caplog.text) is not broker_up
     assert freeze_voided(west, "west") == 0  # once
+
+
+def test_the_freeze_sends_on_what_another_worker_of_the_instance_had_not_written_yet(
+        sqlite_url: str) -> None:
+    """Another worker process of west applied a late batch to a voided copy just before
+    the freeze, and holds it for its next write-behind flush: the freeze waits for that
+    flush, and the batch goes on with what west's log held."""
+    period = 0.2
+    west, west_store, moved = _west_with_a_voided_copy(sqlite_url, period)
+    other = durable.WriteBehind(west_store, west.sessions, "west-hot", period, 3600,
+                                log=statelog.StateLog())  # the other worker's writer
+    other.start()
+    try:
+        wait_for(lambda: other.owner in west_store.states.flushes(0), what="its first flush")
+        other.log.add(wire.pack_batch([wire.entry(moved, 4, {"mp": 4})]))
+        sent: list[tuple[str, list[object]]] = []
+
+        assert freeze_voided(west, "west",
+                             lambda to, batch: sent.append((to, wire.unpack_batch(batch)))) == 1
+    finally:
+        other.stop()
+
+    assert sent == [("north", [[moved.encode(), 4, b"mp", wire.pack_value(4)],
+                               [moved.encode(), 3, b"hp", wire.pack_value(3)]])]
+
+
+def test_a_freeze_tried_again_sends_on_what_the_copies_it_froze_had_logged(
+        sqlite_url: str) -> None:
+    """The worker froze the copies and stopped before it sent anything on (killed, or SQL
+    away as it read the log): the copies are still void in SQL, and the freeze tried
+    again sends on what west logged of them, though it freezes nothing more."""
+    west, west_store, moved = _west_with_a_voided_copy(sqlite_url, 0.05)
+    assert west_store.states.freeze_stale([moved], west_store.states.clock()) == [moved]
+    sent: list[tuple[str, list[object]]] = []
+
+    assert freeze_voided(west, "west",
+                         lambda to, batch: sent.append((to, wire.unpack_batch(batch)))) == 0
+
+    assert sent == [("north", [[moved.encode(), 3, b"hp", wire.pack_value(3)]])]
+    assert storenames.voided(west.sessions, "west-hot") == []
+
+
+def _west_with_a_voided_copy(sqlite_url: str, period: float) -> tuple[Runtime, MemoryHotStore,
+                                                                       str]:
+    """West's worker (its hot store "west-hot" in memory, its write-behind every `period`
+    seconds) and a session that runs on north whose copy in west's store SQL says is out
+    of date; west applied an update to it late (seq 3) and logged it."""
+    west = Runtime(load_settings(database_url=sqlite_url, hot_store="west-hot",
+                                 write_behind_ms=round(period * 1000)))
+    registry, west_store = MemoryRegistry(), MemoryHotStore()
+    west.__dict__["instances"] = registry
+    west.__dict__["hot_stores"] = HotStores(west_store, HERE, registry, own_store="west-hot")
+    registry.join("west", 100, HERE)
+    registry.join("north", 100, "redis://north:6379/0")
+    moved = f"{uuid.uuid4().hex[:6]}-moved"
+    assert registry.place(moved, 1.0, prefer="north") == "north"
+    west_store.states.put_many_if_newer([(moved, 3, {"hp": wire.pack_value(3)})])
+    storenames.void_states(west.sessions, "west-hot", [moved])
+    _logged(west, "west-hot", [wire.entry(moved, 3, {"hp": 3})])
+    return west, west_store, moved
 
 
 def _instance_on(sqlite_url: str, instance: str) -> tuple[Runtime, MemoryRegistry,

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 from celery import shared_task
+from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -109,16 +110,16 @@ def freeze_voided(self: GameTask) -> int:
     date (`app.tasking.arrivals.freeze_voided`): another instance restored them from SQL
     while this store did not answer; what this store logged of them goes on to the
     instances they run on.  Returns how many were frozen.  Idempotent.  Sent as
-    the store does not answer, so retried while it (or SQL) does not: after 1 s, doubling
-    to 30 s, for about an hour; past that the instance does it as it joins again.  A
-    worker of no instance does nothing."""
+    the store does not answer, so retried while it (or SQL, or the broker it sends on
+    to) does not: after 1 s, doubling to 30 s, for about an hour; past that the instance
+    does it as it joins again.  A worker of no instance does nothing."""
     me = identity.current()
     if me is None:
         return 0
     try:
         return arrivals.freeze_voided(self.runtime, me.instance,
                                       partial(arrivals.send_updates, self.app))
-    except (RedisError, SQLAlchemyError) as exc:
+    except (RedisError, SQLAlchemyError, BrokerError) as exc:
         delay = min(2.0 ** self.request.retries, VOID_RETRY_CAP_S)
         raise self.retry(exc=exc, countdown=delay) from exc
 

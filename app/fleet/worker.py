@@ -18,6 +18,7 @@ from celery.signals import (
     worker_shutdown,
     worker_shutting_down,
 )
+from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -295,9 +296,10 @@ def _announce(app: GameschedCelery, instance: str) -> Heartbeat:
     def freeze(**_: object) -> None:  # before it consumes: no update lands on such a copy
         try:
             freeze_voided(app.runtime, instance, partial(send_updates, app))
-        except (SQLAlchemyError, RedisError) as exc:
+        except (SQLAlchemyError, RedisError, BrokerError) as exc:
             log.error("instance %s: out-of-date session states in its hot store not "
-                      "frozen (%s)", instance, exc)
+                      "frozen, or what it logged of them not sent on (%s); it tries again "
+                      "as it joins next", instance, exc)
 
     beat.on_join = become
     worker_ready.connect(freeze, weak=False)  # receivers run in this order, before the loop

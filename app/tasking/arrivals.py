@@ -195,7 +195,8 @@ def freeze_voided(runtime: Runtime, instance: str,
     earlier call froze): updates it applied to those copies after they were voided
     (batches sent to it before their game server learnt of the move) land on their state
     (the rest is stale there).  Waits for the store's other log writers first
-    (`_flush_logs`).  Raises what SQL or the store raised: the copies stay voided."""
+    (`_flush_logs`).  Raises what SQL, the store or the broker raised: the copies stay
+    void in SQL, and a call tried again sends on what the log holds of them."""
     name = runtime.hot_stores.own_store
     voided = storenames.voided(runtime.sessions, name)
     if not voided:
@@ -230,7 +231,8 @@ def _flush_logs(runtime: Runtime, store: str) -> None:
 def _send_logged(runtime: Runtime, store: str, owners: dict[str, str | None], instance: str,
                  send_on: SendOn) -> None:
     """Send what the store named `store` logged of the sessions of `owners` (merged: per
-    field its newest value) to the instance each runs on, when another than `instance`."""
+    field its newest value) to the instance each runs on, when another than `instance`.
+    Raises what the broker raised (sending it all again is harmless: newest wins)."""
     targets: dict[str, set[bytes]] = {}
     for session, owner in owners.items():
         if owner not in (None, instance):
@@ -242,13 +244,9 @@ def _send_logged(runtime: Runtime, store: str, owners: dict[str, str | None], in
     wanted = set().union(*targets.values())
     for batch_entries in statelog.entries(runtime.sessions, [store]):
         merged.add(batch_entries, only=wanted)
-    try:
-        for owner, ids in sorted(targets.items()):
-            for batch in merged.batches(only=ids):
-                send_on(owner, batch)
-    except (BrokerError, RedisError) as exc:  # the copies stay frozen: nothing lands there
-        log.warning("what hot store %s logged of %d frozen sessions was not all sent on "
-                    "(%s)", store, len(wanted), exc)
+    for owner, ids in sorted(targets.items()):
+        for batch in merged.batches(only=ids):
+            send_on(owner, batch)
 
 
 def _by_source(sessions: Sequence[str], sources: Sequence[str | None]) -> dict[str, list[str]]:

@@ -117,6 +117,7 @@ class GameClient:
         self._to_fetch: list[Move] = []  # placed away, their state not yet fetched
         self.return_grace_s = RETURN_GRACE_S
         self._follower = Periodic(self.follow_moves, FOLLOW_S, "gamesched-follow-moves")
+        self._closing = threading.Event()
         self._updates = Lanes(lambda instance: Coalescer(
             partial(self._send_updates, instance), tick_s, self.settings.batch_max_updates,
             max_window_s=self.settings.batch_window_max_ms / 1000.0, min_window_s=floor_s,
@@ -168,7 +169,9 @@ class GameClient:
 
     def close(self) -> None:
         """Send the updates and transaction messages still buffered and stop the coalescing
-        threads."""
+        threads (and the follower's: sessions it placed again and has not restored yet are
+        left to their workers)."""
+        self._closing.set()  # a round of the follower under way stops at its next chunk
         self._follower.stop()
         self._outbox.close()
         self._updates.close()
@@ -318,8 +321,10 @@ class GameClient:
         # Every session placed first, then their state restored: a worker restores a
         # session's state on its first update anyway, and a game server starved of CPU
         # took about a second a chunk, placing and restoring, while the rest waited
-        # unplaced (docs/measurements.md).
-        self._restore_placed()
+        # unplaced (docs/measurements.md).  So too across rounds: while sessions wait for
+        # their instance, a round restores one chunk, and the next places those of an
+        # instance back meanwhile without waiting on the others' restores.
+        self._restore_placed(chunks=1 if still else None)
         self._fetch_state()
         if again:
             log.info("placed %d sessions again (the registry had lost them)", again)
@@ -347,15 +352,18 @@ class GameClient:
             due.append((index, weight(players), before))
         return due, still
 
-    def _restore_placed(self) -> None:
+    def _restore_placed(self, chunks: int | None = None) -> None:
         """Put back from SQL the state of the sessions placed again and not yet restored
-        (`last_applied`), `RESTORE_CHUNK` at a time; open again those SQL has no record
-        of (`_open_again`)."""
-        while self._to_restore:
+        (`last_applied`), `RESTORE_CHUNK` at a time (at most `chunks` of them; None: all);
+        open again those SQL has no record of (`_open_again`)."""
+        done = 0
+        while (self._to_restore and (chunks is None or done < chunks)
+               and not self._closing.is_set()):
             chunk = self._to_restore[:RESTORE_CHUNK]
             known = self.last_applied(chunk)
             self._open_again([s for s in chunk if s not in known])
             del self._to_restore[:len(chunk)]
+            done += 1
 
     def _open_again(self, session_ids: list[str]) -> None:
         """Send again, as it was sent, to the instance it is placed on now, the open of each

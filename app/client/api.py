@@ -221,6 +221,16 @@ class GameClient:
         its updates are accepted at once."""
         sessions.ensure_state(self.app.runtime.hot_stores.of_instance(instance), session_id)
 
+    def _ensure_states(self, placed: Sequence[tuple[str, str | None]]) -> None:
+        """`_ensure_state` of each ``(session, instance)`` of `placed`: one round trip per
+        hot store."""
+        by_store: dict[HotStore, list[tuple[str, int, dict[str, bytes]]]] = {}
+        for session_id, instance in placed:
+            store = self.app.runtime.hot_stores.of_instance(instance)
+            by_store.setdefault(store, []).append((session_id, 0, {}))
+        for store, empty in by_store.items():
+            store.states.put_many_if_newer(empty)
+
     def _send_open(self, session_id: str, spec: dict[str, Any], instance: str | None, *,
                    later: bool = False) -> AsyncResult:
         """Send the open of `session_id` (`spec`: type, players, region) to `instance`
@@ -321,10 +331,10 @@ class GameClient:
         # Every session placed first, then their state restored: a worker restores a
         # session's state on its first update anyway, and a game server starved of CPU
         # took about a second a chunk, placing and restoring, while the rest waited
-        # unplaced (docs/measurements.md).  So too across rounds: while sessions wait for
-        # their instance, a round restores one chunk, and the next places those of an
-        # instance back meanwhile without waiting on the others' restores.
-        self._restore_placed(chunks=1 if still else None)
+        # unplaced (docs/measurements.md).  Restoring one chunk a round while others still
+        # waited for their instance placed them sooner but restored fewer by the load's
+        # end: tried and left out (docs/measurements.md).
+        self._restore_placed()
         self._fetch_state()
         if again:
             log.info("placed %d sessions again (the registry had lost them)", again)
@@ -352,18 +362,15 @@ class GameClient:
             due.append((index, weight(players), before))
         return due, still
 
-    def _restore_placed(self, chunks: int | None = None) -> None:
+    def _restore_placed(self) -> None:
         """Put back from SQL the state of the sessions placed again and not yet restored
-        (`last_applied`), `RESTORE_CHUNK` at a time (at most `chunks` of them; None: all);
-        open again those SQL has no record of (`_open_again`)."""
-        done = 0
-        while (self._to_restore and (chunks is None or done < chunks)
-               and not self._closing.is_set()):
+        (`last_applied`), `RESTORE_CHUNK` at a time, until the client closes; open again
+        those SQL has no record of (`_open_again`)."""
+        while self._to_restore and not self._closing.is_set():
             chunk = self._to_restore[:RESTORE_CHUNK]
             known = self.last_applied(chunk)
             self._open_again([s for s in chunk if s not in known])
             del self._to_restore[:len(chunk)]
-            done += 1
 
     def _open_again(self, session_ids: list[str]) -> None:
         """Send again, as it was sent, to the instance it is placed on now, the open of each
@@ -372,11 +379,11 @@ class GameClient:
         every update of the session would be refused as of an unknown session.  A session
         SQL knows, closed included, is left alone."""
         again = durable.unrecorded(self.app.runtime.sessions, session_ids) if session_ids else []
-        for session_id, owner in zip(again, self.instances.owners(again), strict=True):
-            info = self.sessions.opened(session_id)
-            if info is None:  # closed here meanwhile
-                continue
-            self._ensure_state(session_id, owner)
+        opened = [(session_id, owner, info) for session_id, owner in
+                  zip(again, self.instances.owners(again), strict=True)
+                  if (info := self.sessions.opened(session_id)) is not None]  # not closed
+        self._ensure_states([(session_id, owner) for session_id, owner, _ in opened])
+        for session_id, owner, info in opened:
             self._send_open(session_id, {"session_type": info.session_type,
                                          "players": info.players, "region": info.region},
                             owner, later=True)  # placing the rest waits on no publish

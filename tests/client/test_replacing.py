@@ -13,7 +13,6 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from app.client import api
 from app.client.api import GameClient
 from app.db import transaction
 from app.errors import InvalidRequest
@@ -120,33 +119,6 @@ def test_a_session_placed_again_waits_for_the_instance_it_ran_on(
         client.instances.join("west", 100)
         client.follow_moves()
         assert dict(zip(ids, client.instances.owners(ids), strict=True)) == before
-    finally:
-        client.close()
-
-
-def test_while_sessions_wait_for_their_instance_a_round_restores_one_chunk(
-        eager_app: GameschedCelery, monkeypatch: pytest.MonkeyPatch) -> None:
-    """East back first: its sessions are placed, and each round restores one chunk of them
-    only, so that the round after west is back places west's at once; with none left
-    waiting, a round restores all that is left."""
-    monkeypatch.setattr(api, "RESTORE_CHUNK", 2)
-    runtime = eager_app.runtime
-    client = GameClient(eager_app)
-    try:
-        ids = _open_apart(eager_app, client, 12)
-        _durable_at_one(runtime, ids)
-        on_east = [s for s in ids if client.instance_of(s) == "east"]
-        assert len(on_east) > 2
-        _lose_the_registry(eager_app, client)
-        client.instances.join("east", 100)
-        client.follow_moves()
-        assert len(_states(runtime, on_east)) == 2  # placed, and one chunk restored
-        client.follow_moves()
-        assert len(_states(runtime, on_east)) == 4
-        client.instances.join("west", 100)
-        client.follow_moves()
-        assert None not in client.instances.owners(ids)
-        assert _states(runtime, ids) == dict.fromkeys(ids, (1, {"hp": 7}))
     finally:
         client.close()
 

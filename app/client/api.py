@@ -224,12 +224,12 @@ class GameClient:
     def _ensure_states(self, placed: Sequence[tuple[str, str | None]]) -> None:
         """`_ensure_state` of each ``(session, instance)`` of `placed`: one round trip per
         hot store."""
-        by_store: dict[HotStore, list[tuple[str, int, dict[str, bytes]]]] = {}
+        by_store: dict[HotStore, list[str]] = {}
         for session_id, instance in placed:
             store = self.app.runtime.hot_stores.of_instance(instance)
-            by_store.setdefault(store, []).append((session_id, 0, {}))
-        for store, empty in by_store.items():
-            store.states.put_many_if_newer(empty)
+            by_store.setdefault(store, []).append(session_id)
+        for store, ids in by_store.items():
+            sessions.ensure_states(store, ids)
 
     def _send_open(self, session_id: str, spec: dict[str, Any], instance: str | None, *,
                    later: bool = False) -> AsyncResult:

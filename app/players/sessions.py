@@ -129,6 +129,11 @@ def ensure_state(hot: HotStore, session_id: str, restored: HotState | None = Non
     hot.states.put_if_newer(session_id, start.seq, _pack_fields(start.fields))
 
 
+def ensure_states(hot: HotStore, session_ids: Iterable[str]) -> None:
+    """Create each session's hot state empty where it has none, in one round trip."""
+    hot.states.put_many_if_newer([(session_id, 0, {}) for session_id in session_ids])
+
+
 def restore(hot: HotStore, rows: Iterable[GameSession]) -> None:
     """Put sessions' SQL snapshots back into hot state where hot state is older or gone
     (after a Redis restart, say), in one round trip."""

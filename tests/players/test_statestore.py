@@ -178,6 +178,14 @@ def test_put_if_newer_replaces_only_with_a_newer_sequence(hot: HotStore) -> None
     assert not store.put_if_newer("a", 0, {})  # opening again keeps the state
 
 
+def test_ensure_states_creates_the_missing_states_empty_and_keeps_the_others(
+        hot: HotStore) -> None:
+    assert hot.states.put_if_newer("kept", 4, {"hp": _p(4)})
+    sessions.ensure_states(hot, ["kept", "new"])
+    assert sessions.read_states(hot, ["kept", "new"]) == {
+        "kept": sessions.HotState(4, {"hp": 4}), "new": sessions.HotState(0, {})}
+
+
 def test_concurrent_batches_sharing_sessions_keep_sequence_order(hot: HotStore) -> None:
     """Eight threads apply shuffled batches over the same sessions: every session ends at
     its newest sequence with that update's fields, and the deltas rebuild it exactly."""

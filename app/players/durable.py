@@ -193,8 +193,8 @@ def last_applied(hot: HotStore, factory: Factory, session_ids: Iterable[str]) ->
     into hot state.  Sessions neither knows (never opened, or closed and gone from hot
     state) are left out.  What a game server asks after a restart, to carry on from."""
     ids = list(dict.fromkeys(session_ids))
-    seqs = {s: st.seq for s, st in zip(ids, hot.states.read(ids), strict=True)
-            if st is not None}
+    seqs = {s: seq for s, seq in zip(ids, hot.states.seqs(ids), strict=True)
+            if seq is not None}
     with factory() as db:
         for chunk in _chunks(ids):
             rows = db.scalars(select(GameSession).where(

@@ -120,6 +120,10 @@ class StateStore(Protocol):
     def read(self, session_ids: list[str]) -> list[StoredState | None]:
         """The stored states of `session_ids` (None for an unknown session)."""
 
+    def seqs(self, session_ids: list[str]) -> list[int | None]:
+        """The seq of each of `session_ids` (None for an unknown session): `read` without
+        the fields."""
+
     def put_if_newer(self, session_id: str, seq: int, fields: Packed) -> bool:
         """Create the session's state, or replace it when `seq` is newer; True if written."""
 
@@ -266,6 +270,12 @@ class MemoryStateStore:
         with self._lock:
             found = [self._states.get(s) for s in session_ids]
         return [StoredState(c[0], dict(c[1])) if c else None for c in found]
+
+    def seqs(self, session_ids: list[str]) -> list[int | None]:
+        """The seqs of `session_ids`."""
+        with self._lock:
+            found = [self._states.get(s) for s in session_ids]
+        return [c[0] if c else None for c in found]
 
     def put_if_newer(self, session_id: str, seq: int, fields: Packed) -> bool:
         """Create or replace the state when `seq` is newer than the stored one."""
@@ -485,6 +495,13 @@ class RedisStateStore:
         for session_id in session_ids:
             pipe.hgetall(keys.state(session_id))
         return [_stored(raw) for raw in pipe.execute()]
+
+    def seqs(self, session_ids: list[str]) -> list[int | None]:
+        """HGET each session's seq, pipelined in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for session_id in session_ids:
+            pipe.hget(keys.state(session_id), SEQ)
+        return [None if raw is None else int(raw) for raw in pipe.execute()]
 
     def put_if_newer(self, session_id: str, seq: int, fields: Packed) -> bool:
         """Create or replace the hash when `seq` is newer, atomically."""

@@ -56,9 +56,9 @@ def applied_seqs(stores: Sequence[HotStore], ids: Sequence[str]) -> dict[str, in
     lives in its instance's store; a store it moved away from may keep an older copy)."""
     seqs: dict[str, int] = {}
     for hot in stores:
-        for session_id, state in zip(ids, hot.states.read(list(ids)), strict=True):
-            if state is not None and state.seq > seqs.get(session_id, -1):
-                seqs[session_id] = state.seq
+        for session_id, seq in zip(ids, hot.states.seqs(list(ids)), strict=True):
+            if seq is not None and seq > seqs.get(session_id, -1):
+                seqs[session_id] = seq
     return seqs
 
 

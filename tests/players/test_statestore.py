@@ -178,6 +178,14 @@ def test_put_if_newer_replaces_only_with_a_newer_sequence(hot: HotStore) -> None
     assert not store.put_if_newer("a", 0, {})  # opening again keeps the state
 
 
+def test_seqs_read_what_read_says_of_each_session_s_seq(hot: HotStore) -> None:
+    assert hot.states.put_if_newer("a", 3, {"hp": _p(3)})
+    assert hot.states.put_if_newer("b", 0, {})
+    ids = ["a", "b", "unknown"]
+    assert hot.states.seqs(ids) == [st.seq if st else None for st in hot.states.read(ids)]
+    assert hot.states.seqs(ids) == [3, 0, None]
+
+
 def test_ensure_states_creates_the_missing_states_empty_and_keeps_the_others(
         hot: HotStore) -> None:
     assert hot.states.put_if_newer("kept", 4, {"hp": _p(4)})

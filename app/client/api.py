@@ -221,16 +221,6 @@ class GameClient:
         its updates are accepted at once."""
         sessions.ensure_state(self.app.runtime.hot_stores.of_instance(instance), session_id)
 
-    def _ensure_states(self, placed: Sequence[tuple[str, str | None]]) -> None:
-        """`_ensure_state` of each ``(session, instance)`` of `placed`: one round trip per
-        hot store."""
-        by_store: dict[HotStore, list[str]] = {}
-        for session_id, instance in placed:
-            store = self.app.runtime.hot_stores.of_instance(instance)
-            by_store.setdefault(store, []).append(session_id)
-        for store, ids in by_store.items():
-            sessions.ensure_states(store, ids)
-
     def _send_open(self, session_id: str, spec: dict[str, Any], instance: str | None, *,
                    later: bool = False) -> AsyncResult:
         """Send the open of `session_id` (`spec`: type, players, region) to `instance`
@@ -382,7 +372,9 @@ class GameClient:
         opened = [(session_id, owner, info) for session_id, owner in
                   zip(again, self.instances.owners(again), strict=True)
                   if (info := self.sessions.opened(session_id)) is not None]  # not closed
-        self._ensure_states([(session_id, owner) for session_id, owner, _ in opened])
+        placed = {session_id: owner for session_id, owner, _ in opened}
+        for store, ids in self._by_store(placed).items():  # one round trip per store
+            sessions.ensure_states(store, ids)
         for session_id, owner, info in opened:
             self._send_open(session_id, {"session_type": info.session_type,
                                          "players": info.players, "region": info.region},
@@ -420,7 +412,7 @@ class GameClient:
         with its Redis (and put back into that hot state).  Sessions the fleet does not
         know are left out.  Sends nothing."""
         out: dict[str, int] = {}
-        for store, ids in self._by_store(session_ids).items():
+        for store, ids in self._by_store(self._owners(session_ids)).items():
             out.update(durable.last_applied(store, self.app.runtime.sessions, ids))
         return out
 
@@ -428,17 +420,21 @@ class GameClient:
         """The hot state of each session (its sequence number and fields), read from the
         store of the instance it runs on; sessions hot state does not hold are left out."""
         out: dict[str, sessions.HotState] = {}
-        for store, ids in self._by_store(session_ids).items():
+        for store, ids in self._by_store(self._owners(session_ids)).items():
             out.update(sessions.read_states(store, ids))
         return out
 
-    def _by_store(self, session_ids: Sequence[str]) -> dict[HotStore, list[str]]:
-        """`session_ids` by the hot store of the instance each runs on (as the registry
-        says now: a session that moved is read where it went)."""
+    def _owners(self, session_ids: Sequence[str]) -> dict[str, str | None]:
+        """The instance each of `session_ids` runs on, as the registry says now (a session
+        that moved is read where it went)."""
         ids = list(dict.fromkeys(session_ids))
+        return dict(zip(ids, self.instances.owners(ids), strict=True))
+
+    def _by_store(self, owners: Mapping[str, str | None]) -> dict[HotStore, list[str]]:
+        """The sessions of `owners` by the hot store of the instance each runs on."""
         stores = self.app.runtime.hot_stores
         grouped: dict[HotStore, list[str]] = {}
-        for session_id, owner in zip(ids, self.instances.owners(ids), strict=True):
+        for session_id, owner in owners.items():
             grouped.setdefault(stores.of_instance(owner), []).append(session_id)
         return grouped
 

@@ -15,9 +15,10 @@ from app.tasking.base import GameTask
 
 @shared_task(base=GameTask, bind=True, name=SNAPSHOT_TASK, dilatable=True)
 def snapshot(self: GameTask, session_ids: list[str]) -> int:
-    """Persist the hot state of `session_ids` to SQL.  Idempotent; not retried (the next
-    snapshot covers it)."""
-    states = background.read_states(self.runtime.hot, session_ids)
+    """Persist the hot state of `session_ids` to SQL, each read from the hot store of the
+    instance it runs on (a store that does not answer is left out, logged).  Idempotent;
+    not retried (the next snapshot covers it)."""
+    states = background.read_each(self.runtime.hot_stores.where_they_run(session_ids))
     if not states:
         return 0
     with transaction(self.runtime.sessions) as db:

@@ -53,7 +53,6 @@ from app.periodic import Periodic
 from app.physics.detail import DetailRates, frame_steps
 from app.players import durable, sessions, wire
 from app.players.delta import POSITION_FIELD, quantise
-from app.players.hotstore import HotStore
 from app.priority import Factors, Route, route
 from app.protocol.names import (
     AI_BATCH_TASK,
@@ -373,7 +372,7 @@ class GameClient:
                   zip(again, self.instances.owners(again), strict=True)
                   if (info := self.sessions.opened(session_id)) is not None]  # not closed
         placed = {session_id: owner for session_id, owner, _ in opened}
-        for store, ids in self._by_store(placed).items():  # one round trip per store
+        for store, ids in self.app.runtime.hot_stores.by_store(placed).items():  # one trip each
             sessions.ensure_states(store, ids)
         for session_id, owner, info in opened:
             self._send_open(session_id, {"session_type": info.session_type,
@@ -412,7 +411,7 @@ class GameClient:
         with its Redis (and put back into that hot state).  Sessions the fleet does not
         know are left out.  Sends nothing."""
         out: dict[str, int] = {}
-        for store, ids in self._by_store(self._owners(session_ids)).items():
+        for store, ids in self.app.runtime.hot_stores.where_they_run(session_ids).items():
             out.update(durable.last_applied(store, self.app.runtime.sessions, ids))
         return out
 
@@ -420,23 +419,9 @@ class GameClient:
         """The hot state of each session (its sequence number and fields), read from the
         store of the instance it runs on; sessions hot state does not hold are left out."""
         out: dict[str, sessions.HotState] = {}
-        for store, ids in self._by_store(self._owners(session_ids)).items():
+        for store, ids in self.app.runtime.hot_stores.where_they_run(session_ids).items():
             out.update(sessions.read_states(store, ids))
         return out
-
-    def _owners(self, session_ids: Sequence[str]) -> dict[str, str | None]:
-        """The instance each of `session_ids` runs on, as the registry says now (a session
-        that moved is read where it went)."""
-        ids = list(dict.fromkeys(session_ids))
-        return dict(zip(ids, self.instances.owners(ids), strict=True))
-
-    def _by_store(self, owners: Mapping[str, str | None]) -> dict[HotStore, list[str]]:
-        """The sessions of `owners` by the hot store of the instance each runs on."""
-        stores = self.app.runtime.hot_stores
-        grouped: dict[HotStore, list[str]] = {}
-        for session_id, owner in owners.items():
-            grouped.setdefault(stores.of_instance(owner), []).append(session_id)
-        return grouped
 
     def last_durable(self, session_ids: Sequence[str]) -> dict[str, int]:
         """The sequence number up to which each session's state is durable in SQL (the

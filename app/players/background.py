@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgpack
+from redis import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.players.hotstore import HotStore
 from app.players.models import GameSession
 from app.players.sessions import HotState, read_states
 
-__all__ = ["analytics", "read_states", "snapshot"]
+__all__ = ["analytics", "read_each", "read_states", "snapshot"]
+log = logging.getLogger(__name__)
 
 
 def snapshot(db: Session, states: Mapping[str, HotState]) -> int:
@@ -27,6 +31,21 @@ def snapshot(db: Session, states: Mapping[str, HotState]) -> int:
             row.snapshot = msgpack.packb(state.fields, use_bin_type=True)
             written += 1
     return written
+
+
+def read_each(groups: Mapping[HotStore, Sequence[str]]) -> dict[str, HotState]:
+    """The hot state of the sessions of each store in `groups` (a store and the sessions
+    whose state lives there); sessions a store does not hold are left out, and so are all
+    of a store that does not answer (logged: its instance's write-behind snapshots them
+    in its own rounds)."""
+    states: dict[str, HotState] = {}
+    for store, session_ids in groups.items():
+        try:
+            states.update(read_states(store, session_ids))
+        except RedisError as exc:
+            log.warning("%d sessions not snapshotted: their hot store did not answer (%s)",
+                        len(session_ids), exc)
+    return states
 
 
 def analytics(events: Iterable[Mapping[str, Any]]) -> dict[str, int]:

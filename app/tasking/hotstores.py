@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from app.instances.base import Registry
 from app.players.hotstore import HotStore, hot_store_for
@@ -62,6 +62,21 @@ class HotStores:
         if instance is None:
             return self.own
         return self.of_url(self.url_of(instance))
+
+    def by_store(self, owners: Mapping[str, str | None]) -> dict[HotStore, list[str]]:
+        """The sessions of `owners` (each with the instance it runs on, None for none) by
+        the hot store of that instance."""
+        grouped: dict[HotStore, list[str]] = {}
+        for session_id, owner in owners.items():
+            grouped.setdefault(self.of_instance(owner), []).append(session_id)
+        return grouped
+
+    def where_they_run(self, session_ids: Sequence[str]) -> dict[HotStore, list[str]]:
+        """The sessions of `session_ids` by the hot store of the instance each runs on, as
+        the registry says now (a session that moved is read where it went; one placed
+        nowhere, in this process's own store)."""
+        ids = list(dict.fromkeys(session_ids))
+        return self.by_store(dict(zip(ids, self._registry.owners(ids), strict=True)))
 
     def url_of(self, instance: str) -> str:
         """The hot-store URL `instance` recorded ("" when none), read again from the

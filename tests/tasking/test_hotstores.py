@@ -65,6 +65,22 @@ def test_a_replay_is_told_the_store_of_each_session_placed_on_an_instance_apart(
     assert found["s-apart"] is not own
 
 
+def test_sessions_are_grouped_by_the_store_of_the_instance_they_run_on() -> None:
+    """`where_they_run`: each session once, with the store of the instance the registry
+    places it on now; this process's own store for one on an instance that recorded no
+    store, and for one placed nowhere."""
+    registry = MemoryRegistry()
+    registry.join("here", 100)
+    registry.join("apart", 100, "redis://127.0.0.1:7002/0")
+    own = MemoryHotStore()
+    stores = HotStores(own, "", registry)
+    for session, instance in (("s-here", "here"), ("s-apart", "apart")):
+        assert registry.place(session, 1.0, prefer=instance) == instance
+    grouped = stores.where_they_run(["s-apart", "s-here", "s-nowhere", "s-apart"])
+    assert grouped == {own: ["s-here", "s-nowhere"], stores.of_instance("apart"): ["s-apart"]}
+    assert stores.of_instance("apart") is not own
+
+
 class CountingRegistry(MemoryRegistry):
     """A registry that counts how often the instances' hot-store URLs are read."""
 

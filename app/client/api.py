@@ -372,7 +372,8 @@ class GameClient:
                   zip(again, self.instances.owners(again), strict=True)
                   if (info := self.sessions.opened(session_id)) is not None]  # not closed
         placed = {session_id: owner for session_id, owner, _ in opened}
-        for store, ids in self.app.runtime.hot_stores.by_store(placed).items():  # one trip each
+        stores = self.app.runtime.hot_stores
+        for store, ids in stores.by_store(placed).items():  # one round trip per store
             sessions.ensure_states(store, ids)
         for session_id, owner, info in opened:
             self._send_open(session_id, {"session_type": info.session_type,

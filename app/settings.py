@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # cover are deleted (app.players.durable).
     write_behind_ms: int = Field(default=1000, ge=10, le=60_000)
     snapshot_ms: int = Field(default=10_000, ge=10, le=600_000)
+    # The state log rows of a hot store that has logged nothing this long (its instance
+    # gone for good) are deleted by another store's round; 0 keeps them.
+    state_log_retention_s: int = Field(default=86_400, ge=0)
 
     player: RoleBudget = RoleBudget(concurrency=4, memory_mb=256)
     physics: RoleBudget = RoleBudget(concurrency=2, memory_mb=512)

@@ -108,7 +108,8 @@ class EmbeddedFleet:
             self._writer = WriteBehind(runtime.hot, runtime.sessions,
                                        settings.hot_store_name,
                                        settings.write_behind_ms / 1000,
-                                       settings.snapshot_ms / 1000)
+                                       settings.snapshot_ms / 1000,
+                                       retention_s=settings.state_log_retention_s)
             self._writer.start()
         self.memory_guard.start()
         return self

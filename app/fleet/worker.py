@@ -315,7 +315,8 @@ def _write_behind(app: GameschedCelery) -> WriteBehind:
     settings = runtime.settings
     writer = WriteBehind(runtime.hot, runtime.sessions, settings.hot_store_name,
                          settings.write_behind_ms / 1000, settings.snapshot_ms / 1000,
-                         elsewhere=stores_elsewhere(runtime))
+                         elsewhere=stores_elsewhere(runtime),
+                         retention_s=settings.state_log_retention_s)
     worker_ready.connect(writer.start, weak=False)
     worker_shutdown.connect(writer.stop, weak=False)
     return writer

@@ -29,12 +29,14 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 
 from redis import RedisError
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction
+from app.db.base import utcnow
 from app.periodic import Periodic
 from app.players import statelog, storenames
 from app.players.hotstore import HotStore
@@ -60,6 +62,7 @@ REST = 1.0
 LEASE_MS = 10_000  # a writer that stopped mid-round gives way to another after this
 LIVE_PERIODS = 3  # a state log writer that noted no flush for this many periods has stopped
 POLLS = 4  # how often a period `wait_for_flushes` looks at the writers' flushes
+SILENT_CHECK_S = 3600.0  # a round looks for stores that stopped logging at most this often
 
 Factory = sessionmaker[Session]
 
@@ -92,6 +95,22 @@ def write_behind(hot: HotStore, factory: Factory, store: str, owner: str, *,
     if done is not None and not _log_held(factory, store):
         statelog.delete_through(factory, store, done)
     return written
+
+
+def drop_silent_logs(factory: Factory, store: str, retention_s: float) -> dict[str, int]:
+    """Delete the state log rows of every other hot store that has logged nothing for
+    `retention_s` (its instance gone for good, or its name changed): no round of theirs
+    will delete them, and every reader of the whole log reads them.  A store that holds
+    copies out of date keeps its rows (`_log_held`).  Returns the rows deleted, by store,
+    each logged."""
+    keep = storenames.voided_stores(factory) | {store}
+    before = utcnow() - timedelta(seconds=retention_s)
+    dropped = statelog.drop_silent(factory, before, keep)
+    for name, rows in dropped.items():
+        log.warning("hot store %s logged nothing for %.0f s: its %d state log rows are "
+                    "deleted (a session of it placed elsewhere from now on starts from "
+                    "its SQL snapshot)", name, retention_s, rows)
+    return dropped
 
 
 def _log_held(factory: Factory, store: str) -> bool:
@@ -227,8 +246,12 @@ class WriteBehind:
 
     def __init__(self, hot: HotStore, factory: Factory, store: str, flush_s: float,
                  round_s: float, *, log: statelog.StateLog | None = None,
-                 elsewhere: statelog.Elsewhere | None = None) -> None:
+                 elsewhere: statelog.Elsewhere | None = None,
+                 retention_s: float = 0.0) -> None:
         self.hot, self.factory, self.store = hot, factory, store
+        # other stores' rows silent this long go (`drop_silent_logs`; 0: never)
+        self.retention_s = retention_s
+        self._next_drop = 0.0
         self.elsewhere = elsewhere  # sessions a recovery replays into another store
         self.log = log or statelog.this_process()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -287,4 +310,14 @@ class WriteBehind:
             "at": time.time(), "written": written,
             "ms": round((time.perf_counter() - started) * 1000.0, 1)}).encode())
         self.written += written
+        self._drop_silent()
         return written
+
+    def _drop_silent(self) -> None:
+        """After a round this writer ran, at most every `SILENT_CHECK_S`: delete the rows
+        of the stores that stopped logging `retention_s` ago."""
+        now = time.monotonic()
+        if self.retention_s <= 0 or now < self._next_drop:
+            return
+        self._next_drop = now + SILENT_CHECK_S
+        drop_silent_logs(self.factory, self.store, self.retention_s)

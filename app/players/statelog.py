@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from redis import RedisError
@@ -153,6 +154,25 @@ def delete_through(factory: Factory, store: str, row: int) -> int:
         done = cast("CursorResult[Any]", db.execute(delete(StateLogRow).where(
             StateLogRow.store == store, StateLogRow.id <= row)))
         return int(done.rowcount or 0)
+
+
+def drop_silent(factory: Factory, before: datetime, keep: Collection[str]) -> dict[str, int]:
+    """Delete the rows written before `before` of every hot store that has logged nothing
+    since (its newest row is older), but for the stores named in `keep` and the unnamed
+    rows; returns the rows deleted, by store.  Such a store has stopped: the rounds that
+    delete its rows as its snapshots cover them run on it alone.  A row it writes
+    meanwhile is newer than `before`, and stays."""
+    newest = (select(StateLogRow.store).group_by(StateLogRow.store)
+              .having(func.max(StateLogRow.written_at) < before))
+    dropped: dict[str, int] = {}
+    with transaction(factory) as db:
+        for store in db.scalars(newest).all():
+            if store == UNNAMED_STORE or store in keep:
+                continue
+            done = cast("CursorResult[Any]", db.execute(delete(StateLogRow).where(
+                StateLogRow.store == store, StateLogRow.written_at < before)))
+            dropped[store] = int(done.rowcount or 0)
+    return dropped
 
 
 def replayed_stores(store: str) -> tuple[str, str]:

@@ -57,6 +57,12 @@ def has_voided(factory: sessionmaker[Session], store: str) -> bool:
             VoidedStateRow.store == store).limit(1)) is not None
 
 
+def voided_stores(factory: sessionmaker[Session]) -> set[str]:
+    """The stores that hold a copy out of date (`has_voided` of each)."""
+    with factory() as db:
+        return set(db.scalars(select(VoidedStateRow.store).distinct()))
+
+
 def unvoid(factory: sessionmaker[Session], store: str, sessions: Collection[str]) -> None:
     """`store` holds no out-of-date copy of `sessions` any more (dropped, or their state
     carried there again)."""

@@ -7,19 +7,21 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import msgpack
 import pytest
 import redis
-from sqlalchemy import insert
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import make_engine, make_sessionmaker, transaction
+from app.db.base import utcnow
 from app.players import durable, sessions, statelog, storenames, wire
 from app.players.hotstore import HotStore, MemoryHotStore, hot_store_for
-from app.players.models import GameSession, StateLogRow
+from app.players.models import UNNAMED_STORE, GameSession, StateLogRow
 from app.players.statestore import Emit, Taken
 from app.simulate.redisserver import free_port
 from tests.waiting import wait_for
@@ -249,6 +251,67 @@ def test_a_finished_round_deletes_the_log_rows_written_before_it_started(
     assert durable.write_behind(hot, factory, STORE, "w1") == 1
     assert _log_rows(factory, ids) == []
     assert durable.last_durable(factory, [a, b]) == {a: 1, b: 1}
+
+
+def _rows_at(factory: sessionmaker[Session], *rows: tuple[str, datetime]) -> list[int]:
+    """Log rows of the stores named, each written at the time given; their ids."""
+    batch = wire.pack_batch([wire.entry(f"silent-{uuid.uuid4().hex[:8]}", 1, {"hp": 1})])
+    with transaction(factory) as db:
+        return list(db.scalars(insert(StateLogRow).returning(StateLogRow.id),
+                               [{"store": store, "batch": batch, "written_at": at}
+                                for store, at in rows]))
+
+
+def _stores_rows(factory: sessionmaker[Session], tag: str) -> dict[str, int]:
+    """How many log rows each store whose name starts with `tag` holds."""
+    rows: dict[str, int] = {}
+    with factory() as db:
+        for store in db.scalars(select(StateLogRow.store).where(
+                StateLogRow.store.startswith(tag))):
+            rows[store] = rows.get(store, 0) + 1
+    return rows
+
+
+def test_the_rows_of_a_store_that_stopped_logging_go_after_the_retention(
+        factory: sessionmaker[Session]) -> None:
+    """Another store's round deletes the rows of a store that has logged nothing for the
+    retention; a store that logged since keeps even its old rows (its own rounds delete
+    them), and so do the round's own store, one holding out-of-date copies, and the
+    unnamed rows."""
+    tag = f"silent-{uuid.uuid4().hex[:8]}"
+    gone, back, own, held = (f"{tag}-{name}" for name in ("gone", "back", "own", "held"))
+    old, now = utcnow() - timedelta(hours=2), utcnow()
+    unnamed = _rows_at(factory, (UNNAMED_STORE, old))
+    try:
+        _rows_at(factory, (gone, old), (gone, old), (back, old), (back, now), (own, old),
+                 (held, old))
+        storenames.void_states(factory, held, [f"{tag}-s"])
+        dropped = durable.drop_silent_logs(factory, own, retention_s=3600)
+        assert {s: n for s, n in dropped.items() if s.startswith(tag)} == {gone: 2}
+        assert _stores_rows(factory, tag) == {back: 2, own: 1, held: 1}
+        with factory() as db:
+            assert list(db.scalars(select(StateLogRow.id).where(
+                StateLogRow.id.in_(unnamed)))) == unnamed
+    finally:
+        with transaction(factory) as db:
+            db.execute(delete(StateLogRow).where(StateLogRow.id.in_(unnamed)))
+
+
+def test_a_round_looks_for_silent_stores_once_an_hour_and_never_without_a_retention(
+        factory: sessionmaker[Session]) -> None:
+    tag = f"silent-{uuid.uuid4().hex[:8]}"
+    old = utcnow() - timedelta(hours=2)
+    hot = _store()
+    kept = durable.WriteBehind(hot, factory, f"{tag}-own", 1.0, 1.0)  # no retention
+    _rows_at(factory, (f"{tag}-a", old))
+    kept.round()
+    assert _stores_rows(factory, tag) == {f"{tag}-a": 1}
+    writer = durable.WriteBehind(hot, factory, f"{tag}-own", 1.0, 1.0, retention_s=3600)
+    writer.round()
+    assert _stores_rows(factory, tag) == {}
+    _rows_at(factory, (f"{tag}-b", old))
+    writer.round()  # within the hour since it looked
+    assert _stores_rows(factory, tag) == {f"{tag}-b": 1}
 
 
 def test_a_log_row_id_is_never_used_again(

@@ -35,16 +35,15 @@ from redis import RedisError
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import transaction
+from app.db import reads, transaction
 from app.db.base import utcnow
 from app.periodic import Periodic
 from app.players import statelog, storenames
 from app.players.hotstore import HotStore
 from app.players.models import GameSession
-from app.players.sessions import restore
+from app.players.sessions import open_snapshots, restore
 from app.players.statestore import Dirty, StateStore
 from app.protocol import keys
-from app.protocol.vocab import SessionStatus
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +186,8 @@ def last_durable(factory: Factory, session_ids: Iterable[str]) -> dict[str, int]
     out: dict[str, int] = {}
     with factory() as db:
         for chunk in _chunks(session_ids):
-            rows = db.execute(select(GameSession.id, GameSession.snapshot_seq)
-                              .where(GameSession.id.in_(chunk)))
-            out.update({row.id: int(row.snapshot_seq) for row in rows})
+            out.update(reads.rows(db, select(GameSession.id, GameSession.snapshot_seq)
+                                  .where(GameSession.id.in_(chunk))))
     for session_id, seq in statelog.logged_seqs(factory, out).items():
         out[session_id] = max(out[session_id], seq)
     return out
@@ -202,7 +200,8 @@ def unrecorded(factory: Factory, session_ids: Iterable[str]) -> list[str]:
     known: set[str] = set()
     with factory() as db:
         for chunk in _chunks(ids):
-            known.update(db.scalars(select(GameSession.id).where(GameSession.id.in_(chunk))))
+            known.update(session_id for session_id, in reads.rows(
+                db, select(GameSession.id).where(GameSession.id.in_(chunk))))
     return [s for s in ids if s not in known]
 
 
@@ -216,11 +215,11 @@ def last_applied(hot: HotStore, factory: Factory, session_ids: Iterable[str]) ->
             if seq is not None}
     with factory() as db:
         for chunk in _chunks(ids):
-            rows = db.scalars(select(GameSession).where(
-                GameSession.id.in_(chunk), GameSession.status == SessionStatus.OPEN))
-            newer = [row for row in rows if row.snapshot_seq > seqs.get(row.id, -1)]
+            newer = [(session_id, seq, blob)
+                     for session_id, seq, blob in open_snapshots(db, chunk)
+                     if seq > seqs.get(session_id, -1)]
             restore(hot, newer)
-            seqs.update({row.id: row.snapshot_seq for row in newer})
+            seqs.update({session_id: seq for session_id, seq, _ in newer})
     return seqs
 
 

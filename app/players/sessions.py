@@ -15,7 +15,7 @@ import msgpack
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import reads, utcnow
 from app.players import delta, wire
 from app.players.hotstore import HotStore
 from app.players.models import GameSession
@@ -95,7 +95,7 @@ def session_op(db: Session, hot: HotStore, op: str, session_id: str,
     match parse_name(SessionOp, "op", op):
         case SessionOp.OPEN:
             row = open_session(db, session_id, **spec)
-            restore(hot, [row])
+            restore(hot, [(row.id, row.snapshot_seq, row.snapshot)])
             return True
         case SessionOp.UPDATE:
             return change_session(db, session_id, **spec)
@@ -134,17 +134,32 @@ def ensure_states(hot: HotStore, session_ids: Iterable[str]) -> None:
     hot.states.put_many_if_newer([(session_id, 0, {}) for session_id in session_ids])
 
 
-def restore(hot: HotStore, rows: Iterable[GameSession]) -> None:
+# A session's SQL snapshot: its id, the seq of the snapshot and the snapshot (None: none).
+Snapshot = tuple[str, int, bytes | None]
+
+
+def open_snapshots(db: Session, session_ids: Iterable[str]) -> list[Snapshot]:
+    """The SQL snapshots of the open sessions among `session_ids`, in no particular order,
+    read in one step (`app.db.reads`: a select of many rows beside a busy thread waited
+    for the GIL at every row)."""
+    stmt = (select(GameSession.id, GameSession.snapshot_seq, GameSession.snapshot)
+            .where(GameSession.id.in_(sorted(set(session_ids))),
+                   GameSession.status == SessionStatus.OPEN))
+    return reads.rows(db, stmt)
+
+
+def restore(hot: HotStore, snapshots: Iterable[Snapshot]) -> None:
     """Put sessions' SQL snapshots back into hot state where hot state is older or gone
     (after a Redis restart, say), in one round trip."""
-    hot.states.put_many_if_newer([_snapshot_of(row) for row in rows])
+    hot.states.put_many_if_newer([_as_hot(snapshot) for snapshot in snapshots])
 
 
-def _snapshot_of(row: GameSession) -> tuple[str, int, dict[str, bytes]]:
+def _as_hot(snapshot: Snapshot) -> tuple[str, int, dict[str, bytes]]:
     """A session's SQL snapshot as hot state takes it: an empty state at 0 when none."""
-    if row.snapshot is None:
-        return row.id, 0, {}
-    return row.id, row.snapshot_seq, _pack_fields(msgpack.unpackb(row.snapshot, raw=False))
+    session_id, seq, blob = snapshot
+    if blob is None:
+        return session_id, 0, {}
+    return session_id, seq, _pack_fields(msgpack.unpackb(blob, raw=False))
 
 
 # The full-state JSON an update would have cost is measured on every FULL_STATE_SAMPLE-th
@@ -305,11 +320,9 @@ def _by_instance(entries: list[Any], indices: list[int], session_of: dict[int, s
 def restore_open(db: Session, hot: HotStore, session_ids: set[str]) -> set[str]:
     """Restore the open sessions among `session_ids` from their SQL snapshots; returns
     their ids."""
-    rows = db.scalars(select(GameSession).where(GameSession.id.in_(sorted(session_ids)),
-                                                GameSession.status == SessionStatus.OPEN))
-    found = list(rows)
+    found = open_snapshots(db, session_ids)
     restore(hot, found)
-    return {row.id for row in found}
+    return {session_id for session_id, _, _ in found}
 
 
 def apply_updates(hot: HotStore, updates: Sequence[Mapping[str, Any]],

@@ -196,8 +196,7 @@ def test_snapshot_then_restore_brings_back_the_last_state(
         assert background.snapshot(db, background.read_states(hot, ["s"])) == 0
     fresh = MemoryHotStore()  # hot state lost, as after a Redis restart
     with factory() as db:
-        row = db.get(GameSession, "s")
-        sessions.restore(fresh, [row])
+        sessions.restore(fresh, sessions.open_snapshots(db, ["s", "gone"]))
     assert sessions.read_state(fresh, "s") == sessions.HotState(9, {"hp": 12})
 
 

@@ -18,6 +18,7 @@ from app.db.base import Base, utcnow
 __all__ = ["Base", "utcnow"]  # and what is defined below
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+READ_ONLY = "gamesched_read_only"  # the execution option of a reading session
 
 
 class SQLiteWriteLock:
@@ -86,7 +87,10 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A reading session (`app.db.reads.reading`) takes no write lock: in WAL, a deferred
+        # transaction reads a snapshot and waits on no writer.
+        deferred = connection.get_execution_options().get(READ_ONLY)
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
     _SQLITE_WRITE_LOCKS[engine] = SQLiteWriteLock(make_url(url).database)
     return engine

@@ -11,6 +11,8 @@ single step; PostgreSQL's driver reads a result in one call anyway.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVarTuple
 
 from sqlalchemy import (
@@ -26,11 +28,24 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from app.db import READ_ONLY
+
 # How each column type comes out of SQLite's JSON (blobs travel as hex).
 _FROM_JSON: dict[type, Any] = {Integer: int, Float: float, String: str, LargeBinary: bytes.fromhex}
 
 
 Ts = TypeVarTuple("Ts")
+
+
+@contextmanager
+def reading(factory: Callable[[], Session]) -> Iterator[Session]:
+    """A session that only reads.  On SQLite its transaction is deferred (every other one
+    begins IMMEDIATE, taking the write lock at once), so it reads a snapshot of the
+    database without waiting for the writers of other processes; a write in it may fail
+    with "database is locked"."""
+    with factory() as db:
+        db.connection(execution_options={READ_ONLY: True})
+        yield db
 
 
 def rows(db: Session, stmt: Select[*Ts]) -> list[tuple[*Ts]]:

@@ -22,6 +22,7 @@ from SQL (put back into hot state) when hot state was lost.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -30,9 +31,10 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 from redis import RedisError
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import TextClause, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import reads, transaction
@@ -137,9 +139,11 @@ def _write_chunk(hot: HotStore, factory: Factory, owner: str, taken: Sequence[Di
 def save_snapshots(db: Session, snapshots: Mapping[str, tuple[int, bytes]]) -> None:
     """Write each session's ``(seq, snapshot)`` (`wire.pack_map` of its values) where the
     stored snapshot is not newer (one at the same seq may lack a field an older update,
-    arriving late, wrote since).  Sessions unknown to SQL are left out.  Idempotent.  On
-    PostgreSQL one statement takes the whole chunk as arrays (half the client's CPU of an
-    executemany, measured); on SQLite it is an executemany."""
+    arriving late, wrote since).  Sessions unknown to SQL are left out.  Idempotent.  One
+    statement takes the whole chunk: on PostgreSQL as arrays (half the client's CPU of an
+    executemany, measured), on SQLite as a VALUES list of at most `SQLITE_ROWS` rows (an
+    executemany steps once a row, and beside a busy thread each step waited for the GIL,
+    with the write lock held: `app.db.reads`)."""
     if not snapshots:
         return
     rows = sorted(snapshots.items())
@@ -148,11 +152,24 @@ def save_snapshots(db: Session, snapshots: Mapping[str, tuple[int, bytes]]) -> N
                                     "seqs": [seq for _, (seq, _) in rows],
                                     "blobs": [blob for _, (_, blob) in rows]})
         return
-    table = GameSession.metadata.tables[GameSession.__tablename__]
-    stmt = (update(table)
-            .where(table.c.id == bindparam("sid"), table.c.snapshot_seq <= bindparam("seq"))
-            .values(snapshot_seq=bindparam("seq"), snapshot=bindparam("blob")))
-    db.execute(stmt, [{"sid": s, "seq": seq, "blob": blob} for s, (seq, blob) in rows])
+    for start in range(0, len(rows), SQLITE_ROWS):
+        part = rows[start:start + SQLITE_ROWS]
+        params: dict[str, Any] = {}
+        for k, (session_id, (seq, blob)) in enumerate(part):
+            params |= {f"i{k}": session_id, f"s{k}": seq, f"b{k}": blob}
+        db.execute(_values_update(len(part)), params)
+
+
+SQLITE_ROWS = 500  # sessions to one SQLite statement (three variables each)
+
+
+@functools.cache
+def _values_update(rows: int) -> TextClause:
+    """SQLite's update of `rows` sessions' snapshots in one statement."""
+    values = ", ".join(f"(:i{k}, :s{k}, :b{k})" for k in range(rows))
+    return text("UPDATE game_sessions SET snapshot = v.column3, snapshot_seq = v.column2"
+                f" FROM (VALUES {values}) AS v"
+                " WHERE game_sessions.id = v.column1 AND game_sessions.snapshot_seq <= v.column2")
 
 
 _UNNEST_UPDATE = text(
@@ -184,7 +201,7 @@ def last_durable(factory: Factory, session_ids: Iterable[str]) -> dict[str, int]
     hot store's rows: a session may have moved between stores; 0: nothing written yet);
     sessions SQL does not know are left out.  Reads the whole log."""
     out: dict[str, int] = {}
-    with factory() as db:
+    with reads.reading(factory) as db:
         for chunk in _chunks(session_ids):
             out.update(reads.rows(db, select(GameSession.id, GameSession.snapshot_seq)
                                   .where(GameSession.id.in_(chunk))))
@@ -198,7 +215,7 @@ def unrecorded(factory: Factory, session_ids: Iterable[str]) -> list[str]:
     committed), in order."""
     ids = list(dict.fromkeys(session_ids))
     known: set[str] = set()
-    with factory() as db:
+    with reads.reading(factory) as db:
         for chunk in _chunks(ids):
             known.update(session_id for session_id, in reads.rows(
                 db, select(GameSession.id).where(GameSession.id.in_(chunk))))
@@ -213,7 +230,7 @@ def last_applied(hot: HotStore, factory: Factory, session_ids: Iterable[str]) ->
     ids = list(dict.fromkeys(session_ids))
     seqs = {s: seq for s, seq in zip(ids, hot.states.seqs(ids), strict=True)
             if seq is not None}
-    with factory() as db:
+    with reads.reading(factory) as db:
         for chunk in _chunks(ids):
             newer = [(session_id, seq, blob)
                      for session_id, seq, blob in open_snapshots(db, chunk)

@@ -26,6 +26,7 @@ from typing import Any
 import redis
 from sqlalchemy.orm import Session
 
+from app.db import reads
 from app.players import delta, sessions, wire
 from app.players.hotstore import HotStore, RedisHotStore
 from app.players.statestore import PREFIX, SEQ, UNKNOWN_SESSION, BatchOutcome, Emit, Packed
@@ -125,7 +126,7 @@ def apply_update(hot: HotStore, session_id: str, seq: int, state: Mapping[str, A
 
 def _restore(hot: HotStore, db_factory: Callable[[], Session], session_id: str) -> bool:
     """Restore `session_id` from its SQL snapshot if it is open; True if it was."""
-    with db_factory() as db, db.begin():
+    with reads.reading(db_factory) as db:
         return bool(sessions.restore_open(db, hot, {session_id}))
 
 

@@ -286,7 +286,7 @@ def _apply_restoring(hot: HotStore, db_factory: Callable[[], Session], batch: by
     session_of = {i: entries[i][0].decode() for i in missing}
     arrived = arrive(set(session_of.values())) if arrive is not None else Arrived()
     here = {s for s in session_of.values() if s not in arrived.elsewhere}
-    with db_factory() as db, db.begin():  # a taken state older than SQL's (or none) too
+    with reads.reading(db_factory) as db:  # a taken state older than SQL's (or none) too
         restored = restore_open(db, hot, here) | (here & arrived.taken)
     retry = [i for i in missing if session_of[i] in restored]
     result.elsewhere = _by_instance(entries, missing, session_of, arrived.elsewhere)

@@ -27,6 +27,7 @@ the one that last wrote it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -35,10 +36,10 @@ from datetime import datetime
 from typing import Any, cast
 
 from redis import RedisError
-from sqlalchemy import CursorResult, delete, func, insert, select
+from sqlalchemy import CursorResult, TextClause, bindparam, delete, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import transaction
+from app.db import reads, transaction, utcnow
 from app.players import sessions, wire
 from app.players.hotstore import HotStore
 from app.players.models import UNNAMED_STORE, StateLogRow
@@ -51,6 +52,7 @@ Factory = sessionmaker[Session]
 
 MAX_PENDING_BYTES = 64 * 1024 * 1024  # held while SQL is away; the oldest go past it
 REPLAY_ROWS = 100  # log rows read at a time by a replay
+FLUSH_ROWS = 500  # log rows written by one statement (in its order: ids in that order)
 REPLAY_ENTRIES = 1000  # merged entries applied together by a replay
 RECOVERY_CLAIM_S = 120  # one process replays; another takes over after this
 REPLAY_EMIT = Emit(None, keys.REPLAYED_UPDATES, keys.REPLAYED_BYTES, keys.REPLAYED_STALE)
@@ -106,9 +108,11 @@ class StateLog:
         if not batches:
             return 0
         try:
-            with transaction(factory) as db:
-                db.execute(insert(StateLogRow), [{"store": store, "batch": b}
-                                                 for b in batches])
+            with transaction(factory) as db:  # a statement a part, not one a row (app.db.reads)
+                for start in range(0, len(batches), FLUSH_ROWS):
+                    part = batches[start:start + FLUSH_ROWS]
+                    db.execute(_values_insert(len(part)), {"store": store, "at": utcnow()}
+                               | {f"b{k}": b for k, b in enumerate(part)})
         except Exception:
             with self._lock:
                 self._pending[:0] = batches
@@ -124,6 +128,14 @@ class StateLog:
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("the state log dropped %d batches it could not write to SQL "
                             "(over %d MiB pending)", self.dropped, self._max_bytes >> 20)
+
+
+@functools.lru_cache(maxsize=64)
+def _values_insert(rows: int) -> TextClause:
+    """The insert of `rows` batches of one store, in their order, in one statement."""
+    values = ", ".join(f"(:store, :b{k}, :at)" for k in range(rows))
+    return text(f"INSERT INTO state_log (store, batch, written_at) VALUES {values}").bindparams(
+        bindparam("at", type_=StateLogRow.__table__.c.written_at.type))
 
 
 _THIS_PROCESS = StateLog()
@@ -191,10 +203,10 @@ def rows(factory: Factory, stores: Collection[str] | None = None, after: int = 0
             query = query.where(StateLogRow.store.in_(stores))
         if through is not None:
             query = query.where(StateLogRow.id <= through)
-        with factory() as db:
-            chunk = db.execute(query.order_by(StateLogRow.id).limit(REPLAY_ROWS)).all()
+        with reads.reading(factory) as db:  # in one step on SQLite, put in order here
+            chunk = sorted(reads.rows(db, query.order_by(StateLogRow.id).limit(REPLAY_ROWS)))
         for row_id, batch in chunk:
-            yield int(row_id), bytes(batch)
+            yield row_id, bytes(batch)
         if len(chunk) < REPLAY_ROWS:
             return
         after = int(chunk[-1][0])

@@ -74,3 +74,18 @@ def test_a_column_sqlite_cannot_give_back_as_json_is_named(
     with make_sessionmaker(engine)() as db, pytest.raises(TypeError, match="'at'"):
         reads.rows(db, select(_PROBE.c.id, _PROBE.c.at))
     engine.dispose()
+
+
+def test_a_reading_session_reads_past_a_sqlite_writer_holding_the_lock(
+        sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    _META.create_all(engine)
+    factory = make_sessionmaker(engine)
+    with transaction(factory) as writer:  # holds SQLite's write lock till the block ends
+        writer.execute(_PROBE.insert(), [{"id": 9, "name": "uncommitted"}])
+        writer.flush()
+        with reads.reading(factory) as db:  # an IMMEDIATE transaction would wait 10 s here
+            assert reads.rows(db, select(_PROBE.c.id)) == []
+    with reads.reading(factory) as db:
+        assert reads.rows(db, select(_PROBE.c.id)) == [(9,)]
+    engine.dispose()

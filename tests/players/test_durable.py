@@ -423,6 +423,42 @@ def test_a_log_without_a_writer_holds_nothing() -> None:
     assert log.pending() == 1
 
 
+def test_snapshots_written_a_statement_a_part_keep_the_newer_of_sql_and_the_write(
+        factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(durable, "SQLITE_ROWS", 2)  # five sessions: three statements
+    tag = uuid.uuid4().hex[:8]
+    five = [f"{tag}-{n}" for n in range(5)]
+    _open(_store(), factory, *five)
+    with transaction(factory) as db:
+        durable.save_snapshots(db, {five[0]: (7, msgpack.packb({"hp": 70}))})
+    with transaction(factory) as db:  # five[0]'s is older than SQL's: left alone
+        durable.save_snapshots(db, {s: (n + 2, msgpack.packb({"hp": n}))
+                                    for n, s in enumerate(five)})
+    assert [_snapshot(factory, s) for s in five] == [
+        (7, {"hp": 70}), (3, {"hp": 1}), (4, {"hp": 2}), (5, {"hp": 3}), (6, {"hp": 4})]
+
+
+def test_a_flush_of_many_batches_logs_them_in_order_stamped_with_its_time(
+        factory: sessionmaker[Session], log: statelog.StateLog,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statelog, "FLUSH_ROWS", 2)  # five batches: three statements
+    store = f"flush-{uuid.uuid4().hex[:8]}"
+    batches = [wire.pack_batch([wire.entry(store, n, {"hp": n})]) for n in range(1, 6)]
+    for batch in batches:
+        log.add(batch)
+    began = utcnow()
+    assert log.flush(factory, store) == 5
+    assert [batch for _, batch in statelog.rows(factory, [store])] == batches
+    with factory() as db:
+        stamps = db.scalars(select(StateLogRow.written_at).where(StateLogRow.store == store))
+        assert all(began - timedelta(seconds=1) <= _aware(at) <= utcnow() for at in stamps)
+
+
+def _aware(at: datetime) -> datetime:
+    """`at` as the log's readers compare it (SQLite gives it back without its zone)."""
+    return at if at.tzinfo else at.replace(tzinfo=utcnow().tzinfo)
+
+
 def test_a_failed_flush_keeps_the_batches_for_the_next_and_drops_the_oldest_past_its_bound(
         factory: sessionmaker[Session], tmp_path: Path) -> None:
     one, two, three = (wire.pack_batch([wire.entry("gone", n, {})]) for n in (1, 2, 3))

@@ -163,7 +163,7 @@ def save_snapshots(db: Session, snapshots: Mapping[str, tuple[int, bytes]]) -> N
 SQLITE_ROWS = 500  # sessions to one SQLite statement (three variables each)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)
 def _values_update(rows: int) -> TextClause:
     """SQLite's update of `rows` sessions' snapshots in one statement."""
     values = ", ".join(f"(:i{k}, :s{k}, :b{k})" for k in range(rows))

@@ -12,6 +12,8 @@ from redis import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db import reads
+from app.players.durable import save_snapshots
 from app.players.hotstore import HotStore
 from app.players.models import GameSession
 from app.players.sessions import HotState, read_states
@@ -21,16 +23,16 @@ log = logging.getLogger(__name__)
 
 
 def snapshot(db: Session, states: Mapping[str, HotState]) -> int:
-    """Write hot states newer than their SQL snapshot.  Idempotent; returns rows written."""
-    rows = db.scalars(select(GameSession).where(GameSession.id.in_(list(states))))
-    written = 0
-    for row in rows:
-        state = states[row.id]
-        if state.seq > row.snapshot_seq:
-            row.snapshot_seq = state.seq
-            row.snapshot = msgpack.packb(state.fields, use_bin_type=True)
-            written += 1
-    return written
+    """Write hot states newer than their SQL snapshot, as a write-behind round does
+    (`durable.save_snapshots`: one statement, which keeps a newer snapshot written
+    meanwhile).  Idempotent; returns how many were newer."""
+    stored = reads.rows(db, select(GameSession.id, GameSession.snapshot_seq)
+                        .where(GameSession.id.in_(list(states))))
+    newer = {session_id: (states[session_id].seq,
+                          msgpack.packb(states[session_id].fields, use_bin_type=True))
+             for session_id, seq in stored if states[session_id].seq > seq}
+    save_snapshots(db, newer)
+    return len(newer)
 
 
 def read_each(groups: Mapping[HotStore, Sequence[str]]) -> dict[str, HotState]:

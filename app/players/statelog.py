@@ -152,7 +152,7 @@ def last_row(factory: Factory, store: str | None = None) -> int:
     query = select(func.coalesce(func.max(StateLogRow.id), 0))
     if store is not None:
         query = query.where(StateLogRow.store == store)
-    with factory() as db:
+    with reads.reading(factory) as db:
         return int(db.scalar(query) or 0)
 
 
@@ -444,5 +444,5 @@ def row_count(factory: Factory, store: str | None = None) -> int:
     query = select(func.count()).select_from(StateLogRow)
     if store is not None:
         query = query.where(StateLogRow.store == store)
-    with factory() as db:
+    with reads.reading(factory) as db:
         return int(db.scalar(query) or 0)

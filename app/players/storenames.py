@@ -10,7 +10,7 @@ from collections.abc import Collection
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import dialect_insert, transaction
+from app.db import dialect_insert, reads, transaction
 from app.db.base import utcnow
 from app.players.models import InstanceStoreRow, VoidedStateRow
 
@@ -24,7 +24,7 @@ def record_store(factory: sessionmaker[Session], instance: str, store: str) -> N
 def recorded_store(factory: sessionmaker[Session], instance: str) -> str | None:
     """The name of the hot store `instance` last joined with, or None when it never
     joined (or joined before stores were recorded)."""
-    with factory() as db:
+    with reads.reading(factory) as db:
         return db.scalar(select(InstanceStoreRow.store).where(
             InstanceStoreRow.instance == instance))
 
@@ -44,7 +44,7 @@ def void_states(factory: sessionmaker[Session], store: str, sessions: Collection
 
 def voided(factory: sessionmaker[Session], store: str) -> list[str]:
     """The sessions whose copy in `store` is out of date."""
-    with factory() as db:
+    with reads.reading(factory) as db:
         return sorted(db.scalars(select(VoidedStateRow.session_id).where(
             VoidedStateRow.store == store)))
 
@@ -52,14 +52,14 @@ def voided(factory: sessionmaker[Session], store: str) -> list[str]:
 def has_voided(factory: sessionmaker[Session], store: str) -> bool:
     """Whether `store` holds a copy out of date: its state log rows are kept until it is
     frozen and what the store logged of it sent on (`app.players.durable.write_behind`)."""
-    with factory() as db:
+    with reads.reading(factory) as db:
         return db.scalar(select(VoidedStateRow.session_id).where(
             VoidedStateRow.store == store).limit(1)) is not None
 
 
 def voided_stores(factory: sessionmaker[Session]) -> set[str]:
     """The stores that hold a copy out of date (`has_voided` of each)."""
-    with factory() as db:
+    with reads.reading(factory) as db:
         return set(db.scalars(select(VoidedStateRow.store).distinct()))
 
 

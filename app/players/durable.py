@@ -50,6 +50,7 @@ from app.protocol import keys
 log = logging.getLogger(__name__)
 
 CHUNK = 1000  # sessions read from SQL together
+SQLITE_ROWS = 500  # sessions to one SQLite statement of snapshots (three variables each)
 # Marks taken (with their sessions' state) in one script call and written to SQL in one
 # transaction.  Redis runs nothing else while a script runs: a take of 1,000 held it about
 # 30 ms, which every client waited out, player batches and game servers' sends alike
@@ -158,9 +159,6 @@ def save_snapshots(db: Session, snapshots: Mapping[str, tuple[int, bytes]]) -> N
         for k, (session_id, (seq, blob)) in enumerate(part):
             params |= {f"i{k}": session_id, f"s{k}": seq, f"b{k}": blob}
         db.execute(_values_update(len(part)), params)
-
-
-SQLITE_ROWS = 500  # sessions to one SQLite statement (three variables each)
 
 
 @functools.lru_cache(maxsize=64)

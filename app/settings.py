@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     # default: it drains a backlog on less CPU, but took player p99 up at steady load
     # (docs/measurements.md#state-batches-gathered-on-the-worker-issue-17-2026-12-07-afternoon).
     state_batches_per_task: int = Field(default=1, ge=1, le=64)
+    # How a player worker takes its messages off a Redis broker: "celery" through Celery's
+    # and kombu's consumer, "direct" with threads of its own that pop and run them
+    # (`app.tasking.direct`), less CPU per message.  Other roles, and other brokers, always
+    # go through Celery's.
+    player_consumer: Literal["celery", "direct"] = "celery"
     # Purchases and rewards committed during one transaction tick leave as one apply_batch
     # message: a longer tick than the state updates' so that a surge settles in few large
     # SQL transactions (a Celery message costs a worker CPU and its wallet locks, an intent

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import redis
-from celery import shared_task
+from celery import Task, shared_task
 
 from tests.services import REDIS_URL
 
@@ -53,3 +53,12 @@ def hog(mb: int, hold_s: float, marker: str) -> None:
     while time.monotonic() < deadline:
         time.sleep(0.01)
     Path(f"{marker}.done").write_text(str(len(held)))
+
+
+@shared_task(name="tests.retry_once", bind=True, acks_late=True)
+def retry_once(self: Task, order_key: str, countdown: float) -> None:
+    """Ask to be run again `countdown` seconds later the first time; the second time,
+    append how many retries it took to the list at `order_key`."""
+    if self.request.retries == 0:
+        raise self.retry(countdown=countdown)
+    _redis().rpush(order_key, str(self.request.retries).encode())

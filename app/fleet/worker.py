@@ -42,6 +42,8 @@ from app.protocol.queues import (
 from app.protocol.vocab import CpuPolicy, Queue, RoleName
 from app.settings import Settings
 from app.tasking.arrivals import freeze_voided, send_updates, stores_elsewhere
+from app.tasking.deliveries import Runner
+from app.tasking.direct import DirectConsumer
 from app.tasking.factory import GameschedCelery, create_app
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,10 @@ _POLICIES: dict[CpuPolicy, int | None] = {
 }
 SWITCH_INTERVAL_S = 0.0005
 WRITES_BEHIND = (RoleName.PLAYER, RoleName.ALL)  # the roles that apply state batches
+# What the Celery side of a player worker with a direct consumer consumes, after its first
+# queue's name (``player.east:direct``): nothing is sent there (no queue of gamesched's
+# has a ':' in its name).
+DIRECT_HOST_SUFFIX = ":direct"
 
 
 def lower_cpu_priority(settings: Settings, role_name: str) -> int:
@@ -231,7 +237,11 @@ def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,  #
     app = create_app(settings)
     # the modules of its own tasks only, not every role's (docs/measurements.md)
     app.conf.include = task_modules(argv[argv.index("-Q") + 1].split(","))
+    direct = _direct(app, argv) if consumes_directly(settings, role_name) else None
     beat = _announce(app, instance) if instance is not None else None
+    if direct is not None:  # after the instance's freeze and first heartbeat
+        worker_ready.connect(direct.start, weak=False)
+        argv = host_argv(argv)
     if role_name in WRITES_BEHIND:
         _write_behind(app)
     asked = _stop_asked()
@@ -241,6 +251,38 @@ def run_worker(settings: Settings, argv: list[str], metrics_port: int | None,  #
         if not asked.is_set() and ((guard is not None and guard.tripped.is_set())
                                    or (beat is not None and beat.fenced.is_set())):
             os.execv(sys.executable, sys.orig_argv)  # the same command, as a fresh process
+
+
+def consumes_directly(settings: Settings, role_name: str) -> bool:
+    """Whether a worker of `role_name` takes its messages with gamesched's own consumer
+    (`app.tasking.direct`): the player role on a Redis broker, with
+    ``GAMESCHED_PLAYER_CONSUMER=direct``; never the baselines."""
+    return (role_name == RoleName.PLAYER and settings.player_consumer == "direct"
+            and settings.uses_redis and not settings.naive)
+
+
+def host_argv(argv: list[str]) -> list[str]:
+    """The Celery worker arguments of a worker whose queues a direct consumer takes:
+    one thread, consuming only its first queue's name with `DIRECT_HOST_SUFFIX`, where
+    nothing is sent (`gamesched status` shows that name).  It still answers remote
+    control, and its signals start and stop everything else."""
+    hosted = list(argv)
+    at = hosted.index("-Q") + 1
+    hosted[at] = hosted[at].split(",")[0] + DIRECT_HOST_SUFFIX
+    hosted[hosted.index("-c") + 1] = "1"
+    return hosted
+
+
+def _direct(app: GameschedCelery, argv: list[str]) -> DirectConsumer:
+    """A consumer of the queues `argv` names, on as many threads as its pool would have;
+    stopped as the worker shuts down, before anything else that listens for that (the
+    instance's leaving, the write-behind's last flush)."""
+    queues = argv[argv.index("-Q") + 1].split(",")
+    threads = int(argv[argv.index("-c") + 1])
+    hostname = argv[argv.index("-n") + 1]
+    consumer = DirectConsumer(app.runtime.broker, queues, Runner(app, hostname), threads)
+    worker_shutdown.connect(consumer.stop, weak=False)
+    return consumer
 
 
 def _stop_asked() -> threading.Event:

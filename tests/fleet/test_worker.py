@@ -9,7 +9,14 @@ import sys
 import pytest
 
 from app.errors import InvalidRequest
-from app.fleet.worker import consumption, controller_argv, memory_budget, worker_argv
+from app.fleet.worker import (
+    consumes_directly,
+    consumption,
+    controller_argv,
+    host_argv,
+    memory_budget,
+    worker_argv,
+)
 from app.settings import load_settings
 
 REDIS = "redis://127.0.0.1:6379/9"
@@ -204,3 +211,27 @@ def test_a_cpu_policy_the_kernel_refuses_is_logged_and_the_worker_goes_on(
     with caplog.at_level("WARNING", logger="app.fleet.worker"):
         assert workercmd.set_cpu_policy("normal") is False
     assert "CPU policy normal not set" in caplog.text
+
+
+@pytest.mark.parametrize(("role", "broker", "naive", "direct"), [
+    ("player", REDIS, False, True),
+    ("all", REDIS, False, False),  # every queue in one process: Celery's consumer
+    ("physics", REDIS, False, False),
+    ("player", "memory://", False, False),  # the embedded broker has no lists to pop
+    ("player", REDIS, True, False),  # the baselines are Celery as it comes
+])
+def test_only_a_player_worker_on_redis_takes_its_queues_directly(
+        role: str, broker: str, naive: bool, direct: bool) -> None:
+    settings = load_settings(broker_url=broker, naive=naive, player_consumer="direct")
+    assert consumes_directly(settings, role) is direct
+    assert not consumes_directly(load_settings(broker_url=REDIS), "player")  # the default
+
+
+def test_a_direct_workers_celery_side_consumes_a_queue_nobody_sends_to() -> None:
+    argv = worker_argv(load_settings(broker_url=REDIS), "player", None, None, "INFO",
+                       instance="east")
+    assert _opt(argv, "-Q") == "player.east,player" and _opt(argv, "-c") == "4"
+    hosted = host_argv(argv)
+    assert _opt(hosted, "-Q") == "player.east:direct" and _opt(hosted, "-c") == "1"
+    assert _opt(hosted, "-n") == _opt(argv, "-n")
+    assert _opt(argv, "-Q") == "player.east,player"  # the worker's own arguments unchanged

@@ -18,6 +18,8 @@ from celery.signals import (
     worker_shutdown,
     worker_shutting_down,
 )
+from celery.utils.nodenames import default_nodename, host_format
+from celery.worker import state as worker_state
 from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
@@ -279,10 +281,17 @@ def _direct(app: GameschedCelery, argv: list[str]) -> DirectConsumer:
     instance's leaving, the write-behind's last flush)."""
     queues = argv[argv.index("-Q") + 1].split(",")
     threads = int(argv[argv.index("-c") + 1])
-    hostname = argv[argv.index("-n") + 1]
-    consumer = DirectConsumer(app.runtime.broker, queues, Runner(app, hostname), threads)
+    hostname = host_format(default_nodename(argv[argv.index("-n") + 1]))  # as Celery names it
+    consumer = DirectConsumer(app.runtime.broker, queues, Runner(app, hostname), threads,
+                              should_stop=_stop_requested)
     worker_shutdown.connect(consumer.stop, weak=False)
     return consumer
+
+
+def _stop_requested() -> bool:
+    """Whether the Celery worker of this process was asked to stop (a signal, the memory
+    guard, a fence): it then takes no more messages."""
+    return worker_state.should_stop is not None or worker_state.should_terminate is not None
 
 
 def _stop_asked() -> threading.Event:

@@ -36,7 +36,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 from kombu.transport.redis import Channel as RedisChannel
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 RECORD_AFTER_S = 0.5  # a message held this long is recorded as unacknowledged
 POP_TIMEOUT_S = 1  # how long one BRPOP blocks: a stop is seen within about this
 HOUSEKEEPING_S = 0.1  # how often held messages are recorded and due ETAs pushed back
+HOUSEKEEPER = "direct-held"  # the thread that records held messages and pushes ETAs back
 RETRY_WAITS_S = (0.1, 0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5, 1.7, 1.9, 2.0)
 
 
@@ -112,11 +113,14 @@ class Held:
 
 class DirectConsumer:
     """`threads` threads consuming `queues` on the broker Redis `client` and running their
-    messages with `runner`; `start` once, `stop` once."""
+    messages with `runner`; `start` once, `stop` once.  A thread takes no more messages
+    once `should_stop` says so (the process was asked to stop: the host worker's warm
+    shutdown)."""
 
     def __init__(self, client: redis.Redis, queues: Sequence[str], runner: Runner,
                  threads: int, *, pop_timeout_s: float = POP_TIMEOUT_S,
-                 record_after_s: float = RECORD_AFTER_S) -> None:
+                 record_after_s: float = RECORD_AFTER_S,
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
         if threads < 1:
             raise ValueError(f"threads: expected at least 1, got {threads}")
         self._client, self._runner, self._threads = client, runner, threads
@@ -129,6 +133,7 @@ class DirectConsumer:
         self._later_lock = threading.Lock()
         self._order = itertools.count()
         self._stopping = threading.Event()
+        self._should_stop = should_stop  # asked elsewhere (a warm shutdown): take no more
         self._workers: list[threading.Thread] = []
         self.ran = 0  # messages run (not dropped, not held for later)
 
@@ -139,11 +144,15 @@ class DirectConsumer:
         names = [f"direct-{i}" for i in range(self._threads)]
         self._workers = [threading.Thread(target=self._consume, name=name, daemon=True)
                          for name in names]
-        self._workers.append(threading.Thread(target=self._housekeep, name="direct-held",
+        self._workers.append(threading.Thread(target=self._housekeep, name=HOUSEKEEPER,
                                               daemon=True))
         for thread in self._workers:
             thread.start()
         log.info("consuming %s directly on %d threads", ", ".join(self.queues), self._threads)
+
+    def consuming(self) -> int:
+        """How many of its threads are still taking messages."""
+        return sum(t.is_alive() for t in self._workers if t.name != HOUSEKEEPER)
 
     def stop(self, timeout_s: float = 60.0, **_: object) -> None:
         """Stop consuming: each thread finishes its run; the messages held for their ETA go
@@ -161,7 +170,7 @@ class DirectConsumer:
 
     def _consume(self) -> None:
         failures = 0
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and not self._should_stop():
             try:
                 popped = self._client.brpop(self._keys, timeout=self._pop_timeout_s)
             except redis.RedisError as exc:

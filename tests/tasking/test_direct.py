@@ -8,6 +8,7 @@ is the real one, through Celery's tracer."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -210,3 +211,17 @@ def test_a_broker_that_goes_away_is_popped_again_once_back(
         link.heal()
         wait_for(lambda: redis_client.llen(order) == 2, what="the message run once healed")
     assert redis_client.lrange(order, 0, -1) == [b"before", b"after"]
+
+
+def test_once_asked_to_stop_elsewhere_it_takes_no_more(
+        celery_app: GameschedCelery, redis_client: redis.Redis, consumer: Make) -> None:
+    asked = threading.Event()
+    order = f"order-{uuid.uuid4().hex[:6]}"
+    direct = consumer(threads=2, should_stop=asked.is_set)
+    direct.start()
+    celery_app.send_task("tests.mark", args=[order, "before"], queue="player", priority=1)
+    wait_for(lambda: redis_client.llen(order) == 1, what="a message run")
+    asked.set()  # a warm shutdown of the host worker: its threads end after their pop
+    wait_for(lambda: direct.consuming() == 0, what="the threads to end")
+    celery_app.send_task("tests.mark", args=[order, "after"], queue="player", priority=1)
+    assert len(_waiting(redis_client)) == 1 and redis_client.lrange(order, 0, -1) == [b"before"]

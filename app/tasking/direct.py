@@ -70,6 +70,7 @@ class Held:
         self.record_after_s = record_after_s
         self._held: dict[str, Delivery] = {}
         self._recorded: set[str] = set()
+        self._stale: set[str] = set()  # done, their records still to remove
         self._lock = threading.Lock()
 
     def hold(self, one: Delivery) -> None:
@@ -77,16 +78,32 @@ class Held:
             self._held[one.tag] = one
 
     def release(self, one: Delivery) -> None:
-        """`one` is done (or back in its queue): forget it, and its record if it has one."""
+        """`one` is done (or back in its queue): forget it, and its record if it has one.
+        A record Redis does not take away now (it is away) is tried again by `unrecord`;
+        until then, Redis would give the message back after the visibility timeout."""
         with self._lock:
             self._held.pop(one.tag, None)
-            recorded = one.tag in self._recorded
-            self._recorded.discard(one.tag)
-        if recorded:
-            with self._client.pipeline(transaction=False) as pipe:
-                pipe.zrem(RedisChannel.unacked_index_key, one.tag)
-                pipe.hdel(RedisChannel.unacked_key, one.tag)
-                pipe.execute()
+            if one.tag in self._recorded:
+                self._recorded.discard(one.tag)
+                self._stale.add(one.tag)
+        try:
+            self.unrecord()
+        except redis.RedisError as exc:
+            log.warning("the record of a message done stays in Redis for now (%s)", exc)
+
+    def unrecord(self) -> int:
+        """Remove the records of messages done since; returns how many."""
+        with self._lock:
+            tags = list(self._stale)
+        if not tags:
+            return 0
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.zrem(RedisChannel.unacked_index_key, *tags)
+            pipe.hdel(RedisChannel.unacked_key, *tags)
+            pipe.execute()
+        with self._lock:
+            self._stale.difference_update(tags)
+        return len(tags)
 
     def record_due(self, now: float | None = None) -> int:
         """Record what has been held `record_after_s` by `now`, as kombu records a delivered
@@ -217,6 +234,7 @@ class DirectConsumer:
     def _housekeep(self) -> None:
         while not self._stopping.wait(HOUSEKEEPING_S):
             try:
+                self.held.unrecord()
                 self.held.record_due()
                 self._push_back()
             except redis.RedisError as exc:

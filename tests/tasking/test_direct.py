@@ -225,3 +225,21 @@ def test_once_asked_to_stop_elsewhere_it_takes_no_more(
     wait_for(lambda: direct.consuming() == 0, what="the threads to end")
     celery_app.send_task("tests.mark", args=[order, "after"], queue="player", priority=1)
     assert len(_waiting(redis_client)) == 1 and redis_client.lrange(order, 0, -1) == [b"before"]
+
+
+def test_a_record_redis_cannot_remove_now_is_removed_once_it_is_back(
+        celery_app: GameschedCelery, redis_url: str, redis_client: redis.Redis) -> None:
+    celery_app.send_task("tests.mark", args=["k", "x"], queue="player", priority=2)
+    key = step_key("player", 2)
+    one = delivery(key, "player", redis_client.rpop(key))  # type: ignore[arg-type]
+    port, db = redis_url.rsplit(":", 1)[1].split("/")
+    with Proxy(int(port)) as link:
+        held = Held(redis.Redis.from_url(f"redis://127.0.0.1:{link.port}/{db}"))
+        held.hold(one)
+        assert held.record_due(one.taken + 1.0) == 1
+        link.cut()
+        held.release(one)  # done while Redis is away: no error, the record stays
+        assert _unacked(redis_client) == (1, 1) and len(held) == 0
+        link.heal()
+        assert held.unrecord() == 1  # what the housekeeping thread tries every 0.1 s
+    assert _unacked(redis_client) == (0, 0)

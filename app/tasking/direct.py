@@ -180,10 +180,11 @@ class DirectConsumer:
             thread.join(max(0.0, deadline - time.monotonic()))
         try:
             self._push_back(everything=True)
+            self.held.unrecord()
         except redis.RedisError as exc:
-            log.error("%d messages held for their ETA not pushed back (%s): those held "
-                      "past %.1f s come back after the visibility timeout, the others are "
-                      "lost", len(self._later), exc, self.held.record_after_s)
+            log.error("%d messages held for their ETA not pushed back, or records of "
+                      "messages done not removed (%s): those recorded come back after the "
+                      "visibility timeout, the others held are lost", len(self._later), exc)
 
     def _consume(self) -> None:
         failures = 0

@@ -124,7 +124,7 @@ class Runner:
                       one.task_id)
             return False
         try:
-            args, kwargs, embed = self._body(one)
+            args, kwargs, embed = body(one.message, self._accept)
         except (BadMessage, DecodeError, ValueError, TypeError) as exc:
             log.error("task %s (id %s): its body does not decode (%s); it is dropped", name,
                       one.task_id, exc)
@@ -141,17 +141,6 @@ class Runner:
             self._tracers[name] = tracer
         return tracer
 
-    def _body(self, one: Delivery) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
-        body: Any = one.message.get("body")
-        if one.properties.get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        decoded = loads(body, one.message.get("content-type"),  # type: ignore[no-untyped-call]
-                        one.message.get("content-encoding"), accept=self._accept)
-        if not isinstance(decoded, list | tuple) or len(decoded) != 3:
-            raise BadMessage("body: expected [args, kwargs, embed] (task protocol 2)")
-        args, kwargs, embed = decoded
-        return list(args), dict(kwargs), dict(embed or {})
-
     def _request(self, one: Delivery, args: list[Any], kwargs: dict[str, Any],
                  embed: dict[str, Any]) -> dict[str, Any]:
         """The request a Celery worker's pool hands the tracer (`celery.worker.request`)."""
@@ -164,6 +153,22 @@ class Runner:
                            "priority": properties.get("priority"), "redelivered": False},
             args=args, kwargs=kwargs, is_eager=False, **embed)
         return request
+
+
+def body(message: dict[str, Any],
+         accept: Any) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """The args, kwargs and embedded options of kombu's envelope `message` (task protocol
+    2), its body base64-decoded where it says so and deserialised when its content type is
+    one of `accept`; BadMessage, DecodeError or ValueError when it does not decode so."""
+    raw: Any = message.get("body")
+    if message["properties"].get("body_encoding") == "base64":
+        raw = base64.b64decode(raw)
+    decoded = loads(raw, message.get("content-type"),  # type: ignore[no-untyped-call]
+                    message.get("content-encoding"), accept=accept)
+    if not isinstance(decoded, list | tuple) or len(decoded) != 3:
+        raise BadMessage("body: expected [args, kwargs, embed] (task protocol 2)")
+    args, kwargs, embed = decoded
+    return list(args), dict(kwargs), dict(embed or {})
 
 
 def _instant(value: Any, name: str) -> float | None:

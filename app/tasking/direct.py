@@ -45,14 +45,13 @@ from kombu.utils.json import dumps
 from app.protocol.queues import PRIORITY_STEPS
 from app.tasking.broker import step_key
 from app.tasking.deliveries import BadMessage, Delivery, Runner, delivery
+from app.tasking.transport import RECONNECT, RECORD_AFTER_S
 
 log = logging.getLogger(__name__)
 
-RECORD_AFTER_S = 0.5  # a message held this long is recorded as unacknowledged
 POP_TIMEOUT_S = 1  # how long one BRPOP blocks: a stop is seen within about this
 HOUSEKEEPING_S = 0.1  # how often held messages are recorded and due ETAs pushed back
 HOUSEKEEPER = "direct-held"  # the thread that records held messages and pushes ETAs back
-RETRY_WAITS_S = (0.1, 0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5, 1.7, 1.9, 2.0)
 
 
 def pop_keys(queues: Sequence[str]) -> list[str]:
@@ -200,7 +199,8 @@ class DirectConsumer:
                 self._take(_text(key), raw if isinstance(raw, bytes) else raw.encode())
 
     def _wait_after(self, exc: redis.RedisError, failures: int) -> int:
-        wait = RETRY_WAITS_S[min(failures, len(RETRY_WAITS_S) - 1)]
+        wait = min(RECONNECT["interval_start"] + RECONNECT["interval_step"] * failures,
+                   RECONNECT["interval_max"])
         if failures == 0:
             log.warning("the broker did not answer a pop (%s); trying again", exc)
         self._stopping.wait(wait)

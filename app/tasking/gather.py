@@ -26,7 +26,6 @@ after it, in their order: the task runs it alone, and fails with it alone.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
@@ -36,12 +35,12 @@ from typing import Any
 
 import redis
 from kombu.exceptions import DecodeError
-from kombu.serialization import loads
 from redis.commands.core import Script
 
 from app.players import wire
 from app.protocol.names import CLAIM_HEADER, HANDOFF_HEADER, SENT_HEADER, UPDATE_TASK
 from app.protocol.queues import PRIORITY_STEPS
+from app.tasking import deliveries
 from app.tasking.broker import step_key
 
 log = logging.getLogger(__name__)
@@ -96,11 +95,7 @@ def _decoded(raw: bytes, now: float) -> Gathered | None:
     try:
         message = json.loads(raw)
         headers, properties = message["headers"], message["properties"]
-        body = message["body"]
-        if properties.get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args, kwargs, _ = loads(  # type: ignore[no-untyped-call]
-            body, message["content-type"], message["content-encoding"], accept={_CONTENT})
+        args, kwargs, _ = deliveries.body(message, {_CONTENT})
         if kwargs or len(args) != 1 or not isinstance(args[0], bytes | bytearray):
             raise ValueError("not one state batch")
         batch = bytes(args[0])
